@@ -1,0 +1,30 @@
+/* mambaq: post-training int8 quantization of Mamba models (after Quamba / Quamba2).
+ * Git-style entry point: `mambaq <command> [options]`; each pipeline stage is a command that reads
+ * and writes files. The commands live in cli/cmd_*.c and only call into the modules. */
+#include <stdio.h>
+#include <string.h>
+#include "cli/cmds.h"
+
+static const struct { const char *name; int (*fn)(int, char **); const char *help; } commands[] = {
+    {"run", cmd_run, "the main job on a model: evaluate (later calib -> quantize -> verify), with a summary"},
+    {"eval", cmd_eval, "perplexity of a model (or an int8 artifact) on a text or token file"},
+    {"tokenize", cmd_tokenize, "text -> token ids with a tokenizer.json (GPT-NeoX byte-level BPE)"},
+    {"detokenize", cmd_detokenize, "token ids -> text"},
+};
+
+static void usage(FILE *f) {
+    fprintf(f, "usage: mambaq <command> [options]   (mambaq <command> --help for details)\n\ncommands:\n");
+    for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
+        fprintf(f, "  %-12s %s\n", commands[i].name, commands[i].help);
+}
+
+int main(int argc, char **argv) {
+    if (argc < 2) { usage(stderr); return 2; }
+    if (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") || !strcmp(argv[1], "help")) { usage(stdout); return 0; }
+    if (!strcmp(argv[1], "--version")) { printf("mambaq %s\n", MQ_VERSION); return 0; }
+    for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
+        if (!strcmp(argv[1], commands[i].name)) return commands[i].fn(argc - 1, argv + 1);
+    fprintf(stderr, "mambaq: unknown command '%s'\n\n", argv[1]);
+    usage(stderr);
+    return 2;
+}

@@ -1,0 +1,64 @@
+/* safetensors reader and writer.
+ * The reader mmaps each file, parses the JSON header with cJSON and validates every dtype, shape
+ * and offset against the file size before any tensor is exposed. A model directory may hold one
+ * model.safetensors or shards listed in model.safetensors.index.json; st_open hides the difference.
+ * The writer (used by export and by tests) writes to a temporary name and renames when complete. */
+#ifndef MQ_ST_H
+#define MQ_ST_H
+#include <stddef.h>
+#include <stdint.h>
+
+typedef enum { ST_F32, ST_F16, ST_BF16, ST_I8, ST_I32, ST_I64, ST_U8, ST_NDTYPES } st_dtype;
+
+#define ST_MAX_DIMS 8
+
+typedef struct {
+    const char *name;          /* owned by the st_file */
+    st_dtype dtype;
+    int ndim;
+    int64_t shape[ST_MAX_DIMS];
+    int64_t numel;
+    const void *data;          /* points into the mmapped file; valid until st_close */
+    size_t nbytes;
+    const char *file;          /* path of the shard holding it */
+} st_tensor;
+
+typedef struct st_file st_file; /* opaque */
+
+/* path: a .safetensors file, a model.safetensors.index.json, or a directory holding either.
+ * Returns NULL and sets mq_errmsg() (naming the file and the problem) on any error. */
+st_file *st_open(const char *path);
+void st_close(st_file *f);
+
+int st_count(const st_file *f);
+const st_tensor *st_get(const st_file *f, int i);
+const st_tensor *st_find(const st_file *f, const char *name);      /* NULL if absent */
+/* __metadata__ string value of the first file (NULL if absent). */
+const char *st_metadata(const st_file *f, const char *key);
+
+const char *st_dtype_name(st_dtype t);
+size_t st_dtype_size(st_dtype t);
+int st_dtype_from_name(const char *name, st_dtype *out);          /* -1 if unknown */
+
+/* Convert any float dtype (F32/F16/BF16) to FP32 into dst[numel]. -1 + error for other dtypes. */
+int st_to_f32(const st_tensor *t, float *dst);
+
+/* Half-precision helpers (IEEE binary16 and bfloat16), round-to-nearest-even. */
+float st_f16_to_f32(uint16_t h);
+uint16_t st_f32_to_f16(float f);
+float st_bf16_to_f32(uint16_t h);
+uint16_t st_f32_to_bf16(float f);
+
+/* ---- writer ---- */
+typedef struct st_writer st_writer;
+st_writer *st_writer_new(void);
+/* The writer copies `data` (numel * dtype size bytes). Names must be unique. */
+int st_writer_add(st_writer *w, const char *name, st_dtype dtype, int ndim, const int64_t *shape,
+                  const void *data);
+int st_writer_add_metadata(st_writer *w, const char *key, const char *value);
+/* Writes path atomically (path.tmp.PID then rename). Tensors are stored in the order added,
+ * 8-byte aligned header as the format recommends. */
+int st_writer_write(st_writer *w, const char *path);
+void st_writer_free(st_writer *w);
+
+#endif

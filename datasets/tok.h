@@ -1,0 +1,22 @@
+/* Byte-level BPE tokenizer read from a Hugging Face tokenizer.json (GPT-2 / GPT-NeoX / Pythia
+ * family): added (special) tokens matched before BPE, optional NFC normalizer, ByteLevel
+ * pre-tokenizer with the GPT-2 split regex, merge-rank BPE with a cache, ByteLevel decoder.
+ * Produces exactly the ids of the `tokenizers` library (parity fixtures in tests/fixtures). */
+#ifndef MQ_TOK_H
+#define MQ_TOK_H
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct tok_tokenizer tok_tokenizer;  /* opaque; tok_free releases it */
+
+tok_tokenizer *tok_load(const char *path);   /* NULL + mq_errmsg() naming the file and field */
+void tok_free(tok_tokenizer *t);
+int tok_vocab_size(const tok_tokenizer *t);  /* highest id + 1 (base vocab and added tokens) */
+
+/* Encodes text[len] (UTF-8, validated) without adding special tokens. *ids is malloc'ed and owned
+ * by the caller; returns 0 or -1 (invalid UTF-8: message gives the byte offset). */
+int tok_encode(tok_tokenizer *t, const char *text, size_t len, int32_t **ids, size_t *n_ids);
+/* Decodes ids to UTF-8 text (malloc'ed, NUL-terminated, caller frees); NULL + error on a bad id. */
+char *tok_decode(const tok_tokenizer *t, const int32_t *ids, size_t n_ids, size_t *len);
+
+#endif
