@@ -1,0 +1,34 @@
+/* gpu_available() for CUDA builds: a device must exist and answer; the result is cached. */
+#include <cuda_runtime.h>
+#include <stdio.h>
+#include "core/gpu.h"
+
+static int g_state = -1;  /* -1 unknown, 0 none, 1 usable */
+static const char *g_why = "";
+static char g_desc[256];
+
+extern "C" int gpu_available(const char **why) {
+    if (g_state < 0) {
+        int n = 0;
+        cudaError_t e = cudaGetDeviceCount(&n);
+        if (e != cudaSuccess || n == 0) {
+            g_state = 0;
+            g_why = e != cudaSuccess ? cudaGetErrorString(e) : "no CUDA device";
+            cudaGetLastError();
+        } else {
+            cudaDeviceProp p;
+            g_state = cudaGetDeviceProperties(&p, 0) == cudaSuccess;
+            if (g_state)
+                snprintf(g_desc, sizeof g_desc, "%s, sm_%d%d, %d SMs, %.1f GiB", p.name, p.major, p.minor,
+                         p.multiProcessorCount, p.totalGlobalMem / 1073741824.0);
+            else
+                g_why = "cudaGetDeviceProperties failed";
+        }
+    }
+    if (why) *why = g_why;
+    return g_state;
+}
+
+extern "C" const char *gpu_describe(void) {
+    return gpu_available(NULL) ? g_desc : "no GPU";
+}
