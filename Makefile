@@ -60,8 +60,8 @@ build/tests/%: tests/%.c build/libmambaq.a tests/test.h
 	$(CC) $(CFLAGS) $(LDFLAGS) $< build/libmambaq.a -o $@ $(LDLIBS)
 
 # Loader/tokenizer tests again under AddressSanitizer + UBSan (separate objects, no CUDA).
-ASAN_TESTS := $(filter $(patsubst %,tests/%.c,$(ASAN_TEST_NAMES)),$(TEST_C))
 ASAN_TEST_NAMES ?= test_st test_cfg test_load test_tok test_reader
+ASAN_TESTS := $(filter $(patsubst %,tests/%.c,$(ASAN_TEST_NAMES)),$(TEST_C))
 ASAN_FLAGS := -std=gnu11 -O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined -fopenmp -D_GNU_SOURCE -I. $(filter -I%,$(CFLAGS))
 build/asan/%: tests/%.c $(filter-out %.cu,$(LIB_C)) tests/test.h
 	@mkdir -p build/asan

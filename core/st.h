@@ -18,7 +18,8 @@ typedef struct {
     int ndim;
     int64_t shape[ST_MAX_DIMS];
     int64_t numel;
-    const void *data;          /* points into the mmapped file; valid until st_close */
+    const void *data;          /* points into the mmapped file; valid until st_close; may be
+                                  unaligned (read multi-byte values with memcpy or st_to_f32) */
     size_t nbytes;
     const char *file;          /* path of the shard holding it */
 } st_tensor;
@@ -29,6 +30,8 @@ typedef struct st_file st_file; /* opaque */
  * Returns NULL and sets mq_errmsg() (naming the file and the problem) on any error. */
 st_file *st_open(const char *path);
 void st_close(st_file *f);
+/* The file st_open resolved (the .safetensors file or the index), for messages. */
+const char *st_path(const st_file *f);
 
 int st_count(const st_file *f);
 const st_tensor *st_get(const st_file *f, int i);

@@ -1,0 +1,580 @@
+/* safetensors reader and writer (see st.h).
+ * Reader: every shard is mmapped read-only and its header is checked completely (length, JSON,
+ * dtypes, shapes, offsets inside the data section, no overlaps) before any st_tensor is exposed.
+ * Writer: streams header and data into a temporary sibling file and renames it into place. */
+#include "st.h"
+#include "err.h"
+#include <cjson/cJSON.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+_Static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__, "safetensors data is little-endian; this code reads it in place");
+
+/* The reference implementation refuses headers above 100 MB; so do we, before allocating. */
+#define ST_MAX_HEADER ((uint64_t)100000000)
+/* JSON numbers are doubles: integers above 2^53 cannot be represented exactly. */
+#define ST_MAX_JSON_INT ((int64_t)1 << 53)
+
+typedef struct {
+    char *path;
+    void *map;
+    size_t size;
+} st_shard;
+
+struct st_file {
+    char *path;        /* what st_open resolved: the .safetensors file or the index */
+    st_shard *shards;
+    int nshards;
+    st_tensor *t;
+    int n, cap;
+    int *by_name;      /* indices into t sorted by name, for st_find */
+    char **meta;       /* key, value, key, value... of the first file's __metadata__ */
+    int nmeta;
+};
+
+static const struct { const char *name; size_t size; } dtypes[ST_NDTYPES] = {
+    [ST_F32] = {"F32", 4}, [ST_F16] = {"F16", 2}, [ST_BF16] = {"BF16", 2}, [ST_I8] = {"I8", 1},
+    [ST_I32] = {"I32", 4}, [ST_I64] = {"I64", 8}, [ST_U8] = {"U8", 1},
+};
+
+const char *st_dtype_name(st_dtype t) { return (unsigned)t < ST_NDTYPES ? dtypes[t].name : "?"; }
+size_t st_dtype_size(st_dtype t) { return (unsigned)t < ST_NDTYPES ? dtypes[t].size : 0; }
+
+int st_dtype_from_name(const char *name, st_dtype *out) {
+    for (int i = 0; i < ST_NDTYPES; i++)
+        if (!strcmp(name, dtypes[i].name)) { *out = (st_dtype)i; return 0; }
+    return -1;
+}
+
+/* ---- half-precision conversions ---- */
+
+static uint32_t f32_bits(float f) { uint32_t u; memcpy(&u, &f, 4); return u; }
+static float bits_f32(uint32_t u) { float f; memcpy(&f, &u, 4); return f; }
+
+float st_f16_to_f32(uint16_t h) {
+    uint32_t sign = (uint32_t)(h & 0x8000) << 16, exp = (h >> 10) & 0x1f, man = h & 0x3ff;
+    if (exp == 0x1f) return bits_f32(sign | 0x7f800000 | (man << 13)); /* inf, nan keeps payload */
+    if (exp) return bits_f32(sign | ((exp + 112) << 23) | (man << 13));
+    /* zero or subnormal: man * 2^-24 is exact in binary32 */
+    float v = (float)man * 0x1p-24f;
+    return sign ? -v : v;
+}
+
+uint16_t st_f32_to_f16(float f) {
+    uint32_t x = f32_bits(f), sign = (x >> 16) & 0x8000, a = x & 0x7fffffff;
+    if (a > 0x7f800000) return (uint16_t)(sign | 0x7e00 | ((a >> 13) & 0x3ff)); /* quiet nan */
+    if (a >= 0x47800000) return (uint16_t)(sign | 0x7c00);                     /* >= 2^16: inf */
+    uint32_t e = a >> 23;
+    if (e < 113) {
+        /* result is subnormal: round(f * 2^24) with round-half-even; a carry to 0x400 is exactly
+         * the smallest normal, so the encoding stays right */
+        if (e < 102) return (uint16_t)sign; /* at most 2^-25: rounds to zero */
+        uint32_t m = (a & 0x7fffff) | 0x800000, shift = 126 - e;
+        uint32_t q = m >> shift, rem = m & ((1u << shift) - 1), half = 1u << (shift - 1);
+        if (rem > half || (rem == half && (q & 1))) q++;
+        return (uint16_t)(sign | q);
+    }
+    uint32_t h = ((e - 112) << 10) | ((a >> 13) & 0x3ff), rem = a & 0x1fff;
+    if (rem > 0x1000 || (rem == 0x1000 && (h & 1))) h++; /* a carry may reach inf: correct */
+    return (uint16_t)(sign | h);
+}
+
+float st_bf16_to_f32(uint16_t h) { return bits_f32((uint32_t)h << 16); }
+
+uint16_t st_f32_to_bf16(float f) {
+    uint32_t x = f32_bits(f);
+    if ((x & 0x7fffffff) > 0x7f800000) return (uint16_t)((x >> 16) | 0x40); /* keep it a nan */
+    return (uint16_t)((x + 0x7fff + ((x >> 16) & 1)) >> 16);
+}
+
+int st_to_f32(const st_tensor *t, float *dst) {
+    /* data may be unaligned (header lengths need not be multiples of 8): load with memcpy */
+    const unsigned char *p = t->data;
+    switch (t->dtype) {
+    case ST_F32:
+        memcpy(dst, p, (size_t)t->numel * 4);
+        return 0;
+    case ST_F16:
+        for (int64_t i = 0; i < t->numel; i++) { uint16_t h; memcpy(&h, p + 2 * i, 2); dst[i] = st_f16_to_f32(h); }
+        return 0;
+    case ST_BF16:
+        for (int64_t i = 0; i < t->numel; i++) { uint16_t h; memcpy(&h, p + 2 * i, 2); dst[i] = st_bf16_to_f32(h); }
+        return 0;
+    default:
+        return mq_fail("%s: tensor '%s': dtype %s is not a float type (expected F32, F16 or BF16)",
+                       t->file, t->name, st_dtype_name(t->dtype));
+    }
+}
+
+/* ---- reader ---- */
+
+static void shape_str(char *buf, size_t n, int ndim, const int64_t *shape) {
+    size_t k = (size_t)snprintf(buf, n, "[");
+    for (int i = 0; i < ndim && k < n; i++) k += (size_t)snprintf(buf + k, n - k, "%s%lld", i ? ", " : "", (long long)shape[i]);
+    if (k < n) snprintf(buf + k, n - k, "]");
+}
+
+/* A JSON number that is an integer in [0, 2^53]. */
+static int json_index(const cJSON *v, int64_t *out) {
+    if (!cJSON_IsNumber(v)) return -1;
+    double d = v->valuedouble;
+    if (!(d >= 0 && d <= (double)ST_MAX_JSON_INT) || d != floor(d)) return -1;
+    *out = (int64_t)d;
+    return 0;
+}
+
+static st_tensor *push_tensor(st_file *f) {
+    if (f->n == f->cap) {
+        f->cap = f->cap ? 2 * f->cap : 64;
+        st_tensor *nt = realloc(f->t, (size_t)f->cap * sizeof *nt);
+        if (!nt) mq_die("out of memory growing the tensor table");
+        f->t = nt;
+    }
+    st_tensor *t = &f->t[f->n++];
+    memset(t, 0, sizeof *t);
+    return t;
+}
+
+static int parse_metadata(st_file *f, const char *path, const cJSON *m, int keep) {
+    if (!cJSON_IsObject(m)) return mq_fail("%s: __metadata__ must be an object of strings", path);
+    for (const cJSON *kv = m->child; kv; kv = kv->next)
+        if (!cJSON_IsString(kv)) return mq_fail("%s: __metadata__ value of '%s' is not a string", path, kv->string);
+    if (!keep || f->meta) return 0;
+    for (const cJSON *kv = m->child; kv; kv = kv->next) f->nmeta++;
+    f->meta = mq_malloc(2 * (size_t)f->nmeta * sizeof *f->meta);
+    int i = 0;
+    for (const cJSON *kv = m->child; kv; kv = kv->next) {
+        f->meta[i++] = strdup(kv->string);
+        f->meta[i++] = strdup(kv->valuestring);
+    }
+    return 0;
+}
+
+/* Fill t from one header entry; begin/end are the data_offsets. */
+static int parse_entry(const char *path, const cJSON *e, st_tensor *t, int64_t *begin, int64_t *end) {
+    const char *name = e->string;
+    if (!cJSON_IsObject(e)) return mq_fail("%s: tensor '%s': header entry is not an object", path, name);
+    const cJSON *dt = cJSON_GetObjectItemCaseSensitive(e, "dtype");
+    const cJSON *sh = cJSON_GetObjectItemCaseSensitive(e, "shape");
+    const cJSON *off = cJSON_GetObjectItemCaseSensitive(e, "data_offsets");
+    if (!cJSON_IsString(dt)) return mq_fail("%s: tensor '%s': missing or non-string \"dtype\"", path, name);
+    if (st_dtype_from_name(dt->valuestring, &t->dtype))
+        return mq_fail("%s: tensor '%s': unsupported dtype '%s' (supported: F32 F16 BF16 I8 I32 I64 U8)", path, name, dt->valuestring);
+    if (!cJSON_IsArray(sh)) return mq_fail("%s: tensor '%s': missing or non-array \"shape\"", path, name);
+    int ndim = cJSON_GetArraySize(sh);
+    if (ndim > ST_MAX_DIMS) return mq_fail("%s: tensor '%s': %d dimensions, at most %d supported", path, name, ndim, ST_MAX_DIMS);
+    t->ndim = ndim;
+    t->numel = 1;
+    int i = 0;
+    for (const cJSON *d = sh->child; d; d = d->next, i++) {
+        if (json_index(d, &t->shape[i]))
+            return mq_fail("%s: tensor '%s': shape[%d] is not a non-negative integer", path, name, i);
+        if (__builtin_mul_overflow(t->numel, t->shape[i], &t->numel) || t->numel > ST_MAX_JSON_INT)
+            return mq_fail("%s: tensor '%s': shape has too many elements (overflow)", path, name);
+    }
+    if (!cJSON_IsArray(off) || cJSON_GetArraySize(off) != 2 || json_index(off->child, begin) || json_index(off->child->next, end))
+        return mq_fail("%s: tensor '%s': \"data_offsets\" must be [begin, end] of non-negative integers", path, name);
+    if (*end < *begin)
+        return mq_fail("%s: tensor '%s': data_offsets [%lld, %lld] end before begin", path, name, (long long)*begin, (long long)*end);
+    int64_t nbytes;
+    if (__builtin_mul_overflow(t->numel, (int64_t)st_dtype_size(t->dtype), &nbytes))
+        return mq_fail("%s: tensor '%s': byte size overflows", path, name);
+    if (*end - *begin != nbytes) {
+        char s[256];
+        shape_str(s, sizeof s, t->ndim, t->shape);
+        return mq_fail("%s: tensor '%s': size mismatch: shape %s of %s needs %lld bytes, data_offsets [%lld, %lld] hold %lld",
+                       path, name, s, dt->valuestring, (long long)nbytes, (long long)*begin, (long long)*end,
+                       (long long)(*end - *begin));
+    }
+    t->nbytes = (size_t)nbytes;
+    return 0;
+}
+
+typedef struct { int64_t begin, end; int idx; } span;
+static int span_cmp(const void *a, const void *b) {
+    const span *x = a, *y = b;
+    return x->begin < y->begin ? -1 : x->begin > y->begin ? 1 : (x->end > y->end) - (x->end < y->end);
+}
+
+/* mmap one safetensors file and append its tensors to f. keep_meta: record its __metadata__. */
+static int open_shard(st_file *f, const char *path, int keep_meta) {
+    f->shards = realloc(f->shards, (size_t)(f->nshards + 1) * sizeof *f->shards);
+    if (!f->shards) mq_die("out of memory");
+    st_shard *s = &f->shards[f->nshards++];
+    memset(s, 0, sizeof *s);
+    s->path = strdup(path);
+
+    int fd = open(path, O_RDONLY);
+    if (fd < 0) return mq_fail("%s: cannot open: %s", path, strerror(errno));
+    struct stat stt;
+    if (fstat(fd, &stt) != 0) { close(fd); return mq_fail("%s: cannot stat: %s", path, strerror(errno)); }
+    if (!S_ISREG(stt.st_mode)) { close(fd); return mq_fail("%s: not a regular file", path); }
+    s->size = (size_t)stt.st_size;
+    if (s->size < 8) { close(fd); return mq_fail("%s: truncated: %zu bytes, too short for the 8-byte header length", path, s->size); }
+    s->map = mmap(NULL, s->size, PROT_READ, MAP_PRIVATE, fd, 0);
+    close(fd);
+    if (s->map == MAP_FAILED) { s->map = NULL; return mq_fail("%s: mmap failed: %s", path, strerror(errno)); }
+
+    const unsigned char *base = s->map;
+    uint64_t hlen;
+    memcpy(&hlen, base, 8);
+    if (hlen > s->size - 8)
+        return mq_fail("%s: header length %llu beyond the file size (%zu bytes): truncated or not a safetensors file",
+                       path, (unsigned long long)hlen, s->size);
+    if (hlen > ST_MAX_HEADER) return mq_fail("%s: header length %llu exceeds the 100 MB limit", path, (unsigned long long)hlen);
+    if (hlen < 2) return mq_fail("%s: bad JSON header: %llu bytes", path, (unsigned long long)hlen);
+    size_t data_len = s->size - 8 - (size_t)hlen;
+    const unsigned char *data = base + 8 + hlen;
+
+    /* a NUL-terminated private copy: cJSON then never reads past the header */
+    char *htxt = mq_malloc((size_t)hlen + 1);
+    memcpy(htxt, base + 8, (size_t)hlen);
+    htxt[hlen] = 0;
+    const char *endp = NULL;
+    cJSON *root = cJSON_ParseWithLengthOpts(htxt, (size_t)hlen, &endp, 0);
+    int bad_tail = 0;
+    if (root && endp)
+        for (const char *p = endp; p < htxt + hlen; p++)
+            if (*p != ' ' && *p != '\t' && *p != '\n' && *p != '\r') { bad_tail = 1; break; }
+    if (!root || bad_tail || !cJSON_IsObject(root)) {
+        long at = endp ? (long)(endp - htxt) : -1;
+        cJSON_Delete(root);
+        free(htxt);
+        return mq_fail("%s: bad JSON header (%s near byte %ld of %llu)", path,
+                       !root ? "parse error" : bad_tail ? "trailing data" : "not an object", at, (unsigned long long)hlen);
+    }
+
+    int rc = 0;
+    int nent = cJSON_GetArraySize(root);
+    span *spans = mq_malloc((size_t)(nent ? nent : 1) * sizeof *spans);
+    int nspan = 0;
+    for (const cJSON *e = root->child; e && !rc; e = e->next) {
+        if (!strcmp(e->string, "__metadata__")) {
+            rc = parse_metadata(f, path, e, keep_meta);
+            continue;
+        }
+        st_tensor *t = push_tensor(f);
+        t->name = strdup(e->string);
+        t->file = s->path;
+        int64_t b = 0, en = 0;
+        rc = parse_entry(path, e, t, &b, &en);
+        if (!rc && (uint64_t)en > data_len)
+            rc = mq_fail("%s: tensor '%s': data_offsets [%lld, %lld] outside the data section (%zu bytes)",
+                         path, t->name, (long long)b, (long long)en, data_len);
+        if (!rc) {
+            t->data = data + b;
+            spans[nspan++] = (span){b, en, f->n - 1};
+        }
+    }
+    /* no two tensors may share bytes: sorted by begin, each must start at or after the previous end */
+    if (!rc) {
+        qsort(spans, (size_t)nspan, sizeof *spans, span_cmp);
+        int64_t prev_end = 0;
+        int prev = -1;
+        for (int i = 0; i < nspan && !rc; i++) {
+            if (spans[i].begin == spans[i].end) continue;
+            if (prev >= 0 && spans[i].begin < prev_end)
+                rc = mq_fail("%s: tensors '%s' and '%s' overlap: data_offsets [%lld, %lld] and [%lld, %lld]", path,
+                             f->t[spans[prev].idx].name, f->t[spans[i].idx].name, (long long)spans[prev].begin,
+                             (long long)prev_end, (long long)spans[i].begin, (long long)spans[i].end);
+            prev = i;
+            prev_end = spans[i].end;
+        }
+    }
+    free(spans);
+    cJSON_Delete(root);
+    free(htxt);
+    return rc;
+}
+
+static int by_name_cmp(const void *a, const void *b, void *file) {
+    const st_file *f = file;
+    return strcmp(f->t[*(const int *)a].name, f->t[*(const int *)b].name);
+}
+
+/* Sort the name index and reject duplicates (within one header or across shards). */
+static int build_index(st_file *f) {
+    f->by_name = mq_malloc((size_t)(f->n ? f->n : 1) * sizeof *f->by_name);
+    for (int i = 0; i < f->n; i++) f->by_name[i] = i;
+    qsort_r(f->by_name, (size_t)f->n, sizeof *f->by_name, by_name_cmp, f);
+    for (int i = 1; i < f->n; i++) {
+        const st_tensor *a = &f->t[f->by_name[i - 1]], *b = &f->t[f->by_name[i]];
+        if (!strcmp(a->name, b->name)) {
+            if (a->file == b->file) return mq_fail("%s: duplicate tensor name '%s'", a->file, a->name);
+            return mq_fail("duplicate tensor '%s' in %s and in %s", a->name, a->file, b->file);
+        }
+    }
+    return 0;
+}
+
+static int ends_with(const char *s, const char *suffix) {
+    size_t n = strlen(s), k = strlen(suffix);
+    return n >= k && !strcmp(s + n - k, suffix);
+}
+
+static char *join(const char *dir, const char *name) {
+    size_t n = strlen(dir) + strlen(name) + 2;
+    char *p = mq_malloc(n);
+    snprintf(p, n, "%s/%s", dir, name);
+    return p;
+}
+
+static int is_file(const char *p) {
+    struct stat s;
+    return stat(p, &s) == 0 && S_ISREG(s.st_mode);
+}
+
+/* model.safetensors.index.json: open every shard named in weight_map and check that the index and
+ * the shards agree tensor by tensor. */
+static int open_index(st_file *f, const char *index_path) {
+    char *text = mq_read_file(index_path, NULL);
+    if (!text) return -1;
+    const char *endp = NULL;
+    cJSON *root = cJSON_ParseWithOpts(text, &endp, 1);
+    free(text);
+    if (!root) return mq_fail("%s: bad JSON", index_path);
+    int rc = 0;
+    const cJSON *wm = cJSON_GetObjectItemCaseSensitive(root, "weight_map");
+    if (!cJSON_IsObject(wm)) rc = mq_fail("%s: missing \"weight_map\" object", index_path);
+    else if (!wm->child) rc = mq_fail("%s: \"weight_map\" is empty", index_path);
+
+    char *dir = strdup(index_path);
+    char *slash = strrchr(dir, '/');
+    if (slash) *slash = 0; else strcpy(dir, ".");
+
+    /* shard files in the order they first appear in the map */
+    const char **shards = mq_malloc((size_t)(cJSON_GetArraySize(wm) + 1) * sizeof *shards);
+    int ns = 0;
+    for (const cJSON *e = wm ? wm->child : NULL; e && !rc; e = e->next) {
+        if (!cJSON_IsString(e) || !e->valuestring[0])
+            { rc = mq_fail("%s: weight_map entry '%s' is not a shard file name", index_path, e->string); break; }
+        if (strchr(e->valuestring, '/'))
+            { rc = mq_fail("%s: weight_map entry '%s': shard '%s' must be a file name in the same directory", index_path, e->string, e->valuestring); break; }
+        int seen = 0;
+        for (int i = 0; i < ns && !seen; i++) seen = !strcmp(shards[i], e->valuestring);
+        if (!seen) shards[ns++] = e->valuestring;
+    }
+    for (int i = 0; i < ns && !rc; i++) {
+        char *sp = join(dir, shards[i]);
+        int first = f->n;
+        if (open_shard(f, sp, i == 0)) rc = mq_fail_ctx("%s: shard '%s'", index_path, shards[i]);
+        /* each tensor of the shard must be listed, and listed for this shard */
+        for (int k = first; k < f->n && !rc; k++) {
+            const cJSON *e = cJSON_GetObjectItemCaseSensitive(wm, f->t[k].name);
+            if (!e) rc = mq_fail("%s: tensor '%s' is present in the shard but not listed in %s", sp, f->t[k].name, index_path);
+            else if (strcmp(e->valuestring, shards[i]))
+                rc = mq_fail("%s: tensor '%s' is present in the shard but %s lists it in '%s'", sp, f->t[k].name,
+                             index_path, e->valuestring);
+        }
+        free(sp);
+    }
+    if (!rc) rc = build_index(f);
+    /* and each listed tensor must be present */
+    for (const cJSON *e = wm ? wm->child : NULL; e && !rc; e = e->next)
+        if (!st_find(f, e->string))
+            rc = mq_fail("%s: tensor '%s' is listed for shard '%s' but absent from it", index_path, e->string, e->valuestring);
+    free(shards);
+    free(dir);
+    cJSON_Delete(root);
+    return rc;
+}
+
+st_file *st_open(const char *path) {
+    st_file *f = mq_calloc(1, sizeof *f);
+    struct stat s;
+    int rc;
+    if (stat(path, &s) != 0) {
+        mq_fail("%s: cannot open: %s", path, strerror(errno));
+        free(f);
+        return NULL;
+    }
+    if (S_ISDIR(s.st_mode)) {
+        char *single = join(path, "model.safetensors"), *index = join(path, "model.safetensors.index.json");
+        char *bin = join(path, "pytorch_model.bin");
+        if (is_file(single)) { f->path = single; single = NULL; }
+        else if (is_file(index)) { f->path = index; index = NULL; }
+        int has_bin = is_file(bin);
+        free(single); free(index); free(bin);
+        if (!f->path) {
+            if (has_bin)
+                mq_fail("%s: holds pytorch_model.bin but no model.safetensors: only safetensors checkpoints are supported "
+                        "(convert it, e.g. with transformers' save_pretrained(safe_serialization=True))", path);
+            else
+                mq_fail("%s: no model.safetensors or model.safetensors.index.json in this directory", path);
+            free(f);
+            return NULL;
+        }
+    } else {
+        f->path = strdup(path);
+    }
+    if (ends_with(f->path, ".json")) rc = open_index(f, f->path);
+    else rc = open_shard(f, f->path, 1) || build_index(f) ? -1 : 0;
+    if (rc) { st_close(f); return NULL; }
+    return f;
+}
+
+void st_close(st_file *f) {
+    if (!f) return;
+    for (int i = 0; i < f->nshards; i++) {
+        if (f->shards[i].map) munmap(f->shards[i].map, f->shards[i].size);
+        free(f->shards[i].path);
+    }
+    for (int i = 0; i < f->n; i++) free((char *)f->t[i].name);
+    for (int i = 0; i < 2 * f->nmeta; i++) free(f->meta[i]);
+    free(f->meta);
+    free(f->shards);
+    free(f->t);
+    free(f->by_name);
+    free(f->path);
+    free(f);
+}
+
+const char *st_path(const st_file *f) { return f->path; }
+int st_count(const st_file *f) { return f->n; }
+const st_tensor *st_get(const st_file *f, int i) { return i >= 0 && i < f->n ? &f->t[i] : NULL; }
+
+const st_tensor *st_find(const st_file *f, const char *name) {
+    int lo = 0, hi = f->n - 1;
+    while (lo <= hi) {
+        int mid = lo + (hi - lo) / 2, c = strcmp(name, f->t[f->by_name[mid]].name);
+        if (!c) return &f->t[f->by_name[mid]];
+        if (c < 0) hi = mid - 1; else lo = mid + 1;
+    }
+    return NULL;
+}
+
+const char *st_metadata(const st_file *f, const char *key) {
+    for (int i = 0; i < f->nmeta; i++)
+        if (!strcmp(f->meta[2 * i], key)) return f->meta[2 * i + 1];
+    return NULL;
+}
+
+/* ---- writer ---- */
+
+typedef struct {
+    char *name;
+    st_dtype dtype;
+    int ndim;
+    int64_t shape[ST_MAX_DIMS];
+    void *data;
+    size_t nbytes;
+} st_wtensor;
+
+struct st_writer {
+    st_wtensor *t;
+    int n, cap;
+    cJSON *meta; /* object of strings, NULL until the first key */
+};
+
+st_writer *st_writer_new(void) { return mq_calloc(1, sizeof(st_writer)); }
+
+void st_writer_free(st_writer *w) {
+    if (!w) return;
+    for (int i = 0; i < w->n; i++) { free(w->t[i].name); free(w->t[i].data); }
+    free(w->t);
+    cJSON_Delete(w->meta);
+    free(w);
+}
+
+int st_writer_add(st_writer *w, const char *name, st_dtype dtype, int ndim, const int64_t *shape, const void *data) {
+    if (!name || !name[0] || !strcmp(name, "__metadata__")) return mq_fail("st_writer: invalid tensor name '%s'", name ? name : "");
+    if ((unsigned)dtype >= ST_NDTYPES) return mq_fail("st_writer: tensor '%s': invalid dtype %d", name, (int)dtype);
+    if (ndim < 0 || ndim > ST_MAX_DIMS) return mq_fail("st_writer: tensor '%s': %d dimensions (0..%d allowed)", name, ndim, ST_MAX_DIMS);
+    for (int i = 0; i < w->n; i++)
+        if (!strcmp(w->t[i].name, name)) return mq_fail("st_writer: duplicate tensor name '%s'", name);
+    int64_t numel = 1, nbytes;
+    for (int i = 0; i < ndim; i++)
+        if (shape[i] < 0 || __builtin_mul_overflow(numel, shape[i], &numel) || numel > ST_MAX_JSON_INT)
+            return mq_fail("st_writer: tensor '%s': invalid shape (dim %d = %lld)", name, i, (long long)shape[i]);
+    if (__builtin_mul_overflow(numel, (int64_t)st_dtype_size(dtype), &nbytes)) return mq_fail("st_writer: tensor '%s': too large", name);
+    if (w->n == w->cap) {
+        w->cap = w->cap ? 2 * w->cap : 32;
+        st_wtensor *nt = realloc(w->t, (size_t)w->cap * sizeof *nt);
+        if (!nt) mq_die("out of memory growing the writer table");
+        w->t = nt;
+    }
+    st_wtensor *t = &w->t[w->n++];
+    memset(t, 0, sizeof *t);
+    t->name = strdup(name);
+    t->dtype = dtype;
+    t->ndim = ndim;
+    for (int i = 0; i < ndim; i++) t->shape[i] = shape[i];
+    t->nbytes = (size_t)nbytes;
+    t->data = mq_malloc(t->nbytes);
+    if (t->nbytes) memcpy(t->data, data, t->nbytes);
+    return 0;
+}
+
+int st_writer_add_metadata(st_writer *w, const char *key, const char *value) {
+    if (!w->meta) w->meta = cJSON_CreateObject();
+    if (cJSON_GetObjectItemCaseSensitive(w->meta, key)) cJSON_DeleteItemFromObjectCaseSensitive(w->meta, key);
+    cJSON_AddStringToObject(w->meta, key, value);
+    return 0;
+}
+
+static int write_all(int fd, const void *buf, size_t len, const char *path) {
+    const char *p = buf;
+    while (len) {
+        ssize_t k = write(fd, p, len);
+        if (k < 0) {
+            if (errno == EINTR) continue;
+            return mq_fail("%s: write failed: %s", path, strerror(errno));
+        }
+        p += k;
+        len -= (size_t)k;
+    }
+    return 0;
+}
+
+int st_writer_write(st_writer *w, const char *path) {
+    /* header: __metadata__ first, then tensors in the order added, offsets contiguous */
+    cJSON *root = cJSON_CreateObject();
+    if (w->meta) cJSON_AddItemToObject(root, "__metadata__", cJSON_Duplicate(w->meta, 1));
+    uint64_t off = 0;
+    for (int i = 0; i < w->n; i++) {
+        const st_wtensor *t = &w->t[i];
+        cJSON *e = cJSON_CreateObject(), *sh = cJSON_CreateArray(), *of = cJSON_CreateArray();
+        cJSON_AddStringToObject(e, "dtype", st_dtype_name(t->dtype));
+        for (int d = 0; d < t->ndim; d++) cJSON_AddItemToArray(sh, cJSON_CreateNumber((double)t->shape[d]));
+        cJSON_AddItemToObject(e, "shape", sh);
+        cJSON_AddItemToArray(of, cJSON_CreateNumber((double)off));
+        cJSON_AddItemToArray(of, cJSON_CreateNumber((double)(off + t->nbytes)));
+        cJSON_AddItemToObject(e, "data_offsets", of);
+        cJSON_AddItemToObject(root, t->name, e);
+        off += t->nbytes;
+    }
+    char *json = cJSON_PrintUnformatted(root);
+    cJSON_Delete(root);
+    if (!json) return mq_fail("%s: cannot serialize the header", path);
+    /* pad with spaces so the data section starts 8-byte aligned */
+    size_t jlen = strlen(json), hlen = (jlen + 7) & ~(size_t)7;
+    char *hdr = mq_malloc(8 + hlen);
+    uint64_t hl = hlen;
+    memcpy(hdr, &hl, 8);
+    memcpy(hdr + 8, json, jlen);
+    memset(hdr + 8 + jlen, ' ', hlen - jlen);
+    free(json);
+
+    size_t n = strlen(path) + 32;
+    char *tmp = mq_malloc(n);
+    snprintf(tmp, n, "%s.tmp.%d", path, (int)getpid());
+    int rc = 0, fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    if (fd < 0) rc = mq_fail("%s: cannot create: %s", tmp, strerror(errno));
+    if (!rc) rc = write_all(fd, hdr, 8 + hlen, tmp);
+    for (int i = 0; i < w->n && !rc; i++) rc = write_all(fd, w->t[i].data, w->t[i].nbytes, tmp);
+    if (fd >= 0) {
+        if (!rc && fsync(fd) != 0) rc = mq_fail("%s: fsync failed: %s", tmp, strerror(errno));
+        if (close(fd) != 0 && !rc) rc = mq_fail("%s: close failed: %s", tmp, strerror(errno));
+    }
+    if (!rc && rename(tmp, path) != 0) rc = mq_fail("%s: cannot rename into place: %s", path, strerror(errno));
+    if (rc && fd >= 0) unlink(tmp);
+    free(tmp);
+    free(hdr);
+    return rc;
+}
