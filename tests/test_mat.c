@@ -83,14 +83,14 @@ static void test_rmsnorm_silu_softplus(void) {
 
 /* Not a check: prints the throughput on the shapes the proxies use (in_proj and lm_head). */
 static void test_linear_throughput(void) {
-    static const int shapes[][3] = {{1024, 768, 192}, {256, 50280, 192}, {1024, 192, 384}, {1024, 50280, 192}, {512, 50280, 192}};
-    for (size_t s = 0; s < 5; s++) {
+    static const int shapes[][3] = {{1024, 768, 192}, {256, 50280, 192}};
+    for (size_t s = 0; s < 2; s++) {
         int T = shapes[s][0], N = shapes[s][1], K = shapes[s][2];
         float *x = rand_vec((size_t)T * K), *W = rand_vec((size_t)N * K), *y = mq_malloc((size_t)T * N * sizeof(float));
         mat_linear(y, x, W, NULL, T, N, K);
         int reps = 0;
         double t0 = now(), t1;
-        do { mat_linear(y, x, W, NULL, T, N, K); reps++; } while ((t1 = now()) - t0 < 0.3);
+        do { mat_linear(y, x, W, NULL, T, N, K); reps++; } while ((t1 = now()) - t0 < 0.2);
         printf("    mat_linear T=%d N=%d K=%d: %.1f GFLOP/s (%d threads)\n", T, N, K,
                2.0 * T * N * K * reps / (t1 - t0) * 1e-9, mat_threads());
         free(x); free(W); free(y);
