@@ -3,6 +3,7 @@
  * hashing checkpoints of a few GB once per command. */
 #include "core/hash.h"
 #include "core/err.h"
+#include "core/st.h"
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -108,5 +109,41 @@ int hash_file(const char *path, char hex[HASH_HEX_LEN]) {
     uint8_t d[32];
     hash_final(&s, d);
     hash_hex(d, hex);
+    return 0;
+}
+
+static void put_le(hash_sha256 *s, uint64_t v, int bytes) {
+    uint8_t b[8];
+    for (int i = 0; i < bytes; i++) b[i] = (uint8_t)(v >> (8 * i));
+    hash_update(s, b, bytes);
+}
+
+static int cmp_tensor_name(const void *a, const void *b) {
+    return strcmp((*(const st_tensor *const *)a)->name, (*(const st_tensor *const *)b)->name);
+}
+
+int hash_model_weights(const char *path, char hex[HASH_HEX_LEN]) {
+    st_file *f = st_open(path);
+    if (!f) return mq_fail_ctx("hashing the weights of %s", path);
+    int n = st_count(f);
+    const st_tensor **t = mq_malloc((size_t)n * sizeof *t);
+    for (int i = 0; i < n; i++) t[i] = st_get(f, i);
+    qsort(t, n, sizeof *t, cmp_tensor_name);   /* shard layout and file order do not matter */
+    hash_sha256 s;
+    hash_init(&s);
+    for (int i = 0; i < n; i++) {
+        const char *dt = st_dtype_name(t[i]->dtype);
+        hash_update(&s, t[i]->name, strlen(t[i]->name) + 1);
+        hash_update(&s, dt, strlen(dt) + 1);
+        put_le(&s, (uint64_t)t[i]->ndim, 4);
+        for (int d = 0; d < t[i]->ndim; d++) put_le(&s, (uint64_t)t[i]->shape[d], 8);
+        put_le(&s, (uint64_t)t[i]->nbytes, 8);
+        hash_update(&s, t[i]->data, t[i]->nbytes);
+    }
+    uint8_t d[32];
+    hash_final(&s, d);
+    hash_hex(d, hex);
+    free(t);
+    st_close(f);
     return 0;
 }

@@ -1,6 +1,6 @@
 /* SHA-256 (FIPS 180-4), streaming, for the identities that tie artifacts together: the hash of a
- * data file, and (once the safetensors reader is in) the hash of a model's weights, so that a stats
- * file or an artifact can refuse a model it was not made from. */
+ * data file, and the hash of a model's weights (see hash_model_weights for exactly what is hashed),
+ * so that a stats file or an artifact can refuse a model it was not made from. */
 #ifndef MQ_HASH_H
 #define MQ_HASH_H
 #include <stddef.h>
@@ -26,5 +26,12 @@ void hash_buffer_hex(const void *data, size_t n, char hex[HASH_HEX_LEN]);
 
 /* SHA-256 of a file's bytes, read in blocks. 0, or -1 + mq_errmsg() naming the file. */
 int hash_file(const char *path, char hex[HASH_HEX_LEN]);
+
+/* Identity of a model's weights: st_open(path) (a directory, an index or a .safetensors file),
+ * then, for every tensor in byte-wise sorted name order, the SHA-256 stream receives
+ *   name, '\0', dtype name ("F16"...), '\0', ndim (u32 LE), each dim (i64 LE), nbytes (u64 LE), bytes.
+ * So the hash does not depend on sharding, on tensor order in the files or on metadata, but changes
+ * with any name, dtype, shape or weight bit. 0, or -1 + mq_errmsg(). */
+int hash_model_weights(const char *path, char hex[HASH_HEX_LEN]);
 
 #endif

@@ -1,8 +1,9 @@
 /* SHA-256: the FIPS 180-2 / NIST example vectors, streaming in odd-sized pieces equal to one shot,
- * and hash_file against a known digest of a file we write. */
+ * hash_file against a known digest of a file we write, and the weight hash's invariances. */
 #include "tests/test.h"
 #include "core/err.h"
 #include "core/hash.h"
+#include "core/st.h"
 
 static void check_hex(const char *msg, size_t n, const char *want) {
     char hex[HASH_HEX_LEN];
@@ -70,9 +71,50 @@ static void test_hash_file(void) {
     T_CHECK(strstr(mq_errmsg(), "/nonexistent/x.txt") != NULL, "message names the file: %s", mq_errmsg());
 }
 
+/* writes tensors a (F32 [2,3]) and b (I32 [4]) in the given order with some metadata */
+static void write_model(const char *path, int b_first, const char *meta, float a0, st_dtype bt) {
+    float a[6] = {a0, 2, 3, 4, 5, 6};
+    int32_t b[4] = {7, 8, 9, 10};
+    int64_t sa[2] = {2, 3}, sb[1] = {4};
+    st_writer *w = st_writer_new();
+    if (b_first) st_writer_add(w, "b", bt, 1, sb, b);
+    st_writer_add(w, "a", ST_F32, 2, sa, a);
+    if (!b_first) st_writer_add(w, "b", bt, 1, sb, b);
+    st_writer_add_metadata(w, "note", meta);
+    T_CHECK(st_writer_write(w, path) == 0, "%s", mq_errmsg());
+    st_writer_free(w);
+}
+
+static void test_model_hash(void) {
+    char p1[512], p2[512], p3[512], p4[512];
+    snprintf(p1, sizeof p1, "%s/m1.safetensors", t_tmpdir());
+    snprintf(p2, sizeof p2, "%s/m2.safetensors", t_tmpdir());
+    snprintf(p3, sizeof p3, "%s/m3.safetensors", t_tmpdir());
+    snprintf(p4, sizeof p4, "%s/m4.safetensors", t_tmpdir());
+    write_model(p1, 0, "one", 1, ST_I32);
+    write_model(p2, 1, "two", 1, ST_I32);          /* other order, other metadata: same identity */
+    write_model(p3, 0, "one", 1.0000001f, ST_I32); /* one weight bit differs */
+    write_model(p4, 0, "one", 1, ST_F32);          /* same bytes, other dtype */
+    char h1[HASH_HEX_LEN], h2[HASH_HEX_LEN], h3[HASH_HEX_LEN], h4[HASH_HEX_LEN];
+    T_CHECK(hash_model_weights(p1, h1) == 0 && hash_model_weights(p2, h2) == 0 && hash_model_weights(p3, h3) == 0 &&
+            hash_model_weights(p4, h4) == 0, "%s", mq_errmsg());
+    T_CHECK(!strcmp(h1, h2), "order and metadata must not matter: %s vs %s", h1, h2);
+    T_CHECK(strcmp(h1, h3) != 0, "a changed weight must change the hash");
+    T_CHECK(strcmp(h1, h4) != 0, "a changed dtype must change the hash");
+    T_CHECK(hash_model_weights("/nonexistent-model", h1) == -1 && strstr(mq_errmsg(), "/nonexistent-model"), "%s", mq_errmsg());
+    /* the sharded proxy checkpoint, when present: hashing is deterministic */
+    const char *dir = t_shared("models/mamba1-proxy");
+    if (dir) {
+        char d[4096];
+        snprintf(d, sizeof d, "%s", dir);
+        T_CHECK(hash_model_weights(d, h1) == 0 && hash_model_weights(d, h2) == 0 && !strcmp(h1, h2), "%s", mq_errmsg());
+    }
+}
+
 int main(void) {
     T_RUN(test_sha256_vectors);
     T_RUN(test_sha256_streaming);
     T_RUN(test_hash_file);
+    T_RUN(test_model_hash);
     return t_summary();
 }
