@@ -6,4 +6,6 @@ int cmd_run(int argc, char **argv);
 int cmd_eval(int argc, char **argv);
 int cmd_tokenize(int argc, char **argv);
 int cmd_detokenize(int argc, char **argv);
+int cmd_calib(int argc, char **argv);
+int cmd_stats(int argc, char **argv);
 #endif
