@@ -10,6 +10,7 @@ static const struct { const char *name; int (*fn)(int, char **); const char *hel
     {"eval", cmd_eval, "perplexity of a model (or an int8 artifact) on a text or token file"},
     {"tokenize", cmd_tokenize, "text -> token ids with a tokenizer.json (GPT-NeoX byte-level BPE)"},
     {"detokenize", cmd_detokenize, "token ids -> text"},
+    {"info", cmd_info, "a checkpoint's config, tensors and parameter count; checks that it loads"},
     {"stats", cmd_stats, "print a calibration stats file: per-layer table and how it was made"},
 };
 
