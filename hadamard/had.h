@@ -16,6 +16,9 @@
 #ifndef MQ_HAD_H
 #define MQ_HAD_H
 #include <stdint.h>
+#ifdef __cplusplus
+extern "C" {
+#endif
 
 /* Largest order the GPU kernels take (a row lives in one thread block). */
 #define HAD_CUDA_MAX_N 16384
@@ -50,4 +53,7 @@ int had_cuda_transform_f16(const void *x, void *y, int rows, int n, void *stream
 int had_cuda_transform_quant_f16(const void *x, int8_t *q, int rows, int n, float scale, void *stream);
 #endif
 
+#ifdef __cplusplus
+}
+#endif
 #endif
