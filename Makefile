@@ -59,6 +59,13 @@ build/tests/%: tests/%.c build/libmambaq.a tests/test.h
 	@mkdir -p build/tests
 	$(CC) $(CFLAGS) $(LDFLAGS) $< build/libmambaq.a -o $@ $(LDLIBS)
 
+# Benchmarks (tests/bench_*.c): built with `all`, run by hand on the GPU machine, not tests.
+BENCH_BIN := $(patsubst tests/%.c,build/bench/%,$(wildcard tests/bench_*.c))
+all: $(BENCH_BIN)
+build/bench/%: tests/%.c build/libmambaq.a
+	@mkdir -p build/bench
+	$(CC) $(CFLAGS) $(LDFLAGS) $< build/libmambaq.a -o $@ $(LDLIBS)
+
 # Loader/tokenizer tests again under AddressSanitizer + UBSan (separate objects, no CUDA).
 ASAN_TEST_NAMES ?= test_st test_cfg test_load test_tok test_reader
 ASAN_TESTS := $(filter $(patsubst %,tests/%.c,$(ASAN_TEST_NAMES)),$(TEST_C))

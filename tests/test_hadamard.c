@@ -69,70 +69,65 @@ static void test_blocks(void) {
     }
 }
 
-/* H = H^T and H H^T = I for every order: all rows up to 512, sampled rows beyond. */
-static void test_dense_orthogonal(void) {
+/* H = H^T and H H^T = I: all rows up to order 512, 6 sampled rows (against all rows) beyond. */
+static void check_orthogonal(const float *H, int n) {
+    int nsample = n <= 512 ? n : 6, asym = 0;
+    double worst = 0;
+    #pragma omp parallel for schedule(dynamic) reduction(max : worst) reduction(+ : asym)
+    for (int s = 0; s < nsample; s++) {
+        int i = n <= 512 ? s : (int)(((uint64_t)s * 2654435761u + 7) % (unsigned)n);
+        const float *hi = H + (size_t)i * n;
+        for (int j = 0; j < n; j++) {
+            const float *hj = H + (size_t)j * n;
+            double dot = 0;  /* double: measure H, not the check's own rounding */
+            #pragma omp simd reduction(+ : dot)
+            for (int c = 0; c < n; c++) dot += (double)hi[c] * hj[c];
+            double err = fabs(dot - (i == j ? 1.0 : 0.0));
+            if (err > worst) worst = err;
+            if (hi[j] != hj[i]) asym++;
+        }
+    }
+    T_CHECK(worst < 1e-5, "n=%d: max |H H^T - I| = %.3g", n, worst);
+    T_CHECK(asym == 0, "n=%d: %d entries with H[i][j] != H[j][i]", n, asym);
+}
+
+/* had_transform_f32 on random rows == x_row H^T computed densely in double:
+ * max |fast - dense| / max |dense| < 1e-5 per row. */
+static void check_fast_vs_dense(const float *H, int n) {
+    int rows = n <= 2048 ? 3 : 2;
+    float *x = mq_malloc((size_t)rows * n * sizeof *x), *x0 = mq_malloc((size_t)rows * n * sizeof *x0);
+    double *ref = mq_malloc((size_t)n * sizeof *ref), worst = 0;
+    fill_random(x, (size_t)rows * n);
+    memcpy(x0, x, (size_t)rows * n * sizeof *x);
+    T_CHECK(had_transform_f32(x, rows, n) == 0, "n=%d: %s", n, mq_errmsg());
+    for (int r = 0; r < rows; r++) {
+        const float *xr = x0 + (size_t)r * n, *got = x + (size_t)r * n;
+        #pragma omp parallel for schedule(static) if (n >= 1024)
+        for (int i = 0; i < n; i++) {  /* ref[i] = sum_j H[i][j] x[j] */
+            const float *hi = H + (size_t)i * n;
+            double s = 0;
+            for (int j = 0; j < n; j++) s += (double)hi[j] * xr[j];
+            ref[i] = s;
+        }
+        double d = 0, m = 0;
+        for (int i = 0; i < n; i++) { d = fmax(d, fabs(got[i] - ref[i])); m = fmax(m, fabs(ref[i])); }
+        worst = fmax(worst, d / m);
+    }
+    T_CHECK(worst < 1e-5, "n=%d: fast vs dense rel err %.3g", n, worst);
+    free(x); free(x0); free(ref);
+}
+
+/* Every order up to 8192, one dense matrix each: orthogonal, symmetric, equal to the fast path. */
+static void test_dense_matrix(void) {
     int orders[64], cnt = all_orders(orders);
     for (int o = 0; o < cnt; o++) {
         int n = orders[o];
         float *H = had_dense(n);
         T_CHECK(H != NULL, "n=%d: %s", n, mq_errmsg());
         if (!H) continue;
-        int nsample = n <= 512 ? n : 6, asym = 0;
-        double worst = 0;
-        #pragma omp parallel for schedule(dynamic) reduction(max : worst) reduction(+ : asym)
-        for (int s = 0; s < nsample; s++) {
-            int i = n <= 512 ? s : (int)(((uint64_t)s * 2654435761u + 7) % (unsigned)n);
-            const float *hi = H + (size_t)i * n;
-            for (int j = 0; j < n; j++) {
-                const float *hj = H + (size_t)j * n;
-                double dot = 0;  /* double: measure H, not the check's own rounding */
-                #pragma omp simd reduction(+ : dot)
-                for (int c = 0; c < n; c++) dot += (double)hi[c] * hj[c];
-                double err = fabs(dot - (i == j ? 1.0 : 0.0));
-                if (err > worst) worst = err;
-                if (hi[j] != hj[i]) asym++;
-            }
-        }
-        T_CHECK(worst < 1e-5, "n=%d: max |H H^T - I| = %.3g", n, worst);
-        T_CHECK(asym == 0, "n=%d: %d entries with H[i][j] != H[j][i]", n, asym);
+        check_orthogonal(H, n);
+        check_fast_vs_dense(H, n);
         free(H);
-    }
-}
-
-/* max |a - ref| / max |ref| over a row. */
-static double rel_err(const float *a, const double *ref, int n) {
-    double d = 0, r = 0;
-    for (int i = 0; i < n; i++) {
-        d = fmax(d, fabs(a[i] - ref[i]));
-        r = fmax(r, fabs(ref[i]));
-    }
-    return d / (r > 0 ? r : 1);
-}
-
-static void test_fast_vs_dense(void) {
-    int orders[64], cnt = all_orders(orders);
-    for (int o = 0; o < cnt; o++) {
-        int n = orders[o], rows = n <= 2048 ? 3 : 2;
-        float *H = had_dense(n), *x = mq_malloc((size_t)rows * n * sizeof *x);
-        double *ref = mq_malloc((size_t)n * sizeof *ref);
-        fill_random(x, (size_t)rows * n);
-        float *x0 = mq_malloc((size_t)rows * n * sizeof *x0);
-        memcpy(x0, x, (size_t)rows * n * sizeof *x);
-        T_CHECK(had_transform_f32(x, rows, n) == 0, "n=%d: %s", n, mq_errmsg());
-        double worst = 0;
-        for (int r = 0; r < rows; r++) {
-            const float *xr = x0 + (size_t)r * n;
-            #pragma omp parallel for schedule(static) if (n >= 1024)
-            for (int i = 0; i < n; i++) {  /* ref = x_row H^T: ref[i] = sum_j H[i][j] x[j] */
-                const float *hi = H + (size_t)i * n;
-                double s = 0;
-                for (int j = 0; j < n; j++) s += (double)hi[j] * xr[j];
-                ref[i] = s;
-            }
-            worst = fmax(worst, rel_err(x + (size_t)r * n, ref, n));
-        }
-        T_CHECK(worst < 1e-5, "n=%d: fast vs dense rel err %.3g", n, worst);
-        free(H); free(x); free(x0); free(ref);
     }
 }
 
@@ -222,8 +217,7 @@ static void test_errors(void) {
 int main(void) {
     T_RUN(test_factor);
     T_RUN(test_blocks);
-    T_RUN(test_dense_orthogonal);
-    T_RUN(test_fast_vs_dense);
+    T_RUN(test_dense_matrix);
     T_RUN(test_twice_is_identity);
     T_RUN(test_out_proj_fusion);
     T_RUN(test_quant_rule);
