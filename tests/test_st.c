@@ -267,6 +267,61 @@ static void test_corrupt_files(void) {
     expect_fail(tpath("does-not-exist.safetensors"), "does-not-exist.safetensors", "cannot open");
 }
 
+/* Random damage to a valid file (flipped bytes in the header, cut lengths): st_open either fails
+ * with a message or succeeds with tensors whose bytes can all be read; under ASan nothing may go
+ * out of bounds. 3000 variants, deterministic. */
+static void test_fuzz_headers(void) {
+    st_writer *w = st_writer_new();
+    float a[12];
+    uint16_t h[5] = {1, 2, 3, 4, 5};
+    for (int i = 0; i < 12; i++) a[i] = (float)i;
+    int64_t s1[2] = {3, 4}, s2[1] = {5};
+    st_writer_add(w, "alpha.weight", ST_F32, 2, s1, a);
+    st_writer_add(w, "beta", ST_BF16, 1, s2, h);
+    st_writer_add_metadata(w, "format", "pt");
+    const char *good = tpath("fuzz-src.safetensors"), *p = tpath("fuzz.safetensors");
+    st_writer_write(w, good);
+    st_writer_free(w);
+    size_t n = 0;
+    unsigned char *src = (unsigned char *)mq_read_file(good, &n);
+    unsigned char *buf = malloc(n);
+    uint32_t r = 7;
+    int opened = 0, failed = 0, bad_msg = 0;
+    for (int it = 0; it < 3000; it++) {
+        memcpy(buf, src, n);
+        size_t len = n;
+        int flips = 1 + it % 4;
+        for (int k = 0; k < flips; k++) {
+            r = r * 1103515245u + 12345u;
+            size_t at = (r >> 8) % (n < 200 ? n : 200);  /* the length field and the JSON */
+            r = r * 1103515245u + 12345u;
+            buf[at] = (it % 3 == 0) ? (unsigned char)"{}[]\",:0123456789-e. "[(r >> 8) % 22] : (unsigned char)(r >> 16);
+        }
+        if (it % 5 == 0) { r = r * 1103515245u + 12345u; len = (r >> 8) % (n + 1); }
+        unlink(p); /* overwriting by truncation would make ext4 flush every file (auto_da_alloc) */
+        FILE *fp = fopen(p, "wb");
+        if (!fp || fwrite(buf, 1, len, fp) != len) { T_CHECK(0, "cannot write %s", p); if (fp) fclose(fp); break; }
+        fclose(fp);
+        mq_clear_error();
+        st_file *f = st_open(p);
+        if (!f) {
+            failed++;
+            bad_msg += strstr(mq_errmsg(), "fuzz.safetensors") == NULL;
+            continue;
+        }
+        opened++;
+        volatile unsigned sum = 0;
+        for (int i = 0; i < st_count(f); i++) {
+            const st_tensor *t = st_get(f, i);
+            for (size_t b = 0; b < t->nbytes; b++) sum += ((const unsigned char *)t->data)[b];
+        }
+        st_close(f);
+    }
+    T_CHECK(failed > 1000 && bad_msg == 0, "%d failed, %d without the file name in the message (%d opened)", failed, bad_msg, opened);
+    free(buf);
+    free(src);
+}
+
 /* Two shards and an index in dir; `index` is the JSON text of the index. */
 static void make_sharded(const char *dir, const char *index) {
     char cmd[1200];
@@ -383,6 +438,7 @@ int main(void) {
     T_RUN(test_f16_conversion);
     T_RUN(test_bf16_conversion);
     T_RUN(test_corrupt_files);
+    T_RUN(test_fuzz_headers);
     T_RUN(test_sharded);
     T_RUN(test_proxies);
     return t_summary();
