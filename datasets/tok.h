@@ -13,10 +13,19 @@ tok_tokenizer *tok_load(const char *path);   /* NULL + mq_errmsg() naming the fi
 void tok_free(tok_tokenizer *t);
 int tok_vocab_size(const tok_tokenizer *t);  /* highest id + 1 (base vocab and added tokens) */
 
-/* Encodes text[len] (UTF-8, validated) without adding special tokens. *ids is malloc'ed and owned
+/* Encodes text[len] (UTF-8, validated) without adding special tokens. Not thread-safe (it fills
+ * the tokenizer's word cache): use one tokenizer per thread. *ids is malloc'ed and owned
  * by the caller; returns 0 or -1 (invalid UTF-8: message gives the byte offset). */
 int tok_encode(tok_tokenizer *t, const char *text, size_t len, int32_t **ids, size_t *n_ids);
 /* Decodes ids to UTF-8 text (malloc'ed, NUL-terminated, caller frees); NULL + error on a bad id. */
 char *tok_decode(const tok_tokenizer *t, const int32_t *ids, size_t n_ids, size_t *len);
+
+/* The tokenizer's normalizer (NFC or none) applied to valid UTF-8 text: what decode(encode(x))
+ * gives back. Malloc'ed, NUL-terminated. */
+char *tok_normalize(const tok_tokenizer *t, const char *text, size_t len, size_t *out_len);
+/* Id of a token string (added tokens first, then the model vocab, as HF's token_to_id), or -1. */
+int32_t tok_token_to_id(const tok_tokenizer *t, const char *token);
+/* The token string of id as tokenizer.json spells it (not NUL-terminated), or NULL. */
+const char *tok_id_to_token(const tok_tokenizer *t, int32_t id, size_t *len);
 
 #endif
