@@ -1,4 +1,39 @@
-/* mambaq detokenize: placeholder until the module behind it lands. */
+/* mambaq detokenize: token ids (little-endian int32 file) -> UTF-8 text with a tokenizer.json's
+ * ByteLevel decoder, to --out (atomically) or stdout. */
 #include <stdio.h>
+#include <stdlib.h>
+#include "cli/args.h"
 #include "cli/cmds.h"
-int cmd_detokenize(int argc, char **argv) { (void)argc; (void)argv; fprintf(stderr, "mambaq detokenize: not implemented yet\n"); return 1; }
+#include "core/err.h"
+#include "datasets/ds.h"
+#include "datasets/tok.h"
+
+int cmd_detokenize(int argc, char **argv) {
+    cli_opt opts[] = {
+        {"--tokenizer", "FILE", "tokenizer.json (Hugging Face byte-level BPE)", cli_default_path("models/tokenizer.json"), NULL, 0},
+        {"--ids", "FILE", "token ids, little-endian int32 (as written by mambaq tokenize --out)", NULL, NULL, 0},
+        {"--out", "FILE", "write the text here (atomically) instead of stdout", NULL, NULL, 0},
+        {NULL, NULL, NULL, NULL, NULL, 0},
+    };
+    cli_parse(argc, argv, opts, "mambaq detokenize --ids ids.bin [--tokenizer FILE] [--out FILE]",
+              "Turns token ids back into text (ids that split a character give U+FFFD, as in Hugging Face).", NULL, 0);
+    const char *tok_path = cli_get(opts, "--tokenizer"), *ids_path = cli_get(opts, "--ids"), *out = cli_get(opts, "--out");
+    if (!ids_path) { fprintf(stderr, "mambaq detokenize: --ids FILE is required\n"); return 2; }
+    if (!tok_path) { fprintf(stderr, "mambaq detokenize: no --tokenizer given and ../shared/models/tokenizer.json not found\n"); return 2; }
+    tok_tokenizer *tok = tok_load(tok_path);
+    if (!tok) mq_die("%s", mq_errmsg());
+    int32_t *ids;
+    size_t n, len;
+    if (ds_read_ids(ids_path, tok, &ids, &n)) mq_die("%s", mq_errmsg());
+    char *text = tok_decode(tok, ids, n, &len);
+    if (!text) mq_die("%s: %s", ids_path, mq_errmsg());
+    if (out) {
+        if (mq_write_file_atomic(out, text, len)) mq_die("%s", mq_errmsg());
+    } else if (fwrite(text, 1, len, stdout) != len || fflush(stdout)) {
+        mq_die("writing to stdout failed");
+    }
+    free(text);
+    free(ids);
+    tok_free(tok);
+    return 0;
+}
