@@ -1,0 +1,579 @@
+/* Artifact writer, reader and validator (see art.h). One table of expected tensors, built from the
+ * config and the recipe options, drives both directions: the writer stores exactly these tensors in
+ * this order, the reader requires exactly these (name, dtype, shape) and decodes them into q_model. */
+#include "export/art.h"
+#include <cjson/cJSON.h>
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+#include "core/err.h"
+#include "core/st.h"
+#include "hadamard/had.h"
+
+int (*art_test_midwrite)(const char *tmpdir);
+
+#define ART_PATH 4096
+
+/* buf = a + "/" + b (b may be empty: then a alone); -1 + mq_fail when it does not fit. */
+static int pjoin(char *buf, const char *a, const char *b) {
+    if ((size_t)snprintf(buf, ART_PATH, "%s%s%s", a, *b ? "/" : "", b) >= ART_PATH)
+        return mq_fail("path too long: %s/%s", a, b);
+    return 0;
+}
+
+/* ---- the tensor table ---- */
+
+typedef enum { T_F16, T_I8, T_WSCALE, T_ASCALE } tkind;
+
+typedef struct {
+    char name[160];
+    tkind kind;
+    int ndim;
+    int64_t shape[3];
+    float **f;          /* T_F16: the q_model field holding the array */
+    q_weight *w;        /* T_I8 / T_WSCALE */
+    float *s;           /* T_ASCALE */
+} tspec;
+
+typedef struct {
+    tspec *t;
+    int n, cap;
+} tlist;
+
+static tspec *add(tlist *L, tkind k, int ndim, int64_t d0, int64_t d1, int64_t d2, const char *fmt, ...)
+    __attribute__((format(printf, 7, 8)));
+static tspec *add(tlist *L, tkind k, int ndim, int64_t d0, int64_t d1, int64_t d2, const char *fmt, ...) {
+    if (L->n == L->cap) {
+        L->cap = L->cap ? 2 * L->cap : 64;
+        tspec *nt = realloc(L->t, (size_t)L->cap * sizeof *nt);
+        if (!nt) mq_die("out of memory (artifact tensor table)");
+        L->t = nt;
+    }
+    tspec *t = &L->t[L->n++];
+    memset(t, 0, sizeof *t);
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(t->name, sizeof t->name, fmt, ap);
+    va_end(ap);
+    t->kind = k;
+    t->ndim = ndim;
+    t->shape[0] = d0;
+    t->shape[1] = d1;
+    t->shape[2] = d2;
+    return t;
+}
+
+static void add_f16(tlist *L, float **f, int ndim, int64_t d0, int64_t d1, const char *name) {
+    add(L, T_F16, ndim, d0, d1, 0, "%s", name)->f = f;
+}
+
+/* An int8 weight [rows x cols] (or the conv's [rows x 1 x cols]) and its scale tensor. */
+static void add_weight(tlist *L, q_weight *w, const q_options *o, int conv, int64_t rows, int64_t cols, const char *prefix) {
+    tspec *t = conv ? add(L, T_I8, 3, rows, 1, cols, "%s.weight", prefix) : add(L, T_I8, 2, rows, cols, 0, "%s.weight", prefix);
+    t->w = w;
+    w->rows = (int)rows;
+    w->cols = (int)cols;
+    w->nscale = o->weight_gran == Q_GRAN_CHANNEL ? (int)rows : 1;
+    add(L, T_WSCALE, 1, w->nscale, 0, 0, "%s.weight_scale", prefix)->w = w;
+}
+
+static void build_table(q_model *qm, tlist *L) {
+    const mq_config *c = &qm->cfg;
+    const q_options *o = &qm->opt;
+    int64_t D = c->d_model, E = c->d_inner, N = cfg_in_proj_dim(c), CD = cfg_conv_dim(c), V = c->vocab_size;
+    char p[128], s[160];
+    add_f16(L, &qm->embed, 2, V, D, "backbone.embeddings.weight");
+    for (int l = 0; l < c->n_layer; l++) {
+        q_layer *Q = &qm->layers[l];
+        snprintf(p, sizeof p, "backbone.layers.%d", l);
+        snprintf(s, sizeof s, "%s.norm.weight", p);
+        add_f16(L, &Q->norm_w, 1, D, 0, s);
+        snprintf(s, sizeof s, "%s.mixer.in_proj", p);
+        add_weight(L, &Q->in_proj, o, 0, N, D, s);
+        if (c->proj_bias) add(L, T_F16, 1, N, 0, 0, "%s.mixer.in_proj.bias", p)->f = &Q->in_proj_b;
+        snprintf(s, sizeof s, "%s.mixer.conv1d", p);
+        add_weight(L, &Q->conv1d, o, 1, CD, c->d_conv, s);
+        if (c->conv_bias) add(L, T_F16, 1, CD, 0, 0, "%s.mixer.conv1d.bias", p)->f = &Q->conv_b;
+        if (c->arch == MQ_MAMBA1) {
+            snprintf(s, sizeof s, "%s.mixer.x_proj", p);
+            add_weight(L, &Q->x_proj, o, 0, c->dt_rank + 2 * c->d_state, E, s);
+            snprintf(s, sizeof s, "%s.mixer.dt_proj", p);
+            add_weight(L, &Q->dt_proj, o, 0, E, c->dt_rank, s);
+            add(L, T_F16, 1, E, 0, 0, "%s.mixer.dt_proj.bias", p)->f = &Q->dt_proj_b;
+            add(L, T_F16, 2, E, c->d_state, 0, "%s.mixer.A_log", p)->f = &Q->A_log;
+            add(L, T_F16, 1, E, 0, 0, "%s.mixer.D", p)->f = &Q->D;
+        } else {
+            add(L, T_F16, 1, c->n_heads, 0, 0, "%s.mixer.dt_bias", p)->f = &Q->dt_bias;
+            add(L, T_F16, 1, c->n_heads, 0, 0, "%s.mixer.A_log", p)->f = &Q->A_log;
+            add(L, T_F16, 1, c->n_heads, 0, 0, "%s.mixer.D", p)->f = &Q->D;
+            add(L, T_F16, 1, E, 0, 0, "%s.mixer.norm.weight", p)->f = &Q->gnorm_w;
+        }
+        snprintf(s, sizeof s, "%s.mixer.out_proj", p);
+        add_weight(L, &Q->out_proj, o, 0, D, E, s);
+        if (c->proj_bias) add(L, T_F16, 1, D, 0, 0, "%s.mixer.out_proj.bias", p)->f = &Q->out_proj_b;
+        for (int r = 0; r < MQ_ACT_NROLES; r++) {
+            if (r == MQ_ACT_LM_HEAD_IN || !q_role_quantized(c->arch, o, (mq_act_role)r)) continue;
+            char nm[160];
+            add(L, T_ASCALE, 1, 1, 0, 0, "%s", q_scale_name(c->arch, l, (mq_act_role)r, nm, sizeof nm))->s = &Q->act_scale[r];
+        }
+    }
+    add_f16(L, &qm->norm_f, 1, D, 0, "backbone.norm_f.weight");
+    if (o->quantize_head) {
+        add_weight(L, &qm->lm_head_q, o, 0, V, D, "lm_head");
+        add(L, T_ASCALE, 1, 1, 0, 0, "lm_head.input_scale")->s = &qm->lm_head_in_scale;
+    } else if (!c->tie_embeddings) {
+        add_f16(L, &qm->lm_head, 2, V, D, "lm_head.weight");
+    }
+}
+
+static int64_t numel(const tspec *t) {
+    int64_t n = 1;
+    for (int i = 0; i < t->ndim; i++) n *= t->shape[i];
+    return n;
+}
+
+size_t art_fp16_params(const mq_config *c) {
+    size_t D = c->d_model, E = c->d_inner, N = cfg_in_proj_dim(c), CD = cfg_conv_dim(c), V = c->vocab_size;
+    size_t per = D + N * D + (c->proj_bias ? N + D : 0) + CD * c->d_conv + (c->conv_bias ? CD : 0) + D * E;
+    if (c->arch == MQ_MAMBA1)
+        per += (size_t)(c->dt_rank + 2 * c->d_state) * E + E * c->dt_rank + E + E * c->d_state + E;
+    else
+        per += 3 * (size_t)c->n_heads + E;
+    return per * c->n_layer + V * D + D + (c->tie_embeddings ? 0 : V * D);
+}
+
+/* ---- quant_config.json ---- */
+
+static const char *role_clip_desc(const q_model *qm, mq_act_role r) {
+    if (r == MQ_ACT_SSM_X && q_method_uses_percentile(qm->opt.method) && qm->opt.percentile < 100)
+        return "percentile";
+    return "absmax";
+}
+
+static char *quant_config_json(const q_model *qm, const art_provenance *pv) {
+    const mq_config *c = &qm->cfg;
+    const q_options *o = &qm->opt;
+    cJSON *j = cJSON_CreateObject();
+    cJSON_AddStringToObject(j, "format", ART_FORMAT);
+    cJSON_AddNumberToObject(j, "format_version", ART_FORMAT_VERSION);
+    cJSON_AddStringToObject(j, "method", q_method_name(o->method));
+    cJSON_AddStringToObject(j, "arch", c->arch == MQ_MAMBA1 ? "mamba" : "mamba2");
+    cJSON_AddNumberToObject(j, "weight_bits", 8);
+    cJSON_AddNumberToObject(j, "activation_bits", 8);
+    cJSON_AddStringToObject(j, "weight_granularity", q_gran_name(o->weight_gran));
+    cJSON_AddStringToObject(j, "activation_granularity", "tensor");
+    cJSON_AddStringToObject(j, "quant_rule", "q = clamp(rint(v / s), -127, 127), round half to even, NaN -> 0; v' = q * s; s = max(clip, 1e-5) / 127");
+    if (q_method_uses_percentile(o->method)) {
+        cJSON_AddNumberToObject(j, "percentile", o->percentile);
+        cJSON_AddStringToObject(j, "percentile_applies_to", "ssm_x");
+    } else {
+        cJSON_AddNullToObject(j, "percentile");
+    }
+    cJSON *had = cJSON_AddArrayToObject(j, "hadamard");
+    if (qm->hadamard_n) {
+        cJSON *h = cJSON_CreateObject();
+        cJSON_AddStringToObject(h, "applies_to", "out_proj_in");
+        cJSON_AddStringToObject(h, "online", "y <- H y on the SSM output (M2: the gated-RMSNorm output) before quantizing it");
+        cJSON_AddStringToObject(h, "fused_into", "out_proj.weight = W H^T");
+        cJSON_AddNumberToObject(h, "order", qm->hadamard_n);
+        cJSON_AddNumberToObject(h, "m", qm->hadamard_m);
+        cJSON_AddNumberToObject(h, "k", qm->hadamard_k);
+        cJSON_AddStringToObject(h, "matrix", "hadamard/had.h: H = (A_m kron Sylvester_2^k) / sqrt(n), symmetric, orthogonal");
+        cJSON_AddItemToArray(had, h);
+    }
+    cJSON_AddBoolToObject(j, "rmsnorm_fused_into_in_proj", q_method_fuses_norm(o->method));
+    cJSON_AddBoolToObject(j, "quantize_head", o->quantize_head);
+    cJSON *acts = cJSON_AddObjectToObject(j, "quantized_activations");
+    char nm[160];
+    for (int r = 0; r < MQ_ACT_NROLES; r++) {
+        if (!q_role_quantized(c->arch, o, (mq_act_role)r)) continue;
+        cJSON *a = cJSON_AddObjectToObject(acts, q_role_key(c->arch, (mq_act_role)r));
+        const char *sn = r == MQ_ACT_LM_HEAD_IN ? "lm_head.input_scale" : q_scale_name(c->arch, 0, (mq_act_role)r, nm, sizeof nm);
+        if (r != MQ_ACT_LM_HEAD_IN) {
+            char pat[200];
+            snprintf(pat, sizeof pat, "backbone.layers.{i}.mixer.%s", sn + strlen("backbone.layers.0.mixer."));
+            cJSON_AddStringToObject(a, "scale_tensor", pat);
+        } else {
+            cJSON_AddStringToObject(a, "scale_tensor", sn);
+        }
+        cJSON_AddStringToObject(a, "clip", role_clip_desc(qm, (mq_act_role)r));
+        cJSON_AddStringToObject(a, "statistics", q_role_variant(o, (mq_act_role)r) == Q_STAT_FUSED
+                                ? (r == MQ_ACT_IN_PROJ_IN ? "after RMSNorm fusion (x / rms(x))" : "after Hadamard rotation (H y)")
+                                : "as in the source model");
+    }
+    cJSON *fl = cJSON_AddArrayToObject(j, "float_tensors");
+    cJSON_AddItemToArray(fl, cJSON_CreateString("F16: embeddings, norms, conv1d.bias, A_log, D, dt bias, M2 gated-norm weight, lm_head unless quantize_head"));
+    cJSON *cal = cJSON_AddObjectToObject(j, "calibration");
+    cJSON_AddStringToObject(cal, "stats_file", pv->stats_file);
+    cJSON_AddStringToObject(cal, "data", pv->calib_data);
+    cJSON_AddStringToObject(cal, "data_hash", pv->calib_data_hash);
+    cJSON_AddNumberToObject(cal, "samples", (double)pv->calib_samples);
+    cJSON_AddNumberToObject(cal, "tokens", (double)pv->calib_tokens);
+    cJSON *src = cJSON_AddObjectToObject(j, "source_model");
+    cJSON_AddStringToObject(src, "path", pv->source_model);
+    cJSON_AddStringToObject(src, "hash", pv->source_hash);
+    cJSON *tool = cJSON_AddObjectToObject(j, "tool");
+    cJSON_AddStringToObject(tool, "name", "mambaq");
+    cJSON_AddStringToObject(tool, "version", pv->tool_version);
+    char *txt = cJSON_Print(j);
+    cJSON_Delete(j);
+    return txt;
+}
+
+/* ---- writing ---- */
+
+static int copy_file(const char *from, const char *to) {
+    size_t n;
+    char *buf = mq_read_file(from, &n);
+    if (!buf) return -1;
+    int rc = mq_write_file_atomic(to, buf, n);
+    free(buf);
+    return rc;
+}
+
+static int rm_rf(const char *path) {
+    struct stat st;
+    if (lstat(path, &st) != 0) return errno == ENOENT ? 0 : -1;
+    if (S_ISDIR(st.st_mode)) {
+        DIR *d = opendir(path);
+        if (!d) return -1;
+        struct dirent *e;
+        while ((e = readdir(d))) {
+            if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, "..")) continue;
+            char sub[ART_PATH];
+            if (!pjoin(sub, path, e->d_name)) rm_rf(sub);
+        }
+        closedir(d);
+        return rmdir(path);
+    }
+    return unlink(path);
+}
+
+static int fsync_path(const char *path) {
+    int fd = open(path, O_RDONLY);
+    if (fd < 0) return -1;
+    int rc = fsync(fd);
+    close(fd);
+    return rc;
+}
+
+static int write_contents(const char *tmp, const q_model *qm, const art_provenance *pv, const char *config_json, const char *tokenizer) {
+    /* build_table takes a mutable q_model (the reader fills it); here it only re-sets the weights'
+     * rows / cols / nscale to the values they already have */
+    tlist L = {0};
+    build_table((q_model *)qm, &L);
+    st_writer *w = st_writer_new();
+    st_writer_add_metadata(w, "format", ART_FORMAT);
+    char ver[16];
+    snprintf(ver, sizeof ver, "%d", ART_FORMAT_VERSION);
+    st_writer_add_metadata(w, "format_version", ver);
+    st_writer_add_metadata(w, "method", q_method_name(qm->opt.method));
+    int rc = 0;
+    for (int i = 0; i < L.n && !rc; i++) {
+        const tspec *t = &L.t[i];
+        int64_t n = numel(t);
+        if (t->kind == T_F16) {
+            const float *f = *t->f;
+            if (!f) { rc = mq_fail("artifact: tensor %s has no data (internal error)", t->name); break; }
+            uint16_t *h = mq_malloc((size_t)n * 2);
+            for (int64_t k = 0; k < n; k++) h[k] = st_f32_to_f16(f[k]);
+            rc = st_writer_add(w, t->name, ST_F16, t->ndim, t->shape, h);
+            free(h);
+        } else if (t->kind == T_I8) {
+            if (!t->w->q) { rc = mq_fail("artifact: weight %s has no data (internal error)", t->name); break; }
+            rc = st_writer_add(w, t->name, ST_I8, t->ndim, t->shape, t->w->q);
+        } else if (t->kind == T_WSCALE) {
+            rc = st_writer_add(w, t->name, ST_F32, 1, t->shape, t->w->scale);
+        } else {
+            rc = st_writer_add(w, t->name, ST_F32, 1, t->shape, t->s);
+        }
+    }
+    free(L.t);
+    char path[ART_PATH];
+    if (!rc) rc = pjoin(path, tmp, "model.safetensors");
+    if (!rc) rc = st_writer_write(w, path);
+    st_writer_free(w);
+    if (!rc && art_test_midwrite && art_test_midwrite(tmp)) rc = mq_fail("%s: write interrupted (test hook)", tmp);
+    if (!rc) {
+        char *qc = quant_config_json(qm, pv);
+        rc = pjoin(path, tmp, "quant_config.json");
+        if (!rc) rc = mq_write_file_atomic(path, qc, strlen(qc));
+        free(qc);
+    }
+    if (!rc && (pjoin(path, tmp, "config.json") || copy_file(config_json, path))) rc = mq_fail_ctx("copying config.json");
+    if (!rc && (pjoin(path, tmp, "tokenizer.json") || copy_file(tokenizer, path))) rc = mq_fail_ctx("copying tokenizer.json");
+    if (!rc && fsync_path(tmp)) rc = mq_fail("%s: fsync failed: %s", tmp, strerror(errno));
+    return rc;
+}
+
+static void parent_of(const char *path, char *buf, size_t n) {
+    if ((size_t)snprintf(buf, n, "%s", path) >= n) buf[0] = 0;
+    size_t len = strlen(buf);
+    while (len > 1 && buf[len - 1] == '/') buf[--len] = 0;
+    char *sl = strrchr(buf, '/');
+    if (!sl) snprintf(buf, n, ".");
+    else if (sl == buf) buf[1] = 0;
+    else *sl = 0;
+}
+
+int art_write(const char *dir, const q_model *qm, const art_provenance *pv, const char *config_json,
+              const char *tokenizer, int force) {
+    char final[ART_PATH], tmp[ART_PATH], old[ART_PATH], parent[ART_PATH];
+    if (pjoin(final, dir, "")) return -1;
+    size_t len = strlen(final);
+    while (len > 1 && final[len - 1] == '/') final[--len] = 0;
+    struct stat st;
+    int exists = stat(final, &st) == 0;
+    if (exists && !force) return mq_fail("%s already exists (use --force to replace it)", final);
+    if (exists && !S_ISDIR(st.st_mode)) return mq_fail("%s exists and is not a directory", final);
+    if ((size_t)snprintf(tmp, sizeof tmp, "%s.tmp.%d", final, (int)getpid()) >= sizeof tmp) return mq_fail("path too long: %s", final);
+    rm_rf(tmp);
+    if (mkdir(tmp, 0755) != 0) return mq_fail("%s: cannot create: %s", tmp, strerror(errno));
+    if (write_contents(tmp, qm, pv, config_json, tokenizer)) {
+        mq_fail_ctx("writing the artifact %s", final);
+        rm_rf(tmp);
+        return -1;
+    }
+    if (exists) {
+        /* move the old artifact aside, put the new one in place, then delete the old one: at every
+         * instant the final name is either absent or a complete artifact */
+        if ((size_t)snprintf(old, sizeof old, "%s.old.%d", final, (int)getpid()) >= sizeof old) {
+            rm_rf(tmp);
+            return mq_fail("path too long: %s", final);
+        }
+        rm_rf(old);
+        if (rename(final, old) != 0) {
+            int e = errno;
+            rm_rf(tmp);
+            return mq_fail("%s: cannot move the existing artifact aside: %s", final, strerror(e));
+        }
+    }
+    if (rename(tmp, final) != 0) {
+        int e = errno;
+        if (exists) rename(old, final);
+        rm_rf(tmp);
+        return mq_fail("%s: cannot rename %s into place: %s", final, tmp, strerror(e));
+    }
+    if (exists) rm_rf(old);
+    parent_of(final, parent, sizeof parent);
+    fsync_path(parent);
+    return 0;
+}
+
+/* ---- reading ---- */
+
+static int jstr(const cJSON *j, const char *key, const char *file, const char **out) {
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(j, key);
+    if (!cJSON_IsString(v)) return mq_fail("%s: field \"%s\" missing or not a string", file, key);
+    *out = v->valuestring;
+    return 0;
+}
+
+static void jcopy(const cJSON *j, const char *key, char *dst, size_t n) {
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(j, key);
+    if (cJSON_IsString(v)) snprintf(dst, n, "%s", v->valuestring);
+}
+
+static int read_quant_config(const char *dir, art_artifact *a) {
+    char path[ART_PATH];
+    if (pjoin(path, dir, "quant_config.json")) return -1;
+    char *txt = mq_read_file(path, NULL);
+    if (!txt) return -1;
+    cJSON *j = cJSON_Parse(txt);
+    free(txt);
+    if (!j) return mq_fail("%s: not valid JSON", path);
+    int rc = -1;
+    const char *s = NULL;
+    q_options *o = &a->qm.opt;
+    q_options_default(o);
+    const cJSON *v;
+    if (jstr(j, "format", path, &s)) goto out;
+    if (strcmp(s, ART_FORMAT)) { mq_fail("%s: format \"%s\" is not a mambaq artifact (expected \"%s\")", path, s, ART_FORMAT); goto out; }
+    v = cJSON_GetObjectItemCaseSensitive(j, "format_version");
+    if (!cJSON_IsNumber(v)) { mq_fail("%s: field \"format_version\" missing or not a number", path); goto out; }
+    a->format_version = v->valueint;
+    if (v->valuedouble != ART_FORMAT_VERSION) {
+        mq_fail("%s: unknown format_version %g (this mambaq reads version %d)", path, v->valuedouble, ART_FORMAT_VERSION);
+        goto out;
+    }
+    if (jstr(j, "method", path, &s)) goto out;
+    if (q_method_from_name(s, &o->method)) { mq_fail_ctx("%s: field \"method\"", path); goto out; }
+    if (jstr(j, "weight_granularity", path, &s)) goto out;
+    if (q_gran_from_name(s, &o->weight_gran)) { mq_fail_ctx("%s: field \"weight_granularity\"", path); goto out; }
+    v = cJSON_GetObjectItemCaseSensitive(j, "weight_bits");
+    const cJSON *ab = cJSON_GetObjectItemCaseSensitive(j, "activation_bits");
+    if (!cJSON_IsNumber(v) || v->valueint != 8 || !cJSON_IsNumber(ab) || ab->valueint != 8) {
+        mq_fail("%s: weight_bits and activation_bits must be 8", path);
+        goto out;
+    }
+    v = cJSON_GetObjectItemCaseSensitive(j, "percentile");
+    if (q_method_uses_percentile(o->method)) {
+        if (!cJSON_IsNumber(v) || !(v->valuedouble > 0 && v->valuedouble <= 100)) {
+            mq_fail("%s: method %s needs a percentile in (0, 100]", path, q_method_name(o->method));
+            goto out;
+        }
+        o->percentile = v->valuedouble;
+    }
+    v = cJSON_GetObjectItemCaseSensitive(j, "quantize_head");
+    if (!cJSON_IsBool(v)) { mq_fail("%s: field \"quantize_head\" missing or not a boolean", path); goto out; }
+    o->quantize_head = cJSON_IsTrue(v);
+    v = cJSON_GetObjectItemCaseSensitive(j, "rmsnorm_fused_into_in_proj");
+    if (!cJSON_IsBool(v) || cJSON_IsTrue(v) != q_method_fuses_norm(o->method)) {
+        mq_fail("%s: field \"rmsnorm_fused_into_in_proj\" missing or inconsistent with method %s", path, q_method_name(o->method));
+        goto out;
+    }
+    v = cJSON_GetObjectItemCaseSensitive(j, "hadamard");
+    int nhad = cJSON_IsArray(v) ? cJSON_GetArraySize(v) : -1;
+    if (nhad != (q_method_uses_hadamard(o->method) ? 1 : 0)) {
+        mq_fail("%s: field \"hadamard\" must list %d rotation(s) for method %s", path, q_method_uses_hadamard(o->method), q_method_name(o->method));
+        goto out;
+    }
+    if (nhad == 1) {
+        const cJSON *h = cJSON_GetArrayItem(v, 0), *ord = cJSON_GetObjectItemCaseSensitive(h, "order");
+        if (!cJSON_IsNumber(ord)) { mq_fail("%s: hadamard[0].order missing", path); goto out; }
+        a->qm.hadamard_n = ord->valueint;
+    }
+    const cJSON *cal = cJSON_GetObjectItemCaseSensitive(j, "calibration");
+    const cJSON *src = cJSON_GetObjectItemCaseSensitive(j, "source_model");
+    const cJSON *tool = cJSON_GetObjectItemCaseSensitive(j, "tool");
+    jcopy(cal, "stats_file", a->prov.stats_file, sizeof a->prov.stats_file);
+    jcopy(cal, "data", a->prov.calib_data, sizeof a->prov.calib_data);
+    jcopy(cal, "data_hash", a->prov.calib_data_hash, sizeof a->prov.calib_data_hash);
+    v = cJSON_GetObjectItemCaseSensitive(cal, "samples");
+    if (cJSON_IsNumber(v)) a->prov.calib_samples = (long)v->valuedouble;
+    v = cJSON_GetObjectItemCaseSensitive(cal, "tokens");
+    if (cJSON_IsNumber(v)) a->prov.calib_tokens = (long)v->valuedouble;
+    jcopy(src, "path", a->prov.source_model, sizeof a->prov.source_model);
+    jcopy(src, "hash", a->prov.source_hash, sizeof a->prov.source_hash);
+    jcopy(tool, "version", a->prov.tool_version, sizeof a->prov.tool_version);
+    rc = 0;
+out:
+    cJSON_Delete(j);
+    return rc;
+}
+
+static const char *shape_str(int ndim, const int64_t *s, char *buf, size_t n) {
+    size_t k = (size_t)snprintf(buf, n, "[");
+    for (int i = 0; i < ndim && k < n; i++) k += (size_t)snprintf(buf + k, n - k, "%s%lld", i ? ", " : "", (long long)s[i]);
+    if (k < n) snprintf(buf + k, n - k, "]");
+    return buf;
+}
+
+static int read_tensors(const char *dir, art_artifact *a) {
+    char path[ART_PATH];
+    if (pjoin(path, dir, "model.safetensors")) return -1;
+    struct stat stt;
+    if (stat(path, &stt) != 0) return mq_fail("%s: missing (%s)", path, strerror(errno));
+    a->model_bytes = (size_t)stt.st_size;
+    st_file *f = st_open(path);
+    if (!f) return -1;
+    const char *fmt = st_metadata(f, "format");
+    if (fmt && strcmp(fmt, ART_FORMAT)) {
+        st_close(f);
+        return mq_fail("%s: __metadata__ format \"%s\" is not \"%s\"", path, fmt, ART_FORMAT);
+    }
+    q_model *qm = &a->qm;
+    tlist L = {0};
+    build_table(qm, &L);
+    int rc = 0;
+    char b1[96], b2[96];
+    st_dtype want[] = {[T_F16] = ST_F16, [T_I8] = ST_I8, [T_WSCALE] = ST_F32, [T_ASCALE] = ST_F32};
+    for (int i = 0; i < L.n && !rc; i++) {
+        tspec *t = &L.t[i];
+        const st_tensor *x = st_find(f, t->name);
+        int64_t n = numel(t);
+        if (!x) { rc = mq_fail("%s: tensor %s is missing", path, t->name); break; }
+        if (x->dtype != want[t->kind]) {
+            rc = mq_fail("%s: tensor %s has dtype %s, expected %s", path, t->name, st_dtype_name(x->dtype), st_dtype_name(want[t->kind]));
+            break;
+        }
+        int same = x->ndim == t->ndim;
+        for (int d = 0; same && d < t->ndim; d++) same = x->shape[d] == t->shape[d];
+        if (!same) {
+            rc = mq_fail("%s: tensor %s has shape %s, but config.json and quant_config.json imply %s", path, t->name,
+                         shape_str(x->ndim, x->shape, b1, sizeof b1), shape_str(t->ndim, t->shape, b2, sizeof b2));
+            break;
+        }
+        if (t->kind == T_F16) {
+            *t->f = mq_malloc((size_t)n * sizeof(float));
+            st_to_f32(x, *t->f);
+            a->float_params += (size_t)n;
+        } else if (t->kind == T_I8) {
+            t->w->q = mq_malloc((size_t)n);
+            memcpy(t->w->q, x->data, (size_t)n);
+            for (int64_t k = 0; k < n; k++)
+                if (t->w->q[k] == -128) { rc = mq_fail("%s: tensor %s[%lld] = -128, outside the symmetric range [-127, 127]", path, t->name, (long long)k); break; }
+            a->int8_params += (size_t)n;
+        } else {
+            float *dst;
+            if (t->kind == T_WSCALE) dst = t->w->scale = mq_malloc((size_t)n * sizeof(float));
+            else dst = t->s;
+            memcpy(dst, x->data, (size_t)n * sizeof(float));
+            a->scale_params += (size_t)n;
+            for (int64_t k = 0; k < n; k++)
+                if (!isfinite(dst[k]) || !(dst[k] > 0)) {
+                    rc = mq_fail("%s: scale %s%s = %g must be finite and > 0", path, t->name, n > 1 ? "[...]" : "", (double)dst[k]);
+                    break;
+                }
+        }
+    }
+    for (int i = 0; i < st_count(f) && !rc; i++) {
+        const char *nm = st_get(f, i)->name;
+        int known = 0;
+        for (int k = 0; k < L.n && !known; k++) known = !strcmp(L.t[k].name, nm);
+        if (!known) rc = mq_fail("%s: unexpected tensor %s (not part of a %s artifact of this model)", path, nm, q_method_name(qm->opt.method));
+    }
+    free(L.t);
+    st_close(f);
+    return rc;
+}
+
+int art_open(const char *dir, art_artifact *a) {
+    memset(a, 0, sizeof *a);
+    if (pjoin(a->dir, dir, "")) return -1;
+    struct stat st;
+    if (stat(dir, &st) != 0 || !S_ISDIR(st.st_mode)) return mq_fail("%s: not an artifact directory", dir);
+    if (read_quant_config(dir, a)) return -1;
+    if (cfg_load(dir, &a->qm.cfg)) return mq_fail_ctx("artifact %s", dir);
+    q_model *qm = &a->qm;
+    const char *arch = NULL;
+    char path[ART_PATH];
+    if (pjoin(path, dir, "quant_config.json")) return -1;
+    {
+        char *txt = mq_read_file(path, NULL);
+        cJSON *j = txt ? cJSON_Parse(txt) : NULL;
+        free(txt);
+        int bad = !j || jstr(j, "arch", path, &arch);
+        if (!bad && strcmp(arch, qm->cfg.arch == MQ_MAMBA1 ? "mamba" : "mamba2")) {
+            mq_fail("%s: arch \"%s\" does not match config.json (%s)", path, arch, qm->cfg.arch == MQ_MAMBA1 ? "mamba" : "mamba2");
+            bad = 1;
+        }
+        cJSON_Delete(j);
+        if (bad) return -1;
+    }
+    if (q_method_uses_hadamard(qm->opt.method)) {
+        if (qm->hadamard_n != qm->cfg.d_inner)
+            return mq_fail("%s: hadamard order %d does not match d_inner %d of config.json", path, qm->hadamard_n, qm->cfg.d_inner);
+        if (had_factor(qm->hadamard_n, &qm->hadamard_m, &qm->hadamard_k)) return mq_fail_ctx("%s", path);
+    }
+    if (pjoin(path, dir, "tokenizer.json")) return -1;
+    if (stat(path, &st) != 0) return mq_fail("%s: missing (an artifact carries its tokenizer)", path);
+    qm->layers = mq_calloc((size_t)qm->cfg.n_layer, sizeof *qm->layers);
+    if (read_tensors(dir, a)) {
+        q_model_free(qm);
+        return -1;
+    }
+    return 0;
+}
+
+void art_close(art_artifact *a) {
+    q_model_free(&a->qm);
+    memset(a, 0, sizeof *a);
+}

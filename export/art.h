@@ -1,0 +1,64 @@
+/* The int8 artifact: a directory holding
+ *   model.safetensors   int8 weights (I8, HF names and shapes), their scales (F32, "<weight
+ *                       name minus .weight>.weight_scale", [1] per tensor or [out] per channel),
+ *                       activation scales (F32 [1], named after the layer that consumes them, see
+ *                       q_scale_name), every other tensor as F16; __metadata__ format/version
+ *   quant_config.json   format and version, method, bit widths, granularity, percentile, the
+ *                       Hadamard order and where it applies, fusions, which activations are
+ *                       quantized and where their scales are, calibration and source hashes, tool
+ *   config.json         the source model's, copied
+ *   tokenizer.json      copied
+ * art_write builds it in a temporary sibling directory and renames it into place when complete, so
+ * an interrupted write never leaves anything under the final name. art_open validates everything
+ * before returning (known format version and method, every tensor present with the shape
+ * config.json implies and the right dtype, no unknown tensor, every scale finite and > 0, int8
+ * values in [-127, 127]); its errors name the file and the tensor. docs/recipe.md documents it. */
+#ifndef MQ_ART_H
+#define MQ_ART_H
+#include <stddef.h>
+#include <stdint.h>
+#include "quantize/q.h"
+
+#define ART_FORMAT "mambaq-w8a8"
+#define ART_FORMAT_VERSION 1
+
+typedef struct {
+    char source_model[1024];   /* model directory quantize read */
+    char source_hash[80];      /* its weights' hash (the calib stats file's definition) */
+    char stats_file[1024];     /* the calibration statistics used */
+    char calib_data[1024];     /* data file the statistics were collected on */
+    char calib_data_hash[80];
+    long calib_samples;        /* calibration sequences */
+    long calib_tokens;
+    char tool_version[32];
+} art_provenance;
+
+typedef struct {
+    char dir[4096];
+    q_model qm;                /* everything the artifact holds, decoded */
+    art_provenance prov;
+    int format_version;
+    size_t model_bytes;        /* size of model.safetensors */
+    size_t int8_params;        /* elements stored as I8 */
+    size_t float_params;       /* elements stored as F16 */
+    size_t scale_params;       /* elements stored as F32 */
+} art_artifact;
+
+/* Writes the artifact of qm into dir. config_json: the source config.json to copy; tokenizer: the
+ * tokenizer.json to copy. Refuses an existing dir unless force (then replaces it atomically).
+ * 0, or -1 + mq_errmsg(); on failure nothing is left under dir (a previous artifact stays). */
+int art_write(const char *dir, const q_model *qm, const art_provenance *prov, const char *config_json,
+              const char *tokenizer, int force);
+
+/* Reads and validates an artifact. 0, or -1 + a message naming the file and tensor. */
+int art_open(const char *dir, art_artifact *a);
+void art_close(art_artifact *a);
+
+/* Elements an FP16 copy of the same model would hold (for the compression ratio). */
+size_t art_fp16_params(const mq_config *c);
+
+/* For tests: called (when set) after the temporary directory holds model.safetensors and before it
+ * is complete; a test may kill the process here or return nonzero to make art_write fail. */
+extern int (*art_test_midwrite)(const char *tmpdir);
+
+#endif

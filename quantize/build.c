@@ -1,0 +1,130 @@
+/* q_quantize: FP32 model + activation statistics + recipe -> q_model (int8 weights with their
+ * scales, activation scales, the float tensors rounded to FP16). The fusions of the recipe are
+ * applied to FP32 copies of in_proj / out_proj before their weights are quantized. */
+#include <stdlib.h>
+#include <string.h>
+#include "core/err.h"
+#include "core/st.h"
+#include "hadamard/had.h"
+#include "quantize/q.h"
+
+void q_round_f16(float *x, size_t n) {
+    for (size_t i = 0; i < n; i++) x[i] = st_f16_to_f32(st_f32_to_f16(x[i]));
+}
+
+/* FP16-rounded copy of src[n]; NULL when src is NULL. Fails on values FP16 cannot hold. */
+static float *dup16(const float *src, size_t n, const char *what, int layer, int *bad) {
+    if (!src) return NULL;
+    float *d = mq_malloc(n * sizeof *d);
+    memcpy(d, src, n * sizeof *d);
+    q_round_f16(d, n);
+    for (size_t i = 0; i < n && !*bad; i++)
+        if (!isfinite(d[i]) && isfinite(src[i])) {
+            mq_fail("layer %d %s[%zu] = %g does not fit in FP16", layer, what, i, (double)src[i]);
+            *bad = 1;
+        }
+    return d;
+}
+
+static float *ones(size_t n) {
+    float *d = mq_malloc(n * sizeof *d);
+    for (size_t i = 0; i < n; i++) d[i] = 1.0f;
+    return d;
+}
+
+int q_quantize(const mq_model *src, const q_stats *st, const q_options *o, q_model *out) {
+    const mq_config *c = &src->cfg;
+    memset(out, 0, sizeof *out);
+    out->cfg = *c;
+    out->opt = *o;
+    if ((unsigned)o->method >= Q_NMETHODS) return mq_fail("invalid method %d", (int)o->method);
+    if (q_method_uses_percentile(o->method) && !(o->percentile > 0 && o->percentile <= 100))
+        return mq_fail("percentile %g is outside (0, 100]", o->percentile);
+    int had = q_method_uses_hadamard(o->method), fuse = q_method_fuses_norm(o->method);
+    if (had) {
+        if (had_factor(c->d_inner, &out->hadamard_m, &out->hadamard_k))
+            return mq_fail_ctx("method %s rotates y of width d_inner", q_method_name(o->method));
+        out->hadamard_n = c->d_inner;
+    }
+    int D = c->d_model, E = c->d_inner, N = cfg_in_proj_dim(c), CD = cfg_conv_dim(c), bad = 0;
+    size_t nA = c->arch == MQ_MAMBA1 ? (size_t)E * c->d_state : (size_t)c->n_heads;
+    size_t nD = c->arch == MQ_MAMBA1 ? (size_t)E : (size_t)c->n_heads;
+    out->layers = mq_calloc((size_t)c->n_layer, sizeof *out->layers);
+    float *tmp = mq_malloc((size_t)(N > D ? N : D) * (E > D ? E : D) * sizeof *tmp);
+
+    for (int l = 0; l < c->n_layer && !bad; l++) {
+        const mq_layer *S = &src->layers[l];
+        q_layer *L = &out->layers[l];
+        /* in_proj, with the RMSNorm weight folded into its columns */
+        memcpy(tmp, S->in_proj, (size_t)N * D * sizeof *tmp);
+        if (fuse)
+            for (int r = 0; r < N; r++)
+                for (int k = 0; k < D; k++) tmp[(size_t)r * D + k] *= S->norm_w[k];
+        q_weight_quantize(tmp, N, D, o->weight_gran, &L->in_proj);
+        L->norm_w = fuse ? ones((size_t)D) : dup16(S->norm_w, (size_t)D, "norm.weight", l, &bad);
+        /* out_proj, rotated: W' = W H^T */
+        memcpy(tmp, S->out_proj, (size_t)D * E * sizeof *tmp);
+        if (had && had_transform_f32(tmp, D, E)) { bad = 1; break; }
+        q_weight_quantize(tmp, D, E, o->weight_gran, &L->out_proj);
+        q_weight_quantize(S->conv_w, CD, c->d_conv, o->weight_gran, &L->conv1d);
+        L->in_proj_b = dup16(S->in_proj_b, (size_t)N, "in_proj.bias", l, &bad);
+        L->out_proj_b = dup16(S->out_proj_b, (size_t)D, "out_proj.bias", l, &bad);
+        L->conv_b = dup16(S->conv_b, (size_t)CD, "conv1d.bias", l, &bad);
+        L->A_log = dup16(S->A_log, nA, "A_log", l, &bad);
+        L->D = dup16(S->D, nD, "D", l, &bad);
+        if (c->arch == MQ_MAMBA1) {
+            q_weight_quantize(S->x_proj, c->dt_rank + 2 * c->d_state, E, o->weight_gran, &L->x_proj);
+            q_weight_quantize(S->dt_proj, E, c->dt_rank, o->weight_gran, &L->dt_proj);
+            L->dt_proj_b = dup16(S->dt_proj_b, (size_t)E, "dt_proj.bias", l, &bad);
+        } else {
+            L->dt_bias = dup16(S->dt_bias, (size_t)c->n_heads, "dt_bias", l, &bad);
+            L->gnorm_w = dup16(S->gnorm_w, (size_t)E, "mixer.norm.weight", l, &bad);
+        }
+        for (int r = 0; r < MQ_ACT_NROLES && !bad; r++) {
+            if (r == MQ_ACT_LM_HEAD_IN || !q_role_quantized(c->arch, o, (mq_act_role)r)) continue;
+            float clip;
+            if (q_role_clip(o, st, l, (mq_act_role)r, &clip)) { bad = 1; break; }
+            L->act_scale[r] = q_scale_from_clip(clip);
+        }
+    }
+    free(tmp);
+    if (!bad) {
+        size_t ne = (size_t)c->vocab_size * D;
+        out->embed = dup16(src->embed, ne, "embeddings.weight", -1, &bad);
+        out->norm_f = dup16(src->norm_f, (size_t)D, "norm_f.weight", -1, &bad);
+        if (o->quantize_head) {
+            q_weight_quantize(src->lm_head, c->vocab_size, D, o->weight_gran, &out->lm_head_q);
+            float clip;
+            if (q_role_clip(o, st, -1, MQ_ACT_LM_HEAD_IN, &clip)) bad = 1;
+            else out->lm_head_in_scale = q_scale_from_clip(clip);
+        } else if (!c->tie_embeddings) {
+            out->lm_head = dup16(src->lm_head, ne, "lm_head.weight", -1, &bad);
+        }
+    }
+    if (bad) {
+        q_model_free(out);
+        return -1;
+    }
+    return 0;
+}
+
+void q_model_free(q_model *qm) {
+    if (qm->layers)
+        for (int l = 0; l < qm->cfg.n_layer; l++) {
+            q_layer *L = &qm->layers[l];
+            q_weight_free(&L->in_proj);
+            q_weight_free(&L->conv1d);
+            q_weight_free(&L->out_proj);
+            q_weight_free(&L->x_proj);
+            q_weight_free(&L->dt_proj);
+            float *f[] = {L->norm_w, L->in_proj_b, L->out_proj_b, L->conv_b, L->A_log, L->D,
+                          L->dt_proj_b, L->dt_bias, L->gnorm_w};
+            for (size_t i = 0; i < sizeof f / sizeof f[0]; i++) free(f[i]);
+        }
+    free(qm->layers);
+    free(qm->embed);
+    free(qm->norm_f);
+    free(qm->lm_head);
+    q_weight_free(&qm->lm_head_q);
+    memset(qm, 0, sizeof *qm);
+}

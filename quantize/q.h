@@ -1,0 +1,175 @@
+/* W8A8 recipes after Quamba (arXiv 2410.13229; enyac-group/Quamba): the int8 arithmetic every part of
+ * mambaq shares (CPU simulation, export, GPU kernels), the recipe table selected by --method, which
+ * activation of a block each recipe quantizes and how its clip is chosen, the offline fusions, and
+ * the in-memory quantized model (q_model) that export/ writes and reads. docs/recipe.md gives the
+ * reason and source of every choice.
+ *
+ * The int8 rule (symmetric, per tensor unless stated otherwise):
+ *     s = clip / 127                          clip = absmax or a percentile of |v|, floored at 1e-5
+ *     q = clamp(rint(v / s), -127, 127)       IEEE FP32 division, rint = round half to even (the
+ *                                             default rounding mode, as torch.round); NaN -> 0
+ *     v' = (float)q * s                       dequantized value (one FP32 multiply)
+ * -128 is never produced, so the range is symmetric and negation is exact. */
+#ifndef MQ_Q_H
+#define MQ_Q_H
+#include <math.h>
+#include <stddef.h>
+#include <stdint.h>
+#include "core/cfg.h"
+#include "ssm/model.h"
+
+#define Q_QMAX 127
+#define Q_MIN_CLIP 1e-5f   /* Quamba's observers clamp the absmax at 1e-5 before dividing */
+
+/* ---- the int8 rule ---- */
+static inline int8_t q_quant1(float v, float s) {
+    float r = rintf(v / s);
+    if (!(r == r)) return 0;                 /* NaN */
+    if (r > (float)Q_QMAX) r = (float)Q_QMAX;
+    if (r < -(float)Q_QMAX) r = -(float)Q_QMAX;
+    return (int8_t)r;
+}
+static inline float q_deq1(int8_t q, float s) { return (float)q * s; }
+static inline float q_fake1(float v, float s) { return q_deq1(q_quant1(v, s), s); }
+
+/* s = max(clip, 1e-5) / 127. clip must be finite and >= 0 (callers check). */
+float q_scale_from_clip(float clip);
+/* In place quantize -> dequantize of x[rows x cols] with row stride ld, one scale. */
+void q_fake_quant_rows(float *x, int rows, int cols, int ld, float s);
+
+/* ---- weights ---- */
+typedef enum { Q_GRAN_TENSOR = 0, Q_GRAN_CHANNEL = 1 } q_granularity;
+const char *q_gran_name(q_granularity g);
+int q_gran_from_name(const char *name, q_granularity *out);   /* -1 + mq_fail if unknown */
+
+/* An int8 weight [rows x cols] (PyTorch layout [out x in]) with one scale (tensor) or one per row
+ * (channel = output channel). */
+typedef struct {
+    int8_t *q;
+    float *scale;
+    int rows, cols;
+    int nscale;          /* 1 or rows */
+} q_weight;
+
+/* Quantize W (absmax clip per tensor or per output row). Allocates w->q and w->scale. */
+void q_weight_quantize(const float *W, int rows, int cols, q_granularity g, q_weight *w);
+/* W[rows x cols] = q * s. */
+void q_weight_dequantize(const q_weight *w, float *W);
+void q_weight_free(q_weight *w);
+
+/* ---- recipes ---- */
+typedef enum {
+    Q_NAIVE = 0,         /* absmax clip everywhere */
+    Q_QUAMBA,            /* percentile clip of the SSM input x, Hadamard on y, RMSNorm fused */
+    Q_PERCENTILE_ONLY,   /* naive + percentile clip of x (ablation) */
+    Q_HADAMARD_ONLY,     /* naive + Hadamard on y (ablation) */
+    Q_NMETHODS
+} q_method;
+
+const char *q_method_name(q_method m);
+int q_method_from_name(const char *name, q_method *out);      /* -1 + mq_fail listing the names */
+int q_method_uses_percentile(q_method m);
+int q_method_uses_hadamard(q_method m);
+int q_method_fuses_norm(q_method m);
+
+typedef struct {
+    q_method method;
+    double percentile;          /* in (0, 100]; used for SSM x when the method clips by percentile */
+    q_granularity weight_gran;
+    int quantize_head;          /* also quantize lm_head (weight and input); else it stays FP16 */
+} q_options;
+void q_options_default(q_options *o);   /* quamba, 99.95, tensor, no head */
+
+/* Does recipe `o` quantize activation `role` of this architecture? (The W8A8 block of Quamba:
+ * in_proj input; in_proj outputs x (conv input) and z; conv1d+SiLU output x; M1 x_proj output
+ * (dt, B, C share it) and dt_proj output; M2 dt, B and C; the out_proj input. LM_HEAD_IN only with
+ * quantize_head.) */
+int q_role_quantized(mq_arch arch, const q_options *o, mq_act_role role);
+/* Artifact name of the scale of `role` in `layer` (layer -1 for LM_HEAD_IN), e.g.
+ * "backbone.layers.3.mixer.x_proj.input_scale". Returns buf. */
+const char *q_scale_name(mq_arch arch, int layer, mq_act_role role, char *buf, size_t n);
+/* Short stable name of a quantized role used in quant_config.json and tables ("x_proj_in"...). */
+const char *q_role_key(mq_arch arch, mq_act_role role);
+
+/* Which statistics a scale is computed from. The two roles a fusion changes come in two variants:
+ * IN_PROJ_IN before (weighted RMSNorm output) and after the RMSNorm fusion (x / rms(x), no weight),
+ * OUT_PROJ_IN before and after the Hadamard rotation of y. */
+typedef enum { Q_STAT_PLAIN = 0, Q_STAT_FUSED = 1 } q_stat_variant;
+
+/* Source of activation statistics (the calib stats file, or a test's own observers).
+ * absmax / percentile of |v| over all calibration elements. Return 0, or -1 + mq_fail naming what
+ * is missing. p is in (0, 100]. */
+typedef struct {
+    int (*absmax)(void *ctx, int layer, mq_act_role role, q_stat_variant var, float *v);
+    int (*percentile)(void *ctx, int layer, mq_act_role role, q_stat_variant var, double p, float *v);
+    void *ctx;
+} q_stats;
+
+/* The statistics variant a recipe needs for a role (FUSED for IN_PROJ_IN under norm fusion and for
+ * OUT_PROJ_IN under the Hadamard rotation, PLAIN otherwise). */
+q_stat_variant q_role_variant(const q_options *o, mq_act_role role);
+/* The clip value of a role from the statistics, following the recipe. */
+int q_role_clip(const q_options *o, const q_stats *st, int layer, mq_act_role role, float *clip);
+
+/* ---- offline fusions on an FP32 model (in place) ----
+ * Norm: in_proj[:, k] *= norm_w[k], norm_w = 1 (the RMSNorm output feeding in_proj is then x/rms(x)).
+ * Hadamard: out_proj = out_proj H^T (hadamard/had.h), so out_proj(H y) = out_proj_original(y); the
+ * forward must then rotate y online (q_rotate_hooks). Both leave the FP32 function unchanged. */
+int q_fuse_norm(mq_model *m);
+int q_fuse_hadamard(mq_model *m);
+
+/* Hooks that rotate y (MQ_ACT_SSM_OUT) by H in place, then pass every call on to `next` (may be
+ * NULL), so `next` sees OUT_PROJ_IN rotated. For calibrating a Hadamard-fused model. */
+typedef struct {
+    const mq_hooks *next;
+} q_rotate_ctx;
+mq_hooks q_rotate_hooks(q_rotate_ctx *ctx);
+/* Rotate rows [rows x n] with stride ld in place (x_row <- x_row H^T). */
+int q_rotate_rows(float *x, int rows, int n, int ld);
+
+/* ---- the quantized model (what an artifact holds, in memory) ----
+ * Float tensors are FP32 arrays holding FP16-representable values (the artifact stores them as F16),
+ * so a q_model built by q_quantize and one read back by art_open are identical. */
+typedef struct {
+    float *norm_w;                  /* [d_model]; ones when the norm is fused */
+    q_weight in_proj, conv1d, out_proj;
+    float *in_proj_b, *out_proj_b;  /* or NULL */
+    float *conv_b;                  /* [conv_dim] or NULL */
+    float *A_log, *D;
+    q_weight x_proj, dt_proj;       /* Mamba1 */
+    float *dt_proj_b;               /* Mamba1 [d_inner] */
+    float *dt_bias, *gnorm_w;       /* Mamba2 */
+    float act_scale[MQ_ACT_NROLES]; /* 0 = the role stays float */
+} q_layer;
+
+typedef struct {
+    mq_config cfg;
+    q_options opt;
+    int hadamard_n, hadamard_m, hadamard_k;  /* order of the rotation of y (0 when none) */
+    float *embed;                   /* [vocab x d_model] */
+    float *norm_f;                  /* [d_model] */
+    float *lm_head;                 /* [vocab x d_model] when untied and not quantized, else NULL */
+    q_weight lm_head_q;             /* when quantize_head (q == NULL otherwise) */
+    float lm_head_in_scale;         /* when quantize_head */
+    q_layer *layers;
+} q_model;
+
+/* Build the quantized model from an FP32 source model and statistics. src is not modified. */
+int q_quantize(const mq_model *src, const q_stats *st, const q_options *o, q_model *out);
+void q_model_free(q_model *qm);
+/* Round every element through FP16 (what the artifact keeps for float tensors). */
+void q_round_f16(float *x, size_t n);
+
+/* ---- simulated quantization ----
+ * q_sim_build: the FP32 model whose weights are the dequantized int8 weights (fusions included) and
+ * whose other tensors are the q_model's. q_sim_hooks: rewrites every quantized activation in place
+ * (quantize -> dequantize with the q_model's scale) and rotates y by H before quantizing it, as the
+ * int8 GPU pass does. The hook context points into qm, which must outlive it. */
+int q_sim_build(const q_model *qm, mq_model *m);
+void q_sim_free(mq_model *m);
+typedef struct {
+    const q_model *qm;
+} q_sim_ctx;
+mq_hooks q_sim_hooks(q_sim_ctx *ctx, const q_model *qm);
+
+#endif
