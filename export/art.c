@@ -121,7 +121,8 @@ static void build_table(q_model *qm, tlist *L) {
         for (int r = 0; r < MQ_ACT_NROLES; r++) {
             if (r == MQ_ACT_LM_HEAD_IN || !q_role_quantized(c->arch, o, (mq_act_role)r)) continue;
             char nm[160];
-            add(L, T_ASCALE, 1, 1, 0, 0, "%s", q_scale_name(c->arch, l, (mq_act_role)r, nm, sizeof nm))->s = &Q->act_scale[r];
+            add(L, T_ASCALE, 1, q_role_parts(c->arch, (mq_act_role)r), 0, 0, "%s",
+                q_scale_name(c->arch, l, (mq_act_role)r, nm, sizeof nm))->s = Q->act_scale[r];
         }
     }
     add_f16(L, &qm->norm_f, 1, D, 0, "backbone.norm_f.weight");
@@ -204,6 +205,13 @@ static char *quant_config_json(const q_model *qm, const art_provenance *pv) {
             cJSON_AddStringToObject(a, "scale_tensor", sn);
         }
         cJSON_AddStringToObject(a, "clip", role_clip_desc(qm, (mq_act_role)r));
+        if (q_role_parts(c->arch, (mq_act_role)r) == 3) {
+            cJSON *parts = cJSON_AddArrayToObject(a, "parts");
+            const char *pn[3] = {"x", "B", "C"};
+            for (int k = 0; k < 3; k++) cJSON_AddItemToArray(parts, cJSON_CreateString(pn[k]));
+        }
+        if (r == MQ_ACT_DT && c->arch == MQ_MAMBA1)
+            cJSON_AddStringToObject(a, "note", "dt_proj output without dt_proj.bias; the bias is added after dequantization");
         cJSON_AddStringToObject(a, "statistics", q_role_variant(o, (mq_act_role)r) == Q_STAT_FUSED
                                 ? (r == MQ_ACT_IN_PROJ_IN ? "after RMSNorm fusion (x / rms(x))" : "after Hadamard rotation (H y)")
                                 : "as in the source model");

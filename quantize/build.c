@@ -82,9 +82,11 @@ int q_quantize(const mq_model *src, const q_stats *st, const q_options *o, q_mod
         }
         for (int r = 0; r < MQ_ACT_NROLES && !bad; r++) {
             if (r == MQ_ACT_LM_HEAD_IN || !q_role_quantized(c->arch, o, (mq_act_role)r)) continue;
-            float clip;
-            if (q_role_clip(o, st, l, (mq_act_role)r, &clip)) { bad = 1; break; }
-            L->act_scale[r] = q_scale_from_clip(clip);
+            for (int p = 0; p < q_role_parts(c->arch, (mq_act_role)r) && !bad; p++) {
+                float clip;
+                if (q_role_clip(o, st, l, (mq_act_role)r, p, &clip)) bad = 1;
+                else L->act_scale[r][p] = q_scale_from_clip(clip);
+            }
         }
     }
     free(tmp);
@@ -95,7 +97,7 @@ int q_quantize(const mq_model *src, const q_stats *st, const q_options *o, q_mod
         if (o->quantize_head) {
             q_weight_quantize(src->lm_head, c->vocab_size, D, o->weight_gran, &out->lm_head_q);
             float clip;
-            if (q_role_clip(o, st, -1, MQ_ACT_LM_HEAD_IN, &clip)) bad = 1;
+            if (q_role_clip(o, st, -1, MQ_ACT_LM_HEAD_IN, 0, &clip)) bad = 1;
             else out->lm_head_in_scale = q_scale_from_clip(clip);
         } else if (!c->tie_embeddings) {
             out->lm_head = dup16(src->lm_head, ne, "lm_head.weight", -1, &bad);

@@ -157,13 +157,26 @@ q_stat_variant q_role_variant(const q_options *o, mq_act_role role) {
     return Q_STAT_PLAIN;
 }
 
-int q_role_clip(const q_options *o, const q_stats *st, int layer, mq_act_role role, float *clip) {
+int q_role_parts(mq_arch arch, mq_act_role role) { return arch == MQ_MAMBA2 && role == MQ_ACT_CONV_IN ? 3 : 1; }
+
+void q_role_part_cols(const mq_config *c, mq_act_role role, int part, int *col0, int *ncols) {
+    if (q_role_parts(c->arch, role) == 1) {
+        *col0 = 0;
+        *ncols = -1;  /* all columns */
+        return;
+    }
+    int gn = c->n_groups * c->d_state;
+    *col0 = part == 0 ? 0 : part == 1 ? c->d_inner : c->d_inner + gn;
+    *ncols = part == 0 ? c->d_inner : gn;
+}
+
+int q_role_clip(const q_options *o, const q_stats *st, int layer, mq_act_role role, int part, float *clip) {
     q_stat_variant var = q_role_variant(o, role);
     int rc;
     if (role == MQ_ACT_SSM_X && q_method_uses_percentile(o->method) && o->percentile < 100.0)
-        rc = st->percentile(st->ctx, layer, role, var, o->percentile, clip);
+        rc = st->percentile(st->ctx, layer, role, part, var, o->percentile, clip);
     else
-        rc = st->absmax(st->ctx, layer, role, var, clip);
+        rc = st->absmax(st->ctx, layer, role, part, var, clip);
     if (rc) return -1;
     if (!isfinite(*clip) || *clip < 0)
         return mq_fail("statistics of layer %d %s: clip value %g is not a finite non-negative number",

@@ -88,8 +88,13 @@ int q_role_quantized(mq_arch arch, const q_options *o, mq_act_role role);
 /* Artifact name of the scale of `role` in `layer` (layer -1 for LM_HEAD_IN), e.g.
  * "backbone.layers.3.mixer.x_proj.input_scale". Returns buf. */
 const char *q_scale_name(mq_arch arch, int layer, mq_act_role role, char *buf, size_t n);
-/* Short stable name of a quantized role used in quant_config.json and tables ("x_proj_in"...). */
+/* Short stable name of a quantized role used in quant_config.json and tables ("ssm_x"...). */
 const char *q_role_key(mq_arch arch, mq_act_role role);
+/* Scales of a role: 1, except the Mamba2 conv input xBC, which has one per segment x, B, C
+ * (Quamba2's x_conv_in / B_conv_in / C_conv_in). Segment p covers columns q_role_part_cols. */
+#define Q_MAX_PARTS 3
+int q_role_parts(mq_arch arch, mq_act_role role);
+void q_role_part_cols(const mq_config *c, mq_act_role role, int part, int *col0, int *ncols);
 
 /* Which statistics a scale is computed from. The two roles a fusion changes come in two variants:
  * IN_PROJ_IN before (weighted RMSNorm output) and after the RMSNorm fusion (x / rms(x), no weight),
@@ -100,8 +105,8 @@ typedef enum { Q_STAT_PLAIN = 0, Q_STAT_FUSED = 1 } q_stat_variant;
  * absmax / percentile of |v| over all calibration elements. Return 0, or -1 + mq_fail naming what
  * is missing. p is in (0, 100]. */
 typedef struct {
-    int (*absmax)(void *ctx, int layer, mq_act_role role, q_stat_variant var, float *v);
-    int (*percentile)(void *ctx, int layer, mq_act_role role, q_stat_variant var, double p, float *v);
+    int (*absmax)(void *ctx, int layer, mq_act_role role, int part, q_stat_variant var, float *v);
+    int (*percentile)(void *ctx, int layer, mq_act_role role, int part, q_stat_variant var, double p, float *v);
     void *ctx;
 } q_stats;
 
@@ -109,7 +114,7 @@ typedef struct {
  * OUT_PROJ_IN under the Hadamard rotation, PLAIN otherwise). */
 q_stat_variant q_role_variant(const q_options *o, mq_act_role role);
 /* The clip value of a role from the statistics, following the recipe. */
-int q_role_clip(const q_options *o, const q_stats *st, int layer, mq_act_role role, float *clip);
+int q_role_clip(const q_options *o, const q_stats *st, int layer, mq_act_role role, int part, float *clip);
 
 /* ---- offline fusions on an FP32 model (in place) ----
  * Norm: in_proj[:, k] *= norm_w[k], norm_w = 1 (the RMSNorm output feeding in_proj is then x/rms(x)).
@@ -139,7 +144,7 @@ typedef struct {
     q_weight x_proj, dt_proj;       /* Mamba1 */
     float *dt_proj_b;               /* Mamba1 [d_inner] */
     float *dt_bias, *gnorm_w;       /* Mamba2 */
-    float act_scale[MQ_ACT_NROLES]; /* 0 = the role stays float */
+    float act_scale[MQ_ACT_NROLES][Q_MAX_PARTS]; /* [role][part]; 0 = the role stays float */
 } q_layer;
 
 typedef struct {

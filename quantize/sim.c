@@ -106,8 +106,23 @@ static void sim_hook(void *vctx, int layer, mq_act_role role, float *x, int rows
             mq_die("rotating y of layer %d: %s", layer, mq_errmsg());
         return;
     }
-    float s = qm->layers[layer].act_scale[role];
-    if (s > 0) q_fake_quant_rows(x, rows, cols, ld, s);
+    const q_layer *L = &qm->layers[layer];
+    if (role == MQ_ACT_DT && qm->cfg.arch == MQ_MAMBA1) {
+        /* Quamba's dt_proj has no bias (the scan adds it): quantize dt_proj's output without it */
+        float s = L->act_scale[role][0];
+        if (!(s > 0)) return;
+        for (int r = 0; r < rows; r++) {
+            float *row = x + (size_t)r * ld;
+            for (int c = 0; c < cols; c++) row[c] = q_fake1(row[c] - L->dt_proj_b[c], s) + L->dt_proj_b[c];
+        }
+        return;
+    }
+    for (int p = 0; p < q_role_parts(qm->cfg.arch, role); p++) {
+        float s = L->act_scale[role][p];
+        int c0, nc;
+        q_role_part_cols(&qm->cfg, role, p, &c0, &nc);
+        if (s > 0) q_fake_quant_rows(x + c0, rows, nc < 0 ? cols : nc, ld, s);
+    }
 }
 
 mq_hooks q_sim_hooks(q_sim_ctx *ctx, const q_model *qm) {

@@ -80,12 +80,12 @@ static void free_random_model(mq_model *m) {
 }
 
 /* Statistics stub: distinct, deterministic values per layer, role and variant. */
-static int stub_absmax(void *ctx, int layer, mq_act_role role, q_stat_variant var, float *v) {
-    *v = 1.0f + 0.25f * (float)(layer + 1) + 0.125f * (float)role + (var == Q_STAT_FUSED ? 0.5f : 0.0f);
+static int stub_absmax(void *ctx, int layer, mq_act_role role, int part, q_stat_variant var, float *v) {
+    *v = 1.0f + 0.25f * (float)(layer + 1) + 0.125f * (float)role + 0.0625f * (float)part + (var == Q_STAT_FUSED ? 0.5f : 0.0f);
     return 0;
 }
-static int stub_pct(void *ctx, int layer, mq_act_role role, q_stat_variant var, double p, float *v) {
-    stub_absmax(ctx, layer, role, var, v);
+static int stub_pct(void *ctx, int layer, mq_act_role role, int part, q_stat_variant var, double p, float *v) {
+    stub_absmax(ctx, layer, role, part, var, v);
     *v *= (float)(p / 100.0) * 0.5f;
     return 0;
 }
