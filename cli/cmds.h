@@ -9,4 +9,5 @@ int cmd_detokenize(int argc, char **argv);
 int cmd_calib(int argc, char **argv);
 int cmd_stats(int argc, char **argv);
 int cmd_info(int argc, char **argv);
+int cmd_inspect(int argc, char **argv);
 #endif

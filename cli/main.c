@@ -12,6 +12,7 @@ static const struct { const char *name; int (*fn)(int, char **); const char *hel
     {"detokenize", cmd_detokenize, "token ids -> text"},
     {"info", cmd_info, "a checkpoint's config, tensors and parameter count; checks that it loads"},
     {"stats", cmd_stats, "print a calibration stats file: per-layer table and how it was made"},
+    {"inspect", cmd_inspect, "validate an int8 artifact and summarize it: method, sizes, per-layer scales"},
 };
 
 static void usage(FILE *f) {

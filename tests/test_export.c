@@ -349,8 +349,9 @@ static int kill_hook(const char *tmp) { raise(SIGKILL); return 0; }
 
 static int count_siblings(const char *final) {
     /* entries named final.tmp.* or final.old.* left next to final */
-    char cmd[1400];
-    snprintf(cmd, sizeof cmd, "ls -d '%s'.tmp.* '%s'.old.* 2>/dev/null | wc -l > '%s.count'", final, final, final);
+    char cmd[4000];
+    if ((size_t)snprintf(cmd, sizeof cmd, "ls -d '%s'.tmp.* '%s'.old.* 2>/dev/null | wc -l > '%s.count'", final, final, final) >= sizeof cmd)
+        return -1;
     if (system(cmd) != 0) return -1;
     snprintf(cmd, sizeof cmd, "%s.count", final);
     char *s = mq_read_file(cmd, NULL);
