@@ -102,10 +102,13 @@ typedef struct {
 
 /* Byte trie over added-token contents, searched leftmost-longest like HF's Aho-Corasick. */
 typedef struct { int32_t child, sibling, tok; uint8_t byte; } trie_node;
-typedef struct { trie_node *nodes; int n, cap; uint8_t first[256]; bool empty; } matcher;
+typedef struct { trie_node *nodes; int n, cap, n_first; uint8_t first[256], one_first; bool empty; } matcher;
 
 typedef struct { uint64_t key; uint32_t rank; int32_t new_id; } merge_slot;   /* key (a << 32) | b */
-typedef struct { uint64_t h; uint32_t key_off, key_len, ids_off, n_ids; } cache_slot;
+/* 16 bytes, so that the table of a whole text's distinct words stays small in the CPU caches.
+ * key: the word's bytes themselves when it has at most 4 (most do), else its offset in cache_keys;
+ * ids: the id itself when the word is one token, else the offset of its ids in cache_ids. */
+typedef struct { uint32_t h, key; uint16_t len, n_ids; int32_t ids; } cache_slot;
 
 struct tok_tokenizer {
     char *path;
@@ -204,7 +207,7 @@ static void trie_add(matcher *m, const char *s, size_t len, int tok) {
         node = c;
     }
     if (m->nodes[node].tok < 0) m->nodes[node].tok = tok;   /* same pattern twice: first wins */
-    m->first[(uint8_t)s[0]] = 1;
+    if (!m->first[(uint8_t)s[0]]) { m->first[(uint8_t)s[0]] = 1; m->n_first++; m->one_first = (uint8_t)s[0]; }
     m->empty = false;
 }
 
@@ -212,7 +215,13 @@ static void trie_add(matcher *m, const char *s, size_t len, int tok) {
 static bool trie_next(const matcher *m, const unsigned char *s, size_t n, size_t pos, size_t *ms, size_t *me, int *tok) {
     if (m->empty) return false;
     for (size_t i = pos; i < n; i++) {
-        if (!m->first[s[i]]) continue;
+        if (m->n_first == 1) {   /* the usual case ("<" of <|...|>, " " of space runs): memchr */
+            const unsigned char *p = memchr(s + i, m->one_first, n - i);
+            if (!p) return false;
+            i = (size_t)(p - s);
+        } else if (!m->first[s[i]]) {
+            continue;
+        }
         int node = 0, best = -1;
         size_t best_end = 0;
         for (size_t k = i; k < n; k++) {
@@ -728,7 +737,13 @@ static void bpe_merge(tok_tokenizer *t, const unsigned char *w, size_t n, idvec 
     for (int32_t i = 0; i >= 0 && m > 0; i = t->nxt[i]) iv_push(out, t->sym[i]);
 }
 
-enum { CACHE_MAX_WORD = 256, CACHE_MAX_ENTRIES = 1 << 20 };
+enum { CACHE_MAX_WORD = 256, CACHE_MAX_ENTRIES = 1 << 20, CACHE_EMPTY = 0xFFFF };
+
+static uint32_t short_key(const unsigned char *w, size_t n) {
+    uint32_t k = 0;
+    memcpy(&k, w, n);
+    return k;
+}
 
 /* BPE with the word cache: most words of a text repeat, so most words cost one hash lookup. */
 static void bpe_word(tok_tokenizer *t, const unsigned char *w, size_t n, idvec *out) {
@@ -736,37 +751,46 @@ static void bpe_word(tok_tokenizer *t, const unsigned char *w, size_t n, idvec *
     if (!t->cache) {
         t->cache_mask = (1 << 15) - 1;
         t->cache = mq_malloc((t->cache_mask + 1) * sizeof *t->cache);
-        for (size_t i = 0; i <= t->cache_mask; i++) t->cache[i].key_len = UINT32_MAX;
+        for (size_t i = 0; i <= t->cache_mask; i++) t->cache[i].len = CACHE_EMPTY;
     }
-    uint64_t h = hash_bytes(w, n);
-    size_t i = h & t->cache_mask;
+    uint64_t h64 = hash_bytes(w, n);
+    uint32_t h = (uint32_t)(h64 >> 32), key = n <= 4 ? short_key(w, n) : 0;
+    size_t i = h64 & t->cache_mask;
     for (;; i = (i + 1) & t->cache_mask) {
-        cache_slot *s = &t->cache[i];
-        if (s->key_len == UINT32_MAX) break;
-        if (s->h == h && s->key_len == n && !memcmp(t->cache_keys.p + s->key_off, w, n)) {
-            for (uint32_t k = 0; k < s->n_ids; k++) iv_push(out, t->cache_ids.v[s->ids_off + k]);
-            return;
-        }
+        const cache_slot *s = &t->cache[i];
+        if (s->len == CACHE_EMPTY) break;
+        if (s->h != h || s->len != n) continue;
+        if (n <= 4 ? s->key != key : memcmp(t->cache_keys.p + s->key, w, n) != 0) continue;
+        if (s->n_ids == 1) iv_push(out, s->ids);
+        else for (uint32_t k = 0; k < s->n_ids; k++) iv_push(out, t->cache_ids.v[(uint32_t)s->ids + k]);
+        return;
     }
     size_t before = out->n;
     bpe_merge(t, w, n, out);
-    if (t->cache_n >= CACHE_MAX_ENTRIES) return;
+    size_t got = out->n - before;
+    if (t->cache_n >= CACHE_MAX_ENTRIES || got > 0xFFFF) return;
     cache_slot *s = &t->cache[i];
     s->h = h;
-    s->key_off = (uint32_t)ar_add(&t->cache_keys, w, n);
-    s->key_len = (uint32_t)n;
-    s->ids_off = (uint32_t)t->cache_ids.n;
-    s->n_ids = (uint32_t)(out->n - before);
-    for (size_t k = before; k < out->n; k++) iv_push(&t->cache_ids, out->v[k]);
-    if (++t->cache_n * 2 > t->cache_mask) {   /* keep the load under one half */
+    s->len = (uint16_t)n;
+    s->key = n <= 4 ? key : (uint32_t)ar_add(&t->cache_keys, w, n);
+    s->n_ids = (uint16_t)got;
+    if (got == 1) s->ids = out->v[before];
+    else {
+        s->ids = (int32_t)t->cache_ids.n;
+        for (size_t k = before; k < out->n; k++) iv_push(&t->cache_ids, out->v[k]);
+    }
+    if (++t->cache_n * 4 > t->cache_mask * 3) {   /* keep the load under 3/4 */
         size_t cap = (t->cache_mask + 1) * 2;
         cache_slot *nc = mq_malloc(cap * sizeof *nc);
-        for (size_t k = 0; k < cap; k++) nc[k].key_len = UINT32_MAX;
+        for (size_t k = 0; k < cap; k++) nc[k].len = CACHE_EMPTY;
+        /* the slot index came from the low hash bits, which are gone: rehash from the key */
         for (size_t k = 0; k <= t->cache_mask; k++) {
-            if (t->cache[k].key_len == UINT32_MAX) continue;
-            size_t j = t->cache[k].h & (cap - 1);
-            while (nc[j].key_len != UINT32_MAX) j = (j + 1) & (cap - 1);
-            nc[j] = t->cache[k];
+            const cache_slot *o = &t->cache[k];
+            if (o->len == CACHE_EMPTY) continue;
+            const unsigned char *kw = o->len <= 4 ? (const unsigned char *)&o->key : (const unsigned char *)t->cache_keys.p + o->key;
+            size_t j = hash_bytes(kw, o->len) & (cap - 1);
+            while (nc[j].len != CACHE_EMPTY) j = (j + 1) & (cap - 1);
+            nc[j] = *o;
         }
         free(t->cache);
         t->cache = nc;
