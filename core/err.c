@@ -25,7 +25,15 @@ int mq_fail_ctx(const char *fmt, ...) {
     vsnprintf(prefix, sizeof prefix, fmt, ap);
     va_end(ap);
     memcpy(old, g_msg, sizeof old);
-    snprintf(g_msg, sizeof g_msg, "%s: %s", prefix, old);
+    /* Long messages are cut at the buffer size: the prefix matters most, the tail least. */
+    size_t n = strlen(prefix);
+    if (n > sizeof g_msg - 3) n = sizeof g_msg - 3;
+    memcpy(g_msg, prefix, n);
+    memcpy(g_msg + n, ": ", 2);
+    size_t room = sizeof g_msg - n - 3, olen = strlen(old);
+    if (olen > room) olen = room;
+    memcpy(g_msg + n + 2, old, olen);
+    g_msg[n + 2 + olen] = 0;
     return -1;
 }
 

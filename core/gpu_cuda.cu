@@ -5,7 +5,7 @@
 
 static int g_state = -1;  /* -1 unknown, 0 none, 1 usable */
 static const char *g_why = "";
-static char g_desc[256];
+static char g_desc[640];  /* room for the longest formatted description */
 
 extern "C" int gpu_available(const char **why) {
     if (g_state < 0) {
