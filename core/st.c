@@ -4,6 +4,7 @@
  * Writer: streams header and data into a temporary sibling file and renames it into place. */
 #include "st.h"
 #include "err.h"
+#include "pt.h"
 #include <cjson/cJSON.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -196,13 +197,36 @@ static int parse_entry(const char *path, const cJSON *e, st_tensor *t, int64_t *
     return 0;
 }
 
+static int ends_with(const char *s, const char *suffix);
+
 typedef struct { int64_t begin, end; int idx; } span;
 static int span_cmp(const void *a, const void *b) {
     const span *x = a, *y = b;
     return x->begin < y->begin ? -1 : x->begin > y->begin ? 1 : (x->end > y->end) - (x->end < y->end);
 }
 
-/* mmap one safetensors file and append its tensors to f. keep_meta: record its __metadata__. */
+/* A torch.save checkpoint: its tensors point into the mapped zip entries (see pt.h). */
+static int add_pt_tensors(st_file *f, const st_shard *s) {
+    pt_tensor *pt;
+    int n;
+    if (pt_parse(s->map, s->size, s->path, &pt, &n)) return -1;
+    for (int i = 0; i < n; i++) {
+        st_tensor *t = push_tensor(f);
+        t->name = pt[i].name;
+        pt[i].name = NULL; /* now owned by f */
+        t->dtype = pt[i].dtype;
+        t->ndim = pt[i].ndim;
+        memcpy(t->shape, pt[i].shape, sizeof t->shape);
+        t->numel = pt[i].numel;
+        t->data = (const unsigned char *)s->map + pt[i].offset;
+        t->nbytes = pt[i].nbytes;
+        t->file = s->path;
+    }
+    pt_free(pt, n);
+    return 0;
+}
+
+/* mmap one safetensors file (or a .bin: add_pt_tensors) and append its tensors to f. keep_meta: record its __metadata__. */
 static int open_shard(st_file *f, const char *path, int keep_meta) {
     f->shards = realloc(f->shards, (size_t)(f->nshards + 1) * sizeof *f->shards);
     if (!f->shards) mq_die("out of memory");
@@ -216,10 +240,15 @@ static int open_shard(st_file *f, const char *path, int keep_meta) {
     if (fstat(fd, &stt) != 0) { close(fd); return mq_fail("%s: cannot stat: %s", path, strerror(errno)); }
     if (!S_ISREG(stt.st_mode)) { close(fd); return mq_fail("%s: not a regular file", path); }
     s->size = (size_t)stt.st_size;
-    if (s->size < 8) { close(fd); return mq_fail("%s: truncated: %zu bytes, too short for the 8-byte header length", path, s->size); }
+    if (s->size < 8) {
+        close(fd);
+        return mq_fail("%s: truncated: %zu bytes, too short for %s", path, s->size,
+                       ends_with(path, ".bin") ? "a zip archive" : "the 8-byte header length");
+    }
     s->map = mmap(NULL, s->size, PROT_READ, MAP_PRIVATE, fd, 0);
     close(fd);
     if (s->map == MAP_FAILED) { s->map = NULL; return mq_fail("%s: mmap failed: %s", path, strerror(errno)); }
+    if (ends_with(path, ".bin")) return add_pt_tensors(f, s);
 
     const unsigned char *base = s->map;
     uint64_t hlen;
@@ -395,18 +424,17 @@ st_file *st_open(const char *path) {
         return NULL;
     }
     if (S_ISDIR(s.st_mode)) {
-        char *single = join(path, "model.safetensors"), *index = join(path, "model.safetensors.index.json");
-        char *bin = join(path, "pytorch_model.bin");
-        if (is_file(single)) { f->path = single; single = NULL; }
-        else if (is_file(index)) { f->path = index; index = NULL; }
-        int has_bin = is_file(bin);
-        free(single); free(index); free(bin);
+        /* safetensors first, as transformers prefers them */
+        static const char *names[] = {"model.safetensors", "model.safetensors.index.json", "pytorch_model.bin",
+                                      "pytorch_model.bin.index.json"};
+        for (int i = 0; i < 4 && !f->path; i++) {
+            char *p = join(path, names[i]);
+            if (is_file(p)) f->path = p;
+            else free(p);
+        }
         if (!f->path) {
-            if (has_bin)
-                mq_fail("%s: holds pytorch_model.bin but no model.safetensors: only safetensors checkpoints are supported "
-                        "(convert it, e.g. with transformers' save_pretrained(safe_serialization=True))", path);
-            else
-                mq_fail("%s: no model.safetensors or model.safetensors.index.json in this directory", path);
+            mq_fail("%s: no model.safetensors, model.safetensors.index.json, pytorch_model.bin or "
+                    "pytorch_model.bin.index.json in this directory", path);
             free(f);
             return NULL;
         }

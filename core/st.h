@@ -1,7 +1,8 @@
 /* safetensors reader and writer.
  * The reader mmaps each file, parses the JSON header with cJSON and validates every dtype, shape
  * and offset against the file size before any tensor is exposed. A model directory may hold one
- * model.safetensors or shards listed in model.safetensors.index.json; st_open hides the difference.
+ * model.safetensors or shards listed in model.safetensors.index.json (or, read by pt.h, the
+ * pickled pytorch_model.bin of torch.save); st_open hides the difference.
  * The writer (used by export and by tests) writes to a temporary name and renames when complete. */
 #ifndef MQ_ST_H
 #define MQ_ST_H
@@ -26,7 +27,9 @@ typedef struct {
 
 typedef struct st_file st_file; /* opaque */
 
-/* path: a .safetensors file, a model.safetensors.index.json, or a directory holding either.
+/* path: a .safetensors file, a model.safetensors.index.json, or a directory holding either; also
+ * a torch.save pytorch_model.bin (or its pytorch_model.bin.index.json), read through pt.h, which
+ * a directory falls back to when it has no safetensors. Metadata then is empty.
  * Returns NULL and sets mq_errmsg() (naming the file and the problem) on any error. */
 st_file *st_open(const char *path);
 void st_close(st_file *f);

@@ -6,6 +6,7 @@
 #include "core/err.h"
 #include "core/st.h"
 #include "ssm/model.h"
+#include <cjson/cJSON.h>
 #include <stdint.h>
 
 /* ---- proxies ---- */
@@ -378,7 +379,57 @@ static void test_bad_checkpoints(void) {
     expect_load_fail(dir, "no model.safetensors", NULL, NULL);
     snprintf(path, sizeof path, "%s/pytorch_model.bin", dir);
     mq_write_file_atomic(path, "PK", 2);
-    expect_load_fail(dir, "pytorch_model.bin", "only safetensors", NULL);
+    expect_load_fail(dir, "pytorch_model.bin", "too short for a zip archive", NULL);
+}
+
+/* torch.save checkpoints in the state-spaces layout (tests/fixtures/pt, made with torch by
+ * tools/ref/gen_pt_fixtures.py): every tensor matches expect.json (dtype, shape, first values
+ * exactly, the double sum to rounding), and the model loads with the padded vocabulary. */
+static void test_pytorch_bin_models(void) {
+    const struct { const char *dir; int arch, vocab, tied; } fx[] = {
+        {"tests/fixtures/pt/mamba1-f32", 1, 40, 1},
+        {"tests/fixtures/pt/mamba2-f16", 2, 48, 0},
+        {"tests/fixtures/pt/mamba2-bf16-sharded", 2, 48, 0},
+    };
+    for (int k = 0; k < 3; k++) {
+        char path[512];
+        snprintf(path, sizeof path, "%s/expect.json", fx[k].dir);
+        char *text = mq_read_file(path, NULL);
+        T_CHECK(text != NULL, "%s", mq_errmsg());
+        cJSON *ex = text ? cJSON_Parse(text) : NULL;
+        free(text);
+        const cJSON *tensors = cJSON_GetObjectItemCaseSensitive(ex, "tensors");
+        st_file *f = st_open(fx[k].dir);
+        T_CHECK(f && tensors, "%s: %s", fx[k].dir, mq_errmsg());
+        if (!f || !tensors) { st_close(f); cJSON_Delete(ex); continue; }
+        T_CHECK(st_count(f) == cJSON_GetArraySize(tensors), "%s: %d tensors", fx[k].dir, st_count(f));
+        for (const cJSON *e = tensors->child; e; e = e->next) {
+            const st_tensor *t = st_find(f, e->string);
+            T_CHECK(t != NULL, "%s: %s present", fx[k].dir, e->string);
+            if (!t) continue;
+            const cJSON *shape = cJSON_GetObjectItemCaseSensitive(e, "shape"), *head = cJSON_GetObjectItemCaseSensitive(e, "head");
+            T_CHECK(!strcmp(st_dtype_name(t->dtype), cJSON_GetObjectItemCaseSensitive(e, "dtype")->valuestring), "%s dtype", t->name);
+            int ok = t->ndim == cJSON_GetArraySize(shape), d = 0;
+            for (const cJSON *s = shape->child; ok && s; s = s->next, d++) ok = t->shape[d] == (int64_t)s->valuedouble;
+            T_CHECK(ok, "%s shape", t->name);
+            float *v = malloc((size_t)t->numel * sizeof *v);
+            T_CHECK(st_to_f32(t, v) == 0, "%s", mq_errmsg());
+            double sum = 0, want = cJSON_GetObjectItemCaseSensitive(e, "sum")->valuedouble;
+            for (int64_t i = 0; i < t->numel; i++) sum += v[i];
+            T_NEAR(sum, want, 1e-12 * (1 + fabs(want)) * t->numel, t->name);
+            int i = 0;
+            for (const cJSON *hv = head->child; hv; hv = hv->next, i++) T_CHECK(v[i] == (float)hv->valuedouble, "%s[%d]", t->name, i);
+            free(v);
+        }
+        st_close(f);
+        cJSON_Delete(ex);
+        mq_model m;
+        T_CHECK(ssm_load(fx[k].dir, &m) == 0, "%s: %s", fx[k].dir, mq_errmsg());
+        if (!m.arena) continue;
+        T_CHECK((int)m.cfg.arch == fx[k].arch && m.cfg.vocab_size == fx[k].vocab && (m.lm_head == m.embed) == fx[k].tied,
+                "%s: arch %d vocab %d", fx[k].dir, m.cfg.arch, m.cfg.vocab_size);
+        ssm_free(&m);
+    }
 }
 
 int main(void) {
@@ -386,5 +437,6 @@ int main(void) {
     T_RUN(test_proxy_mamba2);
     T_RUN(test_tiny_roundtrip);
     T_RUN(test_bad_checkpoints);
+    T_RUN(test_pytorch_bin_models);
     return t_summary();
 }

@@ -391,14 +391,84 @@ static void test_sharded(void) {
     write_text(p, "{\"weight_map\":{\"a\":\"m-1.safetensors\",\"b\":\"m-2.safetensors\",\"c\":\"m-2.safetensors\",\"x\":\"m-3.safetensors\"}}");
     expect_fail(dir, "m-3.safetensors", "tensor 'a' is present in the shard but");
 
-    /* a directory without any checkpoint, and one with only pytorch_model.bin */
+    /* a directory without any checkpoint, and one with a pytorch_model.bin that is not a zip */
     char cmd[1200];
     snprintf(cmd, sizeof cmd, "rm -rf %s && mkdir -p %s", dir, dir);
     if (system(cmd) != 0) return;
     expect_fail(dir, dir, "no model.safetensors");
     snprintf(p, sizeof p, "%s/pytorch_model.bin", dir);
     write_text(p, "PK");
-    expect_fail(dir, dir, "only safetensors");
+    expect_fail(dir, "pytorch_model.bin", "too short for a zip archive");
+}
+
+/* torch.save checkpoints (tests/fixtures/pt, written by tools/ref/gen_pt_fixtures.py with torch):
+ * tensors come out with the right names, dtypes and shapes, tied names share bytes, and damaged
+ * archives fail with a message; 2000 random byte flips must not crash or read out of bounds. */
+static void test_pytorch_bin(void) {
+    const char *bin = "tests/fixtures/pt/mamba1-f32/pytorch_model.bin";
+    st_file *f = st_open(bin);
+    T_CHECK(f != NULL, "%s", mq_errmsg());
+    if (!f) return;
+    T_CHECK(st_count(f) == 23, "23 tensors, got %d", st_count(f));
+    const st_tensor *e = st_find(f, "backbone.embedding.weight"), *h = st_find(f, "lm_head.weight");
+    const st_tensor *c = st_find(f, "backbone.layers.1.mixer.conv1d.weight");
+    T_CHECK(e && h && e->dtype == ST_F32 && e->ndim == 2 && e->shape[0] == 40 && e->shape[1] == 16, "embedding");
+    T_CHECK(e && h && e->data == h->data, "tied names share one storage");
+    T_CHECK(c && c->ndim == 3 && c->shape[0] == 32 && c->shape[1] == 1 && c->shape[2] == 4 && c->nbytes == 512, "conv1d shape");
+    T_CHECK(st_metadata(f, "format") == NULL, "no metadata");
+    size_t n = 0;
+    unsigned char *src = (unsigned char *)mq_read_file(bin, &n);
+    st_close(f);
+    f = st_open("tests/fixtures/pt/mamba2-bf16-sharded");
+    T_CHECK(f && st_count(f) == 21 && st_find(f, "lm_head.weight") && st_find(f, "lm_head.weight")->dtype == ST_BF16,
+            "sharded .bin with an index: %s", f ? "" : mq_errmsg());
+    st_close(f);
+    if (!src) return;
+
+    const char *p = tpath("pytorch_model.bin");
+    unsigned char *buf = malloc(n);
+    /* a compressed entry: set the method of the first central directory entry to deflate */
+    memcpy(buf, src, n);
+    uint32_t cd; /* central directory offset, from the end record (the archive has no comment) */
+    memcpy(&cd, buf + n - 22 + 16, 4);
+    T_CHECK(cd + 46 < n && !memcmp(buf + cd, "PK\x01\x02", 4), "central directory at %u", cd);
+    buf[cd + 10] = 8;
+    FILE *fp = fopen(p, "wb");
+    fwrite(buf, 1, n, fp);
+    fclose(fp);
+    expect_fail(p, "pytorch_model.bin", "compressed (method 8)");
+    /* cut short: the end of central directory is gone */
+    fp = fopen(p, "wb");
+    fwrite(src, 1, n / 2, fp);
+    fclose(fp);
+    expect_fail(p, "pytorch_model.bin", "not a zip archive");
+
+    uint32_t r = 99;
+    int failed = 0, bad_msg = 0;
+    for (int it = 0; it < 2000; it++) {
+        memcpy(buf, src, n);
+        for (int k = 0; k < 1 + it % 3; k++) {
+            r = r * 1103515245u + 12345u;
+            /* mostly the pickle (it starts the archive), sometimes anywhere */
+            size_t at = it % 4 ? 40 + (r >> 8) % 500 : (r >> 8) % n;
+            r = r * 1103515245u + 12345u;
+            buf[at] = (unsigned char)(r >> 16);
+        }
+        unlink(p);
+        fp = fopen(p, "wb");
+        if (!fp || fwrite(buf, 1, n, fp) != n) { T_CHECK(0, "cannot write %s", p); if (fp) fclose(fp); break; }
+        fclose(fp);
+        mq_clear_error();
+        st_file *g = st_open(p);
+        if (!g) { failed++; bad_msg += strstr(mq_errmsg(), "pytorch_model.bin") == NULL; continue; }
+        volatile unsigned sum = 0;
+        for (int i = 0; i < st_count(g); i++)
+            for (size_t b = 0; b < st_get(g, i)->nbytes; b++) sum += ((const unsigned char *)st_get(g, i)->data)[b];
+        st_close(g);
+    }
+    T_CHECK(failed > 100 && bad_msg == 0, "%d failed, %d without the file name in the message", failed, bad_msg);
+    free(buf);
+    free(src);
 }
 
 static void test_proxies(void) {
@@ -440,6 +510,7 @@ int main(void) {
     T_RUN(test_corrupt_files);
     T_RUN(test_fuzz_headers);
     T_RUN(test_sharded);
+    T_RUN(test_pytorch_bin);
     T_RUN(test_proxies);
     return t_summary();
 }
