@@ -22,6 +22,9 @@ enum {
     NC = 256,  /* columns of a block (16 panels) */
     SMALL_T = 3,
 };
+/* Below this many multiply-adds a product runs on one thread: forking costs microseconds, and far
+ * more when other processes share the cores. */
+#define PAR_MIN_MACS 262144L
 
 int mat_threads(void) {
 #ifdef _OPENMP
@@ -103,7 +106,7 @@ static float hsum(v8 v) {
 /* Few rows: each W row is read once and dotted with every x row; no packing. */
 static void linear_small(float *y, const float *x, const float *W, const float *bias, int T, int N, int K) {
     int K8 = K & ~7;
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if ((long)T * N * K >= PAR_MIN_MACS)
     for (int n = 0; n < N; n++) {
         const float *w = W + (size_t)n * K;
         for (int t = 0; t < T; t++) {
@@ -134,7 +137,7 @@ void mat_linear(float *y, const float *x, const float *W, const float *bias, int
     int npanel = (N + NR - 1) / NR;
     float *Wp = pack_buffer((size_t)npanel * NR * K);
     int mblocks = (T + MC - 1) / MC, nblocks = (N + NC - 1) / NC;
-#pragma omp parallel
+#pragma omp parallel if ((long)T * N * K >= PAR_MIN_MACS)
     {
 #pragma omp for schedule(static)
         for (int p = 0; p < npanel; p++) pack_panel(Wp + (size_t)p * NR * K, W, p * NR, N, K);

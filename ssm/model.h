@@ -50,8 +50,8 @@ typedef enum {
     MQ_ACT_SSM_X,        /* conv1d + SiLU output x entering the scan (M1: x_proj input) [T x d_inner] */
     MQ_ACT_X_PROJ_OUT,   /* M1 only: x_proj output [dt_low_rank, B, C]     [T x dt_rank+2*d_state] */
     MQ_ACT_DT,           /* M1: dt_proj output before softplus [T x d_inner]; M2: raw dt [T x n_heads] */
-    MQ_ACT_B,            /* B as the scan reads it                         [T x n_groups*d_state] */
-    MQ_ACT_C,            /* C as the scan reads it                         [T x n_groups*d_state] */
+    MQ_ACT_B,            /* B as the scan reads it          [T x n_groups*d_state] (M1: d_state) */
+    MQ_ACT_C,            /* C as the scan reads it          [T x n_groups*d_state] (M1: d_state) */
     MQ_ACT_SSM_OUT,      /* M1: y * SiLU(z); M2: gated-RMSNorm output      [T x d_inner] */
     MQ_ACT_OUT_PROJ_IN,  /* what out_proj multiplies (after any rotation a hook applied) [T x d_inner] */
     MQ_ACT_SSM_STATE,    /* final SSM state of the sequence: M1 [d_inner x d_state], M2 [n_heads*head_dim x d_state] */
@@ -59,6 +59,13 @@ typedef enum {
     MQ_ACT_NROLES
 } mq_act_role;
 
+/* Views into wider buffers keep the producer's row stride: M1 CONV_IN and Z, M2 CONV_IN, Z and DT
+ * are column slices of in_proj's output (ld = cfg_in_proj_dim); M2 SSM_X, B and C are slices of
+ * the conv output (ld = conv_dim); M1 B and C are slices of X_PROJ_OUT (ld = dt_rank + 2*d_state).
+ * All other roles are dense (ld = cols).
+ * layer is the block index, or -1 for MQ_ACT_LM_HEAD_IN (after the last block). In a prefill,
+ * MQ_ACT_SSM_STATE is the state after the last token, reported right after the scan; a rewrite
+ * of it is what later steps continue from. */
 typedef struct {
     void (*fn)(void *ctx, int layer, mq_act_role role, float *x, int rows, int cols, int ld);
     void *ctx;
@@ -76,13 +83,17 @@ typedef struct mq_state mq_state;
 mq_state *ssm_state_new(const mq_model *m);
 void ssm_state_reset(mq_state *s);
 void ssm_state_free(mq_state *s);
+/* Prefill that continues from s (reset it for a fresh sequence) and leaves the final conv and SSM
+ * states in it, so ssm_step can go on after it. ssm_forward is this with a fresh, dropped state. */
+int ssm_prefill(const mq_model *m, mq_state *s, const int32_t *tokens, int T, const mq_hooks *hooks,
+                float *hidden);
 /* One token: advances the state, writes hidden[d_model]. */
 int ssm_step(const mq_model *m, mq_state *s, int32_t token, const mq_hooks *hooks, float *hidden);
 
 /* logits[T x vocab] = hidden * lm_head^T */
 void ssm_logits(const mq_model *m, const float *hidden, int T, float *logits);
 /* Per-token NLL of tokens[t+1] given tokens[0..t], t = 0..T-2 -> nll[T-1]. Returns the sum.
- * Computes logits in row blocks so memory stays O(block x vocab). */
+ * Computes logits in row blocks so memory stays O(block x vocab). NAN + mq_errmsg() on a bad id. */
 double ssm_nll(const mq_model *m, const int32_t *tokens, int T, const mq_hooks *hooks, float *nll);
 
 #endif

@@ -13,7 +13,7 @@ typedef float v8 __attribute__((vector_size(32)));
 typedef int32_t v8i __attribute__((vector_size(32)));
 
 /* Work below this many multiply-adds stays on one thread: a decode step is too small to split. */
-#define PAR_MIN 32768
+#define PAR_MIN 131072
 
 static inline v8 splat(float a) { return (v8){0} + a; }
 static inline v8 blend(v8i mask, v8 yes, v8 no) { return (v8)((mask & (v8i)yes) | (~mask & (v8i)no)); }

@@ -1,0 +1,227 @@
+/* The CPU reference forward of Mamba1 / Mamba2 (see model.h): prefill, decode steps through the
+ * same code with T = 1, logits and per-token NLL. Each mixer reads top to bottom as transformers'
+ * slow path does; the numerics live in ssm/ops.c and core/mat.c. Hooks are called on the buffer
+ * the next op reads, so a hook that rewrites in place changes what the model computes. */
+#include "ssm/model.h"
+#include "core/err.h"
+#include "core/mat.h"
+#include "ssm/ops.h"
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+struct mq_state {
+    int n_layer;
+    size_t conv_n, ssm_n;  /* floats per layer: conv history [conv_dim x (d_conv-1)], SSM state */
+    float *buf;            /* [n_layer] x (conv, ssm) */
+};
+
+static size_t ssm_state_floats(const mq_config *c) {
+    return c->arch == MQ_MAMBA1 ? (size_t)c->d_inner * c->d_state
+                                : (size_t)c->n_heads * c->head_dim * c->d_state;
+}
+
+mq_state *ssm_state_new(const mq_model *m) {
+    mq_state *s = mq_calloc(1, sizeof *s);
+    s->n_layer = m->cfg.n_layer;
+    s->conv_n = (size_t)cfg_conv_dim(&m->cfg) * (m->cfg.d_conv - 1);
+    s->ssm_n = ssm_state_floats(&m->cfg);
+    s->buf = mq_calloc((s->conv_n + s->ssm_n) * s->n_layer, sizeof(float));
+    return s;
+}
+
+void ssm_state_reset(mq_state *s) { memset(s->buf, 0, (s->conv_n + s->ssm_n) * s->n_layer * sizeof(float)); }
+
+void ssm_state_free(mq_state *s) {
+    if (!s) return;
+    free(s->buf);
+    free(s);
+}
+
+static float *conv_state(mq_state *s, int l) { return s->buf + (s->conv_n + s->ssm_n) * l; }
+static float *scan_state(mq_state *s, int l) { return conv_state(s, l) + s->conv_n; }
+
+const char *ssm_act_role_name(mq_act_role role) {
+    static const char *names[MQ_ACT_NROLES] = {
+        [MQ_ACT_IN_PROJ_IN] = "in_proj_in", [MQ_ACT_CONV_IN] = "conv_in", [MQ_ACT_Z] = "z",
+        [MQ_ACT_SSM_X] = "ssm_x", [MQ_ACT_X_PROJ_OUT] = "x_proj_out", [MQ_ACT_DT] = "dt",
+        [MQ_ACT_B] = "B", [MQ_ACT_C] = "C", [MQ_ACT_SSM_OUT] = "ssm_out",
+        [MQ_ACT_OUT_PROJ_IN] = "out_proj_in", [MQ_ACT_SSM_STATE] = "ssm_state",
+        [MQ_ACT_LM_HEAD_IN] = "lm_head_in",
+    };
+    return (unsigned)role < MQ_ACT_NROLES ? names[role] : "unknown";
+}
+
+static void hook(const mq_hooks *hk, int layer, mq_act_role role, float *x, int rows, int cols, int ld) {
+    if (hk && hk->fn) hk->fn(hk->ctx, layer, role, x, rows, cols, ld);
+}
+
+/* Scratch for one call, sized for T tokens; one allocation. */
+typedef struct {
+    float *resid, *normed, *proj, *xc, *xp, *dtlr, *dt, *y, *out;
+    float *mem;
+} work;
+
+static void work_init(work *w, const mq_config *c, int T) {
+    size_t xp_w = c->arch == MQ_MAMBA1 ? (size_t)c->dt_rank + 2 * c->d_state : 0;
+    size_t dt_w = c->arch == MQ_MAMBA1 ? (size_t)c->d_inner : (size_t)c->n_heads;
+    size_t sizes[] = {c->d_model, c->d_model, cfg_in_proj_dim(c), cfg_conv_dim(c), xp_w,
+                      c->arch == MQ_MAMBA1 ? (size_t)c->dt_rank : 0, dt_w, c->d_inner, c->d_model};
+    float **bufs[] = {&w->resid, &w->normed, &w->proj, &w->xc, &w->xp, &w->dtlr, &w->dt, &w->y, &w->out};
+    size_t total = 0;
+    for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++) total += sizes[i] * T;
+    w->mem = mq_malloc(total * sizeof(float));
+    float *p = w->mem;
+    for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++) { *bufs[i] = p; p += sizes[i] * T; }
+}
+
+/* Mamba1 mixer on w->normed [T x d_model] -> w->out [T x d_model]. */
+static void mixer_m1(const mq_model *m, int l, work *w, int T, float *cst, float *sst, const mq_hooks *hk) {
+    const mq_config *c = &m->cfg;
+    const mq_layer *L = &m->layers[l];
+    int Di = c->d_inner, N = c->d_state, R = c->dt_rank, np = 2 * Di, nxp = R + 2 * N;
+
+    mat_linear(w->proj, w->normed, L->in_proj, L->in_proj_b, T, np, c->d_model);
+    float *x = w->proj, *z = w->proj + Di;  /* in_proj output is [x | z] */
+    hook(hk, l, MQ_ACT_CONV_IN, x, T, Di, np);
+    hook(hk, l, MQ_ACT_Z, z, T, Di, np);
+
+    op_conv1d(w->xc, Di, x, np, L->conv_w, L->conv_b, cst, T, Di, c->d_conv, 1);
+    hook(hk, l, MQ_ACT_SSM_X, w->xc, T, Di, Di);
+
+    mat_linear(w->xp, w->xc, L->x_proj, NULL, T, nxp, Di);
+    hook(hk, l, MQ_ACT_X_PROJ_OUT, w->xp, T, nxp, nxp);
+    for (int t = 0; t < T; t++)  /* mat_linear wants a dense input: copy the dt_low_rank columns */
+        memcpy(w->dtlr + (size_t)t * R, w->xp + (size_t)t * nxp, (size_t)R * sizeof(float));
+    mat_linear(w->dt, w->dtlr, L->dt_proj, L->dt_proj_b, T, Di, R);
+    hook(hk, l, MQ_ACT_DT, w->dt, T, Di, Di);
+    op_dt_softplus(w->dt, Di, w->dt, Di, NULL, T, Di, 0.0f, INFINITY);
+
+    float *B = w->xp + R, *C = w->xp + R + N;
+    hook(hk, l, MQ_ACT_B, B, T, N, nxp);
+    hook(hk, l, MQ_ACT_C, C, T, N, nxp);
+
+    op_scan_m1(w->y, Di, w->xc, Di, w->dt, Di, L->A, B, nxp, C, nxp, L->D, z, np, sst, T, Di, N);
+    hook(hk, l, MQ_ACT_SSM_STATE, sst, Di, N, N);
+    hook(hk, l, MQ_ACT_SSM_OUT, w->y, T, Di, Di);
+    hook(hk, l, MQ_ACT_OUT_PROJ_IN, w->y, T, Di, Di);
+    mat_linear(w->out, w->y, L->out_proj, L->out_proj_b, T, c->d_model, Di);
+}
+
+/* Mamba2 mixer on w->normed [T x d_model] -> w->out [T x d_model]. */
+static void mixer_m2(const mq_model *m, int l, work *w, int T, float *cst, float *sst, const mq_hooks *hk) {
+    const mq_config *c = &m->cfg;
+    const mq_layer *L = &m->layers[l];
+    int Di = c->d_inner, H = c->n_heads, P = c->head_dim, G = c->n_groups, N = c->d_state;
+    int GN = G * N, cd = cfg_conv_dim(c), np = cfg_in_proj_dim(c);
+
+    mat_linear(w->proj, w->normed, L->in_proj, L->in_proj_b, T, np, c->d_model);
+    float *z = w->proj, *xBC = w->proj + Di, *dt = w->proj + Di + cd;  /* [z | xBC | dt] */
+    hook(hk, l, MQ_ACT_CONV_IN, xBC, T, cd, np);
+    hook(hk, l, MQ_ACT_Z, z, T, Di, np);
+    hook(hk, l, MQ_ACT_DT, dt, T, H, np);
+
+    op_conv1d(w->xc, cd, xBC, np, L->conv_w, L->conv_b, cst, T, cd, c->d_conv, 1);
+    float *x = w->xc, *B = w->xc + Di, *C = w->xc + Di + GN;
+    hook(hk, l, MQ_ACT_SSM_X, x, T, Di, cd);
+    hook(hk, l, MQ_ACT_B, B, T, GN, cd);
+    hook(hk, l, MQ_ACT_C, C, T, GN, cd);
+
+    op_dt_softplus(w->dt, H, dt, np, L->dt_bias, T, H, c->dt_limit_min, c->dt_limit_max);
+    op_scan_m2(w->y, Di, x, cd, w->dt, H, L->A, B, cd, C, cd, L->D, sst, T, H, P, G, N);
+    hook(hk, l, MQ_ACT_SSM_STATE, sst, H * P, N, N);
+
+    /* transformers' MambaRMSNormGated normalizes over all of d_inner (see ops.h); the reference
+     * files come from it, so the whole row is one group here. */
+    op_gated_rmsnorm(w->y, Di, w->y, Di, z, np, L->gnorm_w, T, Di, Di, c->norm_eps, c->norm_before_gate);
+    hook(hk, l, MQ_ACT_SSM_OUT, w->y, T, Di, Di);
+    hook(hk, l, MQ_ACT_OUT_PROJ_IN, w->y, T, Di, Di);
+    mat_linear(w->out, w->y, L->out_proj, L->out_proj_b, T, c->d_model, Di);
+}
+
+int ssm_prefill(const mq_model *m, mq_state *s, const int32_t *tokens, int T, const mq_hooks *hooks,
+                float *hidden) {
+    const mq_config *c = &m->cfg;
+    if (T <= 0) return mq_fail("ssm_prefill: empty sequence (T = %d)", T);
+    work w;
+    work_init(&w, c, T);
+    if (op_embed(w.resid, m->embed, tokens, T, c->d_model, c->vocab_size)) {
+        free(w.mem);
+        return -1;
+    }
+    for (int l = 0; l < c->n_layer; l++) {
+        /* residual stream in FP32: resid += previous mixer output, normed = RMSNorm(resid) */
+        op_add_rmsnorm(w.resid, l ? w.out : NULL, w.normed, m->layers[l].norm_w, T, c->d_model, c->norm_eps);
+        hook(hooks, l, MQ_ACT_IN_PROJ_IN, w.normed, T, c->d_model, c->d_model);
+        if (c->arch == MQ_MAMBA1) mixer_m1(m, l, &w, T, conv_state(s, l), scan_state(s, l), hooks);
+        else mixer_m2(m, l, &w, T, conv_state(s, l), scan_state(s, l), hooks);
+    }
+    op_add_rmsnorm(w.resid, w.out, hidden, m->norm_f, T, c->d_model, c->norm_eps);
+    hook(hooks, -1, MQ_ACT_LM_HEAD_IN, hidden, T, c->d_model, c->d_model);
+    free(w.mem);
+    return 0;
+}
+
+int ssm_forward(const mq_model *m, const int32_t *tokens, int T, const mq_hooks *hooks, float *hidden) {
+    mq_state *s = ssm_state_new(m);
+    int rc = ssm_prefill(m, s, tokens, T, hooks, hidden);
+    ssm_state_free(s);
+    return rc;
+}
+
+int ssm_step(const mq_model *m, mq_state *s, int32_t token, const mq_hooks *hooks, float *hidden) {
+    return ssm_prefill(m, s, &token, 1, hooks, hidden);
+}
+
+void ssm_logits(const mq_model *m, const float *hidden, int T, float *logits) {
+    mat_linear(logits, hidden, m->lm_head, NULL, T, m->cfg.vocab_size, m->cfg.d_model);
+}
+
+/* log(sum(exp(row))) - row[target]; the sum of exps is taken in float over short runs and
+ * accumulated in double, so 50k terms lose nothing measurable. */
+static double row_nll(const float *row, int V, int target, float *tmp) {
+    float mx = row[0];
+    for (int i = 1; i < V; i++) mx = row[i] > mx ? row[i] : mx;
+    for (int i = 0; i < V; i++) tmp[i] = row[i] - mx;
+    op_exp(tmp, tmp, V);
+    double sum = 0;
+    for (int i0 = 0; i0 < V; i0 += 512) {
+        float part = 0;
+        for (int i = i0; i < V && i < i0 + 512; i++) part += tmp[i];
+        sum += part;
+    }
+    return mx + log(sum) - row[target];
+}
+
+double ssm_nll(const mq_model *m, const int32_t *tokens, int T, const mq_hooks *hooks, float *nll) {
+    const mq_config *c = &m->cfg;
+    if (T < 2) return 0;
+    float *hidden = mq_malloc((size_t)T * c->d_model * sizeof(float));
+    if (ssm_forward(m, tokens, T, hooks, hidden)) {
+        free(hidden);
+        return NAN;
+    }
+    /* 256 rows of logits (51 MB at a 50k vocabulary) amortize packing lm_head in mat_linear. */
+    enum { BLOCK = 256 };
+    int V = c->vocab_size;
+    float *logits = mq_malloc((size_t)BLOCK * V * sizeof(float));
+    double total = 0;
+    for (int r0 = 0; r0 < T - 1; r0 += BLOCK) {
+        int rows = T - 1 - r0 < BLOCK ? T - 1 - r0 : BLOCK;
+        ssm_logits(m, hidden + (size_t)r0 * c->d_model, rows, logits);
+#pragma omp parallel
+        {
+            float *tmp = mq_malloc((size_t)V * sizeof(float));
+#pragma omp for schedule(static) reduction(+ : total)
+            for (int r = 0; r < rows; r++) {
+                double v = row_nll(logits + (size_t)r * V, V, tokens[r0 + r + 1], tmp);
+                if (nll) nll[r0 + r] = (float)v;
+                total += v;
+            }
+            free(tmp);
+        }
+    }
+    free(logits);
+    free(hidden);
+    return total;
+}
