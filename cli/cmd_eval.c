@@ -1,4 +1,203 @@
-/* mambaq eval: placeholder until the module behind it lands. */
-#include <stdio.h>
+/* mambaq eval: perplexity of a model on a text or token file (protocol in cli/eval.h), printed for
+ * people or as one JSON object. eval_run() is also what `mambaq run` calls. */
+#include "cli/eval.h"
+#include "cli/args.h"
 #include "cli/cmds.h"
-int cmd_eval(int argc, char **argv) { (void)argc; (void)argv; fprintf(stderr, "mambaq eval: not implemented yet\n"); return 1; }
+#include "core/err.h"
+#include "ssm/model.h"
+#include <cjson/cJSON.h>
+#include <math.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+static double now(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+/* The model under evaluation and the hooks that define it. Today: the FP32 checkpoint, no hooks.
+ * An --artifact would load its dequantized weights here and return its simulated-int8 hooks. */
+typedef struct {
+    mq_model m;
+    const mq_hooks *hooks;
+} eval_model;
+
+static int eval_open_model(const eval_spec *spec, eval_model *em) {
+    em->hooks = NULL;
+    if (ssm_load(spec->model, &em->m)) return mq_fail_ctx("loading model %s", spec->model);
+    return 0;
+}
+
+static int has_suffix(const char *s, const char *suf) {
+    size_t n = strlen(s), k = strlen(suf);
+    return n >= k && !strcmp(s + n - k, suf);
+}
+
+/* Token ids of the data file. Raw .bin/.ids files are little-endian int32. Text needs the
+ * tokenizer (datasets/ds.c's ds_tokens), which has not landed in this tree yet. */
+static int read_tokens(const eval_spec *spec, int32_t **ids, size_t *n) {
+    if (!has_suffix(spec->data, ".bin") && !has_suffix(spec->data, ".ids"))
+        return mq_fail("%s: evaluating text needs the tokenizer (datasets/ds.c, not built into this "
+                       "mambaq yet); give int32 token ids in a .bin file", spec->data);
+    size_t len;
+    char *buf = mq_read_file(spec->data, &len);
+    if (!buf) return -1;
+    if (len % 4) {
+        free(buf);
+        return mq_fail("%s: %zu bytes is not a whole number of int32 token ids", spec->data, len);
+    }
+    *n = len / 4;
+    *ids = mq_malloc(len ? len : 1);
+    memcpy(*ids, buf, len);
+    free(buf);
+    return 0;
+}
+
+static double count_params(const mq_model *m) {
+    const mq_config *c = &m->cfg;
+    double per = (double)c->d_model                                   /* norm */
+                 + (double)cfg_in_proj_dim(c) * c->d_model + (double)cfg_conv_dim(c) * (c->d_conv + 1)
+                 + (double)c->d_model * c->d_inner;
+    if (c->arch == MQ_MAMBA1)
+        per += (double)c->d_inner * c->d_state * 1 + c->d_inner
+               + (double)(c->dt_rank + 2 * c->d_state) * c->d_inner + (double)c->d_inner * (c->dt_rank + 1);
+    else
+        per += 3.0 * c->n_heads + c->d_inner;
+    double total = per * c->n_layer + (double)c->vocab_size * c->d_model + c->d_model;
+    if (!c->tie_embeddings) total += (double)c->vocab_size * c->d_model;
+    return total;
+}
+
+int eval_run(const eval_spec *spec, eval_result *res) {
+    memset(res, 0, sizeof *res);
+    if (spec->window < 2) return mq_fail("window must be at least 2 tokens, got %d", spec->window);
+    double t0 = now();
+    int32_t *ids = NULL;
+    size_t n = 0;
+    if (read_tokens(spec, &ids, &n)) return -1;
+    if (n < (size_t)spec->window) {
+        free(ids);
+        return mq_fail("%s has %zu tokens, fewer than one window of %d", spec->data, n, spec->window);
+    }
+    eval_model em;
+    if (eval_open_model(spec, &em)) { free(ids); return -1; }
+    res->arch = em.m.cfg.arch == MQ_MAMBA1 ? "mamba1" : "mamba2";
+    res->params = count_params(&em.m);
+    res->data_tokens = (long)n;
+    long full = (long)(n / spec->window);
+    res->windows = spec->windows > 0 && spec->windows < full ? spec->windows : (int)full;
+    res->load_seconds = now() - t0;
+
+    double t1 = now(), total = 0;
+    for (int w = 0; w < res->windows; w++) {
+        double s = ssm_nll(&em.m, ids + (size_t)w * spec->window, spec->window, em.hooks, NULL);
+        if (isnan(s)) {
+            ssm_free(&em.m);
+            free(ids);
+            return mq_fail_ctx("window %d", w);
+        }
+        total += s;
+        if (spec->progress) {
+            double el = now() - t1;
+            fprintf(stderr, "\r  window %d/%d  %.0f tokens/s  ppl so far %.4f ", w + 1, res->windows,
+                    (double)(w + 1) * spec->window / el, exp(total / ((double)(w + 1) * (spec->window - 1))));
+            fflush(stderr);
+        }
+    }
+    if (spec->progress) fprintf(stderr, "\n");
+    res->seconds = now() - t1;
+    res->tokens_scored = (long)res->windows * (spec->window - 1);
+    res->nll_mean = total / res->tokens_scored;
+    res->ppl = exp(res->nll_mean);
+    ssm_free(&em.m);
+    free(ids);
+    return 0;
+}
+
+static const char *default_tokenizer(const char *model) {
+    char buf[4200];
+    struct stat st;
+    snprintf(buf, sizeof buf, "%s/tokenizer.json", model);
+    if (stat(buf, &st) == 0) return strdup(buf);
+    return cli_default_path("models/tokenizer.json");
+}
+
+int cmd_eval(int argc, char **argv) {
+    cli_opt opts[] = {
+        {"--model", "DIR", "model directory (transformers or state-spaces checkpoint)", NULL},
+        {"--data", "FILE", "text (.txt, .jsonl, .gz) or int32 token ids (.bin)", NULL},
+        {"--tokenizer", "FILE", "tokenizer.json (default: DIR/tokenizer.json, else ../shared/models/tokenizer.json)", NULL},
+        {"--window", "N", "tokens per window", "1024"},
+        {"--windows", "N", "number of windows scored, 0 = all", "32"},
+        {"--threads", "N", "CPU threads (default: all)", NULL},
+        {"--json", NULL, "print one JSON object instead of the summary", NULL},
+        {NULL},
+    };
+    cli_parse(argc, argv, opts, "mambaq eval [options]",
+              "Perplexity: non-overlapping windows, every token after the first of each window scored,\n"
+              "ppl = exp(mean NLL) over the first --windows windows.", NULL, 0);
+    eval_spec spec = {0};
+    spec.model = cli_flag(opts, "--model") ? cli_get(opts, "--model") : cli_default_path("models/mamba1-proxy");
+    spec.data = cli_flag(opts, "--data") ? cli_get(opts, "--data") : cli_default_path("datasets/valid.txt");
+    if (!spec.model) mq_die("no --model given and ../shared/models/mamba1-proxy not found (set MQ_SHARED)");
+    if (!spec.data) mq_die("no --data given and ../shared/datasets/valid.txt not found (set MQ_SHARED)");
+    spec.tokenizer = cli_flag(opts, "--tokenizer") ? cli_get(opts, "--tokenizer") : default_tokenizer(spec.model);
+    spec.window = (int)cli_int(opts, "--window", 2, 1 << 20);
+    spec.windows = (int)cli_int(opts, "--windows", 0, 1 << 24);
+    if (cli_flag(opts, "--threads")) {
+        int th = (int)cli_int(opts, "--threads", 1, 1024);
+#ifdef _OPENMP
+        omp_set_num_threads(th);
+#else
+        (void)th;
+#endif
+    }
+    int json = cli_flag(opts, "--json");
+    spec.progress = isatty(2);
+
+    eval_result r;
+    if (eval_run(&spec, &r)) {
+        fprintf(stderr, "mambaq eval: %s\n", mq_errmsg());
+        return 1;
+    }
+    if (r.windows < spec.windows)
+        fprintf(stderr, "mambaq eval: note: %s has %ld tokens, only %d full windows of %d (asked for %d)\n",
+                spec.data, r.data_tokens, r.windows, spec.window, spec.windows);
+    if (json) {
+        cJSON *o = cJSON_CreateObject();
+        cJSON_AddNumberToObject(o, "ppl", r.ppl);
+        cJSON_AddNumberToObject(o, "nll_mean", r.nll_mean);
+        cJSON_AddNumberToObject(o, "tokens_scored", (double)r.tokens_scored);
+        cJSON_AddNumberToObject(o, "window", spec.window);
+        cJSON_AddNumberToObject(o, "windows", r.windows);
+        cJSON_AddNumberToObject(o, "seconds", r.seconds);
+        cJSON_AddNumberToObject(o, "load_seconds", r.load_seconds);
+        cJSON_AddNumberToObject(o, "tokens_per_s", (double)r.windows * spec.window / r.seconds);
+        cJSON_AddStringToObject(o, "model", spec.model);
+        cJSON_AddStringToObject(o, "arch", r.arch);
+        cJSON_AddStringToObject(o, "data", spec.data);
+        cJSON_AddNumberToObject(o, "data_tokens", (double)r.data_tokens);
+        if (spec.tokenizer) cJSON_AddStringToObject(o, "tokenizer", spec.tokenizer);
+        char *s = cJSON_PrintUnformatted(o);
+        printf("%s\n", s);
+        free(s);
+        cJSON_Delete(o);
+    } else {
+        printf("model          %s (%s, %.1fM parameters)\n", spec.model, r.arch, r.params * 1e-6);
+        printf("data           %s (%ld tokens)\n", spec.data, r.data_tokens);
+        printf("windows        %d x %d tokens, %ld tokens scored\n", r.windows, spec.window, r.tokens_scored);
+        printf("perplexity     %.4f (mean NLL %.6f nats)\n", r.ppl, r.nll_mean);
+        printf("time           %.2f s scoring (%.0f tokens/s), %.2f s loading\n", r.seconds,
+               (double)r.windows * spec.window / r.seconds, r.load_seconds);
+    }
+    return 0;
+}

@@ -1,0 +1,32 @@
+/* Perplexity evaluation shared by `mambaq eval` and `mambaq run`, under the protocol of
+ * ../shared/models/README.md: tokenize the whole text (no special tokens), cut it into
+ * non-overlapping windows of `window` tokens, score every token after the first of each window,
+ * use the first `windows` windows, ppl = exp(mean NLL). */
+#ifndef MQ_EVAL_H
+#define MQ_EVAL_H
+
+typedef struct {
+    const char *model;      /* model directory */
+    const char *data;       /* text file, or .bin/.ids int32 token ids */
+    const char *tokenizer;  /* tokenizer.json; needed for text data only */
+    int window, windows;    /* windows 0 = every full window */
+    int progress;           /* print "window i/n, tokens/s" on stderr as it goes */
+    /* An int8 artifact (--artifact, simulated quantization) will be evaluated by loading its
+     * weights and hooks in eval_open_model(); nothing else here changes. */
+} eval_spec;
+
+typedef struct {
+    double ppl, nll_mean;
+    long tokens_scored;     /* windows * (window - 1) */
+    long data_tokens;       /* tokens in the whole data file */
+    int windows;            /* windows actually scored (fewer than asked when the data is short) */
+    double seconds;         /* scoring time (forward + logits + NLL), model loading excluded */
+    double load_seconds;    /* model loading + tokenization */
+    const char *arch;       /* "mamba1" / "mamba2" (static text) */
+    double params;          /* parameter count of the model */
+} eval_result;
+
+/* Returns 0, or -1 with mq_errmsg() set (unreadable model or data, data shorter than a window). */
+int eval_run(const eval_spec *spec, eval_result *res);
+
+#endif
