@@ -60,6 +60,9 @@ static void pack_panel(float *dst, const float *W, int n0, int N, int K) {
         for (int k = 0; k < K; k++) dst[(size_t)k * NR + j] = 0.0f;
 }
 
+/* A broadcast GCC emits as one vbroadcastss from memory ((v8){0} + a would add a scalar first). */
+static inline v8 splat(float a) { return (v8){a, a, a, a, a, a, a, a}; }
+
 /* C[mr x nr] (=|+=) A[mr x kc] * Bp[kc x 16] (+ bias on the first K block). Rows past mr reuse
  * row 0 of A so the loop needs no branches; their results are simply not stored. */
 static void kernel_6x16(int kc, const float *A, int lda, const float *Bp, float *C, int ldc,
@@ -70,12 +73,12 @@ static void kernel_6x16(int kc, const float *A, int lda, const float *Bp, float 
     v8 c30 = {0}, c31 = {0}, c40 = {0}, c41 = {0}, c50 = {0}, c51 = {0};
     for (int k = 0; k < kc; k++) {
         v8 b0 = *(const v8 *)(Bp + k * NR), b1 = *(const v8 *)(Bp + k * NR + 8), a;
-        a = (v8){0} + a0[k]; c00 += a * b0; c01 += a * b1;
-        a = (v8){0} + a1[k]; c10 += a * b0; c11 += a * b1;
-        a = (v8){0} + a2[k]; c20 += a * b0; c21 += a * b1;
-        a = (v8){0} + a3[k]; c30 += a * b0; c31 += a * b1;
-        a = (v8){0} + a4[k]; c40 += a * b0; c41 += a * b1;
-        a = (v8){0} + a5[k]; c50 += a * b0; c51 += a * b1;
+        a = splat(a0[k]); c00 += a * b0; c01 += a * b1;
+        a = splat(a1[k]); c10 += a * b0; c11 += a * b1;
+        a = splat(a2[k]); c20 += a * b0; c21 += a * b1;
+        a = splat(a3[k]); c30 += a * b0; c31 += a * b1;
+        a = splat(a4[k]); c40 += a * b0; c41 += a * b1;
+        a = splat(a5[k]); c50 += a * b0; c51 += a * b1;
     }
     v8 acc[MR][2] = {{c00, c01}, {c10, c11}, {c20, c21}, {c30, c31}, {c40, c41}, {c50, c51}};
     if (nr == NR) {

@@ -15,16 +15,21 @@ typedef int32_t v8i __attribute__((vector_size(32)));
 /* Work below this many multiply-adds stays on one thread: a decode step is too small to split. */
 #define PAR_MIN 131072
 
-static inline v8 splat(float a) { return (v8){0} + a; }
+static inline v8 splat(float a) { return (v8){a, a, a, a, a, a, a, a}; }
 static inline v8 blend(v8i mask, v8 yes, v8 no) { return (v8)((mask & (v8i)yes) | (~mask & (v8i)no)); }
 
 /* Lanes past n read as 0 and are not written: channel counts need not be multiples of 8. */
+typedef float v8u __attribute__((vector_size(32), aligned(4)));
 static inline v8 load8(const float *p, int n) {
+    if (n >= 8) return *(const v8u *)p;
     v8 v = {0};
-    memcpy(&v, p, (size_t)(n < 8 ? n : 8) * sizeof(float));
+    for (int i = 0; i < n; i++) v[i] = p[i];
     return v;
 }
-static inline void store8(float *p, v8 v, int n) { memcpy(p, &v, (size_t)(n < 8 ? n : 8) * sizeof(float)); }
+static inline void store8(float *p, v8 v, int n) {
+    if (n >= 8) { *(v8u *)p = v; return; }
+    for (int i = 0; i < n; i++) p[i] = v[i];
+}
 
 /* exp: x = n ln2 + r with |r| <= ln2/2 (ln2 split in two so n*ln2 is exact), e^r by a degree-7
  * polynomial, 2^n assembled in the exponent bits. Rounding of x*log2(e) uses the 1.5*2^23 trick,
