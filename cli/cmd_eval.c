@@ -4,6 +4,7 @@
 #include "cli/args.h"
 #include "cli/cmds.h"
 #include "core/err.h"
+#include "core/mat.h"
 #include "ssm/model.h"
 #include <cjson/cJSON.h>
 #include <math.h>
@@ -97,23 +98,42 @@ int eval_run(const eval_spec *spec, eval_result *res) {
     res->windows = spec->windows > 0 && spec->windows < full ? spec->windows : (int)full;
     res->load_seconds = now() - t0;
 
-    double t1 = now(), total = 0;
+    /* Windows are independent: with two or more threads each thread scores whole windows on its
+     * own (the ops inside run single-threaded as nested regions), which needs no barrier per op
+     * and keeps both cores busy even when other processes share them. */
+    double t1 = now(), *sums = mq_calloc(res->windows, sizeof(double));
+    int outer = res->windows > 1 && mat_threads() > 1, done = 0, failed = 0;
+    char err[1024] = "";
+#ifdef _OPENMP
+    if (outer) omp_set_max_active_levels(1);
+#endif
+#pragma omp parallel for schedule(dynamic, 1) if (outer)
     for (int w = 0; w < res->windows; w++) {
-        double s = ssm_nll(&em.m, ids + (size_t)w * spec->window, spec->window, em.hooks, NULL);
-        if (isnan(s)) {
-            ssm_free(&em.m);
-            free(ids);
-            return mq_fail_ctx("window %d", w);
-        }
-        total += s;
-        if (spec->progress) {
-            double el = now() - t1;
-            fprintf(stderr, "\r  window %d/%d  %.0f tokens/s  ppl so far %.4f ", w + 1, res->windows,
-                    (double)(w + 1) * spec->window / el, exp(total / ((double)(w + 1) * (spec->window - 1))));
-            fflush(stderr);
+        if (failed) continue;
+        sums[w] = ssm_nll(&em.m, ids + (size_t)w * spec->window, spec->window, em.hooks, NULL);
+#pragma omp critical(eval_progress)
+        {
+            if (isnan(sums[w]) && !failed) {
+                failed = 1;
+                snprintf(err, sizeof err, "window %d: %s", w, mq_errmsg());
+            }
+            done++;
+            if (spec->progress && !failed) {
+                fprintf(stderr, "\r  window %d/%d  %.0f tokens/s ", done, res->windows,
+                        (double)done * spec->window / (now() - t1));
+                fflush(stderr);
+            }
         }
     }
     if (spec->progress) fprintf(stderr, "\n");
+    double total = 0;
+    for (int w = 0; w < res->windows; w++) total += sums[w];  /* in order: the same sum every run */
+    free(sums);
+    if (failed) {
+        ssm_free(&em.m);
+        free(ids);
+        return mq_fail("%s", err);
+    }
     res->seconds = now() - t1;
     res->tokens_scored = (long)res->windows * (spec->window - 1);
     res->nll_mean = total / res->tokens_scored;
@@ -133,14 +153,14 @@ static const char *default_tokenizer(const char *model) {
 
 int cmd_eval(int argc, char **argv) {
     cli_opt opts[] = {
-        {"--model", "DIR", "model directory (transformers or state-spaces checkpoint)", NULL},
-        {"--data", "FILE", "text (.txt, .jsonl, .gz) or int32 token ids (.bin)", NULL},
-        {"--tokenizer", "FILE", "tokenizer.json (default: DIR/tokenizer.json, else ../shared/models/tokenizer.json)", NULL},
-        {"--window", "N", "tokens per window", "1024"},
-        {"--windows", "N", "number of windows scored, 0 = all", "32"},
-        {"--threads", "N", "CPU threads (default: all)", NULL},
-        {"--json", NULL, "print one JSON object instead of the summary", NULL},
-        {NULL},
+        {.name = "--model", .metavar = "DIR", .help = "model directory (default: ../shared/models/mamba1-proxy)"},
+        {.name = "--data", .metavar = "FILE", .help = "text (.txt, .jsonl, .gz) or int32 token ids (.bin) (default: ../shared/datasets/valid.txt)"},
+        {.name = "--tokenizer", .metavar = "FILE", .help = "tokenizer.json (default: DIR/tokenizer.json, else ../shared/models/tokenizer.json)"},
+        {.name = "--window", .metavar = "N", .help = "tokens per window", .def = "1024"},
+        {.name = "--windows", .metavar = "N", .help = "number of windows scored, 0 = all", .def = "32"},
+        {.name = "--threads", .metavar = "N", .help = "CPU threads (default: all)"},
+        {.name = "--json", .help = "print one JSON object instead of the summary"},
+        {0},
     };
     cli_parse(argc, argv, opts, "mambaq eval [options]",
               "Perplexity: non-overlapping windows, every token after the first of each window scored,\n"

@@ -1,5 +1,5 @@
-/* Dense FP32 kernels of the CPU reference (see mat.h). mat_linear dominates the runtime: it packs W
- * into 16-column panels once per call and runs a 6x16 register-tiled micro-kernel (12 AVX
+/* Dense FP32 kernels of the CPU reference (see mat.h). mat_linear dominates the runtime: it packs
+ * blocks of W into 16-column panels and runs a 6x16 register-tiled micro-kernel (12 AVX
  * accumulators, written with GCC vector extensions) over cache blocks shared out with OpenMP.
  * One or two rows (decode) skip the packing and take a dot-product path that streams W once. */
 #include "core/mat.h"
@@ -34,30 +34,28 @@ int mat_threads(void) {
 #endif
 }
 
-/* Packed W: panel p holds columns [16p, 16p+16) as K rows of 16 floats (zero past N), so the
- * micro-kernel reads B with two aligned vector loads per k. Kept per calling thread and grown on
- * demand: the lm_head pack is ~40 MB and re-mapping it on every call costs page faults. */
+/* Packed block of W: columns [n0, n1) x depth [k0, k0+kc) as panels of 16 columns, each kc rows of
+ * 16 floats (zero past n1), so the micro-kernel reads B with two aligned vector loads per k. One
+ * buffer per thread (NC x KC floats = 256 KiB, sized for L2), reused across calls. */
 static _Thread_local float *g_pack;
-static _Thread_local size_t g_pack_cap;
 
-static float *pack_buffer(size_t nfloats) {
-    if (nfloats > g_pack_cap) {
-        free(g_pack);
-        if (posix_memalign((void **)&g_pack, 64, nfloats * sizeof(float)))
-            mq_die("out of memory packing a %zu-float weight", nfloats);
-        g_pack_cap = nfloats;
-    }
+static float *pack_buffer(void) {
+    if (!g_pack && posix_memalign((void **)&g_pack, 64, (size_t)NC * KC * sizeof(float)))
+        mq_die("out of memory allocating the GEMM packing buffer");
     return g_pack;
 }
 
-static void pack_panel(float *dst, const float *W, int n0, int N, int K) {
-    int nr = N - n0 < NR ? N - n0 : NR;
-    for (int j = 0; j < nr; j++) {
-        const float *w = W + (size_t)(n0 + j) * K;
-        for (int k = 0; k < K; k++) dst[(size_t)k * NR + j] = w[k];
+static void pack_block(float *dst, const float *W, int K, int n0, int n1, int k0, int kc) {
+    for (int p0 = n0; p0 < n1; p0 += NR) {
+        int nr = n1 - p0 < NR ? n1 - p0 : NR;
+        for (int j = 0; j < nr; j++) {
+            const float *w = W + (size_t)(p0 + j) * K + k0;
+            for (int k = 0; k < kc; k++) dst[k * NR + j] = w[k];
+        }
+        for (int j = nr; j < NR; j++)
+            for (int k = 0; k < kc; k++) dst[k * NR + j] = 0.0f;
+        dst += (size_t)kc * NR;
     }
-    for (int j = nr; j < NR; j++)
-        for (int k = 0; k < K; k++) dst[(size_t)k * NR + j] = 0.0f;
 }
 
 /* A broadcast GCC emits as one vbroadcastss from memory ((v8){0} + a would add a scalar first). */
@@ -137,30 +135,33 @@ void mat_linear(float *y, const float *x, const float *W, const float *bias, int
     }
     if (T <= SMALL_T) { linear_small(y, x, W, bias, T, N, K); return; }
 
-    int npanel = (N + NR - 1) / NR;
-    float *Wp = pack_buffer((size_t)npanel * NR * K);
-    int mblocks = (T + MC - 1) / MC, nblocks = (N + NC - 1) / NC;
-#pragma omp parallel if ((long)T * N * K >= PAR_MIN_MACS)
-    {
-#pragma omp for schedule(static)
-        for (int p = 0; p < npanel; p++) pack_panel(Wp + (size_t)p * NR * K, W, p * NR, N, K);
-#pragma omp for collapse(2) schedule(dynamic, 1)
-        for (int nb = 0; nb < nblocks; nb++)
-            for (int mb = 0; mb < mblocks; mb++) {
-                int m0 = mb * MC, m1 = m0 + MC < T ? m0 + MC : T;
-                int n0 = nb * NC, n1 = n0 + NC < N ? n0 + NC : N;
-                for (int k0 = 0; k0 < K; k0 += KC) {
-                    int kc = K - k0 < KC ? K - k0 : KC;
+    /* Tasks are (column block, row range). With enough column blocks to share out, a task takes all
+     * T rows, so each block of W is packed exactly once and stays in L2 while every row passes
+     * over it (the lm_head case); otherwise rows are split too. */
+    int nblocks = (N + NC - 1) / NC;
+    int mrows = nblocks >= 2 * mat_threads() ? T : MC;
+    int mblocks = (T + mrows - 1) / mrows;
+#pragma omp parallel for collapse(2) schedule(dynamic, 1) if ((long)T * N * K >= PAR_MIN_MACS)
+    for (int nb = 0; nb < nblocks; nb++)
+        for (int mb = 0; mb < mblocks; mb++) {
+            float *Bp = pack_buffer();
+            int n0 = nb * NC, n1 = n0 + NC < N ? n0 + NC : N;
+            int r0 = mb * mrows, r1 = r0 + mrows < T ? r0 + mrows : T;
+            for (int k0 = 0; k0 < K; k0 += KC) {
+                int kc = K - k0 < KC ? K - k0 : KC;
+                pack_block(Bp, W, K, n0, n1, k0, kc);
+                for (int m0 = r0; m0 < r1; m0 += MC) {  /* MC x kc of x stays in L2 */
+                    int m1 = m0 + MC < r1 ? m0 + MC : r1;
                     for (int j = n0; j < n1; j += NR) {
-                        const float *Bp = Wp + (size_t)(j / NR) * NR * K + (size_t)k0 * NR;
+                        const float *Bj = Bp + (size_t)(j - n0) * kc;
                         int nr = n1 - j < NR ? n1 - j : NR;
                         for (int i = m0; i < m1; i += MR)
-                            kernel_6x16(kc, x + (size_t)i * K + k0, K, Bp, y + (size_t)i * N + j, N,
+                            kernel_6x16(kc, x + (size_t)i * K + k0, K, Bj, y + (size_t)i * N + j, N,
                                         m1 - i < MR ? m1 - i : MR, nr, k0 == 0, bias ? bias + j : NULL);
                     }
                 }
             }
-    }
+        }
 }
 
 void mat_rmsnorm(float *y, const float *x, const float *w, int T, int D, float eps) {
