@@ -5,6 +5,8 @@
 #include "cli/cmds.h"
 #include "core/err.h"
 #include "core/mat.h"
+#include "datasets/ds.h"
+#include "datasets/tok.h"
 #include "ssm/model.h"
 #include <cjson/cJSON.h>
 #include <math.h>
@@ -43,24 +45,19 @@ static int has_suffix(const char *s, const char *suf) {
     return n >= k && !strcmp(s + n - k, suf);
 }
 
-/* Token ids of the data file. Raw .bin/.ids files are little-endian int32. Text needs the
- * tokenizer (datasets/ds.c's ds_tokens), which has not landed in this tree yet. */
+/* Token ids of the whole data file (ds_tokens: id files as they are, text through the tokenizer,
+ * which is loaded only when needed). */
 static int read_tokens(const eval_spec *spec, int32_t **ids, size_t *n) {
-    if (!has_suffix(spec->data, ".bin") && !has_suffix(spec->data, ".ids"))
-        return mq_fail("%s: evaluating text needs the tokenizer (datasets/ds.c, not built into this "
-                       "mambaq yet); give int32 token ids in a .bin file", spec->data);
-    size_t len;
-    char *buf = mq_read_file(spec->data, &len);
-    if (!buf) return -1;
-    if (len % 4) {
-        free(buf);
-        return mq_fail("%s: %zu bytes is not a whole number of int32 token ids", spec->data, len);
+    tok_tokenizer *tok = NULL;
+    if (!has_suffix(spec->data, ".bin") && !has_suffix(spec->data, ".ids")) {
+        if (!spec->tokenizer)
+            return mq_fail("%s is text and no tokenizer was found (give --tokenizer FILE)", spec->data);
+        if (!(tok = tok_load(spec->tokenizer))) return -1;
     }
-    *n = len / 4;
-    *ids = mq_malloc(len ? len : 1);
-    memcpy(*ids, buf, len);
-    free(buf);
-    return 0;
+    ds_options opt = {.field = spec->field ? spec->field : "text"};
+    int rc = ds_tokens(spec->data, &opt, tok, ids, n);
+    tok_free(tok);
+    return rc;
 }
 
 static double count_params(const mq_model *m) {
@@ -156,6 +153,7 @@ int cmd_eval(int argc, char **argv) {
         {.name = "--model", .metavar = "DIR", .help = "model directory (default: ../shared/models/mamba1-proxy)"},
         {.name = "--data", .metavar = "FILE", .help = "text (.txt, .jsonl, .gz) or int32 token ids (.bin) (default: ../shared/datasets/valid.txt)"},
         {.name = "--tokenizer", .metavar = "FILE", .help = "tokenizer.json (default: DIR/tokenizer.json, else ../shared/models/tokenizer.json)"},
+        {.name = "--field", .metavar = "NAME", .help = "JSON-lines field holding the text", .def = "text"},
         {.name = "--window", .metavar = "N", .help = "tokens per window", .def = "1024"},
         {.name = "--windows", .metavar = "N", .help = "number of windows scored, 0 = all", .def = "32"},
         {.name = "--threads", .metavar = "N", .help = "CPU threads (default: all)"},
@@ -171,6 +169,7 @@ int cmd_eval(int argc, char **argv) {
     if (!spec.model) mq_die("no --model given and ../shared/models/mamba1-proxy not found (set MQ_SHARED)");
     if (!spec.data) mq_die("no --data given and ../shared/datasets/valid.txt not found (set MQ_SHARED)");
     spec.tokenizer = cli_flag(opts, "--tokenizer") ? cli_get(opts, "--tokenizer") : default_tokenizer(spec.model);
+    spec.field = cli_get(opts, "--field");
     spec.window = (int)cli_int(opts, "--window", 2, 1 << 20);
     spec.windows = (int)cli_int(opts, "--windows", 0, 1 << 24);
     if (cli_flag(opts, "--threads")) {

@@ -7,8 +7,9 @@
 
 typedef struct {
     const char *model;      /* model directory */
-    const char *data;       /* text file, or .bin/.ids int32 token ids */
+    const char *data;       /* text (.txt, .jsonl, optionally .gz) or .bin/.ids int32 token ids */
     const char *tokenizer;  /* tokenizer.json; needed for text data only */
+    const char *field;      /* JSON-lines field with the text (NULL = "text") */
     int window, windows;    /* windows 0 = every full window */
     int progress;           /* print "window i/n, tokens/s" on stderr as it goes */
     /* An int8 artifact (--artifact, simulated quantization) will be evaluated by loading its

@@ -1,18 +1,16 @@
 /* `mambaq eval` end to end: for both proxies, the perplexity on ../shared/datasets/valid.txt under
- * the reference protocol (32 x 1024 tokens) must be within 0.1% of the transformers FP32 value in
- * reference.json, with the JSON fields the other tools read. Text goes through the tokenizer
- * (ds_tokens); a mambaq built without it gets HF's token ids from tests/fixtures instead, and the
- * test says so. Also: data shorter than one window is an error. */
+ * the reference protocol (text through the tokenizer, 32 x 1024 tokens) must be within 0.1% of the
+ * transformers FP32 value in reference.json, with the JSON fields the other tools read. Also: data
+ * shorter than one window is an error. */
 #include "tests/test.h"
 #include "core/err.h"
 #include <cjson/cJSON.h>
 #include <stdint.h>
-#include <zlib.h>
 
 /* Runs `bin/mambaq eval <args> --json`; returns the parsed object (caller frees) or NULL, with the
  * exit status in *rc and stderr in err[]. */
 static cJSON *run_eval(const char *args, int *rc, char *err, size_t errsz) {
-    char errpath[512], cmd[8192];
+    char errpath[512], cmd[10000];
     snprintf(errpath, sizeof errpath, "%s/eval.stderr", t_tmpdir());
     snprintf(cmd, sizeof cmd, "bin/mambaq eval %s --json 2>%s", args, errpath);
     FILE *p = popen(cmd, "r");
@@ -28,26 +26,6 @@ static cJSON *run_eval(const char *args, int *rc, char *err, size_t errsz) {
     return *rc == 0 ? cJSON_Parse(out) : NULL;
 }
 
-/* HF tokenizers' ids of valid.txt (uint16, gzip) as an int32 .bin file; NULL if unavailable. */
-static const char *fixture_bin(void) {
-    static char path[512];
-    if (path[0]) return path;
-    gzFile gz = gzopen("tests/fixtures/tok/valid.txt.ids.u16.gz", "rb");
-    if (!gz) return NULL;
-    snprintf(path, sizeof path, "%s/valid.ids.bin", t_tmpdir());
-    FILE *f = fopen(path, "wb");
-    uint16_t buf[4096];
-    int n;
-    while (f && (n = gzread(gz, buf, sizeof buf)) > 0)
-        for (int i = 0; i < n / 2; i++) {
-            int32_t v = buf[i];
-            fwrite(&v, 4, 1, f);
-        }
-    gzclose(gz);
-    if (!f || fclose(f)) return path[0] = 0, NULL;
-    return path;
-}
-
 static double json_num(cJSON *o, const char *k) {
     cJSON *v = cJSON_GetObjectItem(o, k);
     return cJSON_IsNumber(v) ? v->valuedouble : NAN;
@@ -58,12 +36,11 @@ static void check_proxy(const char *name) {
     snprintf(rel, sizeof rel, "models/%s", name);
     const char *d = t_shared(rel);
     if (!d) T_SKIP("../shared/models not found (set MQ_SHARED)");
-    char dir[1024], refpath[1100], data[1024];
-    snprintf(dir, sizeof dir, "%s", d);
+    char *dir = strdup(d), refpath[4200];
     snprintf(refpath, sizeof refpath, "%s/reference.json", dir);
     const char *v = t_shared("datasets/valid.txt");
-    if (!v) T_SKIP("../shared/datasets/valid.txt not found");
-    snprintf(data, sizeof data, "%s", v);
+    if (!v) { free(dir); T_SKIP("../shared/datasets/valid.txt not found"); }
+    char *data = strdup(v);
 
     char *txt = mq_read_file(refpath, NULL);
     cJSON *ref = txt ? cJSON_Parse(txt) : NULL;
@@ -72,17 +49,12 @@ static void check_proxy(const char *name) {
     cJSON_Delete(ref);
     T_CHECK(ref_ppl > 0, "%s: no valid.fp32.ppl", refpath);
 
-    char args[4096], err[4096];
+    char args[9000], err[4096];
     int rc;
     snprintf(args, sizeof args, "--model %s --data %s --window 1024 --windows 32", dir, data);
+    free(dir);
+    free(data);
     cJSON *o = run_eval(args, &rc, err, sizeof err);
-    if (!o && strstr(err, "needs the tokenizer")) {
-        const char *bin = fixture_bin();
-        if (!bin) T_SKIP("mambaq has no tokenizer yet and tests/fixtures/tok is missing");
-        printf("    no tokenizer in this mambaq: using HF token ids from tests/fixtures/tok\n");
-        snprintf(args, sizeof args, "--model %s --data %s --window 1024 --windows 32", dir, bin);
-        o = run_eval(args, &rc, err, sizeof err);
-    }
     T_CHECK(o != NULL, "mambaq eval exited %d: %s", rc, err);
     if (!o) return;
     double ppl = json_num(o, "ppl");
@@ -104,7 +76,7 @@ static void test_eval_mamba2_valid(void) { check_proxy("mamba2-proxy"); }
 static void test_eval_short_data(void) {
     const char *d = t_shared("models/mamba1-proxy");
     if (!d) T_SKIP("../shared/models not found (set MQ_SHARED)");
-    char path[512], args[4096], err[4096];
+    char path[512], args[4700], err[4096];
     snprintf(path, sizeof path, "%s/short.bin", t_tmpdir());
     int32_t ids[10] = {1, 2, 3, 4, 5, 6, 7, 8, 9, 10};
     T_CHECK(mq_write_file_atomic(path, ids, sizeof ids) == 0, "%s", mq_errmsg());
