@@ -177,22 +177,6 @@ void ssm_logits(const mq_model *m, const float *hidden, int T, float *logits) {
     mat_linear(logits, hidden, m->lm_head, NULL, T, m->cfg.vocab_size, m->cfg.d_model);
 }
 
-/* log(sum(exp(row))) - row[target]; the sum of exps is taken in float over short runs and
- * accumulated in double, so 50k terms lose nothing measurable. */
-static double row_nll(const float *row, int V, int target, float *tmp) {
-    float mx = row[0];
-    for (int i = 1; i < V; i++) mx = row[i] > mx ? row[i] : mx;
-    for (int i = 0; i < V; i++) tmp[i] = row[i] - mx;
-    op_exp(tmp, tmp, V);
-    double sum = 0;
-    for (int i0 = 0; i0 < V; i0 += 512) {
-        float part = 0;
-        for (int i = i0; i < V && i < i0 + 512; i++) part += tmp[i];
-        sum += part;
-    }
-    return mx + log(sum) - row[target];
-}
-
 double ssm_nll(const mq_model *m, const int32_t *tokens, int T, const mq_hooks *hooks, float *nll) {
     const mq_config *c = &m->cfg;
     if (T < 2) return 0;
@@ -209,16 +193,12 @@ double ssm_nll(const mq_model *m, const int32_t *tokens, int T, const mq_hooks *
     for (int r0 = 0; r0 < T - 1; r0 += BLOCK) {
         int rows = T - 1 - r0 < BLOCK ? T - 1 - r0 : BLOCK;
         ssm_logits(m, hidden + (size_t)r0 * c->d_model, rows, logits);
-#pragma omp parallel
-        {
-            float *tmp = mq_malloc((size_t)V * sizeof(float));
-#pragma omp for schedule(static) reduction(+ : total)
-            for (int r = 0; r < rows; r++) {
-                double v = row_nll(logits + (size_t)r * V, V, tokens[r0 + r + 1], tmp);
-                if (nll) nll[r0 + r] = (float)v;
-                total += v;
-            }
-            free(tmp);
+#pragma omp parallel for schedule(static) reduction(+ : total)
+        for (int r = 0; r < rows; r++) {
+            const float *row = logits + (size_t)r * V;
+            double v = op_logsumexp(row, V) - row[tokens[r0 + r + 1]];
+            if (nll) nll[r0 + r] = (float)v;
+            total += v;
         }
     }
     free(logits);

@@ -9,6 +9,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* Builds without -mavx (the ASan tests) warn that passing v8 by value changes the ABI; these are
+ * static helpers, so no call ever crosses an ABI boundary. */
+#pragma GCC diagnostic ignored "-Wpsabi"
 typedef float v8 __attribute__((vector_size(32)));
 typedef int32_t v8i __attribute__((vector_size(32)));
 
@@ -146,68 +149,91 @@ void op_conv1d(float *y, int ldy, const float *x, int ldx, const float *w, const
     free(wt);
 }
 
+/* Lane groups (8 channels each) per scan task. A task walks t with all its groups side by side, so
+ * each row of u, delta, z, x is read as whole cache lines; one group per task strides through
+ * memory a row apart and misses cache on every access. */
+enum { SCAN_GROUPS = 4 };
+
 void op_scan_m1(float *y, int ldy, const float *u, int ldu, const float *delta, int ldd,
                 const float *A, const float *B, int ldb, const float *C, int ldc, const float *D,
                 const float *z, int ldz, float *state, int T, int Di, int N) {
-    int ngroups = (Di + 7) / 8;
-    /* Eight channels per lane group; state h[n] holds state n of those channels, so the sum over n
-     * is a chain of vector FMAs with no horizontal reduction. */
+    int ngroups = (Di + 7) / 8, ntasks = (ngroups + SCAN_GROUPS - 1) / SCAN_GROUPS;
+    /* Lanes run over channels: h[g*N + n] holds state n of the 8 channels of group g, so the sum
+     * over n is a chain of vector FMAs with no horizontal reduction. */
 #pragma omp parallel for schedule(static) if ((long)T * Di * N > PAR_MIN)
-    for (int gi = 0; gi < ngroups; gi++) {
-        int d0 = gi * 8, w = Di - d0 < 8 ? Di - d0 : 8;
-        v8 h[N], a[N];
-        for (int n = 0; n < N; n++)
-            for (int l = 0; l < 8; l++) {
-                a[n][l] = l < w ? A[(size_t)(d0 + l) * N + n] : 0.0f;
-                h[n][l] = l < w && state ? state[(size_t)(d0 + l) * N + n] : 0.0f;
-            }
-        v8 Dv = D ? load8(D + d0, w) : splat(0.0f);
+    for (int task = 0; task < ntasks; task++) {
+        int g0 = task * SCAN_GROUPS, ng = ngroups - g0 < SCAN_GROUPS ? ngroups - g0 : SCAN_GROUPS;
+        v8 h[SCAN_GROUPS * N], a[SCAN_GROUPS * N], Dv[SCAN_GROUPS];
+        for (int g = 0; g < ng; g++) {
+            int d0 = (g0 + g) * 8, w = Di - d0 < 8 ? Di - d0 : 8;
+            for (int n = 0; n < N; n++)
+                for (int l = 0; l < 8; l++) {
+                    a[g * N + n][l] = l < w ? A[(size_t)(d0 + l) * N + n] : 0.0f;
+                    h[g * N + n][l] = l < w && state ? state[(size_t)(d0 + l) * N + n] : 0.0f;
+                }
+            Dv[g] = D ? load8(D + d0, w) : splat(0.0f);
+        }
         for (int t = 0; t < T; t++) {
-            v8 dl = load8(delta + (size_t)t * ldd + d0, w), uu = load8(u + (size_t)t * ldu + d0, w);
             const float *Bt = B + (size_t)t * ldb, *Ct = C + (size_t)t * ldc;
-            v8 acc = {0};
-            for (int n = 0; n < N; n++) {
-                v8 dA = exp8(dl * a[n]);
-                h[n] = dA * h[n] + (dl * Bt[n]) * uu;
-                acc += h[n] * Ct[n];
+            for (int g = 0; g < ng; g++) {
+                int d0 = (g0 + g) * 8, w = Di - d0;
+                v8 dl = load8(delta + (size_t)t * ldd + d0, w), uu = load8(u + (size_t)t * ldu + d0, w);
+                v8 *hg = h + g * N, *ag = a + g * N, acc = {0};
+                for (int n = 0; n < N; n++) {
+                    v8 dA = exp8(dl * ag[n]);
+                    hg[n] = dA * hg[n] + (dl * Bt[n]) * uu;
+                    acc += hg[n] * Ct[n];
+                }
+                v8 out = acc + uu * Dv[g];
+                if (z) out = out * silu8(load8(z + (size_t)t * ldz + d0, w));
+                store8(y + (size_t)t * ldy + d0, out, w);
             }
-            v8 out = acc + uu * Dv;
-            if (z) out = out * silu8(load8(z + (size_t)t * ldz + d0, w));
-            store8(y + (size_t)t * ldy + d0, out, w);
         }
         if (state)
-            for (int n = 0; n < N; n++)
-                for (int l = 0; l < w; l++) state[(size_t)(d0 + l) * N + n] = h[n][l];
+            for (int g = 0; g < ng; g++) {
+                int d0 = (g0 + g) * 8, w = Di - d0 < 8 ? Di - d0 : 8;
+                for (int n = 0; n < N; n++)
+                    for (int l = 0; l < w; l++) state[(size_t)(d0 + l) * N + n] = h[g * N + n][l];
+            }
     }
 }
 
 void op_scan_m2(float *y, int ldy, const float *x, int ldx, const float *dt, int lddt, const float *A,
                 const float *B, int ldb, const float *C, int ldc, const float *D, float *state,
                 int T, int H, int P, int G, int N) {
-    int npg = (P + 7) / 8, heads_per_group = H / G;
-    /* Tasks are (head, 8 channels of the head); lanes run over channels p, as in op_scan_m1. */
+    int npg = (P + 7) / 8, nchunk = (npg + SCAN_GROUPS - 1) / SCAN_GROUPS, heads_per_group = H / G;
+    /* Tasks are (head, up to SCAN_GROUPS groups of 8 of its channels); lanes run over channels p. */
 #pragma omp parallel for schedule(static) if ((long)T * H * P * N > PAR_MIN)
-    for (int task = 0; task < H * npg; task++) {
-        int hd = task / npg, p0 = (task % npg) * 8, w = P - p0 < 8 ? P - p0 : 8;
-        int g = hd / heads_per_group, col = hd * P + p0;
-        v8 h[N];
-        for (int n = 0; n < N; n++)
-            for (int l = 0; l < 8; l++) h[n][l] = l < w && state ? state[(size_t)(col + l) * N + n] : 0.0f;
+    for (int task = 0; task < H * nchunk; task++) {
+        int hd = task / nchunk, q0 = (task % nchunk) * SCAN_GROUPS;
+        int ng = npg - q0 < SCAN_GROUPS ? npg - q0 : SCAN_GROUPS, g = hd / heads_per_group;
+        v8 h[SCAN_GROUPS * N];
+        for (int q = 0; q < ng; q++) {
+            int p0 = (q0 + q) * 8, w = P - p0 < 8 ? P - p0 : 8, col = hd * P + p0;
+            for (int n = 0; n < N; n++)
+                for (int l = 0; l < 8; l++)
+                    h[q * N + n][l] = l < w && state ? state[(size_t)(col + l) * N + n] : 0.0f;
+        }
         float Dh = D ? D[hd] : 0.0f;
         for (int t = 0; t < T; t++) {
             float dtv = dt[(size_t)t * lddt + hd], dA = expf(dtv * A[hd]);
-            v8 xv = load8(x + (size_t)t * ldx + col, w), xdt = xv * dtv;
             const float *Bt = B + (size_t)t * ldb + (size_t)g * N, *Ct = C + (size_t)t * ldc + (size_t)g * N;
-            v8 acc = {0};
-            for (int n = 0; n < N; n++) {
-                h[n] = h[n] * dA + xdt * Bt[n];
-                acc += h[n] * Ct[n];
+            for (int q = 0; q < ng; q++) {
+                int p0 = (q0 + q) * 8, w = P - p0, col = hd * P + p0;
+                v8 xv = load8(x + (size_t)t * ldx + col, w), xdt = xv * dtv, *hq = h + q * N, acc = {0};
+                for (int n = 0; n < N; n++) {
+                    hq[n] = hq[n] * dA + xdt * Bt[n];
+                    acc += hq[n] * Ct[n];
+                }
+                store8(y + (size_t)t * ldy + col, acc + xv * Dh, w);
             }
-            store8(y + (size_t)t * ldy + col, acc + xv * Dh, w);
         }
         if (state)
-            for (int n = 0; n < N; n++)
-                for (int l = 0; l < w; l++) state[(size_t)(col + l) * N + n] = h[n][l];
+            for (int q = 0; q < ng; q++) {
+                int p0 = (q0 + q) * 8, w = P - p0 < 8 ? P - p0 : 8, col = hd * P + p0;
+                for (int n = 0; n < N; n++)
+                    for (int l = 0; l < w; l++) state[(size_t)(col + l) * N + n] = h[q * N + n][l];
+            }
     }
 }
 
@@ -236,6 +262,34 @@ void op_gated_rmsnorm(float *out, int ldo, const float *y, int ldy, const float 
             }
         }
     }
+}
+
+double op_logsumexp(const float *x, int n) {
+    v8 m8 = splat(-INFINITY);
+    int i = 0;
+    for (; i + 8 <= n; i += 8) {
+        v8 v = load8(x + i, 8);
+        m8 = blend(v > m8, v, m8);
+    }
+    float mx = -INFINITY;
+    for (int l = 0; l < 8; l++) mx = m8[l] > mx ? m8[l] : mx;
+    for (; i < n; i++) mx = x[i] > mx ? x[i] : mx;
+    if (!isfinite(mx)) return mx;  /* all -inf, or an inf/NaN logit: nothing to normalize */
+    /* eight float lanes over runs of 512 values, runs added in double */
+    double sum = 0;
+    for (int r0 = 0; r0 < n; r0 += 512) {
+        int r1 = r0 + 512 < n ? r0 + 512 : n;
+        v8 s8 = {0};
+        for (int j = r0; j < r1; j += 8) {
+            int w = r1 - j;
+            v8 e = exp8(load8(x + j, w) - mx);
+            if (w < 8)
+                for (int l = w; l < 8; l++) e[l] = 0.0f;
+            s8 += e;
+        }
+        for (int l = 0; l < 8; l++) sum += s8[l];
+    }
+    return mx + log(sum);
 }
 
 int op_embed(float *out, const float *embed, const int32_t *tokens, int T, int D, int vocab) {

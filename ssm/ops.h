@@ -60,6 +60,10 @@ void op_scan_m2(float *y, int ldy, const float *x, int ldx, const float *dt, int
 void op_gated_rmsnorm(float *out, int ldo, const float *y, int ldy, const float *z, int ldz,
                       const float *w, int T, int D, int group, float eps, int norm_before_gate);
 
+/* log(sum_i exp(x[i])) over n values, shifted by the maximum and summed with double accumulation
+ * (a 50k-entry vocabulary loses nothing measurable). */
+double op_logsumexp(const float *x, int n);
+
 /* out[t] = embed[tokens[t]] for T tokens; embed [vocab x D]; out [T x D].
  * Returns 0, or -1 (mq_fail naming the position) for an id outside [0, vocab). */
 int op_embed(float *out, const float *embed, const int32_t *tokens, int T, int D, int vocab);

@@ -221,6 +221,19 @@ static void test_gated_rmsnorm(void) {
     free(y); free(z); free(w); free(out); free(ref);
 }
 
+static void test_logsumexp(void) {
+    int sizes[] = {1, 7, 8, 513, 50280};
+    for (int i = 0; i < 5; i++) {
+        int n = sizes[i];
+        float *x = rand_vec(n, 12);
+        double mx = -INFINITY, s = 0;
+        for (int j = 0; j < n; j++) mx = fmax(mx, x[j]);
+        for (int j = 0; j < n; j++) s += exp(x[j] - mx);
+        T_NEAR(op_logsumexp(x, n), mx + log(s), 2e-6 * fmax(1, fabs(mx)), "logsumexp");
+        free(x);
+    }
+}
+
 static void test_embed_add_rmsnorm(void) {
     int V = 10, Dm = 13, T = 4;
     float *E = rand_vec((size_t)V * Dm, 1), *out = mq_malloc((size_t)T * Dm * sizeof(float));
@@ -246,6 +259,7 @@ int main(void) {
     T_RUN(test_scan_m1);
     T_RUN(test_scan_m2);
     T_RUN(test_gated_rmsnorm);
+    T_RUN(test_logsumexp);
     T_RUN(test_embed_add_rmsnorm);
     return t_summary();
 }
