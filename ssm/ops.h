@@ -54,7 +54,7 @@ void op_scan_m2(float *y, int ldy, const float *x, int ldx, const float *dt, int
 /* Mamba2 gated RMSNorm, per row and per group of `group` consecutive columns (D % group == 0):
  *   norm_before_gate = 0:  v = y * SiLU(z);  out = w * v / sqrt(mean_group(v^2) + eps)
  *   norm_before_gate = 1:  out = w * y / sqrt(mean_group(y^2) + eps) * SiLU(z)
- * y, z [T x D] (ld ldy, ldz); w [D]; out [T x D] (ld ldo), may alias y.
+ * y, z [T x D] (ld ldy, ldz); w [D]; out [T x D] (ld ldo), may alias y but not z.
  * transformers' MambaRMSNormGated normalizes over the whole row (group = D) whatever n_groups is;
  * mamba_ssm's RMSNormGated uses group = D / n_groups. The two agree when n_groups == 1. */
 void op_gated_rmsnorm(float *out, int ldo, const float *y, int ldy, const float *z, int ldz,
