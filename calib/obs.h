@@ -44,6 +44,13 @@
  * lm_head:output (no hook; Quamba records them but its recipes never read them) and Quamba2's
  * ssd_out_act (the scan output before the gated norm; no hook in the reference forward).
  *
+ * Which statistic Quamba itself uses: run_quamba_calibration takes the EMA of the 99.95th percentile
+ * (percentile_alpha 0.9995; 0.99999 suggested for small models) for x_proj:input (Mamba1),
+ * x_conv_out:input (Mamba2) and ssm_state_act:input, and the running absmax (clamped to >= 1e-5)
+ * for every other activation; run_quamba2_calibration uses per-group / per-head absmax instead.
+ * Quamba's in_proj:input is the norm output after its weight was fused into in_proj and the
+ * residual stream rotated; a recipe that does the same registers an MQ_ACT_IN_PROJ_IN transform.
+ *
  * Statistics, per tensor and calibration sample (one sequence; the batch size never changes them):
  *  - absmax: max |v| (raw; Quamba clamps it to >= 1e-5 only when turning it into a scale).
  *  - percentiles of |v| at pct[] (in percent), exactly as torch.quantile(|v|.flatten(), q) with the
