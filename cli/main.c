@@ -11,6 +11,7 @@ static const struct { const char *name; int (*fn)(int, char **); const char *hel
     {"tokenize", cmd_tokenize, "text -> token ids with a tokenizer.json (GPT-NeoX byte-level BPE)"},
     {"detokenize", cmd_detokenize, "token ids -> text"},
     {"info", cmd_info, "a checkpoint's config, tensors and parameter count; checks that it loads"},
+    {"calib", cmd_calib, "activation statistics (absmax, percentiles, EMA, histograms) of a model on calibration data"},
     {"stats", cmd_stats, "print a calibration stats file: per-layer table and how it was made"},
     {"inspect", cmd_inspect, "validate an int8 artifact and summarize it: method, sizes, per-layer scales"},
 };
