@@ -1,0 +1,45 @@
+/* ssm/gpu.h for builds without CUDA (NOCUDA=1 or no nvcc): every entry point fails cleanly, so
+ * callers can test gpu_available() or the NULL/-1 result and take their CPU path. */
+#include "ssm/gpu.h"
+#ifndef MQ_CUDA
+#include "core/err.h"
+
+static const char *no_cuda = "GPU forward: built without CUDA";
+ssmg_model *ssmg_upload(const mq_model *m) { (void)m; mq_fail("%s", no_cuda); return NULL; }
+ssmg_model *ssmg_model_random(const mq_config *c, uint64_t seed) { (void)c; (void)seed; mq_fail("%s", no_cuda); return NULL; }
+void ssmg_model_free(ssmg_model *g) { (void)g; }
+const mq_config *ssmg_config(const ssmg_model *g) { (void)g; return NULL; }
+size_t ssmg_decode_bytes(const ssmg_model *g) { (void)g; return 0; }
+size_t ssmg_model_bytes(const ssmg_model *g) { (void)g; return 0; }
+ssmg_ws *ssmg_ws_new(const ssmg_model *g, int b, int t) { (void)g; (void)b; (void)t; mq_fail("%s", no_cuda); return NULL; }
+void ssmg_ws_free(ssmg_ws *w) { (void)w; }
+size_t ssmg_ws_bytes(const ssmg_ws *w) { (void)w; return 0; }
+ssmg_state *ssmg_state_new(const ssmg_model *g, int b) { (void)g; (void)b; mq_fail("%s", no_cuda); return NULL; }
+void ssmg_state_reset(ssmg_state *s) { (void)s; }
+void ssmg_state_free(ssmg_state *s) { (void)s; }
+int ssmg_prefill(const ssmg_model *g, ssmg_ws *w, const int32_t *tk, int b, int t, ssmg_state *s,
+                 const ssmg_hooks *h, float *hid) {
+    (void)g; (void)w; (void)tk; (void)b; (void)t; (void)s; (void)h; (void)hid;
+    return mq_fail("%s", no_cuda);
+}
+int ssmg_logits(const ssmg_model *g, ssmg_ws *w, int r0, int n, float *l) {
+    (void)g; (void)w; (void)r0; (void)n; (void)l;
+    return mq_fail("%s", no_cuda);
+}
+int ssmg_step(const ssmg_model *g, ssmg_ws *w, ssmg_state *s, const int32_t *tk, const ssmg_hooks *h,
+              float *hid, float *l) {
+    (void)g; (void)w; (void)s; (void)tk; (void)h; (void)hid; (void)l;
+    return mq_fail("%s", no_cuda);
+}
+void ssmg_sync(ssmg_ws *w) { (void)w; }
+int ssmg_nll(const ssmg_model *g, ssmg_ws *w, const int32_t *tk, int b, int t, const ssmg_hooks *h,
+             float *nll, double *sum) {
+    (void)g; (void)w; (void)tk; (void)b; (void)t; (void)h; (void)nll; (void)sum;
+    return mq_fail("%s", no_cuda);
+}
+int ssmg_eval_windows(const ssmg_model *g, const int32_t *ids, size_t n, int win, int maxw, int b,
+                      double *s, long *ns) {
+    (void)g; (void)ids; (void)n; (void)win; (void)maxw; (void)b; (void)s; (void)ns;
+    return mq_fail("%s", no_cuda);
+}
+#endif
