@@ -75,10 +75,12 @@ int ssmg_logits(const ssmg_model *g, ssmg_ws *w, int row0, int nrows, float *log
 
 /* One token per sequence of state's batch: tokens[batch] (host). hidden: NULL or host
  * [batch x d_model]; logits: NULL or host [batch x vocab]. Without hooks the step runs as a CUDA
- * graph captured on the first call for this (workspace, state, want-logits). With hidden and
- * logits both NULL the call only enqueues the work (ssmg_sync waits). */
+ * graph captured on the first call for this (workspace, state, want-logits). Returns when done. */
 int ssmg_step(const ssmg_model *g, ssmg_ws *w, ssmg_state *s, const int32_t *tokens,
               const ssmg_hooks *hooks, float *hidden, float *logits);
+/* The same step without hooks or host copies: enqueues the graph and returns at once (ssmg_sync
+ * waits). with_logits: the graph also runs lm_head into the workspace, as a sampling loop would. */
+int ssmg_step_async(const ssmg_model *g, ssmg_ws *w, ssmg_state *s, const int32_t *tokens, int with_logits);
 void ssmg_sync(ssmg_ws *w);
 
 /* Per-token NLL of windows tokens[batch x T] (host): nll[b*(T-1) + t] = -log p(tokens[b,t+1] |

@@ -6,7 +6,9 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+extern "C" { /* core/err.h is a C header without its own guard */
 #include "core/err.h"
+}
 #include "ssm/gpu_kern.h"
 
 static void hook(const ssmg_hooks *hk, ssmg_ws *w, int layer, mq_act_role role, void *x, ssmg_dtype dt,
@@ -158,20 +160,27 @@ static void capture_step(const ssmg_model *g, ssmg_ws *w, ssmg_state *s, int wan
     w->graph_logits = want_logits;
 }
 
+int ssmg_step_async(const ssmg_model *g, ssmg_ws *w, ssmg_state *s, const int32_t *tokens, int with_logits) {
+    if (!s) return mq_fail("GPU step: no state");
+    if (check_call(g, w, s->batch, 1, s) || upload_tokens(g, w, tokens, s->batch)) return -1;
+    with_logits = with_logits != 0;
+    if (!w->graph || w->graph_state_id != s->id || w->graph_logits != with_logits) capture_step(g, w, s, with_logits);
+    CUDA_CHECK(cudaGraphLaunch(w->graph, w->stream));
+    w->last_B = s->batch;
+    w->last_T = 1;
+    return 0;
+}
+
 int ssmg_step(const ssmg_model *g, ssmg_ws *w, ssmg_state *s, const int32_t *tokens, const ssmg_hooks *hk,
               float *hidden, float *logits) {
     if (!s) return mq_fail("GPU step: no state");
     const int B = s->batch;
-    if (check_call(g, w, B, 1, s) || upload_tokens(g, w, tokens, B)) return -1;
     if (hk && hk->fn) {
+        if (check_call(g, w, B, 1, s) || upload_tokens(g, w, tokens, B)) return -1;
         forward(g, w, B, 1, s, hk);
         if (logits) lm_head_rows(g, w, 0, B);
-    } else {
-        if (!w->graph || w->graph_state_id != s->id || w->graph_logits != (logits != NULL))
-            capture_step(g, w, s, logits != NULL);
-        CUDA_CHECK(cudaGraphLaunch(w->graph, w->stream));
-        w->last_B = B;
-        w->last_T = 1;
+    } else if (ssmg_step_async(g, w, s, tokens, logits != NULL)) {
+        return -1;
     }
     if (hidden)
         CUDA_CHECK(cudaMemcpyAsync(hidden, w->hid32, sizeof(float) * (size_t)B * g->cfg.d_model,
@@ -179,7 +188,7 @@ int ssmg_step(const ssmg_model *g, ssmg_ws *w, ssmg_state *s, const int32_t *tok
     if (logits)
         CUDA_CHECK(cudaMemcpyAsync(logits, w->logits, sizeof(float) * (size_t)B * g->cfg.vocab_size,
                                    cudaMemcpyDeviceToHost, w->stream));
-    if (hidden || logits) CUDA_CHECK(cudaStreamSynchronize(w->stream));
+    CUDA_CHECK(cudaStreamSynchronize(w->stream));
     return 0;
 }
 

@@ -4,7 +4,9 @@
  * own allocations; the *_free functions release them. */
 #include <stdlib.h>
 #include <string.h>
+extern "C" { /* core/err.h is a C header without its own guard */
 #include "core/err.h"
+}
 #include "ssm/gpu_kern.h"
 
 /* ---------------------------------------------------------------- sizes */

@@ -31,6 +31,10 @@ int ssmg_step(const ssmg_model *g, ssmg_ws *w, ssmg_state *s, const int32_t *tk,
     (void)g; (void)w; (void)s; (void)tk; (void)h; (void)hid; (void)l;
     return mq_fail("%s", no_cuda);
 }
+int ssmg_step_async(const ssmg_model *g, ssmg_ws *w, ssmg_state *s, const int32_t *tk, int wl) {
+    (void)g; (void)w; (void)s; (void)tk; (void)wl;
+    return mq_fail("%s", no_cuda);
+}
 void ssmg_sync(ssmg_ws *w) { (void)w; }
 int ssmg_nll(const ssmg_model *g, ssmg_ws *w, const int32_t *tk, int b, int t, const ssmg_hooks *h,
              float *nll, double *sum) {
