@@ -53,7 +53,8 @@ void ssmg_state_free(ssmg_state *s);
  * except MQ_ACT_SSM_STATE, FP32 with rows = B * d_inner (Mamba2: B * n_heads * head_dim) and
  * cols = d_state. A hook may read the data (calibration) or rewrite it in place (simulated
  * quantization); it must do its GPU work on `stream` (a cudaStream_t) or synchronize it first.
- * MQ_ACT_LM_HEAD_IN is the FP16 copy of norm_f's output that lm_head reads. Decode steps with hooks
+ * MQ_ACT_LM_HEAD_IN (layer -1) is the FP16 copy of norm_f's output that lm_head reads. Mamba1's
+ * MQ_ACT_DT is dt_proj's output with its bias, before softplus, like the CPU's. Decode steps with hooks
  * run without a CUDA graph. */
 typedef enum { SSMG_F16 = 0, SSMG_F32 = 1 } ssmg_dtype;
 typedef struct {

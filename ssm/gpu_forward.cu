@@ -50,44 +50,48 @@ static void forward(const ssmg_model *g, ssmg_ws *w, int B, int T, ssmg_state *s
             HOOK16(MQ_ACT_SSM_X, w->xc16, R, E, E);
             gemm_f16(w->blas, w->xc16, E, L->x_proj, w->xdbl16, 0, xw, R, xw, E);
             HOOK16(MQ_ACT_X_PROJ_OUT, w->xdbl16, R, xw, xw);
-            /* dt_proj without its bias: the scan adds it inside softplus (mamba_ssm's delta_bias) */
+            /* dt_proj with its bias, as the CPU reference (MQ_ACT_DT sees dt before softplus) */
             gemm_f16(w->blas, w->xdbl16, xw, L->dt_proj, w->dt16, 0, E, R, E, c->dt_rank);
+            k_add_bias(w->dt16, E, L->dt_proj_b, R, E, st);
             HOOK16(MQ_ACT_DT, w->dt16, R, E, E);
             HOOK16(MQ_ACT_B, w->xdbl16 + c->dt_rank, R, N, xw);
             HOOK16(MQ_ACT_C, w->xdbl16 + c->dt_rank + N, R, N, xw);
-            scan1_args a = {w->xc16, E, w->dt16, E, L->dt_proj_b, L->A, L->D,
+            scan1_args a = {w->xc16, E, w->dt16, E, NULL, L->A, L->D,
                             w->xdbl16 + c->dt_rank, w->xdbl16 + c->dt_rank + N, xw, z, in, w->y16, E,
                             ssm_state, s != NULL, w->chunk_state, w->chunk_dt, B, T, E, N, nc};
             k_scan1(&a, st);
+            hook(hk, w, l, MQ_ACT_SSM_STATE, ssm_state, SSMG_F32, B * E, N, N);
             ssm_out = w->y16;
         } else {
             /* in_proj output columns: z [0, E), xBC [E, E + cd), dt [E + cd, E + cd + H) */
             const int G = c->n_groups, H = c->n_heads;
             half *z = w->xz16, *xbc = w->xz16 + E, *dt = w->xz16 + E + cd;
-            HOOK16(MQ_ACT_Z, z, R, E, in);
             HOOK16(MQ_ACT_CONV_IN, xbc, R, cd, in);
+            HOOK16(MQ_ACT_Z, z, R, E, in);
+            HOOK16(MQ_ACT_DT, dt, R, H, in);
             k_conv1d_silu(w->xc16, cd, xbc, in, conv_state, L->conv_w, L->conv_b, B, T, cd, K, st);
             if (conv_state && K > 1) k_conv_state_update(conv_state, xbc, in, B, T, cd, K, st);
             HOOK16(MQ_ACT_SSM_X, w->xc16, R, E, cd);
-            HOOK16(MQ_ACT_DT, dt, R, H, in);
             HOOK16(MQ_ACT_B, w->xc16 + E, R, G * N, cd);
             HOOK16(MQ_ACT_C, w->xc16 + E + G * N, R, G * N, cd);
             scan2_args a = {w->xc16, cd, dt, in, L->dt_bias, L->A, L->D, c->dt_limit_min, c->dt_limit_max,
                             w->xc16 + E, w->xc16 + E + G * N, cd, w->y16, E, ssm_state, s != NULL,
                             w->chunk_state, w->chunk_dt, B, T, H, c->head_dim, N, G, nc};
             k_scan2(&a, st);
-            k_gated_rmsnorm(w->g16, E, w->y16, E, z, in, L->gnorm_w, R, E, E / G, c->norm_eps,
+            hook(hk, w, l, MQ_ACT_SSM_STATE, ssm_state, SSMG_F32, B * E, N, N);
+            /* one group over all of d_inner, as transformers' MambaRMSNormGated and the CPU
+             * reference (mamba_ssm would use d_inner / n_groups; equal when n_groups == 1) */
+            k_gated_rmsnorm(w->g16, E, w->y16, E, z, in, L->gnorm_w, R, E, E, c->norm_eps,
                             c->norm_before_gate, st);
             ssm_out = w->g16;
         }
-        hook(hk, w, l, MQ_ACT_SSM_STATE, ssm_state, SSMG_F32, B * E, N, N);
         HOOK16(MQ_ACT_SSM_OUT, ssm_out, R, E, E);
         HOOK16(MQ_ACT_OUT_PROJ_IN, ssm_out, R, E, E);
         gemm_f16(w->blas, ssm_out, E, L->out_proj, w->delta16, 0, D, R, D, E);
         if (L->out_proj_b) k_add_bias(w->delta16, D, L->out_proj_b, R, D, st);
     }
     k_add_rmsnorm(w->resid, w->delta16, g->norm_f, w->hid16, w->hid32, R, D, c->norm_eps, st);
-    hook(hk, w, c->n_layer, MQ_ACT_LM_HEAD_IN, w->hid16, SSMG_F16, R, D, D);
+    hook(hk, w, -1, MQ_ACT_LM_HEAD_IN, w->hid16, SSMG_F16, R, D, D);
     w->last_B = B;
     w->last_T = T;
 }

@@ -90,8 +90,9 @@ void k_conv_state_update(float *conv_state, const half *x, int ld_x, int B, int 
                          cudaStream_t st);
 
 /* Mamba1 selective scan, FP32 state [B][d_inner][N], chunked over time (see gpu_kernels.cu):
- * dt = softplus(dt_raw + dt_bias); h = exp(dt*A) h + dt*B*x; y = C.h + D*x; y *= SiLU(z) (z may be
- * NULL). state_in: 1 = start from `state`, 0 = from zeros; the final state is written to `state`.
+ * dt = softplus(dt_raw + dt_bias) (dt_bias may be NULL: the forward adds dt_proj's bias in the
+ * GEMM's output, as the CPU reference does); h = exp(dt*A) h + dt*B*x; y = C.h + D*x; y *= SiLU(z)
+ * (z may be NULL). state_in: 1 = start from `state`, 0 = from zeros; the final state is written to `state`.
  * chunk_state / chunk_dt: workspace of n_chunks*B*d_inner*N and n_chunks*B*d_inner floats. */
 struct scan1_args {
     const half *x; int ld_x;

@@ -234,7 +234,7 @@ __global__ void __launch_bounds__(S1_THREADS) scan1_kernel(scan1_args a, int L) 
             for (int n = 0; n < NPAD; n++) if (n < N) h[n] = hin[n];
         }
     }
-    const float bias = live ? a.dt_bias[c] : 0.f, Dc = (OUT && live) ? a.D[c] : 0.f;
+    const float bias = (live && a.dt_bias) ? a.dt_bias[c] : 0.f, Dc = (OUT && live) ? a.D[c] : 0.f;
     float sdt = 0.f;
     for (int tb = t0; tb < t1; tb += S1_TT) {
         const int nt = min(S1_TT, t1 - tb);

@@ -1,6 +1,7 @@
 /* ssm/gpu.h for builds without CUDA (NOCUDA=1 or no nvcc): every entry point fails cleanly, so
  * callers can test gpu_available() or the NULL/-1 result and take their CPU path. */
 #include "ssm/gpu.h"
+#include "ssm/gpu_ops.h"
 #ifndef MQ_CUDA
 #include "core/err.h"
 
@@ -44,6 +45,42 @@ int ssmg_nll(const ssmg_model *g, ssmg_ws *w, const int32_t *tk, int b, int t, c
 int ssmg_eval_windows(const ssmg_model *g, const int32_t *ids, size_t n, int win, int maxw, int b,
                       double *s, long *ns) {
     (void)g; (void)ids; (void)n; (void)win; (void)maxw; (void)b; (void)s; (void)ns;
+    return mq_fail("%s", no_cuda);
+}
+
+/* ssm/gpu_ops.h */
+int gpuop_embed(float *o, const float *e, const int32_t *t, int T, int D, int V) {
+    (void)o; (void)e; (void)t; (void)T; (void)D; (void)V;
+    return mq_fail("%s", no_cuda);
+}
+int gpuop_add_rmsnorm(float *r, const float *x, float *o16, float *o32, const float *w, int T, int D, float eps) {
+    (void)r; (void)x; (void)o16; (void)o32; (void)w; (void)T; (void)D; (void)eps;
+    return mq_fail("%s", no_cuda);
+}
+int gpuop_conv1d_silu(float *y, const float *x, const float *w, const float *b, float *s, int B, int T, int C, int K) {
+    (void)y; (void)x; (void)w; (void)b; (void)s; (void)B; (void)T; (void)C; (void)K;
+    return mq_fail("%s", no_cuda);
+}
+int gpuop_scan_m1(float *y, const float *u, const float *dt, const float *db, const float *A, const float *Bm,
+                  const float *Cm, const float *D, const float *z, float *s, int B, int T, int Di, int N, int nc) {
+    (void)y; (void)u; (void)dt; (void)db; (void)A; (void)Bm; (void)Cm; (void)D; (void)z; (void)s;
+    (void)B; (void)T; (void)Di; (void)N; (void)nc;
+    return mq_fail("%s", no_cuda);
+}
+int gpuop_scan_m2(float *y, const float *x, const float *dt, const float *db, float lo, float hi, const float *A,
+                  const float *Bm, const float *Cm, const float *D, float *s, int B, int T, int H, int P, int G,
+                  int N, int nc) {
+    (void)y; (void)x; (void)dt; (void)db; (void)lo; (void)hi; (void)A; (void)Bm; (void)Cm; (void)D; (void)s;
+    (void)B; (void)T; (void)H; (void)P; (void)G; (void)N; (void)nc;
+    return mq_fail("%s", no_cuda);
+}
+int gpuop_gated_rmsnorm(float *o, const float *y, const float *z, const float *w, int T, int D, int g, float eps,
+                        int nbg) {
+    (void)o; (void)y; (void)z; (void)w; (void)T; (void)D; (void)g; (void)eps; (void)nbg;
+    return mq_fail("%s", no_cuda);
+}
+int gpuop_nll(float *n, const float *l, const int32_t *t, int R, int V) {
+    (void)n; (void)l; (void)t; (void)R; (void)V;
     return mq_fail("%s", no_cuda);
 }
 #endif
