@@ -79,6 +79,10 @@ int gpuop_gated_rmsnorm(float *o, const float *y, const float *z, const float *w
     (void)o; (void)y; (void)z; (void)w; (void)T; (void)D; (void)g; (void)eps; (void)nbg;
     return mq_fail("%s", no_cuda);
 }
+int gpuop_download_act(float *d, const void *x, int f32, int rows, int cols, int ld, void *st) {
+    (void)d; (void)x; (void)f32; (void)rows; (void)cols; (void)ld; (void)st;
+    return mq_fail("%s", no_cuda);
+}
 int gpuop_nll(float *n, const float *l, const int32_t *t, int R, int V) {
     (void)n; (void)l; (void)t; (void)R; (void)V;
     return mq_fail("%s", no_cuda);

@@ -38,12 +38,13 @@ static half *up_f16(const float *h, int rows, int cols, int ld) {
     free(tmp);
     return d;
 }
-/* device FP16 [rows x cols] (stride ld) -> host FP32 dense */
+/* device FP16 [rows x cols] (stride ld) -> host FP32 dense; reads only the rows x cols elements, so
+ * column slices of a wider buffer are safe */
 static void down_f16(float *h, const half *d, int rows, int cols, int ld) {
-    half *tmp = (half *)malloc(sizeof(half) * (size_t)rows * ld);
-    CUDA_CHECK(cudaMemcpy(tmp, d, sizeof(half) * (size_t)rows * ld, cudaMemcpyDeviceToHost));
-    for (size_t r = 0; r < (size_t)rows; r++)
-        for (int c = 0; c < cols; c++) h[r * cols + c] = __half2float(tmp[r * ld + c]);
+    half *tmp = (half *)malloc(sizeof(half) * (size_t)rows * cols);
+    CUDA_CHECK(cudaMemcpy2D(tmp, sizeof(half) * cols, d, sizeof(half) * ld, sizeof(half) * cols, rows,
+                            cudaMemcpyDeviceToHost));
+    for (size_t i = 0; i < (size_t)rows * cols; i++) h[i] = __half2float(tmp[i]);
     free(tmp);
 }
 /* an FP16 output buffer poisoned with NaN, so unwritten elements show */
@@ -184,5 +185,17 @@ extern "C" int gpuop_nll(float *nll, const float *logits, const int32_t *targets
     k_nll(dn, dl, dt, rows, V, 0);
     down_f32(nll, dn, rows);
     dfree(dl), dfree(dn), dfree(dt);
+    return 0;
+}
+
+extern "C" int gpuop_download_act(float *dst, const void *x, int f32, int rows, int cols, int ld, void *stream) {
+    if (need_gpu()) return -1;
+    CUDA_CHECK(cudaStreamSynchronize((cudaStream_t)stream));
+    if (f32) {
+        CUDA_CHECK(cudaMemcpy2D(dst, sizeof(float) * cols, x, sizeof(float) * ld, sizeof(float) * cols, rows,
+                                cudaMemcpyDeviceToHost));
+    } else {
+        down_f16(dst, (const half *)x, rows, cols, ld);
+    }
     return 0;
 }

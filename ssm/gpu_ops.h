@@ -37,6 +37,11 @@ int gpuop_gated_rmsnorm(float *out, const float *y, const float *z, const float 
 /* nll[r] = logsumexp(logits[r]) - logits[r][targets[r]] (0 where targets[r] < 0); FP32 throughout. */
 int gpuop_nll(float *nll, const float *logits, const int32_t *targets, int rows, int V);
 
+/* For hooks (tests, calibration on the host): waits for `stream` (the hook's), then copies the
+ * activation x (device, FP16, or FP32 when f32) [rows x cols] with row stride ld into host dst
+ * [rows x cols] as FP32. */
+int gpuop_download_act(float *dst, const void *x, int f32, int rows, int cols, int ld, void *stream);
+
 #ifdef __cplusplus
 }
 #endif
