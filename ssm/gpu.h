@@ -97,6 +97,11 @@ int ssmg_nll(const ssmg_model *g, ssmg_ws *w, const int32_t *tokens, int batch, 
 int ssmg_eval_windows(const ssmg_model *g, const int32_t *ids, size_t n, int window,
                       int max_windows, int batch, double *nll_sum, long *n_scored);
 
+/* Per-op GPU time of prefill / NLL calls (CUDA events between the ops; not in decode graphs) while
+ * on. ssmg_profile_report writes "op ms" pairs accumulated since the last report, then resets. */
+void ssmg_profile(ssmg_ws *w, int on);
+int ssmg_profile_report(ssmg_ws *w, char *buf, size_t n);
+
 #ifdef __cplusplus
 }
 #endif

@@ -11,6 +11,51 @@ extern "C" { /* core/err.h is a C header without its own guard */
 }
 #include "ssm/gpu_kern.h"
 
+/* ---- profiling (ssmg_profile): an event after each op, attributed to the op that just ended ---- */
+enum { P_START, P_EMBED, P_NORM, P_IN_PROJ, P_CONV, P_X_PROJ, P_DT, P_SCAN, P_GNORM, P_OUT_PROJ, P_LM_HEAD, P_NLL,
+       P_NCAT };
+static const char *prof_names[P_NCAT] = {"", "embed", "rmsnorm", "in_proj", "conv", "x_proj", "dt_proj",
+                                         "scan", "gated_norm", "out_proj", "lm_head", "nll"};
+
+static void mark(ssmg_ws *w, int cat) {
+    if (!w->prof_on || w->prof_n >= PROF_MAX) return;
+    cudaStreamCaptureStatus cs;
+    CUDA_CHECK(cudaStreamIsCapturing(w->stream, &cs));
+    if (cs != cudaStreamCaptureStatusNone) return;
+    CUDA_CHECK(cudaEventRecord(w->prof_ev[w->prof_n], w->stream));
+    w->prof_cat[w->prof_n++] = (unsigned char)cat;
+}
+/* after a sync of w->stream */
+static void prof_collect(ssmg_ws *w) {
+    for (int i = 1; i < w->prof_n; i++) {
+        if (w->prof_cat[i] == P_START) continue;
+        float ms;
+        CUDA_CHECK(cudaEventElapsedTime(&ms, w->prof_ev[i - 1], w->prof_ev[i]));
+        w->prof_ms[w->prof_cat[i]] += ms;
+    }
+    w->prof_n = 0;
+}
+
+void ssmg_profile(ssmg_ws *w, int on) {
+    if (on && !w->prof_ev) {
+        w->prof_ev = (cudaEvent_t *)mq_malloc(sizeof(cudaEvent_t) * PROF_MAX);
+        w->prof_cat = (unsigned char *)mq_malloc(PROF_MAX);
+        for (int i = 0; i < PROF_MAX; i++) CUDA_CHECK(cudaEventCreate(&w->prof_ev[i]));
+    }
+    w->prof_on = on;
+    w->prof_n = 0;
+}
+
+int ssmg_profile_report(ssmg_ws *w, char *buf, size_t n) {
+    int k = 0;
+    buf[0] = 0;
+    for (int c = 1; c < P_NCAT; c++)
+        if (w->prof_ms[c] > 0 && (size_t)k < n)
+            k += snprintf(buf + k, n - k, "%s%s %.2f", k ? ", " : "", prof_names[c], w->prof_ms[c]);
+    memset(w->prof_ms, 0, sizeof w->prof_ms);
+    return k;
+}
+
 static void hook(const ssmg_hooks *hk, ssmg_ws *w, int layer, mq_act_role role, void *x, ssmg_dtype dt,
                  int rows, int cols, int ld) {
     if (hk && hk->fn) hk->fn(hk->ctx, layer, role, x, dt, rows, cols, ld, (void *)w->stream);
@@ -27,16 +72,20 @@ static void forward(const ssmg_model *g, ssmg_ws *w, int B, int T, ssmg_state *s
     int nc = ssmg_scan_chunks(c, B, T, g->sm_count);
     if (nc * B > w->chunk_cap) nc = w->chunk_cap / B > 0 ? w->chunk_cap / B : 1;
 
+    mark(w, P_START);
     k_embed(w->resid, g->embed, w->d_tokens, R, D, st);
+    mark(w, P_EMBED);
     for (int l = 0; l < c->n_layer; l++) {
         const ssmg_layer *L = &g->layers[l];
         float *conv_state = s ? s->conv + l * s->conv_per_layer : NULL;
         float *ssm_state = s ? s->ssm + l * s->ssm_per_layer : w->state_scratch;
 
         k_add_rmsnorm(w->resid, l ? w->delta16 : NULL, L->norm_w, w->h16, NULL, R, D, c->norm_eps, st);
+        mark(w, P_NORM);
         HOOK16(MQ_ACT_IN_PROJ_IN, w->h16, R, D, D);
         gemm_f16(w->blas, w->h16, D, L->in_proj, w->xz16, 0, in, R, in, D);
         if (L->in_proj_b) k_add_bias(w->xz16, in, L->in_proj_b, R, in, st);
+        mark(w, P_IN_PROJ);
 
         half *ssm_out;
         if (c->arch == MQ_MAMBA1) {
@@ -45,14 +94,17 @@ static void forward(const ssmg_model *g, ssmg_ws *w, int B, int T, ssmg_state *s
             const int xw = c->dt_rank + 2 * N;
             HOOK16(MQ_ACT_CONV_IN, x_in, R, E, in);
             HOOK16(MQ_ACT_Z, z, R, E, in);
-            k_conv1d_silu(w->xc16, E, x_in, in, conv_state, L->conv_w, L->conv_b, B, T, E, K, st);
-            if (conv_state && K > 1) k_conv_state_update(conv_state, x_in, in, B, T, E, K, st);
+            k_conv1d_silu(w->xc16, E, x_in, in, conv_state, conv_state != NULL, L->conv_w, L->conv_b, B, T,
+                          E, K, st);
+            mark(w, P_CONV);
             HOOK16(MQ_ACT_SSM_X, w->xc16, R, E, E);
             gemm_f16(w->blas, w->xc16, E, L->x_proj, w->xdbl16, 0, xw, R, xw, E);
+            mark(w, P_X_PROJ);
             HOOK16(MQ_ACT_X_PROJ_OUT, w->xdbl16, R, xw, xw);
             /* dt_proj with its bias, as the CPU reference (MQ_ACT_DT sees dt before softplus) */
             gemm_f16(w->blas, w->xdbl16, xw, L->dt_proj, w->dt16, 0, E, R, E, c->dt_rank);
             k_add_bias(w->dt16, E, L->dt_proj_b, R, E, st);
+            mark(w, P_DT);
             HOOK16(MQ_ACT_DT, w->dt16, R, E, E);
             HOOK16(MQ_ACT_B, w->xdbl16 + c->dt_rank, R, N, xw);
             HOOK16(MQ_ACT_C, w->xdbl16 + c->dt_rank + N, R, N, xw);
@@ -60,6 +112,7 @@ static void forward(const ssmg_model *g, ssmg_ws *w, int B, int T, ssmg_state *s
                             w->xdbl16 + c->dt_rank, w->xdbl16 + c->dt_rank + N, xw, z, in, w->y16, E,
                             ssm_state, s != NULL, w->chunk_state, w->chunk_dt, B, T, E, N, nc};
             k_scan1(&a, st);
+            mark(w, P_SCAN);
             hook(hk, w, l, MQ_ACT_SSM_STATE, ssm_state, SSMG_F32, B * E, N, N);
             ssm_out = w->y16;
         } else {
@@ -69,8 +122,9 @@ static void forward(const ssmg_model *g, ssmg_ws *w, int B, int T, ssmg_state *s
             HOOK16(MQ_ACT_CONV_IN, xbc, R, cd, in);
             HOOK16(MQ_ACT_Z, z, R, E, in);
             HOOK16(MQ_ACT_DT, dt, R, H, in);
-            k_conv1d_silu(w->xc16, cd, xbc, in, conv_state, L->conv_w, L->conv_b, B, T, cd, K, st);
-            if (conv_state && K > 1) k_conv_state_update(conv_state, xbc, in, B, T, cd, K, st);
+            k_conv1d_silu(w->xc16, cd, xbc, in, conv_state, conv_state != NULL, L->conv_w, L->conv_b, B, T,
+                          cd, K, st);
+            mark(w, P_CONV);
             HOOK16(MQ_ACT_SSM_X, w->xc16, R, E, cd);
             HOOK16(MQ_ACT_B, w->xc16 + E, R, G * N, cd);
             HOOK16(MQ_ACT_C, w->xc16 + E + G * N, R, G * N, cd);
@@ -78,19 +132,23 @@ static void forward(const ssmg_model *g, ssmg_ws *w, int B, int T, ssmg_state *s
                             w->xc16 + E, w->xc16 + E + G * N, cd, w->y16, E, ssm_state, s != NULL,
                             w->chunk_state, w->chunk_dt, B, T, H, c->head_dim, N, G, nc};
             k_scan2(&a, st);
+            mark(w, P_SCAN);
             hook(hk, w, l, MQ_ACT_SSM_STATE, ssm_state, SSMG_F32, B * E, N, N);
             /* one group over all of d_inner, as transformers' MambaRMSNormGated and the CPU
              * reference (mamba_ssm would use d_inner / n_groups; equal when n_groups == 1) */
             k_gated_rmsnorm(w->g16, E, w->y16, E, z, in, L->gnorm_w, R, E, E, c->norm_eps,
                             c->norm_before_gate, st);
+            mark(w, P_GNORM);
             ssm_out = w->g16;
         }
         HOOK16(MQ_ACT_SSM_OUT, ssm_out, R, E, E);
         HOOK16(MQ_ACT_OUT_PROJ_IN, ssm_out, R, E, E);
         gemm_f16(w->blas, ssm_out, E, L->out_proj, w->delta16, 0, D, R, D, E);
         if (L->out_proj_b) k_add_bias(w->delta16, D, L->out_proj_b, R, D, st);
+        mark(w, P_OUT_PROJ);
     }
     k_add_rmsnorm(w->resid, w->delta16, g->norm_f, w->hid16, w->hid32, R, D, c->norm_eps, st);
+    mark(w, P_NORM);
     hook(hk, w, -1, MQ_ACT_LM_HEAD_IN, w->hid16, SSMG_F16, R, D, D);
     w->last_B = B;
     w->last_T = T;
@@ -125,6 +183,7 @@ int ssmg_prefill(const ssmg_model *g, ssmg_ws *w, const int32_t *tokens, int B, 
         CUDA_CHECK(cudaMemcpyAsync(hidden, w->hid32, sizeof(float) * (size_t)B * T * g->cfg.d_model,
                                    cudaMemcpyDeviceToHost, w->stream));
     CUDA_CHECK(cudaStreamSynchronize(w->stream));
+    prof_collect(w);
     return 0;
 }
 
@@ -206,13 +265,17 @@ int ssmg_nll(const ssmg_model *g, ssmg_ws *w, const int32_t *tokens, int B, int 
     for (int b = 0; b < B; b++)
         for (int t = 0; t < T; t++) tg[b * T + t] = t < T - 1 ? tokens[b * T + t + 1] : -1;
     CUDA_CHECK(cudaMemcpyAsync(w->d_targets, tg, sizeof(int32_t) * R, cudaMemcpyHostToDevice, w->stream));
+    mark(w, P_START);
     for (int r = 0; r < R; r += w->logit_rows) {
         int n = R - r < w->logit_rows ? R - r : w->logit_rows;
         lm_head_rows(g, w, r, n);
+        mark(w, P_LM_HEAD);
         k_nll(w->nll + r, w->logits, w->d_targets + r, n, V, w->stream);
+        mark(w, P_NLL);
     }
     CUDA_CHECK(cudaMemcpyAsync(h, w->nll, sizeof(float) * R, cudaMemcpyDeviceToHost, w->stream));
     CUDA_CHECK(cudaStreamSynchronize(w->stream));
+    prof_collect(w);
     double s = 0;
     for (int b = 0; b < B; b++)
         for (int t = 0; t < T - 1; t++) {

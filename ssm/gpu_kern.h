@@ -13,6 +13,8 @@
 
 typedef __half half;
 
+#define PROF_MAX 4096 /* profiling events per call (ssmg_profile) */
+
 /* Device pointers into the model's one allocation (g->arena). FP16 matrices, FP32 vectors. */
 struct ssmg_layer {
     float *norm_w;
@@ -57,6 +59,10 @@ struct ssmg_ws {
     float *state_scratch;               /* final SSM state of one layer when no ssmg_state is given */
     float *logits; int logit_rows;      /* FP32 logits of up to logit_rows rows */
     int last_B, last_T;                 /* shape of the last prefill/step whose hidden rows are held */
+    int prof_on, prof_n;                /* ssmg_profile: events after each op, their op category */
+    cudaEvent_t *prof_ev;
+    unsigned char *prof_cat;
+    double prof_ms[16];
     cudaGraphExec_t graph;              /* decode-step graph and what it was captured for */
     unsigned long graph_state_id; int graph_logits;
     void *arena;
@@ -82,8 +88,9 @@ void k_add_rmsnorm(float *resid, const half *delta, const float *w, half *out16,
 /* y[rows x C] += bias[C] */
 void k_add_bias(half *y, int ld, const float *bias, int rows, int C, cudaStream_t st);
 /* Causal depthwise conv1d + bias + SiLU over B sequences of T rows: out[b*T+t, c] from x rows
- * b*T+t-K+1..b*T+t; rows before t = 0 come from conv_state [B][C][K-1] (NULL: zeros). */
-void k_conv1d_silu(half *out, int ld_out, const half *x, int ld_x, const float *conv_state,
+ * b*T+t-K+1..b*T+t; rows before t = 0 come from conv_state [B][C][K-1] (NULL: zeros). With
+ * update_state the state then holds the last K-1 inputs (fused into the kernel when T == 1). */
+void k_conv1d_silu(half *out, int ld_out, const half *x, int ld_x, float *conv_state, int update_state,
                    const float *w, const float *bias, int B, int T, int C, int K, cudaStream_t st);
 /* conv_state[b][c][:] <- the last K-1 inputs of sequence b (older state rows when T < K-1). */
 void k_conv_state_update(float *conv_state, const half *x, int ld_x, int B, int T, int C, int K,
@@ -133,7 +140,8 @@ void k_gated_rmsnorm(half *out, int ld_out, const half *y, int ld_y, const half 
 /* nll[r] = logsumexp(logits[r,:]) - logits[r, targets[r]], 0 where targets[r] < 0. */
 void k_nll(float *nll, const float *logits, const int32_t *targets, int rows, int V, cudaStream_t st);
 
-/* Y[M x N] = X[M x K] * W[N x K]^T, FP16 in, FP32 accumulate; Y FP16 or (y_f32) FP32. */
+/* Y[M x N] = X[M x K] * W[N x K]^T, FP16 in, FP32 accumulate; Y FP16 or (y_f32) FP32. On h's
+ * stream: cuBLAS, or for M <= 8 with K, ldx multiples of 8 and 16-byte aligned X, W an own GEMV. */
 void gemm_f16(cublasHandle_t h, const half *X, int ldx, const half *W, void *Y, int y_f32, int ldy,
               int M, int N, int K);
 

@@ -130,27 +130,35 @@ void k_gated_rmsnorm(half *out, int ld_out, const half *y, int ld_y, const half 
 
 /* ---------------------------------------------------------------- conv1d */
 
-/* grid.x = rows (b*T + t), grid.y = channel blocks: consecutive threads read consecutive channels. */
+/* grid.x = rows (b*T + t), grid.y = channel blocks: consecutive threads read consecutive channels.
+ * cs_out (decode, T == 1 only): this thread is then the only reader of state (b, c), so it shifts the
+ * window in place itself, saving the separate update launch. */
 __global__ void conv1d_silu_kernel(half *out, int ld_out, const half *x, int ld_x, const float *cs,
-                                   const float *w, const float *bias, int T, int C, int K) {
+                                   float *cs_out, const float *w, const float *bias, int T, int C, int K) {
     const int c = blockIdx.y * blockDim.x + threadIdx.x;
     if (c >= C) return;
     const int row = blockIdx.x, b = row / T, t = row - b * T;
-    float acc = bias ? bias[c] : 0.f;
+    float acc = bias ? bias[c] : 0.f, v = 0.f;
     for (int k = 0; k < K; k++) {
         int s = t - (K - 1) + k; /* time of the input w[c, k] multiplies */
-        float v;
         if (s >= 0) v = __half2float(x[(size_t)(row - (K - 1) + k) * ld_x + c]);
         else v = cs ? cs[((size_t)b * C + c) * (K - 1) + (K - 1) + s] : 0.f;
         acc += w[c * K + k] * v;
     }
     out[(size_t)row * ld_out + c] = __float2half(d_silu(acc));
+    if (cs_out && K > 1) {
+        float *st = cs_out + ((size_t)b * C + c) * (K - 1);
+        for (int j = 0; j < K - 2; j++) st[j] = st[j + 1];
+        st[K - 2] = v; /* v is x[t], the input w[c, K-1] multiplied */
+    }
 }
-void k_conv1d_silu(half *out, int ld_out, const half *x, int ld_x, const float *conv_state,
+void k_conv1d_silu(half *out, int ld_out, const half *x, int ld_x, float *conv_state, int update_state,
                    const float *w, const float *bias, int B, int T, int C, int K, cudaStream_t st) {
     dim3 grid(B * T, cdiv(C, 128));
-    conv1d_silu_kernel<<<grid, 128, 0, st>>>(out, ld_out, x, ld_x, conv_state, w, bias, T, C, K);
+    float *cs_out = (update_state && T == 1) ? conv_state : NULL;
+    conv1d_silu_kernel<<<grid, 128, 0, st>>>(out, ld_out, x, ld_x, conv_state, cs_out, w, bias, T, C, K);
     CUDA_CHECK_LAUNCH();
+    if (update_state && conv_state && T > 1 && K > 1) k_conv_state_update(conv_state, x, ld_x, B, T, C, K, st);
 }
 
 /* One thread per (b, c) reads the whole new window before writing, so the update is in place. */
@@ -240,9 +248,9 @@ __global__ void __launch_bounds__(S1_THREADS) scan1_kernel(scan1_args a, int L) 
         const int nt = min(S1_TT, t1 - tb);
         const size_t row0 = (size_t)b * a.T + tb;
         __syncthreads(); /* the previous tile is no longer read */
-        for (int i = threadIdx.x; i < S1_TT * NPAD; i += S1_THREADS) {
+        for (int i = threadIdx.x; i < nt * NPAD; i += S1_THREADS) { /* rows >= nt are never read */
             int tt = i / NPAD, n = i - tt * NPAD;
-            bool in = tt < nt && n < N;
+            bool in = n < N;
             sB[tt][n] = in ? __half2float(a.Bm[(row0 + tt) * a.ld_bc + n]) : 0.f;
             if (OUT) sC[tt][n] = in ? __half2float(a.Cm[(row0 + tt) * a.ld_bc + n]) : 0.f;
         }
@@ -313,7 +321,9 @@ void k_scan1(const scan1_args *a, cudaStream_t st) {
 }
 
 /* -- Mamba2: a block per (p-rows, sequence*head, chunk); GRP lanes share one p row, each holding
- *    16 of its d_state states (n = lane*16 + i), and y is reduced across the GRP lanes by shuffles.
+ *    16 of its d_state states, and y is reduced across the GRP lanes by shuffles. Lane l holds the
+ *    float4 groups q*GRP + l (q < 4), so the GRP lanes of a row read GRP consecutive float4s of B and
+ *    C: no bank conflicts (lane*16 would put every other lane on the same banks).
  *    dt and exp(dt*A) are per (t, head), computed once per tile into shared memory. */
 #define S2_THREADS 256
 #define S2_TT 32
@@ -348,7 +358,7 @@ __global__ void __launch_bounds__(S2_THREADS, 2) scan2_kernel(scan2_args a, int 
         if (hin) {
 #pragma unroll
             for (int i = 0; i < S2_NPT; i++) {
-                int n = lane * S2_NPT + i;
+                int n = ((i / 4) * GRP + lane) * 4 + i % 4;
                 if (n < N) h[i] = hin[n];
             }
         }
@@ -358,16 +368,16 @@ __global__ void __launch_bounds__(S2_THREADS, 2) scan2_kernel(scan2_args a, int 
         const int nt = min(S2_TT, t1 - tb);
         const size_t row0 = (size_t)b * a.T + tb;
         __syncthreads();
-        for (int i = threadIdx.x; i < S2_TT * NPAD; i += S2_THREADS) {
+        for (int i = threadIdx.x; i < nt * NPAD; i += S2_THREADS) { /* rows >= nt are never read */
             int tt = i / NPAD, n = i - tt * NPAD;
-            bool in = tt < nt && n < N;
+            bool in = n < N;
             size_t off = (row0 + tt) * a.ld_bc + (size_t)grp * N + n;
             sB[i] = in ? __half2float(a.Bm[off]) : 0.f;
             if (OUT) sC[i] = in ? __half2float(a.Cm[off]) : 0.f;
         }
-        for (int i = threadIdx.x; i < S2_TT * PR; i += S2_THREADS) {
+        for (int i = threadIdx.x; i < nt * PR; i += S2_THREADS) {
             int tt = i / PR, r = i - tt * PR, pp = blockIdx.x * PR + r;
-            sX[i] = (tt < nt && pp < P) ? __half2float(a.x[(row0 + tt) * a.ld_x + (size_t)hd * P + pp]) : 0.f;
+            sX[i] = (pp < P) ? __half2float(a.x[(row0 + tt) * a.ld_x + (size_t)hd * P + pp]) : 0.f;
         }
         if (threadIdx.x < S2_TT) {
             int tt = threadIdx.x;
@@ -383,18 +393,18 @@ __global__ void __launch_bounds__(S2_THREADS, 2) scan2_kernel(scan2_args a, int 
         for (int tt = 0; tt < nt; tt++) {
             const float dt = sDt[tt], dA = sDA[tt], x = sX[tt * PR + pr], dx = dt * x;
             sdt += dt;
-            const float4 *b4 = (const float4 *)(sB + tt * NPAD + lane * S2_NPT);
-            const float4 *c4 = (const float4 *)(sC + tt * NPAD + lane * S2_NPT);
+            const float4 *b4 = (const float4 *)(sB + tt * NPAD) + lane;
+            const float4 *c4 = (const float4 *)(sC + tt * NPAD) + lane;
             float acc = 0.f;
 #pragma unroll
             for (int q = 0; q < S2_NPT / 4; q++) {
-                float4 bv = b4[q];
+                float4 bv = b4[q * GRP];
                 h[4 * q + 0] = dA * h[4 * q + 0] + dx * bv.x;
                 h[4 * q + 1] = dA * h[4 * q + 1] + dx * bv.y;
                 h[4 * q + 2] = dA * h[4 * q + 2] + dx * bv.z;
                 h[4 * q + 3] = dA * h[4 * q + 3] + dx * bv.w;
                 if (OUT) {
-                    float4 cv = c4[q];
+                    float4 cv = c4[q * GRP];
                     acc += cv.x * h[4 * q + 0] + cv.y * h[4 * q + 1] + cv.z * h[4 * q + 2] + cv.w * h[4 * q + 3];
                 }
             }
@@ -416,7 +426,7 @@ __global__ void __launch_bounds__(S2_THREADS, 2) scan2_kernel(scan2_args a, int 
     if (dst) {
 #pragma unroll
         for (int i = 0; i < S2_NPT; i++) {
-            int n = lane * S2_NPT + i;
+            int n = ((i / 4) * GRP + lane) * 4 + i % 4;
             if (n < N) dst[n] = h[i];
         }
     }
@@ -494,9 +504,75 @@ void k_nll(float *nll, const float *logits, const int32_t *targets, int rows, in
 
 /* ---------------------------------------------------------------- GEMM */
 
+/* Decode-sized products (M <= 8 rows): one warp per output column n streams row n of W once in 16-byte
+ * loads (evict-first: weights are read once per step) and dots it with the M rows of X (read through
+ * the read-only cache, shared by all warps); FP32 accumulation, warp-shuffle reduction. cuBLAS's
+ * GEMM tiles for these shapes leave much of the bandwidth unused. */
+template <int M>
+__global__ void __launch_bounds__(256) gemv_kernel(const half *X, int ldx, const half *W, void *Y, int y_f32,
+                                                   int ldy, int N, int K) {
+    const int n = (int)((blockIdx.x * (size_t)blockDim.x + threadIdx.x) >> 5), lane = threadIdx.x & 31;
+    if (n >= N) return; /* whole warps */
+    const uint4 *w = (const uint4 *)(W + (size_t)n * K);
+    float acc[M];
+#pragma unroll
+    for (int m = 0; m < M; m++) acc[m] = 0.f;
+    const int K8 = K / 8;
+#pragma unroll 4
+    for (int k = lane; k < K8; k += 32) {
+        uint4 wv = __ldcs(w + k);
+        const half2 *w2 = (const half2 *)&wv;
+        float2 wf[4];
+#pragma unroll
+        for (int j = 0; j < 4; j++) wf[j] = __half22float2(w2[j]);
+#pragma unroll
+        for (int m = 0; m < M; m++) {
+            uint4 xv = __ldg((const uint4 *)(X + (size_t)m * ldx) + k);
+            const half2 *x2 = (const half2 *)&xv;
+#pragma unroll
+            for (int j = 0; j < 4; j++) {
+                float2 xf = __half22float2(x2[j]);
+                acc[m] += wf[j].x * xf.x + wf[j].y * xf.y;
+            }
+        }
+    }
+#pragma unroll
+    for (int m = 0; m < M; m++) {
+        float a = acc[m];
+        for (int o = 16; o; o >>= 1) a += __shfl_xor_sync(0xffffffffu, a, o);
+        if (lane == 0) {
+            if (y_f32) ((float *)Y)[(size_t)m * ldy + n] = a;
+            else ((half *)Y)[(size_t)m * ldy + n] = __float2half(a);
+        }
+    }
+}
+
+template <int M>
+static void gemv_launch(const half *X, int ldx, const half *W, void *Y, int y_f32, int ldy, int N, int K,
+                        cudaStream_t st) {
+    gemv_kernel<M><<<cdiv((long)N * 32, 256), 256, 0, st>>>(X, ldx, W, Y, y_f32, ldy, N, K);
+    CUDA_CHECK_LAUNCH();
+}
+
 /* Row-major Y = X W^T is column-major Y^T = W^T(op T on W stored [N x K], ld K) * X^T. */
 void gemm_f16(cublasHandle_t h, const half *X, int ldx, const half *W, void *Y, int y_f32, int ldy,
               int M, int N, int K) {
+    const int aligned = K % 8 == 0 && ldx % 8 == 0 && ((uintptr_t)X & 15) == 0 && ((uintptr_t)W & 15) == 0;
+    if (M <= 8 && aligned) {
+        cudaStream_t st;
+        CUBLAS_CHECK(cublasGetStream(h, &st));
+        switch (M) {
+        case 1: gemv_launch<1>(X, ldx, W, Y, y_f32, ldy, N, K, st); break;
+        case 2: gemv_launch<2>(X, ldx, W, Y, y_f32, ldy, N, K, st); break;
+        case 3: gemv_launch<3>(X, ldx, W, Y, y_f32, ldy, N, K, st); break;
+        case 4: gemv_launch<4>(X, ldx, W, Y, y_f32, ldy, N, K, st); break;
+        case 5: gemv_launch<5>(X, ldx, W, Y, y_f32, ldy, N, K, st); break;
+        case 6: gemv_launch<6>(X, ldx, W, Y, y_f32, ldy, N, K, st); break;
+        case 7: gemv_launch<7>(X, ldx, W, Y, y_f32, ldy, N, K, st); break;
+        default: gemv_launch<8>(X, ldx, W, Y, y_f32, ldy, N, K, st); break;
+        }
+        return;
+    }
     const float alpha = 1.f, beta = 0.f;
     CUBLAS_CHECK(cublasGemmEx(h, CUBLAS_OP_T, CUBLAS_OP_N, N, M, K, &alpha, W, CUDA_R_16F, K, X, CUDA_R_16F,
                               ldx, &beta, Y, y_f32 ? CUDA_R_32F : CUDA_R_16F, ldy, CUBLAS_COMPUTE_32F,

@@ -20,10 +20,10 @@ int ssmg_conv_dim(const mq_config *c) { /* = cfg_conv_dim */
 long ssmg_scan_threads_per_seq(const mq_config *c) {
     return c->arch == MQ_MAMBA1 ? c->d_inner : (long)c->n_heads * c->head_dim * ssmg_scan2_group(c->d_state);
 }
-/* Enough chunks for ~2048 threads per SM, but chunks of at least 32 steps (below that the extra
- * passes cost more than the parallelism gains). */
+/* Enough chunks for ~1024 (Mamba1: each thread runs d_state independent recurrences) or ~2048
+ * (Mamba2) threads per SM, but chunks of at least 32 steps: more chunks cost a second pass. */
 int ssmg_scan_chunks(const mq_config *c, int B, int T, int sm_count) {
-    long per = (long)B * ssmg_scan_threads_per_seq(c), target = (long)sm_count * 2048;
+    long per = (long)B * ssmg_scan_threads_per_seq(c), target = (long)sm_count * (c->arch == MQ_MAMBA1 ? 1024 : 2048);
     long nc = (target + per - 1) / per, maxc = (T + 31) / 32;
     if (nc > maxc) nc = maxc;
     return nc < 1 ? 1 : (int)nc;
@@ -336,6 +336,11 @@ ssmg_ws *ssmg_ws_new(const ssmg_model *g, int batch, int seqlen) {
 void ssmg_ws_free(ssmg_ws *w) {
     if (!w) return;
     if (w->graph) CUDA_CHECK(cudaGraphExecDestroy(w->graph));
+    if (w->prof_ev) {
+        for (int i = 0; i < PROF_MAX; i++) CUDA_CHECK(cudaEventDestroy(w->prof_ev[i]));
+        free(w->prof_ev);
+        free(w->prof_cat);
+    }
     CUBLAS_CHECK(cublasDestroy(w->blas));
     CUDA_CHECK(cudaStreamDestroy(w->stream));
     CUDA_CHECK(cudaFree(w->arena));

@@ -37,6 +37,8 @@ int ssmg_step_async(const ssmg_model *g, ssmg_ws *w, ssmg_state *s, const int32_
     return mq_fail("%s", no_cuda);
 }
 void ssmg_sync(ssmg_ws *w) { (void)w; }
+void ssmg_profile(ssmg_ws *w, int on) { (void)w; (void)on; }
+int ssmg_profile_report(ssmg_ws *w, char *buf, size_t n) { (void)w; if (n) buf[0] = 0; return 0; }
 int ssmg_nll(const ssmg_model *g, ssmg_ws *w, const int32_t *tk, int b, int t, const ssmg_hooks *h,
              float *nll, double *sum) {
     (void)g; (void)w; (void)tk; (void)b; (void)t; (void)h; (void)nll; (void)sum;
@@ -81,6 +83,10 @@ int gpuop_gated_rmsnorm(float *o, const float *y, const float *z, const float *w
 }
 int gpuop_download_act(float *d, const void *x, int f32, int rows, int cols, int ld, void *st) {
     (void)d; (void)x; (void)f32; (void)rows; (void)cols; (void)ld; (void)st;
+    return mq_fail("%s", no_cuda);
+}
+int gpuop_gemm(float *Y, const float *X, const float *W, int M, int N, int K, int pad, int y_f32) {
+    (void)Y; (void)X; (void)W; (void)M; (void)N; (void)K; (void)pad; (void)y_f32;
     return mq_fail("%s", no_cuda);
 }
 int gpuop_nll(float *n, const float *l, const int32_t *t, int R, int V) {

@@ -93,8 +93,7 @@ extern "C" int gpuop_conv1d_silu(float *y, const float *x, const float *w, const
     half *dx = up_f16(x, R, C, ld), *dy = out_f16(R, ld);
     float *dw = up_f32(w, (size_t)C * K), *db = up_f32(bias, C);
     float *ds = state ? up_f32(state, (size_t)B * C * (K - 1)) : NULL;
-    k_conv1d_silu(dy, ld, dx, ld, ds, dw, db, B, T, C, K, 0);
-    if (ds && K > 1) k_conv_state_update(ds, dx, ld, B, T, C, K, 0);
+    k_conv1d_silu(dy, ld, dx, ld, ds, ds != NULL, dw, db, B, T, C, K, 0);
     down_f16(y, dy, R, C, ld);
     if (ds) down_f32(state, ds, (size_t)B * C * (K - 1));
     dfree(dx), dfree(dy), dfree(dw), dfree(db), dfree(ds);
@@ -174,6 +173,21 @@ extern "C" int gpuop_gated_rmsnorm(float *out, const float *y, const float *z, c
     k_gated_rmsnorm(o, ld, dy, ld, dz, ld, dw, T, D, group, eps, norm_before_gate, 0);
     down_f16(out, o, T, D, ld);
     dfree(dy), dfree(dz), dfree(o), dfree(dw);
+    return 0;
+}
+
+extern "C" int gpuop_gemm(float *Y, const float *X, const float *W, int M, int N, int K, int pad, int y_f32) {
+    if (need_gpu()) return -1;
+    half *dx = up_f16(X, M, K, K + pad), *dw = up_f16(W, N, K, K);
+    void *dy = dmalloc((y_f32 ? sizeof(float) : sizeof(half)) * (size_t)M * N);
+    cublasHandle_t h;
+    CUBLAS_CHECK(cublasCreate(&h));
+    gemm_f16(h, dx, K + pad, dw, dy, y_f32, N, M, N, K);
+    CUDA_CHECK(cudaDeviceSynchronize());
+    CUBLAS_CHECK(cublasDestroy(h));
+    if (y_f32) down_f32(Y, (const float *)dy, (size_t)M * N);
+    else down_f16(Y, (const half *)dy, M, N, N);
+    dfree(dx), dfree(dw), dfree(dy);
     return 0;
 }
 

@@ -6,6 +6,7 @@
 #include "tests/test.h"
 #include "core/err.h"
 #include "core/gpu.h"
+#include "core/mat.h"
 #include "core/st.h"
 #include "ssm/gpu_ops.h"
 #include "ssm/ops.h"
@@ -87,11 +88,13 @@ static void test_gpu_add_rmsnorm(void) {
 static void test_gpu_conv1d(void) {
     NEED_GPU();
     /* B sequences; a first call of T1 tokens from a random state, then T2 < K-1 tokens continuing */
-    enum { B = 3, C = 70, K = 4, T1 = 29, T2 = 2 };
+    enum { B = 3, C = 70, K = 4, T1 = 29, T2 = 2, T3 = 1 };
     float *w = rvec(C * K, -0.7f, 0.7f, 0), *bias = rvec(C, -0.5f, 0.5f, 0);
     float *sg = rvec((size_t)B * C * (K - 1), -2, 2, 1), *sc = copyv(sg, (size_t)B * C * (K - 1));
-    const int Ts[2] = {T1, T2};
-    for (int call = 0; call < 2; call++) {
+    const int Ts[3] = {T1, T2, T3};
+    static const char *names[3] = {"conv1d+silu from a state", "conv1d+silu (T < K-1, continued)",
+                                   "conv1d+silu (T = 1, fused update)"};
+    for (int call = 0; call < 3; call++) {
         int T = Ts[call];
         float *x = rvec((size_t)B * T * C, -3, 3, 1);
         float *yg = mq_malloc(sizeof(float) * B * T * C), *yc = mq_malloc(sizeof(float) * B * T * C);
@@ -99,8 +102,7 @@ static void test_gpu_conv1d(void) {
             op_conv1d(yc + (size_t)b * T * C, C, x + (size_t)b * T * C, C, w, bias, sc + (size_t)b * C * (K - 1), T, C,
                       K, 1);
         T_CHECK(gpuop_conv1d_silu(yg, x, w, bias, sg, B, T, C, K) == 0, "%s", mq_errmsg());
-        close_to(call ? "conv1d+silu (T < K-1, continued)" : "conv1d+silu from a state", yg, yc, (size_t)B * T * C,
-                 1e-3, 1e-4);
+        close_to(names[call], yg, yc, (size_t)B * T * C, 1e-3, 1e-4);
         close_to("conv1d state (exact)", sg, sc, (size_t)B * C * (K - 1), 0, 0);
         free(x), free(yg), free(yc);
     }
@@ -200,6 +202,28 @@ static void test_gpu_gated_rmsnorm(void) {
         }
 }
 
+/* The projections: the decode GEMV (M <= 8, aligned) and cuBLAS, against core/mat.h's mat_linear. */
+static void test_gpu_gemm(void) {
+    NEED_GPU();
+    static const struct { int M, N, K, pad, f32; const char *path; } cs[] = {
+        {1, 1001, 392, 8, 0, "gemv"},   {3, 77, 200, 0, 0, "gemv"},  {8, 50, 64, 16, 1, "gemv, FP32 out"},
+        {5, 33, 12, 3, 0, "cuBLAS (K % 8)"}, {2, 40, 24, 3, 0, "cuBLAS (stride % 8)"},
+        {37, 129, 392, 0, 0, "cuBLAS"}, {64, 1000, 192, 0, 1, "cuBLAS, FP32 out"},
+    };
+    for (size_t i = 0; i < sizeof cs / sizeof cs[0]; i++) {
+        int M = cs[i].M, N = cs[i].N, K = cs[i].K;
+        float *X = rvec((size_t)M * K, -2, 2, 1), *W = rvec((size_t)N * K, -1, 1, 1);
+        float *yg = mq_malloc(sizeof(float) * M * N), *yc = mq_malloc(sizeof(float) * M * N);
+        mat_linear(yc, X, W, NULL, M, N, K);
+        T_CHECK(gpuop_gemm(yg, X, W, M, N, K, cs[i].pad, cs[i].f32) == 0, "%s", mq_errmsg());
+        char what[80];
+        snprintf(what, sizeof what, "gemm %dx%dx%d %s", M, N, K, cs[i].path);
+        /* FP32 accumulation in another order: ~1e-6 of the row norm; FP16 output: 2^-11 relative */
+        close_to(what, yg, yc, (size_t)M * N, cs[i].f32 ? 1e-5 : 1e-3, 1e-4);
+        free(X), free(W), free(yg), free(yc);
+    }
+}
+
 /* The fused log-sum-exp against its definition in double (ssm_nll's per-row formula). */
 static void test_gpu_nll(void) {
     NEED_GPU();
@@ -226,6 +250,7 @@ int main(void) {
     T_RUN(test_gpu_scan_m1);
     T_RUN(test_gpu_scan_m2);
     T_RUN(test_gpu_gated_rmsnorm);
+    T_RUN(test_gpu_gemm);
     T_RUN(test_gpu_nll);
     return t_summary();
 }

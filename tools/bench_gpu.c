@@ -101,7 +101,8 @@ int main(int argc, char **argv) {
     const char *why;
     if (!gpu_available(&why)) { printf("no GPU (%s): nothing to benchmark\n", why); return 0; }
     const char *out = argc > 1 ? argv[1] : NULL, *filter = argc > 2 ? argv[2] : NULL;
-    char table[8192];
+    char table[8192], breakdown[8192];
+    int nb = snprintf(breakdown, sizeof breakdown, "\n| model | prefill | GPU ms per op (CUDA events) |\n|---|---|---|\n");
     int n = snprintf(table, sizeof table,
                      "GPU: %s\n\n"
                      "| model | weights (GB, FP16) | prefill 1x1024 (ms, tok/s) | prefill 8x1024 (ms, tok/s) "
@@ -117,6 +118,18 @@ int main(int argc, char **argv) {
         double p1 = time_prefill(g, w, 1, 1024, c.vocab_size);
         double p8 = time_prefill(g, w, 8, 1024, c.vocab_size);
         double d1 = time_decode(g, w, c.vocab_size);
+        /* where prefill time goes: one profiled call of each shape (events between the ops) */
+        int32_t *tok = mq_malloc(sizeof(int32_t) * 8 * 1024);
+        for (int k = 0; k < 8 * 1024; k++) tok[k] = (int32_t)((k * 7919u + 13) % (unsigned)c.vocab_size);
+        ssmg_profile(w, 1);
+        for (int b = 1; b <= 8; b += 7) {
+            if (ssmg_prefill(g, w, tok, b, 1024, NULL, NULL, NULL)) mq_die("%s", mq_errmsg());
+            char rep[512];
+            ssmg_profile_report(w, rep, sizeof rep);
+            nb += snprintf(breakdown + nb, sizeof breakdown - nb, "| %s | %dx1024 | %s |\n", shapes[i].name, b, rep);
+        }
+        ssmg_profile(w, 0);
+        free(tok);
         double gb = ssmg_decode_bytes(g) / 1e9, floor_ms = gb / FLOOR_TBPS; /* GB / (TB/s) = ms */
         n += snprintf(table + n, sizeof table - n, "| %s | %.2f | %.2f, %.0f | %.2f, %.0f | %.3f | %.3f | %.0f%% |\n",
                       shapes[i].name, gb, p1, 1024 / p1 * 1e3, p8, 8192 / p8 * 1e3, d1, floor_ms,
@@ -125,6 +138,7 @@ int main(int argc, char **argv) {
         ssmg_ws_free(w);
         ssmg_model_free(g);
     }
+    n += snprintf(table + n, sizeof table - n, "%s", breakdown);
     n += snprintf(table + n, sizeof table - n,
                   "\nPrefill: embedding to norm_f (no lm_head), host clock around synchronized calls, median of 7. "
                   "Decode: batch 1, CUDA graph including lm_head, token upload per step, median of 5 x 100 "
