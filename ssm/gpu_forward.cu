@@ -242,6 +242,7 @@ int ssmg_step(const ssmg_model *g, ssmg_ws *w, ssmg_state *s, const int32_t *tok
         if (check_call(g, w, B, 1, s) || upload_tokens(g, w, tokens, B)) return -1;
         forward(g, w, B, 1, s, hk);
         if (logits) lm_head_rows(g, w, 0, B);
+        mark(w, P_LM_HEAD);
     } else if (ssmg_step_async(g, w, s, tokens, logits != NULL)) {
         return -1;
     }
@@ -252,6 +253,7 @@ int ssmg_step(const ssmg_model *g, ssmg_ws *w, ssmg_state *s, const int32_t *tok
         CUDA_CHECK(cudaMemcpyAsync(logits, w->logits, sizeof(float) * (size_t)B * g->cfg.vocab_size,
                                    cudaMemcpyDeviceToHost, w->stream));
     CUDA_CHECK(cudaStreamSynchronize(w->stream));
+    prof_collect(w);
     return 0;
 }
 

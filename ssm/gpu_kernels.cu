@@ -130,32 +130,51 @@ void k_gated_rmsnorm(half *out, int ld_out, const half *y, int ld_y, const half 
 
 /* ---------------------------------------------------------------- conv1d */
 
-/* grid.x = rows (b*T + t), grid.y = channel blocks: consecutive threads read consecutive channels.
+/* A thread computes CONV_TT consecutive steps of one channel from a register window of K-1+CONV_TT
+ * inputs (each input loaded once, not K times); consecutive threads take consecutive channels.
  * cs_out (decode, T == 1 only): this thread is then the only reader of state (b, c), so it shifts the
  * window in place itself, saving the separate update launch. */
+#define CONV_TT 8
 __global__ void conv1d_silu_kernel(half *out, int ld_out, const half *x, int ld_x, const float *cs,
                                    float *cs_out, const float *w, const float *bias, int T, int C, int K) {
     const int c = blockIdx.y * blockDim.x + threadIdx.x;
     if (c >= C) return;
-    const int row = blockIdx.x, b = row / T, t = row - b * T;
-    float acc = bias ? bias[c] : 0.f, v = 0.f;
-    for (int k = 0; k < K; k++) {
-        int s = t - (K - 1) + k; /* time of the input w[c, k] multiplies */
-        if (s >= 0) v = __half2float(x[(size_t)(row - (K - 1) + k) * ld_x + c]);
-        else v = cs ? cs[((size_t)b * C + c) * (K - 1) + (K - 1) + s] : 0.f;
-        acc += w[c * K + k] * v;
+    const int tiles = (T + CONV_TT - 1) / CONV_TT, b = blockIdx.x / tiles;
+    const int t0 = (blockIdx.x - b * tiles) * CONV_TT, nt = min(CONV_TT, T - t0);
+    float win[CONV_TT + 7], wk[8]; /* win[i]: input at time t0 - (K-1) + i; K <= 8 */
+#pragma unroll
+    for (int k = 0; k < 8; k++) wk[k] = k < K ? w[c * K + k] : 0.f;
+#pragma unroll
+    for (int i = 0; i < CONV_TT + 7; i++) {
+        const int s = t0 - (K - 1) + i;
+        float v = 0.f;
+        if (i < K - 1 + nt) {
+            if (s >= 0) v = __half2float(x[((size_t)b * T + s) * ld_x + c]);
+            else if (cs) v = cs[((size_t)b * C + c) * (K - 1) + (K - 1) + s];
+        }
+        win[i] = v;
     }
-    out[(size_t)row * ld_out + c] = __float2half(d_silu(acc));
-    if (cs_out && K > 1) {
+    const float bs = bias ? bias[c] : 0.f;
+#pragma unroll
+    for (int j = 0; j < CONV_TT; j++) {
+        if (j >= nt) break;
+        float acc = bs;
+#pragma unroll
+        for (int k = 0; k < 8; k++)
+            if (k < K) acc += wk[k] * win[j + k];
+        out[((size_t)b * T + t0 + j) * ld_out + c] = __float2half(d_silu(acc));
+    }
+    if (cs_out) { /* T == 1: new state = inputs at times 2-K .. 0 = win[1 .. K-1] */
         float *st = cs_out + ((size_t)b * C + c) * (K - 1);
-        for (int j = 0; j < K - 2; j++) st[j] = st[j + 1];
-        st[K - 2] = v; /* v is x[t], the input w[c, K-1] multiplied */
+#pragma unroll
+        for (int j = 0; j < 7; j++)
+            if (j < K - 1) st[j] = win[j + 1];
     }
 }
 void k_conv1d_silu(half *out, int ld_out, const half *x, int ld_x, float *conv_state, int update_state,
                    const float *w, const float *bias, int B, int T, int C, int K, cudaStream_t st) {
-    dim3 grid(B * T, cdiv(C, 128));
-    float *cs_out = (update_state && T == 1) ? conv_state : NULL;
+    dim3 grid(B * cdiv(T, CONV_TT), cdiv(C, 128));
+    float *cs_out = (update_state && T == 1 && K > 1) ? conv_state : NULL;
     conv1d_silu_kernel<<<grid, 128, 0, st>>>(out, ld_out, x, ld_x, conv_state, cs_out, w, bias, T, C, K);
     CUDA_CHECK_LAUNCH();
     if (update_state && conv_state && T > 1 && K > 1) k_conv_state_update(conv_state, x, ld_x, B, T, C, K, st);
@@ -390,28 +409,44 @@ __global__ void __launch_bounds__(S2_THREADS, 2) scan2_kernel(scan2_args a, int 
             sDA[tt] = expf(dt * Ah);
         }
         __syncthreads();
-        for (int tt = 0; tt < nt; tt++) {
-            const float dt = sDt[tt], dA = sDA[tt], x = sX[tt * PR + pr], dx = dt * x;
-            sdt += dt;
-            const float4 *b4 = (const float4 *)(sB + tt * NPAD) + lane;
-            const float4 *c4 = (const float4 *)(sC + tt * NPAD) + lane;
-            float acc = 0.f;
+        /* four steps per round: their y reductions are independent shuffles that overlap, instead of
+         * one step's three dependent shuffles stalling every step */
+        for (int t4 = 0; t4 < nt; t4 += 4) {
+            float acc[4];
 #pragma unroll
-            for (int q = 0; q < S2_NPT / 4; q++) {
-                float4 bv = b4[q * GRP];
-                h[4 * q + 0] = dA * h[4 * q + 0] + dx * bv.x;
-                h[4 * q + 1] = dA * h[4 * q + 1] + dx * bv.y;
-                h[4 * q + 2] = dA * h[4 * q + 2] + dx * bv.z;
-                h[4 * q + 3] = dA * h[4 * q + 3] + dx * bv.w;
-                if (OUT) {
-                    float4 cv = c4[q * GRP];
-                    acc += cv.x * h[4 * q + 0] + cv.y * h[4 * q + 1] + cv.z * h[4 * q + 2] + cv.w * h[4 * q + 3];
+            for (int u = 0; u < 4; u++) {
+                acc[u] = 0.f;
+                const int tt = t4 + u;
+                if (tt >= nt) continue; /* the same for the whole block */
+                const float dt = sDt[tt], dA = sDA[tt], dx = dt * sX[tt * PR + pr];
+                sdt += dt;
+                const float4 *b4 = (const float4 *)(sB + tt * NPAD) + lane;
+                const float4 *c4 = (const float4 *)(sC + tt * NPAD) + lane;
+#pragma unroll
+                for (int q = 0; q < S2_NPT / 4; q++) {
+                    float4 bv = b4[q * GRP];
+                    h[4 * q + 0] = dA * h[4 * q + 0] + dx * bv.x;
+                    h[4 * q + 1] = dA * h[4 * q + 1] + dx * bv.y;
+                    h[4 * q + 2] = dA * h[4 * q + 2] + dx * bv.z;
+                    h[4 * q + 3] = dA * h[4 * q + 3] + dx * bv.w;
+                    if (OUT) {
+                        float4 cv = c4[q * GRP];
+                        acc[u] += cv.x * h[4 * q + 0] + cv.y * h[4 * q + 1] + cv.z * h[4 * q + 2] + cv.w * h[4 * q + 3];
+                    }
                 }
             }
             if (OUT) {
 #pragma unroll
-                for (int o = GRP / 2; o; o >>= 1) acc += __shfl_xor_sync(0xffffffffu, acc, o);
-                if (lane == 0 && live) a.y[(row0 + tt) * a.ld_y + (size_t)hd * P + p] = __float2half(acc + Dh * x);
+                for (int o = GRP / 2; o; o >>= 1)
+#pragma unroll
+                    for (int u = 0; u < 4; u++) acc[u] += __shfl_xor_sync(0xffffffffu, acc[u], o);
+                if (lane == 0 && live) {
+#pragma unroll
+                    for (int u = 0; u < 4; u++)
+                        if (t4 + u < nt)
+                            a.y[(row0 + t4 + u) * a.ld_y + (size_t)hd * P + p] =
+                                __float2half(acc[u] + Dh * sX[(t4 + u) * PR + pr]);
+                }
             }
         }
     }
