@@ -83,8 +83,7 @@ static void forward(const ssmg_model *g, ssmg_ws *w, int B, int T, ssmg_state *s
         k_add_rmsnorm(w->resid, l ? w->delta16 : NULL, L->norm_w, w->h16, NULL, R, D, c->norm_eps, st);
         mark(w, P_NORM);
         HOOK16(MQ_ACT_IN_PROJ_IN, w->h16, R, D, D);
-        gemm_f16(w->blas, w->h16, D, L->in_proj, w->xz16, 0, in, R, in, D);
-        if (L->in_proj_b) k_add_bias(w->xz16, in, L->in_proj_b, R, in, st);
+        gemm_f16(w->blas, w->h16, D, L->in_proj, w->xz16, 0, in, L->in_proj_b, R, in, D);
         mark(w, P_IN_PROJ);
 
         half *ssm_out;
@@ -98,12 +97,11 @@ static void forward(const ssmg_model *g, ssmg_ws *w, int B, int T, ssmg_state *s
                           E, K, st);
             mark(w, P_CONV);
             HOOK16(MQ_ACT_SSM_X, w->xc16, R, E, E);
-            gemm_f16(w->blas, w->xc16, E, L->x_proj, w->xdbl16, 0, xw, R, xw, E);
+            gemm_f16(w->blas, w->xc16, E, L->x_proj, w->xdbl16, 0, xw, NULL, R, xw, E);
             mark(w, P_X_PROJ);
             HOOK16(MQ_ACT_X_PROJ_OUT, w->xdbl16, R, xw, xw);
             /* dt_proj with its bias, as the CPU reference (MQ_ACT_DT sees dt before softplus) */
-            gemm_f16(w->blas, w->xdbl16, xw, L->dt_proj, w->dt16, 0, E, R, E, c->dt_rank);
-            k_add_bias(w->dt16, E, L->dt_proj_b, R, E, st);
+            gemm_f16(w->blas, w->xdbl16, xw, L->dt_proj, w->dt16, 0, E, L->dt_proj_b, R, E, c->dt_rank);
             mark(w, P_DT);
             HOOK16(MQ_ACT_DT, w->dt16, R, E, E);
             HOOK16(MQ_ACT_B, w->xdbl16 + c->dt_rank, R, N, xw);
@@ -143,8 +141,7 @@ static void forward(const ssmg_model *g, ssmg_ws *w, int B, int T, ssmg_state *s
         }
         HOOK16(MQ_ACT_SSM_OUT, ssm_out, R, E, E);
         HOOK16(MQ_ACT_OUT_PROJ_IN, ssm_out, R, E, E);
-        gemm_f16(w->blas, ssm_out, E, L->out_proj, w->delta16, 0, D, R, D, E);
-        if (L->out_proj_b) k_add_bias(w->delta16, D, L->out_proj_b, R, D, st);
+        gemm_f16(w->blas, ssm_out, E, L->out_proj, w->delta16, 0, D, L->out_proj_b, R, D, E);
         mark(w, P_OUT_PROJ);
     }
     k_add_rmsnorm(w->resid, w->delta16, g->norm_f, w->hid16, w->hid32, R, D, c->norm_eps, st);
@@ -190,7 +187,7 @@ int ssmg_prefill(const ssmg_model *g, ssmg_ws *w, const int32_t *tokens, int B, 
 /* logits of hidden rows [r0, r0+n) (n <= logit_rows) into w->logits, FP32 */
 static void lm_head_rows(const ssmg_model *g, ssmg_ws *w, int r0, int n) {
     const int D = g->cfg.d_model, V = g->cfg.vocab_size;
-    gemm_f16(w->blas, w->hid16 + (size_t)r0 * D, D, g->lm_head, w->logits, 1, V, n, V, D);
+    gemm_f16(w->blas, w->hid16 + (size_t)r0 * D, D, g->lm_head, w->logits, 1, V, NULL, n, V, D);
 }
 
 int ssmg_logits(const ssmg_model *g, ssmg_ws *w, int row0, int nrows, float *logits) {

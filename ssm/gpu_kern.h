@@ -140,9 +140,10 @@ void k_gated_rmsnorm(half *out, int ld_out, const half *y, int ld_y, const half 
 /* nll[r] = logsumexp(logits[r,:]) - logits[r, targets[r]], 0 where targets[r] < 0. */
 void k_nll(float *nll, const float *logits, const int32_t *targets, int rows, int V, cudaStream_t st);
 
-/* Y[M x N] = X[M x K] * W[N x K]^T, FP16 in, FP32 accumulate; Y FP16 or (y_f32) FP32. On h's
- * stream: cuBLAS, or for M <= 8 with K, ldx multiples of 8 and 16-byte aligned X, W an own GEMV. */
+/* Y[M x N] = X[M x K] * W[N x K]^T (+ bias[N], FP16 output only; may be NULL), FP16 in, FP32
+ * accumulate; Y FP16 or (y_f32) FP32. On h's stream: cuBLAS (then a bias kernel), or for M <= 8 with
+ * K, ldx multiples of 8 and 16-byte aligned X, W an own GEMV with the bias in its epilogue. */
 void gemm_f16(cublasHandle_t h, const half *X, int ldx, const half *W, void *Y, int y_f32, int ldy,
-              int M, int N, int K);
+              const float *bias, int M, int N, int K);
 
 #endif

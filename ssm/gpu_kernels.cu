@@ -3,6 +3,9 @@
  * Mamba2 scan, gated RMSNorm and the fused log-sum-exp NLL. All arithmetic is FP32; FP16 is only
  * the storage of activations and weights. Every launcher checks its launch. */
 #include <math.h>
+extern "C" { /* C header without its own guard */
+#include "core/err.h"
+}
 #include "ssm/gpu_kern.h"
 
 #define LOG2E 1.4426950408889634f
@@ -68,6 +71,13 @@ void k_embed(float *resid, const half *embed, const int32_t *tokens, int rows, i
     CUDA_CHECK_LAUNCH();
 }
 
+/* Threads per row of a norm: few rows (decode) leave the GPU idle anyway, so use a whole 1024-thread
+ * block to cut the serial loop over the row; many rows fill the GPU with smaller blocks. */
+static int norm_threads(int rows, int D) {
+    if (rows < 256 && D >= 2048) return 1024;
+    return D >= 1024 ? 256 : 128;
+}
+
 /* One block per row. The residual stays FP32 (residual_in_fp32 in every released Mamba). */
 __global__ void add_rmsnorm_kernel(float *resid, const half *delta, const float *w, half *out16,
                                    float *out32, int D, float eps) {
@@ -87,7 +97,7 @@ __global__ void add_rmsnorm_kernel(float *resid, const half *delta, const float 
 }
 void k_add_rmsnorm(float *resid, const half *delta, const float *w, half *out16, float *out32,
                    int rows, int D, float eps, cudaStream_t st) {
-    add_rmsnorm_kernel<<<rows, D >= 1024 ? 256 : 128, 0, st>>>(resid, delta, w, out16, out32, D, eps);
+    add_rmsnorm_kernel<<<rows, norm_threads(rows, D), 0, st>>>(resid, delta, w, out16, out32, D, eps);
     CUDA_CHECK_LAUNCH();
 }
 
@@ -123,7 +133,7 @@ void k_gated_rmsnorm(half *out, int ld_out, const half *y, int ld_y, const half 
                      const float *w, int rows, int C, int group, float eps, int norm_before_gate,
                      cudaStream_t st) {
     dim3 grid(rows, C / group);
-    gated_rmsnorm_kernel<<<grid, group >= 1024 ? 256 : 128, 0, st>>>(out, ld_out, y, ld_y, z, ld_z, w,
+    gated_rmsnorm_kernel<<<grid, norm_threads(rows * (C / group), group), 0, st>>>(out, ld_out, y, ld_y, z, ld_z, w,
                                                                       group, eps, norm_before_gate);
     CUDA_CHECK_LAUNCH();
 }
@@ -539,72 +549,94 @@ void k_nll(float *nll, const float *logits, const int32_t *targets, int rows, in
 
 /* ---------------------------------------------------------------- GEMM */
 
-/* Decode-sized products (M <= 8 rows): one warp per output column n streams row n of W once in 16-byte
- * loads (evict-first: weights are read once per step) and dots it with the M rows of X (read through
- * the read-only cache, shared by all warps); FP32 accumulation, warp-shuffle reduction. cuBLAS's
- * GEMM tiles for these shapes leave much of the bandwidth unused. */
+/* Decode-sized products (M <= 8 rows): warps stream rows of W once in 16-byte loads (evict-first:
+ * weights are read once per step) and dot them with the M rows of X (read-only cache, shared by all
+ * warps); FP32 accumulation. cuBLAS's GEMM tiles for these shapes leave much bandwidth unused.
+ * wpr warps share one row (split K) when N alone is too few warps to fill the GPU (x_proj's 192
+ * rows, out_proj's d_model); their partial sums meet in shared memory. Y = XW^T (+ bias). */
 template <int M>
 __global__ void __launch_bounds__(256) gemv_kernel(const half *X, int ldx, const half *W, void *Y, int y_f32,
-                                                   int ldy, int N, int K) {
-    const int n = (int)((blockIdx.x * (size_t)blockDim.x + threadIdx.x) >> 5), lane = threadIdx.x & 31;
-    if (n >= N) return; /* whole warps */
-    const uint4 *w = (const uint4 *)(W + (size_t)n * K);
+                                                   int ldy, const float *bias, int N, int K, int wpr) {
+    __shared__ float part[8][M];
+    const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, K8 = K / 8;
+    const int n = blockIdx.x * (8 / wpr) + warp / wpr, piece = warp % wpr;
+    const bool live = n < N;
     float acc[M];
 #pragma unroll
     for (int m = 0; m < M; m++) acc[m] = 0.f;
-    const int K8 = K / 8;
+    if (live) {
+        const uint4 *w = (const uint4 *)(W + (size_t)n * K);
 #pragma unroll 4
-    for (int k = lane; k < K8; k += 32) {
-        uint4 wv = __ldcs(w + k);
-        const half2 *w2 = (const half2 *)&wv;
-        float2 wf[4];
+        for (int k = piece * 32 + lane; k < K8; k += 32 * wpr) {
+            uint4 wv = __ldcs(w + k);
+            const half2 *w2 = (const half2 *)&wv;
+            float2 wf[4];
 #pragma unroll
-        for (int j = 0; j < 4; j++) wf[j] = __half22float2(w2[j]);
+            for (int j = 0; j < 4; j++) wf[j] = __half22float2(w2[j]);
 #pragma unroll
-        for (int m = 0; m < M; m++) {
-            uint4 xv = __ldg((const uint4 *)(X + (size_t)m * ldx) + k);
-            const half2 *x2 = (const half2 *)&xv;
+            for (int m = 0; m < M; m++) {
+                uint4 xv = __ldg((const uint4 *)(X + (size_t)m * ldx) + k);
+                const half2 *x2 = (const half2 *)&xv;
 #pragma unroll
-            for (int j = 0; j < 4; j++) {
-                float2 xf = __half22float2(x2[j]);
-                acc[m] += wf[j].x * xf.x + wf[j].y * xf.y;
+                for (int j = 0; j < 4; j++) {
+                    float2 xf = __half22float2(x2[j]);
+                    acc[m] += wf[j].x * xf.x + wf[j].y * xf.y;
+                }
             }
         }
     }
 #pragma unroll
-    for (int m = 0; m < M; m++) {
-        float a = acc[m];
-        for (int o = 16; o; o >>= 1) a += __shfl_xor_sync(0xffffffffu, a, o);
-        if (lane == 0) {
-            if (y_f32) ((float *)Y)[(size_t)m * ldy + n] = a;
-            else ((half *)Y)[(size_t)m * ldy + n] = __float2half(a);
+    for (int m = 0; m < M; m++)
+        for (int o = 16; o; o >>= 1) acc[m] += __shfl_xor_sync(0xffffffffu, acc[m], o);
+    if (wpr > 1) { /* the same for the whole block */
+        if (lane == 0)
+#pragma unroll
+            for (int m = 0; m < M; m++) part[warp][m] = acc[m];
+        __syncthreads();
+        if (piece == 0)
+#pragma unroll
+            for (int m = 0; m < M; m++) {
+                acc[m] = 0.f;
+                for (int j = 0; j < wpr; j++) acc[m] += part[warp + j][m];
+            }
+    }
+    if (live && piece == 0 && lane == 0) {
+        const float b = bias ? bias[n] : 0.f;
+#pragma unroll
+        for (int m = 0; m < M; m++) {
+            if (y_f32) ((float *)Y)[(size_t)m * ldy + n] = acc[m] + b;
+            else ((half *)Y)[(size_t)m * ldy + n] = __float2half(acc[m] + b);
         }
     }
 }
 
 template <int M>
-static void gemv_launch(const half *X, int ldx, const half *W, void *Y, int y_f32, int ldy, int N, int K,
-                        cudaStream_t st) {
-    gemv_kernel<M><<<cdiv((long)N * 32, 256), 256, 0, st>>>(X, ldx, W, Y, y_f32, ldy, N, K);
+static void gemv_launch(const half *X, int ldx, const half *W, void *Y, int y_f32, int ldy, const float *bias,
+                        int N, int K, int sm_count, cudaStream_t st) {
+    int wpr = 1; /* split K while there are fewer than ~64 warps per SM and >= 32 16-byte chunks a warp */
+    while (wpr < 8 && (long)N * wpr * 2 <= (long)sm_count * 64 && K / 8 >= 32 * wpr * 2) wpr *= 2;
+    gemv_kernel<M><<<cdiv(N, 8 / wpr), 256, 0, st>>>(X, ldx, W, Y, y_f32, ldy, bias, N, K, wpr);
     CUDA_CHECK_LAUNCH();
 }
 
 /* Row-major Y = X W^T is column-major Y^T = W^T(op T on W stored [N x K], ld K) * X^T. */
 void gemm_f16(cublasHandle_t h, const half *X, int ldx, const half *W, void *Y, int y_f32, int ldy,
-              int M, int N, int K) {
+              const float *bias, int M, int N, int K) {
+    cudaStream_t st;
+    CUBLAS_CHECK(cublasGetStream(h, &st));
     const int aligned = K % 8 == 0 && ldx % 8 == 0 && ((uintptr_t)X & 15) == 0 && ((uintptr_t)W & 15) == 0;
     if (M <= 8 && aligned) {
-        cudaStream_t st;
-        CUBLAS_CHECK(cublasGetStream(h, &st));
+        static int sm_count; /* the device's, once */
+        if (!sm_count) CUDA_CHECK(cudaDeviceGetAttribute(&sm_count, cudaDevAttrMultiProcessorCount, 0));
         switch (M) {
-        case 1: gemv_launch<1>(X, ldx, W, Y, y_f32, ldy, N, K, st); break;
-        case 2: gemv_launch<2>(X, ldx, W, Y, y_f32, ldy, N, K, st); break;
-        case 3: gemv_launch<3>(X, ldx, W, Y, y_f32, ldy, N, K, st); break;
-        case 4: gemv_launch<4>(X, ldx, W, Y, y_f32, ldy, N, K, st); break;
-        case 5: gemv_launch<5>(X, ldx, W, Y, y_f32, ldy, N, K, st); break;
-        case 6: gemv_launch<6>(X, ldx, W, Y, y_f32, ldy, N, K, st); break;
-        case 7: gemv_launch<7>(X, ldx, W, Y, y_f32, ldy, N, K, st); break;
-        default: gemv_launch<8>(X, ldx, W, Y, y_f32, ldy, N, K, st); break;
+        case 1: gemv_launch<1>(X, ldx, W, Y, y_f32, ldy, bias, N, K, sm_count, st); break;
+        case 2: gemv_launch<2>(X, ldx, W, Y, y_f32, ldy, bias, N, K, sm_count, st); break;
+        case 3: gemv_launch<3>(X, ldx, W, Y, y_f32, ldy, bias, N, K, sm_count, st); break;
+        case 4: gemv_launch<4>(X, ldx, W, Y, y_f32, ldy, bias, N, K, sm_count, st); break;
+        case 5: gemv_launch<5>(X, ldx, W, Y, y_f32, ldy, bias, N, K, sm_count, st); break;
+        case 6: gemv_launch<6>(X, ldx, W, Y, y_f32, ldy, bias, N, K, sm_count, st); break;
+        case 7: gemv_launch<7>(X, ldx, W, Y, y_f32, ldy, bias, N, K, sm_count, st); break;
+        default: gemv_launch<8>(X, ldx, W, Y, y_f32, ldy, bias, N, K, sm_count, st); break;
         }
         return;
     }
@@ -612,4 +644,8 @@ void gemm_f16(cublasHandle_t h, const half *X, int ldx, const half *W, void *Y, 
     CUBLAS_CHECK(cublasGemmEx(h, CUBLAS_OP_T, CUBLAS_OP_N, N, M, K, &alpha, W, CUDA_R_16F, K, X, CUDA_R_16F,
                               ldx, &beta, Y, y_f32 ? CUDA_R_32F : CUDA_R_16F, ldy, CUBLAS_COMPUTE_32F,
                               CUBLAS_GEMM_DEFAULT));
+    if (bias) {
+        if (y_f32) mq_die("gemm_f16: a bias on FP32 output is not implemented"); /* no caller needs it */
+        k_add_bias((half *)Y, ldy, bias, M, N, st);
+    }
 }

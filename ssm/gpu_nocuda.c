@@ -85,8 +85,8 @@ int gpuop_download_act(float *d, const void *x, int f32, int rows, int cols, int
     (void)d; (void)x; (void)f32; (void)rows; (void)cols; (void)ld; (void)st;
     return mq_fail("%s", no_cuda);
 }
-int gpuop_gemm(float *Y, const float *X, const float *W, int M, int N, int K, int pad, int y_f32) {
-    (void)Y; (void)X; (void)W; (void)M; (void)N; (void)K; (void)pad; (void)y_f32;
+int gpuop_gemm(float *Y, const float *X, const float *W, const float *b, int M, int N, int K, int pad, int y_f32) {
+    (void)Y; (void)X; (void)W; (void)b; (void)M; (void)N; (void)K; (void)pad; (void)y_f32;
     return mq_fail("%s", no_cuda);
 }
 int gpuop_nll(float *n, const float *l, const int32_t *t, int R, int V) {

@@ -176,18 +176,20 @@ extern "C" int gpuop_gated_rmsnorm(float *out, const float *y, const float *z, c
     return 0;
 }
 
-extern "C" int gpuop_gemm(float *Y, const float *X, const float *W, int M, int N, int K, int pad, int y_f32) {
+extern "C" int gpuop_gemm(float *Y, const float *X, const float *W, const float *bias, int M, int N, int K,
+                          int pad, int y_f32) {
     if (need_gpu()) return -1;
     half *dx = up_f16(X, M, K, K + pad), *dw = up_f16(W, N, K, K);
+    float *db = up_f32(bias, N);
     void *dy = dmalloc((y_f32 ? sizeof(float) : sizeof(half)) * (size_t)M * N);
     cublasHandle_t h;
     CUBLAS_CHECK(cublasCreate(&h));
-    gemm_f16(h, dx, K + pad, dw, dy, y_f32, N, M, N, K);
+    gemm_f16(h, dx, K + pad, dw, dy, y_f32, N, db, M, N, K);
     CUDA_CHECK(cudaDeviceSynchronize());
     CUBLAS_CHECK(cublasDestroy(h));
     if (y_f32) down_f32(Y, (const float *)dy, (size_t)M * N);
     else down_f16(Y, (const half *)dy, M, N, N);
-    dfree(dx), dfree(dw), dfree(dy);
+    dfree(dx), dfree(dw), dfree(dy), dfree(db);
     return 0;
 }
 

@@ -34,9 +34,11 @@ int gpuop_scan_m2(float *y, const float *x, const float *dt, const float *dt_bia
 /* Gated RMSNorm, out FP16 [T x D]. */
 int gpuop_gated_rmsnorm(float *out, const float *y, const float *z, const float *w, int T, int D, int group,
                         float eps, int norm_before_gate);
-/* Y[M x N] = X[M x K] W[N x K]^T (gemm_f16: the GEMV for M <= 8 when K and the row stride K + pad
- * are multiples of 8, else cuBLAS); X and W rounded to FP16; Y FP16, or FP32 when y_f32. */
-int gpuop_gemm(float *Y, const float *X, const float *W, int M, int N, int K, int pad, int y_f32);
+/* Y[M x N] = X[M x K] W[N x K]^T + bias (gemm_f16: the GEMV for M <= 8 when K and the row stride
+ * K + pad are multiples of 8, else cuBLAS); X and W rounded to FP16; bias [N] or NULL (FP16 Y only);
+ * Y FP16, or FP32 when y_f32. */
+int gpuop_gemm(float *Y, const float *X, const float *W, const float *bias, int M, int N, int K, int pad,
+               int y_f32);
 /* nll[r] = logsumexp(logits[r]) - logits[r][targets[r]] (0 where targets[r] < 0); FP32 throughout. */
 int gpuop_nll(float *nll, const float *logits, const int32_t *targets, int rows, int V);
 

@@ -205,22 +205,26 @@ static void test_gpu_gated_rmsnorm(void) {
 /* The projections: the decode GEMV (M <= 8, aligned) and cuBLAS, against core/mat.h's mat_linear. */
 static void test_gpu_gemm(void) {
     NEED_GPU();
-    static const struct { int M, N, K, pad, f32; const char *path; } cs[] = {
-        {1, 1001, 392, 8, 0, "gemv"},   {3, 77, 200, 0, 0, "gemv"},  {8, 50, 64, 16, 1, "gemv, FP32 out"},
-        {5, 33, 12, 3, 0, "cuBLAS (K % 8)"}, {2, 40, 24, 3, 0, "cuBLAS (stride % 8)"},
-        {37, 129, 392, 0, 0, "cuBLAS"}, {64, 1000, 192, 0, 1, "cuBLAS, FP32 out"},
+    static const struct { int M, N, K, pad, f32, bias; const char *path; } cs[] = {
+        {1, 1001, 392, 8, 0, 0, "gemv"},        {3, 77, 200, 0, 0, 1, "gemv + bias"},
+        {8, 50, 64, 16, 1, 0, "gemv, FP32 out"}, {1, 50, 1024, 0, 0, 1, "gemv, 2 warps a row"},
+        {3, 13, 2048, 8, 0, 0, "gemv, 4 warps a row"}, {2, 37, 4096, 0, 1, 0, "gemv, 8 warps a row, FP32"},
+        {5, 33, 12, 3, 0, 1, "cuBLAS (K % 8) + bias"}, {2, 40, 24, 3, 0, 0, "cuBLAS (stride % 8)"},
+        {37, 129, 392, 0, 0, 1, "cuBLAS + bias"}, {64, 1000, 192, 0, 1, 0, "cuBLAS, FP32 out"},
     };
     for (size_t i = 0; i < sizeof cs / sizeof cs[0]; i++) {
         int M = cs[i].M, N = cs[i].N, K = cs[i].K;
         float *X = rvec((size_t)M * K, -2, 2, 1), *W = rvec((size_t)N * K, -1, 1, 1);
+        float *bias = cs[i].bias ? rvec(N, -3, 3, 0) : NULL;
         float *yg = mq_malloc(sizeof(float) * M * N), *yc = mq_malloc(sizeof(float) * M * N);
-        mat_linear(yc, X, W, NULL, M, N, K);
-        T_CHECK(gpuop_gemm(yg, X, W, M, N, K, cs[i].pad, cs[i].f32) == 0, "%s", mq_errmsg());
+        mat_linear(yc, X, W, bias, M, N, K);
+        T_CHECK(gpuop_gemm(yg, X, W, bias, M, N, K, cs[i].pad, cs[i].f32) == 0, "%s", mq_errmsg());
         char what[80];
         snprintf(what, sizeof what, "gemm %dx%dx%d %s", M, N, K, cs[i].path);
-        /* FP32 accumulation in another order: ~1e-6 of the row norm; FP16 output: 2^-11 relative */
-        close_to(what, yg, yc, (size_t)M * N, cs[i].f32 ? 1e-5 : 1e-3, 1e-4);
-        free(X), free(W), free(yg), free(yc);
+        /* FP32 accumulation in another order: ~1e-6 of the row norm; FP16 output: 2^-11 relative.
+         * cuBLAS + bias rounds the product before the bias is added: 2^-11 (2|y| + |bias| <= 3) */
+        close_to(what, yg, yc, (size_t)M * N, cs[i].f32 ? 1e-5 : 1.5e-3, cs[i].bias ? 1e-3 : 1e-4);
+        free(X), free(W), free(bias), free(yg), free(yc);
     }
 }
 
