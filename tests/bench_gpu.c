@@ -1,7 +1,7 @@
 /* GPU benchmark of the FP16 forward (not a test): random-weight models of the real Mamba shapes,
  * timing prefill (1x1024, 8x1024; embedding to norm_f, no lm_head) and decode per token (batch 1,
  * CUDA graph, lm_head included) beside the bandwidth floor of decode = weight bytes / copy rate.
- * Usage: build/bench_gpu [out.md] [model-name-filter]; prints a markdown table (and writes it). */
+ * Usage: build/bench/bench_gpu [out.md] [model-name-filter]; prints a markdown table (and writes it). */
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
