@@ -8,6 +8,7 @@
 #include "datasets/ds.h"
 #include "datasets/tok.h"
 #include "ssm/model.h"
+#include "ssm/gpu.h"
 #include <cjson/cJSON.h>
 #include <math.h>
 #include <stdint.h>
@@ -95,6 +96,29 @@ int eval_run(const eval_spec *spec, eval_result *res) {
     res->windows = spec->windows > 0 && spec->windows < full ? spec->windows : (int)full;
     res->load_seconds = now() - t0;
 
+    if (spec->cuda) { /* FP16 weights on the GPU; batches of 8 windows (ssmg_eval_windows) */
+        if (em.hooks) {
+            ssm_free(&em.m);
+            free(ids);
+            return mq_fail("--device cuda evaluates the FP16 checkpoint only; hooks run on the CPU");
+        }
+        ssmg_model *g = ssmg_upload(&em.m);
+        ssm_free(&em.m);
+        if (!g) { free(ids); return mq_fail_ctx("--device cuda"); }
+        res->load_seconds = now() - t0;
+        double t1 = now(), total = 0;
+        long scored = 0;
+        int rc = ssmg_eval_windows(g, ids, n, spec->window, res->windows, 8, &total, &scored);
+        ssmg_model_free(g);
+        free(ids);
+        if (rc) return mq_fail_ctx("--device cuda");
+        res->seconds = now() - t1;
+        res->tokens_scored = scored;
+        res->nll_mean = total / scored;
+        res->ppl = exp(res->nll_mean);
+        return 0;
+    }
+
     /* Windows are independent: with two or more threads each thread scores whole windows on its
      * own (the ops inside run single-threaded as nested regions), which needs no barrier per op
      * and keeps both cores busy even when other processes share them. */
@@ -157,6 +181,7 @@ int cmd_eval(int argc, char **argv) {
         {.name = "--window", .metavar = "N", .help = "tokens per window", .def = "1024"},
         {.name = "--windows", .metavar = "N", .help = "number of windows scored, 0 = all", .def = "32"},
         {.name = "--threads", .metavar = "N", .help = "CPU threads (default: all)"},
+        {.name = "--device", .metavar = "D", .help = "cpu (FP32 reference) or cuda (FP16 on the GPU)", .def = "cpu"},
         {.name = "--json", .help = "print one JSON object instead of the summary"},
         {0},
     };
@@ -180,6 +205,9 @@ int cmd_eval(int argc, char **argv) {
         (void)th;
 #endif
     }
+    const char *dev = cli_get(opts, "--device");
+    if (strcmp(dev, "cpu") && strcmp(dev, "cuda")) mq_die("--device: expected cpu or cuda, got '%s'", dev);
+    spec.cuda = !strcmp(dev, "cuda");
     int json = cli_flag(opts, "--json");
     spec.progress = isatty(2);
 
@@ -203,6 +231,7 @@ int cmd_eval(int argc, char **argv) {
         cJSON_AddNumberToObject(o, "tokens_per_s", (double)r.windows * spec.window / r.seconds);
         cJSON_AddStringToObject(o, "model", spec.model);
         cJSON_AddStringToObject(o, "arch", r.arch);
+        cJSON_AddStringToObject(o, "device", spec.cuda ? "cuda" : "cpu");
         cJSON_AddStringToObject(o, "data", spec.data);
         cJSON_AddNumberToObject(o, "data_tokens", (double)r.data_tokens);
         if (spec.tokenizer) cJSON_AddStringToObject(o, "tokenizer", spec.tokenizer);

@@ -12,6 +12,7 @@ typedef struct {
     const char *field;      /* JSON-lines field with the text (NULL = "text") */
     int window, windows;    /* windows 0 = every full window */
     int progress;           /* print "window i/n, tokens/s" on stderr as it goes */
+    int cuda;               /* --device cuda: the FP16 forward on the GPU (ssm/gpu.h), 8 windows a call */
     /* An int8 artifact (--artifact, simulated quantization) will be evaluated by loading its
      * weights and hooks in eval_open_model(); nothing else here changes. */
 } eval_spec;
