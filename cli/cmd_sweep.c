@@ -1,0 +1,321 @@
+/* mambaq sweep: simulated-int8 perplexity of a model for several recipes and percentiles against
+ * FP32, on the eval protocol (cli/eval.h: non-overlapping windows, first --windows), plus the
+ * per-layer relative error of the SSM output y and of the out_proj output against FP32 on the first
+ * window. Nothing is written to disk: each configuration is quantized in memory (q_quantize), then
+ * simulated (q_sim_build + q_sim_hooks), exactly as `mambaq eval --artifact` runs an artifact. */
+#include <cjson/cJSON.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+#include "cli/args.h"
+#include "cli/cmds.h"
+#include "cli/qcli.h"
+#include "core/err.h"
+#include "core/mat.h"
+#include "core/progress.h"
+#include "datasets/ds.h"
+#include "datasets/tok.h"
+#include "quantize/cstats.h"
+#include "quantize/q.h"
+
+#define MAX_CONF 64
+
+typedef struct {
+    q_method method;
+    double pct;             /* percentile, or 0 for methods without one */
+    double ppl;
+    double *y_err, *out_err;  /* [n_layer] relative errors on the first window */
+} conf;
+
+/* Per-layer capture of y (as produced, before any rotation) and of out_proj's output. */
+typedef struct {
+    const mq_model *m;
+    const mq_hooks *inner;  /* simulation hooks or NULL */
+    int T;
+    float **y, **out;       /* [n_layer][T x d_inner], [n_layer][T x d_model] */
+} capture;
+
+static void cap_hook(void *vctx, int layer, mq_act_role role, float *x, int rows, int cols, int ld) {
+    capture *c = vctx;
+    if (role == MQ_ACT_SSM_OUT && layer >= 0 && c->y)
+        for (int r = 0; r < rows; r++) memcpy(c->y[layer] + (size_t)r * cols, x + (size_t)r * ld, (size_t)cols * sizeof(float));
+    if (c->inner) c->inner->fn(c->inner->ctx, layer, role, x, rows, cols, ld);
+    if (role == MQ_ACT_OUT_PROJ_IN && layer >= 0 && c->out) {
+        /* what out_proj computes from the (rotated, quantized) input, without its bias */
+        float *dense = x;
+        if (ld != cols) {
+            dense = mq_malloc((size_t)rows * cols * sizeof(float));
+            for (int r = 0; r < rows; r++) memcpy(dense + (size_t)r * cols, x + (size_t)r * ld, (size_t)cols * sizeof(float));
+        }
+        mat_linear(c->out[layer], dense, c->m->layers[layer].out_proj, NULL, rows, c->m->cfg.d_model, cols);
+        if (dense != x) free(dense);
+    }
+}
+
+static float **alloc_layers(int n, size_t each) {
+    float **p = mq_malloc((size_t)n * sizeof *p);
+    for (int i = 0; i < n; i++) p[i] = mq_malloc(each * sizeof(float));
+    return p;
+}
+static void free_layers(float **p, int n) {
+    for (int i = 0; p && i < n; i++) free(p[i]);
+    free(p);
+}
+
+static double rel_err(const float *a, const float *b, size_t n) {
+    double num = 0, den = 0;
+    for (size_t i = 0; i < n; i++) {
+        double d = (double)a[i] - b[i];
+        num += d * d;
+        den += (double)b[i] * b[i];
+    }
+    return den > 0 ? sqrt(num / den) : sqrt(num);
+}
+
+/* ppl over `windows` windows; NAN + mq_errmsg() on error. */
+static double ppl_of(const mq_model *m, const mq_hooks *h, const int32_t *ids, int window, int windows, prog_bar *bar, int64_t *done) {
+    double total = 0;
+    for (int w = 0; w < windows; w++) {
+        double s = ssm_nll(m, ids + (size_t)w * window, window, h, NULL);
+        if (isnan(s)) return NAN;
+        total += s;
+        *done += 1;
+        prog_update(bar, *done, *done * window);
+    }
+    return exp(total / ((double)windows * (window - 1)));
+}
+
+static int parse_list(const char *s, char items[][32], int max) {
+    int n = 0;
+    while (s && *s && n < max) {
+        const char *e = strchr(s, ',');
+        size_t len = e ? (size_t)(e - s) : strlen(s);
+        if (len >= 32) len = 31;
+        memcpy(items[n], s, len);
+        items[n][len] = 0;
+        if (len) n++;
+        s = e ? e + 1 : NULL;
+    }
+    return n;
+}
+
+int cmd_sweep(int argc, char **argv) {
+    cli_opt opts[] = {
+        {"--model", "DIR", "FP checkpoint directory", NULL, NULL, 0},
+        {"--stats", "FILE", "calibration statistics of that model (mambaq calib)", NULL, NULL, 0},
+        {"--data", "FILE", "evaluation text (.txt, .jsonl, .gz) or int32 token ids (.bin)", NULL, NULL, 0},
+        {"--percentiles", "LIST", "percentiles of the SSM input clip, comma-separated", "99.9,99.95,99.99,99.999,100", NULL, 0},
+        {"--methods", "LIST", "recipes, comma-separated (percentile methods run once per percentile)", "naive,quamba", NULL, 0},
+        {"--weight-granularity", "G", "tensor | channel", "tensor", NULL, 0},
+        {"--quantize-head", NULL, "also quantize lm_head", NULL, NULL, 0},
+        {"--tokenizer", "FILE", "tokenizer.json (default: DIR/tokenizer.json, DIR/../tokenizer.json)", NULL, NULL, 0},
+        {"--window", "N", "tokens per window", "1024", NULL, 0},
+        {"--windows", "N", "windows scored (the first N)", "32", NULL, 0},
+        {"--threads", "N", "CPU threads (default: all)", NULL, NULL, 0},
+        {"--json", NULL, "print one JSON object", NULL, NULL, 0},
+        {"--quiet", NULL, "no progress output", NULL, NULL, 0},
+        {0},
+    };
+    cli_parse(argc, argv, opts, "mambaq sweep --model DIR --stats FILE --data FILE [options]",
+              "Simulated W8A8 perplexity per recipe and percentile against FP32, and per-layer relative errors\n"
+              "of y and of the out_proj output on the first window. Nothing is written.", NULL, 0);
+    const char *model = cli_get(opts, "--model"), *stats = cli_get(opts, "--stats"), *data = cli_get(opts, "--data");
+    if (!model || !stats || !data) {
+        fprintf(stderr, "mambaq sweep: --model, --stats and --data are required (see 'mambaq sweep --help')\n");
+        return 2;
+    }
+    if (cli_flag(opts, "--threads")) {
+        int th = (int)cli_int(opts, "--threads", 1, 1024);
+#ifdef _OPENMP
+        omp_set_num_threads(th);
+#else
+        (void)th;
+#endif
+    }
+    int window = (int)cli_int(opts, "--window", 2, 1 << 20), windows = (int)cli_int(opts, "--windows", 1, 1 << 20);
+    int json = cli_flag(opts, "--json"), quiet = cli_flag(opts, "--quiet");
+    q_options base;
+    q_options_default(&base);
+    if (q_gran_from_name(cli_get(opts, "--weight-granularity"), &base.weight_gran)) {
+        fprintf(stderr, "mambaq sweep: --weight-granularity: %s\n", mq_errmsg());
+        return 2;
+    }
+    base.quantize_head = cli_flag(opts, "--quantize-head");
+
+    /* the configurations */
+    char mitems[16][32], pitems[32][32];
+    int nm = parse_list(cli_get(opts, "--methods"), mitems, 16), np = parse_list(cli_get(opts, "--percentiles"), pitems, 32);
+    conf confs[MAX_CONF];
+    int nc = 0;
+    for (int i = 0; i < nm; i++) {
+        q_method meth;
+        if (q_method_from_name(mitems[i], &meth)) {
+            fprintf(stderr, "mambaq sweep: --methods: %s\n", mq_errmsg());
+            return 2;
+        }
+        int npc = q_method_uses_percentile(meth) ? np : 1;
+        for (int k = 0; k < npc && nc < MAX_CONF; k++) {
+            memset(&confs[nc], 0, sizeof confs[nc]);
+            confs[nc].method = meth;
+            if (q_method_uses_percentile(meth)) {
+                char *end;
+                confs[nc].pct = strtod(pitems[k], &end);
+                if (*end || !(confs[nc].pct > 0 && confs[nc].pct <= 100)) {
+                    fprintf(stderr, "mambaq sweep: --percentiles: '%s' is not a number in (0, 100]\n", pitems[k]);
+                    return 2;
+                }
+            }
+            nc++;
+        }
+    }
+    if (!nc) {
+        fprintf(stderr, "mambaq sweep: nothing to run (--methods is empty)\n");
+        return 2;
+    }
+
+    mq_config cfg;
+    if (cfg_load(model, &cfg)) { fprintf(stderr, "mambaq sweep: %s\n", mq_errmsg()); return 1; }
+    q_cstats cs;
+    if (q_cstats_open(&cs, stats, model, &cfg)) { fprintf(stderr, "mambaq sweep: %s\n", mq_errmsg()); return 1; }
+    const char *tokenizer = q_cli_tokenizer(model, cli_get(opts, "--tokenizer"));
+    tok_tokenizer *tok = NULL;
+    if (!calib_has_suffix(data, ".bin") && !calib_has_suffix(data, ".ids")) {
+        if (!tokenizer || !(tok = tok_load(tokenizer))) {
+            fprintf(stderr, "mambaq sweep: %s\n", tokenizer ? mq_errmsg() : "no tokenizer.json found (give --tokenizer)");
+            return 1;
+        }
+    }
+    int32_t *ids = NULL;
+    size_t n = 0;
+    ds_options dso = {.field = "text", .replace_invalid = 0};
+    if (ds_tokens(data, &dso, tok, &ids, &n)) { fprintf(stderr, "mambaq sweep: %s\n", mq_errmsg()); return 1; }
+    if (tok) tok_free(tok);
+    if (n / window < (size_t)windows) {
+        if (n < (size_t)window) { fprintf(stderr, "mambaq sweep: %s has %zu tokens, fewer than one window of %d\n", data, n, window); return 1; }
+        fprintf(stderr, "mambaq sweep: note: %s has only %zu full windows of %d\n", data, n / window, window);
+        windows = (int)(n / window);
+    }
+    mq_model m;
+    if (ssm_load(model, &m)) { fprintf(stderr, "mambaq sweep: %s\n", mq_errmsg()); return 1; }
+    for (int i = 0; i < nc; i++) {
+        q_options o = base;
+        o.method = confs[i].method;
+        if (q_cstats_missing(&cs, &o)) {
+            if (!quiet) fprintf(stderr, "sweep: extra calibration pass for the fused statistics\n");
+            if (q_cstats_fused_pass(&cs, &m, tokenizer, !quiet)) { fprintf(stderr, "mambaq sweep: %s\n", mq_errmsg()); return 1; }
+            break;
+        }
+    }
+
+    int L = cfg.n_layer;
+    prog_bar bar;
+    int64_t done = 0;
+    prog_start(&bar, "sweep", "windows", (int64_t)windows * (nc + 1), quiet);
+    /* FP32 reference: ppl, then y / out_proj output of the first window */
+    double ppl_fp = ppl_of(&m, NULL, ids, window, windows, &bar, &done);
+    if (isnan(ppl_fp)) { fprintf(stderr, "mambaq sweep: %s\n", mq_errmsg()); return 1; }
+    capture ref = {&m, NULL, window, alloc_layers(L, (size_t)window * cfg.d_inner), alloc_layers(L, (size_t)window * cfg.d_model)};
+    mq_hooks hr = {cap_hook, &ref};
+    float *hidden = mq_malloc((size_t)window * cfg.d_model * sizeof(float));
+    ssm_forward(&m, ids, window, &hr, hidden);
+    capture got = {NULL, NULL, window, alloc_layers(L, (size_t)window * cfg.d_inner), alloc_layers(L, (size_t)window * cfg.d_model)};
+
+    q_stats qs = q_cstats_iface(&cs);
+    int failed = 0;
+    for (int i = 0; i < nc && !failed; i++) {
+        conf *cf = &confs[i];
+        q_options o = base;
+        o.method = cf->method;
+        if (cf->pct > 0) o.percentile = cf->pct;
+        q_model qm;
+        mq_model sm;
+        if (q_quantize(&m, &qs, &o, &qm)) { fprintf(stderr, "mambaq sweep: %s\n", mq_errmsg()); failed = 1; break; }
+        q_sim_build(&qm, &sm);
+        q_sim_ctx sc;
+        mq_hooks h = q_sim_hooks(&sc, &qm);
+        cf->ppl = ppl_of(&sm, &h, ids, window, windows, &bar, &done);
+        got.m = &sm;
+        got.inner = &h;
+        mq_hooks hc = {cap_hook, &got};
+        ssm_forward(&sm, ids, window, &hc, hidden);
+        cf->y_err = mq_malloc((size_t)L * sizeof(double));
+        cf->out_err = mq_malloc((size_t)L * sizeof(double));
+        for (int l = 0; l < L; l++) {
+            cf->y_err[l] = rel_err(got.y[l], ref.y[l], (size_t)window * cfg.d_inner);
+            cf->out_err[l] = rel_err(got.out[l], ref.out[l], (size_t)window * cfg.d_model);
+        }
+        q_sim_free(&sm);
+        q_model_free(&qm);
+        if (isnan(cf->ppl)) { fprintf(stderr, "mambaq sweep: %s\n", mq_errmsg()); failed = 1; }
+    }
+    prog_finish(&bar);
+    if (failed) return 1;
+
+    if (json) {
+        cJSON *j = cJSON_CreateObject();
+        cJSON_AddStringToObject(j, "model", model);
+        cJSON_AddStringToObject(j, "arch", cfg.arch == MQ_MAMBA1 ? "mamba1" : "mamba2");
+        cJSON_AddStringToObject(j, "stats", stats);
+        cJSON_AddStringToObject(j, "data", data);
+        cJSON_AddNumberToObject(j, "window", window);
+        cJSON_AddNumberToObject(j, "windows", windows);
+        cJSON_AddNumberToObject(j, "tokens_scored", (double)windows * (window - 1));
+        cJSON_AddStringToObject(j, "weight_granularity", q_gran_name(base.weight_gran));
+        cJSON_AddBoolToObject(j, "quantize_head", base.quantize_head);
+        cJSON_AddNumberToObject(j, "fp32_ppl", ppl_fp);
+        cJSON *res = cJSON_AddArrayToObject(j, "results");
+        for (int i = 0; i < nc; i++) {
+            cJSON *r = cJSON_CreateObject();
+            cJSON_AddStringToObject(r, "method", q_method_name(confs[i].method));
+            if (confs[i].pct > 0) cJSON_AddNumberToObject(r, "percentile", confs[i].pct);
+            else cJSON_AddNullToObject(r, "percentile");
+            cJSON_AddNumberToObject(r, "ppl", confs[i].ppl);
+            cJSON_AddItemToObject(r, "y_rel_err", cJSON_CreateDoubleArray(confs[i].y_err, L));
+            cJSON_AddItemToObject(r, "out_proj_rel_err", cJSON_CreateDoubleArray(confs[i].out_err, L));
+            cJSON_AddItemToArray(res, r);
+        }
+        char *s = cJSON_PrintUnformatted(j);
+        printf("%s\n", s);
+        free(s);
+        cJSON_Delete(j);
+    } else {
+        printf("model   %s (%s)\ndata    %s: %d windows x %d tokens\nstats   %s\n\n", model, cfg.arch == MQ_MAMBA1 ? "mamba1" : "mamba2",
+               data, windows, window, stats);
+        printf("%-16s %10s %12s %10s\n", "method", "percentile", "ppl", "vs FP32");
+        printf("%-16s %10s %12.4f %10s\n", "fp32", "-", ppl_fp, "-");
+        for (int i = 0; i < nc; i++) {
+            char p[32];
+            if (confs[i].pct > 0) snprintf(p, sizeof p, "%g", confs[i].pct);
+            else snprintf(p, sizeof p, "-");
+            printf("%-16s %10s %12.4f %+9.2f%%\n", q_method_name(confs[i].method), p, confs[i].ppl, 100 * (confs[i].ppl / ppl_fp - 1));
+        }
+        printf("\nrelative L2 error vs FP32 on window 0, per layer: y (SSM output) / out_proj output\nlayer");
+        for (int i = 0; i < nc; i++) {
+            char h[48];
+            snprintf(h, sizeof h, "%s%s%.6g", q_method_name(confs[i].method), confs[i].pct > 0 ? "@" : "", confs[i].pct > 0 ? confs[i].pct : 0.0);
+            if (!(confs[i].pct > 0)) snprintf(h, sizeof h, "%s", q_method_name(confs[i].method));
+            printf(" %17s", h);
+        }
+        printf("\n");
+        for (int l = 0; l < L; l++) {
+            printf("%5d", l);
+            for (int i = 0; i < nc; i++) printf("   %7.4f/%7.4f", confs[i].y_err[l], confs[i].out_err[l]);
+            printf("\n");
+        }
+    }
+    for (int i = 0; i < nc; i++) { free(confs[i].y_err); free(confs[i].out_err); }
+    free_layers(ref.y, L);
+    free_layers(ref.out, L);
+    free_layers(got.y, L);
+    free_layers(got.out, L);
+    free(hidden);
+    free(ids);
+    ssm_free(&m);
+    q_cstats_close(&cs);
+    return 0;
+}
