@@ -132,9 +132,10 @@ int cmd_quantize(int argc, char **argv) {
     int missing = q_cstats_missing(&cs, &o);
     if (missing) {
         if (!quiet)
-            fprintf(stderr, "      extra pass: the %s%s%s need%s statistics of the fused model; repeating the calibration windows\n",
-                    missing & 1 ? "RMSNorm fusion" : "", missing == 3 ? " and the " : "", missing & 2 ? "Hadamard rotation" : "",
-                    missing == 3 ? "" : "s");
+            fprintf(stderr, "      extra pass: %s lacks %s%s%s (calib ran without the transforms of this recipe);\n"
+                            "      repeating its calibration windows\n", stats,
+                    missing & 1 ? "the in_proj input statistics of this recipe" : "", missing == 3 ? " and " : "",
+                    missing & 2 ? "the rotated out_proj input statistics" : "");
         if (q_cstats_fused_pass(&cs, &m, tokenizer, !quiet)) {
             fprintf(stderr, "mambaq quantize: %s\n", mq_errmsg());
             ssm_free(&m);

@@ -15,7 +15,7 @@ const char *q_cstats_name(const q_cstats *s, int layer, mq_act_role role, int pa
     int m1 = s->cfg.arch == MQ_MAMBA1;
     const char *op = NULL;
     switch (role) {
-    case MQ_ACT_IN_PROJ_IN: op = var == Q_STAT_FUSED ? NULL : "in_proj:input"; break;
+    case MQ_ACT_IN_PROJ_IN: op = var == s->in_var ? "in_proj:input" : NULL; break;
     case MQ_ACT_CONV_IN:
         op = m1 ? "in_proj:output" : part == 0 ? "x_conv_in:input" : part == 1 ? "B_conv_in:input" : "C_conv_in:input";
         break;
@@ -37,15 +37,14 @@ const char *q_cstats_name(const q_cstats *s, int layer, mq_act_role role, int pa
 }
 
 static const float *fused_table(const q_cstats *s, mq_act_role role, q_stat_variant var) {
-    if (var != Q_STAT_FUSED) return NULL;
-    if (role == MQ_ACT_IN_PROJ_IN) return s->fused_in;
-    if (role == MQ_ACT_OUT_PROJ_IN && !s->rot_in_file) return s->rot_out;
+    if (role == MQ_ACT_IN_PROJ_IN) return s->pass_in[var];
+    if (role == MQ_ACT_OUT_PROJ_IN && var == Q_STAT_FUSED) return s->pass_rot;
     return NULL;
 }
 
 static int missing_fused(const q_cstats *s, int layer, mq_act_role role) {
-    return mq_fail("%s: no statistics of layer %d %s after the %s (internal error: the extra calibration pass did not run)",
-                   s->path, layer, q_role_key(s->cfg.arch, role), role == MQ_ACT_IN_PROJ_IN ? "RMSNorm fusion" : "Hadamard rotation");
+    return mq_fail("%s: no statistics of layer %d %s for this recipe (internal error: the extra calibration pass did not run)",
+                   s->path, layer, q_role_key(s->cfg.arch, role));
 }
 
 static int cs_absmax(void *ctx, int layer, mq_act_role role, int part, q_stat_variant var, float *v) {
@@ -83,32 +82,59 @@ int q_cstats_open(q_cstats *s, const char *stats_path, const char *model_dir, co
         q_cstats_close(s);
         return mq_fail("%s: statistics of a %s model, but %s is %s", stats_path, arch, model_dir, want);
     }
-    /* calib.transforms lists the transforms its observers applied, e.g. "out_proj:input=hadamard" */
+    /* calib.transforms: "role=transform,..." applied to a copy before observing */
     const char *tr = calib_stats_meta(s->cs, "calib.transforms");
-    s->rot_in_file = tr && strstr(tr, "out_proj") && strstr(tr, "hadamard");
+    s->rot_in_file = tr && strstr(tr, "out_proj_in=hadamard") != NULL;
+    s->in_var = tr && strstr(tr, "in_proj_in=rmsnorm_unweighted") ? Q_STAT_FUSED : Q_STAT_PLAIN;
     return 0;
 }
 
 void q_cstats_close(q_cstats *s) {
     if (s->cs) calib_stats_close(s->cs);
-    free(s->fused_in);
-    free(s->rot_out);
+    free(s->pass_in[0]);
+    free(s->pass_in[1]);
+    free(s->pass_rot);
     memset(s, 0, sizeof *s);
 }
 
 int q_cstats_missing(const q_cstats *s, const q_options *o) {
     int m = 0;
-    if (q_role_variant(o, MQ_ACT_IN_PROJ_IN) == Q_STAT_FUSED && !s->fused_in) m |= 1;
-    if (q_role_variant(o, MQ_ACT_OUT_PROJ_IN) == Q_STAT_FUSED && !s->rot_in_file && !s->rot_out) m |= 2;
+    q_stat_variant v = q_role_variant(o, MQ_ACT_IN_PROJ_IN);
+    if (v != s->in_var && !s->pass_in[v]) m |= 1;
+    if (q_role_variant(o, MQ_ACT_OUT_PROJ_IN) == Q_STAT_FUSED && !s->rot_in_file && !s->pass_rot) m |= 2;
     return m;
+}
+
+/* ---- transforms for calib ---- */
+
+static void unweight_transform(void *ctx, int layer, mq_act_role role, float *x, int rows, int cols, int ld) {
+    const mq_model *m = ctx;
+    if (layer < 0 || layer >= m->cfg.n_layer) return;
+    const float *w = m->layers[layer].norm_w;
+    for (int r = 0; r < rows; r++)
+        for (int c = 0; c < cols; c++) {
+            float *v = &x[(size_t)r * ld + c];
+            *v = w[c] != 0 ? *v / w[c] : 0.0f;   /* a zero weight hides x / rms(x): its channel counts as 0 */
+        }
+}
+
+static void hadamard_transform(void *ctx, int layer, mq_act_role role, float *x, int rows, int cols, int ld) {
+    if (q_rotate_rows(x, rows, cols, ld)) mq_die("hadamard transform of layer %d: %s", layer, mq_errmsg());
+}
+
+int q_cstats_transforms(const mq_model *m, const q_options *o, calib_transform *t) {
+    int n = 0;
+    if (q_method_fuses_norm(o->method)) t[n++] = (calib_transform){MQ_ACT_IN_PROJ_IN, unweight_transform, (void *)m, "rmsnorm_unweighted"};
+    if (q_method_uses_hadamard(o->method)) t[n++] = (calib_transform){MQ_ACT_OUT_PROJ_IN, hadamard_transform, NULL, "hadamard"};
+    return n;
 }
 
 /* ---- the extra pass ---- */
 
 typedef struct {
-    float *in_max, *out_max;   /* [n_layer] */
+    const mq_model *orig;      /* for the RMSNorm weights */
+    float *in_max[2], *out_max;   /* [variant][n_layer], [n_layer] */
     float *rot;                /* scratch for H y [T x d_inner] */
-    int d_inner;
     int bad;
 } pass_ctx;
 
@@ -126,8 +152,16 @@ static void pass_hook(void *vctx, int layer, mq_act_role role, float *x, int row
     pass_ctx *p = vctx;
     if (layer < 0) return;
     if (role == MQ_ACT_IN_PROJ_IN) {
-        float m = absmax_rows(x, rows, cols, ld);
-        if (m > p->in_max[layer]) p->in_max[layer] = m;
+        /* the norm-fused model gives x / rms(x); the weighted output is x / rms(x) * w */
+        float m = absmax_rows(x, rows, cols, ld), mw = 0;
+        const float *w = p->orig->layers[layer].norm_w;
+        for (int r = 0; r < rows; r++)
+            for (int c = 0; c < cols; c++) {
+                float a = fabsf(x[(size_t)r * ld + c] * w[c]);
+                if (a > mw || a != a) mw = a != a ? INFINITY : a;
+            }
+        if (m > p->in_max[Q_STAT_FUSED][layer]) p->in_max[Q_STAT_FUSED][layer] = m;
+        if (mw > p->in_max[Q_STAT_PLAIN][layer]) p->in_max[Q_STAT_PLAIN][layer] = mw;
     } else if (role == MQ_ACT_OUT_PROJ_IN) {
         /* observe H y on a copy; the forward itself is unchanged */
         for (int r = 0; r < rows; r++) memcpy(p->rot + (size_t)r * cols, x + (size_t)r * ld, (size_t)cols * sizeof(float));
@@ -207,8 +241,8 @@ int q_cstats_fused_pass(q_cstats *s, const mq_model *m, const char *tokenizer, i
         return -1;
     }
     int L = m->cfg.n_layer;
-    pass_ctx p = {mq_calloc((size_t)L, sizeof(float)), mq_calloc((size_t)L, sizeof(float)),
-                  mq_malloc((size_t)seqlen * m->cfg.d_inner * sizeof(float)), m->cfg.d_inner, 0};
+    pass_ctx p = {m, {mq_calloc((size_t)L, sizeof(float)), mq_calloc((size_t)L, sizeof(float))}, mq_calloc((size_t)L, sizeof(float)),
+                  mq_malloc((size_t)seqlen * m->cfg.d_inner * sizeof(float)), 0};
     mq_hooks h = {pass_hook, &p};
     float *hidden = mq_malloc((size_t)seqlen * m->cfg.d_model * sizeof(float));
     prog_bar bar;
@@ -221,7 +255,7 @@ int q_cstats_fused_pass(q_cstats *s, const mq_model *m, const char *tokenizer, i
     }
     prog_finish(&bar);
     for (int l = 0; l < L && !rc; l++)
-        if (!isfinite(p.in_max[l]) || !isfinite(p.out_max[l]))
+        if (!isfinite(p.in_max[0][l]) || !isfinite(p.in_max[1][l]) || !isfinite(p.out_max[l]))
             rc = mq_fail("extra calibration pass: layer %d produced non-finite activations", l);
     s->pass_seconds = prog_now() - t0;
     s->pass_tokens = samples * seqlen;
@@ -231,13 +265,16 @@ int q_cstats_fused_pass(q_cstats *s, const mq_model *m, const char *tokenizer, i
     free(ids);
     free(starts);
     if (rc) {
-        free(p.in_max);
+        free(p.in_max[0]);
+        free(p.in_max[1]);
         free(p.out_max);
         return -1;
     }
-    free(s->fused_in);
-    free(s->rot_out);
-    s->fused_in = p.in_max;
-    s->rot_out = p.out_max;
+    for (int v = 0; v < 2; v++) {
+        free(s->pass_in[v]);
+        s->pass_in[v] = p.in_max[v];
+    }
+    free(s->pass_rot);
+    s->pass_rot = p.out_max;
     return 0;
 }
