@@ -5,6 +5,7 @@
  * simulated (q_sim_build + q_sim_hooks), exactly as `mambaq eval --artifact` runs an artifact. */
 #include <cjson/cJSON.h>
 #include <math.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -77,15 +78,37 @@ static double rel_err(const float *a, const float *b, size_t n) {
     return den > 0 ? sqrt(num / den) : sqrt(num);
 }
 
-/* ppl over `windows` windows; NAN + mq_errmsg() on error. */
+/* ppl over `windows` windows; NAN + mq_errmsg() on error. Windows are scored in parallel, one per
+ * thread (as eval does; the simulation hooks keep no state), and summed in order. */
 static double ppl_of(const mq_model *m, const mq_hooks *h, const int32_t *ids, int window, int windows, prog_bar *bar, int64_t *done) {
-    double total = 0;
+    double *sums = mq_calloc((size_t)windows, sizeof(double)), total = 0;
+    int outer = windows > 1 && mat_threads() > 1, failed = 0;
+    char err[1024] = "";
+#ifdef _OPENMP
+    if (outer) omp_set_max_active_levels(1);
+#endif
+#pragma omp parallel for schedule(dynamic, 1) if (outer)
     for (int w = 0; w < windows; w++) {
-        double s = ssm_nll(m, ids + (size_t)w * window, window, h, NULL);
-        if (isnan(s)) return NAN;
-        total += s;
-        *done += 1;
-        prog_update(bar, *done, *done * window);
+        if (failed) continue;
+        sums[w] = ssm_nll(m, ids + (size_t)w * window, window, h, NULL);
+#pragma omp critical(sweep_progress)
+        {
+            if (isnan(sums[w]) && !failed) {
+                failed = 1;
+                snprintf(err, sizeof err, "window %d: %s", w, mq_errmsg());
+            }
+            *done += 1;
+            prog_update(bar, *done, *done * window);
+        }
+    }
+#ifdef _OPENMP
+    if (outer) omp_set_max_active_levels(INT32_MAX);
+#endif
+    for (int w = 0; w < windows; w++) total += sums[w];
+    free(sums);
+    if (failed) {
+        mq_fail("%s", err);
+        return NAN;
     }
     return exp(total / ((double)windows * (window - 1)));
 }
