@@ -101,9 +101,6 @@ static double ppl_of(const mq_model *m, const mq_hooks *h, const int32_t *ids, i
             prog_update(bar, *done, *done * window);
         }
     }
-#ifdef _OPENMP
-    if (outer) omp_set_max_active_levels(INT32_MAX);
-#endif
     for (int w = 0; w < windows; w++) total += sums[w];
     free(sums);
     if (failed) {
