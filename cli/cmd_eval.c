@@ -7,6 +7,8 @@
 #include "core/mat.h"
 #include "datasets/ds.h"
 #include "datasets/tok.h"
+#include "export/art.h"
+#include "quantize/q.h"
 #include "ssm/model.h"
 #include "ssm/gpu.h"
 #include <cjson/cJSON.h>
@@ -28,17 +30,39 @@ static double now(void) {
     return ts.tv_sec + ts.tv_nsec * 1e-9;
 }
 
-/* The model under evaluation and the hooks that define it. Today: the FP32 checkpoint, no hooks.
- * An --artifact would load its dequantized weights here and return its simulated-int8 hooks. */
+/* The model under evaluation and the hooks that define it: the FP32 checkpoint without hooks, or
+ * an artifact's dequantized weights with its simulated-int8 hooks (quantize/sim.c). */
 typedef struct {
     mq_model m;
     const mq_hooks *hooks;
+    art_artifact *art;
+    q_sim_ctx sim;
+    mq_hooks sim_hooks;
 } eval_model;
 
 static int eval_open_model(const eval_spec *spec, eval_model *em) {
-    em->hooks = NULL;
+    memset(em, 0, sizeof *em);
+    if (spec->artifact) {
+        em->art = mq_malloc(sizeof *em->art);
+        if (art_open(spec->artifact, em->art)) {
+            free(em->art);
+            return mq_fail_ctx("loading artifact %s", spec->artifact);
+        }
+        q_sim_build(&em->art->qm, &em->m);
+        em->sim_hooks = q_sim_hooks(&em->sim, &em->art->qm);
+        em->hooks = &em->sim_hooks;
+        return 0;
+    }
     if (ssm_load(spec->model, &em->m)) return mq_fail_ctx("loading model %s", spec->model);
     return 0;
+}
+
+static void eval_close_model(eval_model *em) {
+    ssm_free(&em->m);
+    if (em->art) {
+        art_close(em->art);
+        free(em->art);
+    }
 }
 
 static int has_suffix(const char *s, const char *suf) {
@@ -91,6 +115,7 @@ int eval_run(const eval_spec *spec, eval_result *res) {
     if (eval_open_model(spec, &em)) { free(ids); return -1; }
     res->arch = em.m.cfg.arch == MQ_MAMBA1 ? "mamba1" : "mamba2";
     res->params = count_params(&em.m);
+    res->method = em.art ? q_method_name(em.art->qm.opt.method) : NULL;
     res->data_tokens = (long)n;
     long full = (long)(n / spec->window);
     res->windows = spec->windows > 0 && spec->windows < full ? spec->windows : (int)full;
@@ -98,9 +123,11 @@ int eval_run(const eval_spec *spec, eval_result *res) {
 
     if (spec->cuda) { /* FP16 weights on the GPU; batches of 8 windows (ssmg_eval_windows) */
         if (em.hooks) {
-            ssm_free(&em.m);
+            eval_close_model(&em);
             free(ids);
-            return mq_fail("--device cuda evaluates the FP16 checkpoint only; hooks run on the CPU");
+            return mq_fail(spec->artifact ? "--device cuda: the int8 GPU pass for artifacts is not built yet; "
+                                            "--device cpu evaluates the artifact by simulation"
+                                          : "--device cuda evaluates the FP16 checkpoint only; hooks run on the CPU");
         }
         ssmg_model *g = ssmg_upload(&em.m);
         ssm_free(&em.m);
@@ -151,7 +178,7 @@ int eval_run(const eval_spec *spec, eval_result *res) {
     for (int w = 0; w < res->windows; w++) total += sums[w];  /* in order: the same sum every run */
     free(sums);
     if (failed) {
-        ssm_free(&em.m);
+        eval_close_model(&em);
         free(ids);
         return mq_fail("%s", err);
     }
@@ -159,7 +186,7 @@ int eval_run(const eval_spec *spec, eval_result *res) {
     res->tokens_scored = (long)res->windows * (spec->window - 1);
     res->nll_mean = total / res->tokens_scored;
     res->ppl = exp(res->nll_mean);
-    ssm_free(&em.m);
+    eval_close_model(&em);
     free(ids);
     return 0;
 }
@@ -175,6 +202,7 @@ static const char *default_tokenizer(const char *model) {
 int cmd_eval(int argc, char **argv) {
     cli_opt opts[] = {
         {.name = "--model", .metavar = "DIR", .help = "model directory (default: ../shared/models/mamba1-proxy)"},
+        {.name = "--artifact", .metavar = "DIR", .help = "an int8 artifact (mambaq quantize) instead of --model: simulated W8A8 on the CPU"},
         {.name = "--data", .metavar = "FILE", .help = "text (.txt, .jsonl, .gz) or int32 token ids (.bin) (default: ../shared/datasets/valid.txt)"},
         {.name = "--tokenizer", .metavar = "FILE", .help = "tokenizer.json (default: DIR/tokenizer.json, else ../shared/models/tokenizer.json)"},
         {.name = "--field", .metavar = "NAME", .help = "JSON-lines field holding the text", .def = "text"},
@@ -189,7 +217,10 @@ int cmd_eval(int argc, char **argv) {
               "Perplexity: non-overlapping windows, every token after the first of each window scored,\n"
               "ppl = exp(mean NLL) over the first --windows windows.", NULL, 0);
     eval_spec spec = {0};
-    spec.model = cli_flag(opts, "--model") ? cli_get(opts, "--model") : cli_default_path("models/mamba1-proxy");
+    spec.artifact = cli_get(opts, "--artifact");
+    if (spec.artifact && cli_flag(opts, "--model")) mq_die("give --model or --artifact, not both");
+    spec.model = spec.artifact ? spec.artifact
+                 : cli_flag(opts, "--model") ? cli_get(opts, "--model") : cli_default_path("models/mamba1-proxy");
     spec.data = cli_flag(opts, "--data") ? cli_get(opts, "--data") : cli_default_path("datasets/valid.txt");
     if (!spec.model) mq_die("no --model given and ../shared/models/mamba1-proxy not found (set MQ_SHARED)");
     if (!spec.data) mq_die("no --data given and ../shared/datasets/valid.txt not found (set MQ_SHARED)");
@@ -235,12 +266,18 @@ int cmd_eval(int argc, char **argv) {
         cJSON_AddStringToObject(o, "data", spec.data);
         cJSON_AddNumberToObject(o, "data_tokens", (double)r.data_tokens);
         if (spec.tokenizer) cJSON_AddStringToObject(o, "tokenizer", spec.tokenizer);
+        if (spec.artifact) {
+            cJSON_AddStringToObject(o, "artifact", spec.artifact);
+            cJSON_AddStringToObject(o, "method", r.method);
+            cJSON_AddStringToObject(o, "simulated", "cpu");
+        }
         char *s = cJSON_PrintUnformatted(o);
         printf("%s\n", s);
         free(s);
         cJSON_Delete(o);
     } else {
         printf("model          %s (%s, %.1fM parameters)\n", spec.model, r.arch, r.params * 1e-6);
+        if (spec.artifact) printf("quantization   %s, simulated W8A8 on the CPU\n", r.method);
         printf("data           %s (%ld tokens)\n", spec.data, r.data_tokens);
         printf("windows        %d x %d tokens, %ld tokens scored\n", r.windows, spec.window, r.tokens_scored);
         printf("perplexity     %.4f (mean NLL %.6f nats)\n", r.ppl, r.nll_mean);

@@ -13,8 +13,9 @@ typedef struct {
     int window, windows;    /* windows 0 = every full window */
     int progress;           /* print "window i/n, tokens/s" on stderr as it goes */
     int cuda;               /* --device cuda: the FP16 forward on the GPU (ssm/gpu.h), 8 windows a call */
-    /* An int8 artifact (--artifact, simulated quantization) will be evaluated by loading its
-     * weights and hooks in eval_open_model(); nothing else here changes. */
+    /* An int8 artifact (export/art.h) instead of a model: evaluated by simulated quantization on the
+     * CPU (quantize/q.h: dequantized weights + hooks that quantize each activation). */
+    const char *artifact;
 } eval_spec;
 
 typedef struct {
@@ -26,6 +27,7 @@ typedef struct {
     double load_seconds;    /* model loading + tokenization */
     const char *arch;       /* "mamba1" / "mamba2" (static text) */
     double params;          /* parameter count of the model */
+    const char *method;     /* the artifact's recipe (static text), NULL for a model */
 } eval_result;
 
 /* Returns 0, or -1 with mq_errmsg() set (unreadable model or data, data shorter than a window). */

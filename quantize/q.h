@@ -171,7 +171,7 @@ void q_round_f16(float *x, size_t n);
  * (quantize -> dequantize with the q_model's scale) and rotates y by H before quantizing it, as the
  * int8 GPU pass does. The hook context points into qm, which must outlive it. */
 int q_sim_build(const q_model *qm, mq_model *m);
-void q_sim_free(mq_model *m);
+void q_sim_free(mq_model *m);   /* = ssm_free: same ownership (arena + layers) */
 typedef struct {
     const q_model *qm;
 } q_sim_ctx;

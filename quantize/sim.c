@@ -51,8 +51,10 @@ int q_sim_build(const q_model *qm, mq_model *m) {
     else
         per += round16((size_t)c->n_heads) + round16(E);
     size_t total = per * c->n_layer + round16(V * D) * 2 + round16(D);
-    bump b = {mq_malloc(total * sizeof(float) + 64), 0, total};
-    m->arena = b.base;
+    void *arena;
+    if (posix_memalign(&arena, 64, total * sizeof(float) + 64)) mq_die("out of memory allocating %zu bytes", total * sizeof(float));
+    bump b = {arena, 0, total};
+    m->arena = arena;
     m->arena_bytes = total * sizeof(float);
     m->layers = mq_calloc((size_t)c->n_layer, sizeof *m->layers);
 
@@ -87,11 +89,7 @@ int q_sim_build(const q_model *qm, mq_model *m) {
     return 0;
 }
 
-void q_sim_free(mq_model *m) {
-    free(m->arena);
-    free(m->layers);
-    memset(m, 0, sizeof *m);
-}
+void q_sim_free(mq_model *m) { ssm_free(m); }
 
 static void sim_hook(void *vctx, int layer, mq_act_role role, float *x, int rows, int cols, int ld) {
     const q_model *qm = ((q_sim_ctx *)vctx)->qm;

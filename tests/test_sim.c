@@ -68,7 +68,7 @@ static void fusion(int arch, int which) {
     mq_model m, f;
     T_CHECK(ssm_load(dir, &m) == 0, "%s", mq_errmsg());
     T_CHECK(ssm_load(dir, &f) == 0, "%s", mq_errmsg());
-    int T = 256, D = m.cfg.d_model;
+    int T = 128, D = m.cfg.d_model;
     float *h0 = mq_malloc((size_t)T * D * sizeof(float)), *h1 = mq_malloc((size_t)T * D * sizeof(float));
     T_CHECK(ssm_forward(&m, g_val, T, NULL, h0) == 0, "%s", mq_errmsg());
     q_rotate_ctx rc = {NULL};
@@ -218,8 +218,9 @@ static double sim_ppl(const mq_model *m, const mq_hooks *h) {
 }
 
 static void sim_compare(int arch) {
-    const char *dir = proxy(arch);
-    if (!dir) T_SKIP("../shared/models not found");
+    static char dir[4096];   /* t_shared's buffer is reused by the next call */
+    if (!proxy(arch)) T_SKIP("../shared/models not found");
+    snprintf(dir, sizeof dir, "%s", proxy(arch));
     if (!load_ids()) T_SKIP("token fixtures missing");
     mq_model m;
     T_CHECK(ssm_load(dir, &m) == 0, "%s", mq_errmsg());
@@ -245,8 +246,8 @@ static void sim_compare(int arch) {
             char out[512];
             snprintf(out, sizeof out, "%s/art_m%d", t_tmpdir(), arch);
             art_provenance pv = {0};
-            char cj[600];
-            snprintf(cj, sizeof cj, "%s/config.json", dir);
+            char cj[4200];
+            if ((size_t)snprintf(cj, sizeof cj, "%s/config.json", dir) >= sizeof cj) cj[0] = 0;
             const char *tj = t_shared("models/tokenizer.json");
             T_CHECK(tj && art_write(out, &qm, &pv, cj, tj, 1) == 0, "%s", mq_errmsg());
             art_artifact a;
