@@ -19,46 +19,6 @@
 #include "quantize/cstats.h"
 #include "quantize/q.h"
 
-const char *q_cli_tokenizer(const char *model, const char *given) {
-    if (given) return given;
-    static char buf[4200];
-    struct stat st;
-    if ((size_t)snprintf(buf, sizeof buf, "%s/tokenizer.json", model) < sizeof buf && stat(buf, &st) == 0) return buf;
-    if ((size_t)snprintf(buf, sizeof buf, "%s/../tokenizer.json", model) < sizeof buf && stat(buf, &st) == 0) return buf;
-    return cli_default_path("models/tokenizer.json");
-}
-
-/* Fills o from the option table; exits 2 on invalid values. */
-void q_cli_options(const cli_opt *opts, q_options *o) {
-    q_options_default(o);
-    if (q_method_from_name(cli_get(opts, "--method"), &o->method)) {
-        fprintf(stderr, "mambaq: --method: %s\n", mq_errmsg());
-        exit(2);
-    }
-    o->percentile = cli_double(opts, "--percentile", 1e-9, 100);
-    if (q_gran_from_name(cli_get(opts, "--weight-granularity"), &o->weight_gran)) {
-        fprintf(stderr, "mambaq: --weight-granularity: %s\n", mq_errmsg());
-        exit(2);
-    }
-    o->quantize_head = cli_flag(opts, "--quantize-head");
-}
-
-/* Provenance of an artifact made from model_dir and the stats file. */
-void q_cli_provenance(const q_cstats *cs, const char *model_dir, art_provenance *p) {
-    memset(p, 0, sizeof *p);
-    const char *v;
-    snprintf(p->source_model, sizeof p->source_model, "%s", model_dir);
-    if ((v = calib_stats_meta(cs->cs, "model.weights_sha256"))) snprintf(p->source_hash, sizeof p->source_hash, "%s", v);
-    snprintf(p->stats_file, sizeof p->stats_file, "%s", cs->path);
-    if ((v = calib_stats_meta(cs->cs, "data.path"))) snprintf(p->calib_data, sizeof p->calib_data, "%s", v);
-    if ((v = calib_stats_meta(cs->cs, "data.sha256"))) snprintf(p->calib_data_hash, sizeof p->calib_data_hash, "%s", v);
-    long samples = (v = calib_stats_meta(cs->cs, "calib.samples")) ? atol(v) : 0;
-    long seqlen = (v = calib_stats_meta(cs->cs, "calib.seqlen")) ? atol(v) : 0;
-    p->calib_samples = samples;
-    p->calib_tokens = samples * seqlen;
-    snprintf(p->tool_version, sizeof p->tool_version, "%s", MQ_VERSION);
-}
-
 int cmd_quantize(int argc, char **argv) {
     cli_opt opts[] = {
         {"--model", "DIR", "FP16/BF16/FP32 checkpoint directory", NULL, NULL, 0},

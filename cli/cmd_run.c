@@ -5,6 +5,7 @@
 #include "cli/args.h"
 #include "cli/cmds.h"
 #include "cli/eval.h"
+#include "cli/qcli.h"
 #include "core/err.h"
 #include <cjson/cJSON.h>
 #include <stdio.h>
@@ -31,11 +32,20 @@ static double reference_ppl(const char *model, const char *set) {
 int cmd_run(int argc, char **argv) {
     cli_opt opts[] = {
         {.name = "--model", .metavar = "DIR", .help = "model directory (default: ../shared/models/mamba1-proxy)"},
+        {.name = "--method", .metavar = "NAME", .help = "quantization recipe (docs/recipe.md)", .def = "quamba"},
+        {.name = "--percentile", .metavar = "P", .help = "percentile clip of the SSM input x", .def = "99.95"},
+        {.name = "--weight-granularity", .metavar = "G", .help = "tensor | channel", .def = "tensor"},
+        {.name = "--quantize-head", .help = "also quantize lm_head"},
+        {.name = "--samples", .metavar = "N", .help = "calibration samples (windows of calib.txt)", .def = "512"},
+        {.name = "--seqlen", .metavar = "N", .help = "tokens per calibration sample", .def = "512"},
+        {.name = "--out", .metavar = "DIR", .help = "where the stats file and the artifact go (DIR/<model>/)", .def = "out/run"},
+        {.name = "--fp32-only", .help = "stop after the FP32 evaluation"},
         {0},
     };
-    cli_parse(argc, argv, opts, "mambaq run [--model DIR]",
+    cli_parse(argc, argv, opts, "mambaq run [--model DIR] [--method quamba] [--out out/run]",
               "The main job: FP32 perplexity of the model on valid.txt (32 x 1024 tokens), compared with\n"
-              "the transformers reference. Quantization stages will be added here.", NULL, 0);
+              "the transformers reference; then calibrate on calib.txt, quantize (W8A8), validate the artifact\n"
+              "and evaluate it by simulated quantization on the same protocol.", NULL, 0);
     eval_spec spec = {.window = 1024, .windows = 32, .progress = isatty(2)};
     spec.model = cli_flag(opts, "--model") ? cli_get(opts, "--model") : cli_default_path("models/mamba1-proxy");
     spec.data = cli_default_path("datasets/valid.txt");
@@ -62,5 +72,26 @@ int cmd_run(int argc, char **argv) {
         printf("fp32 perplexity  %.4f (no reference.json to compare with)\n", r.ppl);
     printf("time             %.1f s (%.0f tokens/s; %.1f s loading)\n", r.seconds,
            (double)r.windows * spec.window / r.seconds, r.load_seconds);
+    if (cli_flag(opts, "--fp32-only")) return 0;
+    fflush(stdout);
+
+    /* calib -> quantize -> validate -> simulated eval (cli/qcli.c) */
+    q_run_spec qs = {.model = spec.model, .calib_data = cli_default_path("datasets/calib.txt"), .eval_data = spec.data,
+                     .tokenizer = spec.tokenizer, .out_dir = cli_get(opts, "--out"), .window = spec.window,
+                     .windows = spec.windows, .progress = isatty(2)};
+    if (!qs.calib_data) mq_die("../shared/datasets/calib.txt not found (set MQ_SHARED)");
+    qs.samples = (int)cli_int(opts, "--samples", 1, 1 << 20);
+    qs.seqlen = (int)cli_int(opts, "--seqlen", 2, 1 << 20);
+    q_cli_options(opts, &qs.opt);
+    q_run_result qr;
+    if (q_cli_run(&qs, &qr)) {
+        fprintf(stderr, "mambaq run: %s\n", mq_errmsg());
+        return 1;
+    }
+    printf("calibration      %s: %d x %d tokens of %s%s (%.1f s)\n", qr.stats, qs.samples, qs.seqlen, qs.calib_data,
+           qr.stats_reused ? ", reused" : "", qr.calib_seconds);
+    printf("artifact         %s: %s, %.2f MB vs FP16 %.2f MB (%.2fx smaller), valid (%.1f s)\n", qr.artifact, qr.method,
+           qr.artifact_bytes / 1e6, qr.fp16_bytes / 1e6, (double)qr.fp16_bytes / qr.artifact_bytes, qr.quantize_seconds);
+    printf("int8 perplexity  %.4f simulated W8A8 (%+.2f%% vs FP32) (%.1f s)\n", qr.ppl, 100.0 * (qr.ppl / r.ppl - 1), qr.eval_seconds);
     return 0;
 }

@@ -10,4 +10,6 @@ int cmd_calib(int argc, char **argv);
 int cmd_stats(int argc, char **argv);
 int cmd_info(int argc, char **argv);
 int cmd_inspect(int argc, char **argv);
+int cmd_quantize(int argc, char **argv);
+int cmd_sweep(int argc, char **argv);
 #endif

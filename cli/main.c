@@ -13,6 +13,8 @@ static const struct { const char *name; int (*fn)(int, char **); const char *hel
     {"info", cmd_info, "a checkpoint's config, tensors and parameter count; checks that it loads"},
     {"calib", cmd_calib, "activation statistics (absmax, percentiles, EMA, histograms) of a model on calibration data"},
     {"stats", cmd_stats, "print a calibration stats file: per-layer table and how it was made"},
+    {"quantize", cmd_quantize, "model + calibration stats -> int8 artifact (W8A8 after Quamba; --method, --percentile)"},
+    {"sweep", cmd_sweep, "simulated int8 perplexity per recipe and percentile vs FP32, per-layer errors"},
     {"inspect", cmd_inspect, "validate an int8 artifact and summarize it: method, sizes, per-layer scales"},
 };
 

@@ -1,0 +1,151 @@
+/* Helpers shared by the commands that quantize (see qcli.h), and the quantization stage of
+ * `mambaq run`: calibrate (with the recipe's transforms, so quantize needs no extra pass), quantize,
+ * validate the artifact, evaluate it by simulation. */
+#include "cli/qcli.h"
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include "cli/cmds.h"
+#include "cli/eval.h"
+#include "core/err.h"
+#include "core/hash.h"
+#include "core/progress.h"
+
+const char *q_cli_tokenizer(const char *model, const char *given) {
+    if (given) return given;
+    static char buf[4200];
+    struct stat st;
+    if ((size_t)snprintf(buf, sizeof buf, "%s/tokenizer.json", model) < sizeof buf && stat(buf, &st) == 0) return buf;
+    if ((size_t)snprintf(buf, sizeof buf, "%s/../tokenizer.json", model) < sizeof buf && stat(buf, &st) == 0) return buf;
+    return cli_default_path("models/tokenizer.json");
+}
+
+/* Fills o from the option table; exits 2 on invalid values. */
+void q_cli_options(const cli_opt *opts, q_options *o) {
+    q_options_default(o);
+    if (q_method_from_name(cli_get(opts, "--method"), &o->method)) {
+        fprintf(stderr, "mambaq: --method: %s\n", mq_errmsg());
+        exit(2);
+    }
+    o->percentile = cli_double(opts, "--percentile", 1e-9, 100);
+    if (q_gran_from_name(cli_get(opts, "--weight-granularity"), &o->weight_gran)) {
+        fprintf(stderr, "mambaq: --weight-granularity: %s\n", mq_errmsg());
+        exit(2);
+    }
+    o->quantize_head = cli_flag(opts, "--quantize-head");
+}
+
+/* Provenance of an artifact made from model_dir and the stats file. */
+void q_cli_provenance(const q_cstats *cs, const char *model_dir, art_provenance *p) {
+    memset(p, 0, sizeof *p);
+    const char *v;
+    snprintf(p->source_model, sizeof p->source_model, "%s", model_dir);
+    if ((v = calib_stats_meta(cs->cs, "model.weights_sha256"))) snprintf(p->source_hash, sizeof p->source_hash, "%s", v);
+    snprintf(p->stats_file, sizeof p->stats_file, "%s", cs->path);
+    if ((v = calib_stats_meta(cs->cs, "data.path"))) snprintf(p->calib_data, sizeof p->calib_data, "%s", v);
+    if ((v = calib_stats_meta(cs->cs, "data.sha256"))) snprintf(p->calib_data_hash, sizeof p->calib_data_hash, "%s", v);
+    long samples = (v = calib_stats_meta(cs->cs, "calib.samples")) ? atol(v) : 0;
+    long seqlen = (v = calib_stats_meta(cs->cs, "calib.seqlen")) ? atol(v) : 0;
+    p->calib_samples = samples;
+    p->calib_tokens = samples * seqlen;
+    snprintf(p->tool_version, sizeof p->tool_version, "%s", MQ_VERSION);
+}
+
+/* An existing stats file can be reused when it is for these weights, this data file, these window
+ * counts, and already carries the recipe's statistics (no extra pass). */
+static int stats_reusable(const char *path, const q_run_spec *s, const mq_config *cfg) {
+    struct stat st;
+    if (stat(path, &st) != 0) return 0;
+    q_cstats cs;
+    if (q_cstats_open(&cs, path, s->model, cfg)) return 0;
+    char hex[HASH_HEX_LEN];
+    const char *dh = calib_stats_meta(cs.cs, "data.sha256"), *ns = calib_stats_meta(cs.cs, "calib.samples"),
+               *sl = calib_stats_meta(cs.cs, "calib.seqlen"), *seed = calib_stats_meta(cs.cs, "calib.seed");
+    int ok = dh && ns && sl && !hash_file(s->calib_data, hex) && !strcmp(hex, dh) && atoi(ns) == s->samples &&
+             atoi(sl) == s->seqlen && seed && !strcmp(seed, "none") && !q_cstats_missing(&cs, &s->opt);
+    q_cstats_close(&cs);
+    return ok;
+}
+
+int q_cli_run(const q_run_spec *s, q_run_result *r) {
+    memset(r, 0, sizeof *r);
+    mq_config cfg;
+    if (cfg_load(s->model, &cfg)) return -1;
+    const char *base = strrchr(s->model, '/');
+    base = base && base[1] ? base + 1 : s->model;
+    char dir[4096];
+    if ((size_t)snprintf(dir, sizeof dir, "%s/%s", s->out_dir, base) >= sizeof dir) return mq_fail("path too long: %s", s->out_dir);
+    char cmd[8400];
+    snprintf(cmd, sizeof cmd, "mkdir -p '%s'", dir);
+    if (system(cmd) != 0) return mq_fail("cannot create %s", dir);
+    snprintf(r->stats, sizeof r->stats, "%s/stats.safetensors", dir);
+    snprintf(r->artifact, sizeof r->artifact, "%s/%s", dir, q_method_name(s->opt.method));
+
+    /* 1. calibration, with the transforms of the recipe */
+    double t0 = prog_now();
+    if (stats_reusable(r->stats, s, &cfg)) {
+        r->stats_reused = 1;
+        if (s->progress) fprintf(stderr, "calib: reusing %s (same weights, data, windows and transforms)\n", r->stats);
+    } else {
+        mq_model m;
+        if (ssm_load(s->model, &m)) return -1;
+        calib_options co;
+        calib_defaults(&co);
+        co.model_dir = s->model;
+        co.data_path = s->calib_data;
+        co.tokenizer_path = s->tokenizer;
+        co.out_path = r->stats;
+        co.samples = s->samples;
+        co.seqlen = s->seqlen;
+        co.quiet = !s->progress;
+        co.tool = "mambaq " MQ_VERSION;
+        co.ntransforms = q_cstats_transforms(&m, &s->opt, co.transforms);
+        calib_result cr;
+        int rc = calib_run(&co, &cr);
+        ssm_free(&m);
+        if (rc) return mq_fail_ctx("calibration");
+    }
+    r->calib_seconds = prog_now() - t0;
+
+    /* 2. quantization */
+    t0 = prog_now();
+    q_cstats cs;
+    if (q_cstats_open(&cs, r->stats, s->model, &cfg)) return -1;
+    mq_model m;
+    if (ssm_load(s->model, &m)) { q_cstats_close(&cs); return -1; }
+    int rc = 0;
+    if (q_cstats_missing(&cs, &s->opt)) rc = q_cstats_fused_pass(&cs, &m, s->tokenizer, s->progress);
+    q_stats qs = q_cstats_iface(&cs);
+    q_model qm;
+    if (!rc) rc = q_quantize(&m, &qs, &s->opt, &qm);
+    ssm_free(&m);
+    if (!rc) {
+        art_provenance pv;
+        q_cli_provenance(&cs, s->model, &pv);
+        char cj[4200];
+        snprintf(cj, sizeof cj, "%s/config.json", s->model);
+        rc = art_write(r->artifact, &qm, &pv, cj, s->tokenizer, 1);
+        q_model_free(&qm);
+    }
+    q_cstats_close(&cs);
+    if (rc) return -1;
+    r->quantize_seconds = prog_now() - t0;
+
+    /* 3. validation (what mambaq inspect checks) */
+    art_artifact a;
+    if (art_open(r->artifact, &a)) return mq_fail_ctx("the artifact does not validate");
+    r->artifact_bytes = a.model_bytes;
+    r->fp16_bytes = art_fp16_params(&a.qm.cfg) * 2;
+    r->method = q_method_name(a.qm.opt.method);
+    art_close(&a);
+
+    /* 4. simulated evaluation on the same protocol as the FP32 one */
+    eval_spec es = {.artifact = r->artifact, .model = r->artifact, .data = s->eval_data, .tokenizer = s->tokenizer,
+                    .window = s->window, .windows = s->windows, .progress = s->progress};
+    eval_result er;
+    if (eval_run(&es, &er)) return mq_fail_ctx("simulated evaluation of %s", r->artifact);
+    r->ppl = er.ppl;
+    r->eval_seconds = er.seconds;
+    return 0;
+}
