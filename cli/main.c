@@ -6,7 +6,7 @@
 #include "cli/cmds.h"
 
 static const struct { const char *name; int (*fn)(int, char **); const char *help; } commands[] = {
-    {"run", cmd_run, "the main job on a model: evaluate (later calib -> quantize -> verify), with a summary"},
+    {"run", cmd_run, "the main job on a model: FP32 eval, calib -> quantize -> simulated int8 eval, with a summary"},
     {"eval", cmd_eval, "perplexity of a model (or an int8 artifact) on a text or token file"},
     {"tokenize", cmd_tokenize, "text -> token ids with a tokenizer.json (GPT-NeoX byte-level BPE)"},
     {"detokenize", cmd_detokenize, "token ids -> text"},

@@ -1,0 +1,124 @@
+/* End to end through the CLI on both proxies, CI-sized: mambaq calib (a few short windows) ->
+ * mambaq quantize (quamba; the extra pass supplies the fused statistics) -> mambaq eval --artifact
+ * (--json, one window) -> mambaq inspect (--json and text). Also: quantize refuses the stats of the
+ * other proxy, refuses an existing --out without --force, and inspect exits non-zero on a damaged
+ * artifact. Needs bin/mambaq (make all) and ../shared. */
+#include <cjson/cJSON.h>
+#include <sys/wait.h>
+#include "core/err.h"
+#include "tests/test.h"
+
+/* Runs cmd with stdout+stderr to file out; returns the exit status. */
+static int sh(const char *cmd, const char *out) {
+    char full[8192];
+    snprintf(full, sizeof full, "%s > '%s' 2>&1", cmd, out);
+    int rc = system(full);
+    return WIFEXITED(rc) ? WEXITSTATUS(rc) : 128;
+}
+
+static char *slurp(const char *path) {
+    char *s = mq_read_file(path, NULL);
+    return s ? s : strdup("");
+}
+
+/* The last line of the file that parses as a JSON object. */
+static cJSON *last_json(const char *path) {
+    char *s = slurp(path), *line = s, *best = NULL;
+    for (char *p = s; *p; p++)
+        if (*p == '\n') { *p = 0; if (line[0] == '{') best = line; line = p + 1; }
+    if (line[0] == '{') best = line;
+    cJSON *j = best ? cJSON_Parse(best) : NULL;
+    free(s);
+    return j;
+}
+
+static const char *shared_dir(void) {
+    static char buf[4096];
+    const char *root = getenv("MQ_SHARED");
+    snprintf(buf, sizeof buf, "%s", root && *root ? root : "../shared");
+    return buf;
+}
+
+static void e2e(int arch) {
+    struct stat st;
+    if (stat("bin/mambaq", &st) != 0) T_SKIP("bin/mambaq not built");
+    if (!t_shared("models/mamba1-proxy") || !t_shared("datasets/calib.txt")) T_SKIP("../shared not found");
+    const char *sh_dir = shared_dir(), *tmp = t_tmpdir();
+    char model[4200], other[4200], stats[600], ostats[600], art[600], log[600], cmd[16384];
+    snprintf(model, sizeof model, "%s/models/mamba%d-proxy", sh_dir, arch);
+    snprintf(other, sizeof other, "%s/models/mamba%d-proxy", sh_dir, 3 - arch);
+    snprintf(stats, sizeof stats, "%s/stats_m%d.safetensors", tmp, arch);
+    snprintf(ostats, sizeof ostats, "%s/stats_m%d.safetensors", tmp, 3 - arch);
+    snprintf(art, sizeof art, "%s/art_m%d", tmp, arch);
+    snprintf(log, sizeof log, "%s/log_m%d.txt", tmp, arch);
+
+    snprintf(cmd, sizeof cmd, "bin/mambaq calib --model '%s' --data '%s/datasets/calib.txt' --samples 3 --seqlen 128 --out '%s' --quiet",
+             model, sh_dir, stats);
+    T_CHECK(sh(cmd, log) == 0, "calib failed: %s", slurp(log));
+    snprintf(cmd, sizeof cmd, "bin/mambaq quantize --model '%s' --stats '%s' --out '%s' --quiet", model, stats, art);
+    T_CHECK(sh(cmd, log) == 0, "quantize failed: %s", slurp(log));
+    char *o = slurp(log);
+    T_CHECK(strstr(o, "method     quamba") && strstr(o, "smaller"), "quantize summary: %s", o);
+    free(o);
+    /* again without --force: refused, the artifact stays */
+    T_CHECK(sh(cmd, log) != 0, "existing --out accepted");
+    o = slurp(log);
+    T_CHECK(strstr(o, "already exists") && strstr(o, "--force"), "message: %s", o);
+    free(o);
+
+    snprintf(cmd, sizeof cmd, "bin/mambaq eval --artifact '%s' --data '%s/datasets/valid.txt' --window 256 --windows 1 --json", art, sh_dir);
+    T_CHECK(sh(cmd, log) == 0, "eval --artifact failed: %s", slurp(log));
+    cJSON *j = last_json(log);
+    cJSON *ppl = cJSON_GetObjectItem(j, "ppl"), *meth = cJSON_GetObjectItem(j, "method");
+    T_CHECK(cJSON_IsNumber(ppl) && isfinite(ppl->valuedouble) && ppl->valuedouble > 1 && ppl->valuedouble < 1e4,
+            "eval --artifact ppl: %s", slurp(log));
+    T_CHECK(cJSON_IsString(meth) && !strcmp(meth->valuestring, "quamba"), "eval json method");
+    if (cJSON_IsNumber(ppl)) printf("    mamba%d simulated quamba ppl, 1 x 256 tokens of valid.txt: %.3f\n", arch, ppl->valuedouble);
+    cJSON_Delete(j);
+
+    snprintf(cmd, sizeof cmd, "bin/mambaq inspect '%s' --json", art);
+    T_CHECK(sh(cmd, log) == 0, "inspect failed: %s", slurp(log));
+    o = slurp(log);
+    j = cJSON_Parse(o);
+    free(o);
+    T_CHECK(cJSON_IsTrue(cJSON_GetObjectItem(j, "valid")) && cJSON_GetObjectItem(j, "compression_vs_fp16") &&
+            cJSON_GetObjectItem(j, "compression_vs_fp16")->valuedouble > 1.0, "inspect json");
+    T_CHECK(cJSON_GetArraySize(cJSON_GetObjectItem(j, "layers")) == (arch == 1 ? 24 : 20), "inspect layers");
+    cJSON_Delete(j);
+    snprintf(cmd, sizeof cmd, "bin/mambaq inspect '%s'", art);
+    T_CHECK(sh(cmd, log) == 0, "inspect text failed");
+    o = slurp(log);
+    T_CHECK(strstr(o, "valid") && strstr(o, "activation scales") && strstr(o, "Hadamard 384"), "inspect text: %.300s", o);
+    free(o);
+
+    /* damage one scale: inspect must fail naming the file and the tensor */
+    char bad[700];
+    snprintf(bad, sizeof bad, "%s_bad", art);
+    snprintf(cmd, sizeof cmd, "rm -rf '%s' && cp -r '%s' '%s' && rm '%s/quant_config.json'", bad, art, bad, bad);
+    T_CHECK(system(cmd) == 0, "cp");
+    snprintf(cmd, sizeof cmd, "bin/mambaq inspect '%s'", bad);
+    T_CHECK(sh(cmd, log) != 0, "inspect accepted a damaged artifact");
+    o = slurp(log);
+    T_CHECK(strstr(o, "quant_config.json"), "inspect message: %s", o);
+    free(o);
+
+    /* stats of the other proxy: refused before any work */
+    if (stat(ostats, &st) == 0) {
+        snprintf(cmd, sizeof cmd, "bin/mambaq quantize --model '%s' --stats '%s' --out '%s_x' --quiet", model, ostats, art);
+        T_CHECK(sh(cmd, log) != 0, "stats of another model accepted");
+        o = slurp(log);
+        T_CHECK(strstr(o, "other weights") && strstr(o, ostats), "message: %s", o);
+        free(o);
+        snprintf(cmd, sizeof cmd, "%s_x", art);
+        T_CHECK(stat(cmd, &st) != 0, "an artifact was written from another model's stats");
+    }
+}
+
+static void test_e2e_mamba1(void) { e2e(1); }
+static void test_e2e_mamba2(void) { e2e(2); }
+
+int main(void) {
+    T_RUN(test_e2e_mamba1);
+    T_RUN(test_e2e_mamba2);
+    return t_summary();
+}
