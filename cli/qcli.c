@@ -4,6 +4,7 @@
 #include "cli/qcli.h"
 #include <stdio.h>
 #include <stdlib.h>
+#include <limits.h>
 #include <string.h>
 #include <sys/stat.h>
 #include "cli/cmds.h"
@@ -40,9 +41,10 @@ void q_cli_options(const cli_opt *opts, q_options *o) {
 void q_cli_provenance(const q_cstats *cs, const char *model_dir, art_provenance *p) {
     memset(p, 0, sizeof *p);
     const char *v;
-    snprintf(p->source_model, sizeof p->source_model, "%s", model_dir);
+    char abs[PATH_MAX];
+    snprintf(p->source_model, sizeof p->source_model, "%s", realpath(model_dir, abs) ? abs : model_dir);
     if ((v = calib_stats_meta(cs->cs, "model.weights_sha256"))) snprintf(p->source_hash, sizeof p->source_hash, "%s", v);
-    snprintf(p->stats_file, sizeof p->stats_file, "%s", cs->path);
+    snprintf(p->stats_file, sizeof p->stats_file, "%s", realpath(cs->path, abs) ? abs : cs->path);
     if ((v = calib_stats_meta(cs->cs, "data.path"))) snprintf(p->calib_data, sizeof p->calib_data, "%s", v);
     if ((v = calib_stats_meta(cs->cs, "data.sha256"))) snprintf(p->calib_data_hash, sizeof p->calib_data_hash, "%s", v);
     long samples = (v = calib_stats_meta(cs->cs, "calib.samples")) ? atol(v) : 0;

@@ -10,8 +10,8 @@
 
 /* Runs cmd with stdout+stderr to file out; returns the exit status. */
 static int sh(const char *cmd, const char *out) {
-    char full[8192];
-    snprintf(full, sizeof full, "%s > '%s' 2>&1", cmd, out);
+    char full[20000];
+    if ((size_t)snprintf(full, sizeof full, "%s > '%s' 2>&1", cmd, out) >= sizeof full) return 127;
     int rc = system(full);
     return WIFEXITED(rc) ? WEXITSTATUS(rc) : 128;
 }
