@@ -23,10 +23,10 @@
 #define ART_FORMAT_VERSION 1
 
 typedef struct {
-    char source_model[1024];   /* model directory quantize read */
+    char source_model[4096];   /* model directory quantize read */
     char source_hash[80];      /* its weights' hash (the calib stats file's definition) */
-    char stats_file[1024];     /* the calibration statistics used */
-    char calib_data[1024];     /* data file the statistics were collected on */
+    char stats_file[4096];     /* the calibration statistics used */
+    char calib_data[4096];     /* data file the statistics were collected on */
     char calib_data_hash[80];
     long calib_samples;        /* calibration sequences */
     long calib_tokens;
