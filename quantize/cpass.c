@@ -4,8 +4,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#ifdef _OPENMP
+#include <omp.h>
+#endif
 #include "core/err.h"
 #include "core/hash.h"
+#include "core/mat.h"
 #include "core/progress.h"
 #include "datasets/ds.h"
 #include "datasets/tok.h"
@@ -122,26 +126,56 @@ int q_cstats_fused_pass(q_cstats *s, const mq_model *m, const char *tokenizer, i
         return -1;
     }
     int L = m->cfg.n_layer;
-    pass_ctx p = {m, {mq_calloc((size_t)L, sizeof(float)), mq_calloc((size_t)L, sizeof(float))}, mq_calloc((size_t)L, sizeof(float)),
-                  mq_malloc((size_t)seqlen * m->cfg.d_inner * sizeof(float)), 0};
-    mq_hooks h = {pass_hook, &p};
-    float *hidden = mq_malloc((size_t)seqlen * m->cfg.d_model * sizeof(float));
+    pass_ctx p = {m, {mq_calloc((size_t)L, sizeof(float)), mq_calloc((size_t)L, sizeof(float))}, mq_calloc((size_t)L, sizeof(float)), NULL, 0};
     prog_bar bar;
     prog_start(&bar, "fused stats", "samples", samples, !progress);
     double t0 = prog_now();
-    for (long i = 0; i < samples && !rc; i++) {
-        if (ssm_forward(&f, ids + starts[i], (int)seqlen, &h, hidden)) rc = mq_fail_ctx("extra calibration pass, window %ld", i);
-        if (p.bad) rc = -1;
-        prog_update(&bar, i + 1, (i + 1) * seqlen);
+    long done = 0;
+    char err[1024] = "";
+    /* windows are independent: one per thread (as eval does), each thread with its own maxima,
+     * merged at the end (a max does not depend on the order) */
+    int outer = samples > 1 && mat_threads() > 1;
+#ifdef _OPENMP
+    if (outer) omp_set_max_active_levels(1);
+#endif
+#pragma omp parallel if (outer)
+    {
+        pass_ctx t = {m, {mq_calloc((size_t)L, sizeof(float)), mq_calloc((size_t)L, sizeof(float))}, mq_calloc((size_t)L, sizeof(float)),
+                      mq_malloc((size_t)seqlen * m->cfg.d_inner * sizeof(float)), 0};
+        mq_hooks h = {pass_hook, &t};
+        float *hidden = mq_malloc((size_t)seqlen * m->cfg.d_model * sizeof(float));
+#pragma omp for schedule(dynamic, 1)
+        for (long i = 0; i < samples; i++) {
+            if (rc) continue;
+            int bad = ssm_forward(&f, ids + starts[i], (int)seqlen, &h, hidden) || t.bad;
+#pragma omp critical(fused_pass)
+            {
+                if (bad && !rc) {
+                    rc = -1;
+                    snprintf(err, sizeof err, "extra calibration pass, window %ld: %s", i, mq_errmsg());
+                }
+                done++;
+                prog_update(&bar, done, done * seqlen);
+            }
+        }
+#pragma omp critical(fused_pass)
+        for (int l = 0; l < L; l++) {
+            for (int v = 0; v < 2; v++) p.in_max[v][l] = fmaxf(p.in_max[v][l], t.in_max[v][l]);
+            p.out_max[l] = fmaxf(p.out_max[l], t.out_max[l]);
+        }
+        free(t.in_max[0]);
+        free(t.in_max[1]);
+        free(t.out_max);
+        free(t.rot);
+        free(hidden);
     }
     prog_finish(&bar);
+    if (rc) mq_fail("%s", err);
     for (int l = 0; l < L && !rc; l++)
         if (!isfinite(p.in_max[0][l]) || !isfinite(p.in_max[1][l]) || !isfinite(p.out_max[l]))
             rc = mq_fail("extra calibration pass: layer %d produced non-finite activations", l);
     s->pass_seconds = prog_now() - t0;
     s->pass_tokens = samples * seqlen;
-    free(hidden);
-    free(p.rot);
     ssm_free(&f);
     free(ids);
     free(starts);
