@@ -6,6 +6,8 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <glob.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -321,6 +323,24 @@ static int write_contents(const char *tmp, const q_model *qm, const art_provenan
     return rc;
 }
 
+/* Debris of writers that died (final.tmp.<pid>, final.old.<pid> of a pid that no longer runs). */
+static void remove_stale(const char *final) {
+    const char *kinds[] = {"tmp", "old"};
+    for (int k = 0; k < 2; k++) {
+        char pat[ART_PATH + 16];
+        if ((size_t)snprintf(pat, sizeof pat, "%s.%s.*", final, kinds[k]) >= sizeof pat) return;
+        glob_t g;
+        if (glob(pat, GLOB_NOSORT, NULL, &g) != 0) continue;
+        for (size_t i = 0; i < g.gl_pathc; i++) {
+            const char *dot = strrchr(g.gl_pathv[i], '.');
+            char *end;
+            long pid = dot ? strtol(dot + 1, &end, 10) : 0;
+            if (pid > 0 && !*end && pid != (long)getpid() && kill((pid_t)pid, 0) != 0 && errno == ESRCH) rm_rf(g.gl_pathv[i]);
+        }
+        globfree(&g);
+    }
+}
+
 static void parent_of(const char *path, char *buf, size_t n) {
     if ((size_t)snprintf(buf, n, "%s", path) >= n) buf[0] = 0;
     size_t len = strlen(buf);
@@ -341,6 +361,20 @@ int art_write(const char *dir, const q_model *qm, const art_provenance *pv, cons
     int exists = stat(final, &st) == 0;
     if (exists && !force) return mq_fail("%s already exists (use --force to replace it)", final);
     if (exists && !S_ISDIR(st.st_mode)) return mq_fail("%s exists and is not a directory", final);
+    if (exists) {
+        /* --force replaces an artifact, never an arbitrary directory */
+        char qc[ART_PATH];
+        struct stat qs;
+        DIR *d = opendir(final);
+        int empty = 1;
+        struct dirent *e;
+        while (d && (e = readdir(d)))
+            if (strcmp(e->d_name, ".") && strcmp(e->d_name, "..")) { empty = 0; break; }
+        if (d) closedir(d);
+        if (!empty && (pjoin(qc, final, "quant_config.json") || stat(qc, &qs) != 0))
+            return mq_fail("%s exists and is not a mambaq artifact (no quant_config.json): refusing to replace it", final);
+    }
+    remove_stale(final);
     if ((size_t)snprintf(tmp, sizeof tmp, "%s.tmp.%d", final, (int)getpid()) >= sizeof tmp) return mq_fail("path too long: %s", final);
     rm_rf(tmp);
     if (mkdir(tmp, 0755) != 0) return mq_fail("%s: cannot create: %s", tmp, strerror(errno));

@@ -424,6 +424,28 @@ static void test_interrupted_killed(void) {
     expect_fail(out, "not an artifact directory", NULL);
     /* the killed writer's temporary directory is left as debris, never under the final name */
     T_CHECK(count_siblings(out) == 1, "expected the killed writer's temporary directory");
+    /* the next write removes the debris of dead writers and completes */
+    int rc;
+    write_with_hook(out, NULL, 0, &rc);
+    T_CHECK(rc == 0, "write after a killed writer: %s", mq_errmsg());
+    T_CHECK(count_siblings(out) == 0, "debris of the killed writer left behind");
+    art_artifact a;
+    T_CHECK(art_open(out, &a) == 0, "%s", mq_errmsg());
+    art_close(&a);
+}
+
+/* --force replaces artifacts only */
+static void test_force_refuses_non_artifact(void) {
+    char dir[600], f[700];
+    snprintf(dir, sizeof dir, "%s/precious", t_tmpdir());
+    mkdir(dir, 0755);
+    snprintf(f, sizeof f, "%s/notes.txt", dir);
+    write_text(f, "keep me");
+    int rc;
+    write_with_hook(dir, NULL, 1, &rc);
+    T_CHECK(rc != 0 && strstr(mq_errmsg(), "not a mambaq artifact"), "replaced a non-artifact directory: %s", mq_errmsg());
+    struct stat st;
+    T_CHECK(stat(f, &st) == 0, "the directory's content was touched");
 }
 
 int main(void) {
@@ -436,5 +458,6 @@ int main(void) {
     T_RUN(test_bad_config);
     T_RUN(test_interrupted_injected);
     T_RUN(test_interrupted_killed);
+    T_RUN(test_force_refuses_non_artifact);
     return t_summary();
 }
