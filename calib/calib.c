@@ -3,8 +3,10 @@
  * (model, data length, tokenizer, output path) is checked before the first forward, so a long run
  * does not die at the end. */
 #include "calib/calib.h"
+#include "calib/gpu.h"
 #include "core/cfg.h"
 #include "core/err.h"
+#include "core/gpu.h"
 #include "core/progress.h"
 #include "datasets/ds.h"
 #include "datasets/tok.h"
@@ -130,12 +132,42 @@ static int check_writable(const char *path) {
     return rc;
 }
 
+/* A transform the GPU path cannot apply: one with a host fn and no gpu_fn (NULL when none). */
+static const calib_transform *host_only_transform(const calib_options *o) {
+    for (int i = 0; i < o->ntransforms; i++)
+        if (o->transforms[i].fn && !o->transforms[i].gpu_fn) return &o->transforms[i];
+    return NULL;
+}
+
+/* "cpu" or "cuda" for o->device ("auto": cuda when a GPU is usable and every transform has a GPU
+ * version); NULL + message when the device asked for cannot run this calibration. */
+static const char *resolve_device(const calib_options *o) {
+    const char *dev = o->device ? o->device : "cpu", *why = NULL;
+    if (!strcmp(dev, "auto")) return gpu_available(NULL) && !host_only_transform(o) ? "cuda" : "cpu";
+    if (!strcmp(dev, "cpu")) return "cpu";
+    if (strcmp(dev, "cuda")) { mq_fail("calib: device '%s': expected cpu, cuda or auto", dev); return NULL; }
+    if (!gpu_available(&why)) {
+        mq_fail("calib: device 'cuda' is not available: %s; use --device cpu", why ? why : "no GPU");
+        return NULL;
+    }
+    const calib_transform *t = host_only_transform(o);
+    if (t) {
+        mq_fail("calib: the transform '%s' for %s has no GPU version (calib_transform.gpu_fn); use --device cpu",
+                t->name ? t->name : "custom", ssm_act_role_name(t->role));
+        return NULL;
+    }
+    return "cuda";
+}
+
 int calib_run(const calib_options *o, calib_result *res) {
     memset(res, 0, sizeof *res);
     if (!o->model_dir || !o->data_path || !o->out_path) return mq_fail("calib: model, data and output paths are required");
-    if (strcmp(o->device ? o->device : "cpu", "cpu"))
-        return mq_fail("calib: device '%s' is not available: only the CPU calibration path is built (use --device cpu)", o->device);
-    if (o->batch < 1) return mq_fail("calib: batch must be >= 1, got %d", o->batch);
+    const char *device = resolve_device(o);
+    if (!device) return -1;
+    const int cuda = !strcmp(device, "cuda");
+    const int nbatch = o->batch > 0 ? o->batch : cuda ? 8 : 1;
+    res->device = device;
+    res->batch = nbatch;
     if (check_writable(o->out_path)) return -1;
 
     /* cheap checks first: config, tokens and their count, before loading and hashing the weights */
@@ -169,9 +201,15 @@ int calib_run(const calib_options *o, calib_result *res) {
     if (hash_model_weights(o->model_dir, res->model_sha256)) goto out;
     if (!(s = calib_observers(&m, o))) goto out;
 
-    double t0 = prog_now();
-    if (calib_observe_cpu(&m, ids, starts, o->samples, o->seqlen, s, !o->quiet)) goto out;
-    res->seconds = prog_now() - t0;
+    if (cuda) {
+        if (calib_observe_gpu(&m, ids, starts, o->samples, o->seqlen, nbatch, s, o->transforms, o->ntransforms,
+                              !o->quiet, &res->seconds))
+            goto out;
+    } else {
+        double t0 = prog_now();
+        if (calib_observe_cpu(&m, ids, starts, o->samples, o->seqlen, s, !o->quiet)) goto out;
+        res->seconds = prog_now() - t0;
+    }
     res->tokens = (int64_t)o->samples * o->seqlen;
     res->ntensors = obs_count(s);
     res->n_layer = m.cfg.n_layer;
@@ -180,7 +218,7 @@ int calib_run(const calib_options *o, calib_result *res) {
     calib_config_summary(&m.cfg, cfgsum, sizeof cfgsum);
     snprintf(samples, sizeof samples, "%d", o->samples);
     snprintf(seqlen, sizeof seqlen, "%d", o->seqlen);
-    snprintf(batch, sizeof batch, "%d", o->batch);
+    snprintf(batch, sizeof batch, "%d", nbatch);
     snprintf(ntok, sizeof ntok, "%zu", nids);
     calib_fmt_pct_list(o->pct, o->npct, pcts, sizeof pcts);
     if (o->seeded) {
@@ -217,7 +255,11 @@ int calib_run(const calib_options *o, calib_result *res) {
         "calib.samples", samples,
         "calib.seqlen", seqlen,
         "calib.batch", batch,
-        "calib.device", "cpu",
+        "calib.device", device,
+        "calib.gpu", cuda ? gpu_describe() : "none",
+        "calib.precision", cuda ? "FP16 forward on the GPU (ssm/gpu.h: FP16 activations and GEMMs; FP32 residual, norms, "
+                                  "SSM state); statistics of the FP16 activations, the FP32 SSM state and FP32 transforms"
+                                : "FP32 reference forward on the CPU (ssm/forward.c)",
         "calib.percentiles", pcts,
         "calib.seed", seed,
         "calib.windows", windows,
@@ -236,3 +278,40 @@ out:
     return rc;
 }
 
+
+#ifndef MQ_CUDA
+/* calib/gpu.h without CUDA: every entry point fails, so callers take the CPU path. */
+static const char *calib_no_cuda = "GPU calibration: built without CUDA";
+calib_gpu *calib_gpu_new(const ssmg_model *g, obs_set *s, int batch, int seqlen) {
+    (void)g; (void)s; (void)batch; (void)seqlen;
+    mq_fail("%s", calib_no_cuda);
+    return NULL;
+}
+void calib_gpu_free(calib_gpu *c) { (void)c; }
+int calib_gpu_set_transform(calib_gpu *c, mq_act_role role, calib_gpu_transform_fn fn, void *ctx) {
+    (void)c; (void)role; (void)fn; (void)ctx;
+    return mq_fail("%s", calib_no_cuda);
+}
+int calib_gpu_set_minus_bias(calib_gpu *c, mq_act_role role, const float *bias) {
+    (void)c; (void)role; (void)bias;
+    return mq_fail("%s", calib_no_cuda);
+}
+int calib_gpu_observe(calib_gpu *c, const int32_t *tokens, int B) {
+    (void)c; (void)tokens; (void)B;
+    return mq_fail("%s", calib_no_cuda);
+}
+int64_t calib_gpu_samples(const calib_gpu *c) { (void)c; return 0; }
+int calib_observe_gpu(const mq_model *m, const int32_t *tokens, const size_t *starts, int samples, int seqlen,
+                      int batch, obs_set *s, const calib_transform *xf, int nxf, int progress, double *seconds) {
+    (void)m; (void)tokens; (void)starts; (void)samples; (void)seqlen; (void)batch; (void)s; (void)xf; (void)nxf;
+    (void)progress; (void)seconds;
+    return mq_fail("%s", calib_no_cuda);
+}
+int calib_gpu_selftest(const float *x, int mode, int B, int rows, int cols, int nparts, const double *pct, int nq,
+                       int ngroup, int gsize, int gaxis, float *pct_out, float *absmax, float *gabsmax,
+                       int64_t *hist) {
+    (void)x; (void)mode; (void)B; (void)rows; (void)cols; (void)nparts; (void)pct; (void)nq; (void)ngroup;
+    (void)gsize; (void)gaxis; (void)pct_out; (void)absmax; (void)gabsmax; (void)hist;
+    return mq_fail("%s", calib_no_cuda);
+}
+#endif

@@ -20,7 +20,8 @@
  * and __metadata__ (all strings): format, format_version, tool, model.* (path, arch, config
  * summary, weights_sha256 = hash_model_weights), data.* (path, sha256, tokens), tokenizer.*,
  * calib.* (samples, seqlen, batch, device, percentiles, seed, windows, ema_alpha, hist,
- * percentile_def, transforms). Written atomically: a failed run leaves no file. */
+ * percentile_def, transforms; with device cuda also calib.gpu and calib.precision). Written
+ * atomically: a failed run leaves no file. */
 #ifndef MQ_CALIB_H
 #define MQ_CALIB_H
 #include <stddef.h>
@@ -33,11 +34,18 @@
 #define CALIB_FORMAT "mambaq.calib_stats"
 #define CALIB_FORMAT_VERSION "1"
 
+/* The GPU version of a transform (--device cuda): reads the activation x (device, FP16, or FP32 when
+ * x_f32) [rows x cols] with row stride ld and writes the transformed copy to out (device FP32, dense
+ * [rows x cols]), enqueued on stream (a cudaStream_t) or synchronizing it. */
+typedef void (*calib_gpu_transform_fn)(void *ctx, int layer, mq_act_role role, const void *x, int x_f32, int rows,
+                                       int cols, int ld, float *out, void *stream);
+
 typedef struct {
     mq_act_role role;
     obs_transform_fn fn;
     void *ctx;
     const char *name;          /* recorded in calib.transforms */
+    calib_gpu_transform_fn gpu_fn;  /* the same on the GPU; NULL: --device cuda refuses the transform */
 } calib_transform;
 
 typedef struct {
@@ -45,8 +53,9 @@ typedef struct {
     const char *data_path;
     const char *tokenizer_path;  /* needed for text data; ignored for .bin/.ids */
     const char *out_path;
-    int samples, seqlen, batch;
-    const char *device;          /* "cpu" ("cuda" once the GPU path exists) */
+    int samples, seqlen, batch;  /* batch <= 0: 8 on cuda, 1 on cpu (the CPU runs one at a time anyway) */
+    const char *device;          /* "cpu", "cuda", or "auto" (cuda when gpu_available() and every
+                                    transform has a gpu_fn, else cpu) */
     double pct[OBS_MAX_Q];
     int npct;
     int seeded;                  /* 0: consecutive windows from offset 0; 1: shuffled with seed */
@@ -63,6 +72,8 @@ typedef struct {
     int ntensors;
     int n_layer;
     char model_sha256[HASH_HEX_LEN], data_sha256[HASH_HEX_LEN];
+    const char *device;          /* where it ran: "cpu" or "cuda" */
+    int batch;                   /* sequences per forward call it used */
 } calib_result;
 
 /* Defaults: 512 samples x 512 tokens, batch 1, cpu, obs_default_pct, no seed. Paths NULL. */
