@@ -42,8 +42,9 @@ int cmd_calib(int argc, char **argv) {
         {"--tokenizer", "FILE", "tokenizer.json for text data (default: DIR/tokenizer.json, else ../shared/models/tokenizer.json)", NULL, NULL, 0},
         {"--samples", "N", "calibration samples (token windows)", "512", NULL, 0},
         {"--seqlen", "N", "tokens per sample", "512", NULL, 0},
-        {"--batch", "N", "sequences per forward batch (GPU path; the CPU runs one at a time, results never depend on it)", "1", NULL, 0},
-        {"--device", "cpu|cuda", "where the forward runs", "cpu", NULL, 0},
+        {"--batch", "N", "sequences per GPU forward call (default 8 on cuda; the CPU runs one at a time; each sequence is "
+                         "one sample either way)", NULL, NULL, 0},
+        {"--device", "cpu|cuda|auto", "where the forward runs (auto: cuda when a GPU is usable, else cpu)", "auto", NULL, 0},
         {"--percentiles", "LIST", "percentiles of |v| to record, in percent", "99,99.9,99.95,99.99,99.995,99.999,100", NULL, 0},
         {"--seed", "N", "shuffle the windows with this seed (default: consecutive windows from the start)", NULL, NULL, 0},
         {"--out", "FILE", "stats file to write (safetensors)", "stats.safetensors", NULL, 0},
@@ -53,11 +54,12 @@ int cmd_calib(int argc, char **argv) {
     opts[0].def = cli_default_path("models/mamba1-proxy");
     opts[1].def = cli_default_path("datasets/calib.txt");
     cli_parse(argc, argv, opts,
-              "mambaq calib [--model DIR] [--data FILE] [--samples 512] [--seqlen 512] [--batch N] [--device cpu|cuda] "
+              "mambaq calib [--model DIR] [--data FILE] [--samples 512] [--seqlen 512] [--batch N] [--device cpu|cuda|auto] "
               "[--percentiles LIST] [--seed N] [--out stats.safetensors]",
-              "Runs the FP32 model over --samples windows of --seqlen tokens of the data and records, for every activation\n"
-              "the Quamba recipes quantize (named like Quamba's observers, e.g. backbone.layers.3.mixer.x_proj:input),\n"
-              "absmax, exact per-sample percentiles (running max and Quamba's EMA), a log histogram and per-head maxima.\n"
+              "Runs the model (FP32 on the CPU, FP16 on the GPU) over --samples windows of --seqlen tokens of the data and\n"
+              "records, for every activation the Quamba recipes quantize (named like Quamba's observers, e.g.\n"
+              "backbone.layers.3.mixer.x_proj:input), absmax, exact per-sample percentiles (running max and Quamba's\n"
+              "EMA), a log histogram and per-head maxima. The statistics are the same on both devices.\n"
               "Inspect the result with 'mambaq stats FILE'.",
               NULL, 0);
 
@@ -75,7 +77,7 @@ int cmd_calib(int argc, char **argv) {
     }
     o.samples = (int)cli_int(opts, "--samples", 1, 1 << 20);
     o.seqlen = (int)cli_int(opts, "--seqlen", 1, 1 << 20);
-    o.batch = (int)cli_int(opts, "--batch", 1, 4096);
+    o.batch = cli_flag(opts, "--batch") ? (int)cli_int(opts, "--batch", 1, 4096) : 0;   /* 0: calib_run's default */
     o.device = cli_get(opts, "--device");
     o.npct = parse_percentiles(cli_get(opts, "--percentiles"), o.pct);
     if (cli_flag(opts, "--seed")) {
@@ -89,18 +91,21 @@ int cmd_calib(int argc, char **argv) {
     if (!strcmp(o.device, "cuda")) {
         const char *why = NULL;
         if (!gpu_available(&why)) mq_die("calib: --device cuda: not available: %s; use --device cpu", why ? why : "no GPU");
-        mq_die("calib: --device cuda: the CUDA calibration path is not built yet; use --device cpu");
     }
-    if (strcmp(o.device, "cpu")) mq_die("calib: --device expects cpu or cuda, got '%s'", o.device);
+    if (strcmp(o.device, "cpu") && strcmp(o.device, "cuda") && strcmp(o.device, "auto"))
+        mq_die("calib: --device expects cpu, cuda or auto, got '%s'", o.device);
 
     calib_result r;
     if (calib_run(&o, &r)) mq_die("%s", mq_errmsg());
     char dur[32], rate[32];
     prog_fmt_duration(r.seconds, dur, sizeof dur);
     prog_fmt_rate(r.seconds > 0 ? r.tokens / r.seconds : 0, rate, sizeof rate);
-    printf("calib: %s: %d layers, %d activations observed over %d samples x %d tokens (%s) in %s, %s tok/s on the cpu\n",
+    char where[700];
+    if (!strcmp(r.device, "cuda")) snprintf(where, sizeof where, "the GPU (%s), batch %d", gpu_describe(), r.batch);
+    else snprintf(where, sizeof where, "the cpu");
+    printf("calib: %s: %d layers, %d activations observed over %d samples x %d tokens (%s) in %s, %s tok/s on %s\n",
            o.model_dir, r.n_layer, r.ntensors, o.samples, o.seqlen, o.seeded ? "shuffled windows" : "consecutive windows",
-           dur, rate);
+           dur, rate, where);
     printf("wrote %s (weights sha256 %.12s..., data sha256 %.12s...); inspect with: mambaq stats %s\n", o.out_path,
            r.model_sha256, r.data_sha256, o.out_path);
     return 0;
