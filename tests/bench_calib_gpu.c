@@ -1,0 +1,108 @@
+/* GPU calibration benchmark (not a test): a random-weight model of a real shape (ssmg_model_random)
+ * observed by every Quamba observer (calib/gpu.h) over random tokens, against the same prefill calls
+ * without hooks, to show what the statistics cost beside the forward.
+ * Usage: build/bench/bench_calib_gpu [MODEL [MEASURED [TOTAL [SEQLEN [BATCH]]]]]
+ *   MODEL mamba-130m | mamba-1.4b | mamba-2.8b | mamba2-2.7b (default mamba-2.8b); MEASURED samples
+ *   are timed (default 512) and the time of TOTAL samples (default 512) is extrapolated linearly
+ *   from them when MEASURED < TOTAL. Prints one markdown table row. */
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include "calib/gpu.h"
+#include "core/err.h"
+#include "core/gpu.h"
+#include "core/progress.h"
+#include "ssm/gpu.h"
+
+typedef struct { const char *name; int arch, d_model, n_layer, d_state, head_dim, vocab; } shape;
+static const shape shapes[] = {
+    {"mamba-130m", 1, 768, 24, 16, 0, 50280},
+    {"mamba-1.4b", 1, 2048, 48, 16, 0, 50280},
+    {"mamba-2.8b", 1, 2560, 64, 16, 0, 50280},
+    {"mamba2-2.7b", 2, 2560, 64, 128, 64, 50288},
+};
+
+/* the configs of tests/bench_gpu.c */
+static mq_config make_cfg(const shape *s) {
+    mq_config c;
+    memset(&c, 0, sizeof c);
+    c.arch = s->arch == 1 ? MQ_MAMBA1 : MQ_MAMBA2;
+    c.d_model = s->d_model;
+    c.n_layer = s->n_layer;
+    c.vocab_size = s->vocab;
+    c.d_inner = 2 * s->d_model;
+    c.d_state = s->d_state;
+    c.d_conv = 4;
+    c.dt_rank = (s->d_model + 15) / 16;
+    c.conv_bias = 1;
+    c.tie_embeddings = 1;
+    c.norm_eps = 1e-5f;
+    if (s->arch == 2) {
+        c.head_dim = s->head_dim;
+        c.n_heads = c.d_inner / s->head_dim;
+        c.n_groups = 1;
+        c.chunk_size = 256;
+        c.dt_limit_min = 0.f;
+        c.dt_limit_max = 1.f / 0.f;
+    }
+    snprintf(c.source, sizeof c.source, "random %s", s->name);
+    return c;
+}
+
+int main(int argc, char **argv) {
+    const char *why;
+    if (!gpu_available(&why)) { printf("no GPU (%s): nothing to benchmark\n", why); return 0; }
+    const char *name = argc > 1 ? argv[1] : "mamba-2.8b";
+    int measured = argc > 2 ? atoi(argv[2]) : 512, total = argc > 3 ? atoi(argv[3]) : 512;
+    int seqlen = argc > 4 ? atoi(argv[4]) : 512, batch = argc > 5 ? atoi(argv[5]) : 8;
+    const shape *sh = NULL;
+    for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++)
+        if (!strcmp(shapes[i].name, name)) sh = &shapes[i];
+    if (!sh || measured < batch || total < measured || seqlen < 1 || batch < 1)
+        mq_die("usage: bench_calib_gpu [mamba-130m|mamba-1.4b|mamba-2.8b|mamba2-2.7b] [MEASURED >= BATCH] [TOTAL] [SEQLEN] [BATCH]");
+    mq_config c = make_cfg(sh);
+    ssmg_model *g = ssmg_model_random(&c, 4321);
+    if (!g) mq_die("%s", mq_errmsg());
+    obs_set *s = obs_set_new(&c, obs_default_pct, obs_default_npct);
+    calib_gpu *cg = s ? calib_gpu_new(g, s, batch, seqlen) : NULL;
+    if (!cg) mq_die("%s", mq_errmsg());
+    if (c.arch == MQ_MAMBA1) { /* the default dt_proj:output correction, with the random model's bias (-4) */
+        float *bias = mq_malloc((size_t)c.n_layer * c.d_inner * sizeof *bias);
+        for (size_t i = 0; i < (size_t)c.n_layer * c.d_inner; i++) bias[i] = -4.f;
+        if (calib_gpu_set_minus_bias(cg, MQ_ACT_DT, bias)) mq_die("%s", mq_errmsg());
+        free(bias);
+    }
+    int32_t *tok = mq_malloc((size_t)batch * seqlen * sizeof *tok);
+    uint64_t x = 88172645463325252ull;
+    for (size_t i = 0; i < (size_t)batch * seqlen; i++) {
+        x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+        tok[i] = (int32_t)(x % (uint64_t)c.vocab_size);
+    }
+    /* one warm-up call of each (cuBLAS heuristics, module load), then the timed batches */
+    ssmg_ws *w = ssmg_ws_new(g, batch, seqlen);
+    if (!w || calib_gpu_observe(cg, tok, batch) || ssmg_prefill(g, w, tok, batch, seqlen, NULL, NULL, NULL))
+        mq_die("%s", mq_errmsg());
+    int calls = measured / batch;
+    double t0 = prog_now();
+    for (int i = 0; i < calls; i++)
+        if (calib_gpu_observe(cg, tok, batch)) mq_die("%s", mq_errmsg());
+    double t_cal = prog_now() - t0;
+    t0 = prog_now();
+    for (int i = 0; i < calls; i++)
+        if (ssmg_prefill(g, w, tok, batch, seqlen, NULL, NULL, NULL)) mq_die("%s", mq_errmsg());
+    double t_fwd = prog_now() - t0;
+    int done = calls * batch;
+    double tok_s = (double)done * seqlen / t_cal, scale = (double)total / done;
+    char note[128] = "measured";
+    if (done < total) snprintf(note, sizeof note, "extrapolated from %d measured samples", done);
+    printf("| %s (random weights) | %d x %d | %d | %d | %.2f s (%s) | %.0f | %.2f s | %.0f%% |\n", sh->name, total, seqlen,
+           batch, obs_count(s), t_cal * scale, note, tok_s, t_fwd * scale, 100.0 * (t_cal - t_fwd) / t_cal);
+    fprintf(stderr, "%s: %d calls of %d x %d: calib %.3f s, forward only %.3f s\n", sh->name, calls, batch, seqlen, t_cal, t_fwd);
+    ssmg_ws_free(w);
+    calib_gpu_free(cg);
+    obs_set_free(s);
+    ssmg_model_free(g);
+    free(tok);
+    return 0;
+}

@@ -1,0 +1,169 @@
+#!/usr/bin/env bash
+# `make bench`: runs the GPU benchmarks and writes docs/benchmarks.md from what they print.
+#   build/bench/bench_gpu        FP16 prefill / decode of random-weight real shapes, bandwidth floor
+#   build/bench/bench_hadamard   GPU Hadamard transforms (if built)
+#   build/bench/bench_int8*      int8 forward (if built)
+#   bin/mambaq calib             tokens/s of the calibration on the proxies, GPU and CPU
+#   build/bench/bench_calib_gpu  the GPU calibration of a random mamba-2.8b-shaped model, 512 x 512 tokens
+#   tools/ref/bench_torch.py     PyTorch + transformers on the same shapes (when python3 has both)
+# Without a GPU it says so and exits 0, leaving docs/benchmarks.md as it is.
+# Environment: MQ_SHARED (default ../shared: proxies, datasets/calib.txt, models/tokenizer.json),
+# BENCH_OUT (default docs/benchmarks.md), BENCH_COMMIT (recorded; default git rev-parse HEAD),
+# CPU_SAMPLES (CPU calibration samples, default 16), BENCH_CMD (the command recorded).
+set -u
+cd "$(dirname "$0")/.."
+OUT_MD=${BENCH_OUT:-docs/benchmarks.md}
+SHARED=${MQ_SHARED:-../shared}
+CPU_SAMPLES=${CPU_SAMPLES:-16}
+
+if [ -n "${BENCH_FROM:-}" ]; then :  # only rewrite the document from a kept run (BENCH_KEEP)
+elif ! command -v nvidia-smi >/dev/null 2>&1 || ! nvidia-smi -L 2>/dev/null | grep -q GPU; then
+  echo "bench: no GPU on this machine (nvidia-smi finds none): nothing to benchmark; $OUT_MD is unchanged"
+  exit 0
+fi
+for b in build/bench/bench_gpu build/bench/bench_calib_gpu bin/mambaq; do
+  [ -n "${BENCH_FROM:-}" ] || [ -x "$b" ] || { echo "bench: $b is not built (run make all)"; exit 1; }
+done
+T=$(mktemp -d)
+log() { echo "bench: $*" >&2; }
+if [ -n "${BENCH_FROM:-}" ]; then cp -r "$BENCH_FROM"/. "$T"/; fi
+run() { [ -z "${BENCH_FROM:-}" ]; }
+
+if run; then
+  log "FP16 forward (build/bench/bench_gpu)"
+  build/bench/bench_gpu "$T/fp16.md" > "$T/fp16.out" 2>&1 || log "bench_gpu failed: $(tail -3 "$T/fp16.out")"
+  if grep -q "^no GPU" "$T/fp16.out"; then  # e.g. built without CUDA
+    echo "bench: $(head -1 "$T/fp16.out"); $OUT_MD is unchanged"
+    exit 0
+fi
+gpu=$(sed -n 's/^GPU: //p' "$T/fp16.md" 2>/dev/null | head -1)
+
+if [ -x build/bench/bench_hadamard ]; then
+  log "Hadamard (build/bench/bench_hadamard)"
+  timeout 120 build/bench/bench_hadamard > "$T/had.txt" 2>&1 || log "bench_hadamard failed"
+fi
+for b in build/bench/bench_int8*; do
+  [ -x "$b" ] || continue
+  log "int8 ($b)"
+  timeout 300 "$b" > "$T/$(basename "$b").txt" 2>&1 || log "$b failed"
+done
+
+# calibration tokens/s on the proxies: "... in 4.1s, 62.3k tok/s on ..."
+calib_row() {  # model device samples
+  local m=$1 dev=$2 n=$3 out
+  out=$(bin/mambaq calib --model "$SHARED/models/$m" --data "$SHARED/datasets/calib.txt" \
+        --tokenizer "$SHARED/models/tokenizer.json" --samples "$n" --seqlen 512 --device "$dev" --quiet \
+        --out "$T/$m-$dev.safetensors" 2>&1 | grep '^calib:')
+  if [ -z "$out" ]; then echo "| $m | $dev | $n x 512 | - | failed | - | |"; return; fi
+  local dur rate batch=1
+  dur=$(echo "$out" | sed -n 's/.* in \([^,]*\), \([^ ]*\) tok\/s.*/\1/p')
+  rate=$(echo "$out" | sed -n 's/.* in \([^,]*\), \([^ ]*\) tok\/s.*/\2/p')
+  [ "$dev" = cuda ] && batch=$(echo "$out" | sed -n 's/.*, batch \([0-9]*\).*/\1/p')
+  echo "| $m | $dev | $n x 512 | $batch | $dur | $rate | real weights and data (datasets/calib.txt) |"
+}
+: > "$T/calib.md"
+if [ -d "$SHARED/models/mamba1-proxy" ] && [ -f "$SHARED/datasets/calib.txt" ]; then
+  for m in mamba1-proxy mamba2-proxy; do
+    log "calib $m (GPU 512 x 512, CPU $CPU_SAMPLES x 512)"
+    calib_row "$m" cuda 512 >> "$T/calib.md"
+    calib_row "$m" cpu "$CPU_SAMPLES" >> "$T/calib.md"
+  done
+else
+  log "no proxies or datasets/calib.txt under $SHARED: proxy calibration skipped"
+fi
+log "calib of random mamba-2.8b (build/bench/bench_calib_gpu)"
+: > "$T/calib_rand.md"
+build/bench/bench_calib_gpu mamba-2.8b 512 512 512 8 >> "$T/calib_rand.md" 2>> "$T/calib_rand.err" || log "bench_calib_gpu failed"
+build/bench/bench_calib_gpu mamba2-2.7b 128 512 512 8 >> "$T/calib_rand.md" 2>> "$T/calib_rand.err" || log "bench_calib_gpu (mamba2) failed"
+
+if command -v python3 >/dev/null 2>&1 && python3 -c "import torch, transformers" >/dev/null 2>&1; then
+  log "PyTorch + transformers baseline (tools/ref/bench_torch.py)"
+  timeout 300 python3 tools/ref/bench_torch.py "$T/torch.md" --budget 170 > "$T/torch.out" 2>&1 || log "bench_torch failed: $(tail -3 "$T/torch.out")"
+else
+  log "python3 with torch and transformers not found: no baseline columns"
+fi
+fi
+gpu=$(sed -n 's/^GPU: //p' "$T/fp16.md" 2>/dev/null | head -1)
+
+# ---- docs/benchmarks.md
+commit=${BENCH_COMMIT:-$(git rev-parse --short HEAD 2>/dev/null || echo unknown)}
+{
+  echo "# Benchmarks"
+  echo
+  echo "Written by \`tools/bench.sh\` (\`make bench\`); every number below comes from that one run."
+  echo
+  echo "- device: ${gpu:-unknown GPU}; host: $(nproc) CPU cores"
+  echo "- date: $(date -u '+%Y-%m-%d %H:%M UTC')"
+  echo "- command: \`${BENCH_CMD:-make bench}\` at commit $commit"
+  [ -s "$T/torch.md" ] && echo "- baseline: $(head -1 "$T/torch.md" | sed 's/^GPU: [^(]*(//; s/)$//')"
+  echo
+  echo "## FP16 forward (ssm/gpu.h) and the PyTorch baseline"
+  echo
+  echo "Random weights of the real shapes, FP16. Prefill = embedding to norm_f (no lm_head), one synchronized call,"
+  echo "median. Decode = batch 1, ms per token with lm_head (mambaq: one CUDA graph per step). Floor = bytes of"
+  echo "weights one decode step reads / 2.97 TB/s (device-to-device copy rate measured on the H100); floor / decode is"
+  echo "the fraction of that bandwidth bound reached. torch = transformers' MambaForCausalLM / Mamba2ForCausalLM in FP16"
+  echo "on the same GPU: prefill through model.backbone, decode through model.generate with its cache (details below)."
+  echo
+  echo "| model | weights (GB) | prefill 1x1024 ms (tok/s) | torch prefill ms | speed-up | prefill 8x1024 ms (tok/s) | decode ms/token | torch decode ms/token | speed-up | floor ms | floor / decode |"
+  echo "|---|---|---|---|---|---|---|---|---|---|---|"
+  awk -F'|' -v tf="$T/torch.md" '
+    function trim(s) { gsub(/^ +| +$/, "", s); return s }
+    function ratio(a, b) { return (a + 0 > 0 && b + 0 > 0) ? sprintf("%.1fx", a / b) : "-" }
+    FILENAME == tf { if (NF == 6 && $2 ~ /mamba/) { n = trim($2); tp[n] = trim($3); td[n] = trim($4) } next }
+    NF == 9 && $2 ~ /mamba/ {
+      n = trim($2); split(trim($4), p1, ", "); split(trim($5), p8, ", "); d = trim($6)
+      t1 = (n in tp) ? tp[n] : "-"; t2 = (n in td) ? td[n] : "-"
+      printf "| %s | %s | %s (%s) | %s | %s | %s (%s) | %s | %s | %s | %s | %s |\n", n, trim($3), p1[1], p1[2], t1,
+             ratio(t1, p1[1]), p8[1], p8[2], d, t2, ratio(t2, d), trim($7), trim($8)
+    }' $( [ -s "$T/torch.md" ] && echo "$T/torch.md") "$T/fp16.md"
+  if [ -s "$T/torch.md" ]; then
+    echo
+    echo "The torch path, as tools/ref/bench_torch.py reports it: mamba-ssm and causal-conv1d are not installed on"
+    echo "this machine, so transformers runs its slow pure-PyTorch path (no fused scan or conv kernels). Its decode"
+    echo "time is (generate of 1 + N2 tokens - generate of 1 + N1 tokens) / (N2 - N1), so it includes generate's own"
+    echo "per-step work; prefill is a median of up to 5 calls after a warm-up (fewer for slow cases)."
+    echo
+    awk -F'|' 'NF == 6 && $2 ~ /mamba/ { for (i = 2; i <= 5; i++) gsub(/^ +| +$/, "", $i); print "- " $2 ": " ($5 != "" ? $5 : $3) }' "$T/torch.md"
+  fi
+  echo
+  echo "Where the time goes (bench_gpu, CUDA events between the ops):"
+  echo
+  awk -F'|' 'NF == 5' "$T/fp16.md"
+  echo
+  echo "## Calibration"
+  echo
+  echo "\`mambaq calib\` over consecutive 512-token windows of datasets/calib.txt (GPU: FP16 forward + the observers on"
+  echo "the GPU, calib/gpu.h; CPU: FP32 reference forward + observers on $(nproc) cores; a smaller CPU run, since the"
+  echo "rate does not depend on the sample count), and \`build/bench/bench_calib_gpu\`: every Quamba observer of a"
+  echo "random-weight model over random tokens, with the same prefill calls without hooks for comparison."
+  echo
+  echo "| model | device | samples x seqlen | batch | time | tok/s | |"
+  echo "|---|---|---|---|---|---|---|"
+  cat "$T/calib.md"
+  echo
+  echo "| model | samples x seqlen | batch | observed activations | time | calib tok/s | forward alone | share of time in the observers |"
+  echo "|---|---|---|---|---|---|---|---|"
+  cat "$T/calib_rand.md"
+  if [ -s "$T/had.txt" ]; then
+    echo
+    echo "## Hadamard transforms (build/bench/bench_hadamard)"
+    echo
+    echo '```'
+    cat "$T/had.txt"
+    echo '```'
+  fi
+  for f in "$T"/bench_int8*.txt; do
+    [ -s "$f" ] || continue
+    echo
+    echo "## int8 ($(basename "$f" .txt))"
+    echo
+    echo '```'
+    cat "$f"
+    echo '```'
+  done
+} > "$OUT_MD.tmp" && mv "$OUT_MD.tmp" "$OUT_MD"
+log "wrote $OUT_MD"
+[ -n "${BENCH_KEEP:-}" ] && cp -r "$T"/. "$BENCH_KEEP"/
+rm -rf "$T"
+cat "$OUT_MD"
