@@ -24,65 +24,67 @@ fi
 for b in build/bench/bench_gpu build/bench/bench_calib_gpu bin/mambaq; do
   [ -n "${BENCH_FROM:-}" ] || [ -x "$b" ] || { echo "bench: $b is not built (run make all)"; exit 1; }
 done
-T=$(mktemp -d)
 log() { echo "bench: $*" >&2; }
-if [ -n "${BENCH_FROM:-}" ]; then cp -r "$BENCH_FROM"/. "$T"/; fi
-run() { [ -z "${BENCH_FROM:-}" ]; }
 
-if run; then
-  log "FP16 forward (build/bench/bench_gpu)"
-  build/bench/bench_gpu "$T/fp16.md" > "$T/fp16.out" 2>&1 || log "bench_gpu failed: $(tail -3 "$T/fp16.out")"
-  if grep -q "^no GPU" "$T/fp16.out"; then  # e.g. built without CUDA
-    echo "bench: $(head -1 "$T/fp16.out"); $OUT_MD is unchanged"
-    exit 0
-fi
-gpu=$(sed -n 's/^GPU: //p' "$T/fp16.md" 2>/dev/null | head -1)
-
-if [ -x build/bench/bench_hadamard ]; then
-  log "Hadamard (build/bench/bench_hadamard)"
-  timeout 120 build/bench/bench_hadamard > "$T/had.txt" 2>&1 || log "bench_hadamard failed"
-fi
-for b in build/bench/bench_int8*; do
-  [ -x "$b" ] || continue
-  log "int8 ($b)"
-  timeout 300 "$b" > "$T/$(basename "$b").txt" 2>&1 || log "$b failed"
-done
-
-# calibration tokens/s on the proxies: "... in 4.1s, 62.3k tok/s on ..."
+# calibration tokens/s on the proxies, from mambaq's summary: "... in 4.1s, 62.3k tok/s on ..."
 calib_row() {  # model device samples
-  local m=$1 dev=$2 n=$3 out
+  local m=$1 dev=$2 n=$3 out dur rate batch=1
   out=$(bin/mambaq calib --model "$SHARED/models/$m" --data "$SHARED/datasets/calib.txt" \
         --tokenizer "$SHARED/models/tokenizer.json" --samples "$n" --seqlen 512 --device "$dev" --quiet \
-        --out "$T/$m-$dev.safetensors" 2>&1 | grep '^calib:')
+        --out "$T/$m-$dev.safetensors" 2>&1)
+  log "$out"
+  out=$(echo "$out" | grep '^calib:')
   if [ -z "$out" ]; then echo "| $m | $dev | $n x 512 | - | failed | - | |"; return; fi
-  local dur rate batch=1
   dur=$(echo "$out" | sed -n 's/.* in \([^,]*\), \([^ ]*\) tok\/s.*/\1/p')
   rate=$(echo "$out" | sed -n 's/.* in \([^,]*\), \([^ ]*\) tok\/s.*/\2/p')
   [ "$dev" = cuda ] && batch=$(echo "$out" | sed -n 's/.*, batch \([0-9]*\).*/\1/p')
   echo "| $m | $dev | $n x 512 | $batch | $dur | $rate | real weights and data (datasets/calib.txt) |"
 }
-: > "$T/calib.md"
-if [ -d "$SHARED/models/mamba1-proxy" ] && [ -f "$SHARED/datasets/calib.txt" ]; then
-  for m in mamba1-proxy mamba2-proxy; do
-    log "calib $m (GPU 512 x 512, CPU $CPU_SAMPLES x 512)"
-    calib_row "$m" cuda 512 >> "$T/calib.md"
-    calib_row "$m" cpu "$CPU_SAMPLES" >> "$T/calib.md"
-  done
-else
-  log "no proxies or datasets/calib.txt under $SHARED: proxy calibration skipped"
-fi
-log "calib of random mamba-2.8b (build/bench/bench_calib_gpu)"
-: > "$T/calib_rand.md"
-build/bench/bench_calib_gpu mamba-2.8b 512 512 512 8 >> "$T/calib_rand.md" 2>> "$T/calib_rand.err" || log "bench_calib_gpu failed"
-build/bench/bench_calib_gpu mamba2-2.7b 128 512 512 8 >> "$T/calib_rand.md" 2>> "$T/calib_rand.err" || log "bench_calib_gpu (mamba2) failed"
 
-if command -v python3 >/dev/null 2>&1 && python3 -c "import torch, transformers" >/dev/null 2>&1; then
-  log "PyTorch + transformers baseline (tools/ref/bench_torch.py)"
-  timeout 300 python3 tools/ref/bench_torch.py "$T/torch.md" --budget 170 > "$T/torch.out" 2>&1 || log "bench_torch failed: $(tail -3 "$T/torch.out")"
-else
-  log "python3 with torch and transformers not found: no baseline columns"
-fi
-fi
+# every program, its output into $T
+measure() {
+  log "FP16 forward (build/bench/bench_gpu)"
+  build/bench/bench_gpu "$T/fp16.md" > "$T/fp16.out" 2>&1 || log "bench_gpu failed: $(tail -3 "$T/fp16.out")"
+  if grep -q "^no GPU" "$T/fp16.out"; then  # e.g. built without CUDA
+    echo "bench: $(head -1 "$T/fp16.out"); $OUT_MD is unchanged"
+    exit 0
+  fi
+  if [ -x build/bench/bench_hadamard ]; then
+    log "Hadamard (build/bench/bench_hadamard)"
+    timeout 120 build/bench/bench_hadamard > "$T/had.txt" 2>&1 || log "bench_hadamard failed"
+  fi
+  for b in build/bench/bench_int8*; do
+    [ -x "$b" ] || continue
+    log "int8 ($b)"
+    timeout 300 "$b" > "$T/$(basename "$b").txt" 2>&1 || log "$b failed"
+  done
+  : > "$T/calib.md"
+  if [ -d "$SHARED/models/mamba1-proxy" ] && [ -f "$SHARED/datasets/calib.txt" ]; then
+    for m in mamba1-proxy mamba2-proxy; do
+      log "calib $m (GPU 512 x 512, CPU $CPU_SAMPLES x 512)"
+      calib_row "$m" cuda 512 >> "$T/calib.md"
+      calib_row "$m" cpu "$CPU_SAMPLES" >> "$T/calib.md"
+    done
+  else
+    log "no proxies or datasets/calib.txt under $SHARED: proxy calibration skipped"
+  fi
+  log "calibration of random-weight models (build/bench/bench_calib_gpu)"
+  : > "$T/calib_rand.md"
+  build/bench/bench_calib_gpu mamba-2.8b 512 512 512 8 >> "$T/calib_rand.md" 2>> "$T/calib_rand.err" ||
+    log "bench_calib_gpu mamba-2.8b failed: $(tail -2 "$T/calib_rand.err")"
+  build/bench/bench_calib_gpu mamba2-2.7b 128 512 512 8 >> "$T/calib_rand.md" 2>> "$T/calib_rand.err" ||
+    log "bench_calib_gpu mamba2-2.7b failed: $(tail -2 "$T/calib_rand.err")"
+  if command -v python3 >/dev/null 2>&1 && python3 -c "import torch, transformers" >/dev/null 2>&1; then
+    log "PyTorch + transformers baseline (tools/ref/bench_torch.py)"
+    timeout $((${TORCH_BUDGET:-170} + 120)) python3 tools/ref/bench_torch.py "$T/torch.md" --budget "${TORCH_BUDGET:-170}" \
+      > "$T/torch.out" 2>&1 || log "bench_torch failed: $(tail -3 "$T/torch.out")"
+  else
+    log "python3 with torch and transformers not found: no baseline columns"
+  fi
+}
+
+T=$(mktemp -d)
+if [ -n "${BENCH_FROM:-}" ]; then cp -r "$BENCH_FROM"/. "$T"/; else measure; fi
 gpu=$(sed -n 's/^GPU: //p' "$T/fp16.md" 2>/dev/null | head -1)
 
 # ---- docs/benchmarks.md
