@@ -9,7 +9,10 @@
 # Without a GPU it says so and exits 0, leaving docs/benchmarks.md as it is.
 # Environment: MQ_SHARED (default ../shared: proxies, datasets/calib.txt, models/tokenizer.json),
 # BENCH_OUT (default docs/benchmarks.md), BENCH_COMMIT (recorded; default git rev-parse HEAD),
-# CPU_SAMPLES (CPU calibration samples, default 16), BENCH_CMD (the command recorded).
+# CPU_SAMPLES (CPU calibration samples, default 16), BENCH_CMD (the command recorded), TORCH_BUDGET
+# (seconds for the PyTorch baseline, default 170), CALIB_MEASURED (samples of the random mamba-2.8b
+# calibration that are timed, default 512; fewer are extrapolated to 512), BENCH_KEEP (a folder for
+# the raw outputs), BENCH_FROM (rewrite the document from such a folder without running anything).
 set -u
 cd "$(dirname "$0")/.."
 OUT_MD=${BENCH_OUT:-docs/benchmarks.md}
@@ -70,7 +73,7 @@ measure() {
   fi
   log "calibration of random-weight models (build/bench/bench_calib_gpu)"
   : > "$T/calib_rand.md"
-  build/bench/bench_calib_gpu mamba-2.8b 512 512 512 8 >> "$T/calib_rand.md" 2>> "$T/calib_rand.err" ||
+  build/bench/bench_calib_gpu mamba-2.8b "${CALIB_MEASURED:-512}" 512 512 8 >> "$T/calib_rand.md" 2>> "$T/calib_rand.err" ||
     log "bench_calib_gpu mamba-2.8b failed: $(tail -2 "$T/calib_rand.err")"
   build/bench/bench_calib_gpu mamba2-2.7b 128 512 512 8 >> "$T/calib_rand.md" 2>> "$T/calib_rand.err" ||
     log "bench_calib_gpu mamba2-2.7b failed: $(tail -2 "$T/calib_rand.err")"
