@@ -32,7 +32,7 @@ log() { echo "bench: $*" >&2; }
 # calibration tokens/s on the proxies, from mambaq's summary: "... in 4.1s, 62.3k tok/s on ..."
 calib_row() {  # model device samples
   local m=$1 dev=$2 n=$3 out dur rate batch=1
-  out=$(bin/mambaq calib --model "$SHARED/models/$m" --data "$SHARED/datasets/calib.txt" \
+  out=$(timeout 300 bin/mambaq calib --model "$SHARED/models/$m" --data "$SHARED/datasets/calib.txt" \
         --tokenizer "$SHARED/models/tokenizer.json" --samples "$n" --seqlen 512 --device "$dev" --quiet \
         --out "$T/$m-$dev.safetensors" 2>&1)
   log "$out"
@@ -47,7 +47,7 @@ calib_row() {  # model device samples
 # every program, its output into $T
 measure() {
   log "FP16 forward (build/bench/bench_gpu)"
-  build/bench/bench_gpu "$T/fp16.md" > "$T/fp16.out" 2>&1 || log "bench_gpu failed: $(tail -3 "$T/fp16.out")"
+  timeout 600 build/bench/bench_gpu "$T/fp16.md" > "$T/fp16.out" 2>&1 || log "bench_gpu failed: $(tail -3 "$T/fp16.out")"
   if grep -q "^no GPU" "$T/fp16.out"; then  # e.g. built without CUDA
     echo "bench: $(head -1 "$T/fp16.out"); $OUT_MD is unchanged"
     exit 0
@@ -73,9 +73,9 @@ measure() {
   fi
   log "calibration of random-weight models (build/bench/bench_calib_gpu)"
   : > "$T/calib_rand.md"
-  build/bench/bench_calib_gpu mamba-2.8b "${CALIB_MEASURED:-512}" 512 512 8 >> "$T/calib_rand.md" 2>> "$T/calib_rand.err" ||
+  timeout 300 build/bench/bench_calib_gpu mamba-2.8b "${CALIB_MEASURED:-512}" 512 512 8 >> "$T/calib_rand.md" 2>> "$T/calib_rand.err" ||
     log "bench_calib_gpu mamba-2.8b failed: $(tail -2 "$T/calib_rand.err")"
-  build/bench/bench_calib_gpu mamba2-2.7b 128 512 512 8 >> "$T/calib_rand.md" 2>> "$T/calib_rand.err" ||
+  timeout 300 build/bench/bench_calib_gpu mamba2-2.7b 128 512 512 8 >> "$T/calib_rand.md" 2>> "$T/calib_rand.err" ||
     log "bench_calib_gpu mamba2-2.7b failed: $(tail -2 "$T/calib_rand.err")"
   if command -v python3 >/dev/null 2>&1 && python3 -c "import torch, transformers" >/dev/null 2>&1; then
     log "PyTorch + transformers baseline (tools/ref/bench_torch.py)"
