@@ -301,6 +301,12 @@ int calib_gpu_observe(calib_gpu *c, const int32_t *tokens, int B) {
     return mq_fail("%s", calib_no_cuda);
 }
 int64_t calib_gpu_samples(const calib_gpu *c) { (void)c; return 0; }
+void calib_gpu_profile(calib_gpu *c, int on) { (void)c; (void)on; }
+int calib_gpu_profile_report(calib_gpu *c, char *buf, size_t n) {
+    (void)c;
+    if (n) buf[0] = 0;
+    return 0;
+}
 int calib_observe_gpu(const mq_model *m, const int32_t *tokens, const size_t *starts, int samples, int seqlen,
                       int batch, obs_set *s, const calib_transform *xf, int nxf, int progress, double *seconds) {
     (void)m; (void)tokens; (void)starts; (void)samples; (void)seqlen; (void)batch; (void)s; (void)xf; (void)nxf;

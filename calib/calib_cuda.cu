@@ -726,6 +726,12 @@ typedef struct {
     float *out;                  /* device scratch [rows_max x cols] */
 } gxform;
 
+/* calib_gpu_profile: GPU time between events recorded around the observers' launches */
+enum { PC_START, PC_FWD, PC_XFORM, PC_OBS16, PC_OBS32, PC_FIN16, PC_SEL32, PC_N };
+static const char *pc_names[PC_N] = {"", "forward", "transforms", "observe fp16", "observe fp32 (top bits)",
+                                     "finish fp16", "select fp32 (low bits)"};
+#define PROF_EVENTS 16384
+
 struct calib_gpu {
     const ssmg_model *g;
     mq_config cfg;
@@ -741,7 +747,19 @@ struct calib_gpu {
     int64_t nsamples;
     int failed;
     char err[1024];
+    int prof_on, prof_n;
+    cudaEvent_t *prof_ev;
+    unsigned char *prof_cat;
+    double prof_ms[PC_N], prof_host_ms;
+    int64_t prof_samples;
 };
+
+/* an event on the forward's stream: the GPU time since the previous one is attributed to `cat` */
+static void pmark(calib_gpu *c, cudaStream_t st, int cat) {
+    if (!c->prof_on || c->prof_n >= PROF_EVENTS) return;
+    CUDA_CHECK(cudaEventRecord(c->prof_ev[c->prof_n], st));
+    c->prof_cat[c->prof_n++] = (unsigned char)cat;
+}
 
 static route *route_of(calib_gpu *c, int layer, int role) { return &c->routes[(size_t)layer * MQ_ACT_NROLES + role]; }
 
@@ -774,6 +792,8 @@ static void on_activation(void *ctx, int layer, mq_act_role role, void *x, ssmg_
     route *rt = route_of(c, li, role);
     if (!rt->n) return;
     cudaStream_t st = (cudaStream_t)stream;
+    if (c->prof_n == 0) pmark(c, st, PC_START); /* the forward's time before its first hook is not counted */
+    pmark(c, st, PC_FWD);
     const int B = c->B;
     int want_rows = role == MQ_ACT_SSM_STATE ? B * state_rows(cfg) : B * c->seqlen, want_cols = role_cols(cfg, role);
     if (rows != want_rows || cols != want_cols) {
@@ -797,6 +817,7 @@ static void on_activation(void *ctx, int layer, mq_act_role role, void *x, ssmg_
         x = xf->out;
         f32 = 1;
         ld = cols;
+        pmark(c, st, PC_XFORM);
     }
     const int rows_s = rows / B;
     for (int k = 0; k < rt->n; k++) {
@@ -823,10 +844,12 @@ static void on_activation(void *ctx, int layer, mq_act_role role, void *x, ssmg_
             return;
         }
         eng_observe(&c->e, rt->tg[k].tensor, t->slot, t->k32, v, B, t->g, st);
+        pmark(c, st, t->k32 ? PC_OBS32 : PC_OBS16);
         t->views[t->nviews++] = v;
         if (part >= 0) t->parts_seen |= 1u << part;
         if (part < 0 || t->parts_seen == (1u << t->nparts) - 1) {
             eng_complete(&c->e, rt->tg[k].tensor, t->slot, t->k32, t->n, t->views, t->nviews, B, t->g, st);
+            pmark(c, st, t->k32 ? PC_SEL32 : PC_FIN16);
             t->done = 1;
         }
     }
@@ -900,6 +923,11 @@ void calib_gpu_free(calib_gpu *c) {
         if (c->xf[r].out) CUDA_CHECK(cudaFree(c->xf[r].out));
     }
     if (c->e.nt) eng_free(&c->e);
+    if (c->prof_ev) {
+        for (int i = 0; i < PROF_EVENTS; i++) CUDA_CHECK(cudaEventDestroy(c->prof_ev[i]));
+        free(c->prof_ev);
+        free(c->prof_cat);
+    }
     ssmg_ws_free(c->ws);
     free(c->ts);
     free(c->routes);
@@ -960,8 +988,15 @@ int calib_gpu_observe(calib_gpu *c, const int32_t *tokens, int B) {
     c->failed = 0;
     ssmg_hooks hk = {on_activation, c};
     const long long s0 = (long long)c->nsamples;
+    c->prof_n = 0;
     if (ssmg_prefill(c->g, c->ws, tokens, B, c->seqlen, NULL, &hk, NULL))
         return mq_fail_ctx("calibration samples %lld..%lld", s0, s0 + B - 1);
+    double th = prog_now();
+    for (int i = 1; i < c->prof_n; i++) {
+        float ms;
+        CUDA_CHECK(cudaEventElapsedTime(&ms, c->prof_ev[i - 1], c->prof_ev[i]));
+        c->prof_ms[c->prof_cat[i]] += ms;
+    }
     if (c->failed) return mq_fail("calibration samples %lld..%lld: %s", s0, s0 + B - 1, c->err);
     char missing[512] = "";
     int nmiss = 0;
@@ -999,7 +1034,31 @@ int calib_gpu_observe(calib_gpu *c, const int32_t *tokens, int B) {
         for (int k = 0; k < LOGB; k++) t->hist[k] += (int64_t)h[k];
     }
     c->nsamples += B;
+    if (c->prof_on) {
+        c->prof_host_ms += (prog_now() - th) * 1e3;
+        c->prof_samples += B;
+    }
     return 0;
+}
+
+void calib_gpu_profile(calib_gpu *c, int on) {
+    if (on && !c->prof_ev) {
+        c->prof_ev = (cudaEvent_t *)mq_malloc(sizeof(cudaEvent_t) * PROF_EVENTS);
+        c->prof_cat = (unsigned char *)mq_malloc(PROF_EVENTS);
+        for (int i = 0; i < PROF_EVENTS; i++) CUDA_CHECK(cudaEventCreate(&c->prof_ev[i]));
+    }
+    c->prof_on = on;
+}
+
+int calib_gpu_profile_report(calib_gpu *c, char *buf, size_t n) {
+    int k = snprintf(buf, n, "%lld samples:", (long long)c->prof_samples);
+    for (int i = PC_FWD; i < PC_N && k > 0 && (size_t)k < n; i++)
+        k += snprintf(buf + k, n - k, "%s %s %.1f ms", i == PC_FWD ? "" : ",", pc_names[i], c->prof_ms[i]);
+    if (k > 0 && (size_t)k < n) k += snprintf(buf + k, n - k, ", download + host fold %.1f ms", c->prof_host_ms);
+    memset(c->prof_ms, 0, sizeof c->prof_ms);
+    c->prof_host_ms = 0;
+    c->prof_samples = 0;
+    return k;
 }
 
 /* ---------------------------------------------------------------- the calib_run path */

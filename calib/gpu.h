@@ -50,6 +50,13 @@ int calib_gpu_set_minus_bias(calib_gpu *c, mq_act_role role, const float *bias);
 int calib_gpu_observe(calib_gpu *c, const int32_t *tokens, int B);
 int64_t calib_gpu_samples(const calib_gpu *c);   /* samples observed so far */
 
+/* Where the time goes (benchmarks): while on, CUDA events around the observers' launches split the
+ * GPU time of each call into the forward (from its first hook on) and the observer kernels by kind;
+ * the report ("N samples: forward X ms, observe fp16 X ms, ...") sums the calls since the last
+ * report, then resets. */
+void calib_gpu_profile(calib_gpu *c, int on);
+int calib_gpu_profile_report(calib_gpu *c, char *buf, size_t n);
+
 /* The --device cuda runner of calib_run: uploads m, applies the default transforms (Mamba1: dt_proj
  * bias removed) and xf[0..nxf) (each needs a gpu_fn, or fn NULL for identity; else refused), and
  * observes samples windows tokens + starts[i] of seqlen tokens, batch at a time. *seconds: time of

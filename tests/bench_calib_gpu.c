@@ -92,6 +92,13 @@ int main(int argc, char **argv) {
     for (int i = 0; i < calls; i++)
         if (ssmg_prefill(g, w, tok, batch, seqlen, NULL, NULL, NULL)) mq_die("%s", mq_errmsg());
     double t_fwd = prog_now() - t0;
+    /* where the time goes: a few more calls with events around the observers (not in the timings above) */
+    calib_gpu_profile(cg, 1);
+    for (int i = 0; i < 4; i++)
+        if (calib_gpu_observe(cg, tok, batch)) mq_die("%s", mq_errmsg());
+    char rep[1024];
+    calib_gpu_profile_report(cg, rep, sizeof rep);
+    fprintf(stderr, "profile: %s: %s\n", sh->name, rep);
     int done = calls * batch;
     double tok_s = (double)done * seqlen / t_cal, scale = (double)total / done;
     char note[128] = "measured";

@@ -8,7 +8,10 @@
  *        |gpu - cpu| <= REL_TOL * |cpu| + ABS_TOL * absmax(cpu, same tensor)
  *    (the FP16 forward's activations differ from the FP32 reference by FP16 rounding of weights
  *    and activations carried through the layers: test_gpu_forward allows 1e-2 relative on the
- *    hidden states); histogram totals equal.
+ *    hidden states); histogram totals equal, and the log histograms close (L1 distance of the
+ *    normalized histograms < 0.5, mean bin within 1 bin) except for Mamba1's dt_proj:output: its GPU
+ *    values are FP16(dt + bias) - bias, so their error is absolute (half an FP16 ulp of |dt + bias|, up
+ *    to 4e-3 with the proxy's biases of -7 .. -2.3) and the log bins of values near zero differ by design.
  *  - transforms: a GPU transform (x2) on out_proj:input gives exactly twice had:input's statistics;
  *    a transform without a GPU version is refused on cuda, and auto then runs on the CPU. */
 #define MQ_WANT_CUDA_CHECK
@@ -257,7 +260,7 @@ static void gpu_vs_cpu(const char *model_rel, int batch) {
     devs d_abs = {.kind = "absmax"}, d_pct = {.kind = "percentiles"}, d_ema = {.kind = "ema_percentiles"},
          d_grp = {.kind = "per-head/group"};
     int hist_bad = 0;
-    double worst_l1 = 0, worst_shift = 0;
+    double worst_l1 = 0, worst_shift = 0, dt_l1 = 0, dt_shift = 0;
     char l1_name[160] = "";
     const int npct = calib_stats_npct(sc);
     for (int i = 0; i < calib_stats_count(sc); i++) {
@@ -298,6 +301,11 @@ static void gpu_vs_cpu(const char *model_rel, int batch) {
         if (tc != tg && hist_bad++ < 3) printf("    %s: histogram total gpu %lld, cpu %lld\n", nm, (long long)tg, (long long)tc);
         l1 /= tc > 0 ? tc : 1;
         double shift = fabs(mg - mc) / (tc > 0 ? tc : 1);
+        if (calib_has_suffix(nm, "dt_proj:output")) { /* absolute error near zero: reported, not checked */
+            if (l1 > dt_l1) dt_l1 = l1;
+            if (shift > dt_shift) dt_shift = shift;
+            continue;
+        }
         if (l1 > worst_l1) { worst_l1 = l1; snprintf(l1_name, sizeof l1_name, "%s", nm); }
         if (shift > worst_shift) worst_shift = shift;
     }
@@ -310,6 +318,9 @@ static void gpu_vs_cpu(const char *model_rel, int batch) {
     printf("    %s histograms: totals equal in %d of %d; worst L1 distance of the normalized histograms %.3f (%s), "
            "worst shift of the mean bin %.3f bins\n",
            tag, calib_stats_count(sc) - hist_bad, calib_stats_count(sc), worst_l1, l1_name, worst_shift);
+    if (dt_l1 > 0)
+        printf("    %s dt_proj:output (FP16(dt + bias) - bias on the GPU): worst L1 %.3f, mean-bin shift %.3f bins\n", tag,
+               dt_l1, dt_shift);
     T_CHECK(hist_bad == 0, "%d histogram totals differ", hist_bad);
     T_CHECK(worst_l1 < 0.5 && worst_shift < 1.0, "histograms far apart: L1 %.3f, mean-bin shift %.3f", worst_l1, worst_shift);
     st_close(fc), st_close(fg);

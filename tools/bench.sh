@@ -150,6 +150,12 @@ commit=${BENCH_COMMIT:-$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
   echo "| model | samples x seqlen | batch | observed activations | time | calib tok/s | forward alone | share of time in the observers |"
   echo "|---|---|---|---|---|---|---|---|"
   cat "$T/calib_rand.md"
+  if grep -q '^profile:' "$T/calib_rand.err" 2>/dev/null; then
+    echo
+    echo "Where the GPU calibration time goes (CUDA events around the observers' launches, a few more calls):"
+    echo
+    sed -n 's/^profile: /- /p' "$T/calib_rand.err"
+  fi
   if [ -s "$T/had.txt" ]; then
     echo
     echo "## Hadamard transforms (build/bench/bench_hadamard)"
