@@ -502,6 +502,8 @@ static int eng_init(eng *e, int nt, int nslot, int bmax, const double *pct, int 
     CUDA_CHECK(cudaFuncSetAttribute(k_observe<0, false>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)e->smem0));
     CUDA_CHECK(cudaFuncSetAttribute(k_observe<1, false>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)e->smem1));
     CUDA_CHECK(cudaFuncSetAttribute(k_observe<1, true>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)e->smem1));
+    /* the forward's stream does not wait for the legacy stream these copies and memsets ran on */
+    CUDA_CHECK(cudaDeviceSynchronize());
     e->h_res = (float *)mq_malloc((size_t)nt * bmax * e->rs * sizeof(float));
     e->h_cnt = (u64 *)mq_malloc((size_t)nt * bmax * 8);
     e->h_badres = (u64 *)mq_malloc((size_t)nt * bmax * 8);
@@ -616,7 +618,8 @@ static void eng_complete(const eng *e, int tensor, int slot, int k32, size_t n, 
 }
 
 /* After the stream is idle: this batch's per-sample results and log histograms to the host; the
- * device log histograms restart from zero. */
+ * device log histograms restart from zero, finished before the next batch's kernels (they run on
+ * the workspace's non-blocking stream, unordered with this legacy-stream memset). */
 static void eng_download(eng *e) {
     size_t nr = (size_t)e->nt * e->bmax;
     CUDA_CHECK(cudaMemcpy(e->h_res, e->res, nr * e->rs * sizeof(float), cudaMemcpyDeviceToHost));
@@ -624,6 +627,7 @@ static void eng_download(eng *e) {
     CUDA_CHECK(cudaMemcpy(e->h_badres, e->badres, nr * 8, cudaMemcpyDeviceToHost));
     CUDA_CHECK(cudaMemcpy(e->h_loghist, e->loghist, (size_t)e->nt * LOGB * 8, cudaMemcpyDeviceToHost));
     CUDA_CHECK(cudaMemset(e->loghist, 0, (size_t)e->nt * LOGB * 8));
+    CUDA_CHECK(cudaDeviceSynchronize());
 }
 
 static inline float maxf(float a, float b) { return b > a ? b : a; }
@@ -966,6 +970,7 @@ int calib_gpu_set_minus_bias(calib_gpu *c, mq_act_role role, const float *bias) 
     CUDA_CHECK(cudaMemset(x->bias, 0, n * sizeof(float)));
     CUDA_CHECK(cudaMemcpy(x->bias, bias, (size_t)c->cfg.n_layer * role_cols(&c->cfg, role) * sizeof(float),
                           cudaMemcpyHostToDevice));
+    CUDA_CHECK(cudaDeviceSynchronize()); /* a pageable copy may still be in flight: see eng_download */
     x->active = 1;
     x->fn = NULL;
     x->ctx = NULL;

@@ -340,14 +340,18 @@ static void twice_host(void *ctx, int layer, mq_act_role role, float *x, int row
 }
 
 #ifdef MQ_CUDA
-/* The GPU version through the host (a test needs no kernel of its own): download, double, upload. */
+/* The GPU version through the host (a test needs no kernel of its own): download, double, upload.
+ * The upload goes on the hook's stream and is waited for: a plain cudaMemcpy from pageable memory
+ * runs on the legacy stream and may return before its DMA lands, which the forward's non-blocking
+ * stream does not wait for (a second GPU run of this test saw stale values that way). */
 static void twice_gpu(void *ctx, int layer, mq_act_role role, const void *x, int x_f32, int rows, int cols, int ld,
                       float *out, void *stream) {
     (void)ctx, (void)layer, (void)role;
     float *h = malloc((size_t)rows * cols * sizeof *h);
     if (gpuop_download_act(h, x, x_f32, rows, cols, ld, stream)) mq_die("%s", mq_errmsg());
     for (size_t i = 0; i < (size_t)rows * cols; i++) h[i] *= 2;
-    CUDA_CHECK(cudaMemcpy(out, h, (size_t)rows * cols * sizeof *h, cudaMemcpyHostToDevice));
+    CUDA_CHECK(cudaMemcpyAsync(out, h, (size_t)rows * cols * sizeof *h, cudaMemcpyHostToDevice, (cudaStream_t)stream));
+    CUDA_CHECK(cudaStreamSynchronize((cudaStream_t)stream));
     free(h);
 }
 #else
