@@ -132,10 +132,10 @@ static int check_writable(const char *path) {
     return rc;
 }
 
-/* A transform the GPU path cannot apply: one with a host fn and no gpu_fn (NULL when none). */
+/* A transform the GPU path cannot apply: one with a host fn and no GPU version (NULL when none). */
 static const calib_transform *host_only_transform(const calib_options *o) {
     for (int i = 0; i < o->ntransforms; i++)
-        if (o->transforms[i].fn && !o->transforms[i].gpu_fn) return &o->transforms[i];
+        if (o->transforms[i].fn && !o->gpu_transforms[i]) return &o->transforms[i];
     return NULL;
 }
 
@@ -152,7 +152,7 @@ static const char *resolve_device(const calib_options *o) {
     }
     const calib_transform *t = host_only_transform(o);
     if (t) {
-        mq_fail("calib: the transform '%s' for %s has no GPU version (calib_transform.gpu_fn); use --device cpu",
+        mq_fail("calib: the transform '%s' for %s has no GPU version (calib_options.gpu_transforms); use --device cpu",
                 t->name ? t->name : "custom", ssm_act_role_name(t->role));
         return NULL;
     }
@@ -202,8 +202,8 @@ int calib_run(const calib_options *o, calib_result *res) {
     if (!(s = calib_observers(&m, o))) goto out;
 
     if (cuda) {
-        if (calib_observe_gpu(&m, ids, starts, o->samples, o->seqlen, nbatch, s, o->transforms, o->ntransforms,
-                              !o->quiet, &res->seconds))
+        if (calib_observe_gpu(&m, ids, starts, o->samples, o->seqlen, nbatch, s, o->transforms, o->gpu_transforms,
+                              o->ntransforms, !o->quiet, &res->seconds))
             goto out;
     } else {
         double t0 = prog_now();
@@ -308,8 +308,9 @@ int calib_gpu_profile_report(calib_gpu *c, char *buf, size_t n) {
     return 0;
 }
 int calib_observe_gpu(const mq_model *m, const int32_t *tokens, const size_t *starts, int samples, int seqlen,
-                      int batch, obs_set *s, const calib_transform *xf, int nxf, int progress, double *seconds) {
-    (void)m; (void)tokens; (void)starts; (void)samples; (void)seqlen; (void)batch; (void)s; (void)xf; (void)nxf;
+                      int batch, obs_set *s, const calib_transform *xf, const calib_gpu_transform_fn *xf_gpu, int nxf,
+                      int progress, double *seconds) {
+    (void)m; (void)tokens; (void)starts; (void)samples; (void)seqlen; (void)batch; (void)s; (void)xf; (void)xf_gpu; (void)nxf;
     (void)progress; (void)seconds;
     return mq_fail("%s", calib_no_cuda);
 }

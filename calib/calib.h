@@ -45,7 +45,6 @@ typedef struct {
     obs_transform_fn fn;
     void *ctx;
     const char *name;          /* recorded in calib.transforms */
-    calib_gpu_transform_fn gpu_fn;  /* the same on the GPU; NULL: --device cuda refuses the transform */
 } calib_transform;
 
 typedef struct {
@@ -55,7 +54,7 @@ typedef struct {
     const char *out_path;
     int samples, seqlen, batch;  /* batch <= 0: 8 on cuda, 1 on cpu (the CPU runs one at a time anyway) */
     const char *device;          /* "cpu", "cuda", or "auto" (cuda when gpu_available() and every
-                                    transform has a gpu_fn, else cpu) */
+                                    transform has a GPU version, else cpu) */
     double pct[OBS_MAX_Q];
     int npct;
     int seeded;                  /* 0: consecutive windows from offset 0; 1: shuffled with seed */
@@ -64,6 +63,8 @@ typedef struct {
     const char *tool;            /* "mambaq 0.1.0", recorded in the metadata */
     calib_transform transforms[8];
     int ntransforms;
+    calib_gpu_transform_fn gpu_transforms[8];  /* the GPU version of transforms[i] (same ctx); NULL: a
+                                                  transform with a host fn is refused on cuda */
 } calib_options;
 
 typedef struct {

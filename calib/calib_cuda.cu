@@ -1069,10 +1069,11 @@ int calib_gpu_profile_report(calib_gpu *c, char *buf, size_t n) {
 /* ---------------------------------------------------------------- the calib_run path */
 
 int calib_observe_gpu(const mq_model *m, const int32_t *tokens, const size_t *starts, int samples, int seqlen,
-                      int batch, obs_set *s, const calib_transform *xf, int nxf, int progress, double *seconds) {
+                      int batch, obs_set *s, const calib_transform *xf, const calib_gpu_transform_fn *xf_gpu, int nxf,
+                      int progress, double *seconds) {
     for (int i = 0; i < nxf; i++)
-        if (xf[i].fn && !xf[i].gpu_fn)
-            return mq_fail("calib: the transform '%s' for %s has no GPU version (calib_transform.gpu_fn); use --device cpu",
+        if (xf[i].fn && !xf_gpu[i])
+            return mq_fail("calib: the transform '%s' for %s has no GPU version (calib_options.gpu_transforms); use --device cpu",
                            xf[i].name ? xf[i].name : "custom", ssm_act_role_name(xf[i].role));
     if (batch > samples) batch = samples;
     ssmg_model *g = ssmg_upload(m);
@@ -1088,7 +1089,7 @@ int calib_observe_gpu(const mq_model *m, const int32_t *tokens, const size_t *st
         rc = calib_gpu_set_minus_bias(c, MQ_ACT_DT, bias);
         free(bias);
     }
-    for (int i = 0; i < nxf && !rc; i++) rc = calib_gpu_set_transform(c, xf[i].role, xf[i].gpu_fn, xf[i].ctx);
+    for (int i = 0; i < nxf && !rc; i++) rc = calib_gpu_set_transform(c, xf[i].role, xf[i].fn ? xf_gpu[i] : NULL, xf[i].ctx);
     int32_t *buf = (int32_t *)mq_malloc((size_t)batch * seqlen * sizeof(int32_t));
     prog_bar bar;
     prog_start(&bar, "calib", "samples", samples, !progress);

@@ -58,11 +58,13 @@ void calib_gpu_profile(calib_gpu *c, int on);
 int calib_gpu_profile_report(calib_gpu *c, char *buf, size_t n);
 
 /* The --device cuda runner of calib_run: uploads m, applies the default transforms (Mamba1: dt_proj
- * bias removed) and xf[0..nxf) (each needs a gpu_fn, or fn NULL for identity; else refused), and
+ * bias removed) and xf[0..nxf) through their GPU versions xf_gpu[i] (each needs one, or fn NULL for
+ * identity; else refused), and
  * observes samples windows tokens + starts[i] of seqlen tokens, batch at a time. *seconds: time of
  * the batches (upload excluded). progress: a bar with tokens/s on stderr. */
 int calib_observe_gpu(const mq_model *m, const int32_t *tokens, const size_t *starts, int samples, int seqlen,
-                      int batch, obs_set *s, const calib_transform *xf, int nxf, int progress, double *seconds);
+                      int batch, obs_set *s, const calib_transform *xf, const calib_gpu_transform_fn *xf_gpu, int nxf,
+                      int progress, double *seconds);
 
 /* For tests: the GPU statistics of B samples x[b][rows][cols] (host FP32) as one tensor fed in
  * nparts column slices, through the same kernels. mode 0: x rounded to FP16, 16-bit path; 1: FP32,

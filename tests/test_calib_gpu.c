@@ -366,16 +366,16 @@ static void test_transforms(void) {
     calib_options o;
     calib_result r;
     base_options(&o, model, tokp, out);
-    o.transforms[0] = (calib_transform){MQ_ACT_OUT_PROJ_IN, twice_host, NULL, "twice", NULL};
+    o.transforms[0] = (calib_transform){MQ_ACT_OUT_PROJ_IN, twice_host, NULL, "twice"};
     o.ntransforms = 1;
     o.samples = 2;
     o.device = "cuda";
     T_CHECK(calib_run(&o, &r) == -1 && strstr(mq_errmsg(), "'twice'") && strstr(mq_errmsg(), "no GPU version"),
-            "a transform without gpu_fn must be refused on cuda: %s", mq_errmsg());
+            "a transform without a GPU version must be refused on cuda: %s", mq_errmsg());
     o.device = "auto";
     T_CHECK(calib_run(&o, &r) == 0 && !strcmp(r.device, "cpu"), "auto with a host-only transform: %s (%s)",
             r.device ? r.device : "-", mq_errmsg());
-    o.transforms[0].gpu_fn = twice_gpu;
+    o.gpu_transforms[0] = twice_gpu;
     o.device = "cuda";
     T_CHECK(calib_run(&o, &r) == 0 && !strcmp(r.device, "cuda"), "%s", mq_errmsg());
     calib_stats *s = calib_stats_open(out, NULL);
