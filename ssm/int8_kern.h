@@ -1,0 +1,110 @@
+/* Inside the int8 GPU pass (C++ only, for the ssm/int8_*.cu files): the kernel launchers of
+ * ssm/int8_kernels.cu and ssm/int8_gemm.cu. Launchers take device pointers, enqueue on `st`, check
+ * the launch and never allocate. Activations are row-major with explicit leading dimensions so
+ * column slices (x / z / dt of in_proj's output, B / C of x_proj's or the conv's) are used in place.
+ * Per-column scale arrays ([N] floats) carry per-tensor scales repeated, so one code path serves
+ * per-tensor and per-channel weights and the Mamba2 segments with their own scales. */
+#ifndef MQ_SSM_INT8_KERN_H
+#define MQ_SSM_INT8_KERN_H
+#include <cublasLt.h>
+#include <cublas_v2.h>
+#include <cuda_fp16.h>
+#include <cuda_runtime.h>
+#include <stdint.h>
+#include "core/gpu.h"
+#include "ssm/int8.h"
+
+typedef __half half;
+
+/* Epilogue of an int8 linear layer, per output element (m, n) with acc = sum_k X[m][k] W[n][k]:
+ *   v = (float)acc * (sx * sw[n]) + (bias ? bias[n] : 0)
+ *   out: int8 q(v, qs[n]) when kind == EPI_I8, FP16 or FP32 v otherwise. (Device pointers.) */
+enum { EPI_I8 = 0, EPI_F16 = 1, EPI_F32 = 2 };
+struct i8_epi {
+    float sx;
+    const float *sw, *bias, *qs;
+    int kind;
+};
+
+/* Shared context of the GEMMs of one workspace: stream, cuBLASLt handle and workspace, and a small
+ * cache of cuBLASLt plans (descriptors + heuristic algorithm) per shape. */
+struct i8_lt_plan;
+struct i8_gemm_ctx {
+    cudaStream_t st;
+    cublasLtHandle_t lt;
+    void *lt_ws;
+    size_t lt_ws_bytes;
+    i8_lt_plan *plans;
+    int nplans;
+    int sm_count;
+};
+void i8_gemm_ctx_init(i8_gemm_ctx *c, cudaStream_t st, void *lt_ws, size_t lt_ws_bytes);
+void i8_gemm_ctx_free(i8_gemm_ctx *c);
+
+/* out[M x N] (ld ldo) = epilogue(X[M x K] (ld ldx) * W[N x K]^T); acc: int32 scratch of M*N for the
+ * GEMM routes. The route is i8g_set_gemm_route's (AUTO by default). */
+void i8_linear(i8_gemm_ctx *c, const int8_t *X, int ldx, const int8_t *W, int M, int N, int K, const i8_epi &e,
+               void *out, int ldo, int32_t *acc);
+/* acc[M x N] (ld N) = X W^T exactly by cuBLASLt (route LT or AUTO, when it takes the shape) or the
+ * tiled kernel (tests); returns the route taken. (The GEMV has no int32 output: test it through
+ * i8_linear with an FP32 epilogue of unit scales.) */
+int i8_gemm_i32(i8_gemm_ctx *c, const int8_t *X, int ldx, const int8_t *W, int M, int N, int K, int32_t *acc,
+                int route);
+
+/* ---- kernels (ssm/int8_kernels.cu) ---- */
+void k8_f32_to_f16(half *dst, const float *src, size_t n, cudaStream_t st);
+void k8_fill_i8(int8_t *dst, size_t n, uint64_t seed, cudaStream_t st);       /* uniform in [-127, 127] */
+void k8_fill_f16(half *dst, size_t n, uint64_t seed, float scale, cudaStream_t st);
+/* resid[rows x D] = embed[tokens[r]] */
+void k8_embed(float *resid, const half *embed, const int32_t *tokens, int rows, int D, cudaStream_t st);
+/* resid += delta (FP16, may be NULL); v = RMSNorm(resid) * w; outputs (each may be NULL): q = int8
+ * q(v, s), out16 = FP16 v, out32 = v. */
+void k8_add_rmsnorm(float *resid, const half *delta, const float *w, int8_t *q, float s, half *out16, float *out32,
+                    int rows, int D, float eps, cudaStream_t st);
+/* q[rows x C] (ld ldq) = int8 q(x, s) of FP16 x (ld ldx) */
+void k8_quant_f16(int8_t *q, int ldq, const half *x, int ldx, float s, int rows, int C, cudaStream_t st);
+/* Causal depthwise conv1d over B sequences of T rows of int8 x (ld ldx), channel c dequantized with
+ * s_in[c], int8 weights w[C x K] with sw[c], FP32 bias (or NULL), SiLU, int8 out with s_out[c].
+ * state: int8 [B][C][K-1] (the previous K-1 inputs, oldest first) or NULL (zeros); with update it
+ * then holds the last K-1 inputs. */
+void k8_conv1d(int8_t *out, int ldo, const int8_t *x, int ldx, int8_t *state, int update, const int8_t *w,
+               const float *sw, const float *s_in, const float *bias, const float *s_out, int B, int T, int C,
+               int K, cudaStream_t st);
+
+/* Mamba1 selective scan on int8 inputs (see ssm/ops.h op_scan_m1 for the recurrence):
+ * u[t][d] = u8*su, delta = softplus(dt8*sdt + dt_bias[d]), B/C[t][n] = q*sbc, z = z8*sz (z8 may be
+ * NULL), y FP16 = (C.h + D u) * SiLU(z). state FP32 [B][Di][N]: read when state_in, always written. */
+struct scan8_m1_args {
+    const int8_t *u; int ldu; float su;
+    const int8_t *dt; int lddt; float sdt; const float *dt_bias;
+    const int8_t *Bm, *Cm; int ldbc; float sb, sc;
+    const int8_t *z; int ldz; float sz;
+    const float *A, *D;
+    half *y; int ldy;
+    float *state; int state_in;
+    int B, T, Di, N;
+};
+void k8_scan_m1(const scan8_m1_args &a, cudaStream_t st);
+/* Mamba2 scan on int8 inputs (op_scan_m2): x = x8*sx, dt = clamp(softplus(dt8*sdt + dt_bias[h]),
+ * lo, hi), B/C = q*sb/sc (group h / (H/G)), y FP32 = C.h + D_h x. state FP32 [B][H][P][N]. */
+struct scan8_m2_args {
+    const int8_t *x; int ldx; float sx;
+    const int8_t *dt; int lddt; float sdt; const float *dt_bias; float lo, hi;
+    const int8_t *Bm, *Cm; int ldbc; float sb, sc;
+    const float *A, *D;
+    float *y; int ldy;
+    float *state; int state_in;
+    int B, T, H, P, G, N;
+};
+void k8_scan_m2(const scan8_m2_args &a, cudaStream_t st);
+/* Mamba2 gated RMSNorm (op_gated_rmsnorm, one group of C columns) of FP32 y with int8 z (scale sz)
+ * -> FP16 out. */
+void k8_gated_rmsnorm(half *out, int ldo, const float *y, int ldy, const int8_t *z, int ldz, float sz, const float *w,
+                      int rows, int C, int group, float eps, int norm_before_gate, cudaStream_t st);
+/* nll[r] = logsumexp(logits[r,:]) - logits[r, targets[r]], 0 where targets[r] < 0. */
+void k8_nll(float *nll, const float *logits, const int32_t *targets, int rows, int V, cudaStream_t st);
+/* FP16 GEMM for lm_head: Y[M x N] FP32 = X[M x K] W[N x K]^T (cuBLAS, FP32 accumulate). */
+void k8_gemm_f16_f32out(cublasHandle_t h, const half *X, int ldx, const half *W, float *Y, int ldy, int M, int N,
+                        int K);
+
+#endif
