@@ -23,13 +23,13 @@
  * Built without CUDA, every entry point fails with "built without CUDA" (ssm/int8_nocuda.c). */
 #ifndef MQ_SSM_INT8_H
 #define MQ_SSM_INT8_H
+#include <math.h>
 #include <stddef.h>
 #include <stdint.h>
-#include "quantize/q.h"
-
 #ifdef __cplusplus
-extern "C" {
+extern "C" { /* the module headers below are C headers without their own guards */
 #endif
+#include "quantize/q.h"
 
 typedef struct i8g_model i8g_model; /* weights and scales on the GPU */
 typedef struct i8g_ws i8g_ws;       /* activations for up to (batch, seqlen), stream, cuBLAS(Lt) */

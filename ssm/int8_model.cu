@@ -11,6 +11,7 @@ extern "C" {
 }
 #include "hadamard/had.h"
 #include "ssm/int8_kern.h"
+#include "ssm/int8_ref.h"
 
 /* Device pointers into the model's arena. Per-column scale arrays: see int8_kern.h. */
 struct i8g_layer {
@@ -196,146 +197,70 @@ static void put_f16(half *dst, const float *src, size_t n, float *stage) {
     k8_f32_to_f16(dst, stage, n, 0);
     CUDA_CHECK(cudaDeviceSynchronize());
 }
-/* the weight's scales expanded to one per output row */
-static void put_wscale(float *dst, const q_weight *w) {
-    float *h = (float *)mq_malloc((size_t)w->rows * sizeof(float));
-    for (int r = 0; r < w->rows; r++) h[r] = w->scale[w->nscale == 1 ? 0 : r];
-    put_f32(dst, h, w->rows);
-    free(h);
-}
-static int check_weight(const q_weight *w, int rows, int cols, int layer, const char *name) {
-    if (!w->q || !w->scale || w->rows != rows || w->cols != cols || (w->nscale != 1 && w->nscale != rows))
-        return mq_fail("int8 GPU pass: layer %d %s is %dx%d with %d scales, expected %dx%d", layer, name, w->rows,
-                       w->cols, w->nscale, rows, cols);
-    return 0;
-}
-
-/* per-column array of segments {ncols, scale} */
-static void put_segments(float *dst, int n, const int *ncols, const float *scale, int nseg) {
-    float *h = (float *)mq_malloc((size_t)n * sizeof(float));
-    int c = 0;
-    for (int s = 0; s < nseg; s++)
-        for (int i = 0; i < ncols[s]; i++) h[c++] = scale[s];
-    if (c != n) mq_die("put_segments: %d columns, expected %d (internal error)", c, n);
-    put_f32(dst, h, n);
-    free(h);
-}
-
-/* The activation scales of layer l from the q_model; -1 + error naming the missing one. */
-static int layer_scales(const q_model *qm, int l, i8g_layer *L) {
-    const mq_config *c = &qm->cfg;
-    const q_layer *Q = &qm->layers[l];
-    struct { mq_act_role role; int part; float *dst; } want[] = {
-        {MQ_ACT_IN_PROJ_IN, 0, &L->s_in}, {MQ_ACT_CONV_IN, 0, &L->s_conv0}, {MQ_ACT_Z, 0, &L->s_z},
-        {MQ_ACT_SSM_X, 0, &L->s_u}, {MQ_ACT_DT, 0, &L->s_dt}, {MQ_ACT_OUT_PROJ_IN, 0, &L->s_y},
-        {c->arch == MQ_MAMBA1 ? MQ_ACT_X_PROJ_OUT : MQ_ACT_B, 0, c->arch == MQ_MAMBA1 ? &L->s_xp : &L->s_B},
-        {c->arch == MQ_MAMBA1 ? MQ_ACT_X_PROJ_OUT : MQ_ACT_C, 0, c->arch == MQ_MAMBA1 ? &L->s_xp : &L->s_C},
-    };
-    for (size_t i = 0; i < sizeof want / sizeof want[0]; i++) {
-        float s = Q->act_scale[want[i].role][want[i].part];
-        if (!(s > 0) || !isfinite(s))
-            return mq_fail("int8 GPU pass: layer %d has no valid %s scale (%g); every W8A8 role must be quantized", l,
-                           q_role_key(c->arch, want[i].role), (double)s);
-        *want[i].dst = s;
-    }
-    if (c->arch == MQ_MAMBA1) L->s_B = L->s_C = L->s_xp;
-    else
-        for (int p = 1; p < 3; p++) {
-            float s = Q->act_scale[MQ_ACT_CONV_IN][p];
-            if (!(s > 0) || !isfinite(s))
-                return mq_fail("int8 GPU pass: layer %d has no valid conv_in scale of part %d (%g)", l, p, (double)s);
-        }
-    return 0;
-}
-
 i8g_model *i8g_upload(const q_model *qm) {
     const mq_config *c = &qm->cfg;
     const int D = c->d_model, E = c->d_inner, in = in_dim(c), cd = conv_dim(c), K = c->d_conv, V = c->vocab_size;
-    const int N = c->d_state, GN = c->n_groups * c->d_state, xw = xp_dim(c);
+    const int N = c->d_state, xw = xp_dim(c), H = c->n_heads;
     if (check_shapes(c)) return NULL;
     if (qm->hadamard_n && qm->hadamard_n != E) {
         mq_fail("int8 GPU pass: Hadamard order %d, expected d_inner %d", qm->hadamard_n, E);
         return NULL;
     }
     if (qm->hadamard_n && (E > HAD_CUDA_MAX_N || had_factor(E, NULL, NULL))) return NULL;
-    /* weights, scales and the lm_head choice are checked before anything is allocated */
-    i8g_layer *tmp = (i8g_layer *)mq_calloc(c->n_layer, sizeof(i8g_layer));
-    for (int l = 0; l < c->n_layer; l++) {
-        const q_layer *Q = &qm->layers[l];
-        int bad = layer_scales(qm, l, &tmp[l]) || check_weight(&Q->in_proj, in, D, l, "in_proj") ||
-                  check_weight(&Q->conv1d, cd, K, l, "conv1d") || check_weight(&Q->out_proj, D, E, l, "out_proj") ||
-                  (c->arch == MQ_MAMBA1 && (check_weight(&Q->x_proj, xw, E, l, "x_proj") ||
-                                            check_weight(&Q->dt_proj, E, c->dt_rank, l, "dt_proj")));
-        if (bad) { free(tmp); return NULL; }
-    }
+    i8_plan p; /* scales and weights checked, per-column arrays made, before the GPU is touched */
+    if (i8_plan_build(qm, &p)) return NULL;
     const int lm_quant = qm->lm_head_q.q != NULL;
-    if (lm_quant && (check_weight(&qm->lm_head_q, V, D, -1, "lm_head") || !(qm->lm_head_in_scale > 0))) {
-        free(tmp);
-        if (!(qm->lm_head_in_scale > 0)) mq_fail("int8 GPU pass: quantized lm_head without an input scale");
-        return NULL;
-    }
     mq_config cfg = *c;
     cfg.tie_embeddings = !lm_quant && qm->lm_head == NULL; /* an FP16 lm_head of its own when untied */
     i8g_model *g = model_alloc(&cfg, lm_quant);
-    if (!g) { free(tmp); return NULL; }
+    if (!g) { i8_plan_free(&p); return NULL; }
     g->hadamard = qm->hadamard_n != 0;
     g->lm_in_scale = qm->lm_head_in_scale;
-    size_t big = (size_t)V * D;
+    const size_t big = (size_t)V * D;
     float *stage;
-    if (dev_alloc((void **)&stage, big * sizeof(float), "the upload staging buffer")) { i8g_model_free(g); free(tmp); return NULL; }
+    if (dev_alloc((void **)&stage, big * sizeof(float), "the upload staging buffer")) {
+        i8g_model_free(g);
+        i8_plan_free(&p);
+        return NULL;
+    }
     put_f16(g->embed, qm->embed, big, stage);
     if (g->lm16 && g->lm16 != g->embed) put_f16(g->lm16, qm->lm_head, big, stage);
     if (lm_quant) {
         put(g->lm_q, qm->lm_head_q.q, big);
-        put_wscale(g->lm_sw, &qm->lm_head_q);
+        put_f32(g->lm_sw, p.lm_sw, V);
     }
     put_f32(g->norm_f, qm->norm_f, D);
     for (int l = 0; l < c->n_layer; l++) {
         const q_layer *Q = &qm->layers[l];
+        const i8_plan_layer *P = &p.layers[l];
         i8g_layer *L = &g->layers[l];
-        const i8g_layer *S = &tmp[l];
-        L->s_in = S->s_in, L->s_u = S->s_u, L->s_xp = S->s_xp, L->s_dt = S->s_dt, L->s_z = S->s_z;
-        L->s_B = S->s_B, L->s_C = S->s_C, L->s_y = S->s_y, L->s_conv0 = S->s_conv0;
-        const float *cin = Q->act_scale[MQ_ACT_CONV_IN];
+        L->s_in = P->s_in, L->s_u = P->s_u, L->s_xp = P->s_xp, L->s_dt = P->s_dt, L->s_z = P->s_z;
+        L->s_B = P->s_B, L->s_C = P->s_C, L->s_y = P->s_y, L->s_conv0 = P->s_conv0;
         put_f32(L->norm_w, Q->norm_w, D);
         put(L->in_w, Q->in_proj.q, (size_t)in * D);
-        put_wscale(L->in_sw, &Q->in_proj);
+        put_f32(L->in_sw, P->in_sw, in);
+        put_f32(L->in_qs, P->in_qs, in);
         if (L->in_b) put_f32(L->in_b, Q->in_proj_b, in);
         put(L->conv_w, Q->conv1d.q, (size_t)cd * K);
-        put_wscale(L->conv_sw, &Q->conv1d);
+        put_f32(L->conv_sw, P->conv_sw, cd);
+        put_f32(L->conv_sin, P->conv_sin, cd);
+        put_f32(L->conv_sout, P->conv_sout, cd);
         if (L->conv_b) put_f32(L->conv_b, Q->conv_b, cd);
         put(L->out_w, Q->out_proj.q, (size_t)D * E);
-        put_wscale(L->out_sw, &Q->out_proj);
+        put_f32(L->out_sw, P->out_sw, D);
         if (L->out_b) put_f32(L->out_b, Q->out_proj_b, D);
         if (c->arch == MQ_MAMBA1) {
-            const int ni[2] = {E, E}, nc[1] = {E};
-            const float si[2] = {L->s_conv0, L->s_z};
-            put_segments(L->in_qs, in, ni, si, 2);
-            put_segments(L->conv_sin, cd, nc, &L->s_conv0, 1);
-            put_segments(L->conv_sout, cd, nc, &L->s_u, 1);
-            float *A = (float *)mq_malloc(sizeof(float) * (size_t)E * N);
-            for (size_t i = 0; i < (size_t)E * N; i++) A[i] = -expf(Q->A_log[i]); /* as q_sim_build */
-            put_f32(L->A, A, (size_t)E * N);
-            free(A);
+            put_f32(L->A, P->A, (size_t)E * N);
             put_f32(L->D, Q->D, E);
             put(L->xp_w, Q->x_proj.q, (size_t)xw * E);
-            put_wscale(L->xp_sw, &Q->x_proj);
-            put_segments(L->xp_qs, xw, &xw, &L->s_xp, 1);
+            put_f32(L->xp_sw, P->xp_sw, xw);
+            put_f32(L->xp_qs, P->xp_qs, xw);
             put(L->dt_w, Q->dt_proj.q, (size_t)E * c->dt_rank);
-            put_wscale(L->dt_sw, &Q->dt_proj);
-            put_segments(L->dt_qs, E, &E, &L->s_dt, 1);
+            put_f32(L->dt_sw, P->dt_sw, E);
+            put_f32(L->dt_qs, P->dt_qs, E);
             put_f32(L->dt_b, Q->dt_proj_b, E);
         } else {
-            const int H = c->n_heads;
-            const int ni[5] = {E, E, GN, GN, H}, nc[3] = {E, GN, GN};
-            const float si[5] = {L->s_z, cin[0], cin[1], cin[2], L->s_dt}, so[3] = {L->s_u, L->s_B, L->s_C};
-            put_segments(L->in_qs, in, ni, si, 5);
-            put_segments(L->conv_sin, cd, nc, cin, 3);
-            put_segments(L->conv_sout, cd, nc, so, 3);
-            float A[1024];
-            if (H > 1024) mq_die("int8 upload: %d heads (internal limit 1024)", H);
-            for (int h = 0; h < H; h++) A[h] = -expf(Q->A_log[h]);
-            put_f32(L->A, A, H);
+            put_f32(L->A, P->A, H);
             put_f32(L->D, Q->D, H);
             put_f32(L->dt_bias, Q->dt_bias, H);
             put_f32(L->gnorm_w, Q->gnorm_w, E);
@@ -343,7 +268,7 @@ i8g_model *i8g_upload(const q_model *qm) {
     }
     CUDA_CHECK(cudaDeviceSynchronize());
     CUDA_CHECK(cudaFree(stage));
-    free(tmp);
+    i8_plan_free(&p);
     return g;
 }
 

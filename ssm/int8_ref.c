@@ -6,6 +6,8 @@
 #include "core/err.h"
 #include "quantize/q.h"
 #include "ssm/ops.h"
+#include "core/mat.h"
+#include "hadamard/had.h"
 
 void i8ref_gemm(int32_t *acc, const int8_t *X, int ldx, const int8_t *W, int M, int N, int K) {
 #pragma omp parallel for schedule(static) if ((long)M * N * K > (1L << 20))
@@ -103,4 +105,225 @@ void i8ref_gated_rmsnorm(float *out, const float *y, const int8_t *z, int ldz, f
     float *fz = deq(z, ldz, T, D, sz, NULL);
     op_gated_rmsnorm(out, D, y, D, fz, D, w, T, D, D, eps, norm_before_gate);
     free(fz);
+}
+
+/* ---------------------------------------------------------------- plan */
+
+static int in_dim(const mq_config *c) { return cfg_in_proj_dim(c); }
+static int xp_dim(const mq_config *c) { return c->arch == MQ_MAMBA1 ? c->dt_rank + 2 * c->d_state : 0; }
+
+static float *wscales(const q_weight *w) {
+    float *s = mq_malloc((size_t)w->rows * sizeof(float));
+    for (int r = 0; r < w->rows; r++) s[r] = w->scale[w->nscale == 1 ? 0 : r];
+    return s;
+}
+/* n columns of segments {ncols[i], scale[i]} */
+static float *segments(int n, const int *ncols, const float *scale, int nseg) {
+    float *s = mq_malloc((size_t)n * sizeof(float) + 4);
+    int c = 0;
+    for (int i = 0; i < nseg; i++)
+        for (int k = 0; k < ncols[i]; k++) s[c++] = scale[i];
+    if (c != n) mq_die("i8_plan: %d columns, expected %d (internal error)", c, n);
+    return s;
+}
+static int check_weight(const q_weight *w, int rows, int cols, int layer, const char *name) {
+    if (!w->q || !w->scale || w->rows != rows || w->cols != cols || (w->nscale != 1 && w->nscale != rows))
+        return mq_fail("int8 pass: layer %d %s is %dx%d with %d scales, expected %dx%d", layer, name, w->rows, w->cols,
+                       w->nscale, rows, cols);
+    return 0;
+}
+static int need_scale(float s, int layer, const char *what, int part) {
+    if (s > 0 && isfinite(s)) return 0;
+    return mq_fail("int8 pass: layer %d has no valid %s scale%s (%g); every W8A8 role must be quantized", layer, what,
+                   part == 1 ? " of part B" : part == 2 ? " of part C" : "", (double)s);
+}
+
+int i8_plan_build(const q_model *qm, i8_plan *p) {
+    const mq_config *c = &qm->cfg;
+    const int D = c->d_model, E = c->d_inner, in = in_dim(c), cd = cfg_conv_dim(c), K = c->d_conv, N = c->d_state;
+    const int GN = c->n_groups * c->d_state, xw = xp_dim(c), H = c->n_heads;
+    memset(p, 0, sizeof *p);
+    for (int l = 0; l < c->n_layer; l++) {
+        const q_layer *Q = &qm->layers[l];
+        struct { mq_act_role role; int part; } want[] = {
+            {MQ_ACT_IN_PROJ_IN, 0}, {MQ_ACT_CONV_IN, 0}, {MQ_ACT_Z, 0}, {MQ_ACT_SSM_X, 0}, {MQ_ACT_DT, 0},
+            {MQ_ACT_OUT_PROJ_IN, 0}, {c->arch == MQ_MAMBA1 ? MQ_ACT_X_PROJ_OUT : MQ_ACT_B, 0},
+            {c->arch == MQ_MAMBA1 ? MQ_ACT_X_PROJ_OUT : MQ_ACT_C, 0}, {MQ_ACT_CONV_IN, c->arch == MQ_MAMBA2 ? 1 : 0},
+            {MQ_ACT_CONV_IN, c->arch == MQ_MAMBA2 ? 2 : 0}};
+        for (size_t i = 0; i < sizeof want / sizeof want[0]; i++)
+            if (need_scale(Q->act_scale[want[i].role][want[i].part], l, q_role_key(c->arch, want[i].role), want[i].part))
+                return -1;
+        if (check_weight(&Q->in_proj, in, D, l, "in_proj") || check_weight(&Q->conv1d, cd, K, l, "conv1d") ||
+            check_weight(&Q->out_proj, D, E, l, "out_proj") ||
+            (c->arch == MQ_MAMBA1 && (check_weight(&Q->x_proj, xw, E, l, "x_proj") ||
+                                      check_weight(&Q->dt_proj, E, c->dt_rank, l, "dt_proj"))))
+            return -1;
+    }
+    if (qm->lm_head_q.q && (check_weight(&qm->lm_head_q, c->vocab_size, D, -1, "lm_head") || !(qm->lm_head_in_scale > 0)))
+        return qm->lm_head_in_scale > 0 ? -1 : mq_fail("int8 pass: quantized lm_head without an input scale");
+    p->n_layer = c->n_layer;
+    p->layers = mq_calloc((size_t)c->n_layer, sizeof *p->layers);
+    for (int l = 0; l < c->n_layer; l++) {
+        const q_layer *Q = &qm->layers[l];
+        i8_plan_layer *L = &p->layers[l];
+        L->s_in = Q->act_scale[MQ_ACT_IN_PROJ_IN][0];
+        L->s_conv0 = Q->act_scale[MQ_ACT_CONV_IN][0];
+        L->s_z = Q->act_scale[MQ_ACT_Z][0];
+        L->s_u = Q->act_scale[MQ_ACT_SSM_X][0];
+        L->s_dt = Q->act_scale[MQ_ACT_DT][0];
+        L->s_y = Q->act_scale[MQ_ACT_OUT_PROJ_IN][0];
+        L->in_sw = wscales(&Q->in_proj);
+        L->conv_sw = wscales(&Q->conv1d);
+        L->out_sw = wscales(&Q->out_proj);
+        if (c->arch == MQ_MAMBA1) {
+            L->s_xp = L->s_B = L->s_C = Q->act_scale[MQ_ACT_X_PROJ_OUT][0];
+            const int ni[2] = {E, E}, nc[1] = {E};
+            const float si[2] = {L->s_conv0, L->s_z};
+            L->in_qs = segments(in, ni, si, 2);
+            L->conv_sin = segments(cd, nc, &L->s_conv0, 1);
+            L->conv_sout = segments(cd, nc, &L->s_u, 1);
+            L->xp_sw = wscales(&Q->x_proj);
+            L->xp_qs = segments(xw, &xw, &L->s_xp, 1);
+            L->dt_sw = wscales(&Q->dt_proj);
+            L->dt_qs = segments(E, &E, &L->s_dt, 1);
+            L->A = mq_malloc((size_t)E * N * sizeof(float));
+            for (size_t i = 0; i < (size_t)E * N; i++) L->A[i] = -expf(Q->A_log[i]); /* as q_sim_build */
+        } else {
+            const float *cin = Q->act_scale[MQ_ACT_CONV_IN];
+            L->s_B = Q->act_scale[MQ_ACT_B][0];
+            L->s_C = Q->act_scale[MQ_ACT_C][0];
+            const int ni[5] = {E, E, GN, GN, H}, nc[3] = {E, GN, GN};
+            const float si[5] = {L->s_z, cin[0], cin[1], cin[2], L->s_dt}, so[3] = {L->s_u, L->s_B, L->s_C};
+            L->in_qs = segments(in, ni, si, 5);
+            L->conv_sin = segments(cd, nc, cin, 3);
+            L->conv_sout = segments(cd, nc, so, 3);
+            L->A = mq_malloc((size_t)H * sizeof(float));
+            for (int h = 0; h < H; h++) L->A[h] = -expf(Q->A_log[h]);
+        }
+    }
+    if (qm->lm_head_q.q) p->lm_sw = wscales(&qm->lm_head_q);
+    return 0;
+}
+
+void i8_plan_free(i8_plan *p) {
+    for (int l = 0; l < p->n_layer && p->layers; l++) {
+        i8_plan_layer *L = &p->layers[l];
+        free(L->in_sw), free(L->in_qs), free(L->conv_sw), free(L->conv_sin), free(L->conv_sout), free(L->out_sw);
+        free(L->xp_sw), free(L->xp_qs), free(L->dt_sw), free(L->dt_qs), free(L->A);
+    }
+    free(p->layers);
+    free(p->lm_sw);
+    memset(p, 0, sizeof *p);
+}
+
+/* ---------------------------------------------------------------- CPU mirror of the GPU pass */
+
+static void hook(const i8g_hooks *hk, int layer, int role, const void *x, i8g_dtype dt, float s, int rows, int cols,
+                 int ld) {
+    if (hk && hk->fn) hk->fn(hk->ctx, layer, role, x, dt, s, rows, cols, ld, NULL);
+}
+
+/* out[M x N] (ld ldo) = epilogue(X W^T): int8 (q) or FP32 (f) */
+static void linear(const int8_t *X, int ldx, const q_weight *W, int M, float sx, const float *sw, const float *bias,
+                   const float *qs, int8_t *q, float *f, int ldo) {
+    const int N = W->rows, K = W->cols;
+    int32_t *acc = mq_malloc((size_t)M * N * sizeof(int32_t) + 4);
+    i8ref_gemm(acc, X, ldx, W->q, M, N, K);
+    int8_t *qt = q ? mq_malloc((size_t)M * N + 1) : NULL;
+    float *ft = f ? mq_malloc((size_t)M * N * sizeof(float) + 4) : NULL;
+    i8ref_epilogue(acc, M, N, sx, sw, bias, qs, qt, ft);
+    for (int m = 0; m < M; m++) {
+        if (q) memcpy(q + (size_t)m * ldo, qt + (size_t)m * N, (size_t)N);
+        if (f) memcpy(f + (size_t)m * ldo, ft + (size_t)m * N, (size_t)N * sizeof(float));
+    }
+    free(acc), free(qt), free(ft);
+}
+
+int i8ref_forward(const q_model *qm, const i8_plan *p, const int32_t *tokens, int T, const i8g_hooks *hk, float *hidden,
+                  float *nll) {
+    const mq_config *c = &qm->cfg;
+    const int D = c->d_model, E = c->d_inner, N = c->d_state, K = c->d_conv, V = c->vocab_size;
+    const int in = in_dim(c), cd = cfg_conv_dim(c), xw = xp_dim(c), GN = c->n_groups * N, H = c->n_heads;
+    for (int t = 0; t < T; t++)
+        if (tokens[t] < 0 || tokens[t] >= V) return mq_fail("int8 CPU pass: token %d at %d outside the vocabulary", tokens[t], t);
+    const size_t TT = (size_t)T;
+    float *resid = mq_malloc(TT * D * 4), *delta = mq_malloc(TT * D * 4), *y = mq_malloc(TT * E * 4);
+    float *g = mq_malloc(TT * E * 4);
+    int8_t *h8 = mq_malloc(TT * D), *xz8 = mq_malloc(TT * in), *xc8 = mq_malloc(TT * cd), *yq8 = mq_malloc(TT * E);
+    int8_t *xdbl8 = mq_malloc(TT * (xw ? xw : 1)), *dt8 = mq_malloc(TT * E);
+    for (int t = 0; t < T; t++) memcpy(resid + (size_t)t * D, qm->embed + (size_t)tokens[t] * D, (size_t)D * 4);
+    for (int l = 0; l < c->n_layer; l++) {
+        const q_layer *Q = &qm->layers[l];
+        const i8_plan_layer *L = &p->layers[l];
+        i8ref_add_rmsnorm(resid, l ? delta : NULL, Q->norm_w, T, D, c->norm_eps, L->s_in, h8, NULL);
+        if (l) hook(hk, l - 1, I8G_RESID, resid, I8G_F32, 0, T, D, D);
+        hook(hk, l, MQ_ACT_IN_PROJ_IN, h8, I8G_I8, L->s_in, T, D, D);
+        linear(h8, D, &Q->in_proj, T, L->s_in, L->in_sw, Q->in_proj_b, L->in_qs, xz8, NULL, in);
+        const float *ssm_out;
+        if (c->arch == MQ_MAMBA1) {
+            const int8_t *x8 = xz8, *z8 = xz8 + E;
+            const int R = c->dt_rank;
+            hook(hk, l, MQ_ACT_CONV_IN, x8, I8G_I8, L->s_conv0, T, E, in);
+            hook(hk, l, MQ_ACT_Z, z8, I8G_I8, L->s_z, T, E, in);
+            i8ref_conv1d(xc8, E, x8, in, NULL, Q->conv1d.q, L->conv_sw, L->conv_sin, Q->conv_b, L->conv_sout, T, E, K);
+            hook(hk, l, MQ_ACT_SSM_X, xc8, I8G_I8, L->s_u, T, E, E);
+            linear(xc8, E, &Q->x_proj, T, L->s_u, L->xp_sw, NULL, L->xp_qs, xdbl8, NULL, xw);
+            hook(hk, l, MQ_ACT_X_PROJ_OUT, xdbl8, I8G_I8, L->s_xp, T, xw, xw);
+            linear(xdbl8, xw, &Q->dt_proj, T, L->s_xp, L->dt_sw, NULL, L->dt_qs, dt8, NULL, E);
+            hook(hk, l, MQ_ACT_DT, dt8, I8G_I8, L->s_dt, T, E, E);
+            i8ref_scan_m1(y, xc8, E, L->s_u, dt8, E, L->s_dt, Q->dt_proj_b, xdbl8 + R, xdbl8 + R + N, xw, L->s_B, L->s_C,
+                          z8, in, L->s_z, L->A, Q->D, NULL, T, E, N);
+            ssm_out = y;
+        } else {
+            const int8_t *z8 = xz8, *xbc8 = xz8 + E, *dtq = xz8 + E + cd;
+            hook(hk, l, MQ_ACT_CONV_IN, xbc8, I8G_I8, L->s_conv0, T, cd, in);
+            hook(hk, l, MQ_ACT_Z, z8, I8G_I8, L->s_z, T, E, in);
+            hook(hk, l, MQ_ACT_DT, dtq, I8G_I8, L->s_dt, T, H, in);
+            i8ref_conv1d(xc8, cd, xbc8, in, NULL, Q->conv1d.q, L->conv_sw, L->conv_sin, Q->conv_b, L->conv_sout, T, cd, K);
+            hook(hk, l, MQ_ACT_SSM_X, xc8, I8G_I8, L->s_u, T, E, cd);
+            hook(hk, l, MQ_ACT_B, xc8 + E, I8G_I8, L->s_B, T, GN, cd);
+            hook(hk, l, MQ_ACT_C, xc8 + E + GN, I8G_I8, L->s_C, T, GN, cd);
+            i8ref_scan_m2(y, xc8, cd, L->s_u, dtq, in, L->s_dt, Q->dt_bias, c->dt_limit_min, c->dt_limit_max, xc8 + E,
+                          xc8 + E + GN, cd, L->s_B, L->s_C, L->A, Q->D, NULL, T, H, c->head_dim, c->n_groups, N);
+            i8ref_gated_rmsnorm(g, y, z8, in, L->s_z, Q->gnorm_w, T, E, c->norm_eps, c->norm_before_gate);
+            ssm_out = g;
+        }
+        /* the GPU keeps y in FP16 between the scan (gated norm) and its quantization */
+        float *y16 = (float *)ssm_out;
+        if (!getenv("I8_NO_F16Y")) q_round_f16(y16, TT * E);
+        hook(hk, l, MQ_ACT_SSM_OUT, y16, I8G_F32, 0, T, E, E);
+        if (qm->hadamard_n) had_transform_quant_f32(y16, yq8, T, E, L->s_y);
+        else
+            for (size_t i = 0; i < TT * E; i++) yq8[i] = q_quant1(y16[i], L->s_y);
+        hook(hk, l, MQ_ACT_OUT_PROJ_IN, yq8, I8G_I8, L->s_y, T, E, E);
+        linear(yq8, E, &Q->out_proj, T, L->s_y, L->out_sw, Q->out_proj_b, NULL, NULL, delta, D);
+        if (!getenv("I8_NO_F16D")) q_round_f16(delta, TT * D); /* out_proj writes FP16 */
+    }
+    op_add_rmsnorm(resid, delta, hidden, qm->norm_f, T, D, c->norm_eps);
+    hook(hk, c->n_layer - 1, I8G_RESID, resid, I8G_F32, 0, T, D, D);
+    if (nll && T > 1) {
+        enum { BLK = 64 };
+        float *logits = mq_malloc((size_t)BLK * V * 4), *h16 = mq_malloc((size_t)BLK * D * 4);
+        int8_t *hq8 = mq_malloc((size_t)BLK * D);
+        const float *lm = qm->lm_head ? qm->lm_head : qm->embed;
+        for (int t0 = 0; t0 < T - 1; t0 += BLK) {
+            const int n = T - 1 - t0 < BLK ? T - 1 - t0 : BLK;
+            const float *ht = hidden + (size_t)t0 * D;
+            if (qm->lm_head_q.q) {
+                for (size_t k = 0; k < (size_t)n * D; k++) hq8[k] = q_quant1(ht[k], qm->lm_head_in_scale);
+                linear(hq8, D, &qm->lm_head_q, n, qm->lm_head_in_scale, p->lm_sw, NULL, NULL, NULL, logits, V);
+            } else {
+                memcpy(h16, ht, (size_t)n * D * 4);
+                q_round_f16(h16, (size_t)n * D); /* lm_head reads the FP16 copy of norm_f's output */
+                mat_linear(logits, h16, lm, NULL, n, V, D);
+            }
+            for (int r = 0; r < n; r++) {
+                const float *lr = logits + (size_t)r * V;
+                nll[t0 + r] = (float)(op_logsumexp(lr, V) - lr[tokens[t0 + r + 1]]);
+            }
+        }
+        free(logits), free(h16), free(hq8);
+    }
+    free(resid), free(delta), free(y), free(g), free(h8), free(xz8), free(xc8), free(yq8), free(xdbl8), free(dt8);
+    return 0;
 }

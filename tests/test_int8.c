@@ -1,0 +1,670 @@
+/* The int8 GPU pass (ssm/int8.h) against the CPU: every kernel against its reference in
+ * ssm/int8_ref.h on random, odd-sized inputs with padded row strides (int32 GEMM accumulators bit
+ * for bit on every route; int8 outputs within one step with rare flips; FP16/FP32 outputs to their
+ * rounding), then the whole int8 model on both proxies against the CPU simulation of the same
+ * q_model (quantize/sim.c): per-role activations of the first and last layer, final hidden states,
+ * per-token NLL, and decode steps against prefill. The model's statistics come from the test's own
+ * observers over calibration tokens (tests/fixtures/tok). Everything skips without a GPU.
+ * `test_int8 NAME` runs only the tests whose name contains NAME. With $I8_ART_DIR set, the quamba
+ * q_models are also written there as artifacts (art_m1, art_m2) for `mambaq verify`. */
+#include <stdint.h>
+#include <zlib.h>
+#include "core/err.h"
+#include "core/gpu.h"
+#include "core/mat.h"
+#include "export/art.h"
+#include "hadamard/had.h"
+#include "quantize/q.h"
+#include "ssm/int8.h"
+#include "ssm/int8_check.h"
+#include "ssm/int8_ops.h"
+#include "ssm/int8_ref.h"
+#include "ssm/model.h"
+#include "ssm/ops.h"
+#include "tests/test.h"
+
+#define NEED_GPU()                                                  \
+    do {                                                            \
+        const char *why_;                                           \
+        if (!gpu_available(&why_)) T_SKIP("no usable GPU: %s", why_); \
+    } while (0)
+
+static uint64_t g_rng = 0x2545F4914F6CDD1Dull;
+static uint32_t rnd(void) {
+    g_rng ^= g_rng << 13; g_rng ^= g_rng >> 7; g_rng ^= g_rng << 17;
+    return (uint32_t)(g_rng >> 32);
+}
+static float frand(void) { return (float)(rnd() >> 8) * (2.0f / 16777216.0f) - 1.0f; }
+static int8_t *rand_i8(size_t n) {
+    int8_t *q = mq_malloc(n + 1);
+    for (size_t i = 0; i < n; i++) q[i] = (int8_t)((int)(rnd() % 255u) - 127);
+    return q;
+}
+static float *rand_f(size_t n, float lo, float hi) {
+    float *v = mq_malloc((n + 1) * sizeof(float));
+    for (size_t i = 0; i < n; i++) v[i] = lo + (hi - lo) * 0.5f * (frand() + 1.0f);
+    return v;
+}
+static float *copy_f(const float *x, size_t n) {
+    float *y = mq_malloc((n + 1) * sizeof(float));
+    memcpy(y, x, n * sizeof(float));
+    return y;
+}
+static double maxabs(const float *x, size_t n) {
+    double m = 0;
+    for (size_t i = 0; i < n; i++) m = fmax(m, fabs(x[i]));
+    return m;
+}
+/* int8 outputs: max step difference and the number of differing entries */
+static void cmp_q(const int8_t *a, const int8_t *b, size_t n, int *maxd, size_t *nd) {
+    *maxd = 0, *nd = 0;
+    for (size_t i = 0; i < n; i++) {
+        int d = abs((int)a[i] - (int)b[i]);
+        if (d > *maxd) *maxd = d;
+        if (d) (*nd)++;
+    }
+}
+/* float outputs: worst |a - b| / (rel * |b| + absol); <= 1 passes */
+static double worst(const float *a, const float *b, size_t n, double rel, double absol) {
+    double w = 0;
+    for (size_t i = 0; i < n; i++) {
+        double e = fabs((double)a[i] - b[i]) / (rel * fabs(b[i]) + absol);
+        if (!(e <= w)) w = e; /* NaN counts as worst */
+    }
+    return w;
+}
+
+/* ---------------------------------------------------------------- GEMM routes */
+
+static const char *route_name(int r) { return r == 1 ? "cuBLASLt" : r == 2 ? "tiled" : r == 3 ? "GEMV" : "auto"; }
+
+static void test_gemm_i32(void) {
+    NEED_GPU();
+    struct { int M, N, K, pad; } sh[] = {{64, 384, 192, 0}, {256, 1024, 768, 4}, {1000, 44, 384, 0},
+                                         {37, 50, 67, 3}, {5, 77, 30, 1}, {2048, 768, 1536, 0}};
+    for (size_t i = 0; i < sizeof sh / sizeof sh[0]; i++) {
+        int M = sh[i].M, N = sh[i].N, K = sh[i].K, pad = sh[i].pad;
+        int8_t *X = rand_i8((size_t)M * K), *W = rand_i8((size_t)N * K);
+        int32_t *ref = mq_malloc((size_t)M * N * 4), *got = mq_malloc((size_t)M * N * 4);
+        i8ref_gemm(ref, X, K, W, M, N, K);
+        int lt_shape = N % 4 == 0 && K % 4 == 0 && (K + pad) % 4 == 0;
+        for (int route = I8G_GEMM_LT; route <= I8G_GEMM_TILED; route++) {
+            int taken = 0;
+            memset(got, 0x55, (size_t)M * N * 4);
+            T_CHECK(i8op_gemm(got, X, W, M, N, K, pad, route, &taken) == 0, "%s", mq_errmsg());
+            size_t bad = 0;
+            for (size_t j = 0; j < (size_t)M * N; j++) bad += got[j] != ref[j];
+            printf("    %4dx%4dx%4d (ld %d) asked %-8s ran %-8s: %zu of %d accumulators differ\n", M, N, K, K + pad,
+                   route_name(route), route_name(taken), bad, M * N);
+            T_CHECK(bad == 0, "%zu int32 accumulators differ (route %s)", bad, route_name(taken));
+            if (route == I8G_GEMM_LT && lt_shape)
+                T_CHECK(taken == I8G_GEMM_LT, "cuBLASLt declined %dx%dx%d (ld %d)", M, N, K, K + pad);
+        }
+        free(X), free(W), free(ref), free(got);
+    }
+}
+
+static void test_linear_epilogue(void) {
+    NEED_GPU();
+    struct { int M, N, K, pad, route; } cs[] = {
+        {64, 384, 192, 0, I8G_GEMM_AUTO}, {37, 50, 67, 3, I8G_GEMM_AUTO}, {300, 200, 96, 0, I8G_GEMM_TILED},
+        {1, 384, 192, 0, I8G_GEMM_GEMV},  {3, 50, 44, 0, I8G_GEMM_GEMV},  {8, 1536, 768, 0, I8G_GEMM_GEMV},
+        {4, 384, 12, 32, I8G_GEMM_GEMV},  {5, 77, 30, 1, I8G_GEMM_GEMV},  {1, 192, 4096, 0, I8G_GEMM_GEMV}};
+    for (size_t i = 0; i < sizeof cs / sizeof cs[0]; i++) {
+        int M = cs[i].M, N = cs[i].N, K = cs[i].K, pad = cs[i].pad, route = cs[i].route;
+        int8_t *X = rand_i8((size_t)M * K), *W = rand_i8((size_t)N * K);
+        float base = 1.0f / (73.0f * sqrtf((float)K)), sx = 0.02f;
+        float *sw = rand_f(N, 0.5f * base, 1.5f * base), *qs = rand_f(N, 3.0f / 127, 5.0f / 127);
+        float *bias = rand_f(N, -0.5f, 0.5f), *ones = rand_f(N, 1, 1);
+        int32_t *acc = mq_malloc((size_t)M * N * 4);
+        i8ref_gemm(acc, X, K, W, M, N, K);
+        int8_t *q_ref = mq_malloc((size_t)M * N), *q_got = mq_malloc((size_t)M * N);
+        float *f_ref = mq_malloc((size_t)M * N * 4), *f_got = mq_malloc((size_t)M * N * 4);
+        long c0[4], c1[4];
+        i8g_gemm_counts(c0);
+        /* int8 output, per-channel weight scales, bias, per-column output scales */
+        i8ref_epilogue(acc, M, N, sx, sw, bias, qs, q_ref, NULL);
+        T_CHECK(i8op_linear(q_got, NULL, 0, X, W, M, N, K, pad, sx, sw, bias, qs, route) == 0, "%s", mq_errmsg());
+        int maxd;
+        size_t nd;
+        cmp_q(q_got, q_ref, (size_t)M * N, &maxd, &nd);
+        /* FP16 output */
+        i8ref_epilogue(acc, M, N, sx, sw, bias, NULL, NULL, f_ref);
+        T_CHECK(i8op_linear(NULL, f_got, 1, X, W, M, N, K, pad, sx, sw, bias, NULL, route) == 0, "%s", mq_errmsg());
+        double w16 = worst(f_got, f_ref, (size_t)M * N, 6e-4, 1e-6);
+        /* FP32 output of unit scales: the accumulators themselves */
+        T_CHECK(i8op_linear(NULL, f_got, 2, X, W, M, N, K, pad, 1.0f, ones, NULL, NULL, route) == 0, "%s", mq_errmsg());
+        size_t bad32 = 0;
+        for (size_t j = 0; j < (size_t)M * N; j++) bad32 += f_got[j] != (float)acc[j];
+        i8g_gemm_counts(c1);
+        const char *ran = c1[3] > c0[3] ? "GEMV" : c1[1] > c0[1] ? "cuBLASLt" : "tiled";
+        printf("    %4dx%4dx%4d (ld %d) asked %-8s ran %-8s: int8 %zu of %d one step apart (max %d), fp16 worst %.2f, "
+               "fp32 %zu wrong\n", M, N, K, K + pad, route_name(route), ran, nd, M * N, maxd, w16, bad32);
+        T_CHECK(maxd <= 1 && nd <= (size_t)(0.002 * M * N) + 2, "int8 epilogue: %zu flips, max %d", nd, maxd);
+        T_CHECK(w16 <= 1, "fp16 epilogue worst %.3g", w16);
+        T_CHECK(bad32 == 0, "fp32 unit-scale epilogue: %zu wrong", bad32);
+        if (route == I8G_GEMM_GEMV && K % 4 == 0 && (K + pad) % 4 == 0)
+            T_CHECK(c1[3] - c0[3] == 3, "the GEMV did not run (%ld calls)", c1[3] - c0[3]);
+        free(X), free(W), free(sw), free(qs), free(bias), free(ones), free(acc), free(q_ref), free(q_got), free(f_ref),
+            free(f_got);
+    }
+}
+
+/* ---------------------------------------------------------------- norms, conv */
+
+static void test_rmsnorm(void) {
+    NEED_GPU();
+    struct { int T, D; } cs[] = {{5, 192}, {3, 2560}, {300, 768}, {2, 1000}};
+    for (size_t i = 0; i < sizeof cs / sizeof cs[0]; i++) {
+        int T = cs[i].T, D = cs[i].D;
+        size_t n = (size_t)T * D;
+        float *resid = rand_f(n, -3, 3), *delta = rand_f(n, -2, 2), *w = rand_f(D, 0.2f, 2.0f), s = 4.0f / 127;
+        q_round_f16(delta, n); /* the forward adds out_proj's FP16 output */
+        float *r_ref = copy_f(resid, n), *r_got = copy_f(resid, n);
+        int8_t *q_ref = mq_malloc(n), *q_got = mq_malloc(n);
+        i8ref_add_rmsnorm(r_ref, delta, w, T, D, 1e-5f, s, q_ref, NULL);
+        T_CHECK(i8op_add_rmsnorm(r_got, delta, w, T, D, 1e-5f, s, q_got) == 0, "%s", mq_errmsg());
+        int maxd;
+        size_t nd;
+        cmp_q(q_got, q_ref, n, &maxd, &nd);
+        size_t rbad = 0;
+        for (size_t j = 0; j < n; j++) rbad += r_got[j] != r_ref[j];
+        printf("    add+rmsnorm %dx%d: int8 %zu of %zu one step apart (max %d), residual %zu differ\n", T, D, nd, n, maxd,
+               rbad);
+        T_CHECK(maxd <= 1 && nd <= n / 1000 + 1, "%zu flips, max %d", nd, maxd);
+        T_CHECK(rbad == 0, "%zu residual entries differ", rbad);
+        /* without delta (the first layer) */
+        T_CHECK(i8op_add_rmsnorm(r_got, NULL, w, T, D, 1e-5f, s, q_got) == 0, "%s", mq_errmsg());
+        i8ref_add_rmsnorm(r_ref, NULL, w, T, D, 1e-5f, s, q_ref, NULL);
+        cmp_q(q_got, q_ref, n, &maxd, &nd);
+        T_CHECK(maxd <= 1 && nd <= n / 1000 + 1, "no delta: %zu flips, max %d", nd, maxd);
+        free(resid), free(delta), free(w), free(r_ref), free(r_got), free(q_ref), free(q_got);
+    }
+}
+
+static void conv_case(int B, int T, int C, int K) {
+    const int H = K - 1;
+    int8_t *x = rand_i8((size_t)B * T * C), *w = rand_i8((size_t)C * K), *st = rand_i8((size_t)B * C * H + 1);
+    float *sw = rand_f(C, 0.003f, 0.006f), *si = rand_f(C, 0.02f, 0.04f), *so = rand_f(C, 0.015f, 0.03f);
+    float *b = rand_f(C, -0.3f, 0.3f);
+    int8_t *q_ref = mq_malloc((size_t)B * T * C), *q_got = mq_malloc((size_t)B * T * C);
+    int8_t *s_ref = mq_malloc((size_t)B * C * H + 1), *s_got = mq_malloc((size_t)B * C * H + 1);
+    memcpy(s_ref, st, (size_t)B * C * H);
+    memcpy(s_got, st, (size_t)B * C * H);
+    for (int bb = 0; bb < B; bb++)
+        i8ref_conv1d(q_ref + (size_t)bb * T * C, C, x + (size_t)bb * T * C, C, s_ref + (size_t)bb * C * H, w, sw, si, b,
+                     so, T, C, K);
+    T_CHECK(i8op_conv1d(q_got, x, s_got, w, sw, si, b, so, B, T, C, K) == 0, "%s", mq_errmsg());
+    int maxd;
+    size_t nd;
+    cmp_q(q_got, q_ref, (size_t)B * T * C, &maxd, &nd);
+    int sbad = memcmp(s_got, s_ref, (size_t)B * C * H) != 0;
+    printf("    conv1d B=%d T=%d C=%d K=%d: int8 %zu of %d one step apart (max %d), state %s\n", B, T, C, K, nd, B * T * C,
+           maxd, sbad ? "DIFFERS" : "identical");
+    T_CHECK(maxd <= 1 && nd <= (size_t)(B * T * C) / 1000 + 1, "%zu flips, max %d", nd, maxd);
+    T_CHECK(!sbad, "conv state differs");
+    /* without state: zeros before t = 0 */
+    for (int bb = 0; bb < B; bb++)
+        i8ref_conv1d(q_ref + (size_t)bb * T * C, C, x + (size_t)bb * T * C, C, NULL, w, sw, si, b, so, T, C, K);
+    T_CHECK(i8op_conv1d(q_got, x, NULL, w, sw, si, b, so, B, T, C, K) == 0, "%s", mq_errmsg());
+    cmp_q(q_got, q_ref, (size_t)B * T * C, &maxd, &nd);
+    T_CHECK(maxd <= 1 && nd <= (size_t)(B * T * C) / 1000 + 1, "stateless: %zu flips, max %d", nd, maxd);
+    /* decode: the first T-3 rows in one call, then three 1-row calls == one call (per sequence) */
+    if (B == 1 && T > 4) {
+        int8_t *q1 = mq_malloc((size_t)T * C), *s1 = mq_malloc((size_t)C * H + 1), *s2 = mq_malloc((size_t)C * H + 1);
+        memcpy(s1, st, (size_t)C * H);
+        memcpy(s2, st, (size_t)C * H);
+        T_CHECK(i8op_conv1d(q_got, x, s1, w, sw, si, b, so, 1, T, C, K) == 0, "%s", mq_errmsg());
+        T_CHECK(i8op_conv1d(q1, x, s2, w, sw, si, b, so, 1, T - 3, C, K) == 0, "%s", mq_errmsg());
+        for (int t = T - 3; t < T; t++)
+            T_CHECK(i8op_conv1d(q1 + (size_t)t * C, x + (size_t)t * C, s2, w, sw, si, b, so, 1, 1, C, K) == 0, "%s",
+                    mq_errmsg());
+        T_CHECK(memcmp(q1, q_got, (size_t)T * C) == 0, "steps differ from one call");
+        T_CHECK(memcmp(s1, s2, (size_t)C * H) == 0, "states after steps differ from one call");
+        free(q1), free(s1), free(s2);
+    }
+    free(x), free(w), free(st), free(sw), free(si), free(so), free(b), free(q_ref), free(q_got), free(s_ref), free(s_got);
+}
+
+static void test_conv1d(void) {
+    NEED_GPU();
+    conv_case(3, 37, 200, 4);
+    conv_case(2, 5, 65, 3);
+    conv_case(1, 40, 130, 4);
+    conv_case(2, 19, 33, 1);
+}
+
+/* ---------------------------------------------------------------- scans, gated norm */
+
+static void scan1_case(int B, int T, int Di, int N, int with_z, int with_state) {
+    size_t R = (size_t)B * T;
+    int8_t *u = rand_i8(R * Di), *dt = rand_i8(R * Di), *z = rand_i8(R * Di), *Bm = rand_i8(R * N), *Cm = rand_i8(R * N);
+    float *A = rand_f((size_t)Di * N, -8, -0.5f), *D = rand_f(Di, 0.5f, 1.5f), *bias = rand_f(Di, -5, -2);
+    const float su = 0.03f, sdt = 0.02f, sb = 0.05f, sc = 0.04f, sz = 0.03f;
+    size_t sn = (size_t)B * Di * N;
+    float *st0 = rand_f(sn, -1, 1), *s_ref = copy_f(st0, sn), *s_got = copy_f(st0, sn);
+    float *y_ref = mq_malloc(R * Di * 4), *y_got = mq_malloc(R * Di * 4);
+    for (int b = 0; b < B; b++) {
+        size_t o = (size_t)b * T;
+        i8ref_scan_m1(y_ref + o * Di, u + o * Di, Di, su, dt + o * Di, Di, sdt, bias, Bm + o * N, Cm + o * N, N, sb, sc,
+                      with_z ? z + o * Di : NULL, Di, sz, A, D, with_state ? s_ref + (size_t)b * Di * N : NULL, T, Di, N);
+    }
+    T_CHECK(i8op_scan_m1(y_got, u, su, dt, sdt, bias, Bm, Cm, sb, sc, with_z ? z : NULL, sz, A, D,
+                         with_state ? s_got : NULL, B, T, Di, N) == 0, "%s", mq_errmsg());
+    double my = maxabs(y_ref, R * Di), wy = worst(y_got, y_ref, R * Di, 6e-4, 2e-5 * my);
+    double ms = maxabs(s_ref, sn), ws = with_state ? worst(s_got, s_ref, sn, 1e-5, 2e-5 * ms) : 0;
+    printf("    scan m1 B=%d T=%d Di=%d N=%d%s%s: y worst %.3f (max |y| %.3g), state worst %.3f\n", B, T, Di, N,
+           with_z ? " z" : "", with_state ? " state" : "", wy, my, ws);
+    T_CHECK(wy <= 1, "y worst %.3g", wy);
+    T_CHECK(ws <= 1, "state worst %.3g", ws);
+    free(u), free(dt), free(z), free(Bm), free(Cm), free(A), free(D), free(bias), free(st0), free(s_ref), free(s_got);
+    free(y_ref), free(y_got);
+}
+
+static void test_scan_m1(void) {
+    NEED_GPU();
+    scan1_case(2, 70, 100, 16, 1, 1);
+    scan1_case(1, 33, 33, 13, 0, 0);
+    scan1_case(3, 1, 64, 16, 1, 1);
+    scan1_case(1, 300, 40, 32, 1, 1);
+}
+
+static void scan2_case(int B, int T, int H, int P, int G, int N, float lo, float hi, int with_state) {
+    size_t R = (size_t)B * T;
+    int Di = H * P, GN = G * N;
+    int8_t *x = rand_i8(R * Di), *dt = rand_i8(R * H), *Bm = rand_i8(R * GN), *Cm = rand_i8(R * GN);
+    float *A = rand_f(H, -8, -0.5f), *D = rand_f(H, 0.5f, 1.5f), *bias = rand_f(H, -5, -2);
+    const float sx = 0.03f, sdt = 0.02f, sb = 0.05f, sc = 0.04f;
+    size_t sn = (size_t)B * Di * N;
+    float *st0 = rand_f(sn, -1, 1), *s_ref = copy_f(st0, sn), *s_got = copy_f(st0, sn);
+    float *y_ref = mq_malloc(R * Di * 4), *y_got = mq_malloc(R * Di * 4);
+    for (int b = 0; b < B; b++) {
+        size_t o = (size_t)b * T;
+        i8ref_scan_m2(y_ref + o * Di, x + o * Di, Di, sx, dt + o * H, H, sdt, bias, lo, hi, Bm + o * GN, Cm + o * GN, GN,
+                      sb, sc, A, D, with_state ? s_ref + (size_t)b * Di * N : NULL, T, H, P, G, N);
+    }
+    T_CHECK(i8op_scan_m2(y_got, x, sx, dt, sdt, bias, lo, hi, Bm, Cm, sb, sc, A, D, with_state ? s_got : NULL, B, T, H,
+                         P, G, N) == 0, "%s", mq_errmsg());
+    double my = maxabs(y_ref, R * Di), wy = worst(y_got, y_ref, R * Di, 1e-4, 2e-5 * my);
+    double ms = maxabs(s_ref, sn), ws = with_state ? worst(s_got, s_ref, sn, 1e-5, 2e-5 * ms) : 0;
+    printf("    scan m2 B=%d T=%d H=%d P=%d G=%d N=%d dt in [%g, %g]%s: y worst %.3f (max |y| %.3g), state worst %.3f\n",
+           B, T, H, P, G, N, lo, hi, with_state ? " state" : "", wy, my, ws);
+    T_CHECK(wy <= 1, "y worst %.3g", wy);
+    T_CHECK(ws <= 1, "state worst %.3g", ws);
+    free(x), free(dt), free(Bm), free(Cm), free(A), free(D), free(bias), free(st0), free(s_ref), free(s_got);
+    free(y_ref), free(y_got);
+}
+
+static void test_scan_m2(void) {
+    NEED_GPU();
+    scan2_case(2, 70, 6, 20, 2, 64, 0, INFINITY, 1);
+    scan2_case(1, 40, 4, 16, 1, 16, 0, INFINITY, 0);
+    scan2_case(2, 25, 2, 8, 1, 128, 0.001f, 0.1f, 1);
+    scan2_case(3, 1, 6, 64, 3, 32, 0, INFINITY, 1);
+}
+
+static void test_gated_rmsnorm(void) {
+    NEED_GPU();
+    for (int nbg = 0; nbg < 2; nbg++) {
+        int T = 7, D = 384;
+        float *y = rand_f((size_t)T * D, -3, 3), *w = rand_f(D, 0.5f, 1.5f), sz = 0.04f;
+        int8_t *z = rand_i8((size_t)T * D);
+        float *o_ref = mq_malloc((size_t)T * D * 4), *o_got = mq_malloc((size_t)T * D * 4);
+        i8ref_gated_rmsnorm(o_ref, y, z, D, sz, w, T, D, 1e-5f, nbg);
+        T_CHECK(i8op_gated_rmsnorm(o_got, y, z, sz, w, T, D, 1e-5f, nbg) == 0, "%s", mq_errmsg());
+        double wo = worst(o_got, o_ref, (size_t)T * D, 6e-4, 1e-6 * maxabs(o_ref, (size_t)T * D));
+        printf("    gated rmsnorm %dx%d norm_before_gate=%d: worst %.3f\n", T, D, nbg, wo);
+        T_CHECK(wo <= 1, "worst %.3g", wo);
+        free(y), free(w), free(z), free(o_ref), free(o_got);
+    }
+}
+
+/* ---------------------------------------------------------------- whole model vs the simulation */
+
+#define CAL_SAMPLES 4
+#define CAL_LEN 256
+
+static int32_t *read_ids(const char *path, size_t *n) {
+    gzFile f = gzopen(path, "rb");
+    if (!f) return NULL;
+    size_t cap = 1 << 20, len = 0;
+    uint16_t *buf = mq_malloc(cap * 2);
+    int k;
+    while ((k = gzread(f, buf + len, (unsigned)((cap - len) * 2))) > 0) {
+        len += (size_t)k / 2;
+        if (len == cap) {
+            cap *= 2;
+            buf = realloc(buf, cap * 2);
+        }
+    }
+    gzclose(f);
+    int32_t *ids = mq_malloc(len * sizeof *ids + 4);
+    for (size_t i = 0; i < len; i++) ids[i] = buf[i];
+    free(buf);
+    *n = len;
+    return ids;
+}
+
+/* the test's observers: absmax per (layer, role, part, variant) and the EMA of per-sample
+ * percentiles of SSM_X (calib's definition); variant 1 = the fused pass (norm fused, y rotated) */
+typedef struct {
+    float amax[64][MQ_ACT_NROLES + 1][Q_MAX_PARTS][2];
+    float pct[64];
+    double p;
+    int nsamples, variant;
+    const mq_model *m;
+    float *tmp;
+} tstats;
+
+static int cmpf(const void *a, const void *b) {
+    float x = *(const float *)a, y = *(const float *)b;
+    return (x > y) - (x < y);
+}
+static void obs_max(float *dst, const float *x, int rows, int cols, int ld) {
+    for (int r = 0; r < rows; r++)
+        for (int c = 0; c < cols; c++) *dst = fmaxf(*dst, fabsf(x[(size_t)r * ld + c]));
+}
+static void obs_hook(void *vctx, int layer, mq_act_role role, float *x, int rows, int cols, int ld) {
+    tstats *s = vctx;
+    const int v = s->variant;
+    const mq_config *c = &s->m->cfg;
+    if (role == MQ_ACT_LM_HEAD_IN) { obs_max(&s->amax[0][MQ_ACT_NROLES][0][v], x, rows, cols, ld); return; }
+    if (layer < 0 || layer >= 64) return;
+    if (v == 1 && role == MQ_ACT_OUT_PROJ_IN) {
+        for (int r = 0; r < rows; r++) memcpy(s->tmp + (size_t)r * cols, x + (size_t)r * ld, (size_t)cols * 4);
+        had_transform_f32(s->tmp, rows, cols);
+        obs_max(&s->amax[layer][role][0][1], s->tmp, rows, cols, cols);
+        return;
+    }
+    if (role == MQ_ACT_DT && c->arch == MQ_MAMBA1) { /* dt_proj's output without its bias */
+        const float *b = s->m->layers[layer].dt_proj_b;
+        for (int r = 0; r < rows; r++)
+            for (int k = 0; k < cols; k++)
+                s->amax[layer][role][0][v] = fmaxf(s->amax[layer][role][0][v], fabsf(x[(size_t)r * ld + k] - b[k]));
+        return;
+    }
+    for (int p = 0; p < q_role_parts(c->arch, role); p++) {
+        int c0, nc;
+        q_role_part_cols(c, role, p, &c0, &nc);
+        obs_max(&s->amax[layer][role][p][v], x + c0, rows, nc < 0 ? cols : nc, ld);
+    }
+    if (role == MQ_ACT_SSM_X && v == 0) {
+        size_t n = (size_t)rows * cols;
+        for (int r = 0; r < rows; r++)
+            for (int k = 0; k < cols; k++) s->tmp[(size_t)r * cols + k] = fabsf(x[(size_t)r * ld + k]);
+        qsort(s->tmp, n, sizeof(float), cmpf);
+        double rank = s->p / 100 * (double)(n - 1);
+        size_t lo = (size_t)rank;
+        float val = lo + 1 < n ? s->tmp[lo] + (float)(rank - lo) * (s->tmp[lo + 1] - s->tmp[lo]) : s->tmp[n - 1];
+        s->pct[layer] = s->nsamples == 0 ? val : s->pct[layer] + 0.01f * (val - s->pct[layer]);
+    }
+}
+static int ts_absmax(void *ctx, int layer, mq_act_role role, int part, q_stat_variant var, float *v) {
+    tstats *s = ctx;
+    int r = role == MQ_ACT_LM_HEAD_IN ? MQ_ACT_NROLES : (int)role;
+    if (role == MQ_ACT_LM_HEAD_IN) layer = 0;
+    *v = s->amax[layer][r][part][var];
+    return *v > 0 ? 0 : mq_fail("no statistics for layer %d role %d part %d variant %d", layer, role, part, var);
+}
+static int ts_pct(void *ctx, int layer, mq_act_role role, int part, q_stat_variant var, double p, float *v) {
+    tstats *s = ctx;
+    if (p != s->p) return mq_fail("percentile %g not observed", p);
+    *v = s->pct[layer];
+    return 0;
+}
+
+static tstats *collect(const char *dir, mq_model *m, const int32_t *cal) {
+    tstats *s = mq_calloc(1, sizeof *s);
+    s->m = m;
+    s->p = 99.95;
+    s->tmp = mq_malloc((size_t)CAL_LEN * cfg_conv_dim(&m->cfg) * sizeof(float));
+    float *hidden = mq_malloc((size_t)CAL_LEN * m->cfg.d_model * sizeof(float));
+    mq_hooks h = {obs_hook, s};
+    for (int i = 0; i < CAL_SAMPLES; i++, s->nsamples++) ssm_forward(m, cal + (size_t)i * CAL_LEN, CAL_LEN, &h, hidden);
+    mq_model f;
+    if (ssm_load(dir, &f) == 0 && q_fuse_norm(&f) == 0) {
+        s->variant = 1;
+        s->m = &f;
+        for (int i = 0; i < CAL_SAMPLES; i++) ssm_forward(&f, cal + (size_t)i * CAL_LEN, CAL_LEN, &h, hidden);
+        ssm_free(&f);
+    }
+    s->m = m;
+    s->variant = 0;
+    free(hidden);
+    return s;
+}
+
+static double rel_rms(const float *a, const float *b, size_t n) {
+    double num = 0, den = 0;
+    for (size_t i = 0; i < n; i++) num += ((double)a[i] - b[i]) * ((double)a[i] - b[i]), den += (double)b[i] * b[i];
+    return sqrt(num / (den > 0 ? den : 1));
+}
+
+/* per-token NLL of tokens[1..T-1] from logits [T x V]; returns the sum */
+static double nll_from_logits(const float *logits, const int32_t *tokens, int T, int V, float *nll) {
+    double s = 0;
+    for (int t = 0; t < T - 1; t++) {
+        const float *l = logits + (size_t)t * V;
+        nll[t] = (float)(op_logsumexp(l, V) - l[tokens[t + 1]]);
+        s += nll[t];
+    }
+    return s;
+}
+
+/* The int8 pass (on the GPU, or its CPU mirror i8ref_forward) against the simulation of the same
+ * q_model: teacher-forced (ssm/int8_check.h: every op of the simulation from the pass's own int8
+ * inputs; flips and FP16-level differences only) and free-running (perplexities agree). On the GPU
+ * also: a batch of two windows against one at a time, and decode steps against prefill. */
+static void model_case(int arch, q_method method, q_granularity gran, int head, int gpu) {
+    static char dir[4096];
+    const char *d = t_shared(arch == 1 ? "models/mamba1-proxy" : "models/mamba2-proxy");
+    if (!d) T_SKIP("proxy models not found under ../shared (or $MQ_SHARED)");
+    snprintf(dir, sizeof dir, "%s", d);
+    size_t ncal, nval;
+    int32_t *cal = read_ids("tests/fixtures/tok/calib.txt.ids.u16.gz", &ncal);
+    int32_t *val = read_ids("tests/fixtures/tok/valid.txt.ids.u16.gz", &nval);
+    if (!cal || !val || ncal < CAL_SAMPLES * CAL_LEN || nval < 1024) T_SKIP("token fixtures missing");
+    mq_model m;
+    const int failed0 = t_checks_failed;
+    T_CHECK(ssm_load(dir, &m) == 0, "%s", mq_errmsg());
+    if (t_checks_failed > failed0) return;
+    tstats *ts = collect(dir, &m, cal);
+    q_stats st = {ts_absmax, ts_pct, ts};
+    q_options o;
+    q_options_default(&o);
+    o.method = method, o.weight_gran = gran, o.quantize_head = head;
+    q_model qm;
+    T_CHECK(q_quantize(&m, &st, &o, &qm) == 0, "%s", mq_errmsg());
+    if (t_checks_failed > failed0) return;
+    mq_model sm;
+    T_CHECK(q_sim_build(&qm, &sm) == 0, "%s", mq_errmsg());
+    q_sim_ctx sc;
+    mq_hooks sh = q_sim_hooks(&sc, &qm);
+    const mq_config *c = &m.cfg;
+    const int D = c->d_model, V = c->vocab_size;
+    printf("    %s %s, weights per %s%s, %s\n", arch == 1 ? "mamba1" : "mamba2", q_method_name(method), q_gran_name(gran),
+           head ? ", int8 lm_head" : "", gpu ? "GPU" : "CPU mirror of the GPU pass");
+    i8g_model *g = NULL;
+    i8g_ws *w = NULL;
+    i8_plan plan;
+    memset(&plan, 0, sizeof plan);
+    if (gpu) {
+        g = i8g_upload(&qm);
+        T_CHECK(g != NULL, "upload: %s", mq_errmsg());
+        if (g) w = i8g_ws_new(g, 2, 512);
+        T_CHECK(!g || w, "%s", mq_errmsg());
+    } else {
+        T_CHECK(i8_plan_build(&qm, &plan) == 0, "%s", mq_errmsg());
+    }
+    if (t_checks_failed > failed0) return;
+
+    /* 1. one window, teacher-forced and free-running */
+    const int T = gpu ? 512 : 256; /* the mirror runs on the CPU */
+    float *hp = mq_malloc((size_t)T * D * 4), *hs = mq_malloc((size_t)T * D * 4);
+    float *lp = mq_malloc((size_t)T * V * 4), *ls = mq_malloc((size_t)T * V * 4);
+    float *np = mq_malloc((size_t)T * 4), *nf = mq_malloc((size_t)T * 4), *nsf = mq_malloc((size_t)T * 4);
+    float *ns = mq_malloc((size_t)T * 4);
+    i8chk *chk = i8chk_new(&qm, T, !gpu);
+    i8g_hooks ph = i8chk_pass_hooks(chk);
+    mq_hooks fh = i8chk_sim_hooks(chk);
+    double sum_p;
+    if (gpu) {
+        T_CHECK(i8g_prefill(g, w, val, 1, T, NULL, &ph, hp) == 0, "%s", mq_errmsg());
+        T_CHECK(i8g_logits(g, w, 0, T, lp) == 0, "%s", mq_errmsg());
+        sum_p = nll_from_logits(lp, val, T, V, np);
+    } else {
+        T_CHECK(i8ref_forward(&qm, &plan, val, T, &ph, hp, np) == 0, "%s", mq_errmsg());
+        sum_p = 0;
+        for (int t = 0; t < T - 1; t++) sum_p += np[t];
+    }
+    T_CHECK(ssm_forward(&sm, val, T, &fh, hs) == 0, "%s", mq_errmsg()); /* forced */
+    ssm_logits(&sm, hs, T, ls);
+    double sum_sf = nll_from_logits(ls, val, T, V, nsf);
+    char rep[4096];
+    i8chk_format(chk, rep, sizeof rep);
+    printf("    teacher-forced simulation vs the int8 pass, per role over all layers:\n%s", rep);
+    const i8chk_role *rs = i8chk_stats(chk);
+    for (int r = 0; r < MQ_ACT_NROLES; r++) {
+        if (!rs[r].n) continue;
+        const char *nm = ssm_act_role_name((mq_act_role)r);
+        if (rs[r].is_int8) {
+            T_CHECK(rs[r].max_steps <= 1.001, "%s: %.3g steps apart (layer %d)", nm, rs[r].max_steps, rs[r].worst_layer);
+            T_CHECK(rs[r].flips <= 0.01 * rs[r].n, "%s: %.3g%% one code apart", nm, 100.0 * rs[r].flips / rs[r].n);
+        } else {
+            T_CHECK(rs[r].max_rel <= 5e-3, "%s: max |diff| %.3g of max |value| (layer %d)", nm, rs[r].max_rel,
+                    rs[r].worst_layer);
+        }
+    }
+    if (gpu) T_CHECK(rs[MQ_ACT_OUT_PROJ_IN].n > 0 && rs[MQ_ACT_IN_PROJ_IN].n > 0, "the check saw nothing");
+    double eh = rel_rms(hp, hs, (size_t)T * D), ml = maxabs(ls, (size_t)T * V), dl = 0, dn = 0;
+    for (size_t i = 0; i < (size_t)T * V && gpu; i++) dl = fmax(dl, fabs((double)lp[i] - ls[i]));
+    for (int t = 0; t < T - 1; t++) dn = fmax(dn, fabs((double)np[t] - nsf[t]));
+    printf("    forced: final hidden relative rms %.3g, max |logit diff| %.3g (max |logit| %.3g), max per-token |NLL diff| "
+           "%.3g\n", eh, dl, ml, dn);
+    T_CHECK(eh < 2e-3, "forced final hidden differ by %.3g (relative rms)", eh);
+    T_CHECK(dl <= 5e-3 * ml, "forced logits differ by %.3g", dl);
+    T_CHECK(dn < 0.02, "forced per-token NLL differ by %.3g", dn);
+    /* free-running */
+    double sum_s = ssm_nll(&sm, val, T, &sh, ns), sum_f = ssm_nll(&m, val, T, NULL, nf), n1 = T - 1.0;
+    double pp = exp(sum_p / n1), ps = exp(sum_s / n1), pf = exp(sum_f / n1), pfs = exp(sum_sf / n1);
+    double mps = 0, msf = 0;
+    for (int t = 0; t < T - 1; t++) mps += fabs((double)np[t] - ns[t]) / n1, msf += fabs((double)ns[t] - nf[t]) / n1;
+    printf("    ppl (%d tokens): FP32 %.4f, simulation %.4f, int8 pass %.4f (forced simulation %.4f); free-running "
+           "per-token |NLL pass - sim| mean %.3g, |NLL sim - FP32| mean %.3g\n", T, pf, ps, pp, pfs, mps, msf);
+    T_CHECK(isfinite(pp) && pp > 1, "int8 ppl %g", pp);
+    T_CHECK(fabs(pp / ps - 1) < 0.01, "int8 ppl %.4f vs simulation %.4f", pp, ps);
+
+    if (gpu) {
+        /* 2. two windows in one batch == one at a time (window 0 is the one above) */
+        float *nb = mq_malloc((size_t)2 * (T - 1) * 4);
+        double sb = 0;
+        T_CHECK(i8g_nll(g, w, val, 2, T, NULL, nb, &sb) == 0, "%s", mq_errmsg());
+        double db = 0;
+        for (int t = 0; t < T - 1; t++) db = fmax(db, fabs((double)nb[t] - np[t]));
+        printf("    batch of 2 windows: window 0 per-token NLL within %.3g of the single run; ppl of both %.4f\n", db,
+               exp(sb / (2.0 * (T - 1))));
+        T_CHECK(db < 1e-3, "batched NLL differs by %.3g", db);
+        free(nb);
+
+        /* 3. decode: prefill P tokens into a state, then steps, against one prefill of all of them */
+        const int P = 200, K = 6;
+        i8g_ws *w1 = i8g_ws_new(g, 1, 256);
+        i8g_state *s = i8g_state_new(g, 1);
+        float *lstep = mq_malloc((size_t)V * 4), *lfull = mq_malloc((size_t)V * 4);
+        T_CHECK(w1 && s && i8g_prefill(g, w1, val, 1, P, s, NULL, NULL) == 0, "%s", mq_errmsg());
+        for (int k = 0; k < K; k++) T_CHECK(i8g_step(g, w1, s, val + P + k, NULL, lstep) == 0, "%s", mq_errmsg());
+        T_CHECK(i8g_prefill(g, w1, val, 1, P + K, NULL, NULL, NULL) == 0, "%s", mq_errmsg());
+        T_CHECK(i8g_logits(g, w1, P + K - 1, 1, lfull) == 0, "%s", mq_errmsg());
+        double dsf = 0, mlf = maxabs(lfull, V);
+        for (int v = 0; v < V; v++) dsf = fmax(dsf, fabs((double)lstep[v] - lfull[v]));
+        printf("    decode: %d steps after a %d-token prefill, max |logit step - prefill| %.3g (max |logit| %.3g)\n", K, P,
+               dsf, mlf);
+        T_CHECK(dsf <= 2e-3 * mlf, "decode vs prefill logits differ by %.3g", dsf);
+        free(lstep), free(lfull);
+        i8g_state_free(s);
+        i8g_ws_free(w1);
+    }
+
+    /* the artifact for `mambaq verify` */
+    const char *ad = getenv("I8_ART_DIR");
+    if (gpu && ad && *ad && method == Q_QUAMBA && gran == Q_GRAN_TENSOR && !head) {
+        char out[4200], cj[4200];
+        snprintf(out, sizeof out, "%s/art_m%d", ad, arch);
+        snprintf(cj, sizeof cj, "%s/config.json", dir);
+        const char *tj = t_shared("models/tokenizer.json");
+        art_provenance pv;
+        memset(&pv, 0, sizeof pv);
+        snprintf(pv.source_model, sizeof pv.source_model, "%.1000s", dir);
+        snprintf(pv.tool_version, sizeof pv.tool_version, "test_int8");
+        T_CHECK(tj && art_write(out, &qm, &pv, cj, tj, 1) == 0, "artifact: %s", tj ? mq_errmsg() : "no tokenizer.json");
+        printf("    wrote %s\n", out);
+    }
+
+    free(hp), free(hs), free(lp), free(ls), free(np), free(nf), free(nsf), free(ns);
+    i8chk_free(chk);
+    i8g_ws_free(w);
+    i8g_model_free(g);
+    i8_plan_free(&plan);
+    q_sim_free(&sm);
+    q_model_free(&qm);
+    ssm_free(&m);
+    free(ts->tmp), free(ts), free(cal), free(val);
+}
+
+static void test_cpu_mirror_m1(void) { model_case(1, Q_QUAMBA, Q_GRAN_TENSOR, 0, 0); }
+static void test_cpu_mirror_m2(void) { model_case(2, Q_QUAMBA, Q_GRAN_TENSOR, 0, 0); }
+static void test_model_m1_quamba(void) { NEED_GPU(); model_case(1, Q_QUAMBA, Q_GRAN_TENSOR, 0, 1); }
+static void test_model_m2_quamba(void) { NEED_GPU(); model_case(2, Q_QUAMBA, Q_GRAN_TENSOR, 0, 1); }
+static void test_model_m1_naive_channel_head(void) { NEED_GPU(); model_case(1, Q_NAIVE, Q_GRAN_CHANNEL, 1, 1); }
+static void test_model_m2_naive_channel_head(void) { NEED_GPU(); model_case(2, Q_NAIVE, Q_GRAN_CHANNEL, 1, 1); }
+
+/* an upload that must be refused: a quantized role without a scale (checked before the GPU is asked) */
+static void test_upload_refuses(void) {
+#ifndef MQ_CUDA
+    T_SKIP("built without CUDA");
+#endif
+    const char *d = t_shared("models/mamba1-proxy");
+    if (!d) T_SKIP("proxy models not found");
+    mq_model m;
+    T_CHECK(ssm_load(d, &m) == 0, "%s", mq_errmsg());
+    tstats *ts = mq_calloc(1, sizeof *ts);
+    for (int l = 0; l < 64; l++)
+        for (int r = 0; r <= MQ_ACT_NROLES; r++)
+            for (int p = 0; p < Q_MAX_PARTS; p++) ts->amax[l][r][p][0] = ts->amax[l][r][p][1] = 1.0f;
+    ts->p = 99.95;
+    for (int l = 0; l < 64; l++) ts->pct[l] = 1.0f;
+    q_stats st = {ts_absmax, ts_pct, ts};
+    q_options o;
+    q_options_default(&o);
+    q_model qm;
+    T_CHECK(q_quantize(&m, &st, &o, &qm) == 0, "%s", mq_errmsg());
+    qm.layers[3].act_scale[MQ_ACT_Z][0] = 0;
+    i8g_model *g = i8g_upload(&qm);
+    T_CHECK(g == NULL && strstr(mq_errmsg(), "layer 3") && strstr(mq_errmsg(), "z"), "upload accepted a missing z scale (%s)",
+            mq_errmsg());
+    i8g_model_free(g);
+    q_model_free(&qm);
+    ssm_free(&m);
+    free(ts);
+}
+
+int main(int argc, char **argv) {
+    const char *only = argc > 1 ? argv[1] : NULL;
+#define RUN(fn) \
+    if (!only || strstr(#fn, only)) T_RUN(fn)
+    RUN(test_gemm_i32);
+    RUN(test_linear_epilogue);
+    RUN(test_rmsnorm);
+    RUN(test_conv1d);
+    RUN(test_scan_m1);
+    RUN(test_scan_m2);
+    RUN(test_gated_rmsnorm);
+    RUN(test_upload_refuses);
+    RUN(test_cpu_mirror_m1);
+    RUN(test_cpu_mirror_m2);
+    RUN(test_model_m1_quamba);
+    RUN(test_model_m2_quamba);
+    RUN(test_model_m1_naive_channel_head);
+    RUN(test_model_m2_naive_channel_head);
+    return t_summary();
+}
