@@ -290,14 +290,14 @@ int i8ref_forward(const q_model *qm, const i8_plan *p, const int32_t *tokens, in
         }
         /* the GPU keeps y in FP16 between the scan (gated norm) and its quantization */
         float *y16 = (float *)ssm_out;
-        if (!getenv("I8_NO_F16Y")) q_round_f16(y16, TT * E);
+        q_round_f16(y16, TT * E);
         hook(hk, l, MQ_ACT_SSM_OUT, y16, I8G_F32, 0, T, E, E);
         if (qm->hadamard_n) had_transform_quant_f32(y16, yq8, T, E, L->s_y);
         else
             for (size_t i = 0; i < TT * E; i++) yq8[i] = q_quant1(y16[i], L->s_y);
         hook(hk, l, MQ_ACT_OUT_PROJ_IN, yq8, I8G_I8, L->s_y, T, E, E);
         linear(yq8, E, &Q->out_proj, T, L->s_y, L->out_sw, Q->out_proj_b, NULL, NULL, delta, D);
-        if (!getenv("I8_NO_F16D")) q_round_f16(delta, TT * D); /* out_proj writes FP16 */
+        q_round_f16(delta, TT * D); /* out_proj writes FP16 */
     }
     op_add_rmsnorm(resid, delta, hidden, qm->norm_f, T, D, c->norm_eps);
     hook(hk, c->n_layer - 1, I8G_RESID, resid, I8G_F32, 0, T, D, D);
