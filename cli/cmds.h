@@ -12,4 +12,5 @@ int cmd_info(int argc, char **argv);
 int cmd_inspect(int argc, char **argv);
 int cmd_quantize(int argc, char **argv);
 int cmd_sweep(int argc, char **argv);
+int cmd_verify(int argc, char **argv);
 #endif

@@ -16,6 +16,7 @@ static const struct { const char *name; int (*fn)(int, char **); const char *hel
     {"quantize", cmd_quantize, "model + calibration stats -> int8 artifact (W8A8 after Quamba; --method, --percentile)"},
     {"sweep", cmd_sweep, "simulated int8 perplexity per recipe and percentile vs FP32, per-layer errors"},
     {"inspect", cmd_inspect, "validate an int8 artifact and summarize it: method, sizes, per-layer scales"},
+    {"verify", cmd_verify, "float model vs the int8 artifact on the GPU: ppl, top-1 agreement, KL, layer cosine, check vs simulation"},
 };
 
 static void usage(FILE *f) {
