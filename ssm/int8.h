@@ -81,6 +81,9 @@ int i8g_prefill(const i8g_model *g, i8g_ws *w, const int32_t *tokens, int batch,
 int i8g_logits(const i8g_model *g, i8g_ws *w, int row0, int nrows, float *logits);
 /* One token per sequence of s's batch: tokens[batch] (host); hidden / logits: NULL or host. */
 int i8g_step(const i8g_model *g, i8g_ws *w, i8g_state *s, const int32_t *tokens, float *hidden, float *logits);
+/* The same step through a CUDA graph (captured on the first call for this workspace, state and
+ * want-logits; launched afterwards): what decode loops use. logits: NULL or host [batch x vocab]. */
+int i8g_step_graph(const i8g_model *g, i8g_ws *w, i8g_state *s, const int32_t *tokens, float *logits);
 /* Per-token NLL of windows tokens[batch x T]: nll[b*(T-1) + t] (nll may be NULL), *sum their sum. */
 int i8g_nll(const i8g_model *g, i8g_ws *w, const int32_t *tokens, int batch, int T, const i8g_hooks *hk,
             float *nll, double *sum);

@@ -31,7 +31,7 @@ static int cdiv(long a, long b) { return (int)((a + b - 1) / b); }
 
 /* ---------------------------------------------------------------- epilogue */
 
-__device__ __forceinline__ void epi_put(const i8_epi &e, int32_t acc, int m, int n, void *out, int ldo) {
+static __device__ __forceinline__ void epi_put(const i8_epi &e, int32_t acc, int m, int n, void *out, int ldo) {
     float v = (float)acc * (e.sx * e.sw[n]);
     if (e.bias) v += e.bias[n];
     size_t i = (size_t)m * ldo + n;
@@ -40,7 +40,7 @@ __device__ __forceinline__ void epi_put(const i8_epi &e, int32_t acc, int m, int
     else ((float *)out)[i] = v;
 }
 
-__global__ void epilogue_kernel(const int32_t *acc, int M, int N, i8_epi e, void *out, int ldo) {
+__global__ void i8_epilogue_kernel(const int32_t *acc, int M, int N, i8_epi e, void *out, int ldo) {
     size_t total = (size_t)M * N;
     for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < total; i += (size_t)gridDim.x * blockDim.x) {
         int m = (int)(i / N), n = (int)(i - (size_t)m * N);
@@ -54,7 +54,7 @@ __global__ void epilogue_kernel(const int32_t *acc, int M, int N, i8_epi e, void
 #define TK 32
 #define TKP (TK + 4) /* row stride in bytes: a multiple of 4 for the int loads */
 
-__global__ void __launch_bounds__(256) gemm_tiled_kernel(const int8_t *X, int ldx, const int8_t *W, int M, int N,
+__global__ void __launch_bounds__(256) i8_gemm_tiled_kernel(const int8_t *X, int ldx, const int8_t *W, int M, int N,
                                                          int K, int32_t *C) {
     __shared__ __align__(16) int8_t xs[TB][TKP];
     __shared__ __align__(16) int8_t ws[TB][TKP];
@@ -103,14 +103,14 @@ __global__ void __launch_bounds__(256) gemm_tiled_kernel(const int8_t *X, int ld
 
 static void gemm_tiled(const int8_t *X, int ldx, const int8_t *W, int M, int N, int K, int32_t *C, cudaStream_t st) {
     dim3 grid(cdiv(N, TB), cdiv(M, TB));
-    gemm_tiled_kernel<<<grid, 256, 0, st>>>(X, ldx, W, M, N, K, C);
+    i8_gemm_tiled_kernel<<<grid, 256, 0, st>>>(X, ldx, W, M, N, K, C);
     CUDA_CHECK_LAUNCH();
 }
 
 /* ---------------------------------------------------------------- GEMV route */
 
 template <int V>
-__device__ __forceinline__ int dot_chunk(const int8_t *w, const int8_t *x, int k);
+static __device__ __forceinline__ int dot_chunk(const int8_t *w, const int8_t *x, int k);
 template <>
 __device__ __forceinline__ int dot_chunk<16>(const int8_t *w, const int8_t *x, int k) {
     int4 wv = __ldcs((const int4 *)w + k), xv = __ldg((const int4 *)x + k);
@@ -126,7 +126,7 @@ __device__ __forceinline__ int dot_chunk<4>(const int8_t *w, const int8_t *x, in
 
 /* wpr warps per output row; 8 warps per block. K % V == 0, rows V-byte aligned. */
 template <int M, int V>
-__global__ void __launch_bounds__(256) gemv_kernel(const int8_t *X, int ldx, const int8_t *W, int N, int K, int wpr,
+__global__ void __launch_bounds__(256) i8_gemv_kernel(const int8_t *X, int ldx, const int8_t *W, int N, int K, int wpr,
                                                    i8_epi e, void *out, int ldo) {
     __shared__ int part[8][M];
     const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, KV = K / V;
@@ -166,7 +166,7 @@ static void gemv_launch(const int8_t *X, int ldx, const int8_t *W, int N, int K,
                         int sm_count, cudaStream_t st) {
     int wpr = 1; /* split K while the rows alone are few warps and each warp keeps >= 64 chunks */
     while (wpr < 8 && (long)N * wpr * 2 <= (long)sm_count * 64 && K / V >= 32 * wpr * 2) wpr *= 2;
-    gemv_kernel<M, V><<<cdiv(N, 8 / wpr), 256, 0, st>>>(X, ldx, W, N, K, wpr, e, out, ldo);
+    i8_gemv_kernel<M, V><<<cdiv(N, 8 / wpr), 256, 0, st>>>(X, ldx, W, N, K, wpr, e, out, ldo);
     CUDA_CHECK_LAUNCH();
 }
 
@@ -314,6 +314,6 @@ void i8_linear(i8_gemm_ctx *c, const int8_t *X, int ldx, const int8_t *W, int M,
     }
     size_t total = (size_t)M * N;
     unsigned blocks = (unsigned)(total / 256 + 1 < 8192 ? total / 256 + 1 : 8192);
-    epilogue_kernel<<<blocks, 256, 0, c->st>>>(acc, M, N, e, out, ldo);
+    i8_epilogue_kernel<<<blocks, 256, 0, c->st>>>(acc, M, N, e, out, ldo);
     CUDA_CHECK_LAUNCH();
 }

@@ -14,11 +14,11 @@ extern "C" {
 
 static int cdiv(long a, long b) { return (int)((a + b - 1) / b); }
 
-__device__ __forceinline__ float d_silu(float x) { return x / (1.f + expf(-x)); }
-__device__ __forceinline__ float d_softplus(float x) { return x > 20.f ? x : log1pf(expf(x)); }
+static __device__ __forceinline__ float d_silu(float x) { return x / (1.f + expf(-x)); }
+static __device__ __forceinline__ float d_softplus(float x) { return x > 20.f ? x : log1pf(expf(x)); }
 
 /* Sum over the block (blockDim.x a multiple of 32, <= 1024), in double; every thread gets it. */
-__device__ double block_sum_d(double v) {
+static __device__ double block_sum_d(double v) {
     __shared__ double sh[32];
     for (int o = 16; o; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
     int lane = threadIdx.x & 31, wid = threadIdx.x >> 5, nw = blockDim.x >> 5;
@@ -32,58 +32,58 @@ __device__ double block_sum_d(double v) {
 
 /* ---------------------------------------------------------------- conversions, fills */
 
-__global__ void f32_to_f16_kernel(half *dst, const float *src, size_t n) {
+__global__ void i8_f32_to_f16_kernel(half *dst, const float *src, size_t n) {
     for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x)
         dst[i] = __float2half(src[i]);
 }
 void k8_f32_to_f16(half *dst, const float *src, size_t n, cudaStream_t st) {
     if (!n) return;
-    f32_to_f16_kernel<<<(unsigned)min((size_t)4096, (n + 255) / 256), 256, 0, st>>>(dst, src, n);
+    i8_f32_to_f16_kernel<<<(unsigned)min((size_t)4096, (n + 255) / 256), 256, 0, st>>>(dst, src, n);
     CUDA_CHECK_LAUNCH();
 }
 
 /* splitmix64 of (seed, i): the same values for any grid */
-__device__ __forceinline__ uint64_t mix64(uint64_t seed, uint64_t i) {
+static __device__ __forceinline__ uint64_t mix64(uint64_t seed, uint64_t i) {
     uint64_t z = seed + 0x9e3779b97f4a7c15ull * (i + 1);
     z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
     z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
     return z ^ (z >> 31);
 }
-__global__ void fill_i8_kernel(int8_t *dst, size_t n, uint64_t seed) {
+__global__ void i8_fill_i8_kernel(int8_t *dst, size_t n, uint64_t seed) {
     for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x)
         dst[i] = (int8_t)((int)(mix64(seed, i) % 255u) - 127);
 }
 void k8_fill_i8(int8_t *dst, size_t n, uint64_t seed, cudaStream_t st) {
     if (!n) return;
-    fill_i8_kernel<<<(unsigned)min((size_t)8192, (n + 255) / 256), 256, 0, st>>>(dst, n, seed);
+    i8_fill_i8_kernel<<<(unsigned)min((size_t)8192, (n + 255) / 256), 256, 0, st>>>(dst, n, seed);
     CUDA_CHECK_LAUNCH();
 }
-__global__ void fill_f16_kernel(half *dst, size_t n, uint64_t seed, float scale) {
+__global__ void i8_fill_f16_kernel(half *dst, size_t n, uint64_t seed, float scale) {
     for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x)
         dst[i] = __float2half(scale * ((float)(mix64(seed, i) >> 40) * (2.f / 16777216.f) - 1.f));
 }
 void k8_fill_f16(half *dst, size_t n, uint64_t seed, float scale, cudaStream_t st) {
     if (!n) return;
-    fill_f16_kernel<<<(unsigned)min((size_t)8192, (n + 255) / 256), 256, 0, st>>>(dst, n, seed, scale);
+    i8_fill_f16_kernel<<<(unsigned)min((size_t)8192, (n + 255) / 256), 256, 0, st>>>(dst, n, seed, scale);
     CUDA_CHECK_LAUNCH();
 }
 
 /* ---------------------------------------------------------------- embedding, norms, quantize */
 
-__global__ void embed_kernel(float *resid, const half *embed, const int32_t *tokens, int D) {
+__global__ void i8_embed_kernel(float *resid, const half *embed, const int32_t *tokens, int D) {
     const half *e = embed + (size_t)tokens[blockIdx.x] * D;
     float *r = resid + (size_t)blockIdx.x * D;
     for (int i = threadIdx.x; i < D; i += blockDim.x) r[i] = __half2float(e[i]);
 }
 void k8_embed(float *resid, const half *embed, const int32_t *tokens, int rows, int D, cudaStream_t st) {
-    embed_kernel<<<rows, 256, 0, st>>>(resid, embed, tokens, D);
+    i8_embed_kernel<<<rows, 256, 0, st>>>(resid, embed, tokens, D);
     CUDA_CHECK_LAUNCH();
 }
 
 static int norm_threads(int rows, int D) { return rows < 256 && D >= 2048 ? 1024 : D >= 1024 ? 256 : 128; }
 
 /* one block per row; mat_rmsnorm's formula: r = 1 / sqrtf((float)(sum x^2 / D) + eps), w * (x * r) */
-__global__ void add_rmsnorm_kernel(float *resid, const half *delta, const float *w, int8_t *q, float s, half *out16,
+__global__ void i8_add_rmsnorm_kernel(float *resid, const half *delta, const float *w, int8_t *q, float s, half *out16,
                                    float *out32, int D, float eps) {
     const size_t off = (size_t)blockIdx.x * D;
     float *r = resid + off;
@@ -103,11 +103,11 @@ __global__ void add_rmsnorm_kernel(float *resid, const half *delta, const float 
 }
 void k8_add_rmsnorm(float *resid, const half *delta, const float *w, int8_t *q, float s, half *out16, float *out32,
                     int rows, int D, float eps, cudaStream_t st) {
-    add_rmsnorm_kernel<<<rows, norm_threads(rows, D), 0, st>>>(resid, delta, w, q, s, out16, out32, D, eps);
+    i8_add_rmsnorm_kernel<<<rows, norm_threads(rows, D), 0, st>>>(resid, delta, w, q, s, out16, out32, D, eps);
     CUDA_CHECK_LAUNCH();
 }
 
-__global__ void quant_f16_kernel(int8_t *q, int ldq, const half *x, int ldx, float s, int C) {
+__global__ void i8_quant_f16_kernel(int8_t *q, int ldq, const half *x, int ldx, float s, int C) {
     const size_t r = blockIdx.y;
     for (int c = blockIdx.x * blockDim.x + threadIdx.x; c < C; c += gridDim.x * blockDim.x)
         q[r * ldq + c] = had_quant_i8(__half2float(x[r * ldx + c]), s);
@@ -115,12 +115,12 @@ __global__ void quant_f16_kernel(int8_t *q, int ldq, const half *x, int ldx, flo
 void k8_quant_f16(int8_t *q, int ldq, const half *x, int ldx, float s, int rows, int C, cudaStream_t st) {
     if (!rows) return;
     dim3 grid(cdiv(C, 256) < 16 ? cdiv(C, 256) : 16, rows);
-    quant_f16_kernel<<<grid, 256, 0, st>>>(q, ldq, x, ldx, s, C);
+    i8_quant_f16_kernel<<<grid, 256, 0, st>>>(q, ldq, x, ldx, s, C);
     CUDA_CHECK_LAUNCH();
 }
 
 /* Mamba2 gated RMSNorm, one block per (row, group); op_gated_rmsnorm's formula. */
-__global__ void gated_rmsnorm_kernel(half *out, int ldo, const float *y, int ldy, const int8_t *z, int ldz, float sz,
+__global__ void i8_gated_rmsnorm_kernel(half *out, int ldo, const float *y, int ldy, const int8_t *z, int ldz, float sz,
                                      const float *w, int group, float eps, int nbg) {
     const size_t row = blockIdx.x;
     const int c0 = blockIdx.y * group;
@@ -141,7 +141,7 @@ __global__ void gated_rmsnorm_kernel(half *out, int ldo, const float *y, int ldy
 void k8_gated_rmsnorm(half *out, int ldo, const float *y, int ldy, const int8_t *z, int ldz, float sz, const float *w,
                       int rows, int C, int group, float eps, int norm_before_gate, cudaStream_t st) {
     dim3 grid(rows, C / group);
-    gated_rmsnorm_kernel<<<grid, norm_threads(rows, group), 0, st>>>(out, ldo, y, ldy, z, ldz, sz, w, group, eps,
+    i8_gated_rmsnorm_kernel<<<grid, norm_threads(rows, group), 0, st>>>(out, ldo, y, ldy, z, ldz, sz, w, group, eps,
                                                                      norm_before_gate);
     CUDA_CHECK_LAUNCH();
 }
@@ -152,7 +152,7 @@ void k8_gated_rmsnorm(half *out, int ldo, const float *y, int ldy, const int8_t 
  * inputs; consecutive threads take consecutive channels (coalesced rows). The dot is exact in int32;
  * v = bias + acc * (sw * s_in), SiLU, requantized with s_out. */
 #define CT 16
-__global__ void conv1d_kernel(int8_t *out, int ldo, const int8_t *x, int ldx, const int8_t *state, const int8_t *w,
+__global__ void i8_conv1d_kernel(int8_t *out, int ldo, const int8_t *x, int ldx, const int8_t *state, const int8_t *w,
                               const float *sw, const float *s_in, const float *bias, const float *s_out, int T, int C,
                               int K) {
     const int c = blockIdx.y * blockDim.x + threadIdx.x;
@@ -186,7 +186,7 @@ __global__ void conv1d_kernel(int8_t *out, int ldo, const int8_t *x, int ldx, co
 }
 
 /* one thread per (b, c): reads the whole new window, then writes it (in place) */
-__global__ void conv_state_kernel(int8_t *cs, const int8_t *x, int ldx, int B, int T, int C, int K) {
+__global__ void i8_conv_state_kernel(int8_t *cs, const int8_t *x, int ldx, int B, int T, int C, int K) {
     const int i = blockIdx.x * blockDim.x + threadIdx.x;
     if (i >= B * C) return;
     const int b = i / C, c = i - b * C;
@@ -208,10 +208,10 @@ void k8_conv1d(int8_t *out, int ldo, const int8_t *x, int ldx, int8_t *state, in
                const float *sw, const float *s_in, const float *bias, const float *s_out, int B, int T, int C,
                int K, cudaStream_t st) {
     dim3 grid(B * cdiv(T, CT), cdiv(C, 128));
-    conv1d_kernel<<<grid, 128, 0, st>>>(out, ldo, x, ldx, state, w, sw, s_in, bias, s_out, T, C, K);
+    i8_conv1d_kernel<<<grid, 128, 0, st>>>(out, ldo, x, ldx, state, w, sw, s_in, bias, s_out, T, C, K);
     CUDA_CHECK_LAUNCH();
     if (update && state && K > 1) {
-        conv_state_kernel<<<cdiv((long)B * C, 256), 256, 0, st>>>(state, x, ldx, B, T, C, K);
+        i8_conv_state_kernel<<<cdiv((long)B * C, 256), 256, 0, st>>>(state, x, ldx, B, T, C, K);
         CUDA_CHECK_LAUNCH();
     }
 }
@@ -359,13 +359,13 @@ void k8_scan_m2(const scan8_m2_args &a, cudaStream_t st) {
 /* ---------------------------------------------------------------- NLL */
 
 /* online log-sum-exp pairs (running max m, sum s of exp(v - m)) */
-__device__ __forceinline__ void lse_merge(float &m, float &s, float m2, float s2) {
+static __device__ __forceinline__ void lse_merge(float &m, float &s, float m2, float s2) {
     float M = fmaxf(m, m2);
     if (M == -INFINITY) return;
     s = (m == -INFINITY ? 0.f : s * expf(m - M)) + (m2 == -INFINITY ? 0.f : s2 * expf(m2 - M));
     m = M;
 }
-__global__ void nll_kernel(float *nll, const float *logits, const int32_t *targets, int V) {
+__global__ void i8_nll_kernel(float *nll, const float *logits, const int32_t *targets, int V) {
     __shared__ float shm[32], shs[32];
     const float *l = logits + (size_t)blockIdx.x * V;
     float m = -INFINITY, s = 0.f;
@@ -391,7 +391,7 @@ __global__ void nll_kernel(float *nll, const float *logits, const int32_t *targe
 }
 void k8_nll(float *nll, const float *logits, const int32_t *targets, int rows, int V, cudaStream_t st) {
     if (!rows) return;
-    nll_kernel<<<rows, 512, 0, st>>>(nll, logits, targets, V);
+    i8_nll_kernel<<<rows, 512, 0, st>>>(nll, logits, targets, V);
     CUDA_CHECK_LAUNCH();
 }
 

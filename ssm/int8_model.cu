@@ -64,6 +64,9 @@ struct i8g_ws {
     int32_t *acc;
     void *lt_ws, *blas_ws;
     int logit_rows, last_B, last_T;
+    cudaGraphExec_t graph;          /* decode step graph and what it was captured for */
+    const i8g_state *graph_state;
+    int graph_logits;
     void *arena;
     size_t bytes;
 };
@@ -423,6 +426,7 @@ i8g_ws *i8g_ws_new(const i8g_model *g, int batch, int seqlen) {
 
 void i8g_ws_free(i8g_ws *w) {
     if (!w) return;
+    if (w->graph) CUDA_CHECK(cudaGraphExecDestroy(w->graph));
     i8_gemm_ctx_free(&w->gc);
     CUBLAS_CHECK(cublasDestroy(w->blas));
     CUDA_CHECK(cudaStreamDestroy(w->stream));
@@ -603,6 +607,35 @@ int i8g_step(const i8g_model *g, i8g_ws *w, i8g_state *s, const int32_t *tokens,
     if (hidden)
         CUDA_CHECK(cudaMemcpyAsync(hidden, w->hid32, sizeof(float) * (size_t)B * g->cfg.d_model, cudaMemcpyDeviceToHost,
                                    w->stream));
+    if (logits)
+        CUDA_CHECK(cudaMemcpyAsync(logits, w->logits, sizeof(float) * (size_t)B * g->cfg.vocab_size,
+                                   cudaMemcpyDeviceToHost, w->stream));
+    CUDA_CHECK(cudaStreamSynchronize(w->stream));
+    return 0;
+}
+
+/* Everything from the embedding to the logits in one graph launch; the tokens go to the fixed
+ * w->d_tokens the graph reads before each launch. (A state freed and another allocated at the same
+ * address would reuse the graph, which is then still right: the graph holds only device addresses.) */
+int i8g_step_graph(const i8g_model *g, i8g_ws *w, i8g_state *s, const int32_t *tokens, float *logits) {
+    if (!s) return mq_fail("int8 GPU step: no state");
+    const int B = s->batch, want = logits != NULL;
+    if (check_call(g, w, B, 1, s) || upload_tokens(g, w, tokens, B)) return -1;
+    if (!w->graph || w->graph_state != s || w->graph_logits != want) {
+        if (w->graph) CUDA_CHECK(cudaGraphExecDestroy(w->graph));
+        cudaGraph_t graph;
+        CUDA_CHECK(cudaStreamBeginCapture(w->stream, cudaStreamCaptureModeThreadLocal));
+        forward(g, w, B, 1, s, NULL);
+        if (want) lm_head_rows(g, w, 0, B);
+        CUDA_CHECK(cudaStreamEndCapture(w->stream, &graph));
+        CUDA_CHECK(cudaGraphInstantiate(&w->graph, graph, 0));
+        CUDA_CHECK(cudaGraphDestroy(graph));
+        w->graph_state = s;
+        w->graph_logits = want;
+    }
+    CUDA_CHECK(cudaGraphLaunch(w->graph, w->stream));
+    w->last_B = B;
+    w->last_T = 1;
     if (logits)
         CUDA_CHECK(cudaMemcpyAsync(logits, w->logits, sizeof(float) * (size_t)B * g->cfg.vocab_size,
                                    cudaMemcpyDeviceToHost, w->stream));

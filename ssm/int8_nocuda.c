@@ -24,6 +24,9 @@ int i8g_logits(const i8g_model *g, i8g_ws *w, int row0, int nrows, float *logits
 int i8g_step(const i8g_model *g, i8g_ws *w, i8g_state *s, const int32_t *tokens, float *hidden, float *logits) {
     return NOCUDA;
 }
+int i8g_step_graph(const i8g_model *g, i8g_ws *w, i8g_state *s, const int32_t *tokens, float *logits) {
+    return NOCUDA;
+}
 int i8g_nll(const i8g_model *g, i8g_ws *w, const int32_t *tokens, int batch, int T, const i8g_hooks *hk, float *nll,
             double *sum) { return NOCUDA; }
 void i8g_set_gemm_route(i8g_gemm_route r) {}

@@ -37,21 +37,21 @@ static void dfree(void *d) {
     if (d) CUDA_CHECK(cudaFree(d));
 }
 
-__global__ void widen_f16_kernel(float *dst, const half *src, int rows, int cols, int ld) {
+__global__ void i8_widen_f16_kernel(float *dst, const half *src, int rows, int cols, int ld) {
     for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < (size_t)rows * cols;
          i += (size_t)gridDim.x * blockDim.x) {
         size_t r = i / cols, c = i % cols;
         dst[i] = __half2float(src[r * ld + c]);
     }
 }
-__global__ void widen_i8_kernel(float *dst, const int8_t *src, int rows, int cols, int ld) {
+__global__ void i8_widen_i8_kernel(float *dst, const int8_t *src, int rows, int cols, int ld) {
     for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < (size_t)rows * cols;
          i += (size_t)gridDim.x * blockDim.x) {
         size_t r = i / cols, c = i % cols;
         dst[i] = (float)src[r * ld + c];
     }
 }
-__global__ void narrow_f16_kernel(half *dst, const float *src, size_t n) {
+__global__ void i8_narrow_f16_kernel(half *dst, const float *src, size_t n) {
     for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x)
         dst[i] = __float2half(src[i]);
 }
@@ -60,7 +60,7 @@ __global__ void narrow_f16_kernel(half *dst, const float *src, size_t n) {
 static void down_f16(float *h, const half *d, int rows, int cols, int ld) {
     float *t;
     CUDA_CHECK(cudaMalloc(&t, sizeof(float) * (size_t)rows * cols + 4));
-    widen_f16_kernel<<<256, 256>>>(t, d, rows, cols, ld);
+    i8_widen_f16_kernel<<<256, 256>>>(t, d, rows, cols, ld);
     CUDA_CHECK_LAUNCH();
     down(h, t, sizeof(float) * (size_t)rows * cols);
     dfree(t);
@@ -138,7 +138,7 @@ extern "C" int i8op_add_rmsnorm(float *resid, const float *delta, const float *w
     half *dd = NULL;
     if (delta) {
         CUDA_CHECK(cudaMalloc(&dd, sizeof(half) * n));
-        narrow_f16_kernel<<<256, 256>>>(dd, df, n);
+        i8_narrow_f16_kernel<<<256, 256>>>(dd, df, n);
         CUDA_CHECK_LAUNCH();
     }
     int8_t *dq;
@@ -265,8 +265,8 @@ extern "C" int i8op_download(float *dst, const void *x, int dtype, int rows, int
     }
     float *t;
     CUDA_CHECK(cudaMalloc(&t, sizeof(float) * (size_t)rows * cols + 4));
-    if (dtype == I8G_F16) widen_f16_kernel<<<256, 256>>>(t, (const half *)x, rows, cols, ld);
-    else widen_i8_kernel<<<256, 256>>>(t, (const int8_t *)x, rows, cols, ld);
+    if (dtype == I8G_F16) i8_widen_f16_kernel<<<256, 256>>>(t, (const half *)x, rows, cols, ld);
+    else i8_widen_i8_kernel<<<256, 256>>>(t, (const int8_t *)x, rows, cols, ld);
     CUDA_CHECK_LAUNCH();
     down(dst, t, sizeof(float) * (size_t)rows * cols);
     dfree(t);

@@ -8,6 +8,8 @@
  * `test_int8 NAME` runs only the tests whose name contains NAME. With $I8_ART_DIR set, the quamba
  * q_models are also written there as artifacts (art_m1, art_m2) for `mambaq verify`. */
 #include <stdint.h>
+#include <cjson/cJSON.h>
+#include <sys/wait.h>
 #include <zlib.h>
 #include "core/err.h"
 #include "core/gpu.h"
@@ -251,8 +253,10 @@ static void scan1_case(int B, int T, int Di, int N, int with_z, int with_state) 
     }
     T_CHECK(i8op_scan_m1(y_got, u, su, dt, sdt, bias, Bm, Cm, sb, sc, with_z ? z : NULL, sz, A, D,
                          with_state ? s_got : NULL, B, T, Di, N) == 0, "%s", mq_errmsg());
-    double my = maxabs(y_ref, R * Di), wy = worst(y_got, y_ref, R * Di, 6e-4, 2e-5 * my);
-    double ms = maxabs(s_ref, sn), ws = with_state ? worst(s_got, s_ref, sn, 1e-5, 2e-5 * ms) : 0;
+    double my = maxabs(y_ref, R * Di), wy = worst(y_got, y_ref, R * Di, 6e-4, 1e-4 * my);
+    /* FP32 against FP32 with other exp implementations: slow decays carry an ulp of dA over ~1/(dt |A|)
+     * steps, so tolerances of 1e-4, not 1e-6 */
+    double ms = maxabs(s_ref, sn), ws = with_state ? worst(s_got, s_ref, sn, 1e-4, 1e-4 * ms) : 0;
     printf("    scan m1 B=%d T=%d Di=%d N=%d%s%s: y worst %.3f (max |y| %.3g), state worst %.3f\n", B, T, Di, N,
            with_z ? " z" : "", with_state ? " state" : "", wy, my, ws);
     T_CHECK(wy <= 1, "y worst %.3g", wy);
@@ -285,8 +289,8 @@ static void scan2_case(int B, int T, int H, int P, int G, int N, float lo, float
     }
     T_CHECK(i8op_scan_m2(y_got, x, sx, dt, sdt, bias, lo, hi, Bm, Cm, sb, sc, A, D, with_state ? s_got : NULL, B, T, H,
                          P, G, N) == 0, "%s", mq_errmsg());
-    double my = maxabs(y_ref, R * Di), wy = worst(y_got, y_ref, R * Di, 1e-4, 2e-5 * my);
-    double ms = maxabs(s_ref, sn), ws = with_state ? worst(s_got, s_ref, sn, 1e-5, 2e-5 * ms) : 0;
+    double my = maxabs(y_ref, R * Di), wy = worst(y_got, y_ref, R * Di, 2e-4, 1e-4 * my);
+    double ms = maxabs(s_ref, sn), ws = with_state ? worst(s_got, s_ref, sn, 1e-4, 1e-4 * ms) : 0;
     printf("    scan m2 B=%d T=%d H=%d P=%d G=%d N=%d dt in [%g, %g]%s: y worst %.3f (max |y| %.3g), state worst %.3f\n",
            B, T, H, P, G, N, lo, hi, with_state ? " state" : "", wy, my, ws);
     T_CHECK(wy <= 1, "y worst %.3g", wy);
@@ -580,6 +584,15 @@ static void model_case(int arch, q_method method, q_granularity gran, int head, 
         printf("    decode: %d steps after a %d-token prefill, max |logit step - prefill| %.3g (max |logit| %.3g)\n", K, P,
                dsf, mlf);
         T_CHECK(dsf <= 2e-3 * mlf, "decode vs prefill logits differ by %.3g", dsf);
+        /* the same steps through the CUDA graph */
+        i8g_state *s2 = i8g_state_new(g, 1);
+        T_CHECK(s2 && i8g_prefill(g, w1, val, 1, P, s2, NULL, NULL) == 0, "%s", mq_errmsg());
+        for (int k = 0; k < K; k++) T_CHECK(i8g_step_graph(g, w1, s2, val + P + k, lfull) == 0, "%s", mq_errmsg());
+        double dg = 0;
+        for (int v = 0; v < V; v++) dg = fmax(dg, fabs((double)lstep[v] - lfull[v]));
+        printf("    decode through the CUDA graph: max |logit diff| to plain steps %.3g\n", dg);
+        T_CHECK(dg <= 1e-5 * mlf, "graph steps differ by %.3g", dg);
+        i8g_state_free(s2);
         free(lstep), free(lfull);
         i8g_state_free(s);
         i8g_ws_free(w1);
@@ -617,6 +630,92 @@ static void test_model_m1_quamba(void) { NEED_GPU(); model_case(1, Q_QUAMBA, Q_G
 static void test_model_m2_quamba(void) { NEED_GPU(); model_case(2, Q_QUAMBA, Q_GRAN_TENSOR, 0, 1); }
 static void test_model_m1_naive_channel_head(void) { NEED_GPU(); model_case(1, Q_NAIVE, Q_GRAN_CHANNEL, 1, 1); }
 static void test_model_m2_naive_channel_head(void) { NEED_GPU(); model_case(2, Q_NAIVE, Q_GRAN_CHANNEL, 1, 1); }
+
+/* `mambaq verify` end to end on an artifact written here: exit 0 with a GPU (the check against the
+ * simulation passed), 3 without one (the CPU simulation stood in); 1 for an invalid artifact. */
+static void verify_case(int arch) {
+    struct stat sb;
+    if (stat("bin/mambaq", &sb) != 0) T_SKIP("bin/mambaq not built");
+    static char dir[4096];
+    const char *d = t_shared(arch == 1 ? "models/mamba1-proxy" : "models/mamba2-proxy");
+    if (!d) T_SKIP("proxy models not found");
+    snprintf(dir, sizeof dir, "%s", d);
+    const char *tj = t_shared("models/tokenizer.json");
+    if (!tj) T_SKIP("models/tokenizer.json not found");
+    static char tjs[4096];
+    snprintf(tjs, sizeof tjs, "%s", tj);
+    size_t ncal, nval;
+    int32_t *cal = read_ids("tests/fixtures/tok/calib.txt.ids.u16.gz", &ncal);
+    int32_t *val = read_ids("tests/fixtures/tok/valid.txt.ids.u16.gz", &nval);
+    if (!cal || !val || ncal < CAL_SAMPLES * CAL_LEN || nval < 1024) T_SKIP("token fixtures missing");
+    mq_model m;
+    const int failed0 = t_checks_failed;
+    T_CHECK(ssm_load(dir, &m) == 0, "%s", mq_errmsg());
+    if (t_checks_failed > failed0) return;
+    tstats *ts = collect(dir, &m, cal);
+    q_stats st = {ts_absmax, ts_pct, ts};
+    q_options o;
+    q_options_default(&o);
+    q_model qm;
+    T_CHECK(q_quantize(&m, &st, &o, &qm) == 0, "%s", mq_errmsg());
+    char art[512], bad[600], data[512], cj[4200], cmd[4096], out[600];
+    snprintf(art, sizeof art, "%s/vart_m%d", t_tmpdir(), arch);
+    snprintf(bad, sizeof bad, "%s.bad", art);
+    snprintf(data, sizeof data, "%s/valid.bin", t_tmpdir());
+    snprintf(out, sizeof out, "%s/verify_m%d.json", t_tmpdir(), arch);
+    snprintf(cj, sizeof cj, "%s/config.json", dir);
+    art_provenance pv;
+    memset(&pv, 0, sizeof pv);
+    snprintf(pv.source_model, sizeof pv.source_model, "%.1000s", dir);
+    T_CHECK(art_write(art, &qm, &pv, cj, tjs, 1) == 0, "%s", mq_errmsg());
+    FILE *f = fopen(data, "wb");
+    T_CHECK(f && fwrite(val, 4, 1024, f) == 1024 && fclose(f) == 0, "writing %s", data);
+    snprintf(cmd, sizeof cmd, "bin/mambaq verify --artifact '%s' --data '%s' --window 256 --windows 4 --json > '%s' 2>/dev/null", art,
+             data, out);
+    int rc = system(cmd), code = WIFEXITED(rc) ? WEXITSTATUS(rc) : -1;
+    const int gpu = gpu_available(NULL);
+    T_CHECK(code == (gpu ? 0 : 3), "verify exit status %d, expected %d", code, gpu ? 0 : 3);
+    char *js = mq_read_file(out, NULL);
+    cJSON *j = js ? cJSON_Parse(js) : NULL;
+    T_CHECK(j != NULL, "verify printed no JSON");
+    if (j) {
+        double p8 = cJSON_GetNumberValue(cJSON_GetObjectItem(j, "ppl_int8"));
+        double pf = cJSON_GetNumberValue(cJSON_GetObjectItem(j, "ppl_float"));
+        double top1 = cJSON_GetNumberValue(cJSON_GetObjectItem(j, "top1_agreement"));
+        double kl = cJSON_GetNumberValue(cJSON_GetObjectItem(j, "kl_mean"));
+        const cJSON *cosv = cJSON_GetObjectItem(j, "layer_cosine");
+        int ncos = cJSON_GetArraySize(cosv);
+        double cmin = 1;
+        for (int i = 0; i < ncos; i++) cmin = fmin(cmin, cJSON_GetNumberValue(cJSON_GetArrayItem(cosv, i)));
+        printf("    verify %s (%s): ppl float %.3f int8 %.3f, top-1 %.2f%%, KL %.4g, min layer cosine %.4f\n",
+               arch == 1 ? "mamba1" : "mamba2", gpu ? "GPU" : "no GPU: simulation", pf, p8, 100 * top1, kl, cmin);
+        T_CHECK(isfinite(p8) && fabs(p8 / pf - 1) < 0.05, "int8 ppl %g vs float %g", p8, pf);
+        T_CHECK(top1 > 0.8 && kl < 0.05, "top-1 %.3f, KL %.3g", top1, kl);
+        T_CHECK(ncos == m.cfg.n_layer && cmin > 0.95, "%d layer cosines, min %.4f", ncos, cmin);
+        if (gpu) {
+            const cJSON *sc = cJSON_GetObjectItem(j, "simulation_check");
+            T_CHECK(sc && cJSON_IsTrue(cJSON_GetObjectItem(sc, "ok")), "simulation check not ok");
+        }
+        cJSON_Delete(j);
+    }
+    free(js);
+    /* an artifact that fails validation: exit 1 with the validator's message */
+    snprintf(cmd, sizeof cmd, "rm -rf '%s' && cp -r '%s' '%s' && rm '%s/model.safetensors'", bad, art, bad, bad);
+    T_CHECK(system(cmd) == 0, "%s", cmd);
+    snprintf(cmd, sizeof cmd, "bin/mambaq verify --artifact '%s' --data '%s' --window 256 --windows 1 2> '%s.err' >/dev/null",
+             bad, data, bad);
+    rc = system(cmd);
+    snprintf(cmd, sizeof cmd, "%s.err", bad);
+    char *err = mq_read_file(cmd, NULL);
+    T_CHECK(WIFEXITED(rc) && WEXITSTATUS(rc) == 1 && err && strstr(err, "failed validation"),
+            "invalid artifact: exit %d, message '%s'", WIFEXITED(rc) ? WEXITSTATUS(rc) : -1, err ? err : "");
+    free(err);
+    q_model_free(&qm);
+    ssm_free(&m);
+    free(ts->tmp), free(ts), free(cal), free(val);
+}
+static void test_verify_m1(void) { verify_case(1); }
+static void test_verify_m2(void) { verify_case(2); }
 
 /* an upload that must be refused: a quantized role without a scale (checked before the GPU is asked) */
 static void test_upload_refuses(void) {
@@ -662,6 +761,8 @@ int main(int argc, char **argv) {
     RUN(test_upload_refuses);
     RUN(test_cpu_mirror_m1);
     RUN(test_cpu_mirror_m2);
+    RUN(test_verify_m1);
+    RUN(test_verify_m2);
     RUN(test_model_m1_quamba);
     RUN(test_model_m2_quamba);
     RUN(test_model_m1_naive_channel_head);

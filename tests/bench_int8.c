@@ -1,0 +1,131 @@
+/* GPU benchmark of the int8 pass (not a test): random int8 weights of the real Mamba shapes (Hadamard
+ * on y as quamba), prefill 1x1024 (embedding to norm_f, no lm_head; synchronized call, median of 7)
+ * and decode per token at batch 1 (lm_head included; plain steps and CUDA-graph steps, median of
+ * 3 x 50 steps), beside the FP16 forward (ssm/gpu.h: same shapes, same protocol: its prefill, and
+ * its graph decode). Usage: build/bench/bench_int8 [model-name-filter]; prints a markdown table. */
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include "core/err.h"
+#include "core/gpu.h"
+#include "ssm/gpu.h"
+#include "ssm/int8.h"
+
+typedef struct { const char *name; int arch, d_model, n_layer, d_state, head_dim, vocab; } shape;
+static const shape shapes[] = {
+    {"mamba-130m", 1, 768, 24, 16, 0, 50280},
+    {"mamba-1.4b", 1, 2048, 48, 16, 0, 50280},
+    {"mamba-2.8b", 1, 2560, 64, 16, 0, 50280},
+    {"mamba2-2.7b", 2, 2560, 64, 128, 64, 50288},
+};
+
+static mq_config make_cfg(const shape *s) {
+    mq_config c;
+    memset(&c, 0, sizeof c);
+    c.arch = s->arch == 1 ? MQ_MAMBA1 : MQ_MAMBA2;
+    c.d_model = s->d_model, c.n_layer = s->n_layer, c.vocab_size = s->vocab;
+    c.d_inner = 2 * s->d_model, c.d_state = s->d_state, c.d_conv = 4, c.dt_rank = (s->d_model + 15) / 16;
+    c.conv_bias = 1, c.tie_embeddings = 1, c.norm_eps = 1e-5f;
+    if (s->arch == 2) {
+        c.head_dim = s->head_dim, c.n_heads = c.d_inner / s->head_dim, c.n_groups = 1, c.chunk_size = 256;
+        c.dt_limit_min = 0.f, c.dt_limit_max = 1.f / 0.f;
+    }
+    snprintf(c.source, sizeof c.source, "random %s", s->name);
+    return c;
+}
+
+static double now_ms(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
+}
+static int cmp_d(const void *a, const void *b) {
+    double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? -1 : x > y;
+}
+static double median(double *v, int n) {
+    qsort(v, n, sizeof *v, cmp_d);
+    return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
+}
+
+enum { PREFILL_REPS = 7, DECODE_REPS = 3, STEPS = 50 };
+
+int main(int argc, char **argv) {
+    const char *filter = argc > 1 ? argv[1] : NULL;
+    const char *why;
+    if (!gpu_available(&why)) {
+        printf("bench_int8: no usable GPU (%s)\n", why);
+        return 0;
+    }
+    printf("# int8 pass vs FP16 forward, %s\n\n", gpu_describe());
+    printf("| model | int8 weights (GB) | prefill 1x1024 int8 (ms) | FP16 (ms) | decode b=1 int8 plain (ms/token) | int8 graph | FP16 graph |\n");
+    printf("|---|---|---|---|---|---|---|\n");
+    for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++) {
+        if (filter && !strstr(shapes[i].name, filter)) continue;
+        mq_config c = make_cfg(&shapes[i]);
+        int32_t *tok = mq_malloc(sizeof(int32_t) * 1024);
+        for (int k = 0; k < 1024; k++) tok[k] = (int32_t)((k * 7919u + 13) % (unsigned)c.vocab_size);
+        double t[16], pre8 = 0, dec8 = 0, dec8g = 0, pre16 = 0, dec16 = 0;
+        size_t bytes8 = 0;
+        /* int8 */
+        i8g_model *g = i8g_model_random(&c, 1, 1);
+        if (!g) mq_die("%s: %s", shapes[i].name, mq_errmsg());
+        bytes8 = i8g_model_bytes(g);
+        i8g_ws *w = i8g_ws_new(g, 1, 1024);
+        i8g_state *s = i8g_state_new(g, 1);
+        float *logits = mq_malloc(sizeof(float) * c.vocab_size);
+        if (!w || !s) mq_die("%s: %s", shapes[i].name, mq_errmsg());
+        for (int r = -2; r < PREFILL_REPS; r++) {
+            double t0 = now_ms();
+            if (i8g_prefill(g, w, tok, 1, 1024, NULL, NULL, NULL)) mq_die("%s", mq_errmsg());
+            if (r >= 0) t[r] = now_ms() - t0;
+        }
+        pre8 = median(t, PREFILL_REPS);
+        for (int graph = 0; graph < 2; graph++) {
+            for (int r = -1; r < DECODE_REPS; r++) {
+                i8g_state_reset(s);
+                double t0 = now_ms();
+                for (int k = 0; k < STEPS; k++) {
+                    int rc = graph ? i8g_step_graph(g, w, s, tok + k, logits) : i8g_step(g, w, s, tok + k, NULL, logits);
+                    if (rc) mq_die("%s", mq_errmsg());
+                }
+                if (r >= 0) t[r] = (now_ms() - t0) / STEPS;
+            }
+            if (graph) dec8g = median(t, DECODE_REPS);
+            else dec8 = median(t, DECODE_REPS);
+        }
+        i8g_state_free(s);
+        i8g_ws_free(w);
+        i8g_model_free(g);
+        /* FP16, same protocol */
+        ssmg_model *gf = ssmg_model_random(&c, 1);
+        ssmg_ws *wf = gf ? ssmg_ws_new(gf, 1, 1024) : NULL;
+        ssmg_state *sf = gf ? ssmg_state_new(gf, 1) : NULL;
+        if (gf && wf && sf) {
+            for (int r = -2; r < PREFILL_REPS; r++) {
+                double t0 = now_ms();
+                if (ssmg_prefill(gf, wf, tok, 1, 1024, NULL, NULL, NULL)) mq_die("%s", mq_errmsg());
+                if (r >= 0) t[r] = now_ms() - t0;
+            }
+            pre16 = median(t, PREFILL_REPS);
+            for (int r = -1; r < DECODE_REPS; r++) {
+                ssmg_state_reset(sf);
+                double t0 = now_ms();
+                for (int k = 0; k < STEPS; k++)
+                    if (ssmg_step(gf, wf, sf, tok + k, NULL, NULL, logits)) mq_die("%s", mq_errmsg());
+                if (r >= 0) t[r] = (now_ms() - t0) / STEPS;
+            }
+            dec16 = median(t, DECODE_REPS);
+        }
+        ssmg_state_free(sf);
+        ssmg_ws_free(wf);
+        ssmg_model_free(gf);
+        printf("| %s | %.2f | %.2f | %.2f | %.3f | %.3f | %.3f |\n", shapes[i].name, bytes8 / 1e9, pre8, pre16, dec8, dec8g,
+               dec16);
+        fflush(stdout);
+        free(tok), free(logits);
+    }
+    return 0;
+}
