@@ -545,7 +545,8 @@ static void model_case(int arch, q_method method, q_granularity gran, int head, 
     for (int t = 0; t < T - 1; t++) dn = fmax(dn, fabs((double)np[t] - nsf[t]));
     printf("    forced: final hidden relative rms %.3g, max |logit diff| %.3g (max |logit| %.3g), max per-token |NLL diff| "
            "%.3g\n", eh, dl, ml, dn);
-    T_CHECK(eh < 2e-3, "forced final hidden differ by %.3g (relative rms)", eh);
+    /* (with an int8 lm_head the simulation's hidden state comes back quantized: compare the logits) */
+    if (!head) T_CHECK(eh < 2e-3, "forced final hidden differ by %.3g (relative rms)", eh);
     T_CHECK(dl <= 5e-3 * ml, "forced logits differ by %.3g", dl);
     T_CHECK(dn < 0.02, "forced per-token NLL differ by %.3g", dn);
     /* free-running */
