@@ -88,6 +88,11 @@ int i8g_step_graph(const i8g_model *g, i8g_ws *w, i8g_state *s, const int32_t *t
 int i8g_nll(const i8g_model *g, i8g_ws *w, const int32_t *tokens, int batch, int T, const i8g_hooks *hk,
             float *nll, double *sum);
 
+/* Per-op GPU time of prefill calls (CUDA events between the ops; not inside decode graphs) while on;
+ * i8g_profile_report writes "op ms" pairs accumulated since the last report, then resets. */
+void i8g_profile(i8g_ws *w, int on);
+int i8g_profile_report(i8g_ws *w, char *buf, size_t n);
+
 /* GEMM routes, for tests and benchmarks: I8G_GEMM_AUTO picks as described above; the others force
  * one route where its shape requirements hold (else AUTO's choice). Counters of the routes taken. */
 typedef enum { I8G_GEMM_AUTO = 0, I8G_GEMM_LT = 1, I8G_GEMM_TILED = 2, I8G_GEMM_GEMV = 3 } i8g_gemm_route;

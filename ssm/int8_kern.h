@@ -83,6 +83,7 @@ struct scan8_m1_args {
     half *y; int ldy;
     float *state; int state_in;
     int B, T, Di, N;
+    int nc; float *cstate, *cdt;   /* time chunks (see below); carries [nc x B x Di x N], [nc x B x Di] */
 };
 void k8_scan_m1(const scan8_m1_args &a, cudaStream_t st);
 /* Mamba2 scan on int8 inputs (op_scan_m2): x = x8*sx, dt = clamp(softplus(dt8*sdt + dt_bias[h]),
@@ -95,8 +96,15 @@ struct scan8_m2_args {
     float *y; int ldy;
     float *state; int state_in;
     int B, T, H, P, G, N;
+    int nc; float *cstate, *cdt;   /* time chunks; carries [nc x B x H*P x N], [nc x B x H] */
 };
 void k8_scan_m2(const scan8_m2_args &a, cudaStream_t st);
+/* Both scans cut time into nc chunks when one pass over (sequence, channel) would leave the GPU
+ * idle (prefill of few sequences): pass 1 scans chunks 0..nc-2 from zero, keeping each chunk's end
+ * state and its summed dt (its total decay is exp(A sum dt)); a prefix pass turns those into each
+ * chunk's start state from the carried-in state; pass 2 scans every chunk from its start and
+ * writes y. nc = 1 is the plain scan (decode). */
+int k8_scan_chunks(const mq_config *c, int B, int T, int sm_count);
 /* Mamba2 gated RMSNorm (op_gated_rmsnorm, one group of C columns) of FP32 y with int8 z (scale sz)
  * -> FP16 out. */
 void k8_gated_rmsnorm(half *out, int ldo, const float *y, int ldy, const int8_t *z, int ldz, float sz, const float *w,

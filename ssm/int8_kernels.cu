@@ -218,85 +218,107 @@ void k8_conv1d(int8_t *out, int ldo, const int8_t *x, int ldx, int8_t *state, in
 
 /* ---------------------------------------------------------------- scans
  * NL lanes share one channel, each holding SPL of its d_state states (n = lane + NL*i) in
- * registers; the partial C.h sums meet by xor shuffles inside the NL-lane group. One pass over time
- * per (sequence, channel) with the FP32 state carried in registers; the next step's inputs are
- * loaded before the current step is computed. */
+ * registers; the partial C.h sums meet by xor shuffles inside the NL-lane group. The FP32 state is
+ * carried in registers over a time chunk (see int8_kern.h for the chunking); the next step's inputs
+ * are loaded before the current step is computed. OUT = false: pass 1 (end states and dt sums of
+ * chunks 0..nc-2, no y); OUT = true: the scan that writes y (and the final state). */
 #define SC_THREADS 128
 
-template <int NL, int SPL>
-__global__ void __launch_bounds__(SC_THREADS) scan8_m1_kernel(scan8_m1_args a) {
+static __device__ __forceinline__ const float *chunk_start(const float *state, int state_in, const float *cstate,
+                                                           int nc, int k, size_t per_chunk, size_t sidx) {
+    if (nc == 1) return state_in ? state + sidx : NULL;
+    return cstate + (size_t)k * per_chunk + sidx;
+}
+
+template <int NL, int SPL, bool OUT>
+__global__ void __launch_bounds__(SC_THREADS) i8_scan_m1_kernel(scan8_m1_args a, int L) {
     constexpr int CPB = SC_THREADS / NL;
     const int lane = threadIdx.x % NL, d = blockIdx.x * CPB + threadIdx.x / NL, b = blockIdx.y, N = a.N;
+    const int k = blockIdx.z, t0 = k * L, t1 = min(t0 + L, a.T);
     const bool live = d < a.Di;
     const int dd = live ? d : 0;
+    const size_t S = (size_t)a.Di * N, sidx = (size_t)b * S + (size_t)dd * N;
     float h[SPL], A[SPL];
     bool on[SPL];
-    const size_t sidx = ((size_t)b * a.Di + dd) * N;
+    const float *hin = OUT ? chunk_start(a.state, a.state_in, a.cstate, a.nc, k, (size_t)a.B * S, sidx) : NULL;
 #pragma unroll
     for (int i = 0; i < SPL; i++) {
         const int n = lane + NL * i;
         on[i] = live && n < N;
         A[i] = on[i] ? a.A[(size_t)dd * N + n] : 0.f;
-        h[i] = (on[i] && a.state_in) ? a.state[sidx + n] : 0.f;
+        h[i] = (on[i] && hin) ? hin[n] : 0.f;
     }
     const float bias = a.dt_bias ? a.dt_bias[dd] : 0.f, Dd = a.D ? a.D[dd] : 0.f;
-    /* inputs of step t: u, dt, z, B[n], C[n] as int8 */
     int nu = 0, ndt = 0, nz = 0, nB[SPL], nC[SPL];
     auto load = [&](int t) {
         const size_t row = (size_t)b * a.T + t;
         nu = a.u[row * a.ldu + dd];
         ndt = a.dt[row * a.lddt + dd];
-        nz = a.z ? a.z[row * a.ldz + dd] : 0;
+        nz = (OUT && a.z) ? a.z[row * a.ldz + dd] : 0;
 #pragma unroll
         for (int i = 0; i < SPL; i++) {
             const int n = on[i] ? lane + NL * i : 0;
             nB[i] = a.Bm[row * a.ldbc + n];
-            nC[i] = a.Cm[row * a.ldbc + n];
+            nC[i] = OUT ? a.Cm[row * a.ldbc + n] : 0;
         }
     };
-    if (a.T > 0) load(0);
-    for (int t = 0; t < a.T; t++) {
+    float sdt = 0.f;
+    if (t0 < t1) load(t0);
+    for (int t = t0; t < t1; t++) {
         const float u = (float)nu * a.su, dtv = (float)ndt * a.sdt + bias, zv = (float)nz * a.sz;
         float Bv[SPL], Cv[SPL];
 #pragma unroll
         for (int i = 0; i < SPL; i++) { Bv[i] = (float)nB[i] * a.sb; Cv[i] = (float)nC[i] * a.sc; }
-        if (t + 1 < a.T) load(t + 1);
+        if (t + 1 < t1) load(t + 1);
         const float delta = fmaxf(d_softplus(dtv), 0.f);
+        sdt += delta;
         float part = 0.f;
 #pragma unroll
         for (int i = 0; i < SPL; i++) {
             if (!on[i]) continue;
             h[i] = expf(delta * A[i]) * h[i] + (delta * Bv[i]) * u;
-            part += h[i] * Cv[i];
+            if (OUT) part += h[i] * Cv[i];
         }
+        if (OUT) {
 #pragma unroll
-        for (int o = NL / 2; o; o >>= 1) part += __shfl_xor_sync(0xffffffffu, part, o);
-        if (live && lane == 0) {
-            float y = part + Dd * u;
-            if (a.z) y *= d_silu(zv);
-            a.y[((size_t)b * a.T + t) * a.ldy + d] = __float2half(y);
+            for (int o = NL / 2; o; o >>= 1) part += __shfl_xor_sync(0xffffffffu, part, o);
+            if (live && lane == 0) {
+                float y = part + Dd * u;
+                if (a.z) y *= d_silu(zv);
+                a.y[((size_t)b * a.T + t) * a.ldy + d] = __float2half(y);
+            }
         }
     }
+    float *dst = NULL;
+    if (!OUT) {
+        dst = a.cstate + (size_t)k * a.B * S + sidx;
+        if (live && lane == 0) a.cdt[((size_t)k * a.B + b) * a.Di + d] = sdt;
+    } else if (k == a.nc - 1) {
+        dst = a.state + sidx;
+    }
+    if (dst)
 #pragma unroll
-    for (int i = 0; i < SPL; i++)
-        if (on[i]) a.state[sidx + lane + NL * i] = h[i];
+        for (int i = 0; i < SPL; i++)
+            if (on[i]) dst[lane + NL * i] = h[i];
 }
 
-template <int NL, int SPL>
-__global__ void __launch_bounds__(SC_THREADS) scan8_m2_kernel(scan8_m2_args a) {
+template <int NL, int SPL, bool OUT>
+__global__ void __launch_bounds__(SC_THREADS) i8_scan_m2_kernel(scan8_m2_args a, int L) {
     constexpr int CPB = SC_THREADS / NL;
     const int Di = a.H * a.P, N = a.N;
     const int lane = threadIdx.x % NL, d = blockIdx.x * CPB + threadIdx.x / NL, b = blockIdx.y;
+    const int k = blockIdx.z, t0 = k * L, t1 = min(t0 + L, a.T);
     const bool live = d < Di;
     const int dd = live ? d : 0, hd = dd / a.P, g = hd / (a.H / a.G);
+    const size_t S = (size_t)Di * N, sidx = (size_t)b * S + (size_t)dd * N;
     float h[SPL];
     bool on[SPL];
-    const size_t sidx = ((size_t)b * Di + dd) * N;
+    const float *hin = OUT ? chunk_start(a.state, a.state_in, a.cstate, a.nc, k, (size_t)a.B * S, sidx) : NULL;
 #pragma unroll
     for (int i = 0; i < SPL; i++) {
         const int n = lane + NL * i;
         on[i] = live && n < N;
-        h[i] = (on[i] && a.state_in) ? a.state[sidx + n] : 0.f;
+        h[i] = (on[i] && hin) ? hin[n] : 0.f;
     }
     const float Ah = a.A[hd], bias = a.dt_bias ? a.dt_bias[hd] : 0.f, Dh = a.D ? a.D[hd] : 0.f;
     int nx = 0, ndt = 0, nB[SPL], nC[SPL];
@@ -308,52 +330,138 @@ __global__ void __launch_bounds__(SC_THREADS) scan8_m2_kernel(scan8_m2_args a) {
         for (int i = 0; i < SPL; i++) {
             const int n = on[i] ? lane + NL * i : 0;
             nB[i] = a.Bm[row * a.ldbc + (size_t)g * N + n];
-            nC[i] = a.Cm[row * a.ldbc + (size_t)g * N + n];
+            nC[i] = OUT ? a.Cm[row * a.ldbc + (size_t)g * N + n] : 0;
         }
     };
-    if (a.T > 0) load(0);
-    for (int t = 0; t < a.T; t++) {
+    float sdt = 0.f;
+    if (t0 < t1) load(t0);
+    for (int t = t0; t < t1; t++) {
         const float xv = (float)nx * a.sx;
         float dt = d_softplus((float)ndt * a.sdt + bias);
         dt = fminf(fmaxf(dt, a.lo), a.hi);
         float Bv[SPL], Cv[SPL];
 #pragma unroll
         for (int i = 0; i < SPL; i++) { Bv[i] = (float)nB[i] * a.sb; Cv[i] = (float)nC[i] * a.sc; }
-        if (t + 1 < a.T) load(t + 1);
+        if (t + 1 < t1) load(t + 1);
         const float dA = expf(dt * Ah), dx = xv * dt;
+        sdt += dt;
         float part = 0.f;
 #pragma unroll
         for (int i = 0; i < SPL; i++) {
             if (!on[i]) continue;
             h[i] = dA * h[i] + dx * Bv[i];
-            part += h[i] * Cv[i];
+            if (OUT) part += h[i] * Cv[i];
         }
+        if (OUT) {
 #pragma unroll
-        for (int o = NL / 2; o; o >>= 1) part += __shfl_xor_sync(0xffffffffu, part, o);
-        if (live && lane == 0) a.y[((size_t)b * a.T + t) * a.ldy + d] = part + Dh * xv;
+            for (int o = NL / 2; o; o >>= 1) part += __shfl_xor_sync(0xffffffffu, part, o);
+            if (live && lane == 0) a.y[((size_t)b * a.T + t) * a.ldy + d] = part + Dh * xv;
+        }
     }
+    float *dst = NULL;
+    if (!OUT) {
+        dst = a.cstate + (size_t)k * a.B * S + sidx;
+        if (live && lane == 0 && dd % a.P == 0) a.cdt[((size_t)k * a.B + b) * a.H + hd] = sdt;
+    } else if (k == a.nc - 1) {
+        dst = a.state + sidx;
+    }
+    if (dst)
 #pragma unroll
-    for (int i = 0; i < SPL; i++)
-        if (on[i]) a.state[sidx + lane + NL * i] = h[i];
+        for (int i = 0; i < SPL; i++)
+            if (on[i]) dst[lane + NL * i] = h[i];
 }
 
-/* lanes per channel and states per lane for d_state N (<= 128, checked at upload) */
-#define SCAN_DISPATCH(KERNEL, ARGS, CH, N, ST)                                                  \
-    do {                                                                                        \
-        if ((N) <= 16) { dim3 g_(cdiv(CH, SC_THREADS / 16), (ARGS).B); KERNEL<16, 1><<<g_, SC_THREADS, 0, ST>>>(ARGS); } \
-        else if ((N) <= 32) { dim3 g_(cdiv(CH, SC_THREADS / 32), (ARGS).B); KERNEL<32, 1><<<g_, SC_THREADS, 0, ST>>>(ARGS); } \
-        else if ((N) <= 64) { dim3 g_(cdiv(CH, SC_THREADS / 32), (ARGS).B); KERNEL<32, 2><<<g_, SC_THREADS, 0, ST>>>(ARGS); } \
-        else { dim3 g_(cdiv(CH, SC_THREADS / 32), (ARGS).B); KERNEL<32, 4><<<g_, SC_THREADS, 0, ST>>>(ARGS); } \
-        CUDA_CHECK_LAUNCH();                                                                    \
-    } while (0)
-
-void k8_scan_m1(const scan8_m1_args &a, cudaStream_t st) {
-    if (a.B < 1) return;
-    SCAN_DISPATCH(scan8_m1_kernel, a, a.Di, a.N, st);
+/* cs[k][b][s]: chunk k's end state (k < nc-1) in, its start state out; A of state s: A[s]
+ * (per_state) or A[s / per_ch]; dt sum of chunk k: cdt[k][b][s / per_ch]. */
+__global__ void i8_scan_prefix_kernel(float *cs, const float *cdt, const float *state, int state_in, const float *A,
+                                      int per_state, int B, int S, int per_ch, int nc) {
+    const long i = blockIdx.x * (long)blockDim.x + threadIdx.x;
+    if (i >= (long)B * S) return;
+    const int b = (int)(i / S), s = (int)(i - (long)b * S), ch = s / per_ch, nch = S / per_ch;
+    const float a = per_state ? A[s] : A[ch];
+    float h = state_in ? state[i] : 0.f;
+    for (int k = 0; k < nc; k++) {
+        const size_t idx = ((size_t)k * B + b) * S + s;
+        const float end = k < nc - 1 ? cs[idx] : 0.f;
+        cs[idx] = h;
+        h = expf(a * cdt[((size_t)k * B + b) * nch + ch]) * h + end;
+    }
 }
-void k8_scan_m2(const scan8_m2_args &a, cudaStream_t st) {
-    if (a.B < 1) return;
-    SCAN_DISPATCH(scan8_m2_kernel, a, a.H * a.P, a.N, st);
+
+static void scan_prefix(float *cs, const float *cdt, const float *state, int state_in, const float *A, int per_state,
+                        int B, int S, int per_ch, int nc, cudaStream_t st) {
+    const long n = (long)B * S;
+    i8_scan_prefix_kernel<<<cdiv(n, 256), 256, 0, st>>>(cs, cdt, state, state_in, A, per_state, B, S, per_ch, nc);
+    CUDA_CHECK_LAUNCH();
+}
+
+template <int NL, int SPL>
+static void scan_m1_run(const scan8_m1_args &a, int L, cudaStream_t st) {
+    constexpr int CPB = SC_THREADS / NL;
+    if (a.nc > 1) {
+        dim3 g1(cdiv(a.Di, CPB), a.B, a.nc - 1);
+        i8_scan_m1_kernel<NL, SPL, false><<<g1, SC_THREADS, 0, st>>>(a, L);
+        CUDA_CHECK_LAUNCH();
+        scan_prefix(a.cstate, a.cdt, a.state, a.state_in, a.A, 1, a.B, a.Di * a.N, a.N, a.nc, st);
+    }
+    dim3 g3(cdiv(a.Di, CPB), a.B, a.nc);
+    i8_scan_m1_kernel<NL, SPL, true><<<g3, SC_THREADS, 0, st>>>(a, L);
+    CUDA_CHECK_LAUNCH();
+}
+
+template <int NL, int SPL>
+static void scan_m2_run(const scan8_m2_args &a, int L, cudaStream_t st) {
+    constexpr int CPB = SC_THREADS / NL;
+    const int Di = a.H * a.P;
+    if (a.nc > 1) {
+        dim3 g1(cdiv(Di, CPB), a.B, a.nc - 1);
+        i8_scan_m2_kernel<NL, SPL, false><<<g1, SC_THREADS, 0, st>>>(a, L);
+        CUDA_CHECK_LAUNCH();
+        scan_prefix(a.cstate, a.cdt, a.state, a.state_in, a.A, 0, a.B, Di * a.N, a.P * a.N, a.nc, st);
+    }
+    dim3 g3(cdiv(Di, CPB), a.B, a.nc);
+    i8_scan_m2_kernel<NL, SPL, true><<<g3, SC_THREADS, 0, st>>>(a, L);
+    CUDA_CHECK_LAUNCH();
+}
+
+static int lanes_for(int N) { return N <= 16 ? 16 : 32; }
+
+int k8_scan_chunks(const mq_config *c, int B, int T, int sm_count) {
+    const long ch = c->arch == MQ_MAMBA1 ? c->d_inner : (long)c->n_heads * c->head_dim;
+    const long per = (long)B * ch * lanes_for(c->d_state), target = (long)sm_count * 2048;
+    long nc = (target + per - 1) / per, maxc = (T + 63) / 64;
+    if (nc > maxc) nc = maxc;
+    return nc < 1 ? 1 : (int)nc;
+}
+
+/* chunk length and count without an empty chunk; nc > 1 needs the carries */
+static int chunk_len(int T, int *nc) {
+    if (*nc < 1) *nc = 1;
+    const int L = cdiv(T, *nc);
+    *nc = cdiv(T, L);
+    return L;
+}
+
+void k8_scan_m1(const scan8_m1_args &a0, cudaStream_t st) {
+    if (a0.B < 1 || a0.T < 1) return;
+    scan8_m1_args a = a0;
+    const int L = chunk_len(a.T, &a.nc);
+    if (a.nc > 1 && (!a.cstate || !a.cdt)) mq_die("k8_scan_m1: %d chunks without carries (internal error)", a.nc);
+    if (a.N <= 16) scan_m1_run<16, 1>(a, L, st);
+    else if (a.N <= 32) scan_m1_run<32, 1>(a, L, st);
+    else if (a.N <= 64) scan_m1_run<32, 2>(a, L, st);
+    else scan_m1_run<32, 4>(a, L, st);
+}
+
+void k8_scan_m2(const scan8_m2_args &a0, cudaStream_t st) {
+    if (a0.B < 1 || a0.T < 1) return;
+    scan8_m2_args a = a0;
+    const int L = chunk_len(a.T, &a.nc);
+    if (a.nc > 1 && (!a.cstate || !a.cdt)) mq_die("k8_scan_m2: %d chunks without carries (internal error)", a.nc);
+    if (a.N <= 16) scan_m2_run<16, 1>(a, L, st);
+    else if (a.N <= 32) scan_m2_run<32, 1>(a, L, st);
+    else if (a.N <= 64) scan_m2_run<32, 2>(a, L, st);
+    else scan_m2_run<32, 4>(a, L, st);
 }
 
 /* ---------------------------------------------------------------- NLL */

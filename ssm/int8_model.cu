@@ -47,6 +47,7 @@ struct i8g_state {
     size_t conv_per_layer, ssm_per_layer;
 };
 
+#define PROF_MAX 4096 /* profiling events per call */
 #define LT_WS_BYTES ((size_t)32 << 20)
 #define BLAS_WS_BYTES ((size_t)8 << 20)
 #define LOGIT_BYTES ((size_t)256 << 20)
@@ -62,8 +63,14 @@ struct i8g_ws {
     half *hid16, *y16, *g16, *delta16;
     int8_t *h8, *xz8, *xc8, *xdbl8, *dt8, *yq8;
     int32_t *acc;
+    float *cstate, *cdt;            /* scan chunk carries for up to chunk_cap (chunks x sequences) */
+    int chunk_cap, sm_count;
     void *lt_ws, *blas_ws;
     int logit_rows, last_B, last_T;
+    int prof_on, prof_n;            /* i8g_profile: an event after each op and the op it ends */
+    cudaEvent_t *prof_ev;
+    unsigned char *prof_cat;
+    double prof_ms[16];
     cudaGraphExec_t graph;          /* decode step graph and what it was captured for */
     const i8g_state *graph_state;
     int graph_logits;
@@ -393,6 +400,8 @@ static void layout_ws(i8g_ws *w, carver *cv) {
     w->delta16 = CARVE(cv, half, R * D);
     w->acc = CARVE(cv, int32_t, R * maxn);
     w->state_scratch = CARVE(cv, float, (size_t)w->batch * E * c->d_state);
+    w->cstate = CARVE(cv, float, (size_t)w->chunk_cap * E * c->d_state);
+    w->cdt = CARVE(cv, float, (size_t)w->chunk_cap * E);
     w->logits = CARVE(cv, float, (size_t)w->logit_rows * c->vocab_size);
     w->lt_ws = carve(cv, LT_WS_BYTES);
     w->blas_ws = carve(cv, BLAS_WS_BYTES);
@@ -409,6 +418,11 @@ i8g_ws *i8g_ws_new(const i8g_model *g, int batch, int seqlen) {
     size_t lr = LOGIT_BYTES / ((size_t)c->vocab_size * sizeof(float));
     if (lr > (size_t)w->rows) lr = w->rows;
     w->logit_rows = lr < (size_t)batch ? batch : (int)lr;
+    CUDA_CHECK(cudaDeviceGetAttribute(&w->sm_count, cudaDevAttrMultiProcessorCount, 0));
+    for (int b = 1; b <= batch; b++) { /* the most carries any call of this workspace needs */
+        int need = k8_scan_chunks(c, b, seqlen, w->sm_count) * b;
+        if (need > w->chunk_cap) w->chunk_cap = need;
+    }
     carver cv = {NULL, 0};
     layout_ws(w, &cv);
     w->bytes = cv.off;
@@ -426,12 +440,59 @@ i8g_ws *i8g_ws_new(const i8g_model *g, int batch, int seqlen) {
 
 void i8g_ws_free(i8g_ws *w) {
     if (!w) return;
+    if (w->prof_ev) {
+        for (int i = 0; i < PROF_MAX; i++) CUDA_CHECK(cudaEventDestroy(w->prof_ev[i]));
+        free(w->prof_ev), free(w->prof_cat);
+    }
     if (w->graph) CUDA_CHECK(cudaGraphExecDestroy(w->graph));
     i8_gemm_ctx_free(&w->gc);
     CUBLAS_CHECK(cublasDestroy(w->blas));
     CUDA_CHECK(cudaStreamDestroy(w->stream));
     CUDA_CHECK(cudaFree(w->arena));
     free(w);
+}
+
+/* ---------------------------------------------------------------- profiling */
+
+enum { P_START, P_EMBED, P_NORM, P_IN_PROJ, P_CONV, P_X_PROJ, P_DT_PROJ, P_SCAN, P_GNORM, P_YQUANT, P_OUT_PROJ,
+       P_LM_HEAD, P_NCAT };
+static const char *prof_names[P_NCAT] = {"", "embed", "rmsnorm", "in_proj", "conv", "x_proj", "dt_proj", "scan",
+                                         "gated_norm", "y_quant", "out_proj", "lm_head"};
+
+static void mark(i8g_ws *w, int cat) {
+    if (!w->prof_on || w->prof_n >= PROF_MAX) return;
+    cudaStreamCaptureStatus cs;
+    CUDA_CHECK(cudaStreamIsCapturing(w->stream, &cs));
+    if (cs != cudaStreamCaptureStatusNone) return;
+    CUDA_CHECK(cudaEventRecord(w->prof_ev[w->prof_n], w->stream));
+    w->prof_cat[w->prof_n++] = (unsigned char)cat;
+}
+static void prof_collect(i8g_ws *w) { /* after a sync of the stream */
+    for (int i = 1; i < w->prof_n; i++) {
+        if (w->prof_cat[i] == P_START) continue;
+        float ms;
+        CUDA_CHECK(cudaEventElapsedTime(&ms, w->prof_ev[i - 1], w->prof_ev[i]));
+        w->prof_ms[w->prof_cat[i]] += ms;
+    }
+    w->prof_n = 0;
+}
+void i8g_profile(i8g_ws *w, int on) {
+    if (on && !w->prof_ev) {
+        w->prof_ev = (cudaEvent_t *)mq_malloc(sizeof(cudaEvent_t) * PROF_MAX);
+        w->prof_cat = (unsigned char *)mq_malloc(PROF_MAX);
+        for (int i = 0; i < PROF_MAX; i++) CUDA_CHECK(cudaEventCreate(&w->prof_ev[i]));
+    }
+    w->prof_on = on;
+    w->prof_n = 0;
+}
+int i8g_profile_report(i8g_ws *w, char *buf, size_t n) {
+    int k = 0;
+    if (n) buf[0] = 0;
+    for (int c = 1; c < P_NCAT; c++)
+        if (w->prof_ms[c] > 0 && (size_t)k < n)
+            k += snprintf(buf + k, n - k, "%s%s %.2f", k ? ", " : "", prof_names[c], w->prof_ms[c]);
+    memset(w->prof_ms, 0, sizeof w->prof_ms);
+    return k;
 }
 
 /* ---------------------------------------------------------------- forward */
@@ -453,17 +514,23 @@ static void forward(const i8g_model *g, i8g_ws *w, int B, int T, i8g_state *s, c
     const cudaStream_t st = w->stream;
     const int R = B * T, D = c->d_model, E = c->d_inner, N = c->d_state, K = c->d_conv;
     const int in = in_dim(c), cd = conv_dim(c);
+    int nc = k8_scan_chunks(c, B, T, w->sm_count);
+    if (nc * B > w->chunk_cap) nc = w->chunk_cap / B > 0 ? w->chunk_cap / B : 1;
+    mark(w, P_START);
     k8_embed(w->resid, g->embed, w->d_tokens, R, D, st);
+    mark(w, P_EMBED);
     for (int l = 0; l < c->n_layer; l++) {
         const i8g_layer *L = &g->layers[l];
         int8_t *conv_state = s ? s->conv + l * s->conv_per_layer : NULL;
         float *ssm_state = s ? s->ssm + l * s->ssm_per_layer : w->state_scratch;
 
         k8_add_rmsnorm(w->resid, l ? w->delta16 : NULL, L->norm_w, w->h8, L->s_in, NULL, NULL, R, D, c->norm_eps, st);
+        mark(w, P_NORM);
         if (l) hook(hk, w, l - 1, I8G_RESID, w->resid, I8G_F32, 0.f, R, D, D);
         hook(hk, w, l, MQ_ACT_IN_PROJ_IN, w->h8, I8G_I8, L->s_in, R, D, D);
         i8_linear(&w->gc, w->h8, D, L->in_w, R, in, D, epi(L->s_in, L->in_sw, L->in_b, L->in_qs, EPI_I8), w->xz8, in,
                   w->acc);
+        mark(w, P_IN_PROJ);
 
         const half *ssm_out;
         if (c->arch == MQ_MAMBA1) {
@@ -474,13 +541,16 @@ static void forward(const i8g_model *g, i8g_ws *w, int B, int T, i8g_state *s, c
             hook(hk, w, l, MQ_ACT_Z, z8, I8G_I8, L->s_z, R, E, in);
             k8_conv1d(w->xc8, E, x8, in, conv_state, conv_state != NULL, L->conv_w, L->conv_sw, L->conv_sin, L->conv_b,
                       L->conv_sout, B, T, E, K, st);
+            mark(w, P_CONV);
             hook(hk, w, l, MQ_ACT_SSM_X, w->xc8, I8G_I8, L->s_u, R, E, E);
             i8_linear(&w->gc, w->xc8, E, L->xp_w, R, xw, E, epi(L->s_u, L->xp_sw, NULL, L->xp_qs, EPI_I8), w->xdbl8, xw,
                       w->acc);
+            mark(w, P_X_PROJ);
             hook(hk, w, l, MQ_ACT_X_PROJ_OUT, w->xdbl8, I8G_I8, L->s_xp, R, xw, xw);
             /* dt_proj without its bias (Quamba: the scan adds it), requantized */
             i8_linear(&w->gc, w->xdbl8, xw, L->dt_w, R, E, R_, epi(L->s_xp, L->dt_sw, NULL, L->dt_qs, EPI_I8), w->dt8,
                       E, w->acc);
+            mark(w, P_DT_PROJ);
             hook(hk, w, l, MQ_ACT_DT, w->dt8, I8G_I8, L->s_dt, R, E, E);
             scan8_m1_args a;
             a.u = w->xc8, a.ldu = E, a.su = L->s_u;
@@ -491,7 +561,9 @@ static void forward(const i8g_model *g, i8g_ws *w, int B, int T, i8g_state *s, c
             a.y = w->y16, a.ldy = E;
             a.state = ssm_state, a.state_in = s != NULL;
             a.B = B, a.T = T, a.Di = E, a.N = N;
+            a.nc = nc, a.cstate = w->cstate, a.cdt = w->cdt;
             k8_scan_m1(a, st);
+            mark(w, P_SCAN);
             hook(hk, w, l, MQ_ACT_SSM_STATE, ssm_state, I8G_F32, 0.f, B * E, N, N);
             ssm_out = w->y16;
         } else {
@@ -503,6 +575,7 @@ static void forward(const i8g_model *g, i8g_ws *w, int B, int T, i8g_state *s, c
             hook(hk, w, l, MQ_ACT_DT, dt8, I8G_I8, L->s_dt, R, H, in);
             k8_conv1d(w->xc8, cd, xbc8, in, conv_state, conv_state != NULL, L->conv_w, L->conv_sw, L->conv_sin,
                       L->conv_b, L->conv_sout, B, T, cd, K, st);
+            mark(w, P_CONV);
             hook(hk, w, l, MQ_ACT_SSM_X, w->xc8, I8G_I8, L->s_u, R, E, cd);
             hook(hk, w, l, MQ_ACT_B, w->xc8 + E, I8G_I8, L->s_B, R, GN, cd);
             hook(hk, w, l, MQ_ACT_C, w->xc8 + E + GN, I8G_I8, L->s_C, R, GN, cd);
@@ -515,11 +588,14 @@ static void forward(const i8g_model *g, i8g_ws *w, int B, int T, i8g_state *s, c
             a.y = w->y32, a.ldy = E;
             a.state = ssm_state, a.state_in = s != NULL;
             a.B = B, a.T = T, a.H = H, a.P = c->head_dim, a.G = G, a.N = N;
+            a.nc = nc, a.cstate = w->cstate, a.cdt = w->cdt;
             k8_scan_m2(a, st);
+            mark(w, P_SCAN);
             hook(hk, w, l, MQ_ACT_SSM_STATE, ssm_state, I8G_F32, 0.f, B * E, N, N);
             /* one group over all of d_inner, as transformers and the CPU reference */
             k8_gated_rmsnorm(w->g16, E, w->y32, E, z8, in, L->s_z, L->gnorm_w, R, E, E, c->norm_eps,
                              c->norm_before_gate, st);
+            mark(w, P_GNORM);
             ssm_out = w->g16;
         }
         hook(hk, w, l, MQ_ACT_SSM_OUT, ssm_out, I8G_F16, 0.f, R, E, E);
@@ -529,12 +605,15 @@ static void forward(const i8g_model *g, i8g_ws *w, int B, int T, i8g_state *s, c
         } else {
             k8_quant_f16(w->yq8, E, ssm_out, E, L->s_y, R, E, st);
         }
+        mark(w, P_YQUANT);
         hook(hk, w, l, MQ_ACT_OUT_PROJ_IN, w->yq8, I8G_I8, L->s_y, R, E, E);
         i8_linear(&w->gc, w->yq8, E, L->out_w, R, D, E, epi(L->s_y, L->out_sw, L->out_b, NULL, EPI_F16), w->delta16, D,
                   w->acc);
+        mark(w, P_OUT_PROJ);
     }
     k8_add_rmsnorm(w->resid, w->delta16, g->norm_f, g->lm_q ? w->h8 : NULL, g->lm_in_scale, w->hid16, w->hid32, R, D,
                    c->norm_eps, st);
+    mark(w, P_NORM);
     hook(hk, w, c->n_layer - 1, I8G_RESID, w->resid, I8G_F32, 0.f, R, D, D);
     if (g->lm_q) hook(hk, w, -1, MQ_ACT_LM_HEAD_IN, w->h8, I8G_I8, g->lm_in_scale, R, D, D);
     else hook(hk, w, -1, MQ_ACT_LM_HEAD_IN, w->hid16, I8G_F16, 0.f, R, D, D);
@@ -570,6 +649,7 @@ int i8g_prefill(const i8g_model *g, i8g_ws *w, const int32_t *tokens, int B, int
         CUDA_CHECK(cudaMemcpyAsync(hidden, w->hid32, sizeof(float) * (size_t)B * T * g->cfg.d_model,
                                    cudaMemcpyDeviceToHost, w->stream));
     CUDA_CHECK(cudaStreamSynchronize(w->stream));
+    prof_collect(w);
     return 0;
 }
 

@@ -30,6 +30,8 @@ int i8g_step_graph(const i8g_model *g, i8g_ws *w, i8g_state *s, const int32_t *t
 int i8g_nll(const i8g_model *g, i8g_ws *w, const int32_t *tokens, int batch, int T, const i8g_hooks *hk, float *nll,
             double *sum) { return NOCUDA; }
 void i8g_set_gemm_route(i8g_gemm_route r) {}
+void i8g_profile(i8g_ws *w, int on) {}
+int i8g_profile_report(i8g_ws *w, char *buf, size_t n) { if (n) buf[0] = 0; return 0; }
 void i8g_gemm_counts(long counts[4]) { for (int i = 0; i < 4; i++) counts[i] = 0; }
 
 int i8op_gemm(int32_t *acc, const int8_t *X, const int8_t *W, int M, int N, int K, int pad, int route, int *taken) {
@@ -44,10 +46,10 @@ int i8op_conv1d(int8_t *out, const int8_t *x, int8_t *state, const int8_t *w, co
                 const float *bias, const float *s_out, int B, int T, int C, int K) { return NOCUDA; }
 int i8op_scan_m1(float *y, const int8_t *u, float su, const int8_t *dt, float sdt, const float *dt_bias,
                  const int8_t *Bm, const int8_t *Cm, float sb, float sc, const int8_t *z, float sz, const float *A,
-                 const float *D, float *state, int B, int T, int Di, int N) { return NOCUDA; }
+                 const float *D, float *state, int B, int T, int Di, int N, int n_chunks) { return NOCUDA; }
 int i8op_scan_m2(float *y, const int8_t *x, float sx, const int8_t *dt, float sdt, const float *dt_bias, float lo,
                  float hi, const int8_t *Bm, const int8_t *Cm, float sb, float sc, const float *A, const float *D,
-                 float *state, int B, int T, int H, int P, int G, int N) { return NOCUDA; }
+                 float *state, int B, int T, int H, int P, int G, int N, int n_chunks) { return NOCUDA; }
 int i8op_gated_rmsnorm(float *out, const float *y, const int8_t *z, float sz, const float *w, int T, int D, float eps,
                        int norm_before_gate) { return NOCUDA; }
 int i8op_download(float *dst, const void *x, int dtype, int rows, int cols, int ld, void *stream) { return NOCUDA; }

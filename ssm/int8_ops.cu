@@ -169,7 +169,8 @@ extern "C" int i8op_conv1d(int8_t *out, const int8_t *x, int8_t *state, const in
 
 extern "C" int i8op_scan_m1(float *y, const int8_t *u, float su, const int8_t *dt, float sdt, const float *dt_bias,
                             const int8_t *Bm, const int8_t *Cm, float sb, float sc, const int8_t *z, float sz,
-                            const float *A, const float *D, float *state, int B, int T, int Di, int N) {
+                            const float *A, const float *D, float *state, int B, int T, int Di, int N,
+                            int n_chunks) {
     if (need_gpu()) return -1;
     const int R = B * T, pad = 3;
     /* B and C side by side in one buffer, as slices of x_proj's output */
@@ -195,8 +196,13 @@ extern "C" int i8op_scan_m1(float *y, const int8_t *u, float su, const int8_t *d
     a.A = dA, a.D = dD, a.y = dy, a.ldy = Di + pad;
     a.state = dst, a.state_in = state != NULL;
     a.B = B, a.T = T, a.Di = Di, a.N = N;
+    float *cs, *cdt;
+    CUDA_CHECK(cudaMalloc(&cs, sizeof(float) * (size_t)n_chunks * sn + 4));
+    CUDA_CHECK(cudaMalloc(&cdt, sizeof(float) * (size_t)n_chunks * B * Di + 4));
+    a.nc = n_chunks, a.cstate = cs, a.cdt = cdt;
     k8_scan_m1(a, 0);
     CUDA_CHECK(cudaDeviceSynchronize());
+    dfree(cs), dfree(cdt);
     down_f16(y, dy, R, Di, Di + pad);
     if (state) down(state, dst, sizeof(float) * sn);
     free(bc);
@@ -206,7 +212,8 @@ extern "C" int i8op_scan_m1(float *y, const int8_t *u, float su, const int8_t *d
 
 extern "C" int i8op_scan_m2(float *y, const int8_t *x, float sx, const int8_t *dt, float sdt, const float *dt_bias,
                             float lo, float hi, const int8_t *Bm, const int8_t *Cm, float sb, float sc, const float *A,
-                            const float *D, float *state, int B, int T, int H, int P, int G, int N) {
+                            const float *D, float *state, int B, int T, int H, int P, int G, int N,
+                            int n_chunks) {
     if (need_gpu()) return -1;
     const int R = B * T, Di = H * P, GN = G * N, pad = 5;
     int8_t *bc = (int8_t *)mq_malloc((size_t)R * 2 * GN + 1);
@@ -230,8 +237,13 @@ extern "C" int i8op_scan_m2(float *y, const int8_t *x, float sx, const int8_t *d
     a.A = dA, a.D = dD, a.y = dy, a.ldy = Di + pad;
     a.state = dst, a.state_in = state != NULL;
     a.B = B, a.T = T, a.H = H, a.P = P, a.G = G, a.N = N;
+    float *cs, *cdt;
+    CUDA_CHECK(cudaMalloc(&cs, sizeof(float) * (size_t)n_chunks * sn + 4));
+    CUDA_CHECK(cudaMalloc(&cdt, sizeof(float) * (size_t)n_chunks * B * H + 4));
+    a.nc = n_chunks, a.cstate = cs, a.cdt = cdt;
     k8_scan_m2(a, 0);
     CUDA_CHECK(cudaDeviceSynchronize());
+    dfree(cs), dfree(cdt);
     CUDA_CHECK(cudaMemcpy2D(y, sizeof(float) * Di, dy, sizeof(float) * (Di + pad), sizeof(float) * Di, R,
                             cudaMemcpyDeviceToHost));
     if (state) down(state, dst, sizeof(float) * sn);

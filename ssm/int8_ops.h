@@ -26,14 +26,14 @@ int i8op_add_rmsnorm(float *resid, const float *delta, const float *w, int T, in
 int i8op_conv1d(int8_t *out, const int8_t *x, int8_t *state, const int8_t *w, const float *sw, const float *s_in,
                 const float *bias, const float *s_out, int B, int T, int C, int K);
 /* Mamba1 scan: u, dt, z [B*T x Di], B, C [B*T x N] (int8); y [B*T x Di] (FP16 widened); state
- * [B x Di x N] in/out or NULL. */
+ * [B x Di x N] in/out or NULL; n_chunks: time chunks (1 = one pass). */
 int i8op_scan_m1(float *y, const int8_t *u, float su, const int8_t *dt, float sdt, const float *dt_bias,
                  const int8_t *Bm, const int8_t *Cm, float sb, float sc, const int8_t *z, float sz, const float *A,
-                 const float *D, float *state, int B, int T, int Di, int N);
+                 const float *D, float *state, int B, int T, int Di, int N, int n_chunks);
 /* Mamba2 scan: x [B*T x H*P], dt [B*T x H], B, C [B*T x G*N]; y FP32; state [B x H x P x N] or NULL. */
 int i8op_scan_m2(float *y, const int8_t *x, float sx, const int8_t *dt, float sdt, const float *dt_bias, float lo,
                  float hi, const int8_t *Bm, const int8_t *Cm, float sb, float sc, const float *A, const float *D,
-                 float *state, int B, int T, int H, int P, int G, int N);
+                 float *state, int B, int T, int H, int P, int G, int N, int n_chunks);
 /* gated RMSNorm of FP32 y [T x D] with int8 z; out FP16 widened. */
 int i8op_gated_rmsnorm(float *out, const float *y, const int8_t *z, float sz, const float *w, int T, int D, float eps,
                        int norm_before_gate);

@@ -51,6 +51,7 @@ static double median(double *v, int n) {
 }
 
 enum { PREFILL_REPS = 7, DECODE_REPS = 3, STEPS = 50 };
+static char prof[sizeof shapes / sizeof shapes[0]][512]; /* per-op breakdown of one int8 prefill */
 
 int main(int argc, char **argv) {
     const char *filter = argc > 1 ? argv[1] : NULL;
@@ -83,6 +84,10 @@ int main(int argc, char **argv) {
             if (r >= 0) t[r] = now_ms() - t0;
         }
         pre8 = median(t, PREFILL_REPS);
+        i8g_profile(w, 1); /* one more prefill with events between the ops */
+        if (i8g_prefill(g, w, tok, 1, 1024, NULL, NULL, NULL)) mq_die("%s", mq_errmsg());
+        i8g_profile(w, 0);
+        i8g_profile_report(w, prof[i], sizeof prof[i]);
         for (int graph = 0; graph < 2; graph++) {
             for (int r = -1; r < DECODE_REPS; r++) {
                 i8g_state_reset(s);
@@ -126,6 +131,11 @@ int main(int argc, char **argv) {
                dec16);
         fflush(stdout);
         free(tok), free(logits);
+    }
+    printf("\nint8 prefill 1x1024, GPU ms per op (CUDA events between the ops):\n");
+    for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++) {
+        if (filter && !strstr(shapes[i].name, filter)) continue;
+        printf("- %s: %s\n", shapes[i].name, prof[i]);
     }
     return 0;
 }

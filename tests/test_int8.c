@@ -238,7 +238,7 @@ static void test_conv1d(void) {
 
 /* ---------------------------------------------------------------- scans, gated norm */
 
-static void scan1_case(int B, int T, int Di, int N, int with_z, int with_state) {
+static void scan1_case(int B, int T, int Di, int N, int with_z, int with_state, int nc) {
     size_t R = (size_t)B * T;
     int8_t *u = rand_i8(R * Di), *dt = rand_i8(R * Di), *z = rand_i8(R * Di), *Bm = rand_i8(R * N), *Cm = rand_i8(R * N);
     float *A = rand_f((size_t)Di * N, -8, -0.5f), *D = rand_f(Di, 0.5f, 1.5f), *bias = rand_f(Di, -5, -2);
@@ -252,13 +252,13 @@ static void scan1_case(int B, int T, int Di, int N, int with_z, int with_state) 
                       with_z ? z + o * Di : NULL, Di, sz, A, D, with_state ? s_ref + (size_t)b * Di * N : NULL, T, Di, N);
     }
     T_CHECK(i8op_scan_m1(y_got, u, su, dt, sdt, bias, Bm, Cm, sb, sc, with_z ? z : NULL, sz, A, D,
-                         with_state ? s_got : NULL, B, T, Di, N) == 0, "%s", mq_errmsg());
+                         with_state ? s_got : NULL, B, T, Di, N, nc) == 0, "%s", mq_errmsg());
     double my = maxabs(y_ref, R * Di), wy = worst(y_got, y_ref, R * Di, 6e-4, 1e-4 * my);
     /* FP32 against FP32 with other exp implementations: slow decays carry an ulp of dA over ~1/(dt |A|)
      * steps, so tolerances of 1e-4, not 1e-6 */
     double ms = maxabs(s_ref, sn), ws = with_state ? worst(s_got, s_ref, sn, 1e-4, 1e-4 * ms) : 0;
-    printf("    scan m1 B=%d T=%d Di=%d N=%d%s%s: y worst %.3f (max |y| %.3g), state worst %.3f\n", B, T, Di, N,
-           with_z ? " z" : "", with_state ? " state" : "", wy, my, ws);
+    printf("    scan m1 B=%d T=%d Di=%d N=%d%s%s, %d chunk(s): y worst %.3f (max |y| %.3g), state worst %.3f\n", B, T, Di,
+           N, with_z ? " z" : "", with_state ? " state" : "", nc, wy, my, ws);
     T_CHECK(wy <= 1, "y worst %.3g", wy);
     T_CHECK(ws <= 1, "state worst %.3g", ws);
     free(u), free(dt), free(z), free(Bm), free(Cm), free(A), free(D), free(bias), free(st0), free(s_ref), free(s_got);
@@ -267,13 +267,15 @@ static void scan1_case(int B, int T, int Di, int N, int with_z, int with_state) 
 
 static void test_scan_m1(void) {
     NEED_GPU();
-    scan1_case(2, 70, 100, 16, 1, 1);
-    scan1_case(1, 33, 33, 13, 0, 0);
-    scan1_case(3, 1, 64, 16, 1, 1);
-    scan1_case(1, 300, 40, 32, 1, 1);
+    for (int nc = 1; nc <= 4; nc += 3) {
+        scan1_case(2, 70, 100, 16, 1, 1, nc);
+        scan1_case(1, 33, 33, 13, 0, 0, nc);
+        scan1_case(3, 1, 64, 16, 1, 1, nc);
+        scan1_case(1, 300, 40, 32, 1, 1, nc);
+    }
 }
 
-static void scan2_case(int B, int T, int H, int P, int G, int N, float lo, float hi, int with_state) {
+static void scan2_case(int B, int T, int H, int P, int G, int N, float lo, float hi, int with_state, int nc) {
     size_t R = (size_t)B * T;
     int Di = H * P, GN = G * N;
     int8_t *x = rand_i8(R * Di), *dt = rand_i8(R * H), *Bm = rand_i8(R * GN), *Cm = rand_i8(R * GN);
@@ -288,11 +290,11 @@ static void scan2_case(int B, int T, int H, int P, int G, int N, float lo, float
                       sb, sc, A, D, with_state ? s_ref + (size_t)b * Di * N : NULL, T, H, P, G, N);
     }
     T_CHECK(i8op_scan_m2(y_got, x, sx, dt, sdt, bias, lo, hi, Bm, Cm, sb, sc, A, D, with_state ? s_got : NULL, B, T, H,
-                         P, G, N) == 0, "%s", mq_errmsg());
+                         P, G, N, nc) == 0, "%s", mq_errmsg());
     double my = maxabs(y_ref, R * Di), wy = worst(y_got, y_ref, R * Di, 2e-4, 1e-4 * my);
     double ms = maxabs(s_ref, sn), ws = with_state ? worst(s_got, s_ref, sn, 1e-4, 1e-4 * ms) : 0;
-    printf("    scan m2 B=%d T=%d H=%d P=%d G=%d N=%d dt in [%g, %g]%s: y worst %.3f (max |y| %.3g), state worst %.3f\n",
-           B, T, H, P, G, N, lo, hi, with_state ? " state" : "", wy, my, ws);
+    printf("    scan m2 B=%d T=%d H=%d P=%d G=%d N=%d dt in [%g, %g]%s, %d chunk(s): y worst %.3f (max |y| %.3g), state "
+           "worst %.3f\n", B, T, H, P, G, N, lo, hi, with_state ? " state" : "", nc, wy, my, ws);
     T_CHECK(wy <= 1, "y worst %.3g", wy);
     T_CHECK(ws <= 1, "state worst %.3g", ws);
     free(x), free(dt), free(Bm), free(Cm), free(A), free(D), free(bias), free(st0), free(s_ref), free(s_got);
@@ -301,10 +303,12 @@ static void scan2_case(int B, int T, int H, int P, int G, int N, float lo, float
 
 static void test_scan_m2(void) {
     NEED_GPU();
-    scan2_case(2, 70, 6, 20, 2, 64, 0, INFINITY, 1);
-    scan2_case(1, 40, 4, 16, 1, 16, 0, INFINITY, 0);
-    scan2_case(2, 25, 2, 8, 1, 128, 0.001f, 0.1f, 1);
-    scan2_case(3, 1, 6, 64, 3, 32, 0, INFINITY, 1);
+    for (int nc = 1; nc <= 4; nc += 3) {
+        scan2_case(2, 70, 6, 20, 2, 64, 0, INFINITY, 1, nc);
+        scan2_case(1, 40, 4, 16, 1, 16, 0, INFINITY, 0, nc);
+        scan2_case(2, 25, 2, 8, 1, 128, 0.001f, 0.1f, 1, nc);
+        scan2_case(3, 1, 6, 64, 3, 32, 0, INFINITY, 1, nc);
+    }
 }
 
 static void test_gated_rmsnorm(void) {
