@@ -13,4 +13,5 @@ int cmd_inspect(int argc, char **argv);
 int cmd_quantize(int argc, char **argv);
 int cmd_sweep(int argc, char **argv);
 int cmd_verify(int argc, char **argv);
+int cmd_generate(int argc, char **argv);
 #endif

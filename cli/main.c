@@ -17,6 +17,7 @@ static const struct { const char *name; int (*fn)(int, char **); const char *hel
     {"sweep", cmd_sweep, "simulated int8 perplexity per recipe and percentile vs FP32, per-layer errors"},
     {"inspect", cmd_inspect, "validate an int8 artifact and summarize it: method, sizes, per-layer scales"},
     {"verify", cmd_verify, "float model vs the int8 artifact on the GPU: ppl, top-1 agreement, KL, layer cosine, check vs simulation"},
+    {"generate", cmd_generate, "streaming text generation (greedy / temperature / top-p) with an int8 artifact or a float model"},
 };
 
 static void usage(FILE *f) {

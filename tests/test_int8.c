@@ -704,6 +704,22 @@ static void verify_case(int arch) {
         cJSON_Delete(j);
     }
     free(js);
+    /* mambaq generate from the same artifact: greedy on the CPU simulation and (with a GPU) the int8 pass */
+    for (int dev = 0; dev < 1 + gpu; dev++) {
+        char gout[700];
+        snprintf(gout, sizeof gout, "%s/gen_m%d_%d.txt", t_tmpdir(), arch, dev);
+        snprintf(cmd, sizeof cmd, "bin/mambaq generate --artifact '%s' --prompt 'The old man walked into the' --max-tokens 16 "
+                 "--device %s > '%s' 2>&1", art, dev ? "cuda" : "cpu", gout);
+        rc = system(cmd);
+        char *txt = mq_read_file(gout, NULL);
+        T_CHECK(WIFEXITED(rc) && WEXITSTATUS(rc) == 0 && txt && strlen(txt) > 30, "generate (%s) exit %d: %s",
+                dev ? "cuda" : "cpu", WIFEXITED(rc) ? WEXITSTATUS(rc) : -1, txt ? txt : "");
+        if (txt) {
+            for (char *q = txt; *q; q++) if (*q == '\n') *q = ' ';
+            printf("    generate (%s): %s\n", dev ? "int8 GPU" : "CPU simulation", txt);
+        }
+        free(txt);
+    }
     /* an artifact that fails validation: exit 1 with the validator's message */
     snprintf(cmd, sizeof cmd, "rm -rf '%s' && cp -r '%s' '%s' && rm '%s/model.safetensors'", bad, art, bad, bad);
     T_CHECK(system(cmd) == 0, "%s", cmd);
