@@ -18,7 +18,7 @@
  * dominate: each of the NL lanes of a channel recomputes softplus(dt) (16-32x redundant MUFU work)
  * and reduces y with 4-5 shuffles per step, where the FP16 scans keep a channel's states in one
  * thread. Decode is latency-bound (~8 kernels per layer): int8 halves the weight bytes but not the
- * * launches, so the graph step gains 2-15% on the 1.4-2.8B shapes and loses 30% on mamba-130m. */
+ * launches, so the graph step gains 2-15% on the 1.4-2.8B shapes and loses 30% on mamba-130m. */
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
