@@ -217,158 +217,223 @@ void k8_conv1d(int8_t *out, int ldo, const int8_t *x, int ldx, int8_t *state, in
 }
 
 /* ---------------------------------------------------------------- scans
- * NL lanes share one channel, each holding SPL of its d_state states (n = lane + NL*i) in
- * registers; the partial C.h sums meet by xor shuffles inside the NL-lane group. The FP32 state is
- * carried in registers over a time chunk (see int8_kern.h for the chunking); the next step's inputs
- * are loaded before the current step is computed. OUT = false: pass 1 (end states and dt sums of
- * chunks 0..nc-2, no y); OUT = true: the scan that writes y (and the final state). */
-#define SC_THREADS 128
-
+ * The same organisation as the FP16 scans (ssm/gpu_kernels.cu), over int8 inputs dequantized once
+ * where they are staged, with the int8 pass's own arithmetic (expf of delta*A, (delta*B)*u):
+ *   Mamba1: one thread per (channel, sequence, chunk) holding all d_state states in registers;
+ *           softplus once per (token, channel), y summed inside the thread (no shuffles); B and C
+ *           of a tile of steps dequantized once per block into shared memory.
+ *   Mamba2: a block per (p-rows, sequence*head, chunk); GRP lanes share one p row with 16 states
+ *           each; dt and exp(dt*A) once per (token, head) per tile in shared memory; y reduced over
+ *           the GRP lanes by shuffles, four independent steps per round.
+ * The FP32 state is carried in registers over a time chunk (see int8_kern.h for the chunking).
+ * OUT = false: pass 1 (end states and dt sums of chunks 0..nc-2, no y); OUT = true: the scan that
+ * writes y (and the final state). Shared tiles are zero-padded to NPAD so padded states stay 0. */
 static __device__ __forceinline__ const float *chunk_start(const float *state, int state_in, const float *cstate,
                                                            int nc, int k, size_t per_chunk, size_t sidx) {
     if (nc == 1) return state_in ? state + sidx : NULL;
     return cstate + (size_t)k * per_chunk + sidx;
 }
 
-template <int NL, int SPL, bool OUT>
-__global__ void __launch_bounds__(SC_THREADS) i8_scan_m1_kernel(scan8_m1_args a, int L) {
-    constexpr int CPB = SC_THREADS / NL;
-    const int lane = threadIdx.x % NL, d = blockIdx.x * CPB + threadIdx.x / NL, b = blockIdx.y, N = a.N;
-    const int k = blockIdx.z, t0 = k * L, t1 = min(t0 + L, a.T);
+#define S1_THREADS 128
+#define S1_TT 16
+
+template <int NPAD, bool OUT>
+__global__ void __launch_bounds__(S1_THREADS) i8_scan_m1_kernel(scan8_m1_args a, int L) {
+    __shared__ __align__(16) float sB[S1_TT][NPAD];
+    __shared__ __align__(16) float sC[OUT ? S1_TT : 1][NPAD];
+    const int d = blockIdx.x * S1_THREADS + threadIdx.x, b = blockIdx.y, k = blockIdx.z, N = a.N;
     const bool live = d < a.Di;
     const int dd = live ? d : 0;
+    const int t0 = k * L, t1 = min(t0 + L, a.T);
     const size_t S = (size_t)a.Di * N, sidx = (size_t)b * S + (size_t)dd * N;
-    float h[SPL], A[SPL];
-    bool on[SPL];
-    const float *hin = OUT ? chunk_start(a.state, a.state_in, a.cstate, a.nc, k, (size_t)a.B * S, sidx) : NULL;
+    float h[NPAD], A[NPAD];
 #pragma unroll
-    for (int i = 0; i < SPL; i++) {
-        const int n = lane + NL * i;
-        on[i] = live && n < N;
-        A[i] = on[i] ? a.A[(size_t)dd * N + n] : 0.f;
-        h[i] = (on[i] && hin) ? hin[n] : 0.f;
+    for (int n = 0; n < NPAD; n++) {
+        A[n] = (live && n < N) ? a.A[(size_t)dd * N + n] : 0.f;
+        h[n] = 0.f;
+    }
+    if (OUT && live) {
+        const float *hin = chunk_start(a.state, a.state_in, a.cstate, a.nc, k, (size_t)a.B * S, sidx);
+        if (hin) {
+#pragma unroll
+            for (int n = 0; n < NPAD; n++)
+                if (n < N) h[n] = hin[n];
+        }
     }
     const float bias = a.dt_bias ? a.dt_bias[dd] : 0.f, Dd = a.D ? a.D[dd] : 0.f;
-    int nu = 0, ndt = 0, nz = 0, nB[SPL], nC[SPL];
-    auto load = [&](int t) {
-        const size_t row = (size_t)b * a.T + t;
-        nu = a.u[row * a.ldu + dd];
-        ndt = a.dt[row * a.lddt + dd];
-        nz = (OUT && a.z) ? a.z[row * a.ldz + dd] : 0;
-#pragma unroll
-        for (int i = 0; i < SPL; i++) {
-            const int n = on[i] ? lane + NL * i : 0;
-            nB[i] = a.Bm[row * a.ldbc + n];
-            nC[i] = OUT ? a.Cm[row * a.ldbc + n] : 0;
-        }
-    };
     float sdt = 0.f;
-    if (t0 < t1) load(t0);
-    for (int t = t0; t < t1; t++) {
-        const float u = (float)nu * a.su, dtv = (float)ndt * a.sdt + bias, zv = (float)nz * a.sz;
-        float Bv[SPL], Cv[SPL];
-#pragma unroll
-        for (int i = 0; i < SPL; i++) { Bv[i] = (float)nB[i] * a.sb; Cv[i] = (float)nC[i] * a.sc; }
-        if (t + 1 < t1) load(t + 1);
-        const float delta = fmaxf(d_softplus(dtv), 0.f);
-        sdt += delta;
-        float part = 0.f;
-#pragma unroll
-        for (int i = 0; i < SPL; i++) {
-            if (!on[i]) continue;
-            h[i] = expf(delta * A[i]) * h[i] + (delta * Bv[i]) * u;
-            if (OUT) part += h[i] * Cv[i];
+    for (int tb = t0; tb < t1; tb += S1_TT) {
+        const int nt = min(S1_TT, t1 - tb);
+        const size_t row0 = (size_t)b * a.T + tb;
+        __syncthreads(); /* the previous tile is no longer read */
+        for (int i = threadIdx.x; i < nt * NPAD; i += S1_THREADS) { /* rows >= nt are never read */
+            const int tt = i / NPAD, n = i - tt * NPAD;
+            const bool in = n < N;
+            sB[tt][n] = in ? (float)a.Bm[(row0 + tt) * a.ldbc + n] * a.sb : 0.f;
+            if (OUT) sC[tt][n] = in ? (float)a.Cm[(row0 + tt) * a.ldbc + n] * a.sc : 0.f;
         }
-        if (OUT) {
+        /* this thread's u, dt (and z) for the tile, loaded before use so the loads overlap */
+        int us[S1_TT], dts[S1_TT], zs[S1_TT];
 #pragma unroll
-            for (int o = NL / 2; o; o >>= 1) part += __shfl_xor_sync(0xffffffffu, part, o);
-            if (live && lane == 0) {
+        for (int tt = 0; tt < S1_TT; tt++) {
+            const bool in = live && tt < nt;
+            const size_t row = row0 + tt;
+            us[tt] = in ? a.u[row * a.ldu + dd] : 0;
+            dts[tt] = in ? a.dt[row * a.lddt + dd] : 0;
+            zs[tt] = (OUT && in && a.z) ? a.z[row * a.ldz + dd] : 0;
+        }
+        __syncthreads();
+#pragma unroll
+        for (int tt = 0; tt < S1_TT; tt++) {
+            if (tt >= nt) break;
+            const float u = (float)us[tt] * a.su, dtv = (float)dts[tt] * a.sdt + bias;
+            const float delta = fmaxf(d_softplus(dtv), 0.f);
+            sdt += delta;
+            float part = 0.f;
+#pragma unroll
+            for (int n = 0; n < NPAD; n++) {
+                h[n] = expf(delta * A[n]) * h[n] + (delta * sB[tt][n]) * u;
+                if (OUT) part += h[n] * sC[tt][n];
+            }
+            if (OUT && live) {
                 float y = part + Dd * u;
-                if (a.z) y *= d_silu(zv);
-                a.y[((size_t)b * a.T + t) * a.ldy + d] = __float2half(y);
+                if (a.z) y *= d_silu((float)zs[tt] * a.sz);
+                a.y[(row0 + tt) * a.ldy + d] = __float2half(y);
             }
         }
     }
+    if (!live) return;
     float *dst = NULL;
     if (!OUT) {
         dst = a.cstate + (size_t)k * a.B * S + sidx;
-        if (live && lane == 0) a.cdt[((size_t)k * a.B + b) * a.Di + d] = sdt;
+        a.cdt[((size_t)k * a.B + b) * a.Di + d] = sdt;
     } else if (k == a.nc - 1) {
         dst = a.state + sidx;
     }
-    if (dst)
+    if (dst) {
 #pragma unroll
-        for (int i = 0; i < SPL; i++)
-            if (on[i]) dst[lane + NL * i] = h[i];
+        for (int n = 0; n < NPAD; n++)
+            if (n < N) dst[n] = h[n];
+    }
 }
 
-template <int NL, int SPL, bool OUT>
-__global__ void __launch_bounds__(SC_THREADS) i8_scan_m2_kernel(scan8_m2_args a, int L) {
-    constexpr int CPB = SC_THREADS / NL;
-    const int Di = a.H * a.P, N = a.N;
-    const int lane = threadIdx.x % NL, d = blockIdx.x * CPB + threadIdx.x / NL, b = blockIdx.y;
-    const int k = blockIdx.z, t0 = k * L, t1 = min(t0 + L, a.T);
-    const bool live = d < Di;
-    const int dd = live ? d : 0, hd = dd / a.P, g = hd / (a.H / a.G);
-    const size_t S = (size_t)Di * N, sidx = (size_t)b * S + (size_t)dd * N;
-    float h[SPL];
-    bool on[SPL];
-    const float *hin = OUT ? chunk_start(a.state, a.state_in, a.cstate, a.nc, k, (size_t)a.B * S, sidx) : NULL;
-#pragma unroll
-    for (int i = 0; i < SPL; i++) {
-        const int n = lane + NL * i;
-        on[i] = live && n < N;
-        h[i] = (on[i] && hin) ? hin[n] : 0.f;
-    }
+#define S2_THREADS 256
+#define S2_TT 32
+#define S2_NPT 16
+
+static size_t scan2_smem(int grp, bool out) {
+    const int npad = grp * S2_NPT, pr = S2_THREADS / grp;
+    return sizeof(float) * ((size_t)S2_TT * npad * (out ? 2 : 1) + (size_t)S2_TT * pr + 2 * S2_TT);
+}
+
+template <int GRP, bool OUT>
+__global__ void __launch_bounds__(S2_THREADS, 2) i8_scan_m2_kernel(scan8_m2_args a, int L) {
+    constexpr int NPAD = GRP * S2_NPT, PR = S2_THREADS / GRP;
+    extern __shared__ __align__(16) float sm[];
+    float *sB = sm;                                  /* [TT][NPAD] */
+    float *sC = sB + S2_TT * NPAD;                   /* [TT][NPAD], OUT only */
+    float *sX = sC + (OUT ? S2_TT * NPAD : 0);       /* [TT][PR] */
+    float *sDt = sX + S2_TT * PR, *sDA = sDt + S2_TT; /* [TT] each */
+    const int N = a.N, P = a.P, lane = threadIdx.x % GRP, pr = threadIdx.x / GRP;
+    const int p = blockIdx.x * PR + pr, b = blockIdx.y / a.H, hd = blockIdx.y % a.H, k = blockIdx.z;
+    const int grp = hd / (a.H / a.G);
+    const bool live = p < P;
+    const int t0 = k * L, t1 = min(t0 + L, a.T);
+    const size_t S = (size_t)a.H * P * N, sidx = (size_t)b * S + ((size_t)hd * P + p) * N;
     const float Ah = a.A[hd], bias = a.dt_bias ? a.dt_bias[hd] : 0.f, Dh = a.D ? a.D[hd] : 0.f;
-    int nx = 0, ndt = 0, nB[SPL], nC[SPL];
-    auto load = [&](int t) {
-        const size_t row = (size_t)b * a.T + t;
-        nx = a.x[row * a.ldx + dd];
-        ndt = a.dt[row * a.lddt + hd];
+    float h[S2_NPT];
 #pragma unroll
-        for (int i = 0; i < SPL; i++) {
-            const int n = on[i] ? lane + NL * i : 0;
-            nB[i] = a.Bm[row * a.ldbc + (size_t)g * N + n];
-            nC[i] = OUT ? a.Cm[row * a.ldbc + (size_t)g * N + n] : 0;
-        }
-    };
-    float sdt = 0.f;
-    if (t0 < t1) load(t0);
-    for (int t = t0; t < t1; t++) {
-        const float xv = (float)nx * a.sx;
-        float dt = d_softplus((float)ndt * a.sdt + bias);
-        dt = fminf(fmaxf(dt, a.lo), a.hi);
-        float Bv[SPL], Cv[SPL];
+    for (int i = 0; i < S2_NPT; i++) h[i] = 0.f;
+    if (OUT && live) {
+        const float *hin = chunk_start(a.state, a.state_in, a.cstate, a.nc, k, (size_t)a.B * S, sidx);
+        if (hin) {
 #pragma unroll
-        for (int i = 0; i < SPL; i++) { Bv[i] = (float)nB[i] * a.sb; Cv[i] = (float)nC[i] * a.sc; }
-        if (t + 1 < t1) load(t + 1);
-        const float dA = expf(dt * Ah), dx = xv * dt;
-        sdt += dt;
-        float part = 0.f;
-#pragma unroll
-        for (int i = 0; i < SPL; i++) {
-            if (!on[i]) continue;
-            h[i] = dA * h[i] + dx * Bv[i];
-            if (OUT) part += h[i] * Cv[i];
-        }
-        if (OUT) {
-#pragma unroll
-            for (int o = NL / 2; o; o >>= 1) part += __shfl_xor_sync(0xffffffffu, part, o);
-            if (live && lane == 0) a.y[((size_t)b * a.T + t) * a.ldy + d] = part + Dh * xv;
+            for (int i = 0; i < S2_NPT; i++) {
+                const int n = ((i / 4) * GRP + lane) * 4 + i % 4;
+                if (n < N) h[i] = hin[n];
+            }
         }
     }
+    float sdt = 0.f;
+    for (int tb = t0; tb < t1; tb += S2_TT) {
+        const int nt = min(S2_TT, t1 - tb);
+        const size_t row0 = (size_t)b * a.T + tb;
+        __syncthreads();
+        for (int i = threadIdx.x; i < nt * NPAD; i += S2_THREADS) { /* rows >= nt are never read */
+            const int tt = i / NPAD, n = i - tt * NPAD;
+            const bool in = n < N;
+            const size_t off = (row0 + tt) * a.ldbc + (size_t)grp * N + n;
+            sB[i] = in ? (float)a.Bm[off] * a.sb : 0.f;
+            if (OUT) sC[i] = in ? (float)a.Cm[off] * a.sc : 0.f;
+        }
+        for (int i = threadIdx.x; i < nt * PR; i += S2_THREADS) {
+            const int tt = i / PR, r = i - tt * PR, pp = blockIdx.x * PR + r;
+            sX[i] = (pp < P) ? (float)a.x[(row0 + tt) * a.ldx + (size_t)hd * P + pp] * a.sx : 0.f;
+        }
+        if (threadIdx.x < S2_TT) {
+            const int tt = threadIdx.x;
+            float dt = 0.f;
+            if (tt < nt) {
+                dt = d_softplus((float)a.dt[(row0 + tt) * a.lddt + hd] * a.sdt + bias);
+                dt = fminf(fmaxf(dt, a.lo), a.hi);
+            }
+            sDt[tt] = dt;
+            sDA[tt] = expf(dt * Ah);
+        }
+        __syncthreads();
+        for (int t4 = 0; t4 < nt; t4 += 4) {
+            float acc[4];
+#pragma unroll
+            for (int u = 0; u < 4; u++) {
+                acc[u] = 0.f;
+                const int tt = t4 + u;
+                if (tt >= nt) continue; /* the same for the whole block */
+                const float dt = sDt[tt], dA = sDA[tt], dx = sX[tt * PR + pr] * dt;
+                sdt += dt;
+                const float4 *b4 = (const float4 *)(sB + tt * NPAD) + lane;
+                const float4 *c4 = (const float4 *)(sC + tt * NPAD) + lane;
+#pragma unroll
+                for (int q = 0; q < S2_NPT / 4; q++) {
+                    const float4 bv = b4[q * GRP];
+                    h[4 * q + 0] = dA * h[4 * q + 0] + dx * bv.x;
+                    h[4 * q + 1] = dA * h[4 * q + 1] + dx * bv.y;
+                    h[4 * q + 2] = dA * h[4 * q + 2] + dx * bv.z;
+                    h[4 * q + 3] = dA * h[4 * q + 3] + dx * bv.w;
+                    if (OUT) {
+                        const float4 cv = c4[q * GRP];
+                        acc[u] += h[4 * q + 0] * cv.x + h[4 * q + 1] * cv.y + h[4 * q + 2] * cv.z + h[4 * q + 3] * cv.w;
+                    }
+                }
+            }
+            if (OUT) {
+#pragma unroll
+                for (int o = GRP / 2; o; o >>= 1)
+#pragma unroll
+                    for (int u = 0; u < 4; u++) acc[u] += __shfl_xor_sync(0xffffffffu, acc[u], o);
+                if (lane == 0 && live) {
+#pragma unroll
+                    for (int u = 0; u < 4; u++)
+                        if (t4 + u < nt)
+                            a.y[(row0 + t4 + u) * a.ldy + (size_t)hd * P + p] = acc[u] + Dh * sX[(t4 + u) * PR + pr];
+                }
+            }
+        }
+    }
+    if (!live) return;
     float *dst = NULL;
     if (!OUT) {
         dst = a.cstate + (size_t)k * a.B * S + sidx;
-        if (live && lane == 0 && dd % a.P == 0) a.cdt[((size_t)k * a.B + b) * a.H + hd] = sdt;
+        if (threadIdx.x == 0 && blockIdx.x == 0) a.cdt[((size_t)k * a.B + b) * a.H + hd] = sdt;
     } else if (k == a.nc - 1) {
         dst = a.state + sidx;
     }
-    if (dst)
+    if (dst) {
 #pragma unroll
-        for (int i = 0; i < SPL; i++)
-            if (on[i]) dst[lane + NL * i] = h[i];
+        for (int i = 0; i < S2_NPT; i++) {
+            const int n = ((i / 4) * GRP + lane) * 4 + i % 4;
+            if (n < N) dst[n] = h[i];
+        }
+    }
 }
 
 /* cs[k][b][s]: chunk k's end state (k < nc-1) in, its start state out; A of state s: A[s]
@@ -395,45 +460,44 @@ static void scan_prefix(float *cs, const float *cdt, const float *state, int sta
     CUDA_CHECK_LAUNCH();
 }
 
-template <int NL, int SPL>
+template <int NPAD>
 static void scan_m1_run(const scan8_m1_args &a, int L, cudaStream_t st) {
-    constexpr int CPB = SC_THREADS / NL;
     if (a.nc > 1) {
-        dim3 g1(cdiv(a.Di, CPB), a.B, a.nc - 1);
-        i8_scan_m1_kernel<NL, SPL, false><<<g1, SC_THREADS, 0, st>>>(a, L);
+        dim3 g1(cdiv(a.Di, S1_THREADS), a.B, a.nc - 1);
+        i8_scan_m1_kernel<NPAD, false><<<g1, S1_THREADS, 0, st>>>(a, L);
         CUDA_CHECK_LAUNCH();
         scan_prefix(a.cstate, a.cdt, a.state, a.state_in, a.A, 1, a.B, a.Di * a.N, a.N, a.nc, st);
     }
-    dim3 g3(cdiv(a.Di, CPB), a.B, a.nc);
-    i8_scan_m1_kernel<NL, SPL, true><<<g3, SC_THREADS, 0, st>>>(a, L);
+    dim3 g3(cdiv(a.Di, S1_THREADS), a.B, a.nc);
+    i8_scan_m1_kernel<NPAD, true><<<g3, S1_THREADS, 0, st>>>(a, L);
     CUDA_CHECK_LAUNCH();
 }
 
-template <int NL, int SPL>
+template <int GRP>
 static void scan_m2_run(const scan8_m2_args &a, int L, cudaStream_t st) {
-    constexpr int CPB = SC_THREADS / NL;
+    constexpr int PR = S2_THREADS / GRP;
     const int Di = a.H * a.P;
     if (a.nc > 1) {
-        dim3 g1(cdiv(Di, CPB), a.B, a.nc - 1);
-        i8_scan_m2_kernel<NL, SPL, false><<<g1, SC_THREADS, 0, st>>>(a, L);
+        dim3 g1(cdiv(a.P, PR), a.B * a.H, a.nc - 1);
+        i8_scan_m2_kernel<GRP, false><<<g1, S2_THREADS, scan2_smem(GRP, false), st>>>(a, L);
         CUDA_CHECK_LAUNCH();
         scan_prefix(a.cstate, a.cdt, a.state, a.state_in, a.A, 0, a.B, Di * a.N, a.P * a.N, a.nc, st);
     }
-    dim3 g3(cdiv(Di, CPB), a.B, a.nc);
-    i8_scan_m2_kernel<NL, SPL, true><<<g3, SC_THREADS, 0, st>>>(a, L);
+    dim3 g3(cdiv(a.P, PR), a.B * a.H, a.nc);
+    i8_scan_m2_kernel<GRP, true><<<g3, S2_THREADS, scan2_smem(GRP, true), st>>>(a, L);
     CUDA_CHECK_LAUNCH();
 }
 
-static int lanes_for(int N) { return N <= 16 ? 16 : 32; }
+/* threads per sequence of one pass: Mamba1 one per channel, Mamba2 GRP per p row */
+static int m2_group(int N) { return N <= 16 ? 1 : N <= 32 ? 2 : N <= 64 ? 4 : 8; }
 
-/* Chunks only pay when one pass leaves the SMs short of warps: they cost a second pass over the
- * chunks (measured on the H100, prefill 1x1024: mamba-130m 15.8 -> 7.8 ms with 11 chunks, mamba-2.8b
- * 65.8 -> 62.6 ms with 4; mamba2-2.7b, 39 warps per SM in one pass, 77 -> 99 ms with 2, so one pass
- * from 32 warps per SM on). Then enough chunks for 64 warps per SM, of at least 64 steps each. */
+/* Chunks only pay when one pass leaves the SMs short of threads: they cost a second pass over the
+ * chunks. As the FP16 scans (ssmg_scan_chunks): enough chunks for ~1024 (Mamba1: each thread runs
+ * d_state recurrences) or ~2048 (Mamba2) threads per SM, but chunks of at least 64 steps (so that
+ * prefills of up to 64 tokens scan in one pass, as the decode steps do). */
 int k8_scan_chunks(const mq_config *c, int B, int T, int sm_count) {
-    const long ch = c->arch == MQ_MAMBA1 ? c->d_inner : (long)c->n_heads * c->head_dim;
-    const long per = (long)B * ch * lanes_for(c->d_state), target = (long)sm_count * 2048;
-    if (per >= (long)sm_count * 32 * 32) return 1;
+    const long per = (long)B * (c->arch == MQ_MAMBA1 ? c->d_inner : (long)c->n_heads * c->head_dim * m2_group(c->d_state));
+    const long target = (long)sm_count * (c->arch == MQ_MAMBA1 ? 1024 : 2048);
     long nc = (target + per - 1) / per, maxc = (T + 63) / 64;
     if (nc > maxc) nc = maxc;
     return nc < 1 ? 1 : (int)nc;
@@ -452,10 +516,11 @@ void k8_scan_m1(const scan8_m1_args &a0, cudaStream_t st) {
     scan8_m1_args a = a0;
     const int L = chunk_len(a.T, &a.nc);
     if (a.nc > 1 && (!a.cstate || !a.cdt)) mq_die("k8_scan_m1: %d chunks without carries (internal error)", a.nc);
-    if (a.N <= 16) scan_m1_run<16, 1>(a, L, st);
-    else if (a.N <= 32) scan_m1_run<32, 1>(a, L, st);
-    else if (a.N <= 64) scan_m1_run<32, 2>(a, L, st);
-    else scan_m1_run<32, 4>(a, L, st);
+    if (a.N > 128) mq_die("k8_scan_m1: d_state %d > 128", a.N);
+    if (a.N <= 16) scan_m1_run<16>(a, L, st);
+    else if (a.N <= 32) scan_m1_run<32>(a, L, st);
+    else if (a.N <= 64) scan_m1_run<64>(a, L, st);
+    else scan_m1_run<128>(a, L, st);
 }
 
 void k8_scan_m2(const scan8_m2_args &a0, cudaStream_t st) {
@@ -463,10 +528,14 @@ void k8_scan_m2(const scan8_m2_args &a0, cudaStream_t st) {
     scan8_m2_args a = a0;
     const int L = chunk_len(a.T, &a.nc);
     if (a.nc > 1 && (!a.cstate || !a.cdt)) mq_die("k8_scan_m2: %d chunks without carries (internal error)", a.nc);
-    if (a.N <= 16) scan_m2_run<16, 1>(a, L, st);
-    else if (a.N <= 32) scan_m2_run<32, 1>(a, L, st);
-    else if (a.N <= 64) scan_m2_run<32, 2>(a, L, st);
-    else scan_m2_run<32, 4>(a, L, st);
+    if (a.N > 128) mq_die("k8_scan_m2: d_state %d > 128", a.N);
+    if (a.H % a.G) mq_die("k8_scan_m2: %d heads in %d groups", a.H, a.G);
+    switch (m2_group(a.N)) {
+    case 1: scan_m2_run<1>(a, L, st); break;
+    case 2: scan_m2_run<2>(a, L, st); break;
+    case 4: scan_m2_run<4>(a, L, st); break;
+    default: scan_m2_run<8>(a, L, st); break;
+    }
 }
 
 /* ---------------------------------------------------------------- NLL */

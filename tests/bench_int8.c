@@ -13,12 +13,14 @@
  * | mamba-2.8b  | 2.93 GB      | 62.55 / 25.58 ms           | 3.191 / 3.571 ms                   | 4.269 ms         |
  * | mamba2-2.7b | 2.84 GB      | 77.35 / 41.31 ms (1 pass)  | 3.475 / 3.534 ms                   | 4.009 ms         |
  *
- * Prefill per op, ms (mamba-2.8b): scan 46.7, in_proj 6.1, out_proj 2.8, dt_proj 2.2, y_quant 2.0,
- * conv 1.5, rmsnorm 1.2, x_proj 1.1; (mamba2-2.7b, chunked run) scan 83.3, in_proj 6.7. The scans
- * dominate: each of the NL lanes of a channel recomputes softplus(dt) (16-32x redundant MUFU work)
- * and reduces y with 4-5 shuffles per step, where the FP16 scans keep a channel's states in one
- * thread. Decode is latency-bound (~8 kernels per layer): int8 halves the weight bytes but not the
- * launches, so the graph step gains 2-15% on the 1.4-2.8B shapes and loses 30% on mamba-130m. */
+ * (Those rows are before the scans took the FP16 scans' structure.) After it (H100, one run, branch
+ * i8fast 1997eef): mamba-2.8b prefill 31.14 / 25.65 ms, decode graph 3.415 / 3.585 ms (plain 3.999);
+ * mamba2-2.7b prefill 45.04 / 41.05 ms, decode graph 3.494 / 3.539 ms (plain 4.037). Prefill per op:
+ * mamba-2.8b scan 15.32 (was 46.7), in_proj 6.07, out_proj 2.81, dt_proj 2.23, y_quant 1.99, conv 1.51,
+ * rmsnorm 1.15, x_proj 1.07; mamba2-2.7b scan 29.33, in_proj 6.71, out_proj 2.78, gated_norm 2.46,
+ * y_quant 1.94. The scans now cost what the FP16 ones do; int8 prefill still trails FP16 by the ops
+ * around them (in_proj, dt_proj, y_quant). Decode of mamba-2.8b lost ~0.2 ms per token: one thread per
+ * channel runs its 16 states serially on 40 blocks, where the old kernel split them over 16 lanes. */
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
