@@ -16,19 +16,16 @@
 #include <stddef.h>
 #include <stdint.h>
 #include "core/cfg.h"
+#include "hadamard/had_sign.h"
 #include "ssm/model.h"
 
 #define Q_QMAX 127
 #define Q_MIN_CLIP 1e-5f   /* Quamba's observers clamp the absmax at 1e-5 before dividing */
 
-/* ---- the int8 rule ---- */
-static inline int8_t q_quant1(float v, float s) {
-    float r = rintf(v / s);
-    if (!(r == r)) return 0;                 /* NaN */
-    if (r > (float)Q_QMAX) r = (float)Q_QMAX;
-    if (r < -(float)Q_QMAX) r = -(float)Q_QMAX;
-    return (int8_t)r;
-}
+/* ---- the int8 rule ----
+ * One implementation for the CPU and the CUDA kernels: hadamard/had_sign.h's had_quant_i8
+ * (__host__ __device__), clamp(rint(v / s), -127, 127) with NaN -> 0. */
+static inline int8_t q_quant1(float v, float s) { return had_quant_i8(v, s); }
 static inline float q_deq1(int8_t q, float s) { return (float)q * s; }
 static inline float q_fake1(float v, float s) { return q_deq1(q_quant1(v, s), s); }
 
