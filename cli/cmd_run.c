@@ -33,7 +33,7 @@ int cmd_run(int argc, char **argv) {
     cli_opt opts[] = {
         {.name = "--model", .metavar = "DIR", .help = "model directory (default: ../shared/models/mamba1-proxy)"},
         {.name = "--method", .metavar = "NAME", .help = "quantization recipe (docs/recipe.md)", .def = "quamba"},
-        {.name = "--percentile", .metavar = "P", .help = "percentile clip of the SSM input x", .def = "99.95"},
+        {.name = "--percentile", .metavar = "P", .help = "percentile clip of the SSM input x (the sweep's recommendation, docs/results.md)", .def = "99.999"},
         {.name = "--weight-granularity", .metavar = "G", .help = "tensor | channel", .def = "tensor"},
         {.name = "--quantize-head", .help = "also quantize lm_head"},
         {.name = "--samples", .metavar = "N", .help = "calibration samples (windows of calib.txt)", .def = "512"},
