@@ -11,6 +11,8 @@
 #include "quantize/q.h"
 #include "ssm/model.h"
 #include "ssm/gpu.h"
+#include "ssm/int8.h"
+#include "core/gpu.h"
 #include <cjson/cJSON.h>
 #include <math.h>
 #include <stdint.h>
@@ -121,6 +123,34 @@ int eval_run(const eval_spec *spec, eval_result *res) {
     res->windows = spec->windows > 0 && spec->windows < full ? spec->windows : (int)full;
     res->load_seconds = now() - t0;
 
+    if (spec->cuda && em.art) { /* the int8 GPU pass (ssm/int8.h); batches of 8 windows */
+        i8g_model *g = i8g_upload(&em.art->qm);
+        eval_close_model(&em);
+        i8g_ws *ws = g ? i8g_ws_new(g, 8, spec->window) : NULL;
+        if (!ws) {
+            i8g_model_free(g);
+            free(ids);
+            return mq_fail_ctx("--device cuda (int8 artifact)");
+        }
+        res->load_seconds = now() - t0;
+        double t1 = now(), total = 0;
+        int rc = 0;
+        for (int w0 = 0; w0 < res->windows && !rc; w0 += 8) {
+            int nb = res->windows - w0 < 8 ? res->windows - w0 : 8;
+            double s = 0;
+            rc = i8g_nll(g, ws, ids + (size_t)w0 * spec->window, nb, spec->window, NULL, NULL, &s);
+            total += s;
+        }
+        i8g_ws_free(ws);
+        i8g_model_free(g);
+        free(ids);
+        if (rc) return mq_fail_ctx("--device cuda (int8 artifact)");
+        res->seconds = now() - t1;
+        res->tokens_scored = (long)res->windows * (spec->window - 1);
+        res->nll_mean = total / res->tokens_scored;
+        res->ppl = exp(res->nll_mean);
+        return 0;
+    }
     if (spec->cuda) { /* FP16 weights on the GPU; batches of 8 windows (ssmg_eval_windows) */
         if (em.hooks) {
             eval_close_model(&em);
@@ -202,14 +232,14 @@ static const char *default_tokenizer(const char *model) {
 int cmd_eval(int argc, char **argv) {
     cli_opt opts[] = {
         {.name = "--model", .metavar = "DIR", .help = "model directory (default: ../shared/models/mamba1-proxy)"},
-        {.name = "--artifact", .metavar = "DIR", .help = "an int8 artifact (mambaq quantize) instead of --model: simulated W8A8 on the CPU"},
+        {.name = "--artifact", .metavar = "DIR", .help = "an int8 artifact (mambaq quantize) instead of --model: the int8 GPU pass, or its CPU simulation"},
         {.name = "--data", .metavar = "FILE", .help = "text (.txt, .jsonl, .gz) or int32 token ids (.bin) (default: ../shared/datasets/valid.txt)"},
         {.name = "--tokenizer", .metavar = "FILE", .help = "tokenizer.json (default: DIR/tokenizer.json, else ../shared/models/tokenizer.json)"},
         {.name = "--field", .metavar = "NAME", .help = "JSON-lines field holding the text", .def = "text"},
         {.name = "--window", .metavar = "N", .help = "tokens per window", .def = "1024"},
         {.name = "--windows", .metavar = "N", .help = "number of windows scored, 0 = all", .def = "32"},
         {.name = "--threads", .metavar = "N", .help = "CPU threads (default: all)"},
-        {.name = "--device", .metavar = "D", .help = "cpu (FP32 reference) or cuda (FP16 on the GPU)", .def = "cpu"},
+        {.name = "--device", .metavar = "D", .help = "cpu (FP32 reference; an artifact simulated), cuda (FP16 on the GPU; an artifact by the int8 GPU pass), auto (cuda for an artifact when a GPU is usable, else cpu)", .def = "auto"},
         {.name = "--json", .help = "print one JSON object instead of the summary"},
         {0},
     };
@@ -237,8 +267,8 @@ int cmd_eval(int argc, char **argv) {
 #endif
     }
     const char *dev = cli_get(opts, "--device");
-    if (strcmp(dev, "cpu") && strcmp(dev, "cuda")) mq_die("--device: expected cpu or cuda, got '%s'", dev);
-    spec.cuda = !strcmp(dev, "cuda");
+    if (strcmp(dev, "cpu") && strcmp(dev, "cuda") && strcmp(dev, "auto")) mq_die("--device: expected cpu, cuda or auto, got '%s'", dev);
+    spec.cuda = !strcmp(dev, "cuda") || (!strcmp(dev, "auto") && spec.artifact && gpu_available(NULL));
     int json = cli_flag(opts, "--json");
     spec.progress = isatty(2);
 
@@ -269,7 +299,7 @@ int cmd_eval(int argc, char **argv) {
         if (spec.artifact) {
             cJSON_AddStringToObject(o, "artifact", spec.artifact);
             cJSON_AddStringToObject(o, "method", r.method);
-            cJSON_AddStringToObject(o, "simulated", "cpu");
+            cJSON_AddStringToObject(o, "int8", spec.cuda ? "gpu" : "cpu simulation");
         }
         char *s = cJSON_PrintUnformatted(o);
         printf("%s\n", s);
@@ -277,7 +307,7 @@ int cmd_eval(int argc, char **argv) {
         cJSON_Delete(o);
     } else {
         printf("model          %s (%s, %.1fM parameters)\n", spec.model, r.arch, r.params * 1e-6);
-        if (spec.artifact) printf("quantization   %s, simulated W8A8 on the CPU\n", r.method);
+        if (spec.artifact) printf("quantization   %s, %s\n", r.method, spec.cuda ? "int8 GPU pass" : "simulated W8A8 on the CPU");
         printf("data           %s (%ld tokens)\n", spec.data, r.data_tokens);
         printf("windows        %d x %d tokens, %ld tokens scored\n", r.windows, spec.window, r.tokens_scored);
         printf("perplexity     %.4f (mean NLL %.6f nats)\n", r.ppl, r.nll_mean);

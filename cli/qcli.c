@@ -100,7 +100,9 @@ int q_cli_run(const q_run_spec *s, q_run_result *r) {
         co.out_path = r->stats;
         co.samples = s->samples;
         co.seqlen = s->seqlen;
-        co.quiet = !s->progress;
+        co.quiet = 0;   /* core/progress: a bar on a terminal, a line every 30 s in logs */
+        fprintf(stderr, "run: calibrating %s on %d x %d tokens of %s (transforms of %s)\n", s->model, s->samples, s->seqlen,
+                s->calib_data, q_method_name(s->opt.method));
         co.tool = "mambaq " MQ_VERSION;
         co.ntransforms = q_cstats_transforms(&m, &s->opt, co.transforms);
         calib_result cr;
@@ -111,13 +113,14 @@ int q_cli_run(const q_run_spec *s, q_run_result *r) {
     r->calib_seconds = prog_now() - t0;
 
     /* 2. quantization */
+    fprintf(stderr, "run: quantizing (%s) into %s\n", q_method_name(s->opt.method), r->artifact);
     t0 = prog_now();
     q_cstats cs;
     if (q_cstats_open(&cs, r->stats, s->model, &cfg)) return -1;
     mq_model m;
     if (ssm_load(s->model, &m)) { q_cstats_close(&cs); return -1; }
     int rc = 0;
-    if (q_cstats_missing(&cs, &s->opt)) rc = q_cstats_fused_pass(&cs, &m, s->tokenizer, s->progress);
+    if (q_cstats_missing(&cs, &s->opt)) rc = q_cstats_fused_pass(&cs, &m, s->tokenizer, 1);
     q_stats qs = q_cstats_iface(&cs);
     q_model qm;
     if (!rc) rc = q_quantize(&m, &qs, &s->opt, &qm);
@@ -143,6 +146,7 @@ int q_cli_run(const q_run_spec *s, q_run_result *r) {
     art_close(&a);
 
     /* 4. simulated evaluation on the same protocol as the FP32 one */
+    fprintf(stderr, "run: evaluating %s (simulated W8A8) on %s\n", r->artifact, s->eval_data);
     eval_spec es = {.artifact = r->artifact, .model = r->artifact, .data = s->eval_data, .tokenizer = s->tokenizer,
                     .window = s->window, .windows = s->windows, .progress = s->progress};
     eval_result er;
