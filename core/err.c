@@ -84,6 +84,29 @@ char *mq_read_file(const char *path, size_t *len_out) {
     return buf;
 }
 
+int mq_mkdir_parents(const char *path) {
+    char buf[4096];
+    size_t n = strlen(path);
+    if (n >= sizeof buf) return mq_fail("path too long: %s", path);
+    memcpy(buf, path, n + 1);
+    char *slash = strrchr(buf, '/');
+    if (!slash || slash == buf) return 0;
+    *slash = 0;
+    for (char *p = buf + 1; ; p++) {
+        int last = *p == 0;
+        if (*p == '/' || last) {
+            *p = 0;
+            if (mkdir(buf, 0755) != 0 && errno != EEXIST)
+                return mq_fail("%s: cannot create the folder: %s", buf, strerror(errno));
+            if (last) break;
+            *p = '/';
+        }
+    }
+    struct stat st;
+    if (stat(buf, &st) != 0 || !S_ISDIR(st.st_mode)) return mq_fail("%s: not a folder", buf);
+    return 0;
+}
+
 int mq_write_file_atomic(const char *path, const void *data, size_t len) {
     size_t n = strlen(path) + 32;
     char *tmp = mq_malloc(n);

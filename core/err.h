@@ -25,6 +25,9 @@ void *mq_calloc_check(size_t n, size_t size, const char *file, int line);
 
 /* Read a whole file into a NUL-terminated buffer the caller frees; NULL + mq_fail on error. */
 char *mq_read_file(const char *path, size_t *len_out);
+/* Create the missing parent directories of `path` (like mkdir -p of its dirname), so an output
+ * named in a new folder (`--out out/model-w8a8`) can be written. 0, or -1 naming the folder. */
+int mq_mkdir_parents(const char *path);
 /* Write `len` bytes to `path` atomically: a temporary sibling file, fsync, then rename. */
 int mq_write_file_atomic(const char *path, const void *data, size_t len);
 

@@ -374,6 +374,7 @@ int art_write(const char *dir, const q_model *qm, const art_provenance *pv, cons
         if (!empty && (pjoin(qc, final, "quant_config.json") || stat(qc, &qs) != 0))
             return mq_fail("%s exists and is not a mambaq artifact (no quant_config.json): refusing to replace it", final);
     }
+    if (mq_mkdir_parents(final)) return -1;
     remove_stale(final);
     if ((size_t)snprintf(tmp, sizeof tmp, "%s.tmp.%d", final, (int)getpid()) >= sizeof tmp) return mq_fail("path too long: %s", final);
     rm_rf(tmp);
