@@ -15,40 +15,7 @@
 #include "core/progress.h"
 #include "ssm/gpu.h"
 
-typedef struct { const char *name; int arch, d_model, n_layer, d_state, head_dim, vocab; } shape;
-static const shape shapes[] = {
-    {"mamba-130m", 1, 768, 24, 16, 0, 50280},
-    {"mamba-1.4b", 1, 2048, 48, 16, 0, 50280},
-    {"mamba-2.8b", 1, 2560, 64, 16, 0, 50280},
-    {"mamba2-2.7b", 2, 2560, 64, 128, 64, 50288},
-};
-
-/* the configs of tests/bench_gpu.c */
-static mq_config make_cfg(const shape *s) {
-    mq_config c;
-    memset(&c, 0, sizeof c);
-    c.arch = s->arch == 1 ? MQ_MAMBA1 : MQ_MAMBA2;
-    c.d_model = s->d_model;
-    c.n_layer = s->n_layer;
-    c.vocab_size = s->vocab;
-    c.d_inner = 2 * s->d_model;
-    c.d_state = s->d_state;
-    c.d_conv = 4;
-    c.dt_rank = (s->d_model + 15) / 16;
-    c.conv_bias = 1;
-    c.tie_embeddings = 1;
-    c.norm_eps = 1e-5f;
-    if (s->arch == 2) {
-        c.head_dim = s->head_dim;
-        c.n_heads = c.d_inner / s->head_dim;
-        c.n_groups = 1;
-        c.chunk_size = 256;
-        c.dt_limit_min = 0.f;
-        c.dt_limit_max = 1.f / 0.f;
-    }
-    snprintf(c.source, sizeof c.source, "random %s", s->name);
-    return c;
-}
+#include "tests/bench_shapes.h"
 
 int main(int argc, char **argv) {
     const char *why;
