@@ -3,6 +3,7 @@
  * monotone, and absmax equal to an independent recomputation with a plain max hook over the same
  * windows. Sample windows, and the clear errors: other weights, too-short data, unwritable output. */
 #include "tests/test.h"
+#include "tests/test_data.h"
 #include "calib/calib.h"
 #include "core/err.h"
 #include "core/gpu.h"
@@ -82,22 +83,6 @@ static float ref_absmax(const ref_ctx *r, int l, const char *op) {
     return -1;
 }
 
-/* The first 24 KB of calib.txt (cut at a newline) as our data file: enough for 4 x 256 tokens. */
-static const char *small_data(void) {
-    static char path[512];
-    if (path[0]) return path;
-    const char *src = t_shared("datasets/calib.txt");
-    if (!src) return NULL;
-    size_t n;
-    char *text = mq_read_file(src, &n);
-    if (!text) return NULL;
-    size_t cut = n < 24000 ? n : 24000;
-    while (cut > 0 && text[cut - 1] != '\n') cut--;
-    snprintf(path, sizeof path, "%s/calib_small.txt", t_tmpdir());
-    int rc = mq_write_file_atomic(path, text, cut);
-    free(text);
-    return rc ? NULL : path;
-}
 
 static int shared_path(const char *rel, char *buf, size_t n) {
     const char *p = t_shared(rel);
@@ -108,7 +93,7 @@ static int shared_path(const char *rel, char *buf, size_t n) {
 
 static void run_proxy(const char *model_rel, const char **ops, const char *out_name) {
     char model[4096], tokp[4096], out[512];
-    const char *data = small_data();
+    const char *data = t_small_calib();
     if (!shared_path(model_rel, model, sizeof model) || !shared_path("models/tokenizer.json", tokp, sizeof tokp) || !data)
         T_SKIP("%s or the calibration text is not in ../shared", model_rel);
     snprintf(out, sizeof out, "%s/%s", t_tmpdir(), out_name);
@@ -188,7 +173,7 @@ static void test_calib_mamba2(void) { run_proxy("models/mamba2-proxy", m2_ops, "
 
 static void test_errors(void) {
     char m1[4096], m2[4096], tokp[4096], stats[512], tiny[512], out[512];
-    const char *data = small_data();
+    const char *data = t_small_calib();
     if (!shared_path("models/mamba1-proxy", m1, sizeof m1) || !shared_path("models/mamba2-proxy", m2, sizeof m2) ||
         !shared_path("models/tokenizer.json", tokp, sizeof tokp) || !data)
         T_SKIP("proxy models not in ../shared");

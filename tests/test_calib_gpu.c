@@ -16,6 +16,7 @@
  *    a transform without a GPU version is refused on cuda, and auto then runs on the CPU. */
 #define MQ_WANT_CUDA_CHECK
 #include "tests/test.h"
+#include "tests/test_data.h"
 #include "calib/calib.h"
 #include "calib/gpu.h"
 #include "core/err.h"
@@ -128,21 +129,6 @@ static void test_exact(void) {
 
 enum { SAMPLES = 4, SEQLEN = 256 };
 
-static const char *small_data(void) {
-    static char path[512];
-    if (path[0]) return path;
-    const char *src = t_shared("datasets/calib.txt");
-    if (!src) return NULL;
-    size_t n;
-    char *text = mq_read_file(src, &n);
-    if (!text) return NULL;
-    size_t cut = n < 24000 ? n : 24000;
-    while (cut > 0 && text[cut - 1] != '\n') cut--;
-    snprintf(path, sizeof path, "%s/calib_small.txt", t_tmpdir());
-    int rc = mq_write_file_atomic(path, text, cut);
-    free(text);
-    return rc ? NULL : path;
-}
 
 static int proxy_paths(const char *model_rel, char *model, char *tokp) {
     const char *p = t_shared(model_rel);
@@ -150,13 +136,13 @@ static int proxy_paths(const char *model_rel, char *model, char *tokp) {
     snprintf(model, 4096, "%s", p);
     if (!(p = t_shared("models/tokenizer.json"))) return 0;
     snprintf(tokp, 4096, "%s", p);
-    return small_data() != NULL;
+    return t_small_calib() != NULL;
 }
 
 static void base_options(calib_options *o, const char *model, const char *tokp, const char *out) {
     calib_defaults(o);
     o->model_dir = model;
-    o->data_path = small_data();
+    o->data_path = t_small_calib();
     o->tokenizer_path = tokp;
     o->out_path = out;
     o->samples = SAMPLES;

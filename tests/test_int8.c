@@ -10,7 +10,6 @@
 #include <stdint.h>
 #include <cjson/cJSON.h>
 #include <sys/wait.h>
-#include <zlib.h>
 #include "core/err.h"
 #include "core/gpu.h"
 #include "core/mat.h"
@@ -24,6 +23,7 @@
 #include "ssm/model.h"
 #include "ssm/ops.h"
 #include "tests/test.h"
+#include "tests/test_data.h"
 
 #define NEED_GPU()                                                  \
     do {                                                            \
@@ -332,26 +332,6 @@ static void test_gated_rmsnorm(void) {
 #define CAL_SAMPLES 4
 #define CAL_LEN 256
 
-static int32_t *read_ids(const char *path, size_t *n) {
-    gzFile f = gzopen(path, "rb");
-    if (!f) return NULL;
-    size_t cap = 1 << 20, len = 0;
-    uint16_t *buf = mq_malloc(cap * 2);
-    int k;
-    while ((k = gzread(f, buf + len, (unsigned)((cap - len) * 2))) > 0) {
-        len += (size_t)k / 2;
-        if (len == cap) {
-            cap *= 2;
-            buf = realloc(buf, cap * 2);
-        }
-    }
-    gzclose(f);
-    int32_t *ids = mq_malloc(len * sizeof *ids + 4);
-    for (size_t i = 0; i < len; i++) ids[i] = buf[i];
-    free(buf);
-    *n = len;
-    return ids;
-}
 
 /* the test's observers: absmax per (layer, role, part, variant) and the EMA of per-sample
  * percentiles of SSM_X (calib's definition); variant 1 = the fused pass (norm fused, y rotated) */
@@ -468,9 +448,9 @@ static void model_case(int arch, q_method method, q_granularity gran, int head, 
     const char *d = t_shared(arch == 1 ? "models/mamba1-proxy" : "models/mamba2-proxy");
     if (!d) T_SKIP("proxy models not found under ../shared (or $MQ_SHARED)");
     snprintf(dir, sizeof dir, "%s", d);
-    size_t ncal, nval;
-    int32_t *cal = read_ids("tests/fixtures/tok/calib.txt.ids.u16.gz", &ncal);
-    int32_t *val = read_ids("tests/fixtures/tok/valid.txt.ids.u16.gz", &nval);
+    size_t ncal = 0, nval = 0;
+    int32_t *cal = t_fixture_ids("tests/fixtures/tok/calib.txt.ids.u16.gz", &ncal);
+    int32_t *val = t_fixture_ids("tests/fixtures/tok/valid.txt.ids.u16.gz", &nval);
     if (!cal || !val || ncal < CAL_SAMPLES * CAL_LEN || nval < 1024) T_SKIP("token fixtures missing");
     mq_model m;
     const int failed0 = t_checks_failed;
@@ -652,9 +632,9 @@ static void verify_case(int arch) {
     if (!tj) T_SKIP("models/tokenizer.json not found");
     static char tjs[4096];
     snprintf(tjs, sizeof tjs, "%s", tj);
-    size_t ncal, nval;
-    int32_t *cal = read_ids("tests/fixtures/tok/calib.txt.ids.u16.gz", &ncal);
-    int32_t *val = read_ids("tests/fixtures/tok/valid.txt.ids.u16.gz", &nval);
+    size_t ncal = 0, nval = 0;
+    int32_t *cal = t_fixture_ids("tests/fixtures/tok/calib.txt.ids.u16.gz", &ncal);
+    int32_t *val = t_fixture_ids("tests/fixtures/tok/valid.txt.ids.u16.gz", &nval);
     if (!cal || !val || ncal < CAL_SAMPLES * CAL_LEN || nval < 1024) T_SKIP("token fixtures missing");
     mq_model m;
     const int failed0 = t_checks_failed;

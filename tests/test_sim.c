@@ -8,37 +8,19 @@
  * percentiles per sample, EMA-aggregated like calib), so this file needs no stats file. Token ids
  * come from the tokenizer fixtures (HF ids of ../shared/datasets files). */
 #include <stdint.h>
-#include <zlib.h>
 #include "core/err.h"
 #include "export/art.h"
 #include "hadamard/had.h"
 #include "quantize/q.h"
 #include "ssm/model.h"
 #include "tests/test.h"
+#include "tests/test_data.h"
 
 #define CAL_SAMPLES 4
 #define CAL_LEN 256
 #define EVAL_WINDOWS 2
 #define EVAL_LEN 512
 
-/* uint16 LE ids, gzip (tests/fixtures/tok) -> int32. */
-static int32_t *read_ids(const char *path, size_t *n) {
-    gzFile f = gzopen(path, "rb");
-    if (!f) return NULL;
-    size_t cap = 1 << 20, len = 0;
-    uint16_t *buf = mq_malloc(cap * 2);
-    int k;
-    while ((k = gzread(f, buf + len, (unsigned)((cap - len) * 2))) > 0) {
-        len += (size_t)k / 2;
-        if (len == cap) { cap *= 2; buf = realloc(buf, cap * 2); }
-    }
-    gzclose(f);
-    int32_t *ids = mq_malloc(len * sizeof *ids);
-    for (size_t i = 0; i < len; i++) ids[i] = buf[i];
-    free(buf);
-    *n = len;
-    return ids;
-}
 
 static double rel(const float *a, const float *b, size_t n) {
     double num = 0, den = 0;
@@ -54,8 +36,8 @@ static const char *proxy(int arch) { return t_shared(arch == 1 ? "models/mamba1-
 static int32_t *g_cal, *g_val;
 static size_t g_ncal, g_nval;
 static int load_ids(void) {
-    if (!g_cal) g_cal = read_ids("tests/fixtures/tok/calib.txt.ids.u16.gz", &g_ncal);
-    if (!g_val) g_val = read_ids("tests/fixtures/tok/valid.txt.ids.u16.gz", &g_nval);
+    if (!g_cal) g_cal = t_fixture_ids("tests/fixtures/tok/calib.txt.ids.u16.gz", &g_ncal);
+    if (!g_val) g_val = t_fixture_ids("tests/fixtures/tok/valid.txt.ids.u16.gz", &g_nval);
     return g_cal && g_val && g_ncal >= CAL_SAMPLES * CAL_LEN && g_nval >= EVAL_WINDOWS * EVAL_LEN;
 }
 

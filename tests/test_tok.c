@@ -3,6 +3,7 @@
  * regex / added-token / NFC rules on small cases, loader errors, and encoding speed.
  * Under AddressSanitizer the big files are checked on a prefix to keep the run short. */
 #include "tests/test.h"
+#include "tests/test_data.h"
 #include <ctype.h>
 #include <stdint.h>
 #include <time.h>
@@ -54,14 +55,10 @@ static void show_ids(const char *who, const int32_t *ids, size_t n, size_t from,
  * the fixture was made from (cut where the tokens of the whole file also break). */
 static void check_parity(const char *name, const char *text, size_t len, const char *fixture, int prefix) {
     tok_tokenizer *t = tokenizer();
-    size_t fl;
-    unsigned char *raw = ds_read_bytes(fixture, &fl);
-    T_CHECK(raw != NULL, "%s", mq_errmsg());
-    if (!raw) return;
-    size_t nref = fl / 2;
-    int32_t *ref = mq_malloc((nref + 1) * sizeof *ref);
-    for (size_t i = 0; i < nref; i++) ref[i] = raw[2 * i] | raw[2 * i + 1] << 8;
-    free(raw);
+    size_t nref;
+    int32_t *ref = t_fixture_ids(fixture, &nref);
+    T_CHECK(ref != NULL, "%s", mq_errmsg());
+    if (!ref) return;
     int32_t *ids = NULL;
     size_t n = 0;
     int rc = tok_encode(t, text, len, &ids, &n);
