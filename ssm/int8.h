@@ -98,6 +98,10 @@ int i8g_profile_report(i8g_ws *w, char *buf, size_t n);
 typedef enum { I8G_GEMM_AUTO = 0, I8G_GEMM_LT = 1, I8G_GEMM_TILED = 2, I8G_GEMM_GEMV = 3 } i8g_gemm_route;
 void i8g_set_gemm_route(i8g_gemm_route r);
 void i8g_gemm_counts(long counts[4]);   /* [unused, cuBLASLt, tiled, GEMV] calls so far */
+/* Decode steps of one sequence take the fused kernels (ssm/int8_decode.cu) where the shapes allow
+ * (default on); off: the general kernels, which the fused ones are tested against. A CUDA graph
+ * keeps the path it was captured with. */
+void i8g_set_decode_fused(int on);
 
 #ifdef __cplusplus
 }

@@ -31,15 +31,6 @@ static int cdiv(long a, long b) { return (int)((a + b - 1) / b); }
 
 /* ---------------------------------------------------------------- epilogue */
 
-static __device__ __forceinline__ void epi_put(const i8_epi &e, int32_t acc, int m, int n, void *out, int ldo) {
-    float v = (float)acc * (e.sx * e.sw[n]);
-    if (e.bias) v += e.bias[n];
-    size_t i = (size_t)m * ldo + n;
-    if (e.kind == EPI_I8) ((int8_t *)out)[i] = had_quant_i8(v, e.qs[n]);
-    else if (e.kind == EPI_F16) ((half *)out)[i] = __float2half(v);
-    else ((float *)out)[i] = v;
-}
-
 __global__ void i8_epilogue_kernel(const int32_t *acc, int M, int N, i8_epi e, void *out, int ldo) {
     size_t total = (size_t)M * N;
     for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < total; i += (size_t)gridDim.x * blockDim.x) {

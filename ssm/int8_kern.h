@@ -12,6 +12,7 @@
 #include <cuda_runtime.h>
 #include <stdint.h>
 #include "core/gpu.h"
+#include "hadamard/had_sign.h"
 #include "ssm/int8.h"
 
 typedef __half half;
@@ -25,6 +26,15 @@ struct i8_epi {
     const float *sw, *bias, *qs;
     int kind;
 };
+
+static __device__ __forceinline__ void epi_put(const i8_epi &e, int32_t acc, int m, int n, void *out, int ldo) {
+    float v = (float)acc * (e.sx * e.sw[n]);
+    if (e.bias) v += e.bias[n];
+    size_t i = (size_t)m * ldo + n;
+    if (e.kind == EPI_I8) ((int8_t *)out)[i] = had_quant_i8(v, e.qs[n]);
+    else if (e.kind == EPI_F16) ((half *)out)[i] = __float2half(v);
+    else ((float *)out)[i] = v;
+}
 
 /* Shared context of the GEMMs of one workspace: stream, cuBLASLt handle and workspace, and a small
  * cache of cuBLASLt plans (descriptors + heuristic algorithm) per shape. */
@@ -111,6 +121,54 @@ void k8_gated_rmsnorm(half *out, int ldo, const float *y, int ldy, const int8_t 
                       int rows, int C, int group, float eps, int norm_before_gate, cudaStream_t st);
 /* nll[r] = logsumexp(logits[r,:]) - logits[r, targets[r]], 0 where targets[r] < 0. */
 void k8_nll(float *nll, const float *logits, const int32_t *targets, int rows, int V, cudaStream_t st);
+/* ---- the batch-1 decode step (ssm/int8_decode.cu) ----
+ * Fused kernels for one token of one sequence; the general kernels above stay the reference (and
+ * serve every other shape). Requirements (i8g_upload checks them, else decode takes the general
+ * path): d_model and d_inner multiples of 64, d_model <= 4096 and d_inner <= 8192 (rows in shared memory), d_conv <= 8, d_state
+ * <= 128, Mamba1 dt_rank <= 512 and x_proj rows <= 1024. They are launched as programmatic dependent
+ * launches (each may start while its predecessor finishes; int8_decode.cu says what that allows).
+ * Norm + linear: rin [K] FP32 (+ delta FP16 [K], may be NULL) -> rout (block 0; must not alias rin),
+ * int8 q(RMSNorm * norm_w, s) staged per block, then out[N] = epilogue(x W^T); W [N x K], K % 16 == 0. */
+void k8_dec_norm_linear(const float *rin, const half *delta, float *rout, const float *norm_w, float s, float eps,
+                        const int8_t *W, int N, int K, const i8_epi &e, void *out, int sm_count, cudaStream_t st);
+/* out[N] = epilogue(X[K] W^T), K % 16 == 0, X 16-byte aligned */
+void k8_dec_linear(const int8_t *X, const int8_t *W, int N, int K, const i8_epi &e, void *out, int sm_count,
+                   cudaStream_t st);
+/* Mamba1 conv1d step (x [E] int8, state [E x (K-1)], the conv's weights and per-channel scales) ->
+ * xc [E], then x_proj: out [N] = epilogue(xc W^T), W [N x E]. acc [N] int32 and counter must be zero
+ * before the first call; every call leaves them zero. E % 64 == 0. */
+struct dec_conv_xproj_args {
+    const int8_t *x; int8_t *state, *xc;
+    const int8_t *cw; const float *csw, *csin, *cb, *csout; int K;
+    const int8_t *W; int N, E; i8_epi e; int8_t *out;
+    int32_t *acc; unsigned *counter;
+};
+void k8_dec_conv_xproj(const dec_conv_xproj_args &a, cudaStream_t st);
+/* Mamba1 dt_proj (dtw [E x R] . xdbl[0, R), epilogue s_xp * dt_sw, requantized with dt_qs) and the
+ * scan step of k8_scan_m1 on u [E], B = xdbl[R, R+N), C = xdbl[R+N, R+2N), z [E]; state [E x N]. */
+struct dec_dt_scan_args {
+    const int8_t *xdbl; int R; float s_xp;
+    const int8_t *dtw; const float *dt_sw, *dt_qs, *dt_bias; float sdt;
+    const int8_t *u; float su; float sb, sc;
+    const int8_t *z; float sz;
+    const float *A, *D;
+    float *state; half *y;
+    int E, N;
+};
+void k8_dec_dt_scan(const dec_dt_scan_args &a, cudaStream_t st);
+/* Mamba2 conv1d step over C channels (k8_conv1d for T = 1 plus its state update, in one kernel). */
+void k8_dec_conv(int8_t *out, const int8_t *x, int8_t *state, const int8_t *w, const float *sw, const float *s_in,
+                 const float *bias, const float *s_out, int C, int K, cudaStream_t st);
+/* q [E] = int8 q(H y * norm, s) with E = m * P (P = 0: no rotation, q(y, s)); y = y16, or for Mamba2
+ * (gnorm_w set) the gated RMSNorm of y32 with z (one group of E), rounded to FP16. */
+struct dec_yquant_args {
+    const half *y16;
+    const float *y32; const int8_t *z; float sz; const float *gnorm_w; float eps; int nbg;
+    int E, m, P, log_p; float norm, s;   /* P = 2^log_p */
+    int8_t *q;
+};
+void k8_dec_yquant(const dec_yquant_args &a, cudaStream_t st);
+
 /* FP16 GEMM for lm_head: Y[M x N] FP32 = X[M x K] W[N x K]^T (cuBLAS, FP32 accumulate). */
 void k8_gemm_f16_f32out(cublasHandle_t h, const half *X, int ldx, const half *W, float *Y, int ldy, int M, int N,
                         int K);

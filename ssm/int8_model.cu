@@ -30,6 +30,8 @@ struct i8g_layer {
 struct i8g_model {
     mq_config cfg;
     int hadamard;                  /* rotate y before quantizing it (order d_inner) */
+    int had_m, had_p, had_log_p;   /* d_inner = had_m * had_p, had_p = 2^had_log_p, when hadamard */
+    int dec_fused;                 /* the shapes fit the fused batch-1 decode kernels (int8_decode.cu) */
     half *embed, *lm16;            /* lm16: FP16 lm_head (== embed when tied), NULL when quantized */
     int8_t *lm_q; float *lm_sw;    /* int8 lm_head [V x D] and its scales [V] (quantize_head) */
     float lm_in_scale;
@@ -63,6 +65,9 @@ struct i8g_ws {
     half *hid16, *y16, *g16, *delta16;
     int8_t *h8, *xz8, *xc8, *xdbl8, *dt8, *yq8;
     int32_t *acc;
+    float *resid2;                  /* fused decode: the residual alternates between resid and resid2 */
+    int32_t *dec_acc;               /* fused decode: x_proj sums [xw], zero between calls */
+    unsigned *dec_counter;
     float *cstate, *cdt;            /* scan chunk carries for up to chunk_cap (chunks x sequences) */
     int chunk_cap, sm_count;
     void *lt_ws, *blas_ws;
@@ -115,6 +120,21 @@ static int check_shapes(const mq_config *c) {
                        c->n_groups, c->d_inner);
     return 0;
 }
+
+/* Can decode steps of one sequence take the fused kernels (ssm/int8_kern.h lists what they need)? */
+static void decide_fused(i8g_model *g) {
+    const mq_config *c = &g->cfg;
+    g->had_m = 1, g->had_p = 0;
+    if (g->hadamard) had_factor(c->d_inner, &g->had_m, &g->had_p), g->had_p = 1 << g->had_p;
+    g->had_log_p = 0;
+    if (g->hadamard) had_factor(c->d_inner, NULL, &g->had_log_p);
+    g->dec_fused = c->d_model % 64 == 0 && c->d_inner % 64 == 0 && c->d_inner <= 8192 && c->d_model <= 4096 &&
+                   c->d_conv <= 8 && (!g->hadamard || (g->had_m <= 32 && g->had_log_p >= 1)) &&
+                   (c->arch != MQ_MAMBA1 || (c->dt_rank <= 512 && xp_dim(c) <= 1024));
+}
+
+static int g_decode_fused = 1;
+extern "C" void i8g_set_decode_fused(int on) { g_decode_fused = on; }
 
 static void layout_model(i8g_model *g, carver *cv, int lm_quant) {
     const mq_config *c = &g->cfg;
@@ -279,6 +299,7 @@ i8g_model *i8g_upload(const q_model *qm) {
     CUDA_CHECK(cudaDeviceSynchronize());
     CUDA_CHECK(cudaFree(stage));
     i8_plan_free(&p);
+    decide_fused(g);
     return g;
 }
 
@@ -337,6 +358,7 @@ i8g_model *i8g_model_random(const mq_config *c, int hadamard, uint64_t seed) {
     }
     free(A);
     CUDA_CHECK(cudaDeviceSynchronize());
+    decide_fused(g);
     return g;
 }
 
@@ -399,6 +421,9 @@ static void layout_ws(i8g_ws *w, carver *cv) {
     w->yq8 = CARVE(cv, int8_t, R * E);
     w->delta16 = CARVE(cv, half, R * D);
     w->acc = CARVE(cv, int32_t, R * maxn);
+    w->resid2 = CARVE(cv, float, D);
+    w->dec_acc = CARVE(cv, int32_t, xw + 1);
+    w->dec_counter = CARVE(cv, unsigned, 1);
     w->state_scratch = CARVE(cv, float, (size_t)w->batch * E * c->d_state);
     w->cstate = CARVE(cv, float, (size_t)w->chunk_cap * E * c->d_state);
     w->cdt = CARVE(cv, float, (size_t)w->chunk_cap * E);
@@ -430,6 +455,8 @@ i8g_ws *i8g_ws_new(const i8g_model *g, int batch, int seqlen) {
     cv.base = (char *)w->arena;
     cv.off = 0;
     layout_ws(w, &cv);
+    CUDA_CHECK(cudaMemset(w->dec_acc, 0, sizeof(int32_t) * (xp_dim(c) + 1)));
+    CUDA_CHECK(cudaMemset(w->dec_counter, 0, sizeof(unsigned)));
     CUDA_CHECK(cudaStreamCreateWithFlags(&w->stream, cudaStreamNonBlocking));
     CUBLAS_CHECK(cublasCreate(&w->blas));
     CUBLAS_CHECK(cublasSetStream(w->blas, w->stream));
@@ -508,12 +535,81 @@ static i8_epi epi(float sx, const float *sw, const float *bias, const float *qs,
     return e;
 }
 
+/* One token of one sequence (w->d_tokens[0]) on state s through the fused kernels: per layer
+ * norm+in_proj, conv(+x_proj), (dt_proj+)scan, y quantize, out_proj. Same outputs as forward(). */
+static void decode_fused(const i8g_model *g, i8g_ws *w, i8g_state *s) {
+    const mq_config *c = &g->cfg;
+    const cudaStream_t st = w->stream;
+    const int D = c->d_model, E = c->d_inner, N = c->d_state, K = c->d_conv, in = in_dim(c), cd = conv_dim(c);
+    float *r_cur = w->resid, *r_next = w->resid2;
+    k8_embed(r_cur, g->embed, w->d_tokens, 1, D, st);
+    for (int l = 0; l < c->n_layer; l++) {
+        const i8g_layer *L = &g->layers[l];
+        int8_t *conv_state = s->conv + l * s->conv_per_layer;
+        float *ssm_state = s->ssm + l * s->ssm_per_layer;
+        k8_dec_norm_linear(r_cur, l ? w->delta16 : NULL, r_next, L->norm_w, L->s_in, c->norm_eps, L->in_w, in, D,
+                           epi(L->s_in, L->in_sw, L->in_b, L->in_qs, EPI_I8), w->xz8, w->sm_count, st);
+        float *t = r_cur; r_cur = r_next, r_next = t;
+        dec_yquant_args ya;
+        memset(&ya, 0, sizeof ya);
+        if (c->arch == MQ_MAMBA1) {
+            const int R_ = c->dt_rank, xw = xp_dim(c);
+            dec_conv_xproj_args ca;
+            ca.x = w->xz8, ca.state = conv_state, ca.xc = w->xc8;
+            ca.cw = L->conv_w, ca.csw = L->conv_sw, ca.csin = L->conv_sin, ca.cb = L->conv_b, ca.csout = L->conv_sout;
+            ca.K = K, ca.W = L->xp_w, ca.N = xw, ca.E = E, ca.e = epi(L->s_u, L->xp_sw, NULL, L->xp_qs, EPI_I8);
+            ca.out = w->xdbl8, ca.acc = w->dec_acc, ca.counter = w->dec_counter;
+            k8_dec_conv_xproj(ca, st);
+            dec_dt_scan_args sa;
+            sa.xdbl = w->xdbl8, sa.R = R_, sa.s_xp = L->s_xp;
+            sa.dtw = L->dt_w, sa.dt_sw = L->dt_sw, sa.dt_qs = L->dt_qs, sa.dt_bias = L->dt_b, sa.sdt = L->s_dt;
+            sa.u = w->xc8, sa.su = L->s_u, sa.sb = L->s_B, sa.sc = L->s_C;
+            sa.z = w->xz8 + E, sa.sz = L->s_z, sa.A = L->A, sa.D = L->D;
+            sa.state = ssm_state, sa.y = w->y16, sa.E = E, sa.N = N;
+            k8_dec_dt_scan(sa, st);
+            ya.y16 = w->y16;
+        } else {
+            const int G = c->n_groups, H = c->n_heads, GN = G * N;
+            const int8_t *z8 = w->xz8, *xbc8 = w->xz8 + E, *dt8 = w->xz8 + E + cd;
+            k8_dec_conv(w->xc8, xbc8, conv_state, L->conv_w, L->conv_sw, L->conv_sin, L->conv_b, L->conv_sout, cd, K,
+                        st);
+            scan8_m2_args a;
+            a.x = w->xc8, a.ldx = cd, a.sx = L->s_u;
+            a.dt = dt8, a.lddt = in, a.sdt = L->s_dt, a.dt_bias = L->dt_bias, a.lo = c->dt_limit_min,
+            a.hi = c->dt_limit_max;
+            a.Bm = w->xc8 + E, a.Cm = w->xc8 + E + GN, a.ldbc = cd, a.sb = L->s_B, a.sc = L->s_C;
+            a.A = L->A, a.D = L->D;
+            a.y = w->y32, a.ldy = E;
+            a.state = ssm_state, a.state_in = 1;
+            a.B = 1, a.T = 1, a.H = H, a.P = c->head_dim, a.G = G, a.N = N;
+            a.nc = 1, a.cstate = w->cstate, a.cdt = w->cdt;
+            k8_scan_m2(a, st);
+            ya.y32 = w->y32, ya.z = z8, ya.sz = L->s_z, ya.gnorm_w = L->gnorm_w, ya.eps = c->norm_eps;
+            ya.nbg = c->norm_before_gate;
+        }
+        ya.E = E, ya.m = g->had_m, ya.P = g->hadamard ? g->had_p : 0, ya.log_p = g->had_log_p;
+        ya.s = L->s_y, ya.q = w->yq8;
+        ya.norm = (float)(1.0 / sqrt((double)E));
+        k8_dec_yquant(ya, st);
+        k8_dec_linear(w->yq8, L->out_w, D, E, epi(L->s_y, L->out_sw, L->out_b, NULL, EPI_F16), w->delta16, w->sm_count,
+                      st);
+    }
+    k8_add_rmsnorm(r_cur, w->delta16, g->norm_f, g->lm_q ? w->h8 : NULL, g->lm_in_scale, w->hid16, w->hid32, 1, D,
+                   c->norm_eps, st);
+    w->last_B = 1;
+    w->last_T = 1;
+}
+
 /* B sequences of T tokens already in w->d_tokens; s: state to continue and update, or NULL. */
 static void forward(const i8g_model *g, i8g_ws *w, int B, int T, i8g_state *s, const i8g_hooks *hk) {
     const mq_config *c = &g->cfg;
     const cudaStream_t st = w->stream;
     const int R = B * T, D = c->d_model, E = c->d_inner, N = c->d_state, K = c->d_conv;
     const int in = in_dim(c), cd = conv_dim(c);
+    if (B == 1 && T == 1 && s && !hk && g->dec_fused && g_decode_fused && !w->prof_on) {
+        decode_fused(g, w, s);
+        return;
+    }
     int nc = k8_scan_chunks(c, B, T, w->sm_count);
     if (nc * B > w->chunk_cap) nc = w->chunk_cap / B > 0 ? w->chunk_cap / B : 1;
     mark(w, P_START);

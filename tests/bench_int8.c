@@ -3,6 +3,8 @@
  * and decode per token at batch 1 (lm_head included; plain steps and CUDA-graph steps, median of
  * 3 x 50 steps), beside the FP16 forward (ssm/gpu.h: same shapes, same protocol: its prefill, and
  * its graph decode). Usage: build/bench/bench_int8 [model-name-filter]; prints a markdown table.
+ * build/bench/bench_int8 NAME --steps N: only N plain decode steps of NAME, int8 then FP16, for a
+ * kernel profiler (ncu) to time every kernel of a step.
  *
  * Measured (H100 80GB HBM3, sm_90, 132 SMs; int8 and FP16 side by side in one process):
  *
@@ -50,12 +52,41 @@ static double median(double *v, int n) {
 enum { PREFILL_REPS = 7, DECODE_REPS = 3, STEPS = 50 };
 static char prof[sizeof shapes / sizeof shapes[0]][512]; /* per-op breakdown of one int8 prefill */
 
+/* N plain decode steps of one shape, int8 then FP16 (for ncu; no timing here) */
+static int profile_steps(const shape *sh, int n) {
+    mq_config c = make_cfg(sh);
+    int32_t tok[64];
+    for (int k = 0; k < 64; k++) tok[k] = (int32_t)((k * 7919u + 13) % (unsigned)c.vocab_size);
+    float *logits = mq_malloc(sizeof(float) * c.vocab_size);
+    i8g_model *g = i8g_model_random(&c, 1, 1);
+    i8g_ws *w = g ? i8g_ws_new(g, 1, 16) : NULL;
+    i8g_state *s = g ? i8g_state_new(g, 1) : NULL;
+    if (!g || !w || !s) mq_die("%s: %s", sh->name, mq_errmsg());
+    for (int k = 0; k < n && k < 64; k++)
+        if (i8g_step(g, w, s, tok + k, NULL, logits)) mq_die("%s", mq_errmsg());
+    i8g_state_free(s), i8g_ws_free(w), i8g_model_free(g);
+    ssmg_model *gf = ssmg_model_random(&c, 1);
+    ssmg_ws *wf = gf ? ssmg_ws_new(gf, 1, 16) : NULL;
+    ssmg_state *sf = gf ? ssmg_state_new(gf, 1) : NULL;
+    if (!gf || !wf || !sf) mq_die("%s: %s", sh->name, mq_errmsg());
+    for (int k = 0; k < n && k < 64; k++)
+        if (ssmg_step(gf, wf, sf, tok + k, NULL, NULL, logits)) mq_die("%s", mq_errmsg());
+    ssmg_state_free(sf), ssmg_ws_free(wf), ssmg_model_free(gf);
+    free(logits);
+    return 0;
+}
+
 int main(int argc, char **argv) {
     const char *filter = argc > 1 ? argv[1] : NULL;
     const char *why;
     if (!gpu_available(&why)) {
         printf("bench_int8: no usable GPU (%s)\n", why);
         return 0;
+    }
+    if (argc > 3 && !strcmp(argv[2], "--steps")) {
+        for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++)
+            if (!strcmp(shapes[i].name, filter)) return profile_steps(&shapes[i], atoi(argv[3]));
+        mq_die("bench_int8: no shape named %s", filter);
     }
     printf("# int8 pass vs FP16 forward, %s\n\n", gpu_describe());
     printf("| model | int8 weights (GB) | prefill 1x1024 int8 (ms) | FP16 (ms) | decode b=1 int8 plain (ms/token) | int8 graph | FP16 graph |\n");

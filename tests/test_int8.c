@@ -24,6 +24,7 @@
 #include "ssm/ops.h"
 #include "tests/test.h"
 #include "tests/test_data.h"
+#include "tests/bench_shapes.h"
 
 #define NEED_GPU()                                                  \
     do {                                                            \
@@ -580,6 +581,20 @@ static void model_case(int arch, q_method method, q_granularity gran, int head, 
         for (int v = 0; v < V; v++) dg = fmax(dg, fabs((double)lstep[v] - lfull[v]));
         printf("    decode through the CUDA graph: max |logit diff| to plain steps %.3g\n", dg);
         T_CHECK(dg <= 1e-5 * mlf, "graph steps differ by %.3g", dg);
+        /* the fused batch-1 step kernels (taken above) against the general kernels */
+        i8g_set_decode_fused(0);
+        i8g_state_reset(s2);
+        T_CHECK(i8g_prefill(g, w1, val, 1, P, s2, NULL, NULL) == 0, "%s", mq_errmsg());
+        long c0[4], c1[4];
+        i8g_gemm_counts(c0);
+        for (int k = 0; k < K; k++) T_CHECK(i8g_step(g, w1, s2, val + P + k, NULL, lfull) == 0, "%s", mq_errmsg());
+        i8g_gemm_counts(c1);
+        i8g_set_decode_fused(1);
+        double df = 0;
+        for (int v = 0; v < V; v++) df = fmax(df, fabs((double)lstep[v] - lfull[v]));
+        printf("    fused decode kernels vs the general ones: max |logit diff| %.3g\n", df);
+        T_CHECK(c1[3] > c0[3], "the general decode path did not run");
+        T_CHECK(df <= 2e-3 * mlf, "fused decode steps differ by %.3g", df);
         i8g_state_free(s2);
         free(lstep), free(lfull);
         i8g_state_free(s);
@@ -610,6 +625,48 @@ static void model_case(int arch, q_method method, q_granularity gran, int head, 
     q_model_free(&qm);
     ssm_free(&m);
     free(ts->tmp), free(ts), free(cal), free(val);
+}
+
+/* Fused batch-1 decode (ssm/int8_decode.cu) against the general kernels on random int8 models of
+ * real widths (two layers): mamba-130m (Hadamard 1536 = 12 * 128), mamba-1.4b (4096 = 2^12),
+ * mamba-2.8b (5120 = 20 * 256) and mamba2-2.7b, 12 steps each, and also without the rotation. The
+ * same kernels' arithmetic up to FP32 summation order: the norm, scan and Hadamard sums may flip a
+ * requantization by one code now and then, so hidden states agree to a small relative RMS. */
+static void test_decode_fused_shapes(void) {
+    NEED_GPU();
+    for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++)
+        for (int had = 1; had >= 0; had--) {
+            if (!had && i != 0 && i != 3) continue;
+            mq_config c = make_cfg(&shapes[i]);
+            c.n_layer = 2;
+            i8g_model *g = i8g_model_random(&c, had, 7);
+            T_CHECK(g != NULL, "%s", mq_errmsg());
+            if (!g) continue;
+            const int D = c.d_model, K = 12;
+            i8g_ws *w = i8g_ws_new(g, 1, 4);
+            i8g_state *sa = i8g_state_new(g, 1), *sb = i8g_state_new(g, 1);
+            float *ha = mq_malloc(sizeof(float) * D), *hb = mq_malloc(sizeof(float) * D);
+            double worst = 0;
+            long c0[4], c1[4];
+            for (int k = 0; k < K; k++) {
+                int32_t tok = (int32_t)((k * 7919u + 13) % (unsigned)c.vocab_size);
+                i8g_gemm_counts(c0);
+                T_CHECK(i8g_step(g, w, sa, &tok, ha, NULL) == 0, "%s", mq_errmsg());
+                i8g_gemm_counts(c1);
+                T_CHECK(c1[1] == c0[1] && c1[2] == c0[2] && c1[3] == c0[3], "the fused path did not run");
+                i8g_set_decode_fused(0);
+                T_CHECK(i8g_step(g, w, sb, &tok, hb, NULL) == 0, "%s", mq_errmsg());
+                i8g_set_decode_fused(1);
+                worst = fmax(worst, rel_rms(ha, hb, D));
+            }
+            printf("    %s%s, 2 layers: %d steps, fused vs general final hidden relative rms <= %.3g\n",
+                   shapes[i].name, had ? "" : " (no rotation)", K, worst);
+            T_CHECK(worst < 5e-3, "%s: fused decode differs by %.3g", shapes[i].name, worst);
+            free(ha), free(hb);
+            i8g_state_free(sa), i8g_state_free(sb);
+            i8g_ws_free(w);
+            i8g_model_free(g);
+        }
 }
 
 static void test_cpu_mirror_m1(void) { model_case(1, Q_QUAMBA, Q_GRAN_TENSOR, 0, 0); }
@@ -770,6 +827,7 @@ int main(int argc, char **argv) {
     RUN(test_cpu_mirror_m2);
     RUN(test_verify_m1);
     RUN(test_verify_m2);
+    RUN(test_decode_fused_shapes);
     RUN(test_model_m1_quamba);
     RUN(test_model_m2_quamba);
     RUN(test_model_m1_naive_channel_head);
