@@ -84,6 +84,10 @@ int i8g_step(const i8g_model *g, i8g_ws *w, i8g_state *s, const int32_t *tokens,
 /* The same step through a CUDA graph (captured on the first call for this workspace, state and
  * want-logits; launched afterwards): what decode loops use. logits: NULL or host [batch x vocab]. */
 int i8g_step_graph(const i8g_model *g, i8g_ws *w, i8g_state *s, const int32_t *tokens, float *logits);
+/* The graph step without host copies: enqueues it and returns (i8g_sync waits); with_logits: the
+ * graph also runs lm_head into the workspace, as a sampling loop would (ssmg_step_async's twin). */
+int i8g_step_async(const i8g_model *g, i8g_ws *w, i8g_state *s, const int32_t *tokens, int with_logits);
+void i8g_sync(i8g_ws *w);
 /* Per-token NLL of windows tokens[batch x T]: nll[b*(T-1) + t] (nll may be NULL), *sum their sum. */
 int i8g_nll(const i8g_model *g, i8g_ws *w, const int32_t *tokens, int batch, int T, const i8g_hooks *hk,
             float *nll, double *sum);

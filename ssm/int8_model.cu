@@ -793,9 +793,9 @@ int i8g_step(const i8g_model *g, i8g_ws *w, i8g_state *s, const int32_t *tokens,
 /* Everything from the embedding to the logits in one graph launch; the tokens go to the fixed
  * w->d_tokens the graph reads before each launch. (A state freed and another allocated at the same
  * address would reuse the graph, which is then still right: the graph holds only device addresses.) */
-int i8g_step_graph(const i8g_model *g, i8g_ws *w, i8g_state *s, const int32_t *tokens, float *logits) {
+static int step_graph(const i8g_model *g, i8g_ws *w, i8g_state *s, const int32_t *tokens, int want) {
     if (!s) return mq_fail("int8 GPU step: no state");
-    const int B = s->batch, want = logits != NULL;
+    const int B = s->batch;
     if (check_call(g, w, B, 1, s) || upload_tokens(g, w, tokens, B)) return -1;
     if (!w->graph || w->graph_state != s || w->graph_logits != want) {
         if (w->graph) CUDA_CHECK(cudaGraphExecDestroy(w->graph));
@@ -812,12 +812,23 @@ int i8g_step_graph(const i8g_model *g, i8g_ws *w, i8g_state *s, const int32_t *t
     CUDA_CHECK(cudaGraphLaunch(w->graph, w->stream));
     w->last_B = B;
     w->last_T = 1;
+    return 0;
+}
+
+int i8g_step_graph(const i8g_model *g, i8g_ws *w, i8g_state *s, const int32_t *tokens, float *logits) {
+    if (step_graph(g, w, s, tokens, logits != NULL)) return -1;
     if (logits)
-        CUDA_CHECK(cudaMemcpyAsync(logits, w->logits, sizeof(float) * (size_t)B * g->cfg.vocab_size,
+        CUDA_CHECK(cudaMemcpyAsync(logits, w->logits, sizeof(float) * (size_t)s->batch * g->cfg.vocab_size,
                                    cudaMemcpyDeviceToHost, w->stream));
     CUDA_CHECK(cudaStreamSynchronize(w->stream));
     return 0;
 }
+
+int i8g_step_async(const i8g_model *g, i8g_ws *w, i8g_state *s, const int32_t *tokens, int with_logits) {
+    return step_graph(g, w, s, tokens, with_logits != 0);
+}
+
+void i8g_sync(i8g_ws *w) { CUDA_CHECK(cudaStreamSynchronize(w->stream)); }
 
 int i8g_nll(const i8g_model *g, i8g_ws *w, const int32_t *tokens, int B, int T, const i8g_hooks *hk, float *nll,
             double *sum) {

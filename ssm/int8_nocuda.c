@@ -31,6 +31,10 @@ int i8g_nll(const i8g_model *g, i8g_ws *w, const int32_t *tokens, int batch, int
             double *sum) { return NOCUDA; }
 void i8g_set_gemm_route(i8g_gemm_route r) {}
 void i8g_set_decode_fused(int on) {}
+int i8g_step_async(const i8g_model *g, i8g_ws *w, i8g_state *s, const int32_t *tokens, int with_logits) {
+    return NOCUDA;
+}
+void i8g_sync(i8g_ws *w) {}
 void i8g_profile(i8g_ws *w, int on) {}
 int i8g_profile_report(i8g_ws *w, char *buf, size_t n) { if (n) buf[0] = 0; return 0; }
 void i8g_gemm_counts(long counts[4]) { for (int i = 0; i < 4; i++) counts[i] = 0; }

@@ -1,33 +1,22 @@
 /* GPU benchmark of the int8 pass (not a test): random int8 weights of the real Mamba shapes (Hadamard
- * on y as quamba), prefill 1x1024 (embedding to norm_f, no lm_head; synchronized call, median of 7)
- * and decode per token at batch 1 (lm_head included; plain steps and CUDA-graph steps, median of
- * 3 x 50 steps), beside the FP16 forward (ssm/gpu.h: same shapes, same protocol: its prefill, and
- * its graph decode). Usage: build/bench/bench_int8 [model-name-filter]; prints a markdown table.
- * build/bench/bench_int8 NAME --steps N: only N plain decode steps of NAME, int8 then FP16, for a
- * kernel profiler (ncu) to time every kernel of a step.
- *
- * Measured (H100 80GB HBM3, sm_90, 132 SMs; int8 and FP16 side by side in one process):
- *
- * | model       | int8 weights | prefill 1x1024 int8 / FP16 | decode b=1 int8 graph / FP16 graph | int8 plain steps |
- * |-------------|--------------|----------------------------|------------------------------------|------------------|
- * | mamba-130m  | 0.17 GB      |  7.79 /  3.14 ms           | 0.808 / 0.619 ms per token         | 1.044 ms         |
- * | mamba-1.4b  | 1.49 GB      | 37.05 / 14.16 ms           | 1.735 / 2.048 ms                   | 2.731 ms         |
- * | mamba-2.8b  | 2.93 GB      | 62.55 / 25.58 ms           | 3.191 / 3.571 ms                   | 4.269 ms         |
- * | mamba2-2.7b | 2.84 GB      | 77.35 / 41.31 ms (1 pass)  | 3.475 / 3.534 ms                   | 4.009 ms         |
- *
- * (Those rows are before the scans took the FP16 scans' structure.) After it (H100, one run, branch
- * i8fast 1997eef): mamba-2.8b prefill 31.14 / 25.65 ms, decode graph 3.415 / 3.585 ms (plain 3.999);
- * mamba2-2.7b prefill 45.04 / 41.05 ms, decode graph 3.494 / 3.539 ms (plain 4.037). Prefill per op:
- * mamba-2.8b scan 15.32 (was 46.7), in_proj 6.07, out_proj 2.81, dt_proj 2.23, y_quant 1.99, conv 1.51,
- * rmsnorm 1.15, x_proj 1.07; mamba2-2.7b scan 29.33, in_proj 6.71, out_proj 2.78, gated_norm 2.46,
- * y_quant 1.94. The scans now cost what the FP16 ones do; int8 prefill still trails FP16 by the ops
- * around them (in_proj, dt_proj, y_quant). Decode of mamba-2.8b lost ~0.2 ms per token: one thread per
- * channel runs its 16 states serially on 40 blocks, where the old kernel split them over 16 lanes. */
+ * on y as quamba, synthetic scales, i8g_model_random) beside the FP16 forward (ssm/gpu.h, random FP16
+ * weights of the same shapes), same protocol for both, one process:
+ *   prefill 1x1024 and 8x1024: embedding to norm_f (no lm_head), one synchronized call, median of 7;
+ *   decode b = 1, 16, 64: ms per step (one token per sequence) through the CUDA graph with lm_head
+ *     into the workspace and no host copy (i8g_step_async / ssmg_step_async), median of 3 x 50 steps;
+ *   memory: device memory the model, a workspace of 8 x 1024 and one of 64 x 1 and the decode states
+ *     hold (cudaMemGetInfo before and after);
+ *   floor: bytes of weights one batch-1 decode step reads / 2.97 TB/s (the H100 copy rate).
+ * Usage: build/bench/bench_int8 [model-name-filter] prints a markdown table and, for the int8 pass,
+ * a per-op breakdown of one 1x1024 prefill. build/bench/bench_int8 NAME --steps N: only N plain
+ * decode steps of NAME, int8 then FP16, for a kernel profiler (ncu) to time every kernel of a step.
+ * Results: docs/benchmarks.md. */
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <cuda_runtime_api.h>
 #include "core/err.h"
 #include "core/gpu.h"
 #include "ssm/gpu.h"
@@ -49,8 +38,93 @@ static double median(double *v, int n) {
     return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
 }
 
-enum { PREFILL_REPS = 7, DECODE_REPS = 3, STEPS = 50 };
+enum { PREFILL_REPS = 7, DECODE_REPS = 3, STEPS = 50, NB = 3 };
+static const int batches[NB] = {1, 16, 64};
 static char prof[sizeof shapes / sizeof shapes[0]][512]; /* per-op breakdown of one int8 prefill */
+#define FLOOR_TBPS 2.97
+
+static double used_gb(void) {
+    size_t fr = 0, tot = 0;
+    if (cudaMemGetInfo(&fr, &tot) != cudaSuccess) return 0;
+    return (double)(tot - fr) / 1e9;
+}
+
+/* one pass (int8 or FP16) of one shape: prefill ms [2], decode ms [NB], memory GB */
+typedef struct { double pre[2], dec[NB], mem_gb, weights_gb, decode_gb; } pass_times;
+
+static void time_int8(const mq_config *c, const int32_t *tok, pass_times *pt) {
+    double t[16], base = used_gb();
+    i8g_model *g = i8g_model_random(c, 1, 1);
+    if (!g) mq_die("%s: %s", c->source, mq_errmsg());
+    pt->weights_gb = i8g_model_bytes(g) / 1e9;
+    pt->decode_gb = i8g_decode_bytes(g) / 1e9;
+    i8g_ws *w = i8g_ws_new(g, 8, 1024), *wd = i8g_ws_new(g, 64, 1);
+    if (!w || !wd) mq_die("%s: %s", c->source, mq_errmsg());
+    for (int p = 0; p < 2; p++) {
+        const int B = p ? 8 : 1;
+        for (int r = -2; r < PREFILL_REPS; r++) {
+            double t0 = now_ms();
+            if (i8g_prefill(g, w, tok, B, 1024, NULL, NULL, NULL)) mq_die("%s", mq_errmsg());
+            if (r >= 0) t[r] = now_ms() - t0;
+        }
+        pt->pre[p] = median(t, PREFILL_REPS);
+    }
+    for (int k = 0; k < NB; k++) {
+        i8g_state *s = i8g_state_new(g, batches[k]);
+        if (!s) mq_die("%s", mq_errmsg());
+        for (int r = -1; r < DECODE_REPS; r++) {
+            i8g_state_reset(s);
+            double t0 = now_ms();
+            for (int i = 0; i < STEPS; i++)
+                if (i8g_step_async(g, wd, s, tok + i * batches[k], 1)) mq_die("%s", mq_errmsg());
+            i8g_sync(wd);
+            if (r >= 0) t[r] = (now_ms() - t0) / STEPS;
+        }
+        pt->dec[k] = median(t, DECODE_REPS);
+        if (k == NB - 1) pt->mem_gb = used_gb() - base;
+        i8g_state_free(s);
+    }
+    i8g_ws_free(wd);
+    i8g_ws_free(w);
+    i8g_model_free(g);
+}
+
+static void time_fp16(const mq_config *c, const int32_t *tok, pass_times *pt) {
+    double t[16], base = used_gb();
+    ssmg_model *g = ssmg_model_random(c, 1);
+    if (!g) mq_die("%s: %s", c->source, mq_errmsg());
+    pt->weights_gb = ssmg_model_bytes(g) / 1e9;
+    pt->decode_gb = ssmg_decode_bytes(g) / 1e9;
+    ssmg_ws *w = ssmg_ws_new(g, 8, 1024), *wd = ssmg_ws_new(g, 64, 1);
+    if (!w || !wd) mq_die("%s: %s", c->source, mq_errmsg());
+    for (int p = 0; p < 2; p++) {
+        const int B = p ? 8 : 1;
+        for (int r = -2; r < PREFILL_REPS; r++) {
+            double t0 = now_ms();
+            if (ssmg_prefill(g, w, tok, B, 1024, NULL, NULL, NULL)) mq_die("%s", mq_errmsg());
+            if (r >= 0) t[r] = now_ms() - t0;
+        }
+        pt->pre[p] = median(t, PREFILL_REPS);
+    }
+    for (int k = 0; k < NB; k++) {
+        ssmg_state *s = ssmg_state_new(g, batches[k]);
+        if (!s) mq_die("%s", mq_errmsg());
+        for (int r = -1; r < DECODE_REPS; r++) {
+            ssmg_state_reset(s);
+            double t0 = now_ms();
+            for (int i = 0; i < STEPS; i++)
+                if (ssmg_step_async(g, wd, s, tok + i * batches[k], 1)) mq_die("%s", mq_errmsg());
+            ssmg_sync(wd);
+            if (r >= 0) t[r] = (now_ms() - t0) / STEPS;
+        }
+        pt->dec[k] = median(t, DECODE_REPS);
+        if (k == NB - 1) pt->mem_gb = used_gb() - base;
+        ssmg_state_free(s);
+    }
+    ssmg_ws_free(wd);
+    ssmg_ws_free(w);
+    ssmg_model_free(g);
+}
 
 /* N plain decode steps of one shape, int8 then FP16 (for ncu; no timing here) */
 static int profile_steps(const shape *sh, int n) {
@@ -89,76 +163,39 @@ int main(int argc, char **argv) {
         mq_die("bench_int8: no shape named %s", filter);
     }
     printf("# int8 pass vs FP16 forward, %s\n\n", gpu_describe());
-    printf("| model | int8 weights (GB) | prefill 1x1024 int8 (ms) | FP16 (ms) | decode b=1 int8 plain (ms/token) | int8 graph | FP16 graph |\n");
-    printf("|---|---|---|---|---|---|---|\n");
+    printf("Each cell: int8 / FP16 (ratio = FP16 time / int8 time; > 1 means int8 is faster).\n\n");
+    printf("| model | weights GB int8 / FP16 | prefill 1x1024 ms | prefill 8x1024 ms | decode b=1 ms/token | "
+           "b=1 floor ms (reached) | decode b=16 ms/step | decode b=64 ms/step | GPU memory GB |\n");
+    printf("|---|---|---|---|---|---|---|---|---|\n");
     for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++) {
         if (filter && !strstr(shapes[i].name, filter)) continue;
         mq_config c = make_cfg(&shapes[i]);
-        int32_t *tok = mq_malloc(sizeof(int32_t) * 1024);
-        for (int k = 0; k < 1024; k++) tok[k] = (int32_t)((k * 7919u + 13) % (unsigned)c.vocab_size);
-        double t[16], pre8 = 0, dec8 = 0, dec8g = 0, pre16 = 0, dec16 = 0;
-        size_t bytes8 = 0;
-        /* int8 */
-        i8g_model *g = i8g_model_random(&c, 1, 1);
-        if (!g) mq_die("%s: %s", shapes[i].name, mq_errmsg());
-        bytes8 = i8g_model_bytes(g);
-        i8g_ws *w = i8g_ws_new(g, 1, 1024);
-        i8g_state *s = i8g_state_new(g, 1);
-        float *logits = mq_malloc(sizeof(float) * c.vocab_size);
-        if (!w || !s) mq_die("%s: %s", shapes[i].name, mq_errmsg());
-        for (int r = -2; r < PREFILL_REPS; r++) {
-            double t0 = now_ms();
+        int32_t *tok = mq_malloc(sizeof(int32_t) * 8 * 1024);
+        for (int k = 0; k < 8 * 1024; k++) tok[k] = (int32_t)((k * 7919u + 13) % (unsigned)c.vocab_size);
+        pass_times a, b;
+        memset(&a, 0, sizeof a), memset(&b, 0, sizeof b);
+        time_int8(&c, tok, &a);
+        { /* one more int8 prefill with events between the ops, for the breakdown */
+            i8g_model *g = i8g_model_random(&c, 1, 1);
+            i8g_ws *w = g ? i8g_ws_new(g, 1, 1024) : NULL;
+            if (!w) mq_die("%s", mq_errmsg());
+            i8g_profile(w, 1);
             if (i8g_prefill(g, w, tok, 1, 1024, NULL, NULL, NULL)) mq_die("%s", mq_errmsg());
-            if (r >= 0) t[r] = now_ms() - t0;
+            i8g_profile(w, 0);
+            i8g_profile_report(w, prof[i], sizeof prof[i]);
+            i8g_ws_free(w);
+            i8g_model_free(g);
         }
-        pre8 = median(t, PREFILL_REPS);
-        i8g_profile(w, 1); /* one more prefill with events between the ops */
-        if (i8g_prefill(g, w, tok, 1, 1024, NULL, NULL, NULL)) mq_die("%s", mq_errmsg());
-        i8g_profile(w, 0);
-        i8g_profile_report(w, prof[i], sizeof prof[i]);
-        for (int graph = 0; graph < 2; graph++) {
-            for (int r = -1; r < DECODE_REPS; r++) {
-                i8g_state_reset(s);
-                double t0 = now_ms();
-                for (int k = 0; k < STEPS; k++) {
-                    int rc = graph ? i8g_step_graph(g, w, s, tok + k, logits) : i8g_step(g, w, s, tok + k, NULL, logits);
-                    if (rc) mq_die("%s", mq_errmsg());
-                }
-                if (r >= 0) t[r] = (now_ms() - t0) / STEPS;
-            }
-            if (graph) dec8g = median(t, DECODE_REPS);
-            else dec8 = median(t, DECODE_REPS);
-        }
-        i8g_state_free(s);
-        i8g_ws_free(w);
-        i8g_model_free(g);
-        /* FP16, same protocol */
-        ssmg_model *gf = ssmg_model_random(&c, 1);
-        ssmg_ws *wf = gf ? ssmg_ws_new(gf, 1, 1024) : NULL;
-        ssmg_state *sf = gf ? ssmg_state_new(gf, 1) : NULL;
-        if (gf && wf && sf) {
-            for (int r = -2; r < PREFILL_REPS; r++) {
-                double t0 = now_ms();
-                if (ssmg_prefill(gf, wf, tok, 1, 1024, NULL, NULL, NULL)) mq_die("%s", mq_errmsg());
-                if (r >= 0) t[r] = now_ms() - t0;
-            }
-            pre16 = median(t, PREFILL_REPS);
-            for (int r = -1; r < DECODE_REPS; r++) {
-                ssmg_state_reset(sf);
-                double t0 = now_ms();
-                for (int k = 0; k < STEPS; k++)
-                    if (ssmg_step(gf, wf, sf, tok + k, NULL, NULL, logits)) mq_die("%s", mq_errmsg());
-                if (r >= 0) t[r] = (now_ms() - t0) / STEPS;
-            }
-            dec16 = median(t, DECODE_REPS);
-        }
-        ssmg_state_free(sf);
-        ssmg_ws_free(wf);
-        ssmg_model_free(gf);
-        printf("| %s | %.2f | %.2f | %.2f | %.3f | %.3f | %.3f |\n", shapes[i].name, bytes8 / 1e9, pre8, pre16, dec8, dec8g,
-               dec16);
+        time_fp16(&c, tok, &b);
+        const double f8 = a.decode_gb / FLOOR_TBPS, f16 = b.decode_gb / FLOOR_TBPS;
+        printf("| %s | %.2f / %.2f | %.2f / %.2f (%.2fx) | %.2f / %.2f (%.2fx) | %.3f / %.3f (%.2fx) | "
+               "%.3f (%.0f%%) / %.3f (%.0f%%) | %.3f / %.3f (%.2fx) | %.3f / %.3f (%.2fx) | %.2f / %.2f |\n",
+               shapes[i].name, a.weights_gb, b.weights_gb, a.pre[0], b.pre[0], b.pre[0] / a.pre[0], a.pre[1], b.pre[1],
+               b.pre[1] / a.pre[1], a.dec[0], b.dec[0], b.dec[0] / a.dec[0], f8, 100 * f8 / a.dec[0], f16,
+               100 * f16 / b.dec[0], a.dec[1], b.dec[1], b.dec[1] / a.dec[1], a.dec[2], b.dec[2], b.dec[2] / a.dec[2],
+               a.mem_gb, b.mem_gb);
         fflush(stdout);
-        free(tok), free(logits);
+        free(tok);
     }
     printf("\nint8 prefill 1x1024, GPU ms per op (CUDA events between the ops):\n");
     for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++) {
