@@ -1,6 +1,7 @@
 /* End to end through the CLI on both proxies, CI-sized: mambaq calib (a few short windows) ->
  * mambaq quantize (quamba, and quamba-rot; the extra pass supplies the fused and rotated
- * statistics) -> mambaq eval --artifact (--json, one window) -> mambaq inspect (--json and text).
+ * statistics) -> mambaq eval --artifact (--json, one window) -> mambaq inspect (--json and text);
+ * mambaq sweep over naive, quamba and quamba-rot.
  * Also: quantize refuses the stats of the
  * other proxy, refuses an existing --out without --force, and inspect exits non-zero on a damaged
  * artifact. Needs bin/mambaq (make all) and ../shared. */
@@ -126,6 +127,30 @@ static void e2e(int arch) {
     T_CHECK(strstr(o, "residual stream rotated by Hadamard 192 = 12 x 2^4") && strstr(o, "untied by the residual rotation"),
             "inspect text: %.600s", o);
     free(o);
+
+    /* sweep takes quamba-rot beside the others (one short window: that it runs and its numbers are sane) */
+    snprintf(cmd, sizeof cmd, "bin/mambaq sweep --model '%s' --stats '%s' --data '%s/datasets/valid.txt' --methods naive,quamba,quamba-rot "
+             "--percentiles 99.95 --window 128 --windows 1 --json --quiet", model, stats, sh_dir);
+    T_CHECK(sh(cmd, log) == 0, "sweep failed: %s", slurp(log));
+    j = last_json(log);
+    cJSON *res = cJSON_GetObjectItem(j, "results");
+    double fp = cJSON_GetNumberValue(cJSON_GetObjectItem(j, "fp32_ppl"));
+    T_CHECK(cJSON_GetArraySize(res) == 3, "sweep results: %s", slurp(log));
+    for (int i = 0; i < cJSON_GetArraySize(res); i++) {
+        cJSON *r = cJSON_GetArrayItem(res, i);
+        double p = cJSON_GetNumberValue(cJSON_GetObjectItem(r, "ppl"));
+        const cJSON *oe = cJSON_GetObjectItem(r, "out_proj_rel_err");
+        double worst = 0;
+        for (int l = 0; l < cJSON_GetArraySize(oe); l++) worst = fmax(worst, cJSON_GetNumberValue(cJSON_GetArrayItem(oe, l)));
+        const char *mn = cJSON_GetStringValue(cJSON_GetObjectItem(r, "method"));
+        /* the rotated out_proj output is rotated back before the comparison: its error is small too
+         * (not rotated back it would be ~1.4, the distance between two unrelated vectors) */
+        T_CHECK(isfinite(p) && fabs(p / fp - 1) < 0.1 && worst < 0.6, "sweep %s: ppl %g (fp32 %g), out_proj error up to %g", mn ? mn : "?",
+                p, fp, worst);
+        printf("    sweep mamba%d 1 x 128 tokens: %s ppl %.3f (fp32 %.3f), out_proj output error up to %.3f\n", arch, mn ? mn : "?", p, fp, worst);
+        if (i == 2) T_CHECK(mn && !strcmp(mn, "quamba-rot") && worst < 0.3, "quamba-rot row: %s, out_proj error %g", mn ? mn : "?", worst);
+    }
+    cJSON_Delete(j);
 
     /* damage one scale: inspect must fail naming the file and the tensor */
     char bad[700];
