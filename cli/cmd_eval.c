@@ -98,7 +98,7 @@ static double count_params(const mq_model *m) {
     else
         per += 3.0 * c->n_heads + c->d_inner;
     double total = per * c->n_layer + (double)c->vocab_size * c->d_model + c->d_model;
-    if (!c->tie_embeddings) total += (double)c->vocab_size * c->d_model;
+    if (m->lm_head != m->embed) total += (double)c->vocab_size * c->d_model;   /* untied (by the source or the residual rotation) */
     return total;
 }
 

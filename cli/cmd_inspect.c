@@ -48,6 +48,9 @@ static void recipe_line(const q_model *qm, char *buf, size_t n) {
         k += (size_t)snprintf(buf + k, n - k, " Hadamard %d = %d x 2^%d on the out_proj input (fused into out_proj);",
                               qm->hadamard_n, qm->hadamard_m, qm->hadamard_k);
     if (q_method_fuses_norm(o->method) && k < n) k += (size_t)snprintf(buf + k, n - k, " RMSNorm fused into in_proj;");
+    if (qm->resid_n && k < n)
+        k += (size_t)snprintf(buf + k, n - k, " residual stream rotated by Hadamard %d = %d x 2^%d (embedding, in_proj, out_proj, "
+                              "lm_head; norm_f fused into the lm_head);", qm->resid_n, qm->resid_m, qm->resid_k);
     if (k < n) snprintf(buf + k, n - k, " int8 weights per %s", o->weight_gran == Q_GRAN_CHANNEL ? "output channel" : "tensor");
 }
 
@@ -62,14 +65,17 @@ static int roles_of(const q_model *qm, mq_act_role *roles) {
 static void print_text(const art_artifact *a) {
     const q_model *qm = &a->qm;
     const mq_config *c = &qm->cfg;
-    char b1[32], b2[32], line[512];
+    char b1[32], b2[32], line[768];
     size_t fp16 = art_fp16_params(c) * 2;
     printf("artifact   %s  (%s v%d, valid)\n", a->dir, ART_FORMAT, a->format_version);
+    const int untied_here = c->tie_embeddings && q_head_untied(c, qm->opt.method);
     printf("model      %s, %d layers, d_model %d, d_inner %d, d_state %d, vocab %d%s\n", c->arch == MQ_MAMBA1 ? "Mamba1" : "Mamba2",
-           c->n_layer, c->d_model, c->d_inner, c->d_state, c->vocab_size, c->tie_embeddings ? ", tied lm_head" : "");
+           c->n_layer, c->d_model, c->d_inner, c->d_state, c->vocab_size,
+           untied_here ? ", lm_head tied in the source, untied by the residual rotation" : c->tie_embeddings ? ", tied lm_head" : "");
     recipe_line(qm, line, sizeof line);
     printf("method     %s\n", line);
-    printf("head       %s\n", qm->opt.quantize_head ? "lm_head int8 (weight and input)" : "embedding and lm_head FP16");
+    printf("head       %s%s\n", qm->opt.quantize_head ? "lm_head int8 (weight and input)" : "embedding and lm_head FP16",
+           untied_here && !qm->opt.quantize_head ? " (lm_head.weight stored: norm_f and H are in it, the embedding has H only)" : "");
     printf("size       model.safetensors %s vs FP16 %s: %.2fx smaller (%zu int8, %zu FP16, %zu FP32 scale elements)\n",
            human((double)a->model_bytes, b1, sizeof b1), human((double)fp16, b2, sizeof b2),
            (double)fp16 / (double)a->model_bytes, a->int8_params, a->float_params, a->scale_params);
@@ -124,7 +130,10 @@ static void print_json(const art_artifact *a) {
     if (q_method_uses_percentile(qm->opt.method)) cJSON_AddNumberToObject(j, "percentile", qm->opt.percentile);
     else cJSON_AddNullToObject(j, "percentile");
     cJSON_AddNumberToObject(j, "hadamard_order", qm->hadamard_n);
+    cJSON_AddNumberToObject(j, "residual_rotation_order", qm->resid_n);
     cJSON_AddBoolToObject(j, "rmsnorm_fused", q_method_fuses_norm(qm->opt.method));
+    cJSON_AddBoolToObject(j, "norm_f_fused", qm->resid_n != 0);
+    cJSON_AddBoolToObject(j, "lm_head_tied_to_embedding", !q_head_untied(c, qm->opt.method));
     cJSON_AddBoolToObject(j, "quantize_head", qm->opt.quantize_head);
     cJSON_AddNumberToObject(j, "model_bytes", (double)a->model_bytes);
     cJSON_AddNumberToObject(j, "fp16_bytes", (double)art_fp16_params(c) * 2);

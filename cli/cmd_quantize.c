@@ -24,7 +24,7 @@ int cmd_quantize(int argc, char **argv) {
         {"--model", "DIR", "FP16/BF16/FP32 checkpoint directory", NULL, NULL, 0},
         {"--stats", "FILE", "calibration statistics of that model (mambaq calib)", NULL, NULL, 0},
         {"--out", "DIR", "artifact directory to create", NULL, NULL, 0},
-        {"--method", "NAME", "naive | quamba | percentile-only | hadamard-only (docs/recipe.md)", "quamba", NULL, 0},
+        {"--method", "NAME", "naive | quamba | quamba-rot | percentile-only | hadamard-only (docs/recipe.md)", "quamba", NULL, 0},
         {"--percentile", "P", "percentile clip of the SSM input x, in percent (methods with a percentile clip)", "99.95", NULL, 0},
         {"--weight-granularity", "G", "tensor | channel (one scale per output channel)", "tensor", NULL, 0},
         {"--quantize-head", NULL, "also quantize lm_head (weight and input); default: FP16", NULL, NULL, 0},
@@ -36,7 +36,11 @@ int cmd_quantize(int argc, char **argv) {
     };
     cli_parse(argc, argv, opts, "mambaq quantize --model DIR --stats FILE --out DIR [options]",
               "Quantizes a Mamba1/Mamba2 checkpoint to int8 weights and static int8 activation scales (W8A8)\n"
-              "and writes a self-describing artifact directory. See docs/recipe.md for the recipes.",
+              "and writes a self-describing artifact directory. Methods: naive (absmax clips); quamba (percentile\n"
+              "clip of the SSM input x, Hadamard on y fused into out_proj, RMSNorm fused into in_proj); quamba-rot\n"
+              "(quamba, and the residual stream rotated by a Hadamard of order d_model: embedding, in_proj, out_proj\n"
+              "and lm_head rotated, norm_f fused into an untied lm_head, so in_proj's input is rotated too);\n"
+              "percentile-only and hadamard-only (ablations). See docs/recipe.md for the recipes.",
               NULL, 0);
     const char *model = cli_get(opts, "--model"), *stats = cli_get(opts, "--stats"), *out = cli_get(opts, "--out");
     if (!model || !stats || !out) {
@@ -92,10 +96,11 @@ int cmd_quantize(int argc, char **argv) {
     int missing = q_cstats_missing(&cs, &o);
     if (missing) {
         if (!quiet)
-            fprintf(stderr, "      extra pass: %s lacks %s%s%s (calib ran without the transforms of this recipe);\n"
+            fprintf(stderr, "      extra pass: %s lacks%s%s%s (calib ran without the transforms of this recipe);\n"
                             "      repeating its calibration windows\n", stats,
-                    missing & 1 ? "the in_proj input statistics of this recipe" : "", missing == 3 ? " and " : "",
-                    missing & 2 ? "the rotated out_proj input statistics" : "");
+                    missing & 1 ? " the in_proj input statistics of this recipe" : "",
+                    missing & 2 ? " the rotated out_proj input statistics" : "",
+                    missing & 4 ? " the lm_head input statistics of this recipe" : "");
         if (q_cstats_fused_pass(&cs, &m, tokenizer, !quiet)) {
             fprintf(stderr, "mambaq quantize: %s\n", mq_errmsg());
             ssm_free(&m);
@@ -137,8 +142,10 @@ int cmd_quantize(int argc, char **argv) {
     if (q_method_uses_percentile(o.method)) printf(", ssm_x clipped at percentile %g", o.percentile);
     if (a.qm.hadamard_n) printf(", Hadamard %d on the out_proj input", a.qm.hadamard_n);
     if (q_method_fuses_norm(o.method)) printf(", RMSNorm fused");
-    printf("\nweights    int8 per %s: %zu int8 + %zu FP16 elements%s\n", q_gran_name(o.weight_gran), a.int8_params, a.float_params,
-           o.quantize_head ? " (lm_head int8)" : " (embedding and lm_head FP16)");
+    if (a.qm.resid_n) printf(", residual stream rotated (Hadamard %d; norm_f fused into the lm_head)", a.qm.resid_n);
+    printf("\nweights    int8 per %s: %zu int8 + %zu FP16 elements%s%s\n", q_gran_name(o.weight_gran), a.int8_params, a.float_params,
+           o.quantize_head ? " (lm_head int8)" : " (embedding and lm_head FP16)",
+           !o.quantize_head && cfg.tie_embeddings && q_head_untied(&cfg, o.method) ? "; the lm_head, untied by the rotation, is a tensor of its own" : "");
     printf("size       %.2f MB (FP16: %.2f MB, %.2fx smaller)\n", a.model_bytes / 1e6, fp16 / 1e6, (double)fp16 / a.model_bytes);
     printf("calib      %ld samples, %ld tokens%s\n", pv.calib_samples, pv.calib_tokens, missing ? " (+ one extra pass for the fused statistics)" : "");
     printf("time       %s\n", dur);

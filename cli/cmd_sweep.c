@@ -21,6 +21,7 @@
 #include "core/progress.h"
 #include "datasets/ds.h"
 #include "datasets/tok.h"
+#include "hadamard/had.h"
 #include "quantize/cstats.h"
 #include "quantize/q.h"
 
@@ -39,6 +40,7 @@ typedef struct {
     const mq_hooks *inner;  /* simulation hooks or NULL */
     int T;
     float **y, **out;       /* [n_layer][T x d_inner], [n_layer][T x d_model] */
+    int unrotate;           /* out_proj's output is rotated (residual rotation): rotate it back */
 } capture;
 
 static void cap_hook(void *vctx, int layer, mq_act_role role, float *x, int rows, int cols, int ld) {
@@ -55,6 +57,8 @@ static void cap_hook(void *vctx, int layer, mq_act_role role, float *x, int rows
         }
         mat_linear(c->out[layer], dense, c->m->layers[layer].out_proj, NULL, rows, c->m->cfg.d_model, cols);
         if (dense != x) free(dense);
+        if (c->unrotate && had_transform_f32(c->out[layer], rows, c->m->cfg.d_model))   /* H is its own inverse */
+            mq_die("sweep: %s", mq_errmsg());
     }
 }
 
@@ -130,7 +134,7 @@ int cmd_sweep(int argc, char **argv) {
         {"--stats", "FILE", "calibration statistics of that model (mambaq calib)", NULL, NULL, 0},
         {"--data", "FILE", "evaluation text (.txt, .jsonl, .gz) or int32 token ids (.bin)", NULL, NULL, 0},
         {"--percentiles", "LIST", "percentiles of the SSM input clip, comma-separated", "99.9,99.95,99.99,99.999,100", NULL, 0},
-        {"--methods", "LIST", "recipes, comma-separated (percentile methods run once per percentile)", "naive,quamba", NULL, 0},
+        {"--methods", "LIST", "recipes, comma-separated: naive, quamba, quamba-rot, percentile-only, hadamard-only (percentile methods run once per percentile)", "naive,quamba", NULL, 0},
         {"--weight-granularity", "G", "tensor | channel", "tensor", NULL, 0},
         {"--quantize-head", NULL, "also quantize lm_head", NULL, NULL, 0},
         {"--tokenizer", "FILE", "tokenizer.json (default: DIR/tokenizer.json, DIR/../tokenizer.json)", NULL, NULL, 0},
@@ -143,7 +147,8 @@ int cmd_sweep(int argc, char **argv) {
     };
     cli_parse(argc, argv, opts, "mambaq sweep --model DIR --stats FILE --data FILE [options]",
               "Simulated W8A8 perplexity per recipe and percentile against FP32, and per-layer relative errors\n"
-              "of y and of the out_proj output on the first window. Nothing is written.", NULL, 0);
+              "of y and of the out_proj output on the first window (under quamba-rot the out_proj output is\n"
+              "rotated back before the comparison). Nothing is written.", NULL, 0);
     const char *model = cli_get(opts, "--model"), *stats = cli_get(opts, "--stats"), *data = cli_get(opts, "--data");
     if (!model || !stats || !data) {
         fprintf(stderr, "mambaq sweep: --model, --stats and --data are required (see 'mambaq sweep --help')\n");
@@ -239,11 +244,11 @@ int cmd_sweep(int argc, char **argv) {
     /* FP32 reference: ppl, then y / out_proj output of the first window */
     double ppl_fp = ppl_of(&m, NULL, ids, window, windows, &bar, &done);
     if (isnan(ppl_fp)) { fprintf(stderr, "mambaq sweep: %s\n", mq_errmsg()); return 1; }
-    capture ref = {&m, NULL, window, alloc_layers(L, (size_t)window * cfg.d_inner), alloc_layers(L, (size_t)window * cfg.d_model)};
+    capture ref = {&m, NULL, window, alloc_layers(L, (size_t)window * cfg.d_inner), alloc_layers(L, (size_t)window * cfg.d_model), 0};
     mq_hooks hr = {cap_hook, &ref};
     float *hidden = mq_malloc((size_t)window * cfg.d_model * sizeof(float));
     ssm_forward(&m, ids, window, &hr, hidden);
-    capture got = {NULL, NULL, window, alloc_layers(L, (size_t)window * cfg.d_inner), alloc_layers(L, (size_t)window * cfg.d_model)};
+    capture got = {NULL, NULL, window, alloc_layers(L, (size_t)window * cfg.d_inner), alloc_layers(L, (size_t)window * cfg.d_model), 0};
 
     q_stats qs = q_cstats_iface(&cs);
     int failed = 0;
@@ -261,6 +266,7 @@ int cmd_sweep(int argc, char **argv) {
         cf->ppl = ppl_of(&sm, &h, ids, window, windows, &bar, &done);
         got.m = &sm;
         got.inner = &h;
+        got.unrotate = qm.resid_n != 0;
         mq_hooks hc = {cap_hook, &got};
         ssm_forward(&sm, ids, window, &hc, hidden);
         cf->y_err = mq_malloc((size_t)L * sizeof(double));

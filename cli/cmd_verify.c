@@ -2,8 +2,8 @@
  * int8 pass of the artifact on the same windows and reports how far apart they are:
  *   - perplexity of both (the eval protocol: non-overlapping windows, every token after the first),
  *   - top-1 next-token agreement and mean KL(float || int8) per scored token,
- *   - per-layer cosine similarity of the block outputs (the residual stream after each block) on the
- *     first --check-windows windows,
+ *   - per-layer cosine similarity of the block outputs (the residual stream after each block; rotated
+ *     back first when the artifact rotates it) on the first --check-windows windows,
  *   - the deviation of the int8 GPU pass from the CPU simulation of the artifact (quantize/sim.c),
  *     teacher-forced (ssm/int8_check.h): per quantized activation the share of int8 codes that
  *     differ and the largest difference in quantization steps, and the largest logit and per-token
@@ -32,6 +32,7 @@
 #include "datasets/ds.h"
 #include "datasets/tok.h"
 #include "export/art.h"
+#include "hadamard/had.h"
 #include "ssm/gpu.h"
 #include "ssm/gpu_ops.h"
 #include "ssm/int8.h"
@@ -337,6 +338,8 @@ int cmd_verify(int argc, char **argv) {
             if (ssm_forward(&sm, tok, T, &h, hid8)) mq_die("verify: %s", mq_errmsg());
             rtrack_free(&rt);
         }
+        /* a rotated residual stream (quamba-rot) is r H: rotate it back (H is its own inverse) */
+        if (checking && qm->resid_n && had_transform_f32(store, L * T, D)) mq_die("verify: %s", mq_errmsg());
         /* float */
         if (checking) memset(cos, 0, (size_t)L * sizeof(double));
         if (gf) {

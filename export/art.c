@@ -131,7 +131,7 @@ static void build_table(q_model *qm, tlist *L) {
     if (o->quantize_head) {
         add_weight(L, &qm->lm_head_q, o, 0, V, D, "lm_head");
         add(L, T_ASCALE, 1, 1, 0, 0, "lm_head.input_scale")->s = &qm->lm_head_in_scale;
-    } else if (!c->tie_embeddings) {
+    } else if (q_head_untied(c, o->method)) {
         add_f16(L, &qm->lm_head, 2, V, D, "lm_head.weight");
     }
 }
@@ -191,7 +191,22 @@ static char *quant_config_json(const q_model *qm, const art_provenance *pv) {
         cJSON_AddStringToObject(h, "matrix", "hadamard/had.h: H = (A_m kron Sylvester_2^k) / sqrt(n), symmetric, orthogonal");
         cJSON_AddItemToArray(had, h);
     }
+    if (qm->resid_n) {
+        cJSON *r = cJSON_AddObjectToObject(j, "residual_rotation");
+        cJSON_AddStringToObject(r, "applies_to", "residual stream: embedding output and every out_proj output, hence in_proj_in and lm_head_in");
+        cJSON_AddStringToObject(r, "online", "none (every rotation is in the weights)");
+        cJSON_AddStringToObject(r, "fused_into", "embeddings.weight = E H; in_proj.weight = W diag(norm.weight) H; out_proj.weight = H W H_y^T; "
+                                                 "out_proj.bias = b H; lm_head.weight = L diag(norm_f.weight) H; norm.weight = norm_f.weight = 1");
+        cJSON_AddNumberToObject(r, "order", qm->resid_n);
+        cJSON_AddNumberToObject(r, "m", qm->resid_m);
+        cJSON_AddNumberToObject(r, "k", qm->resid_k);
+        cJSON_AddStringToObject(r, "matrix", "hadamard/had.h: H = (A_m kron Sylvester_2^k) / sqrt(n), symmetric, orthogonal");
+    } else {
+        cJSON_AddNullToObject(j, "residual_rotation");
+    }
     cJSON_AddBoolToObject(j, "rmsnorm_fused_into_in_proj", q_method_fuses_norm(o->method));
+    cJSON_AddBoolToObject(j, "norm_f_fused_into_lm_head", qm->resid_n != 0);
+    cJSON_AddBoolToObject(j, "lm_head_tied_to_embedding", !q_head_untied(c, o->method));
     cJSON_AddBoolToObject(j, "quantize_head", o->quantize_head);
     cJSON *acts = cJSON_AddObjectToObject(j, "quantized_activations");
     char nm[160];
@@ -214,12 +229,14 @@ static char *quant_config_json(const q_model *qm, const art_provenance *pv) {
         }
         if (r == MQ_ACT_DT && c->arch == MQ_MAMBA1)
             cJSON_AddStringToObject(a, "note", "dt_proj output without dt_proj.bias; the bias is added after dequantization");
-        cJSON_AddStringToObject(a, "statistics", q_role_variant(o, (mq_act_role)r) == Q_STAT_FUSED
-                                ? (r == MQ_ACT_IN_PROJ_IN ? "after RMSNorm fusion (x / rms(x))" : "after Hadamard rotation (H y)")
+        q_stat_variant var = q_role_variant(o, (mq_act_role)r);
+        cJSON_AddStringToObject(a, "statistics", var == Q_STAT_ROTATED ? "after the norm fusion and the residual rotation ((x / rms(x)) H)"
+                                : var == Q_STAT_FUSED ? (r == MQ_ACT_IN_PROJ_IN ? "after RMSNorm fusion (x / rms(x))" : "after Hadamard rotation (H y)")
                                 : "as in the source model");
     }
     cJSON *fl = cJSON_AddArrayToObject(j, "float_tensors");
-    cJSON_AddItemToArray(fl, cJSON_CreateString("F16: embeddings, norms, conv1d.bias, A_log, D, dt bias, M2 gated-norm weight, lm_head unless quantize_head"));
+    cJSON_AddItemToArray(fl, cJSON_CreateString("F16: embeddings, norms, conv1d.bias, A_log, D, dt bias, M2 gated-norm weight, "
+                                                "lm_head unless quantize_head (its own lm_head.weight when lm_head_tied_to_embedding is false)"));
     cJSON *cal = cJSON_AddObjectToObject(j, "calibration");
     cJSON_AddStringToObject(cal, "stats_file", pv->stats_file);
     cJSON_AddStringToObject(cal, "data", pv->calib_data);
@@ -424,7 +441,8 @@ static void jcopy(const cJSON *j, const char *key, char *dst, size_t n) {
     if (cJSON_IsString(v)) snprintf(dst, n, "%s", v->valuestring);
 }
 
-static int read_quant_config(const char *dir, art_artifact *a) {
+/* tied: lm_head_tied_to_embedding, or -1 when the field is absent (artifacts written before it) */
+static int read_quant_config(const char *dir, art_artifact *a, int *tied) {
     char path[ART_PATH];
     if (pjoin(path, dir, "quant_config.json")) return -1;
     char *txt = mq_read_file(path, NULL);
@@ -482,6 +500,31 @@ static int read_quant_config(const char *dir, art_artifact *a) {
         const cJSON *h = cJSON_GetArrayItem(v, 0), *ord = cJSON_GetObjectItemCaseSensitive(h, "order");
         if (!cJSON_IsNumber(ord)) { mq_fail("%s: hadamard[0].order missing", path); goto out; }
         a->qm.hadamard_n = ord->valueint;
+    }
+    v = cJSON_GetObjectItemCaseSensitive(j, "residual_rotation");
+    if (q_method_rotates_residual(o->method)) {
+        const cJSON *ord = cJSON_GetObjectItemCaseSensitive(v, "order");
+        if (!cJSON_IsObject(v) || !cJSON_IsNumber(ord)) {
+            mq_fail("%s: method %s needs field \"residual_rotation\" with its \"order\"", path, q_method_name(o->method));
+            goto out;
+        }
+        a->qm.resid_n = ord->valueint;
+    } else if (v && !cJSON_IsNull(v)) {
+        mq_fail("%s: field \"residual_rotation\" is set, but method %s does not rotate the residual stream", path, q_method_name(o->method));
+        goto out;
+    }
+    v = cJSON_GetObjectItemCaseSensitive(j, "norm_f_fused_into_lm_head");
+    if ((v || q_method_rotates_residual(o->method)) && (!cJSON_IsBool(v) || cJSON_IsTrue(v) != q_method_rotates_residual(o->method))) {
+        mq_fail("%s: field \"norm_f_fused_into_lm_head\" missing or inconsistent with method %s", path, q_method_name(o->method));
+        goto out;
+    }
+    v = cJSON_GetObjectItemCaseSensitive(j, "lm_head_tied_to_embedding");
+    *tied = -1;
+    if (v && !cJSON_IsBool(v)) { mq_fail("%s: field \"lm_head_tied_to_embedding\" is not a boolean", path); goto out; }
+    if (v) *tied = cJSON_IsTrue(v);
+    else if (q_method_rotates_residual(o->method)) {
+        mq_fail("%s: field \"lm_head_tied_to_embedding\" missing (method %s)", path, q_method_name(o->method));
+        goto out;
     }
     const cJSON *cal = cJSON_GetObjectItemCaseSensitive(j, "calibration");
     const cJSON *src = cJSON_GetObjectItemCaseSensitive(j, "source_model");
@@ -583,7 +626,8 @@ int art_open(const char *dir, art_artifact *a) {
     if (pjoin(a->dir, dir, "")) return -1;
     struct stat st;
     if (stat(dir, &st) != 0 || !S_ISDIR(st.st_mode)) return mq_fail("%s: not an artifact directory", dir);
-    if (read_quant_config(dir, a)) return -1;
+    int tied = -1;
+    if (read_quant_config(dir, a, &tied)) return -1;
     if (cfg_load(dir, &a->qm.cfg)) return mq_fail_ctx("artifact %s", dir);
     q_model *qm = &a->qm;
     const char *arch = NULL;
@@ -606,6 +650,16 @@ int art_open(const char *dir, art_artifact *a) {
             return mq_fail("%s: hadamard order %d does not match d_inner %d of config.json", path, qm->hadamard_n, qm->cfg.d_inner);
         if (had_factor(qm->hadamard_n, &qm->hadamard_m, &qm->hadamard_k)) return mq_fail_ctx("%s", path);
     }
+    if (q_method_rotates_residual(qm->opt.method)) {
+        if (qm->resid_n != qm->cfg.d_model)
+            return mq_fail("%s: residual_rotation order %d does not match d_model %d of config.json", path, qm->resid_n, qm->cfg.d_model);
+        if (had_factor(qm->resid_n, &qm->resid_m, &qm->resid_k)) return mq_fail_ctx("%s", path);
+    }
+    /* the tensor table follows config.json's tie flag and the method: the field must agree */
+    if (tied >= 0 && tied != !q_head_untied(&qm->cfg, qm->opt.method))
+        return mq_fail("%s: lm_head_tied_to_embedding is %s, but config.json (tie_word_embeddings %s) and method %s imply %s", path,
+                       tied ? "true" : "false", qm->cfg.tie_embeddings ? "true" : "false", q_method_name(qm->opt.method),
+                       tied ? "false" : "true");
     if (pjoin(path, dir, "tokenizer.json")) return -1;
     if (stat(path, &st) != 0) return mq_fail("%s: missing (an artifact carries its tokenizer)", path);
     qm->layers = mq_calloc((size_t)qm->cfg.n_layer, sizeof *qm->layers);

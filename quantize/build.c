@@ -1,6 +1,8 @@
 /* q_quantize: FP32 model + activation statistics + recipe -> q_model (int8 weights with their
  * scales, activation scales, the float tensors rounded to FP16). The fusions of the recipe are
- * applied to FP32 copies of in_proj / out_proj before their weights are quantized. */
+ * applied to FP32 copies of in_proj / out_proj (and, under the residual rotation, of the embedding,
+ * out_proj's bias and the lm_head) before they are quantized or rounded, one layer at a time, so
+ * the source model is never copied whole. */
 #include <stdlib.h>
 #include <string.h>
 #include "core/err.h"
@@ -41,10 +43,16 @@ int q_quantize(const mq_model *src, const q_stats *st, const q_options *o, q_mod
     if (q_method_uses_percentile(o->method) && !(o->percentile > 0 && o->percentile <= 100))
         return mq_fail("percentile %g is outside (0, 100]", o->percentile);
     int had = q_method_uses_hadamard(o->method), fuse = q_method_fuses_norm(o->method);
+    int rot = q_method_rotates_residual(o->method);
     if (had) {
         if (had_factor(c->d_inner, &out->hadamard_m, &out->hadamard_k))
             return mq_fail_ctx("method %s rotates y of width d_inner", q_method_name(o->method));
         out->hadamard_n = c->d_inner;
+    }
+    if (rot) {
+        if (had_factor(c->d_model, &out->resid_m, &out->resid_k))
+            return mq_fail_ctx("method %s rotates the residual stream of width d_model", q_method_name(o->method));
+        out->resid_n = c->d_model;
     }
     int D = c->d_model, E = c->d_inner, N = cfg_in_proj_dim(c), CD = cfg_conv_dim(c), bad = 0;
     size_t nA = c->arch == MQ_MAMBA1 ? (size_t)E * c->d_state : (size_t)c->n_heads;
@@ -60,15 +68,24 @@ int q_quantize(const mq_model *src, const q_stats *st, const q_options *o, q_mod
         if (fuse)
             for (int r = 0; r < N; r++)
                 for (int k = 0; k < D; k++) tmp[(size_t)r * D + k] *= S->norm_w[k];
+        if (rot && had_transform_f32(tmp, N, D)) { bad = 1; break; }   /* its input arrives as norm(r) H */
         q_weight_quantize(tmp, N, D, o->weight_gran, &L->in_proj);
         L->norm_w = fuse ? ones((size_t)D) : dup16(S->norm_w, (size_t)D, "norm.weight", l, &bad);
-        /* out_proj, rotated: W' = W H^T */
+        /* out_proj, rotated: W' = W H^T; under the residual rotation also H_D W', so it adds a
+         * rotated update to the rotated residual */
         memcpy(tmp, S->out_proj, (size_t)D * E * sizeof *tmp);
         if (had && had_transform_f32(tmp, D, E)) { bad = 1; break; }
+        if (rot && q_rotate_cols(tmp, D, E)) { bad = 1; break; }
         q_weight_quantize(tmp, D, E, o->weight_gran, &L->out_proj);
         q_weight_quantize(S->conv_w, CD, c->d_conv, o->weight_gran, &L->conv1d);
         L->in_proj_b = dup16(S->in_proj_b, (size_t)N, "in_proj.bias", l, &bad);
-        L->out_proj_b = dup16(S->out_proj_b, (size_t)D, "out_proj.bias", l, &bad);
+        if (rot && S->out_proj_b) {
+            memcpy(tmp, S->out_proj_b, (size_t)D * sizeof *tmp);
+            if (had_transform_f32(tmp, 1, D)) { bad = 1; break; }
+            L->out_proj_b = dup16(tmp, (size_t)D, "out_proj.bias", l, &bad);
+        } else {
+            L->out_proj_b = dup16(S->out_proj_b, (size_t)D, "out_proj.bias", l, &bad);
+        }
         L->conv_b = dup16(S->conv_b, (size_t)CD, "conv1d.bias", l, &bad);
         L->A_log = dup16(S->A_log, nA, "A_log", l, &bad);
         L->D = dup16(S->D, nD, "D", l, &bad);
@@ -92,16 +109,26 @@ int q_quantize(const mq_model *src, const q_stats *st, const q_options *o, q_mod
     free(tmp);
     if (!bad) {
         size_t ne = (size_t)c->vocab_size * D;
-        out->embed = dup16(src->embed, ne, "embeddings.weight", -1, &bad);
-        out->norm_f = dup16(src->norm_f, (size_t)D, "norm_f.weight", -1, &bad);
-        if (o->quantize_head) {
-            q_weight_quantize(src->lm_head, c->vocab_size, D, o->weight_gran, &out->lm_head_q);
+        /* under the residual rotation: E H, and the lm_head (L diag(norm_f)) H of its own */
+        float *emb = rot ? mq_malloc(ne * sizeof *emb) : NULL, *head = rot ? mq_malloc(ne * sizeof *head) : NULL;
+        if (rot) {
+            memcpy(emb, src->embed, ne * sizeof *emb);
+            memcpy(head, src->lm_head, ne * sizeof *head);
+            if (had_transform_f32(emb, c->vocab_size, D) || q_rotate_head(head, src->norm_f, c->vocab_size, D)) bad = 1;
+        }
+        const float *lm = rot ? head : src->lm_head;
+        out->embed = dup16(rot ? emb : src->embed, ne, "embeddings.weight", -1, &bad);
+        out->norm_f = rot ? ones((size_t)D) : dup16(src->norm_f, (size_t)D, "norm_f.weight", -1, &bad);
+        if (!bad && o->quantize_head) {
+            q_weight_quantize(lm, c->vocab_size, D, o->weight_gran, &out->lm_head_q);
             float clip;
             if (q_role_clip(o, st, -1, MQ_ACT_LM_HEAD_IN, 0, &clip)) bad = 1;
             else out->lm_head_in_scale = q_scale_from_clip(clip);
-        } else if (!c->tie_embeddings) {
-            out->lm_head = dup16(src->lm_head, ne, "lm_head.weight", -1, &bad);
+        } else if (!bad && q_head_untied(c, o->method)) {
+            out->lm_head = dup16(lm, ne, "lm_head.weight", -1, &bad);
         }
+        free(emb);
+        free(head);
     }
     if (bad) {
         q_model_free(out);

@@ -1,6 +1,9 @@
 /* The extra calibration pass of q_cstats (see cstats.h): repeats the stats file's calibration windows
- * through the RMSNorm-fused FP32 model and records, per layer, the absmax of the in_proj input with
- * and without the norm weight and of the rotated out_proj input H y. */
+ * through the RMSNorm-fused FP32 model (norm_f set to ones too) and records, per layer, the absmax of
+ * every in_proj input variant (weighted, x / rms(x), and rotated (x / rms(x)) H), of the rotated
+ * out_proj input H y, and of the lm_head input variants. The rotated variants are observed on
+ * rotated copies: in exact arithmetic that is what the rotated model computes, and this way one
+ * pass serves every recipe. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -17,9 +20,11 @@
 #include "quantize/cstats.h"
 
 typedef struct {
-    const mq_model *orig;      /* for the RMSNorm weights */
-    float *in_max[2], *out_max;   /* [variant][n_layer], [n_layer] */
-    float *rot;                /* scratch for H y [T x d_inner] */
+    const mq_model *orig;      /* for the norm weights */
+    int rot_ok;                /* d_model has a Hadamard order: observe the ROTATED variants */
+    float *in_max[Q_STAT_NVARIANTS], *out_max;   /* [variant][n_layer], [n_layer] */
+    float head[Q_STAT_NVARIANTS];
+    float *rot;                /* scratch for a rotated copy [T x max(d_inner, d_model)] */
     int bad;
 } pass_ctx;
 
@@ -33,26 +38,45 @@ static float absmax_rows(const float *x, int rows, int cols, int ld) {
     return m;
 }
 
+/* absmax of x * w (w per column) */
+static float absmax_weighted(const float *x, const float *w, int rows, int cols, int ld) {
+    float m = 0;
+    for (int r = 0; r < rows; r++)
+        for (int c = 0; c < cols; c++) {
+            float a = fabsf(x[(size_t)r * ld + c] * w[c]);
+            if (a > m || a != a) m = a != a ? INFINITY : a;
+        }
+    return m;
+}
+
+/* absmax of the rows of x rotated by H, on a copy (the forward itself is unchanged) */
+static float absmax_rotated(pass_ctx *p, const float *x, int rows, int cols, int ld) {
+    for (int r = 0; r < rows; r++) memcpy(p->rot + (size_t)r * cols, x + (size_t)r * ld, (size_t)cols * sizeof(float));
+    if (had_transform_f32(p->rot, rows, cols)) { p->bad = 1; return 0; }
+    return absmax_rows(p->rot, rows, cols, cols);
+}
+
 static void pass_hook(void *vctx, int layer, mq_act_role role, float *x, int rows, int cols, int ld) {
     pass_ctx *p = vctx;
+    float v[Q_STAT_NVARIANTS] = {0};
+    if (role == MQ_ACT_LM_HEAD_IN) {
+        /* norm_f is ones in this model: x is x / rms(x) */
+        v[Q_STAT_PLAIN] = absmax_weighted(x, p->orig->norm_f, rows, cols, ld);
+        v[Q_STAT_FUSED] = absmax_rows(x, rows, cols, ld);
+        if (p->rot_ok) v[Q_STAT_ROTATED] = absmax_rotated(p, x, rows, cols, ld);
+        for (int k = 0; k < Q_STAT_NVARIANTS; k++) p->head[k] = fmaxf(p->head[k], v[k]);
+        return;
+    }
     if (layer < 0) return;
     if (role == MQ_ACT_IN_PROJ_IN) {
         /* the norm-fused model gives x / rms(x); the weighted output is x / rms(x) * w */
-        float m = absmax_rows(x, rows, cols, ld), mw = 0;
-        const float *w = p->orig->layers[layer].norm_w;
-        for (int r = 0; r < rows; r++)
-            for (int c = 0; c < cols; c++) {
-                float a = fabsf(x[(size_t)r * ld + c] * w[c]);
-                if (a > mw || a != a) mw = a != a ? INFINITY : a;
-            }
-        if (m > p->in_max[Q_STAT_FUSED][layer]) p->in_max[Q_STAT_FUSED][layer] = m;
-        if (mw > p->in_max[Q_STAT_PLAIN][layer]) p->in_max[Q_STAT_PLAIN][layer] = mw;
+        v[Q_STAT_PLAIN] = absmax_weighted(x, p->orig->layers[layer].norm_w, rows, cols, ld);
+        v[Q_STAT_FUSED] = absmax_rows(x, rows, cols, ld);
+        if (p->rot_ok) v[Q_STAT_ROTATED] = absmax_rotated(p, x, rows, cols, ld);
+        for (int k = 0; k < Q_STAT_NVARIANTS; k++) p->in_max[k][layer] = fmaxf(p->in_max[k][layer], v[k]);
     } else if (role == MQ_ACT_OUT_PROJ_IN) {
-        /* observe H y on a copy; the forward itself is unchanged */
-        for (int r = 0; r < rows; r++) memcpy(p->rot + (size_t)r * cols, x + (size_t)r * ld, (size_t)cols * sizeof(float));
-        if (had_transform_f32(p->rot, rows, cols)) { p->bad = 1; return; }
-        float m = absmax_rows(p->rot, rows, cols, cols);
-        if (m > p->out_max[layer]) p->out_max[layer] = m;
+        float m = absmax_rotated(p, x, rows, cols, ld);
+        if (m > p->out_max[layer] || m != m) p->out_max[layer] = m;
     }
 }
 
@@ -61,32 +85,19 @@ static long meta_long(const calib_stats *cs, const char *key, long def) {
     return v && *v ? strtol(v, NULL, 10) : def;
 }
 
-/* A copy of m whose RMSNorm weights are folded into in_proj (arena duplicated, pointers rebased). */
-static int fused_copy(const mq_model *m, mq_model *f) {
-    *f = *m;
-    if (posix_memalign(&f->arena, 64, m->arena_bytes ? m->arena_bytes : 64)) mq_die("out of memory (%zu bytes)", m->arena_bytes);
-    memcpy(f->arena, m->arena, m->arena_bytes);
-    f->layers = mq_malloc((size_t)m->cfg.n_layer * sizeof *f->layers);
-    ptrdiff_t d = (char *)f->arena - (char *)m->arena;
-    const char *lo = m->arena, *hi = lo + m->arena_bytes;
-#define REBASE(p) ((p) && (const char *)(p) >= lo && (const char *)(p) < hi ? (float *)((char *)(p) + d) : (p))
-    for (int l = 0; l < m->cfg.n_layer; l++) {
-        mq_layer L = m->layers[l];
-        float **fields[] = {&L.norm_w, &L.in_proj, &L.in_proj_b, &L.conv_w, &L.conv_b, &L.out_proj, &L.out_proj_b, &L.A_log,
-                            &L.A, &L.D, &L.x_proj, &L.dt_proj, &L.dt_proj_b, &L.dt_bias, &L.gnorm_w};
-        for (size_t i = 0; i < sizeof fields / sizeof fields[0]; i++) *fields[i] = REBASE(*fields[i]);
-        if (L.norm_w && (const char *)m->layers[l].norm_w == (const char *)L.norm_w) {
-            free(f->arena);
-            free(f->layers);
-            return mq_fail("fused_copy: model arrays are not in its arena (internal error)");
-        }
-        f->layers[l] = L;
-    }
-    f->embed = REBASE(m->embed);
-    f->norm_f = REBASE(m->norm_f);
-    f->lm_head = REBASE(m->lm_head);
-#undef REBASE
-    return q_fuse_norm(f);
+static void ctx_init(pass_ctx *p, const mq_model *m, int rot_ok, size_t rot_floats) {
+    memset(p, 0, sizeof *p);
+    p->orig = m;
+    p->rot_ok = rot_ok;
+    for (int v = 0; v < Q_STAT_NVARIANTS; v++) p->in_max[v] = mq_calloc((size_t)m->cfg.n_layer, sizeof(float));
+    p->out_max = mq_calloc((size_t)m->cfg.n_layer, sizeof(float));
+    p->rot = rot_floats ? mq_malloc(rot_floats * sizeof(float)) : NULL;
+}
+
+static void ctx_free(pass_ctx *p) {
+    for (int v = 0; v < Q_STAT_NVARIANTS; v++) free(p->in_max[v]);
+    free(p->out_max);
+    free(p->rot);
 }
 
 int q_cstats_fused_pass(q_cstats *s, const mq_model *m, const char *tokenizer, int progress) {
@@ -120,13 +131,17 @@ int q_cstats_fused_pass(q_cstats *s, const mq_model *m, const char *tokenizer, i
         return -1;
     }
     mq_model f;
-    if (fused_copy(m, &f)) {
+    if (q_model_copy(m, &f, 0) || q_fuse_norm(&f)) {
         free(ids);
         free(starts);
         return -1;
     }
-    int L = m->cfg.n_layer;
-    pass_ctx p = {m, {mq_calloc((size_t)L, sizeof(float)), mq_calloc((size_t)L, sizeof(float))}, mq_calloc((size_t)L, sizeof(float)), NULL, 0};
+    for (int k = 0; k < f.cfg.d_model; k++) f.norm_f[k] = 1.0f;   /* lm_head_in = x / rms(x) (f computes no logits) */
+    int L = m->cfg.n_layer, rot_ok = had_factor(m->cfg.d_model, NULL, NULL) == 0;
+    if (!rot_ok) mq_clear_error();   /* no residual rotation for this model: its recipes say so */
+    size_t wide = (size_t)(m->cfg.d_inner > m->cfg.d_model ? m->cfg.d_inner : m->cfg.d_model);
+    pass_ctx p;
+    ctx_init(&p, m, rot_ok, 0);
     prog_bar bar;
     prog_start(&bar, "fused stats", "samples", samples, !progress);
     double t0 = prog_now();
@@ -140,8 +155,8 @@ int q_cstats_fused_pass(q_cstats *s, const mq_model *m, const char *tokenizer, i
 #endif
 #pragma omp parallel if (outer)
     {
-        pass_ctx t = {m, {mq_calloc((size_t)L, sizeof(float)), mq_calloc((size_t)L, sizeof(float))}, mq_calloc((size_t)L, sizeof(float)),
-                      mq_malloc((size_t)seqlen * m->cfg.d_inner * sizeof(float)), 0};
+        pass_ctx t;
+        ctx_init(&t, m, rot_ok, (size_t)seqlen * wide);
         mq_hooks h = {pass_hook, &t};
         float *hidden = mq_malloc((size_t)seqlen * m->cfg.d_model * sizeof(float));
 #pragma omp for schedule(dynamic, 1)
@@ -159,37 +174,43 @@ int q_cstats_fused_pass(q_cstats *s, const mq_model *m, const char *tokenizer, i
             }
         }
 #pragma omp critical(fused_pass)
-        for (int l = 0; l < L; l++) {
-            for (int v = 0; v < 2; v++) p.in_max[v][l] = fmaxf(p.in_max[v][l], t.in_max[v][l]);
-            p.out_max[l] = fmaxf(p.out_max[l], t.out_max[l]);
+        {
+            for (int l = 0; l < L; l++) {
+                for (int v = 0; v < Q_STAT_NVARIANTS; v++) p.in_max[v][l] = fmaxf(p.in_max[v][l], t.in_max[v][l]);
+                p.out_max[l] = fmaxf(p.out_max[l], t.out_max[l]);
+            }
+            for (int v = 0; v < Q_STAT_NVARIANTS; v++) p.head[v] = fmaxf(p.head[v], t.head[v]);
         }
-        free(t.in_max[0]);
-        free(t.in_max[1]);
-        free(t.out_max);
-        free(t.rot);
+        ctx_free(&t);
         free(hidden);
     }
     prog_finish(&bar);
     if (rc) mq_fail("%s", err);
     for (int l = 0; l < L && !rc; l++)
-        if (!isfinite(p.in_max[0][l]) || !isfinite(p.in_max[1][l]) || !isfinite(p.out_max[l]))
-            rc = mq_fail("extra calibration pass: layer %d produced non-finite activations", l);
+        for (int v = 0; v < Q_STAT_NVARIANTS && !rc; v++)
+            if (!isfinite(p.in_max[v][l]) || !isfinite(p.out_max[l]))
+                rc = mq_fail("extra calibration pass: layer %d produced non-finite activations", l);
+    for (int v = 0; v < Q_STAT_NVARIANTS && !rc; v++)
+        if (!isfinite(p.head[v])) rc = mq_fail("extra calibration pass: the lm_head input is not finite");
     s->pass_seconds = prog_now() - t0;
     s->pass_tokens = samples * seqlen;
     ssm_free(&f);
     free(ids);
     free(starts);
     if (rc) {
-        free(p.in_max[0]);
-        free(p.in_max[1]);
-        free(p.out_max);
+        ctx_free(&p);
         return -1;
     }
-    for (int v = 0; v < 2; v++) {
+    for (int v = 0; v < Q_STAT_NVARIANTS; v++) {
         free(s->pass_in[v]);
-        s->pass_in[v] = p.in_max[v];
+        s->pass_in[v] = v == Q_STAT_ROTATED && !rot_ok ? NULL : p.in_max[v];
+        if (!s->pass_in[v]) free(p.in_max[v]);
     }
     free(s->pass_rot);
     s->pass_rot = p.out_max;
+    free(s->pass_head);
+    s->pass_head = mq_malloc(Q_STAT_NVARIANTS * sizeof(float));
+    memcpy(s->pass_head, p.head, sizeof p.head);
+    if (!rot_ok) s->pass_head[Q_STAT_ROTATED] = NAN;
     return 0;
 }

@@ -24,7 +24,10 @@ const char *q_cstats_name(const q_cstats *s, int layer, mq_act_role role, int pa
     case MQ_ACT_OUT_PROJ_IN:
         op = var == Q_STAT_PLAIN ? "had:input" : s->rot_in_file ? "out_proj:input" : NULL;
         break;
-    case MQ_ACT_LM_HEAD_IN: snprintf(buf, n, "lm_head:input"); return buf;
+    case MQ_ACT_LM_HEAD_IN:
+        if (var != s->head_var) return NULL;
+        snprintf(buf, n, "lm_head:input");
+        return buf;
     default: break;
     }
     if (!op) return NULL;
@@ -32,9 +35,13 @@ const char *q_cstats_name(const q_cstats *s, int layer, mq_act_role role, int pa
     return buf;
 }
 
-static const float *fused_table(const q_cstats *s, mq_act_role role, q_stat_variant var) {
-    if (role == MQ_ACT_IN_PROJ_IN) return s->pass_in[var];
-    if (role == MQ_ACT_OUT_PROJ_IN && var == Q_STAT_FUSED) return s->pass_rot;
+/* The extra pass's value of (layer, role, var), or NULL. */
+static const float *fused_value(const q_cstats *s, int layer, mq_act_role role, q_stat_variant var) {
+    if ((unsigned)var >= Q_STAT_NVARIANTS) return NULL;
+    if (role == MQ_ACT_LM_HEAD_IN) return s->pass_head ? &s->pass_head[var] : NULL;
+    if (layer < 0 || layer >= s->cfg.n_layer) return NULL;
+    if (role == MQ_ACT_IN_PROJ_IN) return s->pass_in[var] ? &s->pass_in[var][layer] : NULL;
+    if (role == MQ_ACT_OUT_PROJ_IN && var == Q_STAT_FUSED) return s->pass_rot ? &s->pass_rot[layer] : NULL;
     return NULL;
 }
 
@@ -47,9 +54,9 @@ static int cs_absmax(void *ctx, int layer, mq_act_role role, int part, q_stat_va
     q_cstats *s = ctx;
     char name[160];
     if (q_cstats_name(s, layer, role, part, var, name, sizeof name)) return calib_stats_absmax(s->cs, name, v);
-    const float *t = fused_table(s, role, var);
+    const float *t = fused_value(s, layer, role, var);
     if (!t) return missing_fused(s, layer, role);
-    *v = t[layer];
+    *v = *t;
     return 0;
 }
 
@@ -60,6 +67,21 @@ static int cs_percentile(void *ctx, int layer, mq_act_role role, int part, q_sta
         return mq_fail("%s: percentile of layer %d %s is not available (only the SSM input x is clipped by percentile)",
                        s->path, layer, q_role_key(s->cfg.arch, role));
     return calib_stats_percentile(s->cs, name, p, Q_PERCENTILE_EMA, v);
+}
+
+/* Is "role=name" one of the comma-separated items of list? (Whole items: one transform name may be
+ * the prefix of another.) */
+static int has_transform(const char *list, const char *role, const char *name) {
+    char want[128];
+    snprintf(want, sizeof want, "%s=%s", role, name);
+    size_t n = strlen(want);
+    for (const char *p = list; p && *p;) {
+        const char *e = strchr(p, ',');
+        size_t len = e ? (size_t)(e - p) : strlen(p);
+        if (len == n && !strncmp(p, want, n)) return 1;
+        p = e ? e + 1 : NULL;
+    }
+    return 0;
 }
 
 q_stats q_cstats_iface(q_cstats *s) {
@@ -81,16 +103,19 @@ int q_cstats_open(q_cstats *s, const char *stats_path, const char *model_dir, co
     }
     /* calib.transforms: "role=transform,..." applied to a copy before observing */
     const char *tr = calib_stats_meta(s->cs, "calib.transforms");
-    s->rot_in_file = tr && strstr(tr, "out_proj_in=hadamard") != NULL;
-    s->in_var = tr && strstr(tr, "in_proj_in=rmsnorm_unweighted") ? Q_STAT_FUSED : Q_STAT_PLAIN;
+    s->rot_in_file = has_transform(tr, "out_proj_in", "hadamard");
+    s->in_var = has_transform(tr, "in_proj_in", "rmsnorm_unweighted_hadamard") ? Q_STAT_ROTATED
+              : has_transform(tr, "in_proj_in", "rmsnorm_unweighted")          ? Q_STAT_FUSED
+                                                                                : Q_STAT_PLAIN;
+    s->head_var = has_transform(tr, "lm_head_in", "norm_f_unweighted_hadamard") ? Q_STAT_ROTATED : Q_STAT_PLAIN;
     return 0;
 }
 
 void q_cstats_close(q_cstats *s) {
     if (s->cs) calib_stats_close(s->cs);
-    free(s->pass_in[0]);
-    free(s->pass_in[1]);
+    for (int v = 0; v < Q_STAT_NVARIANTS; v++) free(s->pass_in[v]);
     free(s->pass_rot);
+    free(s->pass_head);
     memset(s, 0, sizeof *s);
 }
 
@@ -99,6 +124,8 @@ int q_cstats_missing(const q_cstats *s, const q_options *o) {
     q_stat_variant v = q_role_variant(o, MQ_ACT_IN_PROJ_IN);
     if (v != s->in_var && !s->pass_in[v]) m |= 1;
     if (q_role_variant(o, MQ_ACT_OUT_PROJ_IN) == Q_STAT_FUSED && !s->rot_in_file && !s->pass_rot) m |= 2;
+    v = q_role_variant(o, MQ_ACT_LM_HEAD_IN);
+    if (q_role_quantized(s->cfg.arch, o, MQ_ACT_LM_HEAD_IN) && v != s->head_var && !s->pass_head) m |= 4;
     return m;
 }
 
@@ -119,9 +146,27 @@ static void hadamard_transform(void *ctx, int layer, mq_act_role role, float *x,
     if (q_rotate_rows(x, rows, cols, ld)) mq_die("hadamard transform of layer %d: %s", layer, mq_errmsg());
 }
 
+/* x / w, then rotated: what in_proj (w = the layer's norm weight) or the lm_head (w = norm_f) reads
+ * once the weight is fused into it and the residual stream is rotated */
+static void unweight_rotate_transform(void *ctx, int layer, mq_act_role role, float *x, int rows, int cols, int ld) {
+    const mq_model *m = ctx;
+    if (role == MQ_ACT_IN_PROJ_IN && (layer < 0 || layer >= m->cfg.n_layer)) return;
+    const float *w = role == MQ_ACT_LM_HEAD_IN ? m->norm_f : m->layers[layer].norm_w;
+    for (int r = 0; r < rows; r++)
+        for (int c = 0; c < cols; c++) {
+            float *v = &x[(size_t)r * ld + c];
+            *v = w[c] != 0 ? *v / w[c] : 0.0f;
+        }
+    hadamard_transform(NULL, layer, role, x, rows, cols, ld);
+}
+
 int q_cstats_transforms(const mq_model *m, const q_options *o, calib_transform *t) {
-    int n = 0;
-    if (q_method_fuses_norm(o->method)) t[n++] = (calib_transform){MQ_ACT_IN_PROJ_IN, unweight_transform, (void *)m, "rmsnorm_unweighted"};
+    int n = 0, rot = q_method_rotates_residual(o->method);
+    if (rot)
+        t[n++] = (calib_transform){MQ_ACT_IN_PROJ_IN, unweight_rotate_transform, (void *)m, "rmsnorm_unweighted_hadamard"};
+    else if (q_method_fuses_norm(o->method))
+        t[n++] = (calib_transform){MQ_ACT_IN_PROJ_IN, unweight_transform, (void *)m, "rmsnorm_unweighted"};
     if (q_method_uses_hadamard(o->method)) t[n++] = (calib_transform){MQ_ACT_OUT_PROJ_IN, hadamard_transform, NULL, "hadamard"};
+    if (rot) t[n++] = (calib_transform){MQ_ACT_LM_HEAD_IN, unweight_rotate_transform, (void *)m, "norm_f_unweighted_hadamard"};
     return n;
 }

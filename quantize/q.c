@@ -71,12 +71,13 @@ void q_weight_free(q_weight *w) {
 
 static const struct {
     const char *name;
-    int percentile, hadamard, fuse_norm;
+    int percentile, hadamard, fuse_norm, rotate_residual;
 } methods[Q_NMETHODS] = {
-    [Q_NAIVE] = {"naive", 0, 0, 0},
-    [Q_QUAMBA] = {"quamba", 1, 1, 1},
-    [Q_PERCENTILE_ONLY] = {"percentile-only", 1, 0, 0},
-    [Q_HADAMARD_ONLY] = {"hadamard-only", 0, 1, 0},
+    [Q_NAIVE] = {"naive", 0, 0, 0, 0},
+    [Q_QUAMBA] = {"quamba", 1, 1, 1, 0},
+    [Q_PERCENTILE_ONLY] = {"percentile-only", 1, 0, 0, 0},
+    [Q_HADAMARD_ONLY] = {"hadamard-only", 0, 1, 0, 0},
+    [Q_QUAMBA_ROT] = {"quamba-rot", 1, 1, 1, 1},
 };
 
 const char *q_method_name(q_method m) { return (unsigned)m < Q_NMETHODS ? methods[m].name : "?"; }
@@ -84,12 +85,14 @@ const char *q_method_name(q_method m) { return (unsigned)m < Q_NMETHODS ? method
 int q_method_from_name(const char *name, q_method *out) {
     for (int i = 0; i < Q_NMETHODS; i++)
         if (!strcmp(name, methods[i].name)) { *out = (q_method)i; return 0; }
-    return mq_fail("unknown method '%s' (expected naive, quamba, percentile-only or hadamard-only)", name);
+    return mq_fail("unknown method '%s' (expected naive, quamba, quamba-rot, percentile-only or hadamard-only)", name);
 }
 
 int q_method_uses_percentile(q_method m) { return (unsigned)m < Q_NMETHODS && methods[m].percentile; }
 int q_method_uses_hadamard(q_method m) { return (unsigned)m < Q_NMETHODS && methods[m].hadamard; }
 int q_method_fuses_norm(q_method m) { return (unsigned)m < Q_NMETHODS && methods[m].fuse_norm; }
+int q_method_rotates_residual(q_method m) { return (unsigned)m < Q_NMETHODS && methods[m].rotate_residual; }
+int q_head_untied(const mq_config *c, q_method m) { return !c->tie_embeddings || q_method_rotates_residual(m); }
 
 void q_options_default(q_options *o) {
     memset(o, 0, sizeof *o);
@@ -152,6 +155,7 @@ const char *q_scale_name(mq_arch arch, int layer, mq_act_role role, char *buf, s
 }
 
 q_stat_variant q_role_variant(const q_options *o, mq_act_role role) {
+    if ((role == MQ_ACT_IN_PROJ_IN || role == MQ_ACT_LM_HEAD_IN) && q_method_rotates_residual(o->method)) return Q_STAT_ROTATED;
     if (role == MQ_ACT_IN_PROJ_IN && q_method_fuses_norm(o->method)) return Q_STAT_FUSED;
     if (role == MQ_ACT_OUT_PROJ_IN && q_method_uses_hadamard(o->method)) return Q_STAT_FUSED;
     return Q_STAT_PLAIN;

@@ -60,6 +60,7 @@ typedef enum {
     Q_QUAMBA,            /* percentile clip of the SSM input x, Hadamard on y, RMSNorm fused */
     Q_PERCENTILE_ONLY,   /* naive + percentile clip of x (ablation) */
     Q_HADAMARD_ONLY,     /* naive + Hadamard on y (ablation) */
+    Q_QUAMBA_ROT,        /* quamba + the residual stream rotated by H of order d_model (q_fuse_residual) */
     Q_NMETHODS
 } q_method;
 
@@ -68,6 +69,11 @@ int q_method_from_name(const char *name, q_method *out);      /* -1 + mq_fail li
 int q_method_uses_percentile(q_method m);
 int q_method_uses_hadamard(q_method m);
 int q_method_fuses_norm(q_method m);
+int q_method_rotates_residual(q_method m);
+/* Does the quantized model carry an lm_head of its own (not the embedding)? Yes when the source
+ * is untied, and under the residual rotation, which gives the lm_head norm_f and H but the
+ * embedding only H. (With quantize_head the int8 lm_head is a tensor of its own either way.) */
+int q_head_untied(const mq_config *c, q_method m);
 
 typedef struct {
     q_method method;
@@ -93,10 +99,13 @@ const char *q_role_key(mq_arch arch, mq_act_role role);
 int q_role_parts(mq_arch arch, mq_act_role role);
 void q_role_part_cols(const mq_config *c, mq_act_role role, int part, int *col0, int *ncols);
 
-/* Which statistics a scale is computed from. The two roles a fusion changes come in two variants:
- * IN_PROJ_IN before (weighted RMSNorm output) and after the RMSNorm fusion (x / rms(x), no weight),
- * OUT_PROJ_IN before and after the Hadamard rotation of y. */
-typedef enum { Q_STAT_PLAIN = 0, Q_STAT_FUSED = 1 } q_stat_variant;
+/* Which statistics a scale is computed from. The roles a fusion changes come in variants:
+ * IN_PROJ_IN before (PLAIN: weighted RMSNorm output), after the RMSNorm fusion (FUSED: x / rms(x),
+ * no weight) and after the residual rotation too (ROTATED: (x / rms(x)) H, H of order d_model);
+ * OUT_PROJ_IN before (PLAIN: y) and after the Hadamard rotation of y (FUSED: H y);
+ * LM_HEAD_IN as the model computes it (PLAIN: norm_f output) or with norm_f fused into the lm_head
+ * and the residual rotated (ROTATED: (x / rms(x)) H). */
+typedef enum { Q_STAT_PLAIN = 0, Q_STAT_FUSED = 1, Q_STAT_ROTATED = 2, Q_STAT_NVARIANTS } q_stat_variant;
 
 /* Source of activation statistics (the calib stats file, or a test's own observers).
  * absmax / percentile of |v| over all calibration elements. Return 0, or -1 + mq_fail naming what
@@ -107,8 +116,9 @@ typedef struct {
     void *ctx;
 } q_stats;
 
-/* The statistics variant a recipe needs for a role (FUSED for IN_PROJ_IN under norm fusion and for
- * OUT_PROJ_IN under the Hadamard rotation, PLAIN otherwise). */
+/* The statistics variant a recipe needs for a role (ROTATED for IN_PROJ_IN and LM_HEAD_IN under the
+ * residual rotation, FUSED for IN_PROJ_IN under norm fusion and for OUT_PROJ_IN under the Hadamard
+ * rotation of y, PLAIN otherwise). */
 q_stat_variant q_role_variant(const q_options *o, mq_act_role role);
 /* The clip value of a role from the statistics, following the recipe. */
 int q_role_clip(const q_options *o, const q_stats *st, int layer, mq_act_role role, int part, float *clip);
@@ -119,6 +129,22 @@ int q_role_clip(const q_options *o, const q_stats *st, int layer, mq_act_role ro
  * forward must then rotate y online (q_rotate_hooks). Both leave the FP32 function unchanged. */
 int q_fuse_norm(mq_model *m);
 int q_fuse_hadamard(mq_model *m);
+
+/* Residual rotation (quamba-rot; [code] configure_model with use_had_transform). With H the
+ * normalized Hadamard of order d_model, the residual stream r (a row) becomes r H everywhere:
+ * embedding E <- E H; in_proj W <- W H after the norm is folded into it (an RMSNorm without weight
+ * commutes with an orthogonal H: rms(r H) = rms(r)); out_proj W <- H W, so its output, the residual
+ * update, comes out rotated (bias b <- b H); lm_head L <- (L diag(norm_f)) H and norm_f = 1. No
+ * online step: every rotation is in the weights. q_fuse_residual does all of it (q_fuse_norm first)
+ * on a model whose lm_head is its own array (q_model_copy with untie), and marks it untied. */
+int q_fuse_residual(mq_model *m);
+/* The steps q_quantize applies to its copies. W [rows x cols] <- H W, H of order rows (every column
+ * rotated). L [vocab x d] <- (L diag(norm_f)) H. 0, or -1 + mq_fail for an unsupported order. */
+int q_rotate_cols(float *W, int rows, int cols);
+int q_rotate_head(float *L, const float *norm_f, int vocab, int d);
+/* A deep copy of m in an arena of its own (freed by ssm_free). untie: when m's lm_head is its
+ * embedding, the copy gets a separate lm_head array (same values) and tie_embeddings = 0. */
+int q_model_copy(const mq_model *m, mq_model *out, int untie);
 
 /* Hooks that rotate y (MQ_ACT_SSM_OUT) by H in place, then pass every call on to `next` (may be
  * NULL), so `next` sees OUT_PROJ_IN rotated. For calibrating a Hadamard-fused model. */
@@ -145,12 +171,13 @@ typedef struct {
 } q_layer;
 
 typedef struct {
-    mq_config cfg;
+    mq_config cfg;                  /* the source's (tie_embeddings as its config.json says) */
     q_options opt;
     int hadamard_n, hadamard_m, hadamard_k;  /* order of the rotation of y (0 when none) */
-    float *embed;                   /* [vocab x d_model] */
-    float *norm_f;                  /* [d_model] */
-    float *lm_head;                 /* [vocab x d_model] when untied and not quantized, else NULL */
+    int resid_n, resid_m, resid_k;  /* order of the residual rotation (d_model; 0 when none) */
+    float *embed;                   /* [vocab x d_model] (rotated under the residual rotation) */
+    float *norm_f;                  /* [d_model]; ones when fused into the lm_head */
+    float *lm_head;                 /* [vocab x d_model] when q_head_untied and not quantized, else NULL */
     q_weight lm_head_q;             /* when quantize_head (q == NULL otherwise) */
     float lm_head_in_scale;         /* when quantize_head */
     q_layer *layers;

@@ -2,7 +2,9 @@
  * the fusions in them, FP16-exact float tensors) and the hooks that quantize -> dequantize every
  * quantized activation with the artifact's scale, after rotating y by H where the recipe does.
  * This is the bit-level target of the int8 GPU pass: the same rule (q.h), the same scales, applied
- * to the same activations at the same points of the block. */
+ * to the same activations at the same points of the block. The residual rotation (quamba-rot) is
+ * all in the weights (rotated embedding, in_proj, out_proj, lm_head; norm_f ones), so the hooks
+ * are the same for it: in_proj's and lm_head's inputs simply arrive rotated. */
 #include <stdlib.h>
 #include <string.h>
 #include "core/err.h"
@@ -86,6 +88,7 @@ int q_sim_build(const q_model *qm, mq_model *m) {
     if (qm->lm_head_q.q) m->lm_head = deq(&b, &qm->lm_head_q);
     else if (qm->lm_head) m->lm_head = copy_or_null(&b, qm->lm_head, V * D);
     else m->lm_head = m->embed;
+    m->cfg.tie_embeddings = m->lm_head == m->embed;   /* what was built decides (the residual rotation unties) */
     return 0;
 }
 

@@ -1,7 +1,9 @@
 /* Artifact writer / reader / validator on small synthetic Mamba1 and Mamba2 models: written then
  * read back equals what was written; every kind of corruption (missing tensor or scale, scale <= 0
  * or NaN, wrong shape or dtype, unknown format version or method, extra tensor) gets an error naming
- * the file and the tensor; an interrupted write (injected failure, or the writing process killed
+ * the file and the tensor; a quamba-rot artifact carries its untied lm_head and its residual
+ * rotation, and one whose quant_config.json disagrees with its method, config.json or tensors (a
+ * stale or edited one) is refused naming the field; an interrupted write (injected failure, or the writing process killed
  * midway) leaves nothing under the final name, and --force replacement keeps the old artifact when
  * the new one fails. */
 #include <signal.h>
@@ -134,6 +136,8 @@ static void check_same(const q_model *a, const q_model *b) {
     T_CHECK(a->opt.method == b->opt.method && a->opt.weight_gran == b->opt.weight_gran &&
             a->opt.quantize_head == b->opt.quantize_head, "options differ");
     T_CHECK(a->hadamard_n == b->hadamard_n && a->hadamard_m == b->hadamard_m && a->hadamard_k == b->hadamard_k, "hadamard differs");
+    T_CHECK(a->resid_n == b->resid_n && a->resid_m == b->resid_m && a->resid_k == b->resid_k, "residual rotation differs");
+    T_CHECK(a->cfg.tie_embeddings == b->cfg.tie_embeddings, "tie flag differs");
     T_CHECK(a->opt.percentile == b->opt.percentile || !q_method_uses_percentile(a->opt.method), "percentile differs");
     for (int l = 0; l < c->n_layer; l++) {
         const q_layer *x = &a->layers[l], *y = &b->layers[l];
@@ -176,6 +180,11 @@ static void roundtrip(const char *config, q_method method, q_granularity g, int 
     T_CHECK(rc == 0, "art_open: %s", mq_errmsg());
     if (rc == 0) {
         check_same(&qm, &a.qm);
+        if (q_method_rotates_residual(method)) {
+            T_CHECK(a.qm.resid_n == c.d_model && (head ? a.qm.lm_head_q.q != NULL : a.qm.lm_head != NULL), "rotated artifact: lm_head");
+            /* the artifact's FP16 lm_head is (L diag(norm_f)) H: not the rotated embedding even when tied */
+            if (!head) T_CHECK(memcmp(a.qm.lm_head, a.qm.embed, (size_t)c.vocab_size * c.d_model * 4) != 0, "lm_head == embedding");
+        }
         T_CHECK(!strcmp(a.prov.source_hash, "0123abcd") && a.prov.calib_samples == 3 && a.prov.calib_tokens == 300, "provenance");
         T_CHECK(a.int8_params > 0 && a.model_bytes > a.int8_params, "sizes");
         art_close(&a);
@@ -192,38 +201,44 @@ static void roundtrip(const char *config, q_method method, q_granularity g, int 
 static void test_roundtrip_m1(void) {
     roundtrip(M1_CONFIG, Q_QUAMBA, Q_GRAN_TENSOR, 0);
     roundtrip(M1_CONFIG, Q_NAIVE, Q_GRAN_CHANNEL, 1);
+    roundtrip(M1_CONFIG, Q_QUAMBA_ROT, Q_GRAN_TENSOR, 0);   /* tied source: the rotation unties */
+    roundtrip(M1_CONFIG, Q_QUAMBA_ROT, Q_GRAN_CHANNEL, 1);
 }
 static void test_roundtrip_m2(void) {
     roundtrip(M2_CONFIG, Q_QUAMBA, Q_GRAN_CHANNEL, 0);
     roundtrip(M2_CONFIG, Q_HADAMARD_ONLY, Q_GRAN_TENSOR, 1);
     roundtrip(M2_CONFIG, Q_PERCENTILE_ONLY, Q_GRAN_TENSOR, 0);
+    roundtrip(M2_CONFIG, Q_QUAMBA_ROT, Q_GRAN_TENSOR, 0);   /* untied source */
 }
 
 /* ---- corruption ---- */
 
-static char good_dir[600];
+static char good_dir[600], good_rot_dir[600];
 
-static void make_good(void) {
-    if (good_dir[0]) return;
+/* A valid artifact of the tied Mamba1 config with method `method`, written into dir once. */
+static void make_artifact(char *dir, size_t n, const char *name, q_method method) {
+    if (dir[0]) return;
     mq_config c;
     cfg_parse(M1_CONFIG, "test config", &c);
     mq_model m;
     random_model(&c, &m);
     q_options o;
     q_options_default(&o);
+    o.method = method;
     q_model qm;
     q_quantize(&m, &STUB, &o, &qm);
     const char *src = make_src("src_good", M1_CONFIG);
     char cj[600], tj[600];
     snprintf(cj, sizeof cj, "%s/config.json", src);
     snprintf(tj, sizeof tj, "%s/tokenizer.json", src);
-    snprintf(good_dir, sizeof good_dir, "%s/good", t_tmpdir());
+    snprintf(dir, n, "%s/%s", t_tmpdir(), name);
     art_provenance p;
     prov(&p);
-    if (art_write(good_dir, &qm, &p, cj, tj, 1)) printf("    cannot write the good artifact: %s\n", mq_errmsg());
+    if (art_write(dir, &qm, &p, cj, tj, 1)) printf("    cannot write the %s artifact: %s\n", name, mq_errmsg());
     q_model_free(&qm);
     free_random_model(&m);
 }
+static void make_good(void) { make_artifact(good_dir, sizeof good_dir, "good", Q_QUAMBA); }
 
 /* Copy of the good artifact in dir `name`; model.safetensors rewritten with tensor `victim` changed
  * by `edit` (mode: 0 drop, 1 set first float to value, 2 reshape to [1]...). Returns the dir. */
@@ -313,15 +328,49 @@ static void test_bad_shape_dtype(void) {
     expect_fail(corrupt("extra", "backbone.layers.0.mixer.bogus_scale", EXTRA, 0), "backbone.layers.0.mixer.bogus_scale", "unexpected");
 }
 
-/* Rewrite a field of quant_config.json in a copy of the good artifact. */
-static const char *edit_config(const char *name, const char *from, const char *to) {
+/* Rewrite a field of quant_config.json in a copy of the artifact src. */
+static const char *edit_config_of(const char *src, const char *name, const char *from, const char *to) {
     static char dir[700];
     char cmd[4000];
-    make_good();
     snprintf(dir, sizeof dir, "%s/%s", t_tmpdir(), name);
-    snprintf(cmd, sizeof cmd, "rm -rf '%s' && cp -r '%s' '%s' && sed -i 's/%s/%s/' '%s/quant_config.json'", dir, good_dir, dir, from, to, dir);
+    snprintf(cmd, sizeof cmd, "rm -rf '%s' && cp -r '%s' '%s' && sed -i 's/%s/%s/' '%s/quant_config.json'", dir, src, dir, from, to, dir);
     T_CHECK(system(cmd) == 0, "%s", cmd);
     return dir;
+}
+static const char *edit_config(const char *name, const char *from, const char *to) {
+    make_good();
+    return edit_config_of(good_dir, name, from, to);
+}
+
+/* quamba-rot artifacts whose quant_config.json does not fit: each refused, naming the field */
+static void test_bad_rot_config(void) {
+    make_artifact(good_rot_dir, sizeof good_rot_dir, "good_rot", Q_QUAMBA_ROT);
+    art_artifact a;
+    T_CHECK(art_open(good_rot_dir, &a) == 0, "%s", mq_errmsg());
+    if (!t_checks_failed) {
+        T_CHECK(a.qm.resid_n == 32 && a.qm.resid_m == 1 && a.qm.resid_k == 5 && a.qm.lm_head && a.qm.cfg.tie_embeddings, "rot fields");
+        art_close(&a);
+    }
+    const char *g = good_rot_dir;
+    /* the rotation's order is d_model's */
+    expect_fail(edit_config_of(g, "rot_order", "\"order\":\t32", "\"order\":\t16"), "quant_config.json", "residual_rotation order 16");
+    /* the method changed under a rotated artifact: quamba has no residual rotation */
+    expect_fail(edit_config_of(g, "rot_meth", "\"method\":\t\"quamba-rot\"", "\"method\":\t\"quamba\""), "residual_rotation",
+                "does not rotate");
+    /* the rotation dropped from a quamba-rot artifact */
+    expect_fail(edit_config_of(g, "rot_none", "\"residual_rotation\":\t{", "\"residual_rotation_\":\t{"), "residual_rotation", "quamba-rot");
+    /* the lm_head claimed tied although the rotation unties it */
+    expect_fail(edit_config_of(g, "rot_tied", "\"lm_head_tied_to_embedding\":\tfalse", "\"lm_head_tied_to_embedding\":\ttrue"),
+                "lm_head_tied_to_embedding", "quamba-rot");
+    expect_fail(edit_config_of(g, "rot_normf", "\"norm_f_fused_into_lm_head\":\ttrue", "\"norm_f_fused_into_lm_head\":\tfalse"),
+                "norm_f_fused_into_lm_head", NULL);
+    /* and a quamba artifact claiming an untied lm_head it does not carry */
+    expect_fail(edit_config("q_untied", "\"lm_head_tied_to_embedding\":\ttrue", "\"lm_head_tied_to_embedding\":\tfalse"),
+                "lm_head_tied_to_embedding", NULL);
+    /* an artifact written before the field existed (quamba, no lm_head_tied_to_embedding) still opens */
+    const char *old = edit_config("q_old", "\"lm_head_tied_to_embedding\":\ttrue,", "");
+    T_CHECK(art_open(old, &a) == 0, "artifact without lm_head_tied_to_embedding: %s", mq_errmsg());
+    if (!t_checks_failed) art_close(&a);
 }
 
 static void test_bad_config(void) {
@@ -456,6 +505,7 @@ int main(void) {
     T_RUN(test_bad_scale_values);
     T_RUN(test_bad_shape_dtype);
     T_RUN(test_bad_config);
+    T_RUN(test_bad_rot_config);
     T_RUN(test_interrupted_injected);
     T_RUN(test_interrupted_killed);
     T_RUN(test_force_refuses_non_artifact);

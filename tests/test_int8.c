@@ -335,9 +335,10 @@ static void test_gated_rmsnorm(void) {
 
 
 /* the test's observers: absmax per (layer, role, part, variant) and the EMA of per-sample
- * percentiles of SSM_X (calib's definition); variant 1 = the fused pass (norm fused, y rotated) */
+ * percentiles of SSM_X (calib's definition); variant 1 = the fused pass (norm fused, norm_f ones, y
+ * rotated), variant 2 = its in_proj and lm_head inputs rotated (quamba-rot's residual rotation) */
 typedef struct {
-    float amax[64][MQ_ACT_NROLES + 1][Q_MAX_PARTS][2];
+    float amax[64][MQ_ACT_NROLES + 1][Q_MAX_PARTS][Q_STAT_NVARIANTS];
     float pct[64];
     double p;
     int nsamples, variant;
@@ -357,6 +358,12 @@ static void obs_hook(void *vctx, int layer, mq_act_role role, float *x, int rows
     tstats *s = vctx;
     const int v = s->variant;
     const mq_config *c = &s->m->cfg;
+    if (v == 1 && (role == MQ_ACT_LM_HEAD_IN || (role == MQ_ACT_IN_PROJ_IN && layer >= 0 && layer < 64))) {
+        for (int r = 0; r < rows; r++) memcpy(s->tmp + (size_t)r * cols, x + (size_t)r * ld, (size_t)cols * 4);
+        had_transform_f32(s->tmp, rows, cols);
+        obs_max(&s->amax[role == MQ_ACT_LM_HEAD_IN ? 0 : layer][role == MQ_ACT_LM_HEAD_IN ? MQ_ACT_NROLES : role][0][Q_STAT_ROTATED],
+                s->tmp, rows, cols, cols);
+    }
     if (role == MQ_ACT_LM_HEAD_IN) { obs_max(&s->amax[0][MQ_ACT_NROLES][0][v], x, rows, cols, ld); return; }
     if (layer < 0 || layer >= 64) return;
     if (v == 1 && role == MQ_ACT_OUT_PROJ_IN) {
@@ -412,6 +419,7 @@ static tstats *collect(const char *dir, mq_model *m, const int32_t *cal) {
     for (int i = 0; i < CAL_SAMPLES; i++, s->nsamples++) ssm_forward(m, cal + (size_t)i * CAL_LEN, CAL_LEN, &h, hidden);
     mq_model f;
     if (ssm_load(dir, &f) == 0 && q_fuse_norm(&f) == 0) {
+        for (int k = 0; k < f.cfg.d_model; k++) f.norm_f[k] = 1.0f;
         s->variant = 1;
         s->m = &f;
         for (int i = 0; i < CAL_SAMPLES; i++) ssm_forward(&f, cal + (size_t)i * CAL_LEN, CAL_LEN, &h, hidden);
@@ -675,10 +683,15 @@ static void test_model_m1_quamba(void) { NEED_GPU(); model_case(1, Q_QUAMBA, Q_G
 static void test_model_m2_quamba(void) { NEED_GPU(); model_case(2, Q_QUAMBA, Q_GRAN_TENSOR, 0, 1); }
 static void test_model_m1_naive_channel_head(void) { NEED_GPU(); model_case(1, Q_NAIVE, Q_GRAN_CHANNEL, 1, 1); }
 static void test_model_m2_naive_channel_head(void) { NEED_GPU(); model_case(2, Q_NAIVE, Q_GRAN_CHANNEL, 1, 1); }
+/* quamba-rot: rotated embedding, untied FP16 lm_head with norm_f in it (norm_f ones), or int8 lm_head */
+static void test_cpu_mirror_m1_rot(void) { model_case(1, Q_QUAMBA_ROT, Q_GRAN_TENSOR, 0, 0); }
+static void test_cpu_mirror_m2_rot(void) { model_case(2, Q_QUAMBA_ROT, Q_GRAN_TENSOR, 0, 0); }
+static void test_model_m1_quamba_rot(void) { NEED_GPU(); model_case(1, Q_QUAMBA_ROT, Q_GRAN_TENSOR, 0, 1); }
+static void test_model_m2_quamba_rot_channel_head(void) { NEED_GPU(); model_case(2, Q_QUAMBA_ROT, Q_GRAN_CHANNEL, 1, 1); }
 
 /* `mambaq verify` end to end on an artifact written here: exit 0 with a GPU (the check against the
  * simulation passed), 3 without one (the CPU simulation stood in); 1 for an invalid artifact. */
-static void verify_case(int arch) {
+static void verify_case(int arch, q_method method) {
     struct stat sb;
     if (stat("bin/mambaq", &sb) != 0) T_SKIP("bin/mambaq not built");
     static char dir[4096];
@@ -701,10 +714,11 @@ static void verify_case(int arch) {
     q_stats st = {ts_absmax, ts_pct, ts};
     q_options o;
     q_options_default(&o);
+    o.method = method;
     q_model qm;
     T_CHECK(q_quantize(&m, &st, &o, &qm) == 0, "%s", mq_errmsg());
     char art[512], bad[600], data[512], cj[4200], cmd[4096], out[600];
-    snprintf(art, sizeof art, "%s/vart_m%d", t_tmpdir(), arch);
+    snprintf(art, sizeof art, "%s/vart_m%d_%s", t_tmpdir(), arch, q_method_name(method));
     snprintf(bad, sizeof bad, "%s.bad", art);
     snprintf(data, sizeof data, "%s/valid.bin", t_tmpdir());
     snprintf(out, sizeof out, "%s/verify_m%d.json", t_tmpdir(), arch);
@@ -732,8 +746,8 @@ static void verify_case(int arch) {
         int ncos = cJSON_GetArraySize(cosv);
         double cmin = 1;
         for (int i = 0; i < ncos; i++) cmin = fmin(cmin, cJSON_GetNumberValue(cJSON_GetArrayItem(cosv, i)));
-        printf("    verify %s (%s): ppl float %.3f int8 %.3f, top-1 %.2f%%, KL %.4g, min layer cosine %.4f\n",
-               arch == 1 ? "mamba1" : "mamba2", gpu ? "GPU" : "no GPU: simulation", pf, p8, 100 * top1, kl, cmin);
+        printf("    verify %s %s (%s): ppl float %.3f int8 %.3f, top-1 %.2f%%, KL %.4g, min layer cosine %.4f\n",
+               arch == 1 ? "mamba1" : "mamba2", q_method_name(method), gpu ? "GPU" : "no GPU: simulation", pf, p8, 100 * top1, kl, cmin);
         T_CHECK(isfinite(p8) && fabs(p8 / pf - 1) < 0.05, "int8 ppl %g vs float %g", p8, pf);
         T_CHECK(top1 > 0.8 && kl < 0.05, "top-1 %.3f, KL %.3g", top1, kl);
         T_CHECK(ncos == m.cfg.n_layer && cmin > 0.95, "%d layer cosines, min %.4f", ncos, cmin);
@@ -775,8 +789,11 @@ static void verify_case(int arch) {
     ssm_free(&m);
     free(ts->tmp), free(ts), free(cal), free(val);
 }
-static void test_verify_m1(void) { verify_case(1); }
-static void test_verify_m2(void) { verify_case(2); }
+static void test_verify_m1(void) { verify_case(1, Q_QUAMBA); }
+static void test_verify_m2(void) { verify_case(2, Q_QUAMBA); }
+/* the block cosines compare the rotated residual stream rotated back */
+static void test_verify_m1_rot(void) { verify_case(1, Q_QUAMBA_ROT); }
+static void test_verify_m2_rot(void) { verify_case(2, Q_QUAMBA_ROT); }
 
 /* an upload that must be refused: a quantized role without a scale (checked before the GPU is asked) */
 static void test_upload_refuses(void) {
@@ -825,12 +842,18 @@ int main(int argc, char **argv) {
     RUN(test_upload_refuses);
     RUN(test_cpu_mirror_m1);
     RUN(test_cpu_mirror_m2);
+    RUN(test_cpu_mirror_m1_rot);
+    RUN(test_cpu_mirror_m2_rot);
     RUN(test_verify_m1);
     RUN(test_verify_m2);
+    RUN(test_verify_m1_rot);
+    RUN(test_verify_m2_rot);
     RUN(test_decode_fused_shapes);
     RUN(test_model_m1_quamba);
     RUN(test_model_m2_quamba);
     RUN(test_model_m1_naive_channel_head);
     RUN(test_model_m2_naive_channel_head);
+    RUN(test_model_m1_quamba_rot);
+    RUN(test_model_m2_quamba_rot_channel_head);
     return t_summary();
 }

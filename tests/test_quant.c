@@ -1,8 +1,10 @@
 /* The int8 rule and weight quantization (quantize/q.h): round-trip bound, rounding of ties, clamps,
  * NaN, per-tensor and per-channel weight scales; the recipe table (names, which roles each
- * architecture quantizes, scale names, which statistics variant a recipe reads). */
+ * architecture quantizes, scale names, which statistics variant a recipe reads); the column
+ * rotation and the lm_head fusion of the residual rotation against a dense H. */
 #include <stdint.h>
 #include "core/err.h"
+#include "hadamard/had.h"
 #include "quantize/q.h"
 #include "tests/test.h"
 
@@ -79,7 +81,7 @@ static void test_weight_quant(void) {
 }
 
 static void test_methods(void) {
-    const char *names[] = {"naive", "quamba", "percentile-only", "hadamard-only"};
+    const char *names[] = {"naive", "quamba", "percentile-only", "hadamard-only", "quamba-rot"};
     for (int i = 0; i < Q_NMETHODS; i++) {
         q_method m;
         T_CHECK(q_method_from_name(names[i], &m) == 0 && (int)m == i && !strcmp(q_method_name(m), names[i]), "%s", names[i]);
@@ -90,6 +92,16 @@ static void test_methods(void) {
     T_CHECK(q_method_uses_percentile(Q_QUAMBA) && q_method_uses_hadamard(Q_QUAMBA) && q_method_fuses_norm(Q_QUAMBA), "quamba");
     T_CHECK(q_method_uses_percentile(Q_PERCENTILE_ONLY) && !q_method_uses_hadamard(Q_PERCENTILE_ONLY), "percentile-only");
     T_CHECK(!q_method_uses_percentile(Q_HADAMARD_ONLY) && q_method_uses_hadamard(Q_HADAMARD_ONLY), "hadamard-only");
+    T_CHECK(q_method_uses_percentile(Q_QUAMBA_ROT) && q_method_uses_hadamard(Q_QUAMBA_ROT) && q_method_fuses_norm(Q_QUAMBA_ROT) &&
+            q_method_rotates_residual(Q_QUAMBA_ROT), "quamba-rot");
+    for (int i = 0; i < Q_NMETHODS; i++)
+        T_CHECK(q_method_rotates_residual((q_method)i) == (i == Q_QUAMBA_ROT), "only quamba-rot rotates the residual");
+    T_CHECK(q_method_from_name("rot", &m) != 0 && strstr(mq_errmsg(), "quamba-rot"), "the error lists quamba-rot");
+    mq_config c = {0};
+    c.tie_embeddings = 1;
+    T_CHECK(!q_head_untied(&c, Q_QUAMBA) && q_head_untied(&c, Q_QUAMBA_ROT), "tied source: untied by the rotation only");
+    c.tie_embeddings = 0;
+    T_CHECK(q_head_untied(&c, Q_NAIVE) && q_head_untied(&c, Q_QUAMBA_ROT), "untied source");
     q_granularity g;
     T_CHECK(q_gran_from_name("channel", &g) == 0 && g == Q_GRAN_CHANNEL && q_gran_from_name("row", &g) != 0, "granularity");
 }
@@ -123,7 +135,43 @@ static void test_roles(void) {
     o.method = Q_HADAMARD_ONLY;
     T_CHECK(q_role_variant(&o, MQ_ACT_IN_PROJ_IN) == Q_STAT_PLAIN && q_role_variant(&o, MQ_ACT_OUT_PROJ_IN) == Q_STAT_FUSED, "had variants");
     o.method = Q_QUAMBA;
-    T_CHECK(q_role_variant(&o, MQ_ACT_IN_PROJ_IN) == Q_STAT_FUSED && q_role_variant(&o, MQ_ACT_SSM_X) == Q_STAT_PLAIN, "quamba variants");
+    T_CHECK(q_role_variant(&o, MQ_ACT_IN_PROJ_IN) == Q_STAT_FUSED && q_role_variant(&o, MQ_ACT_SSM_X) == Q_STAT_PLAIN &&
+            q_role_variant(&o, MQ_ACT_LM_HEAD_IN) == Q_STAT_PLAIN, "quamba variants");
+    o.method = Q_QUAMBA_ROT;
+    T_CHECK(q_role_variant(&o, MQ_ACT_IN_PROJ_IN) == Q_STAT_ROTATED && q_role_variant(&o, MQ_ACT_LM_HEAD_IN) == Q_STAT_ROTATED &&
+            q_role_variant(&o, MQ_ACT_OUT_PROJ_IN) == Q_STAT_FUSED && q_role_variant(&o, MQ_ACT_Z) == Q_STAT_PLAIN, "quamba-rot variants");
+}
+
+/* q_rotate_cols (W <- H W) and q_rotate_head (L <- (L diag(norm_f)) H) against the dense matrix */
+static void test_rotation_steps(void) {
+    int R = 24, C = 7;
+    float *H = had_dense(R), *W = mq_malloc((size_t)R * C * sizeof *W), *W0 = mq_malloc((size_t)R * C * sizeof *W0);
+    for (int i = 0; i < R * C; i++) W0[i] = W[i] = frand();
+    T_CHECK(H && q_rotate_cols(W, R, C) == 0, "%s", mq_errmsg());
+    double worst = 0;
+    for (int r = 0; r < R; r++)
+        for (int c = 0; c < C; c++) {
+            double v = 0;
+            for (int k = 0; k < R; k++) v += (double)H[r * R + k] * W0[k * C + c];
+            worst = fmax(worst, fabs(v - W[r * C + c]));
+        }
+    T_CHECK(worst < 1e-6, "H W: max error %.3g", worst);
+    /* lm_head: V rows of width R */
+    int V = 5;
+    float *L = mq_malloc((size_t)V * R * sizeof *L), *L0 = mq_malloc((size_t)V * R * sizeof *L0), nf[24];
+    for (int i = 0; i < V * R; i++) L0[i] = L[i] = frand();
+    for (int k = 0; k < R; k++) nf[k] = 0.5f + 0.1f * (float)k;
+    T_CHECK(q_rotate_head(L, nf, V, R) == 0, "%s", mq_errmsg());
+    worst = 0;
+    for (int v = 0; v < V; v++)
+        for (int j = 0; j < R; j++) {
+            double x = 0;
+            for (int k = 0; k < R; k++) x += (double)L0[v * R + k] * nf[k] * H[k * R + j];
+            worst = fmax(worst, fabs(x - L[v * R + j]));
+        }
+    T_CHECK(worst < 1e-6, "(L diag(norm_f)) H: max error %.3g", worst);
+    T_CHECK(q_rotate_cols(W, 36, 4) != 0 && strstr(mq_errmsg(), "36"), "unsupported order accepted");
+    free(H), free(W), free(W0), free(L), free(L0);
 }
 
 int main(void) {
@@ -131,5 +179,6 @@ int main(void) {
     T_RUN(test_weight_quant);
     T_RUN(test_methods);
     T_RUN(test_roles);
+    T_RUN(test_rotation_steps);
     return t_summary();
 }

@@ -1,6 +1,8 @@
 /* End to end through the CLI on both proxies, CI-sized: mambaq calib (a few short windows) ->
- * mambaq quantize (quamba; the extra pass supplies the fused statistics) -> mambaq eval --artifact
- * (--json, one window) -> mambaq inspect (--json and text). Also: quantize refuses the stats of the
+ * mambaq quantize (quamba, and quamba-rot; the extra pass supplies the fused and rotated
+ * statistics) -> mambaq eval --artifact (--json, one window) -> mambaq inspect (--json and text);
+ * mambaq sweep over naive, quamba and quamba-rot.
+ * Also: quantize refuses the stats of the
  * other proxy, refuses an existing --out without --force, and inspect exits non-zero on a damaged
  * artifact. Needs bin/mambaq (make all) and ../shared. */
 #include <cjson/cJSON.h>
@@ -90,6 +92,65 @@ static void e2e(int arch) {
     o = slurp(log);
     T_CHECK(strstr(o, "valid") && strstr(o, "activation scales") && strstr(o, "Hadamard 384"), "inspect text: %.300s", o);
     free(o);
+
+    /* quamba-rot from the same stats: the rotated in_proj / lm_head statistics come from the extra pass */
+    char art_rot[700];
+    snprintf(art_rot, sizeof art_rot, "%s_rot", art);
+    snprintf(cmd, sizeof cmd, "bin/mambaq quantize --model '%s' --stats '%s' --out '%s' --method quamba-rot --quantize-head --force",
+             model, stats, art_rot);
+    T_CHECK(sh(cmd, log) == 0, "quantize quamba-rot failed: %s", slurp(log));
+    o = slurp(log);
+    T_CHECK(strstr(o, "method     quamba-rot") && strstr(o, "residual stream rotated (Hadamard 192") && strstr(o, "lm_head input"),
+            "quamba-rot summary: %s", o);
+    free(o);
+    snprintf(cmd, sizeof cmd, "bin/mambaq eval --artifact '%s' --data '%s/datasets/valid.txt' --window 256 --windows 1 --json", art_rot, sh_dir);
+    T_CHECK(sh(cmd, log) == 0, "eval --artifact (quamba-rot) failed: %s", slurp(log));
+    j = last_json(log);
+    cJSON *ppl2 = cJSON_GetObjectItem(j, "ppl");
+    T_CHECK(cJSON_IsNumber(ppl2) && isfinite(ppl2->valuedouble) && ppl2->valuedouble > 1 && ppl2->valuedouble < 1e4,
+            "eval --artifact quamba-rot ppl: %s", slurp(log));
+    if (cJSON_IsNumber(ppl2)) printf("    mamba%d simulated quamba-rot (int8 lm_head) ppl, 1 x 256 tokens of valid.txt: %.3f\n", arch,
+                                     ppl2->valuedouble);
+    cJSON_Delete(j);
+    snprintf(cmd, sizeof cmd, "bin/mambaq inspect '%s' --json", art_rot);
+    T_CHECK(sh(cmd, log) == 0, "inspect quamba-rot failed: %s", slurp(log));
+    o = slurp(log);
+    j = cJSON_Parse(o);
+    free(o);
+    T_CHECK(cJSON_GetNumberValue(cJSON_GetObjectItem(j, "residual_rotation_order")) == 192 &&
+            cJSON_IsFalse(cJSON_GetObjectItem(j, "lm_head_tied_to_embedding")) && cJSON_IsTrue(cJSON_GetObjectItem(j, "norm_f_fused")),
+            "inspect json of quamba-rot");
+    cJSON_Delete(j);
+    snprintf(cmd, sizeof cmd, "bin/mambaq inspect '%s'", art_rot);
+    T_CHECK(sh(cmd, log) == 0, "inspect text failed");
+    o = slurp(log);
+    T_CHECK(strstr(o, "residual stream rotated by Hadamard 192 = 12 x 2^4") && strstr(o, "untied by the residual rotation"),
+            "inspect text: %.600s", o);
+    free(o);
+
+    /* sweep takes quamba-rot beside the others (one short window: that it runs and its numbers are sane) */
+    snprintf(cmd, sizeof cmd, "bin/mambaq sweep --model '%s' --stats '%s' --data '%s/datasets/valid.txt' --methods naive,quamba,quamba-rot "
+             "--percentiles 99.95 --window 128 --windows 1 --json --quiet", model, stats, sh_dir);
+    T_CHECK(sh(cmd, log) == 0, "sweep failed: %s", slurp(log));
+    j = last_json(log);
+    cJSON *res = cJSON_GetObjectItem(j, "results");
+    double fp = cJSON_GetNumberValue(cJSON_GetObjectItem(j, "fp32_ppl"));
+    T_CHECK(cJSON_GetArraySize(res) == 3, "sweep results: %s", slurp(log));
+    for (int i = 0; i < cJSON_GetArraySize(res); i++) {
+        cJSON *r = cJSON_GetArrayItem(res, i);
+        double p = cJSON_GetNumberValue(cJSON_GetObjectItem(r, "ppl"));
+        const cJSON *oe = cJSON_GetObjectItem(r, "out_proj_rel_err");
+        double worst = 0;
+        for (int l = 0; l < cJSON_GetArraySize(oe); l++) worst = fmax(worst, cJSON_GetNumberValue(cJSON_GetArrayItem(oe, l)));
+        const char *mn = cJSON_GetStringValue(cJSON_GetObjectItem(r, "method"));
+        /* the rotated out_proj output is rotated back before the comparison: its error is small too
+         * (not rotated back it would be ~1.4, the distance between two unrelated vectors) */
+        T_CHECK(isfinite(p) && fabs(p / fp - 1) < 0.1 && worst < 0.6, "sweep %s: ppl %g (fp32 %g), out_proj error up to %g", mn ? mn : "?",
+                p, fp, worst);
+        printf("    sweep mamba%d 1 x 128 tokens: %s ppl %.3f (fp32 %.3f), out_proj output error up to %.3f\n", arch, mn ? mn : "?", p, fp, worst);
+        if (i == 2) T_CHECK(mn && !strcmp(mn, "quamba-rot") && worst < 0.3, "quamba-rot row: %s, out_proj error %g", mn ? mn : "?", worst);
+    }
+    cJSON_Delete(j);
 
     /* damage one scale: inspect must fail naming the file and the tensor */
     char bad[700];

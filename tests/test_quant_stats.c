@@ -2,7 +2,9 @@
  * is refused with a message naming both; each (layer, role, segment, variant) reads the calib
  * statistic named in calib/obs.h; calib.transforms decides which variant the file holds and what an
  * extra pass must supply; percentiles come from the EMA aggregation; a missing percentile is a clear
- * error. Stats files are written here with st_writer (no forward pass needed). */
+ * error. Stats files are written here with st_writer (no forward pass needed), except in the last
+ * test: a short calibration with quamba-rot's transforms gives the same rotated in_proj / lm_head
+ * statistics as the extra pass over the same windows (two ways to one number). */
 #include <stdint.h>
 #include "calib/calib.h"
 #include "core/err.h"
@@ -156,6 +158,29 @@ static void test_mapping_m1(void) {
     expect(&cs, 4, MQ_ACT_IN_PROJ_IN, 0, Q_STAT_FUSED, "in_proj:input");
     expect(&cs, 4, MQ_ACT_OUT_PROJ_IN, 0, Q_STAT_FUSED, "out_proj:input");
     expect(&cs, 4, MQ_ACT_OUT_PROJ_IN, 0, Q_STAT_PLAIN, "had:input");
+    o.method = Q_QUAMBA_ROT;
+    T_CHECK(q_cstats_missing(&cs, &o) == 1, "quamba-rot needs the rotated in_proj input: %d", q_cstats_missing(&cs, &o));
+    o.quantize_head = 1;
+    T_CHECK(q_cstats_missing(&cs, &o) == 5, "... and the rotated lm_head input: %d", q_cstats_missing(&cs, &o));
+    o.quantize_head = 0;
+    q_cstats_close(&cs);
+
+    /* calib ran with the quamba-rot transforms: in_proj:input and lm_head:input are rotated */
+    st = write_stats("m1rot", 1, c.n_layer, sha1,
+                     "in_proj_in=rmsnorm_unweighted_hadamard,dt=minus_dt_proj_bias,out_proj_in=hadamard,lm_head_in=norm_f_unweighted_hadamard");
+    T_CHECK(q_cstats_open(&cs, st, m1, &c) == 0, "%s", mq_errmsg());
+    T_CHECK(cs.in_var == Q_STAT_ROTATED && cs.head_var == Q_STAT_ROTATED, "variants %d %d (a transform name is not a prefix match)",
+            cs.in_var, cs.head_var);
+    o.method = Q_QUAMBA_ROT;
+    o.quantize_head = 1;
+    T_CHECK(q_cstats_missing(&cs, &o) == 0, "quamba-rot with transforms: %d", q_cstats_missing(&cs, &o));
+    o.method = Q_QUAMBA;
+    T_CHECK(q_cstats_missing(&cs, &o) == 5, "quamba (head) on rotated statistics: %d", q_cstats_missing(&cs, &o));
+    expect(&cs, 2, MQ_ACT_IN_PROJ_IN, 0, Q_STAT_ROTATED, "in_proj:input");
+    qs = q_cstats_iface(&cs);
+    T_CHECK(qs.absmax(qs.ctx, 2, MQ_ACT_IN_PROJ_IN, 0, Q_STAT_FUSED, &v) != 0, "unrotated in_proj statistics invented");
+    T_CHECK(qs.absmax(qs.ctx, -1, MQ_ACT_LM_HEAD_IN, 0, Q_STAT_ROTATED, &v) == 0 && v == value_of("lm_head:input", 0), "rotated lm_head");
+    T_CHECK(qs.absmax(qs.ctx, -1, MQ_ACT_LM_HEAD_IN, 0, Q_STAT_PLAIN, &v) != 0, "plain lm_head statistics invented");
     q_cstats_close(&cs);
 }
 
@@ -180,7 +205,7 @@ static void test_mapping_m2(void) {
 static void test_transforms(void) {
     q_options o;
     q_options_default(&o);
-    calib_transform t[2];
+    calib_transform t[3];
     mq_model m = {0};
     T_CHECK(q_cstats_transforms(&m, &o, t) == 2 && t[0].role == MQ_ACT_IN_PROJ_IN && !strcmp(t[0].name, "rmsnorm_unweighted") &&
             t[1].role == MQ_ACT_OUT_PROJ_IN && !strcmp(t[1].name, "hadamard"), "quamba transforms");
@@ -196,12 +221,74 @@ static void test_transforms(void) {
     q_cstats_transforms(&m, &o, t);
     t[0].fn(t[0].ctx, 0, MQ_ACT_IN_PROJ_IN, x, 2, 4, 4);
     T_CHECK(x[0] == 2 && x[1] == -2 && x[2] == 0 && x[3] == 7 && x[4] == -1 && x[5] == -4 && x[6] == 0, "unweight");
+    /* quamba-rot: unweight then rotate (H of order 4 = S_4 / 2), for in_proj and for the lm_head (norm_f) */
+    o.method = Q_QUAMBA_ROT;
+    T_CHECK(q_cstats_transforms(&m, &o, t) == 3 && t[0].role == MQ_ACT_IN_PROJ_IN && !strcmp(t[0].name, "rmsnorm_unweighted_hadamard") &&
+            t[1].role == MQ_ACT_OUT_PROJ_IN && t[2].role == MQ_ACT_LM_HEAD_IN && !strcmp(t[2].name, "norm_f_unweighted_hadamard"),
+            "quamba-rot transforms");
+    float y[4] = {4, 1, 3, 7}, nf[4] = {1, 1, 1, 0.5f};
+    m.norm_f = nf;
+    t[0].fn(t[0].ctx, 0, MQ_ACT_IN_PROJ_IN, y, 1, 4, 4);       /* (2, -2, 0, 7) H */
+    T_CHECK(y[0] == 3.5f && y[1] == -1.5f && y[2] == -3.5f && y[3] == 5.5f, "unweight + rotate: %g %g %g %g", y[0], y[1], y[2], y[3]);
+    float zz[4] = {4, 1, 3, 7};
+    t[2].fn(t[2].ctx, 1, MQ_ACT_LM_HEAD_IN, zz, 1, 4, 4);      /* (4, 1, 3, 14) H */
+    T_CHECK(zz[0] == 11 && zz[1] == -4 && zz[2] == -6 && zz[3] == 7, "lm_head: %g %g %g %g", zz[0], zz[1], zz[2], zz[3]);
 }
+
+/* calib with the quamba-rot transforms vs the extra pass on the same windows */
+static void rot_agree(int arch) {
+    if (!setup()) T_SKIP("../shared/models not found");
+    const char *data = t_shared("datasets/calib.txt");
+    static char datab[4200], tokb[4200];
+    if (!data) T_SKIP("../shared/datasets/calib.txt not found");
+    snprintf(datab, sizeof datab, "%s", data);
+    const char *tj = t_shared("models/tokenizer.json");
+    if (!tj) T_SKIP("tokenizer.json not found");
+    snprintf(tokb, sizeof tokb, "%s", tj);
+    const char *dir = arch == 1 ? m1 : m2;
+    mq_model m;
+    T_CHECK(ssm_load(dir, &m) == 0, "%s", mq_errmsg());
+    q_options o;
+    q_options_default(&o);
+    o.method = Q_QUAMBA_ROT;
+    o.quantize_head = 1;
+    calib_options co;
+    calib_defaults(&co);
+    char out[600];
+    snprintf(out, sizeof out, "%s/rot_m%d.safetensors", t_tmpdir(), arch);
+    co.model_dir = dir, co.data_path = datab, co.tokenizer_path = tokb, co.out_path = out;
+    co.samples = 2, co.seqlen = 64, co.quiet = 1;
+    co.ntransforms = q_cstats_transforms(&m, &o, co.transforms);
+    calib_result cr;
+    T_CHECK(calib_run(&co, &cr) == 0, "%s", mq_errmsg());
+    q_cstats cs;
+    T_CHECK(q_cstats_open(&cs, out, dir, &m.cfg) == 0, "%s", mq_errmsg());
+    T_CHECK(cs.in_var == Q_STAT_ROTATED && cs.head_var == Q_STAT_ROTATED && q_cstats_missing(&cs, &o) == 0, "file variants");
+    q_stats qs = q_cstats_iface(&cs);
+    float file_in[64], file_head;
+    int L = m.cfg.n_layer;
+    for (int l = 0; l < L; l++) T_CHECK(qs.absmax(qs.ctx, l, MQ_ACT_IN_PROJ_IN, 0, Q_STAT_ROTATED, &file_in[l]) == 0, "%s", mq_errmsg());
+    T_CHECK(qs.absmax(qs.ctx, -1, MQ_ACT_LM_HEAD_IN, 0, Q_STAT_ROTATED, &file_head) == 0, "%s", mq_errmsg());
+    T_CHECK(q_cstats_fused_pass(&cs, &m, tokb, 0) == 0, "%s", mq_errmsg());
+    double worst = 0;
+    for (int l = 0; l < L; l++) worst = fmax(worst, fabs(cs.pass_in[Q_STAT_ROTATED][l] / file_in[l] - 1));
+    double head = fabs(cs.pass_head[Q_STAT_ROTATED] / file_head - 1);
+    printf("    mamba%d rotated in_proj input absmax, calib transform vs extra pass: max relative difference %.2g (lm_head %.2g)\n", arch,
+           worst, head);
+    /* the transform divides the weighted output by the weight, the pass runs the fused model: rounding apart */
+    T_CHECK(worst < 1e-4 && head < 1e-4, "in_proj %.3g, lm_head %.3g", worst, head);
+    q_cstats_close(&cs);
+    ssm_free(&m);
+}
+static void test_rot_agree_m1(void) { rot_agree(1); }
+static void test_rot_agree_m2(void) { rot_agree(2); }
 
 int main(void) {
     T_RUN(test_other_model_refused);
     T_RUN(test_mapping_m1);
     T_RUN(test_mapping_m2);
     T_RUN(test_transforms);
+    T_RUN(test_rot_agree_m1);
+    T_RUN(test_rot_agree_m2);
     return t_summary();
 }

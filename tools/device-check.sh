@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # On the GPU machine: build, run every GPU test program, then the whole pipeline on both proxies
-# (GPU calib -> quantize -> verify) and the tokenizer speed beside HF's. Logs go to $OUT (or out/).
+# (GPU calib -> quantize -> verify, for quamba and quamba-rot) and the tokenizer speed beside HF's. Logs go to $OUT (or out/).
 # Expects a copy of ../shared in $MQ_SHARED (files may be gzipped there: they are unpacked first).
 set -u -o pipefail
 cd "$(dirname "$0")/.."
@@ -21,6 +21,11 @@ for m in mamba1-proxy mamba2-proxy; do
   bin/mambaq quantize --model "$MQ_SHARED/models/$m" --stats "$out/$m.stats.safetensors" --out "out/$m-w8a8" --force 2>&1 | tail -2
   bin/mambaq verify --artifact "out/$m-w8a8" --data "$MQ_SHARED/datasets/valid.txt" \
       --tokenizer "$MQ_SHARED/models/tokenizer.json" --windows 32 2>&1 | tee "$out/verify-$m.txt" | tail -14
+  echo "== pipeline $m, quamba-rot (same stats: the extra pass supplies the rotated statistics)"
+  bin/mambaq quantize --model "$MQ_SHARED/models/$m" --stats "$out/$m.stats.safetensors" --out "out/$m-w8a8-rot" \
+      --method quamba-rot --force 2>&1 | tail -2
+  bin/mambaq verify --artifact "out/$m-w8a8-rot" --data "$MQ_SHARED/datasets/valid.txt" \
+      --tokenizer "$MQ_SHARED/models/tokenizer.json" --windows 32 2>&1 | tee "$out/verify-$m-rot.txt" | tail -14
 done
 echo "== tokenizer speed (this machine, one thread)"
 for f in calib valid; do
