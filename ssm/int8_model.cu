@@ -77,8 +77,10 @@ struct i8g_ws {
     unsigned char *prof_cat;
     double prof_ms[16];
     cudaGraphExec_t graph;          /* decode step graph and what it was captured for */
-    const i8g_state *graph_state;
-    int graph_logits;
+    const i8g_state *graph_state;   /* the host struct may be freed and another made at its address: */
+    const int8_t *graph_conv;       /* the device buffers and batch it was captured with are the key */
+    const float *graph_ssm;
+    int graph_B, graph_logits;
     void *arena;
     size_t bytes;
 };
@@ -791,13 +793,14 @@ int i8g_step(const i8g_model *g, i8g_ws *w, i8g_state *s, const int32_t *tokens,
 }
 
 /* Everything from the embedding to the logits in one graph launch; the tokens go to the fixed
- * w->d_tokens the graph reads before each launch. (A state freed and another allocated at the same
- * address would reuse the graph, which is then still right: the graph holds only device addresses.) */
+ * w->d_tokens the graph reads before each launch. The graph holds device addresses: it is captured
+ * again whenever the state's buffers or batch differ from the ones it was made for. */
 static int step_graph(const i8g_model *g, i8g_ws *w, i8g_state *s, const int32_t *tokens, int want) {
     if (!s) return mq_fail("int8 GPU step: no state");
     const int B = s->batch;
     if (check_call(g, w, B, 1, s) || upload_tokens(g, w, tokens, B)) return -1;
-    if (!w->graph || w->graph_state != s || w->graph_logits != want) {
+    if (!w->graph || w->graph_state != s || w->graph_conv != s->conv || w->graph_ssm != s->ssm ||
+        w->graph_B != B || w->graph_logits != want) {
         if (w->graph) CUDA_CHECK(cudaGraphExecDestroy(w->graph));
         cudaGraph_t graph;
         CUDA_CHECK(cudaStreamBeginCapture(w->stream, cudaStreamCaptureModeThreadLocal));
@@ -807,6 +810,7 @@ static int step_graph(const i8g_model *g, i8g_ws *w, i8g_state *s, const int32_t
         CUDA_CHECK(cudaGraphInstantiate(&w->graph, graph, 0));
         CUDA_CHECK(cudaGraphDestroy(graph));
         w->graph_state = s;
+        w->graph_conv = s->conv, w->graph_ssm = s->ssm, w->graph_B = B;
         w->graph_logits = want;
     }
     CUDA_CHECK(cudaGraphLaunch(w->graph, w->stream));
