@@ -4,8 +4,9 @@
  *                       activation scales (F32 [1], named after the layer that consumes them, see
  *                       q_scale_name), every other tensor as F16; __metadata__ format/version
  *   quant_config.json   format and version, method, bit widths, granularity, percentile, the
- *                       Hadamard order and where it applies, fusions, which activations are
- *                       quantized and where their scales are, calibration and source hashes, tool
+ *                       Hadamard order and where it applies, the residual rotation (quamba-rot),
+ *                       fusions, whether the lm_head is tied to the embedding, which activations
+ *                       are quantized and where their scales are, calibration and source hashes, tool
  *   config.json         the source model's, copied
  *   tokenizer.json      copied
  * art_write builds it in a temporary sibling directory and renames it into place when complete, so

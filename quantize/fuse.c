@@ -73,7 +73,7 @@ int q_model_copy(const mq_model *m, mq_model *f, int untie) {
     size_t head = own_head ? ((size_t)c->vocab_size * c->d_model * sizeof(float) + 63) / 64 * 64 : 0;
     size_t bytes = (m->arena_bytes + 63) / 64 * 64;
     *f = *m;
-    if (posix_memalign(&f->arena, 64, bytes + head ? bytes + head : 64)) mq_die("out of memory (%zu bytes)", bytes + head);
+    if (posix_memalign(&f->arena, 64, (bytes + head) ? (bytes + head) : 64)) mq_die("out of memory (%zu bytes)", bytes + head);
     memcpy(f->arena, m->arena, m->arena_bytes);
     f->arena_bytes = bytes + head;
     f->layers = mq_malloc((size_t)c->n_layer * sizeof *f->layers);
