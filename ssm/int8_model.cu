@@ -537,6 +537,23 @@ static i8_epi epi(float sx, const float *sw, const float *bias, const float *qs,
     return e;
 }
 
+/* The Mamba2 scan of layer L on the workspace's conv output (x, B, C) and in_proj's dt, into y32. */
+static scan8_m2_args m2_scan_args(const mq_config *c, const i8g_layer *L, const i8g_ws *w, float *ssm_state,
+                                  int state_in, int B, int T, int nc) {
+    const int E = c->d_inner, cd = conv_dim(c), GN = c->n_groups * c->d_state;
+    scan8_m2_args a;
+    a.x = w->xc8, a.ldx = cd, a.sx = L->s_u;
+    a.dt = w->xz8 + E + cd, a.lddt = in_dim(c), a.sdt = L->s_dt, a.dt_bias = L->dt_bias, a.lo = c->dt_limit_min,
+    a.hi = c->dt_limit_max;
+    a.Bm = w->xc8 + E, a.Cm = w->xc8 + E + GN, a.ldbc = cd, a.sb = L->s_B, a.sc = L->s_C;
+    a.A = L->A, a.D = L->D;
+    a.y = w->y32, a.ldy = E;
+    a.state = ssm_state, a.state_in = state_in;
+    a.B = B, a.T = T, a.H = c->n_heads, a.P = c->head_dim, a.G = c->n_groups, a.N = c->d_state;
+    a.nc = nc, a.cstate = w->cstate, a.cdt = w->cdt;
+    return a;
+}
+
 /* One token of one sequence (w->d_tokens[0]) on state s through the fused kernels: per layer
  * norm+in_proj, conv(+x_proj), (dt_proj+)scan, y quantize, out_proj. Same outputs as forward(). */
 static void decode_fused(const i8g_model *g, i8g_ws *w, i8g_state *s) {
@@ -571,21 +588,10 @@ static void decode_fused(const i8g_model *g, i8g_ws *w, i8g_state *s) {
             k8_dec_dt_scan(sa, st);
             ya.y16 = w->y16;
         } else {
-            const int G = c->n_groups, H = c->n_heads, GN = G * N;
-            const int8_t *z8 = w->xz8, *xbc8 = w->xz8 + E, *dt8 = w->xz8 + E + cd;
+            const int8_t *z8 = w->xz8, *xbc8 = w->xz8 + E;
             k8_dec_conv(w->xc8, xbc8, conv_state, L->conv_w, L->conv_sw, L->conv_sin, L->conv_b, L->conv_sout, cd, K,
                         st);
-            scan8_m2_args a;
-            a.x = w->xc8, a.ldx = cd, a.sx = L->s_u;
-            a.dt = dt8, a.lddt = in, a.sdt = L->s_dt, a.dt_bias = L->dt_bias, a.lo = c->dt_limit_min,
-            a.hi = c->dt_limit_max;
-            a.Bm = w->xc8 + E, a.Cm = w->xc8 + E + GN, a.ldbc = cd, a.sb = L->s_B, a.sc = L->s_C;
-            a.A = L->A, a.D = L->D;
-            a.y = w->y32, a.ldy = E;
-            a.state = ssm_state, a.state_in = 1;
-            a.B = 1, a.T = 1, a.H = H, a.P = c->head_dim, a.G = G, a.N = N;
-            a.nc = 1, a.cstate = w->cstate, a.cdt = w->cdt;
-            k8_scan_m2(a, st);
+            k8_scan_m2(m2_scan_args(c, L, w, ssm_state, 1, 1, 1, 1), st);
             ya.y32 = w->y32, ya.z = z8, ya.sz = L->s_z, ya.gnorm_w = L->gnorm_w, ya.eps = c->norm_eps;
             ya.nbg = c->norm_before_gate;
         }
@@ -677,17 +683,7 @@ static void forward(const i8g_model *g, i8g_ws *w, int B, int T, i8g_state *s, c
             hook(hk, w, l, MQ_ACT_SSM_X, w->xc8, I8G_I8, L->s_u, R, E, cd);
             hook(hk, w, l, MQ_ACT_B, w->xc8 + E, I8G_I8, L->s_B, R, GN, cd);
             hook(hk, w, l, MQ_ACT_C, w->xc8 + E + GN, I8G_I8, L->s_C, R, GN, cd);
-            scan8_m2_args a;
-            a.x = w->xc8, a.ldx = cd, a.sx = L->s_u;
-            a.dt = dt8, a.lddt = in, a.sdt = L->s_dt, a.dt_bias = L->dt_bias, a.lo = c->dt_limit_min,
-            a.hi = c->dt_limit_max;
-            a.Bm = w->xc8 + E, a.Cm = w->xc8 + E + GN, a.ldbc = cd, a.sb = L->s_B, a.sc = L->s_C;
-            a.A = L->A, a.D = L->D;
-            a.y = w->y32, a.ldy = E;
-            a.state = ssm_state, a.state_in = s != NULL;
-            a.B = B, a.T = T, a.H = H, a.P = c->head_dim, a.G = G, a.N = N;
-            a.nc = nc, a.cstate = w->cstate, a.cdt = w->cdt;
-            k8_scan_m2(a, st);
+            k8_scan_m2(m2_scan_args(c, L, w, ssm_state, s != NULL, B, T, nc), st);
             mark(w, P_SCAN);
             hook(hk, w, l, MQ_ACT_SSM_STATE, ssm_state, I8G_F32, 0.f, B * E, N, N);
             /* one group over all of d_inner, as transformers and the CPU reference */
