@@ -121,7 +121,6 @@ static int check_writable(const char *path) {
     struct stat st;
     if (stat(path, &st) == 0 && S_ISDIR(st.st_mode))
         return mq_fail("%s: output is a directory; expected a file name such as %s/stats.safetensors", path, path);
-    if (mq_mkdir_parents(path)) return -1; /* names the folder it could not make */
     size_t n = strlen(path) + 32;
     char *probe = mq_malloc(n);
     snprintf(probe, n, "%s.probe.%d", path, (int)getpid());
