@@ -96,10 +96,12 @@ int cmd_quantize(int argc, char **argv) {
     int missing = q_cstats_missing(&cs, &o);
     if (missing) {
         if (!quiet)
-            fprintf(stderr, "      extra pass: %s lacks%s%s%s (calib ran without the transforms of this recipe);\n"
+            fprintf(stderr, "      extra pass: %s lacks%s%s%s%s%s (calib ran without the transforms of this recipe);\n"
                             "      repeating its calibration windows\n", stats,
                     missing & 1 ? " the in_proj input statistics of this recipe" : "",
+                    (missing & 1) && (missing & 6) ? "," : "",
                     missing & 2 ? " the rotated out_proj input statistics" : "",
+                    (missing & 2) && (missing & 4) ? "," : "",
                     missing & 4 ? " the lm_head input statistics of this recipe" : "");
         if (q_cstats_fused_pass(&cs, &m, tokenizer, !quiet)) {
             fprintf(stderr, "mambaq quantize: %s\n", mq_errmsg());

@@ -10,6 +10,9 @@
  * Usage: build/bench/bench_int8 [model-name-filter] prints a markdown table and, for the int8 pass,
  * a per-op breakdown of one 1x1024 prefill. build/bench/bench_int8 NAME --steps N: only N plain
  * decode steps of NAME, int8 then FP16, for a kernel profiler (ncu) to time every kernel of a step.
+ * build/bench/bench_int8 --artifact ART MODEL: the same prefill 1x1024 and batch-1 decode for an
+ * artifact (mambaq quantize) beside the FP16 forward of its source checkpoint MODEL: the whole
+ * artifact path at full size (tests/bench_random_model.c makes such checkpoints).
  * Results: docs/benchmarks.md. */
 #include <stdint.h>
 #include <stdio.h>
@@ -21,6 +24,8 @@
 #include "core/gpu.h"
 #include "ssm/gpu.h"
 #include "ssm/int8.h"
+#include "export/art.h"
+#include "ssm/model.h"
 
 #include "tests/bench_shapes.h"
 
@@ -150,6 +155,57 @@ static int profile_steps(const shape *sh, int n) {
     return 0;
 }
 
+/* prefill 1x1024 and batch-1 graph decode of an artifact and of its FP16 source */
+static int bench_artifact(const char *art_dir, const char *model_dir) {
+    art_artifact art;
+    mq_model m;
+    if (art_open(art_dir, &art)) mq_die("%s", mq_errmsg());
+    if (ssm_load(model_dir, &m)) mq_die("%s", mq_errmsg());
+    const mq_config *c = &art.qm.cfg;
+    int32_t *tok = mq_malloc(sizeof(int32_t) * 1024);
+    for (int k = 0; k < 1024; k++) tok[k] = (int32_t)((k * 7919u + 13) % (unsigned)c->vocab_size);
+    double t[16], pre[2], dec[2];
+    i8g_model *g = i8g_upload(&art.qm);
+    ssmg_model *gf = ssmg_upload(&m);
+    if (!g || !gf) mq_die("upload: %s", mq_errmsg());
+    i8g_ws *w = i8g_ws_new(g, 1, 1024);
+    ssmg_ws *wf = ssmg_ws_new(gf, 1, 1024);
+    i8g_state *s = i8g_state_new(g, 1);
+    ssmg_state *sf = ssmg_state_new(gf, 1);
+    if (!w || !wf || !s || !sf) mq_die("%s", mq_errmsg());
+    for (int p = 0; p < 2; p++) {
+        for (int r = -2; r < PREFILL_REPS; r++) {
+            double t0 = now_ms();
+            if (p ? ssmg_prefill(gf, wf, tok, 1, 1024, NULL, NULL, NULL) : i8g_prefill(g, w, tok, 1, 1024, NULL, NULL, NULL))
+                mq_die("%s", mq_errmsg());
+            if (r >= 0) t[r] = now_ms() - t0;
+        }
+        pre[p] = median(t, PREFILL_REPS);
+        for (int r = -1; r < DECODE_REPS; r++) {
+            if (p) ssmg_state_reset(sf);
+            else i8g_state_reset(s);
+            double t0 = now_ms();
+            for (int i = 0; i < STEPS; i++)
+                if (p ? ssmg_step_async(gf, wf, sf, tok + i, 1) : i8g_step_async(g, w, s, tok + i, 1))
+                    mq_die("%s", mq_errmsg());
+            if (p) ssmg_sync(wf);
+            else i8g_sync(w);
+            if (r >= 0) t[r] = (now_ms() - t0) / STEPS;
+        }
+        dec[p] = median(t, DECODE_REPS);
+    }
+    printf("| artifact | int8 model.safetensors GB | prefill 1x1024 ms int8 / FP16 | decode b=1 ms/token int8 / FP16 |\n");
+    printf("|---|---|---|---|\n");
+    printf("| %s (%s) | %.2f | %.2f / %.2f (%.2fx) | %.3f / %.3f (%.2fx) |\n", art_dir, c->source, art.model_bytes / 1e9,
+           pre[0], pre[1], pre[1] / pre[0], dec[0], dec[1], dec[1] / dec[0]);
+    i8g_state_free(s), i8g_ws_free(w), i8g_model_free(g);
+    ssmg_state_free(sf), ssmg_ws_free(wf), ssmg_model_free(gf);
+    art_close(&art);
+    ssm_free(&m);
+    free(tok);
+    return 0;
+}
+
 int main(int argc, char **argv) {
     const char *filter = argc > 1 ? argv[1] : NULL;
     const char *why;
@@ -157,6 +213,7 @@ int main(int argc, char **argv) {
         printf("bench_int8: no usable GPU (%s)\n", why);
         return 0;
     }
+    if (argc == 4 && !strcmp(argv[1], "--artifact")) return bench_artifact(argv[2], argv[3]);
     if (argc > 3 && !strcmp(argv[2], "--steps")) {
         for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++)
             if (!strcmp(shapes[i].name, filter)) return profile_steps(&shapes[i], atoi(argv[3]));
