@@ -32,22 +32,7 @@
         if (!gpu_available(&why_)) T_SKIP("no usable GPU: %s", why_); \
     } while (0)
 
-static uint64_t g_rng = 0x2545F4914F6CDD1Dull;
-static uint32_t rnd(void) {
-    g_rng ^= g_rng << 13; g_rng ^= g_rng >> 7; g_rng ^= g_rng << 17;
-    return (uint32_t)(g_rng >> 32);
-}
-static float frand(void) { return (float)(rnd() >> 8) * (2.0f / 16777216.0f) - 1.0f; }
-static int8_t *rand_i8(size_t n) {
-    int8_t *q = mq_malloc(n + 1);
-    for (size_t i = 0; i < n; i++) q[i] = (int8_t)((int)(rnd() % 255u) - 127);
-    return q;
-}
-static float *rand_f(size_t n, float lo, float hi) {
-    float *v = mq_malloc((n + 1) * sizeof(float));
-    for (size_t i = 0; i < n; i++) v[i] = lo + (hi - lo) * 0.5f * (frand() + 1.0f);
-    return v;
-}
+#include "tests/test_rand.h"
 static float *copy_f(const float *x, size_t n) {
     float *y = mq_malloc((n + 1) * sizeof(float));
     memcpy(y, x, n * sizeof(float));
@@ -57,15 +42,6 @@ static double maxabs(const float *x, size_t n) {
     double m = 0;
     for (size_t i = 0; i < n; i++) m = fmax(m, fabs(x[i]));
     return m;
-}
-/* int8 outputs: max step difference and the number of differing entries */
-static void cmp_q(const int8_t *a, const int8_t *b, size_t n, int *maxd, size_t *nd) {
-    *maxd = 0, *nd = 0;
-    for (size_t i = 0; i < n; i++) {
-        int d = abs((int)a[i] - (int)b[i]);
-        if (d > *maxd) *maxd = d;
-        if (d) (*nd)++;
-    }
 }
 /* float outputs: worst |a - b| / (rel * |b| + absol); <= 1 passes */
 static double worst(const float *a, const float *b, size_t n, double rel, double absol) {
