@@ -407,6 +407,29 @@ static tstats *collect(const char *dir, mq_model *m, const int32_t *cal) {
     return s;
 }
 
+/* The proxy in dir quantized by recipe o from this file's own statistics of the calibration
+ * fixture cal (collect): *m loaded, *ts collected, *qm made. 0, or -1 after a failed check (then
+ * nothing is held). The caller frees *qm, *m and *ts (tstats_free). */
+static void tstats_free(tstats *ts) {
+    if (ts) free(ts->tmp);
+    free(ts);
+}
+static int quantize_proxy(const char *dir, const int32_t *cal, const q_options *o, mq_model *m, tstats **ts,
+                          q_model *qm) {
+    const int failed0 = t_checks_failed;
+    T_CHECK(ssm_load(dir, m) == 0, "%s", mq_errmsg());
+    if (t_checks_failed > failed0) return -1;
+    *ts = collect(dir, m, cal);
+    q_stats st = {ts_absmax, ts_pct, *ts};
+    T_CHECK(q_quantize(m, &st, o, qm) == 0, "%s", mq_errmsg());
+    if (t_checks_failed > failed0) {
+        tstats_free(*ts);
+        ssm_free(m);
+        return -1;
+    }
+    return 0;
+}
+
 static double rel_rms(const float *a, const float *b, size_t n) {
     double num = 0, den = 0;
     for (size_t i = 0; i < n; i++) num += ((double)a[i] - b[i]) * ((double)a[i] - b[i]), den += (double)b[i] * b[i];
@@ -437,18 +460,14 @@ static void model_case(int arch, q_method method, q_granularity gran, int head, 
     int32_t *cal = t_fixture_ids("tests/fixtures/tok/calib.txt.ids.u16.gz", &ncal);
     int32_t *val = t_fixture_ids("tests/fixtures/tok/valid.txt.ids.u16.gz", &nval);
     if (!cal || !val || ncal < CAL_SAMPLES * CAL_LEN || nval < 1024) T_SKIP("token fixtures missing");
-    mq_model m;
-    const int failed0 = t_checks_failed;
-    T_CHECK(ssm_load(dir, &m) == 0, "%s", mq_errmsg());
-    if (t_checks_failed > failed0) return;
-    tstats *ts = collect(dir, &m, cal);
-    q_stats st = {ts_absmax, ts_pct, ts};
     q_options o;
     q_options_default(&o);
     o.method = method, o.weight_gran = gran, o.quantize_head = head;
+    mq_model m;
+    tstats *ts;
     q_model qm;
-    T_CHECK(q_quantize(&m, &st, &o, &qm) == 0, "%s", mq_errmsg());
-    if (t_checks_failed > failed0) return;
+    if (quantize_proxy(dir, cal, &o, &m, &ts, &qm)) return;
+    const int failed0 = t_checks_failed;
     mq_model sm;
     T_CHECK(q_sim_build(&qm, &sm) == 0, "%s", mq_errmsg());
     q_sim_ctx sc;
@@ -608,7 +627,7 @@ static void model_case(int arch, q_method method, q_granularity gran, int head, 
     q_sim_free(&sm);
     q_model_free(&qm);
     ssm_free(&m);
-    free(ts->tmp), free(ts), free(cal), free(val);
+    tstats_free(ts), free(cal), free(val);
 }
 
 /* Fused batch-1 decode (ssm/int8_decode.cu) against the general kernels on random int8 models of
@@ -682,17 +701,13 @@ static void verify_case(int arch, q_method method) {
     int32_t *cal = t_fixture_ids("tests/fixtures/tok/calib.txt.ids.u16.gz", &ncal);
     int32_t *val = t_fixture_ids("tests/fixtures/tok/valid.txt.ids.u16.gz", &nval);
     if (!cal || !val || ncal < CAL_SAMPLES * CAL_LEN || nval < 1024) T_SKIP("token fixtures missing");
-    mq_model m;
-    const int failed0 = t_checks_failed;
-    T_CHECK(ssm_load(dir, &m) == 0, "%s", mq_errmsg());
-    if (t_checks_failed > failed0) return;
-    tstats *ts = collect(dir, &m, cal);
-    q_stats st = {ts_absmax, ts_pct, ts};
     q_options o;
     q_options_default(&o);
     o.method = method;
+    mq_model m;
+    tstats *ts;
     q_model qm;
-    T_CHECK(q_quantize(&m, &st, &o, &qm) == 0, "%s", mq_errmsg());
+    if (quantize_proxy(dir, cal, &o, &m, &ts, &qm)) return;
     char art[512], bad[600], data[512], cj[4200], cmd[4096], out[600];
     snprintf(art, sizeof art, "%s/vart_m%d_%s", t_tmpdir(), arch, q_method_name(method));
     snprintf(bad, sizeof bad, "%s.bad", art);
@@ -763,7 +778,7 @@ static void verify_case(int arch, q_method method) {
     free(err);
     q_model_free(&qm);
     ssm_free(&m);
-    free(ts->tmp), free(ts), free(cal), free(val);
+    tstats_free(ts), free(cal), free(val);
 }
 static void test_verify_m1(void) { verify_case(1, Q_QUAMBA); }
 static void test_verify_m2(void) { verify_case(2, Q_QUAMBA); }
