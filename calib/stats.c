@@ -30,16 +30,16 @@ int calib_write_stats(obs_set *s, const char *path, const char *const *kv, int n
         if (t->nsamples == 0) { rc = mq_fail("%s: no calibration sample was observed", t->name); break; }
         int64_t one = 1, nq = t->nq, nb = OBS_HIST_BINS, ng = t->ngroup;
         snprintf(name, sizeof name, "%s.absmax", t->name);
-        rc |= st_writer_add(w, name, ST_F32, 1, &one, &t->absmax);
+        rc |= st_writer_add(w, name, MQ_F32, 1, &one, &t->absmax);
         snprintf(name, sizeof name, "%s.percentiles", t->name);
-        rc |= st_writer_add(w, name, ST_F32, 1, &nq, t->pmax);
+        rc |= st_writer_add(w, name, MQ_F32, 1, &nq, t->pmax);
         snprintf(name, sizeof name, "%s.ema_percentiles", t->name);
-        rc |= st_writer_add(w, name, ST_F32, 1, &nq, t->pema);
+        rc |= st_writer_add(w, name, MQ_F32, 1, &nq, t->pema);
         snprintf(name, sizeof name, "%s.hist", t->name);
-        rc |= st_writer_add(w, name, ST_I64, 1, &nb, t->hist);
+        rc |= st_writer_add(w, name, MQ_I64, 1, &nb, t->hist);
         if (ng) {
             snprintf(name, sizeof name, "%s.absmax_per_%s", t->name, t->gkind);
-            rc |= st_writer_add(w, name, ST_F32, 1, &ng, t->gabsmax);
+            rc |= st_writer_add(w, name, MQ_F32, 1, &ng, t->gabsmax);
         }
     }
     for (int i = 0; i < nkv && !rc; i++) rc = st_writer_add_metadata(w, kv[2 * i], kv[2 * i + 1]);
@@ -114,8 +114,8 @@ static calib_stats *open_stats(const char *path, const char *weights_sha256, con
         char *nm = strndup(t->name, len);
         s->names[s->nnames++] = nm;
         const st_tensor *p = calib_stats_tensor(s, nm, ".percentiles"), *e = calib_stats_tensor(s, nm, ".ema_percentiles");
-        if (t->dtype != ST_F32 || t->numel != 1) { mq_fail("%s: %s: expected F32 [1]", path, t->name); goto fail; }
-        if (!p || !e || p->dtype != ST_F32 || e->dtype != ST_F32 || p->numel != s->npct || e->numel != s->npct) {
+        if (t->dtype != MQ_F32 || t->numel != 1) { mq_fail("%s: %s: expected F32 [1]", path, t->name); goto fail; }
+        if (!p || !e || p->dtype != MQ_F32 || e->dtype != MQ_F32 || p->numel != s->npct || e->numel != s->npct) {
             mq_fail("%s: %s: expected F32 .percentiles and .ema_percentiles of %d values (calib.percentiles)", path, nm, s->npct);
             goto fail;
         }

@@ -59,7 +59,7 @@ static void print_tensors(const st_file *f, int table) {
         for (int d = 0; d < t->ndim && k < (int)sizeof shape; d++)
             k += snprintf(shape + k, sizeof shape - (size_t)k, "%s%lld", d ? ", " : "", (long long)t->shape[d]);
         if (k < (int)sizeof shape) snprintf(shape + k, sizeof shape - (size_t)k, "]");
-        if (table) printf("%-*s  %-5s  %-18s  %s\n", w, t->name, st_dtype_name(t->dtype), shape, base_name(t->file));
+        if (table) printf("%-*s  %-5s  %-18s  %s\n", w, t->name, mq_dtype_name(t->dtype), shape, base_name(t->file));
         params += t->numel;
         bytes += t->nbytes;
     }

@@ -132,7 +132,7 @@ int hash_model_weights(const char *path, char hex[HASH_HEX_LEN]) {
     hash_sha256 s;
     hash_init(&s);
     for (int i = 0; i < n; i++) {
-        const char *dt = st_dtype_name(t[i]->dtype);
+        const char *dt = mq_dtype_name(t[i]->dtype);
         hash_update(&s, t[i]->name, strlen(t[i]->name) + 1);
         hash_update(&s, dt, strlen(dt) + 1);
         put_le(&s, (uint64_t)t[i]->ndim, 4);

@@ -98,11 +98,11 @@ struct pobj {
     char *s;                /* STR; GLOBAL "module name"; STORAGE key; OBJ the callable's name */
     pobj **v;               /* TUPLE/LIST items; DICT keys and values interleaved */
     int n, cap;
-    int dtype;              /* STORAGE: st_dtype, -1 if not one we read */
+    int dtype;              /* STORAGE: mq_dtype, -1 if not one we read */
     pobj *storage;          /* TENSOR */
     int64_t offset;         /* TENSOR: storage offset in elements */
     int ndim;
-    int64_t shape[ST_MAX_DIMS];
+    int64_t shape[MQ_MAX_DIMS];
 };
 
 typedef struct {
@@ -201,10 +201,10 @@ static int memo_get(pvm *m, size_t idx) {
 }
 
 static int storage_dtype(const char *global) {
-    static const struct { const char *name; st_dtype t; } map[] = {
-        {"torch FloatStorage", ST_F32}, {"torch HalfStorage", ST_F16}, {"torch BFloat16Storage", ST_BF16},
-        {"torch CharStorage", ST_I8},   {"torch ByteStorage", ST_U8},  {"torch IntStorage", ST_I32},
-        {"torch LongStorage", ST_I64},
+    static const struct { const char *name; mq_dtype t; } map[] = {
+        {"torch FloatStorage", MQ_F32}, {"torch HalfStorage", MQ_F16}, {"torch BFloat16Storage", MQ_BF16},
+        {"torch CharStorage", MQ_I8},   {"torch ByteStorage", MQ_U8},  {"torch IntStorage", MQ_I32},
+        {"torch LongStorage", MQ_I64},
     };
     for (size_t i = 0; i < sizeof map / sizeof map[0]; i++)
         if (!strcmp(global, map[i].name)) return (int)map[i].t;
@@ -240,7 +240,7 @@ static pobj *reduce(pvm *m, pobj *fn, pobj *args) {
     if (!strcmp(name, "collections OrderedDict")) return mk(m, P_DICT);
     if (!strcmp(name, "torch._utils _rebuild_tensor_v2") || !strcmp(name, "torch._utils _rebuild_tensor")) {
         /* (storage, storage_offset, size, stride, ...) */
-        int64_t stride[ST_MAX_DIMS];
+        int64_t stride[MQ_MAX_DIMS];
         if (args->kind != P_TUPLE || args->n < 3 || args->v[0]->kind != P_STORAGE || args->v[1]->kind != P_INT) {
             bad(m, "_rebuild_tensor_v2 with unexpected arguments");
             return NULL;
@@ -248,8 +248,8 @@ static pobj *reduce(pvm *m, pobj *fn, pobj *args) {
         pobj *t = mk(m, P_TENSOR);
         t->storage = args->v[0];
         t->offset = args->v[1]->i;
-        t->ndim = int_tuple(args->v[2], t->shape, ST_MAX_DIMS);
-        int ns = args->n > 3 ? int_tuple(args->v[3], stride, ST_MAX_DIMS) : t->ndim;
+        t->ndim = int_tuple(args->v[2], t->shape, MQ_MAX_DIMS);
+        int ns = args->n > 3 ? int_tuple(args->v[3], stride, MQ_MAX_DIMS) : t->ndim;
         if (t->ndim < 0 || ns != t->ndim || t->offset < 0) { bad(m, "tensor with a bad size, stride or offset"); return NULL; }
         /* row-major contiguous, dims of size 1 aside (their stride is arbitrary) */
         int64_t want = 1;
@@ -462,11 +462,11 @@ int pt_parse(const unsigned char *buf, size_t len, const char *path, pt_tensor *
         const zent *d = zip_find(z, nz, prefix, plen, rest);
         if (!d) { rc = mq_fail("%s: tensor '%s': storage '%s' missing from the archive", path, k->s, rest); break; }
         pt_tensor *o = &t[n];
-        o->dtype = (st_dtype)s->dtype;
+        o->dtype = (mq_dtype)s->dtype;
         o->ndim = v->ndim;
         o->numel = 1;
         for (int j = 0; j < v->ndim; j++) { o->shape[j] = v->shape[j]; o->numel *= v->shape[j]; }
-        size_t es = st_dtype_size(o->dtype);
+        size_t es = mq_dtype_size(o->dtype);
         uint64_t first, count;
         if (__builtin_mul_overflow((uint64_t)v->offset, es, &first) || __builtin_mul_overflow((uint64_t)o->numel, es, &count) ||
             first > d->size || count > d->size - first) {

@@ -7,13 +7,13 @@
 #define MQ_PT_H
 #include <stddef.h>
 #include <stdint.h>
-#include "core/st.h"
+#include "core/dtype.h"
 
 typedef struct {
     char *name;                     /* owned by the array (pt_free) */
-    st_dtype dtype;
+    mq_dtype dtype;
     int ndim;
-    int64_t shape[ST_MAX_DIMS];
+    int64_t shape[MQ_MAX_DIMS];
     int64_t numel;
     size_t offset, nbytes;          /* the tensor's bytes are buf[offset .. offset + nbytes) */
 } pt_tensor;

@@ -39,20 +39,6 @@ struct st_file {
     int nmeta;
 };
 
-static const struct { const char *name; size_t size; } dtypes[ST_NDTYPES] = {
-    [ST_F32] = {"F32", 4}, [ST_F16] = {"F16", 2}, [ST_BF16] = {"BF16", 2}, [ST_I8] = {"I8", 1},
-    [ST_I32] = {"I32", 4}, [ST_I64] = {"I64", 8}, [ST_U8] = {"U8", 1},
-};
-
-const char *st_dtype_name(st_dtype t) { return (unsigned)t < ST_NDTYPES ? dtypes[t].name : "?"; }
-size_t st_dtype_size(st_dtype t) { return (unsigned)t < ST_NDTYPES ? dtypes[t].size : 0; }
-
-int st_dtype_from_name(const char *name, st_dtype *out) {
-    for (int i = 0; i < ST_NDTYPES; i++)
-        if (!strcmp(name, dtypes[i].name)) { *out = (st_dtype)i; return 0; }
-    return -1;
-}
-
 /* ---- half-precision conversions ---- */
 
 static uint32_t f32_bits(float f) { uint32_t u; memcpy(&u, &f, 4); return u; }
@@ -98,18 +84,18 @@ int st_to_f32(const st_tensor *t, float *dst) {
     /* data may be unaligned (header lengths need not be multiples of 8): load with memcpy */
     const unsigned char *p = t->data;
     switch (t->dtype) {
-    case ST_F32:
+    case MQ_F32:
         memcpy(dst, p, (size_t)t->numel * 4);
         return 0;
-    case ST_F16:
+    case MQ_F16:
         for (int64_t i = 0; i < t->numel; i++) { uint16_t h; memcpy(&h, p + 2 * i, 2); dst[i] = st_f16_to_f32(h); }
         return 0;
-    case ST_BF16:
+    case MQ_BF16:
         for (int64_t i = 0; i < t->numel; i++) { uint16_t h; memcpy(&h, p + 2 * i, 2); dst[i] = st_bf16_to_f32(h); }
         return 0;
     default:
         return mq_fail("%s: tensor '%s': dtype %s is not a float type (expected F32, F16 or BF16)",
-                       t->file, t->name, st_dtype_name(t->dtype));
+                       t->file, t->name, mq_dtype_name(t->dtype));
     }
 }
 
@@ -165,11 +151,11 @@ static int parse_entry(const char *path, const cJSON *e, st_tensor *t, int64_t *
     const cJSON *sh = cJSON_GetObjectItemCaseSensitive(e, "shape");
     const cJSON *off = cJSON_GetObjectItemCaseSensitive(e, "data_offsets");
     if (!cJSON_IsString(dt)) return mq_fail("%s: tensor '%s': missing or non-string \"dtype\"", path, name);
-    if (st_dtype_from_name(dt->valuestring, &t->dtype))
+    if (mq_dtype_from_name(dt->valuestring, &t->dtype))
         return mq_fail("%s: tensor '%s': unsupported dtype '%s' (supported: F32 F16 BF16 I8 I32 I64 U8)", path, name, dt->valuestring);
     if (!cJSON_IsArray(sh)) return mq_fail("%s: tensor '%s': missing or non-array \"shape\"", path, name);
     int ndim = cJSON_GetArraySize(sh);
-    if (ndim > ST_MAX_DIMS) return mq_fail("%s: tensor '%s': %d dimensions, at most %d supported", path, name, ndim, ST_MAX_DIMS);
+    if (ndim > MQ_MAX_DIMS) return mq_fail("%s: tensor '%s': %d dimensions, at most %d supported", path, name, ndim, MQ_MAX_DIMS);
     t->ndim = ndim;
     t->numel = 1;
     int i = 0;
@@ -184,7 +170,7 @@ static int parse_entry(const char *path, const cJSON *e, st_tensor *t, int64_t *
     if (*end < *begin)
         return mq_fail("%s: tensor '%s': data_offsets [%lld, %lld] end before begin", path, name, (long long)*begin, (long long)*end);
     int64_t nbytes;
-    if (__builtin_mul_overflow(t->numel, (int64_t)st_dtype_size(t->dtype), &nbytes))
+    if (__builtin_mul_overflow(t->numel, (int64_t)mq_dtype_size(t->dtype), &nbytes))
         return mq_fail("%s: tensor '%s': byte size overflows", path, name);
     if (*end - *begin != nbytes) {
         char s[256];
@@ -487,9 +473,9 @@ const char *st_metadata(const st_file *f, const char *key) {
 
 typedef struct {
     char *name;
-    st_dtype dtype;
+    mq_dtype dtype;
     int ndim;
-    int64_t shape[ST_MAX_DIMS];
+    int64_t shape[MQ_MAX_DIMS];
     void *data;
     size_t nbytes;
 } st_wtensor;
@@ -510,17 +496,17 @@ void st_writer_free(st_writer *w) {
     free(w);
 }
 
-int st_writer_add(st_writer *w, const char *name, st_dtype dtype, int ndim, const int64_t *shape, const void *data) {
+int st_writer_add(st_writer *w, const char *name, mq_dtype dtype, int ndim, const int64_t *shape, const void *data) {
     if (!name || !name[0] || !strcmp(name, "__metadata__")) return mq_fail("st_writer: invalid tensor name '%s'", name ? name : "");
-    if ((unsigned)dtype >= ST_NDTYPES) return mq_fail("st_writer: tensor '%s': invalid dtype %d", name, (int)dtype);
-    if (ndim < 0 || ndim > ST_MAX_DIMS) return mq_fail("st_writer: tensor '%s': %d dimensions (0..%d allowed)", name, ndim, ST_MAX_DIMS);
+    if ((unsigned)dtype >= MQ_NDTYPES) return mq_fail("st_writer: tensor '%s': invalid dtype %d", name, (int)dtype);
+    if (ndim < 0 || ndim > MQ_MAX_DIMS) return mq_fail("st_writer: tensor '%s': %d dimensions (0..%d allowed)", name, ndim, MQ_MAX_DIMS);
     for (int i = 0; i < w->n; i++)
         if (!strcmp(w->t[i].name, name)) return mq_fail("st_writer: duplicate tensor name '%s'", name);
     int64_t numel = 1, nbytes;
     for (int i = 0; i < ndim; i++)
         if (shape[i] < 0 || __builtin_mul_overflow(numel, shape[i], &numel) || numel > ST_MAX_JSON_INT)
             return mq_fail("st_writer: tensor '%s': invalid shape (dim %d = %lld)", name, i, (long long)shape[i]);
-    if (__builtin_mul_overflow(numel, (int64_t)st_dtype_size(dtype), &nbytes)) return mq_fail("st_writer: tensor '%s': too large", name);
+    if (__builtin_mul_overflow(numel, (int64_t)mq_dtype_size(dtype), &nbytes)) return mq_fail("st_writer: tensor '%s': too large", name);
     if (w->n == w->cap) {
         w->cap = w->cap ? 2 * w->cap : 32;
         st_wtensor *nt = realloc(w->t, (size_t)w->cap * sizeof *nt);
@@ -568,7 +554,7 @@ int st_writer_write(st_writer *w, const char *path) {
     for (int i = 0; i < w->n; i++) {
         const st_wtensor *t = &w->t[i];
         cJSON *e = cJSON_CreateObject(), *sh = cJSON_CreateArray(), *of = cJSON_CreateArray();
-        cJSON_AddStringToObject(e, "dtype", st_dtype_name(t->dtype));
+        cJSON_AddStringToObject(e, "dtype", mq_dtype_name(t->dtype));
         for (int d = 0; d < t->ndim; d++) cJSON_AddItemToArray(sh, cJSON_CreateNumber((double)t->shape[d]));
         cJSON_AddItemToObject(e, "shape", sh);
         cJSON_AddItemToArray(of, cJSON_CreateNumber((double)off));

@@ -8,16 +8,14 @@
 #define MQ_ST_H
 #include <stddef.h>
 #include <stdint.h>
+#include "core/dtype.h"
 
-typedef enum { ST_F32, ST_F16, ST_BF16, ST_I8, ST_I32, ST_I64, ST_U8, ST_NDTYPES } st_dtype;
-
-#define ST_MAX_DIMS 8
 
 typedef struct {
     const char *name;          /* owned by the st_file */
-    st_dtype dtype;
+    mq_dtype dtype;
     int ndim;
-    int64_t shape[ST_MAX_DIMS];
+    int64_t shape[MQ_MAX_DIMS];
     int64_t numel;
     const void *data;          /* points into the mmapped file; valid until st_close; may be
                                   unaligned (read multi-byte values with memcpy or st_to_f32) */
@@ -42,10 +40,6 @@ const st_tensor *st_find(const st_file *f, const char *name);      /* NULL if ab
 /* __metadata__ string value of the first file (NULL if absent). */
 const char *st_metadata(const st_file *f, const char *key);
 
-const char *st_dtype_name(st_dtype t);
-size_t st_dtype_size(st_dtype t);
-int st_dtype_from_name(const char *name, st_dtype *out);          /* -1 if unknown */
-
 /* Convert any float dtype (F32/F16/BF16) to FP32 into dst[numel]. -1 + error for other dtypes. */
 int st_to_f32(const st_tensor *t, float *dst);
 
@@ -59,7 +53,7 @@ uint16_t st_f32_to_bf16(float f);
 typedef struct st_writer st_writer;
 st_writer *st_writer_new(void);
 /* The writer copies `data` (numel * dtype size bytes). Names must be unique. */
-int st_writer_add(st_writer *w, const char *name, st_dtype dtype, int ndim, const int64_t *shape,
+int st_writer_add(st_writer *w, const char *name, mq_dtype dtype, int ndim, const int64_t *shape,
                   const void *data);
 int st_writer_add_metadata(st_writer *w, const char *key, const char *value);
 /* Writes path atomically (path.tmp.PID then rename). Tensors are stored in the order added,

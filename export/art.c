@@ -311,15 +311,15 @@ static int write_contents(const char *tmp, const q_model *qm, const art_provenan
             if (!f) { rc = mq_fail("artifact: tensor %s has no data (internal error)", t->name); break; }
             uint16_t *h = mq_malloc((size_t)n * 2);
             for (int64_t k = 0; k < n; k++) h[k] = st_f32_to_f16(f[k]);
-            rc = st_writer_add(w, t->name, ST_F16, t->ndim, t->shape, h);
+            rc = st_writer_add(w, t->name, MQ_F16, t->ndim, t->shape, h);
             free(h);
         } else if (t->kind == T_I8) {
             if (!t->w->q) { rc = mq_fail("artifact: weight %s has no data (internal error)", t->name); break; }
-            rc = st_writer_add(w, t->name, ST_I8, t->ndim, t->shape, t->w->q);
+            rc = st_writer_add(w, t->name, MQ_I8, t->ndim, t->shape, t->w->q);
         } else if (t->kind == T_WSCALE) {
-            rc = st_writer_add(w, t->name, ST_F32, 1, t->shape, t->w->scale);
+            rc = st_writer_add(w, t->name, MQ_F32, 1, t->shape, t->w->scale);
         } else {
-            rc = st_writer_add(w, t->name, ST_F32, 1, t->shape, t->s);
+            rc = st_writer_add(w, t->name, MQ_F32, 1, t->shape, t->s);
         }
     }
     free(L.t);
@@ -570,14 +570,14 @@ static int read_tensors(const char *dir, art_artifact *a) {
     build_table(qm, &L);
     int rc = 0;
     char b1[96], b2[96];
-    st_dtype want[] = {[T_F16] = ST_F16, [T_I8] = ST_I8, [T_WSCALE] = ST_F32, [T_ASCALE] = ST_F32};
+    mq_dtype want[] = {[T_F16] = MQ_F16, [T_I8] = MQ_I8, [T_WSCALE] = MQ_F32, [T_ASCALE] = MQ_F32};
     for (int i = 0; i < L.n && !rc; i++) {
         tspec *t = &L.t[i];
         const st_tensor *x = st_find(f, t->name);
         int64_t n = numel(t);
         if (!x) { rc = mq_fail("%s: tensor %s is missing", path, t->name); break; }
         if (x->dtype != want[t->kind]) {
-            rc = mq_fail("%s: tensor %s has dtype %s, expected %s", path, t->name, st_dtype_name(x->dtype), st_dtype_name(want[t->kind]));
+            rc = mq_fail("%s: tensor %s has dtype %s, expected %s", path, t->name, mq_dtype_name(x->dtype), mq_dtype_name(want[t->kind]));
             break;
         }
         int same = x->ndim == t->ndim;

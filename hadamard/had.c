@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include "core/err.h"
+#include "core/qrule.h"
 #include "hadamard/had_sign.h"
 
 int had_factor(int n, int *m_out, int *k_out) {
@@ -102,7 +103,7 @@ static int transform_rows(float *x, const float *src, int8_t *q, int rows, int n
             if (q) memcpy(own, src + (size_t)r * n, (size_t)n * sizeof *own);
             transform_row(row, tmp, m, P, A, s);
             if (q)
-                for (int t = 0; t < n; t++) q[(size_t)r * n + t] = had_quant_i8(own[t], scale);
+                for (int t = 0; t < n; t++) q[(size_t)r * n + t] = qr_quant_i8(own[t], scale);
         }
         free(tmp);
         free(own);

@@ -35,8 +35,8 @@ float *had_dense(int n);
  * (= x_row H). O(n log n + n m) per row, OpenMP over rows. Returns 0, or -1 + mq_fail. */
 int had_transform_f32(float *x, int rows, int n);
 
-/* CPU reference of the fused GPU quantizer: q_row = quant(x_row H^T) with had_quant_i8's rule
- * (had_sign.h): clamp(rint(v / scale), -127, 127), half to even. x is not modified. scale > 0. */
+/* CPU reference of the fused GPU quantizer: q_row = quant(x_row H^T) with qr_quant_i8's rule
+ * (core/qrule.h): clamp(rint(v / scale), -127, 127), half to even. x is not modified. scale > 0. */
 int had_transform_quant_f32(const float *x, int8_t *q, int rows, int n, float scale);
 
 #ifdef MQ_CUDA
@@ -47,7 +47,7 @@ int had_transform_quant_f32(const float *x, int8_t *q, int rows, int n, float sc
  * Return 0, or -1 + mq_fail for bad arguments; a CUDA launch error exits (CUDA_CHECK_LAUNCH). */
 int had_cuda_transform_f32(const float *x, float *y, int rows, int n, void *stream);
 int had_cuda_transform_f16(const void *x, void *y, int rows, int n, void *stream);
-/* Fused: FP16 rows x -> q = quant(x_row H^T) as int8 [rows x n], with had_quant_i8's rule on the
+/* Fused: FP16 rows x -> q = quant(x_row H^T) as int8 [rows x n], with qr_quant_i8's rule on the
  * FP32 value (the same as had_transform_quant_f32 on x converted to float, up to FP32 summation
  * order). For the SSM output y before the int8 out_proj. */
 int had_cuda_transform_quant_f16(const void *x, int8_t *q, int rows, int n, float scale, void *stream);

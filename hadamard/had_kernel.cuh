@@ -10,13 +10,14 @@
  *   4. butterfly bits of the warp (T > 32): through shared memory, re-read so that the W = T/32
  *      values differing in the warp bits sit in one thread (mapping 2, needs R >= W), butterfly
  *      in-thread, write back, re-read mapping 1;
- *   5. scale by 1/sqrt(n), convert (float, half, or int8 by had_quant_i8) and store as vectors.
+ *   5. scale by 1/sqrt(n), convert (float, half, or int8 by qr_quant_i8) and store as vectors.
  * Groups smaller than a warp (T < 32) put 64 / T rows in one block (blockDim = T x rows).
  * Every global read of a row happens before any write of it, so y == x works. */
 #ifndef MQ_HAD_KERNEL_CUH
 #define MQ_HAD_KERNEL_CUH
 #include <cuda_fp16.h>
 #include <stdint.h>
+#include "core/qrule.h"
 #include "hadamard/had_sign.h"
 
 template <int BYTES> struct had_vec;
@@ -41,7 +42,7 @@ __device__ __forceinline__ float had_to_f32(__half v) { return __half2float(v); 
 template <typename T> __device__ __forceinline__ T had_from_f32(float v, float qscale);
 template <> __device__ __forceinline__ float had_from_f32<float>(float v, float qscale) { return v; }
 template <> __device__ __forceinline__ __half had_from_f32<__half>(float v, float qscale) { return __float2half_rn(v); }
-template <> __device__ __forceinline__ int8_t had_from_f32<int8_t>(float v, float qscale) { return had_quant_i8(v, qscale); }
+template <> __device__ __forceinline__ int8_t had_from_f32<int8_t>(float v, float qscale) { return qr_quant_i8(v, qscale); }
 
 __device__ __forceinline__ void had_bfly(float &lo, float &hi) {
     float a = lo, b = hi;

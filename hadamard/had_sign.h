@@ -1,5 +1,5 @@
 /* Inline pieces shared by the CPU code (had.c) and the CUDA kernels (had_cuda.cu): the signs of the
- * m x m Hadamard blocks (m = 12, 20, 28, built by Paley's constructions) and the int8 rounding rule.
+ * m x m Hadamard blocks (m = 12, 20, 28, built by Paley's constructions).
  * In the kernels the block loops unroll, so every had_block_sign() call folds to a constant. */
 #ifndef MQ_HAD_SIGN_H
 #define MQ_HAD_SIGN_H
@@ -48,15 +48,6 @@ HAD_HD int had_block_sign(int m, int i, int j) {
         return (r && c) ? -s : s;
     }
     return 1;
-}
-
-/* The int8 rule of the fused quantizer, identical on CPU and GPU:
- * q = clamp(rint(v / scale), -127, 127), where v / scale is an IEEE round-to-nearest division and
- * rint rounds half to even (the default rounding mode); NaN gives 0, +-inf gives +-127. */
-HAD_HD int8_t had_quant_i8(float v, float scale) {
-    float r = rintf(v / scale);
-    if (r != r) return 0;
-    return (int8_t)fminf(fmaxf(r, -127.0f), 127.0f);
 }
 
 #endif

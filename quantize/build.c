@@ -102,7 +102,7 @@ int q_quantize(const mq_model *src, const q_stats *st, const q_options *o, q_mod
             for (int p = 0; p < q_role_parts(c->arch, (mq_act_role)r) && !bad; p++) {
                 float clip;
                 if (q_role_clip(o, st, l, (mq_act_role)r, p, &clip)) bad = 1;
-                else L->act_scale[r][p] = q_scale_from_clip(clip);
+                else L->act_scale[r][p] = qr_scale(clip);
             }
         }
     }
@@ -123,7 +123,7 @@ int q_quantize(const mq_model *src, const q_stats *st, const q_options *o, q_mod
             q_weight_quantize(lm, c->vocab_size, D, o->weight_gran, &out->lm_head_q);
             float clip;
             if (q_role_clip(o, st, -1, MQ_ACT_LM_HEAD_IN, 0, &clip)) bad = 1;
-            else out->lm_head_in_scale = q_scale_from_clip(clip);
+            else out->lm_head_in_scale = qr_scale(clip);
         } else if (!bad && q_head_untied(c, o->method)) {
             out->lm_head = dup16(lm, ne, "lm_head.weight", -1, &bad);
         }

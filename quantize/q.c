@@ -5,16 +5,11 @@
 #include <string.h>
 #include "core/err.h"
 
-float q_scale_from_clip(float clip) {
-    if (!(clip >= Q_MIN_CLIP)) clip = Q_MIN_CLIP;  /* also catches NaN; callers reject it first */
-    return clip / (float)Q_QMAX;
-}
-
 void q_fake_quant_rows(float *x, int rows, int cols, int ld, float s) {
     #pragma omp parallel for schedule(static) if ((long)rows * cols >= (1L << 16))
     for (int r = 0; r < rows; r++) {
         float *row = x + (size_t)r * ld;
-        for (int c = 0; c < cols; c++) row[c] = q_fake1(row[c], s);
+        for (int c = 0; c < cols; c++) row[c] = qr_fake_i8(row[c], s);
     }
 }
 
@@ -43,13 +38,13 @@ void q_weight_quantize(const float *W, int rows, int cols, q_granularity g, q_we
     w->nscale = g == Q_GRAN_CHANNEL ? rows : 1;
     w->q = mq_malloc((size_t)rows * cols);
     w->scale = mq_malloc((size_t)w->nscale * sizeof(float));
-    if (g == Q_GRAN_TENSOR) w->scale[0] = q_scale_from_clip(absmax(W, (size_t)rows * cols));
+    if (g == Q_GRAN_TENSOR) w->scale[0] = qr_scale(absmax(W, (size_t)rows * cols));
     #pragma omp parallel for schedule(static) if ((long)rows * cols >= (1L << 18))
     for (int r = 0; r < rows; r++) {
         const float *row = W + (size_t)r * cols;
-        if (g == Q_GRAN_CHANNEL) w->scale[r] = q_scale_from_clip(absmax(row, (size_t)cols));
+        if (g == Q_GRAN_CHANNEL) w->scale[r] = qr_scale(absmax(row, (size_t)cols));
         float s = w->scale[g == Q_GRAN_CHANNEL ? r : 0];
-        for (int c = 0; c < cols; c++) w->q[(size_t)r * cols + c] = q_quant1(row[c], s);
+        for (int c = 0; c < cols; c++) w->q[(size_t)r * cols + c] = qr_quant_i8(row[c], s);
     }
 }
 
@@ -57,7 +52,7 @@ void q_weight_dequantize(const q_weight *w, float *W) {
     #pragma omp parallel for schedule(static) if ((long)w->rows * w->cols >= (1L << 18))
     for (int r = 0; r < w->rows; r++) {
         float s = w->scale[w->nscale == 1 ? 0 : r];
-        for (int c = 0; c < w->cols; c++) W[(size_t)r * w->cols + c] = q_deq1(w->q[(size_t)r * w->cols + c], s);
+        for (int c = 0; c < w->cols; c++) W[(size_t)r * w->cols + c] = qr_deq_i8(w->q[(size_t)r * w->cols + c], s);
     }
 }
 

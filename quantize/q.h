@@ -1,36 +1,17 @@
-/* W8A8 recipes after Quamba (arXiv 2410.13229; enyac-group/Quamba): the int8 arithmetic every part of
- * mambaq shares (CPU simulation, export, GPU kernels), the recipe table selected by --method, which
+/* W8A8 recipes after Quamba (arXiv 2410.13229; enyac-group/Quamba): the recipe table selected by --method, which
  * activation of a block each recipe quantizes and how its clip is chosen, the offline fusions, and
  * the in-memory quantized model (q_model) that export/ writes and reads. docs/recipe.md gives the
- * reason and source of every choice.
- *
- * The int8 rule (symmetric, per tensor unless stated otherwise):
- *     s = clip / 127                          clip = absmax or a percentile of |v|, floored at 1e-5
- *     q = clamp(rint(v / s), -127, 127)       IEEE FP32 division, rint = round half to even (the
- *                                             default rounding mode, as torch.round); NaN -> 0
- *     v' = (float)q * s                       dequantized value (one FP32 multiply)
- * -128 is never produced, so the range is symmetric and negation is exact. */
+ * reason and source of every choice. The int8 rule is
+ * core/qrule.h's. */
 #ifndef MQ_Q_H
 #define MQ_Q_H
 #include <math.h>
 #include <stddef.h>
 #include <stdint.h>
 #include "core/cfg.h"
-#include "hadamard/had_sign.h"
+#include "core/qrule.h"
 #include "ssm/model.h"
 
-#define Q_QMAX 127
-#define Q_MIN_CLIP 1e-5f   /* Quamba's observers clamp the absmax at 1e-5 before dividing */
-
-/* ---- the int8 rule ----
- * One implementation for the CPU and the CUDA kernels: hadamard/had_sign.h's had_quant_i8
- * (__host__ __device__), clamp(rint(v / s), -127, 127) with NaN -> 0. */
-static inline int8_t q_quant1(float v, float s) { return had_quant_i8(v, s); }
-static inline float q_deq1(int8_t q, float s) { return (float)q * s; }
-static inline float q_fake1(float v, float s) { return q_deq1(q_quant1(v, s), s); }
-
-/* s = max(clip, 1e-5) / 127. clip must be finite and >= 0 (callers check). */
-float q_scale_from_clip(float clip);
 /* In place quantize -> dequantize of x[rows x cols] with row stride ld, one scale. */
 void q_fake_quant_rows(float *x, int rows, int cols, int ld, float s);
 

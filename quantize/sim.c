@@ -114,7 +114,7 @@ static void sim_hook(void *vctx, int layer, mq_act_role role, float *x, int rows
         if (!(s > 0)) return;
         for (int r = 0; r < rows; r++) {
             float *row = x + (size_t)r * ld;
-            for (int c = 0; c < cols; c++) row[c] = q_fake1(row[c] - L->dt_proj_b[c], s) + L->dt_proj_b[c];
+            for (int c = 0; c < cols; c++) row[c] = qr_fake_i8(row[c] - L->dt_proj_b[c], s) + L->dt_proj_b[c];
         }
         return;
     }

@@ -1,6 +1,6 @@
 /* W8A8 inference of an int8 artifact (quantize/q.h's q_model) on one CUDA GPU: the int8 pass that
  * the CPU simulation (quantize/sim.c) specifies. Every quantized activation of docs/recipe.md is an
- * int8 tensor here, made by the kernel that produces it with q.h's rule and the artifact's scale:
+ * int8 tensor here, made by the kernel that produces it with core/qrule.h's rule and the artifact's scale:
  *
  *   resid (FP32) -> add + RMSNorm -> int8 h                        [in_proj.input_scale]
  *   in_proj  int8 GEMM (int32) -> epilogue: x*s_x*s_w -> int8      [conv_in / z / dt scales per column]

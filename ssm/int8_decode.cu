@@ -23,7 +23,7 @@
 extern "C" {
 #include "core/err.h"
 }
-#include "hadamard/had_sign.h"
+#include "core/qrule.h"
 #include "ssm/int8_kern.h"
 
 static int cdiv(long a, long b) { return (int)((a + b - 1) / b); }
@@ -122,7 +122,7 @@ __global__ void __launch_bounds__(DEC_THREADS) dec_gemv_kernel(const int8_t *X, 
         for (int i = threadIdx.x; i < K; i += DEC_THREADS) {
             const float v = vs[i];
             if (blockIdx.x == 0) rout[i] = v;
-            xs[i] = had_quant_i8(ws[i] * (v * inv), s);
+            xs[i] = qr_quant_i8(ws[i] * (v * inv), s);
         }
     } else {
         dep_wait();
@@ -216,7 +216,7 @@ static __device__ __forceinline__ int8_t conv_step(int8_t *state, int8_t x, cons
     for (int j = 0; j < K - 1; j++) acc += (int)w[j] * state[j];
     for (int j = 0; j + 1 < K - 1; j++) state[j] = state[j + 1];
     if (K > 1) state[K - 2] = x;
-    return had_quant_i8(d_silu(bias + (float)acc * (sw * s_in)), s_out);
+    return qr_quant_i8(d_silu(bias + (float)acc * (sw * s_in)), s_out);
 }
 
 #define CX_ROWS 4 /* x_proj rows per thread quad held before the wait (N <= 64 * CX_ROWS; else a loop) */
@@ -293,7 +293,7 @@ __global__ void __launch_bounds__(DEC_THREADS) dec_dt_scan_kernel(dec_dt_scan_ar
 #pragma unroll
     for (int o = SC_LANES / 2; o; o >>= 1) acc += __shfl_xor_sync(0xffffffffu, acc, o);
     dep_release();
-    const int8_t dt8 = had_quant_i8((float)acc * (a.s_xp * dsw), dqs);
+    const int8_t dt8 = qr_quant_i8((float)acc * (a.s_xp * dsw), dqs);
     /* the scan step of i8_scan_m1_kernel */
     const float delta = fmaxf(d_softplus((float)dt8 * a.sdt + dtb), 0.f);
     const float u = (float)a.u[cc] * a.su;
@@ -366,7 +366,7 @@ __global__ void __launch_bounds__(YQ_THREADS) dec_yquant_kernel(dec_yquant_args 
     if (!a.P) { /* plain quantization: block b takes its slice */
         __syncthreads();
         const int per = (E + gridDim.x - 1) / gridDim.x, i0 = blockIdx.x * per;
-        for (int i = i0 + t; i < min(E, i0 + per); i += YQ_THREADS) a.q[i] = had_quant_i8(ys[i], a.s);
+        for (int i = i0 + t; i < min(E, i0 + per); i += YQ_THREADS) a.q[i] = qr_quant_i8(ys[i], a.s);
         return;
     }
     const int m = a.m, P = a.P, lp = a.log_p, seg = blockIdx.x;
@@ -386,7 +386,7 @@ __global__ void __launch_bounds__(YQ_THREADS) dec_yquant_kernel(dec_yquant_args 
     for (int b = t; b < P; b += YQ_THREADS) {
         float v = 0.f;
         for (int k = 0; k < m; k++) v += sgn[k] * ys[k * P + b];
-        a.q[seg * P + b] = had_quant_i8(v * a.norm, a.s);
+        a.q[seg * P + b] = qr_quant_i8(v * a.norm, a.s);
     }
 }
 

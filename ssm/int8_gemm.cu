@@ -19,7 +19,7 @@
 extern "C" {
 #include "core/err.h"
 }
-#include "hadamard/had_sign.h"
+#include "core/qrule.h"
 #include "ssm/int8_kern.h"
 
 static int g_route = I8G_GEMM_AUTO;

@@ -12,7 +12,7 @@
 #include <cuda_runtime.h>
 #include <stdint.h>
 #include "core/gpu.h"
-#include "hadamard/had_sign.h"
+#include "core/qrule.h"
 #include "ssm/int8.h"
 
 typedef __half half;
@@ -31,7 +31,7 @@ static __device__ __forceinline__ void epi_put(const i8_epi &e, int32_t acc, int
     float v = (float)acc * (e.sx * e.sw[n]);
     if (e.bias) v += e.bias[n];
     size_t i = (size_t)m * ldo + n;
-    if (e.kind == EPI_I8) ((int8_t *)out)[i] = had_quant_i8(v, e.qs[n]);
+    if (e.kind == EPI_I8) ((int8_t *)out)[i] = qr_quant_i8(v, e.qs[n]);
     else if (e.kind == EPI_F16) ((half *)out)[i] = __float2half(v);
     else ((float *)out)[i] = v;
 }

@@ -1,6 +1,6 @@
 /* The elementwise, norm, conv, scan and NLL kernels of the int8 pass (launchers in ssm/int8_kern.h).
  * Every int8 value is dequantized in registers as (float)q * s, the simulation's one FP32 multiply,
- * and every int8 output uses had_sign.h's had_quant_i8 (= quantize/q.h's q_quant1: FP32 division,
+ * and every int8 output uses core/qrule.h's qr_quant_i8 (FP32 division,
  * round half to even, clamp to [-127, 127], NaN -> 0). The arithmetic follows the CPU reference
  * ops (ssm/ops.c, core/mat.c) formula by formula: norms sum squares in double and scale by
  * 1 / sqrtf(mean + eps) as mat_rmsnorm does, so that requantization flips against the simulation
@@ -9,7 +9,7 @@
 extern "C" {
 #include "core/err.h"
 }
-#include "hadamard/had_sign.h"
+#include "core/qrule.h"
 #include "ssm/int8_kern.h"
 
 static int cdiv(long a, long b) { return (int)((a + b - 1) / b); }
@@ -96,7 +96,7 @@ __global__ void i8_add_rmsnorm_kernel(float *resid, const half *delta, const flo
     const float inv = 1.0f / sqrtf((float)(block_sum_d(ss) / D) + eps);
     for (int i = threadIdx.x; i < D; i += blockDim.x) {
         float o = w[i] * (r[i] * inv);
-        if (q) q[off + i] = had_quant_i8(o, s);
+        if (q) q[off + i] = qr_quant_i8(o, s);
         if (out16) out16[off + i] = __float2half(o);
         if (out32) out32[off + i] = o;
     }
@@ -110,7 +110,7 @@ void k8_add_rmsnorm(float *resid, const half *delta, const float *w, int8_t *q, 
 __global__ void i8_quant_f16_kernel(int8_t *q, int ldq, const half *x, int ldx, float s, int C) {
     const size_t r = blockIdx.y;
     for (int c = blockIdx.x * blockDim.x + threadIdx.x; c < C; c += gridDim.x * blockDim.x)
-        q[r * ldq + c] = had_quant_i8(__half2float(x[r * ldx + c]), s);
+        q[r * ldq + c] = qr_quant_i8(__half2float(x[r * ldx + c]), s);
 }
 void k8_quant_f16(int8_t *q, int ldq, const half *x, int ldx, float s, int rows, int C, cudaStream_t st) {
     if (!rows) return;
@@ -181,7 +181,7 @@ __global__ void i8_conv1d_kernel(int8_t *out, int ldo, const int8_t *x, int ldx,
         for (int k = 0; k < 8; k++)
             if (k < K) acc += wk[k] * win[j + k];
         const float v = bs + (float)acc * scale;
-        out[((size_t)b * T + t0 + j) * ldo + c] = had_quant_i8(d_silu(v), so);
+        out[((size_t)b * T + t0 + j) * ldo + c] = qr_quant_i8(d_silu(v), so);
     }
 }
 

@@ -26,7 +26,7 @@ void i8ref_epilogue(const int32_t *acc, int M, int N, float sx, const float *sw,
         int n = (int)(i % N);
         float v = (float)acc[i] * (sx * sw[n]);
         if (bias) v += bias[n];
-        if (q_out) q_out[i] = q_quant1(v, qs[n]);
+        if (q_out) q_out[i] = qr_quant_i8(v, qs[n]);
         if (f_out) f_out[i] = v;
     }
 }
@@ -35,7 +35,7 @@ void i8ref_add_rmsnorm(float *resid, const float *delta, const float *w, int T, 
                        float *out) {
     float *v = mq_malloc((size_t)T * D * sizeof(float));
     op_add_rmsnorm(resid, delta, v, w, T, D, eps);
-    for (size_t i = 0; i < (size_t)T * D; i++) q[i] = q_quant1(v[i], s);
+    for (size_t i = 0; i < (size_t)T * D; i++) q[i] = qr_quant_i8(v[i], s);
     if (out) memcpy(out, v, (size_t)T * D * sizeof(float));
     free(v);
 }
@@ -53,7 +53,7 @@ void i8ref_conv1d(int8_t *out, int ldo, const int8_t *x, int ldx, int8_t *state,
                 acc += (int32_t)w[(size_t)c * K + j] * v;
             }
             float v = (bias ? bias[c] : 0.f) + (float)acc * (sw[c] * s_in[c]);
-            out[(size_t)t * ldo + c] = q_quant1(v / (1.0f + expf(-v)), s_out[c]);
+            out[(size_t)t * ldo + c] = qr_quant_i8(v / (1.0f + expf(-v)), s_out[c]);
         }
         if (state && H > 0) {
             int8_t nv[8];
@@ -294,7 +294,7 @@ int i8ref_forward(const q_model *qm, const i8_plan *p, const int32_t *tokens, in
         hook(hk, l, MQ_ACT_SSM_OUT, y16, I8G_F32, 0, T, E, E);
         if (qm->hadamard_n) had_transform_quant_f32(y16, yq8, T, E, L->s_y);
         else
-            for (size_t i = 0; i < TT * E; i++) yq8[i] = q_quant1(y16[i], L->s_y);
+            for (size_t i = 0; i < TT * E; i++) yq8[i] = qr_quant_i8(y16[i], L->s_y);
         hook(hk, l, MQ_ACT_OUT_PROJ_IN, yq8, I8G_I8, L->s_y, T, E, E);
         linear(yq8, E, &Q->out_proj, T, L->s_y, L->out_sw, Q->out_proj_b, NULL, NULL, delta, D);
         q_round_f16(delta, TT * D); /* out_proj writes FP16 */
@@ -310,7 +310,7 @@ int i8ref_forward(const q_model *qm, const i8_plan *p, const int32_t *tokens, in
             const int n = T - 1 - t0 < BLK ? T - 1 - t0 : BLK;
             const float *ht = hidden + (size_t)t0 * D;
             if (qm->lm_head_q.q) {
-                for (size_t k = 0; k < (size_t)n * D; k++) hq8[k] = q_quant1(ht[k], qm->lm_head_in_scale);
+                for (size_t k = 0; k < (size_t)n * D; k++) hq8[k] = qr_quant_i8(ht[k], qm->lm_head_in_scale);
                 linear(hq8, D, &qm->lm_head_q, n, qm->lm_head_in_scale, p->lm_sw, NULL, NULL, NULL, logits, V);
             } else {
                 memcpy(h16, ht, (size_t)n * D * 4);

@@ -110,8 +110,8 @@ static int check_tensors(const st_file *f, want_list *l, const mq_config *c) {
         int same = w->t->ndim == w->ndim;
         for (int d = 0; same && d < w->ndim; d++) same = w->t->shape[d] == w->shape[d];
         if (!same) rc = mq_fail("%s: tensor '%s': expected shape %s, found %s", w->t->file, w->name, exp, got);
-        else if (w->t->dtype != ST_F32 && w->t->dtype != ST_F16 && w->t->dtype != ST_BF16)
-            rc = mq_fail("%s: tensor '%s': dtype %s, expected F32, F16 or BF16", w->t->file, w->name, st_dtype_name(w->t->dtype));
+        else if (w->t->dtype != MQ_F32 && w->t->dtype != MQ_F16 && w->t->dtype != MQ_BF16)
+            rc = mq_fail("%s: tensor '%s': dtype %s, expected F32, F16 or BF16", w->t->file, w->name, mq_dtype_name(w->t->dtype));
     }
     if (!rc) {
         /* name the first few unexpected tensors and count the rest */

@@ -36,7 +36,7 @@ static void add(st_writer *w, const char *name, int ndim, int64_t d0, int64_t d1
                                        : logf((float)(i % 16 + 1));
         buf[i] = st_f32_to_f16(x);
     }
-    if (st_writer_add(w, name, ST_F16, ndim, shape, buf)) mq_die("%s", mq_errmsg());
+    if (st_writer_add(w, name, MQ_F16, ndim, shape, buf)) mq_die("%s", mq_errmsg());
     free(buf);
 }
 

@@ -43,7 +43,7 @@ static void write_tiny_model(const char *path, float v) {
     float w[2] = {v, 2};
     int64_t sh[1] = {2};
     st_writer *wr = st_writer_new();
-    st_writer_add(wr, "backbone.norm_f.weight", ST_F32, 1, sh, w);
+    st_writer_add(wr, "backbone.norm_f.weight", MQ_F32, 1, sh, w);
     T_CHECK(st_writer_write(wr, path) == 0, "%s", mq_errmsg());
     st_writer_free(wr);
 }
@@ -79,7 +79,7 @@ static void test_round_trip(void) {
             bad += calib_stats_percentile(st, t->name, t->pct[q], 1, &v) || v != t->pema[q];
         }
         const st_tensor *h = calib_stats_tensor(st, t->name, ".hist");
-        bad += !h || h->dtype != ST_I64 || h->numel != OBS_HIST_BINS || memcmp(h->data, t->hist, OBS_HIST_BINS * 8);
+        bad += !h || h->dtype != MQ_I64 || h->numel != OBS_HIST_BINS || memcmp(h->data, t->hist, OBS_HIST_BINS * 8);
         if (t->ngroup) {
             char suf[32];
             snprintf(suf, sizeof suf, ".absmax_per_%s", t->gkind);

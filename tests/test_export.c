@@ -260,13 +260,13 @@ static const char *corrupt(const char *name, const char *victim, int mode, float
         if (hit && mode == DROP) continue;
         void *data = mq_malloc(t->nbytes + 4);
         memcpy(data, t->data, t->nbytes);
-        int64_t shape[ST_MAX_DIMS];
+        int64_t shape[MQ_MAX_DIMS];
         memcpy(shape, t->shape, sizeof shape);
         int ndim = t->ndim;
-        st_dtype dt = t->dtype;
+        mq_dtype dt = t->dtype;
         if (hit && mode == SETF) memcpy(data, &value, 4);
         if (hit && mode == RESHAPE) shape[0] = 1, ndim = 1, shape[1] = 0;
-        if (hit && mode == RETYPE) dt = ST_I8;   /* reinterpret F32 bytes as I8 of 4x the count */
+        if (hit && mode == RETYPE) dt = MQ_I8;   /* reinterpret F32 bytes as I8 of 4x the count */
         if (hit && mode == RETYPE) shape[0] *= 4;
         st_writer_add(w, t->name, dt, ndim, shape, data);
         free(data);
@@ -274,7 +274,7 @@ static const char *corrupt(const char *name, const char *victim, int mode, float
     if (mode == EXTRA) {
         int64_t one = 1;
         float v = 1;
-        st_writer_add(w, victim, ST_F32, 1, &one, &v);
+        st_writer_add(w, victim, MQ_F32, 1, &one, &v);
     }
     snprintf(path, sizeof path, "%s/model.safetensors", dir);
     st_writer_write(w, path);

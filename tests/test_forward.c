@@ -33,7 +33,7 @@ static proxy *get_proxy(int i, const char **why) {
     if (ssm_load(dir, &p->m)) { printf("    ssm_load: %s\n", mq_errmsg()); *why = "ssm_load failed"; return NULL; }
     if (!(p->ref = st_open(path))) { printf("    %s\n", mq_errmsg()); *why = "reference unreadable"; return NULL; }
     const st_tensor *t = st_find(p->ref, "tokens");
-    if (!t || t->dtype != ST_I32) { *why = "reference has no int32 tokens"; return NULL; }
+    if (!t || t->dtype != MQ_I32) { *why = "reference has no int32 tokens"; return NULL; }
     p->tokens = t->data;
     p->T = (int)t->numel;
     p->loaded = 1;
@@ -42,7 +42,7 @@ static proxy *get_proxy(int i, const char **why) {
 
 static const float *ref_f32(proxy *p, const char *name, int64_t numel) {
     const st_tensor *t = st_find(p->ref, name);
-    if (!t || t->dtype != ST_F32 || t->numel != numel) {
+    if (!t || t->dtype != MQ_F32 || t->numel != numel) {
         printf("    reference tensor %s missing or not f32[%lld]\n", name, (long long)numel);
         return NULL;
     }

@@ -61,7 +61,7 @@ static int proxy_open(int i, proxy *p) {
     if (ssm_load(d, &p->m)) { T_CHECK(0, "loading %s: %s", d, mq_errmsg()); return 0; }
     st_file *f = st_open(ref);
     const st_tensor *t = f ? st_find(f, "tokens") : NULL;
-    T_CHECK(t && t->dtype == ST_I32 && t->numel == 256, "%s: tokens int32 [256]", ref);
+    T_CHECK(t && t->dtype == MQ_I32 && t->numel == 256, "%s: tokens int32 [256]", ref);
     if (!t) { if (f) st_close(f); ssm_free(&p->m); return 0; }
     memcpy(p->tokens, t->data, sizeof p->tokens);
     st_close(f);

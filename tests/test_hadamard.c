@@ -4,6 +4,7 @@
 #include "tests/test.h"
 #include "core/err.h"
 #include "hadamard/had.h"
+#include "core/qrule.h"
 #include "hadamard/had_sign.h"
 
 #define MAX_ORDER 8192
@@ -175,11 +176,11 @@ static void test_out_proj_fusion(void) {
 }
 
 static void test_quant_rule(void) {
-    T_CHECK(had_quant_i8(2.5f, 1) == 2 && had_quant_i8(3.5f, 1) == 4 && had_quant_i8(-2.5f, 1) == -2,
-            "half to even: %d %d %d", had_quant_i8(2.5f, 1), had_quant_i8(3.5f, 1), had_quant_i8(-2.5f, 1));
-    T_CHECK(had_quant_i8(1.26f, 0.5f) == 3 && had_quant_i8(-0.74f, 0.5f) == -1, "scaled rounding");
-    T_CHECK(had_quant_i8(1000, 1) == 127 && had_quant_i8(-1000, 1) == -127, "clamp to +-127");
-    T_CHECK(had_quant_i8(INFINITY, 1) == 127 && had_quant_i8(-INFINITY, 1) == -127 && had_quant_i8(NAN, 1) == 0,
+    T_CHECK(qr_quant_i8(2.5f, 1) == 2 && qr_quant_i8(3.5f, 1) == 4 && qr_quant_i8(-2.5f, 1) == -2,
+            "half to even: %d %d %d", qr_quant_i8(2.5f, 1), qr_quant_i8(3.5f, 1), qr_quant_i8(-2.5f, 1));
+    T_CHECK(qr_quant_i8(1.26f, 0.5f) == 3 && qr_quant_i8(-0.74f, 0.5f) == -1, "scaled rounding");
+    T_CHECK(qr_quant_i8(1000, 1) == 127 && qr_quant_i8(-1000, 1) == -127, "clamp to +-127");
+    T_CHECK(qr_quant_i8(INFINITY, 1) == 127 && qr_quant_i8(-INFINITY, 1) == -127 && qr_quant_i8(NAN, 1) == 0,
             "inf and NaN");
     int rows = 3, n = 1536;
     float *x = mq_malloc((size_t)rows * n * sizeof *x), *y = mq_malloc((size_t)rows * n * sizeof *y);

@@ -72,13 +72,13 @@ static void test_hash_file(void) {
 }
 
 /* writes tensors a (F32 [2,3]) and b (I32 [4]) in the given order with some metadata */
-static void write_model(const char *path, int b_first, const char *meta, float a0, st_dtype bt) {
+static void write_model(const char *path, int b_first, const char *meta, float a0, mq_dtype bt) {
     float a[6] = {a0, 2, 3, 4, 5, 6};
     int32_t b[4] = {7, 8, 9, 10};
     int64_t sa[2] = {2, 3}, sb[1] = {4};
     st_writer *w = st_writer_new();
     if (b_first) st_writer_add(w, "b", bt, 1, sb, b);
-    st_writer_add(w, "a", ST_F32, 2, sa, a);
+    st_writer_add(w, "a", MQ_F32, 2, sa, a);
     if (!b_first) st_writer_add(w, "b", bt, 1, sb, b);
     st_writer_add_metadata(w, "note", meta);
     T_CHECK(st_writer_write(w, path) == 0, "%s", mq_errmsg());
@@ -91,10 +91,10 @@ static void test_model_hash(void) {
     snprintf(p2, sizeof p2, "%s/m2.safetensors", t_tmpdir());
     snprintf(p3, sizeof p3, "%s/m3.safetensors", t_tmpdir());
     snprintf(p4, sizeof p4, "%s/m4.safetensors", t_tmpdir());
-    write_model(p1, 0, "one", 1, ST_I32);
-    write_model(p2, 1, "two", 1, ST_I32);          /* other order, other metadata: same identity */
-    write_model(p3, 0, "one", 1.0000001f, ST_I32); /* one weight bit differs */
-    write_model(p4, 0, "one", 1, ST_F32);          /* same bytes, other dtype */
+    write_model(p1, 0, "one", 1, MQ_I32);
+    write_model(p2, 1, "two", 1, MQ_I32);          /* other order, other metadata: same identity */
+    write_model(p3, 0, "one", 1.0000001f, MQ_I32); /* one weight bit differs */
+    write_model(p4, 0, "one", 1, MQ_F32);          /* same bytes, other dtype */
     char h1[HASH_HEX_LEN], h2[HASH_HEX_LEN], h3[HASH_HEX_LEN], h4[HASH_HEX_LEN];
     T_CHECK(hash_model_weights(p1, h1) == 0 && hash_model_weights(p2, h2) == 0 && hash_model_weights(p3, h3) == 0 &&
             hash_model_weights(p4, h4) == 0, "%s", mq_errmsg());

@@ -29,11 +29,11 @@ static void linear_case(int M, int N, int K, int per_channel, int with_bias) {
     /* the simulation: dequantized X and W, FP32 linear, quantize with the output scale */
     float *Xf = mq_malloc((size_t)M * K * sizeof(float)), *Wf = mq_malloc((size_t)N * K * sizeof(float));
     float *Y = mq_malloc((size_t)M * N * sizeof(float));
-    for (size_t i = 0; i < (size_t)M * K; i++) Xf[i] = q_deq1(X[i], sx);
+    for (size_t i = 0; i < (size_t)M * K; i++) Xf[i] = qr_deq_i8(X[i], sx);
     for (int n = 0; n < N; n++)
-        for (int k = 0; k < K; k++) Wf[(size_t)n * K + k] = q_deq1(W[(size_t)n * K + k], sw[n]);
+        for (int k = 0; k < K; k++) Wf[(size_t)n * K + k] = qr_deq_i8(W[(size_t)n * K + k], sw[n]);
     mat_linear(Y, Xf, Wf, bias, M, N, K);
-    for (size_t i = 0; i < (size_t)M * N; i++) q_sim[i] = q_quant1(Y[i], qs[i % N]);
+    for (size_t i = 0; i < (size_t)M * N; i++) q_sim[i] = qr_quant_i8(Y[i], qs[i % N]);
     int maxd;
     size_t nd;
     cmp_q(q_ref, q_sim, (size_t)M * N, &maxd, &nd);
@@ -62,14 +62,14 @@ static void test_conv_vs_sim(void) {
     float *xf = mq_malloc((size_t)T * C * sizeof(float)), *wf = mq_malloc((size_t)C * K * sizeof(float));
     float *sf = mq_malloc((size_t)C * H * sizeof(float)), *y = mq_malloc((size_t)T * C * sizeof(float));
     for (int t = 0; t < T; t++)
-        for (int c = 0; c < C; c++) xf[(size_t)t * C + c] = q_deq1(x[(size_t)t * C + c], si[c]);
+        for (int c = 0; c < C; c++) xf[(size_t)t * C + c] = qr_deq_i8(x[(size_t)t * C + c], si[c]);
     for (int c = 0; c < C; c++) {
-        for (int j = 0; j < K; j++) wf[(size_t)c * K + j] = q_deq1(w[(size_t)c * K + j], sw[c]);
-        for (int j = 0; j < H; j++) sf[(size_t)c * H + j] = q_deq1(st[(size_t)c * H + j], si[c]);
+        for (int j = 0; j < K; j++) wf[(size_t)c * K + j] = qr_deq_i8(w[(size_t)c * K + j], sw[c]);
+        for (int j = 0; j < H; j++) sf[(size_t)c * H + j] = qr_deq_i8(st[(size_t)c * H + j], si[c]);
     }
     op_conv1d(y, C, xf, C, wf, b, sf, T, C, K, 1);
     for (int t = 0; t < T; t++)
-        for (int c = 0; c < C; c++) q_sim[(size_t)t * C + c] = q_quant1(y[(size_t)t * C + c], so[c]);
+        for (int c = 0; c < C; c++) q_sim[(size_t)t * C + c] = qr_quant_i8(y[(size_t)t * C + c], so[c]);
     int maxd;
     size_t nd;
     cmp_q(q_ref, q_sim, (size_t)T * C, &maxd, &nd);
@@ -80,7 +80,7 @@ static void test_conv_vs_sim(void) {
     int bad = 0;
     for (int c = 0; c < C; c++)
         for (int j = 0; j < H; j++)
-            if (q_deq1(st_ref[(size_t)c * H + j], si[c]) != sf[(size_t)c * H + j]) bad++;
+            if (qr_deq_i8(st_ref[(size_t)c * H + j], si[c]) != sf[(size_t)c * H + j]) bad++;
     T_CHECK(bad == 0, "%d conv state entries differ from the simulation's", bad);
     /* chunked: T1 rows, then 1-row steps, then the rest == one call */
     int8_t *q2 = mq_malloc((size_t)T * C), *st2 = mq_malloc((size_t)C * H);
@@ -115,13 +115,13 @@ static void test_scan_m1_vs_sim(void) {
     for (int t = 0; t < T; t++) {
         for (int d = 0; d < Di; d++) {
             size_t i = (size_t)t * Di + d;
-            fu[i] = q_deq1(u[i], su);
-            fd[i] = q_fake1(q_deq1(dt[i], sdt) + bias[d] - bias[d], sdt) + bias[d];
-            fz[i] = q_deq1(z[i], sz);
+            fu[i] = qr_deq_i8(u[i], su);
+            fd[i] = qr_fake_i8(qr_deq_i8(dt[i], sdt) + bias[d] - bias[d], sdt) + bias[d];
+            fz[i] = qr_deq_i8(z[i], sz);
         }
         for (int n = 0; n < N; n++) {
-            fb[(size_t)t * N + n] = q_deq1(bc[(size_t)t * 2 * N + n], sb);
-            fc[(size_t)t * N + n] = q_deq1(bc[(size_t)t * 2 * N + N + n], sc);
+            fb[(size_t)t * N + n] = qr_deq_i8(bc[(size_t)t * 2 * N + n], sb);
+            fc[(size_t)t * N + n] = qr_deq_i8(bc[(size_t)t * 2 * N + N + n], sc);
         }
     }
     op_dt_softplus(fd, Di, fd, Di, NULL, T, Di, 0.0f, INFINITY);

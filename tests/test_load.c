@@ -104,7 +104,7 @@ static float frand(float lo, float hi) {
     return lo + (hi - lo) * (float)(rng >> 8) / (float)(1 << 24);
 }
 
-static void tt_add(tt_list *l, const char *name, int ndim, int64_t d0, int64_t d1, int64_t d2, st_dtype dt) {
+static void tt_add(tt_list *l, const char *name, int ndim, int64_t d0, int64_t d1, int64_t d2, mq_dtype dt) {
     tt *t = &l->t[l->n++];
     snprintf(t->name, sizeof t->name, "%s", name);
     t->ndim = ndim;
@@ -114,12 +114,12 @@ static void tt_add(tt_list *l, const char *name, int ndim, int64_t d0, int64_t d
     int is_alog = strstr(name, "A_log") != NULL;
     for (int64_t i = 0; i < n; i++) {
         float x = is_alog ? frand(0, 2.5f) : frand(-1, 1);
-        t->v[i] = dt == ST_F16 ? st_f16_to_f32(st_f32_to_f16(x)) : dt == ST_BF16 ? st_bf16_to_f32(st_f32_to_bf16(x)) : x;
+        t->v[i] = dt == MQ_F16 ? st_f16_to_f32(st_f32_to_f16(x)) : dt == MQ_BF16 ? st_bf16_to_f32(st_f32_to_bf16(x)) : x;
     }
 }
 
 /* The tensors of a small model, spelled out here independently of the loader. */
-static void tiny_tensors(tt_list *l, int arch, int state_spaces, int tie, int bias, int rows, st_dtype dt) {
+static void tiny_tensors(tt_list *l, int arch, int state_spaces, int tie, int bias, int rows, mq_dtype dt) {
     const int D = 16, L = 2, Di = 32, K = 4;
     char nm[128];
     l->n = 0;
@@ -181,7 +181,7 @@ static const char *tiny_config(int arch, int state_spaces, int tie, int bias) {
 
 /* Writes dir/config.json and the tensors (as one file, or two shards and an index). skip: a name
  * to leave out; extra: one more tensor to add. */
-static void write_tiny(const char *dir, const char *config, const tt_list *l, st_dtype dt, int sharded,
+static void write_tiny(const char *dir, const char *config, const tt_list *l, mq_dtype dt, int sharded,
                        const char *skip, const char *extra) {
     char path[1024], cmd[1200];
     snprintf(cmd, sizeof cmd, "rm -rf %s && mkdir -p %s", dir, dir);
@@ -199,8 +199,8 @@ static void write_tiny(const char *dir, const char *config, const tt_list *l, st
         int64_t n = t->shape[0] * (t->ndim > 1 ? t->shape[1] : 1) * (t->ndim > 2 ? t->shape[2] : 1);
         void *buf = malloc((size_t)n * 4);
         for (int64_t j = 0; j < n; j++) {
-            if (dt == ST_F32) ((float *)buf)[j] = t->v[j];
-            else ((uint16_t *)buf)[j] = dt == ST_F16 ? st_f32_to_f16(t->v[j]) : st_f32_to_bf16(t->v[j]);
+            if (dt == MQ_F32) ((float *)buf)[j] = t->v[j];
+            else ((uint16_t *)buf)[j] = dt == MQ_F16 ? st_f32_to_f16(t->v[j]) : st_f32_to_bf16(t->v[j]);
         }
         int shard = sharded && i % 2;
         st_writer_add(w[shard], t->name, dt, t->ndim, t->shape, buf);
@@ -212,7 +212,7 @@ static void write_tiny(const char *dir, const char *config, const tt_list *l, st
     if (extra) {
         float z[2] = {0, 0};
         int64_t s[1] = {2};
-        st_writer_add(w[0], extra, ST_F32, 1, s, z);
+        st_writer_add(w[0], extra, MQ_F32, 1, s, z);
         k += (size_t)snprintf(index + k, sizeof index - k, ", \"%s\": \"model-00001-of-00002.safetensors\"", extra);
     }
     snprintf(index + k, sizeof index - k, "}}");
@@ -253,7 +253,7 @@ static const float *loaded(const mq_model *m, const char *name) {
 }
 
 static void test_tiny_roundtrip(void) {
-    const st_dtype dts[3] = {ST_F32, ST_F16, ST_BF16};
+    const mq_dtype dts[3] = {MQ_F32, MQ_F16, MQ_BF16};
     int cases = 0;
     for (int arch = 1; arch <= 2; arch++)
         for (int ss = 0; ss <= 1; ss++)
@@ -261,7 +261,7 @@ static void test_tiny_roundtrip(void) {
                 /* vary tying, biases and sharding across the cases */
                 int tie = (d != 1), bias = (d == 2), sharded = (d == 1);
                 char dir[512];
-                snprintf(dir, sizeof dir, "%s/tiny-m%d-%s-%s", t_tmpdir(), arch, ss ? "ss" : "hf", st_dtype_name(dts[d]));
+                snprintf(dir, sizeof dir, "%s/tiny-m%d-%s-%s", t_tmpdir(), arch, ss ? "ss" : "hf", mq_dtype_name(dts[d]));
                 tt_list l;
                 /* state-spaces: vocab 37 padded to 40 by the config; transformers: 40 rows > vocab 37 */
                 tiny_tensors(&l, arch, ss, tie, bias, 40, dts[d]);
@@ -311,56 +311,56 @@ static void test_bad_checkpoints(void) {
     char cfg1[1024]; /* tiny_config's buffer is reused by later calls */
     snprintf(cfg1, sizeof cfg1, "%s", tiny_config(1, 0, 1, 0));
 
-    tiny_tensors(&l, 1, 0, 1, 0, 40, ST_F16);
-    write_tiny(dir, cfg1, &l, ST_F16, 0, "backbone.layers.1.mixer.dt_proj.bias", NULL);
+    tiny_tensors(&l, 1, 0, 1, 0, 40, MQ_F16);
+    write_tiny(dir, cfg1, &l, MQ_F16, 0, "backbone.layers.1.mixer.dt_proj.bias", NULL);
     expect_load_fail(dir, "model.safetensors", "missing tensor 'backbone.layers.1.mixer.dt_proj.bias'", "expected shape [32]");
 
-    write_tiny(dir, cfg1, &l, ST_F16, 1, NULL, "backbone.layers.0.mixer.surprise");
+    write_tiny(dir, cfg1, &l, MQ_F16, 1, NULL, "backbone.layers.0.mixer.surprise");
     expect_load_fail(dir, "model.safetensors.index.json", "unexpected tensor", "'backbone.layers.0.mixer.surprise'");
     tt_free(&l);
 
     /* x_proj as if d_state were 7 */
-    tiny_tensors(&l, 1, 0, 1, 0, 40, ST_F32);
+    tiny_tensors(&l, 1, 0, 1, 0, 40, MQ_F32);
     for (int i = 0; i < l.n; i++)
         if (!strcmp(l.t[i].name, "backbone.layers.1.mixer.x_proj.weight")) l.t[i].shape[0] = 17;
-    write_tiny(dir, cfg1, &l, ST_F32, 0, NULL, NULL);
+    write_tiny(dir, cfg1, &l, MQ_F32, 0, NULL, NULL);
     expect_load_fail(dir, "backbone.layers.1.mixer.x_proj.weight", "expected shape [19, 32]", "found [17, 32]");
     tt_free(&l);
 
     /* embedding with fewer rows than the vocabulary */
-    tiny_tensors(&l, 2, 0, 1, 0, 30, ST_F32);
-    write_tiny(dir, tiny_config(2, 0, 1, 0), &l, ST_F32, 0, NULL, NULL);
+    tiny_tensors(&l, 2, 0, 1, 0, 30, MQ_F32);
+    write_tiny(dir, tiny_config(2, 0, 1, 0), &l, MQ_F32, 0, NULL, NULL);
     expect_load_fail(dir, "backbone.embeddings.weight", "expected shape [37, 16]", "found [30, 16]");
     tt_free(&l);
 
     /* untied config without lm_head; a Mamba1 config over Mamba2 tensors */
-    tiny_tensors(&l, 2, 1, 1, 0, 40, ST_BF16);
-    write_tiny(dir, tiny_config(2, 1, 0, 0), &l, ST_BF16, 0, NULL, NULL);
+    tiny_tensors(&l, 2, 1, 1, 0, 40, MQ_BF16);
+    write_tiny(dir, tiny_config(2, 1, 0, 0), &l, MQ_BF16, 0, NULL, NULL);
     expect_load_fail(dir, "model.safetensors", "missing tensor 'lm_head.weight'", NULL);
-    write_tiny(dir, tiny_config(1, 1, 1, 0), &l, ST_BF16, 0, NULL, NULL);
+    write_tiny(dir, tiny_config(1, 1, 1, 0), &l, MQ_BF16, 0, NULL, NULL);
     expect_load_fail(dir, "backbone.layers.0.mixer.in_proj.weight", "expected shape [64, 16]", "found [100, 16]");
     /* a config whose bias flag the checkpoint does not follow */
-    write_tiny(dir, tiny_config(2, 1, 1, 1), &l, ST_BF16, 0, NULL, NULL);
+    write_tiny(dir, tiny_config(2, 1, 1, 1), &l, MQ_BF16, 0, NULL, NULL);
     expect_load_fail(dir, "missing tensor", "in_proj.bias", NULL);
     tt_free(&l);
 
     /* no embedding at all, and a non-float tensor */
-    tiny_tensors(&l, 1, 0, 1, 0, 40, ST_F32);
-    write_tiny(dir, cfg1, &l, ST_F32, 0, "backbone.embeddings.weight", NULL);
+    tiny_tensors(&l, 1, 0, 1, 0, 40, MQ_F32);
+    write_tiny(dir, cfg1, &l, MQ_F32, 0, "backbone.embeddings.weight", NULL);
     expect_load_fail(dir, "model.safetensors", "no embedding", NULL);
     tt_free(&l);
     {
         char path[600];
         snprintf(path, sizeof path, "%s/model.safetensors", dir);
-        tiny_tensors(&l, 1, 0, 1, 0, 40, ST_F32);
-        write_tiny(dir, cfg1, &l, ST_F32, 0, NULL, NULL);
+        tiny_tensors(&l, 1, 0, 1, 0, 40, MQ_F32);
+        write_tiny(dir, cfg1, &l, MQ_F32, 0, NULL, NULL);
         st_file *f = st_open(path);
         st_writer *w = st_writer_new();
         for (int i = 0; f && i < st_count(f); i++) {
             const st_tensor *t = st_get(f, i);
             int is_d = !strcmp(t->name, "backbone.layers.0.mixer.D");
             int8_t q[32] = {0};
-            st_writer_add(w, t->name, is_d ? ST_I8 : t->dtype, t->ndim, t->shape, is_d ? (const void *)q : t->data);
+            st_writer_add(w, t->name, is_d ? MQ_I8 : t->dtype, t->ndim, t->shape, is_d ? (const void *)q : t->data);
         }
         st_close(f);
         st_writer_write(w, path);
@@ -408,7 +408,7 @@ static void test_pytorch_bin_models(void) {
             T_CHECK(t != NULL, "%s: %s present", fx[k].dir, e->string);
             if (!t) continue;
             const cJSON *shape = cJSON_GetObjectItemCaseSensitive(e, "shape"), *head = cJSON_GetObjectItemCaseSensitive(e, "head");
-            T_CHECK(!strcmp(st_dtype_name(t->dtype), cJSON_GetObjectItemCaseSensitive(e, "dtype")->valuestring), "%s dtype", t->name);
+            T_CHECK(!strcmp(mq_dtype_name(t->dtype), cJSON_GetObjectItemCaseSensitive(e, "dtype")->valuestring), "%s dtype", t->name);
             int ok = t->ndim == cJSON_GetArraySize(shape), d = 0;
             for (const cJSON *s = shape->child; ok && s; s = s->next, d++) ok = t->shape[d] == (int64_t)s->valuedouble;
             T_CHECK(ok, "%s shape", t->name);

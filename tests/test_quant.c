@@ -18,30 +18,30 @@ static float frand(void) {  /* uniform in [-1, 1) */
 static void test_roundtrip_bound(void) {
     const float clips[] = {1e-5f, 3e-3f, 0.5f, 1.0f, 7.25f, 300.0f, 6.0e4f};
     for (size_t k = 0; k < sizeof clips / sizeof clips[0]; k++) {
-        float clip = clips[k], s = q_scale_from_clip(clip);
+        float clip = clips[k], s = qr_scale(clip);
         T_CHECK(s == clip / 127.0f, "scale of clip %g: %g", (double)clip, (double)s);
         double worst = 0;
         for (int i = 0; i < 200000; i++) {
             float v = clip * frand();
             if (i < 3) v = i == 0 ? clip : i == 1 ? -clip : 0.0f;
-            int8_t q = q_quant1(v, s);
-            double err = fabs((double)v - (double)q_deq1(q, s));
+            int8_t q = qr_quant_i8(v, s);
+            double err = fabs((double)v - (double)qr_deq_i8(q, s));
             if (err > worst) worst = err;
             T_CHECK(q != -128, "q out of range");
         }
         /* s/2 up to the FP32 rounding of v / s and of q * s (a few ulp of the clip) */
         T_CHECK(worst <= s / 2 * (1 + 1e-6) + 4e-7 * clip, "clip %g: max error %.9g > s/2 = %.9g", (double)clip, worst, (double)s / 2);
         /* saturation outside */
-        T_CHECK(q_quant1(2 * clip, s) == 127 && q_quant1(-5 * clip, s) == -127, "saturation at clip %g", (double)clip);
-        T_CHECK(q_fake1(3 * clip, s) == 127 * s, "fake quant saturates");
+        T_CHECK(qr_quant_i8(2 * clip, s) == 127 && qr_quant_i8(-5 * clip, s) == -127, "saturation at clip %g", (double)clip);
+        T_CHECK(qr_fake_i8(3 * clip, s) == 127 * s, "fake quant saturates");
     }
     float s = 1.0f;
-    T_CHECK(q_quant1(2.5f, s) == 2 && q_quant1(3.5f, s) == 4 && q_quant1(-2.5f, s) == -2 && q_quant1(-0.5f, s) == 0,
+    T_CHECK(qr_quant_i8(2.5f, s) == 2 && qr_quant_i8(3.5f, s) == 4 && qr_quant_i8(-2.5f, s) == -2 && qr_quant_i8(-0.5f, s) == 0,
             "round half to even");
-    T_CHECK(q_quant1(126.5f, s) == 126 && q_quant1(127.5f, s) == 127 && q_quant1(-127.5f, s) == -127, "ties near the clamp");
-    T_CHECK(q_quant1(NAN, s) == 0, "NaN -> 0");
-    T_CHECK(q_quant1(INFINITY, s) == 127 && q_quant1(-INFINITY, s) == -127, "inf saturates");
-    T_CHECK(q_scale_from_clip(0) == 1e-5f / 127 && q_scale_from_clip(NAN) == 1e-5f / 127, "clip floor");
+    T_CHECK(qr_quant_i8(126.5f, s) == 126 && qr_quant_i8(127.5f, s) == 127 && qr_quant_i8(-127.5f, s) == -127, "ties near the clamp");
+    T_CHECK(qr_quant_i8(NAN, s) == 0, "NaN -> 0");
+    T_CHECK(qr_quant_i8(INFINITY, s) == 127 && qr_quant_i8(-INFINITY, s) == -127, "inf saturates");
+    T_CHECK(qr_scale(0) == 1e-5f / 127 && qr_scale(NAN) == 1e-5f / 127, "clip floor");
     /* fake-quant of a strided view touches only the view */
     float x[3 * 5];
     for (int i = 0; i < 15; i++) x[i] = 0.3f * (float)i + 0.01f;

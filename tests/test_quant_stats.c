@@ -41,13 +41,13 @@ static const char *write_stats(const char *name, int arch, int n_layer, const ch
             else snprintf(full, sizeof full, "backbone.layers.%d.mixer.%s", l, ops[k]);
             float a = value_of(full, 0), p[3] = {a * 0.5f, a * 0.6f, a * 0.7f}, e[3] = {a * 0.4f, a * 0.45f, a * 0.55f};
             snprintf(tn, sizeof tn, "%s.absmax", full);
-            st_writer_add(w, tn, ST_F32, 1, &one, &a);
+            st_writer_add(w, tn, MQ_F32, 1, &one, &a);
             snprintf(tn, sizeof tn, "%s.percentiles", full);
-            st_writer_add(w, tn, ST_F32, 1, &three, p);
+            st_writer_add(w, tn, MQ_F32, 1, &three, p);
             snprintf(tn, sizeof tn, "%s.ema_percentiles", full);
-            st_writer_add(w, tn, ST_F32, 1, &three, e);
+            st_writer_add(w, tn, MQ_F32, 1, &three, e);
             snprintf(tn, sizeof tn, "%s.hist", full);
-            st_writer_add(w, tn, ST_I64, 1, &nb, hist);
+            st_writer_add(w, tn, MQ_I64, 1, &nb, hist);
         }
     free(hist);
     st_writer_add_metadata(w, "format", CALIB_FORMAT);

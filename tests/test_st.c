@@ -48,16 +48,16 @@ static void test_roundtrip_all_dtypes(void) {
     int64_t i64[2] = {-5, (int64_t)1 << 40};
     uint8_t u8[3] = {0, 128, 255};
     float scalar = 42.0f;
-    const struct { const char *name; st_dtype dt; int ndim; int64_t shape[3]; const void *data; } ts[] = {
-        {"w.f32", ST_F32, 2, {2, 3}, f32},  {"w.f16", ST_F16, 2, {2, 2}, f16}, {"w.bf16", ST_BF16, 1, {3}, bf16},
-        {"w.i8", ST_I8, 1, {5}, i8},        {"w.i32", ST_I32, 1, {2}, i32},    {"w.i64", ST_I64, 2, {1, 2}, i64},
-        {"w.u8", ST_U8, 3, {1, 3, 1}, u8},  {"scalar", ST_F32, 0, {0}, &scalar}, {"empty", ST_F16, 2, {0, 7}, NULL},
+    const struct { const char *name; mq_dtype dt; int ndim; int64_t shape[3]; const void *data; } ts[] = {
+        {"w.f32", MQ_F32, 2, {2, 3}, f32},  {"w.f16", MQ_F16, 2, {2, 2}, f16}, {"w.bf16", MQ_BF16, 1, {3}, bf16},
+        {"w.i8", MQ_I8, 1, {5}, i8},        {"w.i32", MQ_I32, 1, {2}, i32},    {"w.i64", MQ_I64, 2, {1, 2}, i64},
+        {"w.u8", MQ_U8, 3, {1, 3, 1}, u8},  {"scalar", MQ_F32, 0, {0}, &scalar}, {"empty", MQ_F16, 2, {0, 7}, NULL},
     };
     int nt = (int)(sizeof ts / sizeof ts[0]);
     st_writer *w = st_writer_new();
     for (int i = 0; i < nt; i++)
         T_CHECK(st_writer_add(w, ts[i].name, ts[i].dt, ts[i].ndim, ts[i].shape, ts[i].data) == 0, "%s", mq_errmsg());
-    T_CHECK(st_writer_add(w, "w.i8", ST_I8, 1, ts[3].shape, i8) == -1, "duplicate name must be refused");
+    T_CHECK(st_writer_add(w, "w.i8", MQ_I8, 1, ts[3].shape, i8) == -1, "duplicate name must be refused");
     st_writer_add_metadata(w, "format", "pt");
     st_writer_add_metadata(w, "note", "quote \" and \\ survive");
     const char *path = tpath("all.safetensors");
@@ -76,7 +76,7 @@ static void test_roundtrip_all_dtypes(void) {
         T_CHECK(t->dtype == ts[i].dt && t->ndim == ts[i].ndim, "%s dtype/ndim", t->name);
         int64_t numel = 1;
         for (int d = 0; d < t->ndim; d++) { T_CHECK(t->shape[d] == ts[i].shape[d], "%s dim %d", t->name, d); numel *= ts[i].shape[d]; }
-        T_CHECK(t->numel == numel && t->nbytes == (size_t)numel * st_dtype_size(t->dtype), "%s size", t->name);
+        T_CHECK(t->numel == numel && t->nbytes == (size_t)numel * mq_dtype_size(t->dtype), "%s size", t->name);
         T_CHECK(!numel || !memcmp(t->data, ts[i].data, t->nbytes), "%s bytes", t->name);
         T_CHECK(!strcmp(t->file, path), "file %s", t->file);
     }
@@ -103,10 +103,10 @@ static void test_writer_errors(void) {
     st_writer *w = st_writer_new();
     int64_t shape[2] = {2, -1};
     float x[4] = {0};
-    T_CHECK(st_writer_add(w, "neg", ST_F32, 2, shape, x) == -1 && strstr(mq_errmsg(), "neg"), "negative dim: %s", mq_errmsg());
-    T_CHECK(st_writer_add(w, "__metadata__", ST_F32, 0, shape, x) == -1, "reserved name");
+    T_CHECK(st_writer_add(w, "neg", MQ_F32, 2, shape, x) == -1 && strstr(mq_errmsg(), "neg"), "negative dim: %s", mq_errmsg());
+    T_CHECK(st_writer_add(w, "__metadata__", MQ_F32, 0, shape, x) == -1, "reserved name");
     shape[1] = 2;
-    T_CHECK(st_writer_add(w, "ok", ST_F32, 2, shape, x) == 0, "%s", mq_errmsg());
+    T_CHECK(st_writer_add(w, "ok", MQ_F32, 2, shape, x) == 0, "%s", mq_errmsg());
     T_CHECK(st_writer_write(w, "/nonexistent-dir/x.safetensors") == -1 && strstr(mq_errmsg(), "/nonexistent-dir/x.safetensors"),
             "unwritable: %s", mq_errmsg());
     /* overwriting an existing file replaces it whole */
@@ -224,7 +224,7 @@ static void test_corrupt_files(void) {
     st_writer *w = st_writer_new();
     float x[64] = {0};
     int64_t shape[1] = {64};
-    st_writer_add(w, "x", ST_F32, 1, shape, x);
+    st_writer_add(w, "x", MQ_F32, 1, shape, x);
     p = tpath("cut.safetensors");
     st_writer_write(w, p);
     st_writer_free(w);
@@ -276,8 +276,8 @@ static void test_fuzz_headers(void) {
     uint16_t h[5] = {1, 2, 3, 4, 5};
     for (int i = 0; i < 12; i++) a[i] = (float)i;
     int64_t s1[2] = {3, 4}, s2[1] = {5};
-    st_writer_add(w, "alpha.weight", ST_F32, 2, s1, a);
-    st_writer_add(w, "beta", ST_BF16, 1, s2, h);
+    st_writer_add(w, "alpha.weight", MQ_F32, 2, s1, a);
+    st_writer_add(w, "beta", MQ_BF16, 1, s2, h);
     st_writer_add_metadata(w, "format", "pt");
     const char *good = tpath("fuzz-src.safetensors"), *p = tpath("fuzz.safetensors");
     st_writer_write(w, good);
@@ -331,14 +331,14 @@ static void make_sharded(const char *dir, const char *index) {
     int64_t s3[1] = {3}, s2[1] = {2}, s1[1] = {1};
     char p[600];
     st_writer *w = st_writer_new();
-    st_writer_add(w, "a", ST_F32, 1, s3, a);
+    st_writer_add(w, "a", MQ_F32, 1, s3, a);
     st_writer_add_metadata(w, "format", "pt");
     snprintf(p, sizeof p, "%s/m-1.safetensors", dir);
     st_writer_write(w, p);
     st_writer_free(w);
     w = st_writer_new();
-    st_writer_add(w, "b", ST_F32, 1, s2, b);
-    st_writer_add(w, "c", ST_F32, 1, s1, c);
+    st_writer_add(w, "b", MQ_F32, 1, s2, b);
+    st_writer_add(w, "c", MQ_F32, 1, s1, c);
     snprintf(p, sizeof p, "%s/m-2.safetensors", dir);
     st_writer_write(w, p);
     st_writer_free(w);
@@ -384,7 +384,7 @@ static void test_sharded(void) {
     st_writer *w = st_writer_new();
     float one = 1;
     int64_t s1[1] = {1};
-    st_writer_add(w, "a", ST_F32, 1, s1, &one);
+    st_writer_add(w, "a", MQ_F32, 1, s1, &one);
     st_writer_write(w, p);
     st_writer_free(w);
     snprintf(p, sizeof p, "%s/model.safetensors.index.json", dir);
@@ -412,7 +412,7 @@ static void test_pytorch_bin(void) {
     T_CHECK(st_count(f) == 23, "23 tensors, got %d", st_count(f));
     const st_tensor *e = st_find(f, "backbone.embedding.weight"), *h = st_find(f, "lm_head.weight");
     const st_tensor *c = st_find(f, "backbone.layers.1.mixer.conv1d.weight");
-    T_CHECK(e && h && e->dtype == ST_F32 && e->ndim == 2 && e->shape[0] == 40 && e->shape[1] == 16, "embedding");
+    T_CHECK(e && h && e->dtype == MQ_F32 && e->ndim == 2 && e->shape[0] == 40 && e->shape[1] == 16, "embedding");
     T_CHECK(e && h && e->data == h->data, "tied names share one storage");
     T_CHECK(c && c->ndim == 3 && c->shape[0] == 32 && c->shape[1] == 1 && c->shape[2] == 4 && c->nbytes == 512, "conv1d shape");
     T_CHECK(st_metadata(f, "format") == NULL, "no metadata");
@@ -420,7 +420,7 @@ static void test_pytorch_bin(void) {
     unsigned char *src = (unsigned char *)mq_read_file(bin, &n);
     st_close(f);
     f = st_open("tests/fixtures/pt/mamba2-bf16-sharded");
-    T_CHECK(f && st_count(f) == 21 && st_find(f, "lm_head.weight") && st_find(f, "lm_head.weight")->dtype == ST_BF16,
+    T_CHECK(f && st_count(f) == 21 && st_find(f, "lm_head.weight") && st_find(f, "lm_head.weight")->dtype == MQ_BF16,
             "sharded .bin with an index: %s", f ? "" : mq_errmsg());
     st_close(f);
     if (!src) return;
@@ -485,7 +485,7 @@ static void test_proxies(void) {
         if (!f) continue;
         T_CHECK(st_count(f) == px[i].count, "%s: %d tensors", px[i].dir, st_count(f));
         const st_tensor *e = st_find(f, "backbone.embeddings.weight");
-        T_CHECK(e && e->dtype == ST_F16 && e->ndim == 2 && e->shape[0] == 50280 && e->shape[1] == 192, "embedding shape");
+        T_CHECK(e && e->dtype == MQ_F16 && e->ndim == 2 && e->shape[0] == 50280 && e->shape[1] == 192, "embedding shape");
         T_CHECK(e && strstr(e->file, "model-00001-of-00002.safetensors"), "embedding in shard 1");
         const st_tensor *n = st_find(f, "backbone.norm_f.weight"), *a = st_find(f, "backbone.layers.3.mixer.A_log");
         if (e && n && a) {
