@@ -24,6 +24,7 @@ extern "C" {
 #include "core/err.h"
 }
 #include "core/qrule.h"
+#include "hadamard/had_sign.h"
 #include "ssm/int8_kern.h"
 
 static int cdiv(long a, long b) { return (int)((a + b - 1) / b); }
