@@ -80,7 +80,7 @@ build/asan/%: tests/%.c $(filter-out %.cu,$(LIB_C)) tests/test.h
 
 test: deps
 	@$(MAKE) --no-print-directory all $(TEST_BIN) $(patsubst tests/%.c,build/asan/%,$(ASAN_TESTS))
-	@tests/run.sh $(TEST_BIN) $(patsubst tests/%.c,build/asan/%,$(ASAN_TESTS))
+	@tests/run.sh tools/check_layers.sh $(TEST_BIN) $(patsubst tests/%.c,build/asan/%,$(ASAN_TESTS))
 
 run: deps
 	@$(MAKE) --no-print-directory all

@@ -4,6 +4,7 @@
  * does not die at the end. */
 #include "calib/calib.h"
 #include "calib/gpu.h"
+#include "ssm/backend.h"
 #include "core/cfg.h"
 #include "core/err.h"
 #include "core/gpu.h"
@@ -77,12 +78,13 @@ int calib_windows(size_t ntokens, int seqlen, int samples, int seeded, uint64_t 
 
 /* Quamba's MambaSimple sets dt_proj.bias = None and passes the bias to the scan as delta_bias, so its
  * dt_proj:output is x_dt @ W^T without bias; the reference forward reports it with the bias. */
-static void minus_dt_bias(void *ctx, int layer, mq_act_role role, float *x, int rows, int cols, int ld) {
+static int minus_dt_bias(void *ctx, int layer, mq_act_role role, float *x, int rows, int cols, int ld) {
     const mq_model *m = ctx;
     const float *b = m->layers[layer].dt_proj_b;
-    if (!b) return;
+    if (!b) return 0;
     for (int r = 0; r < rows; r++)
         for (int c = 0; c < cols; c++) x[(size_t)r * ld + c] -= b[c];
+    return 0;
 }
 
 obs_set *calib_observers(const mq_model *m, const calib_options *o) {
@@ -98,20 +100,21 @@ obs_set *calib_observers(const mq_model *m, const calib_options *o) {
 int calib_observe_cpu(const mq_model *m, const int32_t *tokens, const size_t *starts, int samples, int seqlen,
                       obs_set *s, int progress) {
     mq_hooks hooks = obs_set_hooks(s);
-    float *hidden = mq_malloc((size_t)seqlen * m->cfg.d_model * sizeof *hidden);
+    be *b = be_open_model(m, BE_CPU_F32, 1, seqlen);
+    if (!b) return -1;
     prog_bar bar;
     prog_start(&bar, "calib", "samples", samples, !progress);
     int rc = 0;
     for (int i = 0; i < samples && !rc; i++) {
         obs_begin_sample(s);
-        rc = ssm_forward(m, tokens + starts[i], seqlen, &hooks, hidden);
+        rc = be_prefill(b, tokens + starts[i], 1, seqlen, NULL, &hooks, NULL);
         if (!rc) rc = obs_end_sample(s);
         if (rc) mq_fail_ctx("calibration sample %d (tokens %zu..%zu)", i, starts[i], starts[i] + seqlen - 1);
         prog_update(&bar, i + 1, (int64_t)(i + 1) * seqlen);
     }
     if (!rc) prog_finish(&bar);
     else if (progress && bar.tty && bar.drawn) fputc('\n', stderr);
-    free(hidden);
+    be_free(b);
     return rc;
 }
 
@@ -282,8 +285,8 @@ out:
 #ifndef MQ_CUDA
 /* calib/gpu.h without CUDA: every entry point fails, so callers take the CPU path. */
 static const char *calib_no_cuda = "GPU calibration: built without CUDA";
-calib_gpu *calib_gpu_new(const ssmg_model *g, obs_set *s, int batch, int seqlen) {
-    (void)g; (void)s; (void)batch; (void)seqlen;
+calib_gpu *calib_gpu_new(be *b, obs_set *s) {
+    (void)b; (void)s;
     mq_fail("%s", calib_no_cuda);
     return NULL;
 }

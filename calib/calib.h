@@ -1,5 +1,6 @@
-/* Calibration: run the FP32 reference forward over token windows of a calibration text with the
- * observers of calib/obs.h on every quantized activation, and write their statistics to a stats
+/* Calibration: run a forward (ssm/backend.h: FP32 on the CPU, FP16 on the GPU) over token windows
+ * of a calibration text with the observers of calib/obs.h on every quantized activation (calib/gpu.h
+ * on the GPU), and write their statistics to a stats
  * file (safetensors) that records where they came from; calib_stats_open() is how the quantizer
  * reads one back, refusing a file made from other weights.
  *
@@ -30,6 +31,9 @@
 #include "core/hash.h"
 #include "core/st.h"
 #include "ssm/model.h"
+#ifdef __cplusplus
+extern "C" {
+#endif
 
 #define CALIB_FORMAT "mambaq.calib_stats"
 #define CALIB_FORMAT_VERSION "1"
@@ -92,7 +96,7 @@ int calib_windows(size_t ntokens, int seqlen, int samples, int seeded, uint64_t 
 /* Observers for m with the default transforms (Mamba1: MQ_ACT_DT minus dt_proj.bias, because
  * Quamba's dt_proj has no bias: it adds it inside the scan) and then o's transforms. */
 obs_set *calib_observers(const mq_model *m, const calib_options *o);
-/* Runs ssm_forward on each window with the observer hooks. progress: show a bar. */
+/* Runs the FP32 CPU forward (ssm/backend.h) on each window with the observer hooks. progress: show a bar. */
 int calib_observe_cpu(const mq_model *m, const int32_t *tokens, const size_t *starts, int samples, int seqlen,
                       obs_set *s, int progress);
 /* Writes every observer's statistics plus the metadata pairs kv[2*i], kv[2*i+1]. */
@@ -127,4 +131,7 @@ const st_tensor *calib_stats_tensor(const calib_stats *s, const char *name, cons
 int calib_stats_absmax(const calib_stats *s, const char *name, float *out);
 int calib_stats_percentile(const calib_stats *s, const char *name, double pct, int ema, float *out);
 
+#ifdef __cplusplus
+}
+#endif
 #endif

@@ -19,14 +19,12 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
-#include "core/gpu.h"
-extern "C" { /* C headers without their own guards (before calib/gpu.h includes them again) */
-#include "core/err.h"
-#include "core/progress.h"
-#include "ssm/model.h"
 #include "calib/calib.h"
-}
 #include "calib/gpu.h"
+#include "core/err.h"
+#include "core/gpu.h"
+#include "core/progress.h"
+#include "ssm/backend.h"
 
 enum {
     NB1 = 32768,            /* 15-bit patterns: FP16 |v|, or the top bits 30..16 of FP32 |v| */
@@ -435,14 +433,7 @@ static unsigned short g_map16[NB1];
 static int g_tables_ready;
 
 static int dev_alloc(void **p, size_t bytes, const char *what) {
-    cudaError_t e = cudaMalloc(p, bytes ? bytes : 1);
-    if (e != cudaSuccess) {
-        cudaGetLastError();
-        *p = NULL;
-        return mq_fail("GPU calibration: cannot allocate %.1f MB for %s: %s (try a smaller --batch)", bytes / 1e6,
-                       what, cudaGetErrorString(e));
-    }
-    return 0;
+    return gpu_malloc(p, bytes, what) ? mq_fail_ctx("GPU calibration (try a smaller --batch)") : 0;
 }
 
 static void eng_free(eng *e) {
@@ -737,7 +728,7 @@ static const char *pc_names[PC_N] = {"", "forward", "transforms", "observe fp16"
 #define PROF_EVENTS 16384
 
 struct calib_gpu {
-    const ssmg_model *g;
+    be *b;                       /* the FP16 forward (BE_CUDA_F16) whose hooks feed the observers */
     mq_config cfg;
     obs_set *s;
     int batch, seqlen;
@@ -746,7 +737,6 @@ struct calib_gpu {
     gtensor *ts;
     route *routes;               /* [n_layer + 1][MQ_ACT_NROLES] */
     gxform xf[MQ_ACT_NROLES];
-    ssmg_ws *ws;
     int B;                       /* samples of the call in progress */
     int64_t nsamples;
     int failed;
@@ -786,16 +776,28 @@ static void fail_in_hook(calib_gpu *c) {
 
 static const char *role_label(int role) { return ssm_act_role_name((mq_act_role)role); }
 
-static void on_activation(void *ctx, int layer, mq_act_role role, void *x, ssmg_dtype dtype, int rows, int cols,
-                          int ld, void *stream) {
+/* Observes the forward's device activations (FP16, or FP32 states) in place, on its stream. The
+ * first failure is kept (calib_gpu_observe reports it) and stops the forward. */
+static int on_activation(void *ctx, const mq_act *a) {
     calib_gpu *c = (calib_gpu *)ctx;
     const mq_config *cfg = &c->cfg;
-    if (c->failed || role < 0 || role >= MQ_ACT_NROLES) return;
+    const int layer = a->layer, rows = a->rows, cols = a->cols;
+    const mq_act_role role = a->role;
+    const void *x = a->x;
+    int ld = a->ld;
+    if (c->failed) return -1;
+    if (role < 0 || role >= MQ_ACT_NROLES || role == MQ_ACT_RESID) return 0;
     int li = role == MQ_ACT_LM_HEAD_IN ? cfg->n_layer : layer;
-    if (li < 0 || li > cfg->n_layer || (role != MQ_ACT_LM_HEAD_IN && li == cfg->n_layer)) return;
+    if (li < 0 || li > cfg->n_layer || (role != MQ_ACT_LM_HEAD_IN && li == cfg->n_layer)) return 0;
     route *rt = route_of(c, li, role);
-    if (!rt->n) return;
-    cudaStream_t st = (cudaStream_t)stream;
+    if (!rt->n) return 0;
+    if (!a->device || (a->dtype != MQ_F16 && a->dtype != MQ_F32)) {
+        mq_fail("layer %d activation %s: the GPU observers read FP16 or FP32 device data, got %s%s", layer,
+                role_label(role), a->device ? "" : "host ", mq_dtype_name(a->dtype));
+        fail_in_hook(c);
+        return -1;
+    }
+    cudaStream_t st = (cudaStream_t)a->stream;
     if (c->prof_n == 0) pmark(c, st, PC_START); /* the forward's time before its first hook is not counted */
     pmark(c, st, PC_FWD);
     const int B = c->B;
@@ -804,12 +806,12 @@ static void on_activation(void *ctx, int layer, mq_act_role role, void *x, ssmg_
         mq_fail("layer %d activation %s (feeds %s): expected %d x %d for %d sequences, found %d x %d", layer,
                 role_label(role), c->ts[rt->tg[0].tensor].t->name, want_rows, want_cols, B, rows, cols);
         fail_in_hook(c);
-        return;
+        return -1;
     }
-    int f32 = dtype == SSMG_F32;
+    int f32 = a->dtype == MQ_F32;
     gxform *xf = &c->xf[role];
     if (xf->active) { /* transform a copy; every observer of the role sees the FP32 result */
-        if (xf->fn) xf->fn(xf->ctx, layer, role, x, f32, rows, cols, ld, xf->out, stream);
+        if (xf->fn) xf->fn(xf->ctx, layer, role, x, f32, rows, cols, ld, xf->out, a->stream);
         else {
             int blocks = (int)(((size_t)rows * cols + 255) / 256);
             if (blocks > 4 * c->e.sms * 8) blocks = 4 * c->e.sms * 8;
@@ -830,7 +832,7 @@ static void on_activation(void *ctx, int layer, mq_act_role role, void *x, ssmg_
         if (part >= 0 ? (t->parts_seen >> part) & 1 : t->done) {
             mq_fail("%s: produced twice in one forward call", t->t->name);
             fail_in_hook(c);
-            return;
+            return -1;
         }
         view v;
         v.x = (const char *)x + (size_t)rt->tg[k].col0 * (f32 ? 4 : 2);
@@ -845,7 +847,7 @@ static void on_activation(void *ctx, int layer, mq_act_role role, void *x, ssmg_
             mq_fail("%s: %zu values per calibration sample; the GPU histograms count at most 2^32 - 1 (use a shorter --seqlen)",
                     t->t->name, t->n);
             fail_in_hook(c);
-            return;
+            return -1;
         }
         eng_observe(&c->e, rt->tg[k].tensor, t->slot, t->k32, v, B, t->g, st);
         pmark(c, st, t->k32 ? PC_OBS32 : PC_OBS16);
@@ -857,18 +859,20 @@ static void on_activation(void *ctx, int layer, mq_act_role role, void *x, ssmg_
             t->done = 1;
         }
     }
+    return 0;
 }
 
-calib_gpu *calib_gpu_new(const ssmg_model *g, obs_set *s, int batch, int seqlen) {
-    const char *why;
-    if (!gpu_available(&why)) { mq_fail("GPU calibration: no usable GPU: %s", why); return NULL; }
-    if (batch < 1 || seqlen < 1) { mq_fail("GPU calibration: batch %d x seqlen %d", batch, seqlen); return NULL; }
+calib_gpu *calib_gpu_new(be *b, obs_set *s) {
+    if (be_kind_of(b) != BE_CUDA_F16) {
+        mq_fail("GPU calibration observes the FP16 GPU forward, not %s", be_kind_name(be_kind_of(b)));
+        return NULL;
+    }
     calib_gpu *c = (calib_gpu *)mq_calloc(1, sizeof *c);
-    c->g = g;
-    c->cfg = *ssmg_config(g);
+    c->b = b;
+    c->cfg = *be_config(b);
     c->s = s;
-    c->batch = batch;
-    c->seqlen = seqlen;
+    c->batch = be_max_batch(b);
+    c->seqlen = be_max_seqlen(b);
     c->nt = obs_count(s);
     c->ts = (gtensor *)mq_calloc(c->nt, sizeof *c->ts);
     c->routes = (route *)mq_calloc((size_t)(c->cfg.n_layer + 1) * MQ_ACT_NROLES, sizeof *c->routes);
@@ -911,9 +915,8 @@ calib_gpu *calib_gpu_new(const ssmg_model *g, obs_set *s, int batch, int seqlen)
             rt->n++;
         }
     }
-    if (eng_init(&c->e, c->nt, nslot, batch, pct, nq, gmax)) goto fail;
+    if (eng_init(&c->e, c->nt, nslot, c->batch, pct, nq, gmax)) goto fail;
     update_k32(c);
-    if (!(c->ws = ssmg_ws_new(g, batch, seqlen))) goto fail;
     return c;
 fail:
     calib_gpu_free(c);
@@ -932,7 +935,6 @@ void calib_gpu_free(calib_gpu *c) {
         free(c->prof_ev);
         free(c->prof_cat);
     }
-    ssmg_ws_free(c->ws);
     free(c->ts);
     free(c->routes);
     free(c);
@@ -991,11 +993,13 @@ int calib_gpu_observe(calib_gpu *c, const int32_t *tokens, int B) {
     }
     c->B = B;
     c->failed = 0;
-    ssmg_hooks hk = {on_activation, c};
+    mq_hooks hk = {on_activation, c};
     const long long s0 = (long long)c->nsamples;
     c->prof_n = 0;
-    if (ssmg_prefill(c->g, c->ws, tokens, B, c->seqlen, NULL, &hk, NULL))
+    if (be_prefill(c->b, tokens, B, c->seqlen, NULL, &hk, NULL)) {
+        if (c->failed) return mq_fail("calibration samples %lld..%lld: %s", s0, s0 + B - 1, c->err);
         return mq_fail_ctx("calibration samples %lld..%lld", s0, s0 + B - 1);
+    }
     double th = prog_now();
     for (int i = 1; i < c->prof_n; i++) {
         float ms;
@@ -1076,10 +1080,13 @@ int calib_observe_gpu(const mq_model *m, const int32_t *tokens, const size_t *st
             return mq_fail("calib: the transform '%s' for %s has no GPU version (calib_options.gpu_transforms); use --device cpu",
                            xf[i].name ? xf[i].name : "custom", ssm_act_role_name(xf[i].role));
     if (batch > samples) batch = samples;
-    ssmg_model *g = ssmg_upload(m);
+    be *g = be_open_model(m, BE_CUDA_F16, batch, seqlen);
     if (!g) return -1;
-    calib_gpu *c = calib_gpu_new(g, s, batch, seqlen);
-    if (!c) { ssmg_model_free(g); return -1; }
+    calib_gpu *c = calib_gpu_new(g, s);
+    if (!c) {
+        be_free(g);
+        return -1;
+    }
     int rc = 0;
     const mq_config *cfg = &m->cfg;
     if (cfg->arch == MQ_MAMBA1) { /* Quamba's dt_proj:output has no bias (see calib.c minus_dt_bias) */
@@ -1105,7 +1112,7 @@ int calib_observe_gpu(const mq_model *m, const int32_t *tokens, const size_t *st
     else if (progress && bar.tty && bar.drawn) fputc('\n', stderr);
     free(buf);
     calib_gpu_free(c);
-    ssmg_model_free(g);
+    be_free(g);
     return rc;
 }
 

@@ -1,6 +1,6 @@
 /* Calibration on the GPU: the statistics of calib/obs.h (absmax, exact per-sample percentiles of
  * |v| as torch.quantile 'linear', running max and Quamba EMA, the 2048-bin log histogram, per-head /
- * per-group absmax) computed from the FP16 forward of ssm/gpu.h through its activation hooks, without
+ * per-group absmax) computed from the FP16 GPU forward (ssm/backend.h, BE_CUDA_F16) through its activation hooks, without
  * copying activations to the host. Used by calib_run for --device cuda; the result is the same
  * obs_set, written by the same calib_write_stats.
  *
@@ -22,7 +22,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include "calib/calib.h"
-#include "ssm/gpu.h"
+#include "ssm/backend.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -31,10 +31,11 @@ extern "C" {
 typedef struct calib_gpu calib_gpu;
 
 /* Observers of s (from obs_set_new / calib_observers: the tensor list and group settings are read
- * from it) on g's forward, for calls of up to `batch` sequences of `seqlen` tokens. Every tensor
- * name must be one this file knows how to route (the Quamba names of calib/obs.h). NULL + error on
- * an unknown name, no GPU, or too little GPU memory. g and s must outlive the result. */
-calib_gpu *calib_gpu_new(const ssmg_model *g, obs_set *s, int batch, int seqlen);
+ * from it) on b's forward (a BE_CUDA_F16 backend), for calls of up to its batch of sequences of its
+ * seqlen tokens. Every tensor name must be one this file knows how to route (the Quamba names of
+ * calib/obs.h). NULL + error on an unknown name, another kind of backend, or too little GPU
+ * memory. b and s must outlive the result. */
+calib_gpu *calib_gpu_new(be *b, obs_set *s);
 void calib_gpu_free(calib_gpu *c);
 
 /* Transform for `role`, like obs_set_transform: applied to a copy, every observer of the role then

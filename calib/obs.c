@@ -326,7 +326,7 @@ struct obs_set {
 
 static const char *role_names[MQ_ACT_NROLES] = {
     "in_proj_in", "conv_in", "z", "ssm_x", "x_proj_out", "dt", "B", "C", "ssm_out", "out_proj_in",
-    "ssm_state", "lm_head_in"};
+    "ssm_state", "lm_head_in", "resid"};
 
 static int add_tensor(obs_set *s, int layer, const char *op, const double *pct, int nq) {
     if (s->nt == s->capt) {
@@ -443,13 +443,23 @@ static void set_failed(obs_set *s) {
     snprintf(s->err, sizeof s->err, "%s", mq_errmsg());
 }
 
-static void on_activation(void *ctx, int layer, mq_act_role role, float *x, int rows, int cols, int ld) {
+/* Observes host FP32 activations; the first failure is kept and stops the forward. */
+static int on_activation(void *ctx, const mq_act *a) {
     obs_set *s = ctx;
-    if (s->failed || role < 0 || role >= MQ_ACT_NROLES) return;
+    int layer = a->layer, rows = a->rows, cols = a->cols, ld = a->ld;
+    mq_act_role role = a->role;
+    float *x = a->x;
+    if (s->failed) return mq_fail("%s", s->err);
+    if (role < 0 || role >= MQ_ACT_NROLES || role == MQ_ACT_RESID) return 0;
     if (role == MQ_ACT_LM_HEAD_IN) layer = s->cfg.n_layer;
-    else if (layer < 0 || layer >= s->cfg.n_layer) return;
+    else if (layer < 0 || layer >= s->cfg.n_layer) return 0;
     route *r = route_of(s, layer, role);
-    if (!r->n) return;                                       /* not a quantized activation (M1 B, C) */
+    if (!r->n) return 0;                                     /* not a quantized activation (M1 B, C) */
+    if (a->dtype != MQ_F32 || a->device) {
+        mq_fail("layer %d activation %s: the CPU observers read host FP32 data", layer, role_names[role]);
+        set_failed(s);
+        return -1;
+    }
     if (cols != r->cols || (r->rows && rows != r->rows)) {
         char want[64];
         if (r->rows) snprintf(want, sizeof want, "%d x %d", r->rows, r->cols);
@@ -457,13 +467,16 @@ static void on_activation(void *ctx, int layer, mq_act_role role, float *x, int 
         mq_fail("layer %d activation %s (feeds %s): expected %s, found %d x %d", layer, role_names[role],
                 s->t[r->tg[0].tensor].name, want, rows, cols);
         set_failed(s);
-        return;
+        return -1;
     }
     if (s->xf[role].fn) {                                    /* transform a copy, never the forward's data */
         size_t n = (size_t)rows * cols;
         if (n > s->xcap) { free(s->xbuf); s->xcap = n; s->xbuf = mq_malloc(n * sizeof *s->xbuf); }
         for (int i = 0; i < rows; i++) memcpy(s->xbuf + (size_t)i * cols, x + (size_t)i * ld, cols * sizeof *x);
-        s->xf[role].fn(s->xf[role].ctx, layer, role, s->xbuf, rows, cols, cols);
+        if (s->xf[role].fn(s->xf[role].ctx, layer, role, s->xbuf, rows, cols, cols)) {
+            set_failed(s);
+            return -1;
+        }
         x = s->xbuf;
         ld = cols;
     }
@@ -474,8 +487,9 @@ static void on_activation(void *ctx, int layer, mq_act_role role, float *x, int 
         if (tg->part >= 0) rc = tensor_add_part(t, tg->part, x + tg->col0, rows, tg->ncols, ld);
         else if (t->seen) rc = mq_fail("%s: produced twice in one calibration sample", t->name);
         else { rc = obs_tensor_observe(t, x + tg->col0, rows, tg->ncols, ld); t->seen = 1; }
-        if (rc) { set_failed(s); return; }
+        if (rc) { set_failed(s); return -1; }
     }
+    return 0;
 }
 
 mq_hooks obs_set_hooks(obs_set *s) { return (mq_hooks){on_activation, s}; }

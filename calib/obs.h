@@ -69,6 +69,9 @@
 #include <stdint.h>
 #include "core/cfg.h"
 #include "ssm/model.h"
+#ifdef __cplusplus
+extern "C" {
+#endif
 
 #define OBS_MAX_Q 32
 #define OBS_MAX_GROUPS 1024   /* per-head / per-group maxima: heads of one layer */
@@ -137,7 +140,7 @@ void obs_tensor_free(obs_tensor *t);
 int obs_tensor_observe(obs_tensor *t, const float *x, int rows, int cols, int ld);
 
 /* ---- every observer of a model ---- */
-typedef void (*obs_transform_fn)(void *ctx, int layer, mq_act_role role, float *x, int rows, int cols, int ld);
+typedef int (*obs_transform_fn)(void *ctx, int layer, mq_act_role role, float *x, int rows, int cols, int ld);
 typedef struct obs_set obs_set;
 
 /* Observers for every quantized activation of every layer of cfg's architecture (names above). */
@@ -161,4 +164,7 @@ int obs_count(const obs_set *s);
 obs_tensor *obs_get(obs_set *s, int i);
 obs_tensor *obs_find(obs_set *s, const char *name);   /* NULL if absent */
 
+#ifdef __cplusplus
+}
+#endif
 #endif

@@ -1,6 +1,9 @@
 /* Option table parsing and generated --help for the subcommands (see args.h). */
-#include "args.h"
+#include "cli/args.h"
 #include <errno.h>
+#ifdef _OPENMP
+#include <omp.h>
+#endif
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -88,6 +91,16 @@ double cli_double(const cli_opt *opts, const char *name, double lo, double hi) {
         exit(2);
     }
     return x;
+}
+
+void cli_threads(const cli_opt *opts) {
+    if (!cli_flag(opts, "--threads")) return;
+    const int th = (int)cli_int(opts, "--threads", 1, 1024);
+#ifdef _OPENMP
+    omp_set_num_threads(th);
+#else
+    (void)th;
+#endif
 }
 
 const char *cli_default_path(const char *rel) {

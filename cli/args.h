@@ -24,6 +24,9 @@ int cli_flag(const cli_opt *opts, const char *name);          /* 1 if given */
 long cli_int(const cli_opt *opts, const char *name, long lo, long hi);
 double cli_double(const cli_opt *opts, const char *name, double lo, double hi);
 
+/* Applies --threads N (the CPU threads OpenMP uses) when the table has it and it was given. */
+void cli_threads(const cli_opt *opts);
+
 /* Default locations: ../shared/models/mamba1-proxy etc., relative to the repository root, or
  * $MQ_SHARED. Returns path when it exists, else NULL. Static buffer per call site is NOT kept:
  * the result is strdup'ed and owned by the caller's process lifetime. */

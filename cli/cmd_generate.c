@@ -2,12 +2,10 @@
  * The prompt is encoded with the tokenizer, prefilled in one call, then tokens are sampled one at a
  * time (greedy at --temperature 0, else softmax(logits / T) restricted to the smallest set of tokens
  * whose probability reaches --top-p) and printed as soon as they form complete UTF-8 text, until
- * --max-tokens or the end-of-text token. Backends, by --device (auto = the GPU when there is one):
- *   artifact, GPU: the int8 pass (ssm/int8.h), decode steps through a CUDA graph
- *   artifact, CPU: the CPU simulation of the artifact (quantize/sim.c)
- *   model, GPU:    the FP16 forward (ssm/gpu.h)
- *   model, CPU:    the FP32 reference forward (ssm/model.h)
- * Timing goes to stderr at the end (prefill ms, decode tokens/s). */
+ * --max-tokens or the end-of-text token. The forward is cli/fwd.h's by --device (auto = the GPU when
+ * there is one): the int8 pass or its CPU simulation for an artifact, FP16 on the GPU or FP32 on
+ * the CPU for a float model; decode steps on the GPU run as CUDA graphs. Timing goes to stderr at
+ * the end (prefill ms, decode tokens/s). */
 #include <math.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -17,74 +15,11 @@
 #include <time.h>
 #include "cli/args.h"
 #include "cli/cmds.h"
+#include "cli/fwd.h"
 #include "core/err.h"
-#include "core/gpu.h"
+#include "core/progress.h"
 #include "datasets/tok.h"
-#include "export/art.h"
-#include "ssm/gpu.h"
-#include "ssm/int8.h"
-#include "ssm/model.h"
 
-static double now(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec + ts.tv_nsec * 1e-9;
-}
-
-/* One interface over the four backends: prefill the prompt (logits of its last token), then steps. */
-typedef struct {
-    int kind; /* 0 int8 GPU, 1 simulation CPU, 2 FP16 GPU, 3 FP32 CPU */
-    const char *name;
-    mq_model m;              /* CPU backends (the simulation's model for kind 1) */
-    mq_hooks hooks;          /* kind 1 */
-    q_sim_ctx sc;
-    mq_state *cs;
-    float *hidden;
-    i8g_model *g8;
-    i8g_ws *w8;
-    i8g_state *s8;
-    ssmg_model *gf;
-    ssmg_ws *wf;
-    ssmg_state *sf;
-    int V, D;
-} backend;
-
-static int be_prefill(backend *b, const int32_t *tok, int T, float *logits) {
-    switch (b->kind) {
-    case 0:
-        if (i8g_prefill(b->g8, b->w8, tok, 1, T, b->s8, NULL, NULL)) return -1;
-        return i8g_logits(b->g8, b->w8, T - 1, 1, logits);
-    case 2:
-        if (ssmg_prefill(b->gf, b->wf, tok, 1, T, b->sf, NULL, NULL)) return -1;
-        return ssmg_logits(b->gf, b->wf, T - 1, 1, logits);
-    default: {
-        float *h = mq_malloc((size_t)T * b->D * sizeof(float));
-        int rc = ssm_prefill(&b->m, b->cs, tok, T, b->kind == 1 ? &b->hooks : NULL, h);
-        if (!rc) ssm_logits(&b->m, h + (size_t)(T - 1) * b->D, 1, logits);
-        free(h);
-        return rc;
-    }
-    }
-}
-
-static int be_step(backend *b, int32_t tok, float *logits) {
-    switch (b->kind) {
-    case 0: return i8g_step_graph(b->g8, b->w8, b->s8, &tok, logits);
-    case 2: return ssmg_step(b->gf, b->wf, b->sf, &tok, NULL, NULL, logits);
-    default:
-        if (ssm_step(&b->m, b->cs, tok, b->kind == 1 ? &b->hooks : NULL, b->hidden)) return -1;
-        ssm_logits(&b->m, b->hidden, 1, logits);
-        return 0;
-    }
-}
-
-static void be_close(backend *b) {
-    i8g_state_free(b->s8), i8g_ws_free(b->w8), i8g_model_free(b->g8);
-    ssmg_state_free(b->sf), ssmg_ws_free(b->wf), ssmg_model_free(b->gf);
-    ssm_state_free(b->cs);
-    free(b->hidden);
-    if (b->m.arena) ssm_free(&b->m);
-}
 
 /* ---- sampling */
 
@@ -169,17 +104,6 @@ int cmd_generate(int argc, char **argv) {
     const double temp = cli_double(opts, "--temperature", 0, 100), top_p = cli_double(opts, "--top-p", 1e-6, 1);
     g_rng = (uint64_t)cli_int(opts, "--seed", 0, 1L << 62) * 0x9E3779B97F4A7C15ull + 1;
     const char *dev = cli_get(opts, "--device");
-    if (strcmp(dev, "auto") && strcmp(dev, "cuda") && strcmp(dev, "cpu")) {
-        fprintf(stderr, "mambaq generate: --device: expected auto, cuda or cpu, got '%s'\n", dev);
-        return 2;
-    }
-    const char *why = "";
-    int gpu = strcmp(dev, "cpu") && gpu_available(&why);
-    if (!strcmp(dev, "cuda") && !gpu) {
-        fprintf(stderr, "mambaq generate: --device cuda: no usable GPU (%s)\n", why);
-        return 1;
-    }
-
     /* tokenizer and prompt */
     char tp[4200];
     struct stat st;
@@ -213,66 +137,36 @@ int cmd_generate(int argc, char **argv) {
         return 1;
     }
 
-    /* backend */
-    backend b;
-    memset(&b, 0, sizeof b);
-    static art_artifact a;
-    int have_art = 0;
-    double t0 = now();
-    if (art) {
-        if (art_open(art, &a)) {
-            fprintf(stderr, "mambaq generate: the artifact %s failed validation: %s\n", art, mq_errmsg());
-            return 1;
-        }
-        have_art = 1;
-        if (gpu) {
-            b.kind = 0, b.name = "int8 GPU pass";
-            if (!(b.g8 = i8g_upload(&a.qm)) || !(b.w8 = i8g_ws_new(b.g8, 1, (int)np)) || !(b.s8 = i8g_state_new(b.g8, 1))) {
-                fprintf(stderr, "mambaq generate: %s\n", mq_errmsg());
-                return 1;
-            }
-        } else {
-            b.kind = 1, b.name = "CPU simulation of the int8 artifact";
-            q_sim_build(&a.qm, &b.m);
-            b.hooks = q_sim_hooks(&b.sc, &a.qm);
-        }
-    } else if (ssm_load(model, &b.m)) {
-        fprintf(stderr, "mambaq generate: loading %s: %s\n", model, mq_errmsg());
+    /* the forward: one sequence, the prompt prefilled in one call */
+    double t0 = prog_now();
+    fwd f;
+    if (fwd_open(&f, art ? art : model, dev, 1, (int)np)) {
+        fprintf(stderr, "mambaq generate: %s\n", mq_errmsg());
         return 1;
-    } else if (gpu) {
-        b.kind = 2, b.name = "FP16 GPU forward";
-        if (!(b.gf = ssmg_upload(&b.m)) || !(b.wf = ssmg_ws_new(b.gf, 1, (int)np)) || !(b.sf = ssmg_state_new(b.gf, 1))) {
-            fprintf(stderr, "mambaq generate: %s\n", mq_errmsg());
-            return 1;
-        }
-        ssm_free(&b.m);
-        memset(&b.m, 0, sizeof b.m);
-    } else {
-        b.kind = 3, b.name = "FP32 CPU forward";
     }
-    const mq_config *c = art ? &a.qm.cfg : (b.gf ? ssmg_config(b.gf) : &b.m.cfg);
-    b.V = c->vocab_size, b.D = c->d_model;
-    if (b.kind == 1 || b.kind == 3) {
-        b.cs = ssm_state_new(&b.m);
-        b.hidden = mq_malloc((size_t)b.D * sizeof(float));
+    be_state *state = be_state_new(f.b, 1);
+    if (!state) {
+        fprintf(stderr, "mambaq generate: %s\n", mq_errmsg());
+        return 1;
     }
-    const double load_s = now() - t0;
+    const int V = be_config(f.b)->vocab_size;
+    const double load_s = prog_now() - t0;
     /* sample only ids the tokenizer can print (the vocabulary is padded) */
-    int nv = tok_vocab_size(tok) < b.V ? tok_vocab_size(tok) : b.V;
+    int nv = tok_vocab_size(tok) < V ? tok_vocab_size(tok) : V;
     const int32_t eos = cli_flag(opts, "--ignore-eos") ? -1 : tok_token_to_id(tok, "<|endoftext|>");
 
-    float *logits = mq_malloc((size_t)b.V * sizeof(float));
-    cand *cb = mq_malloc((size_t)b.V * sizeof(cand));
+    float *logits = mq_malloc((size_t)V * sizeof(float));
+    cand *cb = mq_malloc((size_t)V * sizeof(cand));
     int32_t *out = mq_malloc(((size_t)max_tokens + 1) * sizeof(int32_t));
     size_t printed = 0;
     fputs(prompt, stdout);
     fflush(stdout);
-    double t1 = now();
-    if (be_prefill(&b, pids, (int)np, logits)) {
+    double t1 = prog_now();
+    if (be_prefill(f.b, pids, 1, (int)np, state, NULL, NULL) || be_logits(f.b, (int)np - 1, 1, logits)) {
         fprintf(stderr, "\nmambaq generate: %s\n", mq_errmsg());
         return 1;
     }
-    double t2 = now();
+    double t2 = prog_now();
     int n = 0;
     while (n < max_tokens) {
         int32_t id = sample(logits, nv, temp, top_p, cb);
@@ -280,20 +174,20 @@ int cmd_generate(int argc, char **argv) {
         out[n++] = id;
         stream(tok, out, (size_t)n, &printed, 0);
         if (n == max_tokens) break;
-        if (be_step(&b, id, logits)) {
+        if (be_step(f.b, state, &id, NULL, NULL, logits)) {
             fprintf(stderr, "\nmambaq generate: %s\n", mq_errmsg());
             return 1;
         }
     }
     stream(tok, out, (size_t)n, &printed, 1);
-    double t3 = now();
+    double t3 = prog_now();
     printf("\n");
-    fprintf(stderr, "[%s%s%s: %zu prompt tokens prefilled in %.1f ms, %d tokens generated at %.1f tokens/s; loading %.2f s]\n",
-            b.name, gpu ? ", " : "", gpu ? gpu_describe() : "", np, (t2 - t1) * 1e3, n,
-            n > 1 ? (n - 1) / (t3 - t2) : 0.0, load_s);
+    char desc[512];
+    fprintf(stderr, "[%s: %zu prompt tokens prefilled in %.1f ms, %d tokens generated at %.1f tokens/s; loading %.2f s]\n",
+            fwd_describe(&f, desc, sizeof desc), np, (t2 - t1) * 1e3, n, n > 1 ? (n - 1) / (t3 - t2) : 0.0, load_s);
     free(logits), free(cb), free(out), free(pids), free(prompt);
-    be_close(&b);
-    if (have_art) art_close(&a);
+    be_state_free(state);
+    fwd_close(&f);
     tok_free(tok);
     return 0;
 }

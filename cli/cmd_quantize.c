@@ -7,9 +7,6 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
-#ifdef _OPENMP
-#include <omp.h>
-#endif
 #include "cli/args.h"
 #include "cli/cmds.h"
 #include "cli/qcli.h"
@@ -49,14 +46,7 @@ int cmd_quantize(int argc, char **argv) {
     }
     q_options o;
     q_cli_options(opts, &o);
-    if (cli_flag(opts, "--threads")) {
-        int th = (int)cli_int(opts, "--threads", 1, 1024);
-#ifdef _OPENMP
-        omp_set_num_threads(th);
-#else
-        (void)th;
-#endif
-    }
+    cli_threads(opts);
     int quiet = cli_flag(opts, "--quiet"), force = cli_flag(opts, "--force");
     if (cli_flag(opts, "--percentile") && !q_method_uses_percentile(o.method))
         fprintf(stderr, "mambaq quantize: note: --percentile is ignored by method %s (absmax clips)\n", q_method_name(o.method));

@@ -46,7 +46,7 @@ int cmd_run(int argc, char **argv) {
               "The main job: FP32 perplexity of the model on valid.txt (32 x 1024 tokens), compared with\n"
               "the transformers reference; then calibrate on calib.txt, quantize (W8A8), validate the artifact\n"
               "and evaluate it by simulated quantization on the same protocol.", NULL, 0);
-    eval_spec spec = {.window = 1024, .windows = 32, .progress = isatty(2)};
+    eval_spec spec = {.window = 1024, .windows = 32, .progress = 1};
     spec.model = cli_flag(opts, "--model") ? cli_get(opts, "--model") : cli_default_path("models/mamba1-proxy");
     spec.data = cli_default_path("datasets/valid.txt");
     if (!spec.model || !spec.data) mq_die("../shared/models/mamba1-proxy or ../shared/datasets/valid.txt not found (set MQ_SHARED)");
@@ -78,7 +78,7 @@ int cmd_run(int argc, char **argv) {
     /* calib -> quantize -> validate -> simulated eval (cli/qcli.c) */
     q_run_spec qs = {.model = spec.model, .calib_data = cli_default_path("datasets/calib.txt"), .eval_data = spec.data,
                      .tokenizer = spec.tokenizer, .out_dir = cli_get(opts, "--out"), .window = spec.window,
-                     .windows = spec.windows, .progress = isatty(2)};
+                     .windows = spec.windows, .progress = 1};
     if (!qs.calib_data) mq_die("../shared/datasets/calib.txt not found (set MQ_SHARED)");
     qs.samples = (int)cli_int(opts, "--samples", 1, 1 << 20);
     qs.seqlen = (int)cli_int(opts, "--seqlen", 2, 1 << 20);

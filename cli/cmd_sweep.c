@@ -1,8 +1,10 @@
-/* mambaq sweep: simulated-int8 perplexity of a model for several recipes and percentiles against
- * FP32, on the eval protocol (cli/eval.h: non-overlapping windows, first --windows), plus the
+/* mambaq sweep: int8 perplexity of a model for several recipes and percentiles against the float
+ * model, on the eval protocol (cli/eval.h: non-overlapping windows, first --windows), plus the
  * per-layer relative error of the SSM output y and of the out_proj output against FP32 on the first
- * window. Nothing is written to disk: each configuration is quantized in memory (q_quantize), then
- * simulated (q_sim_build + q_sim_hooks), exactly as `mambaq eval --artifact` runs an artifact. */
+ * window. Nothing is written to disk: each configuration is quantized in memory (q_quantize) and
+ * run as `mambaq eval` runs an artifact (ssm/backend.h: the CPU simulation with --device cpu, the
+ * default, or the int8 GPU pass against FP16 with --device cuda); the per-layer errors always come
+ * from the CPU simulation and the FP32 reference. */
 #include <cjson/cJSON.h>
 #include <math.h>
 #include <stdint.h>
@@ -10,9 +12,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
-#ifdef _OPENMP
-#include <omp.h>
-#endif
 #include "cli/args.h"
 #include "cli/cmds.h"
 #include "cli/qcli.h"
@@ -24,6 +23,7 @@
 #include "hadamard/had.h"
 #include "quantize/cstats.h"
 #include "quantize/q.h"
+#include "ssm/backend.h"
 
 #define MAX_CONF 64
 
@@ -43,11 +43,14 @@ typedef struct {
     int unrotate;           /* out_proj's output is rotated (residual rotation): rotate it back */
 } capture;
 
-static void cap_hook(void *vctx, int layer, mq_act_role role, float *x, int rows, int cols, int ld) {
+static int cap_hook(void *vctx, const mq_act *a) {
     capture *c = vctx;
+    const int layer = a->layer, rows = a->rows, cols = a->cols, ld = a->ld;
+    const mq_act_role role = a->role;
+    float *x = a->x;
     if (role == MQ_ACT_SSM_OUT && layer >= 0 && c->y)
         for (int r = 0; r < rows; r++) memcpy(c->y[layer] + (size_t)r * cols, x + (size_t)r * ld, (size_t)cols * sizeof(float));
-    if (c->inner) c->inner->fn(c->inner->ctx, layer, role, x, rows, cols, ld);
+    if (c->inner && c->inner->fn(c->inner->ctx, a)) return -1;
     if (role == MQ_ACT_OUT_PROJ_IN && layer >= 0 && c->out) {
         /* what out_proj computes from the (rotated, quantized) input, without its bias */
         float *dense = x;
@@ -58,8 +61,9 @@ static void cap_hook(void *vctx, int layer, mq_act_role role, float *x, int rows
         mat_linear(c->out[layer], dense, c->m->layers[layer].out_proj, NULL, rows, c->m->cfg.d_model, cols);
         if (dense != x) free(dense);
         if (c->unrotate && had_transform_f32(c->out[layer], rows, c->m->cfg.d_model))   /* H is its own inverse */
-            mq_die("sweep: %s", mq_errmsg());
+            return mq_fail_ctx("sweep, layer %d", layer);
     }
+    return 0;
 }
 
 static float **alloc_layers(int n, size_t each) {
@@ -82,36 +86,32 @@ static double rel_err(const float *a, const float *b, size_t n) {
     return den > 0 ? sqrt(num / den) : sqrt(num);
 }
 
-/* ppl over `windows` windows; NAN + mq_errmsg() on error. Windows are scored in parallel, one per
- * thread (as eval does; the simulation hooks keep no state), and summed in order. */
-static double ppl_of(const mq_model *m, const mq_hooks *h, const int32_t *ids, int window, int windows, prog_bar *bar, int64_t *done) {
-    double *sums = mq_calloc((size_t)windows, sizeof(double)), total = 0;
-    int outer = windows > 1 && mat_threads() > 1, failed = 0;
-    char err[1024] = "";
-#ifdef _OPENMP
-    if (outer) omp_set_max_active_levels(1);
-#endif
-#pragma omp parallel for schedule(dynamic, 1) if (outer)
-    for (int w = 0; w < windows; w++) {
-        if (failed) continue;
-        sums[w] = ssm_nll(m, ids + (size_t)w * window, window, h, NULL);
-#pragma omp critical(sweep_progress)
-        {
-            if (isnan(sums[w]) && !failed) {
-                failed = 1;
-                snprintf(err, sizeof err, "window %d: %s", w, mq_errmsg());
-            }
-            *done += 1;
-            prog_update(bar, *done, *done * window);
-        }
-    }
-    for (int w = 0; w < windows; w++) total += sums[w];
-    free(sums);
-    if (failed) {
-        mq_fail("%s", err);
-        return NAN;
-    }
-    return exp(total / ((double)windows * (window - 1)));
+typedef struct {
+    prog_bar *bar;
+    int64_t *done;
+    int window;
+} sweep_prog;
+static void on_progress(void *ctx, int done, int total) {
+    (void)total;
+    sweep_prog *p = ctx;
+    prog_update(p->bar, *p->done + done, (*p->done + done) * p->window);
+}
+
+/* ppl of backend b over the first `windows` windows; NAN + mq_errmsg() on error. */
+static double ppl_of(be *b, const int32_t *ids, size_t n, int window, int windows, prog_bar *bar, int64_t *done) {
+    double sum;
+    long scored;
+    sweep_prog pg = {bar, done, window};
+    if (!b || be_eval_windows(b, ids, n, window, windows, &sum, &scored, on_progress, &pg)) return NAN;
+    *done += windows;
+    return exp(sum / scored);
+}
+
+/* Windows per backend call (as eval: the CPU kinds score a call's windows in parallel). */
+static int sweep_batch(int cuda, int windows) {
+    int b = cuda ? 8 : 4 * mat_threads();
+    if (b < 8) b = 8;
+    return b < windows ? b : windows;
 }
 
 static int parse_list(const char *s, char items[][32], int max) {
@@ -141,6 +141,7 @@ int cmd_sweep(int argc, char **argv) {
         {"--window", "N", "tokens per window", "1024", NULL, 0},
         {"--windows", "N", "windows scored (the first N)", "32", NULL, 0},
         {"--threads", "N", "CPU threads (default: all)", NULL, NULL, 0},
+        {"--device", "D", "cpu: the CPU simulation against FP32; cuda: the int8 GPU pass against FP16; auto: cuda when a GPU is usable", "cpu", NULL, 0},
         {"--json", NULL, "print one JSON object", NULL, NULL, 0},
         {"--quiet", NULL, "no progress output", NULL, NULL, 0},
         {0},
@@ -154,16 +155,13 @@ int cmd_sweep(int argc, char **argv) {
         fprintf(stderr, "mambaq sweep: --model, --stats and --data are required (see 'mambaq sweep --help')\n");
         return 2;
     }
-    if (cli_flag(opts, "--threads")) {
-        int th = (int)cli_int(opts, "--threads", 1, 1024);
-#ifdef _OPENMP
-        omp_set_num_threads(th);
-#else
-        (void)th;
-#endif
-    }
+    cli_threads(opts);
     int window = (int)cli_int(opts, "--window", 2, 1 << 20), windows = (int)cli_int(opts, "--windows", 1, 1 << 20);
-    int json = cli_flag(opts, "--json"), quiet = cli_flag(opts, "--quiet");
+    int json = cli_flag(opts, "--json"), quiet = cli_flag(opts, "--quiet"), cuda;
+    if (be_device_parse(cli_get(opts, "--device"), &cuda)) {
+        fprintf(stderr, "mambaq sweep: %s\n", mq_errmsg());
+        return 2;
+    }
     q_options base;
     q_options_default(&base);
     if (q_gran_from_name(cli_get(opts, "--weight-granularity"), &base.weight_gran)) {
@@ -241,8 +239,11 @@ int cmd_sweep(int argc, char **argv) {
     prog_bar bar;
     int64_t done = 0;
     prog_start(&bar, "sweep", "windows", (int64_t)windows * (nc + 1), quiet);
-    /* FP32 reference: ppl, then y / out_proj output of the first window */
-    double ppl_fp = ppl_of(&m, NULL, ids, window, windows, &bar, &done);
+    /* the float reference: ppl, then (FP32) y / out_proj output of the first window */
+    const int batch = sweep_batch(cuda, windows);
+    be *bf = be_open_model(&m, cuda ? BE_CUDA_F16 : BE_CPU_F32, batch, window);
+    double ppl_fp = ppl_of(bf, ids, n, window, windows, &bar, &done);
+    be_free(bf);
     if (isnan(ppl_fp)) { fprintf(stderr, "mambaq sweep: %s\n", mq_errmsg()); return 1; }
     capture ref = {&m, NULL, window, alloc_layers(L, (size_t)window * cfg.d_inner), alloc_layers(L, (size_t)window * cfg.d_model), 0};
     mq_hooks hr = {cap_hook, &ref};
@@ -260,10 +261,12 @@ int cmd_sweep(int argc, char **argv) {
         q_model qm;
         mq_model sm;
         if (q_quantize(&m, &qs, &o, &qm)) { fprintf(stderr, "mambaq sweep: %s\n", mq_errmsg()); failed = 1; break; }
+        be *b8 = be_open_qmodel(&qm, cuda ? BE_CUDA_INT8 : BE_CPU_SIM, batch, window);
+        cf->ppl = ppl_of(b8, ids, n, window, windows, &bar, &done);
+        be_free(b8);
         q_sim_build(&qm, &sm);
         q_sim_ctx sc;
         mq_hooks h = q_sim_hooks(&sc, &qm);
-        cf->ppl = ppl_of(&sm, &h, ids, window, windows, &bar, &done);
         got.m = &sm;
         got.inner = &h;
         got.unrotate = qm.resid_n != 0;
@@ -313,7 +316,7 @@ int cmd_sweep(int argc, char **argv) {
         printf("model   %s (%s)\ndata    %s: %d windows x %d tokens\nstats   %s\n\n", model, cfg.arch == MQ_MAMBA1 ? "mamba1" : "mamba2",
                data, windows, window, stats);
         printf("%-16s %10s %12s %10s\n", "method", "percentile", "ppl", "vs FP32");
-        printf("%-16s %10s %12.4f %10s\n", "fp32", "-", ppl_fp, "-");
+        printf("%-16s %10s %12.4f %10s\n", cuda ? "fp16" : "fp32", "-", ppl_fp, "-");
         for (int i = 0; i < nc; i++) {
             char p[32];
             if (confs[i].pct > 0) snprintf(p, sizeof p, "%g", confs[i].pct);

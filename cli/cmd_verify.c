@@ -2,19 +2,21 @@
  * int8 pass of the artifact on the same windows and reports how far apart they are:
  *   - perplexity of both (the eval protocol: non-overlapping windows, every token after the first),
  *   - top-1 next-token agreement and mean KL(float || int8) per scored token,
- *   - per-layer cosine similarity of the block outputs (the residual stream after each block; rotated
- *     back first when the artifact rotates it) on the first --check-windows windows,
- *   - the deviation of the int8 GPU pass from the CPU simulation of the artifact (quantize/sim.c),
- *     teacher-forced (ssm/int8_check.h): per quantized activation the share of int8 codes that
+ *   - per-layer cosine similarity of the block outputs (the residual stream after each block, as
+ *     each forward reports it: MQ_ACT_RESID; rotated back first when the artifact rotates it) on
+ *     the first --check-windows windows,
+ *   - the deviation of the int8 GPU pass from the CPU simulation of the artifact (ssm/qsim.c),
+ *     teacher-forced (quantize/check.h): per quantized activation the share of int8 codes that
  *     differ and the largest difference in quantization steps, and the largest logit and per-token
  *     NLL differences, which must stay at FP16-rounding level; plus the free-running simulation's
  *     perplexity on the same windows.
- * The float model: FP16 on the GPU (ssm/gpu.h) when there is one, else the FP32 CPU reference.
- * Without a GPU the int8 side is the CPU simulation, every number is printed with a note saying so,
- * and the exit status is 3: the GPU pass was not verified.
+ * Both sides are ssm/backend.h forwards: with a GPU (--device cuda, or auto when one is usable) the
+ * int8 pass and the FP16 forward; on the CPU (--device cpu) the simulation and the FP32 reference,
+ * a check of the artifact itself (exit 0 when it passes). --device auto without a GPU does the CPU
+ * check, says the GPU pass was not verified, and exits 3.
  * Exit status: 0 verified; 1 the artifact fails validation, the model or data cannot be read, the
  * int8 perplexity is not finite, or the int8 pass deviates from the simulation beyond rounding;
- * 2 usage; 3 no GPU. */
+ * 2 usage; 3 no GPU under --device auto. */
 #include <cjson/cJSON.h>
 #include <math.h>
 #include <stdint.h>
@@ -28,16 +30,13 @@
 #include "cli/cmds.h"
 #include "core/err.h"
 #include "core/gpu.h"
-#include "core/mat.h"
+#include "core/progress.h"
 #include "datasets/ds.h"
 #include "datasets/tok.h"
 #include "export/art.h"
 #include "hadamard/had.h"
-#include "ssm/gpu.h"
-#include "ssm/gpu_ops.h"
-#include "ssm/int8.h"
-#include "ssm/int8_check.h"
-#include "ssm/int8_ops.h"
+#include "quantize/check.h"
+#include "ssm/backend.h"
 #include "ssm/ops.h"
 
 /* check thresholds (the same as tests/test_int8.c) */
@@ -45,88 +44,31 @@
 #define MAX_FLIPS 0.01      /* ... in at most 1% of an activation's values */
 #define MAX_LOGIT_REL 5e-3  /* forced logits: max |diff| / max |logit| */
 
-static double now(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec + ts.tv_nsec * 1e-9;
-}
-
-static int has_suffix(const char *s, const char *suf) {
-    size_t n = strlen(s), k = strlen(suf);
-    return n >= k && !strcmp(s + n - k, suf);
-}
-
-/* ---- the residual stream after each block, rebuilt from the out_proj input (hook at OUT_PROJ_IN):
- * resid = embedding + sum of out_proj(y) over the blocks so far. store: [L x T x D] to fill; ref:
- * [L x T x D] to compare with (cos[l]). */
-typedef struct {
-    const mq_model *m;
-    const mq_hooks *inner;  /* run first (the simulation's own hooks) */
-    int T;
-    float *resid, *tmp, *y;
-    float *store;
-    const float *ref;
-    double *cos;
-} rtrack;
-
 static double cosine(const float *a, const float *b, size_t n) {
     double ab = 0, aa = 0, bb = 0;
     for (size_t i = 0; i < n; i++) ab += (double)a[i] * b[i], aa += (double)a[i] * a[i], bb += (double)b[i] * b[i];
     return aa > 0 && bb > 0 ? ab / sqrt(aa * bb) : (aa == bb ? 1 : 0);
 }
 
-static void rtrack_init(rtrack *r, const mq_model *m, const mq_hooks *inner, const int32_t *tokens, int T, float *store,
-                        const float *ref, double *cos) {
-    const int D = m->cfg.d_model;
-    memset(r, 0, sizeof *r);
-    r->m = m, r->inner = inner, r->T = T, r->store = store, r->ref = ref, r->cos = cos;
-    r->resid = mq_malloc((size_t)T * D * sizeof(float));
-    r->tmp = mq_malloc((size_t)T * D * sizeof(float));
-    r->y = mq_malloc((size_t)T * m->cfg.d_inner * sizeof(float));
-    for (int t = 0; t < T; t++) memcpy(r->resid + (size_t)t * D, m->embed + (size_t)tokens[t] * D, (size_t)D * sizeof(float));
-}
-static void rtrack_free(rtrack *r) { free(r->resid), free(r->tmp), free(r->y); }
-
-static void rtrack_block(rtrack *r, int layer, const float *y, int rows, int cols) {
-    const mq_layer *L = &r->m->layers[layer];
-    const size_t n = (size_t)rows * r->m->cfg.d_model;
-    mat_linear(r->tmp, y, L->out_proj, L->out_proj_b, rows, r->m->cfg.d_model, cols);
-    for (size_t i = 0; i < n; i++) r->resid[i] += r->tmp[i];
-    if (r->store) memcpy(r->store + (size_t)layer * n, r->resid, n * sizeof(float));
-    if (r->ref) r->cos[layer] = cosine(r->resid, r->ref + (size_t)layer * n, n);
-}
-
-static void rtrack_hook(void *ctx, int layer, mq_act_role role, float *x, int rows, int cols, int ld) {
-    rtrack *r = ctx;
-    if (r->inner && r->inner->fn) r->inner->fn(r->inner->ctx, layer, role, x, rows, cols, ld);
-    if (role == MQ_ACT_OUT_PROJ_IN && layer >= 0) rtrack_block(r, layer, x, rows, cols); /* dense: ld == cols */
-}
-
-/* the FP16 GPU forward hands its out_proj input as a device FP16 tensor */
-static void rtrack_gpu_hook(void *ctx, int layer, mq_act_role role, void *x, ssmg_dtype dt, int rows, int cols, int ld,
-                            void *stream) {
-    rtrack *r = ctx;
-    if (role != MQ_ACT_OUT_PROJ_IN || layer < 0) return;
-    if (gpuop_download_act(r->y, x, dt == SSMG_F32, rows, cols, ld, stream)) mq_die("verify: %s", mq_errmsg());
-    rtrack_block(r, layer, r->y, rows, cols);
-}
-
-/* the int8 pass: residual after each block (I8G_RESID) into store, everything else to the check */
+/* ---- the residual stream after each block (MQ_ACT_RESID): the int8 side stores it ([L x T x D]),
+ * the float side compares with the stored one (cos[l]); anything else goes on to `next` */
 typedef struct {
-    i8g_hooks chk;
     float *store;
+    const float *ref;
+    double *cos;
+    float *tmp;
     size_t per_layer;
-} pass_ctx;
-static void pass_hook(void *ctx, int layer, int role, const void *x, i8g_dtype dt, float scale, int rows, int cols,
-                      int ld, void *stream) {
-    pass_ctx *p = ctx;
-    if (role == I8G_RESID) {
-        if (p->store && layer >= 0 &&
-            i8op_download(p->store + (size_t)layer * p->per_layer, x, I8G_F32, rows, cols, ld, stream))
-            mq_die("verify: %s", mq_errmsg());
-        return;
-    }
-    if (p->chk.fn) p->chk.fn(p->chk.ctx, layer, role, x, dt, scale, rows, cols, ld, stream);
+    mq_hooks next;
+} resid_ctx;
+
+static int resid_hook(void *ctx, const mq_act *a) {
+    resid_ctx *r = ctx;
+    if (a->role != MQ_ACT_RESID) return r->next.fn ? r->next.fn(r->next.ctx, a) : 0;
+    if (a->layer < 0) return 0;
+    float *dst = r->store ? r->store + (size_t)a->layer * r->per_layer : r->tmp;
+    if (be_act_download(a, dst)) return -1;
+    if (r->ref) r->cos[a->layer] = cosine(dst, r->ref + (size_t)a->layer * r->per_layer, r->per_layer);
+    return 0;
 }
 
 /* ---- scoring of row blocks: float logits lf, int8 logits l8, optionally the forced simulation's ls */
@@ -178,17 +120,6 @@ typedef struct {
     int window, windows, check_windows, json;
 } vspec;
 
-static int read_tokens(const vspec *v, int32_t **ids, size_t *n) {
-    tok_tokenizer *tok = NULL;
-    if (!has_suffix(v->data, ".bin") && !has_suffix(v->data, ".ids")) {
-        if (!(tok = tok_load(v->tokenizer))) return mq_fail_ctx("%s is text: loading the tokenizer", v->data);
-    }
-    ds_options opt = {.field = v->field ? v->field : "text"};
-    int rc = ds_tokens(v->data, &opt, tok, ids, n);
-    tok_free(tok);
-    return rc;
-}
-
 static int same_shape(const mq_config *a, const mq_config *b) {
     return a->arch == b->arch && a->d_model == b->d_model && a->n_layer == b->n_layer && a->vocab_size == b->vocab_size &&
            a->d_inner == b->d_inner && a->d_state == b->d_state && a->d_conv == b->d_conv;
@@ -205,6 +136,9 @@ int cmd_verify(int argc, char **argv) {
         {.name = "--windows", .metavar = "N", .help = "windows scored (0 = all)", .def = "8"},
         {.name = "--check-windows", .metavar = "N",
          .help = "windows with the per-layer cosine and the check against the CPU simulation (CPU time)", .def = "1"},
+        {.name = "--device", .metavar = "D",
+         .help = "cuda: the int8 GPU pass against the FP16 forward and the simulation; cpu: the simulation against "
+                 "the FP32 reference; auto: cuda when a GPU is usable", .def = "auto"},
         {.name = "--json", .help = "print one JSON object instead of the report"},
         {0},
     };
@@ -213,7 +147,7 @@ int cmd_verify(int argc, char **argv) {
               "top-1 agreement, mean KL(float || int8), per-layer cosine of block outputs, and the deviation\n"
               "of the int8 GPU pass from the CPU simulation of the artifact (teacher-forced).\n"
               "Exit 0 verified, 1 failed (invalid artifact, non-finite int8 ppl, deviation beyond rounding),\n"
-              "2 usage, 3 no GPU (the CPU simulation stands in for the int8 pass; reported with a note).",
+              "2 usage, 3 no GPU under --device auto (the CPU simulation stands in for the int8 pass).",
               NULL, 0);
     vspec v = {0};
     v.artifact = cli_get(opts, "--artifact");
@@ -228,7 +162,15 @@ int cmd_verify(int argc, char **argv) {
     v.check_windows = (int)cli_int(opts, "--check-windows", 0, 1 << 24);
     v.json = cli_flag(opts, "--json");
 
-    double t0 = now();
+    double t0 = prog_now();
+    int cuda;
+    const char *dev = cli_get(opts, "--device");
+    if (be_device_parse(dev, &cuda)) {
+        fprintf(stderr, "mambaq verify: %s\n", mq_errmsg());
+        return 2;
+    }
+    const char *why = "";
+    const int no_gpu_auto = !cuda && !strcmp(dev, "auto") && !gpu_available(&why);
     static art_artifact a;
     if (art_open(v.artifact, &a)) {
         fprintf(stderr, "mambaq verify: the artifact %s failed validation: %s\n", v.artifact, mq_errmsg());
@@ -260,7 +202,7 @@ int cmd_verify(int argc, char **argv) {
     }
     int32_t *ids = NULL;
     size_t nids = 0;
-    if (read_tokens(&v, &ids, &nids)) {
+    if (ds_load_tokens(v.data, v.tokenizer, v.field, &ids, &nids)) {
         fprintf(stderr, "mambaq verify: %s\n", mq_errmsg());
         ssm_free(&m), art_close(&a);
         return 1;
@@ -275,115 +217,88 @@ int cmd_verify(int argc, char **argv) {
     }
     int ncheck = v.check_windows < nw ? v.check_windows : nw;
 
-    /* the int8 pass: the GPU, or the simulation standing in for it */
-    const char *why = "";
-    const int gpu = gpu_available(&why);
-    q_sim_build(qm, &sm);
-    q_sim_ctx scx;
-    mq_hooks simh = q_sim_hooks(&scx, qm);
-    i8g_model *g8 = NULL;
-    i8g_ws *w8 = NULL;
-    ssmg_model *gf = NULL;
-    ssmg_ws *wf = NULL;
-    if (gpu) {
-        if (!(g8 = i8g_upload(qm)) || !(w8 = i8g_ws_new(g8, 1, T))) {
-            fprintf(stderr, "mambaq verify: the int8 GPU pass: %s\n", mq_errmsg());
-            return 1;
-        }
-        if (!(gf = ssmg_upload(&m)) || !(wf = ssmg_ws_new(gf, 1, T))) { /* the CPU FP32 forward instead */
-            fprintf(stderr, "mambaq verify: note: FP16 GPU forward unavailable (%s); the float model runs on the CPU\n",
-                    mq_errmsg());
-            ssmg_ws_free(wf), ssmg_model_free(gf);
-            gf = NULL, wf = NULL;
-        }
-    } else {
+    /* the two forwards; on the GPU also the simulation, teacher-forced by the int8 pass */
+    if (no_gpu_auto)
         fprintf(stderr, "mambaq verify: no usable GPU (%s): the int8 GPU pass is NOT verified; the CPU simulation of "
                         "the artifact stands in for it below (exit status 3)\n", why);
+    be *b8 = be_open_qmodel(qm, cuda ? BE_CUDA_INT8 : BE_CPU_SIM, 1, T);
+    if (!b8) {
+        fprintf(stderr, "mambaq verify: the int8 forward: %s\n", mq_errmsg());
+        return 1;
     }
-    const double load_s = now() - t0;
+    be *bf = be_open_model(&m, cuda ? BE_CUDA_F16 : BE_CPU_F32, 1, T);
+    if (!bf && cuda) { /* the CPU FP32 forward instead */
+        fprintf(stderr, "mambaq verify: note: FP16 GPU forward unavailable (%s); the float model runs on the CPU\n",
+                mq_errmsg());
+        bf = be_open_model(&m, BE_CPU_F32, 1, T);
+    }
+    if (!bf) {
+        fprintf(stderr, "mambaq verify: the float forward: %s\n", mq_errmsg());
+        return 1;
+    }
+    const int forced = cuda && ncheck; /* the simulation check needs the GPU pass to compare with */
+    q_sim_ctx scx;
+    mq_hooks simh = {0};
+    if (forced) {
+        q_sim_build(qm, &sm);
+        simh = q_sim_hooks(&scx, qm);
+    }
+    const double load_s = prog_now() - t0;
 
     /* per window: float and int8 logits in row blocks, scored together */
     enum { BLK = 256 };
     float *lf = mq_malloc((size_t)BLK * V * 4), *l8 = mq_malloc((size_t)BLK * V * 4);
-    float *ls = ncheck && gpu ? mq_malloc((size_t)BLK * V * 4) : NULL;
-    float *hid8 = gpu ? NULL : mq_malloc((size_t)T * D * 4), *hidf = gf ? NULL : mq_malloc((size_t)T * D * 4);
-    float *hids = ncheck && gpu ? mq_malloc((size_t)T * D * 4) : NULL;
-    float *store = ncheck ? mq_malloc((size_t)L * T * D * 4) : NULL;
+    float *ls = forced ? mq_malloc((size_t)BLK * V * 4) : NULL;
+    float *hids = forced ? mq_malloc((size_t)T * D * 4) : NULL;
+    float *store = ncheck ? mq_malloc((size_t)L * T * D * 4) : NULL, *rtmp = mq_malloc((size_t)T * D * 4);
     double *cos = mq_calloc((size_t)L, sizeof(double)), *cos_min = mq_malloc((size_t)L * sizeof(double));
     for (int l = 0; l < L; l++) cos_min[l] = 2;
     score all = {0}, chk = {0};
     double nll_8_check = 0, nll_sim_check = 0;
-    i8chk *ck = NULL;
+    qchk *ck = NULL;
     char rep[4096] = "";
     int check_bad = 0;
     char check_msg[512] = "";
-    double t1 = now();
+    double t1 = prog_now();
     for (int w = 0; w < nw; w++) {
         const int32_t *tok = ids + (size_t)w * T;
         const int checking = w < ncheck;
-        /* int8 */
-        if (gpu) {
-            pass_ctx pc = {{NULL, NULL}, checking ? store : NULL, (size_t)T * D};
-            if (checking) {
-                i8chk_free(ck);
-                ck = i8chk_new(qm, T, 0);
-                pc.chk = i8chk_pass_hooks(ck);
-            }
-            i8g_hooks ph = {pass_hook, &pc};
-            if (i8g_prefill(g8, w8, tok, 1, T, NULL, checking ? &ph : NULL, NULL)) mq_die("verify: %s", mq_errmsg());
-        } else {
-            rtrack rt;
-            rtrack_init(&rt, &sm, &simh, tok, T, checking ? store : NULL, NULL, NULL);
-            mq_hooks h = {rtrack_hook, &rt};
-            if (ssm_forward(&sm, tok, T, &h, hid8)) mq_die("verify: %s", mq_errmsg());
-            rtrack_free(&rt);
+        /* int8: the residual after each block into store, the rest to the check */
+        resid_ctx r8 = {store, NULL, NULL, rtmp, (size_t)T * D, {NULL, NULL}};
+        if (checking && forced) {
+            qchk_free(ck);
+            ck = qchk_new(qm, T);
+            r8.next = qchk_pass_hooks(ck);
         }
+        mq_hooks h8 = {resid_hook, &r8};
+        if (be_prefill(b8, tok, 1, T, NULL, checking ? &h8 : NULL, NULL)) mq_die("verify: %s", mq_errmsg());
         /* a rotated residual stream (quamba-rot) is r H: rotate it back (H is its own inverse) */
         if (checking && qm->resid_n && had_transform_f32(store, L * T, D)) mq_die("verify: %s", mq_errmsg());
-        /* float */
+        /* float: the cosine of each block's residual with the int8 one */
         if (checking) memset(cos, 0, (size_t)L * sizeof(double));
-        if (gf) {
-            rtrack rt;
-            rtrack_init(&rt, &m, NULL, tok, T, NULL, store, cos);
-            ssmg_hooks h = {rtrack_gpu_hook, &rt};
-            if (ssmg_prefill(gf, wf, tok, 1, T, NULL, checking ? &h : NULL, NULL)) mq_die("verify: %s", mq_errmsg());
-            rtrack_free(&rt);
-        } else {
-            rtrack rt;
-            rtrack_init(&rt, &m, NULL, tok, T, NULL, store, cos);
-            mq_hooks h = {rtrack_hook, &rt};
-            if (ssm_forward(&m, tok, T, checking ? &h : NULL, hidf)) mq_die("verify: %s", mq_errmsg());
-            rtrack_free(&rt);
-        }
+        resid_ctx rf = {NULL, store, cos, rtmp, (size_t)T * D, {NULL, NULL}};
+        mq_hooks hf = {resid_hook, &rf};
+        if (be_prefill(bf, tok, 1, T, NULL, checking ? &hf : NULL, NULL)) mq_die("verify: %s", mq_errmsg());
         if (checking)
             for (int l = 0; l < L; l++) cos_min[l] = fmin(cos_min[l], cos[l]);
         /* the simulation, teacher-forced by the int8 pass, and free-running */
-        if (checking && gpu) {
-            mq_hooks fh = i8chk_sim_hooks(ck);
+        if (checking && forced) {
+            mq_hooks fh = qchk_sim_hooks(ck);
             if (ssm_forward(&sm, tok, T, &fh, hids)) mq_die("verify: %s", mq_errmsg());
             nll_sim_check += ssm_nll(&sm, tok, T, &simh, NULL);
         }
-        score *sc = checking && gpu ? &chk : &all;
+        score *sc = checking && forced ? &chk : &all;
         for (int r0 = 0; r0 < T - 1; r0 += BLK) {
             const int n = T - 1 - r0 < BLK ? T - 1 - r0 : BLK;
-            if (gpu) {
-                if (i8g_logits(g8, w8, r0, n, l8)) mq_die("verify: %s", mq_errmsg());
-            } else {
-                ssm_logits(&sm, hid8 + (size_t)r0 * D, n, l8);
-            }
-            if (gf) {
-                if (ssmg_logits(gf, wf, r0, n, lf)) mq_die("verify: %s", mq_errmsg());
-            } else {
-                ssm_logits(&m, hidf + (size_t)r0 * D, n, lf);
-            }
-            if (checking && gpu) ssm_logits(&sm, hids + (size_t)r0 * D, n, ls);
-            score_rows(sc, lf, l8, checking && gpu ? ls : NULL, tok + r0 + 1, n, V);
+            if (be_logits(b8, r0, n, l8) || be_logits(bf, r0, n, lf)) mq_die("verify: %s", mq_errmsg());
+            if (checking && forced) ssm_logits(&sm, hids + (size_t)r0 * D, n, ls);
+            score_rows(sc, lf, l8, checking && forced ? ls : NULL, tok + r0 + 1, n, V);
         }
-        if (checking && gpu) {
+        if (checking && forced) {
             char part[4096];
-            i8chk_format(ck, part, sizeof part);
+            qchk_format(ck, part, sizeof part);
             snprintf(rep, sizeof rep, "%s", part);
-            const i8chk_role *rs = i8chk_stats(ck);
+            const qchk_role *rs = qchk_stats(ck);
             for (int r = 0; r < MQ_ACT_NROLES; r++) {
                 if (!rs[r].n || !rs[r].is_int8) continue;
                 if (rs[r].max_steps > MAX_STEPS || rs[r].flips > MAX_FLIPS * rs[r].n) {
@@ -397,7 +312,7 @@ int cmd_verify(int argc, char **argv) {
         if (!v.json && isatty(2)) fprintf(stderr, "\r  window %d/%d ", w + 1, nw);
     }
     if (!v.json && isatty(2)) fprintf(stderr, "\n");
-    const double run_s = now() - t1;
+    const double run_s = prog_now() - t1;
     /* totals: the check windows were scored into chk */
     score tot = all;
     tot.nll_f += chk.nll_f, tot.nll_8 += chk.nll_8, tot.kl += chk.kl, tot.rows += chk.rows, tot.agree += chk.agree;
@@ -407,15 +322,14 @@ int cmd_verify(int argc, char **argv) {
     int min_l = 0;
     for (int l = 0; l < L; l++)
         if (cos_min[l] < cos_min[min_l]) min_l = l;
-    if (gpu && ncheck && chk.max_logit > 0 && chk.max_dlogit > MAX_LOGIT_REL * chk.max_logit && !check_bad) {
+    if (forced && chk.max_logit > 0 && chk.max_dlogit > MAX_LOGIT_REL * chk.max_logit && !check_bad) {
         check_bad = 1;
         snprintf(check_msg, sizeof check_msg, "forced logits differ by %.3g (max |logit| %.3g)", chk.max_dlogit,
                  chk.max_logit);
     }
     const int finite = isfinite(ppl_8);
-    const char *float_kind = gf ? "FP16 on the GPU" : "FP32 on the CPU";
-    const char *int8_kind = gpu ? "int8 GPU pass" : "CPU simulation (NO GPU)";
-
+    const char *float_kind = be_kind_text(be_kind_of(bf));
+    const char *int8_kind = cuda ? "int8 GPU pass" : no_gpu_auto ? "CPU simulation (NO GPU)" : "CPU simulation";
     if (v.json) {
         cJSON *o = cJSON_CreateObject();
         cJSON_AddStringToObject(o, "artifact", v.artifact);
@@ -423,10 +337,10 @@ int cmd_verify(int argc, char **argv) {
         cJSON_AddStringToObject(o, "method", q_method_name(qm->opt.method));
         cJSON_AddStringToObject(o, "arch", c->arch == MQ_MAMBA1 ? "mamba1" : "mamba2");
         cJSON_AddStringToObject(o, "data", v.data);
-        cJSON_AddStringToObject(o, "device", gpu ? gpu_describe() : "none");
+        cJSON_AddStringToObject(o, "device", cuda ? gpu_describe() : "cpu");
         cJSON_AddStringToObject(o, "float", float_kind);
         cJSON_AddStringToObject(o, "int8", int8_kind);
-        cJSON_AddBoolToObject(o, "gpu_verified", gpu);
+        cJSON_AddBoolToObject(o, "gpu_verified", cuda);
         cJSON_AddNumberToObject(o, "window", T);
         cJSON_AddNumberToObject(o, "windows", nw);
         cJSON_AddNumberToObject(o, "tokens_scored", (double)tot.rows);
@@ -436,7 +350,7 @@ int cmd_verify(int argc, char **argv) {
         cJSON_AddNumberToObject(o, "kl_mean", kl);
         cJSON *cl = cJSON_AddArrayToObject(o, "layer_cosine");
         for (int l = 0; l < L && ncheck; l++) cJSON_AddItemToArray(cl, cJSON_CreateNumber(cos_min[l]));
-        if (gpu && ncheck) {
+        if (forced) {
             cJSON *s = cJSON_AddObjectToObject(o, "simulation_check");
             cJSON_AddNumberToObject(s, "windows", ncheck);
             cJSON_AddNumberToObject(s, "max_logit_diff", chk.max_dlogit);
@@ -446,7 +360,7 @@ int cmd_verify(int argc, char **argv) {
             cJSON_AddNumberToObject(s, "ppl_simulation_forced", exp(chk.nll_s_forced / chk.rows));
             cJSON_AddNumberToObject(s, "ppl_simulation", exp(nll_sim_check / chk.rows));
             cJSON *roles = cJSON_AddObjectToObject(s, "roles");
-            const i8chk_role *rs = i8chk_stats(ck);
+            const qchk_role *rs = qchk_stats(ck);
             for (int r = 0; r < MQ_ACT_NROLES; r++) {
                 if (!rs[r].n) continue;
                 cJSON *e = cJSON_AddObjectToObject(roles, ssm_act_role_name((mq_act_role)r));
@@ -471,7 +385,7 @@ int cmd_verify(int argc, char **argv) {
         printf("artifact       %s (%s, %s, %d layers)\n", v.artifact, q_method_name(qm->opt.method),
                c->arch == MQ_MAMBA1 ? "Mamba1" : "Mamba2", L);
         printf("float model    %s, %s\n", v.model, float_kind);
-        printf("int8           %s%s%s\n", int8_kind, gpu ? ", " : "", gpu ? gpu_describe() : "");
+        printf("int8           %s%s%s\n", int8_kind, cuda ? ", " : "", cuda ? gpu_describe() : "");
         printf("data           %s: %d windows x %d tokens, %ld tokens scored\n", v.data, nw, T, tot.rows);
         printf("perplexity     float %.4f   int8 %.4f   (%+.2f%%)\n", ppl_f, ppl_8, 100 * (ppl_8 / ppl_f - 1));
         printf("top-1 agree    %.2f%% of next-token predictions\n", 100 * top1);
@@ -483,7 +397,7 @@ int cmd_verify(int argc, char **argv) {
             for (int l = 0; l < L; l++) printf(" %d:%.4f", l, cos_min[l]);
             printf("\n");
         }
-        if (gpu && ncheck) {
+        if (forced) {
             printf("vs simulation  first %d window(s), teacher-forced (every op of the CPU simulation from the int8 pass's "
                    "inputs):\n%s", ncheck, rep);
             printf("               max |logit diff| %.3g (max |logit| %.3g), max per-token |NLL diff| %.3g%s\n",
@@ -501,14 +415,14 @@ int cmd_verify(int argc, char **argv) {
         fprintf(stderr, "mambaq verify: FAILED: the int8 GPU pass deviates from the CPU simulation beyond rounding: %s\n",
                 check_msg);
         rc = 1;
-    } else if (!gpu) {
+    } else if (no_gpu_auto) {
         fprintf(stderr, "mambaq verify: not verified on a GPU (%s); the int8 numbers above are the CPU simulation's\n", why);
         rc = 3;
     }
-    i8chk_free(ck);
-    free(lf), free(l8), free(ls), free(hid8), free(hidf), free(hids), free(store), free(cos), free(cos_min), free(ids);
-    i8g_ws_free(w8), i8g_model_free(g8);
-    ssmg_ws_free(wf), ssmg_model_free(gf);
-    q_sim_free(&sm), ssm_free(&m), art_close(&a);
+    qchk_free(ck);
+    free(lf), free(l8), free(ls), free(hids), free(store), free(rtmp), free(cos), free(cos_min), free(ids);
+    be_free(b8), be_free(bf);
+    if (forced) q_sim_free(&sm);
+    ssm_free(&m), art_close(&a);
     return rc;
 }

@@ -4,18 +4,16 @@
  * use the first `windows` windows, ppl = exp(mean NLL). */
 #ifndef MQ_EVAL_H
 #define MQ_EVAL_H
+#include "ssm/backend.h"
 
 typedef struct {
-    const char *model;      /* model directory */
+    const char *model;      /* a model or an int8 artifact directory (cli/fwd.h) */
+    const char *device;     /* cpu, cuda or auto (NULL: cpu) */
     const char *data;       /* text (.txt, .jsonl, optionally .gz) or .bin/.ids int32 token ids */
     const char *tokenizer;  /* tokenizer.json; needed for text data only */
     const char *field;      /* JSON-lines field with the text (NULL = "text") */
     int window, windows;    /* windows 0 = every full window */
-    int progress;           /* print "window i/n, tokens/s" on stderr as it goes */
-    int cuda;               /* --device cuda: the FP16 forward on the GPU (ssm/gpu.h), 8 windows a call */
-    /* An int8 artifact (export/art.h) instead of a model: evaluated by simulated quantization on the
-     * CPU (quantize/q.h: dequantized weights + hooks that quantize each activation). */
-    const char *artifact;
+    int progress;           /* progress on stderr as it goes (core/progress.h) */
 } eval_spec;
 
 typedef struct {
@@ -28,6 +26,7 @@ typedef struct {
     const char *arch;       /* "mamba1" / "mamba2" (static text) */
     double params;          /* parameter count of the model */
     const char *method;     /* the artifact's recipe (static text), NULL for a model */
+    be_kind kind;           /* the forward that ran */
 } eval_result;
 
 /* Returns 0, or -1 with mq_errmsg() set (unreadable model or data, data shorter than a window). */

@@ -147,7 +147,7 @@ int q_cli_run(const q_run_spec *s, q_run_result *r) {
 
     /* 4. simulated evaluation on the same protocol as the FP32 one */
     fprintf(stderr, "run: evaluating %s (simulated W8A8) on %s\n", r->artifact, s->eval_data);
-    eval_spec es = {.artifact = r->artifact, .model = r->artifact, .data = s->eval_data, .tokenizer = s->tokenizer,
+    eval_spec es = {.model = r->artifact, .device = "cpu", .data = s->eval_data, .tokenizer = s->tokenizer,
                     .window = s->window, .windows = s->windows, .progress = s->progress};
     eval_result er;
     if (eval_run(&es, &er)) return mq_fail_ctx("simulated evaluation of %s", r->artifact);

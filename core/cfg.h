@@ -3,6 +3,9 @@
  * vocab_size, ssm_cfg, pad_vocab_size_multiple). Everything downstream reads only mq_config. */
 #ifndef MQ_CFG_H
 #define MQ_CFG_H
+#ifdef __cplusplus
+extern "C" {
+#endif
 
 typedef enum { MQ_MAMBA1 = 1, MQ_MAMBA2 = 2 } mq_arch;
 
@@ -37,4 +40,7 @@ int cfg_conv_dim(const mq_config *c);
 /* Serialize back to a transformers-style config.json (caller frees). */
 char *cfg_to_json(const mq_config *c);
 
+#ifdef __cplusplus
+}
+#endif
 #endif

@@ -6,6 +6,9 @@
 #define MQ_ERR_H
 #include <stddef.h>
 #include <stdio.h>
+#ifdef __cplusplus
+extern "C" {
+#endif
 
 /* Set the current error message; always returns -1 so callers can `return mq_fail(...)`. */
 int mq_fail(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
@@ -31,4 +34,7 @@ int mq_mkdir_parents(const char *path);
 /* Write `len` bytes to `path` atomically: a temporary sibling file, fsync, then rename. */
 int mq_write_file_atomic(const char *path, const void *data, size_t len);
 
+#ifdef __cplusplus
+}
+#endif
 #endif

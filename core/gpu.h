@@ -2,6 +2,7 @@
  * machine without a GPU, gpu_available() is 0 and every caller takes its CPU path; GPU tests skip. */
 #ifndef MQ_GPU_H
 #define MQ_GPU_H
+#include <stddef.h>
 #ifdef __cplusplus
 extern "C" {
 #endif
@@ -10,6 +11,9 @@ extern "C" {
 int gpu_available(const char **why);
 /* One-line description of device 0 ("NVIDIA H100 80GB HBM3, sm_90, 132 SMs, 79.6 GiB"). */
 const char *gpu_describe(void);
+/* cudaMalloc that reports instead of exiting (running out of GPU memory is a user-level error):
+ * 0, or -1 + "GPU: cannot allocate N MiB for <what>: <CUDA's reason>" with *p NULL. CUDA builds. */
+int gpu_malloc(void **p, size_t bytes, const char *what);
 
 #ifdef __cplusplus
 }

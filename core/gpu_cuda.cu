@@ -1,6 +1,7 @@
 /* gpu_available() for CUDA builds: a device must exist and answer; the result is cached. */
 #include <cuda_runtime.h>
 #include <stdio.h>
+#include "core/err.h"
 #include "core/gpu.h"
 
 static int g_state = -1;  /* -1 unknown, 0 none, 1 usable */
@@ -31,4 +32,14 @@ extern "C" int gpu_available(const char **why) {
 
 extern "C" const char *gpu_describe(void) {
     return gpu_available(NULL) ? g_desc : "no GPU";
+}
+
+extern "C" int gpu_malloc(void **p, size_t n, const char *what) {
+    cudaError_t e = cudaMalloc(p, n ? n : 1);
+    if (e != cudaSuccess) {
+        cudaGetLastError();
+        *p = NULL;
+        return mq_fail("GPU: cannot allocate %.1f MiB for %s: %s", n / 1048576.0, what, cudaGetErrorString(e));
+    }
+    return 0;
 }

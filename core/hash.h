@@ -5,6 +5,9 @@
 #define MQ_HASH_H
 #include <stddef.h>
 #include <stdint.h>
+#ifdef __cplusplus
+extern "C" {
+#endif
 
 typedef struct {
     uint32_t h[8];
@@ -34,4 +37,7 @@ int hash_file(const char *path, char hex[HASH_HEX_LEN]);
  * with any name, dtype, shape or weight bit. 0, or -1 + mq_errmsg(). */
 int hash_model_weights(const char *path, char hex[HASH_HEX_LEN]);
 
+#ifdef __cplusplus
+}
+#endif
 #endif

@@ -2,6 +2,9 @@
  * Layouts follow PyTorch: activations are row-major [rows x features], a weight is [out x in]. */
 #ifndef MQ_MAT_H
 #define MQ_MAT_H
+#ifdef __cplusplus
+extern "C" {
+#endif
 
 /* y[T x N] = x[T x K] * W[N x K]^T (+ bias[N] if bias != NULL). y must not alias x. */
 void mat_linear(float *y, const float *x, const float *W, const float *bias, int T, int N, int K);
@@ -12,4 +15,7 @@ float mat_softplus(float x);
 /* Threads OpenMP will use (1 without OpenMP). */
 int mat_threads(void);
 
+#ifdef __cplusplus
+}
+#endif
 #endif

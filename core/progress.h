@@ -5,6 +5,9 @@
 #define MQ_PROGRESS_H
 #include <stddef.h>
 #include <stdint.h>
+#ifdef __cplusplus
+extern "C" {
+#endif
 
 typedef struct {
     char label[32];        /* "calib" */
@@ -35,4 +38,7 @@ void prog_fmt_rate(double per_s, char *buf, size_t n);
 /* Monotonic clock in seconds. */
 double prog_now(void);
 
+#ifdef __cplusplus
+}
+#endif
 #endif

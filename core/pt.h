@@ -8,6 +8,9 @@
 #include <stddef.h>
 #include <stdint.h>
 #include "core/dtype.h"
+#ifdef __cplusplus
+extern "C" {
+#endif
 
 typedef struct {
     char *name;                     /* owned by the array (pt_free) */
@@ -24,4 +27,7 @@ typedef struct {
 int pt_parse(const unsigned char *buf, size_t len, const char *path, pt_tensor **out, int *n);
 void pt_free(pt_tensor *t, int n);
 
+#ifdef __cplusplus
+}
+#endif
 #endif

@@ -9,6 +9,9 @@
 #include <stddef.h>
 #include <stdint.h>
 #include "core/dtype.h"
+#ifdef __cplusplus
+extern "C" {
+#endif
 
 
 typedef struct {
@@ -61,4 +64,7 @@ int st_writer_add_metadata(st_writer *w, const char *key, const char *value);
 int st_writer_write(st_writer *w, const char *path);
 void st_writer_free(st_writer *w);
 
+#ifdef __cplusplus
+}
+#endif
 #endif

@@ -220,6 +220,8 @@ int ds_read_ids(const char *path, const tok_tokenizer *tok, int32_t **ids, size_
     return 0;
 }
 
+int ds_is_ids(const char *path) { return is_id_file(path); }
+
 int ds_tokens(const char *path, const ds_options *opt, tok_tokenizer *tok, int32_t **ids, size_t *n) {
     if (is_id_file(path)) return ds_read_ids(path, tok, ids, n);
     if (!tok) return mq_fail("%s: a text file needs a tokenizer (only .bin/.ids files hold token ids)", path);
@@ -230,4 +232,16 @@ int ds_tokens(const char *path, const ds_options *opt, tok_tokenizer *tok, int32
     free(text);
     if (rc) return mq_fail_ctx("%s", path);
     return 0;
+}
+
+int ds_load_tokens(const char *path, const char *tokenizer, const char *field, int32_t **ids, size_t *n) {
+    tok_tokenizer *tok = NULL;
+    if (!is_id_file(path)) {
+        if (!tokenizer) return mq_fail("%s is text and no tokenizer.json was found (give --tokenizer FILE)", path);
+        if (!(tok = tok_load(tokenizer))) return mq_fail_ctx("%s is text: loading the tokenizer", path);
+    }
+    ds_options opt = {.field = field ? field : "text"};
+    int rc = ds_tokens(path, &opt, tok, ids, n);
+    tok_free(tok);
+    return rc;
 }

@@ -6,6 +6,9 @@
 #include <stddef.h>
 #include <stdint.h>
 #include "datasets/tok.h"
+#ifdef __cplusplus
+extern "C" {
+#endif
 
 typedef struct {
     const char *field;      /* JSON-lines field holding the text (default "text") */
@@ -31,5 +34,13 @@ int ds_read_ids(const char *path, const tok_tokenizer *tok, int32_t **ids, size_
  * and encoded with tok (which must then be non-NULL). Id files are checked as in ds_read_ids.
  * Caller frees *ids. */
 int ds_tokens(const char *path, const ds_options *opt, tok_tokenizer *tok, int32_t **ids, size_t *n);
+/* 1 when ds_tokens reads path as token ids (*.bin, *.ids), 0 when as text. */
+int ds_is_ids(const char *path);
+/* ds_tokens with the tokenizer loaded from `tokenizer` (a path; needed for text only, may be NULL
+ * for id files) and the JSON-lines field `field` (NULL: "text"). */
+int ds_load_tokens(const char *path, const char *tokenizer, const char *field, int32_t **ids, size_t *n);
 
+#ifdef __cplusplus
+}
+#endif
 #endif

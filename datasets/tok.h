@@ -6,6 +6,9 @@
 #define MQ_TOK_H
 #include <stddef.h>
 #include <stdint.h>
+#ifdef __cplusplus
+extern "C" {
+#endif
 
 typedef struct tok_tokenizer tok_tokenizer;  /* opaque; tok_free releases it */
 
@@ -28,4 +31,7 @@ int32_t tok_token_to_id(const tok_tokenizer *t, const char *token);
 /* The token string of id as tokenizer.json spells it (not NUL-terminated), or NULL. */
 const char *tok_id_to_token(const tok_tokenizer *t, int32_t id, size_t *len);
 
+#ifdef __cplusplus
+}
+#endif
 #endif

@@ -5,6 +5,9 @@
 #define MQ_UNICODE_H
 #include <stddef.h>
 #include <stdint.h>
+#ifdef __cplusplus
+extern "C" {
+#endif
 
 /* ---- UTF-8 (strict: no overlongs, no surrogates, nothing above U+10FFFF) */
 
@@ -58,4 +61,7 @@ int uni_ccc_of(uint32_t cp);
  * 1 with *out (malloc'ed, NUL-terminated) and *out_len set otherwise. */
 int uni_nfc(const char *s, size_t len, char **out, size_t *out_len);
 
+#ifdef __cplusplus
+}
+#endif
 #endif

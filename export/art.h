@@ -19,6 +19,9 @@
 #include <stddef.h>
 #include <stdint.h>
 #include "quantize/q.h"
+#ifdef __cplusplus
+extern "C" {
+#endif
 
 #define ART_FORMAT "mambaq-w8a8"
 #define ART_FORMAT_VERSION 1
@@ -62,4 +65,7 @@ size_t art_fp16_params(const mq_config *c);
  * is complete; a test may kill the process here or return nonzero to make art_write fail. */
 extern int (*art_test_midwrite)(const char *tmpdir);
 
+#ifdef __cplusplus
+}
+#endif
 #endif

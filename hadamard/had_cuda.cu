@@ -5,9 +5,7 @@
 #include <cuda_runtime.h>
 #include <math.h>
 #include <stdint.h>
-extern "C" {
-#include "core/err.h"  /* a C header without extern "C" guards */
-}
+#include "core/err.h"
 #include "core/gpu.h"
 #include "hadamard/had.h"
 #include "hadamard/had_kernel.cuh"

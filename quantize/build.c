@@ -10,9 +10,6 @@
 #include "hadamard/had.h"
 #include "quantize/q.h"
 
-void q_round_f16(float *x, size_t n) {
-    for (size_t i = 0; i < n; i++) x[i] = st_f16_to_f32(st_f32_to_f16(x[i]));
-}
 
 /* FP16-rounded copy of src[n]; NULL when src is NULL. Fails on values FP16 cannot hold. */
 static float *dup16(const float *src, size_t n, const char *what, int layer, int *bad) {
@@ -137,23 +134,3 @@ int q_quantize(const mq_model *src, const q_stats *st, const q_options *o, q_mod
     return 0;
 }
 
-void q_model_free(q_model *qm) {
-    if (qm->layers)
-        for (int l = 0; l < qm->cfg.n_layer; l++) {
-            q_layer *L = &qm->layers[l];
-            q_weight_free(&L->in_proj);
-            q_weight_free(&L->conv1d);
-            q_weight_free(&L->out_proj);
-            q_weight_free(&L->x_proj);
-            q_weight_free(&L->dt_proj);
-            float *f[] = {L->norm_w, L->in_proj_b, L->out_proj_b, L->conv_b, L->A_log, L->D,
-                          L->dt_proj_b, L->dt_bias, L->gnorm_w};
-            for (size_t i = 0; i < sizeof f / sizeof f[0]; i++) free(f[i]);
-        }
-    free(qm->layers);
-    free(qm->embed);
-    free(qm->norm_f);
-    free(qm->lm_head);
-    q_weight_free(&qm->lm_head_q);
-    memset(qm, 0, sizeof *qm);
-}

@@ -56,18 +56,23 @@ static float absmax_rotated(pass_ctx *p, const float *x, int rows, int cols, int
     return absmax_rows(p->rot, rows, cols, cols);
 }
 
-static void pass_hook(void *vctx, int layer, mq_act_role role, float *x, int rows, int cols, int ld) {
+static int pass_hook(void *vctx, const mq_act *a) {
     pass_ctx *p = vctx;
+    const int layer = a->layer, rows = a->rows, cols = a->cols, ld = a->ld;
+    const mq_act_role role = a->role;
+    const float *x = a->x;
     float v[Q_STAT_NVARIANTS] = {0};
+    if (role != MQ_ACT_LM_HEAD_IN && role != MQ_ACT_IN_PROJ_IN && role != MQ_ACT_OUT_PROJ_IN) return 0;
+    if (a->dtype != MQ_F32 || a->device) return mq_fail("extra calibration pass: layer %d: not host FP32 data", layer);
     if (role == MQ_ACT_LM_HEAD_IN) {
         /* norm_f is ones in this model: x is x / rms(x) */
         v[Q_STAT_PLAIN] = absmax_weighted(x, p->orig->norm_f, rows, cols, ld);
         v[Q_STAT_FUSED] = absmax_rows(x, rows, cols, ld);
         if (p->rot_ok) v[Q_STAT_ROTATED] = absmax_rotated(p, x, rows, cols, ld);
         for (int k = 0; k < Q_STAT_NVARIANTS; k++) p->head[k] = fmaxf(p->head[k], v[k]);
-        return;
+        return 0;
     }
-    if (layer < 0) return;
+    if (layer < 0) return 0;
     if (role == MQ_ACT_IN_PROJ_IN) {
         /* the norm-fused model gives x / rms(x); the weighted output is x / rms(x) * w */
         v[Q_STAT_PLAIN] = absmax_weighted(x, p->orig->layers[layer].norm_w, rows, cols, ld);
@@ -78,6 +83,7 @@ static void pass_hook(void *vctx, int layer, mq_act_role role, float *x, int row
         float m = absmax_rotated(p, x, rows, cols, ld);
         if (m > p->out_max[layer] || m != m) p->out_max[layer] = m;
     }
+    return 0;
 }
 
 static long meta_long(const calib_stats *cs, const char *key, long def) {

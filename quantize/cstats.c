@@ -131,33 +131,34 @@ int q_cstats_missing(const q_cstats *s, const q_options *o) {
 
 /* ---- transforms for calib ---- */
 
-static void unweight_transform(void *ctx, int layer, mq_act_role role, float *x, int rows, int cols, int ld) {
+static int unweight_transform(void *ctx, int layer, mq_act_role role, float *x, int rows, int cols, int ld) {
     const mq_model *m = ctx;
-    if (layer < 0 || layer >= m->cfg.n_layer) return;
+    if (layer < 0 || layer >= m->cfg.n_layer) return 0;
     const float *w = m->layers[layer].norm_w;
     for (int r = 0; r < rows; r++)
         for (int c = 0; c < cols; c++) {
             float *v = &x[(size_t)r * ld + c];
             *v = w[c] != 0 ? *v / w[c] : 0.0f;   /* a zero weight hides x / rms(x): its channel counts as 0 */
         }
+    return 0;
 }
 
-static void hadamard_transform(void *ctx, int layer, mq_act_role role, float *x, int rows, int cols, int ld) {
-    if (q_rotate_rows(x, rows, cols, ld)) mq_die("hadamard transform of layer %d: %s", layer, mq_errmsg());
+static int hadamard_transform(void *ctx, int layer, mq_act_role role, float *x, int rows, int cols, int ld) {
+    return q_rotate_rows(x, rows, cols, ld) ? mq_fail_ctx("hadamard transform of layer %d", layer) : 0;
 }
 
 /* x / w, then rotated: what in_proj (w = the layer's norm weight) or the lm_head (w = norm_f) reads
  * once the weight is fused into it and the residual stream is rotated */
-static void unweight_rotate_transform(void *ctx, int layer, mq_act_role role, float *x, int rows, int cols, int ld) {
+static int unweight_rotate_transform(void *ctx, int layer, mq_act_role role, float *x, int rows, int cols, int ld) {
     const mq_model *m = ctx;
-    if (role == MQ_ACT_IN_PROJ_IN && (layer < 0 || layer >= m->cfg.n_layer)) return;
+    if (role == MQ_ACT_IN_PROJ_IN && (layer < 0 || layer >= m->cfg.n_layer)) return 0;
     const float *w = role == MQ_ACT_LM_HEAD_IN ? m->norm_f : m->layers[layer].norm_w;
     for (int r = 0; r < rows; r++)
         for (int c = 0; c < cols; c++) {
             float *v = &x[(size_t)r * ld + c];
             *v = w[c] != 0 ? *v / w[c] : 0.0f;
         }
-    hadamard_transform(NULL, layer, role, x, rows, cols, ld);
+    return hadamard_transform(NULL, layer, role, x, rows, cols, ld);
 }
 
 int q_cstats_transforms(const mq_model *m, const q_options *o, calib_transform *t) {

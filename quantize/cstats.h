@@ -19,6 +19,9 @@
 #define MQ_CSTATS_H
 #include "calib/calib.h"
 #include "quantize/q.h"
+#ifdef __cplusplus
+extern "C" {
+#endif
 
 /* Percentile clips use calib's Quamba EMA aggregation of the per-sample percentiles
  * (PerTensorPercentileObserver), not the running max. */
@@ -66,4 +69,7 @@ int q_cstats_transforms(const mq_model *m, const q_options *o, calib_transform *
  * file has no such statistic (the fused variants the file lacks). */
 const char *q_cstats_name(const q_cstats *s, int layer, mq_act_role role, int part, q_stat_variant var, char *buf, size_t n);
 
+#ifdef __cplusplus
+}
+#endif
 #endif

@@ -108,18 +108,14 @@ int q_model_copy(const mq_model *m, mq_model *f, int untie) {
     return 0;
 }
 
-int q_rotate_rows(float *x, int rows, int n, int ld) {
-    if (ld == n) return had_transform_f32(x, rows, n);
-    for (int r = 0; r < rows; r++)
-        if (had_transform_f32(x + (size_t)r * ld, 1, n)) return -1;
-    return 0;
-}
 
-static void rotate_hook(void *vctx, int layer, mq_act_role role, float *x, int rows, int cols, int ld) {
+static int rotate_hook(void *vctx, const mq_act *a) {
     q_rotate_ctx *ctx = vctx;
-    if (role == MQ_ACT_SSM_OUT && q_rotate_rows(x, rows, cols, ld))
-        mq_die("rotating y of layer %d: %s", layer, mq_errmsg());
-    if (ctx->next && ctx->next->fn) ctx->next->fn(ctx->next->ctx, layer, role, x, rows, cols, ld);
+    if (a->role == MQ_ACT_SSM_OUT) {
+        if (a->dtype != MQ_F32 || a->device) return mq_fail("rotating y of layer %d: not host FP32 data", a->layer);
+        if (q_rotate_rows(a->x, a->rows, a->cols, a->ld)) return mq_fail_ctx("rotating y of layer %d", a->layer);
+    }
+    return ctx->next && ctx->next->fn ? ctx->next->fn(ctx->next->ctx, a) : 0;
 }
 
 mq_hooks q_rotate_hooks(q_rotate_ctx *ctx) {

@@ -47,14 +47,21 @@ const char *ssm_act_role_name(mq_act_role role) {
         [MQ_ACT_SSM_X] = "ssm_x", [MQ_ACT_X_PROJ_OUT] = "x_proj_out", [MQ_ACT_DT] = "dt",
         [MQ_ACT_B] = "B", [MQ_ACT_C] = "C", [MQ_ACT_SSM_OUT] = "ssm_out",
         [MQ_ACT_OUT_PROJ_IN] = "out_proj_in", [MQ_ACT_SSM_STATE] = "ssm_state",
-        [MQ_ACT_LM_HEAD_IN] = "lm_head_in",
+        [MQ_ACT_LM_HEAD_IN] = "lm_head_in", [MQ_ACT_RESID] = "resid",
     };
     return (unsigned)role < MQ_ACT_NROLES ? names[role] : "unknown";
 }
 
-static void hook(const mq_hooks *hk, int layer, mq_act_role role, float *x, int rows, int cols, int ld) {
-    if (hk && hk->fn) hk->fn(hk->ctx, layer, role, x, rows, cols, ld);
+int ssm_hook_f32(const mq_hooks *hk, int layer, mq_act_role role, float *x, int rows, int cols, int ld) {
+    if (!hk || !hk->fn) return 0;
+    mq_act a = {.layer = layer, .role = role, .dtype = MQ_F32, .x = x, .rows = rows, .cols = cols, .ld = ld};
+    return hk->fn(hk->ctx, &a);
 }
+/* a hook's error ends the mixer / the forward with it */
+#define HOOK(l, role, x, rows, cols, ld)                                      \
+    do {                                                                      \
+        if (ssm_hook_f32(hk, l, role, x, rows, cols, ld)) return -1;          \
+    } while (0)
 
 /* Scratch for one call, sized for T tokens; one allocation. */
 typedef struct {
@@ -76,40 +83,41 @@ static void work_init(work *w, const mq_config *c, int T) {
 }
 
 /* Mamba1 mixer on w->normed [T x d_model] -> w->out [T x d_model]. */
-static void mixer_m1(const mq_model *m, int l, work *w, int T, float *cst, float *sst, const mq_hooks *hk) {
+static int mixer_m1(const mq_model *m, int l, work *w, int T, float *cst, float *sst, const mq_hooks *hk) {
     const mq_config *c = &m->cfg;
     const mq_layer *L = &m->layers[l];
     int Di = c->d_inner, N = c->d_state, R = c->dt_rank, np = 2 * Di, nxp = R + 2 * N;
 
     mat_linear(w->proj, w->normed, L->in_proj, L->in_proj_b, T, np, c->d_model);
     float *x = w->proj, *z = w->proj + Di;  /* in_proj output is [x | z] */
-    hook(hk, l, MQ_ACT_CONV_IN, x, T, Di, np);
-    hook(hk, l, MQ_ACT_Z, z, T, Di, np);
+    HOOK(l, MQ_ACT_CONV_IN, x, T, Di, np);
+    HOOK(l, MQ_ACT_Z, z, T, Di, np);
 
     op_conv1d(w->xc, Di, x, np, L->conv_w, L->conv_b, cst, T, Di, c->d_conv, 1);
-    hook(hk, l, MQ_ACT_SSM_X, w->xc, T, Di, Di);
+    HOOK(l, MQ_ACT_SSM_X, w->xc, T, Di, Di);
 
     mat_linear(w->xp, w->xc, L->x_proj, NULL, T, nxp, Di);
-    hook(hk, l, MQ_ACT_X_PROJ_OUT, w->xp, T, nxp, nxp);
+    HOOK(l, MQ_ACT_X_PROJ_OUT, w->xp, T, nxp, nxp);
     for (int t = 0; t < T; t++)  /* mat_linear wants a dense input: copy the dt_low_rank columns */
         memcpy(w->dtlr + (size_t)t * R, w->xp + (size_t)t * nxp, (size_t)R * sizeof(float));
     mat_linear(w->dt, w->dtlr, L->dt_proj, L->dt_proj_b, T, Di, R);
-    hook(hk, l, MQ_ACT_DT, w->dt, T, Di, Di);
+    HOOK(l, MQ_ACT_DT, w->dt, T, Di, Di);
     op_dt_softplus(w->dt, Di, w->dt, Di, NULL, T, Di, 0.0f, INFINITY);
 
     float *B = w->xp + R, *C = w->xp + R + N;
-    hook(hk, l, MQ_ACT_B, B, T, N, nxp);
-    hook(hk, l, MQ_ACT_C, C, T, N, nxp);
+    HOOK(l, MQ_ACT_B, B, T, N, nxp);
+    HOOK(l, MQ_ACT_C, C, T, N, nxp);
 
     op_scan_m1(w->y, Di, w->xc, Di, w->dt, Di, L->A, B, nxp, C, nxp, L->D, z, np, sst, T, Di, N);
-    hook(hk, l, MQ_ACT_SSM_STATE, sst, Di, N, N);
-    hook(hk, l, MQ_ACT_SSM_OUT, w->y, T, Di, Di);
-    hook(hk, l, MQ_ACT_OUT_PROJ_IN, w->y, T, Di, Di);
+    HOOK(l, MQ_ACT_SSM_STATE, sst, Di, N, N);
+    HOOK(l, MQ_ACT_SSM_OUT, w->y, T, Di, Di);
+    HOOK(l, MQ_ACT_OUT_PROJ_IN, w->y, T, Di, Di);
     mat_linear(w->out, w->y, L->out_proj, L->out_proj_b, T, c->d_model, Di);
+    return 0;
 }
 
 /* Mamba2 mixer on w->normed [T x d_model] -> w->out [T x d_model]. */
-static void mixer_m2(const mq_model *m, int l, work *w, int T, float *cst, float *sst, const mq_hooks *hk) {
+static int mixer_m2(const mq_model *m, int l, work *w, int T, float *cst, float *sst, const mq_hooks *hk) {
     const mq_config *c = &m->cfg;
     const mq_layer *L = &m->layers[l];
     int Di = c->d_inner, H = c->n_heads, P = c->head_dim, G = c->n_groups, N = c->d_state;
@@ -117,49 +125,53 @@ static void mixer_m2(const mq_model *m, int l, work *w, int T, float *cst, float
 
     mat_linear(w->proj, w->normed, L->in_proj, L->in_proj_b, T, np, c->d_model);
     float *z = w->proj, *xBC = w->proj + Di, *dt = w->proj + Di + cd;  /* [z | xBC | dt] */
-    hook(hk, l, MQ_ACT_CONV_IN, xBC, T, cd, np);
-    hook(hk, l, MQ_ACT_Z, z, T, Di, np);
-    hook(hk, l, MQ_ACT_DT, dt, T, H, np);
+    HOOK(l, MQ_ACT_CONV_IN, xBC, T, cd, np);
+    HOOK(l, MQ_ACT_Z, z, T, Di, np);
+    HOOK(l, MQ_ACT_DT, dt, T, H, np);
 
     op_conv1d(w->xc, cd, xBC, np, L->conv_w, L->conv_b, cst, T, cd, c->d_conv, 1);
     float *x = w->xc, *B = w->xc + Di, *C = w->xc + Di + GN;
-    hook(hk, l, MQ_ACT_SSM_X, x, T, Di, cd);
-    hook(hk, l, MQ_ACT_B, B, T, GN, cd);
-    hook(hk, l, MQ_ACT_C, C, T, GN, cd);
+    HOOK(l, MQ_ACT_SSM_X, x, T, Di, cd);
+    HOOK(l, MQ_ACT_B, B, T, GN, cd);
+    HOOK(l, MQ_ACT_C, C, T, GN, cd);
 
     op_dt_softplus(w->dt, H, dt, np, L->dt_bias, T, H, c->dt_limit_min, c->dt_limit_max);
     op_scan_m2(w->y, Di, x, cd, w->dt, H, L->A, B, cd, C, cd, L->D, sst, T, H, P, G, N);
-    hook(hk, l, MQ_ACT_SSM_STATE, sst, H * P, N, N);
+    HOOK(l, MQ_ACT_SSM_STATE, sst, H * P, N, N);
 
     /* transformers' MambaRMSNormGated normalizes over all of d_inner (see ops.h); the reference
      * files come from it, so the whole row is one group here. */
     op_gated_rmsnorm(w->y, Di, w->y, Di, z, np, L->gnorm_w, T, Di, Di, c->norm_eps, c->norm_before_gate);
-    hook(hk, l, MQ_ACT_SSM_OUT, w->y, T, Di, Di);
-    hook(hk, l, MQ_ACT_OUT_PROJ_IN, w->y, T, Di, Di);
+    HOOK(l, MQ_ACT_SSM_OUT, w->y, T, Di, Di);
+    HOOK(l, MQ_ACT_OUT_PROJ_IN, w->y, T, Di, Di);
     mat_linear(w->out, w->y, L->out_proj, L->out_proj_b, T, c->d_model, Di);
+    return 0;
 }
 
 int ssm_prefill(const mq_model *m, mq_state *s, const int32_t *tokens, int T, const mq_hooks *hooks,
                 float *hidden) {
     const mq_config *c = &m->cfg;
     if (T <= 0) return mq_fail("ssm_prefill: empty sequence (T = %d)", T);
+    const mq_hooks *hk = hooks;
+    const int D = c->d_model;
     work w;
     work_init(&w, c, T);
-    if (op_embed(w.resid, m->embed, tokens, T, c->d_model, c->vocab_size)) {
-        free(w.mem);
-        return -1;
-    }
-    for (int l = 0; l < c->n_layer; l++) {
+    int rc = op_embed(w.resid, m->embed, tokens, T, D, c->vocab_size);
+    for (int l = 0; l < c->n_layer && !rc; l++) {
         /* residual stream in FP32: resid += previous mixer output, normed = RMSNorm(resid) */
-        op_add_rmsnorm(w.resid, l ? w.out : NULL, w.normed, m->layers[l].norm_w, T, c->d_model, c->norm_eps);
-        hook(hooks, l, MQ_ACT_IN_PROJ_IN, w.normed, T, c->d_model, c->d_model);
-        if (c->arch == MQ_MAMBA1) mixer_m1(m, l, &w, T, conv_state(s, l), scan_state(s, l), hooks);
-        else mixer_m2(m, l, &w, T, conv_state(s, l), scan_state(s, l), hooks);
+        op_add_rmsnorm(w.resid, l ? w.out : NULL, w.normed, m->layers[l].norm_w, T, D, c->norm_eps);
+        rc = (l && ssm_hook_f32(hk, l - 1, MQ_ACT_RESID, w.resid, T, D, D)) ||
+             ssm_hook_f32(hk, l, MQ_ACT_IN_PROJ_IN, w.normed, T, D, D);
+        if (!rc) rc = c->arch == MQ_MAMBA1 ? mixer_m1(m, l, &w, T, conv_state(s, l), scan_state(s, l), hk)
+                                           : mixer_m2(m, l, &w, T, conv_state(s, l), scan_state(s, l), hk);
     }
-    op_add_rmsnorm(w.resid, w.out, hidden, m->norm_f, T, c->d_model, c->norm_eps);
-    hook(hooks, -1, MQ_ACT_LM_HEAD_IN, hidden, T, c->d_model, c->d_model);
+    if (!rc) {
+        op_add_rmsnorm(w.resid, w.out, hidden, m->norm_f, T, D, c->norm_eps);
+        rc = ssm_hook_f32(hk, c->n_layer - 1, MQ_ACT_RESID, w.resid, T, D, D) ||
+             ssm_hook_f32(hk, -1, MQ_ACT_LM_HEAD_IN, hidden, T, D, D);
+    }
     free(w.mem);
-    return 0;
+    return rc ? -1 : 0;
 }
 
 int ssm_forward(const mq_model *m, const int32_t *tokens, int T, const mq_hooks *hooks, float *hidden) {

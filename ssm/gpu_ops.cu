@@ -1,47 +1,62 @@
 /* ssm/gpu_ops.h: one kernel at a time on host arrays, for the tests. Device buffers are allocated and
- * freed inside each call; FP16 activations are stored with a row stride of C + PAD so the kernels
- * are exercised on strided views as in the forward. */
+ * freed inside each call; activations are stored with a padded row stride so the kernels are
+ * exercised on strided views as in the forwards. */
 #include <stdlib.h>
 #include <string.h>
-extern "C" { /* C headers without their own guard */
-#include "core/err.h"
-}
-#include "ssm/gpu_kern.h"
+#include "ssm/cuda_rt.h"
 #include "ssm/gpu_ops.h"
 
 #define PAD 5 /* odd on purpose: misaligned rows as in_proj's column slices can be */
 
-static int need_gpu(void) {
-    const char *why;
-    return gpu_available(&why) ? 0 : mq_fail("no usable GPU: %s", why);
-}
+void rt_i8_set_decode_fused(int on); /* ssm/i8_pass.cu */
+static_assert(GOP_ROUTE_AUTO == K_ROUTE_AUTO && GOP_ROUTE_LT == K_ROUTE_LT && GOP_ROUTE_TILED == K_ROUTE_TILED &&
+                  GOP_ROUTE_GEMV == K_ROUTE_GEMV,
+              "gpu_ops.h's routes are kern.h's");
+extern "C" void gop_i8_set_route(int route) { k_i8_set_route(route); }
+extern "C" void gop_i8_route_counts(long counts[4]) { k_i8_route_counts(counts); }
+extern "C" void gop_i8_set_decode_fused(int on) { rt_i8_set_decode_fused(on); }
+
+/* ---------------------------------------------------------------- transfers */
 
 static void *dmalloc(size_t n) {
     void *p;
     CUDA_CHECK(cudaMalloc(&p, n ? n : 1));
     return p;
 }
-static float *up_f32(const float *h, size_t n) {
+static void dfree(const void *p) {
+    if (p) CUDA_CHECK(cudaFree((void *)p));
+}
+static void *up(const void *h, size_t bytes) {
     if (!h) return NULL;
-    float *d = (float *)dmalloc(n * sizeof(float));
-    CUDA_CHECK(cudaMemcpy(d, h, n * sizeof(float), cudaMemcpyHostToDevice));
+    void *d = dmalloc(bytes);
+    CUDA_CHECK(cudaMemcpy(d, h, bytes, cudaMemcpyHostToDevice));
+    return d;
+}
+static float *up_f32(const float *h, size_t n) { return (float *)up(h, n * sizeof(float)); }
+static void down(void *h, const void *d, size_t bytes) { CUDA_CHECK(cudaMemcpy(h, d, bytes, cudaMemcpyDeviceToHost)); }
+static void down_f32(float *h, const float *d, size_t n) { down(h, d, n * sizeof(float)); }
+/* device copy of host [rows x cols] elements of `es` bytes, rows `pad` elements longer (zeros) */
+static void *up_pad(const void *h, size_t es, int rows, int cols, int pad) {
+    const size_t ld = (size_t)cols + pad, bytes = es * ld * (rows ? rows : 1) + 16;
+    void *d = dmalloc(bytes);
+    CUDA_CHECK(cudaMemset(d, 0, bytes));
+    if (h && rows && cols) CUDA_CHECK(cudaMemcpy2D(d, es * ld, h, es * cols, es * cols, rows, cudaMemcpyHostToDevice));
     return d;
 }
 /* [rows x cols] host FP32 -> device FP16 with row stride ld (padding filled with 1.0: never read) */
 static half *up_f16(const float *h, int rows, int cols, int ld) {
     if (!h) return NULL;
-    half *tmp = (half *)malloc(sizeof(half) * (size_t)rows * ld);
+    half *tmp = (half *)mq_malloc(sizeof(half) * (size_t)rows * ld);
     for (size_t r = 0; r < (size_t)rows; r++)
         for (int c = 0; c < ld; c++) tmp[r * ld + c] = __float2half(c < cols ? h[r * cols + c] : 1.f);
-    half *d = (half *)dmalloc(sizeof(half) * (size_t)rows * ld);
-    CUDA_CHECK(cudaMemcpy(d, tmp, sizeof(half) * (size_t)rows * ld, cudaMemcpyHostToDevice));
+    half *d = (half *)up(tmp, sizeof(half) * (size_t)rows * ld);
     free(tmp);
     return d;
 }
 /* device FP16 [rows x cols] (stride ld) -> host FP32 dense; reads only the rows x cols elements, so
  * column slices of a wider buffer are safe */
 static void down_f16(float *h, const half *d, int rows, int cols, int ld) {
-    half *tmp = (half *)malloc(sizeof(half) * (size_t)rows * cols);
+    half *tmp = (half *)mq_malloc(sizeof(half) * (size_t)rows * cols + 2);
     CUDA_CHECK(cudaMemcpy2D(tmp, sizeof(half) * cols, d, sizeof(half) * ld, sizeof(half) * cols, rows,
                             cudaMemcpyDeviceToHost));
     for (size_t i = 0; i < (size_t)rows * cols; i++) h[i] = __half2float(tmp[i]);
@@ -53,15 +68,11 @@ static half *out_f16(int rows, int ld) {
     CUDA_CHECK(cudaMemset(d, 0xff, sizeof(half) * (size_t)rows * ld));
     return d;
 }
-static void down_f32(float *h, const float *d, size_t n) {
-    CUDA_CHECK(cudaMemcpy(h, d, n * sizeof(float), cudaMemcpyDeviceToHost));
-}
-static void dfree(const void *p) {
-    if (p) CUDA_CHECK(cudaFree((void *)p));
-}
 
-extern "C" int gpuop_embed(float *out, const float *embed, const int32_t *tokens, int T, int D, int vocab) {
-    if (need_gpu()) return -1;
+/* ---------------------------------------------------------------- shared and FP16 kernels */
+
+extern "C" int gop_embed(float *out, const float *embed, const int32_t *tokens, int T, int D, int vocab) {
+    if (rt_need_gpu()) return -1;
     half *e = up_f16(embed, vocab, D, D);
     int32_t *tk = (int32_t *)dmalloc(sizeof(int32_t) * T);
     CUDA_CHECK(cudaMemcpy(tk, tokens, sizeof(int32_t) * T, cudaMemcpyHostToDevice));
@@ -72,13 +83,13 @@ extern "C" int gpuop_embed(float *out, const float *embed, const int32_t *tokens
     return 0;
 }
 
-extern "C" int gpuop_add_rmsnorm(float *resid, const float *x, float *out16, float *out32, const float *w, int T,
+extern "C" int gop_f16_add_rmsnorm(float *resid, const float *x, float *out16, float *out32, const float *w, int T,
                                  int D, float eps) {
-    if (need_gpu()) return -1;
+    if (rt_need_gpu()) return -1;
     float *r = up_f32(resid, (size_t)T * D), *dw = up_f32(w, D);
     half *dx = up_f16(x, T, D, D), *o16 = out_f16(T, D);
     float *o32 = (float *)dmalloc(sizeof(float) * (size_t)T * D);
-    k_add_rmsnorm(r, dx, dw, o16, out32 ? o32 : NULL, T, D, eps, 0);
+    k_f16_add_rmsnorm(r, dx, dw, o16, out32 ? o32 : NULL, T, D, eps, 0);
     down_f32(resid, r, (size_t)T * D);
     if (out16) down_f16(out16, o16, T, D, D);
     if (out32) down_f32(out32, o32, (size_t)T * D);
@@ -86,57 +97,82 @@ extern "C" int gpuop_add_rmsnorm(float *resid, const float *x, float *out16, flo
     return 0;
 }
 
-extern "C" int gpuop_conv1d_silu(float *y, const float *x, const float *w, const float *bias, float *state, int B,
+extern "C" int gop_f16_conv1d_silu(float *y, const float *x, const float *w, const float *bias, float *state, int B,
                                  int T, int C, int K) {
-    if (need_gpu()) return -1;
+    if (rt_need_gpu()) return -1;
     const int R = B * T, ld = C + PAD;
     half *dx = up_f16(x, R, C, ld), *dy = out_f16(R, ld);
     float *dw = up_f32(w, (size_t)C * K), *db = up_f32(bias, C);
     float *ds = state ? up_f32(state, (size_t)B * C * (K - 1)) : NULL;
-    k_conv1d_silu(dy, ld, dx, ld, ds, ds != NULL, dw, db, B, T, C, K, 0);
+    k_f16_conv1d_silu(dy, ld, dx, ld, ds, ds != NULL, dw, db, B, T, C, K, 0);
     down_f16(y, dy, R, C, ld);
     if (ds) down_f32(state, ds, (size_t)B * C * (K - 1));
     dfree(dx), dfree(dy), dfree(dw), dfree(db), dfree(ds);
     return 0;
 }
 
-extern "C" int gpuop_scan_m1(float *y, const float *u, const float *dt, const float *dt_bias, const float *A,
-                             const float *Bm, const float *Cm, const float *D, const float *z, float *state, int B,
-                             int T, int Di, int N, int n_chunks) {
-    if (need_gpu()) return -1;
-    const int R = B * T, ld = Di + PAD, ldbc = 2 * N + PAD;
-    /* B and C side by side in one buffer, as x_proj's output holds them */
-    float *bc = (float *)malloc(sizeof(float) * (size_t)R * 2 * N);
-    for (size_t r = 0; r < (size_t)R; r++) {
-        memcpy(bc + r * 2 * N, Bm + r * N, sizeof(float) * N);
-        memcpy(bc + r * 2 * N + N, Cm + r * N, sizeof(float) * N);
+/* B and C side by side in one host buffer [rows x 2n] of `es`-byte elements, as x_proj's output (or
+ * the conv's) holds them */
+static void *pack_bc(const void *Bm, const void *Cm, int rows, int n, size_t es) {
+    char *bc = (char *)mq_malloc(es * (size_t)rows * 2 * n + 1);
+    for (size_t r = 0; r < (size_t)rows; r++) {
+        memcpy(bc + es * r * 2 * n, (const char *)Bm + es * r * n, es * n);
+        memcpy(bc + es * (r * 2 * n + n), (const char *)Cm + es * r * n, es * n);
     }
+    return bc;
+}
+
+/* The device side of a scan's state: the FP32 state (uploaded from host, or zeros that are dropped)
+ * and the carries of n_chunks time chunks. */
+struct scan_dev {
+    float *state, *cstate, *cdt;
+    size_t sn;
+};
+static scan_dev scan_dev_new(const float *state, size_t sn, int n_chunks, size_t dt_per_chunk) {
+    scan_dev d;
+    d.sn = sn;
+    d.state = state ? up_f32(state, sn) : (float *)dmalloc(sizeof(float) * sn);
+    d.cstate = (float *)dmalloc(sizeof(float) * n_chunks * sn + 4);
+    d.cdt = (float *)dmalloc(sizeof(float) * n_chunks * dt_per_chunk + 4);
+    return d;
+}
+static void scan_dev_done(scan_dev *d, float *state) {
+    CUDA_CHECK(cudaDeviceSynchronize());
+    if (state) down_f32(state, d->state, d->sn);
+    dfree(d->state), dfree(d->cstate), dfree(d->cdt);
+}
+
+extern "C" int gop_f16_scan_m1(float *y, const float *u, const float *dt, const float *dt_bias, const float *A,
+                               const float *Bm, const float *Cm, const float *D, const float *z, float *state, int B,
+                               int T, int Di, int N, int n_chunks) {
+    if (rt_need_gpu()) return -1;
+    const int R = B * T, ld = Di + PAD, ldbc = 2 * N + PAD;
+    float *bc = (float *)pack_bc(Bm, Cm, R, N, sizeof(float));
     half *du = up_f16(u, R, Di, ld), *ddt = up_f16(dt, R, Di, ld), *dz = up_f16(z, R, Di, ld);
     half *dbc = up_f16(bc, R, 2 * N, ldbc), *dy = out_f16(R, ld);
     float *dA = up_f32(A, (size_t)Di * N), *dD = up_f32(D, Di), *dbias = up_f32(dt_bias, Di);
-    const size_t S = (size_t)Di * N;
-    float *ds = state ? up_f32(state, B * S) : (float *)dmalloc(sizeof(float) * B * S);
-    float *cst = (float *)dmalloc(sizeof(float) * n_chunks * B * S);
-    float *cdt = (float *)dmalloc(sizeof(float) * n_chunks * B * Di);
-    scan1_args a = {du, ld, ddt, ld, dbias, dA, dD, dbc, dbc + N, ldbc, dz, ld, dy, ld,
-                    ds, state != NULL, cst, cdt, B, T, Di, N, n_chunks};
-    k_scan1(&a, 0);
+    scan_dev sd = scan_dev_new(state, (size_t)B * Di * N, n_chunks, (size_t)B * Di);
+    k_scan_m1_args<k_in_f16, half> a;
+    a.x = {du, ld}, a.dt = {ddt, ld}, a.Bm = {dbc, ldbc}, a.Cm = {dbc + N, ldbc}, a.z = {dz, ld};
+    a.dt_bias = dbias, a.A = dA, a.D = dD, a.y = dy, a.ldy = ld;
+    a.state = sd.state, a.state_in = state != NULL;
+    a.B = B, a.T = T, a.Di = Di, a.N = N, a.nc = n_chunks, a.cstate = sd.cstate, a.cdt = sd.cdt;
+    k_scan_m1(a, 0);
+    scan_dev_done(&sd, state);
     down_f16(y, dy, R, Di, ld);
-    if (state) down_f32(state, ds, B * S);
     free(bc);
     dfree(du), dfree(ddt), dfree(dz), dfree(dbc), dfree(dy), dfree(dA), dfree(dD), dfree(dbias);
-    dfree(ds), dfree(cst), dfree(cdt);
     return 0;
 }
 
-extern "C" int gpuop_scan_m2(float *y, const float *x, const float *dt, const float *dt_bias, float lo, float hi,
-                             const float *A, const float *Bm, const float *Cm, const float *D, float *state, int B,
-                             int T, int H, int P, int G, int N, int n_chunks) {
-    if (need_gpu()) return -1;
+extern "C" int gop_f16_scan_m2(float *y, const float *x, const float *dt, const float *dt_bias, float lo, float hi,
+                               const float *A, const float *Bm, const float *Cm, const float *D, float *state, int B,
+                               int T, int H, int P, int G, int N, int n_chunks) {
+    if (rt_need_gpu()) return -1;
     const int R = B * T, E = H * P, GN = G * N;
     /* one buffer [x | B | C] as the conv output holds them, and dt in a wider buffer of its own */
     const int cd = E + 2 * GN, ld = cd + PAD, lddt = H + PAD;
-    float *xbc = (float *)malloc(sizeof(float) * (size_t)R * cd);
+    float *xbc = (float *)mq_malloc(sizeof(float) * (size_t)R * cd);
     for (size_t r = 0; r < (size_t)R; r++) {
         memcpy(xbc + r * cd, x + r * E, sizeof(float) * E);
         memcpy(xbc + r * cd + E, Bm + r * GN, sizeof(float) * GN);
@@ -144,47 +180,41 @@ extern "C" int gpuop_scan_m2(float *y, const float *x, const float *dt, const fl
     }
     half *dx = up_f16(xbc, R, cd, ld), *ddt = up_f16(dt, R, H, lddt), *dy = out_f16(R, E + PAD);
     float *dA = up_f32(A, H), *dD = up_f32(D, H), *dbias = up_f32(dt_bias, H);
-    const size_t S = (size_t)E * N;
-    float *ds = state ? up_f32(state, B * S) : (float *)dmalloc(sizeof(float) * B * S);
-    float *cst = (float *)dmalloc(sizeof(float) * n_chunks * B * S);
-    float *cdt = (float *)dmalloc(sizeof(float) * n_chunks * B * H);
-    float *zero = NULL;
-    if (!dbias) { /* the kernel always adds a bias */
-        zero = (float *)calloc(H, sizeof(float));
-        dbias = up_f32(zero, H);
-    }
-    scan2_args a = {dx, ld, ddt, lddt, dbias, dA, dD, lo, hi, dx + E, dx + E + GN, ld, dy, E + PAD,
-                    ds, state != NULL, cst, cdt, B, T, H, P, N, G, n_chunks};
-    k_scan2(&a, 0);
+    scan_dev sd = scan_dev_new(state, (size_t)B * E * N, n_chunks, (size_t)B * H);
+    k_scan_m2_args<k_in_f16, half> a;
+    a.x = {dx, ld}, a.dt = {ddt, lddt}, a.Bm = {dx + E, ld}, a.Cm = {dx + E + GN, ld};
+    a.dt_bias = dbias, a.A = dA, a.D = dD, a.lo = lo, a.hi = hi, a.y = dy, a.ldy = E + PAD;
+    a.state = sd.state, a.state_in = state != NULL;
+    a.B = B, a.T = T, a.H = H, a.P = P, a.G = G, a.N = N, a.nc = n_chunks, a.cstate = sd.cstate, a.cdt = sd.cdt;
+    k_scan_m2(a, 0);
+    scan_dev_done(&sd, state);
     down_f16(y, dy, R, E, E + PAD);
-    if (state) down_f32(state, ds, B * S);
     free(xbc);
-    free(zero);
-    dfree(dx), dfree(ddt), dfree(dy), dfree(dA), dfree(dD), dfree(dbias), dfree(ds), dfree(cst), dfree(cdt);
+    dfree(dx), dfree(ddt), dfree(dy), dfree(dA), dfree(dD), dfree(dbias);
     return 0;
 }
 
-extern "C" int gpuop_gated_rmsnorm(float *out, const float *y, const float *z, const float *w, int T, int D,
+extern "C" int gop_f16_gated_rmsnorm(float *out, const float *y, const float *z, const float *w, int T, int D,
                                    int group, float eps, int norm_before_gate) {
-    if (need_gpu()) return -1;
+    if (rt_need_gpu()) return -1;
     const int ld = D + PAD;
     half *dy = up_f16(y, T, D, ld), *dz = up_f16(z, T, D, ld), *o = out_f16(T, ld);
     float *dw = up_f32(w, D);
-    k_gated_rmsnorm(o, ld, dy, ld, dz, ld, dw, T, D, group, eps, norm_before_gate, 0);
+    k_f16_gated_rmsnorm(o, ld, dy, ld, dz, ld, dw, T, D, group, eps, norm_before_gate, 0);
     down_f16(out, o, T, D, ld);
     dfree(dy), dfree(dz), dfree(o), dfree(dw);
     return 0;
 }
 
-extern "C" int gpuop_gemm(float *Y, const float *X, const float *W, const float *bias, int M, int N, int K,
+extern "C" int gop_f16_gemm(float *Y, const float *X, const float *W, const float *bias, int M, int N, int K,
                           int pad, int y_f32) {
-    if (need_gpu()) return -1;
+    if (rt_need_gpu()) return -1;
     half *dx = up_f16(X, M, K, K + pad), *dw = up_f16(W, N, K, K);
     float *db = up_f32(bias, N);
     void *dy = dmalloc((y_f32 ? sizeof(float) : sizeof(half)) * (size_t)M * N);
     cublasHandle_t h;
     CUBLAS_CHECK(cublasCreate(&h));
-    gemm_f16(h, dx, K + pad, dw, dy, y_f32, N, db, M, N, K);
+    k_f16_gemm(h, dx, K + pad, dw, dy, y_f32, N, db, M, N, K);
     CUDA_CHECK(cudaDeviceSynchronize());
     CUBLAS_CHECK(cublasDestroy(h));
     if (y_f32) down_f32(Y, (const float *)dy, (size_t)M * N);
@@ -193,8 +223,8 @@ extern "C" int gpuop_gemm(float *Y, const float *X, const float *W, const float 
     return 0;
 }
 
-extern "C" int gpuop_nll(float *nll, const float *logits, const int32_t *targets, int rows, int V) {
-    if (need_gpu()) return -1;
+extern "C" int gop_nll(float *nll, const float *logits, const int32_t *targets, int rows, int V) {
+    if (rt_need_gpu()) return -1;
     float *dl = up_f32(logits, (size_t)rows * V), *dn = (float *)dmalloc(sizeof(float) * rows);
     int32_t *dt = (int32_t *)dmalloc(sizeof(int32_t) * rows);
     CUDA_CHECK(cudaMemcpy(dt, targets, sizeof(int32_t) * rows, cudaMemcpyHostToDevice));
@@ -204,14 +234,172 @@ extern "C" int gpuop_nll(float *nll, const float *logits, const int32_t *targets
     return 0;
 }
 
-extern "C" int gpuop_download_act(float *dst, const void *x, int f32, int rows, int cols, int ld, void *stream) {
-    if (need_gpu()) return -1;
-    CUDA_CHECK(cudaStreamSynchronize((cudaStream_t)stream));
-    if (f32) {
-        CUDA_CHECK(cudaMemcpy2D(dst, sizeof(float) * cols, x, sizeof(float) * ld, sizeof(float) * cols, rows,
-                                cudaMemcpyDeviceToHost));
-    } else {
-        down_f16(dst, (const half *)x, rows, cols, ld);
-    }
+
+/* ---------------------------------------------------------------- int8 kernels */
+
+/* a context with its own stream for one call */
+struct op_ctx {
+    cudaStream_t st;
+    void *lt_ws;
+    k_gemm_ctx gc;
+};
+static void ctx_open(op_ctx *c) {
+    CUDA_CHECK(cudaStreamCreate(&c->st));
+    c->lt_ws = dmalloc((size_t)32 << 20);
+    k_gemm_ctx_init(&c->gc, c->st, c->lt_ws, (size_t)32 << 20);
+}
+static void ctx_close(op_ctx *c) {
+    CUDA_CHECK(cudaStreamSynchronize(c->st));
+    k_gemm_ctx_free(&c->gc);
+    dfree(c->lt_ws);
+    CUDA_CHECK(cudaStreamDestroy(c->st));
+}
+
+extern "C" int gop_i8_gemm(int32_t *acc, const int8_t *X, const int8_t *W, int M, int N, int K, int pad, int route,
+                         int *taken) {
+    if (rt_need_gpu()) return -1;
+    op_ctx c;
+    ctx_open(&c);
+    int8_t *dX = (int8_t *)up_pad(X, 1, M, K, pad), *dW = (int8_t *)up(W, (size_t)N * K);
+    int32_t *dA;
+    CUDA_CHECK(cudaMalloc(&dA, sizeof(int32_t) * (size_t)M * N + 16));
+    int r = k_i8_gemm_i32(&c.gc, dX, K + pad, dW, M, N, K, dA, route);
+    if (taken) *taken = r;
+    CUDA_CHECK(cudaStreamSynchronize(c.st));
+    down(acc, dA, sizeof(int32_t) * (size_t)M * N);
+    dfree(dX), dfree(dW), dfree(dA);
+    ctx_close(&c);
     return 0;
 }
+
+extern "C" int gop_k_i8_linear(int8_t *q_out, float *f_out, int kind, const int8_t *X, const int8_t *W, int M, int N,
+                           int K, int pad, float sx, const float *sw, const float *bias, const float *qs, int route) {
+    if (rt_need_gpu()) return -1;
+    op_ctx c;
+    ctx_open(&c);
+    int8_t *dX = (int8_t *)up_pad(X, 1, M, K, pad), *dW = (int8_t *)up(W, (size_t)N * K);
+    float *dsw = (float *)up(sw, sizeof(float) * N), *db = (float *)up(bias, sizeof(float) * N);
+    float *dqs = (float *)up(qs, sizeof(float) * N);
+    int32_t *dA;
+    CUDA_CHECK(cudaMalloc(&dA, sizeof(int32_t) * (size_t)M * N + 16));
+    const int ldo = N + 3; /* an output row stride other than N */
+    void *dO;
+    CUDA_CHECK(cudaMalloc(&dO, sizeof(float) * (size_t)M * ldo + 16));
+    k_epi e;
+    e.sx = sx, e.sw = dsw, e.bias = db, e.qs = dqs, e.kind = kind;
+    k_i8_set_route(route);
+    k_i8_linear(&c.gc, dX, K + pad, dW, M, N, K, e, dO, ldo, dA);
+    k_i8_set_route(K_ROUTE_AUTO);
+    CUDA_CHECK(cudaStreamSynchronize(c.st));
+    if (kind == K_EPI_I8) CUDA_CHECK(cudaMemcpy2D(q_out, N, dO, ldo, N, M, cudaMemcpyDeviceToHost));
+    else if (kind == K_EPI_F16) down_f16(f_out, (const half *)dO, M, N, ldo);
+    else CUDA_CHECK(cudaMemcpy2D(f_out, sizeof(float) * N, dO, sizeof(float) * ldo, sizeof(float) * N, M,
+                                 cudaMemcpyDeviceToHost));
+    dfree(dX), dfree(dW), dfree(dsw), dfree(db), dfree(dqs), dfree(dA), dfree(dO);
+    ctx_close(&c);
+    return 0;
+}
+
+extern "C" int gop_i8_add_rmsnorm(float *resid, const float *delta, const float *w, int T, int D, float eps, float s,
+                                int8_t *q) {
+    if (rt_need_gpu()) return -1;
+    const size_t n = (size_t)T * D;
+    float *dr = (float *)up(resid, sizeof(float) * n), *dw = (float *)up(w, sizeof(float) * D);
+    float *df = (float *)up(delta, sizeof(float) * n);
+    half *dd = NULL;
+    if (delta) {
+        CUDA_CHECK(cudaMalloc(&dd, sizeof(half) * n));
+        k_f32_to_f16(dd, df, n, 0);
+    }
+    int8_t *dq;
+    CUDA_CHECK(cudaMalloc(&dq, n + 16));
+    k_i8_add_rmsnorm(dr, dd, dw, dq, s, NULL, NULL, T, D, eps, 0);
+    CUDA_CHECK(cudaDeviceSynchronize());
+    down(resid, dr, sizeof(float) * n);
+    down(q, dq, n);
+    dfree(dr), dfree(dw), dfree(df), dfree(dd), dfree(dq);
+    return 0;
+}
+
+extern "C" int gop_i8_conv1d(int8_t *out, const int8_t *x, int8_t *state, const int8_t *w, const float *sw,
+                           const float *s_in, const float *bias, const float *s_out, int B, int T, int C, int K) {
+    if (rt_need_gpu()) return -1;
+    const int R = B * T, pad = 5;
+    int8_t *dx = (int8_t *)up_pad(x, 1, R, C, pad), *dout = (int8_t *)up_pad(NULL, 1, R, C, pad + 2);
+    int8_t *ds = (int8_t *)up(state, (size_t)B * C * (K - 1)), *dw = (int8_t *)up(w, (size_t)C * K);
+    float *dsw = (float *)up(sw, sizeof(float) * C), *dsi = (float *)up(s_in, sizeof(float) * C);
+    float *db = (float *)up(bias, sizeof(float) * C), *dso = (float *)up(s_out, sizeof(float) * C);
+    k_i8_conv1d(dout, C + pad + 2, dx, C + pad, ds, ds != NULL, dw, dsw, dsi, db, dso, B, T, C, K, 0);
+    CUDA_CHECK(cudaDeviceSynchronize());
+    CUDA_CHECK(cudaMemcpy2D(out, C, dout, C + pad + 2, C, R, cudaMemcpyDeviceToHost));
+    if (state) down(state, ds, (size_t)B * C * (K - 1));
+    dfree(dx), dfree(dout), dfree(ds), dfree(dw), dfree(dsw), dfree(dsi), dfree(db), dfree(dso);
+    return 0;
+}
+
+extern "C" int gop_i8_scan_m1(float *y, const int8_t *u, float su, const int8_t *dt, float sdt, const float *dt_bias,
+                              const int8_t *Bm, const int8_t *Cm, float sb, float sc, const int8_t *z, float sz,
+                              const float *A, const float *D, float *state, int B, int T, int Di, int N, int n_chunks) {
+    if (rt_need_gpu()) return -1;
+    const int R = B * T, pad = 3;
+    int8_t *bc = (int8_t *)pack_bc(Bm, Cm, R, N, 1);
+    int8_t *du = (int8_t *)up_pad(u, 1, R, Di, pad), *ddt = (int8_t *)up_pad(dt, 1, R, Di, pad + 1);
+    int8_t *dbc = (int8_t *)up_pad(bc, 1, R, 2 * N, pad), *dz = z ? (int8_t *)up_pad(z, 1, R, Di, pad + 2) : NULL;
+    float *dbias = up_f32(dt_bias, Di), *dA = up_f32(A, (size_t)Di * N), *dD = up_f32(D, Di);
+    half *dy = (half *)up_pad(NULL, sizeof(half), R, Di, pad);
+    scan_dev sd = scan_dev_new(state, (size_t)B * Di * N, n_chunks, (size_t)B * Di);
+    k_scan_m1_args<k_in_i8, half> a;
+    a.x = {du, Di + pad, su}, a.dt = {ddt, Di + pad + 1, sdt};
+    a.Bm = {dbc, 2 * N + pad, sb}, a.Cm = {dbc + N, 2 * N + pad, sc}, a.z = {dz, Di + pad + 2, sz};
+    a.dt_bias = dbias, a.A = dA, a.D = dD, a.y = dy, a.ldy = Di + pad;
+    a.state = sd.state, a.state_in = state != NULL;
+    a.B = B, a.T = T, a.Di = Di, a.N = N, a.nc = n_chunks, a.cstate = sd.cstate, a.cdt = sd.cdt;
+    k_scan_m1(a, 0);
+    scan_dev_done(&sd, state);
+    down_f16(y, dy, R, Di, Di + pad);
+    free(bc);
+    dfree(du), dfree(ddt), dfree(dbc), dfree(dz), dfree(dbias), dfree(dA), dfree(dD), dfree(dy);
+    return 0;
+}
+
+extern "C" int gop_i8_scan_m2(float *y, const int8_t *x, float sx, const int8_t *dt, float sdt, const float *dt_bias,
+                              float lo, float hi, const int8_t *Bm, const int8_t *Cm, float sb, float sc, const float *A,
+                              const float *D, float *state, int B, int T, int H, int P, int G, int N, int n_chunks) {
+    if (rt_need_gpu()) return -1;
+    const int R = B * T, Di = H * P, GN = G * N, pad = 5;
+    int8_t *bc = (int8_t *)pack_bc(Bm, Cm, R, GN, 1);
+    int8_t *dx = (int8_t *)up_pad(x, 1, R, Di, pad), *ddt = (int8_t *)up_pad(dt, 1, R, H, pad + 1);
+    int8_t *dbc = (int8_t *)up_pad(bc, 1, R, 2 * GN, pad);
+    float *dbias = up_f32(dt_bias, H), *dA = up_f32(A, H), *dD = up_f32(D, H);
+    float *dy = (float *)dmalloc(sizeof(float) * (size_t)R * (Di + pad));
+    scan_dev sd = scan_dev_new(state, (size_t)B * Di * N, n_chunks, (size_t)B * H);
+    k_scan_m2_args<k_in_i8, float> a;
+    a.x = {dx, Di + pad, sx}, a.dt = {ddt, H + pad + 1, sdt};
+    a.Bm = {dbc, 2 * GN + pad, sb}, a.Cm = {dbc + GN, 2 * GN + pad, sc};
+    a.dt_bias = dbias, a.A = dA, a.D = dD, a.lo = lo, a.hi = hi, a.y = dy, a.ldy = Di + pad;
+    a.state = sd.state, a.state_in = state != NULL;
+    a.B = B, a.T = T, a.H = H, a.P = P, a.G = G, a.N = N, a.nc = n_chunks, a.cstate = sd.cstate, a.cdt = sd.cdt;
+    k_scan_m2(a, 0);
+    scan_dev_done(&sd, state);
+    CUDA_CHECK(cudaMemcpy2D(y, sizeof(float) * Di, dy, sizeof(float) * (Di + pad), sizeof(float) * Di, R,
+                            cudaMemcpyDeviceToHost));
+    free(bc);
+    dfree(dx), dfree(ddt), dfree(dbc), dfree(dbias), dfree(dA), dfree(dD), dfree(dy);
+    return 0;
+}
+
+extern "C" int gop_i8_gated_rmsnorm(float *out, const float *y, const int8_t *z, float sz, const float *w, int T, int D,
+                                  float eps, int norm_before_gate) {
+    if (rt_need_gpu()) return -1;
+    const int pad = 7;
+    float *dy = (float *)up(y, sizeof(float) * (size_t)T * D), *dw = (float *)up(w, sizeof(float) * D);
+    int8_t *dz = (int8_t *)up_pad(z, 1, T, D, pad);
+    half *dout;
+    CUDA_CHECK(cudaMalloc(&dout, sizeof(half) * (size_t)T * D + 16));
+    k_i8_gated_rmsnorm(dout, D, dy, D, dz, D + pad, sz, dw, T, D, D, eps, norm_before_gate, 0);
+    CUDA_CHECK(cudaDeviceSynchronize());
+    down_f16(out, dout, T, D, D);
+    dfree(dy), dfree(dw), dfree(dz), dfree(dout);
+    return 0;
+}
+

@@ -1,51 +1,84 @@
-/* Host-array entry points to each CUDA kernel of the FP16 forward, for the kernel tests: each uploads
- * its inputs, runs the one kernel as the forward does and downloads the result. Arrays are dense
- * row-major host FP32; inputs the kernel reads as FP16 are rounded to FP16 on upload (the tests
- * round them first, so the CPU op sees the same values) and FP16 outputs come back widened to FP32.
- * Inside, activations sit in buffers with a padded row stride, as the forward's column slices do.
- * Batched calls take B sequences of T rows stacked ([B*T x C]); states are [B x ...]. All return 0,
- * or -1 + mq_errmsg() when no GPU is usable. */
+/* Host-array entry points to each CUDA kernel of the two GPU passes, for the kernel tests
+ * (tests/test_gpu_ops.c, tests/test_int8.c): each uploads dense row-major host inputs into device
+ * buffers whose rows are padded (so the kernels' leading dimensions are exercised as the forward's
+ * column slices exercise them), runs the one kernel as the forward does and downloads the result.
+ * FP16 inputs are rounded to FP16 on upload (the tests round them first, so the CPU op sees the same
+ * values) and FP16 outputs come back widened to FP32. Batched calls take B sequences of T rows
+ * stacked ([B*T x C]); states are [B x ...]. All return 0, or -1 + mq_errmsg() when no GPU is
+ * usable (built without CUDA: ssm/nocuda.c). Allocation is per call: tests, not speed. */
 #ifndef MQ_SSM_GPU_OPS_H
 #define MQ_SSM_GPU_OPS_H
 #include <stdint.h>
-
 #ifdef __cplusplus
 extern "C" {
 #endif
 
+/* ---- shared ---- */
 /* out[T x D] = embed[tokens[t]] through the FP16 table (embed is rounded). */
-int gpuop_embed(float *out, const float *embed, const int32_t *tokens, int T, int D, int vocab);
+int gop_embed(float *out, const float *embed, const int32_t *tokens, int T, int D, int vocab);
+/* nll[r] = logsumexp(logits[r]) - logits[r][targets[r]] (0 where targets[r] < 0); FP32 throughout. */
+int gop_nll(float *nll, const float *logits, const int32_t *targets, int rows, int V);
+
+/* ---- the FP16 pass ---- */
 /* resid[T x D] += x (FP16, may be NULL); out16 = RMSNorm(resid) * w as FP16; out32 as FP32 (each may be NULL). */
-int gpuop_add_rmsnorm(float *resid, const float *x, float *out16, float *out32, const float *w, int T, int D,
-                      float eps);
+int gop_f16_add_rmsnorm(float *resid, const float *x, float *out16, float *out32, const float *w, int T, int D,
+                        float eps);
 /* y = SiLU(conv1d(x) + bias) per sequence; state [B x C x (K-1)] in/out or NULL. */
-int gpuop_conv1d_silu(float *y, const float *x, const float *w, const float *bias, float *state, int B, int T,
-                      int C, int K);
+int gop_f16_conv1d_silu(float *y, const float *x, const float *w, const float *bias, float *state, int B, int T, int C,
+                        int K);
 /* Mamba1 scan on raw dt: delta = softplus(dt + dt_bias) (dt_bias may be NULL), y FP16 [B*T x Di];
  * state [B x Di x N] FP32 in/out (NULL: zeros, dropped). n_chunks: time chunks to use (>= 1). */
-int gpuop_scan_m1(float *y, const float *u, const float *dt, const float *dt_bias, const float *A,
-                  const float *Bm, const float *Cm, const float *D, const float *z, float *state, int B, int T,
-                  int Di, int N, int n_chunks);
+int gop_f16_scan_m1(float *y, const float *u, const float *dt, const float *dt_bias, const float *A, const float *Bm,
+                    const float *Cm, const float *D, const float *z, float *state, int B, int T, int Di, int N,
+                    int n_chunks);
 /* Mamba2 scan on raw dt: dt = clamp(softplus(dt + dt_bias), lo, hi); x [B*T x H*P], dt [B*T x H],
  * B, C [B*T x G*N]; y FP16 [B*T x H*P]; state [B x H x P x N] in/out or NULL. */
-int gpuop_scan_m2(float *y, const float *x, const float *dt, const float *dt_bias, float lo, float hi,
-                  const float *A, const float *Bm, const float *Cm, const float *D, float *state, int B, int T,
-                  int H, int P, int G, int N, int n_chunks);
+int gop_f16_scan_m2(float *y, const float *x, const float *dt, const float *dt_bias, float lo, float hi, const float *A,
+                    const float *Bm, const float *Cm, const float *D, float *state, int B, int T, int H, int P, int G,
+                    int N, int n_chunks);
 /* Gated RMSNorm, out FP16 [T x D]. */
-int gpuop_gated_rmsnorm(float *out, const float *y, const float *z, const float *w, int T, int D, int group,
-                        float eps, int norm_before_gate);
-/* Y[M x N] = X[M x K] W[N x K]^T + bias (gemm_f16: the GEMV for M <= 8 when K and the row stride
+int gop_f16_gated_rmsnorm(float *out, const float *y, const float *z, const float *w, int T, int D, int group, float eps,
+                          int norm_before_gate);
+/* Y[M x N] = X[M x K] W[N x K]^T + bias (k_f16_gemm: the GEMV for M <= 8 when K and the row stride
  * K + pad are multiples of 8, else cuBLAS); X and W rounded to FP16; bias [N] or NULL (FP16 Y only);
  * Y FP16, or FP32 when y_f32. */
-int gpuop_gemm(float *Y, const float *X, const float *W, const float *bias, int M, int N, int K, int pad,
-               int y_f32);
-/* nll[r] = logsumexp(logits[r]) - logits[r][targets[r]] (0 where targets[r] < 0); FP32 throughout. */
-int gpuop_nll(float *nll, const float *logits, const int32_t *targets, int rows, int V);
+int gop_f16_gemm(float *Y, const float *X, const float *W, const float *bias, int M, int N, int K, int pad, int y_f32);
 
-/* For hooks (tests, calibration on the host): waits for `stream` (the hook's), then copies the
- * activation x (device, FP16, or FP32 when f32) [rows x cols] with row stride ld into host dst
- * [rows x cols] as FP32. */
-int gpuop_download_act(float *dst, const void *x, int f32, int rows, int cols, int ld, void *stream);
+/* ---- the int8 pass ---- */
+/* GEMM routes of the int8 linear layers: auto (cuBLASLt for prefill, the GEMV for <= 8 rows, the
+ * tiled kernel for shapes cuBLASLt refuses), or one forced where its shape allows. The one the
+ * forward uses from now on, and the counts of the routes taken so far [unused, cuBLASLt, tiled, GEMV]. */
+enum { GOP_ROUTE_AUTO = 0, GOP_ROUTE_LT = 1, GOP_ROUTE_TILED = 2, GOP_ROUTE_GEMV = 3 };
+void gop_i8_set_route(int route);
+void gop_i8_route_counts(long counts[4]);
+/* Decode steps of one sequence take the fused kernels where the shapes allow (default on); off: the
+ * general kernels, which the fused ones are tested against. A captured graph keeps its path. */
+void gop_i8_set_decode_fused(int on);
+/* acc[M x N] = X W^T by route (1 cuBLASLt, 2 tiled; auto = cuBLASLt where it applies); *taken: the
+ * route that ran. X row stride K + pad. */
+int gop_i8_gemm(int32_t *acc, const int8_t *X, const int8_t *W, int M, int N, int K, int pad, int route, int *taken);
+/* The linear layer as the forward runs it (k_i8_linear with `route`): kind 0 int8 out (q_out
+ * [M x N], per-column qs), 1 FP16 out, 2 FP32 out (f_out [M x N]); bias may be NULL. */
+int gop_i8_linear(int8_t *q_out, float *f_out, int kind, const int8_t *X, const int8_t *W, int M, int N, int K, int pad,
+                  float sx, const float *sw, const float *bias, const float *qs, int route);
+/* resid[T x D] += delta (rounded to FP16 first, as the forward's out_proj output; may be NULL);
+ * q = int8 q(RMSNorm(resid) * w, s). */
+int gop_i8_add_rmsnorm(float *resid, const float *delta, const float *w, int T, int D, float eps, float s, int8_t *q);
+/* int8 conv1d + SiLU + requantization; state [B x C x (K-1)] int8 in/out or NULL. */
+int gop_i8_conv1d(int8_t *out, const int8_t *x, int8_t *state, const int8_t *w, const float *sw, const float *s_in,
+                  const float *bias, const float *s_out, int B, int T, int C, int K);
+/* Mamba1 scan: u, dt, z [B*T x Di], B, C [B*T x N] (int8); y [B*T x Di] (FP16 widened); state
+ * [B x Di x N] in/out or NULL; n_chunks: time chunks (1 = one pass). */
+int gop_i8_scan_m1(float *y, const int8_t *u, float su, const int8_t *dt, float sdt, const float *dt_bias,
+                   const int8_t *Bm, const int8_t *Cm, float sb, float sc, const int8_t *z, float sz, const float *A,
+                   const float *D, float *state, int B, int T, int Di, int N, int n_chunks);
+/* Mamba2 scan: x [B*T x H*P], dt [B*T x H], B, C [B*T x G*N]; y FP32; state [B x H x P x N] or NULL. */
+int gop_i8_scan_m2(float *y, const int8_t *x, float sx, const int8_t *dt, float sdt, const float *dt_bias, float lo,
+                   float hi, const int8_t *Bm, const int8_t *Cm, float sb, float sc, const float *A, const float *D,
+                   float *state, int B, int T, int H, int P, int G, int N, int n_chunks);
+/* gated RMSNorm of FP32 y [T x D] with int8 z; out FP16 widened. */
+int gop_i8_gated_rmsnorm(float *out, const float *y, const int8_t *z, float sz, const float *w, int T, int D, float eps,
+                         int norm_before_gate);
 
 #ifdef __cplusplus
 }

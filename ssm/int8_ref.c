@@ -4,7 +4,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include "core/err.h"
-#include "quantize/q.h"
 #include "ssm/ops.h"
 #include "core/mat.h"
 #include "hadamard/had.h"
@@ -123,7 +122,7 @@ static float *segments(int n, const int *ncols, const float *scale, int nseg) {
     int c = 0;
     for (int i = 0; i < nseg; i++)
         for (int k = 0; k < ncols[i]; k++) s[c++] = scale[i];
-    if (c != n) mq_die("i8_plan: %d columns, expected %d (internal error)", c, n);
+    if (c != n) mq_die("i8ref_plan: %d columns, expected %d (internal error)", c, n);
     return s;
 }
 static int check_weight(const q_weight *w, int rows, int cols, int layer, const char *name) {
@@ -138,7 +137,7 @@ static int need_scale(float s, int layer, const char *what, int part) {
                    part == 1 ? " of part B" : part == 2 ? " of part C" : "", (double)s);
 }
 
-int i8_plan_build(const q_model *qm, i8_plan *p) {
+int i8ref_plan_build(const q_model *qm, i8ref_plan *p) {
     const mq_config *c = &qm->cfg;
     const int D = c->d_model, E = c->d_inner, in = in_dim(c), cd = cfg_conv_dim(c), K = c->d_conv, N = c->d_state;
     const int GN = c->n_groups * c->d_state, xw = xp_dim(c), H = c->n_heads;
@@ -165,7 +164,7 @@ int i8_plan_build(const q_model *qm, i8_plan *p) {
     p->layers = mq_calloc((size_t)c->n_layer, sizeof *p->layers);
     for (int l = 0; l < c->n_layer; l++) {
         const q_layer *Q = &qm->layers[l];
-        i8_plan_layer *L = &p->layers[l];
+        i8ref_plan_layer *L = &p->layers[l];
         L->s_in = Q->act_scale[MQ_ACT_IN_PROJ_IN][0];
         L->s_conv0 = Q->act_scale[MQ_ACT_CONV_IN][0];
         L->s_z = Q->act_scale[MQ_ACT_Z][0];
@@ -205,9 +204,9 @@ int i8_plan_build(const q_model *qm, i8_plan *p) {
     return 0;
 }
 
-void i8_plan_free(i8_plan *p) {
+void i8ref_plan_free(i8ref_plan *p) {
     for (int l = 0; l < p->n_layer && p->layers; l++) {
-        i8_plan_layer *L = &p->layers[l];
+        i8ref_plan_layer *L = &p->layers[l];
         free(L->in_sw), free(L->in_qs), free(L->conv_sw), free(L->conv_sin), free(L->conv_sout), free(L->out_sw);
         free(L->xp_sw), free(L->xp_qs), free(L->dt_sw), free(L->dt_qs), free(L->A);
     }
@@ -218,10 +217,17 @@ void i8_plan_free(i8_plan *p) {
 
 /* ---------------------------------------------------------------- CPU mirror of the GPU pass */
 
-static void hook(const i8g_hooks *hk, int layer, int role, const void *x, i8g_dtype dt, float s, int rows, int cols,
-                 int ld) {
-    if (hk && hk->fn) hk->fn(hk->ctx, layer, role, x, dt, s, rows, cols, ld, NULL);
+static int hook(const mq_hooks *hk, int layer, mq_act_role role, const void *x, mq_dtype dt, float s, int rows, int cols,
+                int ld) {
+    if (!hk || !hk->fn) return 0;
+    mq_act a = {.layer = layer, .role = role, .dtype = dt, .scale = s, .x = (void *)x, .rows = rows, .cols = cols, .ld = ld};
+    return hk->fn(hk->ctx, &a);
 }
+/* a hook's error ends the forward (cleanup at `done`) */
+#define HOOK(...)                                     \
+    do {                                              \
+        if (hook(hk, __VA_ARGS__)) goto done;         \
+    } while (0)
 
 /* out[M x N] (ld ldo) = epilogue(X W^T): int8 (q) or FP32 (f) */
 static void linear(const int8_t *X, int ldx, const q_weight *W, int M, float sx, const float *sw, const float *bias,
@@ -239,7 +245,7 @@ static void linear(const int8_t *X, int ldx, const q_weight *W, int M, float sx,
     free(acc), free(qt), free(ft);
 }
 
-int i8ref_forward(const q_model *qm, const i8_plan *p, const int32_t *tokens, int T, const i8g_hooks *hk, float *hidden,
+int i8ref_forward(const q_model *qm, const i8ref_plan *p, const int32_t *tokens, int T, const mq_hooks *hk, float *hidden,
                   float *nll) {
     const mq_config *c = &qm->cfg;
     const int D = c->d_model, E = c->d_inner, N = c->d_state, K = c->d_conv, V = c->vocab_size;
@@ -249,40 +255,41 @@ int i8ref_forward(const q_model *qm, const i8_plan *p, const int32_t *tokens, in
     const size_t TT = (size_t)T;
     float *resid = mq_malloc(TT * D * 4), *delta = mq_malloc(TT * D * 4), *y = mq_malloc(TT * E * 4);
     float *g = mq_malloc(TT * E * 4);
+    int rc = -1;
     int8_t *h8 = mq_malloc(TT * D), *xz8 = mq_malloc(TT * in), *xc8 = mq_malloc(TT * cd), *yq8 = mq_malloc(TT * E);
     int8_t *xdbl8 = mq_malloc(TT * (xw ? xw : 1)), *dt8 = mq_malloc(TT * E);
     for (int t = 0; t < T; t++) memcpy(resid + (size_t)t * D, qm->embed + (size_t)tokens[t] * D, (size_t)D * 4);
     for (int l = 0; l < c->n_layer; l++) {
         const q_layer *Q = &qm->layers[l];
-        const i8_plan_layer *L = &p->layers[l];
+        const i8ref_plan_layer *L = &p->layers[l];
         i8ref_add_rmsnorm(resid, l ? delta : NULL, Q->norm_w, T, D, c->norm_eps, L->s_in, h8, NULL);
-        if (l) hook(hk, l - 1, I8G_RESID, resid, I8G_F32, 0, T, D, D);
-        hook(hk, l, MQ_ACT_IN_PROJ_IN, h8, I8G_I8, L->s_in, T, D, D);
+        if (l) HOOK(l - 1, MQ_ACT_RESID, resid, MQ_F32, 0, T, D, D);
+        HOOK(l, MQ_ACT_IN_PROJ_IN, h8, MQ_I8, L->s_in, T, D, D);
         linear(h8, D, &Q->in_proj, T, L->s_in, L->in_sw, Q->in_proj_b, L->in_qs, xz8, NULL, in);
         const float *ssm_out;
         if (c->arch == MQ_MAMBA1) {
             const int8_t *x8 = xz8, *z8 = xz8 + E;
             const int R = c->dt_rank;
-            hook(hk, l, MQ_ACT_CONV_IN, x8, I8G_I8, L->s_conv0, T, E, in);
-            hook(hk, l, MQ_ACT_Z, z8, I8G_I8, L->s_z, T, E, in);
+            HOOK(l, MQ_ACT_CONV_IN, x8, MQ_I8, L->s_conv0, T, E, in);
+            HOOK(l, MQ_ACT_Z, z8, MQ_I8, L->s_z, T, E, in);
             i8ref_conv1d(xc8, E, x8, in, NULL, Q->conv1d.q, L->conv_sw, L->conv_sin, Q->conv_b, L->conv_sout, T, E, K);
-            hook(hk, l, MQ_ACT_SSM_X, xc8, I8G_I8, L->s_u, T, E, E);
+            HOOK(l, MQ_ACT_SSM_X, xc8, MQ_I8, L->s_u, T, E, E);
             linear(xc8, E, &Q->x_proj, T, L->s_u, L->xp_sw, NULL, L->xp_qs, xdbl8, NULL, xw);
-            hook(hk, l, MQ_ACT_X_PROJ_OUT, xdbl8, I8G_I8, L->s_xp, T, xw, xw);
+            HOOK(l, MQ_ACT_X_PROJ_OUT, xdbl8, MQ_I8, L->s_xp, T, xw, xw);
             linear(xdbl8, xw, &Q->dt_proj, T, L->s_xp, L->dt_sw, NULL, L->dt_qs, dt8, NULL, E);
-            hook(hk, l, MQ_ACT_DT, dt8, I8G_I8, L->s_dt, T, E, E);
+            HOOK(l, MQ_ACT_DT, dt8, MQ_I8, L->s_dt, T, E, E);
             i8ref_scan_m1(y, xc8, E, L->s_u, dt8, E, L->s_dt, Q->dt_proj_b, xdbl8 + R, xdbl8 + R + N, xw, L->s_B, L->s_C,
                           z8, in, L->s_z, L->A, Q->D, NULL, T, E, N);
             ssm_out = y;
         } else {
             const int8_t *z8 = xz8, *xbc8 = xz8 + E, *dtq = xz8 + E + cd;
-            hook(hk, l, MQ_ACT_CONV_IN, xbc8, I8G_I8, L->s_conv0, T, cd, in);
-            hook(hk, l, MQ_ACT_Z, z8, I8G_I8, L->s_z, T, E, in);
-            hook(hk, l, MQ_ACT_DT, dtq, I8G_I8, L->s_dt, T, H, in);
+            HOOK(l, MQ_ACT_CONV_IN, xbc8, MQ_I8, L->s_conv0, T, cd, in);
+            HOOK(l, MQ_ACT_Z, z8, MQ_I8, L->s_z, T, E, in);
+            HOOK(l, MQ_ACT_DT, dtq, MQ_I8, L->s_dt, T, H, in);
             i8ref_conv1d(xc8, cd, xbc8, in, NULL, Q->conv1d.q, L->conv_sw, L->conv_sin, Q->conv_b, L->conv_sout, T, cd, K);
-            hook(hk, l, MQ_ACT_SSM_X, xc8, I8G_I8, L->s_u, T, E, cd);
-            hook(hk, l, MQ_ACT_B, xc8 + E, I8G_I8, L->s_B, T, GN, cd);
-            hook(hk, l, MQ_ACT_C, xc8 + E + GN, I8G_I8, L->s_C, T, GN, cd);
+            HOOK(l, MQ_ACT_SSM_X, xc8, MQ_I8, L->s_u, T, E, cd);
+            HOOK(l, MQ_ACT_B, xc8 + E, MQ_I8, L->s_B, T, GN, cd);
+            HOOK(l, MQ_ACT_C, xc8 + E + GN, MQ_I8, L->s_C, T, GN, cd);
             i8ref_scan_m2(y, xc8, cd, L->s_u, dtq, in, L->s_dt, Q->dt_bias, c->dt_limit_min, c->dt_limit_max, xc8 + E,
                           xc8 + E + GN, cd, L->s_B, L->s_C, L->A, Q->D, NULL, T, H, c->head_dim, c->n_groups, N);
             i8ref_gated_rmsnorm(g, y, z8, in, L->s_z, Q->gnorm_w, T, E, c->norm_eps, c->norm_before_gate);
@@ -291,16 +298,16 @@ int i8ref_forward(const q_model *qm, const i8_plan *p, const int32_t *tokens, in
         /* the GPU keeps y in FP16 between the scan (gated norm) and its quantization */
         float *y16 = (float *)ssm_out;
         q_round_f16(y16, TT * E);
-        hook(hk, l, MQ_ACT_SSM_OUT, y16, I8G_F32, 0, T, E, E);
+        HOOK(l, MQ_ACT_SSM_OUT, y16, MQ_F32, 0, T, E, E);
         if (qm->hadamard_n) had_transform_quant_f32(y16, yq8, T, E, L->s_y);
         else
             for (size_t i = 0; i < TT * E; i++) yq8[i] = qr_quant_i8(y16[i], L->s_y);
-        hook(hk, l, MQ_ACT_OUT_PROJ_IN, yq8, I8G_I8, L->s_y, T, E, E);
+        HOOK(l, MQ_ACT_OUT_PROJ_IN, yq8, MQ_I8, L->s_y, T, E, E);
         linear(yq8, E, &Q->out_proj, T, L->s_y, L->out_sw, Q->out_proj_b, NULL, NULL, delta, D);
         q_round_f16(delta, TT * D); /* out_proj writes FP16 */
     }
     op_add_rmsnorm(resid, delta, hidden, qm->norm_f, T, D, c->norm_eps);
-    hook(hk, c->n_layer - 1, I8G_RESID, resid, I8G_F32, 0, T, D, D);
+    HOOK(c->n_layer - 1, MQ_ACT_RESID, resid, MQ_F32, 0, T, D, D);
     if (nll && T > 1) {
         enum { BLK = 64 };
         float *logits = mq_malloc((size_t)BLK * V * 4), *h16 = mq_malloc((size_t)BLK * D * 4);
@@ -324,6 +331,8 @@ int i8ref_forward(const q_model *qm, const i8_plan *p, const int32_t *tokens, in
         }
         free(logits), free(h16), free(hq8);
     }
+    rc = 0;
+done:
     free(resid), free(delta), free(y), free(g), free(h8), free(xz8), free(xc8), free(yq8), free(xdbl8), free(dt8);
-    return 0;
+    return rc;
 }

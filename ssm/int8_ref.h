@@ -1,4 +1,4 @@
-/* CPU references of the int8 GPU kernels (ssm/int8_kern.h), plain C. Each takes the kernel's int8
+/* CPU references of the int8 GPU kernels (ssm/kern.h), plain C. Each takes the kernel's int8
  * inputs and computes what the kernel must: the exact int32 dot for the GEMMs and conv1d followed
  * by the same FP32 epilogue, and, for the scans and the gated norm, the simulation's own ops
  * (ssm/ops.h) on the dequantized inputs. tests/test_int8_ref.c checks these against the CPU
@@ -7,7 +7,7 @@
 #ifndef MQ_SSM_INT8_REF_H
 #define MQ_SSM_INT8_REF_H
 #include <stdint.h>
-#include "ssm/int8.h"   /* (includes quantize/q.h) */
+#include "ssm/qmodel.h"
 #ifdef __cplusplus
 extern "C" {
 #endif
@@ -40,7 +40,7 @@ void i8ref_gated_rmsnorm(float *out, const float *y, const int8_t *z, int ldz, f
 
 
 /* ---- the int8 pass's bookkeeping and its CPU mirror ----
- * i8_plan: what the GPU upload derives from a q_model, on the host: every activation scale of
+ * i8ref_plan: what the GPU upload derives from a q_model, on the host: every activation scale of
  * every layer (checked present), per-column scale arrays (weight scales expanded to one per output
  * row, in_proj's output scales per column segment [x | z] or [z | x | B | C | dt], the conv's
  * input and output scales per channel) and A = -exp(A_log). */
@@ -50,21 +50,21 @@ typedef struct {
     float *A;                                                        /* M1 [E x N], M2 [H] */
     /* in_proj input, ssm_x, x_proj output (M1), dt, z, B, C, out_proj input, conv input part 0 */
     float s_in, s_u, s_xp, s_dt, s_z, s_B, s_C, s_y, s_conv0;
-} i8_plan_layer;
+} i8ref_plan_layer;
 typedef struct {
     int n_layer;
-    i8_plan_layer *layers;
+    i8ref_plan_layer *layers;
     float *lm_sw;   /* [vocab] when the lm_head is quantized, else NULL */
-} i8_plan;
+} i8ref_plan;
 /* 0, or -1 + a message naming the layer and the missing scale or mis-shaped weight. */
-int i8_plan_build(const q_model *qm, i8_plan *p);
-void i8_plan_free(i8_plan *p);
+int i8ref_plan_build(const q_model *qm, i8ref_plan *p);
+void i8ref_plan_free(i8ref_plan *p);
 
 /* The int8 pass of one sequence on the CPU, op for op as the GPU runs it (the references above, FP16
  * rounding of y before its quantization and of out_proj's output, FP16 hidden state into lm_head),
  * calling hk with HOST pointers where the GPU pass calls its hooks. hidden: [T x d_model] norm_f
  * output (FP32); nll: NULL or [T-1] per-token NLL. Returns 0 or -1 (bad token). */
-int i8ref_forward(const q_model *qm, const i8_plan *p, const int32_t *tokens, int T, const i8g_hooks *hk, float *hidden,
+int i8ref_forward(const q_model *qm, const i8ref_plan *p, const int32_t *tokens, int T, const mq_hooks *hk, float *hidden,
                   float *nll);
 
 #ifdef __cplusplus

@@ -7,6 +7,10 @@
 #include <stddef.h>
 #include <stdint.h>
 #include "core/cfg.h"
+#include "core/dtype.h"
+#ifdef __cplusplus
+extern "C" {
+#endif
 
 typedef struct {
     float *norm_w;               /* [d_model] pre-mixer RMSNorm */
@@ -42,7 +46,9 @@ void ssm_free(mq_model *m);
 
 /* ---- activation hooks ----
  * A hook sees an activation right after it is produced and before it is consumed; it may rewrite it
- * in place (simulated quantization) or only read it (calibration). Element (r, c) is x[r*ld + c]. */
+ * in place (simulated quantization) or only read it (calibration, verification). One hook type
+ * serves every forward (the CPU reference here and the backends of ssm/backend.h): mq_act says what
+ * the data is and where it lives. */
 typedef enum {
     MQ_ACT_IN_PROJ_IN,   /* RMSNorm output feeding in_proj                 [T x d_model] */
     MQ_ACT_CONV_IN,      /* conv1d input: M1 x half of in_proj, M2 xBC     [T x conv_dim] */
@@ -56,6 +62,7 @@ typedef enum {
     MQ_ACT_OUT_PROJ_IN,  /* what out_proj multiplies (after any rotation a hook applied) [T x d_inner] */
     MQ_ACT_SSM_STATE,    /* final SSM state of the sequence: M1 [d_inner x d_state], M2 [n_heads*head_dim x d_state] */
     MQ_ACT_LM_HEAD_IN,   /* norm_f output                                  [T x d_model] */
+    MQ_ACT_RESID,        /* read-only: the FP32 residual stream after block `layer` [T x d_model] */
     MQ_ACT_NROLES
 } mq_act_role;
 
@@ -65,17 +72,34 @@ typedef enum {
  * All other roles are dense (ld = cols).
  * layer is the block index, or -1 for MQ_ACT_LM_HEAD_IN (after the last block). In a prefill,
  * MQ_ACT_SSM_STATE is the state after the last token, reported right after the scan; a rewrite
- * of it is what later steps continue from. */
+ * of it is what later steps continue from. MQ_ACT_RESID of block l comes when block l+1's norm
+ * has added it up (after norm_f's for the last block); hooks must not write it.
+ * Rows are b*T + t for a batch of B sequences of T tokens (SSM_STATE: b*d_inner + channel). */
 typedef struct {
-    void (*fn)(void *ctx, int layer, mq_act_role role, float *x, int rows, int cols, int ld);
+    int layer;
+    mq_act_role role;
+    mq_dtype dtype;     /* MQ_F32 (CPU forwards, states, residual), MQ_F16 or MQ_I8 (GPU passes) */
+    float scale;        /* MQ_I8: the tensor's scale (a role with one per segment gives its first); else 0 */
+    void *x;            /* element (r, c) is x[r*ld + c] */
+    int rows, cols, ld;
+    int device;         /* 1: x is GPU memory, produced on `stream` (a cudaStream_t); 0: host memory */
+    void *stream;
+} mq_act;
+
+/* fn returns 0, or -1 after mq_fail(): the forward stops and returns -1 with that message. */
+typedef struct {
+    int (*fn)(void *ctx, const mq_act *a);
     void *ctx;
 } mq_hooks;
+
+/* Calls hk (if any) on a host FP32 activation: the CPU forwards' and the simulations' way. */
+int ssm_hook_f32(const mq_hooks *hk, int layer, mq_act_role role, float *x, int rows, int cols, int ld);
 
 const char *ssm_act_role_name(mq_act_role role);
 
 /* ---- forward ----
  * Prefill: one sequence of T tokens; writes hidden[T x d_model] = norm_f output.
- * hooks may be NULL. Returns 0 or -1 (bad token id). */
+ * hooks may be NULL. Returns 0 or -1 (bad token id, or a hook's error). */
 int ssm_forward(const mq_model *m, const int32_t *tokens, int T, const mq_hooks *hooks, float *hidden);
 
 /* Decode state for one sequence (conv window and SSM state per layer). */
@@ -96,4 +120,7 @@ void ssm_logits(const mq_model *m, const float *hidden, int T, float *logits);
  * Computes logits in row blocks so memory stays O(block x vocab). NAN + mq_errmsg() on a bad id. */
 double ssm_nll(const mq_model *m, const int32_t *tokens, int T, const mq_hooks *hooks, float *nll);
 
+#ifdef __cplusplus
+}
+#endif
 #endif

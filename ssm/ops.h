@@ -7,6 +7,9 @@
 #ifndef MQ_OPS_H
 #define MQ_OPS_H
 #include <stdint.h>
+#ifdef __cplusplus
+extern "C" {
+#endif
 
 /* y[i] = exp(x[i]) for n values (y may alias x). Vectorized, within 2 ulp of expf for
  * x in [-87, 88]; 0 below -87.34 (where expf goes subnormal), +inf above 88.72. */
@@ -72,4 +75,7 @@ int op_embed(float *out, const float *embed, const int32_t *tokens, int T, int D
  * resid[T x D] += x (x may be NULL: only the norm), then out[T x D] = RMSNorm(resid) * w. */
 void op_add_rmsnorm(float *resid, const float *x, float *out, const float *w, int T, int D, float eps);
 
+#ifdef __cplusplus
+}
+#endif
 #endif

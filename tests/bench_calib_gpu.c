@@ -1,4 +1,4 @@
-/* GPU calibration benchmark (not a test): a random-weight model of a real shape (ssmg_model_random)
+/* GPU calibration benchmark (not a test): a random-weight model of a real shape (be_open_random, BE_CUDA_F16)
  * observed by every Quamba observer (calib/gpu.h) over random tokens, against the same prefill calls
  * without hooks, to show what the statistics cost beside the forward.
  * Usage: build/bench/bench_calib_gpu [MODEL [MEASURED [TOTAL [SEQLEN [BATCH]]]]]
@@ -13,7 +13,7 @@
 #include "core/err.h"
 #include "core/gpu.h"
 #include "core/progress.h"
-#include "ssm/gpu.h"
+#include "ssm/backend.h"
 
 #include "tests/bench_shapes.h"
 
@@ -29,10 +29,10 @@ int main(int argc, char **argv) {
     if (!sh || measured < batch || total < measured || seqlen < 1 || batch < 1)
         mq_die("usage: bench_calib_gpu [mamba-130m|mamba-1.4b|mamba-2.8b|mamba2-2.7b] [MEASURED >= BATCH] [TOTAL] [SEQLEN] [BATCH]");
     mq_config c = make_cfg(sh);
-    ssmg_model *g = ssmg_model_random(&c, 4321);
+    be *g = be_open_random(&c, BE_CUDA_F16, 0, 4321, batch, seqlen);
     if (!g) mq_die("%s", mq_errmsg());
     obs_set *s = obs_set_new(&c, obs_default_pct, obs_default_npct);
-    calib_gpu *cg = s ? calib_gpu_new(g, s, batch, seqlen) : NULL;
+    calib_gpu *cg = s ? calib_gpu_new(g, s) : NULL;
     if (!cg) mq_die("%s", mq_errmsg());
     if (c.arch == MQ_MAMBA1) { /* the default dt_proj:output correction, with the random model's bias (-4) */
         float *bias = mq_malloc((size_t)c.n_layer * c.d_inner * sizeof *bias);
@@ -47,8 +47,7 @@ int main(int argc, char **argv) {
         tok[i] = (int32_t)(x % (uint64_t)c.vocab_size);
     }
     /* one warm-up call of each (cuBLAS heuristics, module load), then the timed batches */
-    ssmg_ws *w = ssmg_ws_new(g, batch, seqlen);
-    if (!w || calib_gpu_observe(cg, tok, batch) || ssmg_prefill(g, w, tok, batch, seqlen, NULL, NULL, NULL))
+    if (calib_gpu_observe(cg, tok, batch) || be_prefill(g, tok, batch, seqlen, NULL, NULL, NULL))
         mq_die("%s", mq_errmsg());
     int calls = measured / batch;
     double t0 = prog_now();
@@ -57,7 +56,7 @@ int main(int argc, char **argv) {
     double t_cal = prog_now() - t0;
     t0 = prog_now();
     for (int i = 0; i < calls; i++)
-        if (ssmg_prefill(g, w, tok, batch, seqlen, NULL, NULL, NULL)) mq_die("%s", mq_errmsg());
+        if (be_prefill(g, tok, batch, seqlen, NULL, NULL, NULL)) mq_die("%s", mq_errmsg());
     double t_fwd = prog_now() - t0;
     /* where the time goes: a few more calls with events around the observers (not in the timings above) */
     calib_gpu_profile(cg, 1);
@@ -73,10 +72,9 @@ int main(int argc, char **argv) {
     printf("| %s (random weights) | %d x %d | %d | %d | %.2f s (%s) | %.0f | %.2f s | %.0f%% |\n", sh->name, total, seqlen,
            batch, obs_count(s), t_cal * scale, note, tok_s, t_fwd * scale, 100.0 * (t_cal - t_fwd) / t_cal);
     fprintf(stderr, "%s: %d calls of %d x %d: calib %.3f s, forward only %.3f s\n", sh->name, calls, batch, seqlen, t_cal, t_fwd);
-    ssmg_ws_free(w);
     calib_gpu_free(cg);
     obs_set_free(s);
-    ssmg_model_free(g);
+    be_free(g);
     free(tok);
     return 0;
 }

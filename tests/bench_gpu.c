@@ -9,15 +9,15 @@
 #include <time.h>
 #include "core/err.h"
 #include "core/gpu.h"
-#include "ssm/gpu.h"
+#include "ssm/backend.h"
 
 #define FLOOR_TBPS 2.97 /* device-to-device copy rate measured on the H100 (read + write bytes) */
 
 #include "tests/bench_shapes.h"
 
-static void nop_hook(void *ctx, int layer, mq_act_role role, void *x, ssmg_dtype dt, int rows, int cols, int ld,
-                     void *stream) {
-    (void)ctx, (void)layer, (void)role, (void)x, (void)dt, (void)rows, (void)cols, (void)ld, (void)stream;
+static int nop_hook(void *ctx, const mq_act *a) {
+    (void)ctx, (void)a;
+    return 0;
 }
 
 static double now_ms(void) {
@@ -35,14 +35,14 @@ static double median(double *v, int n) {
 }
 
 /* median ms of one prefill of B x T random tokens (prefill synchronizes at its end) */
-static double time_prefill(ssmg_model *g, ssmg_ws *w, int B, int T, int vocab) {
+static double time_prefill(be *g, int B, int T, int vocab) {
     int32_t *tok = mq_malloc(sizeof(int32_t) * B * T);
     for (int i = 0; i < B * T; i++) tok[i] = (int32_t)((i * 7919u + 13) % (unsigned)vocab);
     enum { REPS = 7 };
     double t[REPS];
     for (int r = -2; r < REPS; r++) { /* two warm-ups: cuBLAS heuristics, module load */
         double t0 = now_ms();
-        if (ssmg_prefill(g, w, tok, B, T, NULL, NULL, NULL)) mq_die("%s", mq_errmsg());
+        if (be_prefill(g, tok, B, T, NULL, NULL, NULL)) mq_die("%s", mq_errmsg());
         if (r >= 0) t[r] = now_ms() - t0;
     }
     free(tok);
@@ -50,23 +50,23 @@ static double time_prefill(ssmg_model *g, ssmg_ws *w, int B, int T, int vocab) {
 }
 
 /* ms per decode step of batch 1 (graph with lm_head), median over 5 runs of 100 steps */
-static double time_decode(ssmg_model *g, ssmg_ws *w, int vocab) {
-    ssmg_state *s = ssmg_state_new(g, 1);
+static double time_decode(be *g, int vocab) {
+    be_state *s = be_state_new(g, 1);
     if (!s) mq_die("%s", mq_errmsg());
     int32_t tok = 42;
     double t[5];
-    for (int i = 0; i < 20; i++) ssmg_step_async(g, w, s, &tok, 1); /* capture + warm-up */
-    ssmg_sync(w);
+    for (int i = 0; i < 20; i++) be_step_async(g, s, &tok, 1); /* capture + warm-up */
+    be_sync(g);
     for (int r = 0; r < 5; r++) {
         double t0 = now_ms();
         for (int i = 0; i < 100; i++) {
             tok = (int32_t)((tok * 31 + i) % vocab);
-            if (ssmg_step_async(g, w, s, &tok, 1)) mq_die("%s", mq_errmsg());
+            if (be_step_async(g, s, &tok, 1)) mq_die("%s", mq_errmsg());
         }
-        ssmg_sync(w);
+        be_sync(g);
         t[r] = (now_ms() - t0) / 100;
     }
-    ssmg_state_free(s);
+    be_state_free(s);
     return median(t, 5);
 }
 
@@ -84,47 +84,44 @@ int main(int argc, char **argv) {
     for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++) {
         if (filter && !strstr(shapes[i].name, filter)) continue;
         mq_config c = make_cfg(&shapes[i]);
-        ssmg_model *g = ssmg_model_random(&c, 1234 + i);
+        be *g = be_open_random(&c, BE_CUDA_F16, 0, 1234 + i, 8, 1024);
         if (!g) { printf("%s: %s\n", shapes[i].name, mq_errmsg()); continue; }
-        ssmg_ws *w = ssmg_ws_new(g, 8, 1024);
-        if (!w) { printf("%s: %s\n", shapes[i].name, mq_errmsg()); ssmg_model_free(g); continue; }
-        double p1 = time_prefill(g, w, 1, 1024, c.vocab_size);
-        double p8 = time_prefill(g, w, 8, 1024, c.vocab_size);
-        double d1 = time_decode(g, w, c.vocab_size);
+        double p1 = time_prefill(g, 1, 1024, c.vocab_size);
+        double p8 = time_prefill(g, 8, 1024, c.vocab_size);
+        double d1 = time_decode(g, c.vocab_size);
         /* where prefill time goes: one profiled call of each shape (events between the ops) */
         int32_t *tok = mq_malloc(sizeof(int32_t) * 8 * 1024);
         for (int k = 0; k < 8 * 1024; k++) tok[k] = (int32_t)((k * 7919u + 13) % (unsigned)c.vocab_size);
-        ssmg_profile(w, 1);
+        be_profile(g, 1);
         for (int b = 1; b <= 8; b += 7) {
-            if (ssmg_prefill(g, w, tok, b, 1024, NULL, NULL, NULL)) mq_die("%s", mq_errmsg());
+            if (be_prefill(g, tok, b, 1024, NULL, NULL, NULL)) mq_die("%s", mq_errmsg());
             char rep[512];
-            ssmg_profile_report(w, rep, sizeof rep);
+            be_profile_report(g, rep, sizeof rep);
             nb += snprintf(breakdown + nb, sizeof breakdown - nb, "| %s | %dx1024 | %s |\n", shapes[i].name, b, rep);
         }
         /* and a decode step, without the graph (a no-op hook forces the plain path), so each op's
          * event time includes the host's launch gaps: only the larger ops read true */
         {
-            ssmg_state *s = ssmg_state_new(g, 1);
+            be_state *s = be_state_new(g, 1);
             float *lg = mq_malloc(sizeof(float) * c.vocab_size);
-            ssmg_hooks nop = {nop_hook, NULL};
+            mq_hooks nop = {nop_hook, NULL};
             for (int k = 0; k < 20; k++)
-                if (ssmg_step(g, w, s, tok + k, &nop, NULL, lg)) mq_die("%s", mq_errmsg());
+                if (be_step(g, s, tok + k, &nop, NULL, lg)) mq_die("%s", mq_errmsg());
             char rep[512];
-            ssmg_profile_report(w, rep, sizeof rep);
+            be_profile_report(g, rep, sizeof rep);
             nb += snprintf(breakdown + nb, sizeof breakdown - nb, "| %s | decode, 20 steps, no graph | %s |\n",
                            shapes[i].name, rep);
             free(lg);
-            ssmg_state_free(s);
+            be_state_free(s);
         }
-        ssmg_profile(w, 0);
+        be_profile(g, 0);
         free(tok);
-        double gb = ssmg_decode_bytes(g) / 1e9, floor_ms = gb / FLOOR_TBPS; /* GB / (TB/s) = ms */
+        double gb = be_decode_bytes(g) / 1e9, floor_ms = gb / FLOOR_TBPS; /* GB / (TB/s) = ms */
         n += snprintf(table + n, sizeof table - n, "| %s | %.2f | %.2f, %.0f | %.2f, %.0f | %.3f | %.3f | %.0f%% |\n",
                       shapes[i].name, gb, p1, 1024 / p1 * 1e3, p8, 8192 / p8 * 1e3, d1, floor_ms,
                       100 * floor_ms / d1);
-        fprintf(stderr, "%s done (workspace %.2f GB)\n", shapes[i].name, ssmg_ws_bytes(w) / 1e9);
-        ssmg_ws_free(w);
-        ssmg_model_free(g);
+        fprintf(stderr, "%s done (workspace %.2f GB)\n", shapes[i].name, be_ws_bytes(g) / 1e9);
+        be_free(g);
     }
     n += snprintf(table + n, sizeof table - n, "%s", breakdown);
     n += snprintf(table + n, sizeof table - n,

@@ -1,11 +1,12 @@
 /* GPU benchmark of the int8 pass (not a test): random int8 weights of the real Mamba shapes (Hadamard
  * on y as quamba, synthetic scales, i8g_model_random) beside the FP16 forward (ssm/gpu.h, random FP16
- * weights of the same shapes), same protocol for both, one process:
+ * weights of the same shapes), same protocol for both (ssm/backend.h: BE_CUDA_INT8 and BE_CUDA_F16), one
+ * process:
  *   prefill 1x1024 and 8x1024: embedding to norm_f (no lm_head), one synchronized call, median of 7;
  *   decode b = 1, 16, 64: ms per step (one token per sequence) through the CUDA graph with lm_head
- *     into the workspace and no host copy (i8g_step_async / ssmg_step_async), median of 3 x 50 steps;
- *   memory: device memory the model, a workspace of 8 x 1024 and one of 64 x 1 and the decode states
- *     hold (cudaMemGetInfo before and after);
+ *     into the workspace and no host copy (be_step_async), median of 3 x 50 steps;
+ *   memory: device memory the weights, a workspace of 8 x 1024 and one of 64 x 1 and the decode state
+ *     of batch 64 hold (the backends' byte counts);
  *   floor: bytes of weights one batch-1 decode step reads / 2.97 TB/s (the H100 copy rate).
  * Usage: build/bench/bench_int8 [model-name-filter] prints a markdown table and, for the int8 pass,
  * a per-op breakdown of one 1x1024 prefill. build/bench/bench_int8 NAME --steps N: only N plain
@@ -19,13 +20,10 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
-#include <cuda_runtime_api.h>
 #include "core/err.h"
 #include "core/gpu.h"
-#include "ssm/gpu.h"
-#include "ssm/int8.h"
 #include "export/art.h"
-#include "ssm/model.h"
+#include "ssm/backend.h"
 
 #include "tests/bench_shapes.h"
 
@@ -48,109 +46,88 @@ static const int batches[NB] = {1, 16, 64};
 static char prof[sizeof shapes / sizeof shapes[0]][512]; /* per-op breakdown of one int8 prefill */
 #define FLOOR_TBPS 2.97
 
-static double used_gb(void) {
-    size_t fr = 0, tot = 0;
-    if (cudaMemGetInfo(&fr, &tot) != cudaSuccess) return 0;
-    return (double)(tot - fr) / 1e9;
-}
-
 /* one pass (int8 or FP16) of one shape: prefill ms [2], decode ms [NB], memory GB */
 typedef struct { double pre[2], dec[NB], mem_gb, weights_gb, decode_gb; } pass_times;
 
-static void time_int8(const mq_config *c, const int32_t *tok, pass_times *pt) {
-    double t[16], base = used_gb();
-    i8g_model *g = i8g_model_random(c, 1, 1);
-    if (!g) mq_die("%s: %s", c->source, mq_errmsg());
-    pt->weights_gb = i8g_model_bytes(g) / 1e9;
-    pt->decode_gb = i8g_decode_bytes(g) / 1e9;
-    i8g_ws *w = i8g_ws_new(g, 8, 1024), *wd = i8g_ws_new(g, 64, 1);
-    if (!w || !wd) mq_die("%s: %s", c->source, mq_errmsg());
-    for (int p = 0; p < 2; p++) {
-        const int B = p ? 8 : 1;
-        for (int r = -2; r < PREFILL_REPS; r++) {
-            double t0 = now_ms();
-            if (i8g_prefill(g, w, tok, B, 1024, NULL, NULL, NULL)) mq_die("%s", mq_errmsg());
-            if (r >= 0) t[r] = now_ms() - t0;
-        }
-        pt->pre[p] = median(t, PREFILL_REPS);
+/* median ms of prefills of B x T tokens (after two warm-ups: cuBLAS heuristics, module load) */
+static double time_prefill(be *b, const int32_t *tok, int B, int T) {
+    double t[PREFILL_REPS];
+    for (int r = -2; r < PREFILL_REPS; r++) {
+        double t0 = now_ms();
+        if (be_prefill(b, tok, B, T, NULL, NULL, NULL)) mq_die("%s", mq_errmsg());
+        if (r >= 0) t[r] = now_ms() - t0;
     }
-    for (int k = 0; k < NB; k++) {
-        i8g_state *s = i8g_state_new(g, batches[k]);
-        if (!s) mq_die("%s", mq_errmsg());
-        for (int r = -1; r < DECODE_REPS; r++) {
-            i8g_state_reset(s);
-            double t0 = now_ms();
-            for (int i = 0; i < STEPS; i++)
-                if (i8g_step_async(g, wd, s, tok + i * batches[k], 1)) mq_die("%s", mq_errmsg());
-            i8g_sync(wd);
-            if (r >= 0) t[r] = (now_ms() - t0) / STEPS;
-        }
-        pt->dec[k] = median(t, DECODE_REPS);
-        if (k == NB - 1) pt->mem_gb = used_gb() - base;
-        i8g_state_free(s);
-    }
-    i8g_ws_free(wd);
-    i8g_ws_free(w);
-    i8g_model_free(g);
+    return median(t, PREFILL_REPS);
 }
 
-static void time_fp16(const mq_config *c, const int32_t *tok, pass_times *pt) {
-    double t[16], base = used_gb();
-    ssmg_model *g = ssmg_model_random(c, 1);
-    if (!g) mq_die("%s: %s", c->source, mq_errmsg());
-    pt->weights_gb = ssmg_model_bytes(g) / 1e9;
-    pt->decode_gb = ssmg_decode_bytes(g) / 1e9;
-    ssmg_ws *w = ssmg_ws_new(g, 8, 1024), *wd = ssmg_ws_new(g, 64, 1);
-    if (!w || !wd) mq_die("%s: %s", c->source, mq_errmsg());
-    for (int p = 0; p < 2; p++) {
-        const int B = p ? 8 : 1;
-        for (int r = -2; r < PREFILL_REPS; r++) {
-            double t0 = now_ms();
-            if (ssmg_prefill(g, w, tok, B, 1024, NULL, NULL, NULL)) mq_die("%s", mq_errmsg());
-            if (r >= 0) t[r] = now_ms() - t0;
-        }
-        pt->pre[p] = median(t, PREFILL_REPS);
+/* ms per graph decode step of s's batch, lm_head into the workspace: median of DECODE_REPS x STEPS */
+static double time_decode(be *b, be_state *s, const int32_t *tok) {
+    double t[DECODE_REPS];
+    for (int r = -1; r < DECODE_REPS; r++) {
+        be_state_reset(s);
+        double t0 = now_ms();
+        for (int i = 0; i < STEPS; i++)
+            if (be_step_async(b, s, tok + i * be_max_batch(b), 1)) mq_die("%s", mq_errmsg());
+        be_sync(b);
+        if (r >= 0) t[r] = (now_ms() - t0) / STEPS;
     }
-    for (int k = 0; k < NB; k++) {
-        ssmg_state *s = ssmg_state_new(g, batches[k]);
-        if (!s) mq_die("%s", mq_errmsg());
-        for (int r = -1; r < DECODE_REPS; r++) {
-            ssmg_state_reset(s);
-            double t0 = now_ms();
-            for (int i = 0; i < STEPS; i++)
-                if (ssmg_step_async(g, wd, s, tok + i * batches[k], 1)) mq_die("%s", mq_errmsg());
-            ssmg_sync(wd);
-            if (r >= 0) t[r] = (now_ms() - t0) / STEPS;
-        }
-        pt->dec[k] = median(t, DECODE_REPS);
-        if (k == NB - 1) pt->mem_gb = used_gb() - base;
-        ssmg_state_free(s);
-    }
-    ssmg_ws_free(wd);
-    ssmg_ws_free(w);
-    ssmg_model_free(g);
+    return median(t, DECODE_REPS);
 }
 
-/* N plain decode steps of one shape, int8 then FP16 (for ncu; no timing here) */
+/* A random model of c's shapes (int8: the y rotation as quamba) */
+static be *open_random(const mq_config *c, be_kind kind, int batch, int seqlen) {
+    be *b = be_open_random(c, kind, 1, 1, batch, seqlen);
+    if (!b) mq_die("%s: %s", c->source, mq_errmsg());
+    return b;
+}
+
+static void time_pass(const mq_config *c, be_kind kind, const int32_t *tok, pass_times *pt) {
+    be *b = open_random(c, kind, 8, 1024);
+    pt->weights_gb = be_weight_bytes(b) / 1e9;
+    pt->decode_gb = be_decode_bytes(b) / 1e9;
+    pt->mem_gb = (be_weight_bytes(b) + be_ws_bytes(b)) / 1e9;
+    pt->pre[0] = time_prefill(b, tok, 1, 1024);
+    pt->pre[1] = time_prefill(b, tok, 8, 1024);
+    be_free(b);
+    for (int k = 0; k < NB; k++) { /* decode workspaces of batch x 1 token */
+        be *d = open_random(c, kind, batches[k], 1);
+        be_state *s = be_state_new(d, batches[k]);
+        if (!s) mq_die("%s", mq_errmsg());
+        pt->dec[k] = time_decode(d, s, tok);
+        if (k == NB - 1) {
+            const size_t state = (size_t)batches[k] * c->n_layer *
+                                 (cfg_conv_dim(c) * (c->d_conv - 1) * (kind == BE_CUDA_INT8 ? 1 : 4) +
+                                  (size_t)c->d_inner * c->d_state * 4);
+            pt->mem_gb += (be_ws_bytes(d) + state) / 1e9;
+        }
+        be_state_free(s);
+        be_free(d);
+    }
+}
+
+/* N decode steps of one shape op by op (a no-op hook: no graph), int8 then FP16, for a kernel
+ * profiler (ncu) to time every kernel of a step; no timing here */
+static int nop_hook(void *ctx, const mq_act *a) {
+    (void)ctx, (void)a;
+    return 0;
+}
 static int profile_steps(const shape *sh, int n) {
     mq_config c = make_cfg(sh);
     int32_t tok[64];
     for (int k = 0; k < 64; k++) tok[k] = (int32_t)((k * 7919u + 13) % (unsigned)c.vocab_size);
     float *logits = mq_malloc(sizeof(float) * c.vocab_size);
-    i8g_model *g = i8g_model_random(&c, 1, 1);
-    i8g_ws *w = g ? i8g_ws_new(g, 1, 16) : NULL;
-    i8g_state *s = g ? i8g_state_new(g, 1) : NULL;
-    if (!g || !w || !s) mq_die("%s: %s", sh->name, mq_errmsg());
-    for (int k = 0; k < n && k < 64; k++)
-        if (i8g_step(g, w, s, tok + k, NULL, logits)) mq_die("%s", mq_errmsg());
-    i8g_state_free(s), i8g_ws_free(w), i8g_model_free(g);
-    ssmg_model *gf = ssmg_model_random(&c, 1);
-    ssmg_ws *wf = gf ? ssmg_ws_new(gf, 1, 16) : NULL;
-    ssmg_state *sf = gf ? ssmg_state_new(gf, 1) : NULL;
-    if (!gf || !wf || !sf) mq_die("%s: %s", sh->name, mq_errmsg());
-    for (int k = 0; k < n && k < 64; k++)
-        if (ssmg_step(gf, wf, sf, tok + k, NULL, NULL, logits)) mq_die("%s", mq_errmsg());
-    ssmg_state_free(sf), ssmg_ws_free(wf), ssmg_model_free(gf);
+    const be_kind kinds[2] = {BE_CUDA_INT8, BE_CUDA_F16};
+    for (int p = 0; p < 2; p++) {
+        be *b = open_random(&c, kinds[p], 1, 16);
+        be_state *s = be_state_new(b, 1);
+        mq_hooks nop = {nop_hook, NULL};
+        if (!s) mq_die("%s: %s", sh->name, mq_errmsg());
+        /* int8: the fused batch-1 kernels run without hooks; they are what a profile should show */
+        for (int k = 0; k < n && k < 64; k++)
+            if (be_step(b, s, tok + k, p ? &nop : NULL, NULL, logits)) mq_die("%s", mq_errmsg());
+        be_state_free(s);
+        be_free(b);
+    }
     free(logits);
     return 0;
 }
@@ -164,42 +141,21 @@ static int bench_artifact(const char *art_dir, const char *model_dir) {
     const mq_config *c = &art.qm.cfg;
     int32_t *tok = mq_malloc(sizeof(int32_t) * 1024);
     for (int k = 0; k < 1024; k++) tok[k] = (int32_t)((k * 7919u + 13) % (unsigned)c->vocab_size);
-    double t[16], pre[2], dec[2];
-    i8g_model *g = i8g_upload(&art.qm);
-    ssmg_model *gf = ssmg_upload(&m);
-    if (!g || !gf) mq_die("upload: %s", mq_errmsg());
-    i8g_ws *w = i8g_ws_new(g, 1, 1024);
-    ssmg_ws *wf = ssmg_ws_new(gf, 1, 1024);
-    i8g_state *s = i8g_state_new(g, 1);
-    ssmg_state *sf = ssmg_state_new(gf, 1);
-    if (!w || !wf || !s || !sf) mq_die("%s", mq_errmsg());
+    double pre[2], dec[2];
+    be *b[2] = {be_open_qmodel(&art.qm, BE_CUDA_INT8, 1, 1024), be_open_model(&m, BE_CUDA_F16, 1, 1024)};
+    if (!b[0] || !b[1]) mq_die("upload: %s", mq_errmsg());
     for (int p = 0; p < 2; p++) {
-        for (int r = -2; r < PREFILL_REPS; r++) {
-            double t0 = now_ms();
-            if (p ? ssmg_prefill(gf, wf, tok, 1, 1024, NULL, NULL, NULL) : i8g_prefill(g, w, tok, 1, 1024, NULL, NULL, NULL))
-                mq_die("%s", mq_errmsg());
-            if (r >= 0) t[r] = now_ms() - t0;
-        }
-        pre[p] = median(t, PREFILL_REPS);
-        for (int r = -1; r < DECODE_REPS; r++) {
-            if (p) ssmg_state_reset(sf);
-            else i8g_state_reset(s);
-            double t0 = now_ms();
-            for (int i = 0; i < STEPS; i++)
-                if (p ? ssmg_step_async(gf, wf, sf, tok + i, 1) : i8g_step_async(g, w, s, tok + i, 1))
-                    mq_die("%s", mq_errmsg());
-            if (p) ssmg_sync(wf);
-            else i8g_sync(w);
-            if (r >= 0) t[r] = (now_ms() - t0) / STEPS;
-        }
-        dec[p] = median(t, DECODE_REPS);
+        be_state *s = be_state_new(b[p], 1);
+        if (!s) mq_die("%s", mq_errmsg());
+        pre[p] = time_prefill(b[p], tok, 1, 1024);
+        dec[p] = time_decode(b[p], s, tok);
+        be_state_free(s);
     }
     printf("| artifact | int8 model.safetensors GB | prefill 1x1024 ms int8 / FP16 | decode b=1 ms/token int8 / FP16 |\n");
     printf("|---|---|---|---|\n");
     printf("| %s (%s) | %.2f | %.2f / %.2f (%.2fx) | %.3f / %.3f (%.2fx) |\n", art_dir, c->source, art.model_bytes / 1e9,
            pre[0], pre[1], pre[1] / pre[0], dec[0], dec[1], dec[1] / dec[0]);
-    i8g_state_free(s), i8g_ws_free(w), i8g_model_free(g);
-    ssmg_state_free(sf), ssmg_ws_free(wf), ssmg_model_free(gf);
+    be_free(b[0]), be_free(b[1]);
     art_close(&art);
     ssm_free(&m);
     free(tok);
@@ -231,19 +187,16 @@ int main(int argc, char **argv) {
         for (int k = 0; k < 8 * 1024; k++) tok[k] = (int32_t)((k * 7919u + 13) % (unsigned)c.vocab_size);
         pass_times a, b;
         memset(&a, 0, sizeof a), memset(&b, 0, sizeof b);
-        time_int8(&c, tok, &a);
+        time_pass(&c, BE_CUDA_INT8, tok, &a);
         { /* one more int8 prefill with events between the ops, for the breakdown */
-            i8g_model *g = i8g_model_random(&c, 1, 1);
-            i8g_ws *w = g ? i8g_ws_new(g, 1, 1024) : NULL;
-            if (!w) mq_die("%s", mq_errmsg());
-            i8g_profile(w, 1);
-            if (i8g_prefill(g, w, tok, 1, 1024, NULL, NULL, NULL)) mq_die("%s", mq_errmsg());
-            i8g_profile(w, 0);
-            i8g_profile_report(w, prof[i], sizeof prof[i]);
-            i8g_ws_free(w);
-            i8g_model_free(g);
+            be *g = open_random(&c, BE_CUDA_INT8, 1, 1024);
+            be_profile(g, 1);
+            if (be_prefill(g, tok, 1, 1024, NULL, NULL, NULL)) mq_die("%s", mq_errmsg());
+            be_profile(g, 0);
+            be_profile_report(g, prof[i], sizeof prof[i]);
+            be_free(g);
         }
-        time_fp16(&c, tok, &b);
+        time_pass(&c, BE_CUDA_F16, tok, &b);
         const double f8 = a.decode_gb / FLOOR_TBPS, f16 = b.decode_gb / FLOOR_TBPS;
         printf("| %s | %.2f / %.2f | %.2f / %.2f (%.2fx) | %.2f / %.2f (%.2fx) | %.3f / %.3f (%.2fx) | "
                "%.3f (%.0f%%) / %.3f (%.0f%%) | %.3f / %.3f (%.2fx) | %.3f / %.3f (%.2fx) | %.2f / %.2f |\n",

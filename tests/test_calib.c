@@ -45,7 +45,11 @@ typedef struct {
     float conv_part[64][3];             /* M2: x, B, C parts of conv_in */
 } ref_ctx;
 
-static void ref_hook(void *ctx, int layer, mq_act_role role, float *x, int rows, int cols, int ld) {
+static int ref_hook(void *ctx, const mq_act *a) {
+    const int rows = a->rows, cols = a->cols, ld = a->ld;
+    int layer = a->layer;
+    const mq_act_role role = a->role;
+    float *x = a->x;
     ref_ctx *r = ctx;
     if (layer < 0) layer = 63;
     const mq_config *c = &r->m->cfg;
@@ -61,6 +65,7 @@ static void ref_hook(void *ctx, int layer, mq_act_role role, float *x, int rows,
                 r->conv_part[layer][part] = fmaxf(r->conv_part[layer][part], v);
             }
         }
+    return 0;
 }
 
 static float ref_absmax(const ref_ctx *r, int l, const char *op) {

@@ -22,7 +22,7 @@
 #include "core/err.h"
 #include "core/gpu.h"
 #include "core/st.h"
-#include "ssm/gpu_ops.h"
+#include "ssm/backend.h"
 #include <stdint.h>
 
 #define REL_TOL 2e-2
@@ -319,10 +319,11 @@ static void test_gpu_vs_cpu_mamba2(void) { gpu_vs_cpu("models/mamba2-proxy", 4);
 
 /* ---------------------------------------------------------------- transforms */
 
-static void twice_host(void *ctx, int layer, mq_act_role role, float *x, int rows, int cols, int ld) {
+static int twice_host(void *ctx, int layer, mq_act_role role, float *x, int rows, int cols, int ld) {
     (void)ctx, (void)layer, (void)role;
     for (int r = 0; r < rows; r++)
         for (int c = 0; c < cols; c++) x[(size_t)r * ld + c] *= 2;
+    return 0;
 }
 
 #ifdef MQ_CUDA
@@ -334,7 +335,9 @@ static void twice_gpu(void *ctx, int layer, mq_act_role role, const void *x, int
                       float *out, void *stream) {
     (void)ctx, (void)layer, (void)role;
     float *h = malloc((size_t)rows * cols * sizeof *h);
-    if (gpuop_download_act(h, x, x_f32, rows, cols, ld, stream)) mq_die("%s", mq_errmsg());
+    mq_act a = {.layer = layer, .role = role, .dtype = x_f32 ? MQ_F32 : MQ_F16, .x = (void *)x, .rows = rows,
+                .cols = cols, .ld = ld, .device = 1, .stream = stream};
+    if (be_act_download(&a, h)) mq_die("%s", mq_errmsg());
     for (size_t i = 0; i < (size_t)rows * cols; i++) h[i] *= 2;
     CUDA_CHECK(cudaMemcpyAsync(out, h, (size_t)rows * cols * sizeof *h, cudaMemcpyHostToDevice, (cudaStream_t)stream));
     CUDA_CHECK(cudaStreamSynchronize((cudaStream_t)stream));

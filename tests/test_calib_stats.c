@@ -30,10 +30,10 @@ static obs_set *fed_set(const mq_config *c, int samples) {
             for (size_t a = 0; a < sizeof acts / sizeof acts[0]; a++) {
                 int n = acts[a].rows * acts[a].cols;
                 for (int i = 0; i < n; i++) x[i] = (i % 2 ? -1 : 1) * i * 0.01f * (a + 1) * (k + 1) * (l + 1);
-                h.fn(h.ctx, l, acts[a].role, x, acts[a].rows, acts[a].cols, acts[a].cols);
+                ssm_hook_f32(&h, l, acts[a].role, x, acts[a].rows, acts[a].cols, acts[a].cols);
             }
         for (int i = 0; i < 48; i++) x[i] = i * 0.5f;
-        h.fn(h.ctx, -1, MQ_ACT_LM_HEAD_IN, x, 6, 8, 8);
+        ssm_hook_f32(&h, -1, MQ_ACT_LM_HEAD_IN, x, 6, 8, 8);
         T_CHECK(obs_end_sample(s) == 0, "%s", mq_errmsg());
     }
     return s;

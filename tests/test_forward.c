@@ -153,7 +153,7 @@ static void expected_shape(const mq_config *c, int T, mq_act_role r, int *rows, 
     int nxp = c->dt_rank + 2 * c->d_state, gn = m1 ? c->d_state : c->n_groups * c->d_state;
     *rows = T;
     switch (r) {
-    case MQ_ACT_IN_PROJ_IN: case MQ_ACT_LM_HEAD_IN: *cols = *ld = c->d_model; break;
+    case MQ_ACT_IN_PROJ_IN: case MQ_ACT_LM_HEAD_IN: case MQ_ACT_RESID: *cols = *ld = c->d_model; break;
     case MQ_ACT_CONV_IN: *cols = cd; *ld = np; break;
     case MQ_ACT_Z: *cols = c->d_inner; *ld = np; break;
     case MQ_ACT_SSM_X: *cols = c->d_inner; *ld = m1 ? c->d_inner : cd; break;
@@ -169,14 +169,17 @@ static void expected_shape(const mq_config *c, int T, mq_act_role r, int *rows, 
     }
 }
 
-static void record_hook(void *ctx, int layer, mq_act_role role, float *x, int rows, int cols, int ld) {
+static int record_hook(void *ctx, const mq_act *a) {
+    const int layer = a->layer, rows = a->rows, cols = a->cols, ld = a->ld;
+    const mq_act_role role = a->role;
+    float *x = a->x;
     recorder *rc = ctx;
     int er, ec, el;
     expected_shape(rc->c, rc->T, role, &er, &ec, &el);
     if (layer < -1 || layer >= rc->c->n_layer || (unsigned)role >= MQ_ACT_NROLES || (layer == -1) != (role == MQ_ACT_LM_HEAD_IN)) {
         printf("    unexpected hook call: layer %d role %d\n", layer, (int)role);
         rc->bad++;
-        return;
+        return 0;
     }
     if (rows != er || cols != ec || ld != el) {
         if (rc->bad++ < 5)
@@ -188,6 +191,7 @@ static void record_hook(void *ctx, int layer, mq_act_role role, float *x, int ro
         for (int cc = 0; cc < cols; cc++) s += x[(size_t)r * ld + cc];
     if (!isfinite(s)) rc->bad++;
     rc->calls[layer + 1][role]++;
+    return 0;
 }
 
 static void check_hooks_record(int which, int T, int step) {
@@ -224,21 +228,28 @@ static void test_hooks_record_prefill(void) { check_hooks_record(0, 19, 0); chec
 static void test_hooks_record_step(void) { check_hooks_record(0, 3, 1); check_hooks_record(1, 3, 1); }
 
 /* Rewrites every element with its own value: must change nothing, bit for bit. */
-static void identity_hook(void *ctx, int layer, mq_act_role role, float *x, int rows, int cols, int ld) {
+static int identity_hook(void *ctx, const mq_act *a) {
+    const int rows = a->rows, cols = a->cols, ld = a->ld;
+    float *x = a->x;
     for (int r = 0; r < rows; r++)
         for (int c = 0; c < cols; c++) {
             volatile float v = x[(size_t)r * ld + c];
             x[(size_t)r * ld + c] = v;
         }
+    return 0;
 }
 
 typedef struct { int layer; mq_act_role role; } target;
 /* Halves one activation: the consumer must see it. */
-static void halve_hook(void *ctx, int layer, mq_act_role role, float *x, int rows, int cols, int ld) {
+static int halve_hook(void *ctx, const mq_act *a) {
+    const int layer = a->layer, rows = a->rows, cols = a->cols, ld = a->ld;
+    const mq_act_role role = a->role;
+    float *x = a->x;
     const target *tg = ctx;
-    if (layer != tg->layer || role != tg->role) return;
+    if (layer != tg->layer || role != tg->role) return 0;
     for (int r = 0; r < rows; r++)
         for (int c = 0; c < cols; c++) x[(size_t)r * ld + c] *= 0.5f;
+    return 0;
 }
 
 static void check_hooks_rewrite(int which) {

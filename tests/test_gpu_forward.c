@@ -9,8 +9,7 @@
 #include "core/st.h"
 #include "datasets/ds.h"
 #include "datasets/tok.h"
-#include "ssm/gpu.h"
-#include "ssm/gpu_ops.h"
+#include "ssm/backend.h"
 #include "ssm/model.h"
 #include <cjson/cJSON.h>
 #include <stdint.h>
@@ -45,12 +44,12 @@ static double rel_l2(const float *a, const float *b, size_t n, double *max_rms) 
 
 typedef struct {
     mq_model m;
-    ssmg_model *g;
     int32_t tokens[256];
     int ok;
 } proxy;
 
-/* Loads proxy i on the CPU and the GPU plus its reference tokens; ok = 0 (and a skip reason) if absent. */
+/* Loads proxy i plus its reference tokens; ok = 0 (and a skip reason) if absent. The tests open
+ * the FP16 GPU forward of p->m with the workspace each needs. */
 static int proxy_open(int i, proxy *p) {
     memset(p, 0, sizeof *p);
     const char *dir = t_shared(proxies[i]);
@@ -65,15 +64,16 @@ static int proxy_open(int i, proxy *p) {
     if (!t) { if (f) st_close(f); ssm_free(&p->m); return 0; }
     memcpy(p->tokens, t->data, sizeof p->tokens);
     st_close(f);
-    p->g = ssmg_upload(&p->m);
-    T_CHECK(p->g != NULL, "upload %s: %s", d, mq_errmsg());
-    if (!p->g) { ssm_free(&p->m); return 0; }
     return p->ok = 1;
 }
 static void proxy_close(proxy *p) {
-    if (!p->ok) return;
-    ssmg_model_free(p->g);
-    ssm_free(&p->m);
+    if (p->ok) ssm_free(&p->m);
+}
+/* the FP16 GPU forward of p for calls of up to batch x seqlen */
+static be *gpu_open(proxy *p, int batch, int seqlen) {
+    be *g = be_open_model(&p->m, BE_CUDA_F16, batch, seqlen);
+    T_CHECK(g != NULL, "FP16 GPU forward: %s", mq_errmsg());
+    return g;
 }
 
 /* GPU vs CPU on the 256 reference tokens: norm_f output, logits of the first 8 rows, per-token NLL. */
@@ -91,10 +91,10 @@ static void test_gpu_vs_cpu(void) {
         T_CHECK(ssm_forward(&p.m, p.tokens, T, NULL, hc) == 0, "%s", mq_errmsg());
         ssm_logits(&p.m, hc, 8, lc);
         double sc = ssm_nll(&p.m, p.tokens, T, NULL, nc), sg = 0;
-        ssmg_ws *w = ssmg_ws_new(p.g, 1, T);
-        T_CHECK(w && ssmg_prefill(p.g, w, p.tokens, 1, T, NULL, NULL, hg) == 0, "%s", mq_errmsg());
-        T_CHECK(ssmg_logits(p.g, w, 0, 8, lg) == 0, "%s", mq_errmsg());
-        T_CHECK(ssmg_nll(p.g, w, p.tokens, 1, T, NULL, ng, &sg) == 0, "%s", mq_errmsg());
+        be *g = gpu_open(&p, 1, T);
+        T_CHECK(g && be_prefill(g, p.tokens, 1, T, NULL, NULL, hg) == 0, "%s", mq_errmsg());
+        T_CHECK(g && be_logits(g, 0, 8, lg) == 0, "%s", mq_errmsg());
+        T_CHECK(g && be_nll(g, p.tokens, 1, T, NULL, ng, &sg) == 0, "%s", mq_errmsg());
         double mh, ml, mn = 0;
         double eh = rel_l2(hg, hc, (size_t)T * D, &mh), el = rel_l2(lg, lc, (size_t)8 * V, &ml);
         for (int t = 0; t < T - 1; t++) mn = fmax(mn, fabs((double)ng[t] - nc[t]));
@@ -105,7 +105,7 @@ static void test_gpu_vs_cpu(void) {
         T_CHECK(el < 1e-2, "%s logits rel L2 %.3g", proxies[i], el);
         T_CHECK(fabs(sg - sc) / sc < 2e-3, "%s mean NLL gpu %.6f cpu %.6f", proxies[i], sg / (T - 1), sc / (T - 1));
         T_CHECK(mn < 0.05, "%s max per-token NLL difference %.4f", proxies[i], mn);
-        ssmg_ws_free(w);
+        be_free(g);
         free(hc), free(hg), free(lc), free(lg), free(nc), free(ng);
         proxy_close(&p);
     }
@@ -123,22 +123,26 @@ typedef struct {
 static void log_call(hook_log *h, int layer, int role, int rows, int cols) {
     if (h->n < 1024) h->calls[h->n++] = (hook_call){layer, role, rows, cols};
 }
-static void cpu_hook(void *ctx, int layer, mq_act_role role, float *x, int rows, int cols, int ld) {
+static int cpu_hook(void *ctx, const mq_act *a) {
+    const int layer = a->layer, rows = a->rows, cols = a->cols, ld = a->ld;
+    const mq_act_role role = a->role;
+    float *x = a->x;
     hook_log *h = ctx;
     log_call(h, layer, role, rows, cols);
     if (layer == 1 && role == MQ_ACT_SSM_X && !h->ssm_x) {
         h->ssm_x = mq_malloc(sizeof(float) * rows * cols);
         for (int r = 0; r < rows; r++) memcpy(h->ssm_x + (size_t)r * cols, x + (size_t)r * ld, sizeof(float) * cols);
     }
+    return 0;
 }
-static void gpu_hook(void *ctx, int layer, mq_act_role role, void *x, ssmg_dtype dt, int rows, int cols, int ld,
-                     void *stream) {
+static int gpu_hook(void *ctx, const mq_act *a) {
     hook_log *h = ctx;
-    log_call(h, layer, role, rows, cols);
-    if (layer == 1 && role == MQ_ACT_SSM_X && !h->ssm_x) {
-        h->ssm_x = mq_malloc(sizeof(float) * rows * cols);
-        if (gpuop_download_act(h->ssm_x, x, dt == SSMG_F32, rows, cols, ld, stream)) T_CHECK(0, "%s", mq_errmsg());
+    log_call(h, a->layer, a->role, a->rows, a->cols);
+    if (a->layer == 1 && a->role == MQ_ACT_SSM_X && !h->ssm_x) {
+        h->ssm_x = mq_malloc(sizeof(float) * a->rows * a->cols);
+        if (be_act_download(a, h->ssm_x)) return -1;
     }
+    return 0;
 }
 
 static void test_gpu_hooks(void) {
@@ -152,10 +156,10 @@ static void test_gpu_hooks(void) {
         hook_log *hc = calloc(1, sizeof *hc), *hg = calloc(1, sizeof *hg);
         float *hid = mq_malloc(sizeof(float) * T * D);
         mq_hooks ch = {cpu_hook, hc};
-        ssmg_hooks gh = {gpu_hook, hg};
+        mq_hooks gh = {gpu_hook, hg};
         T_CHECK(ssm_forward(&p.m, p.tokens, T, &ch, hid) == 0, "%s", mq_errmsg());
-        ssmg_ws *w = ssmg_ws_new(p.g, 1, T);
-        T_CHECK(w && ssmg_prefill(p.g, w, p.tokens, 1, T, NULL, &gh, NULL) == 0, "%s", mq_errmsg());
+        be *g = gpu_open(&p, 1, T);
+        T_CHECK(g && be_prefill(g, p.tokens, 1, T, NULL, &gh, NULL) == 0, "%s", mq_errmsg());
         T_CHECK(hc->n == hg->n, "%s: %d CPU hook calls, %d GPU", proxies[i], hc->n, hg->n);
         for (int k = 0; k < hc->n && k < hg->n; k++) {
             hook_call a = hc->calls[k], b = hg->calls[k];
@@ -173,7 +177,7 @@ static void test_gpu_hooks(void) {
         } else {
             T_CHECK(0, "%s: no layer-1 ssm_x seen (cpu %p gpu %p)", proxies[i], (void *)hc->ssm_x, (void *)hg->ssm_x);
         }
-        ssmg_ws_free(w);
+        be_free(g);
         free(hc->ssm_x), free(hg->ssm_x), free(hc), free(hg), free(hid);
         proxy_close(&p);
     }
@@ -200,36 +204,36 @@ static void test_gpu_prefill_equals_decode(void) {
         float *hp = mq_malloc(sizeof(float) * B * T * D), *hd = mq_malloc(sizeof(float) * B * T * D);
         float *hc = mq_malloc(sizeof(float) * B * T * D), *h1 = mq_malloc(sizeof(float) * T * D);
         float *row = mq_malloc(sizeof(float) * B * D);
-        ssmg_ws *w = ssmg_ws_new(p.g, B, T);
-        ssmg_state *s = ssmg_state_new(p.g, B);
-        T_CHECK(w && s, "%s", mq_errmsg());
-        if (!w || !s) { proxy_close(&p); continue; }
-        T_CHECK(ssmg_prefill(p.g, w, tok, B, T, NULL, NULL, hp) == 0, "%s", mq_errmsg());
+        be *g = gpu_open(&p, B, T);
+        be_state *s = g ? be_state_new(g, B) : NULL;
+        T_CHECK(g && s, "%s", mq_errmsg());
+        if (!g || !s) { be_free(g); proxy_close(&p); continue; }
+        T_CHECK(be_prefill(g, tok, B, T, NULL, NULL, hp) == 0, "%s", mq_errmsg());
         /* token-by-token with the graph, from an empty state; hd in prefill's row order */
         for (int t = 0; t < T; t++) {
             int32_t st[B] = {tok[t], tok[T + t]};
-            T_CHECK(ssmg_step(p.g, w, s, st, NULL, row, NULL) == 0, "%s", mq_errmsg());
+            T_CHECK(be_step(g, s, st, NULL, row, NULL) == 0, "%s", mq_errmsg());
             for (int b = 0; b < B; b++) memcpy(hd + ((size_t)b * T + t) * D, row + (size_t)b * D, sizeof(float) * D);
         }
         double m1, e1 = rel_l2(hd, hp, (size_t)B * T * D, &m1);
         /* prefill of T0 tokens into the state, then steps; last half of the steps through hooks */
-        ssmg_state_reset(s);
+        be_state_reset(s);
         int32_t first[B * T0];
         for (int b = 0; b < B; b++) memcpy(first + b * T0, tok + b * T, sizeof(int32_t) * T0);
         float *hf = mq_malloc(sizeof(float) * B * T0 * D);
-        T_CHECK(ssmg_prefill(p.g, w, first, B, T0, s, NULL, hf) == 0, "%s", mq_errmsg());
+        T_CHECK(be_prefill(g, first, B, T0, s, NULL, hf) == 0, "%s", mq_errmsg());
         for (int b = 0; b < B; b++)
             memcpy(hc + (size_t)b * T * D, hf + (size_t)b * T0 * D, sizeof(float) * T0 * D);
         hook_log *hl = calloc(1, sizeof *hl);
-        ssmg_hooks gh = {gpu_hook, hl};
+        mq_hooks gh = {gpu_hook, hl};
         for (int t = T0; t < T; t++) {
             int32_t st[B] = {tok[t], tok[T + t]};
-            T_CHECK(ssmg_step(p.g, w, s, st, t >= (T0 + T) / 2 ? &gh : NULL, row, NULL) == 0, "%s", mq_errmsg());
+            T_CHECK(be_step(g, s, st, t >= (T0 + T) / 2 ? &gh : NULL, row, NULL) == 0, "%s", mq_errmsg());
             for (int b = 0; b < B; b++) memcpy(hc + ((size_t)b * T + t) * D, row + (size_t)b * D, sizeof(float) * D);
         }
         double m2, e2 = rel_l2(hc, hp, (size_t)B * T * D, &m2);
         /* the second sequence alone (batch 1 chooses other scan chunks) */
-        T_CHECK(ssmg_prefill(p.g, w, tok + T, 1, T, NULL, NULL, h1) == 0, "%s", mq_errmsg());
+        T_CHECK(be_prefill(g, tok + T, 1, T, NULL, NULL, h1) == 0, "%s", mq_errmsg());
         double m3, e3 = rel_l2(h1, hp + (size_t)T * D, (size_t)T * D, &m3);
         printf("    %s: decode vs prefill rel L2 %.2e (max %.2e rms); prefill %d + steps (graph, hooks) %.2e (%.2e); "
                "batch 1 vs 2 %.2e (%.2e)\n", proxies[i], e1, m1, T0, e2, m2, e3, m3);
@@ -237,8 +241,8 @@ static void test_gpu_prefill_equals_decode(void) {
         T_CHECK(e2 < 2e-3 && m2 < 2e-2, "%s prefill+decode vs prefill %.3g / %.3g", proxies[i], e2, m2);
         T_CHECK(e3 < 2e-3 && m3 < 2e-2, "%s batch 1 vs batch 2 %.3g / %.3g", proxies[i], e3, m3);
         free(hl->ssm_x), free(hl), free(hf);
-        ssmg_state_free(s);
-        ssmg_ws_free(w);
+        be_state_free(s);
+        be_free(g);
         free(hp), free(hd), free(hc), free(h1), free(row);
         proxy_close(&p);
     }
@@ -297,20 +301,20 @@ static void test_gpu_ppl_valid(void) {
         snprintf(d, sizeof d, "%s", dir);
         mq_model m;
         if (ssm_load(d, &m)) { T_CHECK(0, "%s", mq_errmsg()); continue; }
-        ssmg_model *g = ssmg_upload(&m);
+        be *g = be_open_model(&m, BE_CUDA_F16, 8, 1024);
         ssm_free(&m);
         T_CHECK(g != NULL, "%s", mq_errmsg());
         if (!g) continue;
         ran++;
         double sum = 0, t0 = now_s();
         long cnt = 0;
-        T_CHECK(ssmg_eval_windows(g, ids, n, 1024, 32, 8, &sum, &cnt) == 0, "%s", mq_errmsg());
+        T_CHECK(be_eval_windows(g, ids, n, 1024, 32, &sum, &cnt, NULL, NULL) == 0, "%s", mq_errmsg());
         double secs = now_s() - t0, ppl = exp(sum / cnt), ref = ref_ppl(d);
         printf("    %s: valid ppl %.4f over %ld tokens (reference fp16 %.4f, %+.4f%%), %.2f s, %.0f tok/s\n",
                proxies[i], ppl, cnt, ref, 100 * (ppl / ref - 1), secs, cnt / secs);
         T_CHECK(cnt == 32736, "%s scored %ld tokens, protocol says 32736", proxies[i], cnt);
         T_CHECK(fabs(ppl / ref - 1) < 2e-3, "%s ppl %.4f vs reference %.4f", proxies[i], ppl, ref);
-        ssmg_model_free(g);
+        be_free(g);
     }
     free(ids);
     if (!ran) T_SKIP("proxies not found under ../shared/models");

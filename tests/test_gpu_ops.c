@@ -62,7 +62,7 @@ static void test_gpu_embed(void) {
     for (int t = 0; t < T; t++) tok[t] = (t * 389 + 7) % V;
     tok[0] = V - 1;
     T_CHECK(op_embed(c, E, tok, T, D, V) == 0, "%s", mq_errmsg());
-    T_CHECK(gpuop_embed(g, E, tok, T, D, V) == 0, "%s", mq_errmsg());
+    T_CHECK(gop_embed(g, E, tok, T, D, V) == 0, "%s", mq_errmsg());
     close_to("embed (exact)", g, c, (size_t)T * D, 0, 0);
     free(E), free(g), free(c);
 }
@@ -77,7 +77,7 @@ static void test_gpu_add_rmsnorm(void) {
         float *oc = mq_malloc(sizeof(float) * T * D), *o16 = mq_malloc(sizeof(float) * T * D),
               *o32 = mq_malloc(sizeof(float) * T * D);
         op_add_rmsnorm(rc, x, oc, w, T, D, eps);
-        T_CHECK(gpuop_add_rmsnorm(resid, x, o16, o32, w, T, D, eps) == 0, "%s", mq_errmsg());
+        T_CHECK(gop_f16_add_rmsnorm(resid, x, o16, o32, w, T, D, eps) == 0, "%s", mq_errmsg());
         close_to(with_x ? "add_rmsnorm residual" : "rmsnorm residual", resid, rc, (size_t)T * D, 1e-7, 0);
         close_to("rmsnorm FP32 out", o32, oc, (size_t)T * D, 2e-6, 1e-7);
         close_to("rmsnorm FP16 out", o16, oc, (size_t)T * D, 1e-3, 1e-4);
@@ -101,7 +101,7 @@ static void test_gpu_conv1d(void) {
         for (int b = 0; b < B; b++)
             op_conv1d(yc + (size_t)b * T * C, C, x + (size_t)b * T * C, C, w, bias, sc + (size_t)b * C * (K - 1), T, C,
                       K, 1);
-        T_CHECK(gpuop_conv1d_silu(yg, x, w, bias, sg, B, T, C, K) == 0, "%s", mq_errmsg());
+        T_CHECK(gop_f16_conv1d_silu(yg, x, w, bias, sg, B, T, C, K) == 0, "%s", mq_errmsg());
         close_to(names[call], yg, yc, (size_t)B * T * C, 1e-3, 1e-4);
         close_to("conv1d state (exact)", sg, sc, (size_t)B * C * (K - 1), 0, 0);
         free(x), free(yg), free(yc);
@@ -110,7 +110,7 @@ static void test_gpu_conv1d(void) {
     enum { T = 9 };
     float *x = rvec((size_t)T * C, -3, 3, 1), *yg = mq_malloc(sizeof(float) * T * C), *yc = mq_malloc(sizeof(float) * T * C);
     op_conv1d(yc, C, x, C, w, NULL, NULL, T, C, K, 1);
-    T_CHECK(gpuop_conv1d_silu(yg, x, w, NULL, NULL, 1, T, C, K) == 0, "%s", mq_errmsg());
+    T_CHECK(gop_f16_conv1d_silu(yg, x, w, NULL, NULL, 1, T, C, K) == 0, "%s", mq_errmsg());
     close_to("conv1d+silu, no bias, no state", yg, yc, (size_t)T * C, 1e-3, 1e-4);
     free(x), free(yg), free(yc), free(w), free(bias), free(sg), free(sc);
 }
@@ -130,7 +130,7 @@ static void scan_m1_case(int B, int T, int Di, int N, int n_chunks, int with_z) 
         op_scan_m1(yc + o * Di, Di, u + o * Di, Di, delta + o * Di, Di, A, Bm + o * N, N, Cm + o * N, N, D,
                    z ? z + o * Di : NULL, Di, sc + (size_t)b * S, T, Di, N);
     }
-    T_CHECK(gpuop_scan_m1(yg, u, dt, bias, A, Bm, Cm, D, z, sg, B, T, Di, N, n_chunks) == 0, "%s", mq_errmsg());
+    T_CHECK(gop_f16_scan_m1(yg, u, dt, bias, A, Bm, Cm, D, z, sg, B, T, Di, N, n_chunks) == 0, "%s", mq_errmsg());
     char what[96];
     snprintf(what, sizeof what, "scan_m1 y N=%d chunks=%d%s", N, n_chunks, z ? " gated" : "");
     close_to(what, yg, yc, R * Di, 2e-3, 2e-4);
@@ -164,7 +164,7 @@ static void scan_m2_case(int B, int T, int H, int P, int G, int N, int n_chunks,
         op_scan_m2(yc + o * E, (int)E, x + o * E, (int)E, dts + o * H, H, A, Bm + o * GN, (int)GN, Cm + o * GN,
                    (int)GN, D, sc + (size_t)b * S, T, H, P, G, N);
     }
-    T_CHECK(gpuop_scan_m2(yg, x, dt, bias, 0.f, hi, A, Bm, Cm, D, sg, B, T, H, P, G, N, n_chunks) == 0, "%s",
+    T_CHECK(gop_f16_scan_m2(yg, x, dt, bias, 0.f, hi, A, Bm, Cm, D, sg, B, T, H, P, G, N, n_chunks) == 0, "%s",
             mq_errmsg());
     char what[96];
     snprintf(what, sizeof what, "scan_m2 y H=%d P=%d G=%d N=%d chunks=%d", H, P, G, N, n_chunks);
@@ -194,7 +194,7 @@ static void test_gpu_gated_rmsnorm(void) {
             float *y = rvec((size_t)T * D, -3, 3, 1), *z = rvec((size_t)T * D, -3, 3, 1), *w = rvec(D, 0.5f, 1.5f, 0);
             float *og = mq_malloc(sizeof(float) * T * D), *oc = mq_malloc(sizeof(float) * T * D);
             op_gated_rmsnorm(oc, D, y, D, z, D, w, T, D, groups[gi], 1e-5f, nbg);
-            T_CHECK(gpuop_gated_rmsnorm(og, y, z, w, T, D, groups[gi], 1e-5f, nbg) == 0, "%s", mq_errmsg());
+            T_CHECK(gop_f16_gated_rmsnorm(og, y, z, w, T, D, groups[gi], 1e-5f, nbg) == 0, "%s", mq_errmsg());
             char what[64];
             snprintf(what, sizeof what, "gated_rmsnorm group=%d nbg=%d", groups[gi], nbg);
             close_to(what, og, oc, (size_t)T * D, 1e-3, 1e-4);
@@ -218,7 +218,7 @@ static void test_gpu_gemm(void) {
         float *bias = cs[i].bias ? rvec(N, -3, 3, 0) : NULL;
         float *yg = mq_malloc(sizeof(float) * M * N), *yc = mq_malloc(sizeof(float) * M * N);
         mat_linear(yc, X, W, bias, M, N, K);
-        T_CHECK(gpuop_gemm(yg, X, W, bias, M, N, K, cs[i].pad, cs[i].f32) == 0, "%s", mq_errmsg());
+        T_CHECK(gop_f16_gemm(yg, X, W, bias, M, N, K, cs[i].pad, cs[i].f32) == 0, "%s", mq_errmsg());
         char what[80];
         snprintf(what, sizeof what, "gemm %dx%dx%d %s", M, N, K, cs[i].path);
         /* FP32 accumulation in another order: ~1e-6 of the row norm; FP16 output: 2^-11 relative.
@@ -237,7 +237,7 @@ static void test_gpu_nll(void) {
     l[(size_t)2 * V + 99] = 60.f; /* one dominant logit */
     for (int r = 0; r < R; r++)
         nc[r] = tg[r] < 0 ? 0.f : (float)(op_logsumexp(l + (size_t)r * V, V) - l[(size_t)r * V + tg[r]]);
-    T_CHECK(gpuop_nll(ng, l, tg, R, V) == 0, "%s", mq_errmsg());
+    T_CHECK(gop_nll(ng, l, tg, R, V) == 0, "%s", mq_errmsg());
     close_to("nll (log-sum-exp)", ng, nc, R, 1e-5, 1e-6);
     free(l), free(ng);
 }

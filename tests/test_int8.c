@@ -1,4 +1,4 @@
-/* The int8 GPU pass (ssm/int8.h) against the CPU: every kernel against its reference in
+/* The int8 GPU pass (ssm/backend.h BE_CUDA_INT8) against the CPU: every kernel against its reference in
  * ssm/int8_ref.h on random, odd-sized inputs with padded row strides (int32 GEMM accumulators bit
  * for bit on every route; int8 outputs within one step with rare flips; FP16/FP32 outputs to their
  * rounding), then the whole int8 model on both proxies against the CPU simulation of the same
@@ -16,9 +16,9 @@
 #include "export/art.h"
 #include "hadamard/had.h"
 #include "quantize/q.h"
-#include "ssm/int8.h"
-#include "ssm/int8_check.h"
-#include "ssm/int8_ops.h"
+#include "quantize/check.h"
+#include "ssm/backend.h"
+#include "ssm/gpu_ops.h"
 #include "ssm/int8_ref.h"
 #include "ssm/model.h"
 #include "ssm/ops.h"
@@ -67,17 +67,17 @@ static void test_gemm_i32(void) {
         int32_t *ref = mq_malloc((size_t)M * N * 4), *got = mq_malloc((size_t)M * N * 4);
         i8ref_gemm(ref, X, K, W, M, N, K);
         int lt_shape = N % 4 == 0 && K % 4 == 0 && (K + pad) % 4 == 0;
-        for (int route = I8G_GEMM_LT; route <= I8G_GEMM_TILED; route++) {
+        for (int route = GOP_ROUTE_LT; route <= GOP_ROUTE_TILED; route++) {
             int taken = 0;
             memset(got, 0x55, (size_t)M * N * 4);
-            T_CHECK(i8op_gemm(got, X, W, M, N, K, pad, route, &taken) == 0, "%s", mq_errmsg());
+            T_CHECK(gop_i8_gemm(got, X, W, M, N, K, pad, route, &taken) == 0, "%s", mq_errmsg());
             size_t bad = 0;
             for (size_t j = 0; j < (size_t)M * N; j++) bad += got[j] != ref[j];
             printf("    %4dx%4dx%4d (ld %d) asked %-8s ran %-8s: %zu of %d accumulators differ\n", M, N, K, K + pad,
                    route_name(route), route_name(taken), bad, M * N);
             T_CHECK(bad == 0, "%zu int32 accumulators differ (route %s)", bad, route_name(taken));
-            if (route == I8G_GEMM_LT && lt_shape)
-                T_CHECK(taken == I8G_GEMM_LT, "cuBLASLt declined %dx%dx%d (ld %d)", M, N, K, K + pad);
+            if (route == GOP_ROUTE_LT && lt_shape)
+                T_CHECK(taken == GOP_ROUTE_LT, "cuBLASLt declined %dx%dx%d (ld %d)", M, N, K, K + pad);
         }
         free(X), free(W), free(ref), free(got);
     }
@@ -86,9 +86,9 @@ static void test_gemm_i32(void) {
 static void test_linear_epilogue(void) {
     NEED_GPU();
     struct { int M, N, K, pad, route; } cs[] = {
-        {64, 384, 192, 0, I8G_GEMM_AUTO}, {37, 50, 67, 3, I8G_GEMM_AUTO}, {300, 200, 96, 0, I8G_GEMM_TILED},
-        {1, 384, 192, 0, I8G_GEMM_GEMV},  {3, 50, 44, 0, I8G_GEMM_GEMV},  {8, 1536, 768, 0, I8G_GEMM_GEMV},
-        {4, 384, 12, 32, I8G_GEMM_GEMV},  {5, 77, 30, 1, I8G_GEMM_GEMV},  {1, 192, 4096, 0, I8G_GEMM_GEMV}};
+        {64, 384, 192, 0, GOP_ROUTE_AUTO}, {37, 50, 67, 3, GOP_ROUTE_AUTO}, {300, 200, 96, 0, GOP_ROUTE_TILED},
+        {1, 384, 192, 0, GOP_ROUTE_GEMV},  {3, 50, 44, 0, GOP_ROUTE_GEMV},  {8, 1536, 768, 0, GOP_ROUTE_GEMV},
+        {4, 384, 12, 32, GOP_ROUTE_GEMV},  {5, 77, 30, 1, GOP_ROUTE_GEMV},  {1, 192, 4096, 0, GOP_ROUTE_GEMV}};
     for (size_t i = 0; i < sizeof cs / sizeof cs[0]; i++) {
         int M = cs[i].M, N = cs[i].N, K = cs[i].K, pad = cs[i].pad, route = cs[i].route;
         int8_t *X = rand_i8((size_t)M * K), *W = rand_i8((size_t)N * K);
@@ -100,29 +100,29 @@ static void test_linear_epilogue(void) {
         int8_t *q_ref = mq_malloc((size_t)M * N), *q_got = mq_malloc((size_t)M * N);
         float *f_ref = mq_malloc((size_t)M * N * 4), *f_got = mq_malloc((size_t)M * N * 4);
         long c0[4], c1[4];
-        i8g_gemm_counts(c0);
+        gop_i8_route_counts(c0);
         /* int8 output, per-channel weight scales, bias, per-column output scales */
         i8ref_epilogue(acc, M, N, sx, sw, bias, qs, q_ref, NULL);
-        T_CHECK(i8op_linear(q_got, NULL, 0, X, W, M, N, K, pad, sx, sw, bias, qs, route) == 0, "%s", mq_errmsg());
+        T_CHECK(gop_i8_linear(q_got, NULL, 0, X, W, M, N, K, pad, sx, sw, bias, qs, route) == 0, "%s", mq_errmsg());
         int maxd;
         size_t nd;
         cmp_q(q_got, q_ref, (size_t)M * N, &maxd, &nd);
         /* FP16 output */
         i8ref_epilogue(acc, M, N, sx, sw, bias, NULL, NULL, f_ref);
-        T_CHECK(i8op_linear(NULL, f_got, 1, X, W, M, N, K, pad, sx, sw, bias, NULL, route) == 0, "%s", mq_errmsg());
+        T_CHECK(gop_i8_linear(NULL, f_got, 1, X, W, M, N, K, pad, sx, sw, bias, NULL, route) == 0, "%s", mq_errmsg());
         double w16 = worst(f_got, f_ref, (size_t)M * N, 6e-4, 1e-6);
         /* FP32 output of unit scales: the accumulators themselves */
-        T_CHECK(i8op_linear(NULL, f_got, 2, X, W, M, N, K, pad, 1.0f, ones, NULL, NULL, route) == 0, "%s", mq_errmsg());
+        T_CHECK(gop_i8_linear(NULL, f_got, 2, X, W, M, N, K, pad, 1.0f, ones, NULL, NULL, route) == 0, "%s", mq_errmsg());
         size_t bad32 = 0;
         for (size_t j = 0; j < (size_t)M * N; j++) bad32 += f_got[j] != (float)acc[j];
-        i8g_gemm_counts(c1);
+        gop_i8_route_counts(c1);
         const char *ran = c1[3] > c0[3] ? "GEMV" : c1[1] > c0[1] ? "cuBLASLt" : "tiled";
         printf("    %4dx%4dx%4d (ld %d) asked %-8s ran %-8s: int8 %zu of %d one step apart (max %d), fp16 worst %.2f, "
                "fp32 %zu wrong\n", M, N, K, K + pad, route_name(route), ran, nd, M * N, maxd, w16, bad32);
         T_CHECK(maxd <= 1 && nd <= (size_t)(0.002 * M * N) + 2, "int8 epilogue: %zu flips, max %d", nd, maxd);
         T_CHECK(w16 <= 1, "fp16 epilogue worst %.3g", w16);
         T_CHECK(bad32 == 0, "fp32 unit-scale epilogue: %zu wrong", bad32);
-        if (route == I8G_GEMM_GEMV && K % 4 == 0 && (K + pad) % 4 == 0)
+        if (route == GOP_ROUTE_GEMV && K % 4 == 0 && (K + pad) % 4 == 0)
             T_CHECK(c1[3] - c0[3] == 3, "the GEMV did not run (%ld calls)", c1[3] - c0[3]);
         free(X), free(W), free(sw), free(qs), free(bias), free(ones), free(acc), free(q_ref), free(q_got), free(f_ref),
             free(f_got);
@@ -142,7 +142,7 @@ static void test_rmsnorm(void) {
         float *r_ref = copy_f(resid, n), *r_got = copy_f(resid, n);
         int8_t *q_ref = mq_malloc(n), *q_got = mq_malloc(n);
         i8ref_add_rmsnorm(r_ref, delta, w, T, D, 1e-5f, s, q_ref, NULL);
-        T_CHECK(i8op_add_rmsnorm(r_got, delta, w, T, D, 1e-5f, s, q_got) == 0, "%s", mq_errmsg());
+        T_CHECK(gop_i8_add_rmsnorm(r_got, delta, w, T, D, 1e-5f, s, q_got) == 0, "%s", mq_errmsg());
         int maxd;
         size_t nd;
         cmp_q(q_got, q_ref, n, &maxd, &nd);
@@ -153,7 +153,7 @@ static void test_rmsnorm(void) {
         T_CHECK(maxd <= 1 && nd <= n / 1000 + 1, "%zu flips, max %d", nd, maxd);
         T_CHECK(rbad == 0, "%zu residual entries differ", rbad);
         /* without delta (the first layer) */
-        T_CHECK(i8op_add_rmsnorm(r_got, NULL, w, T, D, 1e-5f, s, q_got) == 0, "%s", mq_errmsg());
+        T_CHECK(gop_i8_add_rmsnorm(r_got, NULL, w, T, D, 1e-5f, s, q_got) == 0, "%s", mq_errmsg());
         i8ref_add_rmsnorm(r_ref, NULL, w, T, D, 1e-5f, s, q_ref, NULL);
         cmp_q(q_got, q_ref, n, &maxd, &nd);
         T_CHECK(maxd <= 1 && nd <= n / 1000 + 1, "no delta: %zu flips, max %d", nd, maxd);
@@ -173,7 +173,7 @@ static void conv_case(int B, int T, int C, int K) {
     for (int bb = 0; bb < B; bb++)
         i8ref_conv1d(q_ref + (size_t)bb * T * C, C, x + (size_t)bb * T * C, C, s_ref + (size_t)bb * C * H, w, sw, si, b,
                      so, T, C, K);
-    T_CHECK(i8op_conv1d(q_got, x, s_got, w, sw, si, b, so, B, T, C, K) == 0, "%s", mq_errmsg());
+    T_CHECK(gop_i8_conv1d(q_got, x, s_got, w, sw, si, b, so, B, T, C, K) == 0, "%s", mq_errmsg());
     int maxd;
     size_t nd;
     cmp_q(q_got, q_ref, (size_t)B * T * C, &maxd, &nd);
@@ -185,7 +185,7 @@ static void conv_case(int B, int T, int C, int K) {
     /* without state: zeros before t = 0 */
     for (int bb = 0; bb < B; bb++)
         i8ref_conv1d(q_ref + (size_t)bb * T * C, C, x + (size_t)bb * T * C, C, NULL, w, sw, si, b, so, T, C, K);
-    T_CHECK(i8op_conv1d(q_got, x, NULL, w, sw, si, b, so, B, T, C, K) == 0, "%s", mq_errmsg());
+    T_CHECK(gop_i8_conv1d(q_got, x, NULL, w, sw, si, b, so, B, T, C, K) == 0, "%s", mq_errmsg());
     cmp_q(q_got, q_ref, (size_t)B * T * C, &maxd, &nd);
     T_CHECK(maxd <= 1 && nd <= (size_t)(B * T * C) / 1000 + 1, "stateless: %zu flips, max %d", nd, maxd);
     /* decode: the first T-3 rows in one call, then three 1-row calls == one call (per sequence) */
@@ -193,10 +193,10 @@ static void conv_case(int B, int T, int C, int K) {
         int8_t *q1 = mq_malloc((size_t)T * C), *s1 = mq_malloc((size_t)C * H + 1), *s2 = mq_malloc((size_t)C * H + 1);
         memcpy(s1, st, (size_t)C * H);
         memcpy(s2, st, (size_t)C * H);
-        T_CHECK(i8op_conv1d(q_got, x, s1, w, sw, si, b, so, 1, T, C, K) == 0, "%s", mq_errmsg());
-        T_CHECK(i8op_conv1d(q1, x, s2, w, sw, si, b, so, 1, T - 3, C, K) == 0, "%s", mq_errmsg());
+        T_CHECK(gop_i8_conv1d(q_got, x, s1, w, sw, si, b, so, 1, T, C, K) == 0, "%s", mq_errmsg());
+        T_CHECK(gop_i8_conv1d(q1, x, s2, w, sw, si, b, so, 1, T - 3, C, K) == 0, "%s", mq_errmsg());
         for (int t = T - 3; t < T; t++)
-            T_CHECK(i8op_conv1d(q1 + (size_t)t * C, x + (size_t)t * C, s2, w, sw, si, b, so, 1, 1, C, K) == 0, "%s",
+            T_CHECK(gop_i8_conv1d(q1 + (size_t)t * C, x + (size_t)t * C, s2, w, sw, si, b, so, 1, 1, C, K) == 0, "%s",
                     mq_errmsg());
         T_CHECK(memcmp(q1, q_got, (size_t)T * C) == 0, "steps differ from one call");
         T_CHECK(memcmp(s1, s2, (size_t)C * H) == 0, "states after steps differ from one call");
@@ -228,7 +228,7 @@ static void scan1_case(int B, int T, int Di, int N, int with_z, int with_state, 
         i8ref_scan_m1(y_ref + o * Di, u + o * Di, Di, su, dt + o * Di, Di, sdt, bias, Bm + o * N, Cm + o * N, N, sb, sc,
                       with_z ? z + o * Di : NULL, Di, sz, A, D, with_state ? s_ref + (size_t)b * Di * N : NULL, T, Di, N);
     }
-    T_CHECK(i8op_scan_m1(y_got, u, su, dt, sdt, bias, Bm, Cm, sb, sc, with_z ? z : NULL, sz, A, D,
+    T_CHECK(gop_i8_scan_m1(y_got, u, su, dt, sdt, bias, Bm, Cm, sb, sc, with_z ? z : NULL, sz, A, D,
                          with_state ? s_got : NULL, B, T, Di, N, nc) == 0, "%s", mq_errmsg());
     double my = maxabs(y_ref, R * Di), wy = worst(y_got, y_ref, R * Di, 6e-4, 1e-4 * my);
     /* FP32 against FP32 with other exp implementations: slow decays carry an ulp of dA over ~1/(dt |A|)
@@ -266,7 +266,7 @@ static void scan2_case(int B, int T, int H, int P, int G, int N, float lo, float
         i8ref_scan_m2(y_ref + o * Di, x + o * Di, Di, sx, dt + o * H, H, sdt, bias, lo, hi, Bm + o * GN, Cm + o * GN, GN,
                       sb, sc, A, D, with_state ? s_ref + (size_t)b * Di * N : NULL, T, H, P, G, N);
     }
-    T_CHECK(i8op_scan_m2(y_got, x, sx, dt, sdt, bias, lo, hi, Bm, Cm, sb, sc, A, D, with_state ? s_got : NULL, B, T, H,
+    T_CHECK(gop_i8_scan_m2(y_got, x, sx, dt, sdt, bias, lo, hi, Bm, Cm, sb, sc, A, D, with_state ? s_got : NULL, B, T, H,
                          P, G, N, nc) == 0, "%s", mq_errmsg());
     double my = maxabs(y_ref, R * Di), wy = worst(y_got, y_ref, R * Di, 2e-4, 1e-4 * my);
     double ms = maxabs(s_ref, sn), ws = with_state ? worst(s_got, s_ref, sn, 1e-4, 1e-4 * ms) : 0;
@@ -296,7 +296,7 @@ static void test_gated_rmsnorm(void) {
         int8_t *z = rand_i8((size_t)T * D);
         float *o_ref = mq_malloc((size_t)T * D * 4), *o_got = mq_malloc((size_t)T * D * 4);
         i8ref_gated_rmsnorm(o_ref, y, z, D, sz, w, T, D, 1e-5f, nbg);
-        T_CHECK(i8op_gated_rmsnorm(o_got, y, z, sz, w, T, D, 1e-5f, nbg) == 0, "%s", mq_errmsg());
+        T_CHECK(gop_i8_gated_rmsnorm(o_got, y, z, sz, w, T, D, 1e-5f, nbg) == 0, "%s", mq_errmsg());
         double wo = worst(o_got, o_ref, (size_t)T * D, 6e-4, 1e-6 * maxabs(o_ref, (size_t)T * D));
         printf("    gated rmsnorm %dx%d norm_before_gate=%d: worst %.3f\n", T, D, nbg, wo);
         T_CHECK(wo <= 1, "worst %.3g", wo);
@@ -330,7 +330,10 @@ static void obs_max(float *dst, const float *x, int rows, int cols, int ld) {
     for (int r = 0; r < rows; r++)
         for (int c = 0; c < cols; c++) *dst = fmaxf(*dst, fabsf(x[(size_t)r * ld + c]));
 }
-static void obs_hook(void *vctx, int layer, mq_act_role role, float *x, int rows, int cols, int ld) {
+static int obs_hook(void *vctx, const mq_act *a) {
+    const int layer = a->layer, rows = a->rows, cols = a->cols, ld = a->ld;
+    const mq_act_role role = a->role;
+    float *x = a->x;
     tstats *s = vctx;
     const int v = s->variant;
     const mq_config *c = &s->m->cfg;
@@ -340,20 +343,20 @@ static void obs_hook(void *vctx, int layer, mq_act_role role, float *x, int rows
         obs_max(&s->amax[role == MQ_ACT_LM_HEAD_IN ? 0 : layer][role == MQ_ACT_LM_HEAD_IN ? MQ_ACT_NROLES : role][0][Q_STAT_ROTATED],
                 s->tmp, rows, cols, cols);
     }
-    if (role == MQ_ACT_LM_HEAD_IN) { obs_max(&s->amax[0][MQ_ACT_NROLES][0][v], x, rows, cols, ld); return; }
-    if (layer < 0 || layer >= 64) return;
+    if (role == MQ_ACT_LM_HEAD_IN) { obs_max(&s->amax[0][MQ_ACT_NROLES][0][v], x, rows, cols, ld); return 0; }
+    if (layer < 0 || layer >= 64) return 0;
     if (v == 1 && role == MQ_ACT_OUT_PROJ_IN) {
         for (int r = 0; r < rows; r++) memcpy(s->tmp + (size_t)r * cols, x + (size_t)r * ld, (size_t)cols * 4);
         had_transform_f32(s->tmp, rows, cols);
         obs_max(&s->amax[layer][role][0][1], s->tmp, rows, cols, cols);
-        return;
+        return 0;
     }
     if (role == MQ_ACT_DT && c->arch == MQ_MAMBA1) { /* dt_proj's output without its bias */
         const float *b = s->m->layers[layer].dt_proj_b;
         for (int r = 0; r < rows; r++)
             for (int k = 0; k < cols; k++)
                 s->amax[layer][role][0][v] = fmaxf(s->amax[layer][role][0][v], fabsf(x[(size_t)r * ld + k] - b[k]));
-        return;
+        return 0;
     }
     for (int p = 0; p < q_role_parts(c->arch, role); p++) {
         int c0, nc;
@@ -370,6 +373,7 @@ static void obs_hook(void *vctx, int layer, mq_act_role role, float *x, int rows
         float val = lo + 1 < n ? s->tmp[lo] + (float)(rank - lo) * (s->tmp[lo + 1] - s->tmp[lo]) : s->tmp[n - 1];
         s->pct[layer] = s->nsamples == 0 ? val : s->pct[layer] + 0.01f * (val - s->pct[layer]);
     }
+    return 0;
 }
 static int ts_absmax(void *ctx, int layer, mq_act_role role, int part, q_stat_variant var, float *v) {
     tstats *s = ctx;
@@ -447,8 +451,13 @@ static double nll_from_logits(const float *logits, const int32_t *tokens, int T,
     return s;
 }
 
+static int nop_hook(void *ctx, const mq_act *a) {
+    (void)ctx, (void)a;
+    return 0;
+}
+
 /* The int8 pass (on the GPU, or its CPU mirror i8ref_forward) against the simulation of the same
- * q_model: teacher-forced (ssm/int8_check.h: every op of the simulation from the pass's own int8
+ * q_model: teacher-forced (quantize/check.h: every op of the simulation from the pass's own int8
  * inputs; flips and FP16-level differences only) and free-running (perplexities agree). On the GPU
  * also: a batch of two windows against one at a time, and decode steps against prefill. */
 static void model_case(int arch, q_method method, q_granularity gran, int head, int gpu) {
@@ -476,17 +485,14 @@ static void model_case(int arch, q_method method, q_granularity gran, int head, 
     const int D = c->d_model, V = c->vocab_size;
     printf("    %s %s, weights per %s%s, %s\n", arch == 1 ? "mamba1" : "mamba2", q_method_name(method), q_gran_name(gran),
            head ? ", int8 lm_head" : "", gpu ? "GPU" : "CPU mirror of the GPU pass");
-    i8g_model *g = NULL;
-    i8g_ws *w = NULL;
-    i8_plan plan;
+    be *g = NULL;
+    i8ref_plan plan;
     memset(&plan, 0, sizeof plan);
     if (gpu) {
-        g = i8g_upload(&qm);
+        g = be_open_qmodel(&qm, BE_CUDA_INT8, 2, 512);
         T_CHECK(g != NULL, "upload: %s", mq_errmsg());
-        if (g) w = i8g_ws_new(g, 2, 512);
-        T_CHECK(!g || w, "%s", mq_errmsg());
     } else {
-        T_CHECK(i8_plan_build(&qm, &plan) == 0, "%s", mq_errmsg());
+        T_CHECK(i8ref_plan_build(&qm, &plan) == 0, "%s", mq_errmsg());
     }
     if (t_checks_failed > failed0) return;
 
@@ -496,13 +502,13 @@ static void model_case(int arch, q_method method, q_granularity gran, int head, 
     float *lp = mq_malloc((size_t)T * V * 4), *ls = mq_malloc((size_t)T * V * 4);
     float *np = mq_malloc((size_t)T * 4), *nf = mq_malloc((size_t)T * 4), *nsf = mq_malloc((size_t)T * 4);
     float *ns = mq_malloc((size_t)T * 4);
-    i8chk *chk = i8chk_new(&qm, T, !gpu);
-    i8g_hooks ph = i8chk_pass_hooks(chk);
-    mq_hooks fh = i8chk_sim_hooks(chk);
+    qchk *chk = qchk_new(&qm, T);
+    mq_hooks ph = qchk_pass_hooks(chk);
+    mq_hooks fh = qchk_sim_hooks(chk);
     double sum_p;
     if (gpu) {
-        T_CHECK(i8g_prefill(g, w, val, 1, T, NULL, &ph, hp) == 0, "%s", mq_errmsg());
-        T_CHECK(i8g_logits(g, w, 0, T, lp) == 0, "%s", mq_errmsg());
+        T_CHECK(be_prefill(g, val, 1, T, NULL, &ph, hp) == 0, "%s", mq_errmsg());
+        T_CHECK(be_logits(g, 0, T, lp) == 0, "%s", mq_errmsg());
         sum_p = nll_from_logits(lp, val, T, V, np);
     } else {
         T_CHECK(i8ref_forward(&qm, &plan, val, T, &ph, hp, np) == 0, "%s", mq_errmsg());
@@ -513,9 +519,9 @@ static void model_case(int arch, q_method method, q_granularity gran, int head, 
     ssm_logits(&sm, hs, T, ls);
     double sum_sf = nll_from_logits(ls, val, T, V, nsf);
     char rep[4096];
-    i8chk_format(chk, rep, sizeof rep);
+    qchk_format(chk, rep, sizeof rep);
     printf("    teacher-forced simulation vs the int8 pass, per role over all layers:\n%s", rep);
-    const i8chk_role *rs = i8chk_stats(chk);
+    const qchk_role *rs = qchk_stats(chk);
     for (int r = 0; r < MQ_ACT_NROLES; r++) {
         if (!rs[r].n) continue;
         const char *nm = ssm_act_role_name((mq_act_role)r);
@@ -551,7 +557,7 @@ static void model_case(int arch, q_method method, q_granularity gran, int head, 
         /* 2. two windows in one batch == one at a time (window 0 is the one above) */
         float *nb = mq_malloc((size_t)2 * (T - 1) * 4);
         double sb = 0;
-        T_CHECK(i8g_nll(g, w, val, 2, T, NULL, nb, &sb) == 0, "%s", mq_errmsg());
+        T_CHECK(be_nll(g, val, 2, T, NULL, nb, &sb) == 0, "%s", mq_errmsg());
         double db = 0;
         for (int t = 0; t < T - 1; t++) db = fmax(db, fabs((double)nb[t] - np[t]));
         printf("    batch of 2 windows: window 0 per-token NLL within %.3g of the single run; ppl of both %.4f\n", db,
@@ -562,46 +568,47 @@ static void model_case(int arch, q_method method, q_granularity gran, int head, 
         /* 3. decode: prefill P tokens into a state, then steps, against one prefill of all of them. At
          * most 64 tokens, so that the prefills scan in one pass as the steps do: chunked scans compose
          * the decays of a chunk in another FP32 order, and a few requantization flips then spread (the
-         * chunks are checked on their own in test_scan_*) */
+         * chunks are checked on their own in test_scan_*). The steps run as CUDA graphs through the
+         * fused batch-1 kernels; with a hook they run op by op through the general kernels. */
         const int P = 58, K = 6;
-        i8g_ws *w1 = i8g_ws_new(g, 1, 256);
-        i8g_state *s = i8g_state_new(g, 1);
-        float *lstep = mq_malloc((size_t)V * 4), *lfull = mq_malloc((size_t)V * 4);
-        T_CHECK(w1 && s && i8g_prefill(g, w1, val, 1, P, s, NULL, NULL) == 0, "%s", mq_errmsg());
-        for (int k = 0; k < K; k++) T_CHECK(i8g_step(g, w1, s, val + P + k, NULL, lstep) == 0, "%s", mq_errmsg());
-        T_CHECK(i8g_prefill(g, w1, val, 1, P + K, NULL, NULL, NULL) == 0, "%s", mq_errmsg());
-        T_CHECK(i8g_logits(g, w1, P + K - 1, 1, lfull) == 0, "%s", mq_errmsg());
+        be *g1 = be_open_qmodel(&qm, BE_CUDA_INT8, 1, 256);
+        be_state *s = g1 ? be_state_new(g1, 1) : NULL;
+        float *lstep = mq_malloc((size_t)V * 4), *lfull = mq_malloc((size_t)V * 4), *lgen = mq_malloc((size_t)V * 4);
+        T_CHECK(g1 && s && be_prefill(g1, val, 1, P, s, NULL, NULL) == 0, "%s", mq_errmsg());
+        for (int k = 0; k < K && s; k++) T_CHECK(be_step(g1, s, val + P + k, NULL, NULL, lstep) == 0, "%s", mq_errmsg());
+        T_CHECK(g1 && be_prefill(g1, val, 1, P + K, NULL, NULL, NULL) == 0, "%s", mq_errmsg());
+        T_CHECK(g1 && be_logits(g1, P + K - 1, 1, lfull) == 0, "%s", mq_errmsg());
         double dsf = 0, mlf = maxabs(lfull, V);
         for (int v = 0; v < V; v++) dsf = fmax(dsf, fabs((double)lstep[v] - lfull[v]));
         printf("    decode: %d steps after a %d-token prefill, max |logit step - prefill| %.3g (max |logit| %.3g)\n", K, P,
                dsf, mlf);
         T_CHECK(dsf <= 2e-3 * mlf, "decode vs prefill logits differ by %.3g", dsf);
-        /* the same steps through the CUDA graph */
-        i8g_state *s2 = i8g_state_new(g, 1);
-        T_CHECK(s2 && i8g_prefill(g, w1, val, 1, P, s2, NULL, NULL) == 0, "%s", mq_errmsg());
-        for (int k = 0; k < K; k++) T_CHECK(i8g_step_graph(g, w1, s2, val + P + k, lfull) == 0, "%s", mq_errmsg());
-        double dg = 0;
-        for (int v = 0; v < V; v++) dg = fmax(dg, fabs((double)lstep[v] - lfull[v]));
-        printf("    decode through the CUDA graph: max |logit diff| to plain steps %.3g\n", dg);
-        T_CHECK(dg <= 1e-5 * mlf, "graph steps differ by %.3g", dg);
-        /* the fused batch-1 step kernels (taken above) against the general kernels */
-        i8g_set_decode_fused(0);
-        i8g_state_reset(s2);
-        T_CHECK(i8g_prefill(g, w1, val, 1, P, s2, NULL, NULL) == 0, "%s", mq_errmsg());
+        /* the same steps op by op (a hook turns the graph and the fused kernels off) */
+        be_state *s2 = g1 ? be_state_new(g1, 1) : NULL;
+        mq_hooks nop = {nop_hook, NULL};
         long c0[4], c1[4];
-        i8g_gemm_counts(c0);
-        for (int k = 0; k < K; k++) T_CHECK(i8g_step(g, w1, s2, val + P + k, NULL, lfull) == 0, "%s", mq_errmsg());
-        i8g_gemm_counts(c1);
-        i8g_set_decode_fused(1);
+        T_CHECK(s2 && be_prefill(g1, val, 1, P, s2, NULL, NULL) == 0, "%s", mq_errmsg());
+        gop_i8_route_counts(c0);
+        for (int k = 0; k < K && s2; k++) T_CHECK(be_step(g1, s2, val + P + k, &nop, NULL, lfull) == 0, "%s", mq_errmsg());
+        gop_i8_route_counts(c1);
         double df = 0;
         for (int v = 0; v < V; v++) df = fmax(df, fabs((double)lstep[v] - lfull[v]));
-        printf("    fused decode kernels vs the general ones: max |logit diff| %.3g\n", df);
+        printf("    fused decode kernels (graph) vs the general ones (op by op): max |logit diff| %.3g\n", df);
         T_CHECK(c1[3] > c0[3], "the general decode path did not run");
         T_CHECK(df <= 2e-3 * mlf, "fused decode steps differ by %.3g", df);
-        i8g_state_free(s2);
-        free(lstep), free(lfull);
-        i8g_state_free(s);
-        i8g_ws_free(w1);
+        /* the general kernels through the CUDA graph: the same logits as op by op */
+        gop_i8_set_decode_fused(0);
+        be_state *s3 = g1 ? be_state_new(g1, 1) : NULL;
+        T_CHECK(s3 && be_prefill(g1, val, 1, P, s3, NULL, NULL) == 0, "%s", mq_errmsg());
+        for (int k = 0; k < K && s3; k++) T_CHECK(be_step(g1, s3, val + P + k, NULL, NULL, lgen) == 0, "%s", mq_errmsg());
+        gop_i8_set_decode_fused(1);
+        double dg = 0;
+        for (int v = 0; v < V; v++) dg = fmax(dg, fabs((double)lgen[v] - lfull[v]));
+        printf("    decode through the CUDA graph: max |logit diff| to op-by-op steps %.3g\n", dg);
+        T_CHECK(dg <= 1e-5 * mlf, "graph steps differ by %.3g", dg);
+        free(lstep), free(lfull), free(lgen);
+        be_state_free(s), be_state_free(s2), be_state_free(s3);
+        be_free(g1);
     }
 
     /* the artifact for `mambaq verify` */
@@ -620,17 +627,16 @@ static void model_case(int arch, q_method method, q_granularity gran, int head, 
     }
 
     free(hp), free(hs), free(lp), free(ls), free(np), free(nf), free(nsf), free(ns);
-    i8chk_free(chk);
-    i8g_ws_free(w);
-    i8g_model_free(g);
-    i8_plan_free(&plan);
+    qchk_free(chk);
+    be_free(g);
+    i8ref_plan_free(&plan);
     q_sim_free(&sm);
     q_model_free(&qm);
     ssm_free(&m);
     tstats_free(ts), free(cal), free(val);
 }
 
-/* Fused batch-1 decode (ssm/int8_decode.cu) against the general kernels on random int8 models of
+/* Fused batch-1 decode (ssm/i8_decode.cu) against the general kernels on random int8 models of
  * real widths (two layers): mamba-130m (Hadamard 1536 = 12 * 128), mamba-1.4b (4096 = 2^12),
  * mamba-2.8b (5120 = 20 * 256) and mamba2-2.7b, 12 steps each, and also without the rotation. The
  * same kernels' arithmetic up to FP32 summation order: the norm, scan and Hadamard sums may flip a
@@ -642,33 +648,31 @@ static void test_decode_fused_shapes(void) {
             if (!had && i != 0 && i != 3) continue;
             mq_config c = make_cfg(&shapes[i]);
             c.n_layer = 2;
-            i8g_model *g = i8g_model_random(&c, had, 7);
+            be *g = be_open_random(&c, BE_CUDA_INT8, had, 7, 1, 4);
             T_CHECK(g != NULL, "%s", mq_errmsg());
             if (!g) continue;
             const int D = c.d_model, K = 12;
-            i8g_ws *w = i8g_ws_new(g, 1, 4);
-            i8g_state *sa = i8g_state_new(g, 1), *sb = i8g_state_new(g, 1);
+            be_state *sa = be_state_new(g, 1), *sb = be_state_new(g, 1);
             float *ha = mq_malloc(sizeof(float) * D), *hb = mq_malloc(sizeof(float) * D);
             double worst = 0;
             long c0[4], c1[4];
             for (int k = 0; k < K; k++) {
                 int32_t tok = (int32_t)((k * 7919u + 13) % (unsigned)c.vocab_size);
-                i8g_gemm_counts(c0);
-                T_CHECK(i8g_step(g, w, sa, &tok, ha, NULL) == 0, "%s", mq_errmsg());
-                i8g_gemm_counts(c1);
+                gop_i8_route_counts(c0);
+                T_CHECK(be_step(g, sa, &tok, NULL, ha, NULL) == 0, "%s", mq_errmsg());
+                gop_i8_route_counts(c1);
                 T_CHECK(c1[1] == c0[1] && c1[2] == c0[2] && c1[3] == c0[3], "the fused path did not run");
-                i8g_set_decode_fused(0);
-                T_CHECK(i8g_step(g, w, sb, &tok, hb, NULL) == 0, "%s", mq_errmsg());
-                i8g_set_decode_fused(1);
+                gop_i8_set_decode_fused(0);
+                T_CHECK(be_step(g, sb, &tok, NULL, hb, NULL) == 0, "%s", mq_errmsg());
+                gop_i8_set_decode_fused(1);
                 worst = fmax(worst, rel_rms(ha, hb, D));
             }
             printf("    %s%s, 2 layers: %d steps, fused vs general final hidden relative rms <= %.3g\n",
                    shapes[i].name, had ? "" : " (no rotation)", K, worst);
             T_CHECK(worst < 5e-3, "%s: fused decode differs by %.3g", shapes[i].name, worst);
             free(ha), free(hb);
-            i8g_state_free(sa), i8g_state_free(sb);
-            i8g_ws_free(w);
-            i8g_model_free(g);
+            be_state_free(sa), be_state_free(sb);
+            be_free(g);
         }
 }
 
@@ -810,10 +814,10 @@ static void test_upload_refuses(void) {
     q_model qm;
     T_CHECK(q_quantize(&m, &st, &o, &qm) == 0, "%s", mq_errmsg());
     qm.layers[3].act_scale[MQ_ACT_Z][0] = 0;
-    i8g_model *g = i8g_upload(&qm);
+    be *g = be_open_qmodel(&qm, BE_CUDA_INT8, 1, 8);
     T_CHECK(g == NULL && strstr(mq_errmsg(), "layer 3") && strstr(mq_errmsg(), "z"), "upload accepted a missing z scale (%s)",
             mq_errmsg());
-    i8g_model_free(g);
+    be_free(g);
     q_model_free(&qm);
     ssm_free(&m);
     free(ts);

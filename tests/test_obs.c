@@ -192,9 +192,10 @@ static float *fill(int n, float scale) {
     for (int i = 0; i < n; i++) x[i] = nrand() * scale;
     return x;
 }
-static void scale2(void *ctx, int layer, mq_act_role role, float *x, int rows, int cols, int ld) {
+static int scale2(void *ctx, int layer, mq_act_role role, float *x, int rows, int cols, int ld) {
     (*(int *)ctx)++;
     for (int r = 0; r < rows; r++) for (int c = 0; c < cols; c++) x[r * ld + c] *= 2;
+    return 0;
 }
 
 static void test_set_mamba1(void) {
@@ -234,12 +235,12 @@ static void test_set_mamba1(void) {
                     if (acts[a].role == MQ_ACT_X_PROJ_OUT && i % 10 < 2) dtlow_abs = fmaxf(dtlow_abs, v);
                     if (acts[a].role == MQ_ACT_OUT_PROJ_IN) y_abs = fmaxf(y_abs, v);
                 }
-                h.fn(h.ctx, l, acts[a].role, x, acts[a].rows, acts[a].cols, acts[a].cols);
+                ssm_hook_f32(&h, l, acts[a].role, x, acts[a].rows, acts[a].cols, acts[a].cols);
                 T_CHECK(!memcmp(copy, x, acts[a].rows * acts[a].cols * sizeof *x), "observing must not change the activation");
                 free(x);
             }
         float *hid = fill(T * 8, 3);
-        h.fn(h.ctx, 2, MQ_ACT_LM_HEAD_IN, hid, T, 8, 8);
+        ssm_hook_f32(&h, 2, MQ_ACT_LM_HEAD_IN, hid, T, 8, 8);
         free(hid);
         T_CHECK(obs_end_sample(s) == 0, "%s", mq_errmsg());
     }
@@ -265,7 +266,7 @@ static void test_set_mamba1(void) {
     h = obs_set_hooks(s);
     obs_begin_sample(s);
     float *x = fill(T * 12, 1);
-    h.fn(h.ctx, 0, MQ_ACT_SSM_X, x, T, 12, 12);
+    ssm_hook_f32(&h, 0, MQ_ACT_SSM_X, x, T, 12, 12);
     free(x);
     T_CHECK(obs_end_sample(s) == -1 && strstr(mq_errmsg(), "x_proj:input") && strstr(mq_errmsg(), "expected T x 16, found 20 x 12"),
             "shape error: %s", mq_errmsg());
@@ -307,11 +308,11 @@ static void test_set_mamba2(void) {
                 if (acts[a].role == MQ_ACT_B) Bgroups[col / 4] = fmaxf(Bgroups[col / 4], v);
                 if (acts[a].role == MQ_ACT_SSM_STATE) state_heads[row / 4] = fmaxf(state_heads[row / 4], v);
             }
-            h.fn(h.ctx, l, acts[a].role, x, rows, cols, cols);
+            ssm_hook_f32(&h, l, acts[a].role, x, rows, cols, cols);
             free(x);
         }
     float *hid = fill(T * 8, 1);
-    h.fn(h.ctx, -1, MQ_ACT_LM_HEAD_IN, hid, T, 8, 8);
+    ssm_hook_f32(&h, -1, MQ_ACT_LM_HEAD_IN, hid, T, 8, 8);
     free(hid);
     T_CHECK(obs_end_sample(s) == 0, "%s", mq_errmsg());
     obs_tensor *o = obs_find(s, "backbone.layers.0.mixer.B_conv_in:input");

@@ -152,7 +152,10 @@ static void obs_max(float *dst, const float *x, int rows, int cols, int ld) {
         }
 }
 
-static void obs_hook(void *vctx, int layer, mq_act_role role, float *x, int rows, int cols, int ld) {
+static int obs_hook(void *vctx, const mq_act *a) {
+    const int layer = a->layer, rows = a->rows, cols = a->cols, ld = a->ld;
+    const mq_act_role role = a->role;
+    float *x = a->x;
     tstats *s = vctx;
     int v = s->variant;
     if (v == 1 && (role == MQ_ACT_LM_HEAD_IN || role == MQ_ACT_IN_PROJ_IN)) {
@@ -162,14 +165,14 @@ static void obs_hook(void *vctx, int layer, mq_act_role role, float *x, int rows
         obs_max(&s->amax[role == MQ_ACT_LM_HEAD_IN ? 0 : layer][role == MQ_ACT_LM_HEAD_IN ? MQ_ACT_NROLES : role][0][Q_STAT_ROTATED],
                 s->tmp, rows, cols, cols);
     }
-    if (role == MQ_ACT_LM_HEAD_IN) { obs_max(&s->amax[0][MQ_ACT_NROLES][0][v], x, rows, cols, ld); return; }
-    if (layer < 0) return;
+    if (role == MQ_ACT_LM_HEAD_IN) { obs_max(&s->amax[0][MQ_ACT_NROLES][0][v], x, rows, cols, ld); return 0; }
+    if (layer < 0) return 0;
     const mq_config *c = &s->m->cfg;
     if (v == 1 && role == MQ_ACT_OUT_PROJ_IN) {   /* rotated copy */
         for (int r = 0; r < rows; r++) memcpy(s->tmp + (size_t)r * cols, x + (size_t)r * ld, (size_t)cols * 4);
         had_transform_f32(s->tmp, rows, cols);
         obs_max(&s->amax[layer][role][0][1], s->tmp, rows, cols, cols);
-        return;
+        return 0;
     }
     if (role == MQ_ACT_DT && c->arch == MQ_MAMBA1) {  /* Quamba: dt_proj output without its bias */
         const float *b = s->m->layers[layer].dt_proj_b;
@@ -178,7 +181,7 @@ static void obs_hook(void *vctx, int layer, mq_act_role role, float *x, int rows
                 float a = fabsf(x[(size_t)r * ld + k] - b[k]);
                 if (a > s->amax[layer][role][0][v]) s->amax[layer][role][0][v] = a;
             }
-        return;
+        return 0;
     }
     int np = q_role_parts(c->arch, role);
     for (int p = 0; p < np; p++) {
@@ -199,6 +202,7 @@ static void obs_hook(void *vctx, int layer, mq_act_role role, float *x, int rows
             *e = s->nsamples == 0 ? val : *e + 0.01f * (val - *e);
         }
     }
+    return 0;
 }
 
 static int ts_absmax(void *ctx, int layer, mq_act_role role, int part, q_stat_variant var, float *v) {

@@ -1,4 +1,4 @@
-/* Teacher-forced comparison of the int8 pass with the CPU simulation (quantize/sim.c), for tests and
+/* Teacher-forced comparison of the int8 pass with the CPU simulation (ssm/qsim.c), for tests and
  * `mambaq verify`.
  *
  * Why forced: requantization is discontinuous. Two faithful implementations that sum in different
@@ -13,18 +13,19 @@
  * element with the int8 pass's (in quantization steps), and the final logits differ only by the
  * FP16 copies the int8 pass keeps (y before the rotation, out_proj's output, lm_head's input).
  *
- * Use: c = i8chk_new(qm, T); run the int8 pass over ONE sequence of T tokens with i8chk_pass_hooks
+ * Use: c = qchk_new(qm, T); run the int8 pass over ONE sequence of T tokens with qchk_pass_hooks
  * (device or host pointers as the pass hands them: set host for the CPU mirror); then run the
- * simulation model (q_sim_build of the same q_model) over the same tokens with i8chk_sim_hooks
- * (which apply q_sim_hooks themselves); then read i8chk_stats. */
-#ifndef MQ_SSM_INT8_CHECK_H
-#define MQ_SSM_INT8_CHECK_H
-#include "ssm/int8.h"
+ * simulation model (q_sim_build of the same q_model) over the same tokens with qchk_sim_hooks
+ * (which apply q_sim_hooks themselves); then read qchk_stats. */
+#ifndef MQ_QUANTIZE_CHECK_H
+#define MQ_QUANTIZE_CHECK_H
+#include <stddef.h>
+#include "ssm/qmodel.h"
 #ifdef __cplusplus
 extern "C" {
 #endif
 
-typedef struct i8chk i8chk;
+typedef struct qchk qchk;
 
 /* Comparison of one role over all layers (and the worst layer). */
 typedef struct {
@@ -34,16 +35,16 @@ typedef struct {
     double max_rel;    /* float roles (ssm_out, ssm_state, lm_head_in in FP16): max |diff| / max |sim| of a layer */
     int worst_layer;   /* layer of the largest difference */
     int is_int8;
-} i8chk_role;
+} qchk_role;
 
-i8chk *i8chk_new(const q_model *qm, int T, int host);
-void i8chk_free(i8chk *c);
-i8g_hooks i8chk_pass_hooks(i8chk *c);
-mq_hooks i8chk_sim_hooks(i8chk *c);
+qchk *qchk_new(const q_model *qm, int T);
+void qchk_free(qchk *c);
+mq_hooks qchk_pass_hooks(qchk *c);
+mq_hooks qchk_sim_hooks(qchk *c);
 /* per role (index mq_act_role); roles never seen have n == 0 */
-const i8chk_role *i8chk_stats(const i8chk *c);
+const qchk_role *qchk_stats(const qchk *c);
 /* One line per compared role ("in_proj_in: 0.012% flips, max 1 step (layer 3)") into buf. */
-void i8chk_format(const i8chk *c, char *buf, size_t n);
+void qchk_format(const qchk *c, char *buf, size_t n);
 
 #ifdef __cplusplus
 }

@@ -1,4 +1,4 @@
-/* The int8 linear layers of the int8 pass (ssm/int8_kern.h): int8 x int8 -> int32 products by one of
+/* The int8 linear layers of the int8 pass (ssm/kern.h): int8 x int8 -> int32 products by one of
  * three routes, then the scales in an epilogue.
  *
  * cuBLASLt (prefill): row-major Y[M x N] = X[M x K] W[N x K]^T is, column-major, Y^T = W^T X^T with
@@ -16,26 +16,22 @@
  * int32 sums are exact whatever the order, so every route gives the same accumulators. */
 #include <stdlib.h>
 #include <string.h>
-extern "C" {
-#include "core/err.h"
-}
 #include "core/qrule.h"
-#include "ssm/int8_kern.h"
+#include "ssm/kern.h"
+#include "ssm/kern_util.cuh"
 
-static int g_route = I8G_GEMM_AUTO;
+static int g_route = K_ROUTE_AUTO;
 static long g_counts[4];
-extern "C" void i8g_set_gemm_route(i8g_gemm_route r) { g_route = (int)r; }
-extern "C" void i8g_gemm_counts(long counts[4]) { memcpy(counts, g_counts, sizeof g_counts); }
-
-static int cdiv(long a, long b) { return (int)((a + b - 1) / b); }
+void k_i8_set_route(int route) { g_route = route; }
+void k_i8_route_counts(long counts[4]) { memcpy(counts, g_counts, sizeof g_counts); }
 
 /* ---------------------------------------------------------------- epilogue */
 
-__global__ void i8_epilogue_kernel(const int32_t *acc, int M, int N, i8_epi e, void *out, int ldo) {
+__global__ void i8_epilogue_kernel(const int32_t *acc, int M, int N, k_epi e, void *out, int ldo) {
     size_t total = (size_t)M * N;
     for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < total; i += (size_t)gridDim.x * blockDim.x) {
         int m = (int)(i / N), n = (int)(i - (size_t)m * N);
-        epi_put(e, acc[i], m, n, out, ldo);
+        k_epi_put(e, acc[i], m, n, out, ldo);
     }
 }
 
@@ -118,7 +114,7 @@ __device__ __forceinline__ int dot_chunk<4>(const int8_t *w, const int8_t *x, in
 /* wpr warps per output row; 8 warps per block. K % V == 0, rows V-byte aligned. */
 template <int M, int V>
 __global__ void __launch_bounds__(256) i8_gemv_kernel(const int8_t *X, int ldx, const int8_t *W, int N, int K, int wpr,
-                                                   i8_epi e, void *out, int ldo) {
+                                                   k_epi e, void *out, int ldo) {
     __shared__ int part[8][M];
     const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, KV = K / V;
     const int n = blockIdx.x * (8 / wpr) + warp / wpr, piece = warp % wpr;
@@ -132,28 +128,14 @@ __global__ void __launch_bounds__(256) i8_gemv_kernel(const int8_t *X, int ldx, 
 #pragma unroll
             for (int m = 0; m < M; m++) acc[m] += dot_chunk<V>(w, X + (size_t)m * ldx, k);
     }
-#pragma unroll
-    for (int m = 0; m < M; m++)
-        for (int o = 16; o; o >>= 1) acc[m] += __shfl_xor_sync(0xffffffffu, acc[m], o);
-    if (wpr > 1) { /* uniform over the block */
-        if (lane == 0)
-#pragma unroll
-            for (int m = 0; m < M; m++) part[warp][m] = acc[m];
-        __syncthreads();
-        if (piece == 0)
-#pragma unroll
-            for (int m = 0; m < M; m++) {
-                acc[m] = 0;
-                for (int j = 0; j < wpr; j++) acc[m] += part[warp + j][m];
-            }
-    }
+    d_gemv_reduce(acc, part, warp, lane, piece, wpr);
     if (n < N && piece == 0 && lane == 0)
 #pragma unroll
-        for (int m = 0; m < M; m++) epi_put(e, acc[m], m, n, out, ldo);
+        for (int m = 0; m < M; m++) k_epi_put(e, acc[m], m, n, out, ldo);
 }
 
 template <int M, int V>
-static void gemv_launch(const int8_t *X, int ldx, const int8_t *W, int N, int K, const i8_epi &e, void *out, int ldo,
+static void gemv_launch(const int8_t *X, int ldx, const int8_t *W, int N, int K, const k_epi &e, void *out, int ldo,
                         int sm_count, cudaStream_t st) {
     int wpr = 1; /* split K while the rows alone are few warps and each warp keeps >= 64 chunks */
     while (wpr < 8 && (long)N * wpr * 2 <= (long)sm_count * 64 && K / V >= 32 * wpr * 2) wpr *= 2;
@@ -162,7 +144,7 @@ static void gemv_launch(const int8_t *X, int ldx, const int8_t *W, int N, int K,
 }
 
 template <int V>
-static void gemv_v(const int8_t *X, int ldx, const int8_t *W, int M, int N, int K, const i8_epi &e, void *out, int ldo,
+static void gemv_v(const int8_t *X, int ldx, const int8_t *W, int M, int N, int K, const k_epi &e, void *out, int ldo,
                    int sm, cudaStream_t st) {
     switch (M) {
     case 1: gemv_launch<1, V>(X, ldx, W, N, K, e, out, ldo, sm, st); break;
@@ -188,7 +170,7 @@ static int gemv_vec(const int8_t *X, int ldx, const int8_t *W, int M, int K) {
 
 /* ---------------------------------------------------------------- cuBLASLt route */
 
-struct i8_lt_plan {
+struct k_lt_plan {
     int M, N, K, ldx, ok;
     cublasLtMatmulDesc_t op;
     cublasLtMatrixLayout_t a, b, c;
@@ -196,17 +178,17 @@ struct i8_lt_plan {
 };
 #define MAX_PLANS 64
 
-void i8_gemm_ctx_init(i8_gemm_ctx *c, cudaStream_t st, void *lt_ws, size_t lt_ws_bytes) {
+void k_gemm_ctx_init(k_gemm_ctx *c, cudaStream_t st, void *lt_ws, size_t lt_ws_bytes) {
     memset(c, 0, sizeof *c);
     c->st = st;
     c->lt_ws = lt_ws;
     c->lt_ws_bytes = lt_ws_bytes;
     CUBLAS_CHECK(cublasLtCreate(&c->lt));
-    c->plans = (i8_lt_plan *)mq_calloc(MAX_PLANS, sizeof(i8_lt_plan));
+    c->plans = (k_lt_plan *)mq_calloc(MAX_PLANS, sizeof(k_lt_plan));
     CUDA_CHECK(cudaDeviceGetAttribute(&c->sm_count, cudaDevAttrMultiProcessorCount, 0));
 }
 
-static void plan_destroy(i8_lt_plan *p) {
+static void plan_destroy(k_lt_plan *p) {
     if (p->c) cublasLtMatrixLayoutDestroy(p->c);
     if (p->b) cublasLtMatrixLayoutDestroy(p->b);
     if (p->a) cublasLtMatrixLayoutDestroy(p->a);
@@ -214,7 +196,7 @@ static void plan_destroy(i8_lt_plan *p) {
     memset(p, 0, sizeof *p);
 }
 
-void i8_gemm_ctx_free(i8_gemm_ctx *c) {
+void k_gemm_ctx_free(k_gemm_ctx *c) {
     for (int i = 0; i < c->nplans; i++) plan_destroy(&c->plans[i]);
     free(c->plans);
     CUBLAS_CHECK(cublasLtDestroy(c->lt));
@@ -222,7 +204,7 @@ void i8_gemm_ctx_free(i8_gemm_ctx *c) {
 }
 
 /* Builds the plan of one shape; p->ok = 0 when cuBLASLt has no algorithm for it. */
-static void plan_make(i8_gemm_ctx *c, i8_lt_plan *p, int M, int N, int K, int ldx) {
+static void plan_make(k_gemm_ctx *c, k_lt_plan *p, int M, int N, int K, int ldx) {
     memset(p, 0, sizeof *p);
     p->M = M, p->N = N, p->K = K, p->ldx = ldx;
     cublasOperation_t ta = CUBLAS_OP_T, tb = CUBLAS_OP_N;
@@ -248,9 +230,9 @@ static void plan_make(i8_gemm_ctx *c, i8_lt_plan *p, int M, int N, int K, int ld
 }
 
 /* 0 when cuBLASLt ran the product, -1 when the shape goes elsewhere. */
-static int lt_run(i8_gemm_ctx *c, const int8_t *X, int ldx, const int8_t *W, int M, int N, int K, int32_t *acc) {
+static int lt_run(k_gemm_ctx *c, const int8_t *X, int ldx, const int8_t *W, int M, int N, int K, int32_t *acc) {
     if (N % 4 || K % 4 || ldx % 4 || !aligned(X, 4) || !aligned(W, 4) || !aligned(acc, 16)) return -1;
-    i8_lt_plan *p = NULL, tmp;
+    k_lt_plan *p = NULL, tmp;
     for (int i = 0; i < c->nplans; i++)
         if (c->plans[i].M == M && c->plans[i].N == N && c->plans[i].K == K && c->plans[i].ldx == ldx) {
             p = &c->plans[i];
@@ -276,32 +258,32 @@ static int lt_run(i8_gemm_ctx *c, const int8_t *X, int ldx, const int8_t *W, int
 
 /* ---------------------------------------------------------------- entry points */
 
-int i8_gemm_i32(i8_gemm_ctx *c, const int8_t *X, int ldx, const int8_t *W, int M, int N, int K, int32_t *acc,
+int k_i8_gemm_i32(k_gemm_ctx *c, const int8_t *X, int ldx, const int8_t *W, int M, int N, int K, int32_t *acc,
                 int route) {
-    if (route != I8G_GEMM_TILED && lt_run(c, X, ldx, W, M, N, K, acc) == 0) {
-        g_counts[I8G_GEMM_LT]++;
-        return I8G_GEMM_LT;
+    if (route != K_ROUTE_TILED && lt_run(c, X, ldx, W, M, N, K, acc) == 0) {
+        g_counts[K_ROUTE_LT]++;
+        return K_ROUTE_LT;
     }
     gemm_tiled(X, ldx, W, M, N, K, acc, c->st);
-    g_counts[I8G_GEMM_TILED]++;
-    return I8G_GEMM_TILED;
+    g_counts[K_ROUTE_TILED]++;
+    return K_ROUTE_TILED;
 }
 
-void i8_linear(i8_gemm_ctx *c, const int8_t *X, int ldx, const int8_t *W, int M, int N, int K, const i8_epi &e,
+void k_i8_linear(k_gemm_ctx *c, const int8_t *X, int ldx, const int8_t *W, int M, int N, int K, const k_epi &e,
                void *out, int ldo, int32_t *acc) {
     const int route = g_route;
-    int v = (route == I8G_GEMM_AUTO || route == I8G_GEMM_GEMV) ? gemv_vec(X, ldx, W, M, K) : 0;
+    int v = (route == K_ROUTE_AUTO || route == K_ROUTE_GEMV) ? gemv_vec(X, ldx, W, M, K) : 0;
     if (v) {
         if (v == 16) gemv_v<16>(X, ldx, W, M, N, K, e, out, ldo, c->sm_count, c->st);
         else gemv_v<4>(X, ldx, W, M, N, K, e, out, ldo, c->sm_count, c->st);
-        g_counts[I8G_GEMM_GEMV]++;
+        g_counts[K_ROUTE_GEMV]++;
         return;
     }
-    if (route != I8G_GEMM_TILED && lt_run(c, X, ldx, W, M, N, K, acc) == 0) {
-        g_counts[I8G_GEMM_LT]++;
+    if (route != K_ROUTE_TILED && lt_run(c, X, ldx, W, M, N, K, acc) == 0) {
+        g_counts[K_ROUTE_LT]++;
     } else {
         gemm_tiled(X, ldx, W, M, N, K, acc, c->st);
-        g_counts[I8G_GEMM_TILED]++;
+        g_counts[K_ROUTE_TILED]++;
     }
     size_t total = (size_t)M * N;
     unsigned blocks = (unsigned)(total / 256 + 1 < 8192 ? total / 256 + 1 : 8192);

@@ -1,72 +1,38 @@
 /* The batch-1 decode step of the int8 pass in five kernels per layer instead of nine (launchers in
- * ssm/int8_kern.h). One token is memory- and launch-bound: every kernel here streams its weights
+ * ssm/kern.h). One token is memory- and launch-bound: every kernel here streams its weights
  * once and does the small per-token work (norm, conv, dt_proj, Hadamard) redundantly or beside it
  * rather than in a launch of its own. Each computes exactly what the general kernels it replaces
- * compute (ssm/int8_kernels.cu, int8_gemm.cu; the same formulas, epilogues and int8 rule): only FP32
+ * compute (ssm/i8_kernels.cu, i8_gemm.cu, scan.cu; the same formulas, epilogues and int8 rule): only FP32
  * summation orders differ (norm, scan, Hadamard), so int8 outputs agree up to rare one-code flips.
  *
- *   k8_dec_norm_linear  resid + delta -> RMSNorm -> int8 (in every block, into shared memory), then
+ *   k_i8_dec_norm_linear  resid + delta -> RMSNorm -> int8 (in every block, into shared memory), then
  *                       the in_proj GEMV with its epilogue; block 0 writes the new residual (to a
  *                       second buffer: the other blocks still read the old one)
- *   k8_dec_conv_xproj   Mamba1: conv1d step + SiLU + requantize + conv state shift for a slice of
+ *   k_i8_dec_conv_xproj   Mamba1: conv1d step + SiLU + requantize + conv state shift for a slice of
  *                       channels, and x_proj's partial dots over that slice (int32 atomics); the
  *                       last block to finish applies x_proj's epilogue and clears the sums
- *   k8_dec_dt_scan      Mamba1: dt_proj row dot + requantize, softplus, the state update and y for
+ *   k_i8_dec_dt_scan      Mamba1: dt_proj row dot + requantize, softplus, the state update and y for
  *                       16 lanes per channel
- *   k8_dec_conv         Mamba2: conv1d step + state shift in one kernel
- *   k8_dec_yquant       y (FP16; or Mamba2's FP32 scan output through the gated RMSNorm, rounded to
+ *   k_i8_dec_conv         Mamba2: conv1d step + state shift in one kernel
+ *   k_i8_dec_yquant       y (FP16; or Mamba2's FP32 scan output through the gated RMSNorm, rounded to
  *                       FP16 as the general path stores it) -> Hadamard -> int8, one block per
  *                       Hadamard block row (H = A_m (x) S_P, hadamard/had.h)
- *   k8_dec_linear       a GEMV with the input staged in shared memory (out_proj)
+ *   k_i8_dec_linear       a GEMV with the input staged in shared memory (out_proj)
  * int32 sums are exact in any order, so the GEMVs and conv give the general path's values. */
 #include <math.h>
-extern "C" {
-#include "core/err.h"
-}
 #include "core/qrule.h"
 #include "hadamard/had_sign.h"
-#include "ssm/int8_kern.h"
-
-static int cdiv(long a, long b) { return (int)((a + b - 1) / b); }
-static __device__ __forceinline__ float d_silu(float x) { return x / (1.f + expf(-x)); }
-static __device__ __forceinline__ float d_softplus(float x) { return x > 20.f ? x : log1pf(expf(x)); }
+#include "ssm/kern.h"
+#include "ssm/kern_util.cuh"
 
 #define DEC_THREADS 256
 #define DEC_WARPS (DEC_THREADS / 32)
 
-/* Programmatic dependent launch (sm_90): every kernel here is launched so that it may start while
- * its predecessor in the stream still runs. Before dep_wait() a kernel reads only what its
- * immediate predecessor does not write (weights, scales, the carried state, tensors of earlier
- * kernels: each kernel passes dep_wait() before it lets the next one start, so everything before
- * the predecessor is complete); it writes nothing before dep_wait(). */
-static __device__ __forceinline__ void dep_wait() { asm volatile("griddepcontrol.wait;" ::: "memory"); }
-static __device__ __forceinline__ void dep_release() { asm volatile("griddepcontrol.launch_dependents;" ::: "memory"); }
-
-template <typename... KArgs, typename... Args>
-static void launch_pdl(void (*kernel)(KArgs...), int grid, int block, size_t smem, cudaStream_t st, Args... args) {
-    cudaLaunchConfig_t cfg = {};
-    cfg.gridDim = dim3(grid);
-    cfg.blockDim = dim3(block);
-    cfg.dynamicSmemBytes = smem;
-    cfg.stream = st;
-    cudaLaunchAttribute attr = {};
-    attr.id = cudaLaunchAttributeProgrammaticStreamSerialization;
-    attr.val.programmaticStreamSerializationAllowed = 1;
-    cfg.attrs = &attr;
-    cfg.numAttrs = 1;
-    CUDA_CHECK(cudaLaunchKernelEx(&cfg, kernel, ((KArgs)args)...));
-}
-
-static __device__ double block_sum_d(double v) { /* blockDim.x a multiple of 32 */
-    __shared__ double sh[32];
-    for (int o = 16; o; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
-    const int lane = threadIdx.x & 31, wid = threadIdx.x >> 5;
-    if (lane == 0) sh[wid] = v;
-    __syncthreads();
-    v = lane < (int)(blockDim.x >> 5) ? sh[lane] : 0.0;
-    for (int o = 16; o; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
-    return v;
-}
+/* Programmatic dependent launch (sm_90, kern_util.cuh's launch_pdl): every kernel here is launched
+ * so that it may start while its predecessor in the stream still runs. Before dep_wait() a kernel
+ * reads only what its immediate predecessor does not write (weights, scales, the carried state,
+ * tensors of earlier kernels: each kernel passes dep_wait() before it lets the next one start, so
+ * everything before the predecessor is complete); it writes nothing before dep_wait(). */
 
 static __device__ __forceinline__ int dot16(const int4 w, const int4 x) {
     int s = __dp4a(w.x, x.x, 0);
@@ -86,7 +52,7 @@ static __device__ __forceinline__ int dot16(const int4 w, const int4 x) {
 template <int ROWS, int U, bool NORM>
 __global__ void __launch_bounds__(DEC_THREADS) dec_gemv_kernel(const int8_t *X, const float *rin, const half *delta,
                                                             float *rout, const float *nw, float s, float eps,
-                                                            const int8_t *W, int N, int K, i8_epi e, void *out) {
+                                                            const int8_t *W, int N, int K, k_epi e, void *out) {
     extern __shared__ __align__(16) unsigned char sm[];
     int8_t *xs = (int8_t *)sm;                        /* [K] */
     float *vs = (float *)(sm + ((K + 15) & ~15));     /* [K] residual (NORM) */
@@ -106,7 +72,7 @@ __global__ void __launch_bounds__(DEC_THREADS) dec_gemv_kernel(const int8_t *X, 
             }
     };
     if (n0 < N) load_round(wv, n0, 0);
-    if (NORM) { /* k8_add_rmsnorm's formula: double sum of squares, 1 / sqrtf(mean + eps), w * (v * inv) */
+    if (NORM) { /* k_i8_add_rmsnorm's formula: double sum of squares, 1 / sqrtf(mean + eps), w * (v * inv) */
         /* with delta (layers after the first) the residual was written five kernels back, else by the
          * embedding just before */
         if (!delta) dep_wait();
@@ -119,7 +85,7 @@ __global__ void __launch_bounds__(DEC_THREADS) dec_gemv_kernel(const int8_t *X, 
             vs[i] = v;
             ss += (double)v * v;
         }
-        const float inv = 1.0f / sqrtf((float)(block_sum_d(ss) / K) + eps);
+        const float inv = 1.0f / sqrtf((float)(block_sum<double>(ss) / K) + eps);
         for (int i = threadIdx.x; i < K; i += DEC_THREADS) {
             const float v = vs[i];
             if (blockIdx.x == 0) rout[i] = v;
@@ -159,7 +125,7 @@ __global__ void __launch_bounds__(DEC_THREADS) dec_gemv_kernel(const int8_t *X, 
             for (int o = 16; o; o >>= 1) acc[r] += __shfl_xor_sync(0xffffffffu, acc[r], o);
 #pragma unroll
         for (int r = 0; r < ROWS; r++)
-            if (lane == r && n0 + r < N) epi_put(e, acc[r], 0, n0 + r, out, N);
+            if (lane == r && n0 + r < N) k_epi_put(e, acc[r], 0, n0 + r, out, N);
     }
 }
 
@@ -167,7 +133,7 @@ __global__ void __launch_bounds__(DEC_THREADS) dec_gemv_kernel(const int8_t *X, 
  * as keep about 8 pieces per lane in flight. Grid: as many blocks as are resident at once. */
 template <int R, int U, bool NORM>
 static void gemv_go(const int8_t *X, const float *rin, const half *delta, float *rout, const float *nw, float s,
-                    float eps, const int8_t *W, int N, int K, const i8_epi &e, void *out, cudaStream_t st) {
+                    float eps, const int8_t *W, int N, int K, const k_epi &e, void *out, cudaStream_t st) {
     static int per_sm = 0, sms = 0;
     static size_t per_sm_smem = 0; /* the shared memory per_sm was found for */
     const size_t smem = ((K + 15) & ~15) + (NORM ? 2 * sizeof(float) * K : 0);
@@ -186,7 +152,7 @@ static void gemv_go(const int8_t *X, const float *rin, const half *delta, float 
 
 template <bool NORM>
 static void gemv_launch(const int8_t *X, const float *rin, const half *delta, float *rout, const float *nw, float s,
-                        float eps, const int8_t *W, int N, int K, const i8_epi &e, void *out, cudaStream_t st) {
+                        float eps, const int8_t *W, int N, int K, const k_epi &e, void *out, cudaStream_t st) {
     const int per = cdiv(K / 16, 32);
 #define GL(R, U) gemv_go<R, U, NORM>(X, rin, delta, rout, nw, s, eps, W, N, K, e, out, st)
     if (per <= 2) GL(4, 2);
@@ -195,12 +161,12 @@ static void gemv_launch(const int8_t *X, const float *rin, const half *delta, fl
 #undef GL
 }
 
-void k8_dec_norm_linear(const float *rin, const half *delta, float *rout, const float *norm_w, float s, float eps,
-                        const int8_t *W, int N, int K, const i8_epi &e, void *out, int sm_count, cudaStream_t st) {
+void k_i8_dec_norm_linear(const float *rin, const half *delta, float *rout, const float *norm_w, float s, float eps,
+                        const int8_t *W, int N, int K, const k_epi &e, void *out, int sm_count, cudaStream_t st) {
     gemv_launch<true>(NULL, rin, delta, rout, norm_w, s, eps, W, N, K, e, out, st);
 }
 
-void k8_dec_linear(const int8_t *X, const int8_t *W, int N, int K, const i8_epi &e, void *out, int sm_count,
+void k_i8_dec_linear(const int8_t *X, const int8_t *W, int N, int K, const k_epi &e, void *out, int sm_count,
                    cudaStream_t st) {
     gemv_launch<false>(X, NULL, NULL, NULL, NULL, 0.f, 0.f, W, N, K, e, out, st);
 }
@@ -221,7 +187,7 @@ static __device__ __forceinline__ int8_t conv_step(int8_t *state, int8_t x, cons
 }
 
 #define CX_ROWS 4 /* x_proj rows per thread quad held before the wait (N <= 64 * CX_ROWS; else a loop) */
-__global__ void __launch_bounds__(DEC_THREADS) dec_conv_xproj_kernel(dec_conv_xproj_args a) {
+__global__ void __launch_bounds__(DEC_THREADS) dec_conv_xproj_kernel(k_dec_conv_xproj_args a) {
     __shared__ __align__(16) int8_t xs[CX_CH];
     __shared__ bool last;
     const int c0 = blockIdx.x * CX_CH, t = threadIdx.x, part = t & 3;
@@ -262,11 +228,11 @@ __global__ void __launch_bounds__(DEC_THREADS) dec_conv_xproj_kernel(dec_conv_xp
     __syncthreads();
     if (!last) return;
     __threadfence();
-    for (int r = t; r < a.N; r += DEC_THREADS) epi_put(a.e, atomicExch(a.acc + r, 0), 0, r, a.out, a.N);
+    for (int r = t; r < a.N; r += DEC_THREADS) k_epi_put(a.e, atomicExch(a.acc + r, 0), 0, r, a.out, a.N);
     if (t == 0) *a.counter = 0;
 }
 
-void k8_dec_conv_xproj(const dec_conv_xproj_args &a, cudaStream_t st) {
+void k_i8_dec_conv_xproj(const k_dec_conv_xproj_args &a, cudaStream_t st) {
     launch_pdl(dec_conv_xproj_kernel, a.E / CX_CH, DEC_THREADS, 0, st, a);
 }
 
@@ -274,7 +240,7 @@ void k8_dec_conv_xproj(const dec_conv_xproj_args &a, cudaStream_t st) {
 
 #define SC_LANES 16 /* lanes per channel */
 
-__global__ void __launch_bounds__(DEC_THREADS) dec_dt_scan_kernel(dec_dt_scan_args a) {
+__global__ void __launch_bounds__(DEC_THREADS) dec_dt_scan_kernel(k_dec_dt_scan_args a) {
     const int c = blockIdx.x * (DEC_THREADS / SC_LANES) + threadIdx.x / SC_LANES, lane = threadIdx.x % SC_LANES;
     const bool live = c < a.E;
     const int cc = live ? c : 0, R = a.R, N = a.N;
@@ -315,7 +281,7 @@ __global__ void __launch_bounds__(DEC_THREADS) dec_dt_scan_kernel(dec_dt_scan_ar
     }
 }
 
-void k8_dec_dt_scan(const dec_dt_scan_args &a, cudaStream_t st) {
+void k_i8_dec_dt_scan(const k_dec_dt_scan_args &a, cudaStream_t st) {
     launch_pdl(dec_dt_scan_kernel, cdiv(a.E, DEC_THREADS / SC_LANES), DEC_THREADS, 0, st, a);
 }
 
@@ -331,7 +297,7 @@ __global__ void dec_conv_kernel(int8_t *out, const int8_t *x, int8_t *state, con
                        s_out[c], K);
 }
 
-void k8_dec_conv(int8_t *out, const int8_t *x, int8_t *state, const int8_t *w, const float *sw, const float *s_in,
+void k_i8_dec_conv(int8_t *out, const int8_t *x, int8_t *state, const int8_t *w, const float *sw, const float *s_in,
                  const float *bias, const float *s_out, int C, int K, cudaStream_t st) {
     launch_pdl(dec_conv_kernel, cdiv(C, 128), 128, 0, st, out, x, state, w, sw, s_in, bias, s_out, C, K);
 }
@@ -342,7 +308,7 @@ void k8_dec_conv(int8_t *out, const int8_t *x, int8_t *state, const int8_t *w, c
  * segments by S_P (butterflies), then writes output segment a = norm * sum_a' A_m[a][a'] seg_a',
  * quantized. Without rotation (m = 1 and P = 0 by convention) it only quantizes its slice. */
 #define YQ_THREADS 1024 /* the row's butterflies spread over a whole block */
-__global__ void __launch_bounds__(YQ_THREADS) dec_yquant_kernel(dec_yquant_args a) {
+__global__ void __launch_bounds__(YQ_THREADS) dec_yquant_kernel(k_dec_yquant_args a) {
     extern __shared__ float ys[];
     __shared__ float sgn[32];
     const int E = a.E, t = threadIdx.x;
@@ -355,7 +321,7 @@ __global__ void __launch_bounds__(YQ_THREADS) dec_yquant_kernel(dec_yquant_args 
             if (!a.nbg) v *= d_silu((float)a.z[i] * a.sz);
             ss += (double)v * v;
         }
-        const float r = 1.0f / sqrtf((float)(block_sum_d(ss) / E) + a.eps);
+        const float r = 1.0f / sqrtf((float)(block_sum<double>(ss) / E) + a.eps);
         for (int i = t; i < E; i += YQ_THREADS) {
             const float g = d_silu((float)a.z[i] * a.sz), v = a.y32[i];
             const float o = a.nbg ? (a.gnorm_w[i] * (v * r)) * g : a.gnorm_w[i] * ((v * g) * r);
@@ -391,7 +357,7 @@ __global__ void __launch_bounds__(YQ_THREADS) dec_yquant_kernel(dec_yquant_args 
     }
 }
 
-void k8_dec_yquant(const dec_yquant_args &a, cudaStream_t st) {
+void k_i8_dec_yquant(const k_dec_yquant_args &a, cudaStream_t st) {
     const int blocks = a.P ? a.m : cdiv(a.E, 1024);
     launch_pdl(dec_yquant_kernel, blocks, YQ_THREADS, sizeof(float) * a.E, st, a);
 }

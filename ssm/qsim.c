@@ -1,14 +1,14 @@
-/* Simulated W8A8 on the CPU (see q.h): the FP32 model of a q_model (dequantized int8 weights with
+/* Simulated W8A8 on the CPU (see ssm/qmodel.h): the FP32 model of a q_model (dequantized int8 weights with
  * the fusions in them, FP16-exact float tensors) and the hooks that quantize -> dequantize every
  * quantized activation with the artifact's scale, after rotating y by H where the recipe does.
- * This is the bit-level target of the int8 GPU pass: the same rule (q.h), the same scales, applied
+ * This is the bit-level target of the int8 GPU pass: the same rule (core/qrule.h), the same scales, applied
  * to the same activations at the same points of the block. The residual rotation (quamba-rot) is
  * all in the weights (rotated embedding, in_proj, out_proj, lm_head; norm_f ones), so the hooks
  * are the same for it: in_proj's and lm_head's inputs simply arrive rotated. */
 #include <stdlib.h>
 #include <string.h>
 #include "core/err.h"
-#include "quantize/q.h"
+#include "ssm/qmodel.h"
 
 /* Bump allocator over one block: the arrays of the model are carved from m->arena. */
 typedef struct {
@@ -94,29 +94,30 @@ int q_sim_build(const q_model *qm, mq_model *m) {
 
 void q_sim_free(mq_model *m) { ssm_free(m); }
 
-static void sim_hook(void *vctx, int layer, mq_act_role role, float *x, int rows, int cols, int ld) {
+static int sim_hook(void *vctx, const mq_act *a) {
     const q_model *qm = ((q_sim_ctx *)vctx)->qm;
+    const int layer = a->layer, rows = a->rows, cols = a->cols, ld = a->ld;
+    const mq_act_role role = a->role;
+    float *x = a->x;
+    if (a->dtype != MQ_F32 || a->device)
+        return mq_fail("simulated W8A8: layer %d %s is not host FP32 data", layer, ssm_act_role_name(role));
     if (role == MQ_ACT_LM_HEAD_IN) {
         if (qm->lm_head_in_scale > 0) q_fake_quant_rows(x, rows, cols, ld, qm->lm_head_in_scale);
-        return;
+        return 0;
     }
-    if (layer < 0 || layer >= qm->cfg.n_layer) return;
-    if (role == MQ_ACT_SSM_OUT) {
-        /* the online half of the Hadamard fusion; OUT_PROJ_IN (next call) quantizes H y */
-        if (qm->hadamard_n && q_rotate_rows(x, rows, cols, ld))
-            mq_die("rotating y of layer %d: %s", layer, mq_errmsg());
-        return;
-    }
+    if (layer < 0 || layer >= qm->cfg.n_layer || role == MQ_ACT_RESID) return 0;
+    if (role == MQ_ACT_SSM_OUT) /* the online half of the Hadamard fusion; OUT_PROJ_IN (next call) quantizes H y */
+        return qm->hadamard_n && q_rotate_rows(x, rows, cols, ld) ? mq_fail_ctx("rotating y of layer %d", layer) : 0;
     const q_layer *L = &qm->layers[layer];
     if (role == MQ_ACT_DT && qm->cfg.arch == MQ_MAMBA1) {
         /* Quamba's dt_proj has no bias (the scan adds it): quantize dt_proj's output without it */
         float s = L->act_scale[role][0];
-        if (!(s > 0)) return;
+        if (!(s > 0)) return 0;
         for (int r = 0; r < rows; r++) {
             float *row = x + (size_t)r * ld;
             for (int c = 0; c < cols; c++) row[c] = qr_fake_i8(row[c] - L->dt_proj_b[c], s) + L->dt_proj_b[c];
         }
-        return;
+        return 0;
     }
     for (int p = 0; p < q_role_parts(qm->cfg.arch, role); p++) {
         float s = L->act_scale[role][p];
@@ -124,6 +125,7 @@ static void sim_hook(void *vctx, int layer, mq_act_role role, float *x, int rows
         q_role_part_cols(&qm->cfg, role, p, &c0, &nc);
         if (s > 0) q_fake_quant_rows(x + c0, rows, nc < 0 ? cols : nc, ld, s);
     }
+    return 0;
 }
 
 mq_hooks q_sim_hooks(q_sim_ctx *ctx, const q_model *qm) {

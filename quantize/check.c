@@ -1,11 +1,11 @@
-/* Teacher-forced comparison of the int8 pass with the CPU simulation (see int8_check.h). */
-#include "ssm/int8_check.h"
+/* Teacher-forced comparison of the int8 pass with the CPU simulation (see check.h). */
+#include "quantize/check.h"
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include "core/err.h"
-#include "ssm/int8_ops.h"
+#include "ssm/backend.h"
 
 typedef struct {
     int8_t *q;      /* int8 codes, or */
@@ -13,20 +13,19 @@ typedef struct {
     int rows, cols;
 } capture;
 
-struct i8chk {
+struct qchk {
     const q_model *qm;
-    int T, host, L;
+    int T, L;
     capture *cap;   /* [(L + 1) x MQ_ACT_NROLES]; slot L holds layer -1 (lm_head input) */
-    i8chk_role st[MQ_ACT_NROLES];
+    qchk_role st[MQ_ACT_NROLES];
     q_sim_ctx sc;
     mq_hooks sim;
 };
 
-i8chk *i8chk_new(const q_model *qm, int T, int host) {
-    i8chk *c = mq_calloc(1, sizeof *c);
+qchk *qchk_new(const q_model *qm, int T) {
+    qchk *c = mq_calloc(1, sizeof *c);
     c->qm = qm;
     c->T = T;
-    c->host = host;
     c->L = qm->cfg.n_layer;
     c->cap = mq_calloc((size_t)(c->L + 1) * MQ_ACT_NROLES, sizeof *c->cap);
     c->sim = q_sim_hooks(&c->sc, qm);
@@ -34,44 +33,39 @@ i8chk *i8chk_new(const q_model *qm, int T, int host) {
     return c;
 }
 
-void i8chk_free(i8chk *c) {
+void qchk_free(qchk *c) {
     if (!c) return;
     for (int i = 0; i < (c->L + 1) * MQ_ACT_NROLES; i++) free(c->cap[i].q), free(c->cap[i].f);
     free(c->cap);
     free(c);
 }
 
-static capture *slot(i8chk *c, int layer, int role) {
+static capture *slot(qchk *c, int layer, int role) {
     if (layer < -1 || layer >= c->L || role < 0 || role >= MQ_ACT_NROLES) return NULL;
     return &c->cap[(size_t)(layer < 0 ? c->L : layer) * MQ_ACT_NROLES + role];
 }
 
-static void pass_hook(void *ctx, int layer, int role, const void *x, i8g_dtype dt, float scale, int rows, int cols,
-                      int ld, void *stream) {
-    i8chk *c = ctx;
-    capture *k = slot(c, layer, role);
-    if (!k) return; /* I8G_RESID and anything else not compared */
-    const size_t n = (size_t)rows * cols;
+static int pass_hook(void *ctx, const mq_act *a) {
+    qchk *c = ctx;
+    capture *k = slot(c, a->layer, a->role);
+    if (!k || a->role == MQ_ACT_RESID) return 0; /* anything not compared */
+    const size_t n = (size_t)a->rows * a->cols;
     float *f = mq_malloc(n * sizeof(float) + 4);
-    if (c->host) {
-        for (int r = 0; r < rows; r++)
-            for (int j = 0; j < cols; j++) {
-                size_t i = (size_t)r * ld + j;
-                f[(size_t)r * cols + j] = dt == I8G_I8 ? (float)((const int8_t *)x)[i] : ((const float *)x)[i];
-            }
-    } else if (i8op_download(f, x, (int)dt, rows, cols, ld, stream)) {
-        mq_die("int8 check: %s", mq_errmsg());
+    if (be_act_download(a, f)) {
+        free(f);
+        return mq_fail_ctx("int8 check");
     }
     free(k->q), free(k->f);
     k->q = NULL, k->f = NULL;
-    k->rows = rows, k->cols = cols;
-    if (dt == I8G_I8) {
+    k->rows = a->rows, k->cols = a->cols;
+    if (a->dtype == MQ_I8) {
         k->q = mq_malloc(n + 1);
         for (size_t i = 0; i < n; i++) k->q[i] = (int8_t)f[i];
         free(f);
     } else {
         k->f = f;
     }
+    return 0;
 }
 
 /* scale of column col of an int8 role (the Mamba2 conv input has one per segment) */
@@ -87,7 +81,7 @@ static float col_scale(const q_model *qm, int layer, int role, int col) {
     return s[0];
 }
 
-static void note_float(i8chk *c, int layer, int role, const capture *k, const float *x, int rows, int cols, int ld) {
+static void note_float(qchk *c, int layer, int role, const capture *k, const float *x, int rows, int cols, int ld) {
     if (!k->f || k->rows != rows || k->cols != cols) return;
     double md = 0, mm = 0;
     for (int r = 0; r < rows; r++)
@@ -96,31 +90,36 @@ static void note_float(i8chk *c, int layer, int role, const capture *k, const fl
             mm = fmax(mm, fabs(s));
             if (!(fabs(g - s) <= md)) md = fabs(g - s);
         }
-    i8chk_role *st = &c->st[role];
+    qchk_role *st = &c->st[role];
     double rel = md / (mm > 0 ? mm : 1);
     st->n += (long)rows * cols;
     if (!(rel <= st->max_rel)) st->max_rel = rel, st->worst_layer = layer;
 }
 
-static void sim_hook(void *ctx, int layer, mq_act_role role, float *x, int rows, int cols, int ld) {
-    i8chk *c = ctx;
+static int sim_hook(void *ctx, const mq_act *a) {
+    qchk *c = ctx;
+    const int layer = a->layer, rows = a->rows, cols = a->cols, ld = a->ld;
+    const mq_act_role role = a->role;
+    float *x = a->x;
     capture *k = slot(c, layer, role);
     if (role == MQ_ACT_SSM_OUT || role == MQ_ACT_SSM_STATE) { /* before the rotation; the state as it is */
         if (k) note_float(c, layer, role, k, x, rows, cols, ld);
-        c->sim.fn(c->sim.ctx, layer, role, x, rows, cols, ld);
-        return;
+        return c->sim.fn(c->sim.ctx, a);
     }
-    c->sim.fn(c->sim.ctx, layer, role, x, rows, cols, ld); /* the simulation's own quantization */
-    if (!k) return;
-    if (k->f) { note_float(c, layer, role, k, x, rows, cols, ld); return; }
-    if (!k->q) return;
-    i8chk_role *st = &c->st[role];
+    if (c->sim.fn(c->sim.ctx, a)) return -1; /* the simulation's own quantization */
+    if (!k) return 0;
+    if (k->f) {
+        note_float(c, layer, role, k, x, rows, cols, ld);
+        return 0;
+    }
+    if (!k->q) return 0;
+    qchk_role *st = &c->st[role];
     st->is_int8 = 1;
     if (k->rows != rows || k->cols != cols) {
         fprintf(stderr, "int8 check: layer %d %s is %dx%d in the int8 pass, %dx%d in the simulation\n", layer,
                 ssm_act_role_name(role), k->rows, k->cols, rows, cols);
         st->max_steps = INFINITY, st->worst_layer = layer;
-        return;
+        return 0;
     }
     const int m1dt = role == MQ_ACT_DT && c->qm->cfg.arch == MQ_MAMBA1;
     for (int j = 0; j < cols; j++) {
@@ -137,23 +136,24 @@ static void sim_hook(void *ctx, int layer, mq_act_role role, float *x, int rows,
         }
     }
     st->n += (long)rows * cols;
+    return 0;
 }
 
-i8g_hooks i8chk_pass_hooks(i8chk *c) {
-    i8g_hooks h = {pass_hook, c};
+mq_hooks qchk_pass_hooks(qchk *c) {
+    mq_hooks h = {pass_hook, c};
     return h;
 }
-mq_hooks i8chk_sim_hooks(i8chk *c) {
+mq_hooks qchk_sim_hooks(qchk *c) {
     mq_hooks h = {sim_hook, c};
     return h;
 }
-const i8chk_role *i8chk_stats(const i8chk *c) { return c->st; }
+const qchk_role *qchk_stats(const qchk *c) { return c->st; }
 
-void i8chk_format(const i8chk *c, char *buf, size_t n) {
+void qchk_format(const qchk *c, char *buf, size_t n) {
     size_t k = 0;
     buf[0] = 0;
     for (int r = 0; r < MQ_ACT_NROLES && k < n; r++) {
-        const i8chk_role *s = &c->st[r];
+        const qchk_role *s = &c->st[r];
         if (!s->n) continue;
         int w;
         if (s->is_int8)

@@ -1,0 +1,62 @@
+/* cli/fwd.h: a model or an artifact directory opened as a forward of ssm/backend.h. */
+#include "cli/fwd.h"
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include "core/err.h"
+#include "core/gpu.h"
+
+int fwd_is_artifact(const char *dir) {
+    char p[4200];
+    struct stat st;
+    return (size_t)snprintf(p, sizeof p, "%s/quant_config.json", dir) < sizeof p && stat(p, &st) == 0 && S_ISREG(st.st_mode);
+}
+
+int fwd_open(fwd *f, const char *path, const char *device, int batch, int seqlen) {
+    memset(f, 0, sizeof *f);
+    f->path = path;
+    int cuda;
+    if (be_device_parse(device, &cuda)) return -1;
+    f->is_artifact = fwd_is_artifact(path);
+    if (f->is_artifact) {
+        f->art = mq_malloc(sizeof *f->art);
+        if (art_open(path, f->art)) {
+            free(f->art);
+            f->art = NULL;
+            return mq_fail_ctx("the artifact %s failed validation", path);
+        }
+        f->b = be_open_qmodel(&f->art->qm, cuda ? BE_CUDA_INT8 : BE_CPU_SIM, batch, seqlen);
+    } else {
+        if (ssm_load(path, &f->m)) return mq_fail_ctx("loading %s", path);
+        f->b = be_open_model(&f->m, cuda ? BE_CUDA_F16 : BE_CPU_F32, batch, seqlen);
+    }
+    if (!f->b) {
+        fwd_close(f);
+        return mq_fail_ctx("%s on %s", path, cuda ? "the GPU" : "the CPU");
+    }
+    /* the GPU kinds copied what they need: the host copy of a float model can go */
+    if (cuda && !f->is_artifact) {
+        ssm_free(&f->m);
+        memset(&f->m, 0, sizeof f->m);
+    }
+    return 0;
+}
+
+void fwd_close(fwd *f) {
+    be_free(f->b);
+    f->b = NULL;
+    if (f->m.arena) ssm_free(&f->m);
+    if (f->art) {
+        art_close(f->art);
+        free(f->art);
+        f->art = NULL;
+    }
+}
+
+const char *fwd_describe(const fwd *f, char *buf, size_t n) {
+    const be_kind k = be_kind_of(f->b);
+    snprintf(buf, n, "%s%s%s%s", be_kind_text(k), be_kind_is_cuda(k) ? " (" : "", be_kind_is_cuda(k) ? gpu_describe() : "",
+             be_kind_is_cuda(k) ? ")" : "");
+    return buf;
+}

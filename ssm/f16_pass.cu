@@ -1,0 +1,301 @@
+/* The FP16 pass (BE_CUDA_F16 of ssm/backend.h): the weights on the GPU (FP16 matrices converted on
+ * the device from the FP32 host model, or random for benchmarks) and the forward read top to bottom:
+ * embedding, then per layer RMSNorm (fused with the residual add) -> in_proj -> conv1d+SiLU ->
+ * (Mamba1: x_proj, dt_proj, selective scan gated by SiLU(z); Mamba2: SSD scan, gated RMSNorm) ->
+ * out_proj, then norm_f; lm_head on top. Prefill and decode share this one path (decode = T of 1
+ * continuing a carried state); the workspace, states, graphs and NLL are ssm/cuda_rt.cu's.
+ * Precision: FP16 embedding / lm_head and projections (FP32 accumulate); FP32 A, D, dt biases, conv
+ * weights, norm weights, the residual stream, norm / softplus / SiLU arithmetic and the SSM state.
+ * Activations between ops are FP16 (what the int8 recipes quantize). */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include "ssm/cuda_rt.h"
+
+/* Device pointers into the weights arena. FP16 matrices, FP32 vectors. */
+struct f16_layer {
+    float *norm_w;
+    half *in_proj;  float *in_proj_b;   /* bias NULL unless proj_bias */
+    float *conv_w, *conv_b;             /* [conv_dim x d_conv] FP32, bias NULL unless conv_bias */
+    half *out_proj; float *out_proj_b;
+    float *A, *D;                       /* A = -exp(A_log) */
+    half *x_proj, *dt_proj; float *dt_proj_b; /* Mamba1 */
+    float *dt_bias, *gnorm_w;           /* Mamba2 */
+};
+
+struct f16_be {
+    rt_be rt;
+    half *embed, *lm_head;              /* lm_head == embed when tied */
+    float *norm_f;
+    f16_layer *layers;                  /* host array [n_layer] of device pointers */
+    /* workspace: FP16 activations between the ops */
+    half *h16, *xz16, *xc16, *xdbl16, *dt16, *y16, *g16, *delta16;
+};
+
+/* ---------------------------------------------------------------- weights */
+
+static void layout_weights(rt_be *r, rt_carver *cv) {
+    f16_be *g = (f16_be *)r;
+    const mq_config *c = &r->base.cfg;
+    const int D = c->d_model, E = c->d_inner, in = cfg_in_proj_dim(c), cd = cfg_conv_dim(c);
+    g->embed = RT_CARVE(cv, half, (size_t)c->vocab_size * D);
+    g->lm_head = c->tie_embeddings ? g->embed : RT_CARVE(cv, half, (size_t)c->vocab_size * D);
+    g->norm_f = RT_CARVE(cv, float, D);
+    for (int l = 0; l < c->n_layer; l++) {
+        f16_layer *L = &g->layers[l];
+        memset(L, 0, sizeof *L);
+        L->norm_w = RT_CARVE(cv, float, D);
+        L->in_proj = RT_CARVE(cv, half, (size_t)in * D);
+        if (c->proj_bias) L->in_proj_b = RT_CARVE(cv, float, in);
+        L->conv_w = RT_CARVE(cv, float, (size_t)cd * c->d_conv);
+        if (c->conv_bias) L->conv_b = RT_CARVE(cv, float, cd);
+        L->out_proj = RT_CARVE(cv, half, (size_t)D * E);
+        if (c->proj_bias) L->out_proj_b = RT_CARVE(cv, float, D);
+        if (c->arch == MQ_MAMBA1) {
+            L->A = RT_CARVE(cv, float, (size_t)E * c->d_state);
+            L->D = RT_CARVE(cv, float, E);
+            L->x_proj = RT_CARVE(cv, half, (size_t)(c->dt_rank + 2 * c->d_state) * E);
+            L->dt_proj = RT_CARVE(cv, half, (size_t)E * c->dt_rank);
+            L->dt_proj_b = RT_CARVE(cv, float, E);
+        } else {
+            L->A = RT_CARVE(cv, float, c->n_heads);
+            L->D = RT_CARVE(cv, float, c->n_heads);
+            L->dt_bias = RT_CARVE(cv, float, c->n_heads);
+            L->gnorm_w = RT_CARVE(cv, float, E);
+        }
+    }
+}
+
+/* ---------------------------------------------------------------- workspace */
+
+static void layout_ws(rt_be *r, rt_carver *cv) {
+    f16_be *g = (f16_be *)r;
+    const mq_config *c = &r->base.cfg;
+    const size_t R = r->ws.rows, D = c->d_model, E = c->d_inner;
+    g->h16 = RT_CARVE(cv, half, R * D);
+    g->xz16 = RT_CARVE(cv, half, R * cfg_in_proj_dim(c));
+    g->xc16 = RT_CARVE(cv, half, R * cfg_conv_dim(c));
+    g->xdbl16 = c->arch == MQ_MAMBA1 ? RT_CARVE(cv, half, R * (c->dt_rank + 2 * c->d_state)) : NULL;
+    g->dt16 = c->arch == MQ_MAMBA1 ? RT_CARVE(cv, half, R * E) : NULL;
+    g->y16 = RT_CARVE(cv, half, R * E);
+    g->g16 = c->arch == MQ_MAMBA2 ? RT_CARVE(cv, half, R * E) : NULL;
+    g->delta16 = RT_CARVE(cv, half, R * D);
+}
+static void init_ws(rt_be *r) { (void)r; }
+static void free_ws(rt_be *r) { (void)r; }
+
+/* ---------------------------------------------------------------- forward */
+
+#define HOOK(layer, role, x, dt, rows, cols, ld)                                        \
+    do {                                                                               \
+        if (rt_hook(r, hk, layer, role, (const void *)(x), dt, 0.f, rows, cols, ld)) return -1; \
+    } while (0)
+
+static int forward(rt_be *r, int B, int T, be_state *s, const mq_hooks *hk) {
+    f16_be *g = (f16_be *)r;
+    rt_ws *w = &r->ws;
+    const mq_config *c = &r->base.cfg;
+    const cudaStream_t st = w->stream;
+    const int R = B * T, D = c->d_model, E = c->d_inner, N = c->d_state, K = c->d_conv;
+    const int in = cfg_in_proj_dim(c), cd = cfg_conv_dim(c), nc = rt_chunks(r, B, T);
+    cublasHandle_t blas = w->blas;
+
+    rt_embed(r, g->embed, R);
+    for (int l = 0; l < c->n_layer; l++) {
+        const f16_layer *L = &g->layers[l];
+        float *conv_state, *ssm_state;
+        rt_layer_state(r, s, l, &conv_state, &ssm_state);
+        k_f16_add_rmsnorm(w->resid, l ? g->delta16 : NULL, L->norm_w, g->h16, NULL, R, D, c->norm_eps, st);
+        if (rt_after_norm(r, hk, l, R)) return -1;
+        HOOK(l, MQ_ACT_IN_PROJ_IN, g->h16, MQ_F16, R, D, D);
+        k_f16_gemm(blas, g->h16, D, L->in_proj, g->xz16, 0, in, L->in_proj_b, R, in, D);
+        rt_mark(r, RT_P_IN_PROJ);
+
+        half *ssm_out;
+        if (c->arch == MQ_MAMBA1) {
+            /* in_proj output columns: x [0, E), z [E, 2E) */
+            half *x_in = g->xz16, *z = g->xz16 + E;
+            const int xw = c->dt_rank + 2 * N;
+            HOOK(l, MQ_ACT_CONV_IN, x_in, MQ_F16, R, E, in);
+            HOOK(l, MQ_ACT_Z, z, MQ_F16, R, E, in);
+            k_f16_conv1d_silu(g->xc16, E, x_in, in, conv_state, conv_state != NULL, L->conv_w, L->conv_b, B, T, E, K, st);
+            rt_mark(r, RT_P_CONV);
+            HOOK(l, MQ_ACT_SSM_X, g->xc16, MQ_F16, R, E, E);
+            k_f16_gemm(blas, g->xc16, E, L->x_proj, g->xdbl16, 0, xw, NULL, R, xw, E);
+            rt_mark(r, RT_P_X_PROJ);
+            HOOK(l, MQ_ACT_X_PROJ_OUT, g->xdbl16, MQ_F16, R, xw, xw);
+            /* dt_proj with its bias, as the CPU reference (MQ_ACT_DT sees dt before softplus) */
+            k_f16_gemm(blas, g->xdbl16, xw, L->dt_proj, g->dt16, 0, E, L->dt_proj_b, R, E, c->dt_rank);
+            rt_mark(r, RT_P_DT_PROJ);
+            HOOK(l, MQ_ACT_DT, g->dt16, MQ_F16, R, E, E);
+            HOOK(l, MQ_ACT_B, g->xdbl16 + c->dt_rank, MQ_F16, R, N, xw);
+            HOOK(l, MQ_ACT_C, g->xdbl16 + c->dt_rank + N, MQ_F16, R, N, xw);
+            k_scan_m1_args<k_in_f16, half> a;
+            a.x = {g->xc16, E}, a.dt = {g->dt16, E};
+            a.Bm = {g->xdbl16 + c->dt_rank, xw}, a.Cm = {g->xdbl16 + c->dt_rank + N, xw}, a.z = {z, in};
+            a.dt_bias = NULL, a.A = L->A, a.D = L->D, a.y = g->y16, a.ldy = E, a.Di = E, a.N = N;
+            rt_scan_state(a, r, ssm_state, s != NULL, B, T, nc);
+            k_scan_m1(a, st);
+            rt_mark(r, RT_P_SCAN);
+            HOOK(l, MQ_ACT_SSM_STATE, ssm_state, MQ_F32, B * E, N, N);
+            ssm_out = g->y16;
+        } else {
+            /* in_proj output columns: z [0, E), xBC [E, E + cd), dt [E + cd, E + cd + H) */
+            const int G = c->n_groups, H = c->n_heads;
+            half *z = g->xz16, *xbc = g->xz16 + E, *dt = g->xz16 + E + cd;
+            HOOK(l, MQ_ACT_CONV_IN, xbc, MQ_F16, R, cd, in);
+            HOOK(l, MQ_ACT_Z, z, MQ_F16, R, E, in);
+            HOOK(l, MQ_ACT_DT, dt, MQ_F16, R, H, in);
+            k_f16_conv1d_silu(g->xc16, cd, xbc, in, conv_state, conv_state != NULL, L->conv_w, L->conv_b, B, T, cd, K, st);
+            rt_mark(r, RT_P_CONV);
+            HOOK(l, MQ_ACT_SSM_X, g->xc16, MQ_F16, R, E, cd);
+            HOOK(l, MQ_ACT_B, g->xc16 + E, MQ_F16, R, G * N, cd);
+            HOOK(l, MQ_ACT_C, g->xc16 + E + G * N, MQ_F16, R, G * N, cd);
+            k_scan_m2_args<k_in_f16, half> a;
+            a.x = {g->xc16, cd}, a.dt = {dt, in}, a.Bm = {g->xc16 + E, cd}, a.Cm = {g->xc16 + E + G * N, cd};
+            a.dt_bias = L->dt_bias, a.A = L->A, a.D = L->D, a.lo = c->dt_limit_min, a.hi = c->dt_limit_max;
+            a.y = g->y16, a.ldy = E, a.H = H, a.P = c->head_dim, a.G = G, a.N = N;
+            rt_scan_state(a, r, ssm_state, s != NULL, B, T, nc);
+            k_scan_m2(a, st);
+            rt_mark(r, RT_P_SCAN);
+            HOOK(l, MQ_ACT_SSM_STATE, ssm_state, MQ_F32, B * E, N, N);
+            /* one group over all of d_inner, as transformers' MambaRMSNormGated and the CPU
+             * reference (mamba_ssm would use d_inner / n_groups; equal when n_groups == 1) */
+            k_f16_gated_rmsnorm(g->g16, E, g->y16, E, z, in, L->gnorm_w, R, E, E, c->norm_eps, c->norm_before_gate, st);
+            rt_mark(r, RT_P_GNORM);
+            ssm_out = g->g16;
+        }
+        HOOK(l, MQ_ACT_SSM_OUT, ssm_out, MQ_F16, R, E, E);
+        HOOK(l, MQ_ACT_OUT_PROJ_IN, ssm_out, MQ_F16, R, E, E);
+        k_f16_gemm(blas, ssm_out, E, L->out_proj, g->delta16, 0, D, L->out_proj_b, R, D, E);
+        rt_mark(r, RT_P_OUT_PROJ);
+    }
+    k_f16_add_rmsnorm(w->resid, g->delta16, g->norm_f, w->hid16, w->hid32, R, D, c->norm_eps, st);
+    if (rt_after_norm(r, hk, c->n_layer, R)) return -1;
+    HOOK(-1, MQ_ACT_LM_HEAD_IN, w->hid16, MQ_F16, R, D, D);
+    rt_set_last(r, B, T);
+    return 0;
+}
+
+static void lm_head(rt_be *r, int r0, int n) {
+    const f16_be *g = (const f16_be *)r;
+    const int D = r->base.cfg.d_model, V = r->base.cfg.vocab_size;
+    k_f16_gemm(r->ws.blas, r->ws.hid16 + (size_t)r0 * D, D, g->lm_head, r->ws.logits, 1, V, NULL, n, V, D);
+}
+
+static void free_weights(rt_be *r) { free(((f16_be *)r)->layers); }
+
+static const rt_pass pass = {"FP16 GPU forward", sizeof(float), 32, layout_ws, init_ws, free_ws, forward, lm_head,
+                             free_weights};
+
+/* g with cfg and its weights arena; NULL + error. */
+static f16_be *alloc_model(const mq_config *cfg) {
+    if (rt_need_gpu()) return NULL;
+    if (rt_check_shapes(cfg, cfg->arch == MQ_MAMBA1 ? 64 : 128, pass.name)) return NULL;
+    f16_be *g = (f16_be *)mq_calloc(1, sizeof *g);
+    g->rt.pass = &pass;
+    g->rt.base.kind = BE_CUDA_F16;
+    g->rt.base.cfg = *cfg;
+    g->layers = (f16_layer *)mq_calloc(cfg->n_layer, sizeof(f16_layer));
+    if (rt_carve_weights(&g->rt, layout_weights)) {
+        free(g->layers), free(g);
+        return NULL;
+    }
+    /* decode reads every weight except the embedding table (only batch rows of it), unless tied */
+    const size_t table = cfg->tie_embeddings ? 0 : (size_t)cfg->vocab_size * cfg->d_model * 2;
+    g->rt.base.decode_bytes = g->rt.base.weight_bytes - table;
+    return g;
+}
+
+/* ---------------------------------------------------------------- upload */
+
+be *be_cuda_open_f16(const mq_model *m, int batch, int seqlen) {
+    const mq_config *c = &m->cfg;
+    mq_config cfg = *c;
+    cfg.tie_embeddings = m->lm_head == m->embed; /* what the loader did decides, not the flag */
+    f16_be *g = alloc_model(&cfg);
+    if (!g) return NULL;
+    const int D = c->d_model, E = c->d_inner, in = cfg_in_proj_dim(c), cd = cfg_conv_dim(c);
+    size_t big = (size_t)c->vocab_size * D;
+    if ((size_t)in * D > big) big = (size_t)in * D;
+    float *stage;
+    if (gpu_malloc((void **)&stage, big * sizeof(float), "the upload staging buffer")) {
+        rt_discard(&g->rt);
+        return NULL;
+    }
+    rt_put_f16(g->embed, m->embed, (size_t)c->vocab_size * D, stage);
+    if (!cfg.tie_embeddings) rt_put_f16(g->lm_head, m->lm_head, (size_t)c->vocab_size * D, stage);
+    rt_put_f32(g->norm_f, m->norm_f, D);
+    for (int l = 0; l < c->n_layer; l++) {
+        const mq_layer *H = &m->layers[l];
+        f16_layer *L = &g->layers[l];
+        rt_put_f32(L->norm_w, H->norm_w, D);
+        rt_put_f16(L->in_proj, H->in_proj, (size_t)in * D, stage);
+        if (L->in_proj_b) rt_put_f32(L->in_proj_b, H->in_proj_b, in);
+        rt_put_f32(L->conv_w, H->conv_w, (size_t)cd * c->d_conv);
+        if (L->conv_b) rt_put_f32(L->conv_b, H->conv_b, cd);
+        rt_put_f16(L->out_proj, H->out_proj, (size_t)D * E, stage);
+        if (L->out_proj_b) rt_put_f32(L->out_proj_b, H->out_proj_b, D);
+        if (c->arch == MQ_MAMBA1) {
+            rt_put_f32(L->A, H->A, (size_t)E * c->d_state);
+            rt_put_f32(L->D, H->D, E);
+            rt_put_f16(L->x_proj, H->x_proj, (size_t)(c->dt_rank + 2 * c->d_state) * E, stage);
+            rt_put_f16(L->dt_proj, H->dt_proj, (size_t)E * c->dt_rank, stage);
+            rt_put_f32(L->dt_proj_b, H->dt_proj_b, E);
+        } else {
+            rt_put_f32(L->A, H->A, c->n_heads);
+            rt_put_f32(L->D, H->D, c->n_heads);
+            rt_put_f32(L->dt_bias, H->dt_bias, c->n_heads);
+            rt_put_f32(L->gnorm_w, H->gnorm_w, E);
+        }
+    }
+    CUDA_CHECK(cudaDeviceSynchronize());
+    CUDA_CHECK(cudaFree(stage));
+    return rt_open(&g->rt, batch, seqlen);
+}
+
+/* ---------------------------------------------------------------- random model (benchmarks) */
+
+/* Scales keep activations O(1) through the layers: uniform +-1/sqrt(fan_in) for projections,
+ * A = -(1..d_state) (Mamba1, S4D-real) or -(1..16) per head (Mamba2), dt ~ softplus(-4) ~ 0.018. */
+be *rt_f16_random(const mq_config *c, uint64_t seed, int batch, int seqlen) {
+    f16_be *g = alloc_model(c);
+    if (!g) return NULL;
+    const int D = c->d_model, E = c->d_inner, in = cfg_in_proj_dim(c), cd = cfg_conv_dim(c), N = c->d_state;
+    uint64_t s = seed * 1000003ull;
+    k_fill_f16(g->embed, (size_t)c->vocab_size * D, s++, 0.05f, 0);
+    if (g->lm_head != g->embed) k_fill_f16(g->lm_head, (size_t)c->vocab_size * D, s++, 0.05f, 0);
+    rt_put_const(g->norm_f, D, 1.f);
+    float *conv = (float *)mq_malloc(sizeof(float) * (size_t)cd * c->d_conv);
+    for (size_t i = 0; i < (size_t)cd * c->d_conv; i++) conv[i] = (float)((i * 2654435761u) % 1000) / 1000.f - 0.5f;
+    float *A = (float *)mq_malloc(sizeof(float) * (size_t)E * (N > 16 ? N : 16));
+    for (int l = 0; l < c->n_layer; l++) {
+        f16_layer *L = &g->layers[l];
+        rt_put_const(L->norm_w, D, 1.f);
+        k_fill_f16(L->in_proj, (size_t)in * D, s++, 1.f / sqrtf((float)D), 0);
+        if (L->in_proj_b) rt_put_const(L->in_proj_b, in, 0.f);
+        rt_put_f32(L->conv_w, conv, (size_t)cd * c->d_conv);
+        if (L->conv_b) rt_put_const(L->conv_b, cd, 0.f);
+        k_fill_f16(L->out_proj, (size_t)D * E, s++, 1.f / sqrtf((float)E), 0);
+        if (L->out_proj_b) rt_put_const(L->out_proj_b, D, 0.f);
+        if (c->arch == MQ_MAMBA1) {
+            for (int e = 0; e < E; e++)
+                for (int n = 0; n < N; n++) A[(size_t)e * N + n] = -(float)(n + 1);
+            rt_put_f32(L->A, A, (size_t)E * N);
+            rt_put_const(L->D, E, 1.f);
+            k_fill_f16(L->x_proj, (size_t)(c->dt_rank + 2 * N) * E, s++, 1.f / sqrtf((float)E), 0);
+            k_fill_f16(L->dt_proj, (size_t)E * c->dt_rank, s++, 1.f / sqrtf((float)c->dt_rank), 0);
+            rt_put_const(L->dt_proj_b, E, -4.f);
+        } else {
+            for (int h = 0; h < c->n_heads; h++) A[h] = -(float)(1 + h % 16);
+            rt_put_f32(L->A, A, c->n_heads);
+            rt_put_const(L->D, c->n_heads, 1.f);
+            rt_put_const(L->dt_bias, c->n_heads, -4.f);
+            rt_put_const(L->gnorm_w, E, 1.f);
+        }
+    }
+    free(conv);
+    free(A);
+    CUDA_CHECK(cudaDeviceSynchronize());
+    return rt_open(&g->rt, batch, seqlen);
+}

@@ -1,0 +1,519 @@
+/* The int8 pass (BE_CUDA_INT8 of ssm/backend.h): W8A8 inference of a quantized model (ssm/qmodel.h),
+ * the bit-level twin of the CPU simulation (ssm/qsim.c). Every quantized activation of
+ * docs/recipe.md is an int8 tensor here, made by the kernel that produces it with core/qrule.h's
+ * rule and the model's scale:
+ *   resid (FP32) -> add + RMSNorm -> int8 h                        [in_proj.input_scale]
+ *   in_proj  int8 GEMM (int32) -> epilogue: x*s_x*s_w -> int8      [conv_in / z / dt scales per column]
+ *   conv1d   int8 x, int8 w, FP32 bias, SiLU -> int8               [ssm_x (M2: x, B, C scales)]
+ *   Mamba1:  x_proj int8 GEMM -> int8 [dt_low, B, C]; dt_proj int8 GEMM (no bias, Quamba) -> int8 dt;
+ *            scan: int8 u, dt (+ dt_proj.bias, softplus), B, C, z dequantized in registers, FP32
+ *            state and exp, y * SiLU(z) -> FP16 y
+ *   Mamba2:  scan: int8 x, dt (+ dt_bias, softplus, clamp), B, C -> FP32 y; gated RMSNorm with
+ *            int8 z -> FP16
+ *   y -> Hadamard rotation + int8 quantize in one kernel (hadamard/had.h), or plain quantize
+ *   out_proj int8 GEMM -> epilogue -> FP16, added to the FP32 residual by the next norm
+ *   norm_f -> FP16 -> lm_head (FP16 cuBLAS, or int8 with --quantize-head) -> FP32 logits.
+ * GEMMs: cuBLASLt int8 (prefill), an own __dp4a GEMV (<= 8 rows), an own tiled kernel (shapes
+ * cuBLASLt refuses): ssm/i8_gemm.cu. Decode steps of one sequence take the fused kernels of
+ * ssm/i8_decode.cu. The conv state holds the last d_conv-1 int8 conv inputs. The workspace, states,
+ * graphs and NLL are ssm/cuda_rt.cu's. */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include "hadamard/had.h"
+#include "ssm/cuda_rt.h"
+#include "ssm/int8_ref.h"
+
+/* Device pointers into the weights arena. Per-column scale arrays: see ssm/kern.h. */
+struct i8_layer {
+    float *norm_w;
+    int8_t *in_w; float *in_sw, *in_b, *in_qs;              /* [in x D]; [in] x3 (bias may be NULL) */
+    int8_t *conv_w; float *conv_sw, *conv_sin, *conv_sout, *conv_b; /* [cd x K]; [cd] x4 (bias may be NULL) */
+    int8_t *out_w; float *out_sw, *out_b;                   /* [D x E]; [D] x2 */
+    float *A, *D;                                           /* M1 [E x N], [E]; M2 [H], [H] */
+    int8_t *xp_w; float *xp_sw, *xp_qs;                     /* M1 x_proj [xw x E]; [xw] x2 */
+    int8_t *dt_w; float *dt_sw, *dt_qs, *dt_b;              /* M1 dt_proj [E x R]; [E] x3 */
+    float *dt_bias, *gnorm_w;                               /* M2 [H], [E] */
+    /* activation scales: in_proj input, ssm_x, x_proj output (M1), dt, z, B, C, out_proj input */
+    float s_in, s_u, s_xp, s_dt, s_z, s_B, s_C, s_y, s_conv0;
+};
+
+struct i8_be {
+    rt_be rt;
+    int hadamard;                  /* rotate y before quantizing it (order d_inner) */
+    int had_m, had_p, had_log_p;   /* d_inner = had_m * had_p, had_p = 2^had_log_p, when hadamard */
+    int dec_fused;                 /* the shapes fit the fused batch-1 decode kernels (i8_decode.cu) */
+    int lm_quant;                  /* the lm_head is int8 (quantize_head) */
+    half *embed, *lm16;            /* lm16: FP16 lm_head (== embed when tied), NULL when quantized */
+    int8_t *lm_q; float *lm_sw;    /* int8 lm_head [V x D] and its scales [V] (quantize_head) */
+    float lm_in_scale;
+    float *norm_f;
+    i8_layer *layers;              /* host array of device pointers */
+    /* workspace */
+    k_gemm_ctx gc;
+    void *lt_ws;
+    half *y16, *g16, *delta16;
+    float *y32;
+    int8_t *h8, *xz8, *xc8, *xdbl8, *dt8, *yq8;
+    int32_t *acc;
+    float *resid2;                 /* fused decode: the residual alternates between resid and resid2 */
+    int32_t *dec_acc;              /* fused decode: x_proj sums [xw], zero between calls */
+    unsigned *dec_counter;
+};
+
+#define LT_WS_BYTES ((size_t)32 << 20)
+
+/* ---------------------------------------------------------------- weights */
+
+static int xp_dim(const mq_config *c) { return c->arch == MQ_MAMBA1 ? c->dt_rank + 2 * c->d_state : 0; }
+
+/* Can decode steps of one sequence take the fused kernels (ssm/kern.h lists what they need)? */
+static void decide_fused(i8_be *g) {
+    const mq_config *c = &g->rt.base.cfg;
+    g->had_m = 1, g->had_p = 0;
+    if (g->hadamard) had_factor(c->d_inner, &g->had_m, &g->had_p), g->had_p = 1 << g->had_p;
+    g->had_log_p = 0;
+    if (g->hadamard) had_factor(c->d_inner, NULL, &g->had_log_p);
+    g->dec_fused = c->d_model % 64 == 0 && c->d_inner % 64 == 0 && c->d_inner <= 8192 && c->d_model <= 4096 &&
+                   c->d_conv <= 8 && (!g->hadamard || (g->had_m <= 32 && g->had_log_p >= 1)) &&
+                   (c->arch != MQ_MAMBA1 || (c->dt_rank <= 512 && xp_dim(c) <= 1024));
+}
+
+static int g_decode_fused = 1;
+void rt_i8_set_decode_fused(int on) { g_decode_fused = on; }
+
+static void layout_weights(rt_be *r, rt_carver *cv) {
+    i8_be *g = (i8_be *)r;
+    const mq_config *c = &r->base.cfg;
+    const int lm_quant = g->lm_quant;
+    const int D = c->d_model, E = c->d_inner, in = cfg_in_proj_dim(c), cd = cfg_conv_dim(c), K = c->d_conv;
+    const int V = c->vocab_size;
+    g->embed = RT_CARVE(cv, half, (size_t)V * D);
+    g->lm16 = NULL, g->lm_q = NULL, g->lm_sw = NULL;
+    if (lm_quant) { g->lm_q = RT_CARVE(cv, int8_t, (size_t)V * D); g->lm_sw = RT_CARVE(cv, float, V); }
+    else g->lm16 = c->tie_embeddings ? g->embed : RT_CARVE(cv, half, (size_t)V * D);
+    g->norm_f = RT_CARVE(cv, float, D);
+    for (int l = 0; l < c->n_layer; l++) {
+        i8_layer *L = &g->layers[l]; /* the scalar scales are set after both passes */
+        memset(L, 0, sizeof *L);
+        L->norm_w = RT_CARVE(cv, float, D);
+        L->in_w = RT_CARVE(cv, int8_t, (size_t)in * D);
+        L->in_sw = RT_CARVE(cv, float, in);
+        L->in_qs = RT_CARVE(cv, float, in);
+        if (c->proj_bias) L->in_b = RT_CARVE(cv, float, in);
+        L->conv_w = RT_CARVE(cv, int8_t, (size_t)cd * K);
+        L->conv_sw = RT_CARVE(cv, float, cd);
+        L->conv_sin = RT_CARVE(cv, float, cd);
+        L->conv_sout = RT_CARVE(cv, float, cd);
+        if (c->conv_bias) L->conv_b = RT_CARVE(cv, float, cd);
+        L->out_w = RT_CARVE(cv, int8_t, (size_t)D * E);
+        L->out_sw = RT_CARVE(cv, float, D);
+        if (c->proj_bias) L->out_b = RT_CARVE(cv, float, D);
+        if (c->arch == MQ_MAMBA1) {
+            const int xw = xp_dim(c);
+            L->A = RT_CARVE(cv, float, (size_t)E * c->d_state);
+            L->D = RT_CARVE(cv, float, E);
+            L->xp_w = RT_CARVE(cv, int8_t, (size_t)xw * E);
+            L->xp_sw = RT_CARVE(cv, float, xw);
+            L->xp_qs = RT_CARVE(cv, float, xw);
+            L->dt_w = RT_CARVE(cv, int8_t, (size_t)E * c->dt_rank);
+            L->dt_sw = RT_CARVE(cv, float, E);
+            L->dt_qs = RT_CARVE(cv, float, E);
+            L->dt_b = RT_CARVE(cv, float, E);
+        } else {
+            L->A = RT_CARVE(cv, float, c->n_heads);
+            L->D = RT_CARVE(cv, float, c->n_heads);
+            L->dt_bias = RT_CARVE(cv, float, c->n_heads);
+            L->gnorm_w = RT_CARVE(cv, float, E);
+        }
+    }
+}
+
+/* ---------------------------------------------------------------- workspace */
+
+static void layout_ws(rt_be *r, rt_carver *cv) {
+    i8_be *g = (i8_be *)r;
+    const mq_config *c = &r->base.cfg;
+    const size_t R = r->ws.rows, D = c->d_model, E = c->d_inner, in = cfg_in_proj_dim(c), cd = cfg_conv_dim(c);
+    const size_t xw = xp_dim(c);
+    size_t maxn = in > D ? in : D;
+    if (xw > maxn) maxn = xw;
+    if (E > maxn) maxn = E;
+    g->h8 = RT_CARVE(cv, int8_t, R * D);
+    g->xz8 = RT_CARVE(cv, int8_t, R * in);
+    g->xc8 = RT_CARVE(cv, int8_t, R * cd);
+    g->xdbl8 = xw ? RT_CARVE(cv, int8_t, R * xw) : NULL;
+    g->dt8 = c->arch == MQ_MAMBA1 ? RT_CARVE(cv, int8_t, R * E) : NULL;
+    g->y16 = RT_CARVE(cv, half, R * E);
+    g->y32 = c->arch == MQ_MAMBA2 ? RT_CARVE(cv, float, R * E) : NULL;
+    g->g16 = c->arch == MQ_MAMBA2 ? RT_CARVE(cv, half, R * E) : NULL;
+    g->yq8 = RT_CARVE(cv, int8_t, R * E);
+    g->delta16 = RT_CARVE(cv, half, R * D);
+    g->acc = RT_CARVE(cv, int32_t, R * maxn);
+    g->resid2 = RT_CARVE(cv, float, D);
+    g->dec_acc = RT_CARVE(cv, int32_t, xw + 1);
+    g->dec_counter = RT_CARVE(cv, unsigned, 1);
+    g->lt_ws = rt_carve(cv, LT_WS_BYTES);
+}
+
+static void init_ws(rt_be *r) {
+    i8_be *g = (i8_be *)r;
+    CUDA_CHECK(cudaMemset(g->dec_acc, 0, sizeof(int32_t) * (xp_dim(&r->base.cfg) + 1)));
+    CUDA_CHECK(cudaMemset(g->dec_counter, 0, sizeof(unsigned)));
+    k_gemm_ctx_init(&g->gc, r->ws.stream, g->lt_ws, LT_WS_BYTES);
+}
+
+static void free_ws(rt_be *r) { k_gemm_ctx_free(&((i8_be *)r)->gc); }
+
+/* ---------------------------------------------------------------- forward */
+
+#define HOOK(layer, role, x, dt, scale, rows, cols, ld)                                          \
+    do {                                                                                         \
+        if (rt_hook(r, hk, layer, role, (const void *)(x), dt, scale, rows, cols, ld)) return -1; \
+    } while (0)
+
+/* The Mamba2 scan of layer L on the workspace's conv output (x, B, C) and in_proj's dt, into y32. */
+static k_scan_m2_args<k_in_i8, float> m2_scan_args(const i8_be *g, const i8_layer *L, float *ssm_state, int state_in,
+                                                   int B, int T, int nc) {
+    const mq_config *c = &g->rt.base.cfg;
+    const int E = c->d_inner, cd = cfg_conv_dim(c), GN = c->n_groups * c->d_state;
+    k_scan_m2_args<k_in_i8, float> a;
+    a.x = {g->xc8, cd, L->s_u}, a.dt = {g->xz8 + E + cd, cfg_in_proj_dim(c), L->s_dt};
+    a.Bm = {g->xc8 + E, cd, L->s_B}, a.Cm = {g->xc8 + E + GN, cd, L->s_C};
+    a.dt_bias = L->dt_bias, a.A = L->A, a.D = L->D, a.lo = c->dt_limit_min, a.hi = c->dt_limit_max;
+    a.y = g->y32, a.ldy = E, a.H = c->n_heads, a.P = c->head_dim, a.G = c->n_groups, a.N = c->d_state;
+    rt_scan_state(a, &g->rt, ssm_state, state_in, B, T, nc);
+    return a;
+}
+
+/* One token of one sequence (ws.d_tokens[0]) on state s through the fused kernels: per layer
+ * norm+in_proj, conv(+x_proj), (dt_proj+)scan, y quantize, out_proj. Same outputs as forward(). */
+static void decode_fused(i8_be *g, be_state *s) {
+    rt_ws *w = &g->rt.ws;
+    const mq_config *c = &g->rt.base.cfg;
+    const cudaStream_t st = w->stream;
+    const int D = c->d_model, E = c->d_inner, N = c->d_state, K = c->d_conv, in = cfg_in_proj_dim(c);
+    const int cd = cfg_conv_dim(c), sm = g->rt.sm_count;
+    float *r_cur = w->resid, *r_next = g->resid2;
+    k_embed(r_cur, g->embed, w->d_tokens, 1, D, st);
+    for (int l = 0; l < c->n_layer; l++) {
+        const i8_layer *L = &g->layers[l];
+        int8_t *conv_state = rt_conv_state<int8_t>(s, l);
+        float *ssm_state = rt_ssm_state(s, l);
+        k_i8_dec_norm_linear(r_cur, l ? g->delta16 : NULL, r_next, L->norm_w, L->s_in, c->norm_eps, L->in_w, in, D,
+                             k_epi_make(L->s_in, L->in_sw, L->in_b, L->in_qs, K_EPI_I8), g->xz8, sm, st);
+        float *t = r_cur;
+        r_cur = r_next, r_next = t;
+        k_dec_yquant_args ya;
+        memset(&ya, 0, sizeof ya);
+        if (c->arch == MQ_MAMBA1) {
+            const int R_ = c->dt_rank, xw = xp_dim(c);
+            k_dec_conv_xproj_args ca;
+            ca.x = g->xz8, ca.state = conv_state, ca.xc = g->xc8;
+            ca.cw = L->conv_w, ca.csw = L->conv_sw, ca.csin = L->conv_sin, ca.cb = L->conv_b, ca.csout = L->conv_sout;
+            ca.K = K, ca.W = L->xp_w, ca.N = xw, ca.E = E, ca.e = k_epi_make(L->s_u, L->xp_sw, NULL, L->xp_qs, K_EPI_I8);
+            ca.out = g->xdbl8, ca.acc = g->dec_acc, ca.counter = g->dec_counter;
+            k_i8_dec_conv_xproj(ca, st);
+            k_dec_dt_scan_args sa;
+            sa.xdbl = g->xdbl8, sa.R = R_, sa.s_xp = L->s_xp;
+            sa.dtw = L->dt_w, sa.dt_sw = L->dt_sw, sa.dt_qs = L->dt_qs, sa.dt_bias = L->dt_b, sa.sdt = L->s_dt;
+            sa.u = g->xc8, sa.su = L->s_u, sa.sb = L->s_B, sa.sc = L->s_C;
+            sa.z = g->xz8 + E, sa.sz = L->s_z, sa.A = L->A, sa.D = L->D;
+            sa.state = ssm_state, sa.y = g->y16, sa.E = E, sa.N = N;
+            k_i8_dec_dt_scan(sa, st);
+            ya.y16 = g->y16;
+        } else {
+            const int8_t *z8 = g->xz8, *xbc8 = g->xz8 + E;
+            k_i8_dec_conv(g->xc8, xbc8, conv_state, L->conv_w, L->conv_sw, L->conv_sin, L->conv_b, L->conv_sout, cd, K, st);
+            k_scan_m2(m2_scan_args(g, L, ssm_state, 1, 1, 1, 1), st);
+            ya.y32 = g->y32, ya.z = z8, ya.sz = L->s_z, ya.gnorm_w = L->gnorm_w, ya.eps = c->norm_eps;
+            ya.nbg = c->norm_before_gate;
+        }
+        ya.E = E, ya.m = g->had_m, ya.P = g->hadamard ? g->had_p : 0, ya.log_p = g->had_log_p;
+        ya.s = L->s_y, ya.q = g->yq8;
+        ya.norm = (float)(1.0 / sqrt((double)E));
+        k_i8_dec_yquant(ya, st);
+        k_i8_dec_linear(g->yq8, L->out_w, D, E, k_epi_make(L->s_y, L->out_sw, L->out_b, NULL, K_EPI_F16), g->delta16, sm,
+                        st);
+    }
+    k_i8_add_rmsnorm(r_cur, g->delta16, g->norm_f, g->lm_q ? g->h8 : NULL, g->lm_in_scale, w->hid16, w->hid32, 1, D,
+                     c->norm_eps, st);
+    rt_set_last(&g->rt, 1, 1);
+}
+
+static int forward(rt_be *r, int B, int T, be_state *s, const mq_hooks *hk) {
+    i8_be *g = (i8_be *)r;
+    rt_ws *w = &r->ws;
+    const mq_config *c = &r->base.cfg;
+    const cudaStream_t st = w->stream;
+    const int R = B * T, D = c->d_model, E = c->d_inner, N = c->d_state, K = c->d_conv;
+    const int in = cfg_in_proj_dim(c), cd = cfg_conv_dim(c);
+    const int hooked = hk && hk->fn;
+    if (B == 1 && T == 1 && s && !hooked && g->dec_fused && g_decode_fused && !w->prof_on) {
+        decode_fused(g, s);
+        return 0;
+    }
+    const int nc = rt_chunks(r, B, T);
+    rt_embed(r, g->embed, R);
+    for (int l = 0; l < c->n_layer; l++) {
+        const i8_layer *L = &g->layers[l];
+        int8_t *conv_state;
+        float *ssm_state;
+        rt_layer_state(r, s, l, &conv_state, &ssm_state);
+        k_i8_add_rmsnorm(w->resid, l ? g->delta16 : NULL, L->norm_w, g->h8, L->s_in, NULL, NULL, R, D, c->norm_eps, st);
+        if (rt_after_norm(r, hk, l, R)) return -1;
+        HOOK(l, MQ_ACT_IN_PROJ_IN, g->h8, MQ_I8, L->s_in, R, D, D);
+        k_i8_linear(&g->gc, g->h8, D, L->in_w, R, in, D, k_epi_make(L->s_in, L->in_sw, L->in_b, L->in_qs, K_EPI_I8), g->xz8,
+                    in, g->acc);
+        rt_mark(r, RT_P_IN_PROJ);
+
+        const half *ssm_out;
+        if (c->arch == MQ_MAMBA1) {
+            /* in_proj output: x [0, E), z [E, 2E) */
+            const int8_t *x8 = g->xz8, *z8 = g->xz8 + E;
+            const int R_ = c->dt_rank, xw = xp_dim(c);
+            HOOK(l, MQ_ACT_CONV_IN, x8, MQ_I8, L->s_conv0, R, E, in);
+            HOOK(l, MQ_ACT_Z, z8, MQ_I8, L->s_z, R, E, in);
+            k_i8_conv1d(g->xc8, E, x8, in, conv_state, conv_state != NULL, L->conv_w, L->conv_sw, L->conv_sin, L->conv_b,
+                        L->conv_sout, B, T, E, K, st);
+            rt_mark(r, RT_P_CONV);
+            HOOK(l, MQ_ACT_SSM_X, g->xc8, MQ_I8, L->s_u, R, E, E);
+            k_i8_linear(&g->gc, g->xc8, E, L->xp_w, R, xw, E, k_epi_make(L->s_u, L->xp_sw, NULL, L->xp_qs, K_EPI_I8),
+                        g->xdbl8, xw, g->acc);
+            rt_mark(r, RT_P_X_PROJ);
+            HOOK(l, MQ_ACT_X_PROJ_OUT, g->xdbl8, MQ_I8, L->s_xp, R, xw, xw);
+            /* dt_proj without its bias (Quamba: the scan adds it), requantized */
+            k_i8_linear(&g->gc, g->xdbl8, xw, L->dt_w, R, E, R_, k_epi_make(L->s_xp, L->dt_sw, NULL, L->dt_qs, K_EPI_I8),
+                        g->dt8, E, g->acc);
+            rt_mark(r, RT_P_DT_PROJ);
+            HOOK(l, MQ_ACT_DT, g->dt8, MQ_I8, L->s_dt, R, E, E);
+            k_scan_m1_args<k_in_i8, half> a;
+            a.x = {g->xc8, E, L->s_u}, a.dt = {g->dt8, E, L->s_dt};
+            a.Bm = {g->xdbl8 + R_, xw, L->s_B}, a.Cm = {g->xdbl8 + R_ + N, xw, L->s_C}, a.z = {z8, in, L->s_z};
+            a.dt_bias = L->dt_b, a.A = L->A, a.D = L->D, a.y = g->y16, a.ldy = E, a.Di = E, a.N = N;
+            rt_scan_state(a, r, ssm_state, s != NULL, B, T, nc);
+            k_scan_m1(a, st);
+            rt_mark(r, RT_P_SCAN);
+            HOOK(l, MQ_ACT_SSM_STATE, ssm_state, MQ_F32, 0.f, B * E, N, N);
+            ssm_out = g->y16;
+        } else {
+            /* in_proj output: z [0, E), xBC [E, E + cd), dt [E + cd, E + cd + H) */
+            const int G = c->n_groups, H = c->n_heads, GN = G * N;
+            const int8_t *z8 = g->xz8, *xbc8 = g->xz8 + E, *dt8 = g->xz8 + E + cd;
+            HOOK(l, MQ_ACT_CONV_IN, xbc8, MQ_I8, L->s_conv0, R, cd, in);
+            HOOK(l, MQ_ACT_Z, z8, MQ_I8, L->s_z, R, E, in);
+            HOOK(l, MQ_ACT_DT, dt8, MQ_I8, L->s_dt, R, H, in);
+            k_i8_conv1d(g->xc8, cd, xbc8, in, conv_state, conv_state != NULL, L->conv_w, L->conv_sw, L->conv_sin,
+                        L->conv_b, L->conv_sout, B, T, cd, K, st);
+            rt_mark(r, RT_P_CONV);
+            HOOK(l, MQ_ACT_SSM_X, g->xc8, MQ_I8, L->s_u, R, E, cd);
+            HOOK(l, MQ_ACT_B, g->xc8 + E, MQ_I8, L->s_B, R, GN, cd);
+            HOOK(l, MQ_ACT_C, g->xc8 + E + GN, MQ_I8, L->s_C, R, GN, cd);
+            k_scan_m2(m2_scan_args(g, L, ssm_state, s != NULL, B, T, nc), st);
+            rt_mark(r, RT_P_SCAN);
+            HOOK(l, MQ_ACT_SSM_STATE, ssm_state, MQ_F32, 0.f, B * E, N, N);
+            /* one group over all of d_inner, as transformers and the CPU reference */
+            k_i8_gated_rmsnorm(g->g16, E, g->y32, E, z8, in, L->s_z, L->gnorm_w, R, E, E, c->norm_eps,
+                               c->norm_before_gate, st);
+            rt_mark(r, RT_P_GNORM);
+            ssm_out = g->g16;
+        }
+        HOOK(l, MQ_ACT_SSM_OUT, ssm_out, MQ_F16, 0.f, R, E, E);
+        if (g->hadamard) {
+            if (had_cuda_transform_quant_f16(ssm_out, g->yq8, R, E, L->s_y, (void *)st))
+                return mq_fail_ctx("int8 forward, layer %d", l); /* checked at upload */
+        } else {
+            k_i8_quant_f16(g->yq8, E, ssm_out, E, L->s_y, R, E, st);
+        }
+        rt_mark(r, RT_P_YQUANT);
+        HOOK(l, MQ_ACT_OUT_PROJ_IN, g->yq8, MQ_I8, L->s_y, R, E, E);
+        k_i8_linear(&g->gc, g->yq8, E, L->out_w, R, D, E, k_epi_make(L->s_y, L->out_sw, L->out_b, NULL, K_EPI_F16),
+                    g->delta16, D, g->acc);
+        rt_mark(r, RT_P_OUT_PROJ);
+    }
+    k_i8_add_rmsnorm(w->resid, g->delta16, g->norm_f, g->lm_q ? g->h8 : NULL, g->lm_in_scale, w->hid16, w->hid32, R, D,
+                     c->norm_eps, st);
+    if (rt_after_norm(r, hk, c->n_layer, R)) return -1;
+    if (g->lm_q) HOOK(-1, MQ_ACT_LM_HEAD_IN, g->h8, MQ_I8, g->lm_in_scale, R, D, D);
+    else HOOK(-1, MQ_ACT_LM_HEAD_IN, w->hid16, MQ_F16, 0.f, R, D, D);
+    rt_set_last(r, B, T);
+    return 0;
+}
+
+/* logits of rows [r0, r0+n) into ws.logits: the int8 lm_head (its epilogue works in place, element
+ * by element, so the accumulators may share the logits buffer), or the FP16 one by cuBLAS */
+static void lm_head(rt_be *r, int r0, int n) {
+    i8_be *g = (i8_be *)r;
+    rt_ws *w = &r->ws;
+    const int D = r->base.cfg.d_model, V = r->base.cfg.vocab_size;
+    if (g->lm_q)
+        k_i8_linear(&g->gc, g->h8 + (size_t)r0 * D, D, g->lm_q, n, V, D,
+                    k_epi_make(g->lm_in_scale, g->lm_sw, NULL, NULL, K_EPI_F32), w->logits, V, (int32_t *)w->logits);
+    else
+        k_gemm_f16_blas(w->blas, w->hid16 + (size_t)r0 * D, D, g->lm16, w->logits, 1, V, n, V, D);
+}
+
+static void free_weights(rt_be *r) { free(((i8_be *)r)->layers); }
+
+static const rt_pass pass = {"int8 GPU pass", 1, 64, layout_ws, init_ws, free_ws, forward, lm_head, free_weights};
+
+static i8_be *alloc_model(const mq_config *cfg, int lm_quant) {
+    if (rt_need_gpu() || rt_check_shapes(cfg, 128, pass.name)) return NULL;
+    i8_be *g = (i8_be *)mq_calloc(1, sizeof *g);
+    g->rt.pass = &pass;
+    g->rt.base.kind = BE_CUDA_INT8;
+    g->rt.base.cfg = *cfg;
+    g->lm_quant = lm_quant;
+    g->layers = (i8_layer *)mq_calloc(cfg->n_layer, sizeof(i8_layer));
+    if (rt_carve_weights(&g->rt, layout_weights)) {
+        free(g->layers), free(g);
+        return NULL;
+    }
+    /* decode reads every weight except the FP16 embedding table (only batch rows of it), unless the
+     * FP16 lm_head is that table */
+    const size_t table = (size_t)cfg->vocab_size * cfg->d_model * 2;
+    g->rt.base.decode_bytes = g->rt.base.weight_bytes - (lm_quant || !cfg->tie_embeddings ? table : 0);
+    return g;
+}
+
+/* ---------------------------------------------------------------- upload */
+
+be *be_cuda_open_int8(const q_model *qm, int batch, int seqlen) {
+    const mq_config *c = &qm->cfg;
+    const int D = c->d_model, E = c->d_inner, in = cfg_in_proj_dim(c), cd = cfg_conv_dim(c), K = c->d_conv;
+    const int V = c->vocab_size, N = c->d_state, xw = xp_dim(c), H = c->n_heads;
+    if (rt_check_shapes(c, 128, pass.name)) return NULL;
+    if (qm->hadamard_n && qm->hadamard_n != E) {
+        mq_fail("int8 GPU pass: Hadamard order %d, expected d_inner %d", qm->hadamard_n, E);
+        return NULL;
+    }
+    if (qm->hadamard_n && (E > HAD_CUDA_MAX_N || had_factor(E, NULL, NULL))) return NULL;
+    i8ref_plan p; /* scales and weights checked, per-column arrays made, before the GPU is touched */
+    if (i8ref_plan_build(qm, &p)) return NULL;
+    const int lm_quant = qm->lm_head_q.q != NULL;
+    mq_config cfg = *c;
+    cfg.tie_embeddings = !lm_quant && qm->lm_head == NULL; /* an FP16 lm_head of its own when untied */
+    i8_be *g = alloc_model(&cfg, lm_quant);
+    if (!g) {
+        i8ref_plan_free(&p);
+        return NULL;
+    }
+    g->hadamard = qm->hadamard_n != 0;
+    g->lm_in_scale = qm->lm_head_in_scale;
+    const size_t big = (size_t)V * D;
+    float *stage;
+    if (gpu_malloc((void **)&stage, big * sizeof(float), "the upload staging buffer")) {
+        rt_discard(&g->rt);
+        i8ref_plan_free(&p);
+        return NULL;
+    }
+    rt_put_f16(g->embed, qm->embed, big, stage);
+    if (g->lm16 && g->lm16 != g->embed) rt_put_f16(g->lm16, qm->lm_head, big, stage);
+    if (lm_quant) {
+        rt_put(g->lm_q, qm->lm_head_q.q, big);
+        rt_put_f32(g->lm_sw, p.lm_sw, V);
+    }
+    rt_put_f32(g->norm_f, qm->norm_f, D);
+    for (int l = 0; l < c->n_layer; l++) {
+        const q_layer *Q = &qm->layers[l];
+        const i8ref_plan_layer *P = &p.layers[l];
+        i8_layer *L = &g->layers[l];
+        L->s_in = P->s_in, L->s_u = P->s_u, L->s_xp = P->s_xp, L->s_dt = P->s_dt, L->s_z = P->s_z;
+        L->s_B = P->s_B, L->s_C = P->s_C, L->s_y = P->s_y, L->s_conv0 = P->s_conv0;
+        rt_put_f32(L->norm_w, Q->norm_w, D);
+        rt_put(L->in_w, Q->in_proj.q, (size_t)in * D);
+        rt_put_f32(L->in_sw, P->in_sw, in);
+        rt_put_f32(L->in_qs, P->in_qs, in);
+        if (L->in_b) rt_put_f32(L->in_b, Q->in_proj_b, in);
+        rt_put(L->conv_w, Q->conv1d.q, (size_t)cd * K);
+        rt_put_f32(L->conv_sw, P->conv_sw, cd);
+        rt_put_f32(L->conv_sin, P->conv_sin, cd);
+        rt_put_f32(L->conv_sout, P->conv_sout, cd);
+        if (L->conv_b) rt_put_f32(L->conv_b, Q->conv_b, cd);
+        rt_put(L->out_w, Q->out_proj.q, (size_t)D * E);
+        rt_put_f32(L->out_sw, P->out_sw, D);
+        if (L->out_b) rt_put_f32(L->out_b, Q->out_proj_b, D);
+        if (c->arch == MQ_MAMBA1) {
+            rt_put_f32(L->A, P->A, (size_t)E * N);
+            rt_put_f32(L->D, Q->D, E);
+            rt_put(L->xp_w, Q->x_proj.q, (size_t)xw * E);
+            rt_put_f32(L->xp_sw, P->xp_sw, xw);
+            rt_put_f32(L->xp_qs, P->xp_qs, xw);
+            rt_put(L->dt_w, Q->dt_proj.q, (size_t)E * c->dt_rank);
+            rt_put_f32(L->dt_sw, P->dt_sw, E);
+            rt_put_f32(L->dt_qs, P->dt_qs, E);
+            rt_put_f32(L->dt_b, Q->dt_proj_b, E);
+        } else {
+            rt_put_f32(L->A, P->A, H);
+            rt_put_f32(L->D, Q->D, H);
+            rt_put_f32(L->dt_bias, Q->dt_bias, H);
+            rt_put_f32(L->gnorm_w, Q->gnorm_w, E);
+        }
+    }
+    CUDA_CHECK(cudaDeviceSynchronize());
+    CUDA_CHECK(cudaFree(stage));
+    i8ref_plan_free(&p);
+    decide_fused(g);
+    return rt_open(&g->rt, batch, seqlen);
+}
+
+/* ---------------------------------------------------------------- random model (benchmarks) */
+
+be *rt_i8_random(const mq_config *c, int hadamard, uint64_t seed, int batch, int seqlen) {
+    mq_config cfg = *c;
+    cfg.tie_embeddings = 1;
+    i8_be *g = alloc_model(&cfg, 0);
+    if (!g) return NULL;
+    const int D = c->d_model, E = c->d_inner, in = cfg_in_proj_dim(c), cd = cfg_conv_dim(c), K = c->d_conv;
+    const int N = c->d_state;
+    const int xw = xp_dim(c);
+    g->hadamard = hadamard && had_factor(E, NULL, NULL) == 0;
+    mq_clear_error();
+    uint64_t s = seed * 1000003ull + 1;
+    k_fill_f16(g->embed, (size_t)c->vocab_size * D, s++, 0.05f, 0);
+    rt_put_const(g->norm_f, D, 1.f);
+    /* int8 uniform in [-127, 127] has std ~73: sw = 1 / (73 sqrt(K)) gives weights of std 1/sqrt(K) */
+    auto wsc = [](int k) { return 1.f / (73.f * sqrtf((float)k)); };
+    float *A = (float *)mq_malloc(sizeof(float) * (size_t)E * N);
+    for (int e = 0; e < E; e++)
+        for (int n = 0; n < N; n++) A[(size_t)e * N + n] = c->arch == MQ_MAMBA1 ? -(float)(n + 1) : -(float)(1 + e % 16);
+    for (int l = 0; l < c->n_layer; l++) {
+        i8_layer *L = &g->layers[l];
+        L->s_in = 4.f / 127, L->s_u = 3.f / 127, L->s_xp = 4.f / 127, L->s_dt = 4.f / 127, L->s_z = 4.f / 127;
+        L->s_B = L->s_C = 4.f / 127, L->s_y = 2.f / 127, L->s_conv0 = 4.f / 127;
+        rt_put_const(L->norm_w, D, 1.f);
+        k_fill_i8(L->in_w, (size_t)in * D, s++, 0);
+        rt_put_const(L->in_sw, in, wsc(D));
+        rt_put_const(L->in_qs, in, 4.f / 127);
+        if (L->in_b) rt_put_const(L->in_b, in, 0.f);
+        k_fill_i8(L->conv_w, (size_t)cd * K, s++, 0);
+        rt_put_const(L->conv_sw, cd, wsc(K));
+        rt_put_const(L->conv_sin, cd, 4.f / 127);
+        rt_put_const(L->conv_sout, cd, 3.f / 127);
+        if (L->conv_b) rt_put_const(L->conv_b, cd, 0.f);
+        k_fill_i8(L->out_w, (size_t)D * E, s++, 0);
+        rt_put_const(L->out_sw, D, wsc(E));
+        if (L->out_b) rt_put_const(L->out_b, D, 0.f);
+        if (c->arch == MQ_MAMBA1) {
+            rt_put_f32(L->A, A, (size_t)E * N);
+            rt_put_const(L->D, E, 1.f);
+            k_fill_i8(L->xp_w, (size_t)xw * E, s++, 0);
+            rt_put_const(L->xp_sw, xw, wsc(E));
+            rt_put_const(L->xp_qs, xw, 4.f / 127);
+            k_fill_i8(L->dt_w, (size_t)E * c->dt_rank, s++, 0);
+            rt_put_const(L->dt_sw, E, wsc(c->dt_rank));
+            rt_put_const(L->dt_qs, E, 4.f / 127);
+            rt_put_const(L->dt_b, E, -4.f);
+        } else {
+            rt_put_f32(L->A, A, c->n_heads);
+            rt_put_const(L->D, c->n_heads, 1.f);
+            rt_put_const(L->dt_bias, c->n_heads, -4.f);
+            rt_put_const(L->gnorm_w, E, 1.f);
+        }
+    }
+    free(A);
+    CUDA_CHECK(cudaDeviceSynchronize());
+    decide_fused(g);
+    return rt_open(&g->rt, batch, seqlen);
+}
+

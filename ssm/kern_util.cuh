@@ -1,0 +1,101 @@
+/* Device helpers every kernel file of ssm/ uses (nvcc only): the activation functions with the CPU
+ * reference's formulas (core/mat.c: softplus linear above 20 as torch's), block reductions, the
+ * counter-based random numbers of the benchmark fills, the online log-sum-exp merge, and the
+ * programmatic dependent launch of the fused decode kernels. Static inline, so each .cu file has
+ * its own copy and nothing here is a link-time symbol. */
+#ifndef MQ_SSM_KERN_UTIL_CUH
+#define MQ_SSM_KERN_UTIL_CUH
+#include <cuda_fp16.h>
+#include <cuda_runtime.h>
+#include <math.h>
+#include <stdint.h>
+#include "core/gpu.h"
+
+static inline int cdiv(long a, long b) { return (int)((a + b - 1) / b); }
+
+/* Threads per row of a norm: few rows (decode) leave the GPU idle anyway, so a whole 1024-thread
+ * block cuts the serial loop over the row; many rows fill the GPU with smaller blocks. */
+static inline int norm_threads(int rows, int D) { return rows < 256 && D >= 2048 ? 1024 : D >= 1024 ? 256 : 128; }
+
+static __device__ __forceinline__ float d_silu(float x) { return x / (1.f + expf(-x)); }
+static __device__ __forceinline__ float d_softplus(float x) { return x > 20.f ? x : log1pf(expf(x)); }
+
+/* Sum over the block (blockDim.x a multiple of 32, at most 1024); every thread gets the total.
+ * The leading barrier lets a block call it twice in a row (the shared slots may still be read). */
+template <typename T>
+static __device__ T block_sum(T v) {
+    __shared__ T sh[32];
+    for (int o = 16; o; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+    const int lane = threadIdx.x & 31, wid = threadIdx.x >> 5, nw = blockDim.x >> 5;
+    __syncthreads();
+    if (lane == 0) sh[wid] = v;
+    __syncthreads();
+    v = lane < nw ? sh[lane] : (T)0;
+    for (int o = 16; o; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+    return v;
+}
+
+/* The split-K reduction of the decode GEMVs: each lane holds partial sums acc[M] of one output row;
+ * they are summed over the warp, then over the wpr consecutive warps that share the row (through
+ * part[8][M] in shared memory; wpr is the same for the whole block), and piece 0 of the row's warps
+ * ends with the totals. */
+template <typename T, int M>
+static __device__ __forceinline__ void d_gemv_reduce(T (&acc)[M], T (*part)[M], int warp, int lane, int piece, int wpr) {
+#pragma unroll
+    for (int m = 0; m < M; m++)
+        for (int o = 16; o; o >>= 1) acc[m] += __shfl_xor_sync(0xffffffffu, acc[m], o);
+    if (wpr > 1) {
+        if (lane == 0)
+#pragma unroll
+            for (int m = 0; m < M; m++) part[warp][m] = acc[m];
+        __syncthreads();
+        if (piece == 0)
+#pragma unroll
+            for (int m = 0; m < M; m++) {
+                acc[m] = 0;
+                for (int j = 0; j < wpr; j++) acc[m] += part[warp + j][m];
+            }
+    }
+}
+
+/* splitmix64 of (seed, i): a counter-based generator, so a fill is the same for any grid */
+static __device__ __forceinline__ uint64_t d_mix64(uint64_t seed, uint64_t i) {
+    uint64_t z = seed + 0x9e3779b97f4a7c15ull * (i + 1);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    return z ^ (z >> 31);
+}
+static __device__ __forceinline__ float d_uniform(uint64_t seed, uint64_t i) { /* [-1, 1) */
+    return (float)(d_mix64(seed, i) >> 40) * (2.f / 16777216.f) - 1.f;
+}
+
+/* Online log-sum-exp pairs (running max m, sum s of exp(v - m)); merging two is exact. */
+static __device__ __forceinline__ void d_lse_merge(float &m, float &s, float m2, float s2) {
+    const float M = fmaxf(m, m2);
+    if (M == -INFINITY) return;
+    s = (m == -INFINITY ? 0.f : s * expf(m - M)) + (m2 == -INFINITY ? 0.f : s2 * expf(m2 - M));
+    m = M;
+}
+
+/* Programmatic dependent launch (sm_90): a kernel launched with launch_pdl may start while its
+ * predecessor in the stream still runs; dep_wait() blocks until the predecessor's memory is
+ * visible, dep_release() lets the successor start. */
+static __device__ __forceinline__ void dep_wait() { asm volatile("griddepcontrol.wait;" ::: "memory"); }
+static __device__ __forceinline__ void dep_release() { asm volatile("griddepcontrol.launch_dependents;" ::: "memory"); }
+
+template <typename... KArgs, typename... Args>
+static void launch_pdl(void (*kernel)(KArgs...), int grid, int block, size_t smem, cudaStream_t st, Args... args) {
+    cudaLaunchConfig_t cfg = {};
+    cfg.gridDim = dim3(grid);
+    cfg.blockDim = dim3(block);
+    cfg.dynamicSmemBytes = smem;
+    cfg.stream = st;
+    cudaLaunchAttribute attr = {};
+    attr.id = cudaLaunchAttributeProgrammaticStreamSerialization;
+    attr.val.programmaticStreamSerializationAllowed = 1;
+    cfg.attrs = &attr;
+    cfg.numAttrs = 1;
+    CUDA_CHECK(cudaLaunchKernelEx(&cfg, kernel, ((KArgs)args)...));
+}
+
+#endif

@@ -1,0 +1,199 @@
+/* The quantized model's pieces (ssm/qmodel.h): fake quantization and rotation of activation rows,
+ * int8 weights, the recipe table, the activation scale names, freeing. */
+#include "ssm/qmodel.h"
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include "core/err.h"
+#include "core/st.h"
+#include "hadamard/had.h"
+
+void q_fake_quant_rows(float *x, int rows, int cols, int ld, float s) {
+    #pragma omp parallel for schedule(static) if ((long)rows * cols >= (1L << 16))
+    for (int r = 0; r < rows; r++) {
+        float *row = x + (size_t)r * ld;
+        for (int c = 0; c < cols; c++) row[c] = qr_fake_i8(row[c], s);
+    }
+}
+
+/* ---- weights ---- */
+
+const char *q_gran_name(q_granularity g) { return g == Q_GRAN_CHANNEL ? "channel" : "tensor"; }
+
+int q_gran_from_name(const char *name, q_granularity *out) {
+    if (!strcmp(name, "tensor")) { *out = Q_GRAN_TENSOR; return 0; }
+    if (!strcmp(name, "channel")) { *out = Q_GRAN_CHANNEL; return 0; }
+    return mq_fail("unknown weight granularity '%s' (expected tensor or channel)", name);
+}
+
+static float absmax(const float *x, size_t n) {
+    float m = 0;
+    for (size_t i = 0; i < n; i++) {
+        float a = fabsf(x[i]);
+        if (a > m) m = a;
+    }
+    return m;
+}
+
+void q_weight_quantize(const float *W, int rows, int cols, q_granularity g, q_weight *w) {
+    w->rows = rows;
+    w->cols = cols;
+    w->nscale = g == Q_GRAN_CHANNEL ? rows : 1;
+    w->q = mq_malloc((size_t)rows * cols);
+    w->scale = mq_malloc((size_t)w->nscale * sizeof(float));
+    if (g == Q_GRAN_TENSOR) w->scale[0] = qr_scale(absmax(W, (size_t)rows * cols));
+    #pragma omp parallel for schedule(static) if ((long)rows * cols >= (1L << 18))
+    for (int r = 0; r < rows; r++) {
+        const float *row = W + (size_t)r * cols;
+        if (g == Q_GRAN_CHANNEL) w->scale[r] = qr_scale(absmax(row, (size_t)cols));
+        float s = w->scale[g == Q_GRAN_CHANNEL ? r : 0];
+        for (int c = 0; c < cols; c++) w->q[(size_t)r * cols + c] = qr_quant_i8(row[c], s);
+    }
+}
+
+void q_weight_dequantize(const q_weight *w, float *W) {
+    #pragma omp parallel for schedule(static) if ((long)w->rows * w->cols >= (1L << 18))
+    for (int r = 0; r < w->rows; r++) {
+        float s = w->scale[w->nscale == 1 ? 0 : r];
+        for (int c = 0; c < w->cols; c++) W[(size_t)r * w->cols + c] = qr_deq_i8(w->q[(size_t)r * w->cols + c], s);
+    }
+}
+
+void q_weight_free(q_weight *w) {
+    free(w->q);
+    free(w->scale);
+    memset(w, 0, sizeof *w);
+}
+
+/* ---- recipes ---- */
+
+static const struct {
+    const char *name;
+    int percentile, hadamard, fuse_norm, rotate_residual;
+} methods[Q_NMETHODS] = {
+    [Q_NAIVE] = {"naive", 0, 0, 0, 0},
+    [Q_QUAMBA] = {"quamba", 1, 1, 1, 0},
+    [Q_PERCENTILE_ONLY] = {"percentile-only", 1, 0, 0, 0},
+    [Q_HADAMARD_ONLY] = {"hadamard-only", 0, 1, 0, 0},
+    [Q_QUAMBA_ROT] = {"quamba-rot", 1, 1, 1, 1},
+};
+
+const char *q_method_name(q_method m) { return (unsigned)m < Q_NMETHODS ? methods[m].name : "?"; }
+
+int q_method_from_name(const char *name, q_method *out) {
+    for (int i = 0; i < Q_NMETHODS; i++)
+        if (!strcmp(name, methods[i].name)) { *out = (q_method)i; return 0; }
+    return mq_fail("unknown method '%s' (expected naive, quamba, quamba-rot, percentile-only or hadamard-only)", name);
+}
+
+int q_method_uses_percentile(q_method m) { return (unsigned)m < Q_NMETHODS && methods[m].percentile; }
+int q_method_uses_hadamard(q_method m) { return (unsigned)m < Q_NMETHODS && methods[m].hadamard; }
+int q_method_fuses_norm(q_method m) { return (unsigned)m < Q_NMETHODS && methods[m].fuse_norm; }
+int q_method_rotates_residual(q_method m) { return (unsigned)m < Q_NMETHODS && methods[m].rotate_residual; }
+int q_head_untied(const mq_config *c, q_method m) { return !c->tie_embeddings || q_method_rotates_residual(m); }
+
+void q_options_default(q_options *o) {
+    memset(o, 0, sizeof *o);
+    o->method = Q_QUAMBA;
+    o->percentile = 99.95;
+    o->weight_gran = Q_GRAN_TENSOR;
+}
+
+int q_role_quantized(mq_arch arch, const q_options *o, mq_act_role role) {
+    switch (role) {
+    case MQ_ACT_IN_PROJ_IN: case MQ_ACT_CONV_IN: case MQ_ACT_Z: case MQ_ACT_SSM_X:
+    case MQ_ACT_DT: case MQ_ACT_OUT_PROJ_IN:
+        return 1;
+    case MQ_ACT_X_PROJ_OUT:
+        return arch == MQ_MAMBA1;
+    case MQ_ACT_B: case MQ_ACT_C:            /* Mamba1: slices of the x_proj output, already int8 */
+        return arch == MQ_MAMBA2;
+    case MQ_ACT_LM_HEAD_IN:
+        return o->quantize_head;
+    default:                                 /* SSM_OUT (rotated first), SSM_STATE */
+        return 0;
+    }
+}
+
+const char *q_role_key(mq_arch arch, mq_act_role role) {
+    switch (role) {
+    case MQ_ACT_IN_PROJ_IN: return "in_proj_in";
+    case MQ_ACT_CONV_IN: return "conv_in";
+    case MQ_ACT_Z: return "z";
+    case MQ_ACT_SSM_X: return "ssm_x";
+    case MQ_ACT_X_PROJ_OUT: return "x_proj_out";
+    case MQ_ACT_DT: return arch == MQ_MAMBA1 ? "dt_proj_out" : "dt";
+    case MQ_ACT_B: return "B";
+    case MQ_ACT_C: return "C";
+    case MQ_ACT_SSM_OUT: return "ssm_out";
+    case MQ_ACT_OUT_PROJ_IN: return "out_proj_in";
+    case MQ_ACT_SSM_STATE: return "ssm_state";
+    case MQ_ACT_LM_HEAD_IN: return "lm_head_in";
+    default: return "?";
+    }
+}
+
+const char *q_scale_name(mq_arch arch, int layer, mq_act_role role, char *buf, size_t n) {
+    const char *s = "?";
+    switch (role) {
+    case MQ_ACT_IN_PROJ_IN: s = "in_proj.input_scale"; break;
+    case MQ_ACT_CONV_IN: s = "conv1d.input_scale"; break;
+    case MQ_ACT_Z: s = "z_scale"; break;
+    case MQ_ACT_SSM_X: s = arch == MQ_MAMBA1 ? "x_proj.input_scale" : "x_scale"; break;
+    case MQ_ACT_X_PROJ_OUT: s = "x_proj.output_scale"; break;
+    case MQ_ACT_DT: s = arch == MQ_MAMBA1 ? "dt_proj.output_scale" : "dt_scale"; break;
+    case MQ_ACT_B: s = "B_scale"; break;
+    case MQ_ACT_C: s = "C_scale"; break;
+    case MQ_ACT_OUT_PROJ_IN: s = "out_proj.input_scale"; break;
+    case MQ_ACT_LM_HEAD_IN: snprintf(buf, n, "lm_head.input_scale"); return buf;
+    default: break;
+    }
+    snprintf(buf, n, "backbone.layers.%d.mixer.%s", layer, s);
+    return buf;
+}
+
+
+int q_role_parts(mq_arch arch, mq_act_role role) { return arch == MQ_MAMBA2 && role == MQ_ACT_CONV_IN ? 3 : 1; }
+
+void q_role_part_cols(const mq_config *c, mq_act_role role, int part, int *col0, int *ncols) {
+    if (q_role_parts(c->arch, role) == 1) {
+        *col0 = 0;
+        *ncols = -1;  /* all columns */
+        return;
+    }
+    int gn = c->n_groups * c->d_state;
+    *col0 = part == 0 ? 0 : part == 1 ? c->d_inner : c->d_inner + gn;
+    *ncols = part == 0 ? c->d_inner : gn;
+}
+
+int q_rotate_rows(float *x, int rows, int n, int ld) {
+    if (ld == n) return had_transform_f32(x, rows, n);
+    for (int r = 0; r < rows; r++)
+        if (had_transform_f32(x + (size_t)r * ld, 1, n)) return -1;
+    return 0;
+}
+
+void q_round_f16(float *x, size_t n) {
+    for (size_t i = 0; i < n; i++) x[i] = st_f16_to_f32(st_f32_to_f16(x[i]));
+}
+
+void q_model_free(q_model *qm) {
+    if (qm->layers)
+        for (int l = 0; l < qm->cfg.n_layer; l++) {
+            q_layer *L = &qm->layers[l];
+            q_weight_free(&L->in_proj);
+            q_weight_free(&L->conv1d);
+            q_weight_free(&L->out_proj);
+            q_weight_free(&L->x_proj);
+            q_weight_free(&L->dt_proj);
+            float *f[] = {L->norm_w, L->in_proj_b, L->out_proj_b, L->conv_b, L->A_log, L->D,
+                          L->dt_proj_b, L->dt_bias, L->gnorm_w};
+            for (size_t i = 0; i < sizeof f / sizeof f[0]; i++) free(f[i]);
+        }
+    free(qm->layers);
+    free(qm->embed);
+    free(qm->norm_f);
+    free(qm->lm_head);
+    q_weight_free(&qm->lm_head_q);
+    memset(qm, 0, sizeof *qm);
+}

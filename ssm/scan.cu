@@ -1,0 +1,359 @@
+/* The selective scans of both GPU passes, one template over the input type (ssm/kern.h: k_in_f16 for
+ * the FP16 pass, k_in_i8 for int8 values dequantized in registers as (float)q * s, the simulation's
+ * one multiply) and the output type (FP16, or FP32 for the int8 pass's Mamba2 y, which its gated
+ * norm reads). A new storage format of activations is a new loader, not a new scan.
+ *   Mamba1: one thread per (channel, sequence, chunk) holding all d_state states in registers;
+ *           softplus once per (token, channel), y summed inside the thread (no shuffles); B and C of
+ *           a tile of steps staged once per block in shared memory.
+ *   Mamba2: a block per (p-rows, sequence*head, chunk); GRP lanes share one p row with 16 states
+ *           each; dt and exp(dt*A) once per (token, head) per tile in shared memory; y reduced over
+ *           the GRP lanes by shuffles, four independent steps per round. Lane l holds the float4
+ *           groups q*GRP + l, so the GRP lanes of a row read consecutive float4s: no bank conflicts.
+ * Both are linear recurrences h_t = a_t h_{t-1} + u_t cut into nc time chunks so that short batches
+ * still fill the GPU: pass 1 (chunks 0..nc-2) scans each chunk from zero keeping its end state and
+ * its dt sum (its total decay is exp(A sum dt)); a prefix pass turns those into each chunk's start
+ * state; pass 2 scans every chunk from its start and writes y (the last chunk the final state).
+ * nc = 1 is the plain scan (decode). Shared tiles are zero-padded to NPAD so padded states stay 0.
+ * The int8 pass (In::sim) evaluates the Mamba1 update in the simulation's order, exp(dt A) h +
+ * (dt B) u, to stay at rounding distance from it; the FP16 pass uses exp2 of a pre-scaled A and
+ * (dt u) B, which is faster. The state is FP32 throughout. */
+#include "ssm/kern.h"
+#include "ssm/kern_util.cuh"
+
+#define LOG2E 1.4426950408889634f
+
+template <class Out> static __device__ __forceinline__ void put_out(Out *p, float v);
+template <> __device__ __forceinline__ void put_out<half>(half *p, float v) { *p = __float2half(v); }
+template <> __device__ __forceinline__ void put_out<float>(float *p, float v) { *p = v; }
+
+static __device__ __forceinline__ const float *chunk_start(const float *state, int state_in, const float *cstate,
+                                                           int nc, int k, size_t per_chunk, size_t sidx) {
+    if (nc == 1) return state_in ? state + sidx : NULL;
+    return cstate + (size_t)k * per_chunk + sidx;
+}
+
+/* cs[k][b][s]: chunk k's end state (k < nc-1) in, its start state out; A of state s: A[s]
+ * (per_state) or A[s / per_ch]; dt sum of chunk k: cdt[k][b][s / per_ch]. */
+__global__ void scan_prefix_kernel(float *cs, const float *cdt, const float *state, int state_in, const float *A,
+                                   int per_state, int B, int S, int per_ch, int nc) {
+    const long i = blockIdx.x * (long)blockDim.x + threadIdx.x;
+    if (i >= (long)B * S) return;
+    const int b = (int)(i / S), s = (int)(i - (long)b * S), ch = s / per_ch, nch = S / per_ch;
+    const float a = per_state ? A[s] : A[ch];
+    float h = state_in ? state[i] : 0.f;
+    for (int k = 0; k < nc; k++) {
+        const size_t idx = ((size_t)k * B + b) * S + s;
+        const float end = k < nc - 1 ? cs[idx] : 0.f;
+        cs[idx] = h;
+        h = expf(a * cdt[((size_t)k * B + b) * nch + ch]) * h + end;
+    }
+}
+
+static void scan_prefix(float *cs, const float *cdt, const float *state, int state_in, const float *A, int per_state,
+                        int B, int S, int per_ch, int nc, cudaStream_t st) {
+    const long n = (long)B * S;
+    scan_prefix_kernel<<<cdiv(n, 256), 256, 0, st>>>(cs, cdt, state, state_in, A, per_state, B, S, per_ch, nc);
+    CUDA_CHECK_LAUNCH();
+}
+
+/* chunk length and count without an empty chunk */
+static int chunk_len(int T, int *nc) {
+    if (*nc < 1) *nc = 1;
+    const int L = cdiv(T, *nc);
+    *nc = cdiv(T, L);
+    return L;
+}
+
+/* ---------------------------------------------------------------- Mamba1 */
+
+#define S1_THREADS 128
+#define S1_TT 16
+
+template <class In, class Out, int NPAD, bool OUT>
+__global__ void __launch_bounds__(S1_THREADS) scan_m1_kernel(k_scan_m1_args<In, Out> a, int L) {
+    __shared__ __align__(16) float sB[S1_TT][NPAD];
+    __shared__ __align__(16) float sC[OUT ? S1_TT : 1][NPAD];
+    const int d = blockIdx.x * S1_THREADS + threadIdx.x, b = blockIdx.y, k = blockIdx.z, N = a.N;
+    const bool live = d < a.Di;
+    const int dd = live ? d : 0;
+    const int t0 = k * L, t1 = min(t0 + L, a.T);
+    const size_t S = (size_t)a.Di * N, sidx = (size_t)b * S + (size_t)dd * N;
+    float h[NPAD], A[NPAD];
+#pragma unroll
+    for (int n = 0; n < NPAD; n++) {
+        const float An = (live && n < N) ? a.A[(size_t)dd * N + n] : 0.f;
+        A[n] = In::sim ? An : An * LOG2E;
+        h[n] = 0.f;
+    }
+    if (OUT && live) {
+        const float *hin = chunk_start(a.state, a.state_in, a.cstate, a.nc, k, (size_t)a.B * S, sidx);
+        if (hin) {
+#pragma unroll
+            for (int n = 0; n < NPAD; n++)
+                if (n < N) h[n] = hin[n];
+        }
+    }
+    const float bias = a.dt_bias ? a.dt_bias[dd] : 0.f, Dd = a.D ? a.D[dd] : 0.f;
+    const bool gate = a.z.p != NULL;
+    float sdt = 0.f;
+    for (int tb = t0; tb < t1; tb += S1_TT) {
+        const int nt = min(S1_TT, t1 - tb);
+        const size_t row0 = (size_t)b * a.T + tb;
+        __syncthreads(); /* the previous tile is no longer read */
+        for (int i = threadIdx.x; i < nt * NPAD; i += S1_THREADS) { /* rows >= nt are never read */
+            const int tt = i / NPAD, n = i - tt * NPAD;
+            const bool in = n < N;
+            sB[tt][n] = in ? a.Bm.at(row0 + tt, n) : 0.f;
+            if (OUT) sC[tt][n] = in ? a.Cm.at(row0 + tt, n) : 0.f;
+        }
+        /* this thread's x, dt (and z) for the tile, loaded before use so the loads overlap */
+        typename In::raw_t xs[S1_TT], dts[S1_TT], zs[S1_TT];
+#pragma unroll
+        for (int tt = 0; tt < S1_TT; tt++) {
+            const bool in = live && tt < nt;
+            const size_t row = row0 + tt;
+            xs[tt] = in ? a.x.raw(row, dd) : 0;
+            dts[tt] = in ? a.dt.raw(row, dd) : 0;
+            zs[tt] = (OUT && in && gate) ? a.z.raw(row, dd) : 0;
+        }
+        __syncthreads();
+#pragma unroll
+        for (int tt = 0; tt < S1_TT; tt++) {
+            if (tt >= nt) break;
+            const float u = a.x.val(xs[tt]), dtv = a.dt.val(dts[tt]) + bias;
+            float part = 0.f;
+            if (In::sim) { /* the simulation's order (op_scan_m1): exp(dt A) h + (dt B) u */
+                const float delta = fmaxf(d_softplus(dtv), 0.f);
+                sdt += delta;
+#pragma unroll
+                for (int n = 0; n < NPAD; n++) {
+                    h[n] = expf(delta * A[n]) * h[n] + (delta * sB[tt][n]) * u;
+                    if (OUT) part += h[n] * sC[tt][n];
+                }
+            } else {
+                const float dt = d_softplus(dtv), dx = dt * u;
+                sdt += dt;
+#pragma unroll
+                for (int n = 0; n < NPAD; n++) {
+                    h[n] = exp2f(dt * A[n]) * h[n] + dx * sB[tt][n];
+                    if (OUT) part += sC[tt][n] * h[n];
+                }
+            }
+            if (OUT && live) {
+                float y = part + Dd * u;
+                if (gate) y *= d_silu(a.z.val(zs[tt]));
+                put_out(&a.y[(row0 + tt) * a.ldy + d], y);
+            }
+        }
+    }
+    if (!live) return;
+    float *dst = NULL;
+    if (!OUT) {
+        dst = a.cstate + (size_t)k * a.B * S + sidx;
+        a.cdt[((size_t)k * a.B + b) * a.Di + d] = sdt;
+    } else if (k == a.nc - 1) {
+        dst = a.state + sidx;
+    }
+    if (dst) {
+#pragma unroll
+        for (int n = 0; n < NPAD; n++)
+            if (n < N) dst[n] = h[n];
+    }
+}
+
+template <class In, class Out, int NPAD>
+static void scan_m1_run(const k_scan_m1_args<In, Out> &a, int L, cudaStream_t st) {
+    if (a.nc > 1) {
+        dim3 g1(cdiv(a.Di, S1_THREADS), a.B, a.nc - 1);
+        scan_m1_kernel<In, Out, NPAD, false><<<g1, S1_THREADS, 0, st>>>(a, L);
+        CUDA_CHECK_LAUNCH();
+        scan_prefix(a.cstate, a.cdt, a.state, a.state_in, a.A, 1, a.B, a.Di * a.N, a.N, a.nc, st);
+    }
+    dim3 g3(cdiv(a.Di, S1_THREADS), a.B, a.nc);
+    scan_m1_kernel<In, Out, NPAD, true><<<g3, S1_THREADS, 0, st>>>(a, L);
+    CUDA_CHECK_LAUNCH();
+}
+
+template <class In, class Out>
+static void scan_m1(const k_scan_m1_args<In, Out> &a0, cudaStream_t st) {
+    if (a0.B < 1 || a0.T < 1) return;
+    k_scan_m1_args<In, Out> a = a0;
+    const int L = chunk_len(a.T, &a.nc);
+    if (a.nc > 1 && (!a.cstate || !a.cdt)) mq_die("k_scan_m1: %d chunks without carries (internal error)", a.nc);
+    if (a.N > 128) mq_die("k_scan_m1: d_state %d > 128 (checked at upload)", a.N);
+    if (a.N <= 16) scan_m1_run<In, Out, 16>(a, L, st);
+    else if (a.N <= 32) scan_m1_run<In, Out, 32>(a, L, st);
+    else if (a.N <= 64) scan_m1_run<In, Out, 64>(a, L, st);
+    else scan_m1_run<In, Out, 128>(a, L, st);
+}
+
+void k_scan_m1(const k_scan_m1_args<k_in_f16, half> &a, cudaStream_t st) { scan_m1(a, st); }
+void k_scan_m1(const k_scan_m1_args<k_in_i8, half> &a, cudaStream_t st) { scan_m1(a, st); }
+
+/* ---------------------------------------------------------------- Mamba2 */
+
+#define S2_THREADS 256
+#define S2_TT 32
+#define S2_NPT 16
+
+static size_t scan2_smem(int grp, bool out) {
+    const int npad = grp * S2_NPT, pr = S2_THREADS / grp;
+    return sizeof(float) * ((size_t)S2_TT * npad * (out ? 2 : 1) + (size_t)S2_TT * pr + 2 * S2_TT);
+}
+
+template <class In, class Out, int GRP, bool OUT>
+__global__ void __launch_bounds__(S2_THREADS, 2) scan_m2_kernel(k_scan_m2_args<In, Out> a, int L) {
+    constexpr int NPAD = GRP * S2_NPT, PR = S2_THREADS / GRP;
+    extern __shared__ __align__(16) float sm[];
+    float *sB = sm;                                  /* [TT][NPAD] */
+    float *sC = sB + S2_TT * NPAD;                   /* [TT][NPAD], OUT only */
+    float *sX = sC + (OUT ? S2_TT * NPAD : 0);       /* [TT][PR] */
+    float *sDt = sX + S2_TT * PR, *sDA = sDt + S2_TT; /* [TT] each */
+    const int N = a.N, P = a.P, lane = threadIdx.x % GRP, pr = threadIdx.x / GRP;
+    const int p = blockIdx.x * PR + pr, b = blockIdx.y / a.H, hd = blockIdx.y % a.H, k = blockIdx.z;
+    const int grp = hd / (a.H / a.G);
+    const bool live = p < P;
+    const int t0 = k * L, t1 = min(t0 + L, a.T);
+    const size_t S = (size_t)a.H * P * N, sidx = (size_t)b * S + ((size_t)hd * P + p) * N;
+    const float Ah = a.A[hd], bias = a.dt_bias ? a.dt_bias[hd] : 0.f, Dh = a.D ? a.D[hd] : 0.f;
+    float h[S2_NPT];
+#pragma unroll
+    for (int i = 0; i < S2_NPT; i++) h[i] = 0.f;
+    if (OUT && live) {
+        const float *hin = chunk_start(a.state, a.state_in, a.cstate, a.nc, k, (size_t)a.B * S, sidx);
+        if (hin) {
+#pragma unroll
+            for (int i = 0; i < S2_NPT; i++) {
+                const int n = ((i / 4) * GRP + lane) * 4 + i % 4;
+                if (n < N) h[i] = hin[n];
+            }
+        }
+    }
+    float sdt = 0.f;
+    for (int tb = t0; tb < t1; tb += S2_TT) {
+        const int nt = min(S2_TT, t1 - tb);
+        const size_t row0 = (size_t)b * a.T + tb;
+        __syncthreads();
+        for (int i = threadIdx.x; i < nt * NPAD; i += S2_THREADS) { /* rows >= nt are never read */
+            const int tt = i / NPAD, n = i - tt * NPAD;
+            const bool in = n < N;
+            sB[i] = in ? a.Bm.at(row0 + tt, grp * N + n) : 0.f;
+            if (OUT) sC[i] = in ? a.Cm.at(row0 + tt, grp * N + n) : 0.f;
+        }
+        for (int i = threadIdx.x; i < nt * PR; i += S2_THREADS) {
+            const int tt = i / PR, r = i - tt * PR, pp = blockIdx.x * PR + r;
+            sX[i] = (pp < P) ? a.x.at(row0 + tt, hd * P + pp) : 0.f;
+        }
+        if (threadIdx.x < S2_TT) {
+            const int tt = threadIdx.x;
+            float dt = 0.f;
+            if (tt < nt) {
+                dt = d_softplus(a.dt.at(row0 + tt, hd) + bias);
+                dt = fminf(fmaxf(dt, a.lo), a.hi);
+            }
+            sDt[tt] = dt;
+            sDA[tt] = expf(dt * Ah);
+        }
+        __syncthreads();
+        for (int t4 = 0; t4 < nt; t4 += 4) {
+            float acc[4];
+#pragma unroll
+            for (int u = 0; u < 4; u++) {
+                acc[u] = 0.f;
+                const int tt = t4 + u;
+                if (tt >= nt) continue; /* the same for the whole block */
+                const float dt = sDt[tt], dA = sDA[tt], dx = sX[tt * PR + pr] * dt;
+                sdt += dt;
+                const float4 *b4 = (const float4 *)(sB + tt * NPAD) + lane;
+                const float4 *c4 = (const float4 *)(sC + tt * NPAD) + lane;
+#pragma unroll
+                for (int q = 0; q < S2_NPT / 4; q++) {
+                    const float4 bv = b4[q * GRP];
+                    h[4 * q + 0] = dA * h[4 * q + 0] + dx * bv.x;
+                    h[4 * q + 1] = dA * h[4 * q + 1] + dx * bv.y;
+                    h[4 * q + 2] = dA * h[4 * q + 2] + dx * bv.z;
+                    h[4 * q + 3] = dA * h[4 * q + 3] + dx * bv.w;
+                    if (OUT) {
+                        const float4 cv = c4[q * GRP];
+                        acc[u] += h[4 * q + 0] * cv.x + h[4 * q + 1] * cv.y + h[4 * q + 2] * cv.z + h[4 * q + 3] * cv.w;
+                    }
+                }
+            }
+            if (OUT) {
+#pragma unroll
+                for (int o = GRP / 2; o; o >>= 1)
+#pragma unroll
+                    for (int u = 0; u < 4; u++) acc[u] += __shfl_xor_sync(0xffffffffu, acc[u], o);
+                if (lane == 0 && live) {
+#pragma unroll
+                    for (int u = 0; u < 4; u++)
+                        if (t4 + u < nt)
+                            put_out(&a.y[(row0 + t4 + u) * a.ldy + (size_t)hd * P + p],
+                                    acc[u] + Dh * sX[(t4 + u) * PR + pr]);
+                }
+            }
+        }
+    }
+    if (!live) return;
+    float *dst = NULL;
+    if (!OUT) {
+        dst = a.cstate + (size_t)k * a.B * S + sidx;
+        if (threadIdx.x == 0 && blockIdx.x == 0) a.cdt[((size_t)k * a.B + b) * a.H + hd] = sdt;
+    } else if (k == a.nc - 1) {
+        dst = a.state + sidx;
+    }
+    if (dst) {
+#pragma unroll
+        for (int i = 0; i < S2_NPT; i++) {
+            const int n = ((i / 4) * GRP + lane) * 4 + i % 4;
+            if (n < N) dst[n] = h[i];
+        }
+    }
+}
+
+template <class In, class Out, int GRP>
+static void scan_m2_run(const k_scan_m2_args<In, Out> &a, int L, cudaStream_t st) {
+    constexpr int PR = S2_THREADS / GRP;
+    const int Di = a.H * a.P;
+    if (a.nc > 1) {
+        dim3 g1(cdiv(a.P, PR), a.B * a.H, a.nc - 1);
+        scan_m2_kernel<In, Out, GRP, false><<<g1, S2_THREADS, scan2_smem(GRP, false), st>>>(a, L);
+        CUDA_CHECK_LAUNCH();
+        scan_prefix(a.cstate, a.cdt, a.state, a.state_in, a.A, 0, a.B, Di * a.N, a.P * a.N, a.nc, st);
+    }
+    dim3 g3(cdiv(a.P, PR), a.B * a.H, a.nc);
+    scan_m2_kernel<In, Out, GRP, true><<<g3, S2_THREADS, scan2_smem(GRP, true), st>>>(a, L);
+    CUDA_CHECK_LAUNCH();
+}
+
+int k_scan_m2_group(int N) { return N <= 16 ? 1 : N <= 32 ? 2 : N <= 64 ? 4 : 8; }
+
+template <class In, class Out>
+static void scan_m2(const k_scan_m2_args<In, Out> &a0, cudaStream_t st) {
+    if (a0.B < 1 || a0.T < 1) return;
+    k_scan_m2_args<In, Out> a = a0;
+    const int L = chunk_len(a.T, &a.nc);
+    if (a.nc > 1 && (!a.cstate || !a.cdt)) mq_die("k_scan_m2: %d chunks without carries (internal error)", a.nc);
+    if (a.N > 128) mq_die("k_scan_m2: d_state %d > 128 (checked at upload)", a.N);
+    if (a.H % a.G) mq_die("k_scan_m2: %d heads in %d groups (checked at upload)", a.H, a.G);
+    switch (k_scan_m2_group(a.N)) {
+    case 1: scan_m2_run<In, Out, 1>(a, L, st); break;
+    case 2: scan_m2_run<In, Out, 2>(a, L, st); break;
+    case 4: scan_m2_run<In, Out, 4>(a, L, st); break;
+    default: scan_m2_run<In, Out, 8>(a, L, st); break;
+    }
+}
+
+void k_scan_m2(const k_scan_m2_args<k_in_f16, half> &a, cudaStream_t st) { scan_m2(a, st); }
+void k_scan_m2(const k_scan_m2_args<k_in_i8, float> &a, cudaStream_t st) { scan_m2(a, st); }
+
+/* Chunks only pay when one pass leaves the SMs short of threads: they cost a second pass over the
+ * chunks. Enough chunks for ~1024 (Mamba1: each thread runs d_state recurrences) or ~2048 (Mamba2)
+ * threads per SM, but chunks of at least min_chunk steps. */
+int k_scan_chunks(const mq_config *c, int B, int T, int sm_count, int min_chunk) {
+    const long per = (long)B * (c->arch == MQ_MAMBA1 ? c->d_inner : (long)c->n_heads * c->head_dim * k_scan_m2_group(c->d_state));
+    const long target = (long)sm_count * (c->arch == MQ_MAMBA1 ? 1024 : 2048);
+    long nc = (target + per - 1) / per, maxc = (T + min_chunk - 1) / min_chunk;
+    if (nc > maxc) nc = maxc;
+    return nc < 1 ? 1 : (int)nc;
+}
