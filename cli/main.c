@@ -18,6 +18,7 @@ static const struct { const char *name; int (*fn)(int, char **); const char *hel
     {"inspect", cmd_inspect, "validate an int8 artifact and summarize it: method, sizes, per-layer scales"},
     {"verify", cmd_verify, "float model vs the int8 artifact on the GPU: ppl, top-1 agreement, KL, layer cosine, check vs simulation"},
     {"generate", cmd_generate, "streaming text generation (greedy / temperature / top-p) with an int8 artifact or a float model"},
+    {"report", cmd_report, "one self-contained HTML page: per layer and activation absmax vs clip, histograms, scales, verify results"},
 };
 
 static void usage(FILE *f) {
