@@ -240,6 +240,10 @@ static int attach_clips(rep_ctx *r) {
                 }
             }
         }
+    for (int i = 0; arch == MQ_MAMBA2 && i < r->nacts; i++)
+        if (!strcmp(r->acts[i].op, "in_proj:output"))
+            r->acts[i].note = "not quantized as a whole: Mamba2 quantizes its parts z, x, B, C and dt (z_act, x_conv_in, B_conv_in, "
+                              "C_conv_in, dt_act) with scales of their own";
     /* Mamba1's dt_proj input is the first dt_rank columns of the x_proj output: quantized with its scale */
     for (int l = 0; arch == MQ_MAMBA1 && l < r->cfg.n_layer; l++) {
         char nm[200];
@@ -454,6 +458,32 @@ static const char *jstr(const cJSON *o, const char *k) {
     return cJSON_IsString(v) ? v->valuestring : NULL;
 }
 
+/* A summary row: the five layers with the lowest estimated SQNR, linked. */
+static void worst_layers(rep_ctx *r) {
+    rep_buf *b = &r->b;
+    const int L = r->cfg.n_layer;
+    double *low = mq_malloc((size_t)L * sizeof *low);
+    int *at = mq_malloc((size_t)L * sizeof *at), n = 0;
+    for (int l = 0; l < L; l++) low[l] = INFINITY, at[l] = -1;
+    for (int i = 0; i < r->nacts; i++) {
+        const rep_act *a = &r->acts[i];
+        if (a->layer >= 0 && isfinite(a->sqnr) && a->sqnr < low[a->layer]) low[a->layer] = a->sqnr, at[a->layer] = i;
+    }
+    rep_puts(b, "<tr><td class=\"k\">lowest est. SQNR</td><td>");
+    for (int k = 0; k < 5; k++) {
+        int best = -1;
+        for (int l = 0; l < L; l++)
+            if (at[l] >= 0 && (best < 0 || low[l] < low[best])) best = l;
+        if (best < 0) break;
+        rep_printf(b, "%s<a href=\"#layer-%d\">layer %d</a> ", n++ ? " · " : "", best, best);
+        rep_esc(b, r->acts[at[best]].op);
+        rep_printf(b, " %.1f dB", low[best]);
+        at[best] = -1;
+    }
+    rep_puts(b, n ? "</td></tr>" : "—</td></tr>");
+    free(low), free(at);
+}
+
 static void summary(rep_ctx *r) {
     rep_buf *b = &r->b;
     const mq_config *c = &r->cfg;
@@ -465,10 +495,13 @@ static void summary(rep_ctx *r) {
     kv_row(b, "weights sha256", meta(r, "model.weights_sha256"));
     snprintf(line, sizeof line, "%s: %d activations", r->o.stats_path, r->nacts);
     kv_row(b, "stats file", line);
-    snprintf(line, sizeof line, "%s samples x %s tokens of %s on the %s; percentiles %s; transforms %s",
-             meta(r, "calib.samples") ? meta(r, "calib.samples") : "?", meta(r, "calib.seqlen") ? meta(r, "calib.seqlen") : "?",
-             meta(r, "data.path") ? meta(r, "data.path") : "?", meta(r, "calib.device") ? meta(r, "calib.device") : "?",
-             meta(r, "calib.percentiles") ? meta(r, "calib.percentiles") : "?", meta(r, "calib.transforms") ? meta(r, "calib.transforms") : "?");
+    static const char *ck[][2] = {{"calib.samples", "samples"}, {"calib.seqlen", "tokens per sample"}, {"data.path", "data"},
+                                  {"calib.device", "device"}, {"calib.seed", "seed"}, {"calib.percentiles", "percentiles"},
+                                  {"calib.transforms", "transforms"}};
+    size_t k = 0;
+    line[0] = 0;
+    for (size_t i = 0; i < sizeof ck / sizeof ck[0] && k < sizeof line; i++)
+        if (meta(r, ck[i][0])) k += (size_t)snprintf(line + k, sizeof line - k, "%s%s %s", k ? "; " : "", ck[i][1], meta(r, ck[i][0]));
     kv_row(b, "calibration", line);
     if (q_method_uses_percentile(r->qo.method))
         snprintf(line, sizeof line, "%s: SSM input x clipped at the EMA p%g, absmax clips elsewhere%s%s", q_method_name(r->qo.method),
@@ -487,6 +520,7 @@ static void summary(rep_ctx *r) {
             kv_row(b, "artifact scales", line);
         } else kv_row(b, "artifact scales", "all equal to the clips the recipe takes from this stats file");
     } else kv_row(b, "artifact", "none given (clips computed from the stats; pass --artifact for the scales quantize chose)");
+    worst_layers(r);
     if (r->verify) {
         const cJSON *v = r->verify;
         double pf = jnum(v, "ppl_float"), p8 = jnum(v, "ppl_int8"), t1 = jnum(v, "top1_agreement"), kl = jnum(v, "kl_mean");
@@ -619,7 +653,7 @@ static void heat_tip(void *ctx, int row, int col, rep_buf *b) {
         rep_printf(b, ", clip %.4g (", a->clip);
         rep_esc(b, a->rule);
         rep_printf(b, "), est. SQNR %.1f dB, clipped %.3g%%, rounding to 0 %.3g%%", a->sqnr, 100 * a->clipped, 100 * a->zeroed);
-    } else rep_puts(b, a->note ? " (int8 reads a transformed variant)" : " (not quantized)");
+    } else rep_puts(b, a->note_role ? " (int8 reads a transformed variant)" : " (not quantized as it is)");
 }
 
 static void heat_maps(rep_ctx *r) {
@@ -797,10 +831,10 @@ static void group_figure(rep_ctx *r, const rep_act *a) {
     rep_puts(b, "<figure><figcaption>");
     rep_esc(b, a->op);
     rep_printf(b, ": absmax per %s</figcaption>", a->gkind);
-    int top = a->ngrp < 3 ? 1 : 3;
+    const int top = a->ngrp < 8 ? 1 : 3, listed = a->ngrp < 3 ? 1 : 3;
     rep_svg_bars(b, a->grp, a->ngrp, a->gkind, top, a->ngrp > 64 ? 640 : 320, 130);
-    rep_printf(b, "<div class=\"mono\">top %ss:", a->gkind);
-    for (int k = 0; k < top; k++) rep_printf(b, " %d: %.4g (%.2fx median)", idx[k], sorted[k], med > 0 ? sorted[k] / med : NAN);
+    rep_printf(b, "<div class=\"mono\">largest %ss:", a->gkind);
+    for (int k = 0; k < listed; k++) rep_printf(b, " %d: %.4g (%.2fx median)", idx[k], sorted[k], med > 0 ? sorted[k] / med : NAN);
     rep_puts(b, "</div></figure>");
     free(idx), free(sorted);
 }
