@@ -43,7 +43,7 @@ int cmd_report(int argc, char **argv) {
         .percentile = cli_double(opts, "--percentile", 1e-9, 100),
         .open_all = cli_flag(opts, "--open"),
     };
-    if (o.artifact_dir && (opts[4].given || opts[5].given))
+    if (o.artifact_dir && (cli_flag(opts, "--method") || cli_flag(opts, "--percentile")))
         fprintf(stderr, "mambaq report: note: --method / --percentile are ignored with --artifact (the artifact's recipe is shown)\n");
     char *html = NULL;
     size_t len = 0;

@@ -44,17 +44,29 @@ void rep_printf(rep_buf *b, const char *fmt, ...) {
     va_end(ap2);
 }
 
+/* Length of the valid UTF-8 sequence at s (1 to 4), or 0 when it is not one. */
+static int utf8_len(const unsigned char *s) {
+    int n = s[0] < 0x80 ? 1 : (s[0] & 0xe0) == 0xc0 ? 2 : (s[0] & 0xf0) == 0xe0 ? 3 : (s[0] & 0xf8) == 0xf0 ? 4 : 0;
+    if (n == 2 && s[0] < 0xc2) return 0;   /* overlong */
+    for (int i = 1; i < n; i++)
+        if ((s[i] & 0xc0) != 0x80) return 0;
+    return n;
+}
+
 void rep_esc(rep_buf *b, const char *s) {
-    for (; s && *s; s++) {
-        unsigned char c = (unsigned char)*s;
-        switch (c) {
+    for (const unsigned char *p = (const unsigned char *)s; p && *p;) {
+        int n = utf8_len(p);
+        switch (*p) {
         case '&': rep_puts(b, "&amp;"); break;
         case '<': rep_puts(b, "&lt;"); break;
         case '>': rep_puts(b, "&gt;"); break;
         case '"': rep_puts(b, "&quot;"); break;
         case '\'': rep_puts(b, "&#39;"); break;
-        default: rep_putn(b, c < 0x20 && c != '\t' && c != '\n' ? "?" : (const char *)s, 1);
+        default:
+            if (!n || (*p < 0x20 && *p != '\t' && *p != '\n')) rep_puts(b, "?"), n = 1;   /* not text: shown as ? */
+            else rep_putn(b, (const char *)p, (size_t)n);
         }
+        p += n ? n : 1;
     }
 }
 
@@ -305,19 +317,17 @@ void rep_svg_line(rep_buf *b, const double *y, int n, double lo, double hi, cons
 
 /* ---- bars ---- */
 
-static const float *bars_v;
-static int bars_desc(const void *a, const void *b) {
-    float x = bars_v[*(const int *)a], y = bars_v[*(const int *)b];
+static int desc(const void *a, const void *b) {
+    float x = *(const float *)a, y = *(const float *)b;
     return (x < y) - (x > y);
 }
 
 void rep_svg_bars(rep_buf *b, const float *v, int n, const char *prefix, int top, int w, int h) {
     const double ml = 44, mr = 8, mt = 8, mb = 24, pw = w - ml - mr, ph = h - mt - mb;
-    int *idx = mq_malloc((size_t)(n > 0 ? n : 1) * sizeof *idx);
-    float vmax = 0;
-    for (int i = 0; i < n; i++) idx[i] = i, vmax = fmaxf(vmax, v[i]);
-    bars_v = v;
-    qsort(idx, (size_t)n, sizeof *idx, bars_desc);
+    float *sorted = mq_malloc((size_t)(n > 0 ? n : 1) * sizeof *sorted);
+    memcpy(sorted, v, (size_t)n * sizeof *v);
+    qsort(sorted, (size_t)n, sizeof *sorted, desc);
+    const float vmax = n ? fmaxf(sorted[0], 0) : 0, hot = top > 0 && n ? sorted[(top < n ? top : n) - 1] : INFINITY;
     rep_printf(b, "<svg xmlns=\"http://www.w3.org/2000/svg\" class=\"chart\" width=\"%d\" height=\"%d\" viewBox=\"0 0 %d %d\">", w, h, w, h);
     rep_printf(b, "<rect x=\"%.1f\" y=\"%.1f\" width=\"%.1f\" height=\"%.1f\" class=\"plot\"/>", ml, mt, pw, ph);
     double st = nice_step(0, vmax, 4);
@@ -330,11 +340,9 @@ void rep_svg_bars(rep_buf *b, const float *v, int n, const char *prefix, int top
     int every = 1;
     while (every * bw < 18) every *= 2;
     for (int i = 0; i < n; i++) {
-        int hot = 0;
-        for (int k = 0; k < top && k < n; k++) hot |= idx[k] == i;
         double bh = vmax > 0 ? v[i] / vmax * ph : 0;
         rep_printf(b, "<rect x=\"%.1f\" y=\"%.1f\" width=\"%.1f\" height=\"%.1f\" class=\"%s\"><title>", ml + bw * i + bw * 0.1,
-                   mt + ph - bh, bw * 0.8, bh, hot ? "bar hot" : "bar");
+                   mt + ph - bh, bw * 0.8, bh, v[i] >= hot ? "bar hot" : "bar");
         rep_esc(b, prefix);
         rep_printf(b, "%d: %.5g</title></rect>", i, v[i]);
         if (i % every == 0) {
@@ -345,5 +353,5 @@ void rep_svg_bars(rep_buf *b, const float *v, int n, const char *prefix, int top
     rep_printf(b, "<text x=\"%.1f\" y=\"%.1f\" text-anchor=\"middle\" class=\"ax\">", ml + pw / 2, (double)h - 2);
     rep_esc(b, prefix);
     rep_puts(b, " index (red: the largest)</text></svg>");
-    free(idx);
+    free(sorted);
 }

@@ -15,8 +15,9 @@ typedef struct {
 void rep_putn(rep_buf *b, const char *s, size_t n);
 void rep_puts(rep_buf *b, const char *s);                    /* markup, written as is */
 void rep_printf(rep_buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-/* Text or attribute value: & < > " ' escaped, control characters (other than tab and newline)
- * written as '?'. NULL writes nothing. */
+/* Text or attribute value: & < > " ' escaped; control characters (other than tab and newline) and
+ * bytes that are not UTF-8 written as '?', so any string read from a file stays well-formed. NULL
+ * writes nothing. */
 void rep_esc(rep_buf *b, const char *s);
 /* A number with 4 significant digits; "—" for NaN or infinity. */
 void rep_num(rep_buf *b, double v);

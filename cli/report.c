@@ -308,7 +308,8 @@ static int read_verify(rep_ctx *r) {
     const cJSON *arch = cJSON_GetObjectItem(r->verify, "arch");
     const char *want = r->cfg.arch == MQ_MAMBA1 ? "mamba1" : "mamba2";
     if (cJSON_IsString(arch) && strcmp(arch->valuestring, want) && strcmp(arch->valuestring, r->cfg.arch == MQ_MAMBA1 ? "mamba" : "mamba2"))
-        warn(r, "%s is a verify run of a %s model, the stats are of a %s model", r->o.verify_path, arch->valuestring, want);
+        return mq_fail("%s is the verify output of a %s model, but %s has statistics of a %s model", r->o.verify_path,
+                       arch->valuestring, r->o.stats_path, want);
     r->cosine = mq_malloc((size_t)r->cfg.n_layer * sizeof *r->cosine);
     for (int l = 0; l < r->cfg.n_layer; l++) r->cosine[l] = NAN;
     const cJSON *cos = cJSON_GetObjectItem(r->verify, "layer_cosine");

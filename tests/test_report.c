@@ -73,6 +73,13 @@ static int geometry(const char *attr) {
 
 static int xml_check(const char *doc, xml_info *x) {
     memset(x, 0, sizeof *x);
+    for (const unsigned char *u = (const unsigned char *)doc; *u;) {   /* UTF-8 throughout */
+        int n = *u < 0x80 ? 1 : (*u & 0xe0) == 0xc0 && *u >= 0xc2 ? 2 : (*u & 0xf0) == 0xe0 ? 3 : (*u & 0xf8) == 0xf0 ? 4 : 0;
+        for (int i = 1; i < n; i++)
+            if ((u[i] & 0xc0) != 0x80) n = 0;
+        if (!n) return xml_fail(x, doc, (const char *)u, "not UTF-8");
+        u += n;
+    }
     const char *p = doc;
     if (!strncmp(p, "<!DOCTYPE html>", 15)) p += 15;
     else return xml_fail(x, doc, p, "no <!DOCTYPE html>");
@@ -173,6 +180,7 @@ static void test_checker(void) {
     T_CHECK(x.svg == 1 && x.path == 1, "counts");
     T_CHECK(xml_check("<!DOCTYPE html><html><svg><rect x=\"nan\" width=\"1\"/></svg></html>", &x) != 0, "nan coordinate accepted");
     T_CHECK(xml_check("<!DOCTYPE html><html><svg><path d=\"M0 0V-inf\"/></svg></html>", &x) != 0, "inf in a path accepted");
+    T_CHECK(xml_check("<!DOCTYPE html><html><p>\xff</p></html>", &x) != 0, "invalid UTF-8 accepted");
 }
 
 /* ---- running the CLI ---- */
@@ -451,7 +459,7 @@ static int write_synthetic(const char *path, int L) {
     char cfg[200];
     snprintf(cfg, sizeof cfg, "mamba1 d_model=64 n_layer=%d d_inner=128 d_state=16 d_conv=4 dt_rank=4 vocab=1000", L);
     const char *kv[] = {"format", CALIB_FORMAT, "format_version", CALIB_FORMAT_VERSION, "model.arch", "mamba1", "model.config", cfg,
-                        "model.path", "synthetic <128 layers> & co", "model.weights_sha256", "0000", "calib.percentiles",
+                        "model.path", "synthetic <128 layers> & co \xff\x01", "model.weights_sha256", "0000", "calib.percentiles",
                         "99,99.9,99.95,99.99,99.995,99.999,100", "calib.transforms", "none"};
     for (size_t i = 0; i < sizeof kv / sizeof kv[0] && !rc; i += 2) rc = st_writer_add_metadata(w, kv[i], kv[i + 1]);
     if (!rc) rc = st_writer_write(w, path);
@@ -470,7 +478,7 @@ static void test_many_layers(void) {
     T_CHECK(sh(cmd, log) == 0, "report failed: %s", slurp(log));
     char *html = check_page(page, 128);
     if (!html) return;
-    T_CHECK(strstr(html, "synthetic &lt;128 layers&gt; &amp; co"), "the model path from the file is not escaped");
+    T_CHECK(strstr(html, "synthetic &lt;128 layers&gt; &amp; co ??"), "the model path from the file is not escaped");
     T_CHECK(strlen(html) < 12000000, "page of %zu bytes for 128 layers", strlen(html));
     free(html);
     if (have_chromium()) browser_check(page, tmp_path("synth128.png"));
@@ -521,6 +529,11 @@ static void test_errors(void) {
     free(o);
     mq_write_file_atomic(bad, "[1,2]", 5);
     T_CHECK(sh(cmd, log) == 1, "a JSON array accepted as verify output");
+    mq_write_file_atomic(bad, "{\"arch\":\"mamba2\"}", 17);
+    T_CHECK(sh(cmd, log) == 1, "the verify output of a mamba2 model accepted with mamba1 statistics");
+    o = slurp(log);
+    T_CHECK(strstr(o, "bad_verify.json is the verify output of a mamba2 model"), "message: %s", o);
+    free(o);
     /* a percentile the file lacks */
     snprintf(cmd, sizeof cmd, "bin/mambaq report --stats '%s' --percentile 97 --out '%s'", m1, page);
     T_CHECK(sh(cmd, log) == 1, "a percentile that was not calibrated accepted");
