@@ -425,7 +425,8 @@ static void test_mamba2_rotated(void) {
     free(html);
 }
 
-/* A stats file of 128 Mamba1 layers written directly (synthetic log-normal-ish histograms). */
+/* A stats file of 128 Mamba1 layers written directly (synthetic log-normal-ish histograms; per-channel
+ * maxima of x_proj:input, which calib does not record today, to show the page reads them). */
 static int write_synthetic(const char *path, int L) {
     static const char *ops[] = {"in_proj:input", "in_proj:output", "x_proj:input", "x_proj:output", "dt_proj:input",
                                 "dt_proj:output", "ssm_state_act:input", "had:input", "out_proj:input"};
@@ -455,6 +456,13 @@ static int write_synthetic(const char *path, int L) {
             rc |= st_writer_add(w, t, MQ_F32, 1, &np, p);
             snprintf(t, sizeof t, "%s.hist", name);
             rc |= st_writer_add(w, t, MQ_I64, 1, &nb, hist);
+            if (k == 2) {   /* per-channel maxima as calib could record them: a few outlier channels */
+                float ch[128];
+                int64_t nc = 128;
+                for (int c = 0; c < 128; c++) ch[c] = amax * (c % 41 == 7 ? 1.0f : 0.2f + 0.002f * c);
+                snprintf(t, sizeof t, "%s.absmax_per_channel", name);
+                rc |= st_writer_add(w, t, MQ_F32, 1, &nc, ch);
+            }
         }
     char cfg[200];
     snprintf(cfg, sizeof cfg, "mamba1 d_model=64 n_layer=%d d_inner=128 d_state=16 d_conv=4 dt_rank=4 vocab=1000", L);
@@ -480,6 +488,8 @@ static void test_many_layers(void) {
     if (!html) return;
     T_CHECK(strstr(html, "synthetic &lt;128 layers&gt; &amp; co ??"), "the model path from the file is not escaped");
     T_CHECK(strlen(html) < 12000000, "page of %zu bytes for 128 layers", strlen(html));
+    T_CHECK(count(html, "x_proj:input: absmax per channel") == 128 && strstr(html, "largest channels: 7: "),
+            "per-channel maxima, when a stats file has them, not shown with the outlier channels");
     free(html);
     if (have_chromium()) browser_check(page, tmp_path("synth128.png"));
 }
