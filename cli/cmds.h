@@ -16,7 +16,8 @@
     X(sweep, "int8 perplexity per recipe and percentile vs the float model, per-layer errors")                         \
     X(inspect, "validate an int8 artifact and summarize it: method, sizes, per-layer scales")                          \
     X(verify, "float model vs the int8 artifact: ppl, top-1 agreement, KL, layer cosine, check vs simulation")         \
-    X(generate, "streaming text generation (greedy / temperature / top-p) with an int8 artifact or a float model")
+    X(generate, "streaming text generation (greedy / temperature / top-p) with an int8 artifact or a float model") \
+    X(report, "one self-contained HTML page: per layer and activation absmax vs clip, histograms, scales, verify")
 
 #define MQ_DECLARE_COMMAND(name, help) int cmd_##name(int argc, char **argv);
 MQ_COMMANDS(MQ_DECLARE_COMMAND)
