@@ -1,7 +1,7 @@
 /* The kernels of the FP16 pass (launchers in ssm/kern.h): residual add + RMSNorm, bias, gated
  * RMSNorm, causal conv1d + SiLU with carried state, and the GEMM (cuBLAS, or an own GEMV for decode).
  * All arithmetic is FP32; FP16 is only the storage of activations and weights. The scans, the
- * embedding and the NLL are shared with the int8 pass (ssm/scan.cu, ssm/kern_common.cu). */
+ * embedding and the NLL are shared with the int8 pass (ssm/scan.cuh, ssm/kern_common.cu). */
 #include <math.h>
 #include "ssm/kern.h"
 #include "ssm/kern_util.cuh"

@@ -2,7 +2,7 @@
  * ssm/kern.h). One token is memory- and launch-bound: every kernel here streams its weights
  * once and does the small per-token work (norm, conv, dt_proj, Hadamard) redundantly or beside it
  * rather than in a launch of its own. Each computes exactly what the general kernels it replaces
- * compute (ssm/i8_kernels.cu, i8_gemm.cu, scan.cu; the same formulas, epilogues and int8 rule): only FP32
+ * compute (ssm/i8_kernels.cu, i8_gemm.cu, scan.cuh; the same formulas, epilogues and int8 rule): only FP32
  * summation orders differ (norm, scan, Hadamard), so int8 outputs agree up to rare one-code flips.
  *
  *   k_i8_dec_norm_linear  resid + delta -> RMSNorm -> int8 (in every block, into shared memory), then

@@ -1,5 +1,5 @@
 /* The elementwise, norm and conv kernels of the int8 pass (launchers in ssm/kern.h; its scans are
- * ssm/scan.cu's, with int8 loaders).
+ * ssm/scan.cuh's, with int8 loaders).
  * Every int8 value is dequantized in registers as (float)q * s, the simulation's one FP32 multiply,
  * and every int8 output uses core/qrule.h's qr_quant_i8 (FP32 division,
  * round half to even, clamp to [-127, 127], NaN -> 0). The arithmetic follows the CPU reference

@@ -1,6 +1,6 @@
 /* The launchers of every CUDA kernel of the two GPU passes (C++ only, for the CUDA sources of ssm/):
  * shared (conversions, fills, embedding, NLL, conv state, the scans: ssm/kern_common.cu,
- * ssm/scan.cu), the FP16 pass's (ssm/f16_kernels.cu) and the int8 pass's (ssm/i8_kernels.cu,
+ * ssm/scan.cuh), the FP16 pass's (ssm/f16_kernels.cu) and the int8 pass's (ssm/i8_kernels.cu,
  * ssm/i8_gemm.cu, and the fused batch-1 decode of ssm/i8_decode.cu). Launchers take device pointers,
  * enqueue on `st`, check the launch and never allocate. Activations are row-major with explicit
  * leading dimensions, so column slices (x / z / dt of in_proj's output, B / C of x_proj's or the
@@ -38,14 +38,14 @@ void k_conv_state_update(int8_t *conv_state, const int8_t *x, int ldx, int B, in
 void k_gemm_f16_blas(cublasHandle_t h, const half *X, int ldx, const half *W, void *Y, int y_f32, int ldy, int M, int N,
                      int K);
 
-/* ---- the scans (ssm/scan.cu) ----
+/* ---- the scans (ssm/scan.cuh) ----
  * Inputs are read through a loader: k_in_f16 (FP16 activations), k_in_i8 (int8 codes times a
  * per-tensor scale). raw() fetches, val() turns what raw() fetched into the FP32 value. */
 struct k_in_f16 {
     const half *p;
     int ld;
     typedef float raw_t;
-    static const bool sim = false; /* FP16 pass arithmetic (scan.cu) */
+    static const bool sim = false; /* FP16 pass arithmetic (ssm/scan.cuh) */
     __device__ raw_t raw(size_t r, int c) const { return __half2float(p[r * ld + c]); }
     __device__ float val(raw_t v) const { return v; }
     __device__ float at(size_t r, int c) const { return val(raw(r, c)); }
@@ -55,7 +55,7 @@ struct k_in_i8 {
     int ld;
     float s;
     typedef int raw_t;
-    static const bool sim = true; /* the simulation's arithmetic (scan.cu) */
+    static const bool sim = true; /* the simulation's arithmetic (ssm/scan.cuh) */
     __device__ raw_t raw(size_t r, int c) const { return p[r * ld + c]; }
     __device__ float val(raw_t v) const { return (float)v * s; }
     __device__ float at(size_t r, int c) const { return val(raw(r, c)); }

@@ -1,33 +1,87 @@
 #!/usr/bin/env bash
-# On the GPU machine: build, run every GPU test program, then the whole pipeline on both proxies
-# (GPU calib -> quantize -> verify, for quamba and quamba-rot) and the tokenizer speed beside HF's. Logs go to $OUT (or out/).
-# Expects a copy of ../shared in $MQ_SHARED (files may be gzipped there: they are unpacked first).
+# On the GPU machine: the checks that need a GPU, in one call. Stages (STAGES, default all but before):
+#   build     make all + the GPU test programs (cJSON from the carried .deps, tools/device-setup.sh)
+#   tests     every GPU test program (tests/run.sh)
+#   before    BEFORE=tgz of an older tree: build its bench_int8 / bench_gpu beside ours and run both
+#             (the same table before and after a change); BENCH_FILTER limits the shapes
+#   bench     build/bench/bench_int8 and bench_gpu (BENCH_FILTER)
+#   pipeline  GPU calib -> quantize (quamba and quamba-rot) -> verify on the proxies present
+# Expects a copy of ../shared in $MQ_SHARED (default .dev/shared; files may be gzipped: they are
+# unpacked first). Logs go to $OUT (or out/); a short summary is printed last.
 set -u -o pipefail
 cd "$(dirname "$0")/.."
 out=${OUT:-out}; mkdir -p "$out"
+stages=${STAGES:-build tests bench pipeline}
+has() { case " $stages " in *" $1 "*) return 0 ;; esac; return 1; }
+export MQ_SHARED=${MQ_SHARED:-.dev/shared} OMP_WAIT_POLICY=passive
 tools/device-setup.sh || exit 1
-: "${MQ_SHARED:?set MQ_SHARED to the shared copy}"
-find "$MQ_SHARED" -name '*.gz' -exec gunzip -kf {} \;
-export MQ_SHARED OMP_WAIT_POLICY=passive
-make -j16 all build/tests/test_gpu_ops build/tests/test_gpu_forward build/tests/test_hadamard_cuda \
-    build/tests/test_int8 build/tests/test_calib_gpu > "$out/build.log" 2>&1 || { tail -20 "$out/build.log"; exit 1; }
-nvidia-smi --query-gpu=name,driver_version --format=csv,noheader
-tests/run.sh build/tests/test_gpu_ops build/tests/test_gpu_forward build/tests/test_hadamard_cuda \
-    build/tests/test_int8 build/tests/test_calib_gpu 2>&1 | tee "$out/gpu_tests.log" | grep -E '^(FAIL|SKIP)|passed,|ms\)'
-for m in mamba1-proxy mamba2-proxy; do
-  echo "== pipeline $m"
-  bin/mambaq calib --model "$MQ_SHARED/models/$m" --data "$MQ_SHARED/datasets/calib.txt" \
-      --tokenizer "$MQ_SHARED/models/tokenizer.json" --device cuda --samples 64 --seqlen 512 --out "$out/$m.stats.safetensors" 2>&1 | tail -2
-  bin/mambaq quantize --model "$MQ_SHARED/models/$m" --stats "$out/$m.stats.safetensors" --out "out/$m-w8a8" --force 2>&1 | tail -2
-  bin/mambaq verify --artifact "out/$m-w8a8" --data "$MQ_SHARED/datasets/valid.txt" \
-      --tokenizer "$MQ_SHARED/models/tokenizer.json" --windows 32 2>&1 | tee "$out/verify-$m.txt" | tail -14
-  echo "== pipeline $m, quamba-rot (same stats: the extra pass supplies the rotated statistics)"
-  bin/mambaq quantize --model "$MQ_SHARED/models/$m" --stats "$out/$m.stats.safetensors" --out "out/$m-w8a8-rot" \
-      --method quamba-rot --force 2>&1 | tail -2
-  bin/mambaq verify --artifact "out/$m-w8a8-rot" --data "$MQ_SHARED/datasets/valid.txt" \
-      --tokenizer "$MQ_SHARED/models/tokenizer.json" --windows 32 2>&1 | tee "$out/verify-$m-rot.txt" | tail -14
-done
-echo "== tokenizer speed (this machine, one thread)"
-for f in calib valid; do
-  bin/mambaq tokenize --tokenizer "$MQ_SHARED/models/tokenizer.json" --data "$MQ_SHARED/datasets/$f.txt" --stats 2>&1 | tail -3
-done
+find "$MQ_SHARED" -name '*.gz' -exec gunzip -f {} \; 2>/dev/null
+nvidia-smi --query-gpu=name,driver_version,clocks.sm,clocks.mem --format=csv,noheader
+summary=$out/summary.txt; : > "$summary"
+note() { echo "$*" | tee -a "$summary"; }
+GPU_TESTS="build/tests/test_gpu_ops build/tests/test_gpu_forward build/tests/test_hadamard_cuda build/tests/test_int8 build/tests/test_calib_gpu"
+
+if has build || has before; then
+  t0=$(date +%s)
+  if has build; then
+    make -j12 all $GPU_TESTS > "$out/build.log" 2>&1 && echo ok > "$out/build.rc" || echo fail > "$out/build.rc" &
+  fi
+  if has before && [ -n "${BEFORE:-}" ]; then
+    rm -rf /tmp/before && mkdir -p /tmp/before && tar xzf "$BEFORE" -C /tmp/before && cp -r .deps /tmp/before/ &&
+      (cd /tmp/before && make -j4 build/bench/bench_int8 build/bench/bench_gpu > "$OLDPWD/$out/build_before.log" 2>&1) &&
+      echo ok > "$out/build_before.rc" || echo fail > "$out/build_before.rc" &
+  fi
+  wait
+  note "build: $(cat "$out/build.rc" 2>/dev/null) before: $(cat "$out/build_before.rc" 2>/dev/null) ($(( $(date +%s) - t0 )) s)"
+  grep -q ok "$out/build.rc" 2>/dev/null || { tail -30 "$out/build.log"; exit 1; }
+fi
+
+if has tests; then
+  t0=$(date +%s)
+  timeout 420 tests/run.sh $GPU_TESTS > "$out/gpu_tests.log" 2>&1
+  grep -E '^(FAIL|SKIP)' "$out/gpu_tests.log" | head -20
+  note "gpu tests: $(tail -1 "$out/gpu_tests.log") ($(( $(date +%s) - t0 )) s)"
+fi
+
+bench_pair() { # name: before then after, each program's table
+  local f=${BENCH_FILTER:-}
+  for b in bench_int8 bench_gpu; do
+    if [ -x /tmp/before/build/bench/$b ] && has before; then
+      case $b in bench_gpu) timeout 300 /tmp/before/build/bench/$b "$out/before_$b.md" $f > "$out/before_$b.txt" 2>&1 ;;
+                 *) timeout 300 /tmp/before/build/bench/$b $f > "$out/before_$b.txt" 2>&1 ;; esac
+    fi
+    if has bench; then
+      case $b in bench_gpu) timeout 300 build/bench/$b "$out/after_$b.md" $f > "$out/after_$b.txt" 2>&1 ;;
+                 *) timeout 300 build/bench/$b $f > "$out/after_$b.txt" 2>&1 ;; esac
+    fi
+  done
+}
+if has bench || has before; then
+  t0=$(date +%s)
+  bench_pair
+  note "bench ($(( $(date +%s) - t0 )) s):"
+  for f in "$out"/before_bench_int8.txt "$out"/after_bench_int8.txt "$out"/before_bench_gpu.txt "$out"/after_bench_gpu.txt; do
+    [ -s "$f" ] && { note "-- $(basename "$f")"; grep -E '^\| mamba' "$f" | tee -a "$summary"; }
+  done
+fi
+
+if has pipeline; then
+  for m in mamba1-proxy mamba2-proxy; do
+    [ -d "$MQ_SHARED/models/$m" ] || continue
+    st=$out/$m.stats.safetensors
+    timeout 120 bin/mambaq calib --model "$MQ_SHARED/models/$m" --data "$MQ_SHARED/datasets/calib.txt" \
+      --tokenizer "$MQ_SHARED/models/tokenizer.json" --device cuda --samples 64 --seqlen 512 --out "$st" > "$out/calib-$m.log" 2>&1
+    note "calib $m: $(grep '^calib:' "$out/calib-$m.log" | tail -1)"
+    for meth in quamba quamba-rot; do
+      a=out/$m-$meth
+      timeout 180 bin/mambaq quantize --model "$MQ_SHARED/models/$m" --stats "$st" --out "$a" --method "$meth" \
+        --percentile 99.999 --force > "$out/quantize-$m-$meth.log" 2>&1
+      timeout 180 bin/mambaq verify --artifact "$a" --data "$MQ_SHARED/datasets/valid.txt" \
+        --tokenizer "$MQ_SHARED/models/tokenizer.json" --windows 32 > "$out/verify-$m-$meth.txt" 2>&1
+      note "verify $m $meth (rc $?): $(grep -E '^perplexity' "$out/verify-$m-$meth.txt")"
+      grep -E 'top-1|max \|logit diff' "$out/verify-$m-$meth.txt" | sed 's/^ */    /' | tee -a "$summary"
+    done
+  done
+fi
+echo "==== summary"
+cat "$summary"

@@ -1,4 +1,5 @@
-/* The selective scans of both GPU passes, one template over the input type (ssm/kern.h: k_in_f16 for
+/* The selective scans of both GPU passes (templates, instantiated by ssm/scan_f16.cu and ssm/scan_i8.cu
+ * so the two sets compile in parallel), one template over the input type (ssm/kern.h: k_in_f16 for
  * the FP16 pass, k_in_i8 for int8 values dequantized in registers as (float)q * s, the simulation's
  * one multiply) and the output type (FP16, or FP32 for the int8 pass's Mamba2 y, which its gated
  * norm reads). A new storage format of activations is a new loader, not a new scan.
@@ -17,14 +18,15 @@
  * The int8 pass (In::sim) evaluates the Mamba1 update in the simulation's order, exp(dt A) h +
  * (dt B) u, to stay at rounding distance from it; the FP16 pass uses exp2 of a pre-scaled A and
  * (dt u) B, which is faster. The state is FP32 throughout. */
+#ifndef MQ_SSM_SCAN_CUH
+#define MQ_SSM_SCAN_CUH
 #include "ssm/kern.h"
 #include "ssm/kern_util.cuh"
 
 #define LOG2E 1.4426950408889634f
 
-template <class Out> static __device__ __forceinline__ void put_out(Out *p, float v);
-template <> __device__ __forceinline__ void put_out<half>(half *p, float v) { *p = __float2half(v); }
-template <> __device__ __forceinline__ void put_out<float>(float *p, float v) { *p = v; }
+static __device__ __forceinline__ void put_out(half *p, float v) { *p = __float2half(v); }
+static __device__ __forceinline__ void put_out(float *p, float v) { *p = v; }
 
 static __device__ __forceinline__ const float *chunk_start(const float *state, int state_in, const float *cstate,
                                                            int nc, int k, size_t per_chunk, size_t sidx) {
@@ -34,7 +36,7 @@ static __device__ __forceinline__ const float *chunk_start(const float *state, i
 
 /* cs[k][b][s]: chunk k's end state (k < nc-1) in, its start state out; A of state s: A[s]
  * (per_state) or A[s / per_ch]; dt sum of chunk k: cdt[k][b][s / per_ch]. */
-__global__ void scan_prefix_kernel(float *cs, const float *cdt, const float *state, int state_in, const float *A,
+static __global__ void scan_prefix_kernel(float *cs, const float *cdt, const float *state, int state_in, const float *A,
                                    int per_state, int B, int S, int per_ch, int nc) {
     const long i = blockIdx.x * (long)blockDim.x + threadIdx.x;
     if (i >= (long)B * S) return;
@@ -187,8 +189,6 @@ static void scan_m1(const k_scan_m1_args<In, Out> &a0, cudaStream_t st) {
     else scan_m1_run<In, Out, 128>(a, L, st);
 }
 
-void k_scan_m1(const k_scan_m1_args<k_in_f16, half> &a, cudaStream_t st) { scan_m1(a, st); }
-void k_scan_m1(const k_scan_m1_args<k_in_i8, half> &a, cudaStream_t st) { scan_m1(a, st); }
 
 /* ---------------------------------------------------------------- Mamba2 */
 
@@ -326,7 +326,7 @@ static void scan_m2_run(const k_scan_m2_args<In, Out> &a, int L, cudaStream_t st
     CUDA_CHECK_LAUNCH();
 }
 
-int k_scan_m2_group(int N) { return N <= 16 ? 1 : N <= 32 ? 2 : N <= 64 ? 4 : 8; }
+static inline int scan_m2_group(int N) { return N <= 16 ? 1 : N <= 32 ? 2 : N <= 64 ? 4 : 8; }
 
 template <class In, class Out>
 static void scan_m2(const k_scan_m2_args<In, Out> &a0, cudaStream_t st) {
@@ -336,7 +336,7 @@ static void scan_m2(const k_scan_m2_args<In, Out> &a0, cudaStream_t st) {
     if (a.nc > 1 && (!a.cstate || !a.cdt)) mq_die("k_scan_m2: %d chunks without carries (internal error)", a.nc);
     if (a.N > 128) mq_die("k_scan_m2: d_state %d > 128 (checked at upload)", a.N);
     if (a.H % a.G) mq_die("k_scan_m2: %d heads in %d groups (checked at upload)", a.H, a.G);
-    switch (k_scan_m2_group(a.N)) {
+    switch (scan_m2_group(a.N)) {
     case 1: scan_m2_run<In, Out, 1>(a, L, st); break;
     case 2: scan_m2_run<In, Out, 2>(a, L, st); break;
     case 4: scan_m2_run<In, Out, 4>(a, L, st); break;
@@ -344,16 +344,4 @@ static void scan_m2(const k_scan_m2_args<In, Out> &a0, cudaStream_t st) {
     }
 }
 
-void k_scan_m2(const k_scan_m2_args<k_in_f16, half> &a, cudaStream_t st) { scan_m2(a, st); }
-void k_scan_m2(const k_scan_m2_args<k_in_i8, float> &a, cudaStream_t st) { scan_m2(a, st); }
-
-/* Chunks only pay when one pass leaves the SMs short of threads: they cost a second pass over the
- * chunks. Enough chunks for ~1024 (Mamba1: each thread runs d_state recurrences) or ~2048 (Mamba2)
- * threads per SM, but chunks of at least min_chunk steps. */
-int k_scan_chunks(const mq_config *c, int B, int T, int sm_count, int min_chunk) {
-    const long per = (long)B * (c->arch == MQ_MAMBA1 ? c->d_inner : (long)c->n_heads * c->head_dim * k_scan_m2_group(c->d_state));
-    const long target = (long)sm_count * (c->arch == MQ_MAMBA1 ? 1024 : 2048);
-    long nc = (target + per - 1) / per, maxc = (T + min_chunk - 1) / min_chunk;
-    if (nc > maxc) nc = maxc;
-    return nc < 1 ? 1 : (int)nc;
-}
+#endif

@@ -1,0 +1,18 @@
+/* The FP16 pass's scans (ssm/scan.cuh), and the shared sizing of the scans' time chunks. */
+#include "ssm/scan.cuh"
+
+void k_scan_m1(const k_scan_m1_args<k_in_f16, half> &a, cudaStream_t st) { scan_m1(a, st); }
+void k_scan_m2(const k_scan_m2_args<k_in_f16, half> &a, cudaStream_t st) { scan_m2(a, st); }
+
+int k_scan_m2_group(int N) { return scan_m2_group(N); }
+
+/* Chunks only pay when one pass leaves the SMs short of threads: they cost a second pass over the
+ * chunks. Enough chunks for ~1024 (Mamba1: each thread runs d_state recurrences) or ~2048 (Mamba2)
+ * threads per SM, but chunks of at least min_chunk steps. */
+int k_scan_chunks(const mq_config *c, int B, int T, int sm_count, int min_chunk) {
+    const long per = (long)B * (c->arch == MQ_MAMBA1 ? c->d_inner : (long)c->n_heads * c->head_dim * k_scan_m2_group(c->d_state));
+    const long target = (long)sm_count * (c->arch == MQ_MAMBA1 ? 1024 : 2048);
+    long nc = (target + per - 1) / per, maxc = (T + min_chunk - 1) / min_chunk;
+    if (nc > maxc) nc = maxc;
+    return nc < 1 ? 1 : (int)nc;
+}
