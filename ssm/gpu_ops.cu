@@ -9,8 +9,8 @@
 #define PAD 5 /* odd on purpose: misaligned rows as in_proj's column slices can be */
 
 void rt_i8_set_decode_fused(int on); /* ssm/i8_pass.cu */
-static_assert(GOP_ROUTE_AUTO == K_ROUTE_AUTO && GOP_ROUTE_LT == K_ROUTE_LT && GOP_ROUTE_TILED == K_ROUTE_TILED &&
-                  GOP_ROUTE_GEMV == K_ROUTE_GEMV,
+static_assert((int)GOP_ROUTE_AUTO == (int)K_ROUTE_AUTO && (int)GOP_ROUTE_LT == (int)K_ROUTE_LT &&
+                  (int)GOP_ROUTE_TILED == (int)K_ROUTE_TILED && (int)GOP_ROUTE_GEMV == (int)K_ROUTE_GEMV,
               "gpu_ops.h's routes are kern.h's");
 extern "C" void gop_i8_set_route(int route) { k_i8_set_route(route); }
 extern "C" void gop_i8_route_counts(long counts[4]) { k_i8_route_counts(counts); }
@@ -272,7 +272,7 @@ extern "C" int gop_i8_gemm(int32_t *acc, const int8_t *X, const int8_t *W, int M
     return 0;
 }
 
-extern "C" int gop_k_i8_linear(int8_t *q_out, float *f_out, int kind, const int8_t *X, const int8_t *W, int M, int N,
+extern "C" int gop_i8_linear(int8_t *q_out, float *f_out, int kind, const int8_t *X, const int8_t *W, int M, int N,
                            int K, int pad, float sx, const float *sw, const float *bias, const float *qs, int route) {
     if (rt_need_gpu()) return -1;
     op_ctx c;

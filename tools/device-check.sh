@@ -10,7 +10,7 @@
 # unpacked first). Logs go to $OUT (or out/); a short summary is printed last.
 set -u -o pipefail
 cd "$(dirname "$0")/.."
-out=${OUT:-out}; mkdir -p "$out"
+out=${OUT:-out}; mkdir -p "$out"; out=$(cd "$out" && pwd)
 stages=${STAGES:-build tests bench pipeline}
 has() { case " $stages " in *" $1 "*) return 0 ;; esac; return 1; }
 export MQ_SHARED=${MQ_SHARED:-.dev/shared} OMP_WAIT_POLICY=passive
@@ -28,7 +28,7 @@ if has build || has before; then
   fi
   if has before && [ -n "${BEFORE:-}" ]; then
     rm -rf /tmp/before && mkdir -p /tmp/before && tar xzf "$BEFORE" -C /tmp/before && cp -r .deps /tmp/before/ &&
-      (cd /tmp/before && make -j4 build/bench/bench_int8 build/bench/bench_gpu > "$OLDPWD/$out/build_before.log" 2>&1) &&
+      (cd /tmp/before && make -j4 build/bench/bench_int8 build/bench/bench_gpu > "$out/build_before.log" 2>&1) &&
       echo ok > "$out/build_before.rc" || echo fail > "$out/build_before.rc" &
   fi
   wait
