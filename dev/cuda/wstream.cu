@@ -796,7 +796,7 @@ static bool i8case_run(i8case &c, int which, const ws_cfg *cf, const char *label
         i8_epi e = {c.sx, (const float *)c.dsw.p, kind == 1 ? nullptr : (const float *)c.db.p, (const float *)c.dqs.p, kind};
         ws_epi8 ep = {e.sx, e.sw, e.bias, e.qs, kind, c.dO.p, c.ldo};
         cudaError_t err = cudaSuccess;
-        if (which == 0) err = ws_linear_i8_e(X, c.ldx, (const int8_t *)c.dW.p, c.M, c.N, c.K, e, c.dO.p, c.ldo, g_sm, g_st, g_pdl);
+        if (which == 0) err = ws_linear_i8_e(X, c.ldx, (const int8_t *)c.dW.p, c.M, c.N, c.K, e, c.dO.p, c.ldo, g_sm, g_st, g_pdl, g_max_ck);
         else if (which == 1) err = ws_launch<ws_i8>(*cf, (const uint8_t *)X, c.ldx, (const uint8_t *)c.dW.p, c.M, c.N, c.K, ep, g_st, g_pdl);
         else if (!base_gemv(X, c.ldx, (const int8_t *)c.dW.p, c.M, c.N, c.K, ep, g_sm, g_st)) return true;
         if (err == cudaSuccess) err = cudaStreamSynchronize(g_st);
@@ -889,7 +889,7 @@ static bool f16case_run(f16case &c, int which, const ws_cfg *cf, const char *lab
         const __half *X = (const __half *)c.dX.p + c.xoff;
         const float *bias = f32 ? (const float *)c.db.p : nullptr;
         cudaError_t err = cudaSuccess;
-        if (which == 0) err = ws_linear_f16_e(X, c.ldx, (const __half *)c.dW.p, c.M, c.N, c.K, bias, c.dO.p, f32, ldo, g_sm, g_st, g_pdl);
+        if (which == 0) err = ws_linear_f16_e(X, c.ldx, (const __half *)c.dW.p, c.M, c.N, c.K, bias, c.dO.p, f32, ldo, g_sm, g_st, g_pdl, g_max_ck);
         else if (which == 1) {
             ws_epi16 ep = {bias, c.dO.p, ldo, f32};
             err = ws_launch<ws_f16>(*cf, (const uint8_t *)X, 2L * c.ldx, (const uint8_t *)c.dW.p, c.M, c.N, c.K, ep, g_st, g_pdl);
@@ -1049,21 +1049,7 @@ struct row_t {
     std::string cfg;
 };
 
-static ws_cfg plan_capped(int M, int N, int Kb) {
-    if (g_max_ck >= 8) return ws_plan_cached(M, N, Kb, g_sm);
-    static std::vector<ws_cfg> cand(20000);
-    int nc = 0;
-    ws_plan(M, N, Kb, g_sm, (int)cand.size(), cand.data(), &nc);
-    ws_cfg best;
-    best.ok = 0;
-    double bt = 1e30;
-    for (int i = 0; i < nc; i++)
-        if (cand[i].ck <= g_max_ck) {
-            double t = ws_model_us(cand[i], M, N, Kb, g_sm);
-            if (t < bt) bt = t, best = cand[i];
-        }
-    return best;
-}
+static ws_cfg plan_capped(int M, int N, int Kb) { return ws_plan_cached(M, N, Kb, g_sm, g_max_ck); }
 
 static double time_new_i8(const shape &sh, int M, const ws_cfg &cf, bool pdl, void *dX, void *dO, const float *sw,
                           const float *qs) {
@@ -1177,7 +1163,7 @@ static void tune(bool quick) {
             for (int M : {1, 4, 16, 64}) {
                 if (quick && M != 1 && M != 64) continue;
                 int nc = 0;
-                ws_cfg plan = ws_plan(M, sh.N, sh.K * elt, g_sm, (int)cand.size(), cand.data(), &nc);
+                ws_cfg plan = ws_plan(M, sh.N, sh.K * elt, g_sm, (int)cand.size(), cand.data(), &nc, g_max_ck);
                 std::vector<std::pair<double, ws_cfg>> sc;
                 for (int i = 0; i < nc; i++)
                     if (cand[i].ck <= g_max_ck) sc.push_back({ws_model_us(cand[i], M, sh.N, sh.K * elt, g_sm), cand[i]});

@@ -647,7 +647,8 @@ static inline double ws_model_us(const ws_cfg &c, int M, int N, int Kb, int sm) 
 }
 
 /* The planner's choice for one shape (and the candidates it scored, when out != NULL). */
-static inline ws_cfg ws_plan(int M, int N, int Kb, int sm, int max_out = 0, ws_cfg *out = nullptr, int *nout = nullptr) {
+static inline ws_cfg ws_plan(int M, int N, int Kb, int sm, int max_out = 0, ws_cfg *out = nullptr, int *nout = nullptr,
+                             int max_ck = WS_MAX_CLUSTER) {
     const int mt = M <= 8 ? 1 : M <= 16 ? 2 : M <= 32 ? 4 : 8;
     const int KB = (Kb + 63) / 64;
     ws_cfg best;
@@ -665,7 +666,7 @@ static inline ws_cfg ws_plan(int M, int N, int Kb, int sm, int max_out = 0, ws_c
                 for (int wk = 1; wk <= 16; wk++) {
                     if (S % wk) continue;
                     int ck = S / wk;
-                    if (ck > WS_MAX_CLUSTER) continue;
+                    if (ck > WS_MAX_CLUSTER || ck > max_ck) continue;
                     for (int wn = 1; wn <= 16; wn *= 2) {
                         ws_cfg c = ws_make_cfg(M, N, Kb, mt, wr, ku, wn, wk, ck);
                         if (!c.ok || c.smem > 110 * 1024) continue;
@@ -735,10 +736,10 @@ static cudaError_t ws_launch(const ws_cfg &c, const uint8_t *X, long ldxb, const
     return cudaLaunchKernelEx(&lc, f, a);
 }
 
-/* Planner cache: (M, N, Kb, sm) -> cfg; planning costs ~0.1 ms, a decode step reuses a few shapes. */
-static inline ws_cfg ws_plan_cached(int M, int N, int Kb, int sm) {
+/* Planner cache: (M, N, Kb, sm, max_ck) -> cfg; planning costs ~0.1 ms, a decode step reuses a few shapes. */
+static inline ws_cfg ws_plan_cached(int M, int N, int Kb, int sm, int max_ck = WS_MAX_CLUSTER) {
     struct ent {
-        int M, N, Kb, sm;
+        int M, N, Kb, sm, max_ck;
         ws_cfg c;
     };
     static std::mutex mu;
@@ -746,9 +747,9 @@ static inline ws_cfg ws_plan_cached(int M, int N, int Kb, int sm) {
     static int ntab;
     std::lock_guard<std::mutex> lk(mu);
     for (int i = 0; i < ntab; i++)
-        if (tab[i].M == M && tab[i].N == N && tab[i].Kb == Kb && tab[i].sm == sm) return tab[i].c;
-    ws_cfg c = ws_plan(M, N, Kb, sm);
-    if (ntab < 256) tab[ntab++] = ent{M, N, Kb, sm, c};
+        if (tab[i].M == M && tab[i].N == N && tab[i].Kb == Kb && tab[i].sm == sm && tab[i].max_ck == max_ck) return tab[i].c;
+    ws_cfg c = ws_plan(M, N, Kb, sm, 0, nullptr, nullptr, max_ck);
+    if (ntab < 256) tab[ntab++] = ent{M, N, Kb, sm, max_ck, c};
     return c;
 }
 
@@ -765,12 +766,13 @@ static inline void ws_check(cudaError_t e, const char *what) {
 
 /* Y = epilogue(X W^T); M of any size (chunks of 64 tokens). */
 static inline cudaError_t ws_linear_i8_e(const int8_t *X, int ldx, const int8_t *W, int M, int N, int K, const i8_epi &e,
-                                         void *out, int ldo, int sm_count, cudaStream_t st, bool pdl = WS_PDL_DEFAULT) {
+                                         void *out, int ldo, int sm_count, cudaStream_t st, bool pdl = WS_PDL_DEFAULT,
+                                         int max_ck = WS_MAX_CLUSTER) {
     const size_t osz = e.kind == WS_EPI_I8 ? 1 : e.kind == WS_EPI_F16 ? 2 : 4;
     for (int m0 = 0; m0 < M; m0 += 64) {
         const int mc = M - m0 < 64 ? M - m0 : 64;
         ws_epi8 ep = {e.sx, e.sw, e.bias, e.qs, e.kind, (uint8_t *)out + (size_t)m0 * ldo * osz, ldo};
-        ws_cfg c = ws_plan_cached(mc, N, K, sm_count);
+        ws_cfg c = ws_plan_cached(mc, N, K, sm_count, max_ck);
         cudaError_t r = ws_launch<ws_i8>(c, (const uint8_t *)(X + (size_t)m0 * ldx), ldx, (const uint8_t *)W, mc, N, K,
                                          ep, st, pdl);
         if (r != cudaSuccess) return r;
@@ -779,12 +781,12 @@ static inline cudaError_t ws_linear_i8_e(const int8_t *X, int ldx, const int8_t 
 }
 static inline cudaError_t ws_linear_f16_e(const __half *X, int ldx, const __half *W, int M, int N, int K,
                                           const float *bias, void *Y, int y_f32, int ldy, int sm_count, cudaStream_t st,
-                                          bool pdl = WS_PDL_DEFAULT) {
+                                          bool pdl = WS_PDL_DEFAULT, int max_ck = WS_MAX_CLUSTER) {
     const size_t osz = y_f32 ? 4 : 2;
     for (int m0 = 0; m0 < M; m0 += 64) {
         const int mc = M - m0 < 64 ? M - m0 : 64;
         ws_epi16 ep = {bias, (uint8_t *)Y + (size_t)m0 * ldy * osz, ldy, y_f32};
-        ws_cfg c = ws_plan_cached(mc, N, 2 * K, sm_count);
+        ws_cfg c = ws_plan_cached(mc, N, 2 * K, sm_count, max_ck);
         cudaError_t r = ws_launch<ws_f16>(c, (const uint8_t *)(X + (size_t)m0 * ldx), 2L * ldx, (const uint8_t *)W, mc,
                                           N, K, ep, st, pdl);
         if (r != cudaSuccess) return r;
