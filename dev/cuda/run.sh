@@ -9,12 +9,14 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 NVCC=${NVCC:-$(command -v nvcc || echo /usr/local/cuda/bin/nvcc)}
+CUDA_LIB=$(cd "$(dirname "$NVCC")/.." && pwd)/lib64
 BUILD=${BUILD_DIR:-build/dev}
 mkdir -p "$BUILD"
 t0=$(date +%s)
 "$NVCC" -O3 -std=c++17 -gencode=arch=compute_90,code=sm_90 -lineinfo -I. \
     -Xcompiler -O3,-march=native,-ffp-contract=off,-Wall,-Wextra -Xptxas -v \
-    -o "$BUILD/wstream" dev/cuda/wstream.cu -lcublasLt -lcublas 2> "$BUILD/ptxas.txt" || {
+    -o "$BUILD/wstream" dev/cuda/wstream.cu -L"$CUDA_LIB" -Xlinker -rpath -Xlinker "$CUDA_LIB" -lcublasLt -lcublas \
+    2> "$BUILD/ptxas.txt" || {
     cat "$BUILD/ptxas.txt"
     exit 1
 }
