@@ -21,19 +21,19 @@ summary=$out/summary.txt; : > "$summary"
 note() { echo "$*" | tee -a "$summary"; }
 GPU_TESTS="build/tests/test_gpu_ops build/tests/test_gpu_forward build/tests/test_hadamard_cuda build/tests/test_int8 build/tests/test_calib_gpu"
 
-if has build || has before; then
+if has build || { has before && [ ! -x /tmp/before/build/bench/bench_int8 ]; }; then
   t0=$(date +%s)
   if has build; then
     make -j12 all $GPU_TESTS > "$out/build.log" 2>&1 && echo ok > "$out/build.rc" || echo fail > "$out/build.rc" &
   fi
-  if has before && [ -n "${BEFORE:-}" ]; then
+  if has before && [ -n "${BEFORE:-}" ] && [ ! -x /tmp/before/build/bench/bench_int8 ]; then
     rm -rf /tmp/before && mkdir -p /tmp/before && tar xzf "$BEFORE" -C /tmp/before && cp -r .deps /tmp/before/ &&
       (cd /tmp/before && make -j4 build/bench/bench_int8 build/bench/bench_gpu > "$out/build_before.log" 2>&1) &&
       echo ok > "$out/build_before.rc" || echo fail > "$out/build_before.rc" &
   fi
   wait
   note "build: $(cat "$out/build.rc" 2>/dev/null) before: $(cat "$out/build_before.rc" 2>/dev/null) ($(( $(date +%s) - t0 )) s)"
-  grep -q ok "$out/build.rc" 2>/dev/null || { tail -30 "$out/build.log"; exit 1; }
+  if has build && ! grep -q ok "$out/build.rc" 2>/dev/null; then tail -30 "$out/build.log"; exit 1; fi
 fi
 
 if has tests; then
