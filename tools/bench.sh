@@ -102,7 +102,7 @@ commit=${BENCH_COMMIT:-$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
   echo "- command: \`${BENCH_CMD:-make bench}\` at commit $commit"
   [ -s "$T/torch.md" ] && echo "- baseline: $(head -1 "$T/torch.md" | sed 's/^GPU: [^(]*(//; s/)$//')"
   echo
-  echo "## FP16 forward (ssm/gpu.h) and the PyTorch baseline"
+  echo "## FP16 forward (BE_CUDA_F16) and the PyTorch baseline"
   echo
   echo "Random weights of the real shapes, FP16. Prefill = embedding to norm_f (no lm_head), one synchronized call,"
   echo "median. Decode = batch 1, ms per token with lm_head (mambaq: one CUDA graph per step). Floor = bytes of"
