@@ -6,8 +6,11 @@
 #             (the same table before and after a change); BENCH_FILTER limits the shapes
 #   bench     build/bench/bench_int8 and bench_gpu (BENCH_FILTER)
 #   pipeline  GPU calib -> quantize (quamba and quamba-rot) -> verify on the proxies present
+#   makebench `make bench` (tools/bench.sh: every benchmark and the peers of .dev/peers, made by
+#             tools/peers-setup.sh): docs/benchmarks.md and docs/bench.json, copied to $OUT
 # Expects a copy of ../shared in $MQ_SHARED (default .dev/shared; files may be gzipped: they are
-# unpacked first). Logs go to $OUT (or out/); a short summary is printed last.
+# unpacked first). Logs go to $OUT (or out/), packed into logs.tgz at the end (the device tool
+# returns few files); a short summary is printed last.
 set -u -o pipefail
 cd "$(dirname "$0")/.."
 out=${OUT:-out}; mkdir -p "$out"; out=$(cd "$out" && pwd)
@@ -83,5 +86,14 @@ if has pipeline; then
     done
   done
 fi
+if has makebench; then
+  t0=$(date +%s)
+  BENCH_CMD="STAGES=makebench tools/device-check.sh (make bench)" timeout 580 make bench > "$out/make_bench.log" 2>&1
+  note "make bench: rc $? ($(( $(date +%s) - t0 )) s)"
+  grep '^bench:' "$out/make_bench.log" | tail -12 | tee -a "$summary"
+  cp docs/benchmarks.md docs/bench.json "$out/" 2>/dev/null
+fi
+(cd "$out" && files=$(ls | grep -Ev '^(logs.tgz|summary.txt|benchmarks.md|bench.json)$') &&
+  [ -n "$files" ] && tar czf logs.tgz $files && rm -rf $files)
 echo "==== summary"
 cat "$summary"
