@@ -35,6 +35,8 @@
 enum { NB = 3 };
 static const int batches[NB] = {1, 16, 64};
 static char prof[sizeof shapes / sizeof shapes[0]][512]; /* per-op breakdown of one int8 prefill */
+static char dprof[sizeof shapes / sizeof shapes[0]][2][2][512]; /* decode breakdowns [shape][kind][b 16, 64] */
+enum { PROF_STEPS = 10 };
 
 /* one pass (int8 or FP16) of one shape: prefill ms [2], decode ms [NB], memory GB */
 typedef struct { double pre[2], dec[NB], mem_gb, weights_gb, decode_gb; } pass_times;
@@ -95,6 +97,25 @@ static int profile_steps(const shape *sh, int n) {
     free(logits);
     free(tok);
     return 0;
+}
+
+/* GPU ms per op of PROF_STEPS decode steps of the given batch, op by op (a no-op hook: no graph, so
+ * the host's launch gaps are in it too; the large ops read true) */
+static void decode_breakdown(const mq_config *c, be_kind kind, int batch, const int32_t *tok, char *out, size_t n) {
+    be *b = open_random(c, kind, batch, 1);
+    be_state *s = be_state_new(b, batch);
+    float *logits = mq_malloc(sizeof(float) * c->vocab_size * batch);
+    mq_hooks nop = {nop_hook, NULL};
+    if (!s) mq_die("%s", mq_errmsg());
+    for (int k = 0; k < 2 + PROF_STEPS; k++) {
+        if (k == 2) be_profile(b, 1);
+        if (be_step(b, s, tok + k * batch, &nop, NULL, logits)) mq_die("%s", mq_errmsg());
+    }
+    be_profile_report(b, out, n);
+    be_profile(b, 0);
+    free(logits);
+    be_state_free(s);
+    be_free(b);
 }
 
 /* prefill 1x1024 and batch-1 graph decode of an artifact and of its FP16 source */
@@ -340,6 +361,10 @@ int main(int argc, char **argv) {
             be_free(g);
         }
         time_pass(&c, BE_CUDA_F16, tok, &b);
+        for (int k = 0; k < 2; k++)
+            for (int bi = 0; bi < 2; bi++)
+                decode_breakdown(&c, k ? BE_CUDA_F16 : BE_CUDA_INT8, bi ? 64 : 16, tok, dprof[i][k][bi],
+                                 sizeof dprof[i][k][bi]);
         const double f8 = a.decode_gb / tbps, f16 = b.decode_gb / tbps;
         printf("| %s | %.2f / %.2f | %.2f / %.2f (%.2fx) | %.2f / %.2f (%.2fx) | %.3f / %.3f (%.2fx) | "
                "%.3f (%.0f%%) / %.3f (%.0f%%) | %.3f / %.3f (%.2fx) | %.3f / %.3f (%.2fx) | %.2f / %.2f |\n",
@@ -355,6 +380,15 @@ int main(int argc, char **argv) {
     for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++) {
         if (filter && !strstr(shapes[i].name, filter)) continue;
         printf("- %s: %s\n", shapes[i].name, prof[i]);
+    }
+    printf("\nDecode at batch 16 and 64, GPU ms per op summed over %d steps (op by op without the graph, so the "
+           "host's launch gaps count too; the large ops read true):\n\n| model | pass | batch | ms per op |\n|---|---|---|---|\n",
+           PROF_STEPS);
+    for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++) {
+        if (filter && !strstr(shapes[i].name, filter)) continue;
+        for (int k = 0; k < 2; k++)
+            for (int bi = 0; bi < 2; bi++)
+                printf("| %s | %s | %d | %s |\n", shapes[i].name, k ? "FP16" : "int8", bi ? 64 : 16, dprof[i][k][bi]);
     }
     if (peers) json_peers(models, peers, notes);
     else cJSON_AddItemToArray(notes, cJSON_CreateString("peers not run (no --peers)"));
