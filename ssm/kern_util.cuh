@@ -13,6 +13,23 @@
 
 static inline int cdiv(long a, long b) { return (int)((a + b - 1) / b); }
 
+/* int8 dot product of the k-th V-byte chunk (V = 16 or 4) of a weight row w (streamed: __ldcs) and
+ * an activation row x (cached: __ldg), __dp4a into int32; the GEMV kernels' inner step. */
+template <int V>
+static __device__ __forceinline__ int d_dot_i8(const int8_t *w, const int8_t *x, int k);
+template <>
+__device__ __forceinline__ int d_dot_i8<16>(const int8_t *w, const int8_t *x, int k) {
+    int4 wv = __ldcs((const int4 *)w + k), xv = __ldg((const int4 *)x + k);
+    int s = __dp4a(wv.x, xv.x, 0);
+    s = __dp4a(wv.y, xv.y, s);
+    s = __dp4a(wv.z, xv.z, s);
+    return __dp4a(wv.w, xv.w, s);
+}
+template <>
+__device__ __forceinline__ int d_dot_i8<4>(const int8_t *w, const int8_t *x, int k) {
+    return __dp4a(__ldcs((const int *)w + k), __ldg((const int *)x + k), 0);
+}
+
 /* Threads per row of a norm: few rows (decode) leave the GPU idle anyway, so a whole 1024-thread
  * block cuts the serial loop over the row; many rows fill the GPU with smaller blocks. */
 static inline int norm_threads(int rows, int D) { return rows < 256 && D >= 2048 ? 1024 : D >= 1024 ? 256 : 128; }

@@ -25,6 +25,7 @@
 #include <thread>
 #include <vector>
 #include "dev/cuda/wstream.cuh"
+#include "ssm/kern_util.cuh" /* the production GEMV's inner step and reduction, for the baseline */
 
 #define CK(x)                                                                                      \
     do {                                                                                           \
@@ -497,33 +498,11 @@ __global__ void __launch_bounds__(256) base_gemv_kernel(const int8_t *X, int ldx
     if (n < N) {
         const int8_t *w = W + (size_t)n * K;
 #pragma unroll 4
-        for (int k = piece * 32 + lane; k < KV; k += 32 * wpr) {
-            int4 wv = __ldcs((const int4 *)w + k);
+        for (int k = piece * 32 + lane; k < KV; k += 32 * wpr)
 #pragma unroll
-            for (int m = 0; m < M; m++) {
-                int4 xv = __ldg((const int4 *)(X + (size_t)m * ldx) + k);
-                int s = __dp4a(wv.x, xv.x, 0);
-                s = __dp4a(wv.y, xv.y, s);
-                s = __dp4a(wv.z, xv.z, s);
-                acc[m] += __dp4a(wv.w, xv.w, s);
-            }
-        }
+            for (int m = 0; m < M; m++) acc[m] += d_dot_i8<16>(w, X + (size_t)m * ldx, k);
     }
-#pragma unroll
-    for (int m = 0; m < M; m++)
-        for (int o = 16; o; o >>= 1) acc[m] += __shfl_xor_sync(0xffffffffu, acc[m], o);
-    if (wpr > 1) {
-        if (lane == 0)
-#pragma unroll
-            for (int m = 0; m < M; m++) part[warp][m] = acc[m];
-        __syncthreads();
-        if (piece == 0)
-#pragma unroll
-            for (int m = 0; m < M; m++) {
-                acc[m] = 0;
-                for (int j = 0; j < wpr; j++) acc[m] += part[warp + j][m];
-            }
-    }
+    d_gemv_reduce(acc, part, warp, lane, piece, wpr);
     if (n < N && piece == 0 && lane == 0)
 #pragma unroll
         for (int m = 0; m < M; m++) ws_put(e, acc[m], m, n);
