@@ -86,11 +86,11 @@ static void free_ws(rt_be *r) { (void)r; }
 
 static int forward(rt_be *r, int B, int T, be_state *s, const mq_hooks *hk) {
     f16_be *g = (f16_be *)r;
-    rt_ws *w = &r->ws;
     const mq_config *c = &r->base.cfg;
-    const cudaStream_t st = w->stream;
     const int R = B * T, D = c->d_model, E = c->d_inner, N = c->d_state, K = c->d_conv;
     const int in = cfg_in_proj_dim(c), cd = cfg_conv_dim(c), nc = rt_chunks(r, B, T);
+    rt_ws *w = &r->ws;
+    const cudaStream_t st = w->stream;
     cublasHandle_t blas = w->blas;
 
     rt_embed(r, g->embed, R);

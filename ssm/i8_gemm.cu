@@ -101,22 +101,7 @@ template <int M, int V>
 __global__ void __launch_bounds__(256) i8_gemv_kernel(const int8_t *X, int ldx, const int8_t *W, int N, int K, int wpr,
                                                    k_epi e, void *out, int ldo) {
     __shared__ int part[8][M];
-    const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, KV = K / V;
-    const int n = blockIdx.x * (8 / wpr) + warp / wpr, piece = warp % wpr;
-    int acc[M];
-#pragma unroll
-    for (int m = 0; m < M; m++) acc[m] = 0;
-    if (n < N) {
-        const int8_t *w = W + (size_t)n * K;
-#pragma unroll 4
-        for (int k = piece * 32 + lane; k < KV; k += 32 * wpr)
-#pragma unroll
-            for (int m = 0; m < M; m++) acc[m] += d_dot_i8<V>(w, X + (size_t)m * ldx, k);
-    }
-    d_gemv_reduce(acc, part, warp, lane, piece, wpr);
-    if (n < N && piece == 0 && lane == 0)
-#pragma unroll
-        for (int m = 0; m < M; m++) k_epi_put(e, acc[m], m, n, out, ldo);
+    d_gemv_i8<M, V>(X, ldx, W, N, K, wpr, part, [&](int acc, int m, int n) { k_epi_put(e, acc, m, n, out, ldo); });
 }
 
 template <int M, int V>

@@ -75,6 +75,31 @@ static __device__ __forceinline__ void d_gemv_reduce(T (&acc)[M], T (*part)[M], 
     }
 }
 
+/* The decode GEMV's body: output row n = blockIdx.x * (8 / wpr) + warp / wpr of Y[M x N] = X W^T,
+ * int8 W [N x K] streamed once in V-byte chunks (K % V == 0, rows V-byte aligned), wpr warps per row
+ * (8 warps per block), the exact int32 sums handed to put(acc, m, n) by one lane. part: the
+ * block's __shared__ int [8][M]. */
+template <int M, int V, typename Put>
+static __device__ __forceinline__ void d_gemv_i8(const int8_t *X, int ldx, const int8_t *W, int N, int K, int wpr,
+                                                 int (*part)[M], Put put) {
+    const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, KV = K / V;
+    const int n = blockIdx.x * (8 / wpr) + warp / wpr, piece = warp % wpr;
+    int acc[M];
+#pragma unroll
+    for (int m = 0; m < M; m++) acc[m] = 0;
+    if (n < N) {
+        const int8_t *w = W + (size_t)n * K;
+#pragma unroll 4
+        for (int k = piece * 32 + lane; k < KV; k += 32 * wpr)
+#pragma unroll
+            for (int m = 0; m < M; m++) acc[m] += d_dot_i8<V>(w, X + (size_t)m * ldx, k);
+    }
+    d_gemv_reduce(acc, part, warp, lane, piece, wpr);
+    if (n < N && piece == 0 && lane == 0)
+#pragma unroll
+        for (int m = 0; m < M; m++) put(acc[m], m, n);
+}
+
 /* splitmix64 of (seed, i): a counter-based generator, so a fill is the same for any grid */
 static __device__ __forceinline__ uint64_t d_mix64(uint64_t seed, uint64_t i) {
     uint64_t z = seed + 0x9e3779b97f4a7c15ull * (i + 1);
