@@ -84,7 +84,7 @@ test: deps
 
 run: deps
 	@$(MAKE) --no-print-directory all
-	bin/mambaq run
+	bin/mambaq run --force
 
 bench: deps all
 	@tools/bench.sh

@@ -40,6 +40,7 @@ int cmd_run(int argc, char **argv) {
         {.name = "--seqlen", .metavar = "N", .help = "tokens per calibration sample", .def = "512"},
         {.name = "--out", .metavar = "DIR", .help = "where the stats file and the artifact go (DIR/<model>/)", .def = "out/run"},
         {.name = "--fp32-only", .help = "stop after the FP32 evaluation"},
+        {.name = "--force", .help = "replace the artifact (and a stats file that does not match) of an earlier run in --out"},
         {0},
     };
     cli_parse(argc, argv, opts, "mambaq run [--model DIR] [--method quamba] [--out out/run]",
@@ -78,7 +79,7 @@ int cmd_run(int argc, char **argv) {
     /* calib -> quantize -> validate -> simulated eval (cli/qcli.c) */
     q_run_spec qs = {.model = spec.model, .calib_data = cli_default_path("datasets/calib.txt"), .eval_data = spec.data,
                      .tokenizer = spec.tokenizer, .out_dir = cli_get(opts, "--out"), .window = spec.window,
-                     .windows = spec.windows, .progress = isatty(2)};
+                     .windows = spec.windows, .progress = isatty(2), .force = cli_flag(opts, "--force")};
     if (!qs.calib_data) mq_die("../shared/datasets/calib.txt not found (set MQ_SHARED)");
     qs.samples = (int)cli_int(opts, "--samples", 1, 1 << 20);
     qs.seqlen = (int)cli_int(opts, "--seqlen", 2, 1 << 20);
