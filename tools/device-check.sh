@@ -17,13 +17,13 @@ tests/run.sh build/tests/test_gpu_ops build/tests/test_gpu_forward build/tests/t
 for m in mamba1-proxy mamba2-proxy; do
   echo "== pipeline $m"
   bin/mambaq calib --model "$MQ_SHARED/models/$m" --data "$MQ_SHARED/datasets/calib.txt" \
-      --tokenizer "$MQ_SHARED/models/tokenizer.json" --device cuda --samples 64 --seqlen 512 --out "$out/$m.stats.safetensors" 2>&1 | tail -2
-  bin/mambaq quantize --model "$MQ_SHARED/models/$m" --stats "$out/$m.stats.safetensors" --out "out/$m-w8a8" --force 2>&1 | tail -2
+      --tokenizer "$MQ_SHARED/models/tokenizer.json" --device cuda --samples 64 --seqlen 512 --out "$out/$m.stats.safetensors" --force 2>&1 | tail -2
+  bin/mambaq quantize --model "$MQ_SHARED/models/$m" --stats "$out/$m.stats.safetensors" --out "out/$m-w8a8" --force --record-paths 2>&1 | tail -2
   bin/mambaq verify --artifact "out/$m-w8a8" --data "$MQ_SHARED/datasets/valid.txt" \
       --tokenizer "$MQ_SHARED/models/tokenizer.json" --windows 32 2>&1 | tee "$out/verify-$m.txt" | tail -14
   echo "== pipeline $m, quamba-rot (same stats: the extra pass supplies the rotated statistics)"
   bin/mambaq quantize --model "$MQ_SHARED/models/$m" --stats "$out/$m.stats.safetensors" --out "out/$m-w8a8-rot" \
-      --method quamba-rot --force 2>&1 | tail -2
+      --method quamba-rot --force --record-paths 2>&1 | tail -2
   bin/mambaq verify --artifact "out/$m-w8a8-rot" --data "$MQ_SHARED/datasets/valid.txt" \
       --tokenizer "$MQ_SHARED/models/tokenizer.json" --windows 32 2>&1 | tee "$out/verify-$m-rot.txt" | tail -14
 done
