@@ -59,7 +59,7 @@ bin/mambaq: $(patsubst %.c,build/obj/%.o,$(CLI_C)) build/libmambaq.a
 	@mkdir -p bin
 	$(CC) $(CFLAGS) $(LDFLAGS) $^ -o $@ $(LDLIBS)
 
-build/tests/%: tests/%.c build/libmambaq.a tests/test.h
+build/tests/%: tests/%.c build/libmambaq.a $(wildcard tests/*.h)
 	@mkdir -p build/tests
 	$(CC) $(CFLAGS) $(LDFLAGS) $< build/libmambaq.a -o $@ $(LDLIBS)
 
@@ -74,7 +74,7 @@ build/bench/%: tests/%.c build/libmambaq.a
 ASAN_TEST_NAMES ?= test_st test_cfg test_load test_tok test_reader
 ASAN_TESTS := $(filter $(patsubst %,tests/%.c,$(ASAN_TEST_NAMES)),$(TEST_C))
 ASAN_FLAGS := -std=gnu11 -O1 -g -Wno-psabi -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined -fopenmp -D_GNU_SOURCE -I. $(filter -I%,$(CFLAGS))
-build/asan/%: tests/%.c $(filter-out %.cu,$(LIB_C)) tests/test.h
+build/asan/%: tests/%.c $(filter-out %.cu,$(LIB_C)) $(wildcard tests/*.h)
 	@mkdir -p build/asan
 	$(CC) $(ASAN_FLAGS) $(LDFLAGS) $< $(filter-out %.cu,$(LIB_C)) -o $@ $(filter-out -L$(CUDA_HOME)/lib64 -lcublasLt -lcublas -lcudart -lstdc++,$(LDLIBS))
 
