@@ -56,6 +56,20 @@ int cmd_run(int argc, char **argv) {
     snprintf(tok, sizeof tok, "%s/tokenizer.json", spec.model);
     spec.tokenizer = stat(tok, &st) == 0 ? tok : cli_default_path("models/tokenizer.json");
 
+    /* the outputs are checked before any work (cli/qcli.c) */
+    q_run_spec qs = {.model = spec.model, .calib_data = cli_default_path("datasets/calib.txt"), .eval_data = spec.data,
+                     .tokenizer = spec.tokenizer, .out_dir = cli_get(opts, "--out"), .window = spec.window,
+                     .windows = spec.windows, .progress = isatty(2), .force = cli_flag(opts, "--force")};
+    if (!qs.calib_data) mq_die("../shared/datasets/calib.txt not found (set MQ_SHARED)");
+    qs.samples = (int)cli_int(opts, "--samples", 1, 1 << 20);
+    qs.seqlen = (int)cli_int(opts, "--seqlen", 2, 1 << 20);
+    q_cli_options(opts, &qs.opt);
+    q_run_result qr;
+    if (!cli_flag(opts, "--fp32-only") && q_cli_run_prepare(&qs, &qr)) {
+        fprintf(stderr, "mambaq run: %s\n", mq_errmsg());
+        return 1;
+    }
+
     printf("mambaq run: %s\n", spec.model);
     eval_result r;
     if (eval_run(&spec, &r)) {
@@ -77,14 +91,6 @@ int cmd_run(int argc, char **argv) {
     fflush(stdout);
 
     /* calib -> quantize -> validate -> simulated eval (cli/qcli.c) */
-    q_run_spec qs = {.model = spec.model, .calib_data = cli_default_path("datasets/calib.txt"), .eval_data = spec.data,
-                     .tokenizer = spec.tokenizer, .out_dir = cli_get(opts, "--out"), .window = spec.window,
-                     .windows = spec.windows, .progress = isatty(2), .force = cli_flag(opts, "--force")};
-    if (!qs.calib_data) mq_die("../shared/datasets/calib.txt not found (set MQ_SHARED)");
-    qs.samples = (int)cli_int(opts, "--samples", 1, 1 << 20);
-    qs.seqlen = (int)cli_int(opts, "--seqlen", 2, 1 << 20);
-    q_cli_options(opts, &qs.opt);
-    q_run_result qr;
     if (q_cli_run(&qs, &qr)) {
         fprintf(stderr, "mambaq run: %s\n", mq_errmsg());
         return 1;

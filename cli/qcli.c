@@ -39,8 +39,10 @@ void q_cli_options(const cli_opt *opts, q_options *o) {
     o->quantize_head = cli_flag(opts, "--quantize-head");
 }
 
-/* "a/b/name/" -> "name" into buf. */
+/* The name of the file or folder path names ("a/b/name/", "name/./" -> "name") into buf. */
 static void base_name(const char *path, char *buf, size_t n) {
+    char abs[PATH_MAX];
+    if (realpath(path, abs)) path = abs;
     size_t len = strlen(path);
     while (len > 1 && path[len - 1] == '/') len--;
     size_t start = len;
@@ -126,27 +128,35 @@ static int stats_reusable(const char *path, const q_run_spec *s, const mq_config
     return ok;
 }
 
-int q_cli_run(const q_run_spec *s, q_run_result *r) {
+int q_cli_run_prepare(const q_run_spec *s, q_run_result *r) {
     memset(r, 0, sizeof *r);
     mq_config cfg;
     if (cfg_load(s->model, &cfg)) return -1;
-    const char *base = strrchr(s->model, '/');
-    base = base && base[1] ? base + 1 : s->model;
-    char dir[4096];
+    char base[1024], dir[4096];
+    base_name(s->model, base, sizeof base);   /* "models/x/" is x: never a path out of --out */
+    if (!base[0] || !strcmp(base, ".") || !strcmp(base, ".."))
+        return mq_fail("%s: cannot name a folder after this model path; give the model folder by its name", s->model);
     if ((size_t)snprintf(dir, sizeof dir, "%s/%s", s->out_dir, base) >= sizeof dir) return mq_fail("path too long: %s", s->out_dir);
     if (fio_mkdir_p(dir)) return -1;   /* in C: no shell ever sees a path */
     snprintf(r->stats, sizeof r->stats, "%s/stats.safetensors", dir);
     snprintf(r->artifact, sizeof r->artifact, "%s/%s", dir, q_method_name(s->opt.method));
-    /* stats.safetensors is reused when it matches, or replaced; the artifact replaced: with --force only */
-    int stats_ok = stats_reusable(r->stats, s, &cfg);
-    if (!s->force && !stats_ok && fio_check_out(r->stats, 0, 0))
+    /* stats.safetensors is reused when it matches, else written (replacing one only with --force);
+     * the artifact is replaced with --force only */
+    r->stats_reused = stats_reusable(r->stats, s, &cfg);
+    if (!s->force && !r->stats_reused && fio_check_out(r->stats, 0, 0))
         return mq_fail_ctx("run --out %s: the stats file does not match this run", s->out_dir);
     if (fio_check_out(r->artifact, s->force, 1)) return mq_fail_ctx("run --out %s", s->out_dir);
+    return 0;
+}
+
+int q_cli_run(const q_run_spec *s, q_run_result *r) {
+    if (q_cli_run_prepare(s, r)) return -1;
+    mq_config cfg;
+    if (cfg_load(s->model, &cfg)) return -1;
 
     /* 1. calibration, with the transforms of the recipe */
     double t0 = prog_now();
-    if (stats_ok) {
-        r->stats_reused = 1;
+    if (r->stats_reused) {
         if (s->progress) fprintf(stderr, "calib: reusing %s (same weights, data, windows and transforms)\n", r->stats);
     } else {
         mq_model m;

@@ -42,5 +42,8 @@ typedef struct {
 } q_run_result;
 
 int q_cli_run(const q_run_spec *s, q_run_result *r);
+/* What q_cli_run checks before any work (run calls it before its FP32 evaluation too): the output
+ * folder made, an artifact or a non-matching stats file there refused unless force, writable. */
+int q_cli_run_prepare(const q_run_spec *s, q_run_result *r);
 
 #endif
