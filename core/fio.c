@@ -231,7 +231,7 @@ int fio_check_out(const char *path, int force, int is_dir) {
         if (is_dir && !S_ISDIR(st.st_mode)) return mq_fail("%s exists and is not a folder: refusing to replace it", path);
         if (!is_dir && !S_ISREG(st.st_mode)) return mq_fail("%s exists and is %s: refusing to replace it", path, kind_of(st.st_mode));
     } else if (errno != ENOENT) {
-        return mq_fail("%s: %s", path, strerror(errno));
+        return mq_fail("%s: cannot be written: %s", path, strerror(errno));
     }
     char *dir = dir_of(path);
     int rc = fio_mkdir_p(dir);
