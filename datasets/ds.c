@@ -92,14 +92,18 @@ static unsigned char *gunzip(const char *path, const unsigned char *in, size_t n
     return out;
 }
 
+/* raw[n] as is, or inflated when name ends in .gz (raw is taken over either way). */
+static unsigned char *inflate_named(const char *name, unsigned char *raw, size_t n, size_t *len) {
+    if (!ends_with(name, strlen(name), ".gz")) { *len = n; return raw; }
+    unsigned char *out = gunzip(name, raw, n, len);
+    free(raw);
+    return out;
+}
+
 unsigned char *ds_read_bytes(const char *path, size_t *len) {
     size_t n;
     char *raw = mq_read_file(path, &n);
-    if (!raw) return NULL;
-    if (!ends_with(path, strlen(path), ".gz")) { *len = n; return (unsigned char *)raw; }
-    unsigned char *out = gunzip(path, (unsigned char *)raw, n, len);
-    free(raw);
-    return out;
+    return raw ? inflate_named(path, (unsigned char *)raw, n, len) : NULL;
 }
 
 /* Checks (or repairs) UTF-8 of buf[n]; `base` is the offset of buf in the file for messages. On
@@ -215,7 +219,13 @@ static char *read_jsonl(const char *path, char *buf, size_t n, const ds_options 
 
 char *ds_read_text(const char *path, const ds_options *opt, size_t *len) {
     size_t n;
-    char *buf = (char *)ds_read_bytes(path, &n);
+    char *raw = mq_read_file(path, &n);
+    return raw ? ds_text_from_bytes(path, (unsigned char *)raw, n, opt, len) : NULL;
+}
+
+char *ds_text_from_bytes(const char *path, unsigned char *raw, size_t raw_len, const ds_options *opt, size_t *len) {
+    size_t n;
+    char *buf = (char *)inflate_named(path, raw, raw_len, &n);
     if (!buf) return NULL;
     size_t pl = strlen(path);
     int gz = ends_with(path, pl, ".gz");
@@ -236,7 +246,13 @@ static int is_id_file(const char *path) {
 
 int ds_read_ids(const char *path, const tok_tokenizer *tok, int32_t **ids, size_t *n) {
     size_t len;
-    unsigned char *raw = ds_read_bytes(path, &len);
+    char *file = mq_read_file(path, &len);
+    return file ? ds_ids_from_bytes(path, (unsigned char *)file, len, tok, ids, n) : -1;
+}
+
+int ds_ids_from_bytes(const char *path, unsigned char *file, size_t file_len, const tok_tokenizer *tok, int32_t **ids, size_t *n) {
+    size_t len;
+    unsigned char *raw = inflate_named(path, file, file_len, &len);
     if (!raw) return -1;
     if (len % 4) {
         free(raw);

@@ -504,9 +504,14 @@ tok_tokenizer *tok_load(const char *path) {
     size_t len;
     char *text = mq_read_file(path, &len);
     if (!text) return NULL;
+    tok_tokenizer *t = tok_load_json(text, len, path);
+    free(text);
+    return t;
+}
+
+tok_tokenizer *tok_load_json(const char *text, size_t len, const char *path) {
     if (len > TOK_MAX_FILE) {
         mq_fail("%s: %zu bytes: too large for a tokenizer.json (limit %zu)", path, len, TOK_MAX_FILE);
-        free(text);
         return NULL;
     }
     cJSON *root = cJSON_ParseWithLength(text, len);
@@ -514,10 +519,8 @@ tok_tokenizer *tok_load(const char *path) {
         const char *e = cJSON_GetErrorPtr();
         size_t off = e && e >= text && e <= text + len ? (size_t)(e - text) : 0;
         mq_fail("%s: not valid JSON (parse error near byte offset %zu)", path, off);
-        free(text);
         return NULL;
     }
-    free(text);
     tok_tokenizer *t = mq_calloc(1, sizeof *t);
     t->path = strdup(path);
     t->unk_id = -1;

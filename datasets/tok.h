@@ -10,6 +10,8 @@
 typedef struct tok_tokenizer tok_tokenizer;  /* opaque; tok_free releases it */
 
 tok_tokenizer *tok_load(const char *path);   /* NULL + mq_errmsg() naming the file and field */
+/* The same from the text of a tokenizer.json in memory; path names it in messages (fuzzers). */
+tok_tokenizer *tok_load_json(const char *json, size_t len, const char *path);
 void tok_free(tok_tokenizer *t);
 int tok_vocab_size(const tok_tokenizer *t);  /* highest id + 1 (base vocab and added tokens) */
 
