@@ -514,6 +514,13 @@ tok_tokenizer *tok_load_json(const char *text, size_t len, const char *path) {
         mq_fail("%s: %zu bytes: too large for a tokenizer.json (limit %zu)", path, len, TOK_MAX_FILE);
         return NULL;
     }
+    /* JSON is UTF-8 (HF's serde_json refuses anything else), and every string of it is later read
+     * code point by code point (utf8_get, NFC), which needs valid UTF-8 */
+    size_t bad = utf8_check(text, len);
+    if (bad < len) {
+        mq_fail("%s: not valid UTF-8 at byte offset %zu (byte 0x%02X)", path, bad, (unsigned char)text[bad]);
+        return NULL;
+    }
     cJSON *root = cJSON_ParseWithLength(text, len);
     if (!root) {
         const char *e = cJSON_GetErrorPtr();
@@ -989,7 +996,8 @@ int tok_encode(tok_tokenizer *t, const char *text, size_t len, int32_t **ids, si
 char *tok_normalize(const tok_tokenizer *t, const char *text, size_t len, size_t *out_len) {
     char *ns;
     size_t nl;
-    if (t->nfc && uni_nfc(text, len, &ns, &nl)) { *out_len = nl; return ns; }
+    /* NFC reads code points: only valid UTF-8 goes through it (invalid text comes back as it is) */
+    if (t->nfc && utf8_check(text, len) == len && uni_nfc(text, len, &ns, &nl)) { *out_len = nl; return ns; }
     ns = mq_malloc(len + 1);
     memcpy(ns, text, len);
     ns[len] = 0;

@@ -23,7 +23,7 @@ int tok_encode(tok_tokenizer *t, const char *text, size_t len, int32_t **ids, si
 char *tok_decode(const tok_tokenizer *t, const int32_t *ids, size_t n_ids, size_t *len);
 
 /* The tokenizer's normalizer (NFC or none) applied to valid UTF-8 text: what decode(encode(x))
- * gives back. Malloc'ed, NUL-terminated. */
+ * gives back (invalid UTF-8 is returned unchanged). Malloc'ed, NUL-terminated. */
 char *tok_normalize(const tok_tokenizer *t, const char *text, size_t len, size_t *out_len);
 /* Id of a token string (added tokens first, then the model vocab, as HF's token_to_id), or -1. */
 int32_t tok_token_to_id(const tok_tokenizer *t, const char *token);

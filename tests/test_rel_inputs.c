@@ -151,10 +151,16 @@ static void test_tokenizer_huge_ids(void) {
         free(T_REFUSED(cmd, log, tj, "model.vocab[\"e\"]", "far beyond the 2 tokens listed"));
         T_CHECK(now() - t0 < 10, "refusing id %s took %.1f s", ids[i], now() - t0);
     }
+    snprintf(cmd, sizeof cmd, "bin/mambaq tokenize --tokenizer '%s' --data '%s'", tj, data);
     snprintf(js, sizeof js, TOK_HEAD "\"vocab\": {}}}");
     t_write(tj, js, strlen(js));
-    snprintf(cmd, sizeof cmd, "bin/mambaq tokenize --tokenizer '%s' --data '%s'", tj, data);
     free(T_REFUSED(cmd, log, tj, "model.vocab", "empty"));
+    /* invalid UTF-8 inside the JSON (an added token's content): refused before any string is read
+     * as UTF-8 (found by fuzz_tokenizer: NFC of that content read outside the Unicode tables) */
+    snprintf(js, sizeof js, TOK_HEAD "\"vocab\": {\"h\": 0}}, \"added_tokens\": [{\"id\": 1, \"content\": \"x\xF4\x90\x80\x80\", "
+             "\"normalized\": true}]}");
+    t_write(tj, js, strlen(js));
+    free(T_REFUSED(cmd, log, tj, "not valid UTF-8 at byte offset"));
     /* a vocabulary without the text's bytes and no unk token: no tokens, which is refused too */
     snprintf(js, sizeof js, TOK_HEAD "\"vocab\": {\"a\": 0}}}");
     t_write(tj, js, strlen(js));
