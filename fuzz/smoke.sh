@@ -22,8 +22,9 @@ mkdir -p build/fuzz/crashes
 for src in fuzz/fuzz_*.c; do
   h=$(basename "$src" .c)
   bin=build/fuzz/$h
-  if [ ! -x "$bin" ]; then
+  if [ ! -x "$bin" ] || [ ! -f build/fuzz/seeds.stamp ]; then
     if [ $have = 0 ]; then echo "SKIP $h: $cc with libFuzzer (-fsanitize=fuzzer) is not installed; apt-get install clang"
+    elif [ ! -f "${MQ_SHARED:-../shared}/models/tokenizer.json" ]; then echo "SKIP $h: no seeds without ../shared (set MQ_SHARED)"
     else echo "FAIL $h: not built (see make fuzz)"; fail=1; fi
     continue
   fi
@@ -39,7 +40,7 @@ for src in fuzz/fuzz_*.c; do
     echo "PASS $h (${execs:-?} executions in ${secs} s, corpus $(ls "$corpus" | wc -l))"
   else
     why=$(grep -m1 -E 'SUMMARY|ERROR: libFuzzer|runtime error|deadly signal' "$log")
-    saved=$(grep -o "build/fuzz/crashes/$h-[^ ]*" "$log" | head -1)
+    saved=$(grep -o 'Test unit written to [^ ]*' "$log" | head -1 | sed 's/Test unit written to //')
     echo "FAIL $h: ${why:-exit status $rc} (input: ${saved:-none}; log: $log)"
     fail=1
   fi
