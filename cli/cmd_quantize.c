@@ -14,7 +14,6 @@
 #include "cli/cmds.h"
 #include "cli/qcli.h"
 #include "core/err.h"
-#include "core/fio.h"
 #include "core/progress.h"
 #include "export/art.h"
 #include "quantize/cstats.h"
@@ -68,7 +67,7 @@ int cmd_quantize(int argc, char **argv) {
     /* everything that can be refused is checked before any compute: --out free (or --force) and
      * writable, the config, the tokenizer, the statistics */
     struct stat st;
-    if (fio_check_out(out, force, 1)) {
+    if (art_check_out(out, force)) {
         fprintf(stderr, "mambaq quantize: --out: %s\n", mq_errmsg());
         return 1;
     }

@@ -145,7 +145,7 @@ int q_cli_run_prepare(const q_run_spec *s, q_run_result *r) {
     r->stats_reused = stats_reusable(r->stats, s, &cfg);
     if (!s->force && !r->stats_reused && fio_check_out(r->stats, 0, 0))
         return mq_fail_ctx("run --out %s: the stats file does not match this run", s->out_dir);
-    if (fio_check_out(r->artifact, s->force, 1)) return mq_fail_ctx("run --out %s", s->out_dir);
+    if (art_check_out(r->artifact, s->force)) return mq_fail_ctx("run --out %s", s->out_dir);
     return 0;
 }
 

@@ -393,6 +393,27 @@ static void recover_stale(const char *final) {
     mq_clear_error();
 }
 
+/* --force replaces an artifact (or an empty folder), never an arbitrary directory. */
+static int replaceable(const char *final) {
+    char qc[ART_PATH];
+    struct stat qs;
+    DIR *d = opendir(final);
+    int empty = 1;
+    struct dirent *e;
+    while (d && (e = readdir(d)))
+        if (strcmp(e->d_name, ".") && strcmp(e->d_name, "..")) { empty = 0; break; }
+    if (d) closedir(d);
+    if (!empty && (pjoin(qc, final, "quant_config.json") || stat(qc, &qs) != 0))
+        return mq_fail("%s exists and is not a mambaq artifact (no quant_config.json): refusing to replace it", final);
+    return 0;
+}
+
+int art_check_out(const char *dir, int force) {
+    struct stat st;
+    if (fio_check_out(dir, force, 1)) return -1;
+    return lstat(dir, &st) == 0 ? replaceable(dir) : 0;
+}
+
 /* A new, empty, uniquely named sibling folder "<final>.<kind>.<pid>.XXXXXX". */
 static int make_sibling(const char *final, const char *kind, char *out) {
     if ((size_t)snprintf(out, ART_PATH, "%s.%s.%d.XXXXXX", final, kind, (int)getpid()) >= ART_PATH)
@@ -413,19 +434,7 @@ int art_write(const char *dir, const q_model *qm, const art_provenance *pv, cons
     int exists = lstat(final, &st) == 0;
     if (exists && !force) return mq_fail("%s already exists (use --force to replace it)", final);
     if (exists && !S_ISDIR(st.st_mode)) return mq_fail("%s exists and is not a directory", final);
-    if (exists) {
-        /* --force replaces an artifact, never an arbitrary directory */
-        char qc[ART_PATH];
-        struct stat qs;
-        DIR *d = opendir(final);
-        int empty = 1;
-        struct dirent *e;
-        while (d && (e = readdir(d)))
-            if (strcmp(e->d_name, ".") && strcmp(e->d_name, "..")) { empty = 0; break; }
-        if (d) closedir(d);
-        if (!empty && (pjoin(qc, final, "quant_config.json") || stat(qc, &qs) != 0))
-            return mq_fail("%s exists and is not a mambaq artifact (no quant_config.json): refusing to replace it", final);
-    }
+    if (exists && replaceable(final)) return -1;
     /* the artifact is built in a marked temporary folder; the marker goes just before the rename */
     if (make_sibling(final, "tmp", tmp)) return -1;
     snprintf(marker, sizeof marker, "%s/%s", tmp, FIO_MARKER);

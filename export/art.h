@@ -59,6 +59,10 @@ typedef struct {
 int art_write(const char *dir, const q_model *qm, const art_provenance *prov, const char *config_json,
               const char *tokenizer, int force);
 
+/* What art_write will refuse, checked before any work: dir exists (without force), is not an
+ * artifact (with force), or its folder is not writable. 0 or -1 + mq_errmsg(). */
+int art_check_out(const char *dir, int force);
+
 /* Reads and validates an artifact. 0, or -1 + a message naming the file and tensor. */
 int art_open(const char *dir, art_artifact *a);
 void art_close(art_artifact *a);

@@ -172,6 +172,15 @@ static void test_out_exists(void) {
     mkdir(folder, 0755);
     snprintf(cmd, sizeof cmd, "bin/mambaq tokenize --data '%s' --tokenizer '%s' --out '%s' --force", text, tok, folder);
     free(T_REFUSED(cmd, log, folder, "is a directory"));
+    /* and quantize --force replaces an artifact, not a folder of something else: refused before the work */
+    char keep[1200];
+    snprintf(keep, sizeof keep, "%s/notes.txt", folder);
+    t_write(keep, "mine", 4);
+    snprintf(cmd, sizeof cmd, "bin/mambaq quantize --model '%s' --stats '%s' --out '%s' --force", tiny, tiny_stats, folder);
+    char *o = T_REFUSED(cmd, log, folder, "not a mambaq artifact");
+    T_CHECK(!strstr(o, "[2/4]"), "quantize loaded the model before refusing: %s", o);
+    free(o);
+    T_CHECK(t_exists(keep), "the folder's content was touched");
 }
 
 /* ---- item 9: an unwritable --out fails before the work ---- */
