@@ -228,6 +228,40 @@ static void test_checkpoint_nan(void) {
     T_CHECK(!t_exists(t_path("%s", "nan_art")), "an artifact was written from NaN weights");
 }
 
+/* A NaN in a tensor the model never uses (a stored lm_head tied to the embedding): info lists it and
+ * says so, and the model loads and evaluates, since the loader never converts that tensor. */
+static void test_unused_nonfinite(void) {
+    NEED_SETUP();
+    const char *dir = t_path("%s", "unused_nan"), *log = t_path("%s", "unused.log");
+    t_model_copy(tiny, dir, 1);
+    char path[1200], cmd[4096];
+    snprintf(path, sizeof path, "%s/model.safetensors", dir);
+    st_file *f = st_open(path);
+    st_writer *w = st_writer_new();
+    st_writer_allow_nonfinite(w);
+    for (int i = 0; f && i < st_count(f); i++) {
+        const st_tensor *t = st_get(f, i);
+        st_writer_add(w, t->name, t->dtype, t->ndim, t->shape, t->data);
+        if (!strcmp(t->name, "backbone.embeddings.weight")) {
+            uint16_t *h = malloc(t->nbytes);
+            memcpy(h, t->data, t->nbytes);
+            h[7] = 0x7e00;
+            st_writer_add(w, "lm_head.weight", t->dtype, t->ndim, t->shape, h);
+            free(h);
+        }
+    }
+    st_close(f);
+    T_CHECK(st_writer_write(w, path) == 0, "%s", mq_errmsg());
+    st_writer_free(w);
+    snprintf(cmd, sizeof cmd, "bin/mambaq info --model '%s'", dir);
+    T_CHECK(t_sh(cmd, log) == 0, "info refused a NaN in an unused tensor: %s", t_slurp(log));
+    char *o = t_slurp(log);
+    T_CHECK(strstr(o, "nonfinite") && strstr(o, "lm_head.weight") && strstr(o, "[0, 7] = nan") && strstr(o, "not used"), "info: %s", o);
+    free(o);
+    snprintf(cmd, sizeof cmd, "bin/mambaq eval --model '%s' --data '%s' --windows 1 --window 32", dir, shared("datasets/valid.txt"));
+    T_CHECK(t_sh(cmd, log) == 0, "eval: %s", t_slurp(log));
+}
+
 /* ---- item 8: statistics files with impossible values ---- */
 static void test_stats_values(void) {
     NEED_SETUP();
@@ -345,6 +379,7 @@ int main(void) {
     T_RUN(test_tokenizer_huge_ids);
     T_RUN(test_config_sizes);
     T_RUN(test_checkpoint_nan);
+    T_RUN(test_unused_nonfinite);
     T_RUN(test_stats_values);
     T_RUN(test_data_files);
     T_RUN(test_truncated_shard);
