@@ -9,6 +9,7 @@
 #include "cli/args.h"
 #include "cli/cmds.h"
 #include "core/err.h"
+#include "core/fio.h"
 #include "core/gpu.h"
 #include "core/progress.h"
 
@@ -48,6 +49,7 @@ int cmd_calib(int argc, char **argv) {
         {"--percentiles", "LIST", "percentiles of |v| to record, in percent", "99,99.9,99.95,99.99,99.995,99.999,100", NULL, 0},
         {"--seed", "N", "shuffle the windows with this seed (default: consecutive windows from the start)", NULL, NULL, 0},
         {"--out", "FILE", "stats file to write (safetensors)", "stats.safetensors", NULL, 0},
+        {"--force", NULL, "replace an existing --out", NULL, NULL, 0},
         {"--quiet", NULL, "no progress bar", NULL, NULL, 0},
         {NULL, NULL, NULL, NULL, NULL, 0},
     };
@@ -86,6 +88,8 @@ int cmd_calib(int argc, char **argv) {
     }
     o.out_path = cli_get(opts, "--out");
     o.quiet = cli_flag(opts, "--quiet");
+    /* before any work: an existing --out is kept unless --force, and the folder must be writable */
+    if (fio_check_out(o.out_path, cli_flag(opts, "--force"), 0)) mq_die("calib: --out: %s", mq_errmsg());
     o.tool = "mambaq " MQ_VERSION;
 
     if (!strcmp(o.device, "cuda")) {

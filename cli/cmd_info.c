@@ -1,6 +1,7 @@
 /* mambaq info: what a checkpoint directory holds: the parsed config, one line per tensor (name,
- * dtype, shape, file) and the parameter count; then a full ssm_load, so a bad checkpoint exits
- * non-zero with the loader's message (file, tensor, expected vs found). */
+ * dtype, shape, file), the parameter count and every tensor holding NaN or Inf; then a full ssm_load,
+ * so a bad checkpoint exits non-zero with the loader's message (file, tensor, expected vs found; NaN
+ * or Inf in a tensor the model uses, with its index and value). */
 #include <stdio.h>
 #include <string.h>
 #include "cli/args.h"
@@ -68,6 +69,18 @@ static void print_tensors(const st_file *f, int table) {
            bytes / 1e6, base_name(st_path(f)));
 }
 
+/* Every float tensor holding NaN or Inf, named with its first bad index and value; their count. */
+static int report_nonfinite(const st_file *f) {
+    int bad = 0;
+    for (int i = 0; i < st_count(f); i++) {
+        if (!st_check_finite(st_get(f, i))) continue;
+        if (bad++ < 20) printf("nonfinite %s\n", mq_errmsg());
+    }
+    if (bad > 20) printf("nonfinite ... and %d more tensors\n", bad - 20);
+    mq_clear_error();
+    return bad;
+}
+
 int cmd_info(int argc, char **argv) {
     cli_opt opts[] = {
         {"--model", "DIR", "checkpoint directory (config.json + model.safetensors or a sharded index)",
@@ -91,6 +104,7 @@ int cmd_info(int argc, char **argv) {
     printf("layout    %s (%s)\n", layout, base_name(st_path(f)));
     print_config(&cfg);
     print_tensors(f, !cli_flag(opts, "--no-tensors"));
+    int nonfinite = report_nonfinite(f);
     st_close(f);
 
     mq_model m;
@@ -100,6 +114,10 @@ int cmd_info(int argc, char **argv) {
     }
     printf("valid     loads as a Mamba%d model: %d layers, vocab %d, %.1f MB as FP32\n", m.cfg.arch == MQ_MAMBA1 ? 1 : 2,
            m.cfg.n_layer, m.cfg.vocab_size, m.arena_bytes / 1e6);
+    /* the loader converts only the tensors the model uses, and refuses NaN/Inf in them */
+    if (nonfinite)
+        printf("note      %d tensor%s with NaN/Inf listed above %s not used by the model (e.g. a stored lm_head tied to the "
+               "embedding)\n", nonfinite, nonfinite > 1 ? "s" : "", nonfinite > 1 ? "are" : "is");
     ssm_free(&m);
     return 0;
 }

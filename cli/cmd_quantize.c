@@ -26,7 +26,9 @@ int cmd_quantize(int argc, char **argv) {
         {"--weight-granularity", "G", "tensor | channel (one scale per output channel)", "tensor", NULL, 0},
         {"--quantize-head", NULL, "also quantize lm_head (weight and input); default: FP16", NULL, NULL, 0},
         {"--tokenizer", "FILE", "tokenizer.json to copy into the artifact (default: DIR/tokenizer.json, DIR/../tokenizer.json)", NULL, NULL, 0},
-        {"--force", NULL, "replace an existing --out (atomically)", NULL, NULL, 0},
+        {"--force", NULL, "replace an existing --out (atomically; only an artifact, never another folder)", NULL, NULL, 0},
+        {"--record-paths", NULL, "record the model, stats and data paths in quant_config.json (default: their names and hashes "
+                                 "only, so that the same inputs give the same bytes on every host)", NULL, NULL, 0},
         {"--threads", "N", "CPU threads (default: all)", NULL, NULL, 0},
         {"--quiet", NULL, "no progress output", NULL, NULL, 0},
         {0},
@@ -52,10 +54,11 @@ int cmd_quantize(int argc, char **argv) {
         fprintf(stderr, "mambaq quantize: note: --percentile is ignored by method %s (absmax clips)\n", q_method_name(o.method));
     double t0 = prog_now();
 
-    /* everything that can be refused is checked before any compute */
+    /* everything that can be refused is checked before any compute: --out free (or --force) and
+     * writable, the config, the tokenizer, the statistics */
     struct stat st;
-    if (stat(out, &st) == 0 && !force) {
-        fprintf(stderr, "mambaq quantize: %s already exists (use --force to replace it)\n", out);
+    if (art_check_out(out, force)) {
+        fprintf(stderr, "mambaq quantize: --out: %s\n", mq_errmsg());
         return 1;
     }
     mq_config cfg;
@@ -74,6 +77,11 @@ int cmd_quantize(int argc, char **argv) {
     q_cstats cs;
     if (q_cstats_open(&cs, stats, model, &cfg)) {
         fprintf(stderr, "mambaq quantize: %s\n", mq_errmsg());
+        return 1;
+    }
+    if (q_cli_check_stats(cs.cs, stats)) {
+        fprintf(stderr, "mambaq quantize: %s\n", mq_errmsg());
+        q_cstats_close(&cs);
         return 1;
     }
     if (!quiet) fprintf(stderr, "[2/4] loading     %s\n", model);
@@ -112,7 +120,7 @@ int cmd_quantize(int argc, char **argv) {
     }
     if (!quiet) fprintf(stderr, "[4/4] writing     %s\n", out);
     art_provenance pv;
-    q_cli_provenance(&cs, model, &pv);
+    q_cli_provenance(&cs, model, cli_flag(opts, "--record-paths"), &pv);
     rc = art_write(out, &qm, &pv, cfg_path, tokenizer, force);
     q_model_free(&qm);
     q_cstats_close(&cs);

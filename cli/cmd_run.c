@@ -40,6 +40,7 @@ int cmd_run(int argc, char **argv) {
         {.name = "--seqlen", .metavar = "N", .help = "tokens per calibration sample", .def = "512"},
         {.name = "--out", .metavar = "DIR", .help = "where the stats file and the artifact go (DIR/<model>/)", .def = "out/run"},
         {.name = "--fp32-only", .help = "stop after the FP32 evaluation"},
+        {.name = "--force", .help = "replace the artifact (and a stats file that does not match) of an earlier run in --out"},
         {0},
     };
     cli_parse(argc, argv, opts, "mambaq run [--model DIR] [--method quamba] [--out out/run]",
@@ -54,6 +55,20 @@ int cmd_run(int argc, char **argv) {
     struct stat st;
     snprintf(tok, sizeof tok, "%s/tokenizer.json", spec.model);
     spec.tokenizer = stat(tok, &st) == 0 ? tok : cli_default_path("models/tokenizer.json");
+
+    /* the outputs are checked before any work (cli/qcli.c) */
+    q_run_spec qs = {.model = spec.model, .calib_data = cli_default_path("datasets/calib.txt"), .eval_data = spec.data,
+                     .tokenizer = spec.tokenizer, .out_dir = cli_get(opts, "--out"), .window = spec.window,
+                     .windows = spec.windows, .progress = 1, .force = cli_flag(opts, "--force")};
+    if (!qs.calib_data) mq_die("../shared/datasets/calib.txt not found (set MQ_SHARED)");
+    qs.samples = (int)cli_int(opts, "--samples", 1, 1 << 20);
+    qs.seqlen = (int)cli_int(opts, "--seqlen", 2, 1 << 20);
+    q_cli_options(opts, &qs.opt);
+    q_run_result qr;
+    if (!cli_flag(opts, "--fp32-only") && q_cli_run_prepare(&qs, &qr)) {
+        fprintf(stderr, "mambaq run: %s\n", mq_errmsg());
+        return 1;
+    }
 
     printf("mambaq run: %s\n", spec.model);
     eval_result r;
@@ -76,14 +91,6 @@ int cmd_run(int argc, char **argv) {
     fflush(stdout);
 
     /* calib -> quantize -> validate -> simulated eval (cli/qcli.c) */
-    q_run_spec qs = {.model = spec.model, .calib_data = cli_default_path("datasets/calib.txt"), .eval_data = spec.data,
-                     .tokenizer = spec.tokenizer, .out_dir = cli_get(opts, "--out"), .window = spec.window,
-                     .windows = spec.windows, .progress = 1};
-    if (!qs.calib_data) mq_die("../shared/datasets/calib.txt not found (set MQ_SHARED)");
-    qs.samples = (int)cli_int(opts, "--samples", 1, 1 << 20);
-    qs.seqlen = (int)cli_int(opts, "--seqlen", 2, 1 << 20);
-    q_cli_options(opts, &qs.opt);
-    q_run_result qr;
     if (q_cli_run(&qs, &qr)) {
         fprintf(stderr, "mambaq run: %s\n", mq_errmsg());
         return 1;

@@ -10,7 +10,16 @@
 const char *q_cli_tokenizer(const char *model, const char *given);
 /* --method, --percentile, --weight-granularity, --quantize-head -> o; exits 2 on invalid values. */
 void q_cli_options(const cli_opt *opts, q_options *o);
-void q_cli_provenance(const q_cstats *cs, const char *model_dir, art_provenance *p);
+/* The provenance an artifact records: hashes, counts and file names; whole host paths only with
+ * record_paths (they would make the same artifact differ between checkouts). */
+void q_cli_provenance(const q_cstats *cs, const char *model_dir, int record_paths, art_provenance *p);
+
+/* Statistics a quantizer may trust (the reader, calib/stats.c, checks only the layout): every absmax,
+ * percentile and per-head / per-group absmax finite, >= 0 and <= Q_CLI_STAT_MAX (the clip of
+ * ART_SCALE_MAX), percentiles at most their absmax, and no absmax of exactly 0. 0, or -1 + a
+ * message naming the file, the statistic, the index and the value. */
+#define Q_CLI_STAT_MAX (ART_SCALE_MAX * QR_QMAX)
+int q_cli_check_stats(const calib_stats *s, const char *path);
 
 /* The quantization stage of `mambaq run`: calib (reusing a stats file that matches) -> quantize ->
  * validate -> simulated eval. Files go to out_dir/<model dir name>/{stats.safetensors,<method>/}. */
@@ -20,6 +29,7 @@ typedef struct {
     int window, windows;          /* evaluation protocol */
     q_options opt;
     int progress;
+    int force;                    /* replace an artifact (and a stats file that does not match) */
 } q_run_spec;
 
 typedef struct {
@@ -32,5 +42,8 @@ typedef struct {
 } q_run_result;
 
 int q_cli_run(const q_run_spec *s, q_run_result *r);
+/* What q_cli_run checks before any work (run calls it before its FP32 evaluation too): the output
+ * folder made, an artifact or a non-matching stats file there refused unless force, writable. */
+int q_cli_run_prepare(const q_run_spec *s, q_run_result *r);
 
 #endif

@@ -44,7 +44,7 @@ calib_row() {  # model device samples
   local m=$1 dev=$2 n=$3 out dur rate batch=1
   out=$(timeout 300 bin/mambaq calib --model "$SHARED/models/$m" --data "$SHARED/datasets/calib.txt" \
         --tokenizer "$SHARED/models/tokenizer.json" --samples "$n" --seqlen 512 --device "$dev" --quiet \
-        --out "$T/$m-$dev.safetensors" 2>&1)
+        --out "$T/$m-$dev.safetensors" --force 2>&1)
   log "$out"
   out=$(echo "$out" | grep '^calib:')
   if [ -z "$out" ]; then echo "| $m | $dev | $n x 512 | - | failed | - | |"; return; fi

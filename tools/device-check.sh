@@ -73,12 +73,12 @@ if has pipeline; then
     [ -d "$MQ_SHARED/models/$m" ] || continue
     st=$out/$m.stats.safetensors
     timeout 120 bin/mambaq calib --model "$MQ_SHARED/models/$m" --data "$MQ_SHARED/datasets/calib.txt" \
-      --tokenizer "$MQ_SHARED/models/tokenizer.json" --device cuda --samples 64 --seqlen 512 --out "$st" > "$out/calib-$m.log" 2>&1
+      --tokenizer "$MQ_SHARED/models/tokenizer.json" --device cuda --samples 64 --seqlen 512 --out "$st" --force > "$out/calib-$m.log" 2>&1
     note "calib $m: $(grep '^calib:' "$out/calib-$m.log" | tail -1)"
     for meth in quamba quamba-rot; do
       a=out/$m-$meth
       timeout 180 bin/mambaq quantize --model "$MQ_SHARED/models/$m" --stats "$st" --out "$a" --method "$meth" \
-        --percentile 99.999 --force > "$out/quantize-$m-$meth.log" 2>&1
+        --percentile 99.999 --force --record-paths > "$out/quantize-$m-$meth.log" 2>&1
       timeout 180 bin/mambaq verify --artifact "$a" --data "$MQ_SHARED/datasets/valid.txt" \
         --tokenizer "$MQ_SHARED/models/tokenizer.json" --windows 32 > "$out/verify-$m-$meth.txt" 2>&1
       note "verify $m $meth (rc $?): $(grep -E '^perplexity' "$out/verify-$m-$meth.txt")"
