@@ -176,13 +176,22 @@ static void scan_m1_run(const k_scan_m1_args<In, Out> &a, int L, cudaStream_t st
     CUDA_CHECK_LAUNCH();
 }
 
+/* What both scans check before they launch: the chunk length L of a's T tokens (a.nc set), or 0
+ * when there is nothing to scan. The shapes were checked at upload; these are internal errors. */
+template <class Args>
+static int scan_chunking(Args &a, const char *who) {
+    if (a.B < 1 || a.T < 1) return 0;
+    const int L = chunk_len(a.T, &a.nc);
+    if (a.nc > 1 && (!a.cstate || !a.cdt)) mq_die("%s: %d chunks without carries (internal error)", who, a.nc);
+    if (a.N > 128) mq_die("%s: d_state %d > 128 (checked at upload)", who, a.N);
+    return L;
+}
+
 template <class In, class Out>
 static void scan_m1(const k_scan_m1_args<In, Out> &a0, cudaStream_t st) {
-    if (a0.B < 1 || a0.T < 1) return;
     k_scan_m1_args<In, Out> a = a0;
-    const int L = chunk_len(a.T, &a.nc);
-    if (a.nc > 1 && (!a.cstate || !a.cdt)) mq_die("k_scan_m1: %d chunks without carries (internal error)", a.nc);
-    if (a.N > 128) mq_die("k_scan_m1: d_state %d > 128 (checked at upload)", a.N);
+    const int L = scan_chunking(a, "k_scan_m1");
+    if (!L) return;
     if (a.N <= 16) scan_m1_run<In, Out, 16>(a, L, st);
     else if (a.N <= 32) scan_m1_run<In, Out, 32>(a, L, st);
     else if (a.N <= 64) scan_m1_run<In, Out, 64>(a, L, st);
@@ -330,11 +339,9 @@ static inline int scan_m2_group(int N) { return N <= 16 ? 1 : N <= 32 ? 2 : N <=
 
 template <class In, class Out>
 static void scan_m2(const k_scan_m2_args<In, Out> &a0, cudaStream_t st) {
-    if (a0.B < 1 || a0.T < 1) return;
     k_scan_m2_args<In, Out> a = a0;
-    const int L = chunk_len(a.T, &a.nc);
-    if (a.nc > 1 && (!a.cstate || !a.cdt)) mq_die("k_scan_m2: %d chunks without carries (internal error)", a.nc);
-    if (a.N > 128) mq_die("k_scan_m2: d_state %d > 128 (checked at upload)", a.N);
+    const int L = scan_chunking(a, "k_scan_m2");
+    if (!L) return;
     if (a.H % a.G) mq_die("k_scan_m2: %d heads in %d groups (checked at upload)", a.H, a.G);
     switch (scan_m2_group(a.N)) {
     case 1: scan_m2_run<In, Out, 1>(a, L, st); break;
