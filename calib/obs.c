@@ -329,11 +329,7 @@ static const char *role_names[MQ_ACT_NROLES] = {
     "ssm_state", "lm_head_in", "resid"};
 
 static int add_tensor(obs_set *s, int layer, const char *op, const double *pct, int nq) {
-    if (s->nt == s->capt) {
-        s->capt = s->capt ? 2 * s->capt : 64;
-        s->t = realloc(s->t, s->capt * sizeof *s->t);
-        if (!s->t) mq_die("out of memory");
-    }
+    MQ_GROW(s->t, s->capt, (size_t)s->nt + 1, 64);
     char name[112];
     if (layer < 0) snprintf(name, sizeof name, "%s", op);
     else snprintf(name, sizeof name, "backbone.layers.%d.mixer.%s", layer, op);

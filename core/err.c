@@ -55,6 +55,16 @@ void *mq_malloc_check(size_t n, const char *file, int line) {
     return p;
 }
 
+void *mq_grow_check(void *p, size_t *cap, size_t need, size_t elem, size_t first, const char *file, int line) {
+    size_t c = *cap ? *cap : first ? first : 1;
+    while (c < need && c <= SIZE_MAX / 2) c *= 2;
+    if (c < need || c > SIZE_MAX / (elem ? elem : 1)) mq_die("%s:%d: an array of %zu x %zu bytes is too large", file, line, need, elem);
+    void *np = realloc(p, c * elem);
+    if (!np) mq_die("%s:%d: out of memory growing an array to %zu x %zu bytes", file, line, c, elem);
+    *cap = c;
+    return np;
+}
+
 void *mq_calloc_check(size_t n, size_t size, const char *file, int line) {
     void *p = calloc(n ? n : 1, size ? size : 1);
     if (!p) mq_die("%s:%d: out of memory allocating %zu x %zu bytes", file, line, n, size);

@@ -25,6 +25,18 @@ void *mq_malloc_check(size_t n, const char *file, int line);
 void *mq_calloc_check(size_t n, size_t size, const char *file, int line);
 #define mq_malloc(n) mq_malloc_check((n), __FILE__, __LINE__)
 #define mq_calloc(n, s) mq_calloc_check((n), (s), __FILE__, __LINE__)
+/* A growing array: arr (cap elements allocated, cap of any integer type) made to hold at least
+ * `need` elements, the capacity doubling from `first`; dies with file:line on out of memory, as
+ * mq_malloc. For C sources (assigns from void *). */
+void *mq_grow_check(void *p, size_t *cap, size_t need, size_t elem, size_t first, const char *file, int line);
+#define MQ_GROW(arr, cap, need, first)                                                                 \
+    do {                                                                                               \
+        if ((size_t)(need) > (size_t)(cap)) {                                                          \
+            size_t c_ = (size_t)(cap);                                                                 \
+            (arr) = mq_grow_check((arr), &c_, (size_t)(need), sizeof *(arr), (first), __FILE__, __LINE__); \
+            (cap) = c_;                                                                                \
+        }                                                                                              \
+    } while (0)
 
 /* Read a whole regular file into a NUL-terminated buffer the caller frees; NULL + mq_fail on
  * error (FIFOs, devices and directories are refused: core/fio.h). */

@@ -116,15 +116,7 @@ typedef struct {
     size_t memo_count;
 } pvm;
 
-#define GROW(arr, n, cap)                                                        \
-    do {                                                                         \
-        if ((n) == (cap)) {                                                      \
-            (cap) = (cap) ? 2 * (cap) : 16;                                      \
-            void *np_ = realloc((arr), (size_t)(cap) * sizeof *(arr));           \
-            if (!np_) mq_die("out of memory reading a pickle");                  \
-            (arr) = np_;                                                         \
-        }                                                                        \
-    } while (0)
+#define GROW(arr, n, cap) MQ_GROW(arr, cap, (size_t)(n) + 1, 16)
 
 static pobj *mk(pvm *m, pkind k) {
     pobj *o = mq_calloc(1, sizeof *o);

@@ -175,12 +175,7 @@ static int json_index(const cJSON *v, int64_t *out) {
 }
 
 static st_tensor *push_tensor(st_file *f) {
-    if (f->n == f->cap) {
-        f->cap = f->cap ? 2 * f->cap : 64;
-        st_tensor *nt = realloc(f->t, (size_t)f->cap * sizeof *nt);
-        if (!nt) mq_die("out of memory growing the tensor table");
-        f->t = nt;
-    }
+    MQ_GROW(f->t, f->cap, (size_t)f->n + 1, 64);
     st_tensor *t = &f->t[f->n++];
     memset(t, 0, sizeof *t);
     return t;
@@ -604,12 +599,7 @@ int st_writer_add(st_writer *w, const char *name, mq_dtype dtype, int ndim, cons
         for (int i = 0; i < ndim; i++) view.shape[i] = shape[i];
         if (st_check_finite(&view)) return mq_fail_ctx("refusing to write a non-finite value");
     }
-    if (w->n == w->cap) {
-        w->cap = w->cap ? 2 * w->cap : 32;
-        st_wtensor *nt = realloc(w->t, (size_t)w->cap * sizeof *nt);
-        if (!nt) mq_die("out of memory growing the writer table");
-        w->t = nt;
-    }
+    MQ_GROW(w->t, w->cap, (size_t)w->n + 1, 32);
     st_wtensor *t = &w->t[w->n++];
     memset(t, 0, sizeof *t);
     t->name = strdup(name);

@@ -159,12 +159,7 @@ static int field_has_nul(const char *line, size_t n, const char *field, const ch
 typedef struct { char *p; size_t n, cap; } strbuf;
 
 static void sb_add(strbuf *b, const char *s, size_t n) {
-    if (b->n + n + 1 > b->cap) {
-        while (b->n + n + 1 > b->cap) b->cap = b->cap ? b->cap * 2 : 1 << 16;
-        char *np = realloc(b->p, b->cap);
-        if (!np) mq_die("out of memory reading text (%zu bytes)", b->cap);
-        b->p = np;
-    }
+    MQ_GROW(b->p, b->cap, b->n + n + 1, 1 << 16);
     memcpy(b->p + b->n, s, n);
     b->n += n;
     b->p[b->n] = 0;

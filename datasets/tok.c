@@ -17,24 +17,14 @@
 typedef struct { int32_t *v; size_t n, cap; } idvec;
 
 static void iv_push(idvec *a, int32_t id) {
-    if (a->n == a->cap) {
-        a->cap = a->cap ? a->cap * 2 : 1024;
-        int32_t *nv = realloc(a->v, a->cap * sizeof *nv);
-        if (!nv) mq_die("out of memory: %zu token ids", a->cap);
-        a->v = nv;
-    }
+    MQ_GROW(a->v, a->cap, a->n + 1, 1024);
     a->v[a->n++] = id;
 }
 
 typedef struct { char *p; size_t n, cap; } arena;
 
 static size_t ar_add(arena *a, const void *src, size_t n) {
-    if (a->n + n + 1 > a->cap) {
-        while (a->n + n + 1 > a->cap) a->cap = a->cap ? a->cap * 2 : 1 << 16;
-        char *np = realloc(a->p, a->cap);
-        if (!np) mq_die("out of memory: tokenizer arena of %zu bytes", a->cap);
-        a->p = np;
-    }
+    MQ_GROW(a->p, a->cap, a->n + n + 1, 1 << 16);
     size_t off = a->n;
     memcpy(a->p + off, src, n);
     a->n += n;
@@ -182,12 +172,7 @@ static merge_slot *merge_find(const tok_tokenizer *t, int32_t a, int32_t b) {
 /* ------------------------------------------------------------------------------------ matcher */
 
 static int trie_node_new(matcher *m, uint8_t byte) {
-    if (m->n == m->cap) {
-        m->cap = m->cap ? m->cap * 2 : 64;
-        trie_node *nn = realloc(m->nodes, (size_t)m->cap * sizeof *nn);
-        if (!nn) mq_die("out of memory: added-token trie");
-        m->nodes = nn;
-    }
+    MQ_GROW(m->nodes, m->cap, (size_t)m->n + 1, 64);
     m->nodes[m->n] = (trie_node){-1, -1, -1, byte};
     return m->n++;
 }

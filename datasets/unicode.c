@@ -206,12 +206,7 @@ static size_t compose(uint32_t *cp, uint8_t *cc, size_t n) {
 typedef struct { char *p; size_t n, cap; } bytebuf;
 
 static void bb_append(bytebuf *b, const void *src, size_t n) {
-    if (b->n + n + 1 > b->cap) {
-        while (b->n + n + 1 > b->cap) b->cap = b->cap ? b->cap * 2 : 4096;
-        char *np = realloc(b->p, b->cap);
-        if (!np) mq_die("out of memory in NFC");
-        b->p = np;
-    }
+    MQ_GROW(b->p, b->cap, b->n + n + 1, 4096);
     memcpy(b->p + b->n, src, n);
     b->n += n;
 }

@@ -51,12 +51,7 @@ typedef struct {
 static tspec *add(tlist *L, tkind k, int ndim, int64_t d0, int64_t d1, int64_t d2, const char *fmt, ...)
     __attribute__((format(printf, 7, 8)));
 static tspec *add(tlist *L, tkind k, int ndim, int64_t d0, int64_t d1, int64_t d2, const char *fmt, ...) {
-    if (L->n == L->cap) {
-        L->cap = L->cap ? 2 * L->cap : 64;
-        tspec *nt = realloc(L->t, (size_t)L->cap * sizeof *nt);
-        if (!nt) mq_die("out of memory (artifact tensor table)");
-        L->t = nt;
-    }
+    MQ_GROW(L->t, L->cap, (size_t)L->n + 1, 64);
     tspec *t = &L->t[L->n++];
     memset(t, 0, sizeof *t);
     va_list ap;

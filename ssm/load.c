@@ -30,12 +30,7 @@ typedef struct {
 
 __attribute__((format(printf, 7, 8)))
 static void add(want_list *l, float **dst, int ndim, int64_t d0, int64_t d1, int64_t d2, const char *fmt, ...) {
-    if (l->n == l->cap) {
-        l->cap = l->cap ? 2 * l->cap : 256;
-        want *nw = realloc(l->w, (size_t)l->cap * sizeof *nw);
-        if (!nw) mq_die("out of memory");
-        l->w = nw;
-    }
+    MQ_GROW(l->w, l->cap, (size_t)l->n + 1, 256);
     want *w = &l->w[l->n++];
     memset(w, 0, sizeof *w);
     va_list ap;
