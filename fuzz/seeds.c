@@ -16,6 +16,7 @@
 #include "core/err.h"
 #include "core/fio.h"
 #include "core/st.h"
+#include "tests/st_fill.h"
 
 #define FZ_SEP "\n#--mambaq-fuzz-part--#\n"
 
@@ -72,24 +73,6 @@ static void put_data(const char *name, int fmt, int replace, const void *data, s
 
 /* ---- tiny checkpoints ---- */
 
-static uint64_t rng = 0x243f6a8885a308d3ull;
-static float uniform(float bound) {
-    uint64_t z = (rng += 0x9e3779b97f4a7c15ull);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-    z ^= z >> 31;
-    return bound * ((float)(z >> 40) * (2.0f / 16777216.0f) - 1.0f);
-}
-
-static void add(st_writer *w, const char *name, int ndim, int64_t d0, int64_t d1, int64_t d2, char kind, float v) {
-    const int64_t shape[3] = {d0, d1, d2}, n = d0 * (ndim > 1 ? d1 : 1) * (ndim > 2 ? d2 : 1);
-    uint16_t *buf = mq_malloc(2 * (size_t)n);
-    for (int64_t i = 0; i < n; i++)
-        buf[i] = st_f32_to_f16(kind == 'r' ? uniform(v * 1.7320508f) : kind == 'c' ? v : logf((float)(1 + i % (ndim > 1 ? d1 : 16))));
-    if (st_writer_add(w, name, MQ_F16, ndim, shape, buf)) mq_die("%s", mq_errmsg());
-    free(buf);
-}
-
 /* Mamba1 (arch 1) or Mamba2 (arch 2), d_model 8, one layer, vocab 64: config.json and the tensors
  * into dir; nsplit 2 also writes them as two shards and their index into split_dir. */
 static void tiny(const char *dir, int arch, const char *split_dir) {
@@ -111,32 +94,32 @@ static void tiny(const char *dir, int arch, const char *split_dir) {
     int P = arch == 1 ? 2 * E : 2 * E + 2 * N + 2, C = arch == 1 ? E : E + 2 * N;
     for (int s = 0; s < 3; s++) {
         st_writer *x = w[s];
-        rng = 0x243f6a8885a308d3ull + (uint64_t)arch;
+        sf_rng = 0x243f6a8885a308d3ull + (uint64_t)arch;
         int first = s != 2, second = s != 1;   /* shard 1: embedding and norms; shard 2: the layer */
-        if (first) add(x, "backbone.embeddings.weight", 2, V, D, 0, 'r', 0.05f);
-        else for (int i = 0; i < V * D; i++) uniform(1);
-        if (first) add(x, "backbone.norm_f.weight", 1, D, 0, 0, 'c', 1.f);
-        if (first && arch == 2) add(x, "lm_head.weight", 2, V, D, 0, 'r', 0.05f);
-        else if (arch == 2) for (int i = 0; i < V * D; i++) uniform(1);
+        if (first) sf_add(x, "backbone.embeddings.weight", 2, V, D, 0, 'r', 0.05f);
+        else for (int i = 0; i < V * D; i++) sf_uniform(1);
+        if (first) sf_add(x, "backbone.norm_f.weight", 1, D, 0, 0, 'c', 1.f);
+        if (first && arch == 2) sf_add(x, "lm_head.weight", 2, V, D, 0, 'r', 0.05f);
+        else if (arch == 2) for (int i = 0; i < V * D; i++) sf_uniform(1);
         if (!second) continue;
-        add(x, "backbone.layers.0.norm.weight", 1, D, 0, 0, 'c', 1.f);
-        add(x, "backbone.layers.0.mixer.in_proj.weight", 2, P, D, 0, 'r', 0.35f);
-        if (arch == 2) add(x, "backbone.layers.0.mixer.in_proj.bias", 1, P, 0, 0, 'r', 0.05f);
-        add(x, "backbone.layers.0.mixer.conv1d.weight", 3, C, 1, K, 'r', 0.5f);
-        add(x, "backbone.layers.0.mixer.conv1d.bias", 1, C, 0, 0, 'r', 0.1f);
-        add(x, "backbone.layers.0.mixer.out_proj.weight", 2, D, E, 0, 'r', 0.25f);
-        if (arch == 2) add(x, "backbone.layers.0.mixer.out_proj.bias", 1, D, 0, 0, 'r', 0.05f);
+        sf_add(x, "backbone.layers.0.norm.weight", 1, D, 0, 0, 'c', 1.f);
+        sf_add(x, "backbone.layers.0.mixer.in_proj.weight", 2, P, D, 0, 'r', 0.35f);
+        if (arch == 2) sf_add(x, "backbone.layers.0.mixer.in_proj.bias", 1, P, 0, 0, 'r', 0.05f);
+        sf_add(x, "backbone.layers.0.mixer.conv1d.weight", 3, C, 1, K, 'r', 0.5f);
+        sf_add(x, "backbone.layers.0.mixer.conv1d.bias", 1, C, 0, 0, 'r', 0.1f);
+        sf_add(x, "backbone.layers.0.mixer.out_proj.weight", 2, D, E, 0, 'r', 0.25f);
+        if (arch == 2) sf_add(x, "backbone.layers.0.mixer.out_proj.bias", 1, D, 0, 0, 'r', 0.05f);
         if (arch == 1) {
-            add(x, "backbone.layers.0.mixer.x_proj.weight", 2, 2 + 2 * N, E, 0, 'r', 0.25f);
-            add(x, "backbone.layers.0.mixer.dt_proj.weight", 2, E, 2, 0, 'r', 0.5f);
-            add(x, "backbone.layers.0.mixer.dt_proj.bias", 1, E, 0, 0, 'c', -4.f);
-            add(x, "backbone.layers.0.mixer.A_log", 2, E, N, 0, 'a', 0);
-            add(x, "backbone.layers.0.mixer.D", 1, E, 0, 0, 'c', 1.f);
+            sf_add(x, "backbone.layers.0.mixer.x_proj.weight", 2, 2 + 2 * N, E, 0, 'r', 0.25f);
+            sf_add(x, "backbone.layers.0.mixer.dt_proj.weight", 2, E, 2, 0, 'r', 0.5f);
+            sf_add(x, "backbone.layers.0.mixer.dt_proj.bias", 1, E, 0, 0, 'c', -4.f);
+            sf_add(x, "backbone.layers.0.mixer.A_log", 2, E, N, 0, 'a', 0);
+            sf_add(x, "backbone.layers.0.mixer.D", 1, E, 0, 0, 'c', 1.f);
         } else {
-            add(x, "backbone.layers.0.mixer.dt_bias", 1, 2, 0, 0, 'c', -4.f);
-            add(x, "backbone.layers.0.mixer.A_log", 1, 2, 0, 0, 'a', 0);
-            add(x, "backbone.layers.0.mixer.D", 1, 2, 0, 0, 'c', 1.f);
-            add(x, "backbone.layers.0.mixer.norm.weight", 1, E, 0, 0, 'c', 1.f);
+            sf_add(x, "backbone.layers.0.mixer.dt_bias", 1, 2, 0, 0, 'c', -4.f);
+            sf_add(x, "backbone.layers.0.mixer.A_log", 1, 2, 0, 0, 'a', 0);
+            sf_add(x, "backbone.layers.0.mixer.D", 1, 2, 0, 0, 'c', 1.f);
+            sf_add(x, "backbone.layers.0.mixer.norm.weight", 1, E, 0, 0, 'c', 1.f);
         }
     }
     snprintf(p, sizeof p, "%s/model.safetensors", dir);
@@ -238,7 +221,7 @@ static void base(const char *shared, const char *repo) {
     all_dtypes();
     /* token ids < 64 for calibrating the tiny models */
     int32_t ids[4096];
-    for (int i = 0; i < 4096; i++) ids[i] = (int32_t)((uniform(1) + 1) * 31.99f);
+    for (int i = 0; i < 4096; i++) ids[i] = (int32_t)((sf_uniform(1) + 1) * 31.99f);
     snprintf(p, sizeof p, "%s/work/ids.bin", out_root);
     if (mq_write_file_atomic(p, ids, sizeof ids)) mq_die("%s", mq_errmsg());
     put_data("ids", 4, 0, ids, 256, 0);

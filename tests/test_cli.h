@@ -11,6 +11,7 @@
 #include <sys/wait.h>
 #include "core/err.h"
 #include "core/st.h"
+#include "tests/st_fill.h"
 #include "tests/test.h"
 
 /* Runs cmd (sh -c) with stdout + stderr into file out; the exit status, or 128 + signal. */
@@ -67,25 +68,6 @@ __attribute__((unused)) static void t_write(const char *path, const void *data, 
 
 /* ---- checkpoints ---- */
 
-static uint64_t t_rng = 0x9e3779b97f4a7c15ull;
-static float t_uniform(float bound) {
-    uint64_t z = (t_rng += 0x9e3779b97f4a7c15ull);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-    z ^= z >> 31;
-    return bound * ((float)(z >> 40) * (2.0f / 16777216.0f) - 1.0f);
-}
-
-/* An F16 tensor [d0 (x d1 (x d2))]: kind 'r' uniform with std v, 'c' constant v, 'a' log(1 + i % d1). */
-static void t_add(st_writer *w, const char *name, int ndim, int64_t d0, int64_t d1, int64_t d2, char kind, float v) {
-    const int64_t shape[3] = {d0, d1, d2}, n = d0 * (ndim > 1 ? d1 : 1) * (ndim > 2 ? d2 : 1);
-    uint16_t *buf = mq_malloc(sizeof(uint16_t) * (size_t)n);
-    for (int64_t i = 0; i < n; i++)
-        buf[i] = st_f32_to_f16(kind == 'r' ? t_uniform(v * 1.7320508f) : kind == 'c' ? v : logf((float)(1 + i % (ndim > 1 ? d1 : 16))));
-    if (st_writer_add(w, name, MQ_F16, ndim, shape, buf)) { printf("%s\n", mq_errmsg()); exit(2); }
-    free(buf);
-}
-
 /* A random-weight FP16 checkpoint of the GPT-NeoX vocabulary (50280 rows, so the shared tokenizer
  * fits) with d_model 16 and 2 layers, Mamba1 (arch 1) or Mamba2 (arch 2), in dir. */
 __attribute__((unused)) static void t_tiny_model(const char *dir, int arch) {
@@ -104,11 +86,11 @@ __attribute__((unused)) static void t_tiny_model(const char *dir, int arch) {
                  "\"use_bias\": false, \"use_conv_bias\": true}\n", D, L, V, K);
     t_write(path, js, strlen(js));
     st_writer *w = st_writer_new();
-    t_add(w, "backbone.embeddings.weight", 2, V, D, 0, 'r', 0.05f);
-    t_add(w, "backbone.norm_f.weight", 1, D, 0, 0, 'c', 1.f);
+    sf_add(w, "backbone.embeddings.weight", 2, V, D, 0, 'r', 0.05f);
+    sf_add(w, "backbone.norm_f.weight", 1, D, 0, 0, 'c', 1.f);
     int N = 8, P = arch == 1 ? 2 * E : 2 * E + 2 * N + 2, C = arch == 1 ? E : E + 2 * N;
     for (int l = 0; l < L; l++) {
-#define T_(suffix, ...) (snprintf(nm, sizeof nm, "backbone.layers.%d.%s", l, suffix), t_add(w, nm, __VA_ARGS__))
+#define T_(suffix, ...) (snprintf(nm, sizeof nm, "backbone.layers.%d.%s", l, suffix), sf_add(w, nm, __VA_ARGS__))
         T_("norm.weight", 1, D, 0, 0, 'c', 1.f);
         T_("mixer.in_proj.weight", 2, P, D, 0, 'r', 0.25f);
         T_("mixer.conv1d.weight", 3, C, 1, K, 'r', 0.5f);
