@@ -2,12 +2,4 @@
  * header, dtypes, shapes, offsets, overlaps, __metadata__; then every tensor read and converted. */
 #include "fuzz/fuzz.h"
 
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t n) {
-    st_file *f = st_open_buffer(data, n, "fuzz.safetensors");
-    if (f) {
-        fz_walk(f);
-        st_close(f);
-    }
-    mq_clear_error();
-    return 0;
-}
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t n) { return fz_checkpoint(data, n, "fuzz.safetensors"); }
