@@ -370,21 +370,26 @@ static void test_sharded(void) {
         T_CHECK(strstr(st_path(f), "model.safetensors.index.json") != NULL, "path %s", st_path(f));
         st_close(f);
     }
-    make_sharded(dir, "{\"weight_map\":{\"a\":\"m-1.safetensors\",\"b\":\"m-2.safetensors\",\"c\":\"m-2.safetensors\",\"d\":\"m-9.safetensors\"}}");
-    expect_fail(dir, "m-9.safetensors", "cannot open");
-    make_sharded(dir, "{\"weight_map\":{\"a\":\"m-1.safetensors\",\"b\":\"m-2.safetensors\",\"c\":\"m-2.safetensors\",\"d\":\"m-2.safetensors\"}}");
-    expect_fail(dir, "model.safetensors.index.json", "tensor 'd' is listed for shard 'm-2.safetensors' but absent");
-    make_sharded(dir, "{\"weight_map\":{\"a\":\"m-1.safetensors\",\"b\":\"m-2.safetensors\"}}");
-    expect_fail(dir, "m-2.safetensors", "tensor 'c' is present in the shard but not listed");
-    make_sharded(dir, "{\"weight_map\":{\"a\":\"m-1.safetensors\",\"b\":\"m-1.safetensors\",\"c\":\"m-2.safetensors\"}}");
-    expect_fail(dir, "m-2.safetensors", "lists it in 'm-1.safetensors'");
-    make_sharded(dir, "{\"weight_map\":{\"a\":\"m-1.safetensors\",\"b\":\"../m-2.safetensors\"}}");
-    expect_fail(dir, "model.safetensors.index.json", "must be a file name");
-    make_sharded(dir, "{\"weight_map\":{\"a\":\"m-1.safetensors\",");
-    expect_fail(dir, "model.safetensors.index.json", "bad JSON");
-    make_sharded(dir, "{\"metadata\":{}}");
-    expect_fail(dir, "model.safetensors.index.json", "weight_map");
-
+    static const struct { const char *index, *file, *needle; } bad[] = { /* index.json, file named, message */
+        {"{\"weight_map\":{\"a\":\"m-1.safetensors\",\"b\":\"m-2.safetensors\",\"c\":\"m-2.safetensors\",\"d\":\"m-9.safetensors\"}}",
+         "m-9.safetensors", "cannot open"},
+        {"{\"weight_map\":{\"a\":\"m-1.safetensors\",\"b\":\"m-2.safetensors\",\"c\":\"m-2.safetensors\",\"d\":\"m-2.safetensors\"}}",
+         "model.safetensors.index.json", "tensor 'd' is listed for shard 'm-2.safetensors' but absent"},
+        {"{\"weight_map\":{\"a\":\"m-1.safetensors\",\"b\":\"m-2.safetensors\"}}",
+         "m-2.safetensors", "tensor 'c' is present in the shard but not listed"},
+        {"{\"weight_map\":{\"a\":\"m-1.safetensors\",\"b\":\"m-1.safetensors\",\"c\":\"m-2.safetensors\"}}",
+         "m-2.safetensors", "lists it in 'm-1.safetensors'"},
+        {"{\"weight_map\":{\"a\":\"m-1.safetensors\",\"b\":\"../m-2.safetensors\"}}",
+         "model.safetensors.index.json", "must be a file name"},
+        {"{\"weight_map\":{\"a\":\"m-1.safetensors\",",
+         "model.safetensors.index.json", "bad JSON"},
+        {"{\"metadata\":{}}",
+         "model.safetensors.index.json", "weight_map"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        make_sharded(dir, bad[i].index);
+        expect_fail(dir, bad[i].file, bad[i].needle);
+    }
     /* a tensor that is in two shards */
     char p[600];
     snprintf(p, sizeof p, "%s/m-3.safetensors", dir);
