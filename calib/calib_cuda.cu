@@ -1009,13 +1009,8 @@ int calib_gpu_observe(calib_gpu *c, const int32_t *tokens, int B) {
     if (c->failed) return mq_fail("calibration samples %lld..%lld: %s", s0, s0 + B - 1, c->err);
     char missing[512] = "";
     int nmiss = 0;
-    for (int i = 0; i < c->nt; i++) {
-        if (c->ts[i].done) continue;
-        if (nmiss++ < 3) {
-            size_t len = strlen(missing);
-            snprintf(missing + len, sizeof missing - len, "%s%s", len ? ", " : "", c->ts[i].t->name);
-        }
-    }
+    for (int i = 0; i < c->nt; i++)
+        if (!c->ts[i].done) obs_list_missing(missing, sizeof missing, &nmiss, c->ts[i].t->name);
     if (nmiss)
         return mq_fail("calibration samples %lld..%lld: %d activation(s) were never produced by the GPU forward (%s%s)",
                        s0, s0 + B - 1, nmiss, missing, nmiss > 3 ? ", ..." : "");

@@ -498,17 +498,18 @@ void obs_begin_sample(obs_set *s) {
     }
 }
 
+void obs_list_missing(char *buf, size_t size, int *n, const char *name) {
+    if ((*n)++ >= 3) return;
+    size_t len = strlen(buf);
+    snprintf(buf + len, size - len, "%s%s", len ? ", " : "", name);
+}
+
 int obs_end_sample(obs_set *s) {
     if (s->failed) return mq_fail("%s", s->err);
     char missing[512] = "";
     int nmiss = 0;
-    for (int i = 0; i < s->nt; i++) {
-        if (s->t[i].seen) continue;
-        if (nmiss++ < 3) {
-            size_t len = strlen(missing);
-            snprintf(missing + len, sizeof missing - len, "%s%s", len ? ", " : "", s->t[i].name);
-        }
-    }
+    for (int i = 0; i < s->nt; i++)
+        if (!s->t[i].seen) obs_list_missing(missing, sizeof missing, &nmiss, s->t[i].name);
     if (nmiss)
         return mq_fail("calibration sample %lld: %d activation(s) were never produced by the forward (%s%s); "
                        "expected every layer to call the hooks for its roles", (long long)s->nsamples, nmiss,

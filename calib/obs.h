@@ -158,6 +158,9 @@ mq_hooks obs_set_hooks(obs_set *s);
  * activation was non-finite, had an unexpected shape, or was never produced. */
 void obs_begin_sample(obs_set *s);
 int obs_end_sample(obs_set *s);
+/* For messages about activations that never came: counts one more in *n and appends name to
+ * buf ("a, b, c") while fewer than 4 are listed; the message adds ", ..." when *n > 3. */
+void obs_list_missing(char *buf, size_t size, int *n, const char *name);
 int64_t obs_samples(const obs_set *s);
 
 int obs_count(const obs_set *s);
