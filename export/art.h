@@ -24,7 +24,12 @@ extern "C" {
 #endif
 
 #define ART_FORMAT "mambaq-w8a8"
-#define ART_FORMAT_VERSION 1
+/* The newest version this mambaq reads and writes. 2 added the int8 embedding (quantize_embedding);
+ * an artifact without it is written as version 1, which every mambaq reads. */
+#define ART_FORMAT_VERSION 2
+#define ART_FORMAT_VERSION_MIN 1
+/* The version an artifact of qm is written as. */
+int art_format_version(const q_model *qm);
 
 typedef struct {
     char source_model[4096];   /* model directory quantize read */
