@@ -1,5 +1,6 @@
 /* Option table parsing and generated --help for the subcommands (see args.h). */
 #include "cli/args.h"
+#include <cjson/cJSON.h>
 #include <errno.h>
 #ifdef _OPENMP
 #include <omp.h>
@@ -183,6 +184,13 @@ const char *cli_tokenizer(const char *dir, const char *given) {
     if (dir && (size_t)snprintf(buf, sizeof buf, "%s/tokenizer.json", dir) < sizeof buf && stat(buf, &st) == 0) return strdup(buf);
     if (dir && (size_t)snprintf(buf, sizeof buf, "%s/../tokenizer.json", dir) < sizeof buf && stat(buf, &st) == 0) return strdup(buf);
     return cli_default_path("models/tokenizer.json");
+}
+
+void cli_json_print(cJSON *j, int pretty) {
+    char *s = pretty ? cJSON_Print(j) : cJSON_PrintUnformatted(j);
+    printf("%s\n", s ? s : "null");
+    free(s);
+    cJSON_Delete(j);
 }
 
 const char *cli_abspath(const char *p) {

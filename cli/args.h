@@ -42,6 +42,9 @@ const char *cli_default_path(const char *rel_to_shared);
 /* tokenizer.json for a model or artifact directory: given, else DIR/tokenizer.json,
  * DIR/../tokenizer.json, <shared>/models/tokenizer.json; NULL when none exists. */
 const char *cli_tokenizer(const char *dir, const char *given);
+/* Prints j on stdout (pretty: indented, else one line) and deletes it. */
+struct cJSON;
+void cli_json_print(struct cJSON *j, int pretty);
 /* realpath of p when it exists (recorded in metadata, read again from elsewhere), else p. */
 const char *cli_abspath(const char *p);
 /* "25.59 MB, 1.23 times smaller than FP16 (31.39 MB)" or "... times larger than ..." */
@@ -59,7 +62,8 @@ const char *cli_size_vs_fp16(double bytes, double fp16_bytes, char *buf, unsigne
 /* --data, --tokenizer, --field: text (.txt, .jsonl, .gz) or token ids (.bin, .ids) */
 #define CLI_DATA_OPTS(def_) \
     CLI_DATA("text (.txt, .jsonl, optionally .gz) or int32 token ids (.bin, .ids)", def_), CLI_TOKENIZER, CLI_FIELD
-#define CLI_DEVICE(def_) {.name = "--device", .metavar = "cpu|cuda|auto", .help = "where the forward runs (auto: cuda when a GPU is usable)", .def = def_}
+#define CLI_DEVICE_HELP(def_, help_) {.name = "--device", .metavar = "cpu|cuda|auto", .help = help_, .def = def_}
+#define CLI_DEVICE(def_) CLI_DEVICE_HELP(def_, "where the forward runs (auto: cuda when a GPU is usable)")
 #define CLI_THREADS {.name = "--threads", .metavar = "N", .help = "CPU threads (default: all cores)"}
 #define CLI_JSON {.name = "--json", .help = "print one JSON object on stdout instead of the text report"}
 #define CLI_QUIET {.name = "--quiet", .help = "no progress output on stderr"}

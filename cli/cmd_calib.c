@@ -111,10 +111,7 @@ int cmd_calib(int argc, char **argv) {
         cJSON_AddNumberToObject(j, "tokens_per_s", r.seconds > 0 ? r.tokens / r.seconds : 0);
         cJSON_AddStringToObject(j, "weights_sha256", r.model_sha256);
         cJSON_AddStringToObject(j, "data_sha256", r.data_sha256);
-        char *s = cJSON_PrintUnformatted(j);
-        printf("%s\n", s);
-        free(s);
-        cJSON_Delete(j);
+        cli_json_print(j, 0);
         return 0;
     }
     char dur[32], rate[32];

@@ -180,10 +180,7 @@ int cmd_eval(int argc, char **argv) {
             cJSON_AddStringToObject(o, "method", r.method);
             cJSON_AddStringToObject(o, "int8", be_kind_is_cuda(r.kind) ? "gpu" : "cpu simulation");
         }
-        char *s = cJSON_PrintUnformatted(o);
-        printf("%s\n", s);
-        free(s);
-        cJSON_Delete(o);
+        cli_json_print(o, 0);
     } else {
         printf("model          %s (%s, %.1fM parameters)\n", spec.model, r.arch, r.params * 1e-6);
         if (r.method) printf("quantization   %s, %s\n", r.method, be_kind_is_cuda(r.kind) ? "int8 GPU pass" : "simulated W8A8 on the CPU");

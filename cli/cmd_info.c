@@ -125,10 +125,7 @@ int cmd_info(int argc, char **argv) {
         cJSON_AddNumberToObject(j, "bytes", (double)bytes);
         cJSON_AddBoolToObject(j, "valid", 1);
         if (c) cJSON_AddItemToObject(j, "config", c);
-        char *s = cJSON_Print(j);
-        printf("%s\n", s);
-        free(s);
-        cJSON_Delete(j);
+        cli_json_print(j, 1);
     } else {
         printf("valid     loads as a %s model: %d layers, vocab %d, %.1f MB as FP32\n", cfg_arch_name(m.cfg.arch),
                m.cfg.n_layer, m.cfg.vocab_size, m.arena_bytes / 1e6);

@@ -170,10 +170,7 @@ static void print_json(const art_artifact *a) {
         cJSON_AddNumberToObject(h, "input_scale", qm->lm_head_in_scale);
         cJSON_AddNumberToObject(h, "weight_scale_max", wscale_max(&qm->lm_head_q));
     }
-    char *txt = cJSON_Print(j);
-    printf("%s\n", txt);
-    free(txt);
-    cJSON_Delete(j);
+    cli_json_print(j, 1);
 }
 
 int cmd_inspect(int argc, char **argv) {
@@ -195,10 +192,7 @@ int cmd_inspect(int argc, char **argv) {
             cJSON_AddStringToObject(j, "artifact", pos[0]);
             cJSON_AddBoolToObject(j, "valid", 0);
             cJSON_AddStringToObject(j, "error", mq_errmsg());
-            char *txt = cJSON_Print(j);
-            printf("%s\n", txt);
-            free(txt);
-            cJSON_Delete(j);
+            cli_json_print(j, 1);
         }
         fprintf(stderr, "mambaq inspect: invalid artifact: %s\n", mq_errmsg());
         return 1;

@@ -42,10 +42,7 @@ static void print_json(const art_artifact *a, const char *out, const char *stats
     cJSON_AddNumberToObject(c, "tokens", (double)tokens);
     cJSON_AddBoolToObject(c, "extra_pass", extra);
     cJSON_AddNumberToObject(j, "seconds", secs);
-    char *s = cJSON_PrintUnformatted(j);
-    printf("%s\n", s);
-    free(s);
-    cJSON_Delete(j);
+    cli_json_print(j, 0);
 }
 
 int cmd_quantize(int argc, char **argv) {

@@ -118,10 +118,7 @@ static void print_json(const calib_stats *s, const char *path) {
         if (g) cJSON_AddItemToObject(o, "absmax_per_group", floats(g));
         cJSON_AddItemToArray(acts, o);
     }
-    char *text = cJSON_Print(root);
-    printf("%s\n", text);
-    free(text);
-    cJSON_Delete(root);
+    cli_json_print(root, 1);
 }
 
 int cmd_stats(int argc, char **argv) {

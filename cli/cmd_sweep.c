@@ -141,8 +141,7 @@ int cmd_sweep(int argc, char **argv) {
         {.name = "--percentiles", .metavar = "LIST", .alias_of = "--percentile"},
         CLI_WEIGHT_OPTS,
         CLI_WINDOWS("32"),
-        {.name = "--device", .metavar = "cpu|cuda|auto", .help = "cpu: the CPU simulation against FP32; cuda: the int8 GPU pass "
-                                                                 "against FP16; auto: cuda when a GPU is usable", .def = "cpu"},
+        CLI_DEVICE_HELP("cpu", "cpu: the CPU simulation against FP32; cuda: the int8 GPU pass against FP16; auto: cuda when a GPU is usable"),
         CLI_THREADS,
         CLI_JSON,
         CLI_QUIET,
@@ -297,6 +296,7 @@ int cmd_sweep(int argc, char **argv) {
         cJSON_AddNumberToObject(j, "tokens_scored", (double)windows * (window - 1));
         cJSON_AddStringToObject(j, "weight_granularity", q_gran_name(base.weight_gran));
         cJSON_AddBoolToObject(j, "quantize_head", base.quantize_head);
+        cJSON_AddBoolToObject(j, "quantize_embedding", base.quantize_embedding);
         cJSON_AddNumberToObject(j, "fp32_ppl", ppl_fp);
         cJSON *res = cJSON_AddArrayToObject(j, "results");
         for (int i = 0; i < nc; i++) {
@@ -309,10 +309,7 @@ int cmd_sweep(int argc, char **argv) {
             cJSON_AddItemToObject(r, "out_proj_rel_err", cJSON_CreateDoubleArray(confs[i].out_err, L));
             cJSON_AddItemToArray(res, r);
         }
-        char *s = cJSON_PrintUnformatted(j);
-        printf("%s\n", s);
-        free(s);
-        cJSON_Delete(j);
+        cli_json_print(j, 0);
     } else {
         printf("model   %s (%s)\ndata    %s: %d windows x %d tokens\nstats   %s\n\n", model, cfg_arch_name(cfg.arch),
                data, windows, window, stats);

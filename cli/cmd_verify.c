@@ -140,9 +140,8 @@ int cmd_verify(int argc, char **argv) {
         CLI_WINDOWS("8"),
         {.name = "--check-windows", .metavar = "N",
          .help = "windows with the per-layer cosine and the check against the CPU simulation (CPU time)", .def = "1"},
-        {.name = "--device", .metavar = "cpu|cuda|auto",
-         .help = "cuda: the int8 GPU pass against the FP16 forward and the simulation; cpu: the simulation against "
-                 "the FP32 reference; auto: cuda when a GPU is usable", .def = "auto"},
+        CLI_DEVICE_HELP("auto", "cuda: the int8 GPU pass against the FP16 forward and the simulation; cpu: the simulation against "
+                                "the FP32 reference; auto: cuda when a GPU is usable"),
         CLI_THREADS,
         CLI_JSON,
         CLI_QUIET,
@@ -395,10 +394,7 @@ int cmd_verify(int argc, char **argv) {
         }
         cJSON_AddNumberToObject(o, "seconds", run_s);
         cJSON_AddNumberToObject(o, "load_seconds", load_s);
-        char *s = cJSON_PrintUnformatted(o);
-        printf("%s\n", s);
-        free(s);
-        cJSON_Delete(o);
+        cli_json_print(o, 0);
     } else {
         printf("artifact       %s (%s, %s, %d layers)\n", v.artifact, q_method_name(qm->opt.method),
                cfg_arch_name(c->arch), L);
