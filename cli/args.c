@@ -1,14 +1,15 @@
-/* Option table parsing and generated --help for the subcommands (see args.h). */
+/* Option table parsing and generated --help for the subcommands, the default paths under the
+ * shared folder, and small output helpers (see args.h). */
 #include "cli/args.h"
 #include <cjson/cJSON.h>
 #include <errno.h>
+#include <limits.h>
 #ifdef _OPENMP
 #include <omp.h>
 #endif
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <limits.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
