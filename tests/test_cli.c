@@ -28,6 +28,7 @@ static int ready(void) {
     return 1;
 }
 #define NEED_READY() do { if (!ready()) T_SKIP("bin/mambaq or ../shared missing"); } while (0)
+#define NEED_ARTIFACT() do { NEED_READY(); if (!g_art[0]) T_SKIP("no artifact (test_quantize_one_shot)"); } while (0)
 
 static const char *logpath(const char *name) {
     static char buf[8][600];
@@ -116,8 +117,7 @@ static void test_quantize_one_shot(void) {
 
 /* an artifact wherever a model runs; a clear error where a float model is needed */
 static void test_artifact_as_model(void) {
-    NEED_READY();
-    if (!g_art[0]) T_SKIP("no artifact (test_quantize_one_shot)");
+    NEED_ARTIFACT();
     char cmd[16384];
     const char *log = logpath("artifact");
     int rc;
@@ -158,8 +158,7 @@ static void test_artifact_as_model(void) {
 
 /* verify --device cpu: a clean CPU check; JSON numbers and one arch spelling */
 static void test_verify_cpu(void) {
-    NEED_READY();
-    if (!g_art[0]) T_SKIP("no artifact (test_quantize_one_shot)");
+    NEED_ARTIFACT();
     char cmd[16384];
     const char *log = logpath("verify");
     snprintf(cmd, sizeof cmd, "bin/mambaq verify '%s' --data '%s' --window 64 --windows 2 --device cpu --json", g_art, g_valid);
@@ -442,7 +441,7 @@ static void test_install_docs_defaults(void) {
     const char *flags = system("make -q NOCUDA=1 bin/mambaq 2>/dev/null") == 0 ? "NOCUDA=1" : "";
     if (!*flags && system("make -q bin/mambaq 2>/dev/null") != 0) T_SKIP("bin/mambaq is not up to date: make install would rebuild it");
     snprintf(prefix, sizeof prefix, "%s/%s/prefix", cwd, t_tmpdir());
-    snprintf(cmd, sizeof cmd, "make -s install %s PREFIX='%s'", flags, prefix);
+    snprintf(cmd, sizeof cmd, "make -s --no-print-directory install %s PREFIX='%s'", flags, prefix);
     T_CHECK(sh(cmd, log) == 0, "make install: %s", slurp(log));
     snprintf(cmd, sizeof cmd, "'%s/bin/mambaq' --version", prefix);
     T_CHECK(sh(cmd, log) == 0, "installed mambaq --version");
