@@ -46,15 +46,15 @@ static void eval_progress(void *ctx, int done, int total) {
     prog_update(&p->bar, done, (int64_t)done * p->window);
 }
 
-/* Windows per call: the GPU kinds batch 8; the CPU kinds run the windows of a call in parallel, so
- * a call holds a few per thread. */
+/* Windows per call: the GPU kinds batch 8; the CPU kinds run the windows of a call in parallel, two
+ * per thread (a progress line can come every few seconds: a call is about two windows' time). */
 static int eval_batch(int cuda) {
 #ifdef _OPENMP
     const int th = omp_get_max_threads();
 #else
     const int th = 1;
 #endif
-    return cuda ? 8 : (th * 4 > 8 ? th * 4 : 8);
+    return cuda ? 8 : (th * 2 > 4 ? th * 2 : 4);
 }
 
 double eval_nll_stderr(double sum, double sum_sq, long n) {

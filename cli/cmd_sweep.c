@@ -108,10 +108,11 @@ static double ppl_of(be *b, const int32_t *ids, size_t n, int window, int window
     return exp(sum / scored);
 }
 
-/* Windows per backend call (as eval: the CPU kinds score a call's windows in parallel). */
+/* Windows per backend call (as eval: the CPU kinds score a call's windows in parallel, two per
+ * thread, so progress lines come every few seconds). */
 static int sweep_batch(int cuda, int windows) {
-    int b = cuda ? 8 : 4 * mat_threads();
-    if (b < 8) b = 8;
+    int b = cuda ? 8 : 2 * mat_threads();
+    if (b < 4) b = 4;
     return b < windows ? b : windows;
 }
 
