@@ -41,7 +41,7 @@ endif
 LIB_OBJ := $(patsubst %.c,build/obj/%.o,$(LIB_C)) $(LIB_OBJ_CU)
 TEST_BIN := $(patsubst tests/%.c,build/tests/%,$(TEST_C))
 
-.PHONY: all deps run test bench clean install uninstall
+.PHONY: all deps run test bench clean install uninstall fuzz fuzz-smoke
 all: bin/mambaq
 
 deps:
@@ -78,17 +78,41 @@ build/bench/%: tests/%.c build/libmambaq.a
 ASAN_TEST_NAMES ?= test_st test_cfg test_load test_tok test_reader
 ASAN_TESTS := $(filter $(patsubst %,tests/%.c,$(ASAN_TEST_NAMES)),$(TEST_C))
 ASAN_FLAGS := -std=gnu11 -O1 -g -Wno-psabi -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined -fopenmp -D_GNU_SOURCE -I. $(filter -I%,$(CFLAGS))
-build/asan/%: tests/%.c $(filter-out %.cu,$(LIB_C)) tests/test.h
+build/asan/%: tests/%.c $(filter-out %.cu,$(LIB_C)) $(wildcard tests/*.h)
 	@mkdir -p build/asan
 	$(CC) $(ASAN_FLAGS) $(LDFLAGS) $< $(filter-out %.cu,$(LIB_C)) -o $@ $(filter-out -L$(CUDA_HOME)/lib64 -lcublasLt -lcublas -lcudart -lstdc++,$(LDLIBS))
 
+# The fuzz smoke runs count as tests when clang with libFuzzer is installed (else they are SKIP lines).
 test: deps
 	@$(MAKE) --no-print-directory all $(TEST_BIN) $(patsubst tests/%.c,build/asan/%,$(ASAN_TESTS))
-	@tests/run.sh tools/check_layers.sh $(TEST_BIN) $(patsubst tests/%.c,build/asan/%,$(ASAN_TESTS))
+	@if fuzz/smoke.sh --available; then $(MAKE) --no-print-directory fuzz || true; fi
+	@tests/run.sh tools/check_layers.sh $(TEST_BIN) $(patsubst tests/%.c,build/asan/%,$(ASAN_TESTS)) fuzz/smoke.sh
+
+# ---- fuzzing: libFuzzer + ASan + UBSan harnesses (fuzz/fuzz_*.c), seeds made from ../shared at
+# build time (fuzz/seeds.sh), `make fuzz-smoke` runs each for 10 s. See docs/reliability.md.
+FUZZ_CC   ?= clang
+FUZZ_BIN  := $(patsubst fuzz/%.c,build/fuzz/%,$(wildcard fuzz/fuzz_*.c))
+FUZZ_FLAGS := -std=gnu11 -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=all \
+              -Wno-unknown-pragmas -D_GNU_SOURCE -I. $(filter -I%,$(CFLAGS)) -DFUZZ_DATA='"$(abspath build/fuzz/data)"'
+FUZZ_OBJ  := $(patsubst %.c,build/fuzz/obj/%.o,$(filter-out %.cu,$(LIB_C)) $(filter-out cli/main.c,$(CLI_C)))
+build/fuzz/obj/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(FUZZ_CC) $(FUZZ_FLAGS) -fsanitize=fuzzer-no-link -MMD -MP -c $< -o $@
+build/fuzz/libmambaq_fuzz.a: $(FUZZ_OBJ)
+	rm -f $@ && ar rcs $@ $^
+build/fuzz/fuzz_%: fuzz/fuzz_%.c fuzz/fuzz.h build/fuzz/libmambaq_fuzz.a
+	$(FUZZ_CC) $(FUZZ_FLAGS) -fsanitize=fuzzer $(LDFLAGS) $< build/fuzz/libmambaq_fuzz.a -o $@ -lcjson -lz -lm
+build/fuzz/seedgen: fuzz/seeds.c build/libmambaq.a
+	$(CC) $(CFLAGS) $(LDFLAGS) $< build/libmambaq.a -o $@ $(LDLIBS)
+build/fuzz/seeds.stamp: build/fuzz/seedgen bin/mambaq fuzz/seeds.sh
+	fuzz/seeds.sh build/fuzz && touch $@
+fuzz: $(FUZZ_BIN) build/fuzz/seeds.stamp
+fuzz-smoke: fuzz
+	@fuzz/smoke.sh
 
 run: deps
 	@$(MAKE) --no-print-directory all
-	bin/mambaq run
+	bin/mambaq run --force
 
 bench: deps all
 	@tools/bench.sh
@@ -107,4 +131,4 @@ uninstall:
 	rm -f $(DESTDIR)$(PREFIX)/bin/mambaq
 	rm -rf $(DESTDIR)$(PREFIX)/share/doc/mambaq
 
--include $(shell find build/obj -name '*.d' 2>/dev/null)
+-include $(shell find build/obj build/fuzz/obj -name '*.d' 2>/dev/null)

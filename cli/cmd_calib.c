@@ -10,6 +10,7 @@
 #include "cli/cmds.h"
 #include "cli/fwd.h"
 #include "core/err.h"
+#include "core/fio.h"
 #include "core/gpu.h"
 #include "core/progress.h"
 #include "ssm/backend.h"
@@ -48,6 +49,7 @@ int cmd_calib(int argc, char **argv) {
          .def = "99,99.9,99.95,99.99,99.995,99.999,100"},
         {.name = "--percentiles", .metavar = "LIST", .alias_of = "--record-percentiles"},
         {.name = "--seed", .metavar = "N", .help = "shuffle the windows with this seed (default: consecutive windows from the start)"},
+        CLI_FORCE,
         CLI_THREADS,
         CLI_JSON,
         CLI_QUIET,
@@ -88,6 +90,8 @@ int cmd_calib(int argc, char **argv) {
     }
     o.out_path = cli_get(opts, "--out");
     o.quiet = cli_flag(opts, "--quiet");
+    /* before any work: an existing --out is kept unless --force, and the folder must be writable */
+    if (fio_check_out(o.out_path, cli_flag(opts, "--force"), 0)) mq_die("calib: --out: %s", mq_errmsg());
     o.tool = "mambaq " MQ_VERSION;
     cli_threads(opts);
     int cuda;

@@ -5,6 +5,7 @@
 #include "cli/args.h"
 #include "cli/cmds.h"
 #include "core/err.h"
+#include "core/fio.h"
 #include "datasets/ds.h"
 #include "datasets/tok.h"
 
@@ -13,6 +14,7 @@ int cmd_detokenize(int argc, char **argv) {
         {.name = "--ids", .metavar = "FILE", .help = "token ids, little-endian int32 (as written by mambaq tokenize --out)", .pos = 1},
         {.name = "--tokenizer", .metavar = "FILE", .help = "tokenizer.json (Hugging Face byte-level BPE)", .def = cli_default_path("models/tokenizer.json")},
         {.name = "--out", .metavar = "FILE", .help = "write the text here (atomically) instead of stdout"},
+        CLI_FORCE,
         CLI_END,
     };
     cli_parse(argc, argv, opts, "mambaq detokenize IDS [--tokenizer FILE] [--out FILE]",
@@ -20,6 +22,8 @@ int cmd_detokenize(int argc, char **argv) {
     const char *tok_path = cli_get(opts, "--tokenizer"), *ids_path = cli_get(opts, "--ids"), *out = cli_get(opts, "--out");
     if (!ids_path) ids_path = cli_need(opts, "detokenize", "--ids");
     if (!tok_path) { fprintf(stderr, "mambaq detokenize: no --tokenizer given and <shared>/models/tokenizer.json not found (" CLI_SHARED_HINT ")\n"); return 2; }
+    int force = cli_flag(opts, "--force");
+    if (out && fio_check_out(out, force, 0)) mq_die("detokenize: --out: %s", mq_errmsg());
     tok_tokenizer *tok = tok_load(tok_path);
     if (!tok) mq_die("%s", mq_errmsg());
     int32_t *ids;
@@ -28,7 +32,7 @@ int cmd_detokenize(int argc, char **argv) {
     char *text = tok_decode(tok, ids, n, &len);
     if (!text) mq_die("%s: %s", ids_path, mq_errmsg());
     if (out) {
-        if (mq_write_file_atomic(out, text, len)) mq_die("%s", mq_errmsg());
+        if (fio_write_file(out, text, len, force)) mq_die("%s", mq_errmsg());
     } else if (fwrite(text, 1, len, stdout) != len || fflush(stdout)) {
         mq_die("writing to stdout failed");
     }

@@ -1,6 +1,7 @@
 /* mambaq info: what a checkpoint directory holds: the parsed config, one line per tensor (name,
- * dtype, shape, file) and the parameter count; then a full ssm_load, so a bad checkpoint exits
- * non-zero with the loader's message (file, tensor, expected vs found). */
+ * dtype, shape, file), the parameter count and every tensor holding NaN or Inf; then a full ssm_load,
+ * so a bad checkpoint exits non-zero with the loader's message (file, tensor, expected vs found; NaN
+ * or Inf in a tensor the model uses, with its index and value). */
 #include <cjson/cJSON.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -71,6 +72,21 @@ static void print_tensors(const st_file *f, int table) {
            bytes / 1e6, base_name(st_path(f)));
 }
 
+/* Every float tensor holding NaN or Inf, named with its first bad index and value (printed, or added
+ * to list for --json); their count. */
+static int report_nonfinite(const st_file *f, cJSON *list) {
+    int bad = 0;
+    for (int i = 0; i < st_count(f); i++) {
+        if (!st_check_finite(st_get(f, i))) continue;
+        if (bad++ >= 20) continue;
+        if (list) cJSON_AddItemToArray(list, cJSON_CreateString(mq_errmsg()));
+        else printf("nonfinite %s\n", mq_errmsg());
+    }
+    if (bad > 20 && !list) printf("nonfinite ... and %d more tensors\n", bad - 20);
+    mq_clear_error();
+    return bad;
+}
+
 int cmd_info(int argc, char **argv) {
     cli_opt opts[] = {
         CLI_MODEL("checkpoint directory (config.json + model.safetensors or a sharded index; default: "
@@ -106,6 +122,8 @@ int cmd_info(int argc, char **argv) {
     size_t bytes = 0;
     for (int i = 0; i < st_count(f); i++) params += st_get(f, i)->numel, bytes += st_get(f, i)->nbytes;
     const int ntensors = st_count(f);
+    cJSON *nonfinite_list = json ? cJSON_CreateArray() : NULL;
+    int nonfinite = report_nonfinite(f, nonfinite_list);
     st_close(f);
 
     mq_model m;
@@ -124,11 +142,16 @@ int cmd_info(int argc, char **argv) {
         cJSON_AddNumberToObject(j, "params", (double)params);
         cJSON_AddNumberToObject(j, "bytes", (double)bytes);
         cJSON_AddBoolToObject(j, "valid", 1);
+        cJSON_AddItemToObject(j, "nonfinite", nonfinite_list);   /* NaN/Inf in tensors the model does not use */
         if (c) cJSON_AddItemToObject(j, "config", c);
         cli_json_print(j, 1);
     } else {
         printf("valid     loads as a %s model: %d layers, vocab %d, %.1f MB as FP32\n", cfg_arch_name(m.cfg.arch),
                m.cfg.n_layer, m.cfg.vocab_size, m.arena_bytes / 1e6);
+        /* the loader converts only the tensors the model uses, and refuses NaN/Inf in them */
+        if (nonfinite)
+            printf("note      %d tensor%s with NaN/Inf listed above %s not used by the model (e.g. a stored lm_head tied to the "
+                   "embedding)\n", nonfinite, nonfinite > 1 ? "s" : "", nonfinite > 1 ? "are" : "is");
     }
     ssm_free(&m);
     return 0;

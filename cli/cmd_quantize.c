@@ -14,6 +14,7 @@
 #include "cli/fwd.h"
 #include "cli/qcli.h"
 #include "core/err.h"
+#include "core/fio.h"
 #include "core/progress.h"
 #include "export/art.h"
 #include "quantize/q.h"
@@ -57,7 +58,9 @@ int cmd_quantize(int argc, char **argv) {
         CLI_CALIB_OPTS("512"),
         {.name = "--save-stats", .metavar = "FILE", .help = "keep the statistics of the calibration here (for report, sweep, --stats)"},
         CLI_RECIPE_OPTS,
-        CLI_FORCE,
+        {.name = "--force", .help = "replace an existing OUT (atomically; only an artifact, never another folder) or --save-stats"},
+        {.name = "--record-paths", .help = "record the model, stats and data paths in quant_config.json (default: their names and "
+                                           "hashes only, so that the same inputs give the same bytes on every host)"},
         CLI_THREADS,
         CLI_JSON,
         CLI_QUIET,
@@ -85,14 +88,15 @@ int cmd_quantize(int argc, char **argv) {
         fprintf(stderr, "mambaq quantize: note: --percentile is ignored by method %s (absmax clips)\n", q_method_name(o.method));
     double t0 = prog_now();
 
-    /* everything that can be refused is checked before any compute */
+    /* everything that can be refused is checked before any compute: --out free (or --force) and
+     * writable, the config, the tokenizer, the statistics */
     struct stat st;
     if (fwd_require_model(model, "quantize")) {
         fprintf(stderr, "mambaq quantize: %s\n", mq_errmsg());
         return 1;
     }
-    if (stat(out, &st) == 0 && !force) {
-        fprintf(stderr, "mambaq quantize: %s already exists (use --force to replace it)\n", out);
+    if (art_check_out(out, force)) {
+        fprintf(stderr, "mambaq quantize: OUT: %s\n", mq_errmsg());
         return 1;
     }
     mq_config cfg;
@@ -119,6 +123,10 @@ int cmd_quantize(int argc, char **argv) {
         }
         if (cli_flag(opts, "--save-stats")) {
             stats = cli_get(opts, "--save-stats");
+            if (fio_check_out(stats, force, 0)) {   /* an output like OUT: kept unless --force, writable */
+                fprintf(stderr, "mambaq quantize: --save-stats: %s\n", mq_errmsg());
+                return 1;
+            }
         } else {
             size_t n = strlen(out);
             while (n > 1 && out[n - 1] == '/') n--;
@@ -140,7 +148,7 @@ int cmd_quantize(int argc, char **argv) {
     }
 
     int extra = 0;
-    int rc = q_cli_quantize(model, stats, tokenizer, &o, out, force, !quiet, note, &extra);
+    int rc = q_cli_quantize(model, stats, tokenizer, &o, out, force, cli_flag(opts, "--record-paths"), !quiet, note, &extra);
     if (tmp_stats[0]) unlink(tmp_stats);
     if (rc) {
         fprintf(stderr, "mambaq quantize: %s\n", mq_errmsg());

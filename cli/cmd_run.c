@@ -37,6 +37,7 @@ int cmd_run(int argc, char **argv) {
         CLI_CALIB_OPTS("512"),
         {.name = "--out", .metavar = "DIR", .help = "where the stats file and the artifact go (DIR/<model>/)", .def = "out/run"},
         {.name = "--fp32-only", .help = "stop after the FP32 evaluation"},
+        {.name = "--force", .help = "replace the artifact (and a stats file that does not match) of an earlier run in --out"},
         CLI_THREADS,
         CLI_END,
     };
@@ -51,6 +52,20 @@ int cmd_run(int argc, char **argv) {
     if (!spec.model || !spec.data) mq_die("run: <shared>/models/mamba1-proxy or <shared>/datasets/valid.txt not found (" CLI_SHARED_HINT ")");
     if (fwd_require_model(spec.model, "run")) mq_die("%s", mq_errmsg());
     spec.tokenizer = cli_tokenizer(spec.model, NULL);
+
+    /* the outputs are checked before any work (cli/qcli.c) */
+    q_run_spec qs = {.model = spec.model, .calib_data = cli_default_path("datasets/calib.txt"), .eval_data = spec.data,
+                     .tokenizer = spec.tokenizer, .out_dir = cli_get(opts, "--out"), .window = spec.window,
+                     .windows = spec.windows, .progress = 1, .force = cli_flag(opts, "--force")};
+    if (!qs.calib_data) mq_die("run: <shared>/datasets/calib.txt not found (" CLI_SHARED_HINT ")");
+    qs.samples = (int)cli_int(opts, "--samples", 1, 1 << 20);
+    qs.seqlen = (int)cli_int(opts, "--seqlen", 2, 1 << 20);
+    q_cli_options(opts, &qs.opt);
+    q_run_result qr;
+    if (!cli_flag(opts, "--fp32-only") && q_cli_run_prepare(&qs, &qr)) {
+        fprintf(stderr, "mambaq run: %s\n", mq_errmsg());
+        return 1;
+    }
 
     printf("mambaq run: %s\n", spec.model);
     eval_result r;
@@ -73,14 +88,6 @@ int cmd_run(int argc, char **argv) {
     fflush(stdout);
 
     /* calib -> quantize -> validate -> simulated eval (cli/qcli.c) */
-    q_run_spec qs = {.model = spec.model, .calib_data = cli_default_path("datasets/calib.txt"), .eval_data = spec.data,
-                     .tokenizer = spec.tokenizer, .out_dir = cli_get(opts, "--out"), .window = spec.window,
-                     .windows = spec.windows, .progress = 1};
-    if (!qs.calib_data) mq_die("run: <shared>/datasets/calib.txt not found (" CLI_SHARED_HINT ")");
-    qs.samples = (int)cli_int(opts, "--samples", 1, 1 << 20);
-    qs.seqlen = (int)cli_int(opts, "--seqlen", 2, 1 << 20);
-    q_cli_options(opts, &qs.opt);
-    q_run_result qr;
     if (q_cli_run(&qs, &qr)) {
         fprintf(stderr, "mambaq run: %s\n", mq_errmsg());
         return 1;

@@ -1,5 +1,6 @@
 /* mambaq stats: print a calibration stats file (from mambaq calib) as a per-layer table of absmax,
- * p99.95, p99.999 and their EMAs, plus the metadata that says how it was made; --json for tools. */
+ * p99.95, p99.999 and their EMAs, plus the metadata that says how it was made; --json for tools.
+ * Exits 1 when the values fail the checks quantize applies (q_cli_check_stats). */
 #include <cjson/cJSON.h>
 #include <math.h>
 #include <stdio.h>
@@ -8,6 +9,7 @@
 #include "calib/calib.h"
 #include "cli/args.h"
 #include "cli/cmds.h"
+#include "cli/qcli.h"
 #include "core/err.h"
 
 static const char *meta_keys[] = {
@@ -137,6 +139,9 @@ int cmd_stats(int argc, char **argv) {
     if (!s) mq_die("%s", mq_errmsg());
     if (cli_flag(opts, "--json")) print_json(s, path);
     else print_table(s, path);
+    /* after the table, so the values can be looked at: the checks quantize applies */
+    int bad = q_cli_check_stats(s, path);
+    if (bad) fprintf(stderr, "mambaq stats: invalid statistics: %s\n", mq_errmsg());
     calib_stats_close(s);
-    return 0;
+    return bad ? 1 : 0;
 }

@@ -7,6 +7,7 @@
 #include "cli/args.h"
 #include "cli/cmds.h"
 #include "core/err.h"
+#include "core/fio.h"
 #include "datasets/ds.h"
 #include "datasets/tok.h"
 
@@ -25,6 +26,7 @@ int cmd_tokenize(int argc, char **argv) {
         {.name = "--tokenizer", .metavar = "FILE", .help = "tokenizer.json (Hugging Face byte-level BPE)", .def = cli_default_path("models/tokenizer.json")},
         CLI_FIELD,
         {.name = "--out", .metavar = "FILE", .help = "write the ids here as little-endian int32 (atomically)"},
+        CLI_FORCE,
         {.name = "--stats", .help = "print bytes, tokens, bytes/token and MB/s"},
         {.name = "--replace-invalid", .help = "replace invalid UTF-8 with U+FFFD instead of failing"},
         CLI_END,
@@ -35,6 +37,8 @@ int cmd_tokenize(int argc, char **argv) {
     const char *tok_path = cli_get(opts, "--tokenizer"), *data = cli_get(opts, "--data"), *out = cli_get(opts, "--out");
     if (!data) data = cli_need(opts, "tokenize", "--data");
     if (!tok_path) { fprintf(stderr, "mambaq tokenize: no --tokenizer given and <shared>/models/tokenizer.json not found (" CLI_SHARED_HINT ")\n"); return 2; }
+    int force = cli_flag(opts, "--force");
+    if (out && fio_check_out(out, force, 0)) mq_die("tokenize: --out: %s", mq_errmsg());
 
     double t0 = now_s();
     tok_tokenizer *tok = tok_load(tok_path);
@@ -48,6 +52,9 @@ int cmd_tokenize(int argc, char **argv) {
     t0 = now_s();
     double c0 = cpu_s();
     if (tok_encode(tok, text, len, &ids, &n)) mq_die("%s: %s", data, mq_errmsg());
+    if (len && !n)
+        mq_die("%s: %zu bytes of text encode to no tokens with %s (its vocabulary lacks their bytes and has no unk token)", data, len,
+               tok_path);
     double t_enc = now_s() - t0, c_enc = cpu_s() - c0;
 
     if (out) {
@@ -55,7 +62,7 @@ int cmd_tokenize(int argc, char **argv) {
         unsigned char *buf = mq_malloc(n * 4);
         for (size_t i = 0; i < n; i++)
             for (int b = 0; b < 4; b++) buf[4 * i + b] = (unsigned char)((uint32_t)ids[i] >> (8 * b));
-        if (mq_write_file_atomic(out, buf, n * 4)) mq_die("%s", mq_errmsg());
+        if (fio_write_file(out, buf, n * 4, force)) mq_die("%s", mq_errmsg());
         free(buf);
     }
     if (cli_flag(opts, "--stats")) {

@@ -134,8 +134,8 @@ static int same_shape(const mq_config *a, const mq_config *b) {
 int cmd_verify(int argc, char **argv) {
     cli_opt opts[] = {
         {.name = "--artifact", .metavar = "DIR", .help = "the int8 artifact (mambaq quantize)", .pos = 1},
-        {.name = "--model", .metavar = "DIR", .help = "the float model (default: the artifact's source model); an artifact here "
-                                                      "is taken as --artifact"},
+        {.name = "--model", .metavar = "DIR", .help = "the float model (default: the source model the artifact records, a path "
+                                                      "when quantized with --record-paths); an artifact here is taken as --artifact"},
         CLI_DATA_OPTS(NULL),
         CLI_WINDOWS("8"),
         {.name = "--check-windows", .metavar = "N",

@@ -2,6 +2,7 @@
  * `mambaq run`: calibrate (with the recipe's transforms, so quantize needs no extra pass), quantize,
  * validate the artifact, evaluate it by simulation. */
 #include "cli/qcli.h"
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <limits.h>
@@ -10,6 +11,7 @@
 #include "cli/cmds.h"
 #include "cli/eval.h"
 #include "core/err.h"
+#include "core/fio.h"
 #include "core/hash.h"
 #include "core/progress.h"
 
@@ -29,21 +31,77 @@ void q_cli_options(const cli_opt *opts, q_options *o) {
     o->quantize_head = cli_flag(opts, "--quantize-head") || o->quantize_embedding;   /* the int8 embedding is the tied lm_head */
 }
 
-/* Provenance of an artifact made from model_dir and the stats file. */
-void q_cli_provenance(const q_cstats *cs, const char *model_dir, art_provenance *p) {
+/* The name of the file or folder path names ("a/b/name/", "name/./" -> "name") into buf. */
+static void base_name(const char *path, char *buf, size_t n) {
+    char abs[PATH_MAX];
+    if (realpath(path, abs)) path = abs;
+    size_t len = strlen(path);
+    while (len > 1 && path[len - 1] == '/') len--;
+    size_t start = len;
+    while (start > 0 && path[start - 1] != '/') start--;
+    snprintf(buf, n, "%.*s", (int)(len - start), path + start);
+}
+
+/* Provenance of an artifact made from model_dir and the stats file: hashes always, and the file
+ * names; whole paths (which differ between hosts and checkouts, so two identical artifacts would
+ * differ) only with record_paths. */
+void q_cli_provenance(const q_cstats *cs, const char *model_dir, int record_paths, art_provenance *p) {
     memset(p, 0, sizeof *p);
     const char *v;
     char abs[PATH_MAX];
-    snprintf(p->source_model, sizeof p->source_model, "%s", realpath(model_dir, abs) ? abs : model_dir);
+    if (record_paths) {
+        snprintf(p->source_model, sizeof p->source_model, "%s", realpath(model_dir, abs) ? abs : model_dir);
+        snprintf(p->stats_file, sizeof p->stats_file, "%s", realpath(cs->path, abs) ? abs : cs->path);
+        if ((v = calib_stats_meta(cs->cs, "data.path"))) snprintf(p->calib_data, sizeof p->calib_data, "%s", v);
+    } else {
+        base_name(model_dir, p->source_model, sizeof p->source_model);
+        base_name(cs->path, p->stats_file, sizeof p->stats_file);
+        if ((v = calib_stats_meta(cs->cs, "data.path"))) base_name(v, p->calib_data, sizeof p->calib_data);
+    }
     if ((v = calib_stats_meta(cs->cs, "model.weights_sha256"))) snprintf(p->source_hash, sizeof p->source_hash, "%s", v);
-    snprintf(p->stats_file, sizeof p->stats_file, "%s", realpath(cs->path, abs) ? abs : cs->path);
-    if ((v = calib_stats_meta(cs->cs, "data.path"))) snprintf(p->calib_data, sizeof p->calib_data, "%s", v);
     if ((v = calib_stats_meta(cs->cs, "data.sha256"))) snprintf(p->calib_data_hash, sizeof p->calib_data_hash, "%s", v);
     long samples = (v = calib_stats_meta(cs->cs, "calib.samples")) ? atol(v) : 0;
     long seqlen = (v = calib_stats_meta(cs->cs, "calib.seqlen")) ? atol(v) : 0;
     p->calib_samples = samples;
     p->calib_tokens = samples * seqlen;
     snprintf(p->tool_version, sizeof p->tool_version, "%s", MQ_VERSION);
+}
+
+/* One statistic tensor's values: finite, in [0, Q_CLI_STAT_MAX], and (lim > 0) at most lim. */
+static int check_values(const char *path, const char *name, const char *suffix, const st_tensor *t, float lim) {
+    if (!t) return 0;
+    if (t->dtype != MQ_F32) return mq_fail("%s: %s%s: dtype %s, expected F32", path, name, suffix, mq_dtype_name(t->dtype));
+    for (int64_t k = 0; k < t->numel; k++) {
+        float v;
+        memcpy(&v, (const char *)t->data + 4 * k, 4);
+        const char *why = !isfinite(v) ? "not finite" : v < 0 ? "negative" : v > Q_CLI_STAT_MAX ? "implausibly large" : NULL;
+        if (!why && lim > 0 && v > lim * (1 + 1e-5f) + 1e-30f) why = "above the activation's absmax";
+        if (why)
+            return mq_fail("%s: %s%s[%lld] = %g is %s: a statistic of |v| must be finite and in [0, %g]%s", path, name, suffix,
+                           (long long)k, (double)v, why, (double)Q_CLI_STAT_MAX, lim > 0 ? " and at most the absmax" : "");
+    }
+    return 0;
+}
+
+int q_cli_check_stats(const calib_stats *s, const char *path) {
+    for (int i = 0; i < calib_stats_npct(s); i++) {
+        double q = calib_stats_pct(s, i);
+        if (!(q >= 0 && q <= 100)) return mq_fail("%s: metadata calib.percentiles: %g is not a percentile in [0, 100]", path, q);
+    }
+    for (int i = 0; i < calib_stats_count(s); i++) {
+        const char *name = calib_stats_name(s, i);
+        const st_tensor *a = calib_stats_tensor(s, name, ".absmax");
+        float amax = 0;
+        if (!a || check_values(path, name, ".absmax", a, 0)) return a ? -1 : mq_fail("%s: %s: no .absmax", path, name);
+        memcpy(&amax, a->data, 4);
+        if (!(amax > 0))
+            return mq_fail("%s: %s.absmax = 0: the activation was exactly zero on every calibration token, which no working "
+                           "model does; the statistics are broken (re-run mambaq calib)", path, name);
+        static const char *const rest[] = {".percentiles", ".ema_percentiles", ".absmax_per_head", ".absmax_per_group"};
+        for (int k = 0; k < 4; k++)
+            if (check_values(path, name, rest[k], calib_stats_tensor(s, name, rest[k]), amax)) return -1;
+    }
+    return 0;
 }
 
 /* An existing stats file can be reused when it is for these weights, this data file, these window
@@ -87,7 +145,7 @@ int q_cli_calibrate(const q_cal_spec *s, const q_options *o, const char *stats_o
 }
 
 int q_cli_quantize(const char *model, const char *stats, const char *tokenizer, const q_options *o, const char *out,
-                   int force, int progress, const char *stats_file_note, int *extra_pass) {
+                   int force, int record_paths, int progress, const char *stats_file_note, int *extra_pass) {
     *extra_pass = 0;
     mq_config cfg;
     if (cfg_load(model, &cfg)) return -1;
@@ -95,6 +153,10 @@ int q_cli_quantize(const char *model, const char *stats, const char *tokenizer, 
     snprintf(cfg_path, sizeof cfg_path, "%s/config.json", model);
     q_cstats cs;
     if (q_cstats_open(&cs, stats, model, &cfg)) return -1;
+    if (q_cli_check_stats(cs.cs, stats)) {
+        q_cstats_close(&cs);
+        return -1;
+    }
     if (progress) fprintf(stderr, "loading %s\n", model);
     mq_model m;
     if (ssm_load(model, &m)) {
@@ -119,7 +181,7 @@ int q_cli_quantize(const char *model, const char *stats, const char *tokenizer, 
     ssm_free(&m);
     if (!rc) {
         art_provenance pv;
-        q_cli_provenance(&cs, model, &pv);
+        q_cli_provenance(&cs, model, record_paths, &pv);
         if (stats_file_note) snprintf(pv.stats_file, sizeof pv.stats_file, "%s", stats_file_note);
         rc = art_write(out, &qm, &pv, cfg_path, tokenizer, force);
         q_model_free(&qm);
@@ -128,24 +190,33 @@ int q_cli_quantize(const char *model, const char *stats, const char *tokenizer, 
     return rc;
 }
 
-int q_cli_run(const q_run_spec *s, q_run_result *r) {
+int q_cli_run_prepare(const q_run_spec *s, q_run_result *r) {
     memset(r, 0, sizeof *r);
     mq_config cfg;
     if (cfg_load(s->model, &cfg)) return -1;
-    const char *base = strrchr(s->model, '/');
-    base = base && base[1] ? base + 1 : s->model;
-    char dir[4096];
+    char base[1024], dir[4096];
+    base_name(s->model, base, sizeof base);   /* "models/x/" is x: never a path out of --out */
+    if (!base[0] || !strcmp(base, ".") || !strcmp(base, ".."))
+        return mq_fail("%s: cannot name a folder after this model path; give the model folder by its name", s->model);
     if ((size_t)snprintf(dir, sizeof dir, "%s/%s", s->out_dir, base) >= sizeof dir) return mq_fail("path too long: %s", s->out_dir);
-    char cmd[8400];
-    snprintf(cmd, sizeof cmd, "mkdir -p '%s'", dir);
-    if (system(cmd) != 0) return mq_fail("cannot create %s", dir);
+    if (fio_mkdir_p(dir)) return -1;   /* in C: no shell ever sees a path */
     snprintf(r->stats, sizeof r->stats, "%s/stats.safetensors", dir);
     snprintf(r->artifact, sizeof r->artifact, "%s/%s", dir, q_method_name(s->opt.method));
+    /* stats.safetensors is reused when it matches, else written (replacing one only with --force);
+     * the artifact is replaced with --force only */
+    r->stats_reused = stats_reusable(r->stats, s, &cfg);
+    if (!s->force && !r->stats_reused && fio_check_out(r->stats, 0, 0))
+        return mq_fail_ctx("run --out %s: the stats file does not match this run", s->out_dir);
+    if (art_check_out(r->artifact, s->force)) return mq_fail_ctx("run --out %s", s->out_dir);
+    return 0;
+}
+
+int q_cli_run(const q_run_spec *s, q_run_result *r) {
+    if (q_cli_run_prepare(s, r)) return -1;
 
     /* 1. calibration, with the transforms of the recipe */
     double t0 = prog_now();
-    if (stats_reusable(r->stats, s, &cfg)) {
-        r->stats_reused = 1;
+    if (r->stats_reused) {
         if (s->progress) fprintf(stderr, "calib: reusing %s (same weights, data, windows and transforms)\n", r->stats);
     } else {
         q_cal_spec cal = {.model = s->model, .data = s->calib_data, .tokenizer = s->tokenizer, .samples = s->samples,
@@ -157,7 +228,7 @@ int q_cli_run(const q_run_spec *s, q_run_result *r) {
     /* 2. quantization */
     t0 = prog_now();
     int extra;
-    if (q_cli_quantize(s->model, r->stats, s->tokenizer, &s->opt, r->artifact, 1, s->progress, NULL, &extra)) return -1;
+    if (q_cli_quantize(s->model, r->stats, s->tokenizer, &s->opt, r->artifact, s->force, 0, s->progress, NULL, &extra)) return -1;
     r->quantize_seconds = prog_now() - t0;
 
     /* 3. validation (what mambaq inspect checks) */

@@ -10,7 +10,16 @@
 /* --method, --percentile, --weight-granularity, --quantize-head, --quantize-embedding -> o; exits 2
  * on invalid values. */
 void q_cli_options(const cli_opt *opts, q_options *o);
-void q_cli_provenance(const q_cstats *cs, const char *model_dir, art_provenance *p);
+/* The provenance an artifact records: hashes, counts and file names; whole host paths only with
+ * record_paths (they would make the same artifact differ between checkouts). */
+void q_cli_provenance(const q_cstats *cs, const char *model_dir, int record_paths, art_provenance *p);
+
+/* Statistics a quantizer may trust (the reader, calib/stats.c, checks only the layout): every absmax,
+ * percentile and per-head / per-group absmax finite, >= 0 and <= Q_CLI_STAT_MAX (the clip of
+ * ART_SCALE_MAX), percentiles at most their absmax, and no absmax of exactly 0. 0, or -1 + a
+ * message naming the file, the statistic, the index and the value. */
+#define Q_CLI_STAT_MAX (ART_SCALE_MAX * QR_QMAX)
+int q_cli_check_stats(const calib_stats *s, const char *path);
 
 /* Calibration of model on data for recipe o, with the recipe's transforms (so quantizing needs no
  * extra pass), on the CPU, into the stats file stats_out. 0, or -1 + mq_errmsg(). */
@@ -21,12 +30,13 @@ typedef struct {
 } q_cal_spec;
 int q_cli_calibrate(const q_cal_spec *s, const q_options *o, const char *stats_out);
 
-/* stats -> artifact: refuses stats of other weights, loads the model, runs the extra pass when the
- * file lacks statistics the recipe's fusions need, quantizes, writes the artifact atomically (force:
- * replace an existing one). stats_file_note: what the provenance names as the stats file (NULL: the
- * file's path). *extra_pass: whether it ran. 0, or -1 + mq_errmsg(). */
+/* stats -> artifact: refuses stats of other weights and statistics q_cli_check_stats refuses, loads
+ * the model, runs the extra pass when the file lacks statistics the recipe's fusions need, quantizes,
+ * writes the artifact atomically (force: replace an existing one; record_paths: host paths in its
+ * provenance, see q_cli_provenance). stats_file_note: what the provenance names as the stats file
+ * (NULL: the file's name, or path). *extra_pass: whether it ran. 0, or -1 + mq_errmsg(). */
 int q_cli_quantize(const char *model, const char *stats, const char *tokenizer, const q_options *o, const char *out,
-                   int force, int progress, const char *stats_file_note, int *extra_pass);
+                   int force, int record_paths, int progress, const char *stats_file_note, int *extra_pass);
 
 /* The quantization stage of `mambaq run`: calib (reusing a stats file that matches) -> quantize ->
  * validate -> simulated eval. Files go to out_dir/<model dir name>/{stats.safetensors,<method>/}. */
@@ -36,6 +46,7 @@ typedef struct {
     int window, windows;          /* evaluation protocol */
     q_options opt;
     int progress;
+    int force;                    /* replace an artifact (and a stats file that does not match) */
 } q_run_spec;
 
 typedef struct {
@@ -48,5 +59,8 @@ typedef struct {
 } q_run_result;
 
 int q_cli_run(const q_run_spec *s, q_run_result *r);
+/* What q_cli_run checks before any work (run calls it before its FP32 evaluation too): the output
+ * folder made, an artifact or a non-matching stats file there refused unless force, writable. */
+int q_cli_run_prepare(const q_run_spec *s, q_run_result *r);
 
 #endif

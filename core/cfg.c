@@ -5,6 +5,8 @@
 #include "cfg.h"
 #include "err.h"
 #include <cjson/cJSON.h>
+#include <dirent.h>
+#include <float.h>
 #include <limits.h>
 #include <math.h>
 #include <stdlib.h>
@@ -106,8 +108,13 @@ static int get_limit(const jsec *s, const char *key, float *lo, float *hi) {
         return mq_fail("%s: field '%s%s' must be [min, max] numbers (max may be {\"__float__\": \"Infinity\"})", s->src, s->prefix, key);
     if (!(a >= 0) || !(b > a))
         return mq_fail("%s: field '%s%s' must satisfy 0 <= min < max, found [%g, %g]", s->src, s->prefix, key, a, b);
+    /* dt is float32: a min beyond its range would become +inf and clamp every dt to infinity */
+    if (!(a <= FLT_MAX))
+        return mq_fail("%s: field '%s%s': min %g is not a finite float32 (at most %g)", s->src, s->prefix, key, a, (double)FLT_MAX);
     *lo = (float)a;
-    *hi = (float)b;
+    *hi = (float)b;   /* a max beyond float32 (1e39, Infinity) is +inf: no upper clamp */
+    if (!(*hi > *lo))
+        return mq_fail("%s: field '%s%s': [%g, %g] is empty in float32", s->src, s->prefix, key, a, b);
     return 0;
 }
 
@@ -302,6 +309,44 @@ int cfg_parse(const char *json, const char *source, mq_config *out) {
     return rc;
 }
 
+/* Sizes come from config.json before any tensor is read, and the loaders allocate per layer and per
+ * vocabulary row from them: a config saying 10,000,000 layers next to a 24-layer checkpoint would
+ * have them build gigabytes of tables before finding the first missing tensor. So the weights the
+ * config implies are checked against the bytes the checkpoint files in dir hold: each element takes
+ * at least one byte (int8) and each tensor at least TENSOR_MIN_BYTES of header or zip entry. Only
+ * a lower bound, with 1 MiB of slack so that a small damaged file gets its own, more precise error
+ * from the reader; the loaders then check every tensor exactly. Skipped when dir holds no checkpoint. */
+#define TENSOR_MIN_BYTES 32.0
+#define CHECK_SLACK_BYTES 1048576.0
+static int check_against_files(const char *dir, const mq_config *c, const char *src) {
+    DIR *d = opendir(dir);
+    if (!d) return 0;
+    double have = 0;
+    struct dirent *e;
+    while ((e = readdir(d))) {
+        size_t n = strlen(e->d_name);
+        int ckpt = (n > 12 && !strcmp(e->d_name + n - 12, ".safetensors")) || (n > 4 && !strcmp(e->d_name + n - 4, ".bin"));
+        struct stat st;
+        if (ckpt && !fstatat(dirfd(d), e->d_name, &st, 0) && S_ISREG(st.st_mode)) have += (double)st.st_size;
+    }
+    closedir(d);
+    if (have == 0) return 0;
+    double D = c->d_model, Di = c->d_inner, P = cfg_in_proj_dim(c), C = cfg_conv_dim(c), K = c->d_conv;
+    double layer = D + P * D + C * K + D * Di, tensors = 7;
+    if (c->arch == MQ_MAMBA1) {
+        double R = c->dt_rank, N = c->d_state;
+        layer += (R + 2 * N) * Di + Di * R + Di + Di * N + Di;
+    } else {
+        layer += 3.0 * c->n_heads + Di;
+    }
+    double need = (double)c->vocab_size * D + D + (double)c->n_layer * (layer + tensors * TENSOR_MIN_BYTES);
+    if (need > have + CHECK_SLACK_BYTES)
+        return mq_fail("%s: num_hidden_layers %d, hidden_size %d and vocab_size %d imply at least %.3g bytes of weights, but the "
+                       "checkpoint files in %s hold %.3g bytes: this config.json does not describe this checkpoint",
+                       src, c->n_layer, c->d_model, c->vocab_size, need, dir, have);
+    return 0;
+}
+
 int cfg_load(const char *dir, mq_config *out) {
     struct stat st;
     size_t n = strlen(dir) + 16;
@@ -310,6 +355,7 @@ int cfg_load(const char *dir, mq_config *out) {
     else snprintf(path, n, "%s/config.json", dir);
     char *text = mq_read_file(path, NULL);
     int rc = text ? cfg_parse(text, path, out) : -1;
+    if (!rc && !(stat(dir, &st) == 0 && S_ISREG(st.st_mode))) rc = check_against_files(dir, out, path);
     free(text);
     free(path);
     return rc;

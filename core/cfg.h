@@ -29,7 +29,9 @@ typedef struct {
     char source[512];                  /* path the config came from, for messages */
 } mq_config;
 
-/* dir: a model directory holding config.json. */
+/* dir: a model directory holding config.json (or the config file itself). When dir holds checkpoint
+ * files (*.safetensors, *.bin), the sizes the config implies must fit in them (a lower bound: no
+ * allocation is ever sized by a config that the files cannot back). */
 int cfg_load(const char *dir, mq_config *out);
 /* json: config text; source: name used in error messages. */
 int cfg_parse(const char *json, const char *source, mq_config *out);

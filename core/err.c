@@ -1,12 +1,11 @@
 /* Error reporting, checked allocation and small file helpers shared by every module (see err.h). */
 #include "err.h"
+#include "fio.h"
 #include <errno.h>
-#include <fcntl.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <unistd.h>
 
 static _Thread_local char g_msg[2048];
 
@@ -62,76 +61,17 @@ void *mq_calloc_check(size_t n, size_t size, const char *file, int line) {
     return p;
 }
 
-char *mq_read_file(const char *path, size_t *len_out) {
-    FILE *f = fopen(path, "rb");
-    if (!f) { mq_fail("%s: cannot open: %s", path, strerror(errno)); return NULL; }
-    size_t cap = 1 << 16, len = 0;
-    char *buf = mq_malloc(cap + 1);
-    for (;;) {
-        size_t n = fread(buf + len, 1, cap - len, f);
-        len += n;
-        if (len < cap) break;
-        cap *= 2;
-        char *nb = realloc(buf, cap + 1);
-        if (!nb) { free(buf); fclose(f); mq_die("out of memory reading %s", path); }
-        buf = nb;
-    }
-    int err = ferror(f);
-    fclose(f);
-    if (err) { free(buf); mq_fail("%s: read error", path); return NULL; }
-    buf[len] = 0;
-    if (len_out) *len_out = len;
-    return buf;
-}
+/* The file helpers are core/fio.c's, under the names the modules have always used. */
+char *mq_read_file(const char *path, size_t *len_out) { return fio_read_file(path, len_out); }
 
 int mq_mkdir_parents(const char *path) {
-    char buf[4096];
-    size_t n = strlen(path);
-    if (n >= sizeof buf) return mq_fail("path too long: %s", path);
-    memcpy(buf, path, n + 1);
-    char *slash = strrchr(buf, '/');
-    if (!slash || slash == buf) return 0;
-    *slash = 0;
-    for (char *p = buf + 1; ; p++) {
-        int last = *p == 0;
-        if (*p == '/' || last) {
-            *p = 0;
-            if (mkdir(buf, 0755) != 0 && errno != EEXIST)
-                return mq_fail("%s: cannot create the folder: %s", buf, strerror(errno));
-            if (last) break;
-            *p = '/';
-        }
-    }
-    struct stat st;
-    if (stat(buf, &st) != 0 || !S_ISDIR(st.st_mode)) return mq_fail("%s: not a folder", buf);
-    return 0;
+    const char *slash = strrchr(path, '/');
+    if (!slash || slash == path) return 0;
+    char *dir = strndup(path, (size_t)(slash - path));
+    if (!dir) mq_die("out of memory");
+    int rc = fio_mkdir_p(dir);
+    free(dir);
+    return rc;
 }
 
-int mq_write_file_atomic(const char *path, const void *data, size_t len) {
-    size_t n = strlen(path) + 32;
-    char *tmp = mq_malloc(n);
-    snprintf(tmp, n, "%s.tmp.%d", path, (int)getpid());
-    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-    if (fd < 0) { mq_fail("%s: cannot create: %s", tmp, strerror(errno)); free(tmp); return -1; }
-    const char *p = data;
-    size_t left = len;
-    while (left) {
-        ssize_t w = write(fd, p, left);
-        if (w < 0) {
-            if (errno == EINTR) continue;
-            mq_fail("%s: write failed: %s", tmp, strerror(errno));
-            close(fd); unlink(tmp); free(tmp); return -1;
-        }
-        p += w; left -= (size_t)w;
-    }
-    if (fsync(fd) != 0 || close(fd) != 0) {
-        mq_fail("%s: sync/close failed: %s", tmp, strerror(errno));
-        unlink(tmp); free(tmp); return -1;
-    }
-    if (rename(tmp, path) != 0) {
-        mq_fail("%s: cannot rename into place: %s", path, strerror(errno));
-        unlink(tmp); free(tmp); return -1;
-    }
-    free(tmp);
-    return 0;
-}
+int mq_write_file_atomic(const char *path, const void *data, size_t len) { return fio_write_file(path, data, len, 1); }

@@ -26,12 +26,14 @@ void *mq_calloc_check(size_t n, size_t size, const char *file, int line);
 #define mq_malloc(n) mq_malloc_check((n), __FILE__, __LINE__)
 #define mq_calloc(n, s) mq_calloc_check((n), (s), __FILE__, __LINE__)
 
-/* Read a whole file into a NUL-terminated buffer the caller frees; NULL + mq_fail on error. */
+/* Read a whole regular file into a NUL-terminated buffer the caller frees; NULL + mq_fail on
+ * error (FIFOs, devices and directories are refused: core/fio.h). */
 char *mq_read_file(const char *path, size_t *len_out);
 /* Create the missing parent directories of `path` (like mkdir -p of its dirname), so an output
  * named in a new folder (`--out out/model-w8a8`) can be written. 0, or -1 naming the folder. */
 int mq_mkdir_parents(const char *path);
-/* Write `len` bytes to `path` atomically: a temporary sibling file, fsync, then rename. */
+/* Write `len` bytes to `path` atomically, replacing it: an unnamed temporary in its folder, fsync,
+ * then into place (core/fio.h; fio_write_file refuses an existing path instead). */
 int mq_write_file_atomic(const char *path, const void *data, size_t len);
 
 #ifdef __cplusplus

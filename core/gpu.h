@@ -14,6 +14,10 @@ const char *gpu_describe(void);
 /* cudaMalloc that reports instead of exiting (running out of GPU memory is a user-level error):
  * 0, or -1 + "GPU: cannot allocate N MiB for <what>: <CUDA's reason>" with *p NULL. CUDA builds. */
 int gpu_malloc(void **p, size_t bytes, const char *what);
+/* Device-to-device cudaMemcpy rate in TB/s, counting bytes read + written (the bandwidth a kernel
+ * that streams its operands once can hope for): median of 5 copies of `bytes` after a warm-up.
+ * 0 when the buffers cannot be allocated. For the benchmarks' bandwidth floors. CUDA builds. */
+double gpu_copy_tbps(size_t bytes);
 
 #ifdef __cplusplus
 }

@@ -43,3 +43,29 @@ extern "C" int gpu_malloc(void **p, size_t n, const char *what) {
     }
     return 0;
 }
+
+extern "C" double gpu_copy_tbps(size_t bytes) {
+    void *a = NULL, *b = NULL;
+    if (gpu_malloc(&a, bytes, "the copy-rate probe") || gpu_malloc(&b, bytes, "the copy-rate probe")) {
+        cudaFree(a);
+        return 0;
+    }
+    cudaEvent_t e0, e1;
+    CUDA_CHECK(cudaEventCreate(&e0));
+    CUDA_CHECK(cudaEventCreate(&e1));
+    float ms[6];
+    for (int r = 0; r < 6; r++) { /* r = 0 warms up */
+        CUDA_CHECK(cudaEventRecord(e0));
+        CUDA_CHECK(cudaMemcpy(b, a, bytes, cudaMemcpyDeviceToDevice));
+        CUDA_CHECK(cudaEventRecord(e1));
+        CUDA_CHECK(cudaEventSynchronize(e1));
+        CUDA_CHECK(cudaEventElapsedTime(&ms[r], e0, e1));
+    }
+    for (int i = 1; i < 6; i++) /* insertion sort of the 5 timed copies */
+        for (int j = i; j > 1 && ms[j] < ms[j - 1]; j--) { float t = ms[j]; ms[j] = ms[j - 1]; ms[j - 1] = t; }
+    CUDA_CHECK(cudaEventDestroy(e0));
+    CUDA_CHECK(cudaEventDestroy(e1));
+    CUDA_CHECK(cudaFree(a));
+    CUDA_CHECK(cudaFree(b));
+    return 2.0 * bytes / (ms[3] * 1e-3) / 1e12;
+}

@@ -3,11 +3,13 @@
  * hashing checkpoints of a few GB once per command. */
 #include "core/hash.h"
 #include "core/err.h"
+#include "core/fio.h"
 #include "core/st.h"
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 static const uint32_t K[64] = {
     0x428a2f98, 0x71374491, 0xb5c0fbcf, 0xe9b5dba5, 0x3956c25b, 0x59f111f1, 0x923f82a4, 0xab1c5ed5,
@@ -94,18 +96,23 @@ void hash_buffer_hex(const void *data, size_t n, char hex[HASH_HEX_LEN]) {
 }
 
 int hash_file(const char *path, char hex[HASH_HEX_LEN]) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return mq_fail("%s: cannot open: %s", path, strerror(errno));
+    /* a regular file, read up to the size it had when opened (never a FIFO or /dev/zero) */
+    size_t size;
+    int fd = fio_open_regular(path, &size);
+    if (fd < 0) return -1;
     hash_sha256 s;
     hash_init(&s);
     enum { CHUNK = 1 << 20 };
     uint8_t *buf = mq_malloc(CHUNK);
-    size_t n;
-    while ((n = fread(buf, 1, CHUNK, f)) > 0) hash_update(&s, buf, n);
-    int err = ferror(f);
-    fclose(f);
+    int rc = 0;
+    for (size_t off = 0; off < size && !rc; off += CHUNK) {
+        size_t n = size - off < CHUNK ? size - off : CHUNK;
+        rc = fio_pread_all(fd, buf, n, off, path);
+        if (!rc) hash_update(&s, buf, n);
+    }
+    close(fd);
     free(buf);
-    if (err) return mq_fail("%s: read error while hashing", path);
+    if (rc) return mq_fail_ctx("hashing %s", path);
     uint8_t d[32];
     hash_final(&s, d);
     hash_hex(d, hex);

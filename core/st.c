@@ -1,17 +1,20 @@
 /* safetensors reader and writer (see st.h).
- * Reader: every shard is mmapped read-only and its header is checked completely (length, JSON,
- * dtypes, shapes, offsets inside the data section, no overlaps) before any st_tensor is exposed.
- * Writer: streams header and data into a temporary sibling file and renames it into place. */
+ * Reader: every shard is read whole into memory the st_file owns (pread of the size the file had
+ * when opened), then its header is checked completely (length, JSON, dtypes, shapes, offsets inside
+ * the data section, no overlaps) before any st_tensor is exposed. Not mmap: a mapped file that
+ * another process truncates faults (SIGBUS) on the next access to a lost page, anywhere in the
+ * program; a read of owned memory cannot, and a file that shrinks during the read is an error.
+ * Float tensors enter FP32 only through st_to_f32, which refuses NaN and Inf by name and index.
+ * Writer: streams header and data into an unnamed temporary file and links it into place. */
 #include "st.h"
 #include "err.h"
+#include "fio.h"
 #include "pt.h"
 #include <cjson/cJSON.h>
 #include <errno.h>
-#include <fcntl.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -24,7 +27,7 @@ _Static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__, "safetensors data is l
 
 typedef struct {
     char *path;
-    void *map;
+    unsigned char *buf;   /* the whole file, owned */
     size_t size;
 } st_shard;
 
@@ -80,23 +83,78 @@ uint16_t st_f32_to_bf16(float f) {
     return (uint16_t)((x + 0x7fff + ((x >> 16) & 1)) >> 16);
 }
 
+static int is_float(mq_dtype d) { return d == MQ_F32 || d == MQ_F16 || d == MQ_BF16; }
+
+/* Element i of t, and whether it is NaN or Inf, from its bit pattern. */
+static int nonfinite_at(const st_tensor *t, int64_t i, float *v) {
+    const unsigned char *p = t->data;
+    uint32_t u;
+    uint16_t h;
+    switch (t->dtype) {
+    case MQ_F32: memcpy(&u, p + 4 * i, 4); *v = bits_f32(u); return (u & 0x7f800000) == 0x7f800000;
+    case MQ_F16: memcpy(&h, p + 2 * i, 2); *v = st_f16_to_f32(h); return (h & 0x7c00) == 0x7c00;
+    case MQ_BF16: memcpy(&h, p + 2 * i, 2); *v = st_bf16_to_f32(h); return (h & 0x7f80) == 0x7f80;
+    default: return 0;
+    }
+}
+
+/* "[r, c]" of the flat index i in t's shape. */
+static void index_str(char *buf, size_t n, const st_tensor *t, int64_t i) {
+    int64_t idx[MQ_MAX_DIMS];
+    for (int d = t->ndim - 1; d >= 0; d--) {
+        idx[d] = t->shape[d] ? i % t->shape[d] : 0;
+        i = t->shape[d] ? i / t->shape[d] : 0;
+    }
+    size_t k = (size_t)snprintf(buf, n, "[");
+    for (int d = 0; d < t->ndim && k < n; d++) k += (size_t)snprintf(buf + k, n - k, "%s%lld", d ? ", " : "", (long long)idx[d]);
+    if (k < n) snprintf(buf + k, n - k, "]");
+}
+
+int64_t st_count_nonfinite(const st_tensor *t, int64_t *first, float *value) {
+    int64_t count = 0;
+    if (!is_float(t->dtype)) return 0;
+    for (int64_t i = 0; i < t->numel; i++) {
+        float v;
+        if (nonfinite_at(t, i, &v) && count++ == 0) {
+            if (first) *first = i;
+            if (value) *value = v;
+        }
+    }
+    return count;
+}
+
+int st_check_finite(const st_tensor *t) {
+    int64_t first = 0;
+    float v = 0;
+    int64_t n = st_count_nonfinite(t, &first, &v);
+    if (!n) return 0;
+    char at[160];
+    index_str(at, sizeof at, t, first);
+    return mq_fail("%s: tensor '%s': %lld non-finite value%s (NaN or Inf), the first at %s = %g", t->file, t->name, (long long)n,
+                   n > 1 ? "s" : "", at, (double)v);
+}
+
 int st_to_f32(const st_tensor *t, float *dst) {
     /* data may be unaligned (header lengths need not be multiples of 8): load with memcpy */
     const unsigned char *p = t->data;
     switch (t->dtype) {
     case MQ_F32:
         memcpy(dst, p, (size_t)t->numel * 4);
-        return 0;
+        break;
     case MQ_F16:
         for (int64_t i = 0; i < t->numel; i++) { uint16_t h; memcpy(&h, p + 2 * i, 2); dst[i] = st_f16_to_f32(h); }
-        return 0;
+        break;
     case MQ_BF16:
         for (int64_t i = 0; i < t->numel; i++) { uint16_t h; memcpy(&h, p + 2 * i, 2); dst[i] = st_bf16_to_f32(h); }
-        return 0;
+        break;
     default:
         return mq_fail("%s: tensor '%s': dtype %s is not a float type (expected F32, F16 or BF16)",
                        t->file, t->name, mq_dtype_name(t->dtype));
     }
+    /* one pass over the result; the message (index, count) only when something is wrong */
+    int bad = 0;
+    for (int64_t i = 0; i < t->numel; i++) bad |= !isfinite(dst[i]);
+    return bad ? st_check_finite(t) : 0;
 }
 
 /* ---- reader ---- */
@@ -191,11 +249,11 @@ static int span_cmp(const void *a, const void *b) {
     return x->begin < y->begin ? -1 : x->begin > y->begin ? 1 : (x->end > y->end) - (x->end < y->end);
 }
 
-/* A torch.save checkpoint: its tensors point into the mapped zip entries (see pt.h). */
+/* A torch.save checkpoint: its tensors point into the zip entries of the read file (see pt.h). */
 static int add_pt_tensors(st_file *f, const st_shard *s) {
     pt_tensor *pt;
     int n;
-    if (pt_parse(s->map, s->size, s->path, &pt, &n)) return -1;
+    if (pt_parse(s->buf, s->size, s->path, &pt, &n)) return -1;
     for (int i = 0; i < n; i++) {
         st_tensor *t = push_tensor(f);
         t->name = pt[i].name;
@@ -204,7 +262,7 @@ static int add_pt_tensors(st_file *f, const st_shard *s) {
         t->ndim = pt[i].ndim;
         memcpy(t->shape, pt[i].shape, sizeof t->shape);
         t->numel = pt[i].numel;
-        t->data = (const unsigned char *)s->map + pt[i].offset;
+        t->data = s->buf + pt[i].offset;
         t->nbytes = pt[i].nbytes;
         t->file = s->path;
     }
@@ -212,31 +270,49 @@ static int add_pt_tensors(st_file *f, const st_shard *s) {
     return 0;
 }
 
-/* mmap one safetensors file (or a .bin: add_pt_tensors) and append its tensors to f. keep_meta: record its __metadata__. */
-static int open_shard(st_file *f, const char *path, int keep_meta) {
-    f->shards = realloc(f->shards, (size_t)(f->nshards + 1) * sizeof *f->shards);
-    if (!f->shards) mq_die("out of memory");
+/* A new shard of f named path (its buffer still to be filled). */
+static st_shard *new_shard(st_file *f, const char *path) {
+    st_shard *ns = realloc(f->shards, (size_t)(f->nshards + 1) * sizeof *f->shards);
+    if (!ns) mq_die("out of memory");
+    f->shards = ns;
     st_shard *s = &f->shards[f->nshards++];
     memset(s, 0, sizeof *s);
     s->path = strdup(path);
+    if (!s->path) mq_die("out of memory");
+    return s;
+}
 
-    int fd = open(path, O_RDONLY);
-    if (fd < 0) return mq_fail("%s: cannot open: %s", path, strerror(errno));
-    struct stat stt;
-    if (fstat(fd, &stt) != 0) { close(fd); return mq_fail("%s: cannot stat: %s", path, strerror(errno)); }
-    if (!S_ISREG(stt.st_mode)) { close(fd); return mq_fail("%s: not a regular file", path); }
-    s->size = (size_t)stt.st_size;
-    if (s->size < 8) {
-        close(fd);
+static int parse_shard(st_file *f, st_shard *s, int keep_meta);
+
+/* Read one safetensors file (or a .bin: add_pt_tensors) whole and append its tensors to f.
+ * keep_meta: record its __metadata__. */
+static int open_shard(st_file *f, const char *path, int keep_meta) {
+    st_shard *s = new_shard(f, path);
+    int fd = fio_open_regular(path, &s->size);
+    if (fd < 0) return -1;
+    if (s->size >= 8 && !ends_with(path, ".bin")) {
+        /* the header length first: a file that is not safetensors is refused before its bulk is read */
+        uint64_t hlen;
+        if (fio_pread_all(fd, &hlen, 8, 0, path)) { close(fd); return -1; }
+        if (hlen > s->size - 8) {
+            close(fd);
+            return mq_fail("%s: header length %llu beyond the file size (%zu bytes): truncated or not a safetensors file",
+                           path, (unsigned long long)hlen, s->size);
+        }
+    }
+    s->buf = mq_malloc(s->size);
+    int rc = fio_pread_all(fd, s->buf, s->size, 0, path);
+    close(fd);
+    return rc ? -1 : parse_shard(f, s, keep_meta);
+}
+
+static int parse_shard(st_file *f, st_shard *s, int keep_meta) {
+    const char *path = s->path;
+    if (s->size < 8)
         return mq_fail("%s: truncated: %zu bytes, too short for %s", path, s->size,
                        ends_with(path, ".bin") ? "a zip archive" : "the 8-byte header length");
-    }
-    s->map = mmap(NULL, s->size, PROT_READ, MAP_PRIVATE, fd, 0);
-    close(fd);
-    if (s->map == MAP_FAILED) { s->map = NULL; return mq_fail("%s: mmap failed: %s", path, strerror(errno)); }
     if (ends_with(path, ".bin")) return add_pt_tensors(f, s);
-
-    const unsigned char *base = s->map;
+    const unsigned char *base = s->buf;
     uint64_t hlen;
     memcpy(&hlen, base, 8);
     if (hlen > s->size - 8)
@@ -433,10 +509,21 @@ st_file *st_open(const char *path) {
     return f;
 }
 
+st_file *st_open_buffer(const void *data, size_t n, const char *name) {
+    st_file *f = mq_calloc(1, sizeof *f);
+    f->path = strdup(name);
+    st_shard *s = new_shard(f, name);
+    s->size = n;
+    s->buf = mq_malloc(n);
+    if (n) memcpy(s->buf, data, n);
+    if (parse_shard(f, s, 1) || build_index(f)) { st_close(f); return NULL; }
+    return f;
+}
+
 void st_close(st_file *f) {
     if (!f) return;
     for (int i = 0; i < f->nshards; i++) {
-        if (f->shards[i].map) munmap(f->shards[i].map, f->shards[i].size);
+        free(f->shards[i].buf);
         free(f->shards[i].path);
     }
     for (int i = 0; i < f->n; i++) free((char *)f->t[i].name);
@@ -471,6 +558,8 @@ const char *st_metadata(const st_file *f, const char *key) {
 
 /* ---- writer ---- */
 
+void (*st_test_before_commit)(const char *path);
+
 typedef struct {
     char *name;
     mq_dtype dtype;
@@ -484,7 +573,10 @@ struct st_writer {
     st_wtensor *t;
     int n, cap;
     cJSON *meta; /* object of strings, NULL until the first key */
+    int allow_nonfinite;
 };
+
+void st_writer_allow_nonfinite(st_writer *w) { w->allow_nonfinite = 1; }
 
 st_writer *st_writer_new(void) { return mq_calloc(1, sizeof(st_writer)); }
 
@@ -507,6 +599,11 @@ int st_writer_add(st_writer *w, const char *name, mq_dtype dtype, int ndim, cons
         if (shape[i] < 0 || __builtin_mul_overflow(numel, shape[i], &numel) || numel > ST_MAX_JSON_INT)
             return mq_fail("st_writer: tensor '%s': invalid shape (dim %d = %lld)", name, i, (long long)shape[i]);
     if (__builtin_mul_overflow(numel, (int64_t)mq_dtype_size(dtype), &nbytes)) return mq_fail("st_writer: tensor '%s': too large", name);
+    if (!w->allow_nonfinite && is_float(dtype)) {
+        st_tensor view = {.name = name, .dtype = dtype, .ndim = ndim, .numel = numel, .data = data, .file = "st_writer"};
+        for (int i = 0; i < ndim; i++) view.shape[i] = shape[i];
+        if (st_check_finite(&view)) return mq_fail_ctx("refusing to write a non-finite value");
+    }
     if (w->n == w->cap) {
         w->cap = w->cap ? 2 * w->cap : 32;
         st_wtensor *nt = realloc(w->t, (size_t)w->cap * sizeof *nt);
@@ -529,20 +626,6 @@ int st_writer_add_metadata(st_writer *w, const char *key, const char *value) {
     if (!w->meta) w->meta = cJSON_CreateObject();
     if (cJSON_GetObjectItemCaseSensitive(w->meta, key)) cJSON_DeleteItemFromObjectCaseSensitive(w->meta, key);
     cJSON_AddStringToObject(w->meta, key, value);
-    return 0;
-}
-
-static int write_all(int fd, const void *buf, size_t len, const char *path) {
-    const char *p = buf;
-    while (len) {
-        ssize_t k = write(fd, p, len);
-        if (k < 0) {
-            if (errno == EINTR) continue;
-            return mq_fail("%s: write failed: %s", path, strerror(errno));
-        }
-        p += k;
-        len -= (size_t)k;
-    }
     return 0;
 }
 
@@ -575,20 +658,13 @@ int st_writer_write(st_writer *w, const char *path) {
     memset(hdr + 8 + jlen, ' ', hlen - jlen);
     free(json);
 
-    size_t n = strlen(path) + 32;
-    char *tmp = mq_malloc(n);
-    snprintf(tmp, n, "%s.tmp.%d", path, (int)getpid());
-    int rc = 0, fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-    if (fd < 0) rc = mq_fail("%s: cannot create: %s", tmp, strerror(errno));
-    if (!rc) rc = write_all(fd, hdr, 8 + hlen, tmp);
-    for (int i = 0; i < w->n && !rc; i++) rc = write_all(fd, w->t[i].data, w->t[i].nbytes, tmp);
-    if (fd >= 0) {
-        if (!rc && fsync(fd) != 0) rc = mq_fail("%s: fsync failed: %s", tmp, strerror(errno));
-        if (close(fd) != 0 && !rc) rc = mq_fail("%s: close failed: %s", tmp, strerror(errno));
-    }
-    if (!rc && rename(tmp, path) != 0) rc = mq_fail("%s: cannot rename into place: %s", path, strerror(errno));
-    if (rc && fd >= 0) unlink(tmp);
-    free(tmp);
+    /* an unnamed temporary: a writer killed half-way leaves nothing behind (core/fio.h) */
+    fio_out *o = fio_create(path);
+    int rc = o ? fio_write(o, hdr, 8 + hlen) : -1;
+    for (int i = 0; i < w->n && !rc; i++) rc = fio_write(o, w->t[i].data, w->t[i].nbytes);
+    if (st_test_before_commit && !rc) st_test_before_commit(path);
+    if (!rc) rc = fio_commit(o, 1);
+    else if (o) fio_abort(o);
     free(hdr);
     return rc;
 }

@@ -16,6 +16,9 @@ static int ends_with(const char *s, size_t n, const char *suffix) {
     return n >= k && !strncmp(s + n - k, suffix, k);
 }
 
+/* Inflated data beyond this is refused (a gzip bomb would otherwise fill the memory). */
+#define DS_MAX_INFLATE ((size_t)4 << 30)
+
 /* Inflates one or more concatenated gzip members. */
 static unsigned char *gunzip(const char *path, const unsigned char *in, size_t n, size_t *out_len) {
     if (n < 2 || in[0] != 0x1F || in[1] != 0x8B) {
@@ -35,7 +38,13 @@ static unsigned char *gunzip(const char *path, const unsigned char *in, size_t n
             pos += chunk;
         }
         if (len == cap) {
-            cap *= 2;
+            if (cap >= DS_MAX_INFLATE) {
+                inflateEnd(&z);
+                free(out);
+                mq_fail("%s: inflates to more than %zu bytes: refusing it (not a data file?)", path, DS_MAX_INFLATE);
+                return NULL;
+            }
+            cap = cap * 2 < DS_MAX_INFLATE ? cap * 2 : DS_MAX_INFLATE;
             unsigned char *no = realloc(out, cap + 1);
             if (!no) mq_die("%s: out of memory inflating (%zu bytes)", path, cap);
             out = no;
@@ -83,14 +92,18 @@ static unsigned char *gunzip(const char *path, const unsigned char *in, size_t n
     return out;
 }
 
+/* raw[n] as is, or inflated when name ends in .gz (raw is taken over either way). */
+static unsigned char *inflate_named(const char *name, unsigned char *raw, size_t n, size_t *len) {
+    if (!ends_with(name, strlen(name), ".gz")) { *len = n; return raw; }
+    unsigned char *out = gunzip(name, raw, n, len);
+    free(raw);
+    return out;
+}
+
 unsigned char *ds_read_bytes(const char *path, size_t *len) {
     size_t n;
     char *raw = mq_read_file(path, &n);
-    if (!raw) return NULL;
-    if (!ends_with(path, strlen(path), ".gz")) { *len = n; return (unsigned char *)raw; }
-    unsigned char *out = gunzip(path, (unsigned char *)raw, n, len);
-    free(raw);
-    return out;
+    return raw ? inflate_named(path, (unsigned char *)raw, n, len) : NULL;
 }
 
 /* Checks (or repairs) UTF-8 of buf[n]; `base` is the offset of buf in the file for messages. On
@@ -109,6 +122,38 @@ static char *check_utf8(const char *path, char *buf, size_t n, size_t base, cons
     char *fixed = utf8_replace_invalid(buf, n, out_len, NULL);
     free(buf);
     return fixed;
+}
+
+/* JSON-lines text goes through cJSON, whose strings end at the first NUL: a record whose text holds
+ * \u0000 would be cut there silently. 1 when line[n] has a \u0000 escape (escape pairs skipped, so
+ * an escaped backslash followed by "u0000" is text, not a NUL). */
+static int has_nul_escape(const char *line, size_t n) {
+    for (size_t i = 0; i + 1 < n; i++) {
+        if (line[i] != '\\') continue;
+        if (line[i + 1] == 'u' && i + 5 < n && !memcmp(line + i + 2, "0000", 4)) return 1;
+        i++;
+    }
+    return 0;
+}
+
+/* Whether the string field `field` of the record line[n] holds a NUL: the record parsed again with
+ * every \u0000 turned into a space gives a longer string. */
+static int field_has_nul(const char *line, size_t n, const char *field, const char *parsed) {
+    if (!has_nul_escape(line, n)) return 0;
+    char *copy = mq_malloc(n + 1);
+    memcpy(copy, line, n);
+    copy[n] = 0;
+    for (size_t i = 0; i + 5 < n; i++) {
+        if (copy[i] != '\\') continue;
+        if (copy[i + 1] == 'u' && !memcmp(copy + i + 2, "0000", 4)) memcpy(copy + i + 2, "0020", 4);
+        i++;
+    }
+    cJSON *rec = cJSON_ParseWithLength(copy, n);
+    const cJSON *v = rec ? cJSON_GetObjectItemCaseSensitive(rec, field) : NULL;
+    int cut = cJSON_IsString(v) && strlen(v->valuestring) != strlen(parsed);
+    cJSON_Delete(rec);
+    free(copy);
+    return cut;
 }
 
 typedef struct { char *p; size_t n, cap; } strbuf;
@@ -151,6 +196,8 @@ static char *read_jsonl(const char *path, char *buf, size_t n, const ds_options 
         else if (!cJSON_IsObject(rec)) snprintf(why, sizeof why, "not a JSON object");
         else if (!v) snprintf(why, sizeof why, "no field \"%.200s\" (choose the field with --field)", field);
         else if (!cJSON_IsString(v)) snprintf(why, sizeof why, "field \"%.200s\" is not a string", field);
+        else if (field_has_nul(line, ll, field, v->valuestring))
+            snprintf(why, sizeof why, "field \"%.200s\" holds \\u0000 (a NUL character), which text may not contain", field);
         if (why[0]) {
             mq_fail("%s: line %zu (byte offset %zu%s): %s", path, line_no, pos, gz_note, why);
             cJSON_Delete(rec);
@@ -172,7 +219,13 @@ static char *read_jsonl(const char *path, char *buf, size_t n, const ds_options 
 
 char *ds_read_text(const char *path, const ds_options *opt, size_t *len) {
     size_t n;
-    char *buf = (char *)ds_read_bytes(path, &n);
+    char *raw = mq_read_file(path, &n);
+    return raw ? ds_text_from_bytes(path, (unsigned char *)raw, n, opt, len) : NULL;
+}
+
+char *ds_text_from_bytes(const char *path, unsigned char *raw, size_t raw_len, const ds_options *opt, size_t *len) {
+    size_t n;
+    char *buf = (char *)inflate_named(path, raw, raw_len, &n);
     if (!buf) return NULL;
     size_t pl = strlen(path);
     int gz = ends_with(path, pl, ".gz");
@@ -193,7 +246,13 @@ static int is_id_file(const char *path) {
 
 int ds_read_ids(const char *path, const tok_tokenizer *tok, int32_t **ids, size_t *n) {
     size_t len;
-    unsigned char *raw = ds_read_bytes(path, &len);
+    char *file = mq_read_file(path, &len);
+    return file ? ds_ids_from_bytes(path, (unsigned char *)file, len, tok, ids, n) : -1;
+}
+
+int ds_ids_from_bytes(const char *path, unsigned char *file, size_t file_len, const tok_tokenizer *tok, int32_t **ids, size_t *n) {
+    size_t len;
+    unsigned char *raw = inflate_named(path, file, file_len, &len);
     if (!raw) return -1;
     if (len % 4) {
         free(raw);

@@ -30,6 +30,12 @@ unsigned char *ds_read_bytes(const char *path, size_t *len);
  * every id >= 0 and, when tok is given, below its vocabulary size. Caller frees *ids. */
 int ds_read_ids(const char *path, const tok_tokenizer *tok, int32_t **ids, size_t *n);
 
+/* The same two readers on a file's bytes already in memory: raw (malloc'ed, raw[raw_len] = 0) is
+ * taken over and freed; path names it in messages and decides the format as a file name would
+ * (.gz, .jsonl). For the fuzzers (fuzz/fuzz_data.c). */
+char *ds_text_from_bytes(const char *path, unsigned char *raw, size_t raw_len, const ds_options *opt, size_t *len);
+int ds_ids_from_bytes(const char *path, unsigned char *raw, size_t raw_len, const tok_tokenizer *tok, int32_t **ids, size_t *n);
+
 /* Token ids for a data file: *.bin / *.ids are read as int32 ids; anything else is read as text
  * and encoded with tok (which must then be non-NULL). Id files are checked as in ds_read_ids.
  * Caller frees *ids. */

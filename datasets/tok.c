@@ -238,6 +238,9 @@ static bool trie_next(const matcher *m, const unsigned char *s, size_t n, size_t
 
 /* ---------------------------------------------------------------------------- JSON load helpers */
 
+enum { TOK_ID_SLACK = 256 };                 /* holes allowed in the id space beyond one per token */
+#define TOK_MAX_FILE ((size_t)1 << 30)       /* tokenizer.json files are megabytes; refuse > 1 GiB */
+
 static int bad_field(const char *path, const char *field, const char *what) {
     return mq_fail("%s: field '%s': %s", path, field, what);
 }
@@ -367,15 +370,24 @@ static int load_model(tok_tokenizer *t, const cJSON *model, int *max_id) {
 
     /* vocab: count and check ids first, so per-id arrays can be sized */
     int n = 0;
-    const cJSON *it;
+    const cJSON *it, *top = NULL;
     cJSON_ArrayForEach(it, vocab) {
         if (!is_int(it, 0, 2147483646.0)) {
             char f[300];
             snprintf(f, sizeof f, "model.vocab[\"%.200s\"]", it->string);
             return bad_field(path, f, "expected a non-negative integer id");
         }
-        if ((int)it->valuedouble > *max_id) *max_id = (int)it->valuedouble;
+        if ((int)it->valuedouble > *max_id) *max_id = (int)it->valuedouble, top = it;
         n++;
+    }
+    /* the per-id tables are sized by the highest id: ids may leave holes, but not more holes than
+     * tokens (id 2147483646 in a 50k vocabulary would ask for gigabytes) */
+    if (*max_id >= 2 * n + TOK_ID_SLACK) {
+        char f[300], msg[300];
+        snprintf(f, sizeof f, "model.vocab[\"%.200s\"]", top->string);
+        snprintf(msg, sizeof msg, "id %d is far beyond the %d tokens listed (ids must be below 2 x tokens + %d = %d)", *max_id, n,
+                 TOK_ID_SLACK, 2 * n + TOK_ID_SLACK);
+        return bad_field(path, f, msg);
     }
     smap_init(&t->vocab, (size_t)n);
     return n;
@@ -492,15 +504,30 @@ tok_tokenizer *tok_load(const char *path) {
     size_t len;
     char *text = mq_read_file(path, &len);
     if (!text) return NULL;
+    tok_tokenizer *t = tok_load_json(text, len, path);
+    free(text);
+    return t;
+}
+
+tok_tokenizer *tok_load_json(const char *text, size_t len, const char *path) {
+    if (len > TOK_MAX_FILE) {
+        mq_fail("%s: %zu bytes: too large for a tokenizer.json (limit %zu)", path, len, TOK_MAX_FILE);
+        return NULL;
+    }
+    /* JSON is UTF-8 (HF's serde_json refuses anything else), and every string of it is later read
+     * code point by code point (utf8_get, NFC), which needs valid UTF-8 */
+    size_t bad = utf8_check(text, len);
+    if (bad < len) {
+        mq_fail("%s: not valid UTF-8 at byte offset %zu (byte 0x%02X)", path, bad, (unsigned char)text[bad]);
+        return NULL;
+    }
     cJSON *root = cJSON_ParseWithLength(text, len);
     if (!root) {
         const char *e = cJSON_GetErrorPtr();
         size_t off = e && e >= text && e <= text + len ? (size_t)(e - text) : 0;
         mq_fail("%s: not valid JSON (parse error near byte offset %zu)", path, off);
-        free(text);
         return NULL;
     }
-    free(text);
     tok_tokenizer *t = mq_calloc(1, sizeof *t);
     t->path = strdup(path);
     t->unk_id = -1;
@@ -543,10 +570,15 @@ tok_tokenizer *tok_load(const char *path) {
         k++;
     }
     if (load_added(t, cJSON_GetObjectItemCaseSensitive(root, "added_tokens"), n_vocab, &max_id)) { free(ents); goto fail; }
+    if (!n_vocab) {   /* checked last, so that the other fields' errors come first */
+        bad_field(path, "model.vocab", "empty: every text would encode to no tokens");
+        free(ents);
+        goto fail;
+    }
     t->n_ids = max_id + 1;
     t->str_off = mq_calloc((size_t)t->n_ids + 1, sizeof *t->str_off);
     t->str_len = mq_malloc(((size_t)t->n_ids + 1) * sizeof *t->str_len);
-    for (int i = 0; i <= t->n_ids; i++) t->str_len[i] = UINT32_MAX;
+    for (size_t i = 0; i <= (size_t)t->n_ids; i++) t->str_len[i] = UINT32_MAX;
     for (int i = 0; i < n_vocab; i++) {
         if (t->str_len[ents[i].id] != UINT32_MAX) {
             char fl[300];
@@ -964,7 +996,8 @@ int tok_encode(tok_tokenizer *t, const char *text, size_t len, int32_t **ids, si
 char *tok_normalize(const tok_tokenizer *t, const char *text, size_t len, size_t *out_len) {
     char *ns;
     size_t nl;
-    if (t->nfc && uni_nfc(text, len, &ns, &nl)) { *out_len = nl; return ns; }
+    /* NFC reads code points: only valid UTF-8 goes through it (invalid text comes back as it is) */
+    if (t->nfc && utf8_check(text, len) == len && uni_nfc(text, len, &ns, &nl)) { *out_len = nl; return ns; }
     ns = mq_malloc(len + 1);
     memcpy(ns, text, len);
     ns[len] = 0;

@@ -13,6 +13,8 @@ extern "C" {
 typedef struct tok_tokenizer tok_tokenizer;  /* opaque; tok_free releases it */
 
 tok_tokenizer *tok_load(const char *path);   /* NULL + mq_errmsg() naming the file and field */
+/* The same from the text of a tokenizer.json in memory; path names it in messages (fuzzers). */
+tok_tokenizer *tok_load_json(const char *json, size_t len, const char *path);
 void tok_free(tok_tokenizer *t);
 int tok_vocab_size(const tok_tokenizer *t);  /* highest id + 1 (base vocab and added tokens) */
 
@@ -24,7 +26,7 @@ int tok_encode(tok_tokenizer *t, const char *text, size_t len, int32_t **ids, si
 char *tok_decode(const tok_tokenizer *t, const int32_t *ids, size_t n_ids, size_t *len);
 
 /* The tokenizer's normalizer (NFC or none) applied to valid UTF-8 text: what decode(encode(x))
- * gives back. Malloc'ed, NUL-terminated. */
+ * gives back (invalid UTF-8 is returned unchanged). Malloc'ed, NUL-terminated. */
 char *tok_normalize(const tok_tokenizer *t, const char *text, size_t len, size_t *out_len);
 /* Id of a token string (added tokens first, then the model vocab, as HF's token_to_id), or -1. */
 int32_t tok_token_to_id(const tok_tokenizer *t, const char *token);

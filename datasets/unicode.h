@@ -42,7 +42,7 @@ enum {
 extern const uint16_t uni_stage1[0x110000 >> 8];
 extern const uint8_t uni_stage2[][256];
 extern const uint32_t uni_first_hot;
-static inline int uni_flags(uint32_t cp) { return uni_stage2[uni_stage1[cp >> 8]][cp & 255]; }
+static inline int uni_flags(uint32_t cp) { return cp < 0x110000 ? uni_stage2[uni_stage1[cp >> 8]][cp & 255] : 0; }
 
 /* ---- NFC (Unicode 9.0 data, as HF tokenizers' normalizer has it) */
 

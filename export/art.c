@@ -6,8 +6,6 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <glob.h>
-#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -16,6 +14,7 @@
 #include <time.h>
 #include <unistd.h>
 #include "core/err.h"
+#include "core/fio.h"
 #include "core/st.h"
 #include "hadamard/had.h"
 
@@ -264,6 +263,31 @@ static char *quant_config_json(const q_model *qm, const art_provenance *pv) {
     return txt;
 }
 
+/* ---- checks shared by writing and reading ---- */
+
+/* Every scale s[n] of tensor name is finite and in [ART_SCALE_MIN, ART_SCALE_MAX]. */
+static int check_scales(const char *file, const char *name, const float *s, int64_t n) {
+    for (int64_t k = 0; k < n; k++)
+        if (!(s[k] >= ART_SCALE_MIN && s[k] <= ART_SCALE_MAX)) {
+            char at[32] = "";
+            if (n > 1) snprintf(at, sizeof at, "[%lld]", (long long)k);
+            return mq_fail("%s: scale %s%s = %g is %s: a scale must be finite and in [%g, %g] (the rule's floor 1e-5/127 .. a "
+                           "clip of 1.27e8); broken calibration statistics?", file, name, at, (double)s[k],
+                           isnan(s[k]) ? "NaN" : isinf(s[k]) ? "infinite" : s[k] <= 0 ? "not > 0" : "implausible",
+                           (double)ART_SCALE_MIN, (double)ART_SCALE_MAX);
+        }
+    return 0;
+}
+
+/* A float tensor stored as F16: finite, and inside F16's range (or it would be stored as Inf). */
+static int check_f16_range(const char *name, const float *f, int64_t n) {
+    for (int64_t k = 0; k < n; k++)
+        if (!isfinite(f[k]) || fabsf(f[k]) > 65504.0f)
+            return mq_fail("artifact: tensor %s[%lld] = %g %s", name, (long long)k, (double)f[k],
+                           isfinite(f[k]) ? "is outside the FP16 range (|v| <= 65504) it is stored in" : "is not finite");
+    return 0;
+}
+
 /* ---- writing ---- */
 
 static int copy_file(const char *from, const char *to) {
@@ -357,24 +381,6 @@ static int copy_companions(const char *config_json, const char *tmp) {
     return 0;
 }
 
-static int rm_rf(const char *path) {
-    struct stat st;
-    if (lstat(path, &st) != 0) return errno == ENOENT ? 0 : -1;
-    if (S_ISDIR(st.st_mode)) {
-        DIR *d = opendir(path);
-        if (!d) return -1;
-        struct dirent *e;
-        while ((e = readdir(d))) {
-            if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, "..")) continue;
-            char sub[ART_PATH];
-            if (!pjoin(sub, path, e->d_name)) rm_rf(sub);
-        }
-        closedir(d);
-        return rmdir(path);
-    }
-    return unlink(path);
-}
-
 static int fsync_path(const char *path) {
     int fd = open(path, O_RDONLY);
     if (fd < 0) return -1;
@@ -401,6 +407,7 @@ static int write_contents(const char *tmp, const q_model *qm, const art_provenan
         if (t->kind == T_F16) {
             const float *f = *t->f;
             if (!f) { rc = mq_fail("artifact: tensor %s has no data (internal error)", t->name); break; }
+            if ((rc = check_f16_range(t->name, f, n))) break;
             uint16_t *h = mq_malloc((size_t)n * 2);
             for (int64_t k = 0; k < n; k++) h[k] = st_f32_to_f16(f[k]);
             rc = st_writer_add(w, t->name, MQ_F16, t->ndim, t->shape, h);
@@ -409,9 +416,9 @@ static int write_contents(const char *tmp, const q_model *qm, const art_provenan
             if (!t->w->q) { rc = mq_fail("artifact: weight %s has no data (internal error)", t->name); break; }
             rc = st_writer_add(w, t->name, MQ_I8, t->ndim, t->shape, t->w->q);
         } else if (t->kind == T_WSCALE) {
-            rc = st_writer_add(w, t->name, MQ_F32, 1, t->shape, t->w->scale);
+            rc = check_scales("artifact", t->name, t->w->scale, n) || st_writer_add(w, t->name, MQ_F32, 1, t->shape, t->w->scale);
         } else {
-            rc = st_writer_add(w, t->name, MQ_F32, 1, t->shape, t->s);
+            rc = check_scales("artifact", t->name, t->s, n) || st_writer_add(w, t->name, MQ_F32, 1, t->shape, t->s);
         }
     }
     free(L.t);
@@ -433,24 +440,6 @@ static int write_contents(const char *tmp, const q_model *qm, const art_provenan
     return rc;
 }
 
-/* Debris of writers that died (final.tmp.<pid>, final.old.<pid> of a pid that no longer runs). */
-static void remove_stale(const char *final) {
-    const char *kinds[] = {"tmp", "old"};
-    for (int k = 0; k < 2; k++) {
-        char pat[ART_PATH + 16];
-        if ((size_t)snprintf(pat, sizeof pat, "%s.%s.*", final, kinds[k]) >= sizeof pat) return;
-        glob_t g;
-        if (glob(pat, GLOB_NOSORT, NULL, &g) != 0) continue;
-        for (size_t i = 0; i < g.gl_pathc; i++) {
-            const char *dot = strrchr(g.gl_pathv[i], '.');
-            char *end;
-            long pid = dot ? strtol(dot + 1, &end, 10) : 0;
-            if (pid > 0 && !*end && pid != (long)getpid() && kill((pid_t)pid, 0) != 0 && errno == ESRCH) rm_rf(g.gl_pathv[i]);
-        }
-        globfree(&g);
-    }
-}
-
 static void parent_of(const char *path, char *buf, size_t n) {
     if ((size_t)snprintf(buf, n, "%s", path) >= n) buf[0] = 0;
     size_t len = strlen(buf);
@@ -461,60 +450,116 @@ static void parent_of(const char *path, char *buf, size_t n) {
     else *sl = 0;
 }
 
+/* Partial outputs of writers that died, recognised by the marker file they carry (core/fio.h),
+ * never by name alone: "<final>.tmp.*" (an unfinished artifact) is removed; "<final>.old.*" (the
+ * previous artifact, moved aside by a --force write that died before it finished) is put back when
+ * final is absent, removed otherwise. Anything without a marker is the user's and is left alone. */
+static void recover_stale(const char *final) {
+    char parent[ART_PATH], prefix[ART_PATH];
+    parent_of(final, parent, sizeof parent);
+    const char *base = strrchr(final, '/');
+    base = base ? base + 1 : final;
+    DIR *d = opendir(parent);
+    if (!d) return;
+    struct dirent *e;
+    while ((e = readdir(d))) {
+        int is_tmp = 0, is_old = 0;
+        snprintf(prefix, sizeof prefix, "%s.tmp.", base);
+        is_tmp = !strncmp(e->d_name, prefix, strlen(prefix));
+        snprintf(prefix, sizeof prefix, "%s.old.", base);
+        is_old = !strncmp(e->d_name, prefix, strlen(prefix));
+        char path[ART_PATH];
+        struct stat st;
+        if ((!is_tmp && !is_old) || pjoin(path, parent, e->d_name) || lstat(path, &st) != 0 || !S_ISDIR(st.st_mode) ||
+            !fio_marked_stale(path))
+            continue;
+        if (is_old && lstat(final, &st) != 0) {
+            char marker[ART_PATH + 32];
+            snprintf(marker, sizeof marker, "%s/%s", path, FIO_MARKER);
+            unlink(marker);
+            if (rename(path, final) == 0) fprintf(stderr, "mambaq: restored %s from %s (left by a writer that died)\n", final, path);
+        } else {
+            fio_rm_tree(path);
+        }
+    }
+    closedir(d);
+    mq_clear_error();
+}
+
+/* --force replaces an artifact (or an empty folder), never an arbitrary directory. */
+static int replaceable(const char *final) {
+    char qc[ART_PATH];
+    struct stat qs;
+    DIR *d = opendir(final);
+    int empty = 1;
+    struct dirent *e;
+    while (d && (e = readdir(d)))
+        if (strcmp(e->d_name, ".") && strcmp(e->d_name, "..")) { empty = 0; break; }
+    if (d) closedir(d);
+    if (!empty && (pjoin(qc, final, "quant_config.json") || stat(qc, &qs) != 0))
+        return mq_fail("%s exists and is not a mambaq artifact (no quant_config.json): refusing to replace it", final);
+    return 0;
+}
+
+int art_check_out(const char *dir, int force) {
+    struct stat st;
+    if (fio_check_out(dir, force, 1)) return -1;
+    return lstat(dir, &st) == 0 ? replaceable(dir) : 0;
+}
+
+/* A new, empty, uniquely named sibling folder "<final>.<kind>.<pid>.XXXXXX". */
+static int make_sibling(const char *final, const char *kind, char *out) {
+    if ((size_t)snprintf(out, ART_PATH, "%s.%s.%d.XXXXXX", final, kind, (int)getpid()) >= ART_PATH)
+        return mq_fail("path too long: %s", final);
+    if (!mkdtemp(out)) return mq_fail("%s: cannot create: %s", out, strerror(errno));
+    return 0;
+}
+
 int art_write(const char *dir, const q_model *qm, const art_provenance *pv, const char *config_json,
               const char *tokenizer, int force) {
-    char final[ART_PATH], tmp[ART_PATH], old[ART_PATH], parent[ART_PATH];
+    char final[ART_PATH], tmp[ART_PATH], old[ART_PATH], parent[ART_PATH], marker[ART_PATH + 32];
     if (pjoin(final, dir, "")) return -1;
     size_t len = strlen(final);
     while (len > 1 && final[len - 1] == '/') final[--len] = 0;
+    if (mq_mkdir_parents(final)) return -1;
+    recover_stale(final);
     struct stat st;
-    int exists = stat(final, &st) == 0;
+    int exists = lstat(final, &st) == 0;
     if (exists && !force) return mq_fail("%s already exists (use --force to replace it)", final);
     if (exists && !S_ISDIR(st.st_mode)) return mq_fail("%s exists and is not a directory", final);
-    if (exists) {
-        /* --force replaces an artifact, never an arbitrary directory */
-        char qc[ART_PATH];
-        struct stat qs;
-        DIR *d = opendir(final);
-        int empty = 1;
-        struct dirent *e;
-        while (d && (e = readdir(d)))
-            if (strcmp(e->d_name, ".") && strcmp(e->d_name, "..")) { empty = 0; break; }
-        if (d) closedir(d);
-        if (!empty && (pjoin(qc, final, "quant_config.json") || stat(qc, &qs) != 0))
-            return mq_fail("%s exists and is not a mambaq artifact (no quant_config.json): refusing to replace it", final);
-    }
-    if (mq_mkdir_parents(final)) return -1;
-    remove_stale(final);
-    if ((size_t)snprintf(tmp, sizeof tmp, "%s.tmp.%d", final, (int)getpid()) >= sizeof tmp) return mq_fail("path too long: %s", final);
-    rm_rf(tmp);
-    if (mkdir(tmp, 0755) != 0) return mq_fail("%s: cannot create: %s", tmp, strerror(errno));
-    if (write_contents(tmp, qm, pv, config_json, tokenizer)) {
+    if (exists && replaceable(final)) return -1;
+    /* the artifact is built in a marked temporary folder; the marker goes just before the rename */
+    if (make_sibling(final, "tmp", tmp)) return -1;
+    snprintf(marker, sizeof marker, "%s/%s", tmp, FIO_MARKER);
+    if (fio_mark(tmp, "an artifact being written") || write_contents(tmp, qm, pv, config_json, tokenizer) || unlink(marker) != 0 ||
+        fsync_path(tmp)) {
         mq_fail_ctx("writing the artifact %s", final);
-        rm_rf(tmp);
+        fio_rm_tree(tmp);
         return -1;
     }
     if (exists) {
-        /* move the old artifact aside, put the new one in place, then delete the old one: at every
-         * instant the final name is either absent or a complete artifact */
-        if ((size_t)snprintf(old, sizeof old, "%s.old.%d", final, (int)getpid()) >= sizeof old) {
-            rm_rf(tmp);
-            return mq_fail("path too long: %s", final);
-        }
-        rm_rf(old);
+        /* move the old artifact aside (onto a reserved empty folder), put the new one in place, then
+         * delete the old one: at every instant the final name is either absent or a complete
+         * artifact, and a writer dying in between leaves the old one marked for restoring */
+        if (make_sibling(final, "old", old)) { fio_rm_tree(tmp); return -1; }
         if (rename(final, old) != 0) {
             int e = errno;
-            rm_rf(tmp);
+            rmdir(old);
+            fio_rm_tree(tmp);
             return mq_fail("%s: cannot move the existing artifact aside: %s", final, strerror(e));
         }
+        fio_mark(old, "the previous artifact, being replaced");
     }
     if (rename(tmp, final) != 0) {
         int e = errno;
-        if (exists) rename(old, final);
-        rm_rf(tmp);
+        if (exists && rename(old, final) == 0) {
+            snprintf(marker, sizeof marker, "%s/%s", final, FIO_MARKER);
+            unlink(marker);
+        }
+        fio_rm_tree(tmp);
         return mq_fail("%s: cannot rename %s into place: %s", final, tmp, strerror(e));
     }
-    if (exists) rm_rf(old);
+    if (exists) fio_rm_tree(old);
     parent_of(final, parent, sizeof parent);
     fsync_path(parent);
     return 0;
@@ -663,8 +708,10 @@ static int read_tensors(const char *dir, art_artifact *a) {
     if (!f) return -1;
     const char *fmt = st_metadata(f, "format");
     if (fmt && strcmp(fmt, ART_FORMAT)) {
+        /* the message before st_close: fmt points into f */
+        mq_fail("%s: __metadata__ format \"%.200s\" is not \"%s\"", path, fmt, ART_FORMAT);
         st_close(f);
-        return mq_fail("%s: __metadata__ format \"%s\" is not \"%s\"", path, fmt, ART_FORMAT);
+        return -1;
     }
     q_model *qm = &a->qm;
     tlist L = {0};
@@ -690,7 +737,7 @@ static int read_tensors(const char *dir, art_artifact *a) {
         }
         if (t->kind == T_F16) {
             *t->f = mq_malloc((size_t)n * sizeof(float));
-            st_to_f32(x, *t->f);
+            if ((rc = st_to_f32(x, *t->f))) break;   /* NaN / Inf refused, named */
             a->float_params += (size_t)n;
         } else if (t->kind == T_I8) {
             t->w->q = mq_malloc((size_t)n);
@@ -704,11 +751,7 @@ static int read_tensors(const char *dir, art_artifact *a) {
             else dst = t->s;
             memcpy(dst, x->data, (size_t)n * sizeof(float));
             a->scale_params += (size_t)n;
-            for (int64_t k = 0; k < n; k++)
-                if (!isfinite(dst[k]) || !(dst[k] > 0)) {
-                    rc = mq_fail("%s: scale %s%s = %g must be finite and > 0", path, t->name, n > 1 ? "[...]" : "", (double)dst[k]);
-                    break;
-                }
+            rc = check_scales(path, t->name, dst, n);
         }
     }
     for (int i = 0; i < st_count(f) && !rc; i++) {

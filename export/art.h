@@ -12,8 +12,9 @@
  * art_write builds it in a temporary sibling directory and renames it into place when complete, so
  * an interrupted write never leaves anything under the final name. art_open validates everything
  * before returning (known format version and method, every tensor present with the shape
- * config.json implies and the right dtype, no unknown tensor, every scale finite and > 0, int8
- * values in [-127, 127]); its errors name the file and the tensor. docs/recipe.md documents it. */
+ * config.json implies and the right dtype, no unknown tensor, every float finite, every scale in
+ * [ART_SCALE_MIN, ART_SCALE_MAX], int8 values in [-127, 127]); its errors name the file, the tensor,
+ * the index and the value. art_write checks the same before writing. docs/recipe.md documents it. */
 #ifndef MQ_ART_H
 #define MQ_ART_H
 #include <stddef.h>
@@ -30,6 +31,13 @@ extern "C" {
 #define ART_FORMAT_VERSION_MIN 1
 /* The version an artifact of qm is written as. */
 int art_format_version(const q_model *qm);
+
+/* Plausible scales, on write and on read (docs/reliability.md). The rule (core/qrule.h) never makes
+ * one below its clip floor, 1e-5 / 127 = 7.87e-8; above 1e6 the clip would be 1.27e8, 2000 times
+ * FP16's largest value, which no activation or weight of a trained model comes near: such a scale
+ * comes from broken statistics (an absmax of 3e38) and would zero every value it quantizes. */
+#define ART_SCALE_MIN (QR_MIN_CLIP / (float)QR_QMAX)
+#define ART_SCALE_MAX 1e6f
 
 typedef struct {
     char source_model[4096];   /* model directory quantize read */
@@ -58,6 +66,10 @@ typedef struct {
  * 0, or -1 + mq_errmsg(); on failure nothing is left under dir (a previous artifact stays). */
 int art_write(const char *dir, const q_model *qm, const art_provenance *prov, const char *config_json,
               const char *tokenizer, int force);
+
+/* What art_write will refuse, checked before any work: dir exists (without force), is not an
+ * artifact (with force), or its folder is not writable. 0 or -1 + mq_errmsg(). */
+int art_check_out(const char *dir, int force);
 
 /* Reads and validates an artifact. 0, or -1 + a message naming the file and tensor. */
 int art_open(const char *dir, art_artifact *a);

@@ -21,6 +21,51 @@ void rt_put_const(float *dst, size_t n, float v) {
     rt_put_f32(dst, h, n);
     free(h);
 }
+void rt_carve_ssm(rt_carver *cv, const mq_config *c, rt_ssm *p) {
+    const int E = c->d_inner, H = c->n_heads;
+    memset(p, 0, sizeof *p);
+    if (c->arch == MQ_MAMBA1) {
+        p->A = RT_CARVE(cv, float, (size_t)E * c->d_state);
+        p->D = RT_CARVE(cv, float, E);
+    } else {
+        p->A = RT_CARVE(cv, float, H);
+        p->D = RT_CARVE(cv, float, H);
+        p->dt_bias = RT_CARVE(cv, float, H);
+        p->gnorm_w = RT_CARVE(cv, float, E);
+    }
+}
+void rt_put_ssm(const rt_ssm *p, const mq_config *c, const float *A, const float *D, const float *dt_bias,
+                const float *gnorm_w) {
+    const int E = c->d_inner, H = c->n_heads;
+    if (c->arch == MQ_MAMBA1) {
+        rt_put_f32(p->A, A, (size_t)E * c->d_state);
+        rt_put_f32(p->D, D, E);
+    } else {
+        rt_put_f32(p->A, A, H);
+        rt_put_f32(p->D, D, H);
+        rt_put_f32(p->dt_bias, dt_bias, H);
+        rt_put_f32(p->gnorm_w, gnorm_w, E);
+    }
+}
+void rt_put_ssm_random(const rt_ssm *p, const mq_config *c) {
+    const int E = c->d_inner, N = c->d_state, H = c->n_heads;
+    if (c->arch == MQ_MAMBA1) {
+        float *A = (float *)mq_malloc(sizeof(float) * (size_t)E * N);
+        for (int e = 0; e < E; e++)
+            for (int n = 0; n < N; n++) A[(size_t)e * N + n] = -(float)(n + 1);
+        rt_put_f32(p->A, A, (size_t)E * N);
+        rt_put_const(p->D, E, 1.f);
+        free(A);
+    } else {
+        float *A = (float *)mq_malloc(sizeof(float) * H);
+        for (int h = 0; h < H; h++) A[h] = -(float)(1 + h % 16);
+        rt_put_f32(p->A, A, H);
+        rt_put_const(p->D, H, 1.f);
+        rt_put_const(p->dt_bias, H, -4.f);
+        rt_put_const(p->gnorm_w, E, 1.f);
+        free(A);
+    }
+}
 /* the staging buffer is reused by the next call: wait for the conversion */
 void rt_put_f16(half *dst, const float *src, size_t n, float *stage) {
     rt_put(stage, src, n * sizeof(float));

@@ -24,6 +24,18 @@ void rt_put_f32(float *dst, const float *src, size_t n);
 void rt_put_const(float *dst, size_t n, float v);
 /* FP16 through the FP32 staging buffer `stage` (>= n floats), converted on the device. */
 void rt_put_f16(half *dst, const float *src, size_t n, float *stage);
+/* The FP32 SSM parameters both passes hold alike (A = -exp(A_log)): Mamba1 A [E x N], D [E];
+ * Mamba2 A, D, dt_bias [H], the gated norm's gnorm_w [E] (NULL for Mamba1). */
+struct rt_ssm {
+    float *A, *D, *dt_bias, *gnorm_w;
+};
+void rt_carve_ssm(rt_carver *cv, const mq_config *c, rt_ssm *p);
+/* from host arrays of those lengths (dt_bias, gnorm_w unused for Mamba1) */
+void rt_put_ssm(const rt_ssm *p, const mq_config *c, const float *A, const float *D, const float *dt_bias,
+                const float *gnorm_w);
+/* a random model's: A = -(1..N) per channel (Mamba1, S4D-real) or -(1 + h % 16) per head (Mamba2),
+ * D = 1, dt_bias = -4 (dt ~ softplus(-4) ~ 0.018), gnorm_w = 1 */
+void rt_put_ssm_random(const rt_ssm *p, const mq_config *c);
 /* The shapes both passes take (d_conv <= 8, d_state <= max_state, Mamba2 heads and groups that fit);
  * 0, or -1 + a message starting with `who`. */
 int rt_check_shapes(const mq_config *c, int max_state, const char *who);

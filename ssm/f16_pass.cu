@@ -18,9 +18,8 @@ struct f16_layer {
     half *in_proj;  float *in_proj_b;   /* bias NULL unless proj_bias */
     float *conv_w, *conv_b;             /* [conv_dim x d_conv] FP32, bias NULL unless conv_bias */
     half *out_proj; float *out_proj_b;
-    float *A, *D;                       /* A = -exp(A_log) */
+    rt_ssm ssm;                         /* A, D; Mamba2 dt_bias, gnorm_w */
     half *x_proj, *dt_proj; float *dt_proj_b; /* Mamba1 */
-    float *dt_bias, *gnorm_w;           /* Mamba2 */
 };
 
 struct f16_be {
@@ -51,17 +50,11 @@ static void layout_weights(rt_be *r, rt_carver *cv) {
         if (c->conv_bias) L->conv_b = RT_CARVE(cv, float, cd);
         L->out_proj = RT_CARVE(cv, half, (size_t)D * E);
         if (c->proj_bias) L->out_proj_b = RT_CARVE(cv, float, D);
+        rt_carve_ssm(cv, c, &L->ssm);
         if (c->arch == MQ_MAMBA1) {
-            L->A = RT_CARVE(cv, float, (size_t)E * c->d_state);
-            L->D = RT_CARVE(cv, float, E);
             L->x_proj = RT_CARVE(cv, half, (size_t)(c->dt_rank + 2 * c->d_state) * E);
             L->dt_proj = RT_CARVE(cv, half, (size_t)E * c->dt_rank);
             L->dt_proj_b = RT_CARVE(cv, float, E);
-        } else {
-            L->A = RT_CARVE(cv, float, c->n_heads);
-            L->D = RT_CARVE(cv, float, c->n_heads);
-            L->dt_bias = RT_CARVE(cv, float, c->n_heads);
-            L->gnorm_w = RT_CARVE(cv, float, E);
         }
     }
 }
@@ -93,11 +86,11 @@ static void free_ws(rt_be *r) { (void)r; }
 
 static int forward(rt_be *r, int B, int T, be_state *s, const mq_hooks *hk) {
     f16_be *g = (f16_be *)r;
-    rt_ws *w = &r->ws;
     const mq_config *c = &r->base.cfg;
-    const cudaStream_t st = w->stream;
     const int R = B * T, D = c->d_model, E = c->d_inner, N = c->d_state, K = c->d_conv;
     const int in = cfg_in_proj_dim(c), cd = cfg_conv_dim(c), nc = rt_chunks(r, B, T);
+    rt_ws *w = &r->ws;
+    const cudaStream_t st = w->stream;
     cublasHandle_t blas = w->blas;
 
     rt_embed(r, g->embed, R);
@@ -133,7 +126,7 @@ static int forward(rt_be *r, int B, int T, be_state *s, const mq_hooks *hk) {
             k_scan_m1_args<k_in_f16, half> a;
             a.x = {g->xc16, E}, a.dt = {g->dt16, E};
             a.Bm = {g->xdbl16 + c->dt_rank, xw}, a.Cm = {g->xdbl16 + c->dt_rank + N, xw}, a.z = {z, in};
-            a.dt_bias = NULL, a.A = L->A, a.D = L->D, a.y = g->y16, a.ldy = E, a.Di = E, a.N = N;
+            a.dt_bias = NULL, a.A = L->ssm.A, a.D = L->ssm.D, a.y = g->y16, a.ldy = E, a.Di = E, a.N = N;
             rt_scan_state(a, r, ssm_state, s != NULL, B, T, nc);
             k_scan_m1(a, st);
             rt_mark(r, RT_P_SCAN);
@@ -153,7 +146,7 @@ static int forward(rt_be *r, int B, int T, be_state *s, const mq_hooks *hk) {
             HOOK(l, MQ_ACT_C, g->xc16 + E + G * N, MQ_F16, R, G * N, cd);
             k_scan_m2_args<k_in_f16, half> a;
             a.x = {g->xc16, cd}, a.dt = {dt, in}, a.Bm = {g->xc16 + E, cd}, a.Cm = {g->xc16 + E + G * N, cd};
-            a.dt_bias = L->dt_bias, a.A = L->A, a.D = L->D, a.lo = c->dt_limit_min, a.hi = c->dt_limit_max;
+            a.dt_bias = L->ssm.dt_bias, a.A = L->ssm.A, a.D = L->ssm.D, a.lo = c->dt_limit_min, a.hi = c->dt_limit_max;
             a.y = g->y16, a.ldy = E, a.H = H, a.P = c->head_dim, a.G = G, a.N = N;
             rt_scan_state(a, r, ssm_state, s != NULL, B, T, nc);
             k_scan_m2(a, st);
@@ -161,7 +154,7 @@ static int forward(rt_be *r, int B, int T, be_state *s, const mq_hooks *hk) {
             HOOK(l, MQ_ACT_SSM_STATE, ssm_state, MQ_F32, B * E, N, N);
             /* one group over all of d_inner, as transformers' MambaRMSNormGated and the CPU
              * reference (mamba_ssm would use d_inner / n_groups; equal when n_groups == 1) */
-            k_f16_gated_rmsnorm(g->g16, E, g->y16, E, z, in, L->gnorm_w, R, E, E, c->norm_eps, c->norm_before_gate, st);
+            k_f16_gated_rmsnorm(g->g16, E, g->y16, E, z, in, L->ssm.gnorm_w, R, E, E, c->norm_eps, c->norm_before_gate, st);
             rt_mark(r, RT_P_GNORM);
             ssm_out = g->g16;
         }
@@ -236,17 +229,11 @@ be *be_cuda_open_f16(const mq_model *m, int batch, int seqlen) {
         if (L->conv_b) rt_put_f32(L->conv_b, H->conv_b, cd);
         rt_put_f16(L->out_proj, H->out_proj, (size_t)D * E, stage);
         if (L->out_proj_b) rt_put_f32(L->out_proj_b, H->out_proj_b, D);
+        rt_put_ssm(&L->ssm, c, H->A, H->D, H->dt_bias, H->gnorm_w);
         if (c->arch == MQ_MAMBA1) {
-            rt_put_f32(L->A, H->A, (size_t)E * c->d_state);
-            rt_put_f32(L->D, H->D, E);
             rt_put_f16(L->x_proj, H->x_proj, (size_t)(c->dt_rank + 2 * c->d_state) * E, stage);
             rt_put_f16(L->dt_proj, H->dt_proj, (size_t)E * c->dt_rank, stage);
             rt_put_f32(L->dt_proj_b, H->dt_proj_b, E);
-        } else {
-            rt_put_f32(L->A, H->A, c->n_heads);
-            rt_put_f32(L->D, H->D, c->n_heads);
-            rt_put_f32(L->dt_bias, H->dt_bias, c->n_heads);
-            rt_put_f32(L->gnorm_w, H->gnorm_w, E);
         }
     }
     CUDA_CHECK(cudaDeviceSynchronize());
@@ -256,8 +243,8 @@ be *be_cuda_open_f16(const mq_model *m, int batch, int seqlen) {
 
 /* ---------------------------------------------------------------- random model (benchmarks) */
 
-/* Scales keep activations O(1) through the layers: uniform +-1/sqrt(fan_in) for projections,
- * A = -(1..d_state) (Mamba1, S4D-real) or -(1..16) per head (Mamba2), dt ~ softplus(-4) ~ 0.018. */
+/* Scales keep activations O(1) through the layers: uniform +-1/sqrt(fan_in) for projections; the
+ * SSM parameters of rt_put_ssm_random. */
 be *rt_f16_random(const mq_config *c, uint64_t seed, int batch, int seqlen) {
     f16_be *g = alloc_model(c);
     if (!g) return NULL;
@@ -268,7 +255,6 @@ be *rt_f16_random(const mq_config *c, uint64_t seed, int batch, int seqlen) {
     rt_put_const(g->norm_f, D, 1.f);
     float *conv = (float *)mq_malloc(sizeof(float) * (size_t)cd * c->d_conv);
     for (size_t i = 0; i < (size_t)cd * c->d_conv; i++) conv[i] = (float)((i * 2654435761u) % 1000) / 1000.f - 0.5f;
-    float *A = (float *)mq_malloc(sizeof(float) * (size_t)E * (N > 16 ? N : 16));
     for (int l = 0; l < c->n_layer; l++) {
         f16_layer *L = &g->layers[l];
         rt_put_const(L->norm_w, D, 1.f);
@@ -278,24 +264,14 @@ be *rt_f16_random(const mq_config *c, uint64_t seed, int batch, int seqlen) {
         if (L->conv_b) rt_put_const(L->conv_b, cd, 0.f);
         k_fill_f16(L->out_proj, (size_t)D * E, s++, 1.f / sqrtf((float)E), 0);
         if (L->out_proj_b) rt_put_const(L->out_proj_b, D, 0.f);
+        rt_put_ssm_random(&L->ssm, c);
         if (c->arch == MQ_MAMBA1) {
-            for (int e = 0; e < E; e++)
-                for (int n = 0; n < N; n++) A[(size_t)e * N + n] = -(float)(n + 1);
-            rt_put_f32(L->A, A, (size_t)E * N);
-            rt_put_const(L->D, E, 1.f);
             k_fill_f16(L->x_proj, (size_t)(c->dt_rank + 2 * N) * E, s++, 1.f / sqrtf((float)E), 0);
             k_fill_f16(L->dt_proj, (size_t)E * c->dt_rank, s++, 1.f / sqrtf((float)c->dt_rank), 0);
             rt_put_const(L->dt_proj_b, E, -4.f);
-        } else {
-            for (int h = 0; h < c->n_heads; h++) A[h] = -(float)(1 + h % 16);
-            rt_put_f32(L->A, A, c->n_heads);
-            rt_put_const(L->D, c->n_heads, 1.f);
-            rt_put_const(L->dt_bias, c->n_heads, -4.f);
-            rt_put_const(L->gnorm_w, E, 1.f);
         }
     }
     free(conv);
-    free(A);
     CUDA_CHECK(cudaDeviceSynchronize());
     return rt_open(&g->rt, batch, seqlen);
 }

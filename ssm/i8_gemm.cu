@@ -96,42 +96,12 @@ static void gemm_tiled(const int8_t *X, int ldx, const int8_t *W, int M, int N, 
 
 /* ---------------------------------------------------------------- GEMV route */
 
-template <int V>
-static __device__ __forceinline__ int dot_chunk(const int8_t *w, const int8_t *x, int k);
-template <>
-__device__ __forceinline__ int dot_chunk<16>(const int8_t *w, const int8_t *x, int k) {
-    int4 wv = __ldcs((const int4 *)w + k), xv = __ldg((const int4 *)x + k);
-    int s = __dp4a(wv.x, xv.x, 0);
-    s = __dp4a(wv.y, xv.y, s);
-    s = __dp4a(wv.z, xv.z, s);
-    return __dp4a(wv.w, xv.w, s);
-}
-template <>
-__device__ __forceinline__ int dot_chunk<4>(const int8_t *w, const int8_t *x, int k) {
-    return __dp4a(__ldcs((const int *)w + k), __ldg((const int *)x + k), 0);
-}
-
 /* wpr warps per output row; 8 warps per block. K % V == 0, rows V-byte aligned. */
 template <int M, int V>
 __global__ void __launch_bounds__(256) i8_gemv_kernel(const int8_t *X, int ldx, const int8_t *W, int N, int K, int wpr,
                                                    k_epi e, void *out, int ldo) {
     __shared__ int part[8][M];
-    const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, KV = K / V;
-    const int n = blockIdx.x * (8 / wpr) + warp / wpr, piece = warp % wpr;
-    int acc[M];
-#pragma unroll
-    for (int m = 0; m < M; m++) acc[m] = 0;
-    if (n < N) {
-        const int8_t *w = W + (size_t)n * K;
-#pragma unroll 4
-        for (int k = piece * 32 + lane; k < KV; k += 32 * wpr)
-#pragma unroll
-            for (int m = 0; m < M; m++) acc[m] += dot_chunk<V>(w, X + (size_t)m * ldx, k);
-    }
-    d_gemv_reduce(acc, part, warp, lane, piece, wpr);
-    if (n < N && piece == 0 && lane == 0)
-#pragma unroll
-        for (int m = 0; m < M; m++) k_epi_put(e, acc[m], m, n, out, ldo);
+    d_gemv_i8<M, V>(X, ldx, W, N, K, wpr, part, [&](int acc, int m, int n) { k_epi_put(e, acc, m, n, out, ldo); });
 }
 
 template <int M, int V>

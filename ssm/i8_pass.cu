@@ -30,10 +30,9 @@ struct i8_layer {
     int8_t *in_w; float *in_sw, *in_b, *in_qs;              /* [in x D]; [in] x3 (bias may be NULL) */
     int8_t *conv_w; float *conv_sw, *conv_sin, *conv_sout, *conv_b; /* [cd x K]; [cd] x4 (bias may be NULL) */
     int8_t *out_w; float *out_sw, *out_b;                   /* [D x E]; [D] x2 */
-    float *A, *D;                                           /* M1 [E x N], [E]; M2 [H], [H] */
+    rt_ssm ssm;                                             /* A, D; M2 dt_bias, gnorm_w */
     int8_t *xp_w; float *xp_sw, *xp_qs;                     /* M1 x_proj [xw x E]; [xw] x2 */
     int8_t *dt_w; float *dt_sw, *dt_qs, *dt_b;              /* M1 dt_proj [E x R]; [E] x3 */
-    float *dt_bias, *gnorm_w;                               /* M2 [H], [E] */
     /* activation scales: in_proj input, ssm_x, x_proj output (M1), dt, z, B, C, out_proj input */
     float s_in, s_u, s_xp, s_dt, s_z, s_B, s_C, s_y, s_conv0;
 };
@@ -109,10 +108,9 @@ static void layout_weights(rt_be *r, rt_carver *cv) {
         L->out_w = RT_CARVE(cv, int8_t, (size_t)D * E);
         L->out_sw = RT_CARVE(cv, float, D);
         if (c->proj_bias) L->out_b = RT_CARVE(cv, float, D);
+        rt_carve_ssm(cv, c, &L->ssm);
         if (c->arch == MQ_MAMBA1) {
             const int xw = xp_dim(c);
-            L->A = RT_CARVE(cv, float, (size_t)E * c->d_state);
-            L->D = RT_CARVE(cv, float, E);
             L->xp_w = RT_CARVE(cv, int8_t, (size_t)xw * E);
             L->xp_sw = RT_CARVE(cv, float, xw);
             L->xp_qs = RT_CARVE(cv, float, xw);
@@ -120,11 +118,6 @@ static void layout_weights(rt_be *r, rt_carver *cv) {
             L->dt_sw = RT_CARVE(cv, float, E);
             L->dt_qs = RT_CARVE(cv, float, E);
             L->dt_b = RT_CARVE(cv, float, E);
-        } else {
-            L->A = RT_CARVE(cv, float, c->n_heads);
-            L->D = RT_CARVE(cv, float, c->n_heads);
-            L->dt_bias = RT_CARVE(cv, float, c->n_heads);
-            L->gnorm_w = RT_CARVE(cv, float, E);
         }
     }
 }
@@ -180,7 +173,7 @@ static k_scan_m2_args<k_in_i8, float> m2_scan_args(const i8_be *g, const i8_laye
     k_scan_m2_args<k_in_i8, float> a;
     a.x = {g->xc8, cd, L->s_u}, a.dt = {g->xz8 + E + cd, cfg_in_proj_dim(c), L->s_dt};
     a.Bm = {g->xc8 + E, cd, L->s_B}, a.Cm = {g->xc8 + E + GN, cd, L->s_C};
-    a.dt_bias = L->dt_bias, a.A = L->A, a.D = L->D, a.lo = c->dt_limit_min, a.hi = c->dt_limit_max;
+    a.dt_bias = L->ssm.dt_bias, a.A = L->ssm.A, a.D = L->ssm.D, a.lo = c->dt_limit_min, a.hi = c->dt_limit_max;
     a.y = g->y32, a.ldy = E, a.H = c->n_heads, a.P = c->head_dim, a.G = c->n_groups, a.N = c->d_state;
     rt_scan_state(a, &g->rt, ssm_state, state_in, B, T, nc);
     return a;
@@ -218,7 +211,7 @@ static void decode_fused(i8_be *g, be_state *s) {
             sa.xdbl = g->xdbl8, sa.R = R_, sa.s_xp = L->s_xp;
             sa.dtw = L->dt_w, sa.dt_sw = L->dt_sw, sa.dt_qs = L->dt_qs, sa.dt_bias = L->dt_b, sa.sdt = L->s_dt;
             sa.u = g->xc8, sa.su = L->s_u, sa.sb = L->s_B, sa.sc = L->s_C;
-            sa.z = g->xz8 + E, sa.sz = L->s_z, sa.A = L->A, sa.D = L->D;
+            sa.z = g->xz8 + E, sa.sz = L->s_z, sa.A = L->ssm.A, sa.D = L->ssm.D;
             sa.state = ssm_state, sa.y = g->y16, sa.E = E, sa.N = N;
             k_i8_dec_dt_scan(sa, st);
             ya.y16 = g->y16;
@@ -226,7 +219,7 @@ static void decode_fused(i8_be *g, be_state *s) {
             const int8_t *z8 = g->xz8, *xbc8 = g->xz8 + E;
             k_i8_dec_conv(g->xc8, xbc8, conv_state, L->conv_w, L->conv_sw, L->conv_sin, L->conv_b, L->conv_sout, cd, K, st);
             k_scan_m2(m2_scan_args(g, L, ssm_state, 1, 1, 1, 1), st);
-            ya.y32 = g->y32, ya.z = z8, ya.sz = L->s_z, ya.gnorm_w = L->gnorm_w, ya.eps = c->norm_eps;
+            ya.y32 = g->y32, ya.z = z8, ya.sz = L->s_z, ya.gnorm_w = L->ssm.gnorm_w, ya.eps = c->norm_eps;
             ya.nbg = c->norm_before_gate;
         }
         ya.E = E, ya.m = g->had_m, ya.P = g->hadamard ? g->had_p : 0, ya.log_p = g->had_log_p;
@@ -290,7 +283,7 @@ static int forward(rt_be *r, int B, int T, be_state *s, const mq_hooks *hk) {
             k_scan_m1_args<k_in_i8, half> a;
             a.x = {g->xc8, E, L->s_u}, a.dt = {g->dt8, E, L->s_dt};
             a.Bm = {g->xdbl8 + R_, xw, L->s_B}, a.Cm = {g->xdbl8 + R_ + N, xw, L->s_C}, a.z = {z8, in, L->s_z};
-            a.dt_bias = L->dt_b, a.A = L->A, a.D = L->D, a.y = g->y16, a.ldy = E, a.Di = E, a.N = N;
+            a.dt_bias = L->dt_b, a.A = L->ssm.A, a.D = L->ssm.D, a.y = g->y16, a.ldy = E, a.Di = E, a.N = N;
             rt_scan_state(a, r, ssm_state, s != NULL, B, T, nc);
             k_scan_m1(a, st);
             rt_mark(r, RT_P_SCAN);
@@ -313,7 +306,7 @@ static int forward(rt_be *r, int B, int T, be_state *s, const mq_hooks *hk) {
             rt_mark(r, RT_P_SCAN);
             HOOK(l, MQ_ACT_SSM_STATE, ssm_state, MQ_F32, 0.f, B * E, N, N);
             /* one group over all of d_inner, as transformers and the CPU reference */
-            k_i8_gated_rmsnorm(g->g16, E, g->y32, E, z8, in, L->s_z, L->gnorm_w, R, E, E, c->norm_eps,
+            k_i8_gated_rmsnorm(g->g16, E, g->y32, E, z8, in, L->s_z, L->ssm.gnorm_w, R, E, E, c->norm_eps,
                                c->norm_before_gate, st);
             rt_mark(r, RT_P_GNORM);
             ssm_out = g->g16;
@@ -381,7 +374,7 @@ static i8_be *alloc_model(const mq_config *cfg, int lm_quant) {
 be *be_cuda_open_int8(const q_model *qm, int batch, int seqlen) {
     const mq_config *c = &qm->cfg;
     const int D = c->d_model, E = c->d_inner, in = cfg_in_proj_dim(c), cd = cfg_conv_dim(c), K = c->d_conv;
-    const int V = c->vocab_size, N = c->d_state, xw = xp_dim(c), H = c->n_heads;
+    const int V = c->vocab_size, xw = xp_dim(c);
     if (rt_check_shapes(c, 128, pass.name)) return NULL;
     if (qm->hadamard_n && qm->hadamard_n != E) {
         mq_fail("int8 GPU pass: Hadamard order %d, expected d_inner %d", qm->hadamard_n, E);
@@ -433,9 +426,8 @@ be *be_cuda_open_int8(const q_model *qm, int batch, int seqlen) {
         rt_put(L->out_w, Q->out_proj.q, (size_t)D * E);
         rt_put_f32(L->out_sw, P->out_sw, D);
         if (L->out_b) rt_put_f32(L->out_b, Q->out_proj_b, D);
+        rt_put_ssm(&L->ssm, c, P->A, Q->D, Q->dt_bias, Q->gnorm_w);
         if (c->arch == MQ_MAMBA1) {
-            rt_put_f32(L->A, P->A, (size_t)E * N);
-            rt_put_f32(L->D, Q->D, E);
             rt_put(L->xp_w, Q->x_proj.q, (size_t)xw * E);
             rt_put_f32(L->xp_sw, P->xp_sw, xw);
             rt_put_f32(L->xp_qs, P->xp_qs, xw);
@@ -443,11 +435,6 @@ be *be_cuda_open_int8(const q_model *qm, int batch, int seqlen) {
             rt_put_f32(L->dt_sw, P->dt_sw, E);
             rt_put_f32(L->dt_qs, P->dt_qs, E);
             rt_put_f32(L->dt_b, Q->dt_proj_b, E);
-        } else {
-            rt_put_f32(L->A, P->A, H);
-            rt_put_f32(L->D, Q->D, H);
-            rt_put_f32(L->dt_bias, Q->dt_bias, H);
-            rt_put_f32(L->gnorm_w, Q->gnorm_w, E);
         }
     }
     CUDA_CHECK(cudaDeviceSynchronize());
@@ -465,7 +452,6 @@ be *rt_i8_random(const mq_config *c, int hadamard, uint64_t seed, int batch, int
     i8_be *g = alloc_model(&cfg, 0);
     if (!g) return NULL;
     const int D = c->d_model, E = c->d_inner, in = cfg_in_proj_dim(c), cd = cfg_conv_dim(c), K = c->d_conv;
-    const int N = c->d_state;
     const int xw = xp_dim(c);
     g->hadamard = hadamard && had_factor(E, NULL, NULL) == 0;
     mq_clear_error();
@@ -474,9 +460,6 @@ be *rt_i8_random(const mq_config *c, int hadamard, uint64_t seed, int batch, int
     rt_put_const(g->norm_f, D, 1.f);
     /* int8 uniform in [-127, 127] has std ~73: sw = 1 / (73 sqrt(K)) gives weights of std 1/sqrt(K) */
     auto wsc = [](int k) { return 1.f / (73.f * sqrtf((float)k)); };
-    float *A = (float *)mq_malloc(sizeof(float) * (size_t)E * N);
-    for (int e = 0; e < E; e++)
-        for (int n = 0; n < N; n++) A[(size_t)e * N + n] = c->arch == MQ_MAMBA1 ? -(float)(n + 1) : -(float)(1 + e % 16);
     for (int l = 0; l < c->n_layer; l++) {
         i8_layer *L = &g->layers[l];
         L->s_in = 4.f / 127, L->s_u = 3.f / 127, L->s_xp = 4.f / 127, L->s_dt = 4.f / 127, L->s_z = 4.f / 127;
@@ -494,9 +477,8 @@ be *rt_i8_random(const mq_config *c, int hadamard, uint64_t seed, int batch, int
         k_fill_i8(L->out_w, (size_t)D * E, s++, 0);
         rt_put_const(L->out_sw, D, wsc(E));
         if (L->out_b) rt_put_const(L->out_b, D, 0.f);
+        rt_put_ssm_random(&L->ssm, c);
         if (c->arch == MQ_MAMBA1) {
-            rt_put_f32(L->A, A, (size_t)E * N);
-            rt_put_const(L->D, E, 1.f);
             k_fill_i8(L->xp_w, (size_t)xw * E, s++, 0);
             rt_put_const(L->xp_sw, xw, wsc(E));
             rt_put_const(L->xp_qs, xw, 4.f / 127);
@@ -504,14 +486,8 @@ be *rt_i8_random(const mq_config *c, int hadamard, uint64_t seed, int batch, int
             rt_put_const(L->dt_sw, E, wsc(c->dt_rank));
             rt_put_const(L->dt_qs, E, 4.f / 127);
             rt_put_const(L->dt_b, E, -4.f);
-        } else {
-            rt_put_f32(L->A, A, c->n_heads);
-            rt_put_const(L->D, c->n_heads, 1.f);
-            rt_put_const(L->dt_bias, c->n_heads, -4.f);
-            rt_put_const(L->gnorm_w, E, 1.f);
         }
     }
-    free(A);
     CUDA_CHECK(cudaDeviceSynchronize());
     decide_fused(g);
     return rt_open(&g->rt, batch, seqlen);

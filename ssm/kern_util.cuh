@@ -13,6 +13,23 @@
 
 static inline int cdiv(long a, long b) { return (int)((a + b - 1) / b); }
 
+/* int8 dot product of the k-th V-byte chunk (V = 16 or 4) of a weight row w (streamed: __ldcs) and
+ * an activation row x (cached: __ldg), __dp4a into int32; the GEMV kernels' inner step. */
+template <int V>
+static __device__ __forceinline__ int d_dot_i8(const int8_t *w, const int8_t *x, int k);
+template <>
+__device__ __forceinline__ int d_dot_i8<16>(const int8_t *w, const int8_t *x, int k) {
+    int4 wv = __ldcs((const int4 *)w + k), xv = __ldg((const int4 *)x + k);
+    int s = __dp4a(wv.x, xv.x, 0);
+    s = __dp4a(wv.y, xv.y, s);
+    s = __dp4a(wv.z, xv.z, s);
+    return __dp4a(wv.w, xv.w, s);
+}
+template <>
+__device__ __forceinline__ int d_dot_i8<4>(const int8_t *w, const int8_t *x, int k) {
+    return __dp4a(__ldcs((const int *)w + k), __ldg((const int *)x + k), 0);
+}
+
 /* Threads per row of a norm: few rows (decode) leave the GPU idle anyway, so a whole 1024-thread
  * block cuts the serial loop over the row; many rows fill the GPU with smaller blocks. */
 static inline int norm_threads(int rows, int D) { return rows < 256 && D >= 2048 ? 1024 : D >= 1024 ? 256 : 128; }
@@ -56,6 +73,31 @@ static __device__ __forceinline__ void d_gemv_reduce(T (&acc)[M], T (*part)[M], 
                 for (int j = 0; j < wpr; j++) acc[m] += part[warp + j][m];
             }
     }
+}
+
+/* The decode GEMV's body: output row n = blockIdx.x * (8 / wpr) + warp / wpr of Y[M x N] = X W^T,
+ * int8 W [N x K] streamed once in V-byte chunks (K % V == 0, rows V-byte aligned), wpr warps per row
+ * (8 warps per block), the exact int32 sums handed to put(acc, m, n) by one lane. part: the
+ * block's __shared__ int [8][M]. */
+template <int M, int V, typename Put>
+static __device__ __forceinline__ void d_gemv_i8(const int8_t *X, int ldx, const int8_t *W, int N, int K, int wpr,
+                                                 int (*part)[M], Put put) {
+    const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, KV = K / V;
+    const int n = blockIdx.x * (8 / wpr) + warp / wpr, piece = warp % wpr;
+    int acc[M];
+#pragma unroll
+    for (int m = 0; m < M; m++) acc[m] = 0;
+    if (n < N) {
+        const int8_t *w = W + (size_t)n * K;
+#pragma unroll 4
+        for (int k = piece * 32 + lane; k < KV; k += 32 * wpr)
+#pragma unroll
+            for (int m = 0; m < M; m++) acc[m] += d_dot_i8<V>(w, X + (size_t)m * ldx, k);
+    }
+    d_gemv_reduce(acc, part, warp, lane, piece, wpr);
+    if (n < N && piece == 0 && lane == 0)
+#pragma unroll
+        for (int m = 0; m < M; m++) put(acc[m], m, n);
 }
 
 /* splitmix64 of (seed, i): a counter-based generator, so a fill is the same for any grid */

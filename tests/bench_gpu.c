@@ -1,73 +1,22 @@
 /* GPU benchmark of the FP16 forward (not a test): random-weight models of the real Mamba shapes,
  * timing prefill (1x1024, 8x1024; embedding to norm_f, no lm_head) and decode per token (batch 1,
- * CUDA graph, lm_head included) beside the bandwidth floor of decode = weight bytes / copy rate.
+ * CUDA graph, lm_head included) beside the bandwidth floor of decode = weight bytes / copy rate
+ * (gpu_copy_tbps, measured here), and where the time goes op by op.
  * Usage: build/bench/bench_gpu [out.md] [model-name-filter]; prints a markdown table (and writes it). */
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include "core/err.h"
 #include "core/gpu.h"
 #include "ssm/backend.h"
 
-#define FLOOR_TBPS 2.97 /* device-to-device copy rate measured on the H100 (read + write bytes) */
-
 #include "tests/bench_shapes.h"
+#include "tests/bench_time.h"
 
 static int nop_hook(void *ctx, const mq_act *a) {
     (void)ctx, (void)a;
     return 0;
-}
-
-static double now_ms(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
-}
-static int cmp_d(const void *a, const void *b) {
-    double x = *(const double *)a, y = *(const double *)b;
-    return x < y ? -1 : x > y;
-}
-static double median(double *v, int n) {
-    qsort(v, n, sizeof *v, cmp_d);
-    return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
-}
-
-/* median ms of one prefill of B x T random tokens (prefill synchronizes at its end) */
-static double time_prefill(be *g, int B, int T, int vocab) {
-    int32_t *tok = mq_malloc(sizeof(int32_t) * B * T);
-    for (int i = 0; i < B * T; i++) tok[i] = (int32_t)((i * 7919u + 13) % (unsigned)vocab);
-    enum { REPS = 7 };
-    double t[REPS];
-    for (int r = -2; r < REPS; r++) { /* two warm-ups: cuBLAS heuristics, module load */
-        double t0 = now_ms();
-        if (be_prefill(g, tok, B, T, NULL, NULL, NULL)) mq_die("%s", mq_errmsg());
-        if (r >= 0) t[r] = now_ms() - t0;
-    }
-    free(tok);
-    return median(t, REPS);
-}
-
-/* ms per decode step of batch 1 (graph with lm_head), median over 5 runs of 100 steps */
-static double time_decode(be *g, int vocab) {
-    be_state *s = be_state_new(g, 1);
-    if (!s) mq_die("%s", mq_errmsg());
-    int32_t tok = 42;
-    double t[5];
-    for (int i = 0; i < 20; i++) be_step_async(g, s, &tok, 1); /* capture + warm-up */
-    be_sync(g);
-    for (int r = 0; r < 5; r++) {
-        double t0 = now_ms();
-        for (int i = 0; i < 100; i++) {
-            tok = (int32_t)((tok * 31 + i) % vocab);
-            if (be_step_async(g, s, &tok, 1)) mq_die("%s", mq_errmsg());
-        }
-        be_sync(g);
-        t[r] = (now_ms() - t0) / 100;
-    }
-    be_state_free(s);
-    return median(t, 5);
 }
 
 int main(int argc, char **argv) {
@@ -75,6 +24,7 @@ int main(int argc, char **argv) {
     if (!gpu_available(&why)) { printf("no GPU (%s): nothing to benchmark\n", why); return 0; }
     const char *out = argc > 1 ? argv[1] : NULL, *filter = argc > 2 ? argv[2] : NULL;
     char table[8192], breakdown[8192];
+    const double tbps = gpu_copy_tbps((size_t)1 << 30);
     int nb = snprintf(breakdown, sizeof breakdown, "\n| model | prefill | GPU ms per op (CUDA events) |\n|---|---|---|\n");
     int n = snprintf(table, sizeof table,
                      "GPU: %s\n\n"
@@ -86,12 +36,15 @@ int main(int argc, char **argv) {
         mq_config c = make_cfg(&shapes[i]);
         be *g = be_open_random(&c, BE_CUDA_F16, 0, 1234 + i, 8, 1024);
         if (!g) { printf("%s: %s\n", shapes[i].name, mq_errmsg()); continue; }
-        double p1 = time_prefill(g, 1, 1024, c.vocab_size);
-        double p8 = time_prefill(g, 8, 1024, c.vocab_size);
-        double d1 = time_decode(g, c.vocab_size);
+        int32_t *tok = bt_tokens(8 * 1024, c.vocab_size);
+        double p1 = bt_prefill_ms(g, tok, 1, 1024), p8 = bt_prefill_ms(g, tok, 8, 1024), d1;
+        {
+            be_state *s = be_state_new(g, 1);
+            if (!s) mq_die("%s", mq_errmsg());
+            d1 = bt_decode_ms(g, s, tok);
+            be_state_free(s);
+        }
         /* where prefill time goes: one profiled call of each shape (events between the ops) */
-        int32_t *tok = mq_malloc(sizeof(int32_t) * 8 * 1024);
-        for (int k = 0; k < 8 * 1024; k++) tok[k] = (int32_t)((k * 7919u + 13) % (unsigned)c.vocab_size);
         be_profile(g, 1);
         for (int b = 1; b <= 8; b += 7) {
             if (be_prefill(g, tok, b, 1024, NULL, NULL, NULL)) mq_die("%s", mq_errmsg());
@@ -116,7 +69,7 @@ int main(int argc, char **argv) {
         }
         be_profile(g, 0);
         free(tok);
-        double gb = be_decode_bytes(g) / 1e9, floor_ms = gb / FLOOR_TBPS; /* GB / (TB/s) = ms */
+        double gb = be_decode_bytes(g) / 1e9, floor_ms = gb / tbps; /* GB / (TB/s) = ms */
         n += snprintf(table + n, sizeof table - n, "| %s | %.2f | %.2f, %.0f | %.2f, %.0f | %.3f | %.3f | %.0f%% |\n",
                       shapes[i].name, gb, p1, 1024 / p1 * 1e3, p8, 8192 / p8 * 1e3, d1, floor_ms,
                       100 * floor_ms / d1);
@@ -125,9 +78,10 @@ int main(int argc, char **argv) {
     }
     n += snprintf(table + n, sizeof table - n, "%s", breakdown);
     n += snprintf(table + n, sizeof table - n,
-                  "\nPrefill: embedding to norm_f (no lm_head), host clock around synchronized calls, median of 7. "
-                  "Decode: batch 1, CUDA graph including lm_head, token upload per step, median of 5 x 100 "
-                  "steps. Floor: bytes of weights one step reads / %.2f TB/s.\n", FLOOR_TBPS);
+                  "\nPrefill: embedding to norm_f (no lm_head), host clock around synchronized calls, median of %d. "
+                  "Decode: batch 1, CUDA graph including lm_head, median of %d x %d steps. Floor: bytes of weights "
+                  "one step reads / %.2f TB/s (device-to-device copy rate measured in this run, read + write).\n",
+                  BT_PREFILL_REPS, BT_DECODE_REPS, BT_STEPS, tbps);
     fputs(table, stdout);
     if (out && mq_write_file_atomic(out, table, strlen(table))) { fprintf(stderr, "%s\n", mq_errmsg()); return 1; }
     return 0;

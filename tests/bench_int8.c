@@ -1,78 +1,45 @@
 /* GPU benchmark of the int8 pass (not a test): random int8 weights of the real Mamba shapes (Hadamard
- * on y as quamba, synthetic scales, i8g_model_random) beside the FP16 forward (ssm/gpu.h, random FP16
- * weights of the same shapes), same protocol for both (ssm/backend.h: BE_CUDA_INT8 and BE_CUDA_F16), one
- * process:
+ * on y as quamba, synthetic scales) beside the FP16 forward of random FP16 weights of the same shapes,
+ * one protocol for both (ssm/backend.h: BE_CUDA_INT8 and BE_CUDA_F16; tests/bench_time.h), one process:
  *   prefill 1x1024 and 8x1024: embedding to norm_f (no lm_head), one synchronized call, median of 7;
  *   decode b = 1, 16, 64: ms per step (one token per sequence) through the CUDA graph with lm_head
  *     into the workspace and no host copy (be_step_async), median of 3 x 50 steps;
  *   memory: device memory the weights, a workspace of 8 x 1024 and one of 64 x 1 and the decode state
  *     of batch 64 hold (the backends' byte counts);
- *   floor: bytes of weights one batch-1 decode step reads / 2.97 TB/s (the H100 copy rate).
- * Usage: build/bench/bench_int8 [model-name-filter] prints a markdown table and, for the int8 pass,
- * a per-op breakdown of one 1x1024 prefill. build/bench/bench_int8 NAME --steps N: only N plain
- * decode steps of NAME, int8 then FP16, for a kernel profiler (ncu) to time every kernel of a step.
+ *   floor: bytes of weights one batch-1 decode step reads / the device-to-device copy rate measured
+ *     in the same run (gpu_copy_tbps: read + write bytes per second).
+ * Usage: build/bench/bench_int8 [FILTER] [--peers DIR] [--json FILE] prints markdown tables (int8 vs
+ * FP16, a per-op breakdown of one int8 prefill); with --peers, the peers' results of the same run
+ * (DIR/torch_peer.json, DIR/mssm_peer.json from ../shared/bench, see tools/bench.sh) in a table
+ * beside ours; with --json, all of it as docs/bench.json (schema in docs/benchmarks.md).
+ * build/bench/bench_int8 NAME --steps N: only N plain decode steps of NAME, int8 then FP16, for a
+ * kernel profiler (ncu) to time every kernel of a step.
  * build/bench/bench_int8 --artifact ART MODEL: the same prefill 1x1024 and batch-1 decode for an
  * artifact (mambaq quantize) beside the FP16 forward of its source checkpoint MODEL: the whole
- * artifact path at full size (tests/bench_random_model.c makes such checkpoints).
- * Results: docs/benchmarks.md. */
+ * artifact path at full size (tests/bench_random_model.c makes such checkpoints). */
 #include <stdint.h>
 #include <stdio.h>
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <cjson/cJSON.h>
 #include "core/err.h"
 #include "core/gpu.h"
 #include "export/art.h"
 #include "ssm/backend.h"
 
 #include "tests/bench_shapes.h"
+#include "tests/bench_time.h"
 
-static double now_ms(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
-}
-static int cmp_d(const void *a, const void *b) {
-    double x = *(const double *)a, y = *(const double *)b;
-    return x < y ? -1 : x > y;
-}
-static double median(double *v, int n) {
-    qsort(v, n, sizeof *v, cmp_d);
-    return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
-}
-
-enum { PREFILL_REPS = 7, DECODE_REPS = 3, STEPS = 50, NB = 3 };
+enum { NB = 3 };
 static const int batches[NB] = {1, 16, 64};
 static char prof[sizeof shapes / sizeof shapes[0]][512]; /* per-op breakdown of one int8 prefill */
-#define FLOOR_TBPS 2.97
+static char dprof[sizeof shapes / sizeof shapes[0]][2][2][512]; /* decode breakdowns [shape][kind][b 16, 64] */
+enum { PROF_STEPS = 10 };
 
 /* one pass (int8 or FP16) of one shape: prefill ms [2], decode ms [NB], memory GB */
 typedef struct { double pre[2], dec[NB], mem_gb, weights_gb, decode_gb; } pass_times;
-
-/* median ms of prefills of B x T tokens (after two warm-ups: cuBLAS heuristics, module load) */
-static double time_prefill(be *b, const int32_t *tok, int B, int T) {
-    double t[PREFILL_REPS];
-    for (int r = -2; r < PREFILL_REPS; r++) {
-        double t0 = now_ms();
-        if (be_prefill(b, tok, B, T, NULL, NULL, NULL)) mq_die("%s", mq_errmsg());
-        if (r >= 0) t[r] = now_ms() - t0;
-    }
-    return median(t, PREFILL_REPS);
-}
-
-/* ms per graph decode step of s's batch, lm_head into the workspace: median of DECODE_REPS x STEPS */
-static double time_decode(be *b, be_state *s, const int32_t *tok) {
-    double t[DECODE_REPS];
-    for (int r = -1; r < DECODE_REPS; r++) {
-        be_state_reset(s);
-        double t0 = now_ms();
-        for (int i = 0; i < STEPS; i++)
-            if (be_step_async(b, s, tok + i * be_max_batch(b), 1)) mq_die("%s", mq_errmsg());
-        be_sync(b);
-        if (r >= 0) t[r] = (now_ms() - t0) / STEPS;
-    }
-    return median(t, DECODE_REPS);
-}
 
 /* A random model of c's shapes (int8: the y rotation as quamba) */
 static be *open_random(const mq_config *c, be_kind kind, int batch, int seqlen) {
@@ -86,14 +53,14 @@ static void time_pass(const mq_config *c, be_kind kind, const int32_t *tok, pass
     pt->weights_gb = be_weight_bytes(b) / 1e9;
     pt->decode_gb = be_decode_bytes(b) / 1e9;
     pt->mem_gb = (be_weight_bytes(b) + be_ws_bytes(b)) / 1e9;
-    pt->pre[0] = time_prefill(b, tok, 1, 1024);
-    pt->pre[1] = time_prefill(b, tok, 8, 1024);
+    pt->pre[0] = bt_prefill_ms(b, tok, 1, 1024);
+    pt->pre[1] = bt_prefill_ms(b, tok, 8, 1024);
     be_free(b);
     for (int k = 0; k < NB; k++) { /* decode workspaces of batch x 1 token */
         be *d = open_random(c, kind, batches[k], 1);
         be_state *s = be_state_new(d, batches[k]);
         if (!s) mq_die("%s", mq_errmsg());
-        pt->dec[k] = time_decode(d, s, tok);
+        pt->dec[k] = bt_decode_ms(d, s, tok);
         if (k == NB - 1) {
             const size_t state = (size_t)batches[k] * c->n_layer *
                                  (cfg_conv_dim(c) * (c->d_conv - 1) * (kind == BE_CUDA_INT8 ? 1 : 4) +
@@ -113,8 +80,7 @@ static int nop_hook(void *ctx, const mq_act *a) {
 }
 static int profile_steps(const shape *sh, int n) {
     mq_config c = make_cfg(sh);
-    int32_t tok[64];
-    for (int k = 0; k < 64; k++) tok[k] = (int32_t)((k * 7919u + 13) % (unsigned)c.vocab_size);
+    int32_t *tok = bt_tokens(64, c.vocab_size);
     float *logits = mq_malloc(sizeof(float) * c.vocab_size);
     const be_kind kinds[2] = {BE_CUDA_INT8, BE_CUDA_F16};
     for (int p = 0; p < 2; p++) {
@@ -129,7 +95,27 @@ static int profile_steps(const shape *sh, int n) {
         be_free(b);
     }
     free(logits);
+    free(tok);
     return 0;
+}
+
+/* GPU ms per op of PROF_STEPS decode steps of the given batch, op by op (a no-op hook: no graph, so
+ * the host's launch gaps are in it too; the large ops read true) */
+static void decode_breakdown(const mq_config *c, be_kind kind, int batch, const int32_t *tok, char *out, size_t n) {
+    be *b = open_random(c, kind, batch, 1);
+    be_state *s = be_state_new(b, batch);
+    float *logits = mq_malloc(sizeof(float) * c->vocab_size * batch);
+    mq_hooks nop = {nop_hook, NULL};
+    if (!s) mq_die("%s", mq_errmsg());
+    for (int k = 0; k < 2 + PROF_STEPS; k++) {
+        if (k == 2) be_profile(b, 1);
+        if (be_step(b, s, tok + k * batch, &nop, NULL, logits)) mq_die("%s", mq_errmsg());
+    }
+    be_profile_report(b, out, n);
+    be_profile(b, 0);
+    free(logits);
+    be_state_free(s);
+    be_free(b);
 }
 
 /* prefill 1x1024 and batch-1 graph decode of an artifact and of its FP16 source */
@@ -139,16 +125,15 @@ static int bench_artifact(const char *art_dir, const char *model_dir) {
     if (art_open(art_dir, &art)) mq_die("%s", mq_errmsg());
     if (ssm_load(model_dir, &m)) mq_die("%s", mq_errmsg());
     const mq_config *c = &art.qm.cfg;
-    int32_t *tok = mq_malloc(sizeof(int32_t) * 1024);
-    for (int k = 0; k < 1024; k++) tok[k] = (int32_t)((k * 7919u + 13) % (unsigned)c->vocab_size);
+    int32_t *tok = bt_tokens(1024, c->vocab_size);
     double pre[2], dec[2];
     be *b[2] = {be_open_qmodel(&art.qm, BE_CUDA_INT8, 1, 1024), be_open_model(&m, BE_CUDA_F16, 1, 1024)};
     if (!b[0] || !b[1]) mq_die("upload: %s", mq_errmsg());
     for (int p = 0; p < 2; p++) {
         be_state *s = be_state_new(b[p], 1);
         if (!s) mq_die("%s", mq_errmsg());
-        pre[p] = time_prefill(b[p], tok, 1, 1024);
-        dec[p] = time_decode(b[p], s, tok);
+        pre[p] = bt_prefill_ms(b[p], tok, 1, 1024);
+        dec[p] = bt_decode_ms(b[p], s, tok);
         be_state_free(s);
     }
     printf("| artifact | int8 model.safetensors GB | prefill 1x1024 ms int8 / FP16 | decode b=1 ms/token int8 / FP16 |\n");
@@ -162,29 +147,208 @@ static int bench_artifact(const char *art_dir, const char *model_dir) {
     return 0;
 }
 
+/* ---- bench.json and the peers (../shared/bench: torch_decode_peer.py, mamba_ssm_peer.py) ---- */
+
+static const char *const batch_keys[NB] = {"1", "16", "64"}, *const prefill_keys[2] = {"1x1024", "8x1024"};
+
+/* obj[key], created as an object when absent */
+static cJSON *obj_at(cJSON *obj, const char *key) {
+    cJSON *o = cJSON_GetObjectItemCaseSensitive(obj, key);
+    return o ? o : cJSON_AddObjectToObject(obj, key);
+}
+static void put_ms(cJSON *obj, const char *key, double ms) { cJSON_AddNumberToObject(obj, key, round(ms * 1e4) / 1e4); }
+
+/* our figures of one shape under models[name] */
+static void json_ours(cJSON *models, const char *name, const pass_times *i8, const pass_times *f16, double tbps) {
+    cJSON *m = obj_at(models, name), *dec = obj_at(m, "decode_ms"), *pre = obj_at(m, "prefill_ms");
+    const pass_times *pt[2] = {i8, f16};
+    const char *kind[2] = {"int8", "fp16"};
+    cJSON *floor_ms = obj_at(m, "floor_ms"), *wgb = obj_at(m, "decode_weights_gb");
+    for (int p = 0; p < 2; p++) {
+        cJSON *d = obj_at(dec, kind[p]), *f = obj_at(pre, kind[p]);
+        for (int k = 0; k < NB; k++) put_ms(d, batch_keys[k], pt[p]->dec[k]);
+        for (int k = 0; k < 2; k++) put_ms(f, prefill_keys[k], pt[p]->pre[k]);
+        put_ms(floor_ms, kind[p], pt[p]->decode_gb / tbps);
+        put_ms(wgb, kind[p], pt[p]->decode_gb);  /* what one decode step reads */
+    }
+}
+
+/* a peer's value: a number, or a note of why not (a failure string of the script, or absent) */
+static void peer_value(cJSON *dst, const char *key, const cJSON *v, cJSON *notes, const char *what) {
+    if (cJSON_IsNumber(v)) {
+        put_ms(dst, key, v->valuedouble);
+        return;
+    }
+    char msg[1400];
+    snprintf(msg, sizeof msg, "%s: %s", what, cJSON_IsString(v) ? v->valuestring : "not reported");
+    cJSON_AddItemToArray(notes, cJSON_CreateString(msg));
+}
+
+/* DIR/torch_peer.json (mamba-2.8b shape only) and DIR/mssm_peer.json into models; what is missing
+ * or failed goes to notes */
+static void json_peers(cJSON *models, const char *dir, cJSON *notes) {
+    char path[1024], key[64], what[1200];
+    snprintf(path, sizeof path, "%s/torch_peer.json", dir);
+    char *txt = mq_read_file(path, NULL);
+    cJSON *t = txt ? cJSON_Parse(txt) : NULL;
+    if (!t) {
+        snprintf(what, sizeof what, "PyTorch peer: %s %s", path, txt ? "is not JSON" : "is absent (the peer did not run)");
+        cJSON_AddItemToArray(notes, cJSON_CreateString(what));
+    } else {
+        cJSON *m = obj_at(models, "mamba-2.8b"), *dec = cJSON_GetObjectItem(t, "torch_fp16_decode");
+        const char *runs[2][2] = {{"compiled_graph", "torch_compiled_fp16"}, {"eager_graph", "torch_eager_fp16"}};
+        for (int r = 0; r < 2; r++)
+            for (int k = 0; k < NB; k++) {
+                snprintf(key, sizeof key, "%s_b%s_ms", runs[r][0], batch_keys[k]);
+                snprintf(what, sizeof what, "PyTorch peer, mamba-2.8b %s batch %s", runs[r][1], batch_keys[k]);
+                peer_value(obj_at(obj_at(m, "decode_ms"), runs[r][1]), batch_keys[k], cJSON_GetObjectItem(dec, key),
+                           notes, what);
+            }
+        cJSON *gem = cJSON_GetObjectItem(t, "prefill_gemm_only"), *g = obj_at(m, "prefill_gemm_only_ms");
+        const char *mk[2] = {"M1024", "M8192"}, *kk[2][2] = {{"fp16_all_layers_ms", "torch_fp16"}, {"int8_all_layers_ms", "torch_int8"}};
+        for (int i = 0; i < 2; i++)
+            for (int j = 0; j < 2; j++) {
+                snprintf(what, sizeof what, "PyTorch peer, mamba-2.8b GEMM-only prefill %s %s", prefill_keys[i], kk[j][1]);
+                peer_value(obj_at(g, kk[j][1]), prefill_keys[i], cJSON_GetObjectItem(cJSON_GetObjectItem(gem, mk[i]), kk[j][0]),
+                           notes, what);
+            }
+    }
+    cJSON_Delete(t), free(txt);
+    snprintf(path, sizeof path, "%s/mssm_peer.json", dir);
+    txt = mq_read_file(path, NULL);
+    t = txt ? cJSON_Parse(txt) : NULL;
+    if (!t) {
+        snprintf(what, sizeof what, "mamba_ssm peer: %s %s", path, txt ? "is not JSON" : "is absent (the peer did not run)");
+        cJSON_AddItemToArray(notes, cJSON_CreateString(what));
+    } else {
+        const char *names[2] = {"mamba-2.8b", "mamba2-2.7b"};
+        for (int n = 0; n < 2; n++) {
+            cJSON *src = cJSON_GetObjectItem(t, names[n]), *m = obj_at(models, names[n]);
+            for (int k = 0; k < NB; k++) {
+                snprintf(key, sizeof key, "decode_b%s_ms", batch_keys[k]);
+                snprintf(what, sizeof what, "mamba_ssm peer, %s decode batch %s", names[n], batch_keys[k]);
+                peer_value(obj_at(obj_at(m, "decode_ms"), "mamba_ssm_fp16"), batch_keys[k],
+                           cJSON_GetObjectItem(src, key), notes, what);
+            }
+            if (n == 1) /* its Mamba1 prefill needs the compiled selective_scan_cuda: Mamba2 only */
+                for (int k = 0; k < 2; k++) {
+                    snprintf(key, sizeof key, "prefill_%s_ms", prefill_keys[k]);
+                    snprintf(what, sizeof what, "mamba_ssm peer, %s prefill %s", names[n], prefill_keys[k]);
+                    peer_value(obj_at(obj_at(m, "prefill_ms"), "mamba_ssm_fp16"), prefill_keys[k],
+                               cJSON_GetObjectItem(src, key), notes, what);
+                }
+        }
+    }
+    cJSON_Delete(t), free(txt);
+}
+
+/* "%.3f" of models[name][table][kind][key], or "-" */
+static double num_at(cJSON *models, const char *name, const char *table, const char *kind, const char *key) {
+    cJSON *v = cJSON_GetObjectItem(
+        cJSON_GetObjectItem(cJSON_GetObjectItem(cJSON_GetObjectItem(models, name), table), kind), key);
+    return cJSON_IsNumber(v) ? v->valuedouble : -1;
+}
+static const char *cell(cJSON *models, const char *name, const char *table, const char *kind, const char *key,
+                        char *buf, size_t n) {
+    double v = num_at(models, name, table, kind, key);
+    if (v >= 0) snprintf(buf, n, table[0] == 'd' ? "%.3f" : "%.2f", v);
+    else snprintf(buf, n, "-");
+    return buf;
+}
+
+/* the "beside the peers" table of every model in the json */
+static void print_peer_table(cJSON *models, cJSON *notes) {
+    static const char *const rows[][2] = {
+        {"int8", "mambaq int8"},
+        {"fp16", "mambaq FP16"},
+        {"torch_compiled_fp16", "PyTorch FP16, torch.compile'd layer, step in a CUDA graph"},
+        {"torch_eager_fp16", "PyTorch FP16, eager layer, step in a CUDA graph"},
+        {"mamba_ssm_fp16", "state-spaces mamba_ssm FP16 (Triton kernels, its CUDA-graph decode)"},
+    };
+    printf("\n## Decode and prefill beside the peers (ms; same run)\n\n");
+    printf("| model | implementation | decode b=1 | b=16 | b=64 | prefill 1x1024 | 8x1024 |\n|---|---|---|---|---|---|---|\n");
+    for (cJSON *m = models->child; m; m = m->next)
+        for (size_t r = 0; r < sizeof rows / sizeof rows[0]; r++) {
+            char c[5][32];
+            for (int k = 0; k < NB; k++) cell(models, m->string, "decode_ms", rows[r][0], batch_keys[k], c[k], 32);
+            for (int k = 0; k < 2; k++) cell(models, m->string, "prefill_ms", rows[r][0], prefill_keys[k], c[3 + k], 32);
+            if (!strcmp(c[0], "-") && !strcmp(c[3], "-")) continue; /* that peer does not run this shape */
+            printf("| %s | %s | %s | %s | %s | %s | %s |\n", m->string, rows[r][1], c[0], c[1], c[2], c[3], c[4]);
+        }
+    printf("\nint8 decode speed-up (time of the other / time of int8; > 1: int8 faster), batch 1 / 16 / 64:\n\n");
+    for (cJSON *m = models->child; m; m = m->next) {
+        printf("- %s:", m->string);
+        for (size_t r = 1; r < sizeof rows / sizeof rows[0]; r++) {
+            char buf[160];
+            int n = snprintf(buf, sizeof buf, " vs %s", r == 1 ? "our FP16" : rows[r][0]), any = 0;
+            for (int k = 0; k < NB; k++) {
+                double i8 = num_at(models, m->string, "decode_ms", "int8", batch_keys[k]);
+                double o = num_at(models, m->string, "decode_ms", rows[r][0], batch_keys[k]);
+                any |= o > 0 && i8 > 0;
+                if (o > 0 && i8 > 0) n += snprintf(buf + n, sizeof buf - n, "%s%.2fx", k ? " / " : " ", o / i8);
+                else n += snprintf(buf + n, sizeof buf - n, "%s-", k ? " / " : " ");
+            }
+            if (any) printf("%s%s", buf, r + 1 < sizeof rows / sizeof rows[0] ? ";" : "");
+        }
+        printf("\n");
+    }
+    for (cJSON *n = notes->child; n; n = n->next) printf("%s- %s\n", n == notes->child ? "\n" : "", n->valuestring);
+}
+
 int main(int argc, char **argv) {
-    const char *filter = argc > 1 ? argv[1] : NULL;
+    const char *filter = NULL, *json_out = NULL, *peers = NULL;
+    int steps = -1;
+    for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "--json") && i + 1 < argc) json_out = argv[++i];
+        else if (!strcmp(argv[i], "--peers") && i + 1 < argc) peers = argv[++i];
+        else if (!strcmp(argv[i], "--steps") && i + 1 < argc) steps = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--artifact") && i + 2 < argc) {
+            const char *why;
+            if (!gpu_available(&why)) return printf("bench_int8: no usable GPU (%s)\n", why), 0;
+            return bench_artifact(argv[i + 1], argv[i + 2]);
+        } else if (argv[i][0] == '-') {
+            fprintf(stderr, "usage: bench_int8 [FILTER] [--peers DIR] [--json FILE] | NAME --steps N | "
+                            "--artifact ART MODEL\n");
+            return 2;
+        } else filter = argv[i];
+    }
     const char *why;
     if (!gpu_available(&why)) {
         printf("bench_int8: no usable GPU (%s)\n", why);
         return 0;
     }
-    if (argc == 4 && !strcmp(argv[1], "--artifact")) return bench_artifact(argv[2], argv[3]);
-    if (argc > 3 && !strcmp(argv[2], "--steps")) {
+    if (steps >= 0) {
         for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++)
-            if (!strcmp(shapes[i].name, filter)) return profile_steps(&shapes[i], atoi(argv[3]));
-        mq_die("bench_int8: no shape named %s", filter);
+            if (filter && !strcmp(shapes[i].name, filter)) return profile_steps(&shapes[i], steps);
+        mq_die("bench_int8: no shape named %s", filter ? filter : "(none given)");
     }
-    printf("# int8 pass vs FP16 forward, %s\n\n", gpu_describe());
-    printf("Each cell: int8 / FP16 (ratio = FP16 time / int8 time; > 1 means int8 is faster).\n\n");
+    const double tbps = gpu_copy_tbps((size_t)1 << 30);
+    if (tbps <= 0) mq_die("bench_int8: %s", mq_errmsg());
+    cJSON *root = cJSON_CreateObject(), *notes = cJSON_CreateArray();
+    {
+        char name[128], date[32];
+        snprintf(name, sizeof name, "%s", gpu_describe());
+        name[strcspn(name, ",")] = 0;
+        time_t now = time(NULL);
+        strftime(date, sizeof date, "%Y-%m-%dT%H:%M:%SZ", gmtime(&now));
+        cJSON_AddStringToObject(root, "gpu", name);
+        cJSON_AddStringToObject(root, "gpu_detail", gpu_describe());
+        cJSON_AddStringToObject(root, "date", date);
+        if (getenv("BENCH_COMMIT")) cJSON_AddStringToObject(root, "commit", getenv("BENCH_COMMIT"));
+        cJSON_AddNumberToObject(root, "copy_tbps", round(tbps * 1000) / 1000);
+    }
+    cJSON *models = cJSON_AddObjectToObject(root, "models");
+    printf("## int8 pass vs FP16 forward (build/bench/bench_int8), %s\n\n", gpu_describe());
+    printf("Each cell: int8 / FP16 (ratio = FP16 time / int8 time; > 1 means int8 is faster). Floor: weights one "
+           "decode step reads / %.2f TB/s, the device-to-device copy rate measured in this run (read + write).\n\n",
+           tbps);
     printf("| model | weights GB int8 / FP16 | prefill 1x1024 ms | prefill 8x1024 ms | decode b=1 ms/token | "
            "b=1 floor ms (reached) | decode b=16 ms/step | decode b=64 ms/step | GPU memory GB |\n");
     printf("|---|---|---|---|---|---|---|---|---|\n");
     for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++) {
         if (filter && !strstr(shapes[i].name, filter)) continue;
         mq_config c = make_cfg(&shapes[i]);
-        int32_t *tok = mq_malloc(sizeof(int32_t) * 8 * 1024);
-        for (int k = 0; k < 8 * 1024; k++) tok[k] = (int32_t)((k * 7919u + 13) % (unsigned)c.vocab_size);
+        int32_t *tok = bt_tokens(8 * 1024, c.vocab_size);
         pass_times a, b;
         memset(&a, 0, sizeof a), memset(&b, 0, sizeof b);
         time_pass(&c, BE_CUDA_INT8, tok, &a);
@@ -197,7 +361,11 @@ int main(int argc, char **argv) {
             be_free(g);
         }
         time_pass(&c, BE_CUDA_F16, tok, &b);
-        const double f8 = a.decode_gb / FLOOR_TBPS, f16 = b.decode_gb / FLOOR_TBPS;
+        for (int k = 0; k < 2; k++)
+            for (int bi = 0; bi < 2; bi++)
+                decode_breakdown(&c, k ? BE_CUDA_F16 : BE_CUDA_INT8, bi ? 64 : 16, tok, dprof[i][k][bi],
+                                 sizeof dprof[i][k][bi]);
+        const double f8 = a.decode_gb / tbps, f16 = b.decode_gb / tbps;
         printf("| %s | %.2f / %.2f | %.2f / %.2f (%.2fx) | %.2f / %.2f (%.2fx) | %.3f / %.3f (%.2fx) | "
                "%.3f (%.0f%%) / %.3f (%.0f%%) | %.3f / %.3f (%.2fx) | %.3f / %.3f (%.2fx) | %.2f / %.2f |\n",
                shapes[i].name, a.weights_gb, b.weights_gb, a.pre[0], b.pre[0], b.pre[0] / a.pre[0], a.pre[1], b.pre[1],
@@ -205,6 +373,7 @@ int main(int argc, char **argv) {
                100 * f16 / b.dec[0], a.dec[1], b.dec[1], b.dec[1] / a.dec[1], a.dec[2], b.dec[2], b.dec[2] / a.dec[2],
                a.mem_gb, b.mem_gb);
         fflush(stdout);
+        json_ours(models, shapes[i].name, &a, &b, tbps);
         free(tok);
     }
     printf("\nint8 prefill 1x1024, GPU ms per op (CUDA events between the ops):\n");
@@ -212,5 +381,26 @@ int main(int argc, char **argv) {
         if (filter && !strstr(shapes[i].name, filter)) continue;
         printf("- %s: %s\n", shapes[i].name, prof[i]);
     }
-    return 0;
+    printf("\nDecode at batch 16 and 64, GPU ms per op summed over %d steps (op by op without the graph, so the "
+           "host's launch gaps count too; the large ops read true):\n\n| model | pass | batch | ms per op |\n|---|---|---|---|\n",
+           PROF_STEPS);
+    for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++) {
+        if (filter && !strstr(shapes[i].name, filter)) continue;
+        for (int k = 0; k < 2; k++)
+            for (int bi = 0; bi < 2; bi++)
+                printf("| %s | %s | %d | %s |\n", shapes[i].name, k ? "FP16" : "int8", bi ? 64 : 16, dprof[i][k][bi]);
+    }
+    if (peers) json_peers(models, peers, notes);
+    else cJSON_AddItemToArray(notes, cJSON_CreateString("peers not run (no --peers)"));
+    print_peer_table(models, notes);
+    cJSON_AddItemToObject(root, "notes", notes);
+    int rc = 0;
+    if (json_out) {
+        char *txt = cJSON_Print(root);
+        rc = mq_write_file_atomic(json_out, txt, strlen(txt));
+        if (rc) fprintf(stderr, "bench_int8: %s\n", mq_errmsg());
+        free(txt);
+    }
+    cJSON_Delete(root);
+    return rc ? 1 : 0;
 }

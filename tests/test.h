@@ -59,6 +59,11 @@ __attribute__((unused)) static const char *t_shared(const char *rel) {
     return stat(buf, &st) == 0 ? buf : NULL;
 }
 
+/* const char *var = ../shared/rel, or skip the test when it is not there */
+#define T_NEED_SHARED(var, rel) \
+    const char *var = t_shared(rel); \
+    if (!var) T_SKIP("%s not found under ../shared (or $MQ_SHARED)", rel)
+
 /* A scratch directory for this test program (created; never removed so failures can be inspected). */
 __attribute__((unused)) static const char *t_tmpdir(void) {
     static char buf[256];

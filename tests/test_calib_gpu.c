@@ -109,20 +109,30 @@ static void test_exact(void) {
     double p32[32];
     for (int i = 0; i < 32; i++) p32[i] = 100.0 * i / 31 - (i % 3 == 1 ? 0.37 : 0);
     p32[31] = 100;
-    /*          label              mode B  rows  cols parts pct  nq  groups       kind */
-    exact_case("f16 plain",          0, 3, 300,  190, 1, p11, 11, 0, 0, 0,    0);
-    exact_case("f16 3 parts+heads",  0, 2, 129,  384, 3, p7,  7,  6, 64, 1,   0);
-    exact_case("f16 odd/unaligned",  0, 2, 77,   77,  2, p7,  7,  7, 11, 1,   0);
-    exact_case("f16 ties",           0, 2, 200,  64,  1, p11, 11, 4, 16, 1,   1);
-    exact_case("f16 large",          0, 2, 1024, 2560, 1, p7, 7,  0, 0, 0,    0);
-    exact_case("f16 one value",      0, 1, 1,    1,   1, p11, 11, 0, 0, 0,    0);
-    exact_case("f32 state rows",     1, 3, 384,  64,  1, p7,  7,  6, 64, 0,   0);
-    exact_case("f32 2 parts 32 pct", 1, 2, 512,  384, 2, p32, 32, 0, 0, 0,    0);
-    exact_case("f32 ties",           1, 2, 300,  33,  1, p11, 11, 3, 11, 1,   1);
-    exact_case("f32 large",          1, 2, 2048, 1280, 1, p7, 7,  0, 0, 0,    0);
-    exact_case("f32 one value",      1, 1, 1,    1,   1, p7,  7,  0, 0, 0,    0);
-    exact_case("f16 two-level",      2, 2, 256,  100, 1, p11, 11, 0, 0, 0,    0);
-    exact_case("f16 two-level parts", 2, 2, 96,  90,  3, p32, 32, 5, 18, 1,   0);
+    static const struct {
+        const char *label;
+        int mode, B, rows, cols, parts, pct, ngroup, gsize, gaxis, kind; /* pct: 7, 11 or 32 percentiles */
+    } cases[] = {
+        /* label             mode B  rows  cols parts pct ngroup gsize gaxis kind */
+        {"f16 plain",          0, 3,  300,  190, 1, 11, 0,  0, 0, 0},
+        {"f16 3 parts+heads",  0, 2,  129,  384, 3,  7, 6, 64, 1, 0},
+        {"f16 odd/unaligned",  0, 2,   77,   77, 2,  7, 7, 11, 1, 0},
+        {"f16 ties",           0, 2,  200,   64, 1, 11, 4, 16, 1, 1},
+        {"f16 large",          0, 2, 1024, 2560, 1,  7, 0,  0, 0, 0},
+        {"f16 one value",      0, 1,    1,    1, 1, 11, 0,  0, 0, 0},
+        {"f32 state rows",     1, 3,  384,   64, 1,  7, 6, 64, 0, 0},
+        {"f32 2 parts 32 pct", 1, 2,  512,  384, 2, 32, 0,  0, 0, 0},
+        {"f32 ties",           1, 2,  300,   33, 1, 11, 3, 11, 1, 1},
+        {"f32 large",          1, 2, 2048, 1280, 1,  7, 0,  0, 0, 0},
+        {"f32 one value",      1, 1,    1,    1, 1,  7, 0,  0, 0, 0},
+        {"f16 two-level",      2, 2,  256,  100, 1, 11, 0,  0, 0, 0},
+        {"f16 two-level parts", 2, 2,   96,   90, 3, 32, 5, 18, 1, 0},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        const double *pct = cases[i].pct == 7 ? p7 : cases[i].pct == 11 ? p11 : p32;
+        exact_case(cases[i].label, cases[i].mode, cases[i].B, cases[i].rows, cases[i].cols, cases[i].parts, pct,
+                   cases[i].pct, cases[i].ngroup, cases[i].gsize, cases[i].gaxis, cases[i].kind);
+    }
 }
 
 /* ---------------------------------------------------------------- GPU vs CPU on the proxies */

@@ -24,8 +24,7 @@ static void check_roundtrip(const mq_config *c) {
 }
 
 static void test_proxy_mamba1(void) {
-    const char *dir = t_shared("models/mamba1-proxy");
-    if (!dir) T_SKIP("models/mamba1-proxy not found (set MQ_SHARED)");
+    T_NEED_SHARED(dir, "models/mamba1-proxy");
     mq_config c;
     T_CHECK(cfg_load(dir, &c) == 0, "%s", mq_errmsg());
     T_CHECK(c.arch == MQ_MAMBA1 && c.d_model == 192 && c.n_layer == 24 && c.vocab_size == 50280, "dims");
@@ -37,8 +36,7 @@ static void test_proxy_mamba1(void) {
 }
 
 static void test_proxy_mamba2(void) {
-    const char *dir = t_shared("models/mamba2-proxy");
-    if (!dir) T_SKIP("models/mamba2-proxy not found (set MQ_SHARED)");
+    T_NEED_SHARED(dir, "models/mamba2-proxy");
     mq_config c;
     T_CHECK(cfg_load(dir, &c) == 0, "%s", mq_errmsg());
     T_CHECK(c.arch == MQ_MAMBA2 && c.d_model == 192 && c.n_layer == 20 && c.vocab_size == 50280, "dims");

@@ -161,7 +161,9 @@ static void test_verify_cpu(void) {
     NEED_ARTIFACT();
     char cmd[16384];
     const char *log = logpath("verify");
-    snprintf(cmd, sizeof cmd, "bin/mambaq verify '%s' --data '%s' --window 64 --windows 2 --device cpu --json", g_art, g_valid);
+    /* --model: the artifact records its source by name only (quantize --record-paths for the path) */
+    snprintf(cmd, sizeof cmd, "bin/mambaq verify '%s' --model '%s' --data '%s' --window 64 --windows 2 --device cpu --json", g_art,
+             g_model1, g_valid);
     int rc;
     cJSON *j = run_json(cmd, log, &rc);
     T_CHECK(rc == 0, "verify --device cpu exited %d: %s", rc, slurp(log));

@@ -23,8 +23,7 @@ static void check_same(const st_file *f, const char *name, const float *loaded) 
 }
 
 static void test_proxy_mamba1(void) {
-    const char *dir = t_shared("models/mamba1-proxy");
-    if (!dir) T_SKIP("models/mamba1-proxy not found (set MQ_SHARED)");
+    T_NEED_SHARED(dir, "models/mamba1-proxy");
     mq_model m;
     T_CHECK(ssm_load(dir, &m) == 0, "%s", mq_errmsg());
     if (!m.arena) return;
@@ -58,8 +57,7 @@ static void test_proxy_mamba1(void) {
 }
 
 static void test_proxy_mamba2(void) {
-    const char *dir = t_shared("models/mamba2-proxy");
-    if (!dir) T_SKIP("models/mamba2-proxy not found (set MQ_SHARED)");
+    T_NEED_SHARED(dir, "models/mamba2-proxy");
     mq_model m;
     T_CHECK(ssm_load(dir, &m) == 0, "%s", mq_errmsg());
     if (!m.arena) return;

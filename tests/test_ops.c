@@ -144,15 +144,9 @@ static void test_scan_m1(void) {
     free(u); free(dl); free(z); free(A); free(B); free(C); free(D); free(s0); free(ref); free(h); free(y); free(st);
 }
 
-static void test_scan_m2(void) {
-    int T = 21, H = 6, P = 13, G = 2, N = 11, ldx = H * P + 3, ldbc = G * N + 1;
-    float *x = rand_vec((size_t)T * ldx, 2), *dt = rand_vec((size_t)T * H, 1), *A = rand_vec(H, 1);
-    float *B = rand_vec((size_t)T * ldbc, 1), *C = rand_vec((size_t)T * ldbc, 1), *D = rand_vec(H, 1);
-    float *s0 = rand_vec((size_t)H * P * N, 1);
-    for (int i = 0; i < T * H; i++) dt[i] = (float)dsoftplus(2 * dt[i]);
-    for (int i = 0; i < H; i++) A[i] = -expf(2 * A[i]);
-    double *ref = mq_malloc((size_t)T * H * P * sizeof(double)), *h = mq_malloc((size_t)H * P * N * sizeof(double));
-    for (int i = 0; i < H * P * N; i++) h[i] = s0[i];
+/* the Mamba2 recurrence in double from the state h [H x P x N] (updated): ref [T x H*P] */
+static void ref_scan_m2(double *ref, double *h, const float *x, int ldx, const float *dt, const float *A,
+                        const float *B, const float *C, int ldbc, const float *D, int T, int H, int P, int G, int N) {
     for (int t = 0; t < T; t++)
         for (int hd = 0; hd < H; hd++) {
             int g = hd / (H / G);
@@ -167,6 +161,18 @@ static void test_scan_m2(void) {
                 ref[t * H * P + hd * P + p] = s + D[hd] * xv;
             }
         }
+}
+
+static void test_scan_m2(void) {
+    int T = 21, H = 6, P = 13, G = 2, N = 11, ldx = H * P + 3, ldbc = G * N + 1;
+    float *x = rand_vec((size_t)T * ldx, 2), *dt = rand_vec((size_t)T * H, 1), *A = rand_vec(H, 1);
+    float *B = rand_vec((size_t)T * ldbc, 1), *C = rand_vec((size_t)T * ldbc, 1), *D = rand_vec(H, 1);
+    float *s0 = rand_vec((size_t)H * P * N, 1);
+    for (int i = 0; i < T * H; i++) dt[i] = (float)dsoftplus(2 * dt[i]);
+    for (int i = 0; i < H; i++) A[i] = -expf(2 * A[i]);
+    double *ref = mq_malloc((size_t)T * H * P * sizeof(double)), *h = mq_malloc((size_t)H * P * N * sizeof(double));
+    for (int i = 0; i < H * P * N; i++) h[i] = s0[i];
+    ref_scan_m2(ref, h, x, ldx, dt, A, B, C, ldbc, D, T, H, P, G, N);
     float *y = mq_malloc((size_t)T * ldx * sizeof(float)), *st = mq_malloc((size_t)H * P * N * sizeof(float));
     memcpy(st, s0, (size_t)H * P * N * sizeof(float));
     for (int t = 0; t < T; t++)  /* one step at a time, as decode does */
@@ -177,20 +183,7 @@ static void test_scan_m2(void) {
     op_scan_m2(y, ldx, x, ldx, dt, H, A, B, ldbc, C, ldbc, D, NULL, T, H, P, G, N);
     /* from zero state the reference differs only by the decayed s0 term; recompute it */
     for (int i = 0; i < H * P * N; i++) h[i] = 0;
-    for (int t = 0; t < T; t++)
-        for (int hd = 0; hd < H; hd++) {
-            int g = hd / (H / G);
-            double dA = exp((double)dt[t * H + hd] * A[hd]);
-            for (int p = 0; p < P; p++) {
-                double xv = x[t * ldx + hd * P + p], s = 0;
-                for (int n = 0; n < N; n++) {
-                    double *hh = &h[(hd * P + p) * N + n];
-                    *hh = dA * *hh + xv * dt[t * H + hd] * B[t * ldbc + g * N + n];
-                    s += *hh * C[t * ldbc + g * N + n];
-                }
-                ref[t * H * P + hd * P + p] = s + D[hd] * xv;
-            }
-        }
+    ref_scan_m2(ref, h, x, ldx, dt, A, B, C, ldbc, D, T, H, P, G, N);
     e = max_rel(y, ldx, ref, T, H * P);
     T_CHECK(e < 2e-6, "prefill y relative error %.3g", e);
     free(x); free(dt); free(A); free(B); free(C); free(D); free(s0); free(ref); free(h); free(y); free(st);

@@ -329,7 +329,7 @@ static void test_mamba1(void) {
     snprintf(cmd, sizeof cmd, "bin/mambaq calib --model '%s/models/mamba1-proxy' --data '%s/datasets/calib.txt' --samples 4 --seqlen 64 "
              "--device cpu --out '%s' --quiet", sd, sd, stats);
     T_CHECK(sh(cmd, log) == 0, "calib failed: %s", slurp(log));
-    snprintf(cmd, sizeof cmd, "bin/mambaq quantize --model '%s/models/mamba1-proxy' --stats '%s' --out '%s' --percentile 99.999 --quiet --force",
+    snprintf(cmd, sizeof cmd, "bin/mambaq quantize --model '%s/models/mamba1-proxy' --stats '%s' --out '%s' --percentile 99.999 --quiet --force --record-paths",
              sd, stats, art);
     T_CHECK(sh(cmd, log) == 0, "quantize failed: %s", slurp(log));
     /* verify without a GPU: the CPU simulation, exit 3, JSON on stdout */

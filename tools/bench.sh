@@ -2,29 +2,39 @@
 # `make bench`: runs the GPU benchmarks and writes docs/benchmarks.md from what they print.
 #   build/bench/bench_gpu        FP16 prefill / decode of random-weight real shapes, bandwidth floor
 #   build/bench/bench_hadamard   GPU Hadamard transforms (if built)
-#   build/bench/bench_int8*      int8 forward (if built)
+#   build/bench/bench_int8       int8 vs FP16 prefill / decode (batch 1, 16, 64) beside the peers of
+#                                ../shared/bench (PyTorch, mamba_ssm), run first in the same call;
+#                                writes docs/bench.json
 #   bin/mambaq calib             tokens/s of the calibration on the proxies, GPU and CPU
 #   build/bench/bench_calib_gpu  the GPU calibration of a random mamba-2.8b-shaped model, 512 x 512 tokens
-#   tools/ref/bench_torch.py     PyTorch + transformers on the same shapes (when python3 has both)
+#   tools/ref/bench_torch.py     transformers' slow pure-PyTorch path on the same shapes (only with
+#                                BENCH_TRANSFORMERS=1: the peers above are the strong baselines)
 # Without a GPU it says so and exits 0, leaving docs/benchmarks.md as it is.
 # Environment: MQ_SHARED (default ../shared: proxies, datasets/calib.txt, models/tokenizer.json),
 # BENCH_OUT (default docs/benchmarks.md), BENCH_COMMIT (recorded; default git rev-parse HEAD),
 # CPU_SAMPLES (CPU calibration samples, default 16), BENCH_CMD (the command recorded), TORCH_BUDGET
 # (seconds for the PyTorch baseline, default 170), CALIB_MEASURED (samples of the random mamba-2.8b
 # calibration that are timed, default 512; fewer are extrapolated to 512), BENCH_KEEP (a folder for
-# the raw outputs), BENCH_FROM (rewrite the document from such a folder without running anything).
+# the raw outputs), BENCH_FROM (rewrite the document from such a folder without running anything),
+# BENCH_JSON (default docs/bench.json), BENCH_PEERS (a folder with torch_decode_peer.py,
+# mamba_ssm_peer.py and mssm/ or mssm.tgz: tools/peers-setup.sh makes .dev/peers, the default when
+# it exists; else $MQ_SHARED/bench, whose mamba_ssm peer then needs mssm/ beside it).
 set -u
 cd "$(dirname "$0")/.."
 OUT_MD=${BENCH_OUT:-docs/benchmarks.md}
 SHARED=${MQ_SHARED:-../shared}
 CPU_SAMPLES=${CPU_SAMPLES:-16}
+OUT_JSON=${BENCH_JSON:-docs/bench.json}
+if [ -n "${BENCH_PEERS:-}" ]; then PEERS=$BENCH_PEERS
+elif [ -d .dev/peers ]; then PEERS=.dev/peers
+else PEERS=$SHARED/bench; fi
 
 if [ -n "${BENCH_FROM:-}" ]; then :  # only rewrite the document from a kept run (BENCH_KEEP)
 elif ! command -v nvidia-smi >/dev/null 2>&1 || ! nvidia-smi -L 2>/dev/null | grep -q GPU; then
   echo "bench: no GPU on this machine (nvidia-smi finds none): nothing to benchmark; $OUT_MD is unchanged"
   exit 0
 fi
-for b in build/bench/bench_gpu build/bench/bench_calib_gpu bin/mambaq; do
+for b in build/bench/bench_gpu build/bench/bench_int8 build/bench/bench_calib_gpu bin/mambaq; do
   [ -n "${BENCH_FROM:-}" ] || [ -x "$b" ] || { echo "bench: $b is not built (run make all)"; exit 1; }
 done
 log() { echo "bench: $*" >&2; }
@@ -34,7 +44,7 @@ calib_row() {  # model device samples
   local m=$1 dev=$2 n=$3 out dur rate batch=1
   out=$(timeout 300 bin/mambaq calib --model "$SHARED/models/$m" --data "$SHARED/datasets/calib.txt" \
         --tokenizer "$SHARED/models/tokenizer.json" --samples "$n" --seqlen 512 --device "$dev" --quiet \
-        --out "$T/$m-$dev.safetensors" 2>&1)
+        --out "$T/$m-$dev.safetensors" --force 2>&1)
   log "$out"
   out=$(echo "$out" | grep '^calib:')
   if [ -z "$out" ]; then echo "| $m | $dev | $n x 512 | - | failed | - | |"; return; fi
@@ -42,6 +52,31 @@ calib_row() {  # model device samples
   rate=$(echo "$out" | sed -n 's/.* in \([^,]*\), \([^ ]*\) tok\/s.*/\2/p')
   [ "$dev" = cuda ] && batch=$(echo "$out" | sed -n 's/.*, batch \([0-9]*\).*/\1/p')
   echo "| $m | $dev | $n x 512 | $batch | $dur | $rate | real weights and data (datasets/calib.txt) |"
+}
+
+# the peers of ../shared/bench into $T/peers (their JSON files; bench_int8 reads them)
+run_peers() {
+  mkdir -p "$T/peers"
+  if ! python3 -c "import torch; assert torch.cuda.is_available()" >/dev/null 2>&1; then
+    log "no python3 with CUDA PyTorch: the peers do not run"; return
+  fi
+  for f in torch_decode_peer.py mamba_ssm_peer.py; do
+    [ -f "$PEERS/$f" ] && cp "$PEERS/$f" "$T/peers/" || log "no $PEERS/$f"
+  done
+  if [ -d "$PEERS/mssm" ]; then cp -r "$PEERS/mssm" "$T/peers/"
+  elif [ -f "$PEERS/mssm.tgz" ]; then tar -xzf "$PEERS/mssm.tgz" -C "$T/peers"; fi
+  if [ -f "$T/peers/torch_decode_peer.py" ]; then
+    log "PyTorch peer ($PEERS/torch_decode_peer.py)"
+    OUT="$T/peers" timeout 400 python3 "$T/peers/torch_decode_peer.py" > "$T/peers/torch.out" 2>&1 ||
+      log "torch_decode_peer failed: $(tail -3 "$T/peers/torch.out")"
+  fi
+  if [ -f "$T/peers/mamba_ssm_peer.py" ] && [ -d "$T/peers/mssm/mamba_ssm" ]; then
+    log "mamba_ssm peer ($PEERS/mamba_ssm_peer.py)"
+    OUT="$T/peers" timeout 400 python3 "$T/peers/mamba_ssm_peer.py" > "$T/peers/mssm.out" 2>&1 ||
+      log "mamba_ssm_peer failed: $(tail -3 "$T/peers/mssm.out")"
+  elif [ -f "$T/peers/mamba_ssm_peer.py" ]; then
+    log "no mssm/ beside $PEERS/mamba_ssm_peer.py (tools/peers-setup.sh makes one): the mamba_ssm peer does not run"
+  fi
 }
 
 # every program, its output into $T
@@ -56,11 +91,10 @@ measure() {
     log "Hadamard (build/bench/bench_hadamard)"
     timeout 120 build/bench/bench_hadamard > "$T/had.txt" 2>&1 || log "bench_hadamard failed"
   fi
-  for b in build/bench/bench_int8*; do
-    [ -x "$b" ] || continue
-    log "int8 ($b)"
-    timeout 300 "$b" > "$T/$(basename "$b").txt" 2>&1 || log "$b failed"
-  done
+  run_peers
+  log "int8 and FP16 beside the peers (build/bench/bench_int8)"
+  timeout 400 build/bench/bench_int8 --peers "$T/peers" --json "$T/bench.json" > "$T/int8.md" 2> "$T/int8.err" ||
+    log "bench_int8 failed: $(tail -3 "$T/int8.err")"
   : > "$T/calib.md"
   if [ -d "$SHARED/models/mamba1-proxy" ] && [ -f "$SHARED/datasets/calib.txt" ]; then
     for m in mamba1-proxy mamba2-proxy; do
@@ -77,12 +111,12 @@ measure() {
     log "bench_calib_gpu mamba-2.8b failed: $(tail -2 "$T/calib_rand.err")"
   timeout 300 build/bench/bench_calib_gpu mamba2-2.7b 128 512 512 8 >> "$T/calib_rand.md" 2>> "$T/calib_rand.err" ||
     log "bench_calib_gpu mamba2-2.7b failed: $(tail -2 "$T/calib_rand.err")"
-  if command -v python3 >/dev/null 2>&1 && python3 -c "import torch, transformers" >/dev/null 2>&1; then
+  if [ "${BENCH_TRANSFORMERS:-0}" = 1 ] && python3 -c "import torch, transformers" >/dev/null 2>&1; then
     log "PyTorch + transformers baseline (tools/ref/bench_torch.py)"
     timeout $((${TORCH_BUDGET:-170} + 120)) python3 tools/ref/bench_torch.py "$T/torch.md" --budget "${TORCH_BUDGET:-170}" \
       > "$T/torch.out" 2>&1 || log "bench_torch failed: $(tail -3 "$T/torch.out")"
   else
-    log "python3 with torch and transformers not found: no baseline columns"
+    log "no transformers baseline columns (BENCH_TRANSFORMERS=1 and python3 with torch + transformers add them)"
   fi
 }
 
@@ -102,13 +136,13 @@ commit=${BENCH_COMMIT:-$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
   echo "- command: \`${BENCH_CMD:-make bench}\` at commit $commit"
   [ -s "$T/torch.md" ] && echo "- baseline: $(head -1 "$T/torch.md" | sed 's/^GPU: [^(]*(//; s/)$//')"
   echo
-  echo "## FP16 forward (BE_CUDA_F16) and the PyTorch baseline"
+  echo "## FP16 forward (BE_CUDA_F16, build/bench/bench_gpu)"
   echo
   echo "Random weights of the real shapes, FP16. Prefill = embedding to norm_f (no lm_head), one synchronized call,"
   echo "median. Decode = batch 1, ms per token with lm_head (mambaq: one CUDA graph per step). Floor = bytes of"
-  echo "weights one decode step reads / 2.97 TB/s (device-to-device copy rate measured on the H100); floor / decode is"
-  echo "the fraction of that bandwidth bound reached. torch = transformers' MambaForCausalLM / Mamba2ForCausalLM in FP16"
-  echo "on the same GPU: prefill through model.backbone, decode through model.generate with its cache (details below)."
+  echo "weights one decode step reads / the device-to-device copy rate measured in the same run (read + write bytes);"
+  echo "floor / decode is the fraction of that bandwidth bound reached. The torch columns (only with"
+  echo "BENCH_TRANSFORMERS=1) are transformers' slow pure-PyTorch path; the strong peers are in the int8 section below."
   echo
   echo "| model | weights (GB) | prefill 1x1024 ms (tok/s) | torch prefill ms | speed-up | prefill 8x1024 ms (tok/s) | decode ms/token | torch decode ms/token | speed-up | floor ms | floor / decode |"
   echo "|---|---|---|---|---|---|---|---|---|---|---|"
@@ -164,17 +198,23 @@ commit=${BENCH_COMMIT:-$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
     cat "$T/had.txt"
     echo '```'
   fi
-  for f in "$T"/bench_int8*.txt; do
-    [ -s "$f" ] || continue
+  if [ -s "$T/int8.md" ]; then
     echo
-    echo "## int8 ($(basename "$f" .txt))"
-    echo
-    echo '```'
-    cat "$f"
-    echo '```'
-  done
+    cat "$T/int8.md"
+  fi
+  echo
+  echo "## docs/bench.json"
+  echo
+  echo "The same run's decode and prefill figures, machine-readable: \`{gpu, gpu_detail, date, commit, copy_tbps,"
+  echo "models: {NAME: {decode_ms: {KIND: {\"1\", \"16\", \"64\"}}, prefill_ms: {KIND: {\"1x1024\", \"8x1024\"}},"
+  echo "floor_ms: {int8, fp16}, decode_weights_gb: {int8, fp16}, prefill_gemm_only_ms}}, notes}\`; KIND is int8, fp16,"
+  echo "torch_compiled_fp16, torch_eager_fp16 or mamba_ssm_fp16 (the peers, mamba-2.8b and mamba2-2.7b shapes)."
+  echo "A peer's figure that failed or did not run is absent, with the reason in notes."
+  echo
+  echo "One-off measurements, before/after comparisons and what was tried: docs/performance.md."
 } > "$OUT_MD.tmp" && mv "$OUT_MD.tmp" "$OUT_MD"
 log "wrote $OUT_MD"
+if [ -s "$T/bench.json" ]; then cp "$T/bench.json" "$OUT_JSON.tmp" && mv "$OUT_JSON.tmp" "$OUT_JSON" && log "wrote $OUT_JSON"; fi
 [ -n "${BENCH_KEEP:-}" ] && cp -r "$T"/. "$BENCH_KEEP"/
 rm -rf "$T"
 cat "$OUT_MD"

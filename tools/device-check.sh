@@ -6,8 +6,11 @@
 #             (the same table before and after a change); BENCH_FILTER limits the shapes
 #   bench     build/bench/bench_int8 and bench_gpu (BENCH_FILTER)
 #   pipeline  GPU calib -> quantize (quamba and quamba-rot) -> verify on the proxies present
+#   makebench `make bench` (tools/bench.sh: every benchmark and the peers of .dev/peers, made by
+#             tools/peers-setup.sh): docs/benchmarks.md and docs/bench.json, copied to $OUT
 # Expects a copy of ../shared in $MQ_SHARED (default .dev/shared; files may be gzipped: they are
-# unpacked first). Logs go to $OUT (or out/); a short summary is printed last.
+# unpacked first). Logs go to $OUT (or out/), packed into logs.tgz at the end (the device tool
+# returns few files); a short summary is printed last.
 set -u -o pipefail
 cd "$(dirname "$0")/.."
 out=${OUT:-out}; mkdir -p "$out"; out=$(cd "$out" && pwd)
@@ -70,12 +73,12 @@ if has pipeline; then
     [ -d "$MQ_SHARED/models/$m" ] || continue
     st=$out/$m.stats.safetensors
     timeout 120 bin/mambaq calib --model "$MQ_SHARED/models/$m" --data "$MQ_SHARED/datasets/calib.txt" \
-      --tokenizer "$MQ_SHARED/models/tokenizer.json" --device cuda --samples 64 --seqlen 512 --out "$st" > "$out/calib-$m.log" 2>&1
+      --tokenizer "$MQ_SHARED/models/tokenizer.json" --device cuda --samples 64 --seqlen 512 --out "$st" --force > "$out/calib-$m.log" 2>&1
     note "calib $m: $(grep '^calib:' "$out/calib-$m.log" | tail -1)"
     for meth in quamba quamba-rot; do
       a=out/$m-$meth
       timeout 180 bin/mambaq quantize --model "$MQ_SHARED/models/$m" --stats "$st" --out "$a" --method "$meth" \
-        --percentile 99.999 --force > "$out/quantize-$m-$meth.log" 2>&1
+        --percentile 99.999 --force --record-paths > "$out/quantize-$m-$meth.log" 2>&1
       timeout 180 bin/mambaq verify --artifact "$a" --data "$MQ_SHARED/datasets/valid.txt" \
         --tokenizer "$MQ_SHARED/models/tokenizer.json" --windows 32 > "$out/verify-$m-$meth.txt" 2>&1
       note "verify $m $meth (rc $?): $(grep -E '^perplexity' "$out/verify-$m-$meth.txt")"
@@ -83,5 +86,14 @@ if has pipeline; then
     done
   done
 fi
+if has makebench; then
+  t0=$(date +%s)
+  BENCH_CMD="STAGES=makebench tools/device-check.sh (make bench)" timeout 580 make bench > "$out/make_bench.log" 2>&1
+  note "make bench: rc $? ($(( $(date +%s) - t0 )) s)"
+  grep '^bench:' "$out/make_bench.log" | tail -12 | tee -a "$summary"
+  cp docs/benchmarks.md docs/bench.json "$out/" 2>/dev/null
+fi
+(cd "$out" && files=$(ls | grep -Ev '^(logs.tgz|summary.txt|benchmarks.md|bench.json)$') &&
+  [ -n "$files" ] && tar czf logs.tgz $files && rm -rf $files)
 echo "==== summary"
 cat "$summary"

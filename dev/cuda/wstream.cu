@@ -25,6 +25,7 @@
 #include <thread>
 #include <vector>
 #include "dev/cuda/wstream.cuh"
+#include "ssm/kern_util.cuh" /* the production GEMV's inner step and reduction, for the baseline */
 
 #define CK(x)                                                                                      \
     do {                                                                                           \
@@ -484,49 +485,13 @@ static int cpu_selftest(int sm) {
 
 /* ================================================================ GPU side: baselines */
 
-/* the current decode GEMV (ssm/int8_gemm.cu): wpr warps per output row, 16-byte loads, __dp4a */
+/* the production decode GEMV (ssm/i8_gemm.cu's body, d_gemv_i8 of ssm/kern_util.cuh) with this
+ * harness's epilogue: wpr warps per output row, 16-byte loads, __dp4a */
 template <int M>
 __global__ void __launch_bounds__(256) base_gemv_kernel(const int8_t *X, int ldx, const int8_t *W, int N, int K, int wpr,
                                                         ws_epi8 e) {
     __shared__ int part[8][M];
-    const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, KV = K / 16;
-    const int n = blockIdx.x * (8 / wpr) + warp / wpr, piece = warp % wpr;
-    int acc[M];
-#pragma unroll
-    for (int m = 0; m < M; m++) acc[m] = 0;
-    if (n < N) {
-        const int8_t *w = W + (size_t)n * K;
-#pragma unroll 4
-        for (int k = piece * 32 + lane; k < KV; k += 32 * wpr) {
-            int4 wv = __ldcs((const int4 *)w + k);
-#pragma unroll
-            for (int m = 0; m < M; m++) {
-                int4 xv = __ldg((const int4 *)(X + (size_t)m * ldx) + k);
-                int s = __dp4a(wv.x, xv.x, 0);
-                s = __dp4a(wv.y, xv.y, s);
-                s = __dp4a(wv.z, xv.z, s);
-                acc[m] += __dp4a(wv.w, xv.w, s);
-            }
-        }
-    }
-#pragma unroll
-    for (int m = 0; m < M; m++)
-        for (int o = 16; o; o >>= 1) acc[m] += __shfl_xor_sync(0xffffffffu, acc[m], o);
-    if (wpr > 1) {
-        if (lane == 0)
-#pragma unroll
-            for (int m = 0; m < M; m++) part[warp][m] = acc[m];
-        __syncthreads();
-        if (piece == 0)
-#pragma unroll
-            for (int m = 0; m < M; m++) {
-                acc[m] = 0;
-                for (int j = 0; j < wpr; j++) acc[m] += part[warp + j][m];
-            }
-    }
-    if (n < N && piece == 0 && lane == 0)
-#pragma unroll
-        for (int m = 0; m < M; m++) ws_put(e, acc[m], m, n);
+    d_gemv_i8<M, 16>(X, ldx, W, N, K, wpr, part, [&](int acc, int m, int n) { ws_put(e, acc, m, n); });
 }
 template <int M>
 static void base_gemv_launch(const int8_t *X, int ldx, const int8_t *W, int N, int K, const ws_epi8 &e, int sm,
