@@ -1,5 +1,9 @@
 # mambaq build. Everything builds and runs on the CPU; the CUDA parts (*.cu) are added when nvcc
-# is found (/usr/local/cuda or PATH). `make run` = main job on the default model, `make test` = tests.
+# is found (/usr/local/cuda or PATH). `make run` = main job on the default model, `make test` = tests,
+# `make install PREFIX=/usr/local` installs bin/mambaq and the docs.
+# NOCUDA=1: a CPU-only build even where nvcc is (much faster to compile). CUDA_ARCH: the GPU code
+# built, sm_90 (H100/H200) by default; e.g. CUDA_ARCH="-gencode=arch=compute_80,code=sm_80" for an
+# A100, compute_86/sm_86 for RTX 30xx / A10, compute_89/sm_89 for RTX 40xx / L4 (README.md).
 CC      ?= cc
 NVCC    ?= $(shell command -v nvcc 2>/dev/null || ls /usr/local/cuda/bin/nvcc 2>/dev/null)
 CUDA_HOME ?= $(patsubst %/bin/nvcc,%,$(NVCC))
@@ -37,7 +41,7 @@ endif
 LIB_OBJ := $(patsubst %.c,build/obj/%.o,$(LIB_C)) $(LIB_OBJ_CU)
 TEST_BIN := $(patsubst tests/%.c,build/tests/%,$(TEST_C))
 
-.PHONY: all deps run test bench clean fuzz fuzz-smoke
+.PHONY: all deps run test bench clean install uninstall fuzz fuzz-smoke
 all: bin/mambaq
 
 deps:
@@ -115,5 +119,16 @@ bench: deps all
 
 clean:
 	rm -rf build bin
+
+PREFIX ?= /usr/local
+install: bin/mambaq
+	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/share/doc/mambaq
+	install -m 755 bin/mambaq $(DESTDIR)$(PREFIX)/bin/mambaq
+	install -m 644 README.md docs/*.md $(DESTDIR)$(PREFIX)/share/doc/mambaq/
+	@echo "installed $(DESTDIR)$(PREFIX)/bin/mambaq; set MQ_SHARED to the folder with models/ and datasets/ for its default paths"
+
+uninstall:
+	rm -f $(DESTDIR)$(PREFIX)/bin/mambaq
+	rm -rf $(DESTDIR)$(PREFIX)/share/doc/mambaq
 
 -include $(shell find build/obj build/fuzz/obj -name '*.d' 2>/dev/null)

@@ -189,7 +189,7 @@ int calib_run(const calib_options *o, calib_result *res) {
         if (!(tok = tok_load(o->tokenizer_path))) goto out;
         if (hash_file(o->tokenizer_path, tok_sha)) goto out;
     }
-    ds_options dopt = {.field = "text", .replace_invalid = 0};
+    ds_options dopt = {.field = o->field ? o->field : "text", .replace_invalid = 0};
     if (ds_tokens(o->data_path, &dopt, tok, &ids, &nids)) goto out;
     for (size_t i = 0; i < nids; i++)
         if (ids[i] < 0 || ids[i] >= cfg.vocab_size) {
@@ -253,6 +253,7 @@ int calib_run(const calib_options *o, calib_result *res) {
         "data.path", o->data_path,
         "data.sha256", res->data_sha256,
         "data.tokens", ntok,
+        "data.field", o->field ? o->field : "text",
         "tokenizer.path", is_ids ? "none (token ids)" : o->tokenizer_path,
         "tokenizer.sha256", is_ids ? "none" : tok_sha,
         "calib.samples", samples,

@@ -55,6 +55,7 @@ typedef struct {
     const char *model_dir;
     const char *data_path;
     const char *tokenizer_path;  /* needed for text data; ignored for .bin/.ids */
+    const char *field;           /* JSON-lines field holding the text (NULL: "text"); recorded as data.field */
     const char *out_path;
     int samples, seqlen, batch;  /* batch <= 0: 8 on cuda, 1 on cpu (the CPU runs one at a time anyway) */
     const char *device;          /* "cpu", "cuda", or "auto" (cuda when gpu_available() and every

@@ -1,20 +1,25 @@
 /* Option parsing shared by every subcommand: a table of options with help text and defaults, so
- * each command's --help is generated from the same table that parses it. */
+ * each command's --help is generated from the same table that parses it. The options several
+ * commands take are defined once here (CLI_MODEL, CLI_DEVICE, CLI_RECIPE, ...): same name, same
+ * meaning everywhere. A command's main input may be given positionally or by its flag (.pos). */
 #ifndef MQ_ARGS_H
 #define MQ_ARGS_H
 
 typedef struct {
     const char *name;     /* "--model" */
     const char *metavar;  /* "DIR"; NULL for a flag without a value */
-    const char *help;
+    const char *help;     /* NULL for a hidden, renamed option (see alias_of) */
     const char *def;      /* default value shown in --help and returned when not given; may be NULL */
     const char *value;    /* filled by cli_parse: the given value, or def ("1" for a given flag) */
     int given;            /* set by cli_parse */
+    int pos;              /* n > 0: the n-th positional argument is this option's value */
+    const char *alias_of; /* another name of that option; with help NULL a renamed one (a note says so) */
 } cli_opt;
 
 /* Parses argv[1..] (argv[0] is the command name). Prints help and exits 0 on --help/-h; prints a
- * clear error and exits 2 on an unknown option or a missing value. Positional arguments are stored
- * in positional[] (at most max_pos; more is an error); returns their count. */
+ * clear error and exits 2 on an unknown option, a missing value, or a value given both by position
+ * and by flag. Positional arguments fill the options with .pos first; the rest are stored in
+ * positional[] (at most max_pos; more is an error); returns their count. */
 int cli_parse(int argc, char **argv, cli_opt *opts, const char *usage, const char *description,
               const char **positional, int max_pos);
 
@@ -23,13 +28,64 @@ int cli_flag(const cli_opt *opts, const char *name);          /* 1 if given */
 /* Integer/float values with range checks; exit 2 with a message naming the option when invalid. */
 long cli_int(const cli_opt *opts, const char *name, long lo, long hi);
 double cli_double(const cli_opt *opts, const char *name, double lo, double hi);
+/* Exits 2 naming the command and the options when a required value is missing ("MODEL (or
+ * --model)" in the message, from the table). */
+const char *cli_need(const cli_opt *opts, const char *cmd, const char *name);
 
 /* Applies --threads N (the CPU threads OpenMP uses) when the table has it and it was given. */
 void cli_threads(const cli_opt *opts);
 
-/* Default locations: ../shared/models/mamba1-proxy etc., relative to the repository root, or
- * $MQ_SHARED. Returns path when it exists, else NULL. Static buffer per call site is NOT kept:
- * the result is strdup'ed and owned by the caller's process lifetime. */
+/* The shared folder (models/, datasets/): $MQ_SHARED when set, else the folder `shared` beside the
+ * repository bin/mambaq was built in, else ../shared from the current directory. Returns
+ * <shared>/rel as an absolute path when it exists (caller owns it for the process), else NULL. */
 const char *cli_default_path(const char *rel_to_shared);
+/* tokenizer.json for a model or artifact directory: given, else DIR/tokenizer.json,
+ * DIR/../tokenizer.json, <shared>/models/tokenizer.json; NULL when none exists. */
+const char *cli_tokenizer(const char *dir, const char *given);
+/* Prints j on stdout (pretty: indented, else one line) and deletes it. */
+struct cJSON;
+void cli_json_print(struct cJSON *j, int pretty);
+/* realpath of p when it exists (recorded in metadata, read again from elsewhere), else p. */
+const char *cli_abspath(const char *p);
+/* "25.59 MB, 1.23 times smaller than FP16 (31.39 MB)" or "... times larger than ..." */
+const char *cli_size_vs_fp16(double bytes, double fp16_bytes, char *buf, unsigned n);
+
+/* ---- the options several commands share ---- */
+#define CLI_END {0}
+#define CLI_SHARED_HINT "$MQ_SHARED, default: ../shared beside the repository"
+#define CLI_MODEL(help_) {.name = "--model", .metavar = "DIR", .help = help_, .pos = 1}
+#define CLI_ARTIFACT_SYNONYM {.name = "--artifact", .metavar = "DIR", .help = "same as --model (an artifact directory)", .alias_of = "--model"}
+#define CLI_TOKENIZER {.name = "--tokenizer", .metavar = "FILE", .help = "tokenizer.json for text data (default: DIR/tokenizer.json, " \
+                       "DIR/../tokenizer.json, then <shared>/models/tokenizer.json)"}
+#define CLI_DATA(help_, def_) {.name = "--data", .metavar = "FILE", .help = help_, .def = def_}
+#define CLI_FIELD {.name = "--field", .metavar = "NAME", .help = "JSON-lines field holding the text", .def = "text"}
+/* --data, --tokenizer, --field: text (.txt, .jsonl, .gz) or token ids (.bin, .ids) */
+#define CLI_DATA_OPTS(def_) \
+    CLI_DATA("text (.txt, .jsonl, optionally .gz) or int32 token ids (.bin, .ids)", def_), CLI_TOKENIZER, CLI_FIELD
+#define CLI_DEVICE_HELP(def_, help_) {.name = "--device", .metavar = "cpu|cuda|auto", .help = help_, .def = def_}
+#define CLI_DEVICE(def_) CLI_DEVICE_HELP(def_, "where the forward runs (auto: cuda when a GPU is usable)")
+#define CLI_THREADS {.name = "--threads", .metavar = "N", .help = "CPU threads (default: all cores)"}
+#define CLI_JSON {.name = "--json", .help = "print one JSON object on stdout instead of the text report"}
+#define CLI_QUIET {.name = "--quiet", .help = "no progress output on stderr"}
+#define CLI_OUT(meta_, help_, pos_) {.name = "--out", .metavar = meta_, .help = help_, .pos = pos_}
+#define CLI_FORCE {.name = "--force", .help = "replace an existing output (atomically)"}
+/* the evaluation protocol: non-overlapping windows of --window tokens, the first --windows */
+#define CLI_WINDOWS(def_) {.name = "--window", .metavar = "N", .help = "tokens per window", .def = "1024"}, \
+    {.name = "--windows", .metavar = "N", .help = "windows scored, the first N (0 = all)", .def = def_}
+/* calibration windows (mambaq calib, and quantize / run when they calibrate) */
+#define CLI_CALIB_OPTS(def_samples) {.name = "--samples", .metavar = "N", .help = "calibration samples (token windows)", .def = def_samples}, \
+    {.name = "--seqlen", .metavar = "N", .help = "tokens per calibration sample", .def = "512"}
+/* the recipe (docs/recipe.md); percentile 99.999 is the sweep's choice (docs/results.md) */
+#define CLI_METHOD_HELP "naive | quamba | quamba-rot | percentile-only | hadamard-only (docs/recipe.md)"
+#define CLI_RECIPE_DEFAULT_PERCENTILE "99.999"
+#define CLI_METHOD_OPTS \
+    {.name = "--method", .metavar = "NAME", .help = CLI_METHOD_HELP, .def = "quamba"}, \
+    {.name = "--percentile", .metavar = "P", .help = "percentile clip of the SSM input x, in percent (methods with a percentile clip)", \
+     .def = CLI_RECIPE_DEFAULT_PERCENTILE}
+#define CLI_WEIGHT_OPTS \
+    {.name = "--weight-granularity", .metavar = "G", .help = "tensor | channel (one weight scale per output channel)", .def = "tensor"}, \
+    {.name = "--quantize-head", .help = "also quantize the lm_head (weight and input) to int8; default: FP16"}, \
+    {.name = "--quantize-embedding", .help = "int8 embedding (one scale per row) and int8 lm_head: about 2x smaller than FP16"}
+#define CLI_RECIPE_OPTS CLI_METHOD_OPTS, CLI_WEIGHT_OPTS
 
 #endif

@@ -21,7 +21,8 @@
 #include <omp.h>
 #endif
 
-static double count_params(const mq_config *c) {
+/* c: the source's config; untied: the model has an lm_head of its own */
+static double count_params(const mq_config *c, int untied) {
     double per = (double)c->d_model                                   /* norm */
                  + (double)cfg_in_proj_dim(c) * c->d_model + (double)cfg_conv_dim(c) * (c->d_conv + 1)
                  + (double)c->d_model * c->d_inner;
@@ -31,7 +32,7 @@ static double count_params(const mq_config *c) {
     else
         per += 3.0 * c->n_heads + c->d_inner;
     double total = per * c->n_layer + (double)c->vocab_size * c->d_model + c->d_model;
-    if (!c->tie_embeddings) total += (double)c->vocab_size * c->d_model;   /* untied (by the source or the residual rotation) */
+    if (untied) total += (double)c->vocab_size * c->d_model;   /* untied (by the source or the residual rotation) */
     return total;
 }
 
@@ -45,15 +46,20 @@ static void eval_progress(void *ctx, int done, int total) {
     prog_update(&p->bar, done, (int64_t)done * p->window);
 }
 
-/* Windows per call: the GPU kinds batch 8; the CPU kinds run the windows of a call in parallel, so
- * a call holds a few per thread. */
+/* Windows per call: the GPU kinds batch 8; the CPU kinds run the windows of a call in parallel, two
+ * per thread (a progress line can come every few seconds: a call is about two windows' time). */
 static int eval_batch(int cuda) {
 #ifdef _OPENMP
     const int th = omp_get_max_threads();
 #else
     const int th = 1;
 #endif
-    return cuda ? 8 : (th * 4 > 8 ? th * 4 : 8);
+    return cuda ? 8 : (th * 2 > 4 ? th * 2 : 4);
+}
+
+double eval_nll_stderr(double sum, double sum_sq, long n) {
+    const double mean = sum / n, var = sum_sq / n - mean * mean;
+    return n > 1 && var > 0 ? sqrt(var / (n - 1)) : 0;
 }
 
 int eval_run(const eval_spec *spec, eval_result *res) {
@@ -75,6 +81,9 @@ int eval_run(const eval_spec *spec, eval_result *res) {
     }
     long full = (long)(n / spec->window);
     res->windows = spec->windows > 0 && spec->windows < full ? spec->windows : (int)full;
+    if (spec->windows > full)
+        fprintf(stderr, "mambaq %s: warning: %s has %zu tokens, only %ld full windows of %d: scoring %ld, not the %d asked for\n",
+                spec->cmd ? spec->cmd : "eval", spec->data, n, full, spec->window, full, spec->windows);
     const int batch = eval_batch(cuda) < res->windows ? eval_batch(cuda) : res->windows;
     fwd f;
     if (fwd_open(&f, spec->model, device, batch, spec->window)) {
@@ -83,17 +92,19 @@ int eval_run(const eval_spec *spec, eval_result *res) {
     }
     const mq_config *c = be_config(f.b);
     res->kind = be_kind_of(f.b);
-    res->arch = c->arch == MQ_MAMBA1 ? "mamba1" : "mamba2";
-    res->params = count_params(c);
+    res->arch = cfg_arch_name(c->arch);
+    /* an artifact's own config (the simulation's unties an int8 lm_head it dequantizes) */
+    res->params = f.art ? count_params(&f.art->qm.cfg, q_head_untied(&f.art->qm.cfg, f.art->qm.opt.method))
+                        : count_params(c, !c->tie_embeddings);
     res->method = f.art ? q_method_name(f.art->qm.opt.method) : NULL;
     res->data_tokens = (long)n;
     res->load_seconds = prog_now() - t0;
 
     eval_prog pg = {.window = spec->window};
     prog_start(&pg.bar, "eval", "windows", res->windows, !spec->progress);
-    double t1 = prog_now(), total = 0;
+    double t1 = prog_now(), total = 0, sq = 0;
     long scored = 0;
-    int rc = be_eval_windows(f.b, ids, n, spec->window, res->windows, &total, &scored, eval_progress, &pg);
+    int rc = be_eval_windows(f.b, ids, n, spec->window, res->windows, &total, &scored, &sq, eval_progress, &pg);
     if (!rc) prog_finish(&pg.bar);
     fwd_close(&f);
     free(ids);
@@ -102,62 +113,55 @@ int eval_run(const eval_spec *spec, eval_result *res) {
     res->tokens_scored = scored;
     res->nll_mean = total / scored;
     res->ppl = exp(res->nll_mean);
+    /* llama-perplexity: the standard error of the mean NLL, and ppl * that as the error of ppl */
+    res->nll_stderr = eval_nll_stderr(total, sq, scored);
+    res->ppl_err = res->ppl * res->nll_stderr;
     return 0;
-}
-
-static const char *default_tokenizer(const char *model) {
-    char buf[4200];
-    struct stat st;
-    snprintf(buf, sizeof buf, "%s/tokenizer.json", model);
-    if (stat(buf, &st) == 0) return strdup(buf);
-    return cli_default_path("models/tokenizer.json");
 }
 
 int cmd_eval(int argc, char **argv) {
     cli_opt opts[] = {
-        {.name = "--model", .metavar = "DIR", .help = "model directory (default: ../shared/models/mamba1-proxy)"},
-        {.name = "--artifact", .metavar = "DIR", .help = "an int8 artifact (mambaq quantize) instead of --model: the int8 GPU pass, or its CPU simulation"},
-        {.name = "--data", .metavar = "FILE", .help = "text (.txt, .jsonl, .gz) or int32 token ids (.bin) (default: ../shared/datasets/valid.txt)"},
-        {.name = "--tokenizer", .metavar = "FILE", .help = "tokenizer.json (default: DIR/tokenizer.json, else ../shared/models/tokenizer.json)"},
-        {.name = "--field", .metavar = "NAME", .help = "JSON-lines field holding the text", .def = "text"},
-        {.name = "--window", .metavar = "N", .help = "tokens per window", .def = "1024"},
-        {.name = "--windows", .metavar = "N", .help = "number of windows scored, 0 = all", .def = "32"},
-        {.name = "--threads", .metavar = "N", .help = "CPU threads (default: all)"},
-        {.name = "--device", .metavar = "D", .help = "cpu (FP32 reference; an artifact simulated), cuda (FP16 on the GPU; an artifact by the int8 GPU pass), auto (cuda when a GPU is usable, else cpu)", .def = "auto"},
-        {.name = "--json", .help = "print one JSON object instead of the summary"},
-        {0},
+        CLI_MODEL("a model directory or an int8 artifact (default: <shared>/models/mamba1-proxy)"),
+        CLI_ARTIFACT_SYNONYM,
+        CLI_DATA_OPTS(NULL),
+        CLI_WINDOWS("32"),
+        CLI_DEVICE("auto"),
+        CLI_THREADS,
+        CLI_JSON,
+        CLI_QUIET,
+        CLI_END,
     };
-    cli_parse(argc, argv, opts, "mambaq eval [options]",
+    cli_parse(argc, argv, opts, "mambaq eval [MODEL] [--data FILE] [options]",
               "Perplexity: non-overlapping windows, every token after the first of each window scored,\n"
-              "ppl = exp(mean NLL) over the first --windows windows.", NULL, 0);
-    eval_spec spec = {0};
-    const char *artifact = cli_get(opts, "--artifact");
-    if (artifact && cli_flag(opts, "--model")) mq_die("give --model or --artifact, not both");
-    spec.model = artifact ? artifact : cli_flag(opts, "--model") ? cli_get(opts, "--model") : cli_default_path("models/mamba1-proxy");
+              "ppl = exp(mean NLL) over the first --windows windows, with its standard error (as llama-perplexity:\n"
+              "the standard error of the mean NLL, times ppl). MODEL is a float checkpoint (FP32 on the CPU, FP16\n"
+              "on the GPU) or an int8 artifact (simulated W8A8 on the CPU, the int8 pass on the GPU).\n"
+              "--data defaults to <shared>/datasets/valid.txt.", NULL, 0);
+    eval_spec spec = {.cmd = "eval"};
+    spec.model = cli_flag(opts, "--model") ? cli_get(opts, "--model") : cli_default_path("models/mamba1-proxy");
     spec.data = cli_flag(opts, "--data") ? cli_get(opts, "--data") : cli_default_path("datasets/valid.txt");
-    if (!spec.model) mq_die("no --model given and ../shared/models/mamba1-proxy not found (set MQ_SHARED)");
-    if (!spec.data) mq_die("no --data given and ../shared/datasets/valid.txt not found (set MQ_SHARED)");
-    spec.tokenizer = cli_flag(opts, "--tokenizer") ? cli_get(opts, "--tokenizer") : default_tokenizer(spec.model);
+    if (!spec.model) mq_die("eval: no MODEL given and <shared>/models/mamba1-proxy not found (" CLI_SHARED_HINT ")");
+    if (!spec.data) mq_die("eval: no --data given and <shared>/datasets/valid.txt not found (" CLI_SHARED_HINT ")");
+    spec.tokenizer = cli_tokenizer(spec.model, cli_get(opts, "--tokenizer"));
     spec.field = cli_get(opts, "--field");
     spec.window = (int)cli_int(opts, "--window", 2, 1 << 20);
     spec.windows = (int)cli_int(opts, "--windows", 0, 1 << 24);
     cli_threads(opts);
     spec.device = cli_get(opts, "--device");
     int json = cli_flag(opts, "--json");
-    spec.progress = 1; /* core/progress: a bar on a terminal, a line now and then in logs */
+    spec.progress = !cli_flag(opts, "--quiet"); /* core/progress: a bar on a terminal, a line every few seconds in logs */
 
     eval_result r;
     if (eval_run(&spec, &r)) {
         fprintf(stderr, "mambaq eval: %s\n", mq_errmsg());
         return 1;
     }
-    if (r.windows < spec.windows)
-        fprintf(stderr, "mambaq eval: note: %s has %ld tokens, only %d full windows of %d (asked for %d)\n",
-                spec.data, r.data_tokens, r.windows, spec.window, spec.windows);
     if (json) {
         cJSON *o = cJSON_CreateObject();
         cJSON_AddNumberToObject(o, "ppl", r.ppl);
+        cJSON_AddNumberToObject(o, "ppl_stderr", r.ppl_err);
         cJSON_AddNumberToObject(o, "nll_mean", r.nll_mean);
+        cJSON_AddNumberToObject(o, "nll_stderr", r.nll_stderr);
         cJSON_AddNumberToObject(o, "tokens_scored", (double)r.tokens_scored);
         cJSON_AddNumberToObject(o, "window", spec.window);
         cJSON_AddNumberToObject(o, "windows", r.windows);
@@ -176,17 +180,14 @@ int cmd_eval(int argc, char **argv) {
             cJSON_AddStringToObject(o, "method", r.method);
             cJSON_AddStringToObject(o, "int8", be_kind_is_cuda(r.kind) ? "gpu" : "cpu simulation");
         }
-        char *s = cJSON_PrintUnformatted(o);
-        printf("%s\n", s);
-        free(s);
-        cJSON_Delete(o);
+        cli_json_print(o, 0);
     } else {
         printf("model          %s (%s, %.1fM parameters)\n", spec.model, r.arch, r.params * 1e-6);
         if (r.method) printf("quantization   %s, %s\n", r.method, be_kind_is_cuda(r.kind) ? "int8 GPU pass" : "simulated W8A8 on the CPU");
         printf("forward        %s\n", be_kind_text(r.kind));
         printf("data           %s (%ld tokens)\n", spec.data, r.data_tokens);
         printf("windows        %d x %d tokens, %ld tokens scored\n", r.windows, spec.window, r.tokens_scored);
-        printf("perplexity     %.4f (mean NLL %.6f nats)\n", r.ppl, r.nll_mean);
+        printf("perplexity     %.4f +/- %.4f (mean NLL %.6f +/- %.6f nats)\n", r.ppl, r.ppl_err, r.nll_mean, r.nll_stderr);
         printf("time           %.2f s scoring (%.0f tokens/s), %.2f s loading\n", r.seconds,
                (double)r.windows * spec.window / r.seconds, r.load_seconds);
     }

@@ -1,4 +1,4 @@
-/* mambaq generate (--artifact DIR | --model DIR) --prompt TEXT: streaming text generation.
+/* mambaq generate MODEL --prompt TEXT: streaming text generation (MODEL: an artifact or a checkpoint).
  * The prompt is encoded with the tokenizer, prefilled in one call, then tokens are sampled one at a
  * time (greedy at --temperature 0, else softmax(logits / T) restricted to the smallest set of tokens
  * whose probability reaches --top-p) and printed as soon as they form complete UTF-8 text, until
@@ -78,40 +78,32 @@ static void stream(const tok_tokenizer *t, const int32_t *ids, size_t n, size_t 
 
 int cmd_generate(int argc, char **argv) {
     cli_opt opts[] = {
-        {.name = "--artifact", .metavar = "DIR", .help = "an int8 artifact (mambaq quantize)"},
-        {.name = "--model", .metavar = "DIR", .help = "a float checkpoint instead of --artifact"},
+        CLI_MODEL("an int8 artifact (mambaq quantize) or a float checkpoint"),
+        CLI_ARTIFACT_SYNONYM,
         {.name = "--prompt", .metavar = "TEXT", .help = "the prompt", .def = "The"},
         {.name = "--prompt-file", .metavar = "FILE", .help = "read the prompt from a file"},
         {.name = "--max-tokens", .metavar = "N", .help = "tokens to generate", .def = "64"},
         {.name = "--temperature", .metavar = "T", .help = "0 = greedy", .def = "0"},
         {.name = "--top-p", .metavar = "P", .help = "nucleus sampling mass", .def = "0.9"},
         {.name = "--seed", .metavar = "N", .help = "sampling seed", .def = "1"},
-        {.name = "--device", .metavar = "D", .help = "auto, cuda or cpu", .def = "auto"},
-        {.name = "--tokenizer", .metavar = "FILE", .help = "tokenizer.json (default: the artifact's or DIR/tokenizer.json, "
-                                                           "else ../shared/models/tokenizer.json)"},
+        CLI_DEVICE("auto"),
+        CLI_TOKENIZER,
         {.name = "--ignore-eos", .help = "do not stop at the end-of-text token"},
-        {0},
+        CLI_THREADS,
+        {.name = "--quiet", .help = "no timing line on stderr"},
+        CLI_END,
     };
-    cli_parse(argc, argv, opts, "mambaq generate (--artifact DIR | --model DIR) [--prompt TEXT] [options]",
+    cli_parse(argc, argv, opts, "mambaq generate MODEL [--prompt TEXT] [options]",
               "Streams text generated from the prompt by an int8 artifact (the int8 GPU pass, or its CPU\n"
               "simulation) or a float model (FP16 on the GPU, FP32 on the CPU).", NULL, 0);
-    const char *art = cli_get(opts, "--artifact"), *model = cli_get(opts, "--model");
-    if (!!art == !!model) {
-        fprintf(stderr, "mambaq generate: give exactly one of --artifact and --model\n");
-        return 2;
-    }
+    const char *path = cli_need(opts, "generate", "--model");
     const int max_tokens = (int)cli_int(opts, "--max-tokens", 0, 1 << 20);
     const double temp = cli_double(opts, "--temperature", 0, 100), top_p = cli_double(opts, "--top-p", 1e-6, 1);
     g_rng = (uint64_t)cli_int(opts, "--seed", 0, 1L << 62) * 0x9E3779B97F4A7C15ull + 1;
     const char *dev = cli_get(opts, "--device");
+    cli_threads(opts);
     /* tokenizer and prompt */
-    char tp[4200];
-    struct stat st;
-    const char *tokpath = cli_get(opts, "--tokenizer");
-    if (!tokpath) {
-        snprintf(tp, sizeof tp, "%s/tokenizer.json", art ? art : model);
-        tokpath = stat(tp, &st) == 0 ? tp : cli_default_path("models/tokenizer.json");
-    }
+    const char *tokpath = cli_tokenizer(path, cli_get(opts, "--tokenizer"));
     if (!tokpath) {
         fprintf(stderr, "mambaq generate: no tokenizer.json found (give --tokenizer FILE)\n");
         return 1;
@@ -140,7 +132,7 @@ int cmd_generate(int argc, char **argv) {
     /* the forward: one sequence, the prompt prefilled in one call */
     double t0 = prog_now();
     fwd f;
-    if (fwd_open(&f, art ? art : model, dev, 1, (int)np)) {
+    if (fwd_open(&f, path, dev, 1, (int)np)) {
         fprintf(stderr, "mambaq generate: %s\n", mq_errmsg());
         return 1;
     }
@@ -183,7 +175,8 @@ int cmd_generate(int argc, char **argv) {
     double t3 = prog_now();
     printf("\n");
     char desc[512];
-    fprintf(stderr, "[%s: %zu prompt tokens prefilled in %.1f ms, %d tokens generated at %.1f tokens/s; loading %.2f s]\n",
+    if (!cli_flag(opts, "--quiet"))
+        fprintf(stderr, "[%s: %zu prompt tokens prefilled in %.1f ms, %d tokens generated at %.1f tokens/s; loading %.2f s]\n",
             fwd_describe(&f, desc, sizeof desc), np, (t2 - t1) * 1e3, n, n > 1 ? (n - 1) / (t3 - t2) : 0.0, load_s);
     free(logits), free(cb), free(out), free(pids), free(prompt);
     be_state_free(state);

@@ -32,13 +32,6 @@ static float wscale_max(const q_weight *w) {
     return m;
 }
 
-static const char *human(double bytes, char *buf, size_t n) {
-    if (bytes >= 1e9) snprintf(buf, n, "%.2f GB", bytes / 1e9);
-    else if (bytes >= 1e6) snprintf(buf, n, "%.2f MB", bytes / 1e6);
-    else snprintf(buf, n, "%.1f kB", bytes / 1e3);
-    return buf;
-}
-
 static void recipe_line(const q_model *qm, char *buf, size_t n) {
     const q_options *o = &qm->opt;
     size_t k = (size_t)snprintf(buf, n, "%s:", q_method_name(o->method));
@@ -65,20 +58,20 @@ static int roles_of(const q_model *qm, mq_act_role *roles) {
 static void print_text(const art_artifact *a) {
     const q_model *qm = &a->qm;
     const mq_config *c = &qm->cfg;
-    char b1[32], b2[32], line[768];
+    char b1[160], line[768];
     size_t fp16 = art_fp16_params(c) * 2;
     printf("artifact   %s  (%s v%d, valid)\n", a->dir, ART_FORMAT, a->format_version);
     const int untied_here = c->tie_embeddings && q_head_untied(c, qm->opt.method);
-    printf("model      %s, %d layers, d_model %d, d_inner %d, d_state %d, vocab %d%s\n", c->arch == MQ_MAMBA1 ? "Mamba1" : "Mamba2",
+    printf("model      %s, %d layers, d_model %d, d_inner %d, d_state %d, vocab %d%s\n", cfg_arch_name(c->arch),
            c->n_layer, c->d_model, c->d_inner, c->d_state, c->vocab_size,
            untied_here ? ", lm_head tied in the source, untied by the residual rotation" : c->tie_embeddings ? ", tied lm_head" : "");
     recipe_line(qm, line, sizeof line);
     printf("method     %s\n", line);
-    printf("head       %s%s\n", qm->opt.quantize_head ? "lm_head int8 (weight and input)" : "embedding and lm_head FP16",
+    printf("head       %s%s\n", qm->opt.quantize_embedding ? "embedding int8 (one scale per row), lm_head int8 (weight and input)"
+                              : qm->opt.quantize_head ? "lm_head int8 (weight and input), embedding FP16" : "embedding and lm_head FP16",
            untied_here && !qm->opt.quantize_head ? " (lm_head.weight stored: norm_f and H are in it, the embedding has H only)" : "");
-    printf("size       model.safetensors %s vs FP16 %s: %.2fx smaller (%zu int8, %zu FP16, %zu FP32 scale elements)\n",
-           human((double)a->model_bytes, b1, sizeof b1), human((double)fp16, b2, sizeof b2),
-           (double)fp16 / (double)a->model_bytes, a->int8_params, a->float_params, a->scale_params);
+    printf("size       model.safetensors %s (%zu int8, %zu FP16, %zu FP32 scale elements)\n",
+           cli_size_vs_fp16((double)a->model_bytes, (double)fp16, b1, sizeof b1), a->int8_params, a->float_params, a->scale_params);
     printf("source     %s (weights sha256 %.16s...)\n", a->prov.source_model, a->prov.source_hash);
     printf("calib      %s: %ld samples, %ld tokens of %s (sha256 %.16s...)\n", a->prov.stats_file, a->prov.calib_samples,
            a->prov.calib_tokens, a->prov.calib_data, a->prov.calib_data_hash);
@@ -124,7 +117,7 @@ static void print_json(const art_artifact *a) {
     cJSON_AddStringToObject(j, "format", ART_FORMAT);
     cJSON_AddNumberToObject(j, "format_version", a->format_version);
     cJSON_AddStringToObject(j, "method", q_method_name(qm->opt.method));
-    cJSON_AddStringToObject(j, "arch", c->arch == MQ_MAMBA1 ? "mamba" : "mamba2");
+    cJSON_AddStringToObject(j, "arch", cfg_arch_name(c->arch));
     cJSON_AddNumberToObject(j, "n_layer", c->n_layer);
     cJSON_AddStringToObject(j, "weight_granularity", q_gran_name(qm->opt.weight_gran));
     if (q_method_uses_percentile(qm->opt.method)) cJSON_AddNumberToObject(j, "percentile", qm->opt.percentile);
@@ -135,6 +128,7 @@ static void print_json(const art_artifact *a) {
     cJSON_AddBoolToObject(j, "norm_f_fused", qm->resid_n != 0);
     cJSON_AddBoolToObject(j, "lm_head_tied_to_embedding", !q_head_untied(c, qm->opt.method));
     cJSON_AddBoolToObject(j, "quantize_head", qm->opt.quantize_head);
+    cJSON_AddBoolToObject(j, "quantize_embedding", qm->opt.quantize_embedding);
     cJSON_AddNumberToObject(j, "model_bytes", (double)a->model_bytes);
     cJSON_AddNumberToObject(j, "fp16_bytes", (double)art_fp16_params(c) * 2);
     cJSON_AddNumberToObject(j, "compression_vs_fp16", (double)art_fp16_params(c) * 2 / (double)a->model_bytes);
@@ -176,26 +170,21 @@ static void print_json(const art_artifact *a) {
         cJSON_AddNumberToObject(h, "input_scale", qm->lm_head_in_scale);
         cJSON_AddNumberToObject(h, "weight_scale_max", wscale_max(&qm->lm_head_q));
     }
-    char *txt = cJSON_Print(j);
-    printf("%s\n", txt);
-    free(txt);
-    cJSON_Delete(j);
+    cli_json_print(j, 1);
 }
 
 int cmd_inspect(int argc, char **argv) {
     cli_opt opts[] = {
-        {"--json", NULL, "print the summary as JSON", NULL, NULL, 0},
-        {0},
+        {.name = "--artifact", .metavar = "DIR", .help = "the artifact directory (mambaq quantize)", .pos = 1},
+        {.name = "--model", .metavar = "DIR", .help = "same as --artifact", .alias_of = "--artifact"},
+        CLI_JSON,
+        CLI_END,
     };
-    const char *pos[1];
-    int np = cli_parse(argc, argv, opts, "mambaq inspect ARTIFACT [--json]",
-                       "Validates an int8 artifact (every tensor, shape and scale) and summarizes it: method, sizes and\n"
-                       "compression vs FP16, provenance, per-layer activation and weight scales. Exit 1 if invalid.",
-                       pos, 1);
-    if (np != 1) {
-        fprintf(stderr, "mambaq inspect: expected one ARTIFACT directory (see 'mambaq inspect --help')\n");
-        return 2;
-    }
+    cli_parse(argc, argv, opts, "mambaq inspect ARTIFACT [--json]",
+              "Validates an int8 artifact (every tensor, shape and scale) and summarizes it: method, sizes and\n"
+              "compression vs FP16, provenance, per-layer activation and weight scales. Exit 1 if invalid.",
+              NULL, 0);
+    const char *pos[1] = {cli_need(opts, "inspect", "--artifact")};
     art_artifact a;
     if (art_open(pos[0], &a)) {
         if (cli_flag(opts, "--json")) {
@@ -203,10 +192,7 @@ int cmd_inspect(int argc, char **argv) {
             cJSON_AddStringToObject(j, "artifact", pos[0]);
             cJSON_AddBoolToObject(j, "valid", 0);
             cJSON_AddStringToObject(j, "error", mq_errmsg());
-            char *txt = cJSON_Print(j);
-            printf("%s\n", txt);
-            free(txt);
-            cJSON_Delete(j);
+            cli_json_print(j, 1);
         }
         fprintf(stderr, "mambaq inspect: invalid artifact: %s\n", mq_errmsg());
         return 1;

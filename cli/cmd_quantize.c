@@ -1,7 +1,9 @@
-/* mambaq quantize: FP checkpoint + calibration statistics -> int8 artifact (docs/recipe.md).
- * Steps: check the stats belong to this model (weights hash) and that --out is free, load the model,
- * run the extra calibration pass when the recipe's fusions need statistics the file lacks, quantize,
- * write the artifact atomically, print a summary. */
+/* mambaq quantize MODEL OUT: FP checkpoint -> int8 artifact (docs/recipe.md), in one command.
+ * Without --stats it calibrates first (cli/qcli.h: the recipe's transforms, on the CPU, the same
+ * windows and defaults as `mambaq run`); with --stats FILE (mambaq calib) it uses those statistics,
+ * the two-step path for tuning. Then: quantize, write the artifact atomically, read it back and
+ * print a summary (or --json). */
+#include <cjson/cJSON.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -9,47 +11,79 @@
 #include <unistd.h>
 #include "cli/args.h"
 #include "cli/cmds.h"
+#include "cli/fwd.h"
 #include "cli/qcli.h"
 #include "core/err.h"
+#include "core/fio.h"
 #include "core/progress.h"
 #include "export/art.h"
-#include "quantize/cstats.h"
 #include "quantize/q.h"
+
+static void print_json(const art_artifact *a, const char *out, const char *stats, long samples, long tokens, int extra, double secs) {
+    const q_options *o = &a->qm.opt;
+    const double fp16 = (double)art_fp16_params(&a->qm.cfg) * 2;
+    cJSON *j = cJSON_CreateObject();
+    cJSON_AddStringToObject(j, "artifact", out);
+    cJSON_AddStringToObject(j, "arch", cfg_arch_name(a->qm.cfg.arch));
+    cJSON_AddStringToObject(j, "method", q_method_name(o->method));
+    if (q_method_uses_percentile(o->method)) cJSON_AddNumberToObject(j, "percentile", o->percentile);
+    else cJSON_AddNullToObject(j, "percentile");
+    cJSON_AddStringToObject(j, "weight_granularity", q_gran_name(o->weight_gran));
+    cJSON_AddBoolToObject(j, "quantize_head", o->quantize_head);
+    cJSON_AddBoolToObject(j, "quantize_embedding", o->quantize_embedding);
+    cJSON_AddNumberToObject(j, "model_bytes", (double)a->model_bytes);
+    cJSON_AddNumberToObject(j, "fp16_bytes", fp16);
+    cJSON_AddNumberToObject(j, "compression_vs_fp16", fp16 / (double)a->model_bytes);
+    cJSON_AddNumberToObject(j, "int8_params", (double)a->int8_params);
+    cJSON_AddNumberToObject(j, "fp16_params", (double)a->float_params);
+    cJSON *c = cJSON_AddObjectToObject(j, "calibration");
+    if (stats) cJSON_AddStringToObject(c, "stats", stats);
+    else cJSON_AddNullToObject(c, "stats");
+    cJSON_AddNumberToObject(c, "samples", (double)samples);
+    cJSON_AddNumberToObject(c, "tokens", (double)tokens);
+    cJSON_AddBoolToObject(c, "extra_pass", extra);
+    cJSON_AddNumberToObject(j, "seconds", secs);
+    cli_json_print(j, 0);
+}
 
 int cmd_quantize(int argc, char **argv) {
     cli_opt opts[] = {
-        {"--model", "DIR", "FP16/BF16/FP32 checkpoint directory", NULL, NULL, 0},
-        {"--stats", "FILE", "calibration statistics of that model (mambaq calib)", NULL, NULL, 0},
-        {"--out", "DIR", "artifact directory to create", NULL, NULL, 0},
-        {"--method", "NAME", "naive | quamba | quamba-rot | percentile-only | hadamard-only (docs/recipe.md)", "quamba", NULL, 0},
-        {"--percentile", "P", "percentile clip of the SSM input x, in percent (methods with a percentile clip)", "99.95", NULL, 0},
-        {"--weight-granularity", "G", "tensor | channel (one scale per output channel)", "tensor", NULL, 0},
-        {"--quantize-head", NULL, "also quantize lm_head (weight and input); default: FP16", NULL, NULL, 0},
-        {"--tokenizer", "FILE", "tokenizer.json to copy into the artifact (default: DIR/tokenizer.json, DIR/../tokenizer.json)", NULL, NULL, 0},
-        {"--force", NULL, "replace an existing --out (atomically; only an artifact, never another folder)", NULL, NULL, 0},
-        {"--record-paths", NULL, "record the model, stats and data paths in quant_config.json (default: their names and hashes "
-                                 "only, so that the same inputs give the same bytes on every host)", NULL, NULL, 0},
-        {"--threads", "N", "CPU threads (default: all)", NULL, NULL, 0},
-        {"--quiet", NULL, "no progress output", NULL, NULL, 0},
-        {0},
+        CLI_MODEL("FP16/BF16/FP32 checkpoint directory"),
+        CLI_OUT("DIR", "artifact directory to create", 2),
+        {.name = "--stats", .metavar = "FILE", .help = "calibration statistics of the model (mambaq calib): no calibration here"},
+        {.name = "--calib", .metavar = "FILE", .help = "calibration data when there is no --stats: text or token ids"},
+        {.name = "--data", .metavar = "FILE", .help = "same as --calib", .alias_of = "--calib"},
+        CLI_TOKENIZER,
+        CLI_FIELD,
+        CLI_CALIB_OPTS("512"),
+        {.name = "--save-stats", .metavar = "FILE", .help = "keep the statistics of the calibration here (for report, sweep, --stats)"},
+        CLI_RECIPE_OPTS,
+        {.name = "--force", .help = "replace an existing OUT (atomically; only an artifact, never another folder) or --save-stats"},
+        {.name = "--record-paths", .help = "record the model, stats and data paths in quant_config.json (default: their names and "
+                                           "hashes only, so that the same inputs give the same bytes on every host)"},
+        CLI_THREADS,
+        CLI_JSON,
+        CLI_QUIET,
+        CLI_END,
     };
-    cli_parse(argc, argv, opts, "mambaq quantize --model DIR --stats FILE --out DIR [options]",
+    cli_parse(argc, argv, opts, "mambaq quantize MODEL OUT [--method quamba] [--calib FILE | --stats FILE] [options]",
               "Quantizes a Mamba1/Mamba2 checkpoint to int8 weights and static int8 activation scales (W8A8)\n"
-              "and writes a self-describing artifact directory. Methods: naive (absmax clips); quamba (percentile\n"
-              "clip of the SSM input x, Hadamard on y fused into out_proj, RMSNorm fused into in_proj); quamba-rot\n"
-              "(quamba, and the residual stream rotated by a Hadamard of order d_model: embedding, in_proj, out_proj\n"
-              "and lm_head rotated, norm_f fused into an untied lm_head, so in_proj's input is rotated too);\n"
-              "percentile-only and hadamard-only (ablations). See docs/recipe.md for the recipes.",
+              "and writes a self-describing artifact directory, readable by every mambaq command as a model.\n"
+              "Without --stats it first calibrates on --calib (default <shared>/datasets/calib.txt, --samples x\n"
+              "--seqlen tokens from the start, on the CPU, with the recipe's transforms), as 'mambaq run' does.\n"
+              "Methods: naive (absmax clips); quamba (percentile clip of the SSM input x, Hadamard on y fused into\n"
+              "out_proj, RMSNorm fused into in_proj); quamba-rot (quamba, and the residual stream rotated by a\n"
+              "Hadamard of order d_model); percentile-only and hadamard-only (ablations). See docs/recipe.md.",
               NULL, 0);
-    const char *model = cli_get(opts, "--model"), *stats = cli_get(opts, "--stats"), *out = cli_get(opts, "--out");
-    if (!model || !stats || !out) {
-        fprintf(stderr, "mambaq quantize: --model, --stats and --out are required (see 'mambaq quantize --help')\n");
-        return 2;
-    }
+    const char *model = cli_need(opts, "quantize", "--model"), *out = cli_need(opts, "quantize", "--out");
+    const char *stats = cli_get(opts, "--stats");
     q_options o;
     q_cli_options(opts, &o);
     cli_threads(opts);
-    int quiet = cli_flag(opts, "--quiet"), force = cli_flag(opts, "--force");
+    const int quiet = cli_flag(opts, "--quiet"), force = cli_flag(opts, "--force"), json = cli_flag(opts, "--json");
+    if (stats && (cli_flag(opts, "--calib") || cli_flag(opts, "--save-stats") || cli_flag(opts, "--samples") || cli_flag(opts, "--seqlen")))
+        fprintf(stderr, "mambaq quantize: note: --calib, --samples, --seqlen and --save-stats are ignored with --stats "
+                        "(the statistics are made already)\n");
     if (cli_flag(opts, "--percentile") && !q_method_uses_percentile(o.method))
         fprintf(stderr, "mambaq quantize: note: --percentile is ignored by method %s (absmax clips)\n", q_method_name(o.method));
     double t0 = prog_now();
@@ -57,8 +91,12 @@ int cmd_quantize(int argc, char **argv) {
     /* everything that can be refused is checked before any compute: --out free (or --force) and
      * writable, the config, the tokenizer, the statistics */
     struct stat st;
+    if (fwd_require_model(model, "quantize")) {
+        fprintf(stderr, "mambaq quantize: %s\n", mq_errmsg());
+        return 1;
+    }
     if (art_check_out(out, force)) {
-        fprintf(stderr, "mambaq quantize: --out: %s\n", mq_errmsg());
+        fprintf(stderr, "mambaq quantize: OUT: %s\n", mq_errmsg());
         return 1;
     }
     mq_config cfg;
@@ -66,64 +104,52 @@ int cmd_quantize(int argc, char **argv) {
         fprintf(stderr, "mambaq quantize: %s\n", mq_errmsg());
         return 1;
     }
-    const char *tokenizer = q_cli_tokenizer(model, cli_get(opts, "--tokenizer"));
+    const char *tokenizer = cli_tokenizer(model, cli_get(opts, "--tokenizer"));
     if (!tokenizer || stat(tokenizer, &st) != 0) {
-        fprintf(stderr, "mambaq quantize: no tokenizer.json found for %s (give --tokenizer)\n", model);
+        fprintf(stderr, "mambaq quantize: no tokenizer.json found for %s (give --tokenizer FILE)\n", model);
         return 1;
     }
-    char cfg_path[4200];
-    snprintf(cfg_path, sizeof cfg_path, "%s/config.json", model);
-    if (!quiet) fprintf(stderr, "[1/4] statistics  %s\n", stats);
-    q_cstats cs;
-    if (q_cstats_open(&cs, stats, model, &cfg)) {
-        fprintf(stderr, "mambaq quantize: %s\n", mq_errmsg());
-        return 1;
-    }
-    if (q_cli_check_stats(cs.cs, stats)) {
-        fprintf(stderr, "mambaq quantize: %s\n", mq_errmsg());
-        q_cstats_close(&cs);
-        return 1;
-    }
-    if (!quiet) fprintf(stderr, "[2/4] loading     %s\n", model);
-    mq_model m;
-    if (ssm_load(model, &m)) {
-        fprintf(stderr, "mambaq quantize: %s\n", mq_errmsg());
-        q_cstats_close(&cs);
-        return 1;
-    }
-    int missing = q_cstats_missing(&cs, &o);
-    if (missing) {
-        if (!quiet)
-            fprintf(stderr, "      extra pass: %s lacks%s%s%s%s%s (calib ran without the transforms of this recipe);\n"
-                            "      repeating its calibration windows\n", stats,
-                    missing & 1 ? " the in_proj input statistics of this recipe" : "",
-                    (missing & 1) && (missing & 6) ? "," : "",
-                    missing & 2 ? " the rotated out_proj input statistics" : "",
-                    (missing & 2) && (missing & 4) ? "," : "",
-                    missing & 4 ? " the lm_head input statistics of this recipe" : "");
-        if (q_cstats_fused_pass(&cs, &m, tokenizer, !quiet)) {
+
+    /* one-shot: calibrate into --save-stats, or a temporary file beside OUT removed at the end */
+    char tmp_stats[4300] = "";
+    const char *note = NULL;
+    const int samples = (int)cli_int(opts, "--samples", 1, 1 << 20), seqlen = (int)cli_int(opts, "--seqlen", 2, 1 << 20);
+    if (!stats) {
+        const char *data = cli_flag(opts, "--calib") ? cli_abspath(cli_get(opts, "--calib")) : cli_default_path("datasets/calib.txt");
+        if (!data) {
+            fprintf(stderr, "mambaq quantize: no calibration data: <shared>/datasets/calib.txt not found (" CLI_SHARED_HINT ");\n"
+                            "give --calib FILE (text, .jsonl or token ids) or --stats FILE from mambaq calib\n");
+            return 1;
+        }
+        if (cli_flag(opts, "--save-stats")) {
+            stats = cli_get(opts, "--save-stats");
+            if (fio_check_out(stats, force, 0)) {   /* an output like OUT: kept unless --force, writable */
+                fprintf(stderr, "mambaq quantize: --save-stats: %s\n", mq_errmsg());
+                return 1;
+            }
+        } else {
+            size_t n = strlen(out);
+            while (n > 1 && out[n - 1] == '/') n--;
+            snprintf(tmp_stats, sizeof tmp_stats, "%.*s.calib.%d.safetensors", (int)n, out, (int)getpid());
+            stats = tmp_stats;
+            note = "none kept (calibrated by mambaq quantize; --save-stats FILE keeps the statistics)";
+        }
+        if (mq_mkdir_parents(stats)) {
             fprintf(stderr, "mambaq quantize: %s\n", mq_errmsg());
-            ssm_free(&m);
-            q_cstats_close(&cs);
+            return 1;
+        }
+        q_cal_spec cal = {.model = model, .data = data, .tokenizer = tokenizer, .field = cli_get(opts, "--field"),
+                          .samples = samples, .seqlen = seqlen, .progress = !quiet};
+        if (q_cli_calibrate(&cal, &o, stats)) {
+            fprintf(stderr, "mambaq quantize: %s\n", mq_errmsg());
+            if (tmp_stats[0]) unlink(tmp_stats);
             return 1;
         }
     }
-    if (!quiet) fprintf(stderr, "[3/4] quantizing  method %s\n", q_method_name(o.method));
-    q_stats qs = q_cstats_iface(&cs);
-    q_model qm;
-    int rc = q_quantize(&m, &qs, &o, &qm);
-    ssm_free(&m);
-    if (rc) {
-        fprintf(stderr, "mambaq quantize: %s\n", mq_errmsg());
-        q_cstats_close(&cs);
-        return 1;
-    }
-    if (!quiet) fprintf(stderr, "[4/4] writing     %s\n", out);
-    art_provenance pv;
-    q_cli_provenance(&cs, model, cli_flag(opts, "--record-paths"), &pv);
-    rc = art_write(out, &qm, &pv, cfg_path, tokenizer, force);
-    q_model_free(&qm);
-    q_cstats_close(&cs);
+
+    int extra = 0;
+    int rc = q_cli_quantize(model, stats, tokenizer, &o, out, force, cli_flag(opts, "--record-paths"), !quiet, note, &extra);
+    if (tmp_stats[0]) unlink(tmp_stats);
     if (rc) {
         fprintf(stderr, "mambaq quantize: %s\n", mq_errmsg());
         return 1;
@@ -134,20 +160,30 @@ int cmd_quantize(int argc, char **argv) {
         fprintf(stderr, "mambaq quantize: the written artifact does not validate: %s\n", mq_errmsg());
         return 1;
     }
-    size_t fp16 = art_fp16_params(&a.qm.cfg) * 2;
-    char dur[32];
-    prog_fmt_duration(prog_now() - t0, dur, sizeof dur);
+    const double secs = prog_now() - t0;
+    if (json) {
+        print_json(&a, out, tmp_stats[0] ? NULL : stats, a.prov.calib_samples, a.prov.calib_tokens, extra, secs);
+        art_close(&a);
+        return 0;
+    }
+    const q_options *ao = &a.qm.opt;
+    char dur[32], size[160];
+    prog_fmt_duration(secs, dur, sizeof dur);
     printf("artifact   %s\n", out);
-    printf("method     %s", q_method_name(o.method));
-    if (q_method_uses_percentile(o.method)) printf(", ssm_x clipped at percentile %g", o.percentile);
+    printf("method     %s", q_method_name(ao->method));
+    if (q_method_uses_percentile(ao->method)) printf(", ssm_x clipped at percentile %g", ao->percentile);
     if (a.qm.hadamard_n) printf(", Hadamard %d on the out_proj input", a.qm.hadamard_n);
-    if (q_method_fuses_norm(o.method)) printf(", RMSNorm fused");
+    if (q_method_fuses_norm(ao->method)) printf(", RMSNorm fused");
     if (a.qm.resid_n) printf(", residual stream rotated (Hadamard %d; norm_f fused into the lm_head)", a.qm.resid_n);
-    printf("\nweights    int8 per %s: %zu int8 + %zu FP16 elements%s%s\n", q_gran_name(o.weight_gran), a.int8_params, a.float_params,
-           o.quantize_head ? " (lm_head int8)" : " (embedding and lm_head FP16)",
-           !o.quantize_head && cfg.tie_embeddings && q_head_untied(&cfg, o.method) ? "; the lm_head, untied by the rotation, is a tensor of its own" : "");
-    printf("size       %.2f MB (FP16: %.2f MB, %.2fx smaller)\n", a.model_bytes / 1e6, fp16 / 1e6, (double)fp16 / a.model_bytes);
-    printf("calib      %ld samples, %ld tokens%s\n", pv.calib_samples, pv.calib_tokens, missing ? " (+ one extra pass for the fused statistics)" : "");
+    printf("\nweights    int8 per %s: %zu int8 + %zu FP16 elements (%s)%s\n", q_gran_name(ao->weight_gran), a.int8_params, a.float_params,
+           ao->quantize_embedding ? "embedding int8 per row, lm_head int8"
+           : ao->quantize_head    ? "lm_head int8, embedding FP16"
+                                  : "embedding and lm_head FP16",
+           !ao->quantize_head && cfg.tie_embeddings && q_head_untied(&cfg, ao->method) ? "; the lm_head, untied by the rotation, is a tensor of its own" : "");
+    printf("size       %s\n", cli_size_vs_fp16((double)a.model_bytes, (double)art_fp16_params(&a.qm.cfg) * 2, size, sizeof size));
+    printf("calib      %ld samples, %ld tokens%s%s%s\n", a.prov.calib_samples, a.prov.calib_tokens,
+           tmp_stats[0] ? " (calibrated here, statistics not kept)" : ", statistics in ", tmp_stats[0] ? "" : stats,
+           extra ? " (+ one extra pass for the fused statistics)" : "");
     printf("time       %s\n", dur);
     art_close(&a);
     return 0;

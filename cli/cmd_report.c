@@ -10,31 +10,24 @@
 
 int cmd_report(int argc, char **argv) {
     cli_opt opts[] = {
-        {"--stats", "FILE", "calibration statistics (mambaq calib)", NULL, NULL, 0},
-        {"--artifact", "DIR", "the int8 artifact made from them (mambaq quantize): its recipe and scales are shown", NULL, NULL, 0},
-        {"--verify", "FILE", "the output of mambaq verify --json: block cosine per layer, per-role int8 error, perplexities", NULL, NULL, 0},
-        {"--out", "FILE", "HTML page to write", "report.html", NULL, 0},
-        {"--method", "NAME", "recipe whose clips are shown when there is no --artifact (naive | quamba | quamba-rot | "
-                             "percentile-only | hadamard-only)", "quamba", NULL, 0},
-        {"--percentile", "P", "its percentile clip of the SSM input x, without --artifact", "99.999", NULL, 0},
-        {"--open", NULL, "expand every layer section (for printing)", NULL, NULL, 0},
-        {0},
+        {.name = "--stats", .metavar = "FILE", .help = "calibration statistics (mambaq calib, or quantize --save-stats)", .pos = 1},
+        {.name = "--artifact", .metavar = "DIR", .help = "the int8 artifact made from them (mambaq quantize): its recipe and scales are shown"},
+        {.name = "--verify", .metavar = "FILE", .help = "the output of mambaq verify --json: block cosine per layer, per-role int8 error, perplexities"},
+        {.name = "--out", .metavar = "FILE", .help = "HTML page to write", .def = "report.html"},
+        CLI_METHOD_OPTS,
+        {.name = "--open", .help = "expand every layer section (for printing)"},
+        CLI_END,
     };
-    int np = cli_parse(argc, argv, opts, "mambaq report --stats FILE [--artifact DIR] [--verify FILE.json] [--out report.html]",
-                       "Writes one self-contained HTML page (inline SVG and CSS, no script, nothing fetched) on how the model\n"
-                       "quantizes: a summary, per-activation ranges, heat maps over layers (estimated int8 SQNR at the clip,\n"
-                       "absmax), and per layer (collapsible) each activation's absmax against the clip int8 uses, its log\n"
-                       "histogram with the clip marked, per-head / per-group maxima (Mamba2), y before and after the Hadamard,\n"
-                       "the artifact's scales and, with --verify, the block cosine and the per-role int8 error.\n"
-                       "Without --artifact the clips are the recipe's (--method, --percentile) computed from the stats, as\n"
-                       "mambaq quantize computes them.",
-                       NULL, 0);
-    if (np != 0) return 2;
-    const char *stats = cli_get(opts, "--stats");
-    if (!stats) {
-        fprintf(stderr, "mambaq report: --stats FILE is required (see 'mambaq report --help')\n");
-        return 2;
-    }
+    cli_parse(argc, argv, opts, "mambaq report STATS [--artifact DIR] [--verify FILE.json] [--out report.html]",
+              "Writes one self-contained HTML page (inline SVG and CSS, no script, nothing fetched) on how the model\n"
+              "quantizes: a summary, per-activation ranges, heat maps over layers (estimated int8 SQNR at the clip,\n"
+              "absmax), and per layer (collapsible) each activation's absmax against the clip int8 uses, its log\n"
+              "histogram with the clip marked, per-head / per-group maxima (Mamba2), y before and after the Hadamard,\n"
+              "the artifact's scales and, with --verify, the block cosine and the per-role int8 error.\n"
+              "Without --artifact the clips are the recipe's (--method, --percentile) computed from the stats, as\n"
+              "mambaq quantize computes them.",
+              NULL, 0);
+    const char *stats = cli_need(opts, "report", "--stats");
     rep_options o = {
         .stats_path = stats,
         .artifact_dir = cli_get(opts, "--artifact"),

@@ -1,10 +1,11 @@
-/* mambaq run: the main job on the default model (../shared/models/mamba1-proxy). For now it is the
- * FP32 perplexity on valid.txt under the reference protocol (32 windows of 1024 tokens), compared
- * with the transformers value in the model's reference.json; later stages (calibrate, quantize,
- * verify) add their lines to the same summary. */
+/* mambaq run: the main job on the default model (<shared>/models/mamba1-proxy): the FP32 perplexity
+ * on valid.txt under the reference protocol (32 windows of 1024 tokens), compared with the
+ * transformers value in the model's reference.json; then calib -> quantize -> validate -> simulated
+ * eval (cli/qcli.c), each adding its line to the summary. */
 #include "cli/args.h"
 #include "cli/cmds.h"
 #include "cli/eval.h"
+#include "cli/fwd.h"
 #include "cli/qcli.h"
 #include "core/err.h"
 #include <cjson/cJSON.h>
@@ -31,36 +32,32 @@ static double reference_ppl(const char *model, const char *set) {
 
 int cmd_run(int argc, char **argv) {
     cli_opt opts[] = {
-        {.name = "--model", .metavar = "DIR", .help = "model directory (default: ../shared/models/mamba1-proxy)"},
-        {.name = "--method", .metavar = "NAME", .help = "quantization recipe (docs/recipe.md)", .def = "quamba"},
-        {.name = "--percentile", .metavar = "P", .help = "percentile clip of the SSM input x (the sweep's recommendation, docs/results.md)", .def = "99.999"},
-        {.name = "--weight-granularity", .metavar = "G", .help = "tensor | channel", .def = "tensor"},
-        {.name = "--quantize-head", .help = "also quantize lm_head"},
-        {.name = "--samples", .metavar = "N", .help = "calibration samples (windows of calib.txt)", .def = "512"},
-        {.name = "--seqlen", .metavar = "N", .help = "tokens per calibration sample", .def = "512"},
+        CLI_MODEL("model directory (default: <shared>/models/mamba1-proxy)"),
+        CLI_RECIPE_OPTS,
+        CLI_CALIB_OPTS("512"),
         {.name = "--out", .metavar = "DIR", .help = "where the stats file and the artifact go (DIR/<model>/)", .def = "out/run"},
         {.name = "--fp32-only", .help = "stop after the FP32 evaluation"},
         {.name = "--force", .help = "replace the artifact (and a stats file that does not match) of an earlier run in --out"},
-        {0},
+        CLI_THREADS,
+        CLI_END,
     };
-    cli_parse(argc, argv, opts, "mambaq run [--model DIR] [--method quamba] [--out out/run]",
+    cli_parse(argc, argv, opts, "mambaq run [MODEL] [--method quamba] [--out out/run]",
               "The main job: FP32 perplexity of the model on valid.txt (32 x 1024 tokens), compared with\n"
               "the transformers reference; then calibrate on calib.txt, quantize (W8A8), validate the artifact\n"
               "and evaluate it by simulated quantization on the same protocol.", NULL, 0);
-    eval_spec spec = {.window = 1024, .windows = 32, .progress = 1};
+    cli_threads(opts);
+    eval_spec spec = {.window = 1024, .windows = 32, .progress = 1, .cmd = "run"};
     spec.model = cli_flag(opts, "--model") ? cli_get(opts, "--model") : cli_default_path("models/mamba1-proxy");
     spec.data = cli_default_path("datasets/valid.txt");
-    if (!spec.model || !spec.data) mq_die("../shared/models/mamba1-proxy or ../shared/datasets/valid.txt not found (set MQ_SHARED)");
-    char tok[4200];
-    struct stat st;
-    snprintf(tok, sizeof tok, "%s/tokenizer.json", spec.model);
-    spec.tokenizer = stat(tok, &st) == 0 ? tok : cli_default_path("models/tokenizer.json");
+    if (!spec.model || !spec.data) mq_die("run: <shared>/models/mamba1-proxy or <shared>/datasets/valid.txt not found (" CLI_SHARED_HINT ")");
+    if (fwd_require_model(spec.model, "run")) mq_die("%s", mq_errmsg());
+    spec.tokenizer = cli_tokenizer(spec.model, NULL);
 
     /* the outputs are checked before any work (cli/qcli.c) */
     q_run_spec qs = {.model = spec.model, .calib_data = cli_default_path("datasets/calib.txt"), .eval_data = spec.data,
                      .tokenizer = spec.tokenizer, .out_dir = cli_get(opts, "--out"), .window = spec.window,
                      .windows = spec.windows, .progress = 1, .force = cli_flag(opts, "--force")};
-    if (!qs.calib_data) mq_die("../shared/datasets/calib.txt not found (set MQ_SHARED)");
+    if (!qs.calib_data) mq_die("run: <shared>/datasets/calib.txt not found (" CLI_SHARED_HINT ")");
     qs.samples = (int)cli_int(opts, "--samples", 1, 1 << 20);
     qs.seqlen = (int)cli_int(opts, "--seqlen", 2, 1 << 20);
     q_cli_options(opts, &qs.opt);
@@ -82,9 +79,9 @@ int cmd_run(int argc, char **argv) {
     printf("data             %s: %d windows x %d tokens, %ld scored\n", spec.data, r.windows, spec.window,
            r.tokens_scored);
     if (ref > 0)
-        printf("fp32 perplexity  %.4f (transformers %.4f, %+.4f%%)\n", r.ppl, ref, 100.0 * (r.ppl - ref) / ref);
+        printf("fp32 perplexity  %.4f +/- %.4f (transformers %.4f, %+.4f%%)\n", r.ppl, r.ppl_err, ref, 100.0 * (r.ppl - ref) / ref);
     else
-        printf("fp32 perplexity  %.4f (no reference.json to compare with)\n", r.ppl);
+        printf("fp32 perplexity  %.4f +/- %.4f (no reference.json to compare with)\n", r.ppl, r.ppl_err);
     printf("time             %.1f s (%.0f tokens/s; %.1f s loading)\n", r.seconds,
            (double)r.windows * spec.window / r.seconds, r.load_seconds);
     if (cli_flag(opts, "--fp32-only")) return 0;
@@ -97,8 +94,10 @@ int cmd_run(int argc, char **argv) {
     }
     printf("calibration      %s: %d x %d tokens of %s%s (%.1f s)\n", qr.stats, qs.samples, qs.seqlen, qs.calib_data,
            qr.stats_reused ? ", reused" : "", qr.calib_seconds);
-    printf("artifact         %s: %s, %.2f MB vs FP16 %.2f MB (%.2fx smaller), valid (%.1f s)\n", qr.artifact, qr.method,
-           qr.artifact_bytes / 1e6, qr.fp16_bytes / 1e6, (double)qr.fp16_bytes / qr.artifact_bytes, qr.quantize_seconds);
-    printf("int8 perplexity  %.4f simulated W8A8 (%+.2f%% vs FP32) (%.1f s)\n", qr.ppl, 100.0 * (qr.ppl / r.ppl - 1), qr.eval_seconds);
+    char size[160];
+    printf("artifact         %s: %s, %s, valid (%.1f s)\n", qr.artifact, qr.method,
+           cli_size_vs_fp16((double)qr.artifact_bytes, (double)qr.fp16_bytes, size, sizeof size), qr.quantize_seconds);
+    printf("int8 perplexity  %.4f +/- %.4f simulated W8A8 (%+.2f%% vs FP32) (%.1f s)\n", qr.ppl, qr.ppl_err, 100.0 * (qr.ppl / r.ppl - 1),
+           qr.eval_seconds);
     return 0;
 }

@@ -2,6 +2,7 @@
  * p99.95, p99.999 and their EMAs, plus the metadata that says how it was made; --json for tools.
  * Exits 1 when the values fail the checks quantize applies (q_cli_check_stats). */
 #include <cjson/cJSON.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -13,8 +14,8 @@
 
 static const char *meta_keys[] = {
     "format", "format_version", "tool", "model.path", "model.arch", "model.config", "model.weights_sha256",
-    "data.path", "data.sha256", "data.tokens", "tokenizer.path", "tokenizer.sha256", "calib.samples", "calib.seqlen",
-    "calib.batch", "calib.device", "calib.percentiles", "calib.seed", "calib.windows", "calib.ema_alpha",
+    "data.path", "data.sha256", "data.tokens", "data.field", "tokenizer.path", "tokenizer.sha256", "calib.samples",
+    "calib.seqlen", "calib.batch", "calib.device", "calib.gpu", "calib.precision", "calib.percentiles", "calib.seed", "calib.windows", "calib.ema_alpha",
     "calib.percentile_def", "calib.hist", "calib.transforms"};
 #define NMETA (int)(sizeof meta_keys / sizeof meta_keys[0])
 
@@ -67,13 +68,34 @@ static cJSON *floats(const st_tensor *t) {
     return a;
 }
 
+/* A metadata value as JSON: a number when the whole text is one ("512"), a list of numbers for
+ * calib.percentiles, else the text. */
+static cJSON *meta_value(const char *key, const char *v) {
+    char *end;
+    double x = strtod(v, &end);
+    const size_t kl = strlen(key);
+    if (kl >= 6 && !strcmp(key + kl - 6, "sha256")) return cJSON_CreateString(v);   /* hex, never a number */
+    if (*v && !*end && end != v && isfinite(x)) return cJSON_CreateNumber(x);
+    if (!strcmp(key, "calib.percentiles")) {
+        cJSON *a = cJSON_CreateArray();
+        for (const char *p = v; *p;) {
+            x = strtod(p, &end);
+            if (end == p) { cJSON_Delete(a); return cJSON_CreateString(v); }
+            cJSON_AddItemToArray(a, cJSON_CreateNumber(x));
+            p = *end == ',' ? end + 1 : end;
+        }
+        return a;
+    }
+    return cJSON_CreateString(v);
+}
+
 static void print_json(const calib_stats *s, const char *path) {
     cJSON *root = cJSON_CreateObject();
     cJSON_AddStringToObject(root, "file", path);
     cJSON *meta = cJSON_AddObjectToObject(root, "metadata");
     for (int i = 0; i < NMETA; i++) {
         const char *v = calib_stats_meta(s, meta_keys[i]);
-        if (v) cJSON_AddStringToObject(meta, meta_keys[i], v);
+        if (v) cJSON_AddItemToObject(meta, meta_keys[i], meta_value(meta_keys[i], v));
     }
     cJSON *pct = cJSON_AddArrayToObject(root, "percentiles");
     for (int i = 0; i < calib_stats_npct(s); i++) cJSON_AddItemToArray(pct, cJSON_CreateNumber(calib_stats_pct(s, i)));
@@ -98,30 +120,27 @@ static void print_json(const calib_stats *s, const char *path) {
         if (g) cJSON_AddItemToObject(o, "absmax_per_group", floats(g));
         cJSON_AddItemToArray(acts, o);
     }
-    char *text = cJSON_Print(root);
-    printf("%s\n", text);
-    free(text);
-    cJSON_Delete(root);
+    cli_json_print(root, 1);
 }
 
 int cmd_stats(int argc, char **argv) {
     cli_opt opts[] = {
-        {"--json", NULL, "print JSON (metadata, percentile list, every activation's values) instead of the table", NULL, NULL, 0},
-        {"--model", "DIR", "also check that the stats were made from this model's weights", NULL, NULL, 0},
-        {NULL, NULL, NULL, NULL, NULL, 0},
+        {.name = "--stats", .metavar = "FILE", .help = "the stats file (mambaq calib)", .pos = 1},
+        {.name = "--model", .metavar = "DIR", .help = "also check that the stats were made from this model's weights"},
+        {.name = "--json", .help = "print JSON (metadata, percentile list, every activation's values) instead of the table"},
+        CLI_END,
     };
-    const char *pos[1];
-    int n = cli_parse(argc, argv, opts, "mambaq stats FILE [--json] [--model DIR]",
-                      "Prints a calibration stats file written by 'mambaq calib': how it was made (model and data hashes,\n"
-                      "options) and, per layer and activation, absmax, p99.95, p99.999 and their EMAs.",
-                      pos, 1);
-    if (n != 1) { fprintf(stderr, "mambaq stats: expected one stats file (see 'mambaq stats --help')\n"); return 2; }
-    calib_stats *s = calib_stats_open(pos[0], cli_get(opts, "--model"));
+    cli_parse(argc, argv, opts, "mambaq stats FILE [--json] [--model DIR]",
+              "Prints a calibration stats file written by 'mambaq calib': how it was made (model and data hashes,\n"
+              "options) and, per layer and activation, absmax, p99.95, p99.999 and their EMAs.",
+              NULL, 0);
+    const char *path = cli_need(opts, "stats", "--stats");
+    calib_stats *s = calib_stats_open(path, cli_get(opts, "--model"));
     if (!s) mq_die("%s", mq_errmsg());
-    if (cli_flag(opts, "--json")) print_json(s, pos[0]);
-    else print_table(s, pos[0]);
+    if (cli_flag(opts, "--json")) print_json(s, path);
+    else print_table(s, path);
     /* after the table, so the values can be looked at: the checks quantize applies */
-    int bad = q_cli_check_stats(s, pos[0]);
+    int bad = q_cli_check_stats(s, path);
     if (bad) fprintf(stderr, "mambaq stats: invalid statistics: %s\n", mq_errmsg());
     calib_stats_close(s);
     return bad ? 1 : 0;

@@ -14,6 +14,7 @@
 #include <unistd.h>
 #include "cli/args.h"
 #include "cli/cmds.h"
+#include "cli/fwd.h"
 #include "cli/qcli.h"
 #include "core/err.h"
 #include "core/mat.h"
@@ -102,15 +103,16 @@ static double ppl_of(be *b, const int32_t *ids, size_t n, int window, int window
     double sum;
     long scored;
     sweep_prog pg = {bar, done, window};
-    if (!b || be_eval_windows(b, ids, n, window, windows, &sum, &scored, on_progress, &pg)) return NAN;
+    if (!b || be_eval_windows(b, ids, n, window, windows, &sum, &scored, NULL, on_progress, &pg)) return NAN;
     *done += windows;
     return exp(sum / scored);
 }
 
-/* Windows per backend call (as eval: the CPU kinds score a call's windows in parallel). */
+/* Windows per backend call (as eval: the CPU kinds score a call's windows in parallel, two per
+ * thread, so progress lines come every few seconds). */
 static int sweep_batch(int cuda, int windows) {
-    int b = cuda ? 8 : 4 * mat_threads();
-    if (b < 8) b = 8;
+    int b = cuda ? 8 : 2 * mat_threads();
+    if (b < 4) b = 4;
     return b < windows ? b : windows;
 }
 
@@ -130,30 +132,36 @@ static int parse_list(const char *s, char items[][32], int max) {
 
 int cmd_sweep(int argc, char **argv) {
     cli_opt opts[] = {
-        {"--model", "DIR", "FP checkpoint directory", NULL, NULL, 0},
-        {"--stats", "FILE", "calibration statistics of that model (mambaq calib)", NULL, NULL, 0},
-        {"--data", "FILE", "evaluation text (.txt, .jsonl, .gz) or int32 token ids (.bin)", NULL, NULL, 0},
-        {"--percentiles", "LIST", "percentiles of the SSM input clip, comma-separated", "99.9,99.95,99.99,99.999,100", NULL, 0},
-        {"--methods", "LIST", "recipes, comma-separated: naive, quamba, quamba-rot, percentile-only, hadamard-only (percentile methods run once per percentile)", "naive,quamba", NULL, 0},
-        {"--weight-granularity", "G", "tensor | channel", "tensor", NULL, 0},
-        {"--quantize-head", NULL, "also quantize lm_head", NULL, NULL, 0},
-        {"--tokenizer", "FILE", "tokenizer.json (default: DIR/tokenizer.json, DIR/../tokenizer.json)", NULL, NULL, 0},
-        {"--window", "N", "tokens per window", "1024", NULL, 0},
-        {"--windows", "N", "windows scored (the first N)", "32", NULL, 0},
-        {"--threads", "N", "CPU threads (default: all)", NULL, NULL, 0},
-        {"--device", "D", "cpu: the CPU simulation against FP32; cuda: the int8 GPU pass against FP16; auto: cuda when a GPU is usable", "cpu", NULL, 0},
-        {"--json", NULL, "print one JSON object", NULL, NULL, 0},
-        {"--quiet", NULL, "no progress output", NULL, NULL, 0},
-        {0},
+        CLI_MODEL("FP checkpoint directory"),
+        {.name = "--stats", .metavar = "FILE", .help = "calibration statistics of that model (mambaq calib)"},
+        CLI_DATA_OPTS(NULL),
+        {.name = "--method", .metavar = "LIST", .help = "recipes, comma-separated: " CLI_METHOD_HELP, .def = "naive,quamba"},
+        {.name = "--percentile", .metavar = "LIST", .help = "percentile clips of the SSM input x, comma-separated (each percentile method "
+                                                            "runs once per value)", .def = "99.9,99.95,99.99,99.999,100"},
+        {.name = "--methods", .metavar = "LIST", .alias_of = "--method"},
+        {.name = "--percentiles", .metavar = "LIST", .alias_of = "--percentile"},
+        CLI_WEIGHT_OPTS,
+        CLI_WINDOWS("32"),
+        CLI_DEVICE_HELP("cpu", "cpu: the CPU simulation against FP32; cuda: the int8 GPU pass against FP16; auto: cuda when a GPU is usable"),
+        CLI_THREADS,
+        CLI_JSON,
+        CLI_QUIET,
+        CLI_END,
     };
-    cli_parse(argc, argv, opts, "mambaq sweep --model DIR --stats FILE --data FILE [options]",
+    cli_parse(argc, argv, opts, "mambaq sweep MODEL --stats FILE [--data FILE] [--method LIST] [--percentile LIST] [options]",
               "Simulated W8A8 perplexity per recipe and percentile against FP32, and per-layer relative errors\n"
               "of y and of the out_proj output on the first window (under quamba-rot the out_proj output is\n"
-              "rotated back before the comparison). Nothing is written.", NULL, 0);
-    const char *model = cli_get(opts, "--model"), *stats = cli_get(opts, "--stats"), *data = cli_get(opts, "--data");
-    if (!model || !stats || !data) {
-        fprintf(stderr, "mambaq sweep: --model, --stats and --data are required (see 'mambaq sweep --help')\n");
+              "rotated back before the comparison). --data defaults to <shared>/datasets/valid.txt. Nothing is written.",
+              NULL, 0);
+    const char *model = cli_need(opts, "sweep", "--model"), *stats = cli_need(opts, "sweep", "--stats");
+    const char *data = cli_flag(opts, "--data") ? cli_get(opts, "--data") : cli_default_path("datasets/valid.txt");
+    if (!data) {
+        fprintf(stderr, "mambaq sweep: no --data given and <shared>/datasets/valid.txt not found (" CLI_SHARED_HINT ")\n");
         return 2;
+    }
+    if (fwd_require_model(model, "sweep")) {
+        fprintf(stderr, "mambaq sweep: %s\n", mq_errmsg());
+        return 1;
     }
     cli_threads(opts);
     int window = (int)cli_int(opts, "--window", 2, 1 << 20), windows = (int)cli_int(opts, "--windows", 1, 1 << 20);
@@ -168,17 +176,18 @@ int cmd_sweep(int argc, char **argv) {
         fprintf(stderr, "mambaq sweep: --weight-granularity: %s\n", mq_errmsg());
         return 2;
     }
-    base.quantize_head = cli_flag(opts, "--quantize-head");
+    base.quantize_embedding = cli_flag(opts, "--quantize-embedding");
+    base.quantize_head = cli_flag(opts, "--quantize-head") || base.quantize_embedding;
 
     /* the configurations */
     char mitems[16][32], pitems[32][32];
-    int nm = parse_list(cli_get(opts, "--methods"), mitems, 16), np = parse_list(cli_get(opts, "--percentiles"), pitems, 32);
+    int nm = parse_list(cli_get(opts, "--method"), mitems, 16), np = parse_list(cli_get(opts, "--percentile"), pitems, 32);
     conf confs[MAX_CONF];
     int nc = 0;
     for (int i = 0; i < nm; i++) {
         q_method meth;
         if (q_method_from_name(mitems[i], &meth)) {
-            fprintf(stderr, "mambaq sweep: --methods: %s\n", mq_errmsg());
+            fprintf(stderr, "mambaq sweep: --method: %s\n", mq_errmsg());
             return 2;
         }
         int npc = q_method_uses_percentile(meth) ? np : 1;
@@ -189,7 +198,7 @@ int cmd_sweep(int argc, char **argv) {
                 char *end;
                 confs[nc].pct = strtod(pitems[k], &end);
                 if (*end || !(confs[nc].pct > 0 && confs[nc].pct <= 100)) {
-                    fprintf(stderr, "mambaq sweep: --percentiles: '%s' is not a number in (0, 100]\n", pitems[k]);
+                    fprintf(stderr, "mambaq sweep: --percentile: '%s' is not a number in (0, 100]\n", pitems[k]);
                     return 2;
                 }
             }
@@ -197,7 +206,7 @@ int cmd_sweep(int argc, char **argv) {
         }
     }
     if (!nc) {
-        fprintf(stderr, "mambaq sweep: nothing to run (--methods is empty)\n");
+        fprintf(stderr, "mambaq sweep: nothing to run (--method is empty)\n");
         return 2;
     }
 
@@ -205,22 +214,14 @@ int cmd_sweep(int argc, char **argv) {
     if (cfg_load(model, &cfg)) { fprintf(stderr, "mambaq sweep: %s\n", mq_errmsg()); return 1; }
     q_cstats cs;
     if (q_cstats_open(&cs, stats, model, &cfg)) { fprintf(stderr, "mambaq sweep: %s\n", mq_errmsg()); return 1; }
-    const char *tokenizer = q_cli_tokenizer(model, cli_get(opts, "--tokenizer"));
-    tok_tokenizer *tok = NULL;
-    if (!calib_has_suffix(data, ".bin") && !calib_has_suffix(data, ".ids")) {
-        if (!tokenizer || !(tok = tok_load(tokenizer))) {
-            fprintf(stderr, "mambaq sweep: %s\n", tokenizer ? mq_errmsg() : "no tokenizer.json found (give --tokenizer)");
-            return 1;
-        }
-    }
+    const char *tokenizer = cli_tokenizer(model, cli_get(opts, "--tokenizer"));
     int32_t *ids = NULL;
     size_t n = 0;
-    ds_options dso = {.field = "text", .replace_invalid = 0};
-    if (ds_tokens(data, &dso, tok, &ids, &n)) { fprintf(stderr, "mambaq sweep: %s\n", mq_errmsg()); return 1; }
-    if (tok) tok_free(tok);
+    if (ds_load_tokens(data, tokenizer, cli_get(opts, "--field"), &ids, &n)) { fprintf(stderr, "mambaq sweep: %s\n", mq_errmsg()); return 1; }
     if (n / window < (size_t)windows) {
         if (n < (size_t)window) { fprintf(stderr, "mambaq sweep: %s has %zu tokens, fewer than one window of %d\n", data, n, window); return 1; }
-        fprintf(stderr, "mambaq sweep: note: %s has only %zu full windows of %d\n", data, n / window, window);
+        fprintf(stderr, "mambaq sweep: warning: %s has %zu tokens, only %zu full windows of %d: scoring %zu, not the %d asked for\n",
+                data, n, n / window, window, n / window, windows);
         windows = (int)(n / window);
     }
     mq_model m;
@@ -288,7 +289,7 @@ int cmd_sweep(int argc, char **argv) {
     if (json) {
         cJSON *j = cJSON_CreateObject();
         cJSON_AddStringToObject(j, "model", model);
-        cJSON_AddStringToObject(j, "arch", cfg.arch == MQ_MAMBA1 ? "mamba1" : "mamba2");
+        cJSON_AddStringToObject(j, "arch", cfg_arch_name(cfg.arch));
         cJSON_AddStringToObject(j, "stats", stats);
         cJSON_AddStringToObject(j, "data", data);
         cJSON_AddNumberToObject(j, "window", window);
@@ -296,6 +297,7 @@ int cmd_sweep(int argc, char **argv) {
         cJSON_AddNumberToObject(j, "tokens_scored", (double)windows * (window - 1));
         cJSON_AddStringToObject(j, "weight_granularity", q_gran_name(base.weight_gran));
         cJSON_AddBoolToObject(j, "quantize_head", base.quantize_head);
+        cJSON_AddBoolToObject(j, "quantize_embedding", base.quantize_embedding);
         cJSON_AddNumberToObject(j, "fp32_ppl", ppl_fp);
         cJSON *res = cJSON_AddArrayToObject(j, "results");
         for (int i = 0; i < nc; i++) {
@@ -308,12 +310,9 @@ int cmd_sweep(int argc, char **argv) {
             cJSON_AddItemToObject(r, "out_proj_rel_err", cJSON_CreateDoubleArray(confs[i].out_err, L));
             cJSON_AddItemToArray(res, r);
         }
-        char *s = cJSON_PrintUnformatted(j);
-        printf("%s\n", s);
-        free(s);
-        cJSON_Delete(j);
+        cli_json_print(j, 0);
     } else {
-        printf("model   %s (%s)\ndata    %s: %d windows x %d tokens\nstats   %s\n\n", model, cfg.arch == MQ_MAMBA1 ? "mamba1" : "mamba2",
+        printf("model   %s (%s)\ndata    %s: %d windows x %d tokens\nstats   %s\n\n", model, cfg_arch_name(cfg.arch),
                data, windows, window, stats);
         printf("%-16s %10s %12s %10s\n", "method", "percentile", "ppl", "vs FP32");
         printf("%-16s %10s %12.4f %10s\n", cuda ? "fp16" : "fp32", "-", ppl_fp, "-");

@@ -22,21 +22,21 @@ static double cpu_s(void) { return clock_s(CLOCK_THREAD_CPUTIME_ID); }
 
 int cmd_tokenize(int argc, char **argv) {
     cli_opt opts[] = {
-        {"--tokenizer", "FILE", "tokenizer.json (Hugging Face byte-level BPE)", cli_default_path("models/tokenizer.json"), NULL, 0},
-        {"--data", "FILE", "text: .txt, or .jsonl (records joined by a blank line); either may be .gz", NULL, NULL, 0},
-        {"--field", "NAME", "JSON-lines field that holds the text", "text", NULL, 0},
-        {"--out", "FILE", "write the ids here as little-endian int32 (atomically)", NULL, NULL, 0},
-        {"--force", NULL, "replace an existing --out", NULL, NULL, 0},
-        {"--stats", NULL, "print bytes, tokens, bytes/token and MB/s", NULL, NULL, 0},
-        {"--replace-invalid", NULL, "replace invalid UTF-8 with U+FFFD instead of failing", NULL, NULL, 0},
-        {NULL, NULL, NULL, NULL, NULL, 0},
+        {.name = "--data", .metavar = "FILE", .help = "text: .txt, or .jsonl (records joined by a blank line); either may be .gz", .pos = 1},
+        {.name = "--tokenizer", .metavar = "FILE", .help = "tokenizer.json (Hugging Face byte-level BPE)", .def = cli_default_path("models/tokenizer.json")},
+        CLI_FIELD,
+        {.name = "--out", .metavar = "FILE", .help = "write the ids here as little-endian int32 (atomically)"},
+        CLI_FORCE,
+        {.name = "--stats", .help = "print bytes, tokens, bytes/token and MB/s"},
+        {.name = "--replace-invalid", .help = "replace invalid UTF-8 with U+FFFD instead of failing"},
+        CLI_END,
     };
-    cli_parse(argc, argv, opts, "mambaq tokenize --data FILE [--tokenizer FILE] [--out ids.bin] [--stats]",
+    cli_parse(argc, argv, opts, "mambaq tokenize FILE [--tokenizer FILE] [--out ids.bin] [--stats]",
               "Tokenizes a text file exactly as Hugging Face tokenizers does (no special tokens added).\n"
               "Without --out or --stats the ids are printed, separated by spaces.", NULL, 0);
     const char *tok_path = cli_get(opts, "--tokenizer"), *data = cli_get(opts, "--data"), *out = cli_get(opts, "--out");
-    if (!data) { fprintf(stderr, "mambaq tokenize: --data FILE is required\n"); return 2; }
-    if (!tok_path) { fprintf(stderr, "mambaq tokenize: no --tokenizer given and ../shared/models/tokenizer.json not found\n"); return 2; }
+    if (!data) data = cli_need(opts, "tokenize", "--data");
+    if (!tok_path) { fprintf(stderr, "mambaq tokenize: no --tokenizer given and <shared>/models/tokenizer.json not found (" CLI_SHARED_HINT ")\n"); return 2; }
     int force = cli_flag(opts, "--force");
     if (out && fio_check_out(out, force, 0)) mq_die("tokenize: --out: %s", mq_errmsg());
 

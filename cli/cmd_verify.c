@@ -28,6 +28,8 @@
 #include <unistd.h>
 #include "cli/args.h"
 #include "cli/cmds.h"
+#include "cli/eval.h"
+#include "cli/fwd.h"
 #include "core/err.h"
 #include "core/gpu.h"
 #include "core/progress.h"
@@ -74,20 +76,23 @@ static int resid_hook(void *ctx, const mq_act *a) {
 /* ---- scoring of row blocks: float logits lf, int8 logits l8, optionally the forced simulation's ls */
 typedef struct {
     double nll_f, nll_8, kl, nll_s_forced;
+    double sq_f, sq_8;      /* sums of squared per-token NLLs (standard errors) */
     long rows, agree;
     double max_dlogit, max_logit, max_dnll;
 } score;
 
 static void score_rows(score *sc, const float *lf, const float *l8, const float *ls, const int32_t *targets, int n, int V) {
-    double nf = 0, n8 = 0, kl = 0, ns = 0, mdl = 0, ml = 0, mdn = 0;
+    double nf = 0, n8 = 0, kl = 0, ns = 0, mdl = 0, ml = 0, mdn = 0, qf = 0, q8 = 0;
     long agree = 0;
-#pragma omp parallel for schedule(static) reduction(+ : nf, n8, kl, ns, agree) reduction(max : mdl, ml, mdn)
+#pragma omp parallel for schedule(static) reduction(+ : nf, n8, kl, ns, agree, qf, q8) reduction(max : mdl, ml, mdn)
     for (int r = 0; r < n; r++) {
         const float *a = lf + (size_t)r * V, *b = l8 + (size_t)r * V;
         const double la = op_logsumexp(a, V), lb = op_logsumexp(b, V);
         const int t = targets[r];
         nf += la - a[t];
         n8 += lb - b[t];
+        qf += (la - a[t]) * (la - a[t]);
+        q8 += (lb - b[t]) * (lb - b[t]);
         int ia = 0, ib = 0;
         double k = 0;
         for (int v = 0; v < V; v++) {
@@ -109,6 +114,7 @@ static void score_rows(score *sc, const float *lf, const float *l8, const float 
             mdn = fmax(mdn, fabs((lb - b[t]) - (lc - c[t])));
         }
     }
+    sc->sq_f += qf, sc->sq_8 += q8;
     sc->nll_f += nf, sc->nll_8 += n8, sc->kl += kl, sc->nll_s_forced += ns, sc->agree += agree, sc->rows += n;
     sc->max_dlogit = fmax(sc->max_dlogit, mdl), sc->max_logit = fmax(sc->max_logit, ml), sc->max_dnll = fmax(sc->max_dnll, mdn);
 }
@@ -127,35 +133,39 @@ static int same_shape(const mq_config *a, const mq_config *b) {
 
 int cmd_verify(int argc, char **argv) {
     cli_opt opts[] = {
-        {.name = "--artifact", .metavar = "DIR", .help = "the int8 artifact (mambaq quantize)"},
-        {.name = "--data", .metavar = "FILE", .help = "text (.txt, .jsonl, .gz) or int32 token ids (.bin, .ids)"},
-        {.name = "--model", .metavar = "DIR", .help = "the float model (default: the artifact's source model)"},
-        {.name = "--tokenizer", .metavar = "FILE", .help = "tokenizer.json for text data (default: the artifact's)"},
-        {.name = "--field", .metavar = "NAME", .help = "JSON-lines field holding the text", .def = "text"},
-        {.name = "--window", .metavar = "N", .help = "tokens per window", .def = "1024"},
-        {.name = "--windows", .metavar = "N", .help = "windows scored (0 = all)", .def = "8"},
+        {.name = "--artifact", .metavar = "DIR", .help = "the int8 artifact (mambaq quantize)", .pos = 1},
+        {.name = "--model", .metavar = "DIR", .help = "the float model (default: the source model the artifact records, a path "
+                                                      "when quantized with --record-paths); an artifact here is taken as --artifact"},
+        CLI_DATA_OPTS(NULL),
+        CLI_WINDOWS("8"),
         {.name = "--check-windows", .metavar = "N",
          .help = "windows with the per-layer cosine and the check against the CPU simulation (CPU time)", .def = "1"},
-        {.name = "--device", .metavar = "D",
-         .help = "cuda: the int8 GPU pass against the FP16 forward and the simulation; cpu: the simulation against "
-                 "the FP32 reference; auto: cuda when a GPU is usable", .def = "auto"},
-        {.name = "--json", .help = "print one JSON object instead of the report"},
-        {0},
+        CLI_DEVICE_HELP("auto", "cuda: the int8 GPU pass against the FP16 forward and the simulation; cpu: the simulation against "
+                                "the FP32 reference; auto: cuda when a GPU is usable"),
+        CLI_THREADS,
+        CLI_JSON,
+        CLI_QUIET,
+        CLI_END,
     };
-    cli_parse(argc, argv, opts, "mambaq verify --artifact DIR --data FILE [options]",
-              "Runs the float source model and the int8 artifact on the same windows: perplexity of both,\n"
-              "top-1 agreement, mean KL(float || int8), per-layer cosine of block outputs, and the deviation\n"
-              "of the int8 GPU pass from the CPU simulation of the artifact (teacher-forced).\n"
+    cli_parse(argc, argv, opts, "mambaq verify ARTIFACT [--data FILE] [--device cpu|cuda|auto] [options]",
+              "Runs the float source model and the int8 artifact on the same windows: perplexity of both (+/- their\n"
+              "standard errors), top-1 agreement, mean KL(float || int8), per-layer cosine of block outputs, and the\n"
+              "deviation of the int8 GPU pass from the CPU simulation of the artifact (teacher-forced).\n"
+              "--data defaults to <shared>/datasets/valid.txt. --device cpu checks the artifact itself on the CPU.\n"
               "Exit 0 verified, 1 failed (invalid artifact, non-finite int8 ppl, deviation beyond rounding),\n"
               "2 usage, 3 no GPU under --device auto (the CPU simulation stands in for the int8 pass).",
               NULL, 0);
     vspec v = {0};
     v.artifact = cli_get(opts, "--artifact");
-    v.data = cli_get(opts, "--data");
-    if (!v.artifact || !v.data) {
-        fprintf(stderr, "mambaq verify: --artifact and --data are required (mambaq verify --help)\n");
+    if (!v.artifact && cli_get(opts, "--model") && fwd_is_artifact(cli_get(opts, "--model"))) v.artifact = cli_get(opts, "--model");
+    if (!v.artifact) v.artifact = cli_need(opts, "verify", "--artifact");
+    v.data = cli_flag(opts, "--data") ? cli_get(opts, "--data") : cli_default_path("datasets/valid.txt");
+    if (!v.data) {
+        fprintf(stderr, "mambaq verify: no --data given and <shared>/datasets/valid.txt not found (" CLI_SHARED_HINT ")\n");
         return 2;
     }
+    cli_threads(opts);
+    const int quiet = cli_flag(opts, "--quiet");
     v.field = cli_get(opts, "--field");
     v.window = (int)cli_int(opts, "--window", 2, 1 << 20);
     v.windows = (int)cli_int(opts, "--windows", 0, 1 << 24);
@@ -178,15 +188,13 @@ int cmd_verify(int argc, char **argv) {
     }
     const q_model *qm = &a.qm;
     const mq_config *c = &qm->cfg;
-    v.model = cli_get(opts, "--model") ? cli_get(opts, "--model") : a.prov.source_model;
+    v.model = cli_get(opts, "--model") && strcmp(cli_get(opts, "--model"), v.artifact) ? cli_get(opts, "--model") : a.prov.source_model;
     if (!v.model || !*v.model) {
         fprintf(stderr, "mambaq verify: the artifact names no source model; give --model DIR\n");
         art_close(&a);
         return 1;
     }
-    static char tokpath[4200];
-    snprintf(tokpath, sizeof tokpath, "%s/tokenizer.json", v.artifact);
-    v.tokenizer = cli_get(opts, "--tokenizer") ? cli_get(opts, "--tokenizer") : tokpath;
+    v.tokenizer = cli_tokenizer(v.artifact, cli_get(opts, "--tokenizer"));
 
     mq_model m, sm;
     if (ssm_load(v.model, &m)) {
@@ -210,6 +218,9 @@ int cmd_verify(int argc, char **argv) {
     const int T = v.window, V = c->vocab_size, D = c->d_model, L = c->n_layer;
     long full = (long)(nids / (size_t)T);
     int nw = v.windows > 0 && v.windows < full ? v.windows : (int)full;
+    if (v.windows > full && full >= 1)
+        fprintf(stderr, "mambaq verify: warning: %s has %zu tokens, only %ld full windows of %d: scoring %ld, not the %d asked for\n",
+                v.data, nids, full, T, full, v.windows);
     if (nw < 1) {
         fprintf(stderr, "mambaq verify: %s has %zu tokens, fewer than one window of %d\n", v.data, nids, T);
         free(ids), ssm_free(&m), art_close(&a);
@@ -260,6 +271,8 @@ int cmd_verify(int argc, char **argv) {
     int check_bad = 0;
     char check_msg[512] = "";
     double t1 = prog_now();
+    prog_bar bar;
+    prog_start(&bar, "verify", "windows", nw, quiet);
     for (int w = 0; w < nw; w++) {
         const int32_t *tok = ids + (size_t)w * T;
         const int checking = w < ncheck;
@@ -309,15 +322,17 @@ int cmd_verify(int argc, char **argv) {
                 }
             }
         }
-        if (!v.json && isatty(2)) fprintf(stderr, "\r  window %d/%d ", w + 1, nw);
+        prog_update(&bar, w + 1, (int64_t)(w + 1) * T);
     }
-    if (!v.json && isatty(2)) fprintf(stderr, "\n");
+    prog_finish(&bar);
     const double run_s = prog_now() - t1;
     /* totals: the check windows were scored into chk */
     score tot = all;
     tot.nll_f += chk.nll_f, tot.nll_8 += chk.nll_8, tot.kl += chk.kl, tot.rows += chk.rows, tot.agree += chk.agree;
+    tot.sq_f += chk.sq_f, tot.sq_8 += chk.sq_8;
     nll_8_check = chk.nll_8;
     const double ppl_f = exp(tot.nll_f / tot.rows), ppl_8 = exp(tot.nll_8 / tot.rows);
+    const double err_f = ppl_f * eval_nll_stderr(tot.nll_f, tot.sq_f, tot.rows), err_8 = ppl_8 * eval_nll_stderr(tot.nll_8, tot.sq_8, tot.rows);
     const double top1 = (double)tot.agree / tot.rows, kl = tot.kl / tot.rows;
     int min_l = 0;
     for (int l = 0; l < L; l++)
@@ -335,7 +350,7 @@ int cmd_verify(int argc, char **argv) {
         cJSON_AddStringToObject(o, "artifact", v.artifact);
         cJSON_AddStringToObject(o, "model", v.model);
         cJSON_AddStringToObject(o, "method", q_method_name(qm->opt.method));
-        cJSON_AddStringToObject(o, "arch", c->arch == MQ_MAMBA1 ? "mamba1" : "mamba2");
+        cJSON_AddStringToObject(o, "arch", cfg_arch_name(c->arch));
         cJSON_AddStringToObject(o, "data", v.data);
         cJSON_AddStringToObject(o, "device", cuda ? gpu_describe() : "cpu");
         cJSON_AddStringToObject(o, "float", float_kind);
@@ -346,6 +361,8 @@ int cmd_verify(int argc, char **argv) {
         cJSON_AddNumberToObject(o, "tokens_scored", (double)tot.rows);
         cJSON_AddNumberToObject(o, "ppl_float", ppl_f);
         cJSON_AddNumberToObject(o, "ppl_int8", ppl_8);
+        cJSON_AddNumberToObject(o, "ppl_float_stderr", err_f);
+        cJSON_AddNumberToObject(o, "ppl_int8_stderr", err_8);
         cJSON_AddNumberToObject(o, "top1_agreement", top1);
         cJSON_AddNumberToObject(o, "kl_mean", kl);
         cJSON *cl = cJSON_AddArrayToObject(o, "layer_cosine");
@@ -377,17 +394,15 @@ int cmd_verify(int argc, char **argv) {
         }
         cJSON_AddNumberToObject(o, "seconds", run_s);
         cJSON_AddNumberToObject(o, "load_seconds", load_s);
-        char *s = cJSON_PrintUnformatted(o);
-        printf("%s\n", s);
-        free(s);
-        cJSON_Delete(o);
+        cli_json_print(o, 0);
     } else {
         printf("artifact       %s (%s, %s, %d layers)\n", v.artifact, q_method_name(qm->opt.method),
-               c->arch == MQ_MAMBA1 ? "Mamba1" : "Mamba2", L);
+               cfg_arch_name(c->arch), L);
         printf("float model    %s, %s\n", v.model, float_kind);
         printf("int8           %s%s%s\n", int8_kind, cuda ? ", " : "", cuda ? gpu_describe() : "");
         printf("data           %s: %d windows x %d tokens, %ld tokens scored\n", v.data, nw, T, tot.rows);
-        printf("perplexity     float %.4f   int8 %.4f   (%+.2f%%)\n", ppl_f, ppl_8, 100 * (ppl_8 / ppl_f - 1));
+        printf("perplexity     float %.4f +/- %.4f   int8 %.4f +/- %.4f   (%+.2f%%)\n", ppl_f, err_f, ppl_8, err_8,
+               100 * (ppl_8 / ppl_f - 1));
         printf("top-1 agree    %.2f%% of next-token predictions\n", 100 * top1);
         printf("KL(float||int8) %.5f nats per token (mean)\n", kl);
         if (ncheck) {

@@ -12,7 +12,7 @@
     X(info, "a checkpoint's config, tensors and parameter count; checks that it loads")                                \
     X(calib, "activation statistics (absmax, percentiles, EMA, histograms) of a model on calibration data")            \
     X(stats, "print a calibration stats file: per-layer table and how it was made")                                    \
-    X(quantize, "model + calibration stats -> int8 artifact (W8A8 after Quamba; --method, --percentile)")               \
+    X(quantize, "MODEL OUT: calibrate and quantize to an int8 artifact (W8A8 after Quamba), or --stats FILE")          \
     X(sweep, "int8 perplexity per recipe and percentile vs the float model, per-layer errors")                         \
     X(inspect, "validate an int8 artifact and summarize it: method, sizes, per-layer scales")                          \
     X(verify, "float model vs the int8 artifact: ppl, top-1 agreement, KL, layer cosine, check vs simulation")         \

@@ -14,10 +14,13 @@ typedef struct {
     const char *field;      /* JSON-lines field with the text (NULL = "text") */
     int window, windows;    /* windows 0 = every full window */
     int progress;           /* progress on stderr as it goes (core/progress.h) */
+    const char *cmd;        /* the command, for the warning when the data has fewer windows than asked */
 } eval_spec;
 
 typedef struct {
     double ppl, nll_mean;
+    double nll_stderr;      /* standard error of the mean per-token NLL (llama-perplexity's) */
+    double ppl_err;         /* ppl * nll_stderr: ppl is reported as ppl +/- ppl_err */
     long tokens_scored;     /* windows * (window - 1) */
     long data_tokens;       /* tokens in the whole data file */
     int windows;            /* windows actually scored (fewer than asked when the data is short) */
@@ -28,6 +31,9 @@ typedef struct {
     const char *method;     /* the artifact's recipe (static text), NULL for a model */
     be_kind kind;           /* the forward that ran */
 } eval_result;
+
+/* Standard error of the mean of n per-token NLLs with this sum and sum of squares (llama-perplexity's). */
+double eval_nll_stderr(double sum, double sum_sq, long n);
 
 /* Returns 0, or -1 with mq_errmsg() set (unreadable model or data, data shorter than a window). */
 int eval_run(const eval_spec *spec, eval_result *res);

@@ -1,5 +1,6 @@
 /* cli/fwd.h: a model or an artifact directory opened as a forward of ssm/backend.h. */
 #include "cli/fwd.h"
+#include <cjson/cJSON.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -11,6 +12,20 @@ int fwd_is_artifact(const char *dir) {
     char p[4200];
     struct stat st;
     return (size_t)snprintf(p, sizeof p, "%s/quant_config.json", dir) < sizeof p && stat(p, &st) == 0 && S_ISREG(st.st_mode);
+}
+
+int fwd_require_model(const char *path, const char *cmd) {
+    if (!fwd_is_artifact(path)) return 0;
+    char qc[4200], src[4096] = "";
+    snprintf(qc, sizeof qc, "%s/quant_config.json", path);
+    char *txt = mq_read_file(qc, NULL);
+    cJSON *j = txt ? cJSON_Parse(txt) : NULL;
+    const cJSON *p = cJSON_GetObjectItem(cJSON_GetObjectItem(j, "source_model"), "path");
+    if (cJSON_IsString(p)) snprintf(src, sizeof src, "%s", p->valuestring);
+    cJSON_Delete(j);
+    free(txt);
+    return mq_fail("%s is an int8 artifact (it holds quant_config.json); %s needs the float checkpoint%s%s%s", path, cmd,
+                   src[0] ? " it was made from: " : "", src, src[0] ? "" : " (a model directory)");
 }
 
 int fwd_open(fwd *f, const char *path, const char *device, int batch, int seqlen) {

@@ -17,6 +17,9 @@ typedef struct {
 
 /* 1 when dir holds quant_config.json (an artifact of `mambaq quantize`). */
 int fwd_is_artifact(const char *dir);
+/* 0 when path is not an artifact; else -1 + a message saying that `cmd` needs the float checkpoint
+ * and naming the artifact's source model. */
+int fwd_require_model(const char *path, const char *cmd);
 /* Opens path (a model or an artifact directory) on device ("cpu", "cuda" or "auto") for calls of up
  * to batch x seqlen tokens. 0, or -1 + a message naming the path. */
 int fwd_open(fwd *f, const char *path, const char *device, int batch, int seqlen);

@@ -15,15 +15,6 @@
 #include "core/hash.h"
 #include "core/progress.h"
 
-const char *q_cli_tokenizer(const char *model, const char *given) {
-    if (given) return given;
-    static char buf[4200];
-    struct stat st;
-    if ((size_t)snprintf(buf, sizeof buf, "%s/tokenizer.json", model) < sizeof buf && stat(buf, &st) == 0) return buf;
-    if ((size_t)snprintf(buf, sizeof buf, "%s/../tokenizer.json", model) < sizeof buf && stat(buf, &st) == 0) return buf;
-    return cli_default_path("models/tokenizer.json");
-}
-
 /* Fills o from the option table; exits 2 on invalid values. */
 void q_cli_options(const cli_opt *opts, q_options *o) {
     q_options_default(o);
@@ -36,7 +27,8 @@ void q_cli_options(const cli_opt *opts, q_options *o) {
         fprintf(stderr, "mambaq: --weight-granularity: %s\n", mq_errmsg());
         exit(2);
     }
-    o->quantize_head = cli_flag(opts, "--quantize-head");
+    o->quantize_embedding = cli_flag(opts, "--quantize-embedding");
+    o->quantize_head = cli_flag(opts, "--quantize-head") || o->quantize_embedding;   /* the int8 embedding is the tied lm_head */
 }
 
 /* The name of the file or folder path names ("a/b/name/", "name/./" -> "name") into buf. */
@@ -128,6 +120,76 @@ static int stats_reusable(const char *path, const q_run_spec *s, const mq_config
     return ok;
 }
 
+int q_cli_calibrate(const q_cal_spec *s, const q_options *o, const char *stats_out) {
+    mq_model m;
+    if (ssm_load(s->model, &m)) return -1;
+    calib_options co;
+    calib_defaults(&co);
+    co.model_dir = s->model;
+    co.data_path = s->data;
+    co.tokenizer_path = s->tokenizer;
+    co.field = s->field;
+    co.out_path = stats_out;
+    co.samples = s->samples;
+    co.seqlen = s->seqlen;
+    co.quiet = !s->progress;   /* core/progress: a bar on a terminal, a line every few seconds in logs */
+    co.tool = "mambaq " MQ_VERSION;
+    co.ntransforms = q_cstats_transforms(&m, o, co.transforms);
+    if (s->progress)
+        fprintf(stderr, "calibrating %s on %d x %d tokens of %s (transforms of %s)\n", s->model, s->samples, s->seqlen, s->data,
+                q_method_name(o->method));
+    calib_result cr;
+    int rc = calib_run(&co, &cr);
+    ssm_free(&m);
+    return rc ? mq_fail_ctx("calibration") : 0;
+}
+
+int q_cli_quantize(const char *model, const char *stats, const char *tokenizer, const q_options *o, const char *out,
+                   int force, int record_paths, int progress, const char *stats_file_note, int *extra_pass) {
+    *extra_pass = 0;
+    mq_config cfg;
+    if (cfg_load(model, &cfg)) return -1;
+    char cfg_path[4200];
+    snprintf(cfg_path, sizeof cfg_path, "%s/config.json", model);
+    q_cstats cs;
+    if (q_cstats_open(&cs, stats, model, &cfg)) return -1;
+    if (q_cli_check_stats(cs.cs, stats)) {
+        q_cstats_close(&cs);
+        return -1;
+    }
+    if (progress) fprintf(stderr, "loading %s\n", model);
+    mq_model m;
+    if (ssm_load(model, &m)) {
+        q_cstats_close(&cs);
+        return -1;
+    }
+    int rc = 0, missing = q_cstats_missing(&cs, o);
+    if (missing) {
+        *extra_pass = 1;
+        if (progress)
+            fprintf(stderr, "extra pass: %s lacks%s%s%s%s%s (calib ran without the transforms of this recipe); "
+                            "repeating its calibration windows\n", stats,
+                    missing & 1 ? " the in_proj input statistics of this recipe" : "", (missing & 1) && (missing & 6) ? "," : "",
+                    missing & 2 ? " the rotated out_proj input statistics" : "", (missing & 2) && (missing & 4) ? "," : "",
+                    missing & 4 ? " the lm_head input statistics of this recipe" : "");
+        rc = q_cstats_fused_pass(&cs, &m, tokenizer, progress);
+    }
+    if (progress && !rc) fprintf(stderr, "quantizing (%s) into %s\n", q_method_name(o->method), out);
+    q_stats qs = q_cstats_iface(&cs);
+    q_model qm;
+    if (!rc) rc = q_quantize(&m, &qs, o, &qm);
+    ssm_free(&m);
+    if (!rc) {
+        art_provenance pv;
+        q_cli_provenance(&cs, model, record_paths, &pv);
+        if (stats_file_note) snprintf(pv.stats_file, sizeof pv.stats_file, "%s", stats_file_note);
+        rc = art_write(out, &qm, &pv, cfg_path, tokenizer, force);
+        q_model_free(&qm);
+    }
+    q_cstats_close(&cs);
+    return rc;
+}
+
 int q_cli_run_prepare(const q_run_spec *s, q_run_result *r) {
     memset(r, 0, sizeof *r);
     mq_config cfg;
@@ -151,60 +213,22 @@ int q_cli_run_prepare(const q_run_spec *s, q_run_result *r) {
 
 int q_cli_run(const q_run_spec *s, q_run_result *r) {
     if (q_cli_run_prepare(s, r)) return -1;
-    mq_config cfg;
-    if (cfg_load(s->model, &cfg)) return -1;
 
     /* 1. calibration, with the transforms of the recipe */
     double t0 = prog_now();
     if (r->stats_reused) {
         if (s->progress) fprintf(stderr, "calib: reusing %s (same weights, data, windows and transforms)\n", r->stats);
     } else {
-        mq_model m;
-        if (ssm_load(s->model, &m)) return -1;
-        calib_options co;
-        calib_defaults(&co);
-        co.model_dir = s->model;
-        co.data_path = s->calib_data;
-        co.tokenizer_path = s->tokenizer;
-        co.out_path = r->stats;
-        co.samples = s->samples;
-        co.seqlen = s->seqlen;
-        co.quiet = 0;   /* core/progress: a bar on a terminal, a line every 30 s in logs */
-        fprintf(stderr, "run: calibrating %s on %d x %d tokens of %s (transforms of %s)\n", s->model, s->samples, s->seqlen,
-                s->calib_data, q_method_name(s->opt.method));
-        co.tool = "mambaq " MQ_VERSION;
-        co.ntransforms = q_cstats_transforms(&m, &s->opt, co.transforms);
-        calib_result cr;
-        int rc = calib_run(&co, &cr);
-        ssm_free(&m);
-        if (rc) return mq_fail_ctx("calibration");
+        q_cal_spec cal = {.model = s->model, .data = s->calib_data, .tokenizer = s->tokenizer, .samples = s->samples,
+                          .seqlen = s->seqlen, .progress = 1};
+        if (q_cli_calibrate(&cal, &s->opt, r->stats)) return -1;
     }
     r->calib_seconds = prog_now() - t0;
 
     /* 2. quantization */
-    fprintf(stderr, "run: quantizing (%s) into %s\n", q_method_name(s->opt.method), r->artifact);
     t0 = prog_now();
-    q_cstats cs;
-    if (q_cstats_open(&cs, r->stats, s->model, &cfg)) return -1;
-    if (q_cli_check_stats(cs.cs, r->stats)) { q_cstats_close(&cs); return -1; }
-    mq_model m;
-    if (ssm_load(s->model, &m)) { q_cstats_close(&cs); return -1; }
-    int rc = 0;
-    if (q_cstats_missing(&cs, &s->opt)) rc = q_cstats_fused_pass(&cs, &m, s->tokenizer, 1);
-    q_stats qs = q_cstats_iface(&cs);
-    q_model qm;
-    if (!rc) rc = q_quantize(&m, &qs, &s->opt, &qm);
-    ssm_free(&m);
-    if (!rc) {
-        art_provenance pv;
-        q_cli_provenance(&cs, s->model, 0, &pv);
-        char cj[4200];
-        snprintf(cj, sizeof cj, "%s/config.json", s->model);
-        rc = art_write(r->artifact, &qm, &pv, cj, s->tokenizer, s->force);
-        q_model_free(&qm);
-    }
-    q_cstats_close(&cs);
-    if (rc) return -1;
+    int extra;
+    if (q_cli_quantize(s->model, r->stats, s->tokenizer, &s->opt, r->artifact, s->force, 0, s->progress, NULL, &extra)) return -1;
     r->quantize_seconds = prog_now() - t0;
 
     /* 3. validation (what mambaq inspect checks) */
@@ -222,6 +246,7 @@ int q_cli_run(const q_run_spec *s, q_run_result *r) {
     eval_result er;
     if (eval_run(&es, &er)) return mq_fail_ctx("simulated evaluation of %s", r->artifact);
     r->ppl = er.ppl;
+    r->ppl_err = er.ppl_err;
     r->eval_seconds = er.seconds;
     return 0;
 }

@@ -1,14 +1,14 @@
 /* Helpers shared by the commands that quantize (quantize, sweep, run): option values -> q_options,
- * the tokenizer to copy, the provenance recorded in an artifact, and the quantization stage of run. */
+ * the provenance recorded in an artifact, the two stages (calibrate with the recipe's transforms;
+ * stats -> artifact) and the quantization stage of run. */
 #ifndef MQ_QCLI_H
 #define MQ_QCLI_H
 #include "cli/args.h"
 #include "export/art.h"
 #include "quantize/cstats.h"
 
-/* given, else MODEL/tokenizer.json, MODEL/../tokenizer.json, ../shared/models/tokenizer.json; NULL if none. */
-const char *q_cli_tokenizer(const char *model, const char *given);
-/* --method, --percentile, --weight-granularity, --quantize-head -> o; exits 2 on invalid values. */
+/* --method, --percentile, --weight-granularity, --quantize-head, --quantize-embedding -> o; exits 2
+ * on invalid values. */
 void q_cli_options(const cli_opt *opts, q_options *o);
 /* The provenance an artifact records: hashes, counts and file names; whole host paths only with
  * record_paths (they would make the same artifact differ between checkouts). */
@@ -20,6 +20,23 @@ void q_cli_provenance(const q_cstats *cs, const char *model_dir, int record_path
  * message naming the file, the statistic, the index and the value. */
 #define Q_CLI_STAT_MAX (ART_SCALE_MAX * QR_QMAX)
 int q_cli_check_stats(const calib_stats *s, const char *path);
+
+/* Calibration of model on data for recipe o, with the recipe's transforms (so quantizing needs no
+ * extra pass), on the CPU, into the stats file stats_out. 0, or -1 + mq_errmsg(). */
+typedef struct {
+    const char *model, *data, *tokenizer, *field;
+    int samples, seqlen;
+    int progress;                 /* a line on stderr, and core/progress during the forward */
+} q_cal_spec;
+int q_cli_calibrate(const q_cal_spec *s, const q_options *o, const char *stats_out);
+
+/* stats -> artifact: refuses stats of other weights and statistics q_cli_check_stats refuses, loads
+ * the model, runs the extra pass when the file lacks statistics the recipe's fusions need, quantizes,
+ * writes the artifact atomically (force: replace an existing one; record_paths: host paths in its
+ * provenance, see q_cli_provenance). stats_file_note: what the provenance names as the stats file
+ * (NULL: the file's name, or path). *extra_pass: whether it ran. 0, or -1 + mq_errmsg(). */
+int q_cli_quantize(const char *model, const char *stats, const char *tokenizer, const q_options *o, const char *out,
+                   int force, int record_paths, int progress, const char *stats_file_note, int *extra_pass);
 
 /* The quantization stage of `mambaq run`: calib (reusing a stats file that matches) -> quantize ->
  * validate -> simulated eval. Files go to out_dir/<model dir name>/{stats.safetensors,<method>/}. */
@@ -36,7 +53,7 @@ typedef struct {
     char stats[4200], artifact[4200];
     int stats_reused;
     double calib_seconds, quantize_seconds, eval_seconds;
-    double ppl;                   /* simulated W8A8 perplexity */
+    double ppl, ppl_err;          /* simulated W8A8 perplexity and its standard error */
     size_t artifact_bytes, fp16_bytes;
     const char *method;
 } q_run_result;

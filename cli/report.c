@@ -306,7 +306,7 @@ static int read_verify(rep_ctx *r) {
     free(txt);
     if (!cJSON_IsObject(r->verify)) return mq_fail("%s: expected a JSON object (mambaq verify --json)", r->o.verify_path);
     const cJSON *arch = cJSON_GetObjectItem(r->verify, "arch");
-    const char *want = r->cfg.arch == MQ_MAMBA1 ? "mamba1" : "mamba2";
+    const char *want = cfg_arch_name(r->cfg.arch);
     if (cJSON_IsString(arch) && strcmp(arch->valuestring, want) && strcmp(arch->valuestring, r->cfg.arch == MQ_MAMBA1 ? "mamba" : "mamba2"))
         return mq_fail("%s is the verify output of a %s model, but %s has statistics of a %s model", r->o.verify_path,
                        arch->valuestring, r->o.stats_path, want);
@@ -346,8 +346,8 @@ static int open_inputs(rep_ctx *r) {
                            r->art.prov.source_hash, o->stats_path, hash);
         if (ac->arch != r->cfg.arch || (r->cfg.n_layer && ac->n_layer != r->cfg.n_layer))
             return mq_fail("%s is a %s model with %d layers, but %s has statistics of a %s model with %d layers", o->artifact_dir,
-                           ac->arch == MQ_MAMBA1 ? "mamba1" : "mamba2", ac->n_layer, o->stats_path,
-                           r->cfg.arch == MQ_MAMBA1 ? "mamba1" : "mamba2", r->cfg.n_layer);
+                           cfg_arch_name(ac->arch), ac->n_layer, o->stats_path,
+                           cfg_arch_name(r->cfg.arch), r->cfg.n_layer);
         r->cfg = *ac;
         r->qo = r->art.qm.opt;
     } else {
@@ -490,7 +490,7 @@ static void summary(rep_ctx *r) {
     const mq_config *c = &r->cfg;
     char line[10000];
     rep_puts(b, "<h2 id=\"summary\">Summary</h2><table class=\"kv\">");
-    snprintf(line, sizeof line, "%s, %d layers, d_model %d, d_inner %d, d_state %d (%s)", c->arch == MQ_MAMBA1 ? "Mamba1" : "Mamba2",
+    snprintf(line, sizeof line, "%s, %d layers, d_model %d, d_inner %d, d_state %d (%s)", cfg_arch_name(c->arch),
              c->n_layer, c->d_model, c->d_inner, c->d_state, meta(r, "model.path") ? meta(r, "model.path") : "path unknown");
     kv_row(b, "model", line);
     kv_row(b, "weights sha256", meta(r, "model.weights_sha256"));
@@ -967,7 +967,7 @@ int rep_build(const rep_options *o, char **html, size_t *len) {
     int rc = open_inputs(r);
     if (!rc) {
         rep_buf *b = &r->b;
-        const char *arch = r->cfg.arch == MQ_MAMBA1 ? "Mamba1" : "Mamba2", *mp = meta(r, "model.path");
+        const char *arch = cfg_arch_name(r->cfg.arch), *mp = meta(r, "model.path");
         rep_puts(b, "<!DOCTYPE html>\n<html xmlns=\"http://www.w3.org/1999/xhtml\" lang=\"en\"><head><meta charset=\"utf-8\"/>"
                     "<meta name=\"viewport\" content=\"width=device-width\"/><title>mambaq report: ");
         rep_esc(b, mp ? mp : o->stats_path);

@@ -424,3 +424,5 @@ char *cfg_to_json(const mq_config *c) {
     if (!s) mq_die("out of memory serializing a config");
     return s;
 }
+
+const char *cfg_arch_name(mq_arch a) { return a == MQ_MAMBA1 ? "mamba1" : "mamba2"; }

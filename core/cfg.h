@@ -39,6 +39,8 @@ int cfg_parse(const char *json, const char *source, mq_config *out);
 int cfg_in_proj_dim(const mq_config *c);
 /* Channels that go through conv1d: Mamba1 d_inner; Mamba2 d_inner + 2*n_groups*d_state. */
 int cfg_conv_dim(const mq_config *c);
+/* "mamba1" / "mamba2": the one spelling of the architecture in every output. */
+const char *cfg_arch_name(mq_arch a);
 /* Serialize back to a transformers-style config.json (caller frees). */
 char *cfg_to_json(const mq_config *c);
 

@@ -1,5 +1,5 @@
 /* Progress bar on stderr (see progress.h). Redraws at most 10 times a second on a terminal, so a
- * fast loop spends no time printing; plain lines every 30 s otherwise. */
+ * fast loop spends no time printing; plain lines every 5 s otherwise. */
 #include "core/progress.h"
 #include <stdio.h>
 #include <stdlib.h>
@@ -9,7 +9,7 @@
 #include <unistd.h>
 
 #define TTY_INTERVAL 0.1
-#define LOG_INTERVAL 30.0
+#define LOG_INTERVAL 5.0
 
 double prog_now(void) {
     struct timespec ts;

@@ -1,6 +1,6 @@
 /* Progress reporting for long commands (calibration, evaluation) on stderr: a redrawn one-line bar
  * with done/total, tokens/s and ETA when stderr is a terminal; otherwise (logs, CI) a plain line at
- * most every 30 s and one at the end, so redirected output stays readable. MQ_PROGRESS=0 silences it. */
+ * most every 5 s (with rate and ETA) and one at the end, so redirected output stays readable. MQ_PROGRESS=0 silences it. */
 #ifndef MQ_PROGRESS_H
 #define MQ_PROGRESS_H
 #include <stddef.h>

@@ -71,12 +71,12 @@ static void add_f16(tlist *L, float **f, int ndim, int64_t d0, int64_t d1, const
 }
 
 /* An int8 weight [rows x cols] (or the conv's [rows x 1 x cols]) and its scale tensor. */
-static void add_weight(tlist *L, q_weight *w, const q_options *o, int conv, int64_t rows, int64_t cols, const char *prefix) {
+static void add_weight(tlist *L, q_weight *w, q_granularity g, int conv, int64_t rows, int64_t cols, const char *prefix) {
     tspec *t = conv ? add(L, T_I8, 3, rows, 1, cols, "%s.weight", prefix) : add(L, T_I8, 2, rows, cols, 0, "%s.weight", prefix);
     t->w = w;
     w->rows = (int)rows;
     w->cols = (int)cols;
-    w->nscale = o->weight_gran == Q_GRAN_CHANNEL ? (int)rows : 1;
+    w->nscale = g == Q_GRAN_CHANNEL ? (int)rows : 1;
     add(L, T_WSCALE, 1, w->nscale, 0, 0, "%s.weight_scale", prefix)->w = w;
 }
 
@@ -85,23 +85,24 @@ static void build_table(q_model *qm, tlist *L) {
     const q_options *o = &qm->opt;
     int64_t D = c->d_model, E = c->d_inner, N = cfg_in_proj_dim(c), CD = cfg_conv_dim(c), V = c->vocab_size;
     char p[128], s[160];
-    add_f16(L, &qm->embed, 2, V, D, "backbone.embeddings.weight");
+    if (o->quantize_embedding) add_weight(L, &qm->embed_q, Q_GRAN_CHANNEL, 0, V, D, "backbone.embeddings");
+    else add_f16(L, &qm->embed, 2, V, D, "backbone.embeddings.weight");
     for (int l = 0; l < c->n_layer; l++) {
         q_layer *Q = &qm->layers[l];
         snprintf(p, sizeof p, "backbone.layers.%d", l);
         snprintf(s, sizeof s, "%s.norm.weight", p);
         add_f16(L, &Q->norm_w, 1, D, 0, s);
         snprintf(s, sizeof s, "%s.mixer.in_proj", p);
-        add_weight(L, &Q->in_proj, o, 0, N, D, s);
+        add_weight(L, &Q->in_proj, o->weight_gran, 0, N, D, s);
         if (c->proj_bias) add(L, T_F16, 1, N, 0, 0, "%s.mixer.in_proj.bias", p)->f = &Q->in_proj_b;
         snprintf(s, sizeof s, "%s.mixer.conv1d", p);
-        add_weight(L, &Q->conv1d, o, 1, CD, c->d_conv, s);
+        add_weight(L, &Q->conv1d, o->weight_gran, 1, CD, c->d_conv, s);
         if (c->conv_bias) add(L, T_F16, 1, CD, 0, 0, "%s.mixer.conv1d.bias", p)->f = &Q->conv_b;
         if (c->arch == MQ_MAMBA1) {
             snprintf(s, sizeof s, "%s.mixer.x_proj", p);
-            add_weight(L, &Q->x_proj, o, 0, c->dt_rank + 2 * c->d_state, E, s);
+            add_weight(L, &Q->x_proj, o->weight_gran, 0, c->dt_rank + 2 * c->d_state, E, s);
             snprintf(s, sizeof s, "%s.mixer.dt_proj", p);
-            add_weight(L, &Q->dt_proj, o, 0, E, c->dt_rank, s);
+            add_weight(L, &Q->dt_proj, o->weight_gran, 0, E, c->dt_rank, s);
             add(L, T_F16, 1, E, 0, 0, "%s.mixer.dt_proj.bias", p)->f = &Q->dt_proj_b;
             add(L, T_F16, 2, E, c->d_state, 0, "%s.mixer.A_log", p)->f = &Q->A_log;
             add(L, T_F16, 1, E, 0, 0, "%s.mixer.D", p)->f = &Q->D;
@@ -112,7 +113,7 @@ static void build_table(q_model *qm, tlist *L) {
             add(L, T_F16, 1, E, 0, 0, "%s.mixer.norm.weight", p)->f = &Q->gnorm_w;
         }
         snprintf(s, sizeof s, "%s.mixer.out_proj", p);
-        add_weight(L, &Q->out_proj, o, 0, D, E, s);
+        add_weight(L, &Q->out_proj, o->weight_gran, 0, D, E, s);
         if (c->proj_bias) add(L, T_F16, 1, D, 0, 0, "%s.mixer.out_proj.bias", p)->f = &Q->out_proj_b;
         for (int r = 0; r < MQ_ACT_NROLES; r++) {
             if (r == MQ_ACT_LM_HEAD_IN || !q_role_quantized(c->arch, o, (mq_act_role)r)) continue;
@@ -122,8 +123,10 @@ static void build_table(q_model *qm, tlist *L) {
         }
     }
     add_f16(L, &qm->norm_f, 1, D, 0, "backbone.norm_f.weight");
-    if (o->quantize_head) {
-        add_weight(L, &qm->lm_head_q, o, 0, V, D, "lm_head");
+    if (o->quantize_embedding && !q_head_untied(c, o->method)) {
+        add(L, T_ASCALE, 1, 1, 0, 0, "lm_head.input_scale")->s = &qm->lm_head_in_scale;   /* the weight is the embedding's */
+    } else if (o->quantize_head) {
+        add_weight(L, &qm->lm_head_q, o->weight_gran, 0, V, D, "lm_head");
         add(L, T_ASCALE, 1, 1, 0, 0, "lm_head.input_scale")->s = &qm->lm_head_in_scale;
     } else if (q_head_untied(c, o->method)) {
         add_f16(L, &qm->lm_head, 2, V, D, "lm_head.weight");
@@ -135,6 +138,8 @@ static int64_t numel(const tspec *t) {
     for (int i = 0; i < t->ndim; i++) n *= t->shape[i];
     return n;
 }
+
+int art_format_version(const q_model *qm) { return qm->opt.quantize_embedding ? 2 : 1; }
 
 size_t art_fp16_params(const mq_config *c) {
     size_t D = c->d_model, E = c->d_inner, N = cfg_in_proj_dim(c), CD = cfg_conv_dim(c), V = c->vocab_size;
@@ -159,9 +164,9 @@ static char *quant_config_json(const q_model *qm, const art_provenance *pv) {
     const q_options *o = &qm->opt;
     cJSON *j = cJSON_CreateObject();
     cJSON_AddStringToObject(j, "format", ART_FORMAT);
-    cJSON_AddNumberToObject(j, "format_version", ART_FORMAT_VERSION);
+    cJSON_AddNumberToObject(j, "format_version", art_format_version(qm));
     cJSON_AddStringToObject(j, "method", q_method_name(o->method));
-    cJSON_AddStringToObject(j, "arch", c->arch == MQ_MAMBA1 ? "mamba" : "mamba2");
+    cJSON_AddStringToObject(j, "arch", cfg_arch_name(c->arch));
     cJSON_AddNumberToObject(j, "weight_bits", 8);
     cJSON_AddNumberToObject(j, "activation_bits", 8);
     cJSON_AddStringToObject(j, "weight_granularity", q_gran_name(o->weight_gran));
@@ -202,6 +207,7 @@ static char *quant_config_json(const q_model *qm, const art_provenance *pv) {
     cJSON_AddBoolToObject(j, "norm_f_fused_into_lm_head", qm->resid_n != 0);
     cJSON_AddBoolToObject(j, "lm_head_tied_to_embedding", !q_head_untied(c, o->method));
     cJSON_AddBoolToObject(j, "quantize_head", o->quantize_head);
+    if (o->quantize_embedding) cJSON_AddBoolToObject(j, "quantize_embedding", 1);
     cJSON *acts = cJSON_AddObjectToObject(j, "quantized_activations");
     char nm[160];
     for (int r = 0; r < MQ_ACT_NROLES; r++) {
@@ -229,8 +235,12 @@ static char *quant_config_json(const q_model *qm, const art_provenance *pv) {
                                 : "as in the source model");
     }
     cJSON *fl = cJSON_AddArrayToObject(j, "float_tensors");
-    cJSON_AddItemToArray(fl, cJSON_CreateString("F16: embeddings, norms, conv1d.bias, A_log, D, dt bias, M2 gated-norm weight, "
-                                                "lm_head unless quantize_head (its own lm_head.weight when lm_head_tied_to_embedding is false)"));
+    cJSON_AddItemToArray(fl, cJSON_CreateString("F16: embeddings unless quantize_embedding, norms, conv1d.bias, A_log, D, dt bias, "
+                                                "M2 gated-norm weight, lm_head unless quantize_head (its own lm_head.weight when "
+                                                "lm_head_tied_to_embedding is false)"));
+    if (o->quantize_embedding)
+        cJSON_AddItemToArray(fl, cJSON_CreateString("I8: backbone.embeddings.weight with backbone.embeddings.weight_scale [vocab] (per row); "
+                                                    "a tied lm_head is that table with its scales (no lm_head.weight)"));
     cJSON *cal = cJSON_AddObjectToObject(j, "calibration");
     cJSON_AddStringToObject(cal, "stats_file", pv->stats_file);
     cJSON_AddStringToObject(cal, "data", pv->calib_data);
@@ -284,6 +294,88 @@ static int copy_file(const char *from, const char *to) {
     return rc;
 }
 
+/* config.json for Hugging Face tools: the source's fields, torch_dtype "float16" (the tensors that
+ * are not int8) and a quantization_config block in the style of the Hugging Face quantization
+ * formats (GPTQ, AWQ, compressed-tensors): quant_method, bits, group_size (GPTQ's convention: -1 =
+ * one scale per output channel; 0 = one per tensor), where the scales are, the recipe. It is
+ * informational: quant_config.json stays authoritative (art_open reads the shapes from it and the
+ * config fields only). */
+static int write_hf_config(const char *src, const char *dst, const q_model *qm, const art_provenance *pv) {
+    char *txt = mq_read_file(src, NULL);
+    if (!txt) return -1;
+    cJSON *j = cJSON_Parse(txt);
+    free(txt);
+    if (!cJSON_IsObject(j)) {
+        cJSON_Delete(j);
+        return mq_fail("%s: not a JSON object", src);
+    }
+    const q_options *o = &qm->opt;
+    cJSON_DeleteItemFromObjectCaseSensitive(j, "quantization_config");
+    cJSON_DeleteItemFromObjectCaseSensitive(j, "torch_dtype");
+    cJSON_AddStringToObject(j, "torch_dtype", "float16");
+    if (cJSON_GetObjectItemCaseSensitive(j, "dtype")) cJSON_ReplaceItemInObjectCaseSensitive(j, "dtype", cJSON_CreateString("float16"));
+    cJSON *q = cJSON_AddObjectToObject(j, "quantization_config");
+    cJSON_AddStringToObject(q, "quant_method", "mambaq");
+    cJSON_AddStringToObject(q, "format", ART_FORMAT);
+    cJSON_AddNumberToObject(q, "version", art_format_version(qm));
+    cJSON_AddStringToObject(q, "tool_version", pv->tool_version);
+    cJSON_AddNumberToObject(q, "bits", 8);
+    cJSON_AddNumberToObject(q, "activation_bits", 8);
+    cJSON_AddBoolToObject(q, "sym", 1);
+    cJSON_AddNumberToObject(q, "group_size", o->weight_gran == Q_GRAN_CHANNEL ? -1 : 0);
+    cJSON_AddStringToObject(q, "weight_granularity", q_gran_name(o->weight_gran));
+    cJSON_AddStringToObject(q, "activation_scheme", "static");
+    cJSON_AddStringToObject(q, "recipe", q_method_name(o->method));
+    if (q_method_uses_percentile(o->method)) cJSON_AddNumberToObject(q, "percentile", o->percentile);
+    else cJSON_AddNullToObject(q, "percentile");
+    if (qm->hadamard_n) cJSON_AddNumberToObject(q, "hadamard", qm->hadamard_n);
+    else cJSON_AddNullToObject(q, "hadamard");
+    if (qm->resid_n) cJSON_AddNumberToObject(q, "residual_rotation", qm->resid_n);
+    else cJSON_AddNullToObject(q, "residual_rotation");
+    cJSON_AddStringToObject(q, "weight_scales", "model.safetensors: <weight name without .weight>.weight_scale, F32 [1] or [rows]; "
+                                                 "weight = int8 * scale");
+    cJSON *as = cJSON_AddObjectToObject(q, "activation_scales");
+    cJSON_AddStringToObject(as, "file", "model.safetensors");
+    cJSON_AddStringToObject(as, "rule", "int8 = clamp(rint(x / scale), -127, 127), one static F32 scale per tensor (Mamba2 conv1d input: [3], for x, B and C)");
+    cJSON *names = cJSON_AddArrayToObject(as, "tensors");
+    char nm[160];
+    for (int r = 0; r < MQ_ACT_NROLES; r++) {
+        if (r == MQ_ACT_LM_HEAD_IN || !q_role_quantized(qm->cfg.arch, o, (mq_act_role)r)) continue;
+        q_scale_name(qm->cfg.arch, 0, (mq_act_role)r, nm, sizeof nm);
+        char pat[200];
+        snprintf(pat, sizeof pat, "backbone.layers.{i}.%s", nm + strlen("backbone.layers.0."));
+        cJSON_AddItemToArray(names, cJSON_CreateString(pat));
+    }
+    if (o->quantize_head) cJSON_AddItemToArray(names, cJSON_CreateString("lm_head.input_scale"));
+    cJSON_AddBoolToObject(q, "quantize_head", o->quantize_head);
+    cJSON_AddBoolToObject(q, "quantize_embedding", o->quantize_embedding);
+    cJSON *keep = cJSON_AddArrayToObject(q, "modules_not_to_convert");
+    if (!o->quantize_embedding) cJSON_AddItemToArray(keep, cJSON_CreateString("backbone.embeddings"));
+    if (!o->quantize_head) cJSON_AddItemToArray(keep, cJSON_CreateString("lm_head"));
+    cJSON_AddStringToObject(q, "config_file", "quant_config.json");
+    char *out = cJSON_Print(j);
+    cJSON_Delete(j);
+    int rc = mq_write_file_atomic(dst, out, strlen(out));
+    free(out);
+    return rc;
+}
+
+/* The Hugging Face files beside the source config.json, copied when present. */
+static int copy_companions(const char *config_json, const char *tmp) {
+    static const char *names[] = {"generation_config.json", "tokenizer_config.json", "special_tokens_map.json"};
+    char dir[ART_PATH], from[ART_PATH], to[ART_PATH];
+    snprintf(dir, sizeof dir, "%s", config_json);
+    char *sl = strrchr(dir, '/');
+    if (sl) *sl = 0;
+    else snprintf(dir, sizeof dir, ".");
+    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
+        struct stat st;
+        if (pjoin(from, dir, names[i]) || pjoin(to, tmp, names[i])) return -1;
+        if (stat(from, &st) == 0 && copy_file(from, to)) return mq_fail_ctx("copying %s", from);
+    }
+    return 0;
+}
+
 static int fsync_path(const char *path) {
     int fd = open(path, O_RDONLY);
     if (fd < 0) return -1;
@@ -300,7 +392,7 @@ static int write_contents(const char *tmp, const q_model *qm, const art_provenan
     st_writer *w = st_writer_new();
     st_writer_add_metadata(w, "format", ART_FORMAT);
     char ver[16];
-    snprintf(ver, sizeof ver, "%d", ART_FORMAT_VERSION);
+    snprintf(ver, sizeof ver, "%d", art_format_version(qm));
     st_writer_add_metadata(w, "format_version", ver);
     st_writer_add_metadata(w, "method", q_method_name(qm->opt.method));
     int rc = 0;
@@ -336,8 +428,9 @@ static int write_contents(const char *tmp, const q_model *qm, const art_provenan
         if (!rc) rc = mq_write_file_atomic(path, qc, strlen(qc));
         free(qc);
     }
-    if (!rc && (pjoin(path, tmp, "config.json") || copy_file(config_json, path))) rc = mq_fail_ctx("copying config.json");
+    if (!rc && (pjoin(path, tmp, "config.json") || write_hf_config(config_json, path, qm, pv))) rc = mq_fail_ctx("writing config.json");
     if (!rc && (pjoin(path, tmp, "tokenizer.json") || copy_file(tokenizer, path))) rc = mq_fail_ctx("copying tokenizer.json");
+    if (!rc) rc = copy_companions(config_json, tmp);
     if (!rc && fsync_path(tmp)) rc = mq_fail("%s: fsync failed: %s", tmp, strerror(errno));
     return rc;
 }
@@ -500,8 +593,9 @@ static int read_quant_config(const char *dir, art_artifact *a, int *tied) {
     v = cJSON_GetObjectItemCaseSensitive(j, "format_version");
     if (!cJSON_IsNumber(v)) { mq_fail("%s: field \"format_version\" missing or not a number", path); goto out; }
     a->format_version = v->valueint;
-    if (v->valuedouble != ART_FORMAT_VERSION) {
-        mq_fail("%s: unknown format_version %g (this mambaq reads version %d)", path, v->valuedouble, ART_FORMAT_VERSION);
+    if (v->valuedouble != a->format_version || a->format_version < ART_FORMAT_VERSION_MIN || a->format_version > ART_FORMAT_VERSION) {
+        mq_fail("%s: unknown format_version %g (this mambaq reads versions %d to %d)", path, v->valuedouble, ART_FORMAT_VERSION_MIN,
+                ART_FORMAT_VERSION);
         goto out;
     }
     if (jstr(j, "method", path, &s)) goto out;
@@ -525,6 +619,13 @@ static int read_quant_config(const char *dir, art_artifact *a, int *tied) {
     v = cJSON_GetObjectItemCaseSensitive(j, "quantize_head");
     if (!cJSON_IsBool(v)) { mq_fail("%s: field \"quantize_head\" missing or not a boolean", path); goto out; }
     o->quantize_head = cJSON_IsTrue(v);
+    v = cJSON_GetObjectItemCaseSensitive(j, "quantize_embedding");   /* absent before format version 2 */
+    if (v && !cJSON_IsBool(v)) { mq_fail("%s: field \"quantize_embedding\" is not a boolean", path); goto out; }
+    o->quantize_embedding = cJSON_IsTrue(v);
+    if (o->quantize_embedding && (a->format_version < 2 || !o->quantize_head)) {
+        mq_fail("%s: quantize_embedding needs format_version 2 and quantize_head", path);
+        goto out;
+    }
     v = cJSON_GetObjectItemCaseSensitive(j, "rmsnorm_fused_into_in_proj");
     if (!cJSON_IsBool(v) || cJSON_IsTrue(v) != q_method_fuses_norm(o->method)) {
         mq_fail("%s: field \"rmsnorm_fused_into_in_proj\" missing or inconsistent with method %s", path, q_method_name(o->method));
@@ -676,8 +777,9 @@ int art_open(const char *dir, art_artifact *a) {
         cJSON *j = txt ? cJSON_Parse(txt) : NULL;
         free(txt);
         int bad = !j || jstr(j, "arch", path, &arch);
-        if (!bad && strcmp(arch, qm->cfg.arch == MQ_MAMBA1 ? "mamba" : "mamba2")) {
-            mq_fail("%s: arch \"%s\" does not match config.json (%s)", path, arch, qm->cfg.arch == MQ_MAMBA1 ? "mamba" : "mamba2");
+        /* "mamba" is how artifacts before the one spelling named Mamba1 */
+        if (!bad && strcmp(arch, cfg_arch_name(qm->cfg.arch)) && !(qm->cfg.arch == MQ_MAMBA1 && !strcmp(arch, "mamba"))) {
+            mq_fail("%s: arch \"%s\" does not match config.json (%s)", path, arch, cfg_arch_name(qm->cfg.arch));
             bad = 1;
         }
         cJSON_Delete(j);
@@ -704,6 +806,10 @@ int art_open(const char *dir, art_artifact *a) {
     if (read_tensors(dir, a)) {
         q_model_free(qm);
         return -1;
+    }
+    if (qm->opt.quantize_embedding) {
+        q_embed_dequantize(qm);   /* what the forwards read */
+        if (!q_head_untied(&qm->cfg, qm->opt.method)) q_weight_copy(&qm->embed_q, &qm->lm_head_q);
     }
     return 0;
 }

@@ -25,7 +25,12 @@ extern "C" {
 #endif
 
 #define ART_FORMAT "mambaq-w8a8"
-#define ART_FORMAT_VERSION 1
+/* The newest version this mambaq reads and writes. 2 added the int8 embedding (quantize_embedding);
+ * an artifact without it is written as version 1, which every mambaq reads. */
+#define ART_FORMAT_VERSION 2
+#define ART_FORMAT_VERSION_MIN 1
+/* The version an artifact of qm is written as. */
+int art_format_version(const q_model *qm);
 
 /* Plausible scales, on write and on read (docs/reliability.md). The rule (core/qrule.h) never makes
  * one below its clip floor, 1e-5 / 127 = 7.87e-8; above 1e6 the clip would be 1.27e8, 2000 times

@@ -31,8 +31,11 @@ static float *ones(size_t n) {
     return d;
 }
 
-int q_quantize(const mq_model *src, const q_stats *st, const q_options *o, q_model *out) {
+int q_quantize(const mq_model *src, const q_stats *st, const q_options *opt, q_model *out) {
     const mq_config *c = &src->cfg;
+    q_options oo = *opt;
+    oo.quantize_head |= oo.quantize_embedding;   /* an int8 embedding comes with an int8 lm_head */
+    const q_options *o = &oo;
     memset(out, 0, sizeof *out);
     out->cfg = *c;
     out->opt = *o;
@@ -116,8 +119,15 @@ int q_quantize(const mq_model *src, const q_stats *st, const q_options *o, q_mod
         const float *lm = rot ? head : src->lm_head;
         out->embed = dup16(rot ? emb : src->embed, ne, "embeddings.weight", -1, &bad);
         out->norm_f = rot ? ones((size_t)D) : dup16(src->norm_f, (size_t)D, "norm_f.weight", -1, &bad);
+        if (!bad && o->quantize_embedding) {
+            /* per row; the FP16-rounded dequantized table is what the forwards read */
+            q_weight_quantize(rot ? emb : src->embed, c->vocab_size, D, Q_GRAN_CHANNEL, &out->embed_q);
+            q_embed_dequantize(out);
+        }
         if (!bad && o->quantize_head) {
-            q_weight_quantize(lm, c->vocab_size, D, o->weight_gran, &out->lm_head_q);
+            /* a tied lm_head stays the embedding: its int8 table, scale per row */
+            if (o->quantize_embedding && !q_head_untied(c, o->method)) q_weight_copy(&out->embed_q, &out->lm_head_q);
+            else q_weight_quantize(lm, c->vocab_size, D, o->weight_gran, &out->lm_head_q);
             float clip;
             if (q_role_clip(o, st, -1, MQ_ACT_LM_HEAD_IN, 0, &clip)) bad = 1;
             else out->lm_head_in_scale = qr_scale(clip);

@@ -126,7 +126,8 @@ int q_cstats_fused_pass(q_cstats *s, const mq_model *m, const char *tokenizer, i
     size_t n = 0;
     int is_ids = calib_has_suffix(data, ".bin") || calib_has_suffix(data, ".ids");
     if (!is_ids && !(tok = tok_load(tokenizer))) return mq_fail_ctx("extra calibration pass");
-    ds_options dso = {.field = "text", .replace_invalid = 0};
+    const char *field = calib_stats_meta(cs, "data.field");
+    ds_options dso = {.field = field ? field : "text", .replace_invalid = 0};
     int rc = ds_tokens(data, &dso, tok, &ids, &n);
     if (tok) tok_free(tok);
     if (rc) return mq_fail_ctx("extra calibration pass");

@@ -321,21 +321,27 @@ void be_profile(be *b, int on) { b->ops->profile(b, on); }
 int be_profile_report(be *b, char *buf, size_t n) { return b->ops->profile_report(b, buf, n); }
 
 int be_eval_windows(be *b, const int32_t *ids, size_t n, int window, int max_windows, double *nll_sum,
-                    long *n_scored, void (*progress)(void *ctx, int done, int total), void *ctx) {
+                    long *n_scored, double *nll_sq_sum, void (*progress)(void *ctx, int done, int total), void *ctx) {
     if (window < 2 || window > b->seqlen)
         return mq_fail("eval: window %d outside 2..%d (the backend's sequence length)", window, b->seqlen);
     long nw = (long)(n / (size_t)window);
     if (max_windows > 0 && nw > max_windows) nw = max_windows;
     if (nw < 1) return mq_fail("eval: %zu tokens make no window of %d", n, window);
-    double total = 0;
+    double total = 0, sq = 0;
+    float *nll = nll_sq_sum ? mq_malloc((size_t)b->batch * (window - 1) * sizeof *nll) : NULL;
     for (long w0 = 0; w0 < nw; w0 += b->batch) {
         const int nb = nw - w0 < b->batch ? (int)(nw - w0) : b->batch;
         double s;
-        if (be_nll(b, ids + (size_t)w0 * window, nb, window, NULL, NULL, &s))
+        if (be_nll(b, ids + (size_t)w0 * window, nb, window, NULL, nll, &s)) {
+            free(nll);
             return mq_fail_ctx("windows %ld..%ld", w0, w0 + nb - 1);
+        }
         total += s;
+        for (size_t i = 0; nll && i < (size_t)nb * (window - 1); i++) sq += (double)nll[i] * nll[i];
         if (progress) progress(ctx, (int)(w0 + nb), (int)nw);
     }
+    free(nll);
+    if (nll_sq_sum) *nll_sq_sum = sq;
     *nll_sum = total;
     *n_scored = nw * (window - 1);
     return 0;

@@ -79,9 +79,10 @@ int be_nll(be *b, const int32_t *tokens, int batch, int T, const mq_hooks *hk, f
 /* Perplexity protocol over a token stream: cut ids[n] into non-overlapping windows of `window`
  * tokens (a short tail is dropped), take the first max_windows (all when <= 0), score every token
  * after the first of each window, the backend's batch of windows per call. progress(ctx, done,
- * total) after each call (may be NULL). *nll_sum, *n_scored: the totals; ppl = exp(sum / scored). */
+ * total) after each call (may be NULL). *nll_sum, *n_scored: the totals; ppl = exp(sum / scored).
+ * nll_sq_sum: NULL, or the sum of the squared per-token NLLs (for the standard error of the mean). */
 int be_eval_windows(be *b, const int32_t *ids, size_t n, int window, int max_windows, double *nll_sum,
-                    long *n_scored, void (*progress)(void *ctx, int done, int total), void *ctx);
+                    long *n_scored, double *nll_sq_sum, void (*progress)(void *ctx, int done, int total), void *ctx);
 
 /* Per-op time of prefill / NLL calls while on (CUDA events; the CPU kinds report nothing);
  * be_profile_report writes "op ms" pairs accumulated since the last report, then resets. */

@@ -121,9 +121,15 @@ static __device__ __forceinline__ void d_lse_merge(float &m, float &s, float m2,
 
 /* Programmatic dependent launch (sm_90): a kernel launched with launch_pdl may start while its
  * predecessor in the stream still runs; dep_wait() blocks until the predecessor's memory is
- * visible, dep_release() lets the successor start. */
+ * visible, dep_release() lets the successor start. Built for an older GPU (CUDA_ARCH sm_80..89)
+ * they are no-ops: there the launches stay stream-ordered. */
+#if !defined(__CUDA_ARCH__) || __CUDA_ARCH__ >= 900
 static __device__ __forceinline__ void dep_wait() { asm volatile("griddepcontrol.wait;" ::: "memory"); }
 static __device__ __forceinline__ void dep_release() { asm volatile("griddepcontrol.launch_dependents;" ::: "memory"); }
+#else
+static __device__ __forceinline__ void dep_wait() {}
+static __device__ __forceinline__ void dep_release() {}
+#endif
 
 template <typename... KArgs, typename... Args>
 static void launch_pdl(void (*kernel)(KArgs...), int grid, int block, size_t smem, cudaStream_t st, Args... args) {

@@ -59,6 +59,15 @@ void q_weight_dequantize(const q_weight *w, float *W) {
     }
 }
 
+void q_weight_copy(const q_weight *src, q_weight *dst) {
+    *dst = *src;
+    const size_t n = (size_t)src->rows * src->cols;
+    dst->q = mq_malloc(n);
+    memcpy(dst->q, src->q, n);
+    dst->scale = mq_malloc((size_t)src->nscale * sizeof *dst->scale);
+    memcpy(dst->scale, src->scale, (size_t)src->nscale * sizeof *dst->scale);
+}
+
 void q_weight_free(q_weight *w) {
     free(w->q);
     free(w->scale);
@@ -195,5 +204,13 @@ void q_model_free(q_model *qm) {
     free(qm->norm_f);
     free(qm->lm_head);
     q_weight_free(&qm->lm_head_q);
+    q_weight_free(&qm->embed_q);
     memset(qm, 0, sizeof *qm);
+}
+
+void q_embed_dequantize(q_model *qm) {
+    const size_t n = (size_t)qm->embed_q.rows * qm->embed_q.cols;
+    if (!qm->embed) qm->embed = mq_malloc(n * sizeof *qm->embed);
+    q_weight_dequantize(&qm->embed_q, qm->embed);
+    q_round_f16(qm->embed, n);
 }

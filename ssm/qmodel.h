@@ -39,6 +39,7 @@ void q_weight_quantize(const float *W, int rows, int cols, q_granularity g, q_we
 /* W[rows x cols] = q * s. */
 void q_weight_dequantize(const q_weight *w, float *W);
 void q_weight_free(q_weight *w);
+void q_weight_copy(const q_weight *src, q_weight *dst);   /* a deep copy */
 
 /* ---- recipes ---- */
 typedef enum {
@@ -66,6 +67,7 @@ typedef struct {
     double percentile;          /* in (0, 100]; used for SSM x when the method clips by percentile */
     q_granularity weight_gran;
     int quantize_head;          /* also quantize lm_head (weight and input); else it stays FP16 */
+    int quantize_embedding;     /* int8 embedding, one scale per row; implies quantize_head */
 } q_options;
 void q_options_default(q_options *o);   /* quamba, 99.95, tensor, no head */
 
@@ -105,7 +107,11 @@ typedef struct {
     q_options opt;
     int hadamard_n, hadamard_m, hadamard_k;  /* order of the rotation of y (0 when none) */
     int resid_n, resid_m, resid_k;  /* order of the residual rotation (d_model; 0 when none) */
-    float *embed;                   /* [vocab x d_model] (rotated under the residual rotation) */
+    float *embed;                   /* [vocab x d_model] (rotated under the residual rotation); with
+                                     * quantize_embedding the FP16-rounded dequantized embed_q, so
+                                     * every forward (simulation, int8 GPU pass) reads it unchanged */
+    q_weight embed_q;               /* when quantize_embedding: int8 [vocab x d_model], scale per row
+                                     * (q == NULL otherwise); a tied lm_head is then lm_head_q = embed_q */
     float *norm_f;                  /* [d_model]; ones when fused into the lm_head */
     float *lm_head;                 /* [vocab x d_model] when q_head_untied and not quantized, else NULL */
     q_weight lm_head_q;             /* when quantize_head (q == NULL otherwise) */
@@ -114,6 +120,8 @@ typedef struct {
 } q_model;
 
 void q_model_free(q_model *qm);
+/* qm->embed (allocated when NULL) = embed_q dequantized, rounded through FP16. */
+void q_embed_dequantize(q_model *qm);
 /* Round every element through FP16 (what the artifact keeps for float tensors). */
 void q_round_f16(float *x, size_t n);
 

@@ -308,7 +308,7 @@ static void test_gpu_ppl_valid(void) {
         ran++;
         double sum = 0, t0 = now_s();
         long cnt = 0;
-        T_CHECK(be_eval_windows(g, ids, n, 1024, 32, &sum, &cnt, NULL, NULL) == 0, "%s", mq_errmsg());
+        T_CHECK(be_eval_windows(g, ids, n, 1024, 32, &sum, &cnt, NULL, NULL, NULL) == 0, "%s", mq_errmsg());
         double secs = now_s() - t0, ppl = exp(sum / cnt), ref = ref_ppl(d);
         printf("    %s: valid ppl %.4f over %ld tokens (reference fp16 %.4f, %+.4f%%), %.2f s, %.0f tok/s\n",
                proxies[i], ppl, cnt, ref, 100 * (ppl / ref - 1), secs, cnt / secs);

@@ -471,7 +471,7 @@ static void model_case(int arch, q_method method, q_granularity gran, int head, 
     if (!cal || !val || ncal < CAL_SAMPLES * CAL_LEN || nval < 1024) T_SKIP("token fixtures missing");
     q_options o;
     q_options_default(&o);
-    o.method = method, o.weight_gran = gran, o.quantize_head = head;
+    o.method = method, o.weight_gran = gran, o.quantize_head = head >= 1, o.quantize_embedding = head == 2;
     mq_model m;
     tstats *ts;
     q_model qm;
@@ -484,7 +484,7 @@ static void model_case(int arch, q_method method, q_granularity gran, int head, 
     const mq_config *c = &m.cfg;
     const int D = c->d_model, V = c->vocab_size;
     printf("    %s %s, weights per %s%s, %s\n", arch == 1 ? "mamba1" : "mamba2", q_method_name(method), q_gran_name(gran),
-           head ? ", int8 lm_head" : "", gpu ? "GPU" : "CPU mirror of the GPU pass");
+           head == 2 ? ", int8 embedding and lm_head" : head ? ", int8 lm_head" : "", gpu ? "GPU" : "CPU mirror of the GPU pass");
     be *g = NULL;
     i8ref_plan plan;
     memset(&plan, 0, sizeof plan);
@@ -687,6 +687,10 @@ static void test_cpu_mirror_m1_rot(void) { model_case(1, Q_QUAMBA_ROT, Q_GRAN_TE
 static void test_cpu_mirror_m2_rot(void) { model_case(2, Q_QUAMBA_ROT, Q_GRAN_TENSOR, 0, 0); }
 static void test_model_m1_quamba_rot(void) { NEED_GPU(); model_case(1, Q_QUAMBA_ROT, Q_GRAN_TENSOR, 0, 1); }
 static void test_model_m2_quamba_rot_channel_head(void) { NEED_GPU(); model_case(2, Q_QUAMBA_ROT, Q_GRAN_CHANNEL, 1, 1); }
+/* --quantize-embedding (head 2): the pass uploads the dequantized FP16 table; tied lm_head = the int8 embedding */
+static void test_cpu_mirror_m1_embedding(void) { model_case(1, Q_QUAMBA, Q_GRAN_TENSOR, 2, 0); }
+static void test_model_m1_quamba_embedding(void) { NEED_GPU(); model_case(1, Q_QUAMBA, Q_GRAN_TENSOR, 2, 1); }
+static void test_model_m2_quamba_rot_embedding(void) { NEED_GPU(); model_case(2, Q_QUAMBA_ROT, Q_GRAN_CHANNEL, 2, 1); }
 
 /* `mambaq verify` end to end on an artifact written here: exit 0 with a GPU (the check against the
  * simulation passed), 3 without one (the CPU simulation stood in); 1 for an invalid artifact. */
@@ -839,6 +843,7 @@ int main(int argc, char **argv) {
     RUN(test_cpu_mirror_m2);
     RUN(test_cpu_mirror_m1_rot);
     RUN(test_cpu_mirror_m2_rot);
+    RUN(test_cpu_mirror_m1_embedding);
     RUN(test_verify_m1);
     RUN(test_verify_m2);
     RUN(test_verify_m1_rot);
@@ -850,5 +855,7 @@ int main(int argc, char **argv) {
     RUN(test_model_m2_naive_channel_head);
     RUN(test_model_m1_quamba_rot);
     RUN(test_model_m2_quamba_rot_channel_head);
+    RUN(test_model_m1_quamba_embedding);
+    RUN(test_model_m2_quamba_rot_embedding);
     return t_summary();
 }

@@ -5,41 +5,8 @@
  * Also: quantize refuses the stats of the
  * other proxy, refuses an existing --out without --force, and inspect exits non-zero on a damaged
  * artifact. Needs bin/mambaq (make all) and ../shared. */
-#include <cjson/cJSON.h>
-#include <sys/wait.h>
-#include "core/err.h"
+#include "tests/cli_run.h"
 #include "tests/test.h"
-
-/* Runs cmd with stdout+stderr to file out; returns the exit status. */
-static int sh(const char *cmd, const char *out) {
-    char full[20000];
-    if ((size_t)snprintf(full, sizeof full, "%s > '%s' 2>&1", cmd, out) >= sizeof full) return 127;
-    int rc = system(full);
-    return WIFEXITED(rc) ? WEXITSTATUS(rc) : 128;
-}
-
-static char *slurp(const char *path) {
-    char *s = mq_read_file(path, NULL);
-    return s ? s : strdup("");
-}
-
-/* The last line of the file that parses as a JSON object. */
-static cJSON *last_json(const char *path) {
-    char *s = slurp(path), *line = s, *best = NULL;
-    for (char *p = s; *p; p++)
-        if (*p == '\n') { *p = 0; if (line[0] == '{') best = line; line = p + 1; }
-    if (line[0] == '{') best = line;
-    cJSON *j = best ? cJSON_Parse(best) : NULL;
-    free(s);
-    return j;
-}
-
-static const char *shared_dir(void) {
-    static char buf[4096];
-    const char *root = getenv("MQ_SHARED");
-    snprintf(buf, sizeof buf, "%s", root && *root ? root : "../shared");
-    return buf;
-}
 
 static void e2e(int arch) {
     struct stat st;

@@ -13,6 +13,7 @@
 #include "core/err.h"
 #include "core/st.h"
 #include "quantize/cstats.h"
+#include "tests/cli_run.h"
 #include "tests/test.h"
 
 /* ---- a strict well-formedness checker: XML rules on the whole page ---- */
@@ -184,33 +185,6 @@ static void test_checker(void) {
 }
 
 /* ---- running the CLI ---- */
-
-static int sh(const char *cmd, const char *out) {
-    char full[20000];
-    if ((size_t)snprintf(full, sizeof full, "%s > '%s' 2>&1", cmd, out) >= sizeof full) return 127;
-    int rc = system(full);
-    return WIFEXITED(rc) ? WEXITSTATUS(rc) : 128;
-}
-
-/* The same with stdout alone to out (stderr dropped): for JSON on stdout. */
-static int sh_stdout(const char *cmd, const char *out) {
-    char full[20000];
-    if ((size_t)snprintf(full, sizeof full, "%s > '%s' 2>/dev/null", cmd, out) >= sizeof full) return 127;
-    int rc = system(full);
-    return WIFEXITED(rc) ? WEXITSTATUS(rc) : 128;
-}
-
-static char *slurp(const char *path) {
-    char *s = mq_read_file(path, NULL);
-    return s ? s : strdup("");
-}
-
-static const char *shared_dir(void) {
-    static char buf[4096];
-    const char *root = getenv("MQ_SHARED");
-    snprintf(buf, sizeof buf, "%s", root && *root ? root : "../shared");
-    return buf;
-}
 
 static int count(const char *s, const char *needle) {
     int n = 0;
