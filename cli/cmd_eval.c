@@ -4,6 +4,7 @@
 #include "cli/args.h"
 #include "cli/cmds.h"
 #include "cli/fwd.h"
+#include "cli/task.h"
 #include "core/err.h"
 #include "core/progress.h"
 #include "datasets/ds.h"
@@ -125,11 +126,20 @@ int cmd_eval(int argc, char **argv) {
         {.name = "--threads", .metavar = "N", .help = "CPU threads (default: all)"},
         {.name = "--device", .metavar = "D", .help = "cpu (FP32 reference; an artifact simulated), cuda (FP16 on the GPU; an artifact by the int8 GPU pass), auto (cuda when a GPU is usable, else cpu)", .def = "auto"},
         {.name = "--json", .help = "print one JSON object instead of the summary"},
+        {.name = "--task", .metavar = "NAME", .help = "zero-shot accuracy instead of perplexity: lambada ({\"text\"}) or choice ({\"context\", \"choices\", \"label\"}), scored as lm-eval-harness (default --data: ../shared/datasets/lambada_1000.jsonl, story_choice_valid.jsonl)"},
+        {.name = "--limit", .metavar = "N", .help = "--task: score the first N examples only (default: all)"},
         {0},
     };
     cli_parse(argc, argv, opts, "mambaq eval [options]",
               "Perplexity: non-overlapping windows, every token after the first of each window scored,\n"
-              "ppl = exp(mean NLL) over the first --windows windows.", NULL, 0);
+              "ppl = exp(mean NLL) over the first --windows windows.\n"
+              "With --task: accuracy on jsonl examples, scored as lm-eval-harness does (no special tokens):\n"
+              "continuation tokens = tok(context + continuation)[len(tok(context)):], log p summed over them.\n"
+              "lambada: acc = every target token is the argmax, ppl = exp(-mean log p(target)); choice: acc =\n"
+              "argmax of the summed log p is the label, acc_norm = the same with log p / UTF-8 bytes of the choice.\n"
+              "Standard errors: acc sqrt(acc (1 - acc) / (n - 1)); ppl ppl * stderr(mean log p) (delta method).", NULL, 0);
+    if (cli_flag(opts, "--task")) return task_eval_main(opts);
+    if (cli_flag(opts, "--limit")) mq_die("--limit counts examples of --task (perplexity takes --windows)");
     eval_spec spec = {0};
     const char *artifact = cli_get(opts, "--artifact");
     if (artifact && cli_flag(opts, "--model")) mq_die("give --model or --artifact, not both");
