@@ -15,6 +15,7 @@
 #include "cli/args.h"
 #include "cli/cmds.h"
 #include "cli/qcli.h"
+#include "cli/task.h"
 #include "core/err.h"
 #include "core/mat.h"
 #include "core/progress.h"
@@ -144,6 +145,9 @@ int cmd_sweep(int argc, char **argv) {
         {"--device", "D", "cpu: the CPU simulation against FP32; cuda: the int8 GPU pass against FP16; auto: cuda when a GPU is usable", "cpu", NULL, 0},
         {"--json", NULL, "print one JSON object", NULL, NULL, 0},
         {"--quiet", NULL, "no progress output", NULL, NULL, 0},
+        {"--task", "NAME", "also the accuracy of every configuration on a zero-shot task: lambada or choice (mambaq eval --task)", NULL, NULL, 0},
+        {"--task-data", "FILE", "--task examples (default: ../shared/datasets/lambada_1000.jsonl, story_choice_valid.jsonl)", NULL, NULL, 0},
+        {"--limit", "N", "--task: the first N examples only (default: all)", NULL, NULL, 0},
         {0},
     };
     cli_parse(argc, argv, opts, "mambaq sweep --model DIR --stats FILE --data FILE [options]",
@@ -206,6 +210,7 @@ int cmd_sweep(int argc, char **argv) {
     q_cstats cs;
     if (q_cstats_open(&cs, stats, model, &cfg)) { fprintf(stderr, "mambaq sweep: %s\n", mq_errmsg()); return 1; }
     const char *tokenizer = q_cli_tokenizer(model, cli_get(opts, "--tokenizer"));
+    task_probe *tp = task_probe_open(opts, tokenizer, cuda, quiet);   /* NULL without --task */
     tok_tokenizer *tok = NULL;
     if (!calib_has_suffix(data, ".bin") && !calib_has_suffix(data, ".ids")) {
         if (!tokenizer || !(tok = tok_load(tokenizer))) {
@@ -245,6 +250,7 @@ int cmd_sweep(int argc, char **argv) {
     double ppl_fp = ppl_of(bf, ids, n, window, windows, &bar, &done);
     be_free(bf);
     if (isnan(ppl_fp)) { fprintf(stderr, "mambaq sweep: %s\n", mq_errmsg()); return 1; }
+    if (tp && task_probe_model(tp, 0, &m)) { fprintf(stderr, "mambaq sweep: --task: %s\n", mq_errmsg()); return 1; }
     capture ref = {&m, NULL, window, alloc_layers(L, (size_t)window * cfg.d_inner), alloc_layers(L, (size_t)window * cfg.d_model), 0};
     mq_hooks hr = {cap_hook, &ref};
     float *hidden = mq_malloc((size_t)window * cfg.d_model * sizeof(float));
@@ -264,6 +270,7 @@ int cmd_sweep(int argc, char **argv) {
         be *b8 = be_open_qmodel(&qm, cuda ? BE_CUDA_INT8 : BE_CPU_SIM, batch, window);
         cf->ppl = ppl_of(b8, ids, n, window, windows, &bar, &done);
         be_free(b8);
+        if (tp && task_probe_qmodel(tp, i + 1, &qm)) { fprintf(stderr, "mambaq sweep: --task: %s\n", mq_errmsg()); failed = 1; }
         q_sim_build(&qm, &sm);
         q_sim_ctx sc;
         mq_hooks h = q_sim_hooks(&sc, &qm);
@@ -297,6 +304,7 @@ int cmd_sweep(int argc, char **argv) {
         cJSON_AddStringToObject(j, "weight_granularity", q_gran_name(base.weight_gran));
         cJSON_AddBoolToObject(j, "quantize_head", base.quantize_head);
         cJSON_AddNumberToObject(j, "fp32_ppl", ppl_fp);
+        if (tp) task_probe_json(tp, 0, j, "fp32_task");
         cJSON *res = cJSON_AddArrayToObject(j, "results");
         for (int i = 0; i < nc; i++) {
             cJSON *r = cJSON_CreateObject();
@@ -306,6 +314,7 @@ int cmd_sweep(int argc, char **argv) {
             cJSON_AddNumberToObject(r, "ppl", confs[i].ppl);
             cJSON_AddItemToObject(r, "y_rel_err", cJSON_CreateDoubleArray(confs[i].y_err, L));
             cJSON_AddItemToObject(r, "out_proj_rel_err", cJSON_CreateDoubleArray(confs[i].out_err, L));
+            if (tp) task_probe_json(tp, i + 1, r, "task");
             cJSON_AddItemToArray(res, r);
         }
         char *s = cJSON_PrintUnformatted(j);
@@ -315,13 +324,16 @@ int cmd_sweep(int argc, char **argv) {
     } else {
         printf("model   %s (%s)\ndata    %s: %d windows x %d tokens\nstats   %s\n\n", model, cfg.arch == MQ_MAMBA1 ? "mamba1" : "mamba2",
                data, windows, window, stats);
-        printf("%-16s %10s %12s %10s\n", "method", "percentile", "ppl", "vs FP32");
-        printf("%-16s %10s %12.4f %10s\n", cuda ? "fp16" : "fp32", "-", ppl_fp, "-");
+        char tdesc[4400], cells[64];
+        if (tp) printf("task    %s\n\n", task_probe_describe(tp, tdesc, sizeof tdesc));
+        printf("%-16s %10s %12s %10s%s\n", "method", "percentile", "ppl", "vs FP32", tp ? task_probe_header(tp) : "");
+        printf("%-16s %10s %12.4f %10s%s\n", cuda ? "fp16" : "fp32", "-", ppl_fp, "-", tp ? task_probe_cells(tp, 0, cells, sizeof cells) : "");
         for (int i = 0; i < nc; i++) {
             char p[32];
             if (confs[i].pct > 0) snprintf(p, sizeof p, "%g", confs[i].pct);
             else snprintf(p, sizeof p, "-");
-            printf("%-16s %10s %12.4f %+9.2f%%\n", q_method_name(confs[i].method), p, confs[i].ppl, 100 * (confs[i].ppl / ppl_fp - 1));
+            printf("%-16s %10s %12.4f %+9.2f%%%s\n", q_method_name(confs[i].method), p, confs[i].ppl, 100 * (confs[i].ppl / ppl_fp - 1),
+                   tp ? task_probe_cells(tp, i + 1, cells, sizeof cells) : "");
         }
         printf("\nrelative L2 error vs FP32 on window 0, per layer: y (SSM output) / out_proj output\nlayer");
         for (int i = 0; i < nc; i++) {
@@ -346,5 +358,6 @@ int cmd_sweep(int argc, char **argv) {
     free(ids);
     ssm_free(&m);
     q_cstats_close(&cs);
+    task_probe_free(tp);
     return 0;
 }

@@ -28,6 +28,7 @@
 #include <unistd.h>
 #include "cli/args.h"
 #include "cli/cmds.h"
+#include "cli/task.h"
 #include "core/err.h"
 #include "core/gpu.h"
 #include "core/progress.h"
@@ -140,6 +141,9 @@ int cmd_verify(int argc, char **argv) {
          .help = "cuda: the int8 GPU pass against the FP16 forward and the simulation; cpu: the simulation against "
                  "the FP32 reference; auto: cuda when a GPU is usable", .def = "auto"},
         {.name = "--json", .help = "print one JSON object instead of the report"},
+        {.name = "--task", .metavar = "NAME", .help = "also float vs int8 accuracy and agreement on a zero-shot task: lambada or choice (mambaq eval --task)"},
+        {.name = "--task-data", .metavar = "FILE", .help = "--task examples (default: ../shared/datasets/lambada_1000.jsonl, story_choice_valid.jsonl)"},
+        {.name = "--limit", .metavar = "N", .help = "--task: the first N examples only (default: all)"},
         {0},
     };
     cli_parse(argc, argv, opts, "mambaq verify --artifact DIR --data FILE [options]",
@@ -187,6 +191,7 @@ int cmd_verify(int argc, char **argv) {
     static char tokpath[4200];
     snprintf(tokpath, sizeof tokpath, "%s/tokenizer.json", v.artifact);
     v.tokenizer = cli_get(opts, "--tokenizer") ? cli_get(opts, "--tokenizer") : tokpath;
+    task_probe *tp = task_probe_open(opts, v.tokenizer, cuda, v.json);   /* NULL without --task */
 
     mq_model m, sm;
     if (ssm_load(v.model, &m)) {
@@ -328,6 +333,7 @@ int cmd_verify(int argc, char **argv) {
                  chk.max_logit);
     }
     const int finite = isfinite(ppl_8);
+    if (tp && (task_probe_model(tp, 0, &m) || task_probe_qmodel(tp, 1, qm))) mq_die("verify: --task: %s", mq_errmsg());
     const char *float_kind = be_kind_text(be_kind_of(bf));
     const char *int8_kind = cuda ? "int8 GPU pass" : no_gpu_auto ? "CPU simulation (NO GPU)" : "CPU simulation";
     if (v.json) {
@@ -375,6 +381,7 @@ int cmd_verify(int argc, char **argv) {
             }
             cJSON_AddBoolToObject(s, "ok", !check_bad);
         }
+        if (tp) task_probe_json_pair(tp, 0, 1, o, "task");
         cJSON_AddNumberToObject(o, "seconds", run_s);
         cJSON_AddNumberToObject(o, "load_seconds", load_s);
         char *s = cJSON_PrintUnformatted(o);
@@ -405,6 +412,7 @@ int cmd_verify(int argc, char **argv) {
             printf("               ppl on these windows: int8 %.4f, forced simulation %.4f, free-running simulation %.4f\n",
                    exp(nll_8_check / chk.rows), exp(chk.nll_s_forced / chk.rows), exp(nll_sim_check / chk.rows));
         }
+        if (tp) task_probe_print_pair(tp, 0, 1);
         printf("time           %.1f s (%.1f s loading)\n", run_s, load_s);
     }
     int rc = 0;
@@ -420,6 +428,7 @@ int cmd_verify(int argc, char **argv) {
         rc = 3;
     }
     qchk_free(ck);
+    task_probe_free(tp);
     free(lf), free(l8), free(ls), free(hids), free(store), free(rtmp), free(cos), free(cos_min), free(ids);
     be_free(b8), be_free(bf);
     if (forced) q_sim_free(&sm);
