@@ -67,6 +67,12 @@ build/tests/%: tests/%.c build/libmambaq.a $(wildcard tests/*.h)
 	@mkdir -p build/tests
 	$(CC) $(CFLAGS) $(LDFLAGS) $< build/libmambaq.a -o $@ $(LDLIBS)
 
+# tests/test_task.c unit-tests cli/task.c: it links the CLI's objects (all but main).
+CLI_OBJ_NOMAIN := $(filter-out build/obj/cli/main.o,$(patsubst %.c,build/obj/%.o,$(CLI_C)))
+build/tests/test_task: tests/test_task.c $(CLI_OBJ_NOMAIN) build/libmambaq.a tests/test.h
+	@mkdir -p build/tests
+	$(CC) $(CFLAGS) $(LDFLAGS) $< $(CLI_OBJ_NOMAIN) build/libmambaq.a -o $@ $(LDLIBS)
+
 # Benchmarks (tests/bench_*.c): built with `all`, run by hand on the GPU machine, not tests.
 BENCH_BIN := $(patsubst tests/%.c,build/bench/%,$(wildcard tests/bench_*.c))
 all: $(BENCH_BIN)

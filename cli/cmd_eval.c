@@ -4,6 +4,7 @@
 #include "cli/args.h"
 #include "cli/cmds.h"
 #include "cli/fwd.h"
+#include "cli/task.h"
 #include "core/err.h"
 #include "core/progress.h"
 #include "datasets/ds.h"
@@ -129,6 +130,8 @@ int cmd_eval(int argc, char **argv) {
         CLI_THREADS,
         CLI_JSON,
         CLI_QUIET,
+        {.name = "--task", .metavar = "NAME", .help = "zero-shot accuracy instead of perplexity: lambada ({\"text\"}) or choice ({\"context\", \"choices\", \"label\"}), scored as lm-eval-harness (default --data: <shared>/datasets/lambada_1000.jsonl, story_choice_valid.jsonl)"},
+        {.name = "--limit", .metavar = "N", .help = "--task: score the first N examples only (default: all)"},
         CLI_END,
     };
     cli_parse(argc, argv, opts, "mambaq eval [MODEL] [--data FILE] [options]",
@@ -136,7 +139,14 @@ int cmd_eval(int argc, char **argv) {
               "ppl = exp(mean NLL) over the first --windows windows, with its standard error (as llama-perplexity:\n"
               "the standard error of the mean NLL, times ppl). MODEL is a float checkpoint (FP32 on the CPU, FP16\n"
               "on the GPU) or an int8 artifact (simulated W8A8 on the CPU, the int8 pass on the GPU).\n"
-              "--data defaults to <shared>/datasets/valid.txt.", NULL, 0);
+              "--data defaults to <shared>/datasets/valid.txt.\n"
+              "With --task: accuracy on jsonl examples, scored as lm-eval-harness does (no special tokens):\n"
+              "continuation tokens = tok(context + continuation)[len(tok(context)):], log p summed over them.\n"
+              "lambada: acc = every target token is the argmax, ppl = exp(-mean log p(target)); choice: acc =\n"
+              "argmax of the summed log p is the label, acc_norm = the same with log p / UTF-8 bytes of the choice.\n"
+              "Standard errors: acc sqrt(acc (1 - acc) / (n - 1)); ppl ppl * stderr(mean log p) (delta method).", NULL, 0);
+    if (cli_flag(opts, "--task")) return task_eval_main(opts);
+    if (cli_flag(opts, "--limit")) mq_die("--limit counts examples of --task (perplexity takes --windows)");
     eval_spec spec = {.cmd = "eval"};
     spec.model = cli_flag(opts, "--model") ? cli_get(opts, "--model") : cli_default_path("models/mamba1-proxy");
     spec.data = cli_flag(opts, "--data") ? cli_get(opts, "--data") : cli_default_path("datasets/valid.txt");

@@ -16,6 +16,7 @@
 #include "cli/cmds.h"
 #include "cli/fwd.h"
 #include "cli/qcli.h"
+#include "cli/task.h"
 #include "core/err.h"
 #include "core/mat.h"
 #include "core/progress.h"
@@ -146,6 +147,9 @@ int cmd_sweep(int argc, char **argv) {
         CLI_THREADS,
         CLI_JSON,
         CLI_QUIET,
+        {.name = "--task", .metavar = "NAME", .help = "also the accuracy of every configuration on a zero-shot task: lambada or choice (mambaq eval --task)"},
+        {.name = "--task-data", .metavar = "FILE", .help = "--task examples (default: <shared>/datasets/lambada_1000.jsonl, story_choice_valid.jsonl)"},
+        {.name = "--limit", .metavar = "N", .help = "--task: the first N examples only (default: all)"},
         CLI_END,
     };
     cli_parse(argc, argv, opts, "mambaq sweep MODEL --stats FILE [--data FILE] [--method LIST] [--percentile LIST] [options]",
@@ -215,6 +219,7 @@ int cmd_sweep(int argc, char **argv) {
     q_cstats cs;
     if (q_cstats_open(&cs, stats, model, &cfg)) { fprintf(stderr, "mambaq sweep: %s\n", mq_errmsg()); return 1; }
     const char *tokenizer = cli_tokenizer(model, cli_get(opts, "--tokenizer"));
+    task_probe *tp = task_probe_open(opts, tokenizer, cuda, quiet);   /* NULL without --task */
     int32_t *ids = NULL;
     size_t n = 0;
     if (ds_load_tokens(data, tokenizer, cli_get(opts, "--field"), &ids, &n)) { fprintf(stderr, "mambaq sweep: %s\n", mq_errmsg()); return 1; }
@@ -246,6 +251,7 @@ int cmd_sweep(int argc, char **argv) {
     double ppl_fp = ppl_of(bf, ids, n, window, windows, &bar, &done);
     be_free(bf);
     if (isnan(ppl_fp)) { fprintf(stderr, "mambaq sweep: %s\n", mq_errmsg()); return 1; }
+    if (tp && task_probe_model(tp, 0, &m)) { fprintf(stderr, "mambaq sweep: --task: %s\n", mq_errmsg()); return 1; }
     capture ref = {&m, NULL, window, alloc_layers(L, (size_t)window * cfg.d_inner), alloc_layers(L, (size_t)window * cfg.d_model), 0};
     mq_hooks hr = {cap_hook, &ref};
     float *hidden = mq_malloc((size_t)window * cfg.d_model * sizeof(float));
@@ -265,6 +271,7 @@ int cmd_sweep(int argc, char **argv) {
         be *b8 = be_open_qmodel(&qm, cuda ? BE_CUDA_INT8 : BE_CPU_SIM, batch, window);
         cf->ppl = ppl_of(b8, ids, n, window, windows, &bar, &done);
         be_free(b8);
+        if (tp && task_probe_qmodel(tp, i + 1, &qm)) { fprintf(stderr, "mambaq sweep: --task: %s\n", mq_errmsg()); failed = 1; }
         q_sim_build(&qm, &sm);
         q_sim_ctx sc;
         mq_hooks h = q_sim_hooks(&sc, &qm);
@@ -299,6 +306,7 @@ int cmd_sweep(int argc, char **argv) {
         cJSON_AddBoolToObject(j, "quantize_head", base.quantize_head);
         cJSON_AddBoolToObject(j, "quantize_embedding", base.quantize_embedding);
         cJSON_AddNumberToObject(j, "fp32_ppl", ppl_fp);
+        if (tp) task_probe_json(tp, 0, j, "fp32_task");
         cJSON *res = cJSON_AddArrayToObject(j, "results");
         for (int i = 0; i < nc; i++) {
             cJSON *r = cJSON_CreateObject();
@@ -308,19 +316,23 @@ int cmd_sweep(int argc, char **argv) {
             cJSON_AddNumberToObject(r, "ppl", confs[i].ppl);
             cJSON_AddItemToObject(r, "y_rel_err", cJSON_CreateDoubleArray(confs[i].y_err, L));
             cJSON_AddItemToObject(r, "out_proj_rel_err", cJSON_CreateDoubleArray(confs[i].out_err, L));
+            if (tp) task_probe_json(tp, i + 1, r, "task");
             cJSON_AddItemToArray(res, r);
         }
         cli_json_print(j, 0);
     } else {
         printf("model   %s (%s)\ndata    %s: %d windows x %d tokens\nstats   %s\n\n", model, cfg_arch_name(cfg.arch),
                data, windows, window, stats);
-        printf("%-16s %10s %12s %10s\n", "method", "percentile", "ppl", "vs FP32");
-        printf("%-16s %10s %12.4f %10s\n", cuda ? "fp16" : "fp32", "-", ppl_fp, "-");
+        char tdesc[4400], cells[64];
+        if (tp) printf("task    %s\n\n", task_probe_describe(tp, tdesc, sizeof tdesc));
+        printf("%-16s %10s %12s %10s%s\n", "method", "percentile", "ppl", "vs FP32", tp ? task_probe_header(tp) : "");
+        printf("%-16s %10s %12.4f %10s%s\n", cuda ? "fp16" : "fp32", "-", ppl_fp, "-", tp ? task_probe_cells(tp, 0, cells, sizeof cells) : "");
         for (int i = 0; i < nc; i++) {
             char p[32];
             if (confs[i].pct > 0) snprintf(p, sizeof p, "%g", confs[i].pct);
             else snprintf(p, sizeof p, "-");
-            printf("%-16s %10s %12.4f %+9.2f%%\n", q_method_name(confs[i].method), p, confs[i].ppl, 100 * (confs[i].ppl / ppl_fp - 1));
+            printf("%-16s %10s %12.4f %+9.2f%%%s\n", q_method_name(confs[i].method), p, confs[i].ppl, 100 * (confs[i].ppl / ppl_fp - 1),
+                   tp ? task_probe_cells(tp, i + 1, cells, sizeof cells) : "");
         }
         printf("\nrelative L2 error vs FP32 on window 0, per layer: y (SSM output) / out_proj output\nlayer");
         for (int i = 0; i < nc; i++) {
@@ -345,5 +357,6 @@ int cmd_sweep(int argc, char **argv) {
     free(ids);
     ssm_free(&m);
     q_cstats_close(&cs);
+    task_probe_free(tp);
     return 0;
 }

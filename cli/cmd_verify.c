@@ -30,6 +30,7 @@
 #include "cli/cmds.h"
 #include "cli/eval.h"
 #include "cli/fwd.h"
+#include "cli/task.h"
 #include "core/err.h"
 #include "core/gpu.h"
 #include "core/progress.h"
@@ -145,6 +146,9 @@ int cmd_verify(int argc, char **argv) {
         CLI_THREADS,
         CLI_JSON,
         CLI_QUIET,
+        {.name = "--task", .metavar = "NAME", .help = "also float vs int8 accuracy and agreement on a zero-shot task: lambada or choice (mambaq eval --task)"},
+        {.name = "--task-data", .metavar = "FILE", .help = "--task examples (default: <shared>/datasets/lambada_1000.jsonl, story_choice_valid.jsonl)"},
+        {.name = "--limit", .metavar = "N", .help = "--task: the first N examples only (default: all)"},
         CLI_END,
     };
     cli_parse(argc, argv, opts, "mambaq verify ARTIFACT [--data FILE] [--device cpu|cuda|auto] [options]",
@@ -195,6 +199,7 @@ int cmd_verify(int argc, char **argv) {
         return 1;
     }
     v.tokenizer = cli_tokenizer(v.artifact, cli_get(opts, "--tokenizer"));
+    task_probe *tp = task_probe_open(opts, v.tokenizer, cuda, v.json);   /* NULL without --task */
 
     mq_model m, sm;
     if (ssm_load(v.model, &m)) {
@@ -343,6 +348,7 @@ int cmd_verify(int argc, char **argv) {
                  chk.max_logit);
     }
     const int finite = isfinite(ppl_8);
+    if (tp && (task_probe_model(tp, 0, &m) || task_probe_qmodel(tp, 1, qm))) mq_die("verify: --task: %s", mq_errmsg());
     const char *float_kind = be_kind_text(be_kind_of(bf));
     const char *int8_kind = cuda ? "int8 GPU pass" : no_gpu_auto ? "CPU simulation (NO GPU)" : "CPU simulation";
     if (v.json) {
@@ -392,6 +398,7 @@ int cmd_verify(int argc, char **argv) {
             }
             cJSON_AddBoolToObject(s, "ok", !check_bad);
         }
+        if (tp) task_probe_json_pair(tp, 0, 1, o, "task");
         cJSON_AddNumberToObject(o, "seconds", run_s);
         cJSON_AddNumberToObject(o, "load_seconds", load_s);
         cli_json_print(o, 0);
@@ -420,6 +427,7 @@ int cmd_verify(int argc, char **argv) {
             printf("               ppl on these windows: int8 %.4f, forced simulation %.4f, free-running simulation %.4f\n",
                    exp(nll_8_check / chk.rows), exp(chk.nll_s_forced / chk.rows), exp(nll_sim_check / chk.rows));
         }
+        if (tp) task_probe_print_pair(tp, 0, 1);
         printf("time           %.1f s (%.1f s loading)\n", run_s, load_s);
     }
     int rc = 0;
@@ -435,6 +443,7 @@ int cmd_verify(int argc, char **argv) {
         rc = 3;
     }
     qchk_free(ck);
+    task_probe_free(tp);
     free(lf), free(l8), free(ls), free(hids), free(store), free(rtmp), free(cos), free(cos_min), free(ids);
     be_free(b8), be_free(bf);
     if (forced) q_sim_free(&sm);
