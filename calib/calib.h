@@ -18,6 +18,8 @@
  *   <name>.hist              [2048]   I64 counts of |v| over all samples, log bins (obs.h)
  *   <name>.absmax_per_head   [n_heads]   Mamba2 x_conv_out, ssm_state_act
  *   <name>.absmax_per_group  [n_groups]  Mamba2 B_conv_out, C_conv_out
+ *   <name>.absmax_per_channel [d_inner] M1 x_proj:input, M2 x_conv_out (quamba2's clustering; made
+ *                                       by the CPU observers only, absent from older files)
  * and __metadata__ (all strings): format, format_version, tool, model.* (path, arch, config
  * summary, weights_sha256 = hash_model_weights), data.* (path, sha256, tokens), tokenizer.*,
  * calib.* (samples, seqlen, batch, device, percentiles, seed, windows, ema_alpha, hist,

@@ -207,9 +207,16 @@ void obs_tensor_set_groups(obs_tensor *t, int ngroup, int gsize, int gaxis, cons
     t->gabsmax = mq_calloc(ngroup, sizeof *t->gabsmax);
 }
 
+void obs_tensor_set_channels(obs_tensor *t, int ncols) {
+    t->nchan = ncols;
+    free(t->cabsmax);
+    t->cabsmax = mq_calloc((size_t)ncols, sizeof *t->cabsmax);
+}
+
 void obs_tensor_free(obs_tensor *t) {
     free(t->hist);
     free(t->gabsmax);
+    free(t->cabsmax);
     free(t->buf);
     memset(t, 0, sizeof *t);
 }
@@ -274,6 +281,11 @@ int obs_tensor_observe(obs_tensor *t, const float *x, int rows, int cols, int ld
     t->absmax = maxf(t->absmax, amax);
     for (int b = 0; b < OBS_HIST_BINS; b++) t->hist[b] += hist[b];
     for (int g = 0; g < ng; g++) t->gabsmax[g] = maxf(t->gabsmax[g], gmax[g]);
+    if (t->nchan == cols) {
+        for (int r = 0; r < rows; r++)
+            for (int c = 0; c < cols; c++) t->cabsmax[c] = maxf(t->cabsmax[c], fabsf(x[(size_t)r * ld + c]));
+        t->cobserved++;
+    }
     t->numel += (int64_t)n;
     t->nsamples++;
     return 0;
@@ -367,6 +379,7 @@ obs_set *obs_set_new(const mq_config *c, const double *pct, int nq) {
             add_target(s, l, MQ_ACT_Z, 0, di, t, 0, di, 1);
             int xo = c->dt_rank + 2 * N;
             t = add_tensor(s, l, "x_proj:input", pct, nq);
+            obs_tensor_set_channels(&s->t[t], di);
             add_target(s, l, MQ_ACT_SSM_X, 0, di, t, 0, di, -1);
             t = add_tensor(s, l, "x_proj:output", pct, nq);
             add_target(s, l, MQ_ACT_X_PROJ_OUT, 0, xo, t, 0, xo, -1);
@@ -395,6 +408,7 @@ obs_set *obs_set_new(const mq_config *c, const double *pct, int nq) {
             add_target(s, l, MQ_ACT_DT, 0, H, t, 0, H, -1);
             t = add_tensor(s, l, "x_conv_out:input", pct, nq);
             obs_tensor_set_groups(&s->t[t], H, P, 1, "head");
+            obs_tensor_set_channels(&s->t[t], di);
             add_target(s, l, MQ_ACT_SSM_X, 0, di, t, 0, di, -1);
             t = add_tensor(s, l, "B_conv_out:input", pct, nq);
             obs_tensor_set_groups(&s->t[t], G, N, 1, "group");

@@ -12,7 +12,7 @@
  *   Mamba1                       hook role (ssm/model.h)     what it is
  *   P in_proj:input              MQ_ACT_IN_PROJ_IN           RMSNorm output
  *   P in_proj:output             MQ_ACT_CONV_IN + MQ_ACT_Z   all of in_proj's output [x | z]
- *   P x_proj:input               MQ_ACT_SSM_X                conv1d + SiLU output (SSM input u)
+ *   P x_proj:input               MQ_ACT_SSM_X                conv1d + SiLU output (SSM input u) + absmax_per_channel
  *   P x_proj:output              MQ_ACT_X_PROJ_OUT           [dt_low_rank | B | C]
  *   P dt_proj:input              MQ_ACT_X_PROJ_OUT cols [0, dt_rank)
  *   P dt_proj:output             MQ_ACT_DT                   dt before softplus
@@ -29,7 +29,7 @@
  *   P B_conv_in:input            MQ_ACT_CONV_IN next n_groups*d_state cols
  *   P C_conv_in:input            MQ_ACT_CONV_IN last n_groups*d_state cols
  *   P dt_act:input               MQ_ACT_DT                   raw dt (before bias and softplus)
- *   P x_conv_out:input           MQ_ACT_SSM_X                + absmax_per_head [n_heads]
+ *   P x_conv_out:input           MQ_ACT_SSM_X                + absmax_per_head [n_heads], absmax_per_channel [d_inner]
  *   P B_conv_out:input           MQ_ACT_B                    + absmax_per_group [n_groups]
  *   P C_conv_out:input           MQ_ACT_C                    + absmax_per_group [n_groups]
  *   P ssm_state_act:input        MQ_ACT_SSM_STATE            + absmax_per_head [n_heads]
@@ -123,6 +123,12 @@ typedef struct {
     int ngroup, gsize, gaxis;
     const char *gkind;       /* "head" or "group" */
     float *gabsmax;          /* [ngroup] running max, NULL when ngroup == 0 */
+    /* per-channel (column) absmax, for quamba2's clustered ssm_x scales: [nchan] running max, NULL
+     * when nchan == 0; cobserved counts the samples that updated it (the CPU observers do, the GPU
+     * ones do not yet: it is written only when every sample did) */
+    int nchan;
+    float *cabsmax;
+    int64_t cobserved;
     /* composite tensors (in_proj:output) gather nparts hook calls of one sample into buf */
     int nparts;
     unsigned parts_seen;
@@ -134,6 +140,8 @@ typedef struct {
 void obs_tensor_init(obs_tensor *t, const char *name, int layer, const double *pct, int nq);
 /* Per-head/group absmax: groups of gsize along axis (0: rows, 1: columns). */
 void obs_tensor_set_groups(obs_tensor *t, int ngroup, int gsize, int gaxis, const char *kind);
+/* Per-channel absmax over ncols columns (every column of every call). */
+void obs_tensor_set_channels(obs_tensor *t, int ncols);
 void obs_tensor_free(obs_tensor *t);
 /* One whole sample of the tensor, element (r, c) at x[r*ld + c]. 0, or -1 + mq_errmsg() when a
  * value is NaN/Inf (nothing is accumulated then). */

@@ -41,6 +41,11 @@ int calib_write_stats(obs_set *s, const char *path, const char *const *kv, int n
             snprintf(name, sizeof name, "%s.absmax_per_%s", t->name, t->gkind);
             rc |= st_writer_add(w, name, MQ_F32, 1, &ng, t->gabsmax);
         }
+        if (t->nchan && t->cobserved == t->nsamples) {   /* optional: older files and GPU calibration lack it */
+            int64_t nc = t->nchan;
+            snprintf(name, sizeof name, "%s.absmax_per_channel", t->name);
+            rc |= st_writer_add(w, name, MQ_F32, 1, &nc, t->cabsmax);
+        }
     }
     for (int i = 0; i < nkv && !rc; i++) rc = st_writer_add_metadata(w, kv[2 * i], kv[2 * i + 1]);
     if (!rc) rc = st_writer_write(w, path);

@@ -118,6 +118,8 @@ static void print_json(const calib_stats *s, const char *path) {
         if (h) cJSON_AddItemToObject(o, "absmax_per_head", floats(h));
         const st_tensor *g = calib_stats_tensor(s, name, ".absmax_per_group");
         if (g) cJSON_AddItemToObject(o, "absmax_per_group", floats(g));
+        const st_tensor *ch = calib_stats_tensor(s, name, ".absmax_per_channel");
+        if (ch) cJSON_AddItemToObject(o, "absmax_per_channel", floats(ch));
         cJSON_AddItemToArray(acts, o);
     }
     cli_json_print(root, 1);
