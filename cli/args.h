@@ -76,7 +76,7 @@ const char *cli_size_vs_fp16(double bytes, double fp16_bytes, char *buf, unsigne
 #define CLI_CALIB_OPTS(def_samples) {.name = "--samples", .metavar = "N", .help = "calibration samples (token windows)", .def = def_samples}, \
     {.name = "--seqlen", .metavar = "N", .help = "tokens per calibration sample", .def = "512"}
 /* the recipe (docs/recipe.md); percentile 99.999 is the sweep's choice (docs/results.md) */
-#define CLI_METHOD_HELP "naive | quamba | quamba-rot | percentile-only | hadamard-only (docs/recipe.md)"
+#define CLI_METHOD_HELP "naive | quamba | quamba-rot | quamba2 | percentile-only | hadamard-only (docs/recipe.md)"
 #define CLI_RECIPE_DEFAULT_PERCENTILE "99.999"
 #define CLI_METHOD_OPTS \
     {.name = "--method", .metavar = "NAME", .help = CLI_METHOD_HELP, .def = "quamba"}, \
@@ -86,6 +86,13 @@ const char *cli_size_vs_fp16(double bytes, double fp16_bytes, char *buf, unsigne
     {.name = "--weight-granularity", .metavar = "G", .help = "tensor | channel (one weight scale per output channel)", .def = "tensor"}, \
     {.name = "--quantize-head", .help = "also quantize the lm_head (weight and input) to int8; default: FP16"}, \
     {.name = "--quantize-embedding", .help = "int8 embedding (one scale per row) and int8 lm_head: about 2x smaller than FP16"}
-#define CLI_RECIPE_OPTS CLI_METHOD_OPTS, CLI_WEIGHT_OPTS
+/* quamba2's options (q_cli_options refuses them with another method) */
+#define CLI_QUAMBA2_OPTS \
+    {.name = "--bits", .metavar = "B", .help = "quamba2: w8a8 | w4a8 | w4a16 (int4 in_proj, out_proj; float activations with a16)", .def = "w8a8"}, \
+    {.name = "--weight-method", .metavar = "M", .help = "quamba2 int4 weights: gptq (Hessian of the calibration inputs) | rtn", .def = "gptq"}, \
+    {.name = "--group-size", .metavar = "N", .help = "quamba2 int4 weights: columns per scale; per row when N does not divide the row, or -1", .def = "128"}, \
+    {.name = "--no-cluster", .help = "quamba2: one ssm_x scale per tensor (percentile clip) instead of the 4 x 4 clustered scales"}, \
+    {.name = "--no-state-groups", .help = "quamba2: one B / C scale per tensor instead of one per SSD group (Mamba2)"}
+#define CLI_RECIPE_OPTS CLI_METHOD_OPTS, CLI_WEIGHT_OPTS, CLI_QUAMBA2_OPTS
 
 #endif

@@ -32,10 +32,28 @@ static float wscale_max(const q_weight *w) {
     return m;
 }
 
+/* quamba2's options in words */
+static void quamba2_line(const mq_config *c, const q_options *o, char *buf, size_t n) {
+    char x[96], bc[64];
+    if (o->abits == 16) snprintf(x, sizeof x, "float"), snprintf(bc, sizeof bc, "float");
+    else {
+        if (q_uses_cluster(c, o)) snprintf(x, sizeof x, "4 x 4 clustered scales per SSD group");
+        else snprintf(x, sizeof x, "one scale (percentile %g clip)", o->percentile);
+        snprintf(bc, sizeof bc, "%s", c->arch == MQ_MAMBA1 ? "the x_proj output's scale" : q_uses_state_groups(c, o) ? "one scale per SSD group" : "one scale");
+    }
+    if (q_big_wbits(o) == 4)
+        snprintf(buf, n, "%s: int4 in_proj / out_proj%s by %s, group size %d (one scale per row where it does not divide); "
+                 "ssm_x %s; B / C %s", o->abits == 16 ? "w4a16" : "w4a8", o->quantize_head ? " / lm_head" : "", o->gptq ? "GPTQ" : "RTN",
+                 o->group_size, x, bc);
+    else
+        snprintf(buf, n, "w8a8: ssm_x %s; B / C %s", x, bc);
+}
+
 static void recipe_line(const q_model *qm, char *buf, size_t n) {
     const q_options *o = &qm->opt;
     size_t k = (size_t)snprintf(buf, n, "%s:", q_method_name(o->method));
-    if (q_method_uses_percentile(o->method)) k += (size_t)snprintf(buf + k, n - k, " percentile %g clip on ssm_x;", o->percentile);
+    if (q_uses_cluster(&qm->cfg, o) || (o->method == Q_QUAMBA2 && o->abits == 16)) { /* quamba2: below */ }
+    else if (q_method_uses_percentile(o->method)) k += (size_t)snprintf(buf + k, n - k, " percentile %g clip on ssm_x;", o->percentile);
     else k += (size_t)snprintf(buf + k, n - k, " absmax clips;");
     if (qm->hadamard_n && k < n)
         k += (size_t)snprintf(buf + k, n - k, " Hadamard %d = %d x 2^%d on the out_proj input (fused into out_proj);",
@@ -44,7 +62,25 @@ static void recipe_line(const q_model *qm, char *buf, size_t n) {
     if (qm->resid_n && k < n)
         k += (size_t)snprintf(buf + k, n - k, " residual stream rotated by Hadamard %d = %d x 2^%d (embedding, in_proj, out_proj, "
                               "lm_head; norm_f fused into the lm_head);", qm->resid_n, qm->resid_m, qm->resid_k);
-    if (k < n) snprintf(buf + k, n - k, " int8 weights per %s", o->weight_gran == Q_GRAN_CHANNEL ? "output channel" : "tensor");
+    if (k < n) k += (size_t)snprintf(buf + k, n - k, " int8 weights per %s", o->weight_gran == Q_GRAN_CHANNEL ? "output channel" : "tensor");
+    if (o->method == Q_QUAMBA2 && k + 2 < n) {
+        k += (size_t)snprintf(buf + k, n - k, "; ");
+        quamba2_line(&qm->cfg, o, buf + k, n - k);
+    }
+}
+
+/* The scale of (layer, role, part) for the table: quamba2's vector scales (B / C per SSD group,
+ * clustered ssm_x) by their largest. */
+static float role_scale(const q_model *qm, int l, mq_act_role r, int p) {
+    const q_layer *L = &qm->layers[l];
+    const float *v = NULL;
+    int n = 0;
+    if (r == MQ_ACT_SSM_X && L->x_scale) v = L->x_scale, n = (qm->cfg.arch == MQ_MAMBA2 ? qm->cfg.n_groups : 1) * Q_XCL;
+    if ((r == MQ_ACT_B || r == MQ_ACT_C) && L->bc_scale[r == MQ_ACT_C]) v = L->bc_scale[r == MQ_ACT_C], n = qm->cfg.n_groups;
+    if (!v) return L->act_scale[r][p];
+    float m = 0;
+    for (int i = 0; i < n; i++) m = v[i] > m ? v[i] : m;
+    return m;
 }
 
 /* Roles with a scale, in table order. */
@@ -70,8 +106,8 @@ static void print_text(const art_artifact *a) {
     printf("head       %s%s\n", qm->opt.quantize_embedding ? "embedding int8 (one scale per row), lm_head int8 (weight and input)"
                               : qm->opt.quantize_head ? "lm_head int8 (weight and input), embedding FP16" : "embedding and lm_head FP16",
            untied_here && !qm->opt.quantize_head ? " (lm_head.weight stored: norm_f and H are in it, the embedding has H only)" : "");
-    printf("size       model.safetensors %s (%zu int8, %zu FP16, %zu FP32 scale elements)\n",
-           cli_size_vs_fp16((double)a->model_bytes, (double)fp16, b1, sizeof b1), a->int8_params, a->float_params, a->scale_params);
+    printf("size       model.safetensors %s (%zu int4, %zu int8, %zu FP16, %zu FP32 scale elements)\n",
+           cli_size_vs_fp16((double)a->model_bytes, (double)fp16, b1, sizeof b1), a->int4_params, a->int8_params, a->float_params, a->scale_params);
     printf("source     %s (weights sha256 %.16s...)\n", a->prov.source_model, a->prov.source_hash);
     printf("calib      %s: %ld samples, %ld tokens of %s (sha256 %.16s...)\n", a->prov.stats_file, a->prov.calib_samples,
            a->prov.calib_tokens, a->prov.calib_data, a->prov.calib_data_hash);
@@ -79,15 +115,17 @@ static void print_text(const art_artifact *a) {
 
     mq_act_role roles[MQ_ACT_NROLES];
     int nr = roles_of(qm, roles);
-    printf("activation scales (s = clip / 127)%s\nlayer", c->arch == MQ_MAMBA2 ? "; conv_in = x / B / C" : "");
+    if (!nr) printf("activation scales: none (activations stay float)\n");
+    else printf("activation scales (s = clip / 127)%s%s\nlayer", c->arch == MQ_MAMBA2 ? "; conv_in = x / B / C" : "",
+                qm->opt.method == Q_QUAMBA2 ? "; quamba2's ssm_x, B, C: the largest of their scales" : "");
     for (int i = 0; i < nr; i++) printf(" %*s", roles[i] == MQ_ACT_CONV_IN && c->arch == MQ_MAMBA2 ? 32 : 11, q_role_key(c->arch, roles[i]));
-    printf("\n");
-    for (int l = 0; l < c->n_layer; l++) {
+    if (nr) printf("\n");
+    for (int l = 0; l < c->n_layer && nr; l++) {
         printf("%5d", l);
         for (int i = 0; i < nr; i++) {
             const float *s = qm->layers[l].act_scale[roles[i]];
             if (q_role_parts(c->arch, roles[i]) == 3) printf(" %10.4g/%10.4g/%10.4g", s[0], s[1], s[2]);
-            else printf(" %11.4g", s[0]);
+            else printf(" %11.4g", role_scale(qm, l, roles[i], 0));
         }
         printf("\n");
     }
@@ -133,7 +171,18 @@ static void print_json(const art_artifact *a) {
     cJSON_AddNumberToObject(j, "fp16_bytes", (double)art_fp16_params(c) * 2);
     cJSON_AddNumberToObject(j, "compression_vs_fp16", (double)art_fp16_params(c) * 2 / (double)a->model_bytes);
     cJSON_AddNumberToObject(j, "int8_params", (double)a->int8_params);
+    cJSON_AddNumberToObject(j, "int4_params", (double)a->int4_params);
     cJSON_AddNumberToObject(j, "fp16_params", (double)a->float_params);
+    if (qm->opt.method == Q_QUAMBA2) {
+        const q_options *o = &qm->opt;
+        cJSON *q = cJSON_AddObjectToObject(j, "quamba2");
+        cJSON_AddNumberToObject(q, "weight_bits", q_big_wbits(o));
+        cJSON_AddNumberToObject(q, "activation_bits", o->abits);
+        cJSON_AddNumberToObject(q, "group_size", o->group_size);
+        cJSON_AddStringToObject(q, "weight_method", q_big_wbits(o) == 4 ? (o->gptq ? "gptq" : "rtn") : "absmax");
+        cJSON_AddBoolToObject(q, "cluster", o->cluster);
+        cJSON_AddBoolToObject(q, "state_groups", o->state_groups);
+    }
     cJSON *src = cJSON_AddObjectToObject(j, "source_model");
     cJSON_AddStringToObject(src, "path", a->prov.source_model);
     cJSON_AddStringToObject(src, "hash", a->prov.source_hash);
@@ -153,7 +202,7 @@ static void print_json(const art_artifact *a) {
         for (int i = 0; i < nr; i++) {
             const float *s = qm->layers[l].act_scale[roles[i]];
             int np = q_role_parts(c->arch, roles[i]);
-            if (np == 1) cJSON_AddNumberToObject(act, q_role_key(c->arch, roles[i]), s[0]);
+            if (np == 1) cJSON_AddNumberToObject(act, q_role_key(c->arch, roles[i]), role_scale(qm, l, roles[i], 0));
             else {
                 cJSON *arr = cJSON_AddArrayToObject(act, q_role_key(c->arch, roles[i]));
                 for (int p = 0; p < np; p++) cJSON_AddItemToArray(arr, cJSON_CreateNumber(s[p]));

@@ -35,6 +35,7 @@ static void print_json(const art_artifact *a, const char *out, const char *stats
     cJSON_AddNumberToObject(j, "fp16_bytes", fp16);
     cJSON_AddNumberToObject(j, "compression_vs_fp16", fp16 / (double)a->model_bytes);
     cJSON_AddNumberToObject(j, "int8_params", (double)a->int8_params);
+    cJSON_AddNumberToObject(j, "int4_params", (double)a->int4_params);
     cJSON_AddNumberToObject(j, "fp16_params", (double)a->float_params);
     cJSON *c = cJSON_AddObjectToObject(j, "calibration");
     if (stats) cJSON_AddStringToObject(c, "stats", stats);
@@ -171,11 +172,19 @@ int cmd_quantize(int argc, char **argv) {
     prog_fmt_duration(secs, dur, sizeof dur);
     printf("artifact   %s\n", out);
     printf("method     %s", q_method_name(ao->method));
-    if (q_method_uses_percentile(ao->method)) printf(", ssm_x clipped at percentile %g", ao->percentile);
+    if (q_method_uses_percentile(ao->method) && !q_uses_cluster(&a.qm.cfg, ao) && !(ao->method == Q_QUAMBA2 && ao->abits == 16))
+        printf(", ssm_x clipped at percentile %g", ao->percentile);
     if (a.qm.hadamard_n) printf(", Hadamard %d on the out_proj input", a.qm.hadamard_n);
     if (q_method_fuses_norm(ao->method)) printf(", RMSNorm fused");
     if (a.qm.resid_n) printf(", residual stream rotated (Hadamard %d; norm_f fused into the lm_head)", a.qm.resid_n);
-    printf("\nweights    int8 per %s: %zu int8 + %zu FP16 elements (%s)%s\n", q_gran_name(ao->weight_gran), a.int8_params, a.float_params,
+    if (ao->method == Q_QUAMBA2)
+        printf("\nquamba2    %s, %s weights%s; ssm_x %s; B / C %s", q_big_wbits(ao) == 4 ? (ao->abits == 16 ? "W4A16" : "W4A8") : "W8A8",
+               q_big_wbits(ao) == 4 ? (ao->gptq ? "GPTQ int4" : "RTN int4") : "int8",
+               q_big_wbits(ao) == 4 ? " (in_proj, out_proj; conv1d, x_proj, dt_proj int8)" : "",
+               ao->abits == 16 ? "float" : q_uses_cluster(&a.qm.cfg, ao) ? "clustered (4 x 4 scales per SSD group)" : "one scale",
+               ao->abits == 16 ? "float" : a.qm.cfg.arch == MQ_MAMBA1 ? "the x_proj output's scale (Mamba1: one group)"
+               : q_uses_state_groups(&a.qm.cfg, ao) ? "one scale per SSD group" : "one scale");
+    printf("\nweights    int8 per %s: %zu int4 + %zu int8 + %zu FP16 elements (%s)%s\n", q_gran_name(ao->weight_gran), a.int4_params, a.int8_params, a.float_params,
            ao->quantize_embedding ? "embedding int8 per row, lm_head int8"
            : ao->quantize_head    ? "lm_head int8, embedding FP16"
                                   : "embedding and lm_head FP16",

@@ -29,6 +29,32 @@ void q_cli_options(const cli_opt *opts, q_options *o) {
     }
     o->quantize_embedding = cli_flag(opts, "--quantize-embedding");
     o->quantize_head = cli_flag(opts, "--quantize-head") || o->quantize_embedding;   /* the int8 embedding is the tied lm_head */
+    static const char *const q2[] = {"--bits", "--weight-method", "--group-size", "--no-cluster", "--no-state-groups"};
+    for (size_t i = 0; i < sizeof q2 / sizeof q2[0]; i++)
+        if (o->method != Q_QUAMBA2 && cli_flag(opts, q2[i])) {
+            fprintf(stderr, "mambaq: %s belongs to --method quamba2 (method %s is W8A8 with its own options)\n", q2[i], q_method_name(o->method));
+            exit(2);
+        }
+    const char *bits = cli_get(opts, "--bits"), *wm = cli_get(opts, "--weight-method");
+    if (!strcmp(bits, "w8a8")) o->wbits = 8, o->abits = 8;
+    else if (!strcmp(bits, "w4a8")) o->wbits = 4, o->abits = 8;
+    else if (!strcmp(bits, "w4a16")) o->wbits = 4, o->abits = 16;
+    else {
+        fprintf(stderr, "mambaq: --bits: '%s' is not w8a8, w4a8 or w4a16\n", bits);
+        exit(2);
+    }
+    if (strcmp(wm, "gptq") && strcmp(wm, "rtn")) {
+        fprintf(stderr, "mambaq: --weight-method: '%s' is not gptq or rtn\n", wm);
+        exit(2);
+    }
+    o->gptq = !strcmp(wm, "gptq");
+    o->group_size = (int)cli_int(opts, "--group-size", -1, 1 << 20);
+    if (o->group_size == 0) {
+        fprintf(stderr, "mambaq: --group-size: 0 is not a size (-1: one scale per row)\n");
+        exit(2);
+    }
+    o->cluster = !cli_flag(opts, "--no-cluster");
+    o->state_groups = !cli_flag(opts, "--no-state-groups");
 }
 
 /* The name of the file or folder path names ("a/b/name/", "name/./" -> "name") into buf. */
@@ -97,8 +123,9 @@ int q_cli_check_stats(const calib_stats *s, const char *path) {
         if (!(amax > 0))
             return mq_fail("%s: %s.absmax = 0: the activation was exactly zero on every calibration token, which no working "
                            "model does; the statistics are broken (re-run mambaq calib)", path, name);
-        static const char *const rest[] = {".percentiles", ".ema_percentiles", ".absmax_per_head", ".absmax_per_group"};
-        for (int k = 0; k < 4; k++)
+        static const char *const rest[] = {".percentiles", ".ema_percentiles", ".absmax_per_head", ".absmax_per_group",
+                                           ".absmax_per_channel"};
+        for (int k = 0; k < 5; k++)
             if (check_values(path, name, rest[k], calib_stats_tensor(s, name, rest[k]), amax)) return -1;
     }
     return 0;
@@ -174,10 +201,18 @@ int q_cli_quantize(const char *model, const char *stats, const char *tokenizer, 
                     missing & 4 ? " the lm_head input statistics of this recipe" : "");
         rc = q_cstats_fused_pass(&cs, &m, tokenizer, progress);
     }
-    if (progress && !rc) fprintf(stderr, "quantizing (%s) into %s\n", q_method_name(o->method), out);
     q_stats qs = q_cstats_iface(&cs);
+    q_hessians hess = {0};
+    if (!rc && q_big_wbits(o) == 4 && o->gptq) {
+        /* GPTQ: the Hessians of the int4 linears' inputs, from the same calibration windows */
+        if (progress) fprintf(stderr, "Hessian pass for GPTQ over the calibration windows (at most %d tokens)\n", Q_HESS_MAX_TOKENS);
+        rc = q_cstats_hessian_pass(&cs, &m, tokenizer, o, progress, &hess);
+        if (!rc) qs.hess = &hess;
+    }
+    if (progress && !rc) fprintf(stderr, "quantizing (%s) into %s\n", q_method_name(o->method), out);
     q_model qm;
     if (!rc) rc = q_quantize(&m, &qs, o, &qm);
+    q_hessians_free(&hess);
     ssm_free(&m);
     if (!rc) {
         art_provenance pv;

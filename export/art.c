@@ -31,7 +31,8 @@ static int pjoin(char *buf, const char *a, const char *b) {
 
 /* ---- the tensor table ---- */
 
-typedef enum { T_F16, T_I8, T_WSCALE, T_ASCALE } tkind;
+/* T_I4: an int4 weight packed two a byte (U8, q_i4_pack); T_IDX: quamba2's ssm_x scale index (I8) */
+typedef enum { T_F16, T_I8, T_WSCALE, T_ASCALE, T_I4, T_IDX } tkind;
 
 typedef struct {
     char name[160];
@@ -41,6 +42,7 @@ typedef struct {
     float **f;          /* T_F16: the q_model field holding the array */
     q_weight *w;        /* T_I8 / T_WSCALE */
     float *s;           /* T_ASCALE */
+    int8_t **idx;       /* T_IDX */
 } tspec;
 
 typedef struct {
@@ -80,6 +82,32 @@ static void add_weight(tlist *L, q_weight *w, q_granularity g, int conv, int64_t
     add(L, T_WSCALE, 1, w->nscale, 0, 0, "%s.weight_scale", prefix)->w = w;
 }
 
+/* in_proj, out_proj, lm_head: int8 as add_weight, or (quamba2 wbits 4) int4 packed [rows, cols / 2]
+ * with scales [rows, cols / group] ([rows] when one group is the whole row) */
+static void add_big(tlist *L, q_weight *w, const q_options *o, int64_t rows, int64_t cols, const char *prefix) {
+    if (q_big_wbits(o) == 8) {
+        add_weight(L, w, o->weight_gran, 0, rows, cols, prefix);
+        return;
+    }
+    w->rows = (int)rows;
+    w->cols = (int)cols;
+    w->bits = 4;
+    w->group = q_i4_group(o, (int)cols);
+    w->nscale = (int)(rows * (cols / w->group));
+    add(L, T_I4, 2, rows, cols / 2, 0, "%s.weight", prefix)->w = w;
+    if (w->group == cols) add(L, T_WSCALE, 1, rows, 0, 0, "%s.weight_scale", prefix)->w = w;
+    else add(L, T_WSCALE, 2, rows, cols / w->group, 0, "%s.weight_scale", prefix)->w = w;
+}
+
+/* an activation scale held in an array of its own (quamba2), allocated for the reader */
+static tspec *add_vec_scale(tlist *L, float **arr, int ndim, int64_t d0, int64_t d1, int64_t d2, const char *name) {
+    int64_t n = d0 * (ndim > 1 ? d1 : 1) * (ndim > 2 ? d2 : 1);
+    if (!*arr) *arr = mq_calloc((size_t)n, sizeof **arr);
+    tspec *t = add(L, T_ASCALE, ndim, d0, d1, d2, "%s", name);
+    t->s = *arr;
+    return t;
+}
+
 static void build_table(q_model *qm, tlist *L) {
     const mq_config *c = &qm->cfg;
     const q_options *o = &qm->opt;
@@ -93,7 +121,7 @@ static void build_table(q_model *qm, tlist *L) {
         snprintf(s, sizeof s, "%s.norm.weight", p);
         add_f16(L, &Q->norm_w, 1, D, 0, s);
         snprintf(s, sizeof s, "%s.mixer.in_proj", p);
-        add_weight(L, &Q->in_proj, o->weight_gran, 0, N, D, s);
+        add_big(L, &Q->in_proj, o, N, D, s);
         if (c->proj_bias) add(L, T_F16, 1, N, 0, 0, "%s.mixer.in_proj.bias", p)->f = &Q->in_proj_b;
         snprintf(s, sizeof s, "%s.mixer.conv1d", p);
         add_weight(L, &Q->conv1d, o->weight_gran, 1, CD, c->d_conv, s);
@@ -113,21 +141,30 @@ static void build_table(q_model *qm, tlist *L) {
             add(L, T_F16, 1, E, 0, 0, "%s.mixer.norm.weight", p)->f = &Q->gnorm_w;
         }
         snprintf(s, sizeof s, "%s.mixer.out_proj", p);
-        add_weight(L, &Q->out_proj, o->weight_gran, 0, D, E, s);
+        add_big(L, &Q->out_proj, o, D, E, s);
         if (c->proj_bias) add(L, T_F16, 1, D, 0, 0, "%s.mixer.out_proj.bias", p)->f = &Q->out_proj_b;
         for (int r = 0; r < MQ_ACT_NROLES; r++) {
             if (r == MQ_ACT_LM_HEAD_IN || !q_role_quantized(c->arch, o, (mq_act_role)r)) continue;
             char nm[160];
-            add(L, T_ASCALE, 1, q_role_parts(c->arch, (mq_act_role)r), 0, 0, "%s",
-                q_scale_name(c->arch, l, (mq_act_role)r, nm, sizeof nm))->s = Q->act_scale[r];
+            q_scale_name(c->arch, l, (mq_act_role)r, nm, sizeof nm);
+            if (r == MQ_ACT_SSM_X && q_uses_cluster(c, o)) {
+                /* quamba2: [n_groups, head groups, dimension groups], and each channel's slot */
+                add_vec_scale(L, &Q->x_scale, 3, c->arch == MQ_MAMBA2 ? c->n_groups : 1, Q_XHG, Q_XDG, nm);
+                if (!Q->x_index) Q->x_index = mq_calloc((size_t)E, 1);
+                add(L, T_IDX, 1, E, 0, 0, "%s_index", nm)->idx = &Q->x_index;
+            } else if ((r == MQ_ACT_B || r == MQ_ACT_C) && q_uses_state_groups(c, o)) {
+                add_vec_scale(L, &Q->bc_scale[r == MQ_ACT_C], 1, c->n_groups, 0, 0, nm);   /* one per SSD group */
+            } else {
+                add(L, T_ASCALE, 1, q_role_parts(c->arch, (mq_act_role)r), 0, 0, "%s", nm)->s = Q->act_scale[r];
+            }
         }
     }
     add_f16(L, &qm->norm_f, 1, D, 0, "backbone.norm_f.weight");
     if (o->quantize_embedding && !q_head_untied(c, o->method)) {
         add(L, T_ASCALE, 1, 1, 0, 0, "lm_head.input_scale")->s = &qm->lm_head_in_scale;   /* the weight is the embedding's */
     } else if (o->quantize_head) {
-        add_weight(L, &qm->lm_head_q, o->weight_gran, 0, V, D, "lm_head");
-        add(L, T_ASCALE, 1, 1, 0, 0, "lm_head.input_scale")->s = &qm->lm_head_in_scale;
+        add_big(L, &qm->lm_head_q, o, V, D, "lm_head");
+        if (q_role_quantized(c->arch, o, MQ_ACT_LM_HEAD_IN)) add(L, T_ASCALE, 1, 1, 0, 0, "lm_head.input_scale")->s = &qm->lm_head_in_scale;
     } else if (q_head_untied(c, o->method)) {
         add_f16(L, &qm->lm_head, 2, V, D, "lm_head.weight");
     }
@@ -139,7 +176,7 @@ static int64_t numel(const tspec *t) {
     return n;
 }
 
-int art_format_version(const q_model *qm) { return qm->opt.quantize_embedding ? 2 : 1; }
+int art_format_version(const q_model *qm) { return qm->opt.method == Q_QUAMBA2 ? 3 : qm->opt.quantize_embedding ? 2 : 1; }
 
 size_t art_fp16_params(const mq_config *c) {
     size_t D = c->d_model, E = c->d_inner, N = cfg_in_proj_dim(c), CD = cfg_conv_dim(c), V = c->vocab_size;
@@ -159,6 +196,31 @@ static const char *role_clip_desc(const q_model *qm, mq_act_role r) {
     return "absmax";
 }
 
+static int act_bits(const q_options *o) { return o->method == Q_QUAMBA2 ? o->abits : 8; }
+
+/* quant_config.json "quamba2": the options and the layouts they give (docs/recipe.md, "Quamba2") */
+static void add_quamba2(cJSON *j, const q_model *qm) {
+    const q_options *o = &qm->opt;
+    const mq_config *c = &qm->cfg;
+    cJSON *q = cJSON_AddObjectToObject(j, "quamba2");
+    cJSON_AddStringToObject(q, "bits", q_big_wbits(o) == 4 ? (o->abits == 16 ? "w4a16" : "w4a8") : "w8a8");
+    cJSON_AddStringToObject(q, "weight_method", q_big_wbits(o) == 4 ? (o->gptq ? "gptq" : "rtn") : "absmax");
+    cJSON_AddNumberToObject(q, "group_size", o->group_size);
+    cJSON_AddBoolToObject(q, "cluster", o->cluster);
+    cJSON_AddBoolToObject(q, "state_groups", o->state_groups);
+    if (q_big_wbits(o) == 4) {
+        cJSON_AddStringToObject(q, "int4_weights", "in_proj, out_proj (and lm_head with quantize_head): U8 [rows, cols / 2], two codes a byte, "
+                                                   "column 2j in the low nibble, 2j+1 in the high nibble, two's complement, codes in [-7, 7]; "
+                                                   "weight_scale F32 [rows, cols / group] (group = group_size when it divides cols, else "
+                                                   "[rows]: one per row); w = code * scale; conv1d, x_proj, dt_proj stay int8");
+        cJSON_AddStringToObject(q, "int4_rule", "s = max(absmax of the group, 1e-5) / 7, q = clamp(rint(v / s), -7, 7)");
+    }
+    if (q_uses_cluster(c, o))
+        cJSON_AddStringToObject(q, "ssm_x_scales", "x scale tensor F32 [n_groups, 4 head groups, 4 dimension groups] (Mamba1: [1, 4, 4]); "
+                                                   "<name>_index I8 [d_inner]: channel c uses scale[group of c][index[c] / 4][index[c] % 4]");
+    if (q_uses_state_groups(c, o)) cJSON_AddStringToObject(q, "bc_scales", "B_scale, C_scale F32 [n_groups]: one per SSD group of d_state columns");
+}
+
 static char *quant_config_json(const q_model *qm, const art_provenance *pv) {
     const mq_config *c = &qm->cfg;
     const q_options *o = &qm->opt;
@@ -167,9 +229,10 @@ static char *quant_config_json(const q_model *qm, const art_provenance *pv) {
     cJSON_AddNumberToObject(j, "format_version", art_format_version(qm));
     cJSON_AddStringToObject(j, "method", q_method_name(o->method));
     cJSON_AddStringToObject(j, "arch", cfg_arch_name(c->arch));
-    cJSON_AddNumberToObject(j, "weight_bits", 8);
-    cJSON_AddNumberToObject(j, "activation_bits", 8);
+    cJSON_AddNumberToObject(j, "weight_bits", q_big_wbits(o));
+    cJSON_AddNumberToObject(j, "activation_bits", act_bits(o));
     cJSON_AddStringToObject(j, "weight_granularity", q_gran_name(o->weight_gran));
+    if (o->method == Q_QUAMBA2) add_quamba2(j, qm);
     cJSON_AddStringToObject(j, "activation_granularity", "tensor");
     cJSON_AddStringToObject(j, "quant_rule", "q = clamp(rint(v / s), -127, 127), round half to even, NaN -> 0; v' = q * s; s = max(clip, 1e-5) / 127");
     if (q_method_uses_percentile(o->method)) {
@@ -319,13 +382,22 @@ static int write_hf_config(const char *src, const char *dst, const q_model *qm, 
     cJSON_AddStringToObject(q, "format", ART_FORMAT);
     cJSON_AddNumberToObject(q, "version", art_format_version(qm));
     cJSON_AddStringToObject(q, "tool_version", pv->tool_version);
-    cJSON_AddNumberToObject(q, "bits", 8);
-    cJSON_AddNumberToObject(q, "activation_bits", 8);
+    cJSON_AddNumberToObject(q, "bits", q_big_wbits(o));
+    cJSON_AddNumberToObject(q, "activation_bits", act_bits(o));
     cJSON_AddBoolToObject(q, "sym", 1);
-    cJSON_AddNumberToObject(q, "group_size", o->weight_gran == Q_GRAN_CHANNEL ? -1 : 0);
+    if (q_big_wbits(o) == 4) cJSON_AddNumberToObject(q, "group_size", o->group_size > 0 ? o->group_size : -1);
+    else cJSON_AddNumberToObject(q, "group_size", o->weight_gran == Q_GRAN_CHANNEL ? -1 : 0);
     cJSON_AddStringToObject(q, "weight_granularity", q_gran_name(o->weight_gran));
     cJSON_AddStringToObject(q, "activation_scheme", "static");
     cJSON_AddStringToObject(q, "recipe", q_method_name(o->method));
+    if (o->method == Q_QUAMBA2) {
+        cJSON *r = cJSON_AddObjectToObject(q, "recipe_options");
+        cJSON_AddStringToObject(r, "weight_method", q_big_wbits(o) == 4 ? (o->gptq ? "gptq" : "rtn") : "absmax");
+        cJSON_AddBoolToObject(r, "cluster", o->cluster);
+        cJSON_AddBoolToObject(r, "state_groups", o->state_groups);
+        cJSON_AddStringToObject(r, "note", "group_size: columns per int4 weight scale of in_proj / out_proj / lm_head where it divides "
+                                           "the row, else one per row; conv1d, x_proj, dt_proj stay int8");
+    }
     if (q_method_uses_percentile(o->method)) cJSON_AddNumberToObject(q, "percentile", o->percentile);
     else cJSON_AddNullToObject(q, "percentile");
     if (qm->hadamard_n) cJSON_AddNumberToObject(q, "hadamard", qm->hadamard_n);
@@ -346,7 +418,7 @@ static int write_hf_config(const char *src, const char *dst, const q_model *qm, 
         snprintf(pat, sizeof pat, "backbone.layers.{i}.%s", nm + strlen("backbone.layers.0."));
         cJSON_AddItemToArray(names, cJSON_CreateString(pat));
     }
-    if (o->quantize_head) cJSON_AddItemToArray(names, cJSON_CreateString("lm_head.input_scale"));
+    if (q_role_quantized(qm->cfg.arch, o, MQ_ACT_LM_HEAD_IN)) cJSON_AddItemToArray(names, cJSON_CreateString("lm_head.input_scale"));
     cJSON_AddBoolToObject(q, "quantize_head", o->quantize_head);
     cJSON_AddBoolToObject(q, "quantize_embedding", o->quantize_embedding);
     cJSON *keep = cJSON_AddArrayToObject(q, "modules_not_to_convert");
@@ -410,10 +482,18 @@ static int write_contents(const char *tmp, const q_model *qm, const art_provenan
         } else if (t->kind == T_I8) {
             if (!t->w->q) { rc = mq_fail("artifact: weight %s has no data (internal error)", t->name); break; }
             rc = st_writer_add(w, t->name, MQ_I8, t->ndim, t->shape, t->w->q);
+        } else if (t->kind == T_I4) {
+            if (!t->w->q || t->w->bits != 4) { rc = mq_fail("artifact: int4 weight %s has no data (internal error)", t->name); break; }
+            uint8_t *pk = mq_malloc((size_t)n);
+            q_i4_pack(t->w->q, (size_t)n * 2, pk);
+            rc = st_writer_add(w, t->name, MQ_U8, t->ndim, t->shape, pk);
+            free(pk);
+        } else if (t->kind == T_IDX) {
+            rc = st_writer_add(w, t->name, MQ_I8, t->ndim, t->shape, *t->idx);
         } else if (t->kind == T_WSCALE) {
-            rc = check_scales("artifact", t->name, t->w->scale, n) || st_writer_add(w, t->name, MQ_F32, 1, t->shape, t->w->scale);
+            rc = check_scales("artifact", t->name, t->w->scale, n) || st_writer_add(w, t->name, MQ_F32, t->ndim, t->shape, t->w->scale);
         } else {
-            rc = check_scales("artifact", t->name, t->s, n) || st_writer_add(w, t->name, MQ_F32, 1, t->shape, t->s);
+            rc = check_scales("artifact", t->name, t->s, n) || st_writer_add(w, t->name, MQ_F32, t->ndim, t->shape, t->s);
         }
     }
     free(L.t);
@@ -574,6 +654,27 @@ static void jcopy(const cJSON *j, const char *key, char *dst, size_t n) {
     if (cJSON_IsString(v)) snprintf(dst, n, "%s", v->valuestring);
 }
 
+/* quant_config.json's "quamba2" object into o */
+static int read_quamba2(const cJSON *j, const char *path, q_options *o) {
+    const cJSON *q = cJSON_GetObjectItemCaseSensitive(j, "quamba2");
+    const cJSON *bits = cJSON_GetObjectItemCaseSensitive(q, "bits"), *wm = cJSON_GetObjectItemCaseSensitive(q, "weight_method");
+    const cJSON *gs = cJSON_GetObjectItemCaseSensitive(q, "group_size"), *cl = cJSON_GetObjectItemCaseSensitive(q, "cluster");
+    const cJSON *sg = cJSON_GetObjectItemCaseSensitive(q, "state_groups");
+    if (!cJSON_IsObject(q) || !cJSON_IsString(bits) || !cJSON_IsString(wm) || !cJSON_IsNumber(gs) || !cJSON_IsBool(cl) || !cJSON_IsBool(sg))
+        return mq_fail("%s: method quamba2 needs the object \"quamba2\" with bits, weight_method, group_size, cluster, state_groups", path);
+    if (!strcmp(bits->valuestring, "w8a8")) o->wbits = 8, o->abits = 8;
+    else if (!strcmp(bits->valuestring, "w4a8")) o->wbits = 4, o->abits = 8;
+    else if (!strcmp(bits->valuestring, "w4a16")) o->wbits = 4, o->abits = 16;
+    else return mq_fail("%s: quamba2.bits \"%s\" is not w8a8, w4a8 or w4a16", path, bits->valuestring);
+    o->gptq = !strcmp(wm->valuestring, "gptq");
+    o->group_size = gs->valueint;
+    if (gs->valuedouble != o->group_size || (o->group_size < 1 && o->group_size != -1))
+        return mq_fail("%s: quamba2.group_size %g is not a positive size or -1", path, gs->valuedouble);
+    o->cluster = cJSON_IsTrue(cl);
+    o->state_groups = cJSON_IsTrue(sg);
+    return 0;
+}
+
 /* tied: lm_head_tied_to_embedding, or -1 when the field is absent (artifacts written before it) */
 static int read_quant_config(const char *dir, art_artifact *a, int *tied) {
     char path[ART_PATH];
@@ -604,8 +705,12 @@ static int read_quant_config(const char *dir, art_artifact *a, int *tied) {
     if (q_gran_from_name(s, &o->weight_gran)) { mq_fail_ctx("%s: field \"weight_granularity\"", path); goto out; }
     v = cJSON_GetObjectItemCaseSensitive(j, "weight_bits");
     const cJSON *ab = cJSON_GetObjectItemCaseSensitive(j, "activation_bits");
-    if (!cJSON_IsNumber(v) || v->valueint != 8 || !cJSON_IsNumber(ab) || ab->valueint != 8) {
-        mq_fail("%s: weight_bits and activation_bits must be 8", path);
+    if (o->method == Q_QUAMBA2) {
+        if (a->format_version < 3) { mq_fail("%s: method quamba2 needs format_version 3", path); goto out; }
+        if (read_quamba2(j, path, o)) goto out;
+    }
+    if (!cJSON_IsNumber(v) || v->valueint != q_big_wbits(o) || !cJSON_IsNumber(ab) || ab->valueint != act_bits(o)) {
+        mq_fail("%s: weight_bits and activation_bits must be %d and %d (method %s)", path, q_big_wbits(o), act_bits(o), q_method_name(o->method));
         goto out;
     }
     v = cJSON_GetObjectItemCaseSensitive(j, "percentile");
@@ -713,7 +818,7 @@ static int read_tensors(const char *dir, art_artifact *a) {
     build_table(qm, &L);
     int rc = 0;
     char b1[96], b2[96];
-    mq_dtype want[] = {[T_F16] = MQ_F16, [T_I8] = MQ_I8, [T_WSCALE] = MQ_F32, [T_ASCALE] = MQ_F32};
+    mq_dtype want[] = {[T_F16] = MQ_F16, [T_I8] = MQ_I8, [T_WSCALE] = MQ_F32, [T_ASCALE] = MQ_F32, [T_I4] = MQ_U8, [T_IDX] = MQ_I8};
     for (int i = 0; i < L.n && !rc; i++) {
         tspec *t = &L.t[i];
         const st_tensor *x = st_find(f, t->name);
@@ -740,6 +845,15 @@ static int read_tensors(const char *dir, art_artifact *a) {
             for (int64_t k = 0; k < n; k++)
                 if (t->w->q[k] == -128) { rc = mq_fail("%s: tensor %s[%lld] = -128, outside the symmetric range [-127, 127]", path, t->name, (long long)k); break; }
             a->int8_params += (size_t)n;
+        } else if (t->kind == T_I4) {
+            t->w->q = mq_malloc((size_t)n * 2);
+            long bad = q_i4_unpack(x->data, (size_t)n * 2, t->w->q);
+            if (bad >= 0) { rc = mq_fail("%s: tensor %s: int4 code -8 at element %ld, outside the symmetric range [-7, 7]", path, t->name, bad); break; }
+            a->int4_params += (size_t)n * 2;
+        } else if (t->kind == T_IDX) {
+            memcpy(*t->idx, x->data, (size_t)n);
+            for (int64_t k = 0; k < n; k++)
+                if ((*t->idx)[k] < 0 || (*t->idx)[k] >= Q_XCL) { rc = mq_fail("%s: tensor %s[%lld] = %d is not a scale slot in [0, %d)", path, t->name, (long long)k, (*t->idx)[k], Q_XCL); break; }
         } else {
             float *dst;
             if (t->kind == T_WSCALE) dst = t->w->scale = mq_malloc((size_t)n * sizeof(float));

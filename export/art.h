@@ -26,8 +26,10 @@ extern "C" {
 
 #define ART_FORMAT "mambaq-w8a8"
 /* The newest version this mambaq reads and writes. 2 added the int8 embedding (quantize_embedding);
- * an artifact without it is written as version 1, which every mambaq reads. */
-#define ART_FORMAT_VERSION 2
+ * 3 the quamba2 recipe (int4 weights packed two a byte as U8, low nibble = even column; per-group
+ * scales of B / C; clustered ssm_x scales with their index; activation_bits 16). An artifact without
+ * these is written as version 1 (or 2), which every mambaq reads. */
+#define ART_FORMAT_VERSION 3
 #define ART_FORMAT_VERSION_MIN 1
 /* The version an artifact of qm is written as. */
 int art_format_version(const q_model *qm);
@@ -57,6 +59,7 @@ typedef struct {
     int format_version;
     size_t model_bytes;        /* size of model.safetensors */
     size_t int8_params;        /* elements stored as I8 */
+    size_t int4_params;        /* elements stored as int4 (two a byte, U8) */
     size_t float_params;       /* elements stored as F16 */
     size_t scale_params;       /* elements stored as F32 */
 } art_artifact;

@@ -25,6 +25,52 @@ static float *dup16(const float *src, size_t n, const char *what, int layer, int
     return d;
 }
 
+/* in_proj / out_proj / lm_head: int8 per the granularity, or (quamba2 wbits 4) int4 per group by
+ * GPTQ on the Hessian H of its input, or by round-to-nearest */
+static int big_weight(const float *W, int rows, int cols, const q_options *o, const double *H, const char *what, int layer, q_weight *w) {
+    if (q_big_wbits(o) == 8) {
+        q_weight_quantize(W, rows, cols, o->weight_gran, w);
+        return 0;
+    }
+    if (cols % 2) return mq_fail("layer %d %s: int4 weights need an even number of columns (two a byte), found %d", layer, what, cols);
+    int group = q_i4_group(o, cols);
+    if (!o->gptq) {
+        q_weight_quantize_i4(W, rows, cols, group, w);
+        return 0;
+    }
+    if (!H) return mq_fail("layer %d %s: GPTQ needs the Hessian of its input (no Hessian pass ran; --weight-method rtn does without)", layer, what);
+    return q_gptq_i4(W, rows, cols, group, H, w) ? mq_fail_ctx("layer %d %s", layer, what) : 0;
+}
+
+/* quamba2's activation scales that are vectors: B and C per SSD group, ssm_x clustered */
+static int quamba2_scales(const mq_config *c, const q_options *o, const q_stats *st, int l, q_layer *L) {
+    if (q_uses_state_groups(c, o))
+        for (int k = 0; k < 2; k++) {
+            mq_act_role role = k ? MQ_ACT_C : MQ_ACT_B;
+            L->bc_scale[k] = mq_malloc((size_t)c->n_groups * sizeof(float));
+            if (!st->vector) return mq_fail("statistics without per-group absmax (quamba2 B/C scales)");
+            if (st->vector(st->ctx, l, role, "group", L->bc_scale[k], c->n_groups)) return -1;
+            for (int g = 0; g < c->n_groups; g++) L->bc_scale[k][g] = qr_scale(L->bc_scale[k][g]);
+        }
+    if (q_uses_cluster(c, o)) {
+        float *amax = mq_malloc((size_t)c->d_inner * sizeof *amax);
+        if (!st->vector) {
+            free(amax);
+            return mq_fail("statistics without per-channel absmax (quamba2 ssm_x clustering)");
+        }
+        if (st->vector(st->ctx, l, MQ_ACT_SSM_X, "channel", amax, c->d_inner)) {
+            free(amax);
+            return -1;
+        }
+        int G = c->arch == MQ_MAMBA2 ? c->n_groups : 1;
+        L->x_scale = mq_malloc((size_t)G * Q_XCL * sizeof(float));
+        L->x_index = mq_malloc((size_t)c->d_inner);
+        q_x_cluster(c, amax, L->x_scale, L->x_index);
+        free(amax);
+    }
+    return 0;
+}
+
 static float *ones(size_t n) {
     float *d = mq_malloc(n * sizeof *d);
     for (size_t i = 0; i < n; i++) d[i] = 1.0f;
@@ -69,14 +115,14 @@ int q_quantize(const mq_model *src, const q_stats *st, const q_options *opt, q_m
             for (int r = 0; r < N; r++)
                 for (int k = 0; k < D; k++) tmp[(size_t)r * D + k] *= S->norm_w[k];
         if (rot && had_transform_f32(tmp, N, D)) { bad = 1; break; }   /* its input arrives as norm(r) H */
-        q_weight_quantize(tmp, N, D, o->weight_gran, &L->in_proj);
+        if (big_weight(tmp, N, D, o, st->hess ? st->hess->in_proj[l] : NULL, "in_proj", l, &L->in_proj)) { bad = 1; break; }
         L->norm_w = fuse ? ones((size_t)D) : dup16(S->norm_w, (size_t)D, "norm.weight", l, &bad);
         /* out_proj, rotated: W' = W H^T; under the residual rotation also H_D W', so it adds a
          * rotated update to the rotated residual */
         memcpy(tmp, S->out_proj, (size_t)D * E * sizeof *tmp);
         if (had && had_transform_f32(tmp, D, E)) { bad = 1; break; }
         if (rot && q_rotate_cols(tmp, D, E)) { bad = 1; break; }
-        q_weight_quantize(tmp, D, E, o->weight_gran, &L->out_proj);
+        if (big_weight(tmp, D, E, o, st->hess ? st->hess->out_proj[l] : NULL, "out_proj", l, &L->out_proj)) { bad = 1; break; }
         q_weight_quantize(S->conv_w, CD, c->d_conv, o->weight_gran, &L->conv1d);
         L->in_proj_b = dup16(S->in_proj_b, (size_t)N, "in_proj.bias", l, &bad);
         if (rot && S->out_proj_b) {
@@ -97,8 +143,10 @@ int q_quantize(const mq_model *src, const q_stats *st, const q_options *opt, q_m
             L->dt_bias = dup16(S->dt_bias, (size_t)c->n_heads, "dt_bias", l, &bad);
             L->gnorm_w = dup16(S->gnorm_w, (size_t)E, "mixer.norm.weight", l, &bad);
         }
+        if (o->method == Q_QUAMBA2 && quamba2_scales(c, o, st, l, L)) { bad = 1; break; }
         for (int r = 0; r < MQ_ACT_NROLES && !bad; r++) {
             if (r == MQ_ACT_LM_HEAD_IN || !q_role_quantized(c->arch, o, (mq_act_role)r)) continue;
+            if ((r == MQ_ACT_SSM_X && L->x_scale) || ((r == MQ_ACT_B || r == MQ_ACT_C) && L->bc_scale[0])) continue;
             for (int p = 0; p < q_role_parts(c->arch, (mq_act_role)r) && !bad; p++) {
                 float clip;
                 if (q_role_clip(o, st, l, (mq_act_role)r, p, &clip)) bad = 1;
@@ -127,9 +175,10 @@ int q_quantize(const mq_model *src, const q_stats *st, const q_options *opt, q_m
         if (!bad && o->quantize_head) {
             /* a tied lm_head stays the embedding: its int8 table, scale per row */
             if (o->quantize_embedding && !q_head_untied(c, o->method)) q_weight_copy(&out->embed_q, &out->lm_head_q);
-            else q_weight_quantize(lm, c->vocab_size, D, o->weight_gran, &out->lm_head_q);
+            else if (big_weight(lm, c->vocab_size, D, o, st->hess ? st->hess->lm_head : NULL, "lm_head", -1, &out->lm_head_q)) bad = 1;
             float clip;
-            if (q_role_clip(o, st, -1, MQ_ACT_LM_HEAD_IN, 0, &clip)) bad = 1;
+            if (bad || !q_role_quantized(c->arch, o, MQ_ACT_LM_HEAD_IN)) { /* W4A16: the input stays float */ }
+            else if (q_role_clip(o, st, -1, MQ_ACT_LM_HEAD_IN, 0, &clip)) bad = 1;
             else out->lm_head_in_scale = qr_scale(clip);
         } else if (!bad && q_head_untied(c, o->method)) {
             out->lm_head = dup16(lm, ne, "lm_head.weight", -1, &bad);

@@ -106,7 +106,10 @@ static void ctx_free(pass_ctx *p) {
     free(p->rot);
 }
 
-int q_cstats_fused_pass(q_cstats *s, const mq_model *m, const char *tokenizer, int progress) {
+/* The stats file's calibration windows, again: the data file (checked against data.sha256)
+ * tokenized, and the start of every window (same samples, seqlen and seed). */
+static int load_windows(const q_cstats *s, const char *tokenizer, int32_t **ids_out, size_t **starts_out, long *samples_out,
+                        long *seqlen_out) {
     const calib_stats *cs = s->cs;
     const char *data = calib_stats_meta(cs, "data.path"), *want = calib_stats_meta(cs, "data.sha256");
     if (!data || !want) return mq_fail("%s: metadata lacks data.path / data.sha256: cannot repeat the calibration windows", s->path);
@@ -125,18 +128,31 @@ int q_cstats_fused_pass(q_cstats *s, const mq_model *m, const char *tokenizer, i
     int32_t *ids = NULL;
     size_t n = 0;
     int is_ids = calib_has_suffix(data, ".bin") || calib_has_suffix(data, ".ids");
-    if (!is_ids && !(tok = tok_load(tokenizer))) return mq_fail_ctx("extra calibration pass");
+    if (!is_ids && !(tok = tok_load(tokenizer))) return -1;
     const char *field = calib_stats_meta(cs, "data.field");
     ds_options dso = {.field = field ? field : "text", .replace_invalid = 0};
     int rc = ds_tokens(data, &dso, tok, &ids, &n);
     if (tok) tok_free(tok);
-    if (rc) return mq_fail_ctx("extra calibration pass");
+    if (rc) return -1;
     size_t *starts = mq_malloc((size_t)samples * sizeof *starts);
     if (calib_windows(n, (int)seqlen, (int)samples, seeded, seedv, starts, data)) {
         free(ids);
         free(starts);
         return -1;
     }
+    *ids_out = ids;
+    *starts_out = starts;
+    *samples_out = samples;
+    *seqlen_out = seqlen;
+    return 0;
+}
+
+int q_cstats_fused_pass(q_cstats *s, const mq_model *m, const char *tokenizer, int progress) {
+    int32_t *ids = NULL;
+    size_t *starts = NULL;
+    long samples, seqlen;
+    if (load_windows(s, tokenizer, &ids, &starts, &samples, &seqlen)) return mq_fail_ctx("extra calibration pass");
+    int rc = 0;
     mq_model f;
     if (q_model_copy(m, &f, 0) || q_fuse_norm(&f)) {
         free(ids);
@@ -220,4 +236,80 @@ int q_cstats_fused_pass(q_cstats *s, const mq_model *m, const char *tokenizer, i
     memcpy(s->pass_head, p.head, sizeof p.head);
     if (!rot_ok) s->pass_head[Q_STAT_ROTATED] = NAN;
     return 0;
+}
+
+/* ---- the Hessian pass (quamba2 GPTQ) ---- */
+
+typedef struct {
+    q_hessians *h;
+    float *xt, *acc;           /* scratch: X^T [n x T], X^T X [n x n] */
+} hess_ctx;
+
+/* H += 2 X^T X of x [rows x n] (stride ld) */
+static void hess_add(hess_ctx *c, double *H, const float *x, int rows, int n, int ld) {
+    for (int r = 0; r < rows; r++)
+        for (int k = 0; k < n; k++) c->xt[(size_t)k * rows + r] = x[(size_t)r * ld + k];
+    mat_linear(c->acc, c->xt, c->xt, NULL, n, n, rows);
+    for (size_t i = 0; i < (size_t)n * n; i++) H[i] += 2.0 * c->acc[i];
+}
+
+static int hess_hook(void *vctx, const mq_act *a) {
+    hess_ctx *c = vctx;
+    q_hessians *h = c->h;
+    if (a->dtype != MQ_F32 || a->device) return mq_fail("Hessian pass: layer %d: not host FP32 data", a->layer);
+    if (a->role == MQ_ACT_LM_HEAD_IN && h->lm_head) hess_add(c, h->lm_head, a->x, a->rows, a->cols, a->ld);
+    else if (a->layer >= 0 && a->layer < h->n_layer && a->role == MQ_ACT_IN_PROJ_IN) hess_add(c, h->in_proj[a->layer], a->x, a->rows, a->cols, a->ld);
+    else if (a->layer >= 0 && a->layer < h->n_layer && a->role == MQ_ACT_OUT_PROJ_IN) hess_add(c, h->out_proj[a->layer], a->x, a->rows, a->cols, a->ld);
+    return 0;
+}
+
+int q_cstats_hessian_pass(q_cstats *s, const mq_model *m, const char *tokenizer, const q_options *o, int progress, q_hessians *h) {
+    const mq_config *cfg = &m->cfg;
+    memset(h, 0, sizeof *h);
+    int32_t *ids = NULL;
+    size_t *starts = NULL;
+    long samples, seqlen;
+    if (load_windows(s, tokenizer, &ids, &starts, &samples, &seqlen)) return mq_fail_ctx("Hessian pass");
+    long use = (Q_HESS_MAX_TOKENS + seqlen - 1) / seqlen;
+    if (use > samples) use = samples;
+    mq_model f;
+    int rc = q_model_copy(m, &f, 0) || (q_method_fuses_norm(o->method) && q_fuse_norm(&f)) ||
+             (q_method_uses_hadamard(o->method) && q_fuse_hadamard(&f));
+    if (rc) {
+        free(ids);
+        free(starts);
+        return -1;
+    }
+    int D = cfg->d_model, E = cfg->d_inner, L = cfg->n_layer, wide = D > E ? D : E;
+    h->n_layer = L;
+    h->d_model = D;
+    h->d_inner = E;
+    h->in_proj = mq_calloc((size_t)L, sizeof *h->in_proj);
+    h->out_proj = mq_calloc((size_t)L, sizeof *h->out_proj);
+    for (int l = 0; l < L; l++) {
+        h->in_proj[l] = mq_calloc((size_t)D * D, sizeof(double));
+        h->out_proj[l] = mq_calloc((size_t)E * E, sizeof(double));
+    }
+    if (o->quantize_head) h->lm_head = mq_calloc((size_t)D * D, sizeof(double));
+    hess_ctx c = {h, mq_malloc((size_t)seqlen * wide * sizeof(float)), mq_malloc((size_t)wide * wide * sizeof(float))};
+    mq_hooks hh = {hess_hook, &c};
+    q_rotate_ctx rc_ctx = {&hh};
+    mq_hooks hooks = q_method_uses_hadamard(o->method) ? q_rotate_hooks(&rc_ctx) : hh;   /* out_proj reads H y */
+    float *hidden = mq_malloc((size_t)seqlen * D * sizeof(float));
+    prog_bar bar;
+    prog_start(&bar, "Hessians", "samples", use, !progress);
+    for (long i = 0; i < use && !rc; i++) {
+        if (ssm_forward(&f, ids + starts[i], (int)seqlen, &hooks, hidden)) rc = mq_fail_ctx("Hessian pass, window %ld", i);
+        prog_update(&bar, i + 1, (i + 1) * seqlen);
+    }
+    prog_finish(&bar);
+    h->tokens = use * seqlen;
+    free(hidden);
+    free(c.xt);
+    free(c.acc);
+    ssm_free(&f);
+    free(ids);
+    free(starts);
+    if (rc) q_hessians_free(h);
+    return rc;
 }

@@ -84,8 +84,28 @@ static int has_transform(const char *list, const char *role, const char *name) {
     return 0;
 }
 
+/* quamba2's vectors: <name>.absmax_per_group (Mamba2 B, C) or <name>.absmax_per_channel (ssm_x, made
+ * by the CPU observers since calib format 1 gained it; the GPU observers do not make it) */
+static int cs_vector(void *ctx, int layer, mq_act_role role, const char *kind, float *v, int n) {
+    q_cstats *s = ctx;
+    char name[160], suffix[32];
+    if (!q_cstats_name(s, layer, role, 0, Q_STAT_PLAIN, name, sizeof name))
+        return mq_fail("%s: no statistics of layer %d %s", s->path, layer, q_role_key(s->cfg.arch, role));
+    snprintf(suffix, sizeof suffix, ".absmax_per_%s", kind);
+    const st_tensor *t = calib_stats_tensor(s->cs, name, suffix);
+    if (!t)
+        return mq_fail("%s: %s%s is missing: quamba2's %s scales need it; the CPU calibration records it (mambaq calib "
+                       "--device cpu, or quantize without --stats), the GPU one does not yet; or quantize with %s", s->path,
+                       name, suffix, q_role_key(s->cfg.arch, role), !strcmp(kind, "channel") ? "--no-cluster" : "--no-state-groups");
+    if (t->dtype != MQ_F32 || t->numel != n)
+        return mq_fail("%s: %s%s: expected F32 [%d], found %s of %lld values", s->path, name, suffix, n, mq_dtype_name(t->dtype),
+                       (long long)t->numel);
+    memcpy(v, t->data, (size_t)n * sizeof *v);
+    return 0;
+}
+
 q_stats q_cstats_iface(q_cstats *s) {
-    q_stats st = {cs_absmax, cs_percentile, s};
+    q_stats st = {cs_absmax, cs_percentile, s, cs_vector, NULL};
     return st;
 }
 
@@ -122,6 +142,7 @@ void q_cstats_close(q_cstats *s) {
 int q_cstats_missing(const q_cstats *s, const q_options *o) {
     int m = 0;
     q_stat_variant v = q_role_variant(o, MQ_ACT_IN_PROJ_IN);
+    if (!q_role_quantized(s->cfg.arch, o, MQ_ACT_IN_PROJ_IN)) return 0;   /* quamba2 W4A16: no activation scale */
     if (v != s->in_var && !s->pass_in[v]) m |= 1;
     if (q_role_variant(o, MQ_ACT_OUT_PROJ_IN) == Q_STAT_FUSED && !s->rot_in_file && !s->pass_rot) m |= 2;
     v = q_role_variant(o, MQ_ACT_LM_HEAD_IN);

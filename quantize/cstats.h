@@ -57,6 +57,13 @@ int q_cstats_missing(const q_cstats *s, const q_options *o);
  * 0, or -1 + mq_errmsg() (data file changed, ...). */
 int q_cstats_fused_pass(q_cstats *s, const mq_model *m, const char *tokenizer, int progress);
 
+/* The Hessians of quamba2's GPTQ (q.h q_hessians): the stats file's first calibration windows (at
+ * most Q_HESS_MAX_TOKENS tokens) through the FP32 model m with recipe o's fusions (RMSNorm into
+ * in_proj, H^T into out_proj with y rotated online), H += 2 X^T X of every in_proj and out_proj input
+ * (and the lm_head's with quantize_head). FP64 accumulation of FP32 X^T X per window. 0, or -1. */
+#define Q_HESS_MAX_TOKENS 32768
+int q_cstats_hessian_pass(q_cstats *s, const mq_model *m, const char *tokenizer, const q_options *o, int progress, q_hessians *h);
+
 /* The calib transforms (at most 3) under which a stats file holds the statistics recipe o needs:
  * in_proj_in "rmsnorm_unweighted" (x / norm_w; ctx = m, which must outlive the calibration) when
  * the recipe fuses the norm, or "rmsnorm_unweighted_hadamard" ((x / norm_w) H) when it rotates the

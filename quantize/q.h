@@ -24,11 +24,50 @@ typedef enum { Q_STAT_PLAIN = 0, Q_STAT_FUSED = 1, Q_STAT_ROTATED = 2, Q_STAT_NV
 /* Source of activation statistics (the calib stats file, or a test's own observers).
  * absmax / percentile of |v| over all calibration elements. Return 0, or -1 + mq_fail naming what
  * is missing. p is in (0, 100]. */
+/* Hessians H = 2 X^T X of the 4-bit linears' inputs (quamba2 --weight-method gptq), FP64, from the
+ * calibration windows run through the recipe's fused model (q_cstats_hessian_pass): in_proj's
+ * input x / rms(x) [d_model^2], out_proj's H_y y [d_inner^2], the lm_head's norm_f output. */
+typedef struct {
+    int n_layer, d_model, d_inner;
+    double **in_proj, **out_proj;   /* [n_layer] */
+    double *lm_head;                /* or NULL */
+    long tokens;
+} q_hessians;
+void q_hessians_free(q_hessians *h);
+
 typedef struct {
     int (*absmax)(void *ctx, int layer, mq_act_role role, int part, q_stat_variant var, float *v);
     int (*percentile)(void *ctx, int layer, mq_act_role role, int part, q_stat_variant var, double p, float *v);
     void *ctx;
+    /* quamba2: per-SSD-group (kind "group") or per-channel ("channel") absmax of a role, n values.
+     * NULL, or -1 + mq_fail naming what is missing. */
+    int (*vector)(void *ctx, int layer, mq_act_role role, const char *kind, float *v, int n);
+    const q_hessians *hess;         /* for GPTQ; NULL: none collected */
 } q_stats;
+
+/* ---- quamba2 pieces (quantize/quamba2.c) ----
+ * Sort-and-cluster of 1-D values: Ward's agglomerative clustering of v[n] into k groups (k <= n),
+ * deterministic: the values sorted ascending (ties by index), adjacent clusters merged by the least
+ * increase of the within-cluster sum of squares (in 1-D, Ward's optimal merges are between
+ * neighbours in sorted order), the leftmost on ties. group[i] in [0, k), numbered by ascending value. */
+void q_cluster_ward(const float *v, int n, int k, int *group);
+/* 1-D k-means (Lloyd) of v[n] into k groups, initial centres at the (j + 0.5) / k quantiles of the
+ * sorted values, at most 100 iterations, points to the nearest centre (the lower on ties); groups
+ * renumbered by ascending centre, empty ones dropped. Returns the number of groups used. */
+int q_cluster_kmeans(const float *v, int n, int k, int *group);
+/* The ssm_x scales of one layer from its per-channel absmax amax[d_inner]: per SSD group, heads
+ * (Mamba2: head_dim channels; Mamba1: every channel a head of size 1) by their absmax into Q_XHG
+ * head groups (Ward); in each head group, the head dimensions p by max over its heads of
+ * amax[h * P + p] into Q_XDG dimension groups (k-means; Mamba1: the head group's channels).
+ * scale[g * Q_XCL + hg * Q_XDG + dg] = qr_scale(max absmax of its channels); index[c] the slot of
+ * channel c in its group. Slots no channel uses get their head group's largest scale. */
+void q_x_cluster(const mq_config *c, const float *amax, float *scale, int8_t *index);
+/* int4 GPTQ of W [rows x cols] (cols % group == 0) with the Hessian H [cols x cols] of its input:
+ * dampening 0.01 * mean(diag H), dead inputs (H_ii = 0) zeroed, the upper Cholesky factor of H^-1,
+ * columns in order (no act-order) in blocks of 128 with the lazy batch update; a group's scale is
+ * the absmax of its columns as updated when the group starts. w as q_weight_quantize_i4. 0, or -1 +
+ * mq_fail when H is not positive definite after dampening. */
+int q_gptq_i4(const float *W, int rows, int cols, int group, const double *H, q_weight *w);
 
 /* The statistics variant a recipe needs for a role (ROTATED for IN_PROJ_IN and LM_HEAD_IN under the
  * residual rotation, FUSED for IN_PROJ_IN under norm fusion and for OUT_PROJ_IN under the Hadamard

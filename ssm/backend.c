@@ -256,6 +256,11 @@ be *be_open_model(const mq_model *m, be_kind kind, int batch, int seqlen) {
 
 be *be_open_qmodel(const q_model *qm, be_kind kind, int batch, int seqlen) {
     if (check_caps(batch, seqlen)) return NULL;
+    if (kind == BE_CUDA_INT8 && qm->opt.method == Q_QUAMBA2) {
+        /* int4 weights, per-group and clustered scales: no GPU kernels yet (issue 17) */
+        mq_fail("quamba2 artifacts run on the CPU simulation for now; use --device cpu");
+        return NULL;
+    }
     if (kind == BE_CUDA_INT8) return be_cuda_open_int8(qm, batch, seqlen);
     if (kind != BE_CPU_SIM) {
         mq_fail("a quantized model runs on %s or %s, not %s", be_kind_name(BE_CPU_SIM), be_kind_name(BE_CUDA_INT8),

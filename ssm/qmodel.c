@@ -39,6 +39,8 @@ void q_weight_quantize(const float *W, int rows, int cols, q_granularity g, q_we
     w->rows = rows;
     w->cols = cols;
     w->nscale = g == Q_GRAN_CHANNEL ? rows : 1;
+    w->bits = 8;
+    w->group = 0;
     w->q = mq_malloc((size_t)rows * cols);
     w->scale = mq_malloc((size_t)w->nscale * sizeof(float));
     if (g == Q_GRAN_TENSOR) w->scale[0] = qr_scale(absmax(W, (size_t)rows * cols));
@@ -51,12 +53,48 @@ void q_weight_quantize(const float *W, int rows, int cols, q_granularity g, q_we
     }
 }
 
+void q_weight_alloc_i4(q_weight *w, int rows, int cols, int group) {
+    memset(w, 0, sizeof *w);
+    w->rows = rows;
+    w->cols = cols;
+    w->bits = 4;
+    w->group = group;
+    w->nscale = rows * (cols / group);
+    w->q = mq_malloc((size_t)rows * cols);
+    w->scale = mq_malloc((size_t)w->nscale * sizeof(float));
+}
+
+void q_weight_quantize_i4(const float *W, int rows, int cols, int group, q_weight *w) {
+    q_weight_alloc_i4(w, rows, cols, group);
+    #pragma omp parallel for schedule(static) if ((long)rows * cols >= (1L << 18))
+    for (int r = 0; r < rows; r++)
+        for (int c0 = 0; c0 < cols; c0 += group) {
+            const float *v = W + (size_t)r * cols + c0;
+            float s = q_i4_scale(absmax(v, (size_t)group));
+            w->scale[(size_t)r * (cols / group) + c0 / group] = s;
+            for (int c = 0; c < group; c++) w->q[(size_t)r * cols + c0 + c] = q_i4_quant(v[c], s);
+        }
+}
+
+void q_i4_pack(const int8_t *q, size_t n, uint8_t *packed) {
+    for (size_t i = 0; i + 1 < n; i += 2) packed[i / 2] = (uint8_t)((q[i] & 0xf) | ((q[i + 1] & 0xf) << 4));
+}
+
+long q_i4_unpack(const uint8_t *packed, size_t n, int8_t *q) {
+    long bad = -1;
+    for (size_t i = 0; i + 1 < n; i += 2) {
+        int lo = packed[i / 2] & 0xf, hi = packed[i / 2] >> 4;
+        q[i] = (int8_t)(lo >= 8 ? lo - 16 : lo);
+        q[i + 1] = (int8_t)(hi >= 8 ? hi - 16 : hi);
+        if (bad < 0 && (lo == 8 || hi == 8)) bad = (long)(lo == 8 ? i : i + 1);
+    }
+    return bad;
+}
+
 void q_weight_dequantize(const q_weight *w, float *W) {
     #pragma omp parallel for schedule(static) if ((long)w->rows * w->cols >= (1L << 18))
-    for (int r = 0; r < w->rows; r++) {
-        float s = w->scale[w->nscale == 1 ? 0 : r];
-        for (int c = 0; c < w->cols; c++) W[(size_t)r * w->cols + c] = qr_deq_i8(w->q[(size_t)r * w->cols + c], s);
-    }
+    for (int r = 0; r < w->rows; r++)
+        for (int c = 0; c < w->cols; c++) W[(size_t)r * w->cols + c] = qr_deq_i8(w->q[(size_t)r * w->cols + c], q_weight_scale_at(w, r, c));
 }
 
 void q_weight_copy(const q_weight *src, q_weight *dst) {
@@ -85,6 +123,7 @@ static const struct {
     [Q_PERCENTILE_ONLY] = {"percentile-only", 1, 0, 0, 0},
     [Q_HADAMARD_ONLY] = {"hadamard-only", 0, 1, 0, 0},
     [Q_QUAMBA_ROT] = {"quamba-rot", 1, 1, 1, 1},
+    [Q_QUAMBA2] = {"quamba2", 1, 1, 1, 0},
 };
 
 const char *q_method_name(q_method m) { return (unsigned)m < Q_NMETHODS ? methods[m].name : "?"; }
@@ -92,7 +131,7 @@ const char *q_method_name(q_method m) { return (unsigned)m < Q_NMETHODS ? method
 int q_method_from_name(const char *name, q_method *out) {
     for (int i = 0; i < Q_NMETHODS; i++)
         if (!strcmp(name, methods[i].name)) { *out = (q_method)i; return 0; }
-    return mq_fail("unknown method '%s' (expected naive, quamba, quamba-rot, percentile-only or hadamard-only)", name);
+    return mq_fail("unknown method '%s' (expected naive, quamba, quamba-rot, quamba2, percentile-only or hadamard-only)", name);
 }
 
 int q_method_uses_percentile(q_method m) { return (unsigned)m < Q_NMETHODS && methods[m].percentile; }
@@ -106,9 +145,29 @@ void q_options_default(q_options *o) {
     o->method = Q_QUAMBA;
     o->percentile = 99.95;
     o->weight_gran = Q_GRAN_TENSOR;
+    o->wbits = 8;
+    o->abits = 8;
+    o->group_size = 128;
+    o->gptq = 1;
+    o->cluster = 1;
+    o->state_groups = 1;
 }
 
+int q_uses_cluster(const mq_config *c, const q_options *o) {
+    (void)c;
+    return o->method == Q_QUAMBA2 && o->cluster && o->abits == 8;
+}
+
+int q_uses_state_groups(const mq_config *c, const q_options *o) {
+    return o->method == Q_QUAMBA2 && o->state_groups && o->abits == 8 && c->arch == MQ_MAMBA2;
+}
+
+int q_i4_group(const q_options *o, int cols) { return o->group_size > 0 && cols % o->group_size == 0 ? o->group_size : cols; }
+
+int q_big_wbits(const q_options *o) { return o->method == Q_QUAMBA2 && o->wbits == 4 ? 4 : 8; }
+
 int q_role_quantized(mq_arch arch, const q_options *o, mq_act_role role) {
+    if (o->method == Q_QUAMBA2 && o->abits == 16) return 0;   /* W4A16: activations stay float */
     switch (role) {
     case MQ_ACT_IN_PROJ_IN: case MQ_ACT_CONV_IN: case MQ_ACT_Z: case MQ_ACT_SSM_X:
     case MQ_ACT_DT: case MQ_ACT_OUT_PROJ_IN:
@@ -195,8 +254,9 @@ void q_model_free(q_model *qm) {
             q_weight_free(&L->out_proj);
             q_weight_free(&L->x_proj);
             q_weight_free(&L->dt_proj);
+            free(L->x_index);
             float *f[] = {L->norm_w, L->in_proj_b, L->out_proj_b, L->conv_b, L->A_log, L->D,
-                          L->dt_proj_b, L->dt_bias, L->gnorm_w};
+                          L->dt_proj_b, L->dt_bias, L->gnorm_w, L->bc_scale[0], L->bc_scale[1], L->x_scale};
             for (size_t i = 0; i < sizeof f / sizeof f[0]; i++) free(f[i]);
         }
     free(qm->layers);

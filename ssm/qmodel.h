@@ -26,16 +26,40 @@ const char *q_gran_name(q_granularity g);
 int q_gran_from_name(const char *name, q_granularity *out);   /* -1 + mq_fail if unknown */
 
 /* An int8 weight [rows x cols] (PyTorch layout [out x in]) with one scale (tensor) or one per row
- * (channel = output channel). */
+ * (channel = output channel); or (bits 4, quamba2) an int4 weight, its codes in [-7, 7] held one per
+ * int8 here (the artifact packs two per byte), one scale per `group` consecutive columns of a row. */
 typedef struct {
     int8_t *q;
     float *scale;
     int rows, cols;
-    int nscale;          /* 1 or rows */
+    int nscale;          /* 1 or rows (int8); rows * cols / group (int4) */
+    int bits;            /* 8 (0 reads as 8) or 4 */
+    int group;           /* int4: columns per scale (cols = one per row); 0 for int8 */
 } q_weight;
 
 /* Quantize W (absmax clip per tensor or per output row). Allocates w->q and w->scale. */
 void q_weight_quantize(const float *W, int rows, int cols, q_granularity g, q_weight *w);
+/* int4 by round-to-nearest: absmax clip per `group` columns of a row (cols % group == 0),
+ * s = max(clip, 1e-5) / 7, q = clamp(rint(v / s), -7, 7). Allocates w->q and w->scale. */
+#define Q_I4_QMAX 7
+void q_weight_quantize_i4(const float *W, int rows, int cols, int group, q_weight *w);
+/* An empty int4 weight of that layout (q and scale allocated). */
+void q_weight_alloc_i4(q_weight *w, int rows, int cols, int group);
+/* The int4 rule: the scale of a clip, and the code of v (NaN -> 0). */
+static inline float q_i4_scale(float clip) { return (clip >= QR_MIN_CLIP ? clip : QR_MIN_CLIP) / Q_I4_QMAX; }
+static inline int8_t q_i4_quant(float v, float s) {
+    float q = rintf(v / s);
+    return (int8_t)(q > Q_I4_QMAX ? Q_I4_QMAX : q < -Q_I4_QMAX ? -Q_I4_QMAX : q == q ? q : 0);
+}
+/* The scale of element (r, c). */
+static inline float q_weight_scale_at(const q_weight *w, int r, int c) {
+    if (w->bits == 4) return w->scale[(size_t)r * (w->cols / w->group) + c / w->group];
+    return w->scale[w->nscale == 1 ? 0 : r];
+}
+/* Two int4 codes a byte: column 2j in the low nibble, 2j+1 in the high nibble, two's complement
+ * (-7 -> 0x9). q[n] (n even) -> packed[n / 2]; unpack refuses the code -8 (returns its index, or -1). */
+void q_i4_pack(const int8_t *q, size_t n, uint8_t *packed);
+long q_i4_unpack(const uint8_t *packed, size_t n, int8_t *q);
 /* W[rows x cols] = q * s. */
 void q_weight_dequantize(const q_weight *w, float *W);
 void q_weight_free(q_weight *w);
@@ -48,6 +72,7 @@ typedef enum {
     Q_PERCENTILE_ONLY,   /* naive + percentile clip of x (ablation) */
     Q_HADAMARD_ONLY,     /* naive + Hadamard on y (ablation) */
     Q_QUAMBA_ROT,        /* quamba + the residual stream rotated by H of order d_model (q_fuse_residual) */
+    Q_QUAMBA2,           /* quamba + per-state-group B/C scales, clustered ssm_x scales, W8A8 / W4A8 / W4A16 */
     Q_NMETHODS
 } q_method;
 
@@ -68,8 +93,27 @@ typedef struct {
     q_granularity weight_gran;
     int quantize_head;          /* also quantize lm_head (weight and input); else it stays FP16 */
     int quantize_embedding;     /* int8 embedding, one scale per row; implies quantize_head */
+    /* quamba2 only (the other methods are W8A8 and ignore these) */
+    int wbits;                  /* 8, or 4: in_proj, out_proj (and lm_head with quantize_head) int4 */
+    int abits;                  /* 8, or 16: no activation quantized (y is still rotated) */
+    int group_size;             /* int4: columns per scale (-1 or a size that does not divide: per row) */
+    int gptq;                   /* int4 weights by GPTQ (needs q_stats.hess), else round-to-nearest */
+    int cluster;                /* ssm_x: 4 x 4 clustered scales per SSD group, else one per tensor */
+    int state_groups;           /* Mamba2 B, C: one scale per SSD group (n_groups), else one per tensor */
 } q_options;
-void q_options_default(q_options *o);   /* quamba, 99.95, tensor, no head */
+void q_options_default(q_options *o);   /* quamba, 99.95, tensor, no head; quamba2: w8a8, 128, gptq, cluster, groups */
+
+/* quamba2's layout of the ssm_x scales: per SSD group, Q_XHG head groups x Q_XDG dimension groups. */
+#define Q_XHG 4
+#define Q_XDG 4
+#define Q_XCL (Q_XHG * Q_XDG)
+/* Which of the quamba2 features a q_model's options use (0 for the other methods). */
+int q_uses_cluster(const mq_config *c, const q_options *o);
+int q_uses_state_groups(const mq_config *c, const q_options *o);
+/* Columns per scale of a 4-bit weight with `cols` columns: group_size when it divides cols, else cols. */
+int q_i4_group(const q_options *o, int cols);
+/* Weight bits of in_proj / out_proj / lm_head under o (8 unless quamba2 with wbits 4). */
+int q_big_wbits(const q_options *o);
 
 /* Does recipe `o` quantize activation `role` of this architecture? (The W8A8 block of Quamba:
  * in_proj input; in_proj outputs x (conv input) and z; conv1d+SiLU output x; M1 x_proj output
@@ -100,6 +144,9 @@ typedef struct {
     float *dt_proj_b;               /* Mamba1 [d_inner] */
     float *dt_bias, *gnorm_w;       /* Mamba2 */
     float act_scale[MQ_ACT_NROLES][Q_MAX_PARTS]; /* [role][part]; 0 = the role stays float */
+    float *bc_scale[2];             /* quamba2 state groups: B and C scales [n_groups], else NULL */
+    float *x_scale;                 /* quamba2 cluster: ssm_x scales [n_groups][Q_XHG][Q_XDG], else NULL */
+    int8_t *x_index;                /* [d_inner]: each channel's scale in its SSD group's Q_XCL */
 } q_layer;
 
 typedef struct {

@@ -119,6 +119,20 @@ static int sim_hook(void *vctx, const mq_act *a) {
         }
         return 0;
     }
+    if (role == MQ_ACT_SSM_X && L->x_scale) {
+        /* quamba2: each channel's scale among its SSD group's clustered Q_XCL */
+        int per_group = cols / (qm->cfg.arch == MQ_MAMBA2 ? qm->cfg.n_groups : 1);
+        for (int r = 0; r < rows; r++)
+            for (int c = 0; c < cols; c++)
+                x[(size_t)r * ld + c] = qr_fake_i8(x[(size_t)r * ld + c], L->x_scale[(c / per_group) * Q_XCL + L->x_index[c]]);
+        return 0;
+    }
+    if ((role == MQ_ACT_B || role == MQ_ACT_C) && L->bc_scale[role == MQ_ACT_C]) {
+        /* quamba2: one scale per SSD group of d_state columns */
+        const float *s = L->bc_scale[role == MQ_ACT_C];
+        for (int g = 0; g < qm->cfg.n_groups; g++) q_fake_quant_rows(x + (size_t)g * qm->cfg.d_state, rows, qm->cfg.d_state, ld, s[g]);
+        return 0;
+    }
     for (int p = 0; p < q_role_parts(qm->cfg.arch, role); p++) {
         float s = L->act_scale[role][p];
         int c0, nc;

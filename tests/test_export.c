@@ -92,7 +92,7 @@ static int stub_pct(void *ctx, int layer, mq_act_role role, int part, q_stat_var
     *v *= (float)(p / 100.0) * 0.5f;
     return 0;
 }
-static const q_stats STUB = {stub_absmax, stub_pct, NULL};
+static const q_stats STUB = {.absmax = stub_absmax, .percentile = stub_pct};
 
 static int write_text(const char *path, const char *text) { return mq_write_file_atomic(path, text, strlen(text)); }
 
@@ -239,6 +239,86 @@ static void test_roundtrip_m2(void) {
     roundtrip(M2_CONFIG, Q_PERCENTILE_ONLY, Q_GRAN_TENSOR, 0);
     roundtrip(M2_CONFIG, Q_QUAMBA_ROT, Q_GRAN_TENSOR, 0);   /* untied source */
     roundtrip(M2_CONFIG, Q_QUAMBA, Q_GRAN_TENSOR, 2);
+}
+
+/* ---- quamba2 (format version 3) ---- */
+
+static const char *M2G2_CONFIG =
+    "{\"model_type\": \"mamba2\", \"hidden_size\": 32, \"num_hidden_layers\": 2, \"vocab_size\": 80,"
+    " \"num_heads\": 8, \"head_dim\": 8, \"n_groups\": 2, \"state_size\": 8, \"expand\": 2, \"chunk_size\": 16,"
+    " \"conv_kernel\": 4, \"use_conv_bias\": true, \"use_bias\": false, \"tie_word_embeddings\": true,"
+    " \"layer_norm_epsilon\": 1e-5, \"norm_before_gate\": false, \"rms_norm\": true}";
+
+/* per-group absmax 1 + layer + 0.5 g (+ 0.25 for C); per-channel absmax varying with the channel */
+static int stub_vector(void *ctx, int layer, mq_act_role role, const char *kind, float *v, int n) {
+    for (int i = 0; i < n; i++)
+        v[i] = !strcmp(kind, "group") ? 1.0f + (float)layer + 0.5f * (float)i + (role == MQ_ACT_C ? 0.25f : 0.0f)
+                                      : 0.1f + 0.05f * (float)((i * 7) % 13) + (float)(i / 8 % 3);
+    return 0;
+}
+
+static void q2_roundtrip(const char *config, int wbits, int abits, int group, int cluster, int groups, int head) {
+    mq_config c;
+    T_CHECK(cfg_parse(config, "test config", &c) == 0, "%s", mq_errmsg());
+    mq_model m;
+    random_model(&c, &m);
+    q_options o;
+    q_options_default(&o);
+    o.method = Q_QUAMBA2;
+    o.wbits = wbits, o.abits = abits, o.group_size = group, o.gptq = 0, o.cluster = cluster, o.state_groups = groups;
+    o.quantize_head = head;
+    q_stats st = STUB;
+    st.vector = stub_vector;
+    q_model qm;
+    T_CHECK(q_quantize(&m, &st, &o, &qm) == 0, "%s", mq_errmsg());
+    for (int l = 0; l < c.n_layer && q_uses_state_groups(&c, &o); l++)
+        for (int k = 0; k < 2; k++)
+            for (int g = 0; g < c.n_groups; g++)
+                T_CHECK(qm.layers[l].bc_scale[k][g] == qr_scale(1.0f + (float)l + 0.5f * (float)g + (k ? 0.25f : 0.0f)),
+                        "layer %d %s group %d scale %g: not absmax / 127", l, k ? "C" : "B", g, (double)qm.layers[l].bc_scale[k][g]);
+    T_CHECK(q_big_wbits(&o) == 8 || (qm.layers[0].in_proj.bits == 4 && qm.layers[0].out_proj.group == q_i4_group(&o, c.d_inner)), "int4 layout");
+    char name[64], out[600], cj[600], tj[600];
+    snprintf(name, sizeof name, "q2_m%d_%d_%d_%d_%d%d%d", c.arch, wbits, abits, group, cluster, groups, head);
+    const char *src = make_src(name, config);
+    snprintf(cj, sizeof cj, "%s/config.json", src);
+    snprintf(tj, sizeof tj, "%s/tokenizer.json", src);
+    snprintf(out, sizeof out, "%s/art_%s", t_tmpdir(), name);
+    art_provenance p;
+    prov(&p);
+    T_CHECK(art_write(out, &qm, &p, cj, tj, 0) == 0, "%s", mq_errmsg());
+    art_artifact a;
+    int rc = art_open(out, &a);
+    T_CHECK(rc == 0, "art_open: %s", mq_errmsg());
+    if (rc == 0) {
+        check_same(&qm, &a.qm);
+        const q_options *ao = &a.qm.opt;
+        T_CHECK(a.format_version == 3 && ao->wbits == wbits && ao->abits == abits && ao->group_size == group && ao->cluster == cluster &&
+                ao->state_groups == groups, "quamba2 options");
+        int G = c.arch == MQ_MAMBA2 ? c.n_groups : 1;
+        for (int l = 0; l < c.n_layer; l++) {
+            const q_layer *x = &qm.layers[l], *y = &a.qm.layers[l];
+            if (q_uses_cluster(&c, &o))
+                T_CHECK(feq(x->x_scale, y->x_scale, (size_t)G * Q_XCL) && !memcmp(x->x_index, y->x_index, (size_t)c.d_inner),
+                        "layer %d clustered ssm_x scales", l);
+            else T_CHECK(!y->x_scale, "layer %d: no clustered scales", l);
+            if (q_uses_state_groups(&c, &o))
+                T_CHECK(feq(x->bc_scale[0], y->bc_scale[0], (size_t)c.n_groups) && feq(x->bc_scale[1], y->bc_scale[1], (size_t)c.n_groups),
+                        "layer %d B / C scales", l);
+        }
+        T_CHECK(wbits == 8 ? a.int4_params == 0 : a.int4_params > 0, "int4 elements %zu", a.int4_params);
+        art_close(&a);
+    }
+    q_model_free(&qm);
+    free_random_model(&m);
+}
+
+static void test_quamba2_roundtrip(void) {
+    q2_roundtrip(M2G2_CONFIG, 8, 8, 128, 1, 1, 0);
+    q2_roundtrip(M2G2_CONFIG, 8, 8, 128, 0, 0, 1);
+    q2_roundtrip(M2G2_CONFIG, 4, 8, 32, 1, 1, 1);     /* in_proj: one group a row; out_proj: two */
+    q2_roundtrip(M2G2_CONFIG, 4, 16, 128, 1, 1, 1);   /* per row: 128 divides neither */
+    q2_roundtrip(M1_CONFIG, 4, 8, 16, 1, 1, 0);
+    q2_roundtrip(M1_CONFIG, 4, 16, -1, 0, 0, 1);
 }
 
 /* ---- corruption ---- */
@@ -538,6 +618,7 @@ static void test_force_refuses_non_artifact(void) {
 int main(void) {
     T_RUN(test_roundtrip_m1);
     T_RUN(test_roundtrip_m2);
+    T_RUN(test_quamba2_roundtrip);
     T_RUN(test_good_opens);
     T_RUN(test_missing_scale);
     T_RUN(test_bad_scale_values);

@@ -424,7 +424,7 @@ static int quantize_proxy(const char *dir, const int32_t *cal, const q_options *
     T_CHECK(ssm_load(dir, m) == 0, "%s", mq_errmsg());
     if (t_checks_failed > failed0) return -1;
     *ts = collect(dir, m, cal);
-    q_stats st = {ts_absmax, ts_pct, *ts};
+    q_stats st = {.absmax = ts_absmax, .percentile = ts_pct, .ctx = *ts};
     T_CHECK(q_quantize(m, &st, o, qm) == 0, "%s", mq_errmsg());
     if (t_checks_failed > failed0) {
         tstats_free(*ts);
@@ -812,7 +812,7 @@ static void test_upload_refuses(void) {
             for (int p = 0; p < Q_MAX_PARTS; p++) ts->amax[l][r][p][0] = ts->amax[l][r][p][1] = 1.0f;
     ts->p = 99.95;
     for (int l = 0; l < 64; l++) ts->pct[l] = 1.0f;
-    q_stats st = {ts_absmax, ts_pct, ts};
+    q_stats st = {.absmax = ts_absmax, .percentile = ts_pct, .ctx = ts};
     q_options o;
     q_options_default(&o);
     q_model qm;

@@ -81,7 +81,7 @@ static void test_weight_quant(void) {
 }
 
 static void test_methods(void) {
-    const char *names[] = {"naive", "quamba", "percentile-only", "hadamard-only", "quamba-rot"};
+    const char *names[] = {"naive", "quamba", "percentile-only", "hadamard-only", "quamba-rot", "quamba2"};
     for (int i = 0; i < Q_NMETHODS; i++) {
         q_method m;
         T_CHECK(q_method_from_name(names[i], &m) == 0 && (int)m == i && !strcmp(q_method_name(m), names[i]), "%s", names[i]);

@@ -17,7 +17,7 @@ static uint32_t rnd(void) {
     return (uint32_t)(g_rng >> 32);
 }
 static float frand(void) { return (float)(rnd() >> 8) * (2.0f / 16777216.0f) - 1.0f; }  /* [-1, 1) */
-static int8_t *rand_i8(size_t n) {
+__attribute__((unused)) static int8_t *rand_i8(size_t n) {
     int8_t *q = mq_malloc(n + 1);
     for (size_t i = 0; i < n; i++) q[i] = (int8_t)((int)(rnd() % 255u) - 127);
     return q;
@@ -28,7 +28,7 @@ static float *rand_f(size_t n, float lo, float hi) {
     return v;
 }
 /* int8 outputs: the largest |a - b| in steps and the number of entries that differ */
-static void cmp_q(const int8_t *a, const int8_t *b, size_t n, int *maxd, size_t *nd) {
+__attribute__((unused)) static void cmp_q(const int8_t *a, const int8_t *b, size_t n, int *maxd, size_t *nd) {
     *maxd = 0, *nd = 0;
     for (size_t i = 0; i < n; i++) {
         int d = abs((int)a[i] - (int)b[i]);

@@ -266,7 +266,7 @@ static void sim_compare(int arch) {
     mq_model m;
     T_CHECK(ssm_load(dir, &m) == 0, "%s", mq_errmsg());
     tstats *ts = collect(arch, &m);
-    q_stats st = {ts_absmax, ts_pct, ts};
+    q_stats st = {.absmax = ts_absmax, .percentile = ts_pct, .ctx = ts};
     double fp = sim_ppl(&m, NULL), ppl[Q_NMETHODS] = {0};
     /* CI-sized: naive, quamba and quamba-rot (the ablations are in docs/results.md) */
     for (int meth = 0; meth < Q_NMETHODS; meth++) {
