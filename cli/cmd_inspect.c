@@ -69,20 +69,6 @@ static void recipe_line(const q_model *qm, char *buf, size_t n) {
     }
 }
 
-/* The scale of (layer, role, part) for the table: quamba2's vector scales (B / C per SSD group,
- * clustered ssm_x) by their largest. */
-static float role_scale(const q_model *qm, int l, mq_act_role r, int p) {
-    const q_layer *L = &qm->layers[l];
-    const float *v = NULL;
-    int n = 0;
-    if (r == MQ_ACT_SSM_X && L->x_scale) v = L->x_scale, n = (qm->cfg.arch == MQ_MAMBA2 ? qm->cfg.n_groups : 1) * Q_XCL;
-    if ((r == MQ_ACT_B || r == MQ_ACT_C) && L->bc_scale[r == MQ_ACT_C]) v = L->bc_scale[r == MQ_ACT_C], n = qm->cfg.n_groups;
-    if (!v) return L->act_scale[r][p];
-    float m = 0;
-    for (int i = 0; i < n; i++) m = v[i] > m ? v[i] : m;
-    return m;
-}
-
 /* Roles with a scale, in table order. */
 static int roles_of(const q_model *qm, mq_act_role *roles) {
     int n = 0;
@@ -125,7 +111,7 @@ static void print_text(const art_artifact *a) {
         for (int i = 0; i < nr; i++) {
             const float *s = qm->layers[l].act_scale[roles[i]];
             if (q_role_parts(c->arch, roles[i]) == 3) printf(" %10.4g/%10.4g/%10.4g", s[0], s[1], s[2]);
-            else printf(" %11.4g", role_scale(qm, l, roles[i], 0));
+            else printf(" %11.4g", q_layer_scale_max(qm, l, roles[i], 0));
         }
         printf("\n");
     }
@@ -202,7 +188,7 @@ static void print_json(const art_artifact *a) {
         for (int i = 0; i < nr; i++) {
             const float *s = qm->layers[l].act_scale[roles[i]];
             int np = q_role_parts(c->arch, roles[i]);
-            if (np == 1) cJSON_AddNumberToObject(act, q_role_key(c->arch, roles[i]), role_scale(qm, l, roles[i], 0));
+            if (np == 1) cJSON_AddNumberToObject(act, q_role_key(c->arch, roles[i]), q_layer_scale_max(qm, l, roles[i], 0));
             else {
                 cJSON *arr = cJSON_AddArrayToObject(act, q_role_key(c->arch, roles[i]));
                 for (int p = 0; p < np; p++) cJSON_AddItemToArray(arr, cJSON_CreateNumber(s[p]));

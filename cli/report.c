@@ -203,6 +203,7 @@ static int attach_clips(rep_ctx *r) {
     for (int l = -1; l < r->cfg.n_layer; l++)
         for (int role = 0; role < MQ_ACT_NROLES; role++) {
             if ((l < 0) != (role == MQ_ACT_LM_HEAD_IN) || !q_role_quantized(arch, &r->qo, (mq_act_role)role)) continue;
+            if (r->have_art && l >= 0 && q_layer_vector_scaled(&r->art.qm, l, (mq_act_role)role)) continue;   /* quamba2's vectors */
             const q_stat_variant var = q_role_variant(&r->qo, (mq_act_role)role);
             for (int p = 0; p < q_role_parts(arch, (mq_act_role)role); p++) {
                 float art = NAN_F, clip = NAN_F;
@@ -862,8 +863,8 @@ static void artifact_scales(rep_ctx *r, int l) {
             rep_puts(b, "<tr>");
             td_text(b, q_role_key(arch, (mq_act_role)role), "l mono");
             td_text(b, np == 1 ? "" : p == 0 ? "x" : p == 1 ? "B" : "C", "l");
-            td_num(b, Q->act_scale[role][p]);
-            td_num(b, Q->act_scale[role][p] * QR_QMAX);
+            td_num(b, q_layer_scale_max(&r->art.qm, l, (mq_act_role)role, p));   /* quamba2's vectors: the largest */
+            td_num(b, q_layer_scale_max(&r->art.qm, l, (mq_act_role)role, p) * QR_QMAX);
             td_num(b, clip);
             rep_puts(b, "</tr>");
         }

@@ -268,6 +268,21 @@ void q_model_free(q_model *qm) {
     memset(qm, 0, sizeof *qm);
 }
 
+int q_layer_vector_scaled(const q_model *qm, int l, mq_act_role role) {
+    const q_layer *L = &qm->layers[l];
+    return (role == MQ_ACT_SSM_X && L->x_scale) || ((role == MQ_ACT_B || role == MQ_ACT_C) && L->bc_scale[role == MQ_ACT_C]);
+}
+
+float q_layer_scale_max(const q_model *qm, int l, mq_act_role role, int part) {
+    const q_layer *L = &qm->layers[l];
+    if (!q_layer_vector_scaled(qm, l, role)) return L->act_scale[role][part];
+    const float *v = role == MQ_ACT_SSM_X ? L->x_scale : L->bc_scale[role == MQ_ACT_C];
+    int n = role == MQ_ACT_SSM_X ? (qm->cfg.arch == MQ_MAMBA2 ? qm->cfg.n_groups : 1) * Q_XCL : qm->cfg.n_groups;
+    float m = 0;
+    for (int i = 0; i < n; i++) m = v[i] > m ? v[i] : m;
+    return m;
+}
+
 void q_embed_dequantize(q_model *qm) {
     const size_t n = (size_t)qm->embed_q.rows * qm->embed_q.cols;
     if (!qm->embed) qm->embed = mq_malloc(n * sizeof *qm->embed);

@@ -167,6 +167,10 @@ typedef struct {
 } q_model;
 
 void q_model_free(q_model *qm);
+/* Does layer l hold role's scales as a quamba2 vector (clustered ssm_x, B / C per SSD group)? */
+int q_layer_vector_scaled(const q_model *qm, int l, mq_act_role role);
+/* The scale of (layer, role, part) for tables: act_scale, or the largest of a vector's. */
+float q_layer_scale_max(const q_model *qm, int l, mq_act_role role, int part);
 /* qm->embed (allocated when NULL) = embed_q dequantized, rounded through FP16. */
 void q_embed_dequantize(q_model *qm);
 /* Round every element through FP16 (what the artifact keeps for float tensors). */
