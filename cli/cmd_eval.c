@@ -93,6 +93,7 @@ int eval_run(const eval_spec *spec, eval_result *res) {
     }
     const mq_config *c = be_config(f.b);
     res->kind = be_kind_of(f.b);
+    fwd_describe(&f, res->forward, sizeof res->forward);
     res->arch = cfg_arch_name(c->arch);
     /* an artifact's own config (the simulation's unties an int8 lm_head it dequantizes) */
     res->params = f.art ? count_params(&f.art->qm.cfg, q_head_untied(&f.art->qm.cfg, f.art->qm.opt.method))
@@ -193,8 +194,8 @@ int cmd_eval(int argc, char **argv) {
         cli_json_print(o, 0);
     } else {
         printf("model          %s (%s, %.1fM parameters)\n", spec.model, r.arch, r.params * 1e-6);
-        if (r.method) printf("quantization   %s, %s\n", r.method, be_kind_is_cuda(r.kind) ? "int8 GPU pass" : "simulated W8A8 on the CPU");
-        printf("forward        %s\n", be_kind_text(r.kind));
+        if (r.method) printf("quantization   %s, %s\n", r.method, be_kind_is_cuda(r.kind) ? "int8 GPU pass" : r.forward);
+        printf("forward        %s\n", r.forward);
         printf("data           %s (%ld tokens)\n", spec.data, r.data_tokens);
         printf("windows        %d x %d tokens, %ld tokens scored\n", r.windows, spec.window, r.tokens_scored);
         printf("perplexity     %.4f +/- %.4f (mean NLL %.6f +/- %.6f nats)\n", r.ppl, r.ppl_err, r.nll_mean, r.nll_stderr);

@@ -30,6 +30,7 @@ typedef struct {
     double params;          /* parameter count of the model */
     const char *method;     /* the artifact's recipe (static text), NULL for a model */
     be_kind kind;           /* the forward that ran */
+    char forward[128];      /* the forward in words (fwd_describe: quamba2 says its bits) */
 } eval_result;
 
 /* Standard error of the mean of n per-token NLLs with this sum and sum of squares (llama-perplexity's). */
