@@ -179,7 +179,8 @@ static void test_option_vocabulary(void) {
         {"eval", "--model --data --tokenizer --field --window --windows --device --threads --json --quiet"},
         {"calib", "--model --out --data --tokenizer --field --samples --seqlen --device --threads --json --quiet"},
         {"quantize", "--model --out --stats --calib --field --samples --seqlen --method --percentile --weight-granularity "
-                     "--quantize-head --quantize-embedding --force --threads --json --quiet"},
+                     "--quantize-head --quantize-embedding --bits --weight-method --group-size --no-cluster --no-state-groups "
+                     "--force --threads --json --quiet"},
         {"sweep", "--model --stats --data --field --method --percentile --weight-granularity --window --windows --device --threads --json --quiet"},
         {"verify", "--artifact --model --data --field --window --windows --device --threads --json --quiet"},
         {"generate", "--model --tokenizer --device --threads --quiet"},
