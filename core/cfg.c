@@ -313,7 +313,8 @@ int cfg_parse(const char *json, const char *source, mq_config *out) {
  * vocabulary row from them: a config saying 10,000,000 layers next to a 24-layer checkpoint would
  * have them build gigabytes of tables before finding the first missing tensor. So the weights the
  * config implies are checked against the bytes the checkpoint files in dir hold: each element takes
- * at least one byte (int8) and each tensor at least TENSOR_MIN_BYTES of header or zip entry. Only
+ * at least one byte (int8), in_proj's and out_proj's half a byte (int4, quamba2 artifacts), and each
+ * tensor at least TENSOR_MIN_BYTES of header or zip entry. Only
  * a lower bound, with 1 MiB of slack so that a small damaged file gets its own, more precise error
  * from the reader; the loaders then check every tensor exactly. Skipped when dir holds no checkpoint. */
 #define TENSOR_MIN_BYTES 32.0
@@ -332,7 +333,7 @@ static int check_against_files(const char *dir, const mq_config *c, const char *
     closedir(d);
     if (have == 0) return 0;
     double D = c->d_model, Di = c->d_inner, P = cfg_in_proj_dim(c), C = cfg_conv_dim(c), K = c->d_conv;
-    double layer = D + P * D + C * K + D * Di, tensors = 7;
+    double layer = D + 0.5 * (P * D + D * Di) + C * K, tensors = 7;
     if (c->arch == MQ_MAMBA1) {
         double R = c->dt_rank, N = c->d_state;
         layer += (R + 2 * N) * Di + Di * R + Di + Di * N + Di;

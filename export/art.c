@@ -161,7 +161,8 @@ static void build_table(q_model *qm, tlist *L) {
     }
     add_f16(L, &qm->norm_f, 1, D, 0, "backbone.norm_f.weight");
     if (o->quantize_embedding && !q_head_untied(c, o->method)) {
-        add(L, T_ASCALE, 1, 1, 0, 0, "lm_head.input_scale")->s = &qm->lm_head_in_scale;   /* the weight is the embedding's */
+        if (q_role_quantized(c->arch, o, MQ_ACT_LM_HEAD_IN))   /* the weight is the embedding's; W4A16: no input scale */
+            add(L, T_ASCALE, 1, 1, 0, 0, "lm_head.input_scale")->s = &qm->lm_head_in_scale;
     } else if (o->quantize_head) {
         add_big(L, &qm->lm_head_q, o, V, D, "lm_head");
         if (q_role_quantized(c->arch, o, MQ_ACT_LM_HEAD_IN)) add(L, T_ASCALE, 1, 1, 0, 0, "lm_head.input_scale")->s = &qm->lm_head_in_scale;

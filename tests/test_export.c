@@ -266,7 +266,8 @@ static void q2_roundtrip(const char *config, int wbits, int abits, int group, in
     q_options_default(&o);
     o.method = Q_QUAMBA2;
     o.wbits = wbits, o.abits = abits, o.group_size = group, o.gptq = 0, o.cluster = cluster, o.state_groups = groups;
-    o.quantize_head = head;
+    o.quantize_head = head >= 1;
+    o.quantize_embedding = head == 2;   /* the tied lm_head is then the int8 embedding, int8 however many bits */
     q_stats st = STUB;
     st.vector = stub_vector;
     q_model qm;
@@ -319,6 +320,8 @@ static void test_quamba2_roundtrip(void) {
     q2_roundtrip(M2G2_CONFIG, 4, 16, 128, 1, 1, 1);   /* per row: 128 divides neither */
     q2_roundtrip(M1_CONFIG, 4, 8, 16, 1, 1, 0);
     q2_roundtrip(M1_CONFIG, 4, 16, -1, 0, 0, 1);
+    q2_roundtrip(M1_CONFIG, 4, 16, 16, 1, 1, 2);      /* W4A16 with the int8 embedding: no lm_head input scale */
+    q2_roundtrip(M2G2_CONFIG, 4, 8, 32, 1, 1, 2);
 }
 
 /* ---- corruption ---- */
