@@ -155,15 +155,37 @@ static void check_same(const q_model *a, const q_model *b) {
     T_CHECK(weq(&a->embed_q, &b->embed_q), "int8 embedding differs");
 }
 
+/* Writes qm as the artifact <tmp>/art_<name> of a source folder <tmp>/<name> (config.json, tokenizer.json),
+ * opens it into a and checks it equals qm. Returns art_open's status; p, out, cj, tj: the provenance
+ * and paths used (out, cj, tj of 600 bytes). */
+static int write_read(const char *name, const char *config, const q_model *qm, art_provenance *p, art_artifact *a, char *out, char *cj,
+                      char *tj) {
+    const char *src = make_src(name, config);
+    snprintf(cj, 600, "%s/config.json", src);
+    snprintf(tj, 600, "%s/tokenizer.json", src);
+    snprintf(out, 600, "%s/art_%s", t_tmpdir(), name);
+    prov(p);
+    T_CHECK(art_write(out, qm, p, cj, tj, 0) == 0, "%s", mq_errmsg());
+    int rc = art_open(out, a);
+    T_CHECK(rc == 0, "art_open: %s", mq_errmsg());
+    if (rc == 0) check_same(qm, &a->qm);
+    return rc;
+}
+
 /* head: 0 FP16 lm_head, 1 int8 lm_head, 2 int8 embedding and lm_head (--quantize-embedding) */
+/* The configuration, a random model of it, and the default options of `method`. */
+static void setup(const char *config, q_method method, mq_config *c, mq_model *m, q_options *o) {
+    T_CHECK(cfg_parse(config, "test config", c) == 0, "%s", mq_errmsg());
+    random_model(c, m);
+    q_options_default(o);
+    o->method = method;
+}
+
 static void roundtrip(const char *config, q_method method, q_granularity g, int head) {
     mq_config c;
-    T_CHECK(cfg_parse(config, "test config", &c) == 0, "%s", mq_errmsg());
     mq_model m;
-    random_model(&c, &m);
     q_options o;
-    q_options_default(&o);
-    o.method = method;
+    setup(config, method, &c, &m, &o);
     o.weight_gran = g;
     o.quantize_head = head >= 1;
     o.quantize_embedding = head == 2;
@@ -172,18 +194,10 @@ static void roundtrip(const char *config, q_method method, q_granularity g, int 
     T_CHECK(q_quantize(&m, &STUB, &o, &qm) == 0, "%s", mq_errmsg());
     char name[64], out[600], cj[600], tj[600];
     snprintf(name, sizeof name, "src_m%d_%d_%d_%d", c.arch, method, g, head);
-    const char *src = make_src(name, config);
-    snprintf(cj, sizeof cj, "%s/config.json", src);
-    snprintf(tj, sizeof tj, "%s/tokenizer.json", src);
-    snprintf(out, sizeof out, "%s/art_%s", t_tmpdir(), name);
     art_provenance p;
-    prov(&p);
-    T_CHECK(art_write(out, &qm, &p, cj, tj, 0) == 0, "%s", mq_errmsg());
     art_artifact a;
-    int rc = art_open(out, &a);
-    T_CHECK(rc == 0, "art_open: %s", mq_errmsg());
+    int rc = write_read(name, config, &qm, &p, &a, out, cj, tj);
     if (rc == 0) {
-        check_same(&qm, &a.qm);
         if (q_method_rotates_residual(method)) {
             T_CHECK(a.qm.resid_n == c.d_model && (head ? a.qm.lm_head_q.q != NULL : a.qm.lm_head != NULL), "rotated artifact: lm_head");
             /* the artifact's FP16 lm_head is (L diag(norm_f)) H: not the rotated embedding even when tied */
@@ -259,12 +273,9 @@ static int stub_vector(void *ctx, int layer, mq_act_role role, const char *kind,
 
 static void q2_roundtrip(const char *config, int wbits, int abits, int group, int cluster, int groups, int head) {
     mq_config c;
-    T_CHECK(cfg_parse(config, "test config", &c) == 0, "%s", mq_errmsg());
     mq_model m;
-    random_model(&c, &m);
     q_options o;
-    q_options_default(&o);
-    o.method = Q_QUAMBA2;
+    setup(config, Q_QUAMBA2, &c, &m, &o);
     o.wbits = wbits, o.abits = abits, o.group_size = group, o.gptq = 0, o.cluster = cluster, o.state_groups = groups;
     o.quantize_head = head >= 1;
     o.quantize_embedding = head == 2;   /* the tied lm_head is then the int8 embedding, int8 however many bits */
@@ -280,18 +291,10 @@ static void q2_roundtrip(const char *config, int wbits, int abits, int group, in
     T_CHECK(q_big_wbits(&o) == 8 || (qm.layers[0].in_proj.bits == 4 && qm.layers[0].out_proj.group == q_i4_group(&o, c.d_inner)), "int4 layout");
     char name[64], out[600], cj[600], tj[600];
     snprintf(name, sizeof name, "q2_m%d_%d_%d_%d_%d%d%d", c.arch, wbits, abits, group, cluster, groups, head);
-    const char *src = make_src(name, config);
-    snprintf(cj, sizeof cj, "%s/config.json", src);
-    snprintf(tj, sizeof tj, "%s/tokenizer.json", src);
-    snprintf(out, sizeof out, "%s/art_%s", t_tmpdir(), name);
     art_provenance p;
-    prov(&p);
-    T_CHECK(art_write(out, &qm, &p, cj, tj, 0) == 0, "%s", mq_errmsg());
     art_artifact a;
-    int rc = art_open(out, &a);
-    T_CHECK(rc == 0, "art_open: %s", mq_errmsg());
+    int rc = write_read(name, config, &qm, &p, &a, out, cj, tj);
     if (rc == 0) {
-        check_same(&qm, &a.qm);
         const q_options *ao = &a.qm.opt;
         T_CHECK(a.format_version == 3 && ao->wbits == wbits && ao->abits == abits && ao->group_size == group && ao->cluster == cluster &&
                 ao->state_groups == groups, "quamba2 options");
