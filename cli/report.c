@@ -139,7 +139,9 @@ static int read_acts(rep_ctx *r) {
             a->hist = mq_malloc(OBS_HIST_BINS * sizeof *a->hist);
             memcpy(a->hist, h->data, OBS_HIST_BINS * sizeof *a->hist);
         }
-        static const char *kinds[] = {"channel", "head", "group"};
+        /* one vector an activation: Mamba2's x per head (its per-channel maxima, for quamba2's
+         * clustering, would be d_inner bars), Mamba1's x per channel */
+        static const char *kinds[] = {"head", "group", "channel"};
         for (int k = 0; k < 3 && !a->grp; k++) {
             char suf[32];
             snprintf(suf, sizeof suf, ".absmax_per_%s", kinds[k]);
@@ -956,8 +958,9 @@ static void notes(rep_ctx *r) {
                 "<li>Estimates from the 2048-bin log histogram (64 bins per octave): each bin's values at its geometric centre; "
                 "noise (v - clip)² above the clip, v² below half a step, step² / 12 between.</li>");
     if (!chan)
-        rep_puts(b, "<li>Top outlier channels: the stats file holds no per-channel maxima (only Mamba2's per-head / per-group "
-                    "absmax of x, B, C and the state), so outliers are shown per head and group where present.</li>");
+        rep_puts(b, "<li>Top outlier channels: no activation on this page is shown per channel (Mamba2's x, B, C and the state "
+                    "are shown per head / group; stats files before quamba2's per-channel absmax, and GPU calibrations, have "
+                    "none), so outliers are shown per head and group where present.</li>");
     rep_puts(b, "</ul>");
 }
 

@@ -2,7 +2,8 @@
  * scales, activation scales, the float tensors rounded to FP16). The fusions of the recipe are
  * applied to FP32 copies of in_proj / out_proj (and, under the residual rotation, of the embedding,
  * out_proj's bias and the lm_head) before they are quantized or rounded, one layer at a time, so
- * the source model is never copied whole. */
+ * the source model is never copied whole. quamba2 adds int4 in_proj / out_proj / lm_head (GPTQ on
+ * q_stats.hess, or RTN) and its vector scales (B / C per SSD group, clustered ssm_x). */
 #include <stdlib.h>
 #include <string.h>
 #include "core/err.h"
@@ -146,7 +147,7 @@ int q_quantize(const mq_model *src, const q_stats *st, const q_options *opt, q_m
         if (o->method == Q_QUAMBA2 && quamba2_scales(c, o, st, l, L)) { bad = 1; break; }
         for (int r = 0; r < MQ_ACT_NROLES && !bad; r++) {
             if (r == MQ_ACT_LM_HEAD_IN || !q_role_quantized(c->arch, o, (mq_act_role)r)) continue;
-            if ((r == MQ_ACT_SSM_X && L->x_scale) || ((r == MQ_ACT_B || r == MQ_ACT_C) && L->bc_scale[0])) continue;
+            if (q_layer_vector_scaled(out, l, (mq_act_role)r)) continue;   /* quamba2's, set above */
             for (int p = 0; p < q_role_parts(c->arch, (mq_act_role)r) && !bad; p++) {
                 float clip;
                 if (q_role_clip(o, st, l, (mq_act_role)r, p, &clip)) bad = 1;

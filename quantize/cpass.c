@@ -3,7 +3,8 @@
  * every in_proj input variant (weighted, x / rms(x), and rotated (x / rms(x)) H), of the rotated
  * out_proj input H y, and of the lm_head input variants. The rotated variants are observed on
  * rotated copies: in exact arithmetic that is what the rotated model computes, and this way one
- * pass serves every recipe. */
+ * pass serves every recipe. Also the Hessian pass of quamba2's GPTQ over the same windows (X^T X of
+ * the in_proj, out_proj and lm_head inputs of the recipe's fused model). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
