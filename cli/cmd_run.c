@@ -97,7 +97,7 @@ int cmd_run(int argc, char **argv) {
     char size[160];
     printf("artifact         %s: %s, %s, valid (%.1f s)\n", qr.artifact, qr.method,
            cli_size_vs_fp16((double)qr.artifact_bytes, (double)qr.fp16_bytes, size, sizeof size), qr.quantize_seconds);
-    printf("int8 perplexity  %.4f +/- %.4f simulated W8A8 (%+.2f%% vs FP32) (%.1f s)\n", qr.ppl, qr.ppl_err, 100.0 * (qr.ppl / r.ppl - 1),
+    printf("int8 perplexity  %.4f +/- %.4f %s (%+.2f%% vs FP32) (%.1f s)\n", qr.ppl, qr.ppl_err, qr.forward, 100.0 * (qr.ppl / r.ppl - 1),
            qr.eval_seconds);
     return 0;
 }

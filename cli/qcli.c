@@ -275,7 +275,7 @@ int q_cli_run(const q_run_spec *s, q_run_result *r) {
     art_close(&a);
 
     /* 4. simulated evaluation on the same protocol as the FP32 one */
-    fprintf(stderr, "run: evaluating %s (simulated W8A8) on %s\n", r->artifact, s->eval_data);
+    fprintf(stderr, "run: evaluating %s (simulated on the CPU) on %s\n", r->artifact, s->eval_data);
     eval_spec es = {.model = r->artifact, .device = "cpu", .data = s->eval_data, .tokenizer = s->tokenizer,
                     .window = s->window, .windows = s->windows, .progress = s->progress};
     eval_result er;
@@ -283,5 +283,6 @@ int q_cli_run(const q_run_spec *s, q_run_result *r) {
     r->ppl = er.ppl;
     r->ppl_err = er.ppl_err;
     r->eval_seconds = er.seconds;
+    snprintf(r->forward, sizeof r->forward, "%s", er.forward);
     return 0;
 }

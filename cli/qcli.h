@@ -56,6 +56,7 @@ typedef struct {
     double ppl, ppl_err;          /* simulated W8A8 perplexity and its standard error */
     size_t artifact_bytes, fp16_bytes;
     const char *method;
+    char forward[128];            /* the simulated forward in words ("simulated W8A8 on the CPU", quamba2's bits) */
 } q_run_result;
 
 int q_cli_run(const q_run_spec *s, q_run_result *r);
