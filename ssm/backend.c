@@ -114,7 +114,11 @@ static int cpu_prefill(be *b, const int32_t *tokens, int B, int T, be_state *s, 
                    : ssm_forward(c->m, tokens + (size_t)i * T, T, h, hid);
         if (rc) {
 #pragma omp critical(be_cpu_err)
-            if (!failed) failed = 1, snprintf(err, sizeof err, "sequence %d: %s", i, mq_errmsg());
+            if (!failed) {
+                failed = 1;
+                if (B > 1) snprintf(err, sizeof err, "sequence %d: %s", i, mq_errmsg());
+                else snprintf(err, sizeof err, "%s", mq_errmsg());
+            }
         }
     }
     if (failed) return mq_fail("%s", err);
@@ -171,7 +175,11 @@ static int cpu_nll(be *b, const int32_t *tokens, int B, int T, const mq_hooks *h
         sums[i] = ssm_nll(c->m, tokens + (size_t)i * T, T, h, nll ? nll + (size_t)i * (T - 1) : NULL);
         if (isnan(sums[i])) {
 #pragma omp critical(be_cpu_err)
-            if (!failed) failed = 1, snprintf(err, sizeof err, "sequence %d: %s", i, mq_errmsg());
+            if (!failed) {
+                failed = 1;
+                if (B > 1) snprintf(err, sizeof err, "sequence %d: %s", i, mq_errmsg());
+                else snprintf(err, sizeof err, "%s", mq_errmsg());
+            }
         }
     }
     double total = 0;
@@ -334,7 +342,10 @@ int be_eval_windows(be *b, const int32_t *ids, size_t n, int window, int max_win
         double s;
         if (be_nll(b, ids + (size_t)w0 * window, nb, window, NULL, nll, &s)) {
             free(nll);
-            return mq_fail_ctx("windows %ld..%ld", w0, w0 + nb - 1);
+            /* name the window: the batch's windows again one by one (an error path only) */
+            for (long w = w0; nb > 1 && w < w0 + nb; w++)
+                if (be_nll(b, ids + (size_t)w * window, 1, window, NULL, NULL, &s)) return mq_fail_ctx("window %ld", w);
+            return nb > 1 ? mq_fail_ctx("windows %ld..%ld", w0, w0 + nb - 1) : mq_fail_ctx("window %ld", w0);
         }
         total += s;
         for (size_t i = 0; nll && i < (size_t)nb * (window - 1); i++) sq += (double)nll[i] * nll[i];

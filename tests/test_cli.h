@@ -189,13 +189,15 @@ __attribute__((unused)) static int t_patch_tensor(const char *path, const char *
     return ok ? 0 : -1;
 }
 
-/* Sets every F32 value of tensor name in path to v (in place). */
-__attribute__((unused)) static int t_fill_f32(const char *path, const char *name, float v) {
+/* Sets every value of tensor name in path to the size bytes at v (in place). */
+__attribute__((unused)) static int t_fill(const char *path, const char *name, const void *v, size_t size) {
     size_t nb = 0;
     if (t_tensor_offset(path, name, &nb) < 0) return -1;
-    for (size_t i = 0; i + 4 <= nb; i += 4)
-        if (t_patch_tensor(path, name, i, &v, 4)) return -1;
+    for (size_t i = 0; i + size <= nb; i += size)
+        if (t_patch_tensor(path, name, i, v, size)) return -1;
     return 0;
 }
+/* Every F32 value of tensor name in path set to v. */
+__attribute__((unused)) static int t_fill_f32(const char *path, const char *name, float v) { return t_fill(path, name, &v, 4); }
 
 #endif

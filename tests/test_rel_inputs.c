@@ -262,6 +262,43 @@ static void test_unused_nonfinite(void) {
     T_CHECK(t_sh(cmd, log) == 0, "eval: %s", t_slurp(log));
 }
 
+/* ---- item 8: a forward that overflows float32 (finite FP16 weights, NaN/Inf logits): eval names the
+ * window and says the NLL is not finite; generate stops with an error instead of printing nonsense ---- */
+static void test_forward_nonfinite(void) {
+    NEED_SETUP();
+    const char *dir = t_path("%s", "overflow"), *log = t_path("%s", "overflow.log");
+    t_model_copy(tiny, dir, 1);
+    char path[1200], nm[128], cmd[4096];
+    snprintf(path, sizeof path, "%s/model.safetensors", dir);
+    const uint16_t big16 = 0x7bff;   /* 65504, the largest finite FP16 */
+    for (int l = 0; l < 2; l++) {
+        snprintf(nm, sizeof nm, "backbone.layers.%d.mixer.in_proj.weight", l);
+        T_CHECK(!t_fill(path, nm, &big16, 2), "patch %s", nm);
+        snprintf(nm, sizeof nm, "backbone.layers.%d.mixer.conv1d.weight", l);
+        T_CHECK(!t_fill(path, nm, &big16, 2), "patch %s", nm);
+    }
+    snprintf(cmd, sizeof cmd, "bin/mambaq eval --model '%s' --data '%s' --windows 2 --window 32", dir, shared("datasets/valid.txt"));
+    char *o = T_REFUSED(cmd, log, "window 0", "NLL is not finite", "at token");
+    T_CHECK(!strstr(o, "unknown error"), "eval: %s", o);
+    free(o);
+    snprintf(cmd, sizeof cmd, "bin/mambaq generate --model '%s' --prompt 'The cat sat on the mat and' --max-tokens 8", dir);
+    free(T_REFUSED(cmd, log, "logits of generated token", "not finite"));
+}
+
+/* ---- item 9: a prompt that is not UTF-8 is refused as such, not as "no tokens" ---- */
+static void test_prompt_utf8(void) {
+    NEED_SETUP();
+    const char *log = t_path("%s", "prompt.log"), *pf = t_path("%s", "prompt.txt");
+    char cmd[4096];
+    snprintf(cmd, sizeof cmd, "bin/mambaq generate --model '%s' --prompt \"$(printf 'ab\\377cd')\" --max-tokens 2", tiny);
+    char *o = T_REFUSED(cmd, log, "--prompt", "not valid UTF-8", "byte offset 2");
+    T_CHECK(!strstr(o, "no tokens"), "generate: %s", o);
+    free(o);
+    t_write(pf, "x\xC3", 2);
+    snprintf(cmd, sizeof cmd, "bin/mambaq generate --model '%s' --prompt-file '%s' --max-tokens 2", tiny, pf);
+    free(T_REFUSED(cmd, log, pf, "not valid UTF-8"));
+}
+
 /* ---- item 8: statistics files with impossible values ---- */
 static void test_stats_values(void) {
     NEED_SETUP();
@@ -380,6 +417,8 @@ int main(void) {
     T_RUN(test_config_sizes);
     T_RUN(test_checkpoint_nan);
     T_RUN(test_unused_nonfinite);
+    T_RUN(test_forward_nonfinite);
+    T_RUN(test_prompt_utf8);
     T_RUN(test_stats_values);
     T_RUN(test_data_files);
     T_RUN(test_truncated_shard);
