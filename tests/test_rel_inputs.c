@@ -328,8 +328,23 @@ static void test_stats_values(void) {
         free(T_REFUSED(cmd, log, bad, cases[i].suffix, cases[i].why));
         snprintf(cmd, sizeof cmd, "bin/mambaq stats '%s'", bad);
         free(T_REFUSED(cmd, log, "invalid statistics", cases[i].why));
+        /* every reader refuses them (calib_stats_open), not only quantize and stats */
+        snprintf(cmd, sizeof cmd, "bin/mambaq report '%s' --out '%s'", bad, t_path("%s", "never.html"));
+        free(T_REFUSED(cmd, log, bad, cases[i].suffix, cases[i].why));
     }
     T_CHECK(!t_exists(t_path("%s", "never")), "an artifact was written from broken statistics");
+    T_CHECK(!t_exists(t_path("%s", "never.html")), "a report was written from broken statistics");
+    /* and the writer does not write them: a zero embedding makes layer 0's in_proj input exactly 0 */
+    const char *dir = t_path("%s", "zero_embed"), *out = t_path("%s", "zero_embed.stats");
+    t_model_copy(tiny, dir, 1);
+    char path[1200];
+    snprintf(path, sizeof path, "%s/model.safetensors", dir);
+    const uint16_t zero = 0;
+    T_CHECK(!t_fill(path, "backbone.embeddings.weight", &zero, 2), "patch");
+    snprintf(cmd, sizeof cmd, "bin/mambaq calib --model '%s' --data '%s' --samples 1 --seqlen 16 --out '%s' --quiet", dir,
+             shared("datasets/calib.txt"), out);
+    free(T_REFUSED(cmd, log, out, "in_proj:input.absmax = 0", "check the model's weights"));
+    T_CHECK(!t_exists(out), "calib wrote an all-zero statistic");
 }
 
 /* ---- item 9: data files ---- */
