@@ -139,7 +139,7 @@ int q_cli_quantize(const char *model, const char *stats, const char *tokenizer, 
     if (progress && !rc) fprintf(stderr, "quantizing (%s) into %s\n", q_method_name(o->method), out);
     q_stats qs = q_cstats_iface(&cs);
     q_model qm;
-    if (!rc) rc = q_quantize(&m, &qs, o, &qm);
+    if (!rc && (rc = q_quantize(&m, &qs, o, &qm))) mq_fail_ctx("quantizing %s with the statistics of %s", model, stats);
     ssm_free(&m);
     if (!rc) {
         art_provenance pv;

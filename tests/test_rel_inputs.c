@@ -347,6 +347,24 @@ static void test_stats_values(void) {
     T_CHECK(!t_exists(out), "calib wrote an all-zero statistic");
 }
 
+/* ---- item 8: a clip outside (0, 1.27e8] (here percentiles of 0: valid statistics, a useless clip)
+ * is refused naming the activation, not quantized into garbage ---- */
+static void test_clip_bounds(void) {
+    NEED_SETUP();
+    const char *bad = t_path("%s", "pct0.stats"), *log = t_path("%s", "clip.log"), *out = t_path("%s", "clip0_art");
+    size_t n;
+    char *s = mq_read_file(tiny_stats, &n), cmd[4096];
+    t_write(bad, s, n);
+    free(s);
+    st_file *f = st_open(tiny_stats);
+    for (int k = 0; f && k < st_count(f); k++)
+        if (strstr(st_get(f, k)->name, "percentiles")) t_fill_f32(bad, st_get(f, k)->name, 0.0f);
+    st_close(f);
+    snprintf(cmd, sizeof cmd, "bin/mambaq quantize --model '%s' --stats '%s' --out '%s' --method quamba --quiet", tiny, bad, out);
+    free(T_REFUSED(cmd, log, bad, "layer 0 ssm_x", "clip value 0 is outside (0, 1.27e8]"));
+    T_CHECK(!t_exists(out), "an artifact was written with a clip of 0");
+}
+
 /* ---- item 9: data files ---- */
 static void test_data_files(void) {
     NEED_SETUP();
@@ -435,6 +453,7 @@ int main(void) {
     T_RUN(test_forward_nonfinite);
     T_RUN(test_prompt_utf8);
     T_RUN(test_stats_values);
+    T_RUN(test_clip_bounds);
     T_RUN(test_data_files);
     T_RUN(test_truncated_shard);
     return t_summary();
