@@ -117,18 +117,22 @@ static int sweep_batch(int cuda, int windows) {
     return b < windows ? b : windows;
 }
 
+/* "a,b,c" -> items; the count, or -1 + a message for an empty list or item, an item of 32
+ * characters or more, or more than max items (a value is never dropped or cut silently). */
 static int parse_list(const char *s, char items[][32], int max) {
     int n = 0;
-    while (s && *s && n < max) {
+    if (!s || !*s) return mq_fail("the list is empty");
+    for (;;) {
         const char *e = strchr(s, ',');
         size_t len = e ? (size_t)(e - s) : strlen(s);
-        if (len >= 32) len = 31;
+        if (!len) return mq_fail("item %d of the list is empty", n + 1);
+        if (len >= 32) return mq_fail("'%.*s' is too long", (int)len, s);
+        if (n == max) return mq_fail("more than %d items", max);
         memcpy(items[n], s, len);
-        items[n][len] = 0;
-        if (len) n++;
-        s = e ? e + 1 : NULL;
+        items[n++][len] = 0;
+        if (!e) return n;
+        s = e + 1;
     }
-    return n;
 }
 
 int cmd_sweep(int argc, char **argv) {
@@ -185,7 +189,16 @@ int cmd_sweep(int argc, char **argv) {
 
     /* the configurations */
     char mitems[16][32], pitems[32][32];
-    int nm = parse_list(cli_get(opts, "--method"), mitems, 16), np = parse_list(cli_get(opts, "--percentile"), pitems, 32);
+    int nm = parse_list(cli_get(opts, "--method"), mitems, 16);
+    if (nm < 0) {
+        fprintf(stderr, "mambaq sweep: --method: %s (give recipes, e.g. --method naive,quamba)\n", mq_errmsg());
+        return 2;
+    }
+    int np = parse_list(cli_get(opts, "--percentile"), pitems, 32);
+    if (np < 0) {
+        fprintf(stderr, "mambaq sweep: --percentile: %s (give percentiles in (0, 100], e.g. --percentile 99.99,99.999)\n", mq_errmsg());
+        return 2;
+    }
     conf confs[MAX_CONF];
     int nc = 0;
     for (int i = 0; i < nm; i++) {
@@ -195,7 +208,11 @@ int cmd_sweep(int argc, char **argv) {
             return 2;
         }
         int npc = q_method_uses_percentile(meth) ? np : 1;
-        for (int k = 0; k < npc && nc < MAX_CONF; k++) {
+        for (int k = 0; k < npc; k++) {
+            if (nc == MAX_CONF) {
+                fprintf(stderr, "mambaq sweep: more than %d recipe x percentile configurations; sweep fewer at a time\n", MAX_CONF);
+                return 2;
+            }
             memset(&confs[nc], 0, sizeof confs[nc]);
             confs[nc].method = meth;
             if (q_method_uses_percentile(meth)) {

@@ -203,7 +203,14 @@ int cmd_verify(int argc, char **argv) {
 
     mq_model m, sm;
     if (ssm_load(v.model, &m)) {
-        fprintf(stderr, "mambaq verify: loading the float model %s: %s\n", v.model, mq_errmsg());
+        if (v.model != a.prov.source_model)
+            fprintf(stderr, "mambaq verify: loading the float model %s: %s\n", v.model, mq_errmsg());
+        else if (!strchr(v.model, '/'))   /* a name only: quantize records whole paths with --record-paths */
+            fprintf(stderr, "mambaq verify: %s records its source model by name only ('%s'; quantize records the path with "
+                            "--record-paths): give the float model with --model DIR\n", v.artifact, v.model);
+        else
+            fprintf(stderr, "mambaq verify: the source model %s records, %s, cannot be loaded (%s): give the float model with "
+                            "--model DIR\n", v.artifact, v.model, mq_errmsg());
         art_close(&a);
         return 1;
     }
