@@ -67,6 +67,8 @@ const char *cli_size_vs_fp16(double bytes, double fp16_bytes, char *buf, unsigne
 #define CLI_THREADS {.name = "--threads", .metavar = "N", .help = "CPU threads (default: all cores)"}
 #define CLI_JSON {.name = "--json", .help = "print one JSON object on stdout instead of the text report"}
 #define CLI_QUIET {.name = "--quiet", .help = "no progress output on stderr"}
+/* how a long command runs and reports: CPU threads, JSON on stdout, no progress */
+#define CLI_RUN_OPTS CLI_THREADS, CLI_JSON, CLI_QUIET
 #define CLI_OUT(meta_, help_, pos_) {.name = "--out", .metavar = meta_, .help = help_, .pos = pos_}
 #define CLI_FORCE {.name = "--force", .help = "replace an existing output (atomically)"}
 /* the evaluation protocol: non-overlapping windows of --window tokens, the first --windows */
@@ -87,5 +89,12 @@ const char *cli_size_vs_fp16(double bytes, double fp16_bytes, char *buf, unsigne
     {.name = "--quantize-head", .help = "also quantize the lm_head (weight and input) to int8; default: FP16"}, \
     {.name = "--quantize-embedding", .help = "int8 embedding (one scale per row) and int8 lm_head: about 2x smaller than FP16"}
 #define CLI_RECIPE_OPTS CLI_METHOD_OPTS, CLI_WEIGHT_OPTS
+/* zero-shot tasks (cli/task.h): eval --task scores one instead of perplexity (its examples are --data);
+ * sweep and verify add one to their report (its examples are --task-data) */
+#define CLI_TASK_DEFAULT_DATA "<shared>/datasets/lambada_1000.jsonl, story_choice_valid.jsonl"
+#define CLI_TASK(help_) {.name = "--task", .metavar = "NAME", .help = help_}
+#define CLI_TASK_LIMIT {.name = "--limit", .metavar = "N", .help = "--task: the first N examples only (default: all)"}
+#define CLI_TASK_OPTS(help_) CLI_TASK(help_ ": lambada or choice (mambaq eval --task)"), \
+    {.name = "--task-data", .metavar = "FILE", .help = "--task examples (default: " CLI_TASK_DEFAULT_DATA ")"}, CLI_TASK_LIMIT
 
 #endif

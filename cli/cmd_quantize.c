@@ -61,9 +61,7 @@ int cmd_quantize(int argc, char **argv) {
         {.name = "--force", .help = "replace an existing OUT (atomically; only an artifact, never another folder) or --save-stats"},
         {.name = "--record-paths", .help = "record the model, stats and data paths in quant_config.json (default: their names and "
                                            "hashes only, so that the same inputs give the same bytes on every host)"},
-        CLI_THREADS,
-        CLI_JSON,
-        CLI_QUIET,
+        CLI_RUN_OPTS,
         CLI_END,
     };
     cli_parse(argc, argv, opts, "mambaq quantize MODEL OUT [--method quamba] [--calib FILE | --stats FILE] [options]",

@@ -143,12 +143,8 @@ int cmd_verify(int argc, char **argv) {
          .help = "windows with the per-layer cosine and the check against the CPU simulation (CPU time)", .def = "1"},
         CLI_DEVICE_HELP("auto", "cuda: the int8 GPU pass against the FP16 forward and the simulation; cpu: the simulation against "
                                 "the FP32 reference; auto: cuda when a GPU is usable"),
-        CLI_THREADS,
-        CLI_JSON,
-        CLI_QUIET,
-        {.name = "--task", .metavar = "NAME", .help = "also float vs int8 accuracy and agreement on a zero-shot task: lambada or choice (mambaq eval --task)"},
-        {.name = "--task-data", .metavar = "FILE", .help = "--task examples (default: <shared>/datasets/lambada_1000.jsonl, story_choice_valid.jsonl)"},
-        {.name = "--limit", .metavar = "N", .help = "--task: the first N examples only (default: all)"},
+        CLI_RUN_OPTS,
+        CLI_TASK_OPTS("also float vs int8 accuracy and agreement on a zero-shot task"),
         CLI_END,
     };
     cli_parse(argc, argv, opts, "mambaq verify ARTIFACT [--data FILE] [--device cpu|cuda|auto] [options]",
