@@ -42,6 +42,9 @@ const char *cli_default_path(const char *rel_to_shared);
 /* tokenizer.json for a model or artifact directory: given, else DIR/tokenizer.json,
  * DIR/../tokenizer.json, <shared>/models/tokenizer.json; NULL when none exists. */
 const char *cli_tokenizer(const char *dir, const char *given);
+/* tokenize / detokenize: the --tokenizer file (CLI_TOKENIZER_FILE; exits 2 when there is none), then
+ * --out checked (exits 1 when it exists without --force, or cannot be written); *force = --force. */
+const char *cli_tokenizer_file(const cli_opt *opts, const char *cmd, int *force);
 /* Prints j on stdout (pretty: indented, else one line) and deletes it. */
 struct cJSON;
 void cli_json_print(struct cJSON *j, int pretty);
@@ -57,6 +60,8 @@ const char *cli_size_vs_fp16(double bytes, double fp16_bytes, char *buf, unsigne
 #define CLI_ARTIFACT_SYNONYM {.name = "--artifact", .metavar = "DIR", .help = "same as --model (an artifact directory)", .alias_of = "--model"}
 #define CLI_TOKENIZER {.name = "--tokenizer", .metavar = "FILE", .help = "tokenizer.json for text data (default: DIR/tokenizer.json, " \
                        "DIR/../tokenizer.json, then <shared>/models/tokenizer.json)"}
+#define CLI_TOKENIZER_FILE {.name = "--tokenizer", .metavar = "FILE", .help = "tokenizer.json (Hugging Face byte-level BPE)", \
+                            .def = cli_default_path("models/tokenizer.json")}
 #define CLI_DATA(help_, def_) {.name = "--data", .metavar = "FILE", .help = help_, .def = def_}
 #define CLI_FIELD {.name = "--field", .metavar = "NAME", .help = "JSON-lines field holding the text", .def = "text"}
 /* --data, --tokenizer, --field: text (.txt, .jsonl, .gz) or token ids (.bin, .ids) */

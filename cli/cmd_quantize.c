@@ -118,7 +118,8 @@ int cmd_quantize(int argc, char **argv) {
         }
         if (cli_flag(opts, "--save-stats")) {
             stats = cli_get(opts, "--save-stats");
-            if (fio_check_out(stats, force, 0)) return fail("--save-stats: ");   /* an output like OUT: kept unless --force, writable */
+            /* an output like OUT: kept unless --force, writable */
+            if (fio_check_out(stats, force, 0)) return fail("--save-stats: ");
         } else {
             size_t n = strlen(out);
             while (n > 1 && out[n - 1] == '/') n--;
