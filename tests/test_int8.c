@@ -311,6 +311,15 @@ static void test_gated_rmsnorm(void) {
 #define CAL_LEN 256
 
 
+/* The calibration and validation token fixtures (HF ids of ../shared/datasets files): 1 when both
+ * hold enough tokens (CAL_SAMPLES x CAL_LEN, 1024). */
+static int token_fixtures(int32_t **cal, int32_t **val) {
+    size_t ncal = 0, nval = 0;
+    *cal = t_fixture_ids("tests/fixtures/tok/calib.txt.ids.u16.gz", &ncal);
+    *val = t_fixture_ids("tests/fixtures/tok/valid.txt.ids.u16.gz", &nval);
+    return *cal && *val && ncal >= CAL_SAMPLES * CAL_LEN && nval >= 1024;
+}
+
 /* The proxy in dir quantized by recipe o from this file's own statistics of the calibration
  * fixture cal (tests/tstats.h, percentile 99.95): *m loaded, *ts collected, *qm made. 0, or -1 after
  * a failed check (then nothing is held). The caller frees *qm, *m and *ts (tstats_free). */
@@ -361,10 +370,8 @@ static void model_case(int arch, q_method method, q_granularity gran, int head, 
     const char *d = t_shared(arch == 1 ? "models/mamba1-proxy" : "models/mamba2-proxy");
     if (!d) T_SKIP("proxy models not found under ../shared (or $MQ_SHARED)");
     snprintf(dir, sizeof dir, "%s", d);
-    size_t ncal = 0, nval = 0;
-    int32_t *cal = t_fixture_ids("tests/fixtures/tok/calib.txt.ids.u16.gz", &ncal);
-    int32_t *val = t_fixture_ids("tests/fixtures/tok/valid.txt.ids.u16.gz", &nval);
-    if (!cal || !val || ncal < CAL_SAMPLES * CAL_LEN || nval < 1024) T_SKIP("token fixtures missing");
+    int32_t *cal, *val;
+    if (!token_fixtures(&cal, &val)) T_SKIP("token fixtures missing");
     q_options o;
     q_options_default(&o);
     o.method = method, o.weight_gran = gran, o.quantize_head = head >= 1, o.quantize_embedding = head == 2;
@@ -601,10 +608,8 @@ static void verify_case(int arch, q_method method) {
     if (!tj) T_SKIP("models/tokenizer.json not found");
     static char tjs[4096];
     snprintf(tjs, sizeof tjs, "%s", tj);
-    size_t ncal = 0, nval = 0;
-    int32_t *cal = t_fixture_ids("tests/fixtures/tok/calib.txt.ids.u16.gz", &ncal);
-    int32_t *val = t_fixture_ids("tests/fixtures/tok/valid.txt.ids.u16.gz", &nval);
-    if (!cal || !val || ncal < CAL_SAMPLES * CAL_LEN || nval < 1024) T_SKIP("token fixtures missing");
+    int32_t *cal, *val;
+    if (!token_fixtures(&cal, &val)) T_SKIP("token fixtures missing");
     q_options o;
     q_options_default(&o);
     o.method = method;
