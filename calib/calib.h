@@ -31,6 +31,7 @@
 #include <stdint.h>
 #include "calib/obs.h"
 #include "core/hash.h"
+#include "core/qrule.h"
 #include "core/st.h"
 #include "ssm/model.h"
 #ifdef __cplusplus
@@ -102,7 +103,11 @@ obs_set *calib_observers(const mq_model *m, const calib_options *o);
 /* Runs the FP32 CPU forward (ssm/backend.h) on each window with the observer hooks. progress: show a bar. */
 int calib_observe_cpu(const mq_model *m, const int32_t *tokens, const size_t *starts, int samples, int seqlen,
                       obs_set *s, int progress);
-/* Writes every observer's statistics plus the metadata pairs kv[2*i], kv[2*i+1]. */
+/* The largest statistic of |v| a stats file may hold: the clip of the largest scale an artifact
+ * holds (export/art.h ART_SCALE_MAX = 1e6, times 127; cli/qcli.c checks the two agree). */
+#define CALIB_STAT_MAX (1e6f * QR_QMAX)
+/* Writes every observer's statistics plus the metadata pairs kv[2*i], kv[2*i+1]. Refuses (writing
+ * nothing) values the reader would refuse (calib_stats_check). */
 int calib_write_stats(obs_set *s, const char *path, const char *const *kv, int nkv);
 /* "99,99.9,100" */
 void calib_fmt_pct_list(const double *pct, int n, char *buf, size_t cap);
@@ -113,11 +118,18 @@ void calib_config_summary(const mq_config *c, char *buf, size_t n);
 /* ---- reading a stats file ---- */
 typedef struct calib_stats calib_stats;
 
-/* Opens and validates a stats file. model_dir non-NULL: refuses (NULL + message naming both
- * hashes and paths) a file whose model.weights_sha256 differs from hash_model_weights(model_dir). */
+/* Opens and validates a stats file: its layout and its values (calib_stats_check). model_dir
+ * non-NULL: refuses (NULL + message naming both hashes and paths) a file whose model.weights_sha256
+ * differs from hash_model_weights(model_dir). */
 calib_stats *calib_stats_open(const char *path, const char *model_dir);
 /* Same with a known weights hash (NULL: no identity check). */
 calib_stats *calib_stats_open_hash(const char *path, const char *weights_sha256);
+/* The layout only, for `mambaq stats`, which shows a broken file's values before refusing them. */
+calib_stats *calib_stats_open_unchecked(const char *path);
+/* Values a quantizer may trust: every absmax, percentile and per-head / per-group absmax finite,
+ * >= 0 and <= CALIB_STAT_MAX, percentiles at most their absmax, no absmax of exactly 0, percentiles
+ * in [0, 100]. 0, or -1 + a message naming the file, the statistic, the index and the value. */
+int calib_stats_check(const calib_stats *s);
 void calib_stats_close(calib_stats *s);
 
 const char *calib_stats_meta(const calib_stats *s, const char *key);   /* NULL if absent */

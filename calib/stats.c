@@ -19,7 +19,41 @@ void calib_fmt_pct_list(const double *pct, int n, char *buf, size_t cap) {
     for (int i = 0; i < n && k < cap; i++) k += snprintf(buf + k, cap - k, "%s%.10g", i ? "," : "", pct[i]);
 }
 
+/* ---- the values' checks, on write (path NULL: the writer names the file) and on read ---- */
+
+/* n values of the statistic <name><suffix>: finite, in [0, CALIB_STAT_MAX], and (lim > 0) at most lim. */
+static int check_values(const char *path, const char *name, const char *suffix, const float *v, int64_t n, float lim) {
+    for (int64_t k = 0; k < n; k++) {
+        const char *why = !isfinite(v[k]) ? "not finite" : v[k] < 0 ? "negative" : v[k] > CALIB_STAT_MAX ? "implausibly large" : NULL;
+        if (!why && lim > 0 && v[k] > lim * (1 + 1e-5f) + 1e-30f) why = "above the activation's absmax";
+        if (why)
+            return mq_fail("%s%s%s%s[%lld] = %g is %s: a statistic of |v| must be finite and in [0, %g]%s", path ? path : "",
+                           path ? ": " : "", name, suffix, (long long)k, (double)v[k], why, (double)CALIB_STAT_MAX,
+                           lim > 0 ? " and at most the absmax" : "");
+    }
+    return 0;
+}
+
+static int check_absmax(const char *path, const char *name, float amax) {
+    if (check_values(path, name, ".absmax", &amax, 1, 0)) return -1;
+    if (!(amax > 0))
+        return mq_fail("%s%s%s.absmax = 0: the activation was exactly zero on every calibration token, which no working "
+                       "model does; %s", path ? path : "", path ? ": " : "", name,
+                       path ? "the statistics are broken (re-run mambaq calib)" : "check the model's weights");
+    return 0;
+}
+
 /* ---- writing ---- */
+
+static int check_obs(const obs_tensor *t) {
+    if (t->nsamples == 0) return mq_fail("%s: no calibration sample was observed", t->name);
+    if (check_absmax(NULL, t->name, t->absmax) || check_values(NULL, t->name, ".percentiles", t->pmax, t->nq, t->absmax) ||
+        check_values(NULL, t->name, ".ema_percentiles", t->pema, t->nq, t->absmax))
+        return -1;
+    char suffix[64];
+    snprintf(suffix, sizeof suffix, ".absmax_per_%s", t->gkind ? t->gkind : "group");
+    return t->ngroup ? check_values(NULL, t->name, suffix, t->gabsmax, t->ngroup, t->absmax) : 0;
+}
 
 int calib_write_stats(obs_set *s, const char *path, const char *const *kv, int nkv) {
     st_writer *w = st_writer_new();
@@ -27,7 +61,7 @@ int calib_write_stats(obs_set *s, const char *path, const char *const *kv, int n
     int rc = 0;
     for (int i = 0; i < obs_count(s) && !rc; i++) {
         const obs_tensor *t = obs_get(s, i);
-        if (t->nsamples == 0) { rc = mq_fail("%s: no calibration sample was observed", t->name); break; }
+        if ((rc = check_obs(t))) break;
         int64_t one = 1, nq = t->nq, nb = OBS_HIST_BINS, ng = t->ngroup;
         snprintf(name, sizeof name, "%s.absmax", t->name);
         rc |= st_writer_add(w, name, MQ_F32, 1, &one, &t->absmax);
@@ -132,15 +166,53 @@ fail:
     return NULL;
 }
 
+static calib_stats *checked(calib_stats *s) {
+    if (s && calib_stats_check(s)) {
+        calib_stats_close(s);
+        return NULL;
+    }
+    return s;
+}
+
+calib_stats *calib_stats_open_unchecked(const char *path) { return open_stats(path, NULL, NULL); }
+
 calib_stats *calib_stats_open_hash(const char *path, const char *weights_sha256) {
-    return open_stats(path, weights_sha256, "the model given");
+    return checked(open_stats(path, weights_sha256, "the model given"));
 }
 
 calib_stats *calib_stats_open(const char *path, const char *model_dir) {
-    if (!model_dir) return open_stats(path, NULL, NULL);
+    if (!model_dir) return checked(open_stats(path, NULL, NULL));
     char hex[HASH_HEX_LEN];
     if (hash_model_weights(model_dir, hex)) return NULL;
-    return open_stats(path, hex, model_dir);
+    return checked(open_stats(path, hex, model_dir));
+}
+
+/* A statistic tensor's values as floats (F32 checked by the caller); NULL tensor: nothing to check. */
+static int check_tensor(const calib_stats *s, const char *name, const char *suffix, float lim) {
+    const st_tensor *t = calib_stats_tensor(s, name, suffix);
+    if (!t) return 0;
+    if (t->dtype != MQ_F32) return mq_fail("%s: %s%s: dtype %s, expected F32", s->path, name, suffix, mq_dtype_name(t->dtype));
+    float *v = mq_malloc((size_t)t->numel * sizeof *v + 1);
+    memcpy(v, t->data, (size_t)t->numel * sizeof *v);   /* the data may be unaligned */
+    int rc = check_values(s->path, name, suffix, v, t->numel, lim);
+    free(v);
+    return rc;
+}
+
+int calib_stats_check(const calib_stats *s) {
+    for (int i = 0; i < s->npct; i++)
+        if (!(s->pct[i] >= 0 && s->pct[i] <= 100))
+            return mq_fail("%s: metadata calib.percentiles: %g is not a percentile in [0, 100]", s->path, s->pct[i]);
+    for (int i = 0; i < s->nnames; i++) {
+        const char *name = s->names[i];
+        float amax;
+        if (calib_stats_absmax(s, name, &amax) || check_absmax(s->path, name, amax)) return -1;
+        static const char *const rest[] = {".percentiles", ".ema_percentiles", ".absmax_per_head", ".absmax_per_group",
+                                           ".absmax_per_channel"};
+        for (int k = 0; k < 5; k++)
+            if (check_tensor(s, name, rest[k], amax)) return -1;
+    }
+    return 0;
 }
 
 const char *calib_stats_meta(const calib_stats *s, const char *key) { return st_metadata(s->f, key); }

@@ -1,6 +1,8 @@
 /* Option table parsing and generated --help for the subcommands, the default paths under the
  * shared folder, and small output helpers (see args.h). */
 #include "cli/args.h"
+#include "core/err.h"
+#include "core/fio.h"
 #include <cjson/cJSON.h>
 #include <errno.h>
 #include <limits.h>
@@ -147,6 +149,17 @@ const char *cli_need(const cli_opt *opts, const char *cmd, const char *name) {
                         cmd, o->metavar, ordinal(o->pos), o->name, cmd);
     else fprintf(stderr, "mambaq %s: %s %s is required (see 'mambaq %s --help')\n", cmd, o->name, o->metavar ? o->metavar : "", cmd);
     exit(2);
+}
+
+const char *cli_tokenizer_file(const cli_opt *opts, const char *cmd, int *force) {
+    const char *tok_path = cli_get(opts, "--tokenizer"), *out = cli_get(opts, "--out");
+    if (!tok_path) {
+        fprintf(stderr, "mambaq %s: no --tokenizer given and <shared>/models/tokenizer.json not found (" CLI_SHARED_HINT ")\n", cmd);
+        exit(2);
+    }
+    *force = cli_flag(opts, "--force");
+    if (out && fio_check_out(out, *force, 0)) mq_die("%s: --out: %s", cmd, mq_errmsg());
+    return tok_path;
 }
 
 static int is_dir(const char *p) {

@@ -42,6 +42,9 @@ const char *cli_default_path(const char *rel_to_shared);
 /* tokenizer.json for a model or artifact directory: given, else DIR/tokenizer.json,
  * DIR/../tokenizer.json, <shared>/models/tokenizer.json; NULL when none exists. */
 const char *cli_tokenizer(const char *dir, const char *given);
+/* tokenize / detokenize: the --tokenizer file (CLI_TOKENIZER_FILE; exits 2 when there is none), then
+ * --out checked (exits 1 when it exists without --force, or cannot be written); *force = --force. */
+const char *cli_tokenizer_file(const cli_opt *opts, const char *cmd, int *force);
 /* Prints j on stdout (pretty: indented, else one line) and deletes it. */
 struct cJSON;
 void cli_json_print(struct cJSON *j, int pretty);
@@ -57,6 +60,8 @@ const char *cli_size_vs_fp16(double bytes, double fp16_bytes, char *buf, unsigne
 #define CLI_ARTIFACT_SYNONYM {.name = "--artifact", .metavar = "DIR", .help = "same as --model (an artifact directory)", .alias_of = "--model"}
 #define CLI_TOKENIZER {.name = "--tokenizer", .metavar = "FILE", .help = "tokenizer.json for text data (default: DIR/tokenizer.json, " \
                        "DIR/../tokenizer.json, then <shared>/models/tokenizer.json)"}
+#define CLI_TOKENIZER_FILE {.name = "--tokenizer", .metavar = "FILE", .help = "tokenizer.json (Hugging Face byte-level BPE)", \
+                            .def = cli_default_path("models/tokenizer.json")}
 #define CLI_DATA(help_, def_) {.name = "--data", .metavar = "FILE", .help = help_, .def = def_}
 #define CLI_FIELD {.name = "--field", .metavar = "NAME", .help = "JSON-lines field holding the text", .def = "text"}
 /* --data, --tokenizer, --field: text (.txt, .jsonl, .gz) or token ids (.bin, .ids) */
@@ -67,6 +72,8 @@ const char *cli_size_vs_fp16(double bytes, double fp16_bytes, char *buf, unsigne
 #define CLI_THREADS {.name = "--threads", .metavar = "N", .help = "CPU threads (default: all cores)"}
 #define CLI_JSON {.name = "--json", .help = "print one JSON object on stdout instead of the text report"}
 #define CLI_QUIET {.name = "--quiet", .help = "no progress output on stderr"}
+/* how a long command runs and reports: CPU threads, JSON on stdout, no progress */
+#define CLI_RUN_OPTS CLI_THREADS, CLI_JSON, CLI_QUIET
 #define CLI_OUT(meta_, help_, pos_) {.name = "--out", .metavar = meta_, .help = help_, .pos = pos_}
 #define CLI_FORCE {.name = "--force", .help = "replace an existing output (atomically)"}
 /* the evaluation protocol: non-overlapping windows of --window tokens, the first --windows */
@@ -94,5 +101,12 @@ const char *cli_size_vs_fp16(double bytes, double fp16_bytes, char *buf, unsigne
     {.name = "--no-cluster", .help = "quamba2: one ssm_x scale per tensor (percentile clip) instead of the 4 x 4 clustered scales"}, \
     {.name = "--no-state-groups", .help = "quamba2: one B / C scale per tensor instead of one per SSD group (Mamba2)"}
 #define CLI_RECIPE_OPTS CLI_METHOD_OPTS, CLI_WEIGHT_OPTS, CLI_QUAMBA2_OPTS
+/* zero-shot tasks (cli/task.h): eval --task scores one instead of perplexity (its examples are --data);
+ * sweep and verify add one to their report (its examples are --task-data) */
+#define CLI_TASK_DEFAULT_DATA "<shared>/datasets/lambada_1000.jsonl, story_choice_valid.jsonl"
+#define CLI_TASK(help_) {.name = "--task", .metavar = "NAME", .help = help_}
+#define CLI_TASK_LIMIT {.name = "--limit", .metavar = "N", .help = "--task: the first N examples only (default: all)"}
+#define CLI_TASK_OPTS(help_) CLI_TASK(help_ ": lambada or choice (mambaq eval --task)"), \
+    {.name = "--task-data", .metavar = "FILE", .help = "--task examples (default: " CLI_TASK_DEFAULT_DATA ")"}, CLI_TASK_LIMIT
 
 #endif

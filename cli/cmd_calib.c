@@ -50,9 +50,7 @@ int cmd_calib(int argc, char **argv) {
         {.name = "--percentiles", .metavar = "LIST", .alias_of = "--record-percentiles"},
         {.name = "--seed", .metavar = "N", .help = "shuffle the windows with this seed (default: consecutive windows from the start)"},
         CLI_FORCE,
-        CLI_THREADS,
-        CLI_JSON,
-        CLI_QUIET,
+        CLI_RUN_OPTS,
         CLI_END,
     };
     cli_parse(argc, argv, opts,

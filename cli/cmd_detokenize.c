@@ -12,18 +12,17 @@
 int cmd_detokenize(int argc, char **argv) {
     cli_opt opts[] = {
         {.name = "--ids", .metavar = "FILE", .help = "token ids, little-endian int32 (as written by mambaq tokenize --out)", .pos = 1},
-        {.name = "--tokenizer", .metavar = "FILE", .help = "tokenizer.json (Hugging Face byte-level BPE)", .def = cli_default_path("models/tokenizer.json")},
+        CLI_TOKENIZER_FILE,
         {.name = "--out", .metavar = "FILE", .help = "write the text here (atomically) instead of stdout"},
         CLI_FORCE,
         CLI_END,
     };
     cli_parse(argc, argv, opts, "mambaq detokenize IDS [--tokenizer FILE] [--out FILE]",
               "Turns token ids back into text (ids that split a character give U+FFFD, as in Hugging Face).", NULL, 0);
-    const char *tok_path = cli_get(opts, "--tokenizer"), *ids_path = cli_get(opts, "--ids"), *out = cli_get(opts, "--out");
+    const char *ids_path = cli_get(opts, "--ids"), *out = cli_get(opts, "--out");
     if (!ids_path) ids_path = cli_need(opts, "detokenize", "--ids");
-    if (!tok_path) { fprintf(stderr, "mambaq detokenize: no --tokenizer given and <shared>/models/tokenizer.json not found (" CLI_SHARED_HINT ")\n"); return 2; }
-    int force = cli_flag(opts, "--force");
-    if (out && fio_check_out(out, force, 0)) mq_die("detokenize: --out: %s", mq_errmsg());
+    int force;
+    const char *tok_path = cli_tokenizer_file(opts, "detokenize", &force);
     tok_tokenizer *tok = tok_load(tok_path);
     if (!tok) mq_die("%s", mq_errmsg());
     int32_t *ids;

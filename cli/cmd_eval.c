@@ -128,11 +128,10 @@ int cmd_eval(int argc, char **argv) {
         CLI_DATA_OPTS(NULL),
         CLI_WINDOWS("32"),
         CLI_DEVICE("auto"),
-        CLI_THREADS,
-        CLI_JSON,
-        CLI_QUIET,
-        {.name = "--task", .metavar = "NAME", .help = "zero-shot accuracy instead of perplexity: lambada ({\"text\"}) or choice ({\"context\", \"choices\", \"label\"}), scored as lm-eval-harness (default --data: <shared>/datasets/lambada_1000.jsonl, story_choice_valid.jsonl)"},
-        {.name = "--limit", .metavar = "N", .help = "--task: score the first N examples only (default: all)"},
+        CLI_RUN_OPTS,
+        CLI_TASK("zero-shot accuracy instead of perplexity: lambada ({\"text\"}) or choice ({\"context\", \"choices\", \"label\"}), "
+                 "scored as lm-eval-harness (default --data: " CLI_TASK_DEFAULT_DATA ")"),
+        CLI_TASK_LIMIT,
         CLI_END,
     };
     cli_parse(argc, argv, opts, "mambaq eval [MODEL] [--data FILE] [options]",

@@ -59,6 +59,16 @@ static int32_t sample(const float *logits, int n, double temp, double top_p, can
     return buf[k - 1].id;
 }
 
+/* 1 when logits[0..n) are all finite; else 0 + a message naming the step (NaN/Inf logits would
+ * make sample() print nonsense, e.g. the same token again and again). */
+static int logits_finite(const float *logits, int n, int step) {
+    for (int i = 0; i < n; i++)
+        if (!isfinite(logits[i]))
+            return !mq_fail("the logits of generated token %d are not finite (logit %d = %g): the model's activations "
+                            "overflow float32, or its weights or scales are broken", step, i, (double)logits[i]);
+    return 1;
+}
+
 /* Prints the decoded text of ids[0..n) beyond *printed bytes, holding back a trailing U+FFFD (a
  * character whose bytes have not all been generated yet) unless final. */
 static void stream(const tok_tokenizer *t, const int32_t *ids, size_t n, size_t *printed, int final) {
@@ -124,8 +134,13 @@ int cmd_generate(int argc, char **argv) {
     }
     int32_t *pids = NULL;
     size_t np = 0;
-    if (tok_encode(tok, prompt, strlen(prompt), &pids, &np) || np == 0) {
-        fprintf(stderr, "mambaq generate: the prompt encodes to no tokens%s%s\n", np ? ": " : "", np ? mq_errmsg() : "");
+    const char *from = cli_get(opts, "--prompt-file") ? cli_get(opts, "--prompt-file") : "--prompt";
+    if (tok_encode(tok, prompt, strlen(prompt), &pids, &np)) {
+        fprintf(stderr, "mambaq generate: the prompt (%s) is not valid UTF-8 text: %s\n", from, mq_errmsg());
+        return 1;
+    }
+    if (np == 0) {
+        fprintf(stderr, "mambaq generate: the prompt (%s) encodes to no tokens\n", from);
         return 1;
     }
 
@@ -161,6 +176,10 @@ int cmd_generate(int argc, char **argv) {
     double t2 = prog_now();
     int n = 0;
     while (n < max_tokens) {
+        if (!logits_finite(logits, nv, n)) {
+            fprintf(stderr, "\nmambaq generate: %s\n", mq_errmsg());
+            return 1;
+        }
         int32_t id = sample(logits, nv, temp, top_p, cb);
         if (id == eos) break;
         out[n++] = id;

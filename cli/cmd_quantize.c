@@ -19,6 +19,12 @@
 #include "export/art.h"
 #include "quantize/q.h"
 
+/* "mambaq quantize: <what><the error>" on stderr; the exit status 1. */
+static int fail(const char *what) {
+    fprintf(stderr, "mambaq quantize: %s%s\n", what, mq_errmsg());
+    return 1;
+}
+
 static void print_json(const art_artifact *a, const char *out, const char *stats, long samples, long tokens, int extra, double secs) {
     const q_options *o = &a->qm.opt;
     const double fp16 = (double)art_fp16_params(&a->qm.cfg) * 2;
@@ -62,9 +68,7 @@ int cmd_quantize(int argc, char **argv) {
         {.name = "--force", .help = "replace an existing OUT (atomically; only an artifact, never another folder) or --save-stats"},
         {.name = "--record-paths", .help = "record the model, stats and data paths in quant_config.json (default: their names and "
                                            "hashes only, so that the same inputs give the same bytes on every host)"},
-        CLI_THREADS,
-        CLI_JSON,
-        CLI_QUIET,
+        CLI_RUN_OPTS,
         CLI_END,
     };
     cli_parse(argc, argv, opts, "mambaq quantize MODEL OUT [--method quamba] [--calib FILE | --stats FILE] [options]",
@@ -94,19 +98,10 @@ int cmd_quantize(int argc, char **argv) {
     /* everything that can be refused is checked before any compute: --out free (or --force) and
      * writable, the config, the tokenizer, the statistics */
     struct stat st;
-    if (fwd_require_model(model, "quantize")) {
-        fprintf(stderr, "mambaq quantize: %s\n", mq_errmsg());
-        return 1;
-    }
-    if (art_check_out(out, force)) {
-        fprintf(stderr, "mambaq quantize: OUT: %s\n", mq_errmsg());
-        return 1;
-    }
+    if (fwd_require_model(model, "quantize")) return fail("");
+    if (art_check_out(out, force)) return fail("OUT: ");
     mq_config cfg;
-    if (cfg_load(model, &cfg)) {
-        fprintf(stderr, "mambaq quantize: %s\n", mq_errmsg());
-        return 1;
-    }
+    if (cfg_load(model, &cfg)) return fail("");
     const char *tokenizer = cli_tokenizer(model, cli_get(opts, "--tokenizer"));
     if (!tokenizer || stat(tokenizer, &st) != 0) {
         fprintf(stderr, "mambaq quantize: no tokenizer.json found for %s (give --tokenizer FILE)\n", model);
@@ -126,10 +121,8 @@ int cmd_quantize(int argc, char **argv) {
         }
         if (cli_flag(opts, "--save-stats")) {
             stats = cli_get(opts, "--save-stats");
-            if (fio_check_out(stats, force, 0)) {   /* an output like OUT: kept unless --force, writable */
-                fprintf(stderr, "mambaq quantize: --save-stats: %s\n", mq_errmsg());
-                return 1;
-            }
+            /* an output like OUT: kept unless --force, writable */
+            if (fio_check_out(stats, force, 0)) return fail("--save-stats: ");
         } else {
             size_t n = strlen(out);
             while (n > 1 && out[n - 1] == '/') n--;
@@ -137,32 +130,22 @@ int cmd_quantize(int argc, char **argv) {
             stats = tmp_stats;
             note = "none kept (calibrated by mambaq quantize; --save-stats FILE keeps the statistics)";
         }
-        if (mq_mkdir_parents(stats)) {
-            fprintf(stderr, "mambaq quantize: %s\n", mq_errmsg());
-            return 1;
-        }
+        if (mq_mkdir_parents(stats)) return fail("");
         q_cal_spec cal = {.model = model, .data = data, .tokenizer = tokenizer, .field = cli_get(opts, "--field"),
                           .samples = samples, .seqlen = seqlen, .progress = !quiet};
         if (q_cli_calibrate(&cal, &o, stats)) {
-            fprintf(stderr, "mambaq quantize: %s\n", mq_errmsg());
             if (tmp_stats[0]) unlink(tmp_stats);
-            return 1;
+            return fail("");
         }
     }
 
     int extra = 0;
     int rc = q_cli_quantize(model, stats, tokenizer, &o, out, force, cli_flag(opts, "--record-paths"), !quiet, note, &extra);
     if (tmp_stats[0]) unlink(tmp_stats);
-    if (rc) {
-        fprintf(stderr, "mambaq quantize: %s\n", mq_errmsg());
-        return 1;
-    }
+    if (rc) return fail("");
     /* read it back: the summary comes from the validated artifact */
     art_artifact a;
-    if (art_open(out, &a)) {
-        fprintf(stderr, "mambaq quantize: the written artifact does not validate: %s\n", mq_errmsg());
-        return 1;
-    }
+    if (art_open(out, &a)) return fail("the written artifact does not validate: ");
     const double secs = prog_now() - t0;
     if (json) {
         print_json(&a, out, tmp_stats[0] ? NULL : stats, a.prov.calib_samples, a.prov.calib_tokens, extra, secs);

@@ -117,18 +117,22 @@ static int sweep_batch(int cuda, int windows) {
     return b < windows ? b : windows;
 }
 
+/* "a,b,c" -> items; the count, or -1 + a message for an empty list or item, an item of 32
+ * characters or more, or more than max items (a value is never dropped or cut silently). */
 static int parse_list(const char *s, char items[][32], int max) {
     int n = 0;
-    while (s && *s && n < max) {
+    if (!s || !*s) return mq_fail("the list is empty");
+    for (;;) {
         const char *e = strchr(s, ',');
         size_t len = e ? (size_t)(e - s) : strlen(s);
-        if (len >= 32) len = 31;
+        if (!len) return mq_fail("item %d of the list is empty", n + 1);
+        if (len >= 32) return mq_fail("'%.*s' is too long", (int)len, s);
+        if (n == max) return mq_fail("more than %d items", max);
         memcpy(items[n], s, len);
-        items[n][len] = 0;
-        if (len) n++;
-        s = e ? e + 1 : NULL;
+        items[n++][len] = 0;
+        if (!e) return n;
+        s = e + 1;
     }
-    return n;
 }
 
 int cmd_sweep(int argc, char **argv) {
@@ -144,12 +148,8 @@ int cmd_sweep(int argc, char **argv) {
         CLI_WEIGHT_OPTS,
         CLI_WINDOWS("32"),
         CLI_DEVICE_HELP("cpu", "cpu: the CPU simulation against FP32; cuda: the int8 GPU pass against FP16; auto: cuda when a GPU is usable"),
-        CLI_THREADS,
-        CLI_JSON,
-        CLI_QUIET,
-        {.name = "--task", .metavar = "NAME", .help = "also the accuracy of every configuration on a zero-shot task: lambada or choice (mambaq eval --task)"},
-        {.name = "--task-data", .metavar = "FILE", .help = "--task examples (default: <shared>/datasets/lambada_1000.jsonl, story_choice_valid.jsonl)"},
-        {.name = "--limit", .metavar = "N", .help = "--task: the first N examples only (default: all)"},
+        CLI_RUN_OPTS,
+        CLI_TASK_OPTS("also the accuracy of every configuration on a zero-shot task"),
         CLI_END,
     };
     cli_parse(argc, argv, opts, "mambaq sweep MODEL --stats FILE [--data FILE] [--method LIST] [--percentile LIST] [options]",
@@ -185,7 +185,16 @@ int cmd_sweep(int argc, char **argv) {
 
     /* the configurations */
     char mitems[16][32], pitems[32][32];
-    int nm = parse_list(cli_get(opts, "--method"), mitems, 16), np = parse_list(cli_get(opts, "--percentile"), pitems, 32);
+    int nm = parse_list(cli_get(opts, "--method"), mitems, 16);
+    if (nm < 0) {
+        fprintf(stderr, "mambaq sweep: --method: %s (give recipes, e.g. --method naive,quamba)\n", mq_errmsg());
+        return 2;
+    }
+    int np = parse_list(cli_get(opts, "--percentile"), pitems, 32);
+    if (np < 0) {
+        fprintf(stderr, "mambaq sweep: --percentile: %s (give percentiles in (0, 100], e.g. --percentile 99.99,99.999)\n", mq_errmsg());
+        return 2;
+    }
     conf confs[MAX_CONF];
     int nc = 0;
     for (int i = 0; i < nm; i++) {
@@ -195,7 +204,11 @@ int cmd_sweep(int argc, char **argv) {
             return 2;
         }
         int npc = q_method_uses_percentile(meth) ? np : 1;
-        for (int k = 0; k < npc && nc < MAX_CONF; k++) {
+        for (int k = 0; k < npc; k++) {
+            if (nc == MAX_CONF) {
+                fprintf(stderr, "mambaq sweep: more than %d recipe x percentile configurations; sweep fewer at a time\n", MAX_CONF);
+                return 2;
+            }
             memset(&confs[nc], 0, sizeof confs[nc]);
             confs[nc].method = meth;
             if (q_method_uses_percentile(meth)) {

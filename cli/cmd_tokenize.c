@@ -23,7 +23,7 @@ static double cpu_s(void) { return clock_s(CLOCK_THREAD_CPUTIME_ID); }
 int cmd_tokenize(int argc, char **argv) {
     cli_opt opts[] = {
         {.name = "--data", .metavar = "FILE", .help = "text: .txt, or .jsonl (records joined by a blank line); either may be .gz", .pos = 1},
-        {.name = "--tokenizer", .metavar = "FILE", .help = "tokenizer.json (Hugging Face byte-level BPE)", .def = cli_default_path("models/tokenizer.json")},
+        CLI_TOKENIZER_FILE,
         CLI_FIELD,
         {.name = "--out", .metavar = "FILE", .help = "write the ids here as little-endian int32 (atomically)"},
         CLI_FORCE,
@@ -34,11 +34,10 @@ int cmd_tokenize(int argc, char **argv) {
     cli_parse(argc, argv, opts, "mambaq tokenize FILE [--tokenizer FILE] [--out ids.bin] [--stats]",
               "Tokenizes a text file exactly as Hugging Face tokenizers does (no special tokens added).\n"
               "Without --out or --stats the ids are printed, separated by spaces.", NULL, 0);
-    const char *tok_path = cli_get(opts, "--tokenizer"), *data = cli_get(opts, "--data"), *out = cli_get(opts, "--out");
+    const char *data = cli_get(opts, "--data"), *out = cli_get(opts, "--out");
     if (!data) data = cli_need(opts, "tokenize", "--data");
-    if (!tok_path) { fprintf(stderr, "mambaq tokenize: no --tokenizer given and <shared>/models/tokenizer.json not found (" CLI_SHARED_HINT ")\n"); return 2; }
-    int force = cli_flag(opts, "--force");
-    if (out && fio_check_out(out, force, 0)) mq_die("tokenize: --out: %s", mq_errmsg());
+    int force;
+    const char *tok_path = cli_tokenizer_file(opts, "tokenize", &force);
 
     double t0 = now_s();
     tok_tokenizer *tok = tok_load(tok_path);

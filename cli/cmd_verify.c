@@ -143,12 +143,8 @@ int cmd_verify(int argc, char **argv) {
          .help = "windows with the per-layer cosine and the check against the CPU simulation (CPU time)", .def = "1"},
         CLI_DEVICE_HELP("auto", "cuda: the int8 GPU pass against the FP16 forward and the simulation; cpu: the simulation against "
                                 "the FP32 reference; auto: cuda when a GPU is usable"),
-        CLI_THREADS,
-        CLI_JSON,
-        CLI_QUIET,
-        {.name = "--task", .metavar = "NAME", .help = "also float vs int8 accuracy and agreement on a zero-shot task: lambada or choice (mambaq eval --task)"},
-        {.name = "--task-data", .metavar = "FILE", .help = "--task examples (default: <shared>/datasets/lambada_1000.jsonl, story_choice_valid.jsonl)"},
-        {.name = "--limit", .metavar = "N", .help = "--task: the first N examples only (default: all)"},
+        CLI_RUN_OPTS,
+        CLI_TASK_OPTS("also float vs int8 accuracy and agreement on a zero-shot task"),
         CLI_END,
     };
     cli_parse(argc, argv, opts, "mambaq verify ARTIFACT [--data FILE] [--device cpu|cuda|auto] [options]",
@@ -203,7 +199,14 @@ int cmd_verify(int argc, char **argv) {
 
     mq_model m, sm;
     if (ssm_load(v.model, &m)) {
-        fprintf(stderr, "mambaq verify: loading the float model %s: %s\n", v.model, mq_errmsg());
+        if (v.model != a.prov.source_model)
+            fprintf(stderr, "mambaq verify: loading the float model %s: %s\n", v.model, mq_errmsg());
+        else if (!strchr(v.model, '/'))   /* a name only: quantize records whole paths with --record-paths */
+            fprintf(stderr, "mambaq verify: %s records its source model by name only ('%s'; quantize records the path with "
+                            "--record-paths): give the float model with --model DIR\n", v.artifact, v.model);
+        else
+            fprintf(stderr, "mambaq verify: the source model %s records, %s, cannot be loaded (%s): give the float model with "
+                            "--model DIR\n", v.artifact, v.model, mq_errmsg());
         art_close(&a);
         return 1;
     }

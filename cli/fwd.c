@@ -41,6 +41,11 @@ int fwd_open(fwd *f, const char *path, const char *device, int batch, int seqlen
             f->art = NULL;
             return mq_fail_ctx("the artifact %s failed validation", path);
         }
+        if (cuda && !strcmp(device, "auto") && f->art->qm.opt.method == Q_QUAMBA2) {
+            /* no GPU kernels for its int4 weights and grouped scales yet: auto means the CPU */
+            fprintf(stderr, "mambaq: %s is a quamba2 artifact, which runs on the CPU simulation for now\n", path);
+            cuda = 0;
+        }
         f->b = be_open_qmodel(&f->art->qm, cuda ? BE_CUDA_INT8 : BE_CPU_SIM, batch, seqlen);
     } else {
         if (ssm_load(path, &f->m)) return mq_fail_ctx("loading %s", path);

@@ -93,43 +93,8 @@ void q_cli_provenance(const q_cstats *cs, const char *model_dir, int record_path
     snprintf(p->tool_version, sizeof p->tool_version, "%s", MQ_VERSION);
 }
 
-/* One statistic tensor's values: finite, in [0, Q_CLI_STAT_MAX], and (lim > 0) at most lim. */
-static int check_values(const char *path, const char *name, const char *suffix, const st_tensor *t, float lim) {
-    if (!t) return 0;
-    if (t->dtype != MQ_F32) return mq_fail("%s: %s%s: dtype %s, expected F32", path, name, suffix, mq_dtype_name(t->dtype));
-    for (int64_t k = 0; k < t->numel; k++) {
-        float v;
-        memcpy(&v, (const char *)t->data + 4 * k, 4);
-        const char *why = !isfinite(v) ? "not finite" : v < 0 ? "negative" : v > Q_CLI_STAT_MAX ? "implausibly large" : NULL;
-        if (!why && lim > 0 && v > lim * (1 + 1e-5f) + 1e-30f) why = "above the activation's absmax";
-        if (why)
-            return mq_fail("%s: %s%s[%lld] = %g is %s: a statistic of |v| must be finite and in [0, %g]%s", path, name, suffix,
-                           (long long)k, (double)v, why, (double)Q_CLI_STAT_MAX, lim > 0 ? " and at most the absmax" : "");
-    }
-    return 0;
-}
-
-int q_cli_check_stats(const calib_stats *s, const char *path) {
-    for (int i = 0; i < calib_stats_npct(s); i++) {
-        double q = calib_stats_pct(s, i);
-        if (!(q >= 0 && q <= 100)) return mq_fail("%s: metadata calib.percentiles: %g is not a percentile in [0, 100]", path, q);
-    }
-    for (int i = 0; i < calib_stats_count(s); i++) {
-        const char *name = calib_stats_name(s, i);
-        const st_tensor *a = calib_stats_tensor(s, name, ".absmax");
-        float amax = 0;
-        if (!a || check_values(path, name, ".absmax", a, 0)) return a ? -1 : mq_fail("%s: %s: no .absmax", path, name);
-        memcpy(&amax, a->data, 4);
-        if (!(amax > 0))
-            return mq_fail("%s: %s.absmax = 0: the activation was exactly zero on every calibration token, which no working "
-                           "model does; the statistics are broken (re-run mambaq calib)", path, name);
-        static const char *const rest[] = {".percentiles", ".ema_percentiles", ".absmax_per_head", ".absmax_per_group",
-                                           ".absmax_per_channel"};
-        for (int k = 0; k < 5; k++)
-            if (check_values(path, name, rest[k], calib_stats_tensor(s, name, rest[k]), amax)) return -1;
-    }
-    return 0;
-}
+/* calib/stats.c's bound on statistics is the clip of the largest scale an artifact may hold */
+_Static_assert((long)ART_SCALE_MAX == 1000000 && (long)CALIB_STAT_MAX == 127000000, "CALIB_STAT_MAX is not ART_SCALE_MAX * QR_QMAX");
 
 /* An existing stats file can be reused when it is for these weights, this data file, these window
  * counts, and already carries the recipe's statistics (no extra pass). */
@@ -179,11 +144,7 @@ int q_cli_quantize(const char *model, const char *stats, const char *tokenizer, 
     char cfg_path[4200];
     snprintf(cfg_path, sizeof cfg_path, "%s/config.json", model);
     q_cstats cs;
-    if (q_cstats_open(&cs, stats, model, &cfg)) return -1;
-    if (q_cli_check_stats(cs.cs, stats)) {
-        q_cstats_close(&cs);
-        return -1;
-    }
+    if (q_cstats_open(&cs, stats, model, &cfg)) return -1;   /* the values checked too (calib_stats_check) */
     if (progress) fprintf(stderr, "loading %s\n", model);
     mq_model m;
     if (ssm_load(model, &m)) {
@@ -211,7 +172,7 @@ int q_cli_quantize(const char *model, const char *stats, const char *tokenizer, 
     }
     if (progress && !rc) fprintf(stderr, "quantizing (%s) into %s\n", q_method_name(o->method), out);
     q_model qm;
-    if (!rc) rc = q_quantize(&m, &qs, o, &qm);
+    if (!rc && (rc = q_quantize(&m, &qs, o, &qm))) mq_fail_ctx("quantizing %s with the statistics of %s", model, stats);
     q_hessians_free(&hess);
     ssm_free(&m);
     if (!rc) {

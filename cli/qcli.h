@@ -14,13 +14,6 @@ void q_cli_options(const cli_opt *opts, q_options *o);
  * record_paths (they would make the same artifact differ between checkouts). */
 void q_cli_provenance(const q_cstats *cs, const char *model_dir, int record_paths, art_provenance *p);
 
-/* Statistics a quantizer may trust (the reader, calib/stats.c, checks only the layout): every absmax,
- * percentile and per-head / per-group absmax finite, >= 0 and <= Q_CLI_STAT_MAX (the clip of
- * ART_SCALE_MAX), percentiles at most their absmax, and no absmax of exactly 0. 0, or -1 + a
- * message naming the file, the statistic, the index and the value. */
-#define Q_CLI_STAT_MAX (ART_SCALE_MAX * QR_QMAX)
-int q_cli_check_stats(const calib_stats *s, const char *path);
-
 /* Calibration of model on data for recipe o, with the recipe's transforms (so quantizing needs no
  * extra pass), on the CPU, into the stats file stats_out. 0, or -1 + mq_errmsg(). */
 typedef struct {
@@ -30,7 +23,7 @@ typedef struct {
 } q_cal_spec;
 int q_cli_calibrate(const q_cal_spec *s, const q_options *o, const char *stats_out);
 
-/* stats -> artifact: refuses stats of other weights and statistics q_cli_check_stats refuses, loads
+/* stats -> artifact: refuses stats of other weights and statistics calib_stats_check refuses, loads
  * the model, runs the extra pass when the file lacks statistics the recipe's fusions need, quantizes,
  * writes the artifact atomically (force: replace an existing one; record_paths: host paths in its
  * provenance, see q_cli_provenance). stats_file_note: what the provenance names as the stats file

@@ -6,4 +6,5 @@ int gpu_available(const char **why) {
     return 0;
 }
 const char *gpu_describe(void) { return "no GPU (built without CUDA)"; }
+double gpu_copy_tbps(size_t bytes) { return 0; }   /* the benchmarks link without CUDA too */
 #endif

@@ -79,15 +79,7 @@ static void tiny(const char *dir, int arch, const char *split_dir) {
     const int D = 8, E = 16, V = 64, K = 4, N = 4;
     char p[4096], js[1024];
     snprintf(p, sizeof p, "%s/config.json", dir);
-    if (arch == 1)
-        snprintf(js, sizeof js, "{\"model_type\": \"mamba\", \"hidden_size\": %d, \"num_hidden_layers\": 1, \"vocab_size\": %d, "
-                 "\"state_size\": %d, \"intermediate_size\": %d, \"time_step_rank\": 2, \"conv_kernel\": %d, \"expand\": 2, "
-                 "\"tie_word_embeddings\": true, \"use_bias\": false, \"use_conv_bias\": true}\n", D, V, N, E, K);
-    else
-        snprintf(js, sizeof js, "{\"model_type\": \"mamba2\", \"hidden_size\": %d, \"num_hidden_layers\": 1, \"vocab_size\": %d, "
-                 "\"state_size\": %d, \"num_heads\": 2, \"head_dim\": 8, \"n_groups\": 1, \"expand\": 2, \"conv_kernel\": %d, "
-                 "\"chunk_size\": 256, \"time_step_limit\": [0.0, {\"__float__\": \"Infinity\"}], \"tie_word_embeddings\": false, "
-                 "\"use_bias\": true, \"use_conv_bias\": true}\n", D, V, N, K);
+    sf_tiny_config(js, sizeof js, arch, D, 1, V, N, arch == 1, arch == 2);   /* Mamba2: untied, with biases */
     if (mq_mkdir_parents(p) || mq_write_file_atomic(p, js, strlen(js))) mq_die("%s", mq_errmsg());
     put("config", arch == 1 ? "tiny1.json" : "tiny2.json", js, strlen(js));
     st_writer *w[3] = {st_writer_new(), st_writer_new(), st_writer_new()};   /* whole, shard 1, shard 2 */

@@ -17,8 +17,8 @@ int q_role_clip(const q_options *o, const q_stats *st, int layer, mq_act_role ro
     else
         rc = st->absmax(st->ctx, layer, role, part, var, clip);
     if (rc) return -1;
-    if (!isfinite(*clip) || *clip < 0)
-        return mq_fail("statistics of layer %d %s: clip value %g is not a finite non-negative number",
+    if (!(*clip > 0 && *clip <= 1.27e8f))   /* the clip of export/art.h's largest scale (calib.h CALIB_STAT_MAX) */
+        return mq_fail("statistics of layer %d %s: clip value %g is outside (0, 1.27e8]: the statistics are broken",
                        layer, q_role_key(MQ_MAMBA2, role), (double)*clip);
     return 0;
 }

@@ -114,7 +114,11 @@ static int cpu_prefill(be *b, const int32_t *tokens, int B, int T, be_state *s, 
                    : ssm_forward(c->m, tokens + (size_t)i * T, T, h, hid);
         if (rc) {
 #pragma omp critical(be_cpu_err)
-            if (!failed) failed = 1, snprintf(err, sizeof err, "sequence %d: %s", i, mq_errmsg());
+            if (!failed) {
+                failed = 1;
+                if (B > 1) snprintf(err, sizeof err, "sequence %d: %s", i, mq_errmsg());
+                else snprintf(err, sizeof err, "%s", mq_errmsg());
+            }
         }
     }
     if (failed) return mq_fail("%s", err);
@@ -171,7 +175,11 @@ static int cpu_nll(be *b, const int32_t *tokens, int B, int T, const mq_hooks *h
         sums[i] = ssm_nll(c->m, tokens + (size_t)i * T, T, h, nll ? nll + (size_t)i * (T - 1) : NULL);
         if (isnan(sums[i])) {
 #pragma omp critical(be_cpu_err)
-            if (!failed) failed = 1, snprintf(err, sizeof err, "sequence %d: %s", i, mq_errmsg());
+            if (!failed) {
+                failed = 1;
+                if (B > 1) snprintf(err, sizeof err, "sequence %d: %s", i, mq_errmsg());
+                else snprintf(err, sizeof err, "%s", mq_errmsg());
+            }
         }
     }
     double total = 0;
@@ -325,6 +333,12 @@ int be_nll(be *b, const int32_t *tokens, int batch, int T, const mq_hooks *hk, f
 void be_profile(be *b, int on) { b->ops->profile(b, on); }
 int be_profile_report(be *b, char *buf, size_t n) { return b->ops->profile_report(b, buf, n); }
 
+/* be_nll whose sum must be finite (every backend: the CPU's names the token, a GPU pass may not). */
+static int finite_nll(be *b, const int32_t *tokens, int batch, int T, float *nll, double *sum) {
+    if (be_nll(b, tokens, batch, T, NULL, nll, sum)) return -1;
+    return isfinite(*sum) ? 0 : mq_fail("the NLL is not finite (%g): the logits hold NaN/Inf", *sum);
+}
+
 int be_eval_windows(be *b, const int32_t *ids, size_t n, int window, int max_windows, double *nll_sum,
                     long *n_scored, double *nll_sq_sum, void (*progress)(void *ctx, int done, int total), void *ctx) {
     if (window < 2 || window > b->seqlen)
@@ -337,9 +351,12 @@ int be_eval_windows(be *b, const int32_t *ids, size_t n, int window, int max_win
     for (long w0 = 0; w0 < nw; w0 += b->batch) {
         const int nb = nw - w0 < b->batch ? (int)(nw - w0) : b->batch;
         double s;
-        if (be_nll(b, ids + (size_t)w0 * window, nb, window, NULL, nll, &s)) {
+        if (finite_nll(b, ids + (size_t)w0 * window, nb, window, nll, &s)) {
             free(nll);
-            return mq_fail_ctx("windows %ld..%ld", w0, w0 + nb - 1);
+            /* name the window: the batch's windows again one by one (an error path only) */
+            for (long w = w0; nb > 1 && w < w0 + nb; w++)
+                if (finite_nll(b, ids + (size_t)w * window, 1, window, NULL, &s)) return mq_fail_ctx("window %ld", w);
+            return nb > 1 ? mq_fail_ctx("windows %ld..%ld", w0, w0 + nb - 1) : mq_fail_ctx("window %ld", w0);
         }
         total += s;
         for (size_t i = 0; nll && i < (size_t)nb * (window - 1); i++) sq += (double)nll[i] * nll[i];

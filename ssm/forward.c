@@ -202,18 +202,23 @@ double ssm_nll(const mq_model *m, const int32_t *tokens, int T, const mq_hooks *
     int V = c->vocab_size;
     float *logits = mq_malloc((size_t)BLOCK * V * sizeof(float));
     double total = 0;
-    for (int r0 = 0; r0 < T - 1; r0 += BLOCK) {
+    int bad = T;   /* the first position whose NLL is NaN/Inf */
+    for (int r0 = 0; r0 < T - 1 && bad == T; r0 += BLOCK) {
         int rows = T - 1 - r0 < BLOCK ? T - 1 - r0 : BLOCK;
         ssm_logits(m, hidden + (size_t)r0 * c->d_model, rows, logits);
-#pragma omp parallel for schedule(static) reduction(+ : total)
+#pragma omp parallel for schedule(static) reduction(+ : total) reduction(min : bad)
         for (int r = 0; r < rows; r++) {
             const float *row = logits + (size_t)r * V;
             double v = op_logsumexp(row, V) - row[tokens[r0 + r + 1]];
             if (nll) nll[r0 + r] = (float)v;
             total += v;
+            if (!isfinite(v) && r0 + r < bad) bad = r0 + r;
         }
     }
     free(logits);
     free(hidden);
+    if (bad < T)
+        return mq_fail("the NLL is not finite (%s) at token %d of %d: the logits hold NaN/Inf (activations overflow float32, "
+                       "or the weights or scales are broken)", isnan(total) ? "NaN" : "Inf", bad + 1, T), NAN;
     return total;
 }

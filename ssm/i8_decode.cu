@@ -268,7 +268,7 @@ __global__ void __launch_bounds__(DEC_THREADS) dec_dt_scan_kernel(k_dec_dt_scan_
     float *h = a.state + (size_t)cc * N;
     for (int n = lane; n < N; n += SC_LANES) {
         const float Bn = (float)a.xdbl[R + n] * a.sb, Cn = (float)a.xdbl[R + N + n] * a.sc;
-        const float hn = expf(delta * a.A[(size_t)cc * N + n]) * h[n] + (delta * Bn) * u;
+        const float hn = ex2_ftz(delta * (a.A[(size_t)cc * N + n] * LOG2E)) * h[n] + (delta * Bn) * u;
         if (live) h[n] = hn;
         part += hn * Cn;
     }

@@ -34,6 +34,16 @@ __device__ __forceinline__ int d_dot_i8<4>(const int8_t *w, const int8_t *x, int
  * block cuts the serial loop over the row; many rows fill the GPU with smaller blocks. */
 static inline int norm_threads(int rows, int D) { return rows < 256 && D >= 2048 ? 1024 : D >= 1024 ? 256 : 128; }
 
+#define LOG2E 1.4426950408889634f
+
+/* 2^x flushing denormal results to zero: one MUFU instruction, where exp2f's non-ftz form adds the
+ * denormal fix-ups and expf a range reduction; a decay factor below 2^-126 is 0 for the scan. */
+static __device__ __forceinline__ float ex2_ftz(float x) {
+    float r;
+    asm("ex2.approx.ftz.f32 %0, %1;" : "=f"(r) : "f"(x));
+    return r;
+}
+
 static __device__ __forceinline__ float d_silu(float x) { return x / (1.f + expf(-x)); }
 static __device__ __forceinline__ float d_softplus(float x) { return x > 20.f ? x : log1pf(expf(x)); }
 

@@ -117,7 +117,8 @@ int ssm_step(const mq_model *m, mq_state *s, int32_t token, const mq_hooks *hook
 /* logits[T x vocab] = hidden * lm_head^T */
 void ssm_logits(const mq_model *m, const float *hidden, int T, float *logits);
 /* Per-token NLL of tokens[t+1] given tokens[0..t], t = 0..T-2 -> nll[T-1]. Returns the sum.
- * Computes logits in row blocks so memory stays O(block x vocab). NAN + mq_errmsg() on a bad id. */
+ * Computes logits in row blocks so memory stays O(block x vocab). NAN + mq_errmsg() on a bad id or
+ * a non-finite NLL (naming the first such position). */
 double ssm_nll(const mq_model *m, const int32_t *tokens, int T, const mq_hooks *hooks, float *nll);
 
 #ifdef __cplusplus

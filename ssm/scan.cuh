@@ -16,14 +16,13 @@
  * state; pass 2 scans every chunk from its start and writes y (the last chunk the final state).
  * nc = 1 is the plain scan (decode). Shared tiles are zero-padded to NPAD so padded states stay 0.
  * The int8 pass (In::sim) evaluates the Mamba1 update in the simulation's order, exp(dt A) h +
- * (dt B) u, to stay at rounding distance from it; the FP16 pass uses exp2 of a pre-scaled A and
- * (dt u) B, which is faster. The state is FP32 throughout. */
+ * (dt B) u, to stay at rounding distance from it; the FP16 pass uses (dt u) B, one multiply fewer.
+ * Both take exp(dt A) as one flush-to-zero ex2 of a pre-scaled A (the scan's cost is instructions
+ * per state update: ncu, docs/performance.md). The state is FP32 throughout. */
 #ifndef MQ_SSM_SCAN_CUH
 #define MQ_SSM_SCAN_CUH
 #include "ssm/kern.h"
 #include "ssm/kern_util.cuh"
-
-#define LOG2E 1.4426950408889634f
 
 static __device__ __forceinline__ void put_out(half *p, float v) { *p = __float2half(v); }
 static __device__ __forceinline__ void put_out(float *p, float v) { *p = v; }
@@ -69,7 +68,7 @@ static int chunk_len(int T, int *nc) {
 /* ---------------------------------------------------------------- Mamba1 */
 
 #define S1_THREADS 128
-#define S1_TT 16
+#define S1_TT 16 /* steps per shared tile; each thread prefetches its x, dt, z of a tile */
 
 template <class In, class Out, int NPAD, bool OUT>
 __global__ void __launch_bounds__(S1_THREADS) scan_m1_kernel(k_scan_m1_args<In, Out> a, int L) {
@@ -84,7 +83,7 @@ __global__ void __launch_bounds__(S1_THREADS) scan_m1_kernel(k_scan_m1_args<In, 
 #pragma unroll
     for (int n = 0; n < NPAD; n++) {
         const float An = (live && n < N) ? a.A[(size_t)dd * N + n] : 0.f;
-        A[n] = In::sim ? An : An * LOG2E;
+        A[n] = An * LOG2E;
         h[n] = 0.f;
     }
     if (OUT && live) {
@@ -129,7 +128,7 @@ __global__ void __launch_bounds__(S1_THREADS) scan_m1_kernel(k_scan_m1_args<In, 
                 sdt += delta;
 #pragma unroll
                 for (int n = 0; n < NPAD; n++) {
-                    h[n] = expf(delta * A[n]) * h[n] + (delta * sB[tt][n]) * u;
+                    h[n] = ex2_ftz(delta * A[n]) * h[n] + (delta * sB[tt][n]) * u;
                     if (OUT) part += h[n] * sC[tt][n];
                 }
             } else {
@@ -137,7 +136,7 @@ __global__ void __launch_bounds__(S1_THREADS) scan_m1_kernel(k_scan_m1_args<In, 
                 sdt += dt;
 #pragma unroll
                 for (int n = 0; n < NPAD; n++) {
-                    h[n] = exp2f(dt * A[n]) * h[n] + dx * sB[tt][n];
+                    h[n] = ex2_ftz(dt * A[n]) * h[n] + dx * sB[tt][n];
                     if (OUT) part += sC[tt][n] * h[n];
                 }
             }

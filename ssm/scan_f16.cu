@@ -1,4 +1,5 @@
 /* The FP16 pass's scans (ssm/scan.cuh), and the shared sizing of the scans' time chunks. */
+#include <stdlib.h>
 #include "ssm/scan.cuh"
 
 void k_scan_m1(const k_scan_m1_args<k_in_f16, half> &a, cudaStream_t st) { scan_m1(a, st); }
@@ -7,11 +8,21 @@ void k_scan_m2(const k_scan_m2_args<k_in_f16, half> &a, cudaStream_t st) { scan_
 int k_scan_m2_group(int N) { return scan_m2_group(N); }
 
 /* Chunks only pay when one pass leaves the SMs short of threads: they cost a second pass over the
- * chunks. Enough chunks for ~1024 (Mamba1: each thread runs d_state recurrences) or ~2048 (Mamba2)
- * threads per SM, but chunks of at least min_chunk steps. */
+ * chunks (pass 1 scans all but the last from zero). The scan's rate is bound by instructions per
+ * state update, not by latency, once an SM holds ~192 threads, so from there one pass is fastest
+ * (H200, 8 x 1024 tokens: mamba-2.8b 49.6 ms in one pass against 66.8 ms in 4 chunks; mamba2-2.7b
+ * 1 x 1024: 28.0 against 29.2 in 7; docs/performance.md). Below it: enough chunks for ~1024
+ * (Mamba1: each thread runs d_state recurrences) or ~2048 (Mamba2) threads per SM, but chunks of at
+ * least min_chunk steps. MQ_SCAN_TARGET=N (threads per SM) overrides the rule, for the benchmarks. */
 int k_scan_chunks(const mq_config *c, int B, int T, int sm_count, int min_chunk) {
     const long per = (long)B * (c->arch == MQ_MAMBA1 ? c->d_inner : (long)c->n_heads * c->head_dim * k_scan_m2_group(c->d_state));
-    const long target = (long)sm_count * (c->arch == MQ_MAMBA1 ? 1024 : 2048);
+    static long env = -1;
+    if (env < 0) {
+        const char *s = getenv("MQ_SCAN_TARGET");
+        env = s && *s && atol(s) > 0 ? atol(s) : 0;
+    }
+    if (!env && per >= 192L * sm_count) return 1;
+    const long target = (long)sm_count * (env ? env : c->arch == MQ_MAMBA1 ? 1024 : 2048);
     long nc = (target + per - 1) / per, maxc = (T + min_chunk - 1) / min_chunk;
     if (nc > maxc) nc = maxc;
     return nc < 1 ? 1 : (int)nc;

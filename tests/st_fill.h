@@ -1,10 +1,12 @@
-/* Random-weight FP16 tensors for the tiny checkpoints that tests (tests/test_cli.h) and the fuzz
- * seeds (fuzz/seeds.c) write: one deterministic generator (splitmix64) and one tensor adder, so a
- * seed checkpoint and a test checkpoint are made the same way. Header only. */
+/* Random-weight FP16 tensors and the config.json of the tiny checkpoints that tests
+ * (tests/test_cli.h) and the fuzz seeds (fuzz/seeds.c) write: one deterministic generator
+ * (splitmix64), one tensor adder and one config, so a seed checkpoint and a test checkpoint are
+ * made the same way. Header only. */
 #ifndef MQ_TESTS_ST_FILL_H
 #define MQ_TESTS_ST_FILL_H
 #include <math.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include "core/err.h"
 #include "core/st.h"
@@ -29,6 +31,21 @@ __attribute__((unused)) static void sf_add(st_writer *w, const char *name, int n
         buf[i] = st_f32_to_f16(kind == 'r' ? sf_uniform(v * 1.7320508f) : kind == 'c' ? v : logf((float)(1 + i % (ndim > 1 ? d1 : 16))));
     if (st_writer_add(w, name, MQ_F16, ndim, shape, buf)) mq_die("%s: %s", name, mq_errmsg());
     free(buf);
+}
+
+/* config.json of a tiny Mamba1 (arch 1) or Mamba2 (arch 2) checkpoint into js[n]: d_model D, L layers,
+ * vocabulary V, d_state N, d_inner 2 D, conv kernel 4; Mamba1 dt_rank D / 4, Mamba2 2 heads of D. */
+__attribute__((unused)) static void sf_tiny_config(char *js, size_t n, int arch, int D, int L, int V, int N, int tied, int bias) {
+    const char *t = tied ? "true" : "false", *b = bias ? "true" : "false";
+    if (arch == 1)
+        snprintf(js, n, "{\"model_type\": \"mamba\", \"hidden_size\": %d, \"num_hidden_layers\": %d, \"vocab_size\": %d, "
+                 "\"state_size\": %d, \"intermediate_size\": %d, \"time_step_rank\": %d, \"conv_kernel\": 4, \"expand\": 2, "
+                 "\"tie_word_embeddings\": %s, \"use_bias\": %s, \"use_conv_bias\": true}\n", D, L, V, N, 2 * D, D / 4, t, b);
+    else
+        snprintf(js, n, "{\"model_type\": \"mamba2\", \"hidden_size\": %d, \"num_hidden_layers\": %d, \"vocab_size\": %d, "
+                 "\"state_size\": %d, \"num_heads\": 2, \"head_dim\": %d, \"n_groups\": 1, \"expand\": 2, \"conv_kernel\": 4, "
+                 "\"chunk_size\": 256, \"time_step_limit\": [0.0, {\"__float__\": \"Infinity\"}], \"tie_word_embeddings\": %s, "
+                 "\"use_bias\": %s, \"use_conv_bias\": true}\n", D, L, V, N, D, t, b);
 }
 
 #endif

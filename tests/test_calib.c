@@ -96,6 +96,16 @@ static int shared_path(const char *rel, char *buf, size_t n) {
     return 1;
 }
 
+/* The calibration options of these tests: model, tokenizer, SAMPLES x SEQLEN tokens, quiet. */
+static void small_calib(calib_options *o, const char *model, const char *tokp) {
+    calib_defaults(o);
+    o->model_dir = model;
+    o->tokenizer_path = tokp;
+    o->samples = SAMPLES;
+    o->seqlen = SEQLEN;
+    o->quiet = 1;
+}
+
 static void run_proxy(const char *model_rel, const char **ops, const char *out_name) {
     char model[4096], tokp[4096], out[512];
     const char *data = t_small_calib();
@@ -103,14 +113,9 @@ static void run_proxy(const char *model_rel, const char **ops, const char *out_n
         T_SKIP("%s or the calibration text is not in ../shared", model_rel);
     snprintf(out, sizeof out, "%s/%s", t_tmpdir(), out_name);
     calib_options o;
-    calib_defaults(&o);
-    o.model_dir = model;
+    small_calib(&o, model, tokp);
     o.data_path = data;
-    o.tokenizer_path = tokp;
     o.out_path = out;
-    o.samples = SAMPLES;
-    o.seqlen = SEQLEN;
-    o.quiet = 1;
     o.tool = "test_calib";
     calib_result res;
     T_CHECK(calib_run(&o, &res) == 0, "%s", mq_errmsg());
@@ -190,12 +195,7 @@ static void test_errors(void) {
                 strstr(mq_errmsg(), "mamba1-proxy"), "message: %s", mq_errmsg());
     }
     calib_options o;
-    calib_defaults(&o);
-    o.model_dir = m1;
-    o.tokenizer_path = tokp;
-    o.samples = SAMPLES;
-    o.seqlen = SEQLEN;
-    o.quiet = 1;
+    small_calib(&o, m1, tokp);
     calib_result res;
     /* too short: a sentence is far from 4 x 256 tokens */
     snprintf(tiny, sizeof tiny, "%s/tiny.txt", t_tmpdir());

@@ -170,6 +170,12 @@ static void test_verify_cpu(void) {
     T_CHECK(j && cJSON_IsFalse(cJSON_GetObjectItem(j, "gpu_verified")) && !strcmp(str(j, "arch"), "mamba1") &&
             num(j, "ppl_int8_stderr") > 0 && num(j, "ppl_float") > 1, "verify json: %s", slurp(log));
     cJSON_Delete(j);
+    /* without --model, the name-only provenance is explained: --model, or quantize --record-paths */
+    snprintf(cmd, sizeof cmd, "bin/mambaq verify '%s' --data '%s' --window 64 --windows 1 --device cpu", g_art, g_valid);
+    rc = sh(cmd, log);
+    char *o = slurp(log);
+    T_CHECK(rc == 1 && strstr(o, "by name only") && strstr(o, "--record-paths") && strstr(o, "--model DIR"), "verify: rc %d: %s", rc, o);
+    free(o);
 }
 
 /* the shared options in every command's --help, one default percentile */
@@ -261,6 +267,17 @@ static void test_field_stats_sweep(void) {
     char *o = slurp(log);
     T_CHECK(strstr(o, "--percentiles is now --percentile") && strstr(o, "--methods is now --method"), "notes: %s", o);
     free(o);
+    /* an empty list, or an empty item, is a usage error (exit 2), never fewer rows with exit 0 */
+    const char *lists[][3] = {{"--percentile", "", "the list is empty"}, {"--percentiles", "99.9,,100", "item 2 of the list is empty"},
+                              {"--method", "", "the list is empty"}};
+    for (int k = 0; k < 3; k++) {
+        snprintf(cmd, sizeof cmd, "bin/mambaq sweep '%s' --stats '%s' %s '%s' --window 32 --windows 1 --quiet", g_model1, stats,
+                 lists[k][0], lists[k][1]);
+        rc = sh(cmd, log);
+        o = slurp(log);
+        T_CHECK(rc == 2 && strstr(o, lists[k][2]), "sweep %s '%s': rc %d: %s", lists[k][0], lists[k][1], rc, o);
+        free(o);
+    }
 }
 
 /* eval: a warning when the windows are clamped, ppl +/- its standard error, the progress line */

@@ -1,7 +1,7 @@
-/* Helpers for the tests that drive bin/mambaq (tests/test_rel_*.c): run a command and capture its
- * output and exit status (signals as 128 + n, so a crash is never mistaken for a refusal), write a
- * tiny random-weight checkpoint, link or copy the shared proxies, and patch a tensor or a header
- * string of a safetensors file in place (the malformed files are made here, by the tests). */
+/* Helpers for the tests that feed bin/mambaq malformed files (tests/test_rel_*.c), beside the runner
+ * of tests/cli_run.h: a refusal checked with its message, a tiny random-weight checkpoint with its
+ * statistics and artifact, links or copies of the shared proxies, and a tensor or a header string of
+ * a safetensors file patched in place (the malformed files are made here, by the tests). */
 #ifndef MQ_TEST_CLI_H
 #define MQ_TEST_CLI_H
 #include <cjson/cJSON.h>
@@ -11,32 +11,16 @@
 #include <sys/wait.h>
 #include "core/err.h"
 #include "core/st.h"
+#include "tests/cli_run.h"
 #include "tests/st_fill.h"
 #include "tests/test.h"
-
-/* Runs cmd (sh -c) with stdout + stderr into file out; the exit status, or 128 + signal. */
-__attribute__((unused)) static int t_sh(const char *cmd, const char *out) {
-    char *full = mq_malloc(strlen(cmd) + strlen(out) + 32);
-    sprintf(full, "%s > '%s' 2>&1", cmd, out);
-    int rc = system(full);
-    free(full);
-    if (rc == -1) return 127;
-    if (WIFSIGNALED(rc)) return 128 + WTERMSIG(rc);
-    return WIFEXITED(rc) ? WEXITSTATUS(rc) : 127;
-}
-
-/* The file's text (never NULL; "" when unreadable). The caller frees. */
-__attribute__((unused)) static char *t_slurp(const char *path) {
-    char *s = mq_read_file(path, NULL);
-    return s ? s : strdup("");
-}
 
 /* Runs cmd; checks that it neither crashed nor succeeded, and that its output holds every needle
  * (NULL-terminated list). Returns the output (caller frees). */
 #define T_REFUSED(cmd, log, ...) t_refused(__FILE__, __LINE__, cmd, log, (const char *[]){__VA_ARGS__, NULL})
 __attribute__((unused)) static char *t_refused(const char *file, int line, const char *cmd, const char *log, const char **needles) {
-    int rc = t_sh(cmd, log);
-    char *o = t_slurp(log);
+    int rc = sh(cmd, log);
+    char *o = slurp(log);
     if (rc == 0 || rc >= 124) {
         printf("    check failed at %s:%d: exit status %d (want a refusal, 1..123) for: %s\n    output: %.600s\n", file, line, rc, cmd, o);
         t_checks_failed++;
@@ -75,15 +59,7 @@ __attribute__((unused)) static void t_tiny_model(const char *dir, int arch) {
     char path[1200], nm[256], js[1024];
     snprintf(path, sizeof path, "%s/config.json", dir);
     if (mq_mkdir_parents(path)) { printf("%s\n", mq_errmsg()); exit(2); }
-    if (arch == 1)
-        snprintf(js, sizeof js, "{\"model_type\": \"mamba\", \"hidden_size\": %d, \"num_hidden_layers\": %d, \"vocab_size\": %d, "
-                 "\"state_size\": 8, \"intermediate_size\": %d, \"time_step_rank\": 4, \"conv_kernel\": %d, \"expand\": 2, "
-                 "\"tie_word_embeddings\": true, \"use_bias\": false, \"use_conv_bias\": true}\n", D, L, V, E, K);
-    else
-        snprintf(js, sizeof js, "{\"model_type\": \"mamba2\", \"hidden_size\": %d, \"num_hidden_layers\": %d, \"vocab_size\": %d, "
-                 "\"state_size\": 8, \"num_heads\": 2, \"head_dim\": 16, \"n_groups\": 1, \"expand\": 2, \"conv_kernel\": %d, "
-                 "\"chunk_size\": 256, \"time_step_limit\": [0.0, {\"__float__\": \"Infinity\"}], \"tie_word_embeddings\": true, "
-                 "\"use_bias\": false, \"use_conv_bias\": true}\n", D, L, V, K);
+    sf_tiny_config(js, sizeof js, arch, D, L, V, 8, 1, 0);
     t_write(path, js, strlen(js));
     st_writer *w = st_writer_new();
     sf_add(w, "backbone.embeddings.weight", 2, V, D, 0, 'r', 0.05f);
@@ -114,6 +90,40 @@ __attribute__((unused)) static void t_tiny_model(const char *dir, int arch) {
     if (st_writer_write(w, path)) { printf("%s\n", mq_errmsg()); exit(2); }
     st_writer_free(w);
 }
+
+/* bin/mambaq and what the tests read from the shared folder (tokenizer, calib.txt, valid.txt). */
+__attribute__((unused)) static int t_cli_ready(void) {
+    return t_exists("bin/mambaq") && t_shared("models/tokenizer.json") && t_shared("datasets/calib.txt") && t_shared("datasets/valid.txt");
+}
+#define T_NEED_CLI() do { if (!t_cli_ready()) T_SKIP("bin/mambaq or ../shared missing"); } while (0)
+
+/* The tiny Mamba1 model (t_tiny_model), its statistics (calib, 2 x 32 tokens) and, with want_art, a
+ * naive artifact of them, made once in the scratch folder; 0 when a step failed (its output printed). */
+__attribute__((unused)) static const char *t_tiny, *t_tiny_stats, *t_tiny_art;
+__attribute__((unused)) static int t_tiny_setup(int want_art) {
+    static int done, ok, art_done, art_ok;
+    char cmd[8192];
+    const char *log = t_path("%s", "setup.log"), *tok = shared_path("models/tokenizer.json");
+    if (!done) {
+        done = 1;
+        t_tiny = t_path("%s", "tiny1");
+        t_tiny_stats = t_path("%s", "tiny1.stats.safetensors");
+        t_tiny_model(t_tiny, 1);
+        snprintf(cmd, sizeof cmd, "bin/mambaq calib --model '%s' --data '%s' --tokenizer '%s' --samples 2 --seqlen 32 --out '%s' --quiet",
+                 t_tiny, shared_path("datasets/calib.txt"), tok, t_tiny_stats);
+        if (!(ok = sh(cmd, log) == 0)) printf("    setup calib failed: %s\n", slurp(log));
+    }
+    if (!ok || !want_art) return ok;
+    if (!art_done) {
+        art_done = 1;
+        t_tiny_art = t_path("%s", "tiny1-art");
+        snprintf(cmd, sizeof cmd, "bin/mambaq quantize --model '%s' --stats '%s' --out '%s' --method naive --tokenizer '%s' --quiet",
+                 t_tiny, t_tiny_stats, t_tiny_art, tok);
+        if (!(art_ok = sh(cmd, log) == 0)) printf("    setup quantize failed: %s\n", slurp(log));
+    }
+    return art_ok;
+}
+#define T_NEED_TINY(want_art) do { T_NEED_CLI(); if (!t_tiny_setup(want_art)) { T_CHECK(0, "setup failed"); return; } } while (0)
 
 /* dst: a model folder whose config.json is a copy of src's (to be edited) and whose other files are
  * symbolic links to src's, or copies when copy (to be damaged). */
@@ -189,13 +199,15 @@ __attribute__((unused)) static int t_patch_tensor(const char *path, const char *
     return ok ? 0 : -1;
 }
 
-/* Sets every F32 value of tensor name in path to v (in place). */
-__attribute__((unused)) static int t_fill_f32(const char *path, const char *name, float v) {
+/* Sets every value of tensor name in path to the size bytes at v (in place). */
+__attribute__((unused)) static int t_fill(const char *path, const char *name, const void *v, size_t size) {
     size_t nb = 0;
     if (t_tensor_offset(path, name, &nb) < 0) return -1;
-    for (size_t i = 0; i + 4 <= nb; i += 4)
-        if (t_patch_tensor(path, name, i, &v, 4)) return -1;
+    for (size_t i = 0; i + size <= nb; i += size)
+        if (t_patch_tensor(path, name, i, v, size)) return -1;
     return 0;
 }
+/* Every F32 value of tensor name in path set to v. */
+__attribute__((unused)) static int t_fill_f32(const char *path, const char *name, float v) { return t_fill(path, name, &v, 4); }
 
 #endif

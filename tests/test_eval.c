@@ -3,27 +3,16 @@
  * transformers FP32 value in reference.json, with the JSON fields the other tools read. Also: data
  * shorter than one window is an error. */
 #include "tests/test.h"
+#include "tests/cli_run.h"
 #include "core/err.h"
 #include <cjson/cJSON.h>
 #include <stdint.h>
 
-/* Runs `bin/mambaq eval <args> --json`; returns the parsed object (caller frees) or NULL, with the
- * exit status in *rc and stderr in err[]. */
+/* `bin/mambaq eval <args> --json` (tests/cli_run.h) */
 static cJSON *run_eval(const char *args, int *rc, char *err, size_t errsz) {
-    char errpath[512], cmd[10000];
-    snprintf(errpath, sizeof errpath, "%s/eval.stderr", t_tmpdir());
-    snprintf(cmd, sizeof cmd, "bin/mambaq eval %s --json 2>%s", args, errpath);
-    FILE *p = popen(cmd, "r");
-    if (!p) return NULL;
-    static char out[1 << 16];
-    size_t n = fread(out, 1, sizeof out - 1, p);
-    out[n] = 0;
-    int st = pclose(p);
-    *rc = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-    char *e = mq_read_file(errpath, NULL);
-    snprintf(err, errsz, "%s", e ? e : "");
-    free(e);
-    return *rc == 0 ? cJSON_Parse(out) : NULL;
+    char full[9000];
+    if (snprintf(full, sizeof full, "eval %s --json", args) >= (int)sizeof full) return NULL;
+    return mambaq_json(full, rc, err, errsz);
 }
 
 static double json_num(cJSON *o, const char *k) {

@@ -331,9 +331,9 @@ static void test_quamba2_roundtrip(void) {
 
 static char good_dir[600], good_rot_dir[600];
 
-/* A valid artifact of the tied Mamba1 config with method `method`, written into dir once. */
-static void make_artifact(char *dir, size_t n, const char *name, q_method method) {
-    if (dir[0]) return;
+/* An artifact of a random model of the tied Mamba1 config with method `method` (source files in the
+ * scratch folder src_name), written into out; art_test_midwrite = hook during the write. art_write's rc. */
+static int write_artifact(const char *out, const char *src_name, q_method method, int force, int (*hook)(const char *)) {
     mq_config c;
     cfg_parse(M1_CONFIG, "test config", &c);
     mq_model m;
@@ -343,16 +343,25 @@ static void make_artifact(char *dir, size_t n, const char *name, q_method method
     o.method = method;
     q_model qm;
     q_quantize(&m, &STUB, &o, &qm);
-    const char *src = make_src("src_good", M1_CONFIG);
+    const char *src = make_src(src_name, M1_CONFIG);
     char cj[600], tj[600];
     snprintf(cj, sizeof cj, "%s/config.json", src);
     snprintf(tj, sizeof tj, "%s/tokenizer.json", src);
-    snprintf(dir, n, "%s/%s", t_tmpdir(), name);
     art_provenance p;
     prov(&p);
-    if (art_write(dir, &qm, &p, cj, tj, 1)) printf("    cannot write the %s artifact: %s\n", name, mq_errmsg());
+    art_test_midwrite = hook;
+    int rc = art_write(out, &qm, &p, cj, tj, force);
+    art_test_midwrite = NULL;
     q_model_free(&qm);
     free_random_model(&m);
+    return rc;
+}
+
+/* A valid artifact with method `method`, written into dir once. */
+static void make_artifact(char *dir, size_t n, const char *name, q_method method) {
+    if (dir[0]) return;
+    snprintf(dir, n, "%s/%s", t_tmpdir(), name);
+    if (write_artifact(dir, "src_good", method, 1, NULL)) printf("    cannot write the %s artifact: %s\n", name, mq_errmsg());
 }
 static void make_good(void) { make_artifact(good_dir, sizeof good_dir, "good", Q_QUAMBA); }
 
@@ -535,26 +544,7 @@ static int count_siblings(const char *final) {
 }
 
 static void write_with_hook(const char *out, int (*hook)(const char *), int force, int *rc) {
-    mq_config c;
-    cfg_parse(M1_CONFIG, "test config", &c);
-    mq_model m;
-    random_model(&c, &m);
-    q_options o;
-    q_options_default(&o);
-    o.method = Q_NAIVE;
-    q_model qm;
-    q_quantize(&m, &STUB, &o, &qm);
-    const char *src = make_src("src_int", M1_CONFIG);
-    char cj[600], tj[600];
-    snprintf(cj, sizeof cj, "%s/config.json", src);
-    snprintf(tj, sizeof tj, "%s/tokenizer.json", src);
-    art_provenance p;
-    prov(&p);
-    art_test_midwrite = hook;
-    *rc = art_write(out, &qm, &p, cj, tj, force);
-    art_test_midwrite = NULL;
-    q_model_free(&qm);
-    free_random_model(&m);
+    *rc = write_artifact(out, "src_int", Q_NAIVE, force, hook);
 }
 
 static void test_interrupted_injected(void) {

@@ -24,6 +24,7 @@
 #include "ssm/ops.h"
 #include "tests/test.h"
 #include "tests/test_data.h"
+#include "tests/tstats.h"
 #include "tests/bench_shapes.h"
 
 #define NEED_GPU()                                                  \
@@ -310,121 +311,25 @@ static void test_gated_rmsnorm(void) {
 #define CAL_LEN 256
 
 
-/* the test's observers: absmax per (layer, role, part, variant) and the EMA of per-sample
- * percentiles of SSM_X (calib's definition); variant 1 = the fused pass (norm fused, norm_f ones, y
- * rotated), variant 2 = its in_proj and lm_head inputs rotated (quamba-rot's residual rotation) */
-typedef struct {
-    float amax[64][MQ_ACT_NROLES + 1][Q_MAX_PARTS][Q_STAT_NVARIANTS];
-    float pct[64];
-    double p;
-    int nsamples, variant;
-    const mq_model *m;
-    float *tmp;
-} tstats;
-
-static int cmpf(const void *a, const void *b) {
-    float x = *(const float *)a, y = *(const float *)b;
-    return (x > y) - (x < y);
-}
-static void obs_max(float *dst, const float *x, int rows, int cols, int ld) {
-    for (int r = 0; r < rows; r++)
-        for (int c = 0; c < cols; c++) *dst = fmaxf(*dst, fabsf(x[(size_t)r * ld + c]));
-}
-static int obs_hook(void *vctx, const mq_act *a) {
-    const int layer = a->layer, rows = a->rows, cols = a->cols, ld = a->ld;
-    const mq_act_role role = a->role;
-    float *x = a->x;
-    tstats *s = vctx;
-    const int v = s->variant;
-    const mq_config *c = &s->m->cfg;
-    if (v == 1 && (role == MQ_ACT_LM_HEAD_IN || (role == MQ_ACT_IN_PROJ_IN && layer >= 0 && layer < 64))) {
-        for (int r = 0; r < rows; r++) memcpy(s->tmp + (size_t)r * cols, x + (size_t)r * ld, (size_t)cols * 4);
-        had_transform_f32(s->tmp, rows, cols);
-        obs_max(&s->amax[role == MQ_ACT_LM_HEAD_IN ? 0 : layer][role == MQ_ACT_LM_HEAD_IN ? MQ_ACT_NROLES : role][0][Q_STAT_ROTATED],
-                s->tmp, rows, cols, cols);
-    }
-    if (role == MQ_ACT_LM_HEAD_IN) { obs_max(&s->amax[0][MQ_ACT_NROLES][0][v], x, rows, cols, ld); return 0; }
-    if (layer < 0 || layer >= 64) return 0;
-    if (v == 1 && role == MQ_ACT_OUT_PROJ_IN) {
-        for (int r = 0; r < rows; r++) memcpy(s->tmp + (size_t)r * cols, x + (size_t)r * ld, (size_t)cols * 4);
-        had_transform_f32(s->tmp, rows, cols);
-        obs_max(&s->amax[layer][role][0][1], s->tmp, rows, cols, cols);
-        return 0;
-    }
-    if (role == MQ_ACT_DT && c->arch == MQ_MAMBA1) { /* dt_proj's output without its bias */
-        const float *b = s->m->layers[layer].dt_proj_b;
-        for (int r = 0; r < rows; r++)
-            for (int k = 0; k < cols; k++)
-                s->amax[layer][role][0][v] = fmaxf(s->amax[layer][role][0][v], fabsf(x[(size_t)r * ld + k] - b[k]));
-        return 0;
-    }
-    for (int p = 0; p < q_role_parts(c->arch, role); p++) {
-        int c0, nc;
-        q_role_part_cols(c, role, p, &c0, &nc);
-        obs_max(&s->amax[layer][role][p][v], x + c0, rows, nc < 0 ? cols : nc, ld);
-    }
-    if (role == MQ_ACT_SSM_X && v == 0) {
-        size_t n = (size_t)rows * cols;
-        for (int r = 0; r < rows; r++)
-            for (int k = 0; k < cols; k++) s->tmp[(size_t)r * cols + k] = fabsf(x[(size_t)r * ld + k]);
-        qsort(s->tmp, n, sizeof(float), cmpf);
-        double rank = s->p / 100 * (double)(n - 1);
-        size_t lo = (size_t)rank;
-        float val = lo + 1 < n ? s->tmp[lo] + (float)(rank - lo) * (s->tmp[lo + 1] - s->tmp[lo]) : s->tmp[n - 1];
-        s->pct[layer] = s->nsamples == 0 ? val : s->pct[layer] + 0.01f * (val - s->pct[layer]);
-    }
-    return 0;
-}
-static int ts_absmax(void *ctx, int layer, mq_act_role role, int part, q_stat_variant var, float *v) {
-    tstats *s = ctx;
-    int r = role == MQ_ACT_LM_HEAD_IN ? MQ_ACT_NROLES : (int)role;
-    if (role == MQ_ACT_LM_HEAD_IN) layer = 0;
-    *v = s->amax[layer][r][part][var];
-    return *v > 0 ? 0 : mq_fail("no statistics for layer %d role %d part %d variant %d", layer, role, part, var);
-}
-static int ts_pct(void *ctx, int layer, mq_act_role role, int part, q_stat_variant var, double p, float *v) {
-    tstats *s = ctx;
-    if (p != s->p) return mq_fail("percentile %g not observed", p);
-    *v = s->pct[layer];
-    return 0;
-}
-
-static tstats *collect(const char *dir, mq_model *m, const int32_t *cal) {
-    tstats *s = mq_calloc(1, sizeof *s);
-    s->m = m;
-    s->p = 99.95;
-    s->tmp = mq_malloc((size_t)CAL_LEN * cfg_conv_dim(&m->cfg) * sizeof(float));
-    float *hidden = mq_malloc((size_t)CAL_LEN * m->cfg.d_model * sizeof(float));
-    mq_hooks h = {obs_hook, s};
-    for (int i = 0; i < CAL_SAMPLES; i++, s->nsamples++) ssm_forward(m, cal + (size_t)i * CAL_LEN, CAL_LEN, &h, hidden);
-    mq_model f;
-    if (ssm_load(dir, &f) == 0 && q_fuse_norm(&f) == 0) {
-        for (int k = 0; k < f.cfg.d_model; k++) f.norm_f[k] = 1.0f;
-        s->variant = 1;
-        s->m = &f;
-        for (int i = 0; i < CAL_SAMPLES; i++) ssm_forward(&f, cal + (size_t)i * CAL_LEN, CAL_LEN, &h, hidden);
-        ssm_free(&f);
-    }
-    s->m = m;
-    s->variant = 0;
-    free(hidden);
-    return s;
+/* The calibration and validation token fixtures (HF ids of ../shared/datasets files): 1 when both
+ * hold enough tokens (CAL_SAMPLES x CAL_LEN, 1024). */
+static int token_fixtures(int32_t **cal, int32_t **val) {
+    size_t ncal = 0, nval = 0;
+    *cal = t_fixture_ids("tests/fixtures/tok/calib.txt.ids.u16.gz", &ncal);
+    *val = t_fixture_ids("tests/fixtures/tok/valid.txt.ids.u16.gz", &nval);
+    return *cal && *val && ncal >= CAL_SAMPLES * CAL_LEN && nval >= 1024;
 }
 
 /* The proxy in dir quantized by recipe o from this file's own statistics of the calibration
- * fixture cal (collect): *m loaded, *ts collected, *qm made. 0, or -1 after a failed check (then
- * nothing is held). The caller frees *qm, *m and *ts (tstats_free). */
-static void tstats_free(tstats *ts) {
-    if (ts) free(ts->tmp);
-    free(ts);
-}
+ * fixture cal (tests/tstats.h, percentile 99.95): *m loaded, *ts collected, *qm made. 0, or -1 after
+ * a failed check (then nothing is held). The caller frees *qm, *m and *ts (tstats_free). */
 static int quantize_proxy(const char *dir, const int32_t *cal, const q_options *o, mq_model *m, tstats **ts,
                           q_model *qm) {
     const int failed0 = t_checks_failed;
     T_CHECK(ssm_load(dir, m) == 0, "%s", mq_errmsg());
     if (t_checks_failed > failed0) return -1;
-    *ts = collect(dir, m, cal);
-    q_stats st = {.absmax = ts_absmax, .percentile = ts_pct, .ctx = *ts};
+    *ts = ts_collect(dir, m, cal, CAL_SAMPLES, CAL_LEN, (const double[]){99.95}, 1);
+    q_stats st = ts_iface(*ts);
     T_CHECK(q_quantize(m, &st, o, qm) == 0, "%s", mq_errmsg());
     if (t_checks_failed > failed0) {
         tstats_free(*ts);
@@ -465,10 +370,8 @@ static void model_case(int arch, q_method method, q_granularity gran, int head, 
     const char *d = t_shared(arch == 1 ? "models/mamba1-proxy" : "models/mamba2-proxy");
     if (!d) T_SKIP("proxy models not found under ../shared (or $MQ_SHARED)");
     snprintf(dir, sizeof dir, "%s", d);
-    size_t ncal = 0, nval = 0;
-    int32_t *cal = t_fixture_ids("tests/fixtures/tok/calib.txt.ids.u16.gz", &ncal);
-    int32_t *val = t_fixture_ids("tests/fixtures/tok/valid.txt.ids.u16.gz", &nval);
-    if (!cal || !val || ncal < CAL_SAMPLES * CAL_LEN || nval < 1024) T_SKIP("token fixtures missing");
+    int32_t *cal, *val;
+    if (!token_fixtures(&cal, &val)) T_SKIP("token fixtures missing");
     q_options o;
     q_options_default(&o);
     o.method = method, o.weight_gran = gran, o.quantize_head = head >= 1, o.quantize_embedding = head == 2;
@@ -705,10 +608,8 @@ static void verify_case(int arch, q_method method) {
     if (!tj) T_SKIP("models/tokenizer.json not found");
     static char tjs[4096];
     snprintf(tjs, sizeof tjs, "%s", tj);
-    size_t ncal = 0, nval = 0;
-    int32_t *cal = t_fixture_ids("tests/fixtures/tok/calib.txt.ids.u16.gz", &ncal);
-    int32_t *val = t_fixture_ids("tests/fixtures/tok/valid.txt.ids.u16.gz", &nval);
-    if (!cal || !val || ncal < CAL_SAMPLES * CAL_LEN || nval < 1024) T_SKIP("token fixtures missing");
+    int32_t *cal, *val;
+    if (!token_fixtures(&cal, &val)) T_SKIP("token fixtures missing");
     q_options o;
     q_options_default(&o);
     o.method = method;
@@ -810,9 +711,10 @@ static void test_upload_refuses(void) {
     for (int l = 0; l < 64; l++)
         for (int r = 0; r <= MQ_ACT_NROLES; r++)
             for (int p = 0; p < Q_MAX_PARTS; p++) ts->amax[l][r][p][0] = ts->amax[l][r][p][1] = 1.0f;
-    ts->p = 99.95;
-    for (int l = 0; l < 64; l++) ts->pct[l] = 1.0f;
-    q_stats st = {.absmax = ts_absmax, .percentile = ts_pct, .ctx = ts};
+    ts->npct = 1;
+    ts->pct[0] = 99.95;
+    for (int l = 0; l < 64; l++) ts->pema[l][0] = 1.0f;
+    q_stats st = ts_iface(ts);
     q_options o;
     q_options_default(&o);
     q_model qm;

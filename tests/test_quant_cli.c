@@ -8,6 +8,32 @@
 #include "tests/cli_run.h"
 #include "tests/test.h"
 
+/* eval --artifact on 1 x 256 tokens of valid.txt: a plausible ppl, the artifact's method in the JSON. */
+static void eval_artifact(int arch, const char *art, const char *method, const char *what, const char *log) {
+    char cmd[8192];
+    snprintf(cmd, sizeof cmd, "bin/mambaq eval --artifact '%s' --data '%s/datasets/valid.txt' --window 256 --windows 1 --json", art,
+             shared_dir());
+    T_CHECK(sh(cmd, log) == 0, "eval --artifact (%s) failed: %s", what, slurp(log));
+    cJSON *j = last_json(log);
+    cJSON *ppl = cJSON_GetObjectItem(j, "ppl"), *meth = cJSON_GetObjectItem(j, "method");
+    T_CHECK(cJSON_IsNumber(ppl) && isfinite(ppl->valuedouble) && ppl->valuedouble > 1 && ppl->valuedouble < 1e4,
+            "eval --artifact %s ppl: %s", what, slurp(log));
+    T_CHECK(cJSON_IsString(meth) && !strcmp(meth->valuestring, method), "eval json method of %s", what);
+    if (cJSON_IsNumber(ppl)) printf("    mamba%d simulated %s ppl, 1 x 256 tokens of valid.txt: %.3f\n", arch, what, ppl->valuedouble);
+    cJSON_Delete(j);
+}
+
+/* inspect --json of art, parsed (NULL when it failed; checked here). */
+static cJSON *inspect_json(const char *art, const char *log) {
+    char cmd[4096];
+    snprintf(cmd, sizeof cmd, "bin/mambaq inspect '%s' --json", art);
+    T_CHECK(sh(cmd, log) == 0, "inspect %s failed: %s", art, slurp(log));
+    char *o = slurp(log);
+    cJSON *j = cJSON_Parse(o);
+    free(o);
+    return j;
+}
+
 static void e2e(int arch) {
     struct stat st;
     if (stat("bin/mambaq", &st) != 0) T_SKIP("bin/mambaq not built");
@@ -35,21 +61,8 @@ static void e2e(int arch) {
     T_CHECK(strstr(o, "already exists") && strstr(o, "--force"), "message: %s", o);
     free(o);
 
-    snprintf(cmd, sizeof cmd, "bin/mambaq eval --artifact '%s' --data '%s/datasets/valid.txt' --window 256 --windows 1 --json", art, sh_dir);
-    T_CHECK(sh(cmd, log) == 0, "eval --artifact failed: %s", slurp(log));
-    cJSON *j = last_json(log);
-    cJSON *ppl = cJSON_GetObjectItem(j, "ppl"), *meth = cJSON_GetObjectItem(j, "method");
-    T_CHECK(cJSON_IsNumber(ppl) && isfinite(ppl->valuedouble) && ppl->valuedouble > 1 && ppl->valuedouble < 1e4,
-            "eval --artifact ppl: %s", slurp(log));
-    T_CHECK(cJSON_IsString(meth) && !strcmp(meth->valuestring, "quamba"), "eval json method");
-    if (cJSON_IsNumber(ppl)) printf("    mamba%d simulated quamba ppl, 1 x 256 tokens of valid.txt: %.3f\n", arch, ppl->valuedouble);
-    cJSON_Delete(j);
-
-    snprintf(cmd, sizeof cmd, "bin/mambaq inspect '%s' --json", art);
-    T_CHECK(sh(cmd, log) == 0, "inspect failed: %s", slurp(log));
-    o = slurp(log);
-    j = cJSON_Parse(o);
-    free(o);
+    eval_artifact(arch, art, "quamba", "quamba", log);
+    cJSON *j = inspect_json(art, log);
     T_CHECK(cJSON_IsTrue(cJSON_GetObjectItem(j, "valid")) && cJSON_GetObjectItem(j, "compression_vs_fp16") &&
             cJSON_GetObjectItem(j, "compression_vs_fp16")->valuedouble > 1.0, "inspect json");
     T_CHECK(cJSON_GetArraySize(cJSON_GetObjectItem(j, "layers")) == (arch == 1 ? 24 : 20), "inspect layers");
@@ -70,20 +83,8 @@ static void e2e(int arch) {
     T_CHECK(strstr(o, "method     quamba-rot") && strstr(o, "residual stream rotated (Hadamard 192") && strstr(o, "lm_head input"),
             "quamba-rot summary: %s", o);
     free(o);
-    snprintf(cmd, sizeof cmd, "bin/mambaq eval --artifact '%s' --data '%s/datasets/valid.txt' --window 256 --windows 1 --json", art_rot, sh_dir);
-    T_CHECK(sh(cmd, log) == 0, "eval --artifact (quamba-rot) failed: %s", slurp(log));
-    j = last_json(log);
-    cJSON *ppl2 = cJSON_GetObjectItem(j, "ppl");
-    T_CHECK(cJSON_IsNumber(ppl2) && isfinite(ppl2->valuedouble) && ppl2->valuedouble > 1 && ppl2->valuedouble < 1e4,
-            "eval --artifact quamba-rot ppl: %s", slurp(log));
-    if (cJSON_IsNumber(ppl2)) printf("    mamba%d simulated quamba-rot (int8 lm_head) ppl, 1 x 256 tokens of valid.txt: %.3f\n", arch,
-                                     ppl2->valuedouble);
-    cJSON_Delete(j);
-    snprintf(cmd, sizeof cmd, "bin/mambaq inspect '%s' --json", art_rot);
-    T_CHECK(sh(cmd, log) == 0, "inspect quamba-rot failed: %s", slurp(log));
-    o = slurp(log);
-    j = cJSON_Parse(o);
-    free(o);
+    eval_artifact(arch, art_rot, "quamba-rot", "quamba-rot (int8 lm_head)", log);
+    j = inspect_json(art_rot, log);
     T_CHECK(cJSON_GetNumberValue(cJSON_GetObjectItem(j, "residual_rotation_order")) == 192 &&
             cJSON_IsFalse(cJSON_GetObjectItem(j, "lm_head_tied_to_embedding")) && cJSON_IsTrue(cJSON_GetObjectItem(j, "norm_f_fused")),
             "inspect json of quamba-rot");

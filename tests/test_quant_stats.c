@@ -115,20 +115,42 @@ static void expect(q_cstats *cs, int layer, mq_act_role role, int part, q_stat_v
             var, op, (double)value_of(full, 0), (double)v, rc ? mq_errmsg() : "ok");
 }
 
+/* Which observer of the official Quamba names each (layer, role, part) reads, per architecture. */
+static const struct {
+    int arch, layer;
+    mq_act_role role;
+    int part;
+    const char *op;
+} mapping[] = {
+    {1, 3, MQ_ACT_IN_PROJ_IN, 0, "in_proj:input"},     {1, 3, MQ_ACT_CONV_IN, 0, "in_proj:output"},
+    {1, 3, MQ_ACT_Z, 0, "in_proj:output"},             {1, 0, MQ_ACT_SSM_X, 0, "x_proj:input"},
+    {1, 23, MQ_ACT_X_PROJ_OUT, 0, "x_proj:output"},    {1, 5, MQ_ACT_DT, 0, "dt_proj:output"},
+    {1, 5, MQ_ACT_OUT_PROJ_IN, 0, "had:input"},        {2, 7, MQ_ACT_CONV_IN, 0, "x_conv_in:input"},
+    {2, 7, MQ_ACT_CONV_IN, 1, "B_conv_in:input"},      {2, 7, MQ_ACT_CONV_IN, 2, "C_conv_in:input"},
+    {2, 7, MQ_ACT_Z, 0, "z_act:input"},                {2, 7, MQ_ACT_DT, 0, "dt_act:input"},
+    {2, 7, MQ_ACT_SSM_X, 0, "x_conv_out:input"},       {2, 7, MQ_ACT_B, 0, "B_conv_out:input"},
+    {2, 7, MQ_ACT_C, 0, "C_conv_out:input"},
+};
+
+static void expect_mapping(q_cstats *cs, int arch) {
+    for (size_t i = 0; i < sizeof mapping / sizeof mapping[0]; i++)
+        if (mapping[i].arch == arch) expect(cs, mapping[i].layer, mapping[i].role, mapping[i].part, Q_STAT_PLAIN, mapping[i].op);
+}
+
+/* A stats file `name` for proxy arch (its weights hash, calib.transforms `transforms`), opened into cs. */
+static void open_stats(q_cstats *cs, int arch, const char *name, const char *transforms) {
+    const char *model = arch == 1 ? m1 : m2;
+    mq_config c;
+    cfg_load(model, &c);
+    const char *st = write_stats(name, arch, c.n_layer, arch == 1 ? sha1 : sha2, transforms);
+    T_CHECK(q_cstats_open(cs, st, model, &c) == 0, "%s", mq_errmsg());
+}
+
 static void test_mapping_m1(void) {
     if (!setup()) T_SKIP("../shared/models not found");
-    mq_config c;
-    cfg_load(m1, &c);
     q_cstats cs;
-    const char *st = write_stats("m1plain", 1, c.n_layer, sha1, "dt=minus_dt_proj_bias");
-    T_CHECK(q_cstats_open(&cs, st, m1, &c) == 0, "%s", mq_errmsg());
-    expect(&cs, 3, MQ_ACT_IN_PROJ_IN, 0, Q_STAT_PLAIN, "in_proj:input");
-    expect(&cs, 3, MQ_ACT_CONV_IN, 0, Q_STAT_PLAIN, "in_proj:output");
-    expect(&cs, 3, MQ_ACT_Z, 0, Q_STAT_PLAIN, "in_proj:output");
-    expect(&cs, 0, MQ_ACT_SSM_X, 0, Q_STAT_PLAIN, "x_proj:input");
-    expect(&cs, 23, MQ_ACT_X_PROJ_OUT, 0, Q_STAT_PLAIN, "x_proj:output");
-    expect(&cs, 5, MQ_ACT_DT, 0, Q_STAT_PLAIN, "dt_proj:output");
-    expect(&cs, 5, MQ_ACT_OUT_PROJ_IN, 0, Q_STAT_PLAIN, "had:input");
+    open_stats(&cs, 1, "m1plain", "dt=minus_dt_proj_bias");
+    expect_mapping(&cs, 1);
     /* percentile: EMA of the per-sample values, at exactly a calibrated percentile */
     q_stats qs = q_cstats_iface(&cs);
     float v;
@@ -149,8 +171,7 @@ static void test_mapping_m1(void) {
     q_cstats_close(&cs);
 
     /* calib ran with the quamba transforms: in_proj:input is x/rms(x), out_proj:input is H y */
-    st = write_stats("m1fused", 1, c.n_layer, sha1, "in_proj_in=rmsnorm_unweighted,dt=minus_dt_proj_bias,out_proj_in=hadamard");
-    T_CHECK(q_cstats_open(&cs, st, m1, &c) == 0, "%s", mq_errmsg());
+    open_stats(&cs, 1, "m1fused", "in_proj_in=rmsnorm_unweighted,dt=minus_dt_proj_bias,out_proj_in=hadamard");
     o.method = Q_QUAMBA;
     T_CHECK(q_cstats_missing(&cs, &o) == 0, "quamba with transforms");
     o.method = Q_NAIVE;
@@ -166,9 +187,8 @@ static void test_mapping_m1(void) {
     q_cstats_close(&cs);
 
     /* calib ran with the quamba-rot transforms: in_proj:input and lm_head:input are rotated */
-    st = write_stats("m1rot", 1, c.n_layer, sha1,
-                     "in_proj_in=rmsnorm_unweighted_hadamard,dt=minus_dt_proj_bias,out_proj_in=hadamard,lm_head_in=norm_f_unweighted_hadamard");
-    T_CHECK(q_cstats_open(&cs, st, m1, &c) == 0, "%s", mq_errmsg());
+    open_stats(&cs, 1, "m1rot",
+               "in_proj_in=rmsnorm_unweighted_hadamard,dt=minus_dt_proj_bias,out_proj_in=hadamard,lm_head_in=norm_f_unweighted_hadamard");
     T_CHECK(cs.in_var == Q_STAT_ROTATED && cs.head_var == Q_STAT_ROTATED, "variants %d %d (a transform name is not a prefix match)",
             cs.in_var, cs.head_var);
     o.method = Q_QUAMBA_ROT;
@@ -186,19 +206,9 @@ static void test_mapping_m1(void) {
 
 static void test_mapping_m2(void) {
     if (!setup()) T_SKIP("../shared/models not found");
-    mq_config c;
-    cfg_load(m2, &c);
     q_cstats cs;
-    const char *st = write_stats("m2", 2, c.n_layer, sha2, "none");
-    T_CHECK(q_cstats_open(&cs, st, m2, &c) == 0, "%s", mq_errmsg());
-    expect(&cs, 7, MQ_ACT_CONV_IN, 0, Q_STAT_PLAIN, "x_conv_in:input");
-    expect(&cs, 7, MQ_ACT_CONV_IN, 1, Q_STAT_PLAIN, "B_conv_in:input");
-    expect(&cs, 7, MQ_ACT_CONV_IN, 2, Q_STAT_PLAIN, "C_conv_in:input");
-    expect(&cs, 7, MQ_ACT_Z, 0, Q_STAT_PLAIN, "z_act:input");
-    expect(&cs, 7, MQ_ACT_DT, 0, Q_STAT_PLAIN, "dt_act:input");
-    expect(&cs, 7, MQ_ACT_SSM_X, 0, Q_STAT_PLAIN, "x_conv_out:input");
-    expect(&cs, 7, MQ_ACT_B, 0, Q_STAT_PLAIN, "B_conv_out:input");
-    expect(&cs, 7, MQ_ACT_C, 0, Q_STAT_PLAIN, "C_conv_out:input");
+    open_stats(&cs, 2, "m2", "none");
+    expect_mapping(&cs, 2);
     q_cstats_close(&cs);
 }
 

@@ -9,50 +9,16 @@
 #include "core/hash.h"
 #include "tests/test_cli.h"
 
-static const char *shared(const char *rel) {
-    static char buf[4][4096];
-    static int k;
-    const char *root = getenv("MQ_SHARED");
-    char *b = buf[k++ % 4];
-    snprintf(b, sizeof buf[0], "%s/%s", root && *root ? root : "../shared", rel);
-    return b;
-}
-
-static int ready(void) { return t_exists("bin/mambaq") && t_shared("models/tokenizer.json") && t_shared("datasets/calib.txt"); }
-#define NEED_CLI() do { if (!ready()) T_SKIP("bin/mambaq or ../shared missing"); } while (0)
-
 static double now(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return ts.tv_sec + 1e-9 * ts.tv_nsec;
 }
 
-/* The tiny Mamba1 model, its stats and a naive artifact, made once. */
-static const char *tiny, *tiny_stats, *tiny_art;
-static int setup(void) {
-    static int done, ok;
-    if (done) return ok;
-    done = 1;
-    tiny = strdup(t_path("%s", "tiny1"));
-    tiny_stats = strdup(t_path("%s", "tiny1.stats.safetensors"));
-    tiny_art = strdup(t_path("%s", "tiny1-art"));
-    t_tiny_model(tiny, 1);
-    char cmd[8192];
-    const char *log = t_path("%s", "setup.log");
-    snprintf(cmd, sizeof cmd, "bin/mambaq calib --model '%s' --data '%s' --tokenizer '%s' --samples 2 --seqlen 32 --out '%s' --quiet",
-             tiny, shared("datasets/calib.txt"), shared("models/tokenizer.json"), tiny_stats);
-    if (t_sh(cmd, log)) { printf("    setup calib failed: %s\n", t_slurp(log)); return 0; }
-    snprintf(cmd, sizeof cmd, "bin/mambaq quantize --model '%s' --stats '%s' --out '%s' --method naive --tokenizer '%s' --quiet", tiny,
-             tiny_stats, tiny_art, shared("models/tokenizer.json"));
-    if (t_sh(cmd, log)) { printf("    setup quantize failed: %s\n", t_slurp(log)); return 0; }
-    return ok = 1;
-}
-#define NEED_SETUP() do { NEED_CLI(); if (!setup()) { T_CHECK(0, "setup failed"); return; } } while (0)
-
 /* A copy of the tiny artifact named name; returns its model.safetensors path (static). */
 static const char *art_copy(const char *name, char *dir, size_t n) {
     snprintf(dir, n, "%s", t_path("%s", name));
-    t_model_copy(tiny_art, dir, 1);
+    t_model_copy(t_tiny_art, dir, 1);
     static char p[1200];
     snprintf(p, sizeof p, "%s/model.safetensors", dir);
     return p;
@@ -74,7 +40,7 @@ static const char *first_named(const char *file, const char *suffix) {
 
 /* ---- item 1: an artifact whose __metadata__ format is not mambaq-w8a8 (use after free) ---- */
 static void test_artifact_bad_format(void) {
-    NEED_SETUP();
+    T_NEED_TINY(1);
     char dir[1024], cmd[4096];
     const char *m = art_copy("art_badformat", dir, sizeof dir);
     /* same length, so the header stays valid */
@@ -89,13 +55,13 @@ static void test_artifact_bad_format(void) {
     const char *log = t_path("%s", "badformat.log");
     snprintf(cmd, sizeof cmd, "bin/mambaq inspect '%s'", dir);
     free(T_REFUSED(cmd, log, "model.safetensors", "__metadata__ format \"evil-format\" is not \"mambaq-w8a8\""));
-    snprintf(cmd, sizeof cmd, "bin/mambaq eval --artifact '%s' --data '%s' --windows 1 --window 16", dir, shared("datasets/valid.txt"));
+    snprintf(cmd, sizeof cmd, "bin/mambaq eval --artifact '%s' --data '%s' --windows 1 --window 16", dir, shared_path("datasets/valid.txt"));
     free(T_REFUSED(cmd, log, "__metadata__ format \"evil-format\" is not \"mambaq-w8a8\""));
 }
 
 /* ---- item 8: NaN / Inf / implausible values in artifacts ---- */
 static void test_artifact_nonfinite(void) {
-    NEED_SETUP();
+    T_NEED_TINY(1);
     char dir[1024], cmd[4096];
     const char *log = t_path("%s", "artnan.log");
     const char *m = art_copy("art_nan_alog", dir, sizeof dir);
@@ -112,11 +78,11 @@ static void test_artifact_nonfinite(void) {
 }
 
 static void test_artifact_scales(void) {
-    NEED_SETUP();
+    T_NEED_TINY(1);
     char dir[1024], cmd[4096], name[256];
     const char *log = t_path("%s", "artscale.log");
     char src[1200];
-    snprintf(src, sizeof src, "%s/model.safetensors", tiny_art);
+    snprintf(src, sizeof src, "%s/model.safetensors", t_tiny_art);
     const struct { const char *suffix; float v; const char *why; } cases[] = {
         {".input_scale", 1e-30f, "implausible"}, {".input_scale", 1e30f, "implausible"}, {".input_scale", 1e-45f, "implausible"},
         {".input_scale", 0.0f, "not > 0"},       {".weight_scale", 1e30f, "implausible"}, {".weight_scale", -NAN, "NaN"},
@@ -138,7 +104,7 @@ static void test_artifact_scales(void) {
                  "\"decoder\": {\"type\": \"ByteLevel\"}, \"model\": {\"type\": \"BPE\", \"merges\": [], "
 
 static void test_tokenizer_huge_ids(void) {
-    NEED_CLI();
+    T_NEED_CLI();
     const char *tj = t_path("%s", "huge_id.json"), *data = t_path("%s", "hello.txt"), *log = t_path("%s", "tok.log");
     t_write(data, "hello", 5);
     const char *ids[] = {"2147483646", "100000000"};
@@ -169,11 +135,11 @@ static void test_tokenizer_huge_ids(void) {
 
 /* ---- item 6 and 8: config.json sizes and limits ---- */
 static void test_config_sizes(void) {
-    NEED_CLI();
+    T_NEED_CLI();
     if (!t_shared("models/mamba1-proxy") || !t_shared("models/mamba2-proxy")) T_SKIP("no proxies");
     const char *dir = t_path("%s", "layers"), *log = t_path("%s", "cfg.log");
     char cfg[1200], cmd[2048];
-    t_model_copy(shared("models/mamba1-proxy"), dir, 0);
+    t_model_copy(shared_path("models/mamba1-proxy"), dir, 0);
     snprintf(cfg, sizeof cfg, "%s/config.json", dir);
     T_CHECK(!t_edit_text(cfg, "\"num_hidden_layers\": 24", "\"num_hidden_layers\": 10000000"), "edit");
     snprintf(cmd, sizeof cmd, "timeout 60 bin/mambaq info --model '%s'", dir);
@@ -182,7 +148,7 @@ static void test_config_sizes(void) {
     T_CHECK(now() - t0 < 10, "refusing 10M layers took %.1f s", now() - t0);
 
     dir = t_path("%s", "dtlimit");
-    t_model_copy(shared("models/mamba2-proxy"), dir, 0);
+    t_model_copy(shared_path("models/mamba2-proxy"), dir, 0);
     snprintf(cfg, sizeof cfg, "%s/config.json", dir);
     T_CHECK(!t_edit_text(cfg, "\"time_step_limit\": [", "\"time_step_limit\": [1e39, Infinity], \"old_limit\": ["), "edit");
     snprintf(cmd, sizeof cmd, "bin/mambaq info --model '%s'", dir);
@@ -191,10 +157,10 @@ static void test_config_sizes(void) {
 
 /* ---- item 8: NaN in the weights of a checkpoint ---- */
 static void test_checkpoint_nan(void) {
-    NEED_SETUP();
+    T_NEED_TINY(1);
     if (!t_shared("models/mamba1-proxy")) T_SKIP("no proxies");
     const char *dir = t_path("%s", "nan_embed"), *log = t_path("%s", "nan.log");
-    t_model_copy(shared("models/mamba1-proxy"), dir, 1);
+    t_model_copy(shared_path("models/mamba1-proxy"), dir, 1);
     char shard[1200], cmd[8192];
     snprintf(shard, sizeof shard, "%s/model-00001-of-00002.safetensors", dir);
     uint16_t nan16 = 0x7e00;
@@ -203,10 +169,10 @@ static void test_checkpoint_nan(void) {
     snprintf(cmd, sizeof cmd, "bin/mambaq info --model '%s'", dir);
     free(T_REFUSED(cmd, log, "nonfinite", want[0], want[1], "invalid checkpoint"));
     snprintf(cmd, sizeof cmd, "bin/mambaq calib --model '%s' --data '%s' --samples 1 --seqlen 16 --out '%s' --quiet", dir,
-             shared("datasets/calib.txt"), t_path("%s", "nan.stats"));
+             shared_path("datasets/calib.txt"), t_path("%s", "nan.stats"));
     free(T_REFUSED(cmd, log, want[0], want[1]));
     T_CHECK(!t_exists(t_path("%s", "nan.stats")), "calib wrote statistics of a NaN model");
-    snprintf(cmd, sizeof cmd, "bin/mambaq eval --model '%s' --data '%s' --windows 1 --window 32", dir, shared("datasets/valid.txt"));
+    snprintf(cmd, sizeof cmd, "bin/mambaq eval --model '%s' --data '%s' --windows 1 --window 32", dir, shared_path("datasets/valid.txt"));
     free(T_REFUSED(cmd, log, want[0], want[1]));
     snprintf(cmd, sizeof cmd, "bin/mambaq generate --model '%s' --prompt 'The' --max-tokens 4", dir);
     free(T_REFUSED(cmd, log, want[0], want[1]));
@@ -214,9 +180,9 @@ static void test_checkpoint_nan(void) {
     char good_hash[HASH_HEX_LEN], nan_hash[HASH_HEX_LEN];
     const char *stats = t_path("%s", "proxy.stats"), *bad_stats = t_path("%s", "nan_relabelled.stats");
     snprintf(cmd, sizeof cmd, "bin/mambaq calib --model '%s' --data '%s' --samples 1 --seqlen 16 --out '%s' --quiet --force",
-             shared("models/mamba1-proxy"), shared("datasets/calib.txt"), stats);
-    T_CHECK(t_sh(cmd, log) == 0, "calib of the proxy: %s", t_slurp(log));
-    T_CHECK(!hash_model_weights(shared("models/mamba1-proxy"), good_hash) && !hash_model_weights(dir, nan_hash), "hash");
+             shared_path("models/mamba1-proxy"), shared_path("datasets/calib.txt"), stats);
+    T_CHECK(sh(cmd, log) == 0, "calib of the proxy: %s", slurp(log));
+    T_CHECK(!hash_model_weights(shared_path("models/mamba1-proxy"), good_hash) && !hash_model_weights(dir, nan_hash), "hash");
     size_t n;
     char *s = mq_read_file(stats, &n), *at = s ? memmem(s, n, good_hash, strlen(good_hash)) : NULL;
     T_CHECK(at != NULL, "no weights hash in %s", stats);
@@ -231,9 +197,9 @@ static void test_checkpoint_nan(void) {
 /* A NaN in a tensor the model never uses (a stored lm_head tied to the embedding): info lists it and
  * says so, and the model loads and evaluates, since the loader never converts that tensor. */
 static void test_unused_nonfinite(void) {
-    NEED_SETUP();
+    T_NEED_TINY(1);
     const char *dir = t_path("%s", "unused_nan"), *log = t_path("%s", "unused.log");
-    t_model_copy(tiny, dir, 1);
+    t_model_copy(t_tiny, dir, 1);
     char path[1200], cmd[4096];
     snprintf(path, sizeof path, "%s/model.safetensors", dir);
     st_file *f = st_open(path);
@@ -254,17 +220,54 @@ static void test_unused_nonfinite(void) {
     T_CHECK(st_writer_write(w, path) == 0, "%s", mq_errmsg());
     st_writer_free(w);
     snprintf(cmd, sizeof cmd, "bin/mambaq info --model '%s'", dir);
-    T_CHECK(t_sh(cmd, log) == 0, "info refused a NaN in an unused tensor: %s", t_slurp(log));
-    char *o = t_slurp(log);
+    T_CHECK(sh(cmd, log) == 0, "info refused a NaN in an unused tensor: %s", slurp(log));
+    char *o = slurp(log);
     T_CHECK(strstr(o, "nonfinite") && strstr(o, "lm_head.weight") && strstr(o, "[0, 7] = nan") && strstr(o, "not used"), "info: %s", o);
     free(o);
-    snprintf(cmd, sizeof cmd, "bin/mambaq eval --model '%s' --data '%s' --windows 1 --window 32", dir, shared("datasets/valid.txt"));
-    T_CHECK(t_sh(cmd, log) == 0, "eval: %s", t_slurp(log));
+    snprintf(cmd, sizeof cmd, "bin/mambaq eval --model '%s' --data '%s' --windows 1 --window 32", dir, shared_path("datasets/valid.txt"));
+    T_CHECK(sh(cmd, log) == 0, "eval: %s", slurp(log));
+}
+
+/* ---- item 8: a forward that overflows float32 (finite FP16 weights, NaN/Inf logits): eval names the
+ * window and says the NLL is not finite; generate stops with an error instead of printing nonsense ---- */
+static void test_forward_nonfinite(void) {
+    T_NEED_TINY(1);
+    const char *dir = t_path("%s", "overflow"), *log = t_path("%s", "overflow.log");
+    t_model_copy(t_tiny, dir, 1);
+    char path[1200], nm[128], cmd[4096];
+    snprintf(path, sizeof path, "%s/model.safetensors", dir);
+    const uint16_t big16 = 0x7bff;   /* 65504, the largest finite FP16 */
+    for (int l = 0; l < 2; l++) {
+        snprintf(nm, sizeof nm, "backbone.layers.%d.mixer.in_proj.weight", l);
+        T_CHECK(!t_fill(path, nm, &big16, 2), "patch %s", nm);
+        snprintf(nm, sizeof nm, "backbone.layers.%d.mixer.conv1d.weight", l);
+        T_CHECK(!t_fill(path, nm, &big16, 2), "patch %s", nm);
+    }
+    snprintf(cmd, sizeof cmd, "bin/mambaq eval --model '%s' --data '%s' --windows 2 --window 32", dir, shared_path("datasets/valid.txt"));
+    char *o = T_REFUSED(cmd, log, "window 0", "NLL is not finite", "at token");
+    T_CHECK(!strstr(o, "unknown error"), "eval: %s", o);
+    free(o);
+    snprintf(cmd, sizeof cmd, "bin/mambaq generate --model '%s' --prompt 'The cat sat on the mat and' --max-tokens 8", dir);
+    free(T_REFUSED(cmd, log, "logits of generated token", "not finite"));
+}
+
+/* ---- item 9: a prompt that is not UTF-8 is refused as such, not as "no tokens" ---- */
+static void test_prompt_utf8(void) {
+    T_NEED_TINY(1);
+    const char *log = t_path("%s", "prompt.log"), *pf = t_path("%s", "prompt.txt");
+    char cmd[4096];
+    snprintf(cmd, sizeof cmd, "bin/mambaq generate --model '%s' --prompt \"$(printf 'ab\\377cd')\" --max-tokens 2", t_tiny);
+    char *o = T_REFUSED(cmd, log, "--prompt", "not valid UTF-8", "byte offset 2");
+    T_CHECK(!strstr(o, "no tokens"), "generate: %s", o);
+    free(o);
+    t_write(pf, "x\xC3", 2);
+    snprintf(cmd, sizeof cmd, "bin/mambaq generate --model '%s' --prompt-file '%s' --max-tokens 2", t_tiny, pf);
+    free(T_REFUSED(cmd, log, pf, "not valid UTF-8"));
 }
 
 /* ---- item 8: statistics files with impossible values ---- */
 static void test_stats_values(void) {
-    NEED_SETUP();
+    T_NEED_TINY(1);
     const struct { const char *suffix; float v; const char *why; } cases[] = {
         {".absmax", 0.0f, "absmax = 0"}, {".absmax", 3e38f, "implausibly large"}, {".percentiles", NAN, "not finite"},
         {".ema_percentiles", -1.0f, "negative"},
@@ -276,29 +279,62 @@ static void test_stats_values(void) {
         snprintf(nm, sizeof nm, "bad%zu.stats", i);
         const char *bad = t_path("%s", nm);
         size_t n;
-        char *s = mq_read_file(tiny_stats, &n);
+        char *s = mq_read_file(t_tiny_stats, &n);
         t_write(bad, s, n);
         free(s);
         /* every statistic of this kind */
-        st_file *f = st_open(tiny_stats);
+        st_file *f = st_open(t_tiny_stats);
         for (int k = 0; f && k < st_count(f); k++) {
             const char *tn = st_get(f, k)->name;
             size_t a = strlen(tn), b = strlen(cases[i].suffix);
             if (a > b && !strcmp(tn + a - b, cases[i].suffix)) t_fill_f32(bad, tn, cases[i].v);
         }
         st_close(f);
-        snprintf(cmd, sizeof cmd, "bin/mambaq quantize --model '%s' --stats '%s' --out '%s' --quiet", tiny, bad, t_path("%s", "never"));
+        snprintf(cmd, sizeof cmd, "bin/mambaq quantize --model '%s' --stats '%s' --out '%s' --quiet", t_tiny, bad, t_path("%s", "never"));
         free(T_REFUSED(cmd, log, bad, cases[i].suffix, cases[i].why));
         snprintf(cmd, sizeof cmd, "bin/mambaq stats '%s'", bad);
         free(T_REFUSED(cmd, log, "invalid statistics", cases[i].why));
+        /* every reader refuses them (calib_stats_open), not only quantize and stats */
+        snprintf(cmd, sizeof cmd, "bin/mambaq report '%s' --out '%s'", bad, t_path("%s", "never.html"));
+        free(T_REFUSED(cmd, log, bad, cases[i].suffix, cases[i].why));
     }
     T_CHECK(!t_exists(t_path("%s", "never")), "an artifact was written from broken statistics");
+    T_CHECK(!t_exists(t_path("%s", "never.html")), "a report was written from broken statistics");
+    /* and the writer does not write them: a zero embedding makes layer 0's in_proj input exactly 0 */
+    const char *dir = t_path("%s", "zero_embed"), *out = t_path("%s", "zero_embed.stats");
+    t_model_copy(t_tiny, dir, 1);
+    char path[1200];
+    snprintf(path, sizeof path, "%s/model.safetensors", dir);
+    const uint16_t zero = 0;
+    T_CHECK(!t_fill(path, "backbone.embeddings.weight", &zero, 2), "patch");
+    snprintf(cmd, sizeof cmd, "bin/mambaq calib --model '%s' --data '%s' --samples 1 --seqlen 16 --out '%s' --quiet", dir,
+             shared_path("datasets/calib.txt"), out);
+    free(T_REFUSED(cmd, log, out, "in_proj:input.absmax = 0", "check the model's weights"));
+    T_CHECK(!t_exists(out), "calib wrote an all-zero statistic");
+}
+
+/* ---- item 8: a clip outside (0, 1.27e8] (here percentiles of 0: valid statistics, a useless clip)
+ * is refused naming the activation, not quantized into garbage ---- */
+static void test_clip_bounds(void) {
+    T_NEED_TINY(1);
+    const char *bad = t_path("%s", "pct0.stats"), *log = t_path("%s", "clip.log"), *out = t_path("%s", "clip0_art");
+    size_t n;
+    char *s = mq_read_file(t_tiny_stats, &n), cmd[4096];
+    t_write(bad, s, n);
+    free(s);
+    st_file *f = st_open(t_tiny_stats);
+    for (int k = 0; f && k < st_count(f); k++)
+        if (strstr(st_get(f, k)->name, "percentiles")) t_fill_f32(bad, st_get(f, k)->name, 0.0f);
+    st_close(f);
+    snprintf(cmd, sizeof cmd, "bin/mambaq quantize --model '%s' --stats '%s' --out '%s' --method quamba --quiet", t_tiny, bad, out);
+    free(T_REFUSED(cmd, log, bad, "layer 0 ssm_x", "clip value 0 is outside (0, 1.27e8]"));
+    T_CHECK(!t_exists(out), "an artifact was written with a clip of 0");
 }
 
 /* ---- item 9: data files ---- */
 static void test_data_files(void) {
-    NEED_SETUP();
-    const char *log = t_path("%s", "data.log"), *tok = shared("models/tokenizer.json");
+    T_NEED_TINY(1);
+    const char *log = t_path("%s", "data.log"), *tok = shared_path("models/tokenizer.json");
     char cmd[4096];
     const char *jl = t_path("%s", "nul.jsonl");
     const char *text = "{\"text\": \"a\\u0000b\"}\n";
@@ -308,7 +344,7 @@ static void test_data_files(void) {
     /* an escaped backslash before u0000 is text, not a NUL */
     text = "{\"text\": \"a\\\\u0000b\"}\n";
     t_write(jl, text, strlen(text));
-    T_CHECK(t_sh(cmd, log) == 0, "escaped backslash refused: %s", t_slurp(log));
+    T_CHECK(sh(cmd, log) == 0, "escaped backslash refused: %s", slurp(log));
 
     const char *fifo = t_path("%s", "data.fifo");
     unlink(fifo);
@@ -319,20 +355,20 @@ static void test_data_files(void) {
     free(T_REFUSED(cmd, log, "/dev/zero", "character device"));
     snprintf(cmd, sizeof cmd, "timeout 20 bin/mambaq tokenize --tokenizer '%s' --data '%s'", fifo, jl);
     free(T_REFUSED(cmd, log, fifo, "FIFO"));
-    snprintf(cmd, sizeof cmd, "timeout 30 bin/mambaq calib --model '%s' --data '%s' --samples 1 --seqlen 16 --out '%s' --quiet", tiny, fifo,
+    snprintf(cmd, sizeof cmd, "timeout 30 bin/mambaq calib --model '%s' --data '%s' --samples 1 --seqlen 16 --out '%s' --quiet", t_tiny, fifo,
              t_path("%s", "fifo.stats"));
     free(T_REFUSED(cmd, log, fifo, "FIFO"));
-    snprintf(cmd, sizeof cmd, "timeout 30 bin/mambaq eval --model '%s' --data /dev/zero --windows 1 --window 16", tiny);
+    snprintf(cmd, sizeof cmd, "timeout 30 bin/mambaq eval --model '%s' --data /dev/zero --windows 1 --window 16", t_tiny);
     free(T_REFUSED(cmd, log, "/dev/zero", "character device"));
 }
 
 /* ---- item 7: a shard truncated while (and after) it is read ---- */
 static void test_truncated_shard(void) {
-    NEED_SETUP();
+    T_NEED_TINY(1);
     /* the reader owns the bytes: truncating the file after st_open cannot fault (it did: SIGBUS
      * from the mmap); checked in a child, so a signal shows as its exit status */
     const char *dir = t_path("%s", "trunc");
-    t_model_copy(tiny, dir, 1);
+    t_model_copy(t_tiny, dir, 1);
     char path[1200];
     snprintf(path, sizeof path, "%s/model.safetensors", dir);
     fflush(stdout);
@@ -355,7 +391,7 @@ static void test_truncated_shard(void) {
     waitpid(pid, &status, 0);
     T_CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0, "child status %d (signal %d)", status, WIFSIGNALED(status) ? WTERMSIG(status) : 0);
     /* a read that finds the file shorter than when it was opened is an error, not a short buffer */
-    t_model_copy(tiny, dir, 1);
+    t_model_copy(t_tiny, dir, 1);
     size_t size;
     int fd = fio_open_regular(path, &size);
     T_CHECK(fd >= 0, "%s", mq_errmsg());
@@ -380,7 +416,10 @@ int main(void) {
     T_RUN(test_config_sizes);
     T_RUN(test_checkpoint_nan);
     T_RUN(test_unused_nonfinite);
+    T_RUN(test_forward_nonfinite);
+    T_RUN(test_prompt_utf8);
     T_RUN(test_stats_values);
+    T_RUN(test_clip_bounds);
     T_RUN(test_data_files);
     T_RUN(test_truncated_shard);
     return t_summary();

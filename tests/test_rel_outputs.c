@@ -7,35 +7,6 @@
 #include "core/fio.h"
 #include "tests/test_cli.h"
 
-static const char *shared(const char *rel) {
-    const char *root = getenv("MQ_SHARED");
-    char *b = mq_malloc(4096);
-    snprintf(b, 4096, "%s/%s", root && *root ? root : "../shared", rel);
-    return b;
-}
-
-static int ready(void) {
-    return t_exists("bin/mambaq") && t_shared("models/tokenizer.json") && t_shared("datasets/calib.txt") && t_shared("datasets/valid.txt");
-}
-#define NEED_CLI() do { if (!ready()) T_SKIP("bin/mambaq or ../shared missing"); } while (0)
-
-static const char *tiny, *tiny_stats;
-static int setup(void) {
-    static int done, ok;
-    if (done) return ok;
-    done = 1;
-    tiny = t_path("%s", "tiny1");
-    tiny_stats = t_path("%s", "tiny1.stats.safetensors");
-    t_tiny_model(tiny, 1);
-    char cmd[8192];
-    const char *log = t_path("%s", "setup.log");
-    snprintf(cmd, sizeof cmd, "bin/mambaq calib --model '%s' --data '%s' --tokenizer '%s' --samples 2 --seqlen 32 --out '%s' --quiet",
-             tiny, shared("datasets/calib.txt"), shared("models/tokenizer.json"), tiny_stats);
-    if (t_sh(cmd, log)) { printf("    setup calib failed: %s\n", t_slurp(log)); return 0; }
-    return ok = 1;
-}
-#define NEED_SETUP() do { NEED_CLI(); if (!setup()) { T_CHECK(0, "setup failed"); return; } } while (0)
-
 static int same_file(const char *a, const char *b) {
     size_t na, nb;
     char *x = mq_read_file(a, &na), *y = mq_read_file(b, &nb);
@@ -49,21 +20,21 @@ static void quantize(const char *model, const char *stats, const char *out, cons
     char cmd[8192];
     const char *log = t_path("%s", "quantize.log");
     snprintf(cmd, sizeof cmd, "bin/mambaq quantize --model '%s' --stats '%s' --out '%s' --tokenizer '%s' --quiet %s", model, stats, out,
-             shared("models/tokenizer.json"), extra);
-    int rc = t_sh(cmd, log);
-    T_CHECK(want_rc ? rc != 0 && rc < 124 : rc == 0, "quantize %s: rc %d: %s", out, rc, t_slurp(log));
+             shared_path("models/tokenizer.json"), extra);
+    int rc = sh(cmd, log);
+    T_CHECK(want_rc ? rc != 0 && rc < 124 : rc == 0, "quantize %s: rc %d: %s", out, rc, slurp(log));
 }
 
 /* ---- item 3: run makes its folder in C; quotes in --out are just characters ---- */
 static void test_run_out_quotes(void) {
-    NEED_SETUP();
+    T_NEED_TINY(0);
     const char *pwned = t_path("%s", "PWNED"), *log = t_path("%s", "run.log");
     char evil[1024], cmd[8192];
     /* both reported cases in one name: an injection attempt and an apostrophe ("bob's runs") */
     snprintf(evil, sizeof evil, "%s/bob's runs/x'; touch %s; echo '", t_tmpdir(), pwned);
     /* the shell of this test gets the path in double quotes; mambaq gets it as one argument */
-    snprintf(cmd, sizeof cmd, "bin/mambaq run --model '%s/' --out \"%s\" --samples 2 --seqlen 16", tiny, evil);
-    T_CHECK(t_sh(cmd, log) == 0, "run with quotes in --out: %s", t_slurp(log));
+    snprintf(cmd, sizeof cmd, "bin/mambaq run --model '%s/' --out \"%s\" --samples 2 --seqlen 16", t_tiny, evil);
+    T_CHECK(sh(cmd, log) == 0, "run with quotes in --out: %s", slurp(log));
     T_CHECK(!t_exists(pwned), "--out was run by a shell");
     char p[1400];
     snprintf(p, sizeof p, "%s/tiny1/stats.safetensors", evil);   /* "tiny1/" names the folder tiny1 */
@@ -96,7 +67,7 @@ static void make_marked(const char *dir, long pid) {
 }
 
 static void test_siblings_kept(void) {
-    NEED_SETUP();
+    T_NEED_TINY(0);
     const char *out = t_path("%s", "q/results");
     const char *keep[] = {"q/results.old.2023", "q/results.tmp.2147483", "q/results.old.1", "q/results.tmp.1.abcdef"};
     char p[1200];
@@ -108,14 +79,14 @@ static void test_siblings_kept(void) {
     /* debris of a dead mambaq writer: carries the marker */
     const char *stale = t_path("%s", "q/results.tmp.99.zzzzzz");
     make_marked(stale, dead_pid());
-    quantize(tiny, tiny_stats, out, "--method naive", 0);
+    quantize(t_tiny, t_tiny_stats, out, "--method naive", 0);
     for (int i = 0; i < 4; i++) {
         snprintf(p, sizeof p, "%s/keep.txt", t_path("%s", keep[i]));
         T_CHECK(t_exists(p), "%s was deleted", p);
     }
     T_CHECK(!t_exists(stale), "the marked debris of a dead writer was left: %s", stale);
     /* --force replaces the artifact, and keeps the siblings */
-    quantize(tiny, tiny_stats, out, "--method naive --force", 0);
+    quantize(t_tiny, t_tiny_stats, out, "--method naive --force", 0);
     for (int i = 0; i < 4; i++) {
         snprintf(p, sizeof p, "%s/keep.txt", t_path("%s", keep[i]));
         T_CHECK(t_exists(p), "%s was deleted by --force", p);
@@ -124,10 +95,10 @@ static void test_siblings_kept(void) {
     const char *old = t_path("%s", "q/results.old.98.yyyyyy");
     T_CHECK(rename(out, old) == 0, "rename");
     make_marked(old, dead_pid());
-    quantize(tiny, tiny_stats, out, "--method naive", 1);   /* restored, so without --force: refused */
+    quantize(t_tiny, t_tiny_stats, out, "--method naive", 1);   /* restored, so without --force: refused */
     char cmd[2048];
     snprintf(cmd, sizeof cmd, "bin/mambaq inspect '%s'", out);
-    T_CHECK(t_sh(cmd, t_path("%s", "inspect.log")) == 0, "the restored artifact: %s", t_slurp(t_path("%s", "inspect.log")));
+    T_CHECK(sh(cmd, t_path("%s", "inspect.log")) == 0, "the restored artifact: %s", slurp(t_path("%s", "inspect.log")));
     T_CHECK(!t_exists(old), "%s still there after the restore", old);
     snprintf(p, sizeof p, "%s/" FIO_MARKER, out);
     T_CHECK(!t_exists(p), "the restored artifact still carries the marker");
@@ -135,8 +106,8 @@ static void test_siblings_kept(void) {
 
 /* ---- item 5: every --out refuses an existing path without --force ---- */
 static void test_out_exists(void) {
-    NEED_SETUP();
-    const char *log = t_path("%s", "exists.log"), *tok = shared("models/tokenizer.json");
+    T_NEED_TINY(0);
+    const char *log = t_path("%s", "exists.log"), *tok = shared_path("models/tokenizer.json");
     const char *precious = t_path("%s", "precious.bin"), *text = t_path("%s", "hello.txt");
     char cmd[8192];
     t_write(text, "Hello world", 11);
@@ -146,24 +117,24 @@ static void test_out_exists(void) {
         char a[4096];
         const char *ids = t_path("%s", "hello.ids");
         if (i == 0)
-            snprintf(a, sizeof a, "--model '%s' --data '%s' --samples 1 --seqlen 16 --quiet --tokenizer '%s' --out '%s'", tiny,
-                     shared("datasets/calib.txt"), tok, precious);
+            snprintf(a, sizeof a, "--model '%s' --data '%s' --samples 1 --seqlen 16 --quiet --tokenizer '%s' --out '%s'", t_tiny,
+                     shared_path("datasets/calib.txt"), tok, precious);
         else if (i == 1)
             snprintf(a, sizeof a, "--data '%s' --tokenizer '%s' --out '%s'", text, tok, precious);
         else
             snprintf(a, sizeof a, "--ids '%s' --tokenizer '%s' --out '%s'", ids, tok, precious);
         if (i == 2) {
             snprintf(cmd, sizeof cmd, "bin/mambaq tokenize --data '%s' --tokenizer '%s' --out '%s' --force", text, tok, ids);
-            T_CHECK(t_sh(cmd, log) == 0, "tokenize: %s", t_slurp(log));
+            T_CHECK(sh(cmd, log) == 0, "tokenize: %s", slurp(log));
         }
         snprintf(cmd, sizeof cmd, "bin/mambaq %s %s", cmds[i], a);
         free(T_REFUSED(cmd, log, precious, "already exists", "--force"));
-        char *s = t_slurp(precious);
+        char *s = slurp(precious);
         T_CHECK(!strcmp(s, "precious"), "%s overwrote --out", cmds[i]);
         free(s);
         snprintf(cmd, sizeof cmd, "bin/mambaq %s %s --force", cmds[i], a);
-        T_CHECK(t_sh(cmd, log) == 0, "%s --force: %s", cmds[i], t_slurp(log));
-        s = t_slurp(precious);
+        T_CHECK(sh(cmd, log) == 0, "%s --force: %s", cmds[i], slurp(log));
+        s = slurp(precious);
         T_CHECK(strcmp(s, "precious"), "%s --force did not write", cmds[i]);
         free(s);
     }
@@ -176,7 +147,7 @@ static void test_out_exists(void) {
     char keep[1200];
     snprintf(keep, sizeof keep, "%s/notes.txt", folder);
     t_write(keep, "mine", 4);
-    snprintf(cmd, sizeof cmd, "bin/mambaq quantize --model '%s' --stats '%s' --out '%s' --force", tiny, tiny_stats, folder);
+    snprintf(cmd, sizeof cmd, "bin/mambaq quantize --model '%s' --stats '%s' --out '%s' --force", t_tiny, t_tiny_stats, folder);
     char *o = T_REFUSED(cmd, log, folder, "not a mambaq artifact");
     T_CHECK(!strstr(o, "[2/4]"), "quantize loaded the model before refusing: %s", o);
     free(o);
@@ -185,23 +156,23 @@ static void test_out_exists(void) {
 
 /* ---- item 9: an unwritable --out fails before the work ---- */
 static void test_out_unwritable(void) {
-    NEED_SETUP();
+    T_NEED_TINY(0);
     const char *log = t_path("%s", "unwritable.log"), *file = t_path("%s", "plain_file");
     char cmd[8192], out[1200];
     t_write(file, "x", 1);
     snprintf(out, sizeof out, "%s/art", file);   /* a folder inside a regular file cannot exist */
-    snprintf(cmd, sizeof cmd, "bin/mambaq quantize --model '%s' --stats '%s' --out '%s' --tokenizer '%s'", tiny, tiny_stats, out,
-             shared("models/tokenizer.json"));
+    snprintf(cmd, sizeof cmd, "bin/mambaq quantize --model '%s' --stats '%s' --out '%s' --tokenizer '%s'", t_tiny, t_tiny_stats, out,
+             shared_path("models/tokenizer.json"));
     char *o = T_REFUSED(cmd, log, out);
     T_CHECK(!strstr(o, "[1/4]") && !strstr(o, "loading"), "quantize started the work first: %s", o);
     free(o);
-    snprintf(cmd, sizeof cmd, "bin/mambaq calib --model '%s' --data '%s' --samples 1 --seqlen 16 --out '%s/stats'", tiny,
-             shared("datasets/calib.txt"), file);
+    snprintf(cmd, sizeof cmd, "bin/mambaq calib --model '%s' --data '%s' --samples 1 --seqlen 16 --out '%s/stats'", t_tiny,
+             shared_path("datasets/calib.txt"), file);
     o = T_REFUSED(cmd, log, file, "cannot be written");
     T_CHECK(!strstr(o, "activations observed"), "calib ran first: %s", o);
     free(o);
     snprintf(cmd, sizeof cmd, "bin/mambaq tokenize --data '%s' --tokenizer '%s' --out /proc/mambaq-test/ids.bin", file,
-             shared("models/tokenizer.json"));
+             shared_path("models/tokenizer.json"));
     free(T_REFUSED(cmd, log, "/proc/mambaq-test"));
 }
 
@@ -241,7 +212,7 @@ static void test_killed_writer(void) {
 
 /* ---- determinism: same model, stats and options -> the same bytes ---- */
 static void test_determinism(void) {
-    NEED_SETUP();
+    T_NEED_TINY(0);
     const char *log = t_path("%s", "det.log");
     char cmd[8192];
     for (int arch = 1; arch <= 2; arch++) {
@@ -255,8 +226,8 @@ static void test_determinism(void) {
         mq_mkdir_parents(s1);
         for (int k = 0; k < 2; k++) {
             snprintf(cmd, sizeof cmd, "bin/mambaq calib --model '%s' --data '%s' --tokenizer '%s' --samples 3 --seqlen 32 --out '%s' --quiet",
-                     model, shared("datasets/calib.txt"), shared("models/tokenizer.json"), k ? s2 : s1);
-            T_CHECK(t_sh(cmd, log) == 0, "calib: %s", t_slurp(log));
+                     model, shared_path("datasets/calib.txt"), shared_path("models/tokenizer.json"), k ? s2 : s1);
+            T_CHECK(sh(cmd, log) == 0, "calib: %s", slurp(log));
         }
         T_CHECK(same_file(s1, s2), "mamba%d: two calib runs gave different stats files", arch);
         /* the same inputs spelled differently, into different folders */
@@ -275,11 +246,11 @@ static void test_determinism(void) {
         }
         char p[1400];
         snprintf(p, sizeof p, "%s/quant_config.json", a1);
-        char *qc = t_slurp(p), abs[4096];
+        char *qc = slurp(p), abs[4096];
         T_CHECK(!strstr(qc, t_tmpdir()) && realpath(model, abs) && !strstr(qc, abs), "quant_config.json holds a host path");
         free(qc);
         quantize(model, s1, a1, "--method quamba --force --record-paths", 0);
-        qc = t_slurp(p);
+        qc = slurp(p);
         T_CHECK(realpath(model, abs) && strstr(qc, abs), "--record-paths did not record %s", abs);
         free(qc);
     }

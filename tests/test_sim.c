@@ -18,6 +18,7 @@
 #include "ssm/model.h"
 #include "tests/test.h"
 #include "tests/test_data.h"
+#include "tests/tstats.h"
 
 #define CAL_SAMPLES 4
 #define CAL_LEN 256
@@ -124,132 +125,11 @@ static void test_fuse_hadamard_m2(void) { fusion(2, 0); }
 static void test_fuse_norm_m1(void) { fusion(1, 1); }
 static void test_fuse_norm_m2(void) { fusion(2, 1); }
 
-/* ---- statistics from the test's own observers ---- */
-
-typedef struct {
-    int L;
-    /* [layer][role][part][variant] absmax; percentiles of SSM_X (EMA of per-sample values) */
-    float amax[64][MQ_ACT_NROLES + 1][Q_MAX_PARTS][Q_STAT_NVARIANTS];
-    double pct[8];
-    int npct;
-    float pema[64][8];
-    int nsamples;
-    const mq_model *m;
-    int variant;      /* which variant this pass observes */
-    float *tmp;
-} tstats;
-
-static int cmpf(const void *a, const void *b) {
-    float x = *(const float *)a, y = *(const float *)b;
-    return (x > y) - (x < y);
-}
-
-static void obs_max(float *dst, const float *x, int rows, int cols, int ld) {
-    for (int r = 0; r < rows; r++)
-        for (int c = 0; c < cols; c++) {
-            float a = fabsf(x[(size_t)r * ld + c]);
-            if (a > *dst) *dst = a;
-        }
-}
-
-static int obs_hook(void *vctx, const mq_act *a) {
-    const int layer = a->layer, rows = a->rows, cols = a->cols, ld = a->ld;
-    const mq_act_role role = a->role;
-    float *x = a->x;
-    tstats *s = vctx;
-    int v = s->variant;
-    if (v == 1 && (role == MQ_ACT_LM_HEAD_IN || role == MQ_ACT_IN_PROJ_IN)) {
-        /* the residual-rotated variant: (x / rms(x)) H, on a copy (the fused pass has norm_f = 1) */
-        for (int r = 0; r < rows; r++) memcpy(s->tmp + (size_t)r * cols, x + (size_t)r * ld, (size_t)cols * 4);
-        had_transform_f32(s->tmp, rows, cols);
-        obs_max(&s->amax[role == MQ_ACT_LM_HEAD_IN ? 0 : layer][role == MQ_ACT_LM_HEAD_IN ? MQ_ACT_NROLES : role][0][Q_STAT_ROTATED],
-                s->tmp, rows, cols, cols);
-    }
-    if (role == MQ_ACT_LM_HEAD_IN) { obs_max(&s->amax[0][MQ_ACT_NROLES][0][v], x, rows, cols, ld); return 0; }
-    if (layer < 0) return 0;
-    const mq_config *c = &s->m->cfg;
-    if (v == 1 && role == MQ_ACT_OUT_PROJ_IN) {   /* rotated copy */
-        for (int r = 0; r < rows; r++) memcpy(s->tmp + (size_t)r * cols, x + (size_t)r * ld, (size_t)cols * 4);
-        had_transform_f32(s->tmp, rows, cols);
-        obs_max(&s->amax[layer][role][0][1], s->tmp, rows, cols, cols);
-        return 0;
-    }
-    if (role == MQ_ACT_DT && c->arch == MQ_MAMBA1) {  /* Quamba: dt_proj output without its bias */
-        const float *b = s->m->layers[layer].dt_proj_b;
-        for (int r = 0; r < rows; r++)
-            for (int k = 0; k < cols; k++) {
-                float a = fabsf(x[(size_t)r * ld + k] - b[k]);
-                if (a > s->amax[layer][role][0][v]) s->amax[layer][role][0][v] = a;
-            }
-        return 0;
-    }
-    int np = q_role_parts(c->arch, role);
-    for (int p = 0; p < np; p++) {
-        int c0, nc;
-        q_role_part_cols(c, role, p, &c0, &nc);
-        obs_max(&s->amax[layer][role][p][v], x + c0, rows, nc < 0 ? cols : nc, ld);
-    }
-    if (role == MQ_ACT_SSM_X && v == 0) {
-        size_t n = (size_t)rows * cols;
-        for (int r = 0; r < rows; r++)
-            for (int k = 0; k < cols; k++) s->tmp[(size_t)r * cols + k] = fabsf(x[(size_t)r * ld + k]);
-        qsort(s->tmp, n, sizeof(float), cmpf);
-        for (int q = 0; q < s->npct; q++) {
-            double rank = s->pct[q] / 100 * (double)(n - 1);
-            size_t lo = (size_t)rank;
-            float val = lo + 1 < n ? s->tmp[lo] + (float)(rank - lo) * (s->tmp[lo + 1] - s->tmp[lo]) : s->tmp[n - 1];
-            float *e = &s->pema[layer][q];
-            *e = s->nsamples == 0 ? val : *e + 0.01f * (val - *e);
-        }
-    }
-    return 0;
-}
-
-static int ts_absmax(void *ctx, int layer, mq_act_role role, int part, q_stat_variant var, float *v) {
-    tstats *s = ctx;
-    int r = role == MQ_ACT_LM_HEAD_IN ? MQ_ACT_NROLES : (int)role;
-    if (role == MQ_ACT_LM_HEAD_IN) layer = 0;
-    /* the plain out_proj input is the un-rotated y; the fused in_proj input comes from the fused pass */
-    *v = s->amax[layer][r][part][var];
-    return *v > 0 ? 0 : mq_fail("no statistics for layer %d role %d part %d variant %d", layer, role, part, var);
-}
-
-static int ts_pct(void *ctx, int layer, mq_act_role role, int part, q_stat_variant var, double p, float *v) {
-    tstats *s = ctx;
-    for (int q = 0; q < s->npct; q++)
-        if (s->pct[q] == p) { *v = s->pema[layer][q]; return 0; }
-    return mq_fail("percentile %g not observed", p);
-}
+/* ---- statistics from the test's own observers (tests/tstats.h) ---- */
 
 static tstats *collect(int arch, mq_model *m) {
-    tstats *s = mq_calloc(1, sizeof *s);
-    s->m = m;
-    s->L = m->cfg.n_layer;
-    double pct[] = {99.9, 99.95, 99.99};
-    s->npct = 3;
-    memcpy(s->pct, pct, sizeof pct);
-    s->tmp = mq_malloc((size_t)CAL_LEN * cfg_conv_dim(&m->cfg) * sizeof(float));
-    float *hidden = mq_malloc((size_t)CAL_LEN * m->cfg.d_model * sizeof(float));
-    mq_hooks h = {obs_hook, s};
-    /* plain pass */
-    for (int i = 0; i < CAL_SAMPLES; i++) {
-        ssm_forward(m, g_cal + (size_t)i * CAL_LEN, CAL_LEN, &h, hidden);
-        s->nsamples++;
-    }
-    /* fused pass: norm fused into in_proj (in_proj_in variant), y observed rotated, and the rotated
-     * in_proj / lm_head inputs of quamba-rot (norm_f = 1: the lm_head input is x / rms(x)) */
-    mq_model f;
-    ssm_load(proxy(arch), &f);
-    q_fuse_norm(&f);
-    for (int k = 0; k < f.cfg.d_model; k++) f.norm_f[k] = 1.0f;
-    s->variant = 1;
-    s->m = &f;
-    for (int i = 0; i < CAL_SAMPLES; i++) ssm_forward(&f, g_cal + (size_t)i * CAL_LEN, CAL_LEN, &h, hidden);
-    s->m = m;
-    s->variant = 0;
-    ssm_free(&f);
-    free(hidden);
-    return s;
+    static const double pct[] = {99.9, 99.95, 99.99};
+    return ts_collect(proxy(arch), m, g_cal, CAL_SAMPLES, CAL_LEN, pct, 3);
 }
 
 static double sim_ppl(const mq_model *m, const mq_hooks *h) {
@@ -266,7 +146,7 @@ static void sim_compare(int arch) {
     mq_model m;
     T_CHECK(ssm_load(dir, &m) == 0, "%s", mq_errmsg());
     tstats *ts = collect(arch, &m);
-    q_stats st = {.absmax = ts_absmax, .percentile = ts_pct, .ctx = ts};
+    q_stats st = ts_iface(ts);
     double fp = sim_ppl(&m, NULL), ppl[Q_NMETHODS] = {0};
     /* CI-sized: naive, quamba and quamba-rot (the ablations are in docs/results.md) */
     for (int meth = 0; meth < Q_NMETHODS; meth++) {
@@ -321,8 +201,7 @@ static void sim_compare(int arch) {
     T_CHECK(ppl[Q_QUAMBA] > fp * 0.99, "quamba %.4f below fp32 %.4f by more than noise", ppl[Q_QUAMBA], fp);
     T_CHECK(isfinite(ppl[Q_QUAMBA_ROT]) && fabs(ppl[Q_QUAMBA_ROT] / fp - 1) < ROT_TOL, "quamba-rot %.4f vs fp32 %.4f: beyond %g",
             ppl[Q_QUAMBA_ROT], fp, ROT_TOL);
-    free(ts->tmp);
-    free(ts);
+    tstats_free(ts);
     ssm_free(&m);
 }
 

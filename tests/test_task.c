@@ -7,6 +7,7 @@
  *   examples as the full run that matched the reference scored them (tests/fixtures/task/), within 2.
  * Also sweep --task and verify --task on a tiny calibration. Links the CLI's objects (Makefile). */
 #include "tests/test.h"
+#include "tests/cli_run.h"
 #include <cjson/cJSON.h>
 #include "cli/task.h"
 #include "core/err.h"
@@ -198,22 +199,6 @@ static void test_task_scoring(void) {
 
 /* ---- the command against the reference */
 
-static cJSON *run_json(const char *args, int *rc, char *err, size_t errsz) {
-    char errpath[512], cmd[10000];
-    snprintf(errpath, sizeof errpath, "%s/task.stderr", t_tmpdir());
-    snprintf(cmd, sizeof cmd, "MQ_PROGRESS=0 bin/mambaq %s 2>%s", args, errpath);
-    FILE *p = popen(cmd, "r");
-    if (!p) return NULL;
-    static char out[1 << 16];
-    size_t n = fread(out, 1, sizeof out - 1, p);
-    out[n] = 0;
-    int st = pclose(p);
-    *rc = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-    char *e = mq_read_file(errpath, NULL);
-    snprintf(err, errsz, "%s", e ? e : "");
-    free(e);
-    return *rc == 0 ? cJSON_Parse(out) : NULL;
-}
 
 static double num(const cJSON *o, const char *k) {
     const cJSON *v = cJSON_GetObjectItem(o, k);
@@ -245,7 +230,7 @@ static void check_proxy(const char *name) {
     int rc;
     /* lambada: the whole file, default --data */
     snprintf(args, sizeof args, "eval --task lambada --model %s --device cpu --json", dir);
-    cJSON *o = run_json(args, &rc, err, sizeof err);
+    cJSON *o = mambaq_json(args, &rc, err, sizeof err);
     T_CHECK(o != NULL, "mambaq eval --task lambada exited %d: %s", rc, err);
     if (o) {
         const double n = num(o, "n"), acc = num(o, "acc"), ppl = num(o, "ppl"), rppl = num(rl, "ppl");
@@ -261,7 +246,7 @@ static void check_proxy(const char *name) {
     /* choice: the first CHOICE_CI examples, against the counts the full run gave them */
     const cJSON *pc = cJSON_GetObjectItem(pin, name);
     snprintf(args, sizeof args, "eval --task choice --model %s --device cpu --limit %d --json", dir, CHOICE_CI);
-    o = run_json(args, &rc, err, sizeof err);
+    o = mambaq_json(args, &rc, err, sizeof err);
     T_CHECK(o != NULL, "mambaq eval --task choice exited %d: %s", rc, err);
     T_CHECK(pc != NULL, "tests/fixtures/task/choice_first200.json has no %s", name);
     if (o && pc) {
@@ -286,14 +271,14 @@ static void test_task_cli_errors(void) {
     char args[4700], err[4096];
     int rc;
     snprintf(args, sizeof args, "eval --task piqa --model %s", d);
-    T_CHECK(!run_json(args, &rc, err, sizeof err) && rc == 2 && strstr(err, "lambada or choice"), "unknown task: %d %s", rc, err);
+    T_CHECK(!mambaq_json(args, &rc, err, sizeof err) && rc == 2 && strstr(err, "lambada or choice"), "unknown task: %d %s", rc, err);
     snprintf(args, sizeof args, "eval --task choice --data %s --model %s", write_file("x.jsonl", "{\"text\": \"a b\"}\n"), d);
-    T_CHECK(!run_json(args, &rc, err, sizeof err) && rc == 1 && strstr(err, "x.jsonl line 1") && strstr(err, "context"),
+    T_CHECK(!mambaq_json(args, &rc, err, sizeof err) && rc == 1 && strstr(err, "x.jsonl line 1") && strstr(err, "context"),
             "wrong format: %d %s", rc, err);
     snprintf(args, sizeof args, "eval --task lambada --windows 3 --model %s", d);
-    T_CHECK(!run_json(args, &rc, err, sizeof err) && rc == 2 && strstr(err, "--windows"), "--windows: %d %s", rc, err);
+    T_CHECK(!mambaq_json(args, &rc, err, sizeof err) && rc == 2 && strstr(err, "--windows"), "--windows: %d %s", rc, err);
     snprintf(args, sizeof args, "eval --task lambada --model %s --data /nonexistent.jsonl", d);
-    T_CHECK(!run_json(args, &rc, err, sizeof err) && rc == 1 && strstr(err, "/nonexistent.jsonl"), "missing: %d %s", rc, err);
+    T_CHECK(!mambaq_json(args, &rc, err, sizeof err) && rc == 1 && strstr(err, "/nonexistent.jsonl"), "missing: %d %s", rc, err);
 }
 
 /* sweep --task and verify --task on a tiny calibration (mamba1): the float column is eval --task's. */
@@ -312,17 +297,17 @@ static void test_task_sweep_verify(void) {
     snprintf(args, sizeof args, "calib --model %s --data %s --samples 2 --seqlen 64 --device cpu --quiet --out %s > /dev/null && "
              "bin/mambaq quantize --model %s --stats %s --method naive --out %s --force --quiet > /dev/null && echo '{}'",
              model, calib, stats, model, stats, art);
-    cJSON *o = run_json(args, &rc, err, sizeof err);
+    cJSON *o = mambaq_json(args, &rc, err, sizeof err);
     T_CHECK(o != NULL, "calib + quantize: %d %s", rc, err);
     cJSON_Delete(o);
     if (!o) return;
 
     snprintf(args, sizeof args, "eval --task choice --limit 6 --model %s --device cpu --json", model);
-    cJSON *ev = run_json(args, &rc, err, sizeof err);
+    cJSON *ev = mambaq_json(args, &rc, err, sizeof err);
     T_CHECK(ev != NULL, "eval: %d %s", rc, err);
     snprintf(args, sizeof args, "sweep --model %s --stats %s --data %s --window 64 --windows 1 --method naive,quamba "
              "--percentile 99.999 --task choice --limit 6 --json --quiet", model, stats, valid);
-    o = run_json(args, &rc, err, sizeof err);
+    o = mambaq_json(args, &rc, err, sizeof err);
     T_CHECK(o != NULL, "sweep --task: %d %s", rc, err);
     if (o && ev) {
         const cJSON *fp = cJSON_GetObjectItem(o, "fp32_task"), *res = cJSON_GetObjectItem(o, "results");
@@ -339,13 +324,13 @@ static void test_task_sweep_verify(void) {
     /* the same sweep as a table: the accuracy columns */
     snprintf(args, sizeof args, "sweep --model %s --stats %s --data %s --window 64 --windows 1 --method naive "
              "--task choice --limit 6 --quiet | grep -c 'acc_norm' | sed 's/^/{\"lines\": /; s/$/}/'", model, stats, valid);
-    o = run_json(args, &rc, err, sizeof err);
+    o = mambaq_json(args, &rc, err, sizeof err);
     T_CHECK(o && num(o, "lines") == 1, "sweep's table has an acc_norm column: %s", err);
     cJSON_Delete(o);
 
     snprintf(args, sizeof args, "verify --artifact %s --model %s --data %s --window 64 --windows 1 --device cpu "
              "--task choice --limit 6 --json", art, model, valid);
-    o = run_json(args, &rc, err, sizeof err);
+    o = mambaq_json(args, &rc, err, sizeof err);
     T_CHECK(o != NULL, "verify --task: %d %s", rc, err);
     if (o && ev) {
         const cJSON *t = cJSON_GetObjectItem(o, "task");

@@ -22,7 +22,7 @@ find "$MQ_SHARED" -name '*.gz' -exec gunzip -f {} \; 2>/dev/null
 nvidia-smi --query-gpu=name,driver_version,clocks.sm,clocks.mem --format=csv,noheader
 summary=$out/summary.txt; : > "$summary"
 note() { echo "$*" | tee -a "$summary"; }
-GPU_TESTS="build/tests/test_gpu_ops build/tests/test_gpu_forward build/tests/test_hadamard_cuda build/tests/test_int8 build/tests/test_calib_gpu"
+GPU_TESTS="build/tests/test_gpu_ops build/tests/test_gpu_forward build/tests/test_hadamard_cuda build/tests/test_int8 build/tests/test_calib_gpu build/tests/test_quamba2"
 
 if has build || { has before && [ ! -x /tmp/before/build/bench/bench_int8 ]; }; then
   t0=$(date +%s)
@@ -84,6 +84,14 @@ if has pipeline; then
       note "verify $m $meth (rc $?): $(grep -E '^perplexity' "$out/verify-$m-$meth.txt")"
       grep -E 'top-1|max \|logit diff' "$out/verify-$m-$meth.txt" | sed 's/^ */    /' | tee -a "$summary"
     done
+    # quamba2 W4A8 from the GPU statistics (no per-channel absmax there: --no-cluster); eval with
+    # --device auto must pick the CPU simulation on a GPU machine
+    a=out/$m-quamba2-w4a8
+    timeout 240 bin/mambaq quantize --model "$MQ_SHARED/models/$m" --stats "$st" --out "$a" --method quamba2 --bits w4a8 \
+      --no-cluster --force > "$out/quantize-$m-quamba2.log" 2>&1
+    timeout 240 bin/mambaq eval "$a" --data "$MQ_SHARED/datasets/valid.txt" --tokenizer "$MQ_SHARED/models/tokenizer.json" \
+      --windows 8 > "$out/eval-$m-quamba2.txt" 2>&1
+    note "quamba2 w4a8 $m (rc $?): $(grep -iE 'quamba2|perplexity|ppl' "$out/eval-$m-quamba2.txt" | tr '\n' ' ' | cut -c1-300)"
   done
 fi
 if has makebench; then
