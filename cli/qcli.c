@@ -93,8 +93,6 @@ void q_cli_provenance(const q_cstats *cs, const char *model_dir, int record_path
     snprintf(p->tool_version, sizeof p->tool_version, "%s", MQ_VERSION);
 }
 
-/* calib/stats.c's bound on statistics is the clip of the largest scale an artifact may hold */
-_Static_assert((long)ART_SCALE_MAX == 1000000 && (long)CALIB_STAT_MAX == 127000000, "CALIB_STAT_MAX is not ART_SCALE_MAX * QR_QMAX");
 
 /* An existing stats file can be reused when it is for these weights, this data file, these window
  * counts, and already carries the recipe's statistics (no extra pass). */

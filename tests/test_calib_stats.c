@@ -6,6 +6,8 @@
 #include "core/err.h"
 #include "core/hash.h"
 #include "core/st.h"
+#include "core/qrule.h"
+#include "export/art.h"
 
 static mq_config cfg_m2(void) {
     mq_config c = {0};
@@ -127,7 +129,15 @@ static void test_unwritable(void) {
     obs_set_free(s);
 }
 
+/* calib/stats.c's bound on statistics is the clip of the largest scale an artifact may hold (a
+ * test, not a _Static_assert: float comparisons are no integer constant expression for clang) */
+static void test_stat_bound(void) {
+    T_CHECK(CALIB_STAT_MAX == ART_SCALE_MAX * QR_QMAX, "CALIB_STAT_MAX %g is not ART_SCALE_MAX %g * %d", (double)CALIB_STAT_MAX,
+            (double)ART_SCALE_MAX, QR_QMAX);
+}
+
 int main(void) {
+    T_RUN(test_stat_bound);
     T_RUN(test_round_trip);
     T_RUN(test_unwritable);
     return t_summary();
