@@ -13,12 +13,30 @@
 #include "datasets/tok.h"
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
+
+/* What the metadata records for path: the absolute path (record) or its base name ("a/b/name/",
+ * "name/./" -> "name"), into buf. */
+static const char *meta_path(const char *path, int record, char *buf, size_t n) {
+    char abs[PATH_MAX];
+    if (realpath(path, abs)) path = abs;
+    if (record) {
+        snprintf(buf, n, "%s", path);
+        return buf;
+    }
+    size_t len = strlen(path);
+    while (len > 1 && path[len - 1] == '/') len--;
+    size_t start = len;
+    while (start > 0 && path[start - 1] != '/') start--;
+    snprintf(buf, n, "%.*s", (int)(len - start), path + start);
+    return buf;
+}
 
 void calib_defaults(calib_options *o) {
     memset(o, 0, sizeof *o);
@@ -242,19 +260,20 @@ int calib_run(const calib_options *o, calib_result *res) {
     if (!k) snprintf(xf, sizeof xf, "none");
     snprintf(hist, sizeof hist, "%d log bins of |v|: bin i = [2^(%d+i/%d), 2^(%d+(i+1)/%d)) in float32; bin 0 and the last also hold the tails",
              OBS_HIST_BINS, OBS_HIST_LOG2_MIN, OBS_HIST_PER_OCTAVE, OBS_HIST_LOG2_MIN, OBS_HIST_PER_OCTAVE);
+    char mpath[PATH_MAX], dpath[PATH_MAX], tpath[PATH_MAX];
     const char *kv[] = {
         "format", CALIB_FORMAT,
         "format_version", CALIB_FORMAT_VERSION,
         "tool", o->tool ? o->tool : "mambaq",
-        "model.path", o->model_dir,
+        "model.path", meta_path(o->model_dir, o->record_paths, mpath, sizeof mpath),
         "model.arch", m.cfg.arch == MQ_MAMBA1 ? "mamba1" : "mamba2",
         "model.config", cfgsum,
         "model.weights_sha256", res->model_sha256,
-        "data.path", o->data_path,
+        "data.path", meta_path(o->data_path, o->record_paths, dpath, sizeof dpath),
         "data.sha256", res->data_sha256,
         "data.tokens", ntok,
         "data.field", o->field ? o->field : "text",
-        "tokenizer.path", is_ids ? "none (token ids)" : o->tokenizer_path,
+        "tokenizer.path", is_ids ? "none (token ids)" : meta_path(o->tokenizer_path, o->record_paths, tpath, sizeof tpath),
         "tokenizer.sha256", is_ids ? "none" : tok_sha,
         "calib.samples", samples,
         "calib.seqlen", seqlen,

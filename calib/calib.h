@@ -22,6 +22,8 @@
  *                                       by the CPU observers only, absent from older files)
  * and __metadata__ (all strings): format, format_version, tool, model.* (path, arch, config
  * summary, weights_sha256 = hash_model_weights), data.* (path, sha256, tokens), tokenizer.*,
+ * where the paths are base names (the folder's or file's name) unless record_paths, then absolute
+ * paths: the hashes identify the inputs, and the same inputs give the same bytes on every host;
  * calib.* (samples, seqlen, batch, device, percentiles, seed, windows, ema_alpha, hist,
  * percentile_def, transforms; with device cuda also calib.gpu and calib.precision). Written
  * atomically: a failed run leaves no file. */
@@ -69,6 +71,9 @@ typedef struct {
     uint64_t seed;
     int quiet;                   /* no progress bar */
     const char *tool;            /* "mambaq 0.1.0", recorded in the metadata */
+    int record_paths;            /* 1: model.path, data.path and tokenizer.path are whole (absolute)
+                                    paths; 0: their base names only (with the hashes, the same data
+                                    gives the same stats file in any folder and on any host) */
     calib_transform transforms[8];
     int ntransforms;
     calib_gpu_transform_fn gpu_transforms[8];  /* the GPU version of transforms[i] (same ctx); NULL: a

@@ -50,6 +50,8 @@ int cmd_calib(int argc, char **argv) {
         {.name = "--percentiles", .metavar = "LIST", .alias_of = "--record-percentiles"},
         {.name = "--seed", .metavar = "N", .help = "shuffle the windows with this seed (default: consecutive windows from the start)"},
         CLI_FORCE,
+        {.name = "--record-paths", .help = "record the model, data and tokenizer paths in the stats file's metadata (default: their "
+                                           "names and hashes only, so that the same inputs give the same bytes on every host)"},
         CLI_RUN_OPTS,
         CLI_END,
     };
@@ -88,6 +90,7 @@ int cmd_calib(int argc, char **argv) {
     }
     o.out_path = cli_get(opts, "--out");
     o.quiet = cli_flag(opts, "--quiet");
+    o.record_paths = cli_flag(opts, "--record-paths");
     /* before any work: an existing --out is kept unless --force, and the folder must be writable */
     if (fio_check_out(o.out_path, cli_flag(opts, "--force"), 0)) mq_die("calib: --out: %s", mq_errmsg());
     o.tool = "mambaq " MQ_VERSION;

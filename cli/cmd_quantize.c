@@ -58,7 +58,9 @@ int cmd_quantize(int argc, char **argv) {
         CLI_MODEL("FP16/BF16/FP32 checkpoint directory"),
         CLI_OUT("DIR", "artifact directory to create", 2),
         {.name = "--stats", .metavar = "FILE", .help = "calibration statistics of the model (mambaq calib): no calibration here"},
-        {.name = "--calib", .metavar = "FILE", .help = "calibration data when there is no --stats: text or token ids"},
+        {.name = "--calib", .metavar = "FILE", .help = "calibration data when there is no --stats: text or token ids; with --stats, "
+                                                    "the data of that file when the recipe repeats its windows (default: found "
+                                                    "by its recorded name and sha256)"},
         {.name = "--data", .metavar = "FILE", .help = "same as --calib", .alias_of = "--calib"},
         CLI_TOKENIZER,
         CLI_FIELD,
@@ -66,8 +68,8 @@ int cmd_quantize(int argc, char **argv) {
         {.name = "--save-stats", .metavar = "FILE", .help = "keep the statistics of the calibration here (for report, sweep, --stats)"},
         CLI_RECIPE_OPTS,
         {.name = "--force", .help = "replace an existing OUT (atomically; only an artifact, never another folder) or --save-stats"},
-        {.name = "--record-paths", .help = "record the model, stats and data paths in quant_config.json (default: their names and "
-                                           "hashes only, so that the same inputs give the same bytes on every host)"},
+        {.name = "--record-paths", .help = "record the model, stats and data paths in quant_config.json (and in --save-stats; default: "
+                                           "their names and hashes only, so that the same inputs give the same bytes on every host)"},
         CLI_RUN_OPTS,
         CLI_END,
     };
@@ -88,9 +90,10 @@ int cmd_quantize(int argc, char **argv) {
     q_cli_options(opts, &o);
     cli_threads(opts);
     const int quiet = cli_flag(opts, "--quiet"), force = cli_flag(opts, "--force"), json = cli_flag(opts, "--json");
-    if (stats && (cli_flag(opts, "--calib") || cli_flag(opts, "--save-stats") || cli_flag(opts, "--samples") || cli_flag(opts, "--seqlen")))
-        fprintf(stderr, "mambaq quantize: note: --calib, --samples, --seqlen and --save-stats are ignored with --stats "
-                        "(the statistics are made already)\n");
+    if (stats && (cli_flag(opts, "--save-stats") || cli_flag(opts, "--samples") || cli_flag(opts, "--seqlen")))
+        fprintf(stderr, "mambaq quantize: note: --samples, --seqlen and --save-stats are ignored with --stats "
+                        "(the statistics are made already; --calib names their data)\n");
+    const char *calib_data = cli_flag(opts, "--calib") ? cli_get(opts, "--calib") : NULL;
     if (cli_flag(opts, "--percentile") && !q_method_uses_percentile(o.method))
         fprintf(stderr, "mambaq quantize: note: --percentile is ignored by method %s (absmax clips)\n", q_method_name(o.method));
     double t0 = prog_now();
@@ -113,7 +116,7 @@ int cmd_quantize(int argc, char **argv) {
     const char *note = NULL;
     const int samples = (int)cli_int(opts, "--samples", 1, 1 << 20), seqlen = (int)cli_int(opts, "--seqlen", 2, 1 << 20);
     if (!stats) {
-        const char *data = cli_flag(opts, "--calib") ? cli_abspath(cli_get(opts, "--calib")) : cli_default_path("datasets/calib.txt");
+        const char *data = calib_data ? cli_abspath(calib_data) : cli_default_path("datasets/calib.txt");
         if (!data) {
             fprintf(stderr, "mambaq quantize: no calibration data: <shared>/datasets/calib.txt not found (" CLI_SHARED_HINT ");\n"
                             "give --calib FILE (text, .jsonl or token ids) or --stats FILE from mambaq calib\n");
@@ -132,15 +135,16 @@ int cmd_quantize(int argc, char **argv) {
         }
         if (mq_mkdir_parents(stats)) return fail("");
         q_cal_spec cal = {.model = model, .data = data, .tokenizer = tokenizer, .field = cli_get(opts, "--field"),
-                          .samples = samples, .seqlen = seqlen, .progress = !quiet};
+                          .samples = samples, .seqlen = seqlen, .progress = !quiet, .record_paths = cli_flag(opts, "--record-paths")};
         if (q_cli_calibrate(&cal, &o, stats)) {
             if (tmp_stats[0]) unlink(tmp_stats);
             return fail("");
         }
+        calib_data = data;   /* the passes of this run read the data just calibrated on */
     }
 
     int extra = 0;
-    int rc = q_cli_quantize(model, stats, tokenizer, &o, out, force, cli_flag(opts, "--record-paths"), !quiet, note, &extra);
+    int rc = q_cli_quantize(model, stats, calib_data, tokenizer, &o, out, force, cli_flag(opts, "--record-paths"), !quiet, note, &extra);
     if (tmp_stats[0]) unlink(tmp_stats);
     if (rc) return fail("");
     /* read it back: the summary comes from the validated artifact */

@@ -139,6 +139,8 @@ int cmd_sweep(int argc, char **argv) {
     cli_opt opts[] = {
         CLI_MODEL("FP checkpoint directory"),
         {.name = "--stats", .metavar = "FILE", .help = "calibration statistics of that model (mambaq calib)"},
+        {.name = "--calib", .metavar = "FILE", .help = "the calibration data of --stats, for recipes that repeat its windows "
+                                                    "(default: found by its recorded name and sha256, as quantize --calib)"},
         CLI_DATA_OPTS(NULL),
         {.name = "--method", .metavar = "LIST", .help = "recipes, comma-separated: " CLI_METHOD_HELP, .def = "naive,quamba"},
         {.name = "--percentile", .metavar = "LIST", .help = "percentile clips of the SSM input x, comma-separated (each percentile method "
@@ -249,7 +251,7 @@ int cmd_sweep(int argc, char **argv) {
         o.method = confs[i].method;
         if (q_cstats_missing(&cs, &o)) {
             if (!quiet) fprintf(stderr, "sweep: extra calibration pass for the fused statistics\n");
-            if (q_cstats_fused_pass(&cs, &m, tokenizer, !quiet)) { fprintf(stderr, "mambaq sweep: %s\n", mq_errmsg()); return 1; }
+            if (q_cli_calib_data(&cs, cli_get(opts, "--calib")) || q_cstats_fused_pass(&cs, &m, tokenizer, !quiet)) { fprintf(stderr, "mambaq sweep: %s\n", mq_errmsg()); return 1; }
             break;
         }
     }

@@ -93,6 +93,58 @@ void q_cli_provenance(const q_cstats *cs, const char *model_dir, int record_path
     snprintf(p->tool_version, sizeof p->tool_version, "%s", MQ_VERSION);
 }
 
+/* The last component of path, as a string ("a/b/name/" -> "name"; no file system look-up). */
+static void last_name(const char *path, char *buf, size_t n) {
+    size_t len = strlen(path);
+    while (len > 1 && path[len - 1] == '/') len--;
+    size_t start = len;
+    while (start > 0 && path[start - 1] != '/') start--;
+    snprintf(buf, n, "%.*s", (int)(len - start), path + start);
+}
+
+/* Does the file at path have sha256 want? (no error left behind either way) */
+static int has_hash(const char *path, const char *want) {
+    char hex[HASH_HEX_LEN];
+    int ok = !hash_file(path, hex) && !strcmp(hex, want);
+    mq_clear_error();
+    return ok;
+}
+
+int q_cli_calib_data(q_cstats *cs, const char *given) {
+    const char *rec = calib_stats_meta(cs->cs, "data.path"), *want = calib_stats_meta(cs->cs, "data.sha256");
+    if (!rec || !want) return mq_fail("%s: metadata lacks data.path / data.sha256: cannot repeat the calibration windows", cs->path);
+    char name[1024], abs[PATH_MAX], hex[HASH_HEX_LEN];
+    last_name(rec, name, sizeof name);
+    if (given) {
+        if (hash_file(given, hex)) return mq_fail_ctx("--calib %s", given);
+        if (strcmp(hex, want))
+            return mq_fail("--calib %s: sha256 %.16s..., but %s was calibrated on %s with sha256 %.16s...: not the same data",
+                           given, hex, cs->path, name, want);
+        snprintf(cs->data, sizeof cs->data, "%s", realpath(given, abs) ? abs : given);
+        return 0;
+    }
+    char tried[2 * PATH_MAX + 200] = "";
+    size_t k = 0;
+    if (rec[0] == '/') {
+        if (has_hash(rec, want)) {
+            snprintf(cs->data, sizeof cs->data, "%s", rec);
+            return 0;
+        }
+        k += (size_t)snprintf(tried + k, sizeof tried - k, "not at the recorded %s (missing or changed)", rec);
+    }
+    char rel[1100];
+    snprintf(rel, sizeof rel, "datasets/%s", name);
+    const char *sh = name[0] && strcmp(name, ".") && strcmp(name, "..") ? cli_default_path(rel) : NULL;
+    if (sh && has_hash(sh, want)) {
+        snprintf(cs->data, sizeof cs->data, "%s", sh);
+        return 0;
+    }
+    if (k < sizeof tried)
+        snprintf(tried + k, sizeof tried - k, "%s%s %s%s", k ? ", " : "", sh ? "a different" : "no", sh ? sh : "<shared>/datasets/",
+                 sh ? "" : name);
+    return mq_fail("%s: cannot find the calibration data it was made from, %s (sha256 %.16s...), to repeat its calibration windows "
+                   "(%s); pass --calib FILE naming that data", cs->path, name, want, tried);
+}
 
 /* An existing stats file can be reused when it is for these weights, this data file, these window
  * counts, and already carries the recipe's statistics (no extra pass). */
@@ -124,6 +176,7 @@ int q_cli_calibrate(const q_cal_spec *s, const q_options *o, const char *stats_o
     co.seqlen = s->seqlen;
     co.quiet = !s->progress;   /* core/progress: a bar on a terminal, a line every few seconds in logs */
     co.tool = "mambaq " MQ_VERSION;
+    co.record_paths = s->record_paths;
     co.ntransforms = q_cstats_transforms(&m, o, co.transforms);
     if (s->progress)
         fprintf(stderr, "calibrating %s on %d x %d tokens of %s (transforms of %s)\n", s->model, s->samples, s->seqlen, s->data,
@@ -134,8 +187,8 @@ int q_cli_calibrate(const q_cal_spec *s, const q_options *o, const char *stats_o
     return rc ? mq_fail_ctx("calibration") : 0;
 }
 
-int q_cli_quantize(const char *model, const char *stats, const char *tokenizer, const q_options *o, const char *out,
-                   int force, int record_paths, int progress, const char *stats_file_note, int *extra_pass) {
+int q_cli_quantize(const char *model, const char *stats, const char *calib_data, const char *tokenizer, const q_options *o,
+                   const char *out, int force, int record_paths, int progress, const char *stats_file_note, int *extra_pass) {
     *extra_pass = 0;
     mq_config cfg;
     if (cfg_load(model, &cfg)) return -1;
@@ -149,7 +202,13 @@ int q_cli_quantize(const char *model, const char *stats, const char *tokenizer, 
         q_cstats_close(&cs);
         return -1;
     }
-    int rc = 0, missing = q_cstats_missing(&cs, o);
+    int rc = 0, missing = q_cstats_missing(&cs, o), hessians = q_big_wbits(o) == 4 && o->gptq;
+    /* the passes repeat the stats file's windows: find its data (a --calib FILE is checked anyway) */
+    if ((missing || hessians || calib_data) && q_cli_calib_data(&cs, calib_data)) {
+        q_cstats_close(&cs);
+        ssm_free(&m);
+        return -1;
+    }
     if (missing) {
         *extra_pass = 1;
         if (progress)
@@ -162,7 +221,7 @@ int q_cli_quantize(const char *model, const char *stats, const char *tokenizer, 
     }
     q_stats qs = q_cstats_iface(&cs);
     q_hessians hess = {0};
-    if (!rc && q_big_wbits(o) == 4 && o->gptq) {
+    if (!rc && hessians) {
         /* GPTQ: the Hessians of the int4 linears' inputs, from the same calibration windows */
         if (progress) fprintf(stderr, "Hessian pass for GPTQ over the calibration windows (at most %d tokens)\n", Q_HESS_MAX_TOKENS);
         rc = q_cstats_hessian_pass(&cs, &m, tokenizer, o, progress, &hess);
@@ -222,7 +281,7 @@ int q_cli_run(const q_run_spec *s, q_run_result *r) {
     /* 2. quantization */
     t0 = prog_now();
     int extra;
-    if (q_cli_quantize(s->model, r->stats, s->tokenizer, &s->opt, r->artifact, s->force, 0, s->progress, NULL, &extra)) return -1;
+    if (q_cli_quantize(s->model, r->stats, s->calib_data, s->tokenizer, &s->opt, r->artifact, s->force, 0, s->progress, NULL, &extra)) return -1;
     r->quantize_seconds = prog_now() - t0;
 
     /* 3. validation (what mambaq inspect checks) */

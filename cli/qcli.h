@@ -20,16 +20,25 @@ typedef struct {
     const char *model, *data, *tokenizer, *field;
     int samples, seqlen;
     int progress;                 /* a line on stderr, and core/progress during the forward */
+    int record_paths;             /* whole paths in the stats file's metadata (calib_options) */
 } q_cal_spec;
 int q_cli_calibrate(const q_cal_spec *s, const q_options *o, const char *stats_out);
 
 /* stats -> artifact: refuses stats of other weights and statistics calib_stats_check refuses, loads
- * the model, runs the extra pass when the file lacks statistics the recipe's fusions need, quantizes,
+ * the model, runs the extra pass when the file lacks statistics the recipe's fusions need (over the
+ * data q_cli_calib_data finds, calib_data: the data file named by the user or NULL), quantizes,
  * writes the artifact atomically (force: replace an existing one; record_paths: host paths in its
  * provenance, see q_cli_provenance). stats_file_note: what the provenance names as the stats file
  * (NULL: the file's name, or path). *extra_pass: whether it ran. 0, or -1 + mq_errmsg(). */
-int q_cli_quantize(const char *model, const char *stats, const char *tokenizer, const q_options *o, const char *out,
-                   int force, int record_paths, int progress, const char *stats_file_note, int *extra_pass);
+int q_cli_quantize(const char *model, const char *stats, const char *calib_data, const char *tokenizer, const q_options *o,
+                   const char *out, int force, int record_paths, int progress, const char *stats_file_note, int *extra_pass);
+
+/* The calibration data of the stats file cs (for the passes that repeat its windows) into cs->data:
+ * given (quantize --calib FILE) when its sha256 is the file's data.sha256 (else an error); else the
+ * recorded data.path when it is absolute (calib --record-paths, older files) and its hash matches;
+ * else <shared>/datasets/<recorded name> when its hash matches; else an error naming the stats file,
+ * the recorded name and hash, and --calib FILE. 0, or -1 + mq_errmsg(). */
+int q_cli_calib_data(q_cstats *cs, const char *given);
 
 /* The quantization stage of `mambaq run`: calib (reusing a stats file that matches) -> quantize ->
  * validate -> simulated eval. Files go to out_dir/<model dir name>/{stats.safetensors,<method>/}. */

@@ -112,7 +112,7 @@ static void ctx_free(pass_ctx *p) {
 static int load_windows(const q_cstats *s, const char *tokenizer, int32_t **ids_out, size_t **starts_out, long *samples_out,
                         long *seqlen_out) {
     const calib_stats *cs = s->cs;
-    const char *data = calib_stats_meta(cs, "data.path"), *want = calib_stats_meta(cs, "data.sha256");
+    const char *data = s->data[0] ? s->data : calib_stats_meta(cs, "data.path"), *want = calib_stats_meta(cs, "data.sha256");
     if (!data || !want) return mq_fail("%s: metadata lacks data.path / data.sha256: cannot repeat the calibration windows", s->path);
     char hex[HASH_HEX_LEN];
     if (hash_file(data, hex)) return mq_fail_ctx("%s: re-reading the calibration data", s->path);

@@ -13,7 +13,7 @@
  *    "norm_f_unweighted_hadamard" transform on lm_head_in.
  * q_cstats_transforms gives the calib transforms that make a stats file carry what a recipe needs.
  * When a file lacks a variant, q_cstats_fused_pass computes it in one extra pass over exactly the
- * stats file's windows (data file checked against data.sha256, samples, seqlen, seed), so every
+ * stats file's windows (data file s->data checked against data.sha256, samples, seqlen, seed), so every
  * scale of an artifact comes from the same calibration tokens. */
 #ifndef MQ_CSTATS_H
 #define MQ_CSTATS_H
@@ -30,6 +30,10 @@ extern "C" {
 typedef struct {
     calib_stats *cs;
     char path[1024];
+    char data[4096];          /* the calibration data file the passes read (checked against
+                                 data.sha256), resolved by the caller (the metadata's data.path is
+                                 only the file's name unless calib ran with record_paths); empty:
+                                 data.path as recorded */
     mq_config cfg;
     q_stat_variant in_var;    /* which variant the file's in_proj:input holds */
     q_stat_variant head_var;  /* which variant the file's lm_head:input holds (PLAIN or ROTATED) */

@@ -273,6 +273,7 @@ static void rot_agree(int arch) {
     T_CHECK(calib_run(&co, &cr) == 0, "%s", mq_errmsg());
     q_cstats cs;
     T_CHECK(q_cstats_open(&cs, out, dir, &m.cfg) == 0, "%s", mq_errmsg());
+    snprintf(cs.data, sizeof cs.data, "%s", datab);   /* the caller names the data (data.path is its name only) */
     T_CHECK(cs.in_var == Q_STAT_ROTATED && cs.head_var == Q_STAT_ROTATED && q_cstats_missing(&cs, &o) == 0, "file variants");
     q_stats qs = q_cstats_iface(&cs);
     float file_in[64], file_head;

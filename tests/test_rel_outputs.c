@@ -2,8 +2,11 @@
  * names), nothing the program did not create in this run is deleted or replaced (siblings named like
  * its temporaries, existing --out files without --force), an unwritable --out fails before the
  * work, a killed writer leaves nothing, and the same inputs give byte-identical stats files and
- * artifacts. Needs bin/mambaq and ../shared (tokenizer, calib.txt, valid.txt). */
+ * artifacts (stats files record names and hashes of the model, data and tokenizer, whole paths only
+ * with calib --record-paths; quantize finds the data again by name and hash, or --calib FILE). Needs bin/mambaq and ../shared (tokenizer, calib.txt, valid.txt). */
+#include <limits.h>
 #include <signal.h>
+#include "calib/calib.h"
 #include "core/fio.h"
 #include "tests/test_cli.h"
 
@@ -256,6 +259,112 @@ static void test_determinism(void) {
     }
 }
 
+/* ---- determinism of stats files: names and hashes, not host paths (issue 14) ---- */
+
+/* The metadata value key of the stats file (a copy into buf; "" when absent). */
+static const char *stats_meta(const char *stats, const char *key, char *buf, size_t n) {
+    calib_stats *cs = calib_stats_open_unchecked(stats);
+    const char *v = cs ? calib_stats_meta(cs, key) : NULL;
+    snprintf(buf, n, "%s", v ? v : "");
+    if (cs) calib_stats_close(cs);
+    return buf;
+}
+
+static void copy_file(const char *from, const char *to, size_t max) {
+    size_t n;
+    char *d = mq_read_file(from, &n);
+    if (!d) { printf("cannot read %s\n", from); exit(2); }
+    mq_mkdir_parents(to);
+    t_write(to, d, n < max ? n : max);
+    free(d);
+}
+
+/* t_path, absolute (the commands below run in other working directories) */
+static const char *abs_path(const char *name) {
+    char cwd[PATH_MAX], *b = mq_malloc(PATH_MAX + 1100);
+    snprintf(b, PATH_MAX + 1100, "%s/%s", getcwd(cwd, sizeof cwd) ? cwd : ".", t_path("%s", name));
+    return b;
+}
+
+static void test_stats_paths(void) {
+    T_NEED_TINY(0);
+    char exe[PATH_MAX], data[PATH_MAX], tok[PATH_MAX], cmd[32768], v[PATH_MAX], abs[PATH_MAX];
+    T_CHECK(realpath("bin/mambaq", exe) && realpath(shared_path("datasets/calib.txt"), data) &&
+            realpath(shared_path("models/tokenizer.json"), tok), "no bin/mambaq or shared data");
+    const char *log = abs_path("paths.log"), *model = abs_path("pmodel");
+    t_tiny_model(model, 1);
+    /* the same data three ways: the shared file, a symbolic link to it in another folder, a copy
+     * in a third folder; each calib run from its own working directory, writing "stats" there */
+    const char *link = abs_path("plink/calib.txt"), *copy = abs_path("pcopy/calib.txt");
+    mq_mkdir_parents(link);
+    T_CHECK(symlink(data, link) == 0, "symlink %s", link);
+    copy_file(data, copy, (size_t)-1);
+    const char *dirs[] = {abs_path("pw/a"), abs_path("pw/b/c"), abs_path("pw/d")};
+    const char *datas[] = {data, "../../../plink/calib.txt", copy};
+    char stats[3][1200];
+    for (int k = 0; k < 3; k++) {
+        snprintf(stats[k], sizeof stats[k], "%s/stats", dirs[k]);
+        mq_mkdir_parents(stats[k]);
+        snprintf(cmd, sizeof cmd, "cd '%s' && '%s' calib --model '%s' --data '%s' --tokenizer '%s' --samples 2 --seqlen 64 --out stats --quiet",
+                 dirs[k], exe, model, datas[k], tok);
+        T_CHECK(sh(cmd, log) == 0, "calib from %s: %s", dirs[k], slurp(log));
+    }
+    T_CHECK(same_file(stats[0], stats[1]), "calib of the data and of a link to it, from two folders: different stats files");
+    T_CHECK(same_file(stats[0], stats[2]), "calib of the data and of a copy of it: different stats files");
+    T_CHECK(!strcmp(stats_meta(stats[0], "data.path", v, sizeof v), "calib.txt"), "data.path is '%s', not calib.txt", v);
+    const char *keys[] = {"data.path", "model.path", "tokenizer.path"};
+    for (int i = 0; i < 3; i++)
+        T_CHECK(!strchr(stats_meta(stats[1], keys[i], v, sizeof v), '/') && v[0], "%s is '%s': a path, not a name", keys[i], v);
+    /* --record-paths: the whole paths */
+    const char *rs = abs_path("pw/recorded.stats");
+    snprintf(cmd, sizeof cmd, "cd '%s' && '%s' calib --model '%s' --data ../../plink/calib.txt --tokenizer '%s' --samples 2 --seqlen 64 "
+                              "--out '%s' --quiet --record-paths", dirs[0], exe, model, tok, rs);
+    T_CHECK(sh(cmd, log) == 0, "calib --record-paths: %s", slurp(log));
+    T_CHECK(!strcmp(stats_meta(rs, "data.path", v, sizeof v), data), "--record-paths: data.path is '%s', not %s", v, data);
+    T_CHECK(realpath(model, abs) && !strcmp(stats_meta(rs, "model.path", v, sizeof v), abs), "--record-paths: model.path is '%s'", v);
+    T_CHECK(!strcmp(stats_meta(rs, "tokenizer.path", v, sizeof v), tok), "--record-paths: tokenizer.path is '%s'", v);
+
+    /* quantize --method quamba with these plain statistics repeats the calibration windows: from
+     * another working directory, the data is found as <shared>/datasets/calib.txt by name and hash */
+    const char *qdir = abs_path("pq");
+    char qlog[1200];
+    snprintf(qlog, sizeof qlog, "%s/x", qdir);
+    mq_mkdir_parents(qlog);
+    snprintf(cmd, sizeof cmd, "cd '%s' && '%s' quantize --model '%s' --stats '%s' --out art1 --method quamba --tokenizer '%s'", qdir, exe,
+             model, stats[1], tok);
+    T_CHECK(sh(cmd, log) == 0, "quantize from another folder with the shared data: %s", slurp(log));
+    char *o = slurp(log);
+    T_CHECK(strstr(o, "repeating its calibration windows"), "no extra pass: %.400s", o);
+    free(o);
+
+    /* data that is not in <shared>/datasets: a clear error naming the file, its name and --calib */
+    const char *mine = abs_path("pmine/mydata.txt");
+    copy_file(data, mine, 20000);
+    const char *ms = abs_path("pw/mine.stats");
+    snprintf(cmd, sizeof cmd, "cd '%s' && '%s' calib --model '%s' --data ../../pmine/mydata.txt --tokenizer '%s' --samples 2 --seqlen 64 "
+                              "--out '%s' --quiet", dirs[0], exe, model, tok, ms);
+    T_CHECK(sh(cmd, log) == 0, "calib of mydata.txt: %s", slurp(log));
+    T_CHECK(!strcmp(stats_meta(ms, "data.path", v, sizeof v), "mydata.txt"), "data.path is '%s'", v);
+    snprintf(cmd, sizeof cmd, "cd '%s' && '%s' quantize --model '%s' --stats '%s' --out art2 --method quamba --tokenizer '%s' --quiet", qdir,
+             exe, model, ms, tok);
+    free(T_REFUSED(cmd, log, "mine.stats", "mydata.txt", "sha256", "--calib FILE"));
+    /* --calib FILE of other data: refused, naming both */
+    snprintf(cmd, sizeof cmd, "cd '%s' && '%s' quantize --model '%s' --stats '%s' --out art2 --method quamba --tokenizer '%s' --quiet "
+                              "--calib '%s'", qdir, exe, model, ms, tok, data);
+    free(T_REFUSED(cmd, log, "--calib", "mydata.txt", "not the same data"));
+    /* --calib FILE of that data (a relative path): works */
+    snprintf(cmd, sizeof cmd, "cd '%s' && '%s' quantize --model '%s' --stats '%s' --out art2 --method quamba --tokenizer '%s' --quiet "
+                              "--calib ../pmine/mydata.txt", qdir, exe, model, ms, tok);
+    T_CHECK(sh(cmd, log) == 0, "quantize --calib FILE: %s", slurp(log));
+    /* a stats file with the whole path: found there */
+    snprintf(cmd, sizeof cmd, "cd '%s' && '%s' calib --model '%s' --data ../../pmine/mydata.txt --tokenizer '%s' --samples 2 --seqlen 64 "
+                              "--out '%s' --quiet --force --record-paths", dirs[0], exe, model, tok, ms);
+    T_CHECK(sh(cmd, log) == 0, "calib --record-paths of mydata.txt: %s", slurp(log));
+    snprintf(cmd, sizeof cmd, "cd '%s' && '%s' quantize --model '%s' --stats '%s' --out art3 --method quamba --tokenizer '%s' --quiet", qdir,
+             exe, model, ms, tok);
+    T_CHECK(sh(cmd, log) == 0, "quantize with a recorded absolute data path: %s", slurp(log));
+}
+
 int main(void) {
     T_RUN(test_run_out_quotes);
     T_RUN(test_siblings_kept);
@@ -263,5 +372,6 @@ int main(void) {
     T_RUN(test_out_unwritable);
     T_RUN(test_killed_writer);
     T_RUN(test_determinism);
+    T_RUN(test_stats_paths);
     return t_summary();
 }
