@@ -96,6 +96,9 @@ if has pipeline; then
 fi
 if has makebench; then
   t0=$(date +%s)
+  # the device copy's git metadata can be older than its tree: the commit written here before the call
+  # (git rev-parse --short HEAD > .dev/commit) names the tree that was measured
+  [ -z "${BENCH_COMMIT:-}" ] && [ -s .dev/commit ] && export BENCH_COMMIT=$(cat .dev/commit)
   BENCH_CMD="STAGES=makebench tools/device-check.sh (make bench)" timeout 580 make bench > "$out/make_bench.log" 2>&1
   note "make bench: rc $? ($(( $(date +%s) - t0 )) s)"
   grep '^bench:' "$out/make_bench.log" | tail -12 | tee -a "$summary"
