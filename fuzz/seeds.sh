@@ -17,11 +17,11 @@ for m in 1 2; do
   cp "$w/stats$m.safetensors" "$out/seeds/stats/tiny$m.safetensors"
   build/fuzz/seedgen strip "$w/stats$m.safetensors" "$out/seeds/stats/tiny${m}_nohist.safetensors"
 done
-bin/mambaq quantize --model "$w/tiny1" --stats "$w/stats1.safetensors" --out "$w/art1n" --method naive --tokenizer "$tok" --quiet --force >/dev/null
+bin/mambaq quantize --model "$w/tiny1" --stats "$w/stats1.safetensors" --out "$w/art1n" --method naive --tokenizer "$tok" --calib "$w/ids.bin" --quiet --force >/dev/null
 bin/mambaq quantize --model "$w/tiny1" --stats "$w/stats1.safetensors" --out "$w/art1q" --method quamba --weight-granularity channel \
-    --tokenizer "$tok" --quiet --force >/dev/null
+    --tokenizer "$tok" --calib "$w/ids.bin" --quiet --force >/dev/null
 bin/mambaq quantize --model "$w/tiny2" --stats "$w/stats2.safetensors" --out "$w/art2r" --method quamba-rot --quantize-head \
-    --tokenizer "$tok" --quiet --force >/dev/null
+    --tokenizer "$tok" --calib "$w/ids.bin" --quiet --force >/dev/null
 for a in art1n art1q art2r; do
   build/fuzz/seedgen pack "$w/$a" "$out/seeds/artifact/$a"
   cp "$w/$a/model.safetensors" "$out/seeds/safetensors/$a.safetensors"
