@@ -655,6 +655,18 @@ static void jcopy(const cJSON *j, const char *key, char *dst, size_t n) {
     if (cJSON_IsString(v)) snprintf(dst, n, "%s", v->valuestring);
 }
 
+/* A provenance count (calibration samples, tokens) into *dst when present: a whole number in
+ * [0, 1e15], else an error (a double outside long's range does not convert). */
+static int jcount(const cJSON *j, const char *key, const char *path, long *dst) {
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(j, key);
+    if (!cJSON_IsNumber(v)) return 0;
+    const double d = v->valuedouble;
+    if (!(d >= 0 && d <= 1e15) || d != (double)(long)d)
+        return mq_fail("%s: field \"calibration\".\"%s\" = %g is not a count", path, key, d);
+    *dst = (long)d;
+    return 0;
+}
+
 /* quant_config.json's "quamba2" object into o */
 static int read_quamba2(const cJSON *j, const char *path, q_options *o) {
     const cJSON *q = cJSON_GetObjectItemCaseSensitive(j, "quamba2");
@@ -779,10 +791,7 @@ static int read_quant_config(const char *dir, art_artifact *a, int *tied) {
     jcopy(cal, "stats_file", a->prov.stats_file, sizeof a->prov.stats_file);
     jcopy(cal, "data", a->prov.calib_data, sizeof a->prov.calib_data);
     jcopy(cal, "data_hash", a->prov.calib_data_hash, sizeof a->prov.calib_data_hash);
-    v = cJSON_GetObjectItemCaseSensitive(cal, "samples");
-    if (cJSON_IsNumber(v)) a->prov.calib_samples = (long)v->valuedouble;
-    v = cJSON_GetObjectItemCaseSensitive(cal, "tokens");
-    if (cJSON_IsNumber(v)) a->prov.calib_tokens = (long)v->valuedouble;
+    if (jcount(cal, "samples", path, &a->prov.calib_samples) || jcount(cal, "tokens", path, &a->prov.calib_tokens)) goto out;
     jcopy(src, "path", a->prov.source_model, sizeof a->prov.source_model);
     jcopy(src, "hash", a->prov.source_hash, sizeof a->prov.source_hash);
     jcopy(tool, "version", a->prov.tool_version, sizeof a->prov.tool_version);

@@ -513,6 +513,8 @@ static void test_bad_config(void) {
     expect_fail(edit_config("gran", "\"weight_granularity\":\t\"tensor\"", "\"weight_granularity\":\t\"group\""), "quant_config.json", "group");
     /* quant_config says per-channel weights, the tensors hold per-tensor scales: shape mismatch */
     expect_fail(edit_config("gran2", "\"weight_granularity\":\t\"tensor\"", "\"weight_granularity\":\t\"channel\""), "weight_scale", "shape");
+    /* a provenance count beyond any long (fuzz_artifact found the conversion undefined) */
+    expect_fail(edit_config("samples", "\"samples\":\t[0-9]*", "\"samples\":\t7.7e81"), "quant_config.json", "is not a count");
     char cmd[800];
     const char *d = edit_config("notok", "x", "x");
     snprintf(cmd, sizeof cmd, "rm '%s/tokenizer.json'", d);
