@@ -10,10 +10,11 @@
 
 void rt_i8_set_decode_fused(int on); /* ssm/i8_pass.cu */
 static_assert((int)GOP_ROUTE_AUTO == (int)K_ROUTE_AUTO && (int)GOP_ROUTE_LT == (int)K_ROUTE_LT &&
-                  (int)GOP_ROUTE_TILED == (int)K_ROUTE_TILED && (int)GOP_ROUTE_GEMV == (int)K_ROUTE_GEMV,
+                  (int)GOP_ROUTE_TILED == (int)K_ROUTE_TILED && (int)GOP_ROUTE_GEMV == (int)K_ROUTE_GEMV &&
+                  (int)GOP_ROUTE_MMA == (int)K_ROUTE_MMA && (int)GOP_NROUTES == (int)K_NROUTES,
               "gpu_ops.h's routes are kern.h's");
 extern "C" void gop_i8_set_route(int route) { k_i8_set_route(route); }
-extern "C" void gop_i8_route_counts(long counts[4]) { k_i8_route_counts(counts); }
+extern "C" void gop_i8_route_counts(long counts[GOP_NROUTES]) { k_i8_route_counts(counts); }
 extern "C" void gop_i8_set_decode_fused(int on) { rt_i8_set_decode_fused(on); }
 
 /* ---------------------------------------------------------------- transfers */

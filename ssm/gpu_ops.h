@@ -46,11 +46,12 @@ int gop_f16_gemm(float *Y, const float *X, const float *W, const float *bias, in
 
 /* ---- the int8 pass ---- */
 /* GEMM routes of the int8 linear layers: auto (cuBLASLt for prefill, the GEMV for <= 8 rows, the
- * tiled kernel for shapes cuBLASLt refuses), or one forced where its shape allows. The one the
- * forward uses from now on, and the counts of the routes taken so far [unused, cuBLASLt, tiled, GEMV]. */
-enum { GOP_ROUTE_AUTO = 0, GOP_ROUTE_LT = 1, GOP_ROUTE_TILED = 2, GOP_ROUTE_GEMV = 3 };
+ * tensor-core MMA kernel for 9-64 rows, the tiled kernel for shapes cuBLASLt refuses), or one forced
+ * where its shape allows. The one the forward uses from now on, and the counts of the routes taken
+ * so far [unused, cuBLASLt, tiled, GEMV, MMA]. */
+enum { GOP_ROUTE_AUTO = 0, GOP_ROUTE_LT = 1, GOP_ROUTE_TILED = 2, GOP_ROUTE_GEMV = 3, GOP_ROUTE_MMA = 4, GOP_NROUTES = 5 };
 void gop_i8_set_route(int route);
-void gop_i8_route_counts(long counts[4]);
+void gop_i8_route_counts(long counts[GOP_NROUTES]);
 /* Decode steps of one sequence take the fused kernels where the shapes allow (default on); off: the
  * general kernels, which the fused ones are tested against. A captured graph keeps its path. */
 void gop_i8_set_decode_fused(int on);

@@ -308,6 +308,23 @@ void k_i8_dec_conv(int8_t *out, const int8_t *x, int8_t *state, const int8_t *w,
  * segments by S_P (butterflies), then writes output segment a = norm * sum_a' A_m[a][a'] seg_a',
  * quantized. Without rotation (m = 1 and P = 0 by convention) it only quantizes its slice. */
 #define YQ_THREADS 1024 /* the row's butterflies spread over a whole block */
+#define HAD_MAX_M 28     /* the largest Hadamard block order had.h builds (28 = 7 * 4) */
+
+/* ys [E = m P]: each segment of P (= 2^lp) transformed by S_P in place, by the whole block */
+static __device__ void yq_butterflies(float *ys, int E, int P, int lp) {
+    for (int lh = 0; lh < lp; lh++) { /* butterflies of span h = 2^lh inside every segment */
+        __syncthreads();
+        const int h = 1 << lh;
+        for (int j = threadIdx.x; j < E / 2; j += YQ_THREADS) {
+            const int sgi = j >> (lp - 1), jj = j & ((P >> 1) - 1);
+            const int i0 = (sgi << lp) + ((jj >> lh) << (lh + 1)) + (jj & (h - 1));
+            const float x0 = ys[i0], x1 = ys[i0 + h];
+            ys[i0] = x0 + x1;
+            ys[i0 + h] = x0 - x1;
+        }
+    }
+    __syncthreads();
+}
 __global__ void __launch_bounds__(YQ_THREADS) dec_yquant_kernel(k_dec_yquant_args a) {
     extern __shared__ float ys[];
     __shared__ float sgn[32];
@@ -336,25 +353,39 @@ __global__ void __launch_bounds__(YQ_THREADS) dec_yquant_kernel(k_dec_yquant_arg
         for (int i = i0 + t; i < min(E, i0 + per); i += YQ_THREADS) a.q[i] = qr_quant_i8(ys[i], a.s);
         return;
     }
-    const int m = a.m, P = a.P, lp = a.log_p, seg = blockIdx.x;
+    const int m = a.m, P = a.P, seg = blockIdx.x;
     if (t < m) sgn[t] = (float)had_block_sign(m, seg, t);
-    for (int lh = 0; lh < lp; lh++) { /* butterflies of span h = 2^lh inside every segment */
-        __syncthreads();
-        const int h = 1 << lh;
-        for (int j = t; j < E / 2; j += YQ_THREADS) {
-            const int sgi = j >> (lp - 1), jj = j & ((P >> 1) - 1);
-            const int i0 = (sgi << lp) + ((jj >> lh) << (lh + 1)) + (jj & (h - 1));
-            const float x0 = ys[i0], x1 = ys[i0 + h];
-            ys[i0] = x0 + x1;
-            ys[i0 + h] = x0 - x1;
-        }
-    }
-    __syncthreads();
+    yq_butterflies(ys, E, P, a.log_p);
     for (int b = t; b < P; b += YQ_THREADS) {
         float v = 0.f;
         for (int k = 0; k < m; k++) v += sgn[k] * ys[k * P + b];
         a.q[seg * P + b] = qr_quant_i8(v * a.norm, a.s);
     }
+}
+
+/* The same for the rows of a decode batch (FP16 y [rows x E], Hadamard only): one block per row
+ * computes every segment, from an m x m sign table (the general Hadamard kernel runs a row per
+ * block of 64 threads: ~15 us for 16 or 64 rows of 5120 on the H200, latency bound). */
+__global__ void __launch_bounds__(YQ_THREADS) yquant_rows_kernel(k_dec_yquant_args a) {
+    extern __shared__ float ys[];
+    __shared__ float sgn[HAD_MAX_M * HAD_MAX_M];
+    const int E = a.E, t = threadIdx.x, m = a.m, P = a.P, lp = a.log_p;
+    const size_t row = blockIdx.x;
+    for (int i = t; i < m * m; i += YQ_THREADS) sgn[i] = (float)had_block_sign(m, i / m, i % m);
+    for (int i = t; i < E; i += YQ_THREADS) ys[i] = __half2float(a.y16[row * E + i]);
+    yq_butterflies(ys, E, P, lp);
+    for (int o = t; o < E; o += YQ_THREADS) {
+        const int seg = o >> lp, b = o & (P - 1);
+        float v = 0.f;
+        for (int k = 0; k < m; k++) v += sgn[seg * m + k] * ys[k * P + b];
+        a.q[row * E + o] = qr_quant_i8(v * a.norm, a.s);
+    }
+}
+
+void k_i8_yquant_rows(const k_dec_yquant_args &a, int rows, cudaStream_t st) {
+    if (!a.P || a.m > HAD_MAX_M) mq_die("k_i8_yquant_rows: m = %d, P = %d (checked by the caller)", a.m, a.P);
+    yquant_rows_kernel<<<rows, YQ_THREADS, sizeof(float) * a.E, st>>>(a);
+    CUDA_CHECK_LAUNCH();
 }
 
 void k_i8_dec_yquant(const k_dec_yquant_args &a, cudaStream_t st) {

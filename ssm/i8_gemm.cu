@@ -13,6 +13,9 @@
  * alignment, e.g. Mamba1's dt_proj reading the dt_low_rank slice), __dp4a on the tiles.
  * GEMV (decode, M <= 8): warps stream rows of W in 16- or 4-byte loads and __dp4a them with the M
  * rows of X, splitting K over up to 8 warps when N is short; the epilogue is fused.
+ * MMA (decode of a batch, 9 <= M <= 32 by default, sm_80+): int8 tensor-core mma.sync streaming W
+ * once: a block of 4 warps owns 16 rows of W and splits K among its warps (partials summed in shared
+ * memory, the epilogue fused); narrow layers (x_proj) also split K across blocks into int32 atomics.
  * int32 sums are exact whatever the order, so every route gives the same accumulators. */
 #include <stdlib.h>
 #include <string.h>
@@ -21,9 +24,9 @@
 #include "ssm/kern_util.cuh"
 
 static int g_route = K_ROUTE_AUTO;
-static long g_counts[4];
+static long g_counts[K_NROUTES];
 void k_i8_set_route(int route) { g_route = route; }
-void k_i8_route_counts(long counts[4]) { memcpy(counts, g_counts, sizeof g_counts); }
+void k_i8_route_counts(long counts[K_NROUTES]) { memcpy(counts, g_counts, sizeof g_counts); }
 
 /* ---------------------------------------------------------------- epilogue */
 
@@ -138,6 +141,170 @@ static int gemv_vec(const int8_t *X, int ldx, const int8_t *W, int M, int K) {
     return 0;
 }
 
+/* ---------------------------------------------------------------- MMA route */
+
+/* D += A B, A 16 x 32 int8 (rows of W), B 32 x 8 int8 (columns = tokens), int32 D (PTX ISA,
+ * mma.m16n8k32 .s8: lane = 4 g + t holds A rows g and g+8 at k slots 4t..4t+3 (a0, a1) and
+ * 16+4t.. (a2, a3), B column g at the same k slots (b0, b1), D rows g, g+8 x columns 2t, 2t+1).
+ * A k slot is only a label: lane t may feed any 4 real k into a slot as long as A and B agree, so
+ * W and X are read 16 contiguous bytes at a time (see i8_mma_kernel). */
+static __device__ __forceinline__ void mma_s8(int (&d)[4], int a0, int a1, int a2, int a3, int b0, int b1) {
+#if __CUDA_ARCH__ >= 800
+    asm("mma.sync.aligned.m16n8k32.row.col.s32.s8.s8.s32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};"
+        : "+r"(d[0]), "+r"(d[1]), "+r"(d[2]), "+r"(d[3])
+        : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "r"(b0), "r"(b1));
+#else
+    __trap(); /* the route is not chosen below sm_80 */
+#endif
+}
+
+#define MMA_WARPS 4
+
+static __device__ __forceinline__ int4 ld16(const int8_t *p, bool ok) {
+    return ok ? __ldg((const int4 *)p) : make_int4(0, 0, 0, 0);
+}
+static __device__ __forceinline__ int ld4(const int8_t *p, bool ok) { return ok ? __ldg((const int *)p) : 0; }
+
+/* Rows [16 bx, 16 bx + 16) of W against the M <= 8 MT rows of X, over k in the block's slice
+ * [kslice by, + kslice). Lane (g, t) reads 16 bytes of W rows g and g+8 and of token g's row of X at
+ * k = k0 + 16 t of each 64-wide step (two mma: bytes 0-7, then 8-15). Warp w takes steps w, w + 4,
+ * ..., with 2 or 4 steps of W loaded ahead, and the epilogue's scales of its rows are read first; a last step of 16, 32 or 48 k reads 4 bytes per
+ * slot. acc == NULL: the block's sums are the products, the epilogue runs here; else they are
+ * added into acc[M x N] (zeroed before; the epilogue follows as its own kernel). */
+template <int MT>
+__global__ void __launch_bounds__(MMA_WARPS * 32, 4) i8_mma_kernel(const int8_t *X, int ldx, const int8_t *W, int M, int N,
+                                                           int K, int kslice, k_epi e, void *out, int ldo,
+                                                           int32_t *acc) {
+    __shared__ int red[MMA_WARPS - 1][MT][4][32];
+    constexpr int MMA_AHEAD = MT == 2 ? 4 : 2; /* steps of 64 k in flight per warp (4 blocks per SM fit) */
+    const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
+    const int n0 = blockIdx.x * 16, ka = blockIdx.y * kslice, kb = min(K, ka + kslice);
+    const bool okA = n0 + g < N, okB = n0 + g + 8 < N;
+    const int8_t *wA = W + (size_t)(okA ? n0 + g : 0) * K, *wB = W + (size_t)(okB ? n0 + g + 8 : 0) * K;
+    float sc[2] = {0.f, 0.f}, bs[2] = {0.f, 0.f}, qs[2] = {0.f, 0.f}; /* rows n0 + g, n0 + g + 8 */
+    if (!acc && warp == 0)
+#pragma unroll
+        for (int h = 0; h < 2; h++) {
+            const int n = n0 + g + 8 * h;
+            if (n >= N) continue;
+            sc[h] = e.sx * e.sw[n];
+            if (e.bias) bs[h] = e.bias[n];
+            if (e.kind == K_EPI_I8) qs[h] = e.qs[n];
+        }
+    const int8_t *x0 = X + (size_t)g * ldx; /* token 8 mt + g: x0 + 8 mt ldx, while < M */
+    const size_t xstep = (size_t)8 * ldx;
+    int d[MT][4];
+#pragma unroll
+    for (int mt = 0; mt < MT; mt++) d[mt][0] = d[mt][1] = d[mt][2] = d[mt][3] = 0;
+    const int nsteps = (kb - ka) / 64;
+    int4 ra[MMA_AHEAD], rb[MMA_AHEAD];
+#pragma unroll
+    for (int p = 0; p < MMA_AHEAD; p++) {
+        const int st = warp + p * MMA_WARPS, k = ka + st * 64 + t * 16;
+        ra[p] = ld16(wA + k, st < nsteps && okA), rb[p] = ld16(wB + k, st < nsteps && okB);
+    }
+    /* Rounds of MMA_AHEAD steps in straight-line code: the round's X loads (L2 hits) are all issued
+     * first, W's come from the ring and refill it; a step past the end multiplies zeros. */
+    for (int j0 = 0; warp + j0 * MMA_WARPS < nsteps; j0 += MMA_AHEAD) {
+        int4 xv[MMA_AHEAD][MT];
+#pragma unroll
+        for (int p = 0; p < MMA_AHEAD; p++) {
+            const int st = warp + (j0 + p) * MMA_WARPS, k = ka + st * 64 + t * 16;
+#pragma unroll
+            for (int mt = 0; mt < MT; mt++) xv[p][mt] = ld16(x0 + mt * xstep + k, st < nsteps && mt * 8 + g < M);
+        }
+#pragma unroll
+        for (int p = 0; p < MMA_AHEAD; p++) {
+            const int4 a = ra[p], b = rb[p];
+            const int sn = warp + (j0 + p + MMA_AHEAD) * MMA_WARPS, kn = ka + sn * 64 + t * 16;
+            ra[p] = ld16(wA + kn, sn < nsteps && okA), rb[p] = ld16(wB + kn, sn < nsteps && okB);
+#pragma unroll
+            for (int mt = 0; mt < MT; mt++) {
+                mma_s8(d[mt], a.x, b.x, a.y, b.y, xv[p][mt].x, xv[p][mt].y);
+                mma_s8(d[mt], a.z, b.z, a.w, b.w, xv[p][mt].z, xv[p][mt].w);
+            }
+        }
+    }
+    /* the last 16-48 k of the slice (K % 64), 4 bytes per slot, by warp 0 */
+    const int kr = ka + nsteps * 64;
+    if (warp == 0 && kr < kb) {
+        for (int k = kr; k < kb; k += 32) {
+            const int k1 = k + 4 * t, k2 = k1 + 16;
+            const bool in1 = k1 < kb, in2 = k2 < kb;
+            const int a0 = ld4(wA + k1, in1 && okA), a1 = ld4(wB + k1, in1 && okB);
+            const int a2 = ld4(wA + k2, in2 && okA), a3 = ld4(wB + k2, in2 && okB);
+#pragma unroll
+            for (int mt = 0; mt < MT; mt++)
+                mma_s8(d[mt], a0, a1, a2, a3, ld4(x0 + mt * xstep + k1, in1 && mt * 8 + g < M),
+                       ld4(x0 + mt * xstep + k2, in2 && mt * 8 + g < M));
+        }
+    }
+    if (warp) {
+#pragma unroll
+        for (int mt = 0; mt < MT; mt++)
+#pragma unroll
+            for (int i = 0; i < 4; i++) red[warp - 1][mt][i][lane] = d[mt][i];
+    }
+    __syncthreads();
+    if (warp) return;
+#pragma unroll
+    for (int mt = 0; mt < MT; mt++)
+#pragma unroll
+        for (int i = 0; i < 4; i++) {
+            int v = d[mt][i];
+#pragma unroll
+            for (int w = 0; w < MMA_WARPS - 1; w++) v += red[w][mt][i][lane];
+            const int n = n0 + g + (i >= 2 ? 8 : 0), m = mt * 8 + 2 * t + (i & 1);
+            if (m >= M || n >= N) continue;
+            if (acc) atomicAdd(acc + (size_t)m * N + n, v);
+            else k_epi_store(e, v, sc[i >> 1], bs[i >> 1], qs[i >> 1], (size_t)m * ldo + n, out);
+        }
+}
+
+/* 16-byte loads throughout: K a multiple of 16, X's rows and W 16-byte aligned */
+static int mma_fits(const k_gemm_ctx *c, const int8_t *X, int ldx, const int8_t *W, int M, int K) {
+    return c->cc_major >= 8 && M >= 1 && M <= 64 && K % 16 == 0 && ldx % 16 == 0 && aligned(X, 16) && aligned(W, 16);
+}
+
+/* The most rows AUTO sends to the MMA route: 32 (above it cuBLASLt's IMMA kernels were faster on the
+ * H200, docs/performance.md); MQ_MMA_MAX_M=N (<= 64) overrides it, for the benchmarks. */
+static int mma_max_m(void) {
+    static int v = -1;
+    if (v < 0) {
+        const char *s = getenv("MQ_MMA_MAX_M");
+        v = s && atoi(s) > 0 ? (atoi(s) < 64 ? atoi(s) : 64) : 32;
+    }
+    return v;
+}
+
+/* K is split across blocks only when the rows alone give fewer blocks than SMs (x_proj), into
+ * slices of at least 16 steps (four per warp), since every slice costs M x N atomics. */
+static void mma_run(k_gemm_ctx *c, const int8_t *X, int ldx, const int8_t *W, int M, int N, int K, const k_epi &e,
+                    void *out, int ldo, int32_t *acc) {
+    const int rows = cdiv(N, 16), steps = cdiv(K, 64);
+    int split = 1;
+    if (rows < c->sm_count) {
+        split = cdiv(2 * c->sm_count, rows);
+        if (split > steps / 16) split = steps / 16;
+        if (split < 1) split = 1;
+    }
+    const int kslice = cdiv(steps, split) * 64;
+    split = cdiv(K, kslice);
+    int32_t *sums = split > 1 ? acc : NULL;
+    if (sums) CUDA_CHECK(cudaMemsetAsync(sums, 0, sizeof(int32_t) * (size_t)M * N, c->st));
+    dim3 grid(rows, split);
+    if (M <= 16) i8_mma_kernel<2><<<grid, MMA_WARPS * 32, 0, c->st>>>(X, ldx, W, M, N, K, kslice, e, out, ldo, sums);
+    else if (M <= 32) i8_mma_kernel<4><<<grid, MMA_WARPS * 32, 0, c->st>>>(X, ldx, W, M, N, K, kslice, e, out, ldo, sums);
+    else i8_mma_kernel<8><<<grid, MMA_WARPS * 32, 0, c->st>>>(X, ldx, W, M, N, K, kslice, e, out, ldo, sums);
+    CUDA_CHECK_LAUNCH();
+    if (sums) {
+        size_t total = (size_t)M * N;
+        unsigned blocks = (unsigned)(total / 256 + 1 < 8192 ? total / 256 + 1 : 8192);
+        i8_epilogue_kernel<<<blocks, 256, 0, c->st>>>(sums, M, N, e, out, ldo);
+        CUDA_CHECK_LAUNCH();
+    }
+}
+
 /* ---------------------------------------------------------------- cuBLASLt route */
 
 struct k_lt_plan {
@@ -156,6 +323,7 @@ void k_gemm_ctx_init(k_gemm_ctx *c, cudaStream_t st, void *lt_ws, size_t lt_ws_b
     CUBLAS_CHECK(cublasLtCreate(&c->lt));
     c->plans = (k_lt_plan *)mq_calloc(MAX_PLANS, sizeof(k_lt_plan));
     CUDA_CHECK(cudaDeviceGetAttribute(&c->sm_count, cudaDevAttrMultiProcessorCount, 0));
+    CUDA_CHECK(cudaDeviceGetAttribute(&c->cc_major, cudaDevAttrComputeCapabilityMajor, 0));
 }
 
 static void plan_destroy(k_lt_plan *p) {
@@ -247,6 +415,12 @@ void k_i8_linear(k_gemm_ctx *c, const int8_t *X, int ldx, const int8_t *W, int M
         if (v == 16) gemv_v<16>(X, ldx, W, M, N, K, e, out, ldo, c->sm_count, c->st);
         else gemv_v<4>(X, ldx, W, M, N, K, e, out, ldo, c->sm_count, c->st);
         g_counts[K_ROUTE_GEMV]++;
+        return;
+    }
+    /* the tensor-core route for 9-64 rows (forced: from 1) */
+    if (((route == K_ROUTE_AUTO && M > 8 && M <= mma_max_m()) || route == K_ROUTE_MMA) && mma_fits(c, X, ldx, W, M, K)) {
+        mma_run(c, X, ldx, W, M, N, K, e, out, ldo, acc);
+        g_counts[K_ROUTE_MMA]++;
         return;
     }
     if (route != K_ROUTE_TILED && lt_run(c, X, ldx, W, M, N, K, acc) == 0) {

@@ -66,6 +66,13 @@ struct i8_be {
 
 static int xp_dim(const mq_config *c) { return c->arch == MQ_MAMBA1 ? c->dt_rank + 2 * c->d_state : 0; }
 
+/* Up to this many rows (decode batches) the y rotation + quantize takes k_i8_yquant_rows, a block
+ * per row; prefill takes the general Hadamard kernel. */
+#define YQ_ROWS_MAX 256
+static int yq_rows_fit(const i8_be *g) {
+    return g->had_p >= 2 && g->had_m <= 28 && g->rt.base.cfg.d_inner * (int)sizeof(float) <= 48 * 1024;
+}
+
 /* Can decode steps of one sequence take the fused kernels (ssm/kern.h lists what they need)? */
 static void decide_fused(i8_be *g) {
     const mq_config *c = &g->rt.base.cfg;
@@ -312,7 +319,13 @@ static int forward(rt_be *r, int B, int T, be_state *s, const mq_hooks *hk) {
             ssm_out = g->g16;
         }
         HOOK(l, MQ_ACT_SSM_OUT, ssm_out, MQ_F16, 0.f, R, E, E);
-        if (g->hadamard) {
+        if (g->hadamard && R <= YQ_ROWS_MAX && yq_rows_fit(g)) {
+            k_dec_yquant_args ya;
+            memset(&ya, 0, sizeof ya);
+            ya.y16 = ssm_out, ya.E = E, ya.m = g->had_m, ya.P = g->had_p, ya.log_p = g->had_log_p;
+            ya.norm = (float)(1.0 / sqrt((double)E)), ya.s = L->s_y, ya.q = g->yq8;
+            k_i8_yquant_rows(ya, R, st);
+        } else if (g->hadamard) {
             if (had_cuda_transform_quant_f16(ssm_out, g->yq8, R, E, L->s_y, (void *)st))
                 return mq_fail_ctx("int8 forward, layer %d", l); /* checked at upload */
         } else {

@@ -141,13 +141,18 @@ static inline k_epi k_epi_make(float sx, const float *sw, const float *bias, con
     e.sx = sx, e.sw = sw, e.bias = bias, e.qs = qs, e.kind = kind;
     return e;
 }
-static __device__ __forceinline__ void k_epi_put(const k_epi &e, int32_t acc, int m, int n, void *out, int ldo) {
-    float v = (float)acc * (e.sx * e.sw[n]);
-    if (e.bias) v += e.bias[n];
-    const size_t i = (size_t)m * ldo + n;
-    if (e.kind == K_EPI_I8) ((int8_t *)out)[i] = qr_quant_i8(v, e.qs[n]);
+/* the epilogue of output n with its parameters read ahead (sc = sx * sw[n], b = bias[n], qs = qs[n]) */
+static __device__ __forceinline__ void k_epi_store(const k_epi &e, int32_t acc, float sc, float b, float qs, size_t i,
+                                                   void *out) {
+    float v = (float)acc * sc;
+    if (e.bias) v += b;
+    if (e.kind == K_EPI_I8) ((int8_t *)out)[i] = qr_quant_i8(v, qs);
     else if (e.kind == K_EPI_F16) ((half *)out)[i] = __float2half(v);
     else ((float *)out)[i] = v;
+}
+static __device__ __forceinline__ void k_epi_put(const k_epi &e, int32_t acc, int m, int n, void *out, int ldo) {
+    k_epi_store(e, acc, e.sx * e.sw[n], e.bias ? e.bias[n] : 0.f, e.kind == K_EPI_I8 ? e.qs[n] : 0.f,
+                (size_t)m * ldo + n, out);
 }
 
 /* resid += delta (FP16, may be NULL); v = RMSNorm(resid) * w (double sum of squares, the CPU's
@@ -178,15 +183,16 @@ struct k_gemm_ctx {
     size_t lt_ws_bytes;
     k_lt_plan *plans;
     int nplans;
-    int sm_count;
+    int sm_count, cc_major;
 };
 void k_gemm_ctx_init(k_gemm_ctx *c, cudaStream_t st, void *lt_ws, size_t lt_ws_bytes);
 void k_gemm_ctx_free(k_gemm_ctx *c);
-/* GEMM routes: AUTO picks (cuBLASLt for prefill, the GEMV for <= 8 rows, the tiled kernel for shapes
- * cuBLASLt refuses); the others force one route where its shape requirements hold. Tests only. */
-enum { K_ROUTE_AUTO = 0, K_ROUTE_LT = 1, K_ROUTE_TILED = 2, K_ROUTE_GEMV = 3 };
+/* GEMM routes: AUTO picks (cuBLASLt for prefill, the GEMV for <= 8 rows, the tensor-core MMA kernel
+ * for 9-64 rows, the tiled kernel for shapes cuBLASLt refuses); the others force one route where
+ * its shape requirements hold. Tests only. */
+enum { K_ROUTE_AUTO = 0, K_ROUTE_LT = 1, K_ROUTE_TILED = 2, K_ROUTE_GEMV = 3, K_ROUTE_MMA = 4, K_NROUTES = 5 };
 void k_i8_set_route(int route);
-void k_i8_route_counts(long counts[4]); /* [unused, cuBLASLt, tiled, GEMV] calls so far */
+void k_i8_route_counts(long counts[K_NROUTES]); /* [unused, cuBLASLt, tiled, GEMV, MMA] calls so far */
 /* out[M x N] (ld ldo) = epilogue(X[M x K] (ld ldx) * W[N x K]^T); acc: int32 scratch of M*N. */
 void k_i8_linear(k_gemm_ctx *c, const int8_t *X, int ldx, const int8_t *W, int M, int N, int K, const k_epi &e,
                  void *out, int ldo, int32_t *acc);
@@ -262,5 +268,8 @@ struct k_dec_yquant_args {
     int8_t *q;
 };
 void k_i8_dec_yquant(const k_dec_yquant_args &a, cudaStream_t st);
+/* The Hadamard case of it for `rows` rows of y16 (rows x E, and q the same): the decode batches'
+ * y quantize. Needs P > 0, m <= 28 and E floats of shared memory (at most 48 KB). */
+void k_i8_yquant_rows(const k_dec_yquant_args &a, int rows, cudaStream_t st);
 
 #endif

@@ -67,6 +67,24 @@ static int chunk_len(int T, int *nc) {
 
 /* ---------------------------------------------------------------- Mamba1 */
 
+/* One state update and the output, with every rounding explicit (no contraction left to the
+ * compiler), so that the general scan and the decode step below give bit-identical states and y
+ * however their loops are laid out. int8 pass: the simulation's exp(dt A) h + (dt B) u; FP16 pass:
+ * exp(dt A) h + (dt u) B. A is pre-scaled by log2(e). */
+static __device__ __forceinline__ float m1_update_sim(float h, float delta, float A, float Bn, float u) {
+    return __fmaf_rn(ex2_ftz(__fmul_rn(delta, A)), h, __fmul_rn(__fmul_rn(delta, Bn), u));
+}
+static __device__ __forceinline__ float m1_update_f16(float h, float dt, float A, float Bn, float dx) {
+    return __fmaf_rn(ex2_ftz(__fmul_rn(dt, A)), h, __fmul_rn(dx, Bn));
+}
+/* y = (C.h + D u) * SiLU(z) */
+template <class In>
+static __device__ __forceinline__ float m1_out(float part, float Dd, float u, bool gate, const In &z,
+                                               typename In::raw_t zr) {
+    const float y = __fmaf_rn(Dd, u, part);
+    return gate ? __fmul_rn(y, d_silu(z.val(zr))) : y;
+}
+
 #define S1_THREADS 128
 #define S1_TT 16 /* steps per shared tile; each thread prefetches its x, dt, z of a tile */
 
@@ -128,23 +146,19 @@ __global__ void __launch_bounds__(S1_THREADS) scan_m1_kernel(k_scan_m1_args<In, 
                 sdt += delta;
 #pragma unroll
                 for (int n = 0; n < NPAD; n++) {
-                    h[n] = ex2_ftz(delta * A[n]) * h[n] + (delta * sB[tt][n]) * u;
-                    if (OUT) part += h[n] * sC[tt][n];
+                    h[n] = m1_update_sim(h[n], delta, A[n], sB[tt][n], u);
+                    if (OUT) part = __fmaf_rn(h[n], sC[tt][n], part);
                 }
             } else {
-                const float dt = d_softplus(dtv), dx = dt * u;
+                const float dt = d_softplus(dtv), dx = __fmul_rn(dt, u);
                 sdt += dt;
 #pragma unroll
                 for (int n = 0; n < NPAD; n++) {
-                    h[n] = ex2_ftz(dt * A[n]) * h[n] + dx * sB[tt][n];
-                    if (OUT) part += sC[tt][n] * h[n];
+                    h[n] = m1_update_f16(h[n], dt, A[n], sB[tt][n], dx);
+                    if (OUT) part = __fmaf_rn(sC[tt][n], h[n], part);
                 }
             }
-            if (OUT && live) {
-                float y = part + Dd * u;
-                if (gate) y *= d_silu(a.z.val(zs[tt]));
-                put_out(&a.y[(row0 + tt) * a.ldy + d], y);
-            }
+            if (OUT && live) put_out(&a.y[(row0 + tt) * a.ldy + d], m1_out(part, Dd, u, gate, a.z, zs[tt]));
         }
     }
     if (!live) return;
@@ -162,6 +176,69 @@ __global__ void __launch_bounds__(S1_THREADS) scan_m1_kernel(k_scan_m1_args<In, 
     }
 }
 
+
+/* Decode (T = 1, nc = 1, N % 4 == 0): LPC = NPAD / 4 lanes per channel, each holding 4 states of
+ * S1_BPT sequences, so that a warp reads and writes 8 channels' states as consecutive float4s (the
+ * general kernel's thread per channel read 64-byte rows, most of each sector unused). S1_BPT = 1:
+ * 4 sequences per thread (A, D and bias read once for them) was slower on the H200, 26.5 against
+ * 18.7 us per layer at batch 64 (ncu, mamba-2.8b). C.h is summed in the general kernel's order,
+ * n = 0, 1, ...: lane q continues the running sum of lane q-1 (LPC rounds of one shuffle), so
+ * decode gives the prefill's values bit for bit. */
+#define S1_BPT 1
+template <class In, class Out, int NPAD>
+__global__ void __launch_bounds__(S1_THREADS) scan_m1_step_kernel(k_scan_m1_args<In, Out> a) {
+    constexpr int LPC = NPAD / 4;
+    const int tid = blockIdx.x * S1_THREADS + threadIdx.x, b0 = blockIdx.y * S1_BPT, N = a.N;
+    const int d = tid / LPC, q = tid % LPC, n0 = q * 4;
+    const bool live = d < a.Di, has = live && n0 < N; /* whole warps stay for the shuffles */
+    const int dd = live ? d : 0;
+    const size_t S = (size_t)a.Di * N, sidx = (size_t)dd * N + n0;
+    float A[4], h[S1_BPT][4];
+#pragma unroll
+    for (int j = 0; j < S1_BPT; j++) {
+        float4 h4 = make_float4(0.f, 0.f, 0.f, 0.f);
+        if (has && a.state_in && b0 + j < a.B) h4 = *(const float4 *)(a.state + (b0 + j) * S + sidx);
+        h[j][0] = h4.x, h[j][1] = h4.y, h[j][2] = h4.z, h[j][3] = h4.w;
+    }
+#pragma unroll
+    for (int i = 0; i < 4; i++) A[i] = has ? a.A[sidx + i] * LOG2E : 0.f;
+    const float bias = a.dt_bias ? a.dt_bias[dd] : 0.f, Dd = a.D ? a.D[dd] : 0.f;
+    const bool gate = a.z.p != NULL;
+    const int base = (threadIdx.x & 31) & ~(LPC - 1);
+#pragma unroll
+    for (int j = 0; j < S1_BPT; j++) {
+        const size_t row = b0 + j;
+        if (b0 + j >= a.B) break; /* the same for the whole block */
+        const float u = a.x.at(row, dd), dtv = a.dt.at(row, dd) + bias;
+        if (has) {
+            const float delta = In::sim ? fmaxf(d_softplus(dtv), 0.f) : d_softplus(dtv);
+            const float dx = __fmul_rn(delta, u);
+#pragma unroll
+            for (int i = 0; i < 4; i++) {
+                const float Bn = a.Bm.at(row, n0 + i);
+                h[j][i] = In::sim ? m1_update_sim(h[j][i], delta, A[i], Bn, u) : m1_update_f16(h[j][i], delta, A[i], Bn, dx);
+            }
+        }
+        float part = 0.f;
+#pragma unroll
+        for (int r = 0; r < LPC; r++) { /* round r: lane r of the channel adds its four terms */
+            const float prev = __shfl_sync(0xffffffffu, part, base + (r ? r - 1 : 0));
+            if (q == r && has) {
+                part = r ? prev : 0.f;
+#pragma unroll
+                for (int i = 0; i < 4; i++) {
+                    const float Cn = a.Cm.at(row, n0 + i);
+                    part = In::sim ? __fmaf_rn(h[j][i], Cn, part) : __fmaf_rn(Cn, h[j][i], part);
+                }
+            }
+        }
+        if (!has) continue;
+        *(float4 *)(a.state + row * S + sidx) = make_float4(h[j][0], h[j][1], h[j][2], h[j][3]);
+        if (n0 + 4 >= N) /* the channel's last lane holds C.h */
+            put_out(&a.y[row * a.ldy + d], m1_out(part, Dd, u, gate, a.z, gate ? a.z.raw(row, dd) : 0));
+    }
+}
+
 template <class In, class Out, int NPAD>
 static void scan_m1_run(const k_scan_m1_args<In, Out> &a, int L, cudaStream_t st) {
     if (a.nc > 1) {
@@ -169,6 +246,12 @@ static void scan_m1_run(const k_scan_m1_args<In, Out> &a, int L, cudaStream_t st
         scan_m1_kernel<In, Out, NPAD, false><<<g1, S1_THREADS, 0, st>>>(a, L);
         CUDA_CHECK_LAUNCH();
         scan_prefix(a.cstate, a.cdt, a.state, a.state_in, a.A, 1, a.B, a.Di * a.N, a.N, a.nc, st);
+    }
+    if (a.T == 1 && a.nc == 1 && a.N % 4 == 0 && a.state) {
+        dim3 g(cdiv((long)a.Di * (NPAD / 4), S1_THREADS), cdiv(a.B, S1_BPT));
+        scan_m1_step_kernel<In, Out, NPAD><<<g, S1_THREADS, 0, st>>>(a);
+        CUDA_CHECK_LAUNCH();
+        return;
     }
     dim3 g3(cdiv(a.Di, S1_THREADS), a.B, a.nc);
     scan_m1_kernel<In, Out, NPAD, true><<<g3, S1_THREADS, 0, st>>>(a, L);
@@ -207,6 +290,18 @@ static void scan_m1(const k_scan_m1_args<In, Out> &a0, cudaStream_t st) {
 static size_t scan2_smem(int grp, bool out) {
     const int npad = grp * S2_NPT, pr = S2_THREADS / grp;
     return sizeof(float) * ((size_t)S2_TT * npad * (out ? 2 : 1) + (size_t)S2_TT * pr + 2 * S2_TT);
+}
+
+/* The state update and C dot of 4 states with every rounding explicit, shared by the general scan
+ * and the decode step (bit-identical results): h = dA h + (dt x) B; dot = ((h0 c0 + h1 c1) + h2 c2) + h3 c3. */
+static __device__ __forceinline__ void m2_update4(float *h, float dA, float dx, float4 b) {
+    h[0] = __fmaf_rn(dA, h[0], __fmul_rn(dx, b.x));
+    h[1] = __fmaf_rn(dA, h[1], __fmul_rn(dx, b.y));
+    h[2] = __fmaf_rn(dA, h[2], __fmul_rn(dx, b.z));
+    h[3] = __fmaf_rn(dA, h[3], __fmul_rn(dx, b.w));
+}
+static __device__ __forceinline__ float m2_dot4(const float *h, float4 c) {
+    return __fmaf_rn(h[3], c.w, __fmaf_rn(h[2], c.z, __fmaf_rn(h[1], c.y, __fmul_rn(h[0], c.x))));
 }
 
 template <class In, class Out, int GRP, bool OUT>
@@ -260,7 +355,7 @@ __global__ void __launch_bounds__(S2_THREADS, 2) scan_m2_kernel(k_scan_m2_args<I
                 dt = fminf(fmaxf(dt, a.lo), a.hi);
             }
             sDt[tt] = dt;
-            sDA[tt] = expf(dt * Ah);
+            sDA[tt] = expf(__fmul_rn(dt, Ah));
         }
         __syncthreads();
         for (int t4 = 0; t4 < nt; t4 += 4) {
@@ -270,21 +365,14 @@ __global__ void __launch_bounds__(S2_THREADS, 2) scan_m2_kernel(k_scan_m2_args<I
                 acc[u] = 0.f;
                 const int tt = t4 + u;
                 if (tt >= nt) continue; /* the same for the whole block */
-                const float dt = sDt[tt], dA = sDA[tt], dx = sX[tt * PR + pr] * dt;
+                const float dt = sDt[tt], dA = sDA[tt], dx = __fmul_rn(sX[tt * PR + pr], dt);
                 sdt += dt;
                 const float4 *b4 = (const float4 *)(sB + tt * NPAD) + lane;
                 const float4 *c4 = (const float4 *)(sC + tt * NPAD) + lane;
 #pragma unroll
                 for (int q = 0; q < S2_NPT / 4; q++) {
-                    const float4 bv = b4[q * GRP];
-                    h[4 * q + 0] = dA * h[4 * q + 0] + dx * bv.x;
-                    h[4 * q + 1] = dA * h[4 * q + 1] + dx * bv.y;
-                    h[4 * q + 2] = dA * h[4 * q + 2] + dx * bv.z;
-                    h[4 * q + 3] = dA * h[4 * q + 3] + dx * bv.w;
-                    if (OUT) {
-                        const float4 cv = c4[q * GRP];
-                        acc[u] += h[4 * q + 0] * cv.x + h[4 * q + 1] * cv.y + h[4 * q + 2] * cv.z + h[4 * q + 3] * cv.w;
-                    }
+                    m2_update4(h + 4 * q, dA, dx, b4[q * GRP]);
+                    if (OUT) acc[u] = __fadd_rn(acc[u], m2_dot4(h + 4 * q, c4[q * GRP]));
                 }
             }
             if (OUT) {
@@ -297,7 +385,7 @@ __global__ void __launch_bounds__(S2_THREADS, 2) scan_m2_kernel(k_scan_m2_args<I
                     for (int u = 0; u < 4; u++)
                         if (t4 + u < nt)
                             put_out(&a.y[(row0 + t4 + u) * a.ldy + (size_t)hd * P + p],
-                                    acc[u] + Dh * sX[(t4 + u) * PR + pr]);
+                                    __fmaf_rn(Dh, sX[(t4 + u) * PR + pr], acc[u]));
                 }
             }
         }
@@ -319,6 +407,52 @@ __global__ void __launch_bounds__(S2_THREADS, 2) scan_m2_kernel(k_scan_m2_args<I
     }
 }
 
+
+/* Decode (T = 1, nc = 1): the general kernel's lanes and arithmetic (so the same values bit for bit)
+ * without its shared-memory tiles, which at one step cost a barrier and 37 KB per block for 32
+ * steps: B, C, x and dt are read straight from global memory (L1 hits across the block). */
+template <class In, class Out, int GRP>
+__global__ void __launch_bounds__(S2_THREADS) scan_m2_step_kernel(k_scan_m2_args<In, Out> a) {
+    constexpr int PR = S2_THREADS / GRP;
+    const int N = a.N, P = a.P, lane = threadIdx.x % GRP, pr = threadIdx.x / GRP;
+    const int p = blockIdx.x * PR + pr, b = blockIdx.y / a.H, hd = blockIdx.y % a.H;
+    const int grp = hd / (a.H / a.G);
+    const bool live = p < P;
+    const size_t S = (size_t)a.H * P * N, sidx = (size_t)b * S + ((size_t)hd * P + (live ? p : 0)) * N, row = b;
+    float h[S2_NPT];
+#pragma unroll
+    for (int i = 0; i < S2_NPT; i++) {
+        const int n = ((i / 4) * GRP + lane) * 4 + i % 4;
+        h[i] = (live && a.state_in && n < N) ? a.state[sidx + n] : 0.f;
+    }
+    float dt = d_softplus(a.dt.at(row, hd) + (a.dt_bias ? a.dt_bias[hd] : 0.f));
+    dt = fminf(fmaxf(dt, a.lo), a.hi);
+    const float dA = expf(__fmul_rn(dt, a.A[hd])), xv = live ? a.x.at(row, (size_t)hd * P + p) : 0.f;
+    const float dx = __fmul_rn(xv, dt);
+    float acc = 0.f;
+#pragma unroll
+    for (int q = 0; q < S2_NPT / 4; q++) {
+        const int n = (q * GRP + lane) * 4;
+        float4 bv = make_float4(0.f, 0.f, 0.f, 0.f), cv = bv;
+        if (n < N) {
+            const size_t c0 = (size_t)grp * N + n;
+            bv = make_float4(a.Bm.at(row, c0), a.Bm.at(row, c0 + 1), a.Bm.at(row, c0 + 2), a.Bm.at(row, c0 + 3));
+            cv = make_float4(a.Cm.at(row, c0), a.Cm.at(row, c0 + 1), a.Cm.at(row, c0 + 2), a.Cm.at(row, c0 + 3));
+        }
+        m2_update4(h + 4 * q, dA, dx, bv);
+        acc = __fadd_rn(acc, m2_dot4(h + 4 * q, cv));
+    }
+#pragma unroll
+    for (int o = GRP / 2; o; o >>= 1) acc += __shfl_xor_sync(0xffffffffu, acc, o);
+    if (!live) return;
+    if (lane == 0) put_out(&a.y[row * a.ldy + (size_t)hd * P + p], __fmaf_rn(a.D ? a.D[hd] : 0.f, xv, acc));
+#pragma unroll
+    for (int i = 0; i < S2_NPT; i++) {
+        const int n = ((i / 4) * GRP + lane) * 4 + i % 4;
+        if (n < N) a.state[sidx + n] = h[i];
+    }
+}
+
 template <class In, class Out, int GRP>
 static void scan_m2_run(const k_scan_m2_args<In, Out> &a, int L, cudaStream_t st) {
     constexpr int PR = S2_THREADS / GRP;
@@ -328,6 +462,12 @@ static void scan_m2_run(const k_scan_m2_args<In, Out> &a, int L, cudaStream_t st
         scan_m2_kernel<In, Out, GRP, false><<<g1, S2_THREADS, scan2_smem(GRP, false), st>>>(a, L);
         CUDA_CHECK_LAUNCH();
         scan_prefix(a.cstate, a.cdt, a.state, a.state_in, a.A, 0, a.B, Di * a.N, a.P * a.N, a.nc, st);
+    }
+    if (a.T == 1 && a.nc == 1 && a.N % 4 == 0 && a.state) {
+        dim3 g(cdiv(a.P, PR), a.B * a.H);
+        scan_m2_step_kernel<In, Out, GRP><<<g, S2_THREADS, 0, st>>>(a);
+        CUDA_CHECK_LAUNCH();
+        return;
     }
     dim3 g3(cdiv(a.P, PR), a.B * a.H, a.nc);
     scan_m2_kernel<In, Out, GRP, true><<<g3, S2_THREADS, scan2_smem(GRP, true), st>>>(a, L);

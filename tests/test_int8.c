@@ -56,7 +56,9 @@ static double worst(const float *a, const float *b, size_t n, double rel, double
 
 /* ---------------------------------------------------------------- GEMM routes */
 
-static const char *route_name(int r) { return r == 1 ? "cuBLASLt" : r == 2 ? "tiled" : r == 3 ? "GEMV" : "auto"; }
+static const char *route_name(int r) {
+    return r == 1 ? "cuBLASLt" : r == 2 ? "tiled" : r == 3 ? "GEMV" : r == 4 ? "MMA" : "auto";
+}
 
 static void test_gemm_i32(void) {
     NEED_GPU();
@@ -89,7 +91,12 @@ static void test_linear_epilogue(void) {
     struct { int M, N, K, pad, route; } cs[] = {
         {64, 384, 192, 0, GOP_ROUTE_AUTO}, {37, 50, 67, 3, GOP_ROUTE_AUTO}, {300, 200, 96, 0, GOP_ROUTE_TILED},
         {1, 384, 192, 0, GOP_ROUTE_GEMV},  {3, 50, 44, 0, GOP_ROUTE_GEMV},  {8, 1536, 768, 0, GOP_ROUTE_GEMV},
-        {4, 384, 12, 32, GOP_ROUTE_GEMV},  {5, 77, 30, 1, GOP_ROUTE_GEMV},  {1, 192, 4096, 0, GOP_ROUTE_GEMV}};
+        {4, 384, 12, 32, GOP_ROUTE_GEMV},  {5, 77, 30, 1, GOP_ROUTE_GEMV},  {1, 192, 4096, 0, GOP_ROUTE_GEMV},
+        /* the tensor-core route: 16-row blocks cut at N, tokens padded to 8, K tails of 16 / 32 / 48
+         * (dt_proj's 48 of mamba-130m, its row stride 80), K split over blocks (x_proj's 192 x 5120) */
+        {9, 384, 192, 0, GOP_ROUTE_MMA},   {16, 1546, 768, 0, GOP_ROUTE_MMA}, {24, 77, 48, 32, GOP_ROUTE_MMA},
+        {50, 100, 176, 16, GOP_ROUTE_MMA}, {64, 192, 5120, 0, GOP_ROUTE_MMA}, {32, 2570, 1024, 0, GOP_ROUTE_AUTO},
+        {1, 300, 320, 0, GOP_ROUTE_MMA},   {64, 640, 2560, 0, GOP_ROUTE_MMA},  {40, 50, 67, 3, GOP_ROUTE_MMA}};
     for (size_t i = 0; i < sizeof cs / sizeof cs[0]; i++) {
         int M = cs[i].M, N = cs[i].N, K = cs[i].K, pad = cs[i].pad, route = cs[i].route;
         int8_t *X = rand_i8((size_t)M * K), *W = rand_i8((size_t)N * K);
@@ -100,7 +107,7 @@ static void test_linear_epilogue(void) {
         i8ref_gemm(acc, X, K, W, M, N, K);
         int8_t *q_ref = mq_malloc((size_t)M * N), *q_got = mq_malloc((size_t)M * N);
         float *f_ref = mq_malloc((size_t)M * N * 4), *f_got = mq_malloc((size_t)M * N * 4);
-        long c0[4], c1[4];
+        long c0[GOP_NROUTES], c1[GOP_NROUTES];
         gop_i8_route_counts(c0);
         /* int8 output, per-channel weight scales, bias, per-column output scales */
         i8ref_epilogue(acc, M, N, sx, sw, bias, qs, q_ref, NULL);
@@ -117,7 +124,10 @@ static void test_linear_epilogue(void) {
         size_t bad32 = 0;
         for (size_t j = 0; j < (size_t)M * N; j++) bad32 += f_got[j] != (float)acc[j];
         gop_i8_route_counts(c1);
-        const char *ran = c1[3] > c0[3] ? "GEMV" : c1[1] > c0[1] ? "cuBLASLt" : "tiled";
+        const char *ran = c1[3] > c0[3]   ? "GEMV"
+                          : c1[4] > c0[4] ? "MMA"
+                          : c1[1] > c0[1] ? "cuBLASLt"
+                                          : "tiled";
         printf("    %4dx%4dx%4d (ld %d) asked %-8s ran %-8s: int8 %zu of %d one step apart (max %d), fp16 worst %.2f, "
                "fp32 %zu wrong\n", M, N, K, K + pad, route_name(route), ran, nd, M * N, maxd, w16, bad32);
         T_CHECK(maxd <= 1 && nd <= (size_t)(0.002 * M * N) + 2, "int8 epilogue: %zu flips, max %d", nd, maxd);
@@ -125,6 +135,9 @@ static void test_linear_epilogue(void) {
         T_CHECK(bad32 == 0, "fp32 unit-scale epilogue: %zu wrong", bad32);
         if (route == GOP_ROUTE_GEMV && K % 4 == 0 && (K + pad) % 4 == 0)
             T_CHECK(c1[3] - c0[3] == 3, "the GEMV did not run (%ld calls)", c1[3] - c0[3]);
+        /* AUTO takes it for 9..32 rows (MQ_MMA_MAX_M unset) */
+        if ((route == GOP_ROUTE_MMA || (route == GOP_ROUTE_AUTO && M > 8 && M <= 32)) && K % 16 == 0 && (K + pad) % 16 == 0)
+            T_CHECK(c1[4] - c0[4] == 3, "the MMA route did not run (%ld calls)", c1[4] - c0[4]);
         free(X), free(W), free(sw), free(qs), free(bias), free(ones), free(acc), free(q_ref), free(q_got), free(f_ref),
             free(f_got);
     }
@@ -241,6 +254,88 @@ static void scan1_case(int B, int T, int Di, int N, int with_z, int with_state, 
     T_CHECK(ws <= 1, "state worst %.3g", ws);
     free(u), free(dt), free(z), free(Bm), free(Cm), free(A), free(D), free(bias), free(st0), free(s_ref), free(s_got);
     free(y_ref), free(y_got);
+}
+
+/* Decode steps (T = 1 calls, the step kernel for N % 4 == 0) against one call over the same T
+ * tokens (the general kernel): the same y and states bit for bit, both sum C.h in the same order. */
+static void scan1_steps_case(int B, int T, int Di, int N, int with_z) {
+    size_t R = (size_t)B * T, sn = (size_t)B * Di * N;
+    int8_t *u = rand_i8(R * Di), *dt = rand_i8(R * Di), *z = rand_i8(R * Di), *Bm = rand_i8(R * N), *Cm = rand_i8(R * N);
+    float *A = rand_f((size_t)Di * N, -8, -0.5f), *D = rand_f(Di, 0.5f, 1.5f), *bias = rand_f(Di, -5, -2);
+    const float su = 0.03f, sdt = 0.02f, sb = 0.05f, sc = 0.04f, sz = 0.03f;
+    float *st0 = rand_f(sn, -1, 1), *s_one = copy_f(st0, sn), *s_step = copy_f(st0, sn);
+    float *y_one = mq_malloc(R * Di * 4), *y_step = mq_malloc(R * Di * 4), *y1 = mq_malloc((size_t)B * Di * 4);
+    int8_t *u1 = mq_malloc((size_t)B * Di), *dt1 = mq_malloc((size_t)B * Di), *z1 = mq_malloc((size_t)B * Di);
+    int8_t *B1 = mq_malloc((size_t)B * N), *C1 = mq_malloc((size_t)B * N);
+    T_CHECK(gop_i8_scan_m1(y_one, u, su, dt, sdt, bias, Bm, Cm, sb, sc, with_z ? z : NULL, sz, A, D, s_one, B, T, Di, N,
+                           1) == 0, "%s", mq_errmsg());
+    for (int t = 0; t < T; t++) {
+        for (int b = 0; b < B; b++) { /* token t of every sequence */
+            const size_t r = (size_t)b * T + t;
+            memcpy(u1 + (size_t)b * Di, u + r * Di, Di), memcpy(dt1 + (size_t)b * Di, dt + r * Di, Di);
+            memcpy(z1 + (size_t)b * Di, z + r * Di, Di);
+            memcpy(B1 + (size_t)b * N, Bm + r * N, N), memcpy(C1 + (size_t)b * N, Cm + r * N, N);
+        }
+        T_CHECK(gop_i8_scan_m1(y1, u1, su, dt1, sdt, bias, B1, C1, sb, sc, with_z ? z1 : NULL, sz, A, D, s_step, B, 1, Di,
+                               N, 1) == 0, "%s", mq_errmsg());
+        for (int b = 0; b < B; b++) memcpy(y_step + ((size_t)b * T + t) * Di, y1 + (size_t)b * Di, sizeof(float) * Di);
+    }
+    size_t dy = 0, ds = 0;
+    for (size_t i = 0; i < R * Di; i++) dy += y_one[i] != y_step[i];
+    for (size_t i = 0; i < sn; i++) ds += s_one[i] != s_step[i];
+    printf("    scan m1 B=%d Di=%d N=%d%s: %d decode steps vs one call: %zu y and %zu states differ\n", B, Di, N,
+           with_z ? " z" : "", T, dy, ds);
+    T_CHECK(dy == 0 && ds == 0, "decode steps differ from the one-call scan (%zu y, %zu states)", dy, ds);
+    free(u), free(dt), free(z), free(Bm), free(Cm), free(A), free(D), free(bias), free(st0), free(s_one), free(s_step);
+    free(y_one), free(y_step), free(y1), free(u1), free(dt1), free(z1), free(B1), free(C1);
+}
+
+static void test_scan_m1_steps(void) {
+    NEED_GPU();
+    scan1_steps_case(3, 9, 100, 16, 1);
+    scan1_steps_case(2, 5, 45, 32, 1);
+    scan1_steps_case(1, 6, 33, 12, 0); /* 3 lanes of a 4-lane channel group live */
+    scan1_steps_case(64, 2, 256, 16, 1);
+}
+
+/* The same for Mamba2 (its step kernel for N % 4 == 0) */
+static void scan2_steps_case(int B, int T, int H, int P, int G, int N) {
+    const size_t R = (size_t)B * T, Di = (size_t)H * P, GN = (size_t)G * N, sn = (size_t)B * Di * N;
+    int8_t *x = rand_i8(R * Di), *dt = rand_i8(R * H), *Bm = rand_i8(R * GN), *Cm = rand_i8(R * GN);
+    float *A = rand_f(H, -8, -0.5f), *D = rand_f(H, 0.5f, 1.5f), *bias = rand_f(H, -5, -2);
+    const float sx = 0.03f, sdt = 0.02f, sb = 0.05f, sc = 0.04f, lo = 0.f, hi = INFINITY;
+    float *st0 = rand_f(sn, -1, 1), *s_one = copy_f(st0, sn), *s_step = copy_f(st0, sn);
+    float *y_one = mq_malloc(R * Di * 4), *y_step = mq_malloc(R * Di * 4), *y1 = mq_malloc((size_t)B * Di * 4);
+    int8_t *x1 = mq_malloc((size_t)B * Di), *dt1 = mq_malloc((size_t)B * H), *B1 = mq_malloc((size_t)B * GN);
+    int8_t *C1 = mq_malloc((size_t)B * GN);
+    T_CHECK(gop_i8_scan_m2(y_one, x, sx, dt, sdt, bias, lo, hi, Bm, Cm, sb, sc, A, D, s_one, B, T, H, P, G, N, 1) == 0,
+            "%s", mq_errmsg());
+    for (int t = 0; t < T; t++) {
+        for (int b = 0; b < B; b++) {
+            const size_t r = (size_t)b * T + t;
+            memcpy(x1 + b * Di, x + r * Di, Di), memcpy(dt1 + (size_t)b * H, dt + r * H, H);
+            memcpy(B1 + b * GN, Bm + r * GN, GN), memcpy(C1 + b * GN, Cm + r * GN, GN);
+        }
+        T_CHECK(gop_i8_scan_m2(y1, x1, sx, dt1, sdt, bias, lo, hi, B1, C1, sb, sc, A, D, s_step, B, 1, H, P, G, N, 1) == 0,
+                "%s", mq_errmsg());
+        for (int b = 0; b < B; b++) memcpy(y_step + ((size_t)b * T + t) * Di, y1 + b * Di, sizeof(float) * Di);
+    }
+    size_t dy = 0, ds = 0;
+    for (size_t i = 0; i < R * Di; i++) dy += y_one[i] != y_step[i];
+    for (size_t i = 0; i < sn; i++) ds += s_one[i] != s_step[i];
+    printf("    scan m2 B=%d H=%d P=%d G=%d N=%d: %d decode steps vs one call: %zu y and %zu states differ\n", B, H, P, G,
+           N, T, dy, ds);
+    T_CHECK(dy == 0 && ds == 0, "decode steps differ from the one-call scan (%zu y, %zu states)", dy, ds);
+    free(x), free(dt), free(Bm), free(Cm), free(A), free(D), free(bias), free(st0), free(s_one), free(s_step);
+    free(y_one), free(y_step), free(y1), free(x1), free(dt1), free(B1), free(C1);
+}
+
+static void test_scan_m2_steps(void) {
+    NEED_GPU();
+    scan2_steps_case(2, 7, 6, 16, 2, 64);
+    scan2_steps_case(3, 5, 4, 33, 1, 128); /* rows of P not a multiple of the block's */
+    scan2_steps_case(1, 6, 4, 8, 4, 12);   /* padded lanes */
+    scan2_steps_case(16, 2, 8, 64, 1, 128);
 }
 
 static void test_scan_m1(void) {
@@ -493,7 +588,7 @@ static void model_case(int arch, q_method method, q_granularity gran, int head, 
         /* the same steps op by op (a hook turns the graph and the fused kernels off) */
         be_state *s2 = g1 ? be_state_new(g1, 1) : NULL;
         mq_hooks nop = {nop_hook, NULL};
-        long c0[4], c1[4];
+        long c0[GOP_NROUTES], c1[GOP_NROUTES];
         T_CHECK(s2 && be_prefill(g1, val, 1, P, s2, NULL, NULL) == 0, "%s", mq_errmsg());
         gop_i8_route_counts(c0);
         for (int k = 0; k < K && s2; k++) T_CHECK(be_step(g1, s2, val + P + k, &nop, NULL, lfull) == 0, "%s", mq_errmsg());
@@ -562,13 +657,13 @@ static void test_decode_fused_shapes(void) {
             be_state *sa = be_state_new(g, 1), *sb = be_state_new(g, 1);
             float *ha = mq_malloc(sizeof(float) * D), *hb = mq_malloc(sizeof(float) * D);
             double worst = 0;
-            long c0[4], c1[4];
+            long c0[GOP_NROUTES], c1[GOP_NROUTES];
             for (int k = 0; k < K; k++) {
                 int32_t tok = (int32_t)((k * 7919u + 13) % (unsigned)c.vocab_size);
                 gop_i8_route_counts(c0);
                 T_CHECK(be_step(g, sa, &tok, NULL, ha, NULL) == 0, "%s", mq_errmsg());
                 gop_i8_route_counts(c1);
-                T_CHECK(c1[1] == c0[1] && c1[2] == c0[2] && c1[3] == c0[3], "the fused path did not run");
+                T_CHECK(c1[1] == c0[1] && c1[2] == c0[2] && c1[3] == c0[3] && c1[4] == c0[4], "the fused path did not run");
                 gop_i8_set_decode_fused(0);
                 T_CHECK(be_step(g, sb, &tok, NULL, hb, NULL) == 0, "%s", mq_errmsg());
                 gop_i8_set_decode_fused(1);
@@ -742,6 +837,8 @@ int main(int argc, char **argv) {
     RUN(test_rmsnorm);
     RUN(test_conv1d);
     RUN(test_scan_m1);
+    RUN(test_scan_m1_steps);
+    RUN(test_scan_m2_steps);
     RUN(test_scan_m2);
     RUN(test_gated_rmsnorm);
     RUN(test_upload_refuses);
