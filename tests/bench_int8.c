@@ -12,8 +12,8 @@
  * FP16, a per-op breakdown of one int8 prefill); with --peers, the peers' results of the same run
  * (DIR/torch_peer.json, DIR/mssm_peer.json from ../shared/bench, see tools/bench.sh) in a table
  * beside ours; with --json, all of it as docs/bench.json (schema in docs/benchmarks.md).
- * build/bench/bench_int8 NAME --steps N: only N plain decode steps of NAME, int8 then FP16, for a
- * kernel profiler (ncu) to time every kernel of a step.
+ * build/bench/bench_int8 NAME --steps N [--batch B]: only N plain decode steps of NAME (N <= 64) for
+ * B sequences, int8 then FP16, for a kernel profiler (ncu) to time every kernel of a step.
  * build/bench/bench_int8 --artifact ART MODEL: the same prefill 1x1024 and batch-1 decode for an
  * artifact (mambaq quantize) beside the FP16 forward of its source checkpoint MODEL: the whole
  * artifact path at full size (tests/bench_random_model.c makes such checkpoints). */
@@ -78,19 +78,21 @@ static int nop_hook(void *ctx, const mq_act *a) {
     (void)ctx, (void)a;
     return 0;
 }
-static int profile_steps(const shape *sh, int n) {
+static int profile_steps(const shape *sh, int n, int batch) {
     mq_config c = make_cfg(sh);
-    int32_t *tok = bt_tokens(64, c.vocab_size);
-    float *logits = mq_malloc(sizeof(float) * c.vocab_size);
+    if (n > 64) n = 64;
+    int32_t *tok = bt_tokens(64 * batch, c.vocab_size);
+    float *logits = mq_malloc(sizeof(float) * c.vocab_size * batch);
     const be_kind kinds[2] = {BE_CUDA_INT8, BE_CUDA_F16};
     for (int p = 0; p < 2; p++) {
-        be *b = open_random(&c, kinds[p], 1, 16);
-        be_state *s = be_state_new(b, 1);
+        be *b = open_random(&c, kinds[p], batch, 16);
+        be_state *s = be_state_new(b, batch);
         mq_hooks nop = {nop_hook, NULL};
         if (!s) mq_die("%s: %s", sh->name, mq_errmsg());
-        /* int8: the fused batch-1 kernels run without hooks; they are what a profile should show */
-        for (int k = 0; k < n && k < 64; k++)
-            if (be_step(b, s, tok + k, p ? &nop : NULL, NULL, logits)) mq_die("%s", mq_errmsg());
+        /* int8 batch 1: the fused kernels run without hooks; they are what a profile should show */
+        for (int k = 0; k < n; k++)
+            if (be_step(b, s, tok + (size_t)k * batch, p || batch > 1 ? &nop : NULL, NULL, logits))
+                mq_die("%s", mq_errmsg());
         be_state_free(s);
         be_free(b);
     }
@@ -297,17 +299,18 @@ static void print_peer_table(cJSON *models, cJSON *notes) {
 
 int main(int argc, char **argv) {
     const char *filter = NULL, *json_out = NULL, *peers = NULL;
-    int steps = -1;
+    int steps = -1, batch = 1;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--json") && i + 1 < argc) json_out = argv[++i];
         else if (!strcmp(argv[i], "--peers") && i + 1 < argc) peers = argv[++i];
         else if (!strcmp(argv[i], "--steps") && i + 1 < argc) steps = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--batch") && i + 1 < argc) batch = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--artifact") && i + 2 < argc) {
             const char *why;
             if (!gpu_available(&why)) return printf("bench_int8: no usable GPU (%s)\n", why), 0;
             return bench_artifact(argv[i + 1], argv[i + 2]);
         } else if (argv[i][0] == '-') {
-            fprintf(stderr, "usage: bench_int8 [FILTER] [--peers DIR] [--json FILE] | NAME --steps N | "
+            fprintf(stderr, "usage: bench_int8 [FILTER] [--peers DIR] [--json FILE] | NAME --steps N [--batch B] | "
                             "--artifact ART MODEL\n");
             return 2;
         } else filter = argv[i];
@@ -319,7 +322,7 @@ int main(int argc, char **argv) {
     }
     if (steps >= 0) {
         for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++)
-            if (filter && !strcmp(shapes[i].name, filter)) return profile_steps(&shapes[i], steps);
+            if (filter && !strcmp(shapes[i].name, filter)) return profile_steps(&shapes[i], steps, batch < 1 ? 1 : batch);
         mq_die("bench_int8: no shape named %s", filter ? filter : "(none given)");
     }
     const double tbps = gpu_copy_tbps((size_t)1 << 30);

@@ -6,6 +6,8 @@
 #             (the same table before and after a change); BENCH_FILTER limits the shapes
 #   bench     build/bench/bench_int8 and bench_gpu (BENCH_FILTER)
 #   pipeline  GPU calib -> quantize (quamba and quamba-rot) -> verify on the proxies present
+#   tasks     eval --task lambada / choice on the GPU (FP16 model, the pipeline's quamba artifact) and
+#             the artifact on the CPU too (--limit 200): the GPU task path against the CPU
 #   makebench `make bench` (tools/bench.sh: every benchmark and the peers of .dev/peers, made by
 #             tools/peers-setup.sh): docs/benchmarks.md and docs/bench.json, copied to $OUT
 # Expects a copy of ../shared in $MQ_SHARED (default .dev/shared; files may be gzipped: they are
@@ -92,6 +94,33 @@ if has pipeline; then
     timeout 240 bin/mambaq eval "$a" --data "$MQ_SHARED/datasets/valid.txt" --tokenizer "$MQ_SHARED/models/tokenizer.json" \
       --windows 8 > "$out/eval-$m-quamba2.txt" 2>&1
     note "quamba2 w4a8 $m (rc $?): $(grep -iE 'quamba2|perplexity|ppl' "$out/eval-$m-quamba2.txt" | tr '\n' ' ' | cut -c1-300)"
+  done
+fi
+if has tasks; then
+  # zero-shot tasks on the GPU (batched), FP16 model and the pipeline's quamba artifact, beside the
+  # CPU: the FP32 reference of accuracy_reference.json, and the artifact's CPU simulation on --limit 200
+  D=$MQ_SHARED/datasets; T=$MQ_SHARED/models/tokenizer.json
+  for m in mamba1-proxy mamba2-proxy; do
+    [ -d "$MQ_SHARED/models/$m" ] || continue
+    for t in lambada choice; do
+      f=$D/lambada_1000.jsonl; [ $t = choice ] && f=$D/story_choice_valid.jsonl
+      t0=$(date +%s)
+      timeout 240 bin/mambaq eval "$MQ_SHARED/models/$m" --task $t --data "$f" --tokenizer "$T" --device cuda --json \
+        > "$out/task-$m-$t-f16.json" 2> "$out/task-$m-$t-f16.log"
+      note "task $m $t FP16 cuda (rc $?, $(( $(date +%s) - t0 )) s): $(tr -d ' \n' < "$out/task-$m-$t-f16.json" | cut -c1-400)"
+      a=out/$m-quamba
+      [ -d "$a" ] || continue
+      t0=$(date +%s)
+      timeout 240 bin/mambaq eval "$a" --task $t --data "$f" --tokenizer "$T" --device cuda --json \
+        > "$out/task-$m-$t-i8.json" 2> "$out/task-$m-$t-i8.log"
+      note "task $m $t quamba cuda (rc $?, $(( $(date +%s) - t0 )) s): $(tr -d ' \n' < "$out/task-$m-$t-i8.json" | cut -c1-400)"
+      for dev in cuda cpu; do
+        t0=$(date +%s)
+        timeout 240 bin/mambaq eval "$a" --task $t --data "$f" --tokenizer "$T" --device $dev --limit 200 --json \
+          > "$out/task-$m-$t-i8-200-$dev.json" 2> "$out/task-$m-$t-i8-200-$dev.log"
+        note "task $m $t quamba $dev --limit 200 (rc $?, $(( $(date +%s) - t0 )) s): $(tr -d ' \n' < "$out/task-$m-$t-i8-200-$dev.json" | cut -c1-400)"
+      done
+    done
   done
 fi
 if has makebench; then
