@@ -292,8 +292,8 @@ static size_t scan2_smem(int grp, bool out) {
     return sizeof(float) * ((size_t)S2_TT * npad * (out ? 2 : 1) + (size_t)S2_TT * pr + 2 * S2_TT);
 }
 
-/* The state update and C dot of 4 states with every rounding explicit, shared by the general scan
- * and the decode step (bit-identical results): h = dA h + (dt x) B; dot = ((h0 c0 + h1 c1) + h2 c2) + h3 c3. */
+/* The state update and C dot of 4 states with every rounding explicit (no contraction left to the
+ * compiler): h = dA h + (dt x) B; dot = ((h0 c0 + h1 c1) + h2 c2) + h3 c3. */
 static __device__ __forceinline__ void m2_update4(float *h, float dA, float dx, float4 b) {
     h[0] = __fmaf_rn(dA, h[0], __fmul_rn(dx, b.x));
     h[1] = __fmaf_rn(dA, h[1], __fmul_rn(dx, b.y));
@@ -408,51 +408,6 @@ __global__ void __launch_bounds__(S2_THREADS, 2) scan_m2_kernel(k_scan_m2_args<I
 }
 
 
-/* Decode (T = 1, nc = 1): the general kernel's lanes and arithmetic (so the same values bit for bit)
- * without its shared-memory tiles, which at one step cost a barrier and 37 KB per block for 32
- * steps: B, C, x and dt are read straight from global memory (L1 hits across the block). */
-template <class In, class Out, int GRP>
-__global__ void __launch_bounds__(S2_THREADS) scan_m2_step_kernel(k_scan_m2_args<In, Out> a) {
-    constexpr int PR = S2_THREADS / GRP;
-    const int N = a.N, P = a.P, lane = threadIdx.x % GRP, pr = threadIdx.x / GRP;
-    const int p = blockIdx.x * PR + pr, b = blockIdx.y / a.H, hd = blockIdx.y % a.H;
-    const int grp = hd / (a.H / a.G);
-    const bool live = p < P;
-    const size_t S = (size_t)a.H * P * N, sidx = (size_t)b * S + ((size_t)hd * P + (live ? p : 0)) * N, row = b;
-    float h[S2_NPT];
-#pragma unroll
-    for (int i = 0; i < S2_NPT; i++) {
-        const int n = ((i / 4) * GRP + lane) * 4 + i % 4;
-        h[i] = (live && a.state_in && n < N) ? a.state[sidx + n] : 0.f;
-    }
-    float dt = d_softplus(a.dt.at(row, hd) + (a.dt_bias ? a.dt_bias[hd] : 0.f));
-    dt = fminf(fmaxf(dt, a.lo), a.hi);
-    const float dA = expf(__fmul_rn(dt, a.A[hd])), xv = live ? a.x.at(row, (size_t)hd * P + p) : 0.f;
-    const float dx = __fmul_rn(xv, dt);
-    float acc = 0.f;
-#pragma unroll
-    for (int q = 0; q < S2_NPT / 4; q++) {
-        const int n = (q * GRP + lane) * 4;
-        float4 bv = make_float4(0.f, 0.f, 0.f, 0.f), cv = bv;
-        if (n < N) {
-            const size_t c0 = (size_t)grp * N + n;
-            bv = make_float4(a.Bm.at(row, c0), a.Bm.at(row, c0 + 1), a.Bm.at(row, c0 + 2), a.Bm.at(row, c0 + 3));
-            cv = make_float4(a.Cm.at(row, c0), a.Cm.at(row, c0 + 1), a.Cm.at(row, c0 + 2), a.Cm.at(row, c0 + 3));
-        }
-        m2_update4(h + 4 * q, dA, dx, bv);
-        acc = __fadd_rn(acc, m2_dot4(h + 4 * q, cv));
-    }
-#pragma unroll
-    for (int o = GRP / 2; o; o >>= 1) acc += __shfl_xor_sync(0xffffffffu, acc, o);
-    if (!live) return;
-    if (lane == 0) put_out(&a.y[row * a.ldy + (size_t)hd * P + p], __fmaf_rn(a.D ? a.D[hd] : 0.f, xv, acc));
-#pragma unroll
-    for (int i = 0; i < S2_NPT; i++) {
-        const int n = ((i / 4) * GRP + lane) * 4 + i % 4;
-        if (n < N) a.state[sidx + n] = h[i];
-    }
-}
-
 template <class In, class Out, int GRP>
 static void scan_m2_run(const k_scan_m2_args<In, Out> &a, int L, cudaStream_t st) {
     constexpr int PR = S2_THREADS / GRP;
@@ -463,12 +418,10 @@ static void scan_m2_run(const k_scan_m2_args<In, Out> &a, int L, cudaStream_t st
         CUDA_CHECK_LAUNCH();
         scan_prefix(a.cstate, a.cdt, a.state, a.state_in, a.A, 0, a.B, Di * a.N, a.P * a.N, a.nc, st);
     }
-    if (a.T == 1 && a.nc == 1 && a.N % 4 == 0 && a.state) {
-        dim3 g(cdiv(a.P, PR), a.B * a.H);
-        scan_m2_step_kernel<In, Out, GRP><<<g, S2_THREADS, 0, st>>>(a);
-        CUDA_CHECK_LAUNCH();
-        return;
-    }
+    /* no step kernel for decode: one reading B and C straight from global memory (int8 loads per
+     * lane instead of the tile's shared float4s) took 162 us per layer at batch 64 on the H200
+     * (mamba2-2.7b, ncu) where the general kernel takes ~139 (CUDA events), and make bench's
+     * decode b=64 went 13.31 -> 14.64 ms; the general kernel serves T = 1 */
     dim3 g3(cdiv(a.P, PR), a.B * a.H, a.nc);
     scan_m2_kernel<In, Out, GRP, true><<<g3, S2_THREADS, scan2_smem(GRP, true), st>>>(a, L);
     CUDA_CHECK_LAUNCH();

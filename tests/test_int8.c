@@ -298,7 +298,7 @@ static void test_scan_m1_steps(void) {
     scan1_steps_case(64, 2, 256, 16, 1);
 }
 
-/* The same for Mamba2 (its step kernel for N % 4 == 0) */
+/* The same for Mamba2 (one kernel for both, its decode steps one-token tiles) */
 static void scan2_steps_case(int B, int T, int H, int P, int G, int N) {
     const size_t R = (size_t)B * T, Di = (size_t)H * P, GN = (size_t)G * N, sn = (size_t)B * Di * N;
     int8_t *x = rand_i8(R * Di), *dt = rand_i8(R * H), *Bm = rand_i8(R * GN), *Cm = rand_i8(R * GN);
