@@ -3,6 +3,8 @@
  * exercised on strided views as in the forwards. */
 #include <stdlib.h>
 #include <string.h>
+#include <math.h>
+#include "hadamard/had.h"
 #include "ssm/cuda_rt.h"
 #include "ssm/gpu_ops.h"
 
@@ -404,3 +406,19 @@ extern "C" int gop_i8_gated_rmsnorm(float *out, const float *y, const int8_t *z,
     return 0;
 }
 
+extern "C" int gop_i8_yquant_rows(int8_t *q, const float *y, int rows, int E, float s) {
+    if (rt_need_gpu()) return -1;
+    int m, lp;
+    if (had_factor(E, &m, &lp)) return -1;
+    if (lp < 1 || (size_t)E * sizeof(float) > 48 * 1024) return mq_fail("gop_i8_yquant_rows: E = %d out of range", E);
+    half *dy = up_f16(y, rows, E, E);
+    int8_t *dq = (int8_t *)dmalloc((size_t)rows * E + 16);
+    k_dec_yquant_args a;
+    memset(&a, 0, sizeof a);
+    a.y16 = dy, a.E = E, a.m = m, a.P = 1 << lp, a.log_p = lp, a.norm = (float)(1.0 / sqrt((double)E)), a.s = s, a.q = dq;
+    k_i8_yquant_rows(a, rows, 0);
+    CUDA_CHECK(cudaDeviceSynchronize());
+    CUDA_CHECK(cudaMemcpy(q, dq, (size_t)rows * E, cudaMemcpyDeviceToHost));
+    dfree(dy), dfree(dq);
+    return 0;
+}

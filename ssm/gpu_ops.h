@@ -80,6 +80,9 @@ int gop_i8_scan_m2(float *y, const int8_t *x, float sx, const int8_t *dt, float 
 /* gated RMSNorm of FP32 y [T x D] with int8 z; out FP16 widened. */
 int gop_i8_gated_rmsnorm(float *out, const float *y, const int8_t *z, float sz, const float *w, int T, int D, float eps,
                          int norm_before_gate);
+/* The decode batches' y rotation + quantize (k_i8_yquant_rows): q [rows x E] = int8 q(H y, s) of y
+ * rounded to FP16; E = m 2^k (had.h) with k >= 1 and at most 12288. */
+int gop_i8_yquant_rows(int8_t *q, const float *y, int rows, int E, float s);
 
 #ifdef __cplusplus
 }

@@ -54,4 +54,5 @@ int gop_i8_scan_m2(float *y, const int8_t *x, float sx, const int8_t *dt, float 
                    float *state, int B, int T, int H, int P, int G, int N, int n_chunks) { return NOCUDA; }
 int gop_i8_gated_rmsnorm(float *out, const float *y, const int8_t *z, float sz, const float *w, int T, int D, float eps,
                          int norm_before_gate) { return NOCUDA; }
+int gop_i8_yquant_rows(int8_t *q, const float *y, int rows, int E, float s) { return NOCUDA; }
 #endif
