@@ -9,6 +9,7 @@
 #include "core/progress.h"
 #include "datasets/ds.h"
 #include "datasets/tok.h"
+#include "ssm/ops.h"
 #include <cjson/cJSON.h>
 #include <math.h>
 #include <stdint.h>
@@ -132,6 +133,10 @@ int cmd_eval(int argc, char **argv) {
         CLI_TASK("zero-shot accuracy instead of perplexity: lambada ({\"text\"}) or choice ({\"context\", \"choices\", \"label\"}), "
                  "scored as lm-eval-harness (default --data: " CLI_TASK_DEFAULT_DATA ")"),
         CLI_TASK_LIMIT,
+        {.name = "--state-format", .metavar = "fp32|fp16|bf16|int8",
+         .help = "store the SSM state between tokens in this format (CPU forward only; int8: one scale per state row): "
+                 "what a cheaper decode state costs",
+         .def = "fp32"},
         CLI_END,
     };
     cli_parse(argc, argv, opts, "mambaq eval [MODEL] [--data FILE] [options]",
@@ -158,6 +163,21 @@ int cmd_eval(int argc, char **argv) {
     spec.windows = (int)cli_int(opts, "--windows", 0, 1 << 24);
     cli_threads(opts);
     spec.device = cli_get(opts, "--device");
+    const int state_fmt = op_state_format_parse(cli_get(opts, "--state-format"));
+    if (state_fmt < 0) {
+        fprintf(stderr, "mambaq eval: --state-format: expected fp32, fp16, bf16 or int8, got '%s'\n",
+                cli_get(opts, "--state-format"));
+        return 2;
+    }
+    if (state_fmt != OP_STATE_F32) {
+        if (spec.device && !strcmp(spec.device, "cuda")) {
+            fprintf(stderr, "mambaq eval: --state-format %s is simulated by the CPU forward only (give --device cpu)\n",
+                    op_state_format_name(state_fmt));
+            return 2;
+        }
+        spec.device = "cpu";
+        op_set_state_format(state_fmt);
+    }
     int json = cli_flag(opts, "--json");
     spec.progress = !cli_flag(opts, "--quiet"); /* core/progress: a bar on a terminal, a line every few seconds in logs */
 
@@ -183,6 +203,7 @@ int cmd_eval(int argc, char **argv) {
         cJSON_AddStringToObject(o, "device", be_kind_is_cuda(r.kind) ? "cuda" : "cpu");
         cJSON_AddStringToObject(o, "forward", be_kind_name(r.kind));
         cJSON_AddStringToObject(o, "data", spec.data);
+        cJSON_AddStringToObject(o, "state_format", op_state_format_name(state_fmt));
         cJSON_AddNumberToObject(o, "data_tokens", (double)r.data_tokens);
         if (spec.tokenizer) cJSON_AddStringToObject(o, "tokenizer", spec.tokenizer);
         if (r.method) {
@@ -197,6 +218,8 @@ int cmd_eval(int argc, char **argv) {
         printf("forward        %s\n", r.forward);
         printf("data           %s (%ld tokens)\n", spec.data, r.data_tokens);
         printf("windows        %d x %d tokens, %ld tokens scored\n", r.windows, spec.window, r.tokens_scored);
+        if (state_fmt != OP_STATE_F32)
+            printf("state          stored as %s after every token (CPU simulation)\n", op_state_format_name(state_fmt));
         printf("perplexity     %.4f +/- %.4f (mean NLL %.6f +/- %.6f nats)\n", r.ppl, r.ppl_err, r.nll_mean, r.nll_stderr);
         printf("time           %.2f s scoring (%.0f tokens/s), %.2f s loading\n", r.seconds,
                (double)r.windows * spec.window / r.seconds, r.load_seconds);

@@ -5,6 +5,7 @@
 #include "ssm/ops.h"
 #include "core/err.h"
 #include "core/mat.h"
+#include "core/st.h"
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -152,12 +153,60 @@ void op_conv1d(float *y, int ldy, const float *x, int ldx, const float *w, const
 /* Lane groups (8 channels each) per scan task. A task walks t with all its groups side by side, so
  * each row of u, delta, z, x is read as whole cache lines; one group per task strides through
  * memory a row apart and misses cache on every access. */
+/* ---------------------------------------------------------------- state storage format */
+
+static int g_state_fmt = OP_STATE_F32;
+void op_set_state_format(int fmt) { g_state_fmt = fmt; }
+int op_state_format(void) { return g_state_fmt; }
+
+static const char *const state_fmt_names[] = {"fp32", "fp16", "bf16", "int8"};
+int op_state_format_parse(const char *name) {
+    for (int i = 0; name && i < 4; i++)
+        if (!strcmp(name, state_fmt_names[i])) return i;
+    return -1;
+}
+const char *op_state_format_name(int fmt) { return fmt >= 0 && fmt < 4 ? state_fmt_names[fmt] : "?"; }
+
+static float round_bf16(float v) {
+    uint32_t b;
+    memcpy(&b, &v, 4);
+    if ((b & 0x7f800000u) != 0x7f800000u) b += 0x7fffu + ((b >> 16) & 1u); /* nearest even; Inf/NaN kept */
+    b &= 0xffff0000u;
+    memcpy(&v, &b, 4);
+    return v;
+}
+
+void op_state_round(float *row, int n, int fmt) {
+    if (fmt == OP_STATE_F16) {
+        for (int i = 0; i < n; i++) row[i] = st_f16_to_f32(st_f32_to_f16(row[i]));
+    } else if (fmt == OP_STATE_BF16) {
+        for (int i = 0; i < n; i++) row[i] = round_bf16(row[i]);
+    } else if (fmt == OP_STATE_I8) {
+        float m = 0.0f;
+        for (int i = 0; i < n; i++) m = fmaxf(m, fabsf(row[i]));
+        if (!(m > 0.0f) || isinf(m)) return; /* all zero (or not finite: left for the NaN checks) */
+        const float s = m / 127.0f;
+        for (int i = 0; i < n; i++) row[i] = rintf(row[i] / s) * s;
+    }
+}
+
+/* The rows of 8 lanes (channels) x N states of a scan group, rounded as op_state_round does */
+static void round_rows8(v8 *h, int N, int w, int fmt) {
+    float row[256];
+    for (int l = 0; l < w; l++) {
+        for (int n = 0; n < N; n++) row[n] = h[n][l];
+        op_state_round(row, N, fmt);
+        for (int n = 0; n < N; n++) h[n][l] = row[n];
+    }
+}
+
 enum { SCAN_GROUPS = 4 };
 
 void op_scan_m1(float *y, int ldy, const float *u, int ldu, const float *delta, int ldd,
                 const float *A, const float *B, int ldb, const float *C, int ldc, const float *D,
                 const float *z, int ldz, float *state, int T, int Di, int N) {
-    int ngroups = (Di + 7) / 8, ntasks = (ngroups + SCAN_GROUPS - 1) / SCAN_GROUPS;
+    int ngroups = (Di + 7) / 8, ntasks = (ngroups + SCAN_GROUPS - 1) / SCAN_GROUPS, fmt = g_state_fmt;
+    if (fmt && N > 256) mq_die("op_scan_m1: state format %s for d_state %d > 256", op_state_format_name(fmt), N);
     /* Lanes run over channels: h[g*N + n] holds state n of the 8 channels of group g, so the sum
      * over n is a chain of vector FMAs with no horizontal reduction. */
 #pragma omp parallel for schedule(static) if ((long)T * Di * N > PAR_MIN)
@@ -187,6 +236,7 @@ void op_scan_m1(float *y, int ldy, const float *u, int ldu, const float *delta, 
                 v8 out = acc + uu * Dv[g];
                 if (z) out = out * silu8(load8(z + (size_t)t * ldz + d0, w));
                 store8(y + (size_t)t * ldy + d0, out, w);
+                if (fmt) round_rows8(hg, N, w < 8 ? w : 8, fmt);
             }
         }
         if (state)
@@ -201,7 +251,8 @@ void op_scan_m1(float *y, int ldy, const float *u, int ldu, const float *delta, 
 void op_scan_m2(float *y, int ldy, const float *x, int ldx, const float *dt, int lddt, const float *A,
                 const float *B, int ldb, const float *C, int ldc, const float *D, float *state,
                 int T, int H, int P, int G, int N) {
-    int npg = (P + 7) / 8, nchunk = (npg + SCAN_GROUPS - 1) / SCAN_GROUPS, heads_per_group = H / G;
+    int npg = (P + 7) / 8, nchunk = (npg + SCAN_GROUPS - 1) / SCAN_GROUPS, heads_per_group = H / G, fmt = g_state_fmt;
+    if (fmt && N > 256) mq_die("op_scan_m2: state format %s for d_state %d > 256", op_state_format_name(fmt), N);
     /* Tasks are (head, up to SCAN_GROUPS groups of 8 of its channels); lanes run over channels p. */
 #pragma omp parallel for schedule(static) if ((long)T * H * P * N > PAR_MIN)
     for (int task = 0; task < H * nchunk; task++) {
@@ -226,6 +277,7 @@ void op_scan_m2(float *y, int ldy, const float *x, int ldx, const float *dt, int
                     acc += hq[n] * Ct[n];
                 }
                 store8(y + (size_t)t * ldy + col, acc + xv * Dh, w);
+                if (fmt) round_rows8(hq, N, w < 8 ? w : 8, fmt);
             }
         }
         if (state)

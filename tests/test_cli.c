@@ -299,6 +299,48 @@ static void test_eval_clamp_stderr(void) {
     free(o);
 }
 
+/* eval --state-format: each format runs on the CPU and says so; a wrong name or --device cuda exit 2.
+ * FP16 moves perplexity a little, int8 (a scale per state row) more, neither far (same 4 windows). */
+static void test_eval_state_format(void) {
+    NEED_READY();
+    char ids[600], args[8000], err[4096];
+    snprintf(ids, sizeof ids, "%s/state.bin", t_tmpdir());
+    int32_t t[260];
+    for (int i = 0; i < 260; i++) t[i] = (int32_t)((i * 7919) % 50000);
+    T_CHECK(mq_write_file_atomic(ids, t, sizeof t) == 0, "%s", mq_errmsg());
+    double ppl[3] = {0};
+    const char *fmts[3] = {"fp32", "fp16", "int8"};
+    for (int f = 0; f < 3; f++) {
+        int rc = -1;
+        snprintf(args, sizeof args, "eval '%s' --data '%s' --window 64 --windows 4 --state-format %s --json", g_model2, ids,
+                 fmts[f]);
+        cJSON *o = mambaq_json(args, &rc, err, sizeof err);
+        T_CHECK(rc == 0 && o, "eval --state-format %s: rc %d %s", fmts[f], rc, err);
+        if (!o) continue;
+        T_CHECK(!strcmp(str(o, "state_format"), fmts[f]), "state_format %s", str(o, "state_format"));
+        T_CHECK(f == 0 || !strcmp(str(o, "device"), "cpu"), "a state format must run on the CPU");
+        ppl[f] = num(o, "ppl");
+        cJSON_Delete(o);
+    }
+    printf("    4 x 64 tokens, mamba2-proxy: ppl %.4f (fp32), %.4f (fp16 state), %.4f (int8 state)\n", ppl[0], ppl[1],
+           ppl[2]);
+    T_CHECK(ppl[0] > 1 && fabs(ppl[1] / ppl[0] - 1) < 0.01 && fabs(ppl[2] / ppl[0] - 1) < 0.05,
+            "state formats moved ppl too far: %g %g %g", ppl[0], ppl[1], ppl[2]);
+    const char *log = logpath("state_format");
+    char cmd[9000];
+    snprintf(cmd, sizeof cmd, "bin/mambaq eval '%s' --data '%s' --window 64 --windows 1 --state-format fp8", g_model2, ids);
+    T_CHECK(sh(cmd, log) == 2, "--state-format fp8 accepted");
+    char *o = slurp(log);
+    T_CHECK(strstr(o, "fp8") && strstr(o, "int8"), "the error names the value and the choices: %s", o);
+    free(o);
+    snprintf(cmd, sizeof cmd, "bin/mambaq eval '%s' --data '%s' --window 64 --windows 1 --state-format int8 --device cuda",
+             g_model2, ids);
+    T_CHECK(sh(cmd, log) == 2, "--state-format with --device cuda accepted");
+    o = slurp(log);
+    T_CHECK(strstr(o, "CPU"), "the error says the CPU simulates it: %s", o);
+    free(o);
+}
+
 /* core/progress in a log (not a terminal): a line with rate and ETA every ~5 s */
 static void test_progress_in_logs(void) {
     char path[600];
@@ -481,6 +523,7 @@ int main(void) {
     T_RUN(test_verify_cpu);
     T_RUN(test_field_stats_sweep);
     T_RUN(test_eval_clamp_stderr);
+    T_RUN(test_eval_state_format);
     T_RUN(test_progress_in_logs);
     T_RUN(test_sizes_and_int8_embedding);
     T_RUN(test_run_sh_streams);

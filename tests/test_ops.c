@@ -144,6 +144,63 @@ static void test_scan_m1(void) {
     free(u); free(dl); free(z); free(A); free(B); free(C); free(D); free(s0); free(ref); free(h); free(y); free(st);
 }
 
+/* --state-format: op_state_round's formats, and the scans rounding every state row after each token,
+ * which must equal token-by-token FP32 calls with the rows rounded in between (bit for bit). */
+static void test_state_format(void) {
+    float r[2] = {1.00390625f, 1.01171875f}; /* bf16: ties to even, down and up */
+    op_state_round(r, 2, OP_STATE_BF16);
+    T_CHECK(r[0] == 1.0f && r[1] == 1.015625f, "bf16 rounding: %.9g %.9g", r[0], r[1]);
+    float f[3] = {1.0f + 1.0f / 4096, 5.0e-8f, 1.0e6f}; /* a tie to even, the smallest subnormal 2^-24, overflow */
+    op_state_round(f, 3, OP_STATE_F16);
+    T_CHECK(f[0] == 1.0f && f[1] == 5.96046448e-08f && isinf(f[2]), "fp16 rounding: %.9g %.9g %.9g", f[0], f[1], f[2]);
+    float q[5] = {2.54f, -1.0f, 0.011f, 0.009f, 0.0f}, s = 2.54f / 127;
+    op_state_round(q, 5, OP_STATE_I8);
+    T_CHECK(fabsf(q[0] - 2.54f) <= 1e-6f && fabsf(q[1] + 1.0f) <= s / 2 && q[2] == s && q[3] == 0.0f && q[4] == 0.0f,
+            "int8 rounding: %.9g %.9g %.9g %.9g", q[0], q[1], q[2], q[3]);
+    T_CHECK(op_state_format_parse("int8") == OP_STATE_I8 && op_state_format_parse("fp8") == -1, "format names");
+    const int T = 7, Di = 11, N = 6, H = 3, P = 5, G = 1;
+    for (int fmt = OP_STATE_F16; fmt <= OP_STATE_I8; fmt++) {
+        /* Mamba1 */
+        float *u = rand_vec((size_t)T * Di, 2), *dl = rand_vec((size_t)T * Di, 1), *A = rand_vec((size_t)Di * N, 1);
+        float *B = rand_vec((size_t)T * N, 1), *C = rand_vec((size_t)T * N, 1), *D = rand_vec(Di, 1);
+        float *s1 = rand_vec((size_t)Di * N, 1), *s2 = mq_malloc(sizeof(float) * Di * N);
+        for (int i = 0; i < T * Di; i++) dl[i] = (float)dsoftplus(3 * dl[i]);
+        for (int i = 0; i < Di * N; i++) A[i] = -expf(2 * A[i]);
+        memcpy(s2, s1, sizeof(float) * Di * N);
+        float *y1 = mq_malloc(sizeof(float) * T * Di), *y2 = mq_malloc(sizeof(float) * T * Di);
+        op_set_state_format(fmt);
+        op_scan_m1(y1, Di, u, Di, dl, Di, A, B, N, C, N, D, NULL, 0, s1, T, Di, N);
+        op_set_state_format(OP_STATE_F32);
+        for (int t = 0; t < T; t++) {
+            op_scan_m1(y2 + t * Di, Di, u + t * Di, Di, dl + t * Di, Di, A, B + t * N, N, C + t * N, N, D, NULL, 0, s2, 1,
+                       Di, N);
+            for (int d = 0; d < Di; d++) op_state_round(s2 + d * N, N, fmt);
+        }
+        T_CHECK(!memcmp(y1, y2, sizeof(float) * T * Di) && !memcmp(s1, s2, sizeof(float) * Di * N),
+                "scan_m1 with the %s state differs from rounded steps", op_state_format_name(fmt));
+        free(u), free(dl), free(A), free(B), free(C), free(D), free(s1), free(s2), free(y1), free(y2);
+        /* Mamba2 */
+        float *x = rand_vec((size_t)T * H * P, 2), *dt = rand_vec((size_t)T * H, 1), *A2 = rand_vec(H, 1);
+        float *B2 = rand_vec((size_t)T * G * N, 1), *C2 = rand_vec((size_t)T * G * N, 1), *D2 = rand_vec(H, 1);
+        float *h1 = rand_vec((size_t)H * P * N, 1), *h2 = mq_malloc(sizeof(float) * H * P * N);
+        for (int i = 0; i < T * H; i++) dt[i] = (float)dsoftplus(dt[i]);
+        for (int i = 0; i < H; i++) A2[i] = -expf(A2[i]);
+        memcpy(h2, h1, sizeof(float) * H * P * N);
+        float *z1 = mq_malloc(sizeof(float) * T * H * P), *z2 = mq_malloc(sizeof(float) * T * H * P);
+        op_set_state_format(fmt);
+        op_scan_m2(z1, H * P, x, H * P, dt, H, A2, B2, G * N, C2, G * N, D2, h1, T, H, P, G, N);
+        op_set_state_format(OP_STATE_F32);
+        for (int t = 0; t < T; t++) {
+            op_scan_m2(z2 + t * H * P, H * P, x + t * H * P, H * P, dt + t * H, H, A2, B2 + t * G * N, G * N,
+                       C2 + t * G * N, G * N, D2, h2, 1, H, P, G, N);
+            for (int r = 0; r < H * P; r++) op_state_round(h2 + r * N, N, fmt);
+        }
+        T_CHECK(!memcmp(z1, z2, sizeof(float) * T * H * P) && !memcmp(h1, h2, sizeof(float) * H * P * N),
+                "scan_m2 with the %s state differs from rounded steps", op_state_format_name(fmt));
+        free(x), free(dt), free(A2), free(B2), free(C2), free(D2), free(h1), free(h2), free(z1), free(z2);
+    }
+}
+
 /* the Mamba2 recurrence in double from the state h [H x P x N] (updated): ref [T x H*P] */
 static void ref_scan_m2(double *ref, double *h, const float *x, int ldx, const float *dt, const float *A,
                         const float *B, const float *C, int ldbc, const float *D, int T, int H, int P, int G, int N) {
@@ -251,6 +308,7 @@ int main(void) {
     T_RUN(test_conv1d);
     T_RUN(test_scan_m1);
     T_RUN(test_scan_m2);
+    T_RUN(test_state_format);
     T_RUN(test_gated_rmsnorm);
     T_RUN(test_logsumexp);
     T_RUN(test_embed_add_rmsnorm);
