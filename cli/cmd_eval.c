@@ -150,7 +150,13 @@ int cmd_eval(int argc, char **argv) {
               "lambada: acc = every target token is the argmax, ppl = exp(-mean log p(target)); choice: acc =\n"
               "argmax of the summed log p is the label, acc_norm = the same with log p / UTF-8 bytes of the choice.\n"
               "Standard errors: acc sqrt(acc (1 - acc) / (n - 1)); ppl ppl * stderr(mean log p) (delta method).", NULL, 0);
-    if (cli_flag(opts, "--task")) return task_eval_main(opts);
+    if (cli_flag(opts, "--task")) {
+        if (strcmp(cli_get(opts, "--state-format"), "fp32")) {
+            fprintf(stderr, "mambaq eval: --state-format is for perplexity; --task scores with the FP32 state\n");
+            return 2;
+        }
+        return task_eval_main(opts);
+    }
     if (cli_flag(opts, "--limit")) mq_die("--limit counts examples of --task (perplexity takes --windows)");
     eval_spec spec = {.cmd = "eval"};
     spec.model = cli_flag(opts, "--model") ? cli_get(opts, "--model") : cli_default_path("models/mamba1-proxy");

@@ -339,6 +339,8 @@ static void test_eval_state_format(void) {
     o = slurp(log);
     T_CHECK(strstr(o, "CPU"), "the error says the CPU simulates it: %s", o);
     free(o);
+    snprintf(cmd, sizeof cmd, "bin/mambaq eval '%s' --task lambada --limit 1 --state-format fp16", g_model2);
+    T_CHECK(sh(cmd, log) == 2, "--state-format with --task accepted");
 }
 
 /* core/progress in a log (not a terminal): a line with rate and ETA every ~5 s */
