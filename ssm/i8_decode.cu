@@ -308,7 +308,6 @@ void k_i8_dec_conv(int8_t *out, const int8_t *x, int8_t *state, const int8_t *w,
  * segments by S_P (butterflies), then writes output segment a = norm * sum_a' A_m[a][a'] seg_a',
  * quantized. Without rotation (m = 1 and P = 0 by convention) it only quantizes its slice. */
 #define YQ_THREADS 1024 /* the row's butterflies spread over a whole block */
-#define HAD_MAX_M 28     /* the largest Hadamard block order had.h builds (28 = 7 * 4) */
 
 /* ys [E = m P]: each segment of P (= 2^lp) transformed by S_P in place, by the whole block */
 static __device__ void yq_butterflies(float *ys, int E, int P, int lp) {
@@ -368,7 +367,7 @@ __global__ void __launch_bounds__(YQ_THREADS) dec_yquant_kernel(k_dec_yquant_arg
  * block of 64 threads: ~15 us for 16 or 64 rows of 5120 on the H200, latency bound). */
 __global__ void __launch_bounds__(YQ_THREADS) yquant_rows_kernel(k_dec_yquant_args a) {
     extern __shared__ float ys[];
-    __shared__ float sgn[HAD_MAX_M * HAD_MAX_M];
+    __shared__ float sgn[K_YQ_MAX_M * K_YQ_MAX_M];
     const int E = a.E, t = threadIdx.x, m = a.m, P = a.P, lp = a.log_p;
     const size_t row = blockIdx.x;
     for (int i = t; i < m * m; i += YQ_THREADS) sgn[i] = (float)had_block_sign(m, i / m, i % m);
@@ -383,7 +382,7 @@ __global__ void __launch_bounds__(YQ_THREADS) yquant_rows_kernel(k_dec_yquant_ar
 }
 
 void k_i8_yquant_rows(const k_dec_yquant_args &a, int rows, cudaStream_t st) {
-    if (!a.P || a.m > HAD_MAX_M) mq_die("k_i8_yquant_rows: m = %d, P = %d (checked by the caller)", a.m, a.P);
+    if (!a.P || a.m > K_YQ_MAX_M) mq_die("k_i8_yquant_rows: m = %d, P = %d (checked by the caller)", a.m, a.P);
     yquant_rows_kernel<<<rows, YQ_THREADS, sizeof(float) * a.E, st>>>(a);
     CUDA_CHECK_LAUNCH();
 }

@@ -168,9 +168,10 @@ static __device__ __forceinline__ int ld4(const int8_t *p, bool ok) { return ok 
 /* Rows [16 bx, 16 bx + 16) of W against the M <= 8 MT rows of X, over k in the block's slice
  * [kslice by, + kslice). Lane (g, t) reads 16 bytes of W rows g and g+8 and of token g's row of X at
  * k = k0 + 16 t of each 64-wide step (two mma: bytes 0-7, then 8-15). Warp w takes steps w, w + 4,
- * ..., with 2 or 4 steps of W loaded ahead, and the epilogue's scales of its rows are read first; a last step of 16, 32 or 48 k reads 4 bytes per
- * slot. acc == NULL: the block's sums are the products, the epilogue runs here; else they are
- * added into acc[M x N] (zeroed before; the epilogue follows as its own kernel). */
+ * ..., with 2 or 4 steps of W loaded ahead; the epilogue's scales of its rows are read first. A last
+ * step of 16, 32 or 48 k reads 4 bytes per slot. acc == NULL: the block's sums are the products and
+ * the epilogue runs here; else they are added into acc[M x N] (zeroed before; the epilogue follows
+ * as its own kernel). */
 template <int MT>
 __global__ void __launch_bounds__(MMA_WARPS * 32, 4) i8_mma_kernel(const int8_t *X, int ldx, const int8_t *W, int M, int N,
                                                            int K, int kslice, k_epi e, void *out, int ldo,

@@ -70,7 +70,7 @@ static int xp_dim(const mq_config *c) { return c->arch == MQ_MAMBA1 ? c->dt_rank
  * per row; prefill takes the general Hadamard kernel. */
 #define YQ_ROWS_MAX 256
 static int yq_rows_fit(const i8_be *g) {
-    return g->had_p >= 2 && g->had_m <= 28 && g->rt.base.cfg.d_inner * (int)sizeof(float) <= 48 * 1024;
+    return g->had_p >= 2 && g->had_m <= K_YQ_MAX_M && g->rt.base.cfg.d_inner * (int)sizeof(float) <= 48 * 1024;
 }
 
 /* Can decode steps of one sequence take the fused kernels (ssm/kern.h lists what they need)? */

@@ -269,7 +269,8 @@ struct k_dec_yquant_args {
 };
 void k_i8_dec_yquant(const k_dec_yquant_args &a, cudaStream_t st);
 /* The Hadamard case of it for `rows` rows of y16 (rows x E, and q the same): the decode batches'
- * y quantize. Needs P > 0, m <= 28 and E floats of shared memory (at most 48 KB). */
+ * y quantize. Needs P > 0, m <= K_YQ_MAX_M and E floats of shared memory (at most 48 KB). */
+#define K_YQ_MAX_M 28 /* the largest Hadamard block order had.h builds (28 = 7 * 4) */
 void k_i8_yquant_rows(const k_dec_yquant_args &a, int rows, cudaStream_t st);
 
 #endif
