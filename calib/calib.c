@@ -7,6 +7,7 @@
 #include "ssm/backend.h"
 #include "core/cfg.h"
 #include "core/err.h"
+#include "core/fio.h"
 #include "core/gpu.h"
 #include "core/progress.h"
 #include "datasets/ds.h"
@@ -26,15 +27,8 @@
 static const char *meta_path(const char *path, int record, char *buf, size_t n) {
     char abs[PATH_MAX];
     if (realpath(path, abs)) path = abs;
-    if (record) {
-        snprintf(buf, n, "%s", path);
-        return buf;
-    }
-    size_t len = strlen(path);
-    while (len > 1 && path[len - 1] == '/') len--;
-    size_t start = len;
-    while (start > 0 && path[start - 1] != '/') start--;
-    snprintf(buf, n, "%.*s", (int)(len - start), path + start);
+    if (record) snprintf(buf, n, "%s", path);
+    else fio_path_name(path, buf, n);
     return buf;
 }
 

@@ -60,12 +60,7 @@ void q_cli_options(const cli_opt *opts, q_options *o) {
 /* The name of the file or folder path names ("a/b/name/", "name/./" -> "name") into buf. */
 static void base_name(const char *path, char *buf, size_t n) {
     char abs[PATH_MAX];
-    if (realpath(path, abs)) path = abs;
-    size_t len = strlen(path);
-    while (len > 1 && path[len - 1] == '/') len--;
-    size_t start = len;
-    while (start > 0 && path[start - 1] != '/') start--;
-    snprintf(buf, n, "%.*s", (int)(len - start), path + start);
+    fio_path_name(realpath(path, abs) ? abs : path, buf, n);
 }
 
 /* Provenance of an artifact made from model_dir and the stats file: hashes always, and the file
@@ -93,15 +88,6 @@ void q_cli_provenance(const q_cstats *cs, const char *model_dir, int record_path
     snprintf(p->tool_version, sizeof p->tool_version, "%s", MQ_VERSION);
 }
 
-/* The last component of path, as a string ("a/b/name/" -> "name"; no file system look-up). */
-static void last_name(const char *path, char *buf, size_t n) {
-    size_t len = strlen(path);
-    while (len > 1 && path[len - 1] == '/') len--;
-    size_t start = len;
-    while (start > 0 && path[start - 1] != '/') start--;
-    snprintf(buf, n, "%.*s", (int)(len - start), path + start);
-}
-
 /* Does the file at path have sha256 want? (no error left behind either way) */
 static int has_hash(const char *path, const char *want) {
     char hex[HASH_HEX_LEN];
@@ -114,7 +100,7 @@ int q_cli_calib_data(q_cstats *cs, const char *given) {
     const char *rec = calib_stats_meta(cs->cs, "data.path"), *want = calib_stats_meta(cs->cs, "data.sha256");
     if (!rec || !want) return mq_fail("%s: metadata lacks data.path / data.sha256: cannot repeat the calibration windows", cs->path);
     char name[1024], abs[PATH_MAX], hex[HASH_HEX_LEN];
-    last_name(rec, name, sizeof name);
+    fio_path_name(rec, name, sizeof name); /* the recorded path or name, no look-up */
     if (given) {
         if (hash_file(given, hex)) return mq_fail_ctx("--calib %s", given);
         if (strcmp(hex, want))

@@ -223,6 +223,14 @@ int fio_mkdir_p(const char *dir) {
     return rc;
 }
 
+void fio_path_name(const char *path, char *buf, size_t n) {
+    size_t len = strlen(path);
+    while (len > 1 && path[len - 1] == '/') len--;
+    size_t start = len;
+    while (start > 0 && path[start - 1] != '/') start--;
+    snprintf(buf, n, "%.*s", (int)(len - start), path + start);
+}
+
 int fio_check_out(const char *path, int force, int is_dir) {
     if (!path || !*path) return mq_fail("the output path is empty");
     struct stat st;

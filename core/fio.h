@@ -45,6 +45,9 @@ int fio_write_file(const char *path, const void *data, size_t n, int replace);
 int fio_check_out(const char *path, int force, int is_dir);
 /* mkdir -p in C (no shell): every missing folder of dir, mode 0755. 0 or -1 naming the folder. */
 int fio_mkdir_p(const char *dir);
+/* The last component of path into buf ("a/b/name/" -> "name"), as a string: no file system
+ * look-up (resolve "." or a link with realpath first where that matters). */
+void fio_path_name(const char *path, char *buf, size_t n);
 
 /* ---- partial output directories ---- */
 
