@@ -38,6 +38,14 @@ __global__ void i8_epilogue_kernel(const int32_t *acc, int M, int N, k_epi e, vo
     }
 }
 
+/* out = epilogue(acc), element by element (so acc may share out's buffer), on c's stream */
+static void epilogue_run(k_gemm_ctx *c, const int32_t *acc, int M, int N, const k_epi &e, void *out, int ldo) {
+    size_t total = (size_t)M * N;
+    unsigned blocks = (unsigned)(total / 256 + 1 < 8192 ? total / 256 + 1 : 8192);
+    i8_epilogue_kernel<<<blocks, 256, 0, c->st>>>(acc, M, N, e, out, ldo);
+    CUDA_CHECK_LAUNCH();
+}
+
 /* ---------------------------------------------------------------- tiled route */
 
 #define TB 64
@@ -298,12 +306,7 @@ static void mma_run(k_gemm_ctx *c, const int8_t *X, int ldx, const int8_t *W, in
     else if (M <= 32) i8_mma_kernel<4><<<grid, MMA_WARPS * 32, 0, c->st>>>(X, ldx, W, M, N, K, kslice, e, out, ldo, sums);
     else i8_mma_kernel<8><<<grid, MMA_WARPS * 32, 0, c->st>>>(X, ldx, W, M, N, K, kslice, e, out, ldo, sums);
     CUDA_CHECK_LAUNCH();
-    if (sums) {
-        size_t total = (size_t)M * N;
-        unsigned blocks = (unsigned)(total / 256 + 1 < 8192 ? total / 256 + 1 : 8192);
-        i8_epilogue_kernel<<<blocks, 256, 0, c->st>>>(sums, M, N, e, out, ldo);
-        CUDA_CHECK_LAUNCH();
-    }
+    if (sums) epilogue_run(c, sums, M, N, e, out, ldo);
 }
 
 /* ---------------------------------------------------------------- cuBLASLt route */
@@ -430,8 +433,5 @@ void k_i8_linear(k_gemm_ctx *c, const int8_t *X, int ldx, const int8_t *W, int M
         gemm_tiled(X, ldx, W, M, N, K, acc, c->st);
         g_counts[K_ROUTE_TILED]++;
     }
-    size_t total = (size_t)M * N;
-    unsigned blocks = (unsigned)(total / 256 + 1 < 8192 ? total / 256 + 1 : 8192);
-    i8_epilogue_kernel<<<blocks, 256, 0, c->st>>>(acc, M, N, e, out, ldo);
-    CUDA_CHECK_LAUNCH();
+    epilogue_run(c, acc, M, N, e, out, ldo);
 }

@@ -73,6 +73,18 @@ static int yq_rows_fit(const i8_be *g) {
     return g->had_p >= 2 && g->had_m <= K_YQ_MAX_M && g->rt.base.cfg.d_inner * (int)sizeof(float) <= 48 * 1024;
 }
 
+/* The y rotation + quantize of layer L into g->yq8 (the caller sets its input: y16, or Mamba2's
+ * gated-norm operands) */
+static k_dec_yquant_args yq_args(const i8_be *g, const i8_layer *L) {
+    k_dec_yquant_args ya;
+    memset(&ya, 0, sizeof ya);
+    const int E = g->rt.base.cfg.d_inner;
+    ya.E = E, ya.m = g->had_m, ya.P = g->hadamard ? g->had_p : 0, ya.log_p = g->had_log_p;
+    ya.s = L->s_y, ya.q = g->yq8;
+    ya.norm = (float)(1.0 / sqrt((double)E));
+    return ya;
+}
+
 /* Can decode steps of one sequence take the fused kernels (ssm/kern.h lists what they need)? */
 static void decide_fused(i8_be *g) {
     const mq_config *c = &g->rt.base.cfg;
@@ -204,8 +216,7 @@ static void decode_fused(i8_be *g, be_state *s) {
                              k_epi_make(L->s_in, L->in_sw, L->in_b, L->in_qs, K_EPI_I8), g->xz8, sm, st);
         float *t = r_cur;
         r_cur = r_next, r_next = t;
-        k_dec_yquant_args ya;
-        memset(&ya, 0, sizeof ya);
+        k_dec_yquant_args ya = yq_args(g, L);
         if (c->arch == MQ_MAMBA1) {
             const int R_ = c->dt_rank, xw = xp_dim(c);
             k_dec_conv_xproj_args ca;
@@ -229,9 +240,6 @@ static void decode_fused(i8_be *g, be_state *s) {
             ya.y32 = g->y32, ya.z = z8, ya.sz = L->s_z, ya.gnorm_w = L->ssm.gnorm_w, ya.eps = c->norm_eps;
             ya.nbg = c->norm_before_gate;
         }
-        ya.E = E, ya.m = g->had_m, ya.P = g->hadamard ? g->had_p : 0, ya.log_p = g->had_log_p;
-        ya.s = L->s_y, ya.q = g->yq8;
-        ya.norm = (float)(1.0 / sqrt((double)E));
         k_i8_dec_yquant(ya, st);
         k_i8_dec_linear(g->yq8, L->out_w, D, E, k_epi_make(L->s_y, L->out_sw, L->out_b, NULL, K_EPI_F16), g->delta16, sm,
                         st);
@@ -320,10 +328,8 @@ static int forward(rt_be *r, int B, int T, be_state *s, const mq_hooks *hk) {
         }
         HOOK(l, MQ_ACT_SSM_OUT, ssm_out, MQ_F16, 0.f, R, E, E);
         if (g->hadamard && R <= YQ_ROWS_MAX && yq_rows_fit(g)) {
-            k_dec_yquant_args ya;
-            memset(&ya, 0, sizeof ya);
-            ya.y16 = ssm_out, ya.E = E, ya.m = g->had_m, ya.P = g->had_p, ya.log_p = g->had_log_p;
-            ya.norm = (float)(1.0 / sqrt((double)E)), ya.s = L->s_y, ya.q = g->yq8;
+            k_dec_yquant_args ya = yq_args(g, L);
+            ya.y16 = ssm_out;
             k_i8_yquant_rows(ya, R, st);
         } else if (g->hadamard) {
             if (had_cuda_transform_quant_f16(ssm_out, g->yq8, R, E, L->s_y, (void *)st))
