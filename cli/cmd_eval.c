@@ -150,8 +150,14 @@ int cmd_eval(int argc, char **argv) {
               "lambada: acc = every target token is the argmax, ppl = exp(-mean log p(target)); choice: acc =\n"
               "argmax of the summed log p is the label, acc_norm = the same with log p / UTF-8 bytes of the choice.\n"
               "Standard errors: acc sqrt(acc (1 - acc) / (n - 1)); ppl ppl * stderr(mean log p) (delta method).", NULL, 0);
+    const int state_fmt = op_state_format_parse(cli_get(opts, "--state-format"));
+    if (state_fmt < 0) {
+        fprintf(stderr, "mambaq eval: --state-format: expected fp32, fp16, bf16 or int8, got '%s'\n",
+                cli_get(opts, "--state-format"));
+        return 2;
+    }
     if (cli_flag(opts, "--task")) {
-        if (strcmp(cli_get(opts, "--state-format"), "fp32")) {
+        if (state_fmt != OP_STATE_F32) {
             fprintf(stderr, "mambaq eval: --state-format is for perplexity; --task scores with the FP32 state\n");
             return 2;
         }
@@ -169,12 +175,6 @@ int cmd_eval(int argc, char **argv) {
     spec.windows = (int)cli_int(opts, "--windows", 0, 1 << 24);
     cli_threads(opts);
     spec.device = cli_get(opts, "--device");
-    const int state_fmt = op_state_format_parse(cli_get(opts, "--state-format"));
-    if (state_fmt < 0) {
-        fprintf(stderr, "mambaq eval: --state-format: expected fp32, fp16, bf16 or int8, got '%s'\n",
-                cli_get(opts, "--state-format"));
-        return 2;
-    }
     if (state_fmt != OP_STATE_F32) {
         if (spec.device && !strcmp(spec.device, "cuda")) {
             fprintf(stderr, "mambaq eval: --state-format %s is simulated by the CPU forward only (give --device cpu)\n",
