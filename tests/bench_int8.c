@@ -12,6 +12,7 @@
  * FP16, a per-op breakdown of one int8 prefill); with --peers, the peers' results of the same run
  * (DIR/torch_peer.json, DIR/mssm_peer.json from ../shared/bench, see tools/bench.sh) in a table
  * beside ours; with --json, all of it as docs/bench.json (schema in docs/benchmarks.md).
+ * build/bench/bench_int8 NAME --prefill: only the prefills of NAME, both passes, with the per-op times.
  * build/bench/bench_int8 NAME --steps N [--batch B]: only N plain decode steps of NAME (N <= 64) for
  * B sequences, int8 then FP16, for a kernel profiler (ncu) to time every kernel of a step.
  * build/bench/bench_int8 --artifact ART MODEL: the same prefill 1x1024 and batch-1 decode for an
@@ -118,6 +119,28 @@ static void decode_breakdown(const mq_config *c, be_kind kind, int batch, const 
     free(logits);
     be_state_free(s);
     be_free(b);
+}
+
+/* Prefill only (NAME --prefill): 1x1024 and 8x1024 ms of both passes and the per-op breakdown of a
+ * 1x1024 prefill; quick, for comparing kernel variants (e.g. MQ_SCAN_TARGET) in one device call. */
+static int prefill_only(const shape *sh) {
+    mq_config c = make_cfg(sh);
+    int32_t *tok = bt_tokens(8 * 1024, c.vocab_size);
+    const be_kind kinds[2] = {BE_CUDA_INT8, BE_CUDA_F16};
+    for (int p = 0; p < 2; p++) {
+        be *b = open_random(&c, kinds[p], 8, 1024);
+        const double t1 = bt_prefill_ms(b, tok, 1, 1024), t8 = bt_prefill_ms(b, tok, 8, 1024);
+        char ops[512];
+        be_profile(b, 1);
+        if (be_prefill(b, tok, 1, 1024, NULL, NULL, NULL)) mq_die("%s", mq_errmsg());
+        be_profile(b, 0);
+        be_profile_report(b, ops, sizeof ops);
+        printf("%s %s prefill 1x1024 %.2f ms, 8x1024 %.2f ms; 1x1024 per op: %s\n", sh->name, p ? "FP16" : "int8", t1,
+               t8, ops);
+        be_free(b);
+    }
+    free(tok);
+    return 0;
 }
 
 /* prefill 1x1024 and batch-1 graph decode of an artifact and of its FP16 source */
@@ -299,19 +322,20 @@ static void print_peer_table(cJSON *models, cJSON *notes) {
 
 int main(int argc, char **argv) {
     const char *filter = NULL, *json_out = NULL, *peers = NULL;
-    int steps = -1, batch = 1;
+    int steps = -1, batch = 1, prefill = 0;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--json") && i + 1 < argc) json_out = argv[++i];
         else if (!strcmp(argv[i], "--peers") && i + 1 < argc) peers = argv[++i];
         else if (!strcmp(argv[i], "--steps") && i + 1 < argc) steps = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--batch") && i + 1 < argc) batch = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--prefill")) prefill = 1;
         else if (!strcmp(argv[i], "--artifact") && i + 2 < argc) {
             const char *why;
             if (!gpu_available(&why)) return printf("bench_int8: no usable GPU (%s)\n", why), 0;
             return bench_artifact(argv[i + 1], argv[i + 2]);
         } else if (argv[i][0] == '-') {
             fprintf(stderr, "usage: bench_int8 [FILTER] [--peers DIR] [--json FILE] | NAME --steps N [--batch B] | "
-                            "--artifact ART MODEL\n");
+                            "NAME --prefill | --artifact ART MODEL\n");
             return 2;
         } else filter = argv[i];
     }
@@ -320,9 +344,10 @@ int main(int argc, char **argv) {
         printf("bench_int8: no usable GPU (%s)\n", why);
         return 0;
     }
-    if (steps >= 0) {
+    if (steps >= 0 || prefill) {
         for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++)
-            if (filter && !strcmp(shapes[i].name, filter)) return profile_steps(&shapes[i], steps, batch < 1 ? 1 : batch);
+            if (filter && !strcmp(shapes[i].name, filter))
+                return prefill ? prefill_only(&shapes[i]) : profile_steps(&shapes[i], steps, batch < 1 ? 1 : batch);
         mq_die("bench_int8: no shape named %s", filter ? filter : "(none given)");
     }
     const double tbps = gpu_copy_tbps((size_t)1 << 30);
