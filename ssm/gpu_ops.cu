@@ -303,6 +303,93 @@ extern "C" int gop_i8_linear(int8_t *q_out, float *f_out, int kind, const int8_t
     return 0;
 }
 
+/* ---------------------------------------------------------------- 4-bit weights */
+
+/* Upload of an int4 weight (codes one per int8) in the kernels' layout, its scales and the bias; the
+ * launch of either GEMV on a padded X (row stride K + 16 elements: 16-byte aligned rows); the optional
+ * timing over `reps` more launches (events on the context's stream). */
+struct w4_dev {
+    uint8_t *W;
+    float *ws, *bias, *qs;
+    void *out;
+    int ldo;
+};
+static w4_dev w4_up(const int8_t *q, const float *scales, int group, const float *bias, const float *qs, int M, int N,
+                    int K) {
+    w4_dev d;
+    uint8_t *packed = (uint8_t *)mq_malloc((size_t)N * K / 2 + 1);
+    k_w4_repack(q, N, K, packed);
+    d.W = (uint8_t *)up(packed, (size_t)N * K / 2);
+    free(packed);
+    d.ws = up_f32(scales, (size_t)N * (K / group));
+    d.bias = up_f32(bias, N), d.qs = up_f32(qs, N);
+    d.ldo = N + 3;
+    d.out = dmalloc(sizeof(float) * (size_t)M * d.ldo + 16);
+    return d;
+}
+static void w4_down(w4_dev *d, float *Y, int8_t *q_out, int kind, int M, int N) {
+    CUDA_CHECK(cudaDeviceSynchronize());
+    if (kind == K_EPI_I8) CUDA_CHECK(cudaMemcpy2D(q_out, N, d->out, d->ldo, N, M, cudaMemcpyDeviceToHost));
+    else if (kind == K_EPI_F16) down_f16(Y, (const half *)d->out, M, N, d->ldo);
+    else CUDA_CHECK(cudaMemcpy2D(Y, sizeof(float) * N, d->out, sizeof(float) * d->ldo, sizeof(float) * N, M,
+                                 cudaMemcpyDeviceToHost));
+    dfree(d->W), dfree(d->ws), dfree(d->bias), dfree(d->qs), dfree(d->out);
+}
+template <class Launch>
+static void w4_time(Launch launch, int reps, double *us) {
+    if (reps <= 0 || !us) return;
+    cudaEvent_t a, b;
+    CUDA_CHECK(cudaEventCreate(&a));
+    CUDA_CHECK(cudaEventCreate(&b));
+    for (int i = 0; i < 3; i++) launch();
+    CUDA_CHECK(cudaEventRecord(a, 0));
+    for (int i = 0; i < reps; i++) launch();
+    CUDA_CHECK(cudaEventRecord(b, 0));
+    CUDA_CHECK(cudaEventSynchronize(b));
+    float ms;
+    CUDA_CHECK(cudaEventElapsedTime(&ms, a, b));
+    *us = 1e3 * ms / reps;
+    CUDA_CHECK(cudaEventDestroy(a));
+    CUDA_CHECK(cudaEventDestroy(b));
+}
+static int sm_count(void) {
+    int dev, n;
+    CUDA_CHECK(cudaGetDevice(&dev));
+    CUDA_CHECK(cudaDeviceGetAttribute(&n, cudaDevAttrMultiProcessorCount, dev));
+    return n;
+}
+
+extern "C" int gop_w4a16_gemv(float *Y, int kind, const float *X, const int8_t *q, const float *scales, int group,
+                              const float *bias, int M, int N, int K, int reps, double *us) {
+    if (rt_need_gpu()) return -1;
+    const int ldx = K + 16, sm = sm_count();
+    half *dX = up_f16(X, M, K, ldx);
+    w4_dev d = w4_up(q, scales, group, bias, NULL, M, N, K);
+    k_w4_epi e = {1.f, d.bias, NULL, kind};
+    auto launch = [&]() { k_w4a16_gemv(dX, ldx, d.W, d.ws, group, M, N, K, e, d.out, d.ldo, sm, 0); };
+    launch();
+    w4_time(launch, reps, us);
+    w4_down(&d, Y, NULL, kind, M, N);
+    dfree(dX);
+    return 0;
+}
+
+extern "C" int gop_w4a8_gemv(float *Y, int8_t *q_out, int kind, const int8_t *X, float sx, const int8_t *q,
+                             const float *scales, int group, const float *bias, const float *qs, int M, int N, int K,
+                             int reps, double *us) {
+    if (rt_need_gpu()) return -1;
+    const int ldx = K + 16, sm = sm_count();
+    int8_t *dX = (int8_t *)up_pad(X, 1, M, K, 16);
+    w4_dev d = w4_up(q, scales, group, bias, qs, M, N, K);
+    k_w4_epi e = {sx, d.bias, d.qs, kind};
+    auto launch = [&]() { k_w4a8_gemv(dX, ldx, d.W, d.ws, group, M, N, K, e, d.out, d.ldo, sm, 0); };
+    launch();
+    w4_time(launch, reps, us);
+    w4_down(&d, Y, q_out, kind, M, N);
+    dfree(dX);
+    return 0;
+}
+
 extern "C" int gop_i8_add_rmsnorm(float *resid, const float *delta, const float *w, int T, int D, float eps, float s,
                                 int8_t *q) {
     if (rt_need_gpu()) return -1;

@@ -44,6 +44,18 @@ int gop_f16_gated_rmsnorm(float *out, const float *y, const float *z, const floa
  * Y FP16, or FP32 when y_f32. */
 int gop_f16_gemm(float *Y, const float *X, const float *W, const float *bias, int M, int N, int K, int pad, int y_f32);
 
+/* ---- 4-bit weights (Quamba2 W4A16 / W4A8, ssm/w4_gemv.cu) ----
+ * Y[M x N] = X[M x K] (q * s)^T for decode (1 <= M <= 8; K and group multiples of 32): q [N x K] int4
+ * codes one per int8 (-7..7, as ssm/qmodel.h's q_weight holds them), scales [N x K / group], bias [N]
+ * or NULL. kind 1: FP16 output widened into Y, 2: FP32 Y; W4A8 also 0: int8 q(y, qs[n]) into q_out.
+ * W4A16: X rounded to FP16 on upload; W4A8: X int8 codes, y = sum * sx + bias. With reps > 0 the
+ * kernel also runs reps more times on the uploaded buffers and *us gets its mean microseconds a call
+ * (the benchmarks). */
+int gop_w4a16_gemv(float *Y, int kind, const float *X, const int8_t *q, const float *scales, int group, const float *bias,
+                   int M, int N, int K, int reps, double *us);
+int gop_w4a8_gemv(float *Y, int8_t *q_out, int kind, const int8_t *X, float sx, const int8_t *q, const float *scales,
+                  int group, const float *bias, const float *qs, int M, int N, int K, int reps, double *us);
+
 /* ---- the int8 pass ---- */
 /* GEMM routes of the int8 linear layers: auto (cuBLASLt for prefill, the GEMV for <= 8 rows, the
  * tensor-core MMA kernel for 9-64 rows, the tiled kernel for shapes cuBLASLt refuses), or one forced

@@ -273,4 +273,21 @@ void k_i8_dec_yquant(const k_dec_yquant_args &a, cudaStream_t st);
 #define K_YQ_MAX_M 28 /* the largest Hadamard block order had.h builds (28 = 7 * 4) */
 void k_i8_yquant_rows(const k_dec_yquant_args &a, int rows, cudaStream_t st);
 
+/* ================================================================ 4-bit weights (ssm/w4_gemv.cu) */
+/* Quamba2's W4A16 / W4A8 linear layers for decode: Y[M x N] = X[M x K] W^T with int4 W in the GPU
+ * layout of k_w4_repack (K / 2 bytes a row) and FP32 scales ws[N][K / group]; 1 <= M <= 8, K and group
+ * multiples of 32, group dividing K, X rows 16-byte aligned. Output element (m, n): v = sum * sx +
+ * bias[n] (bias may be NULL; W4A16: sx = 1), stored FP16 / FP32, or (W4A8 only) int8 q(v, qs[n]). */
+struct k_w4_epi {
+    float sx;
+    const float *bias, *qs;
+    int kind; /* K_EPI_I8, K_EPI_F16, K_EPI_F32 */
+};
+/* The artifact's codes q[rows x cols] (-7..7, one per int8) in the GPU layout; cols % 8 == 0. Host. */
+void k_w4_repack(const int8_t *q, int rows, int cols, uint8_t *out);
+void k_w4a16_gemv(const half *X, int ldx, const uint8_t *W, const float *ws, int group, int M, int N, int K,
+                  const k_w4_epi &e, void *out, int ldo, int sm_count, cudaStream_t st);
+void k_w4a8_gemv(const int8_t *X, int ldx, const uint8_t *W, const float *ws, int group, int M, int N, int K,
+                 const k_w4_epi &e, void *out, int ldo, int sm_count, cudaStream_t st);
+
 #endif

@@ -13,6 +13,7 @@
  * (DIR/torch_peer.json, DIR/mssm_peer.json from ../shared/bench, see tools/bench.sh) in a table
  * beside ours; with --json, all of it as docs/bench.json (schema in docs/benchmarks.md).
  * build/bench/bench_int8 NAME --prefill: only the prefills of NAME, both passes, with the per-op times.
+ * build/bench/bench_int8 [FILTER] --w4: the W4A16 / W4A8 GEMVs alone on the models' projection shapes.
  * build/bench/bench_int8 NAME --steps N [--batch B]: only N plain decode steps of NAME (N <= 64) for
  * B sequences, int8 then FP16, for a kernel profiler (ncu) to time every kernel of a step.
  * build/bench/bench_int8 --artifact ART MODEL: the same prefill 1x1024 and batch-1 decode for an
@@ -29,6 +30,7 @@
 #include "core/gpu.h"
 #include "export/art.h"
 #include "ssm/backend.h"
+#include "ssm/gpu_ops.h"
 
 #include "tests/bench_shapes.h"
 #include "tests/bench_time.h"
@@ -37,7 +39,7 @@ enum { NB = 3 };
 static const int batches[NB] = {1, 16, 64};
 static char prof[sizeof shapes / sizeof shapes[0]][512]; /* per-op breakdown of one int8 prefill */
 static char dprof[sizeof shapes / sizeof shapes[0]][2][2][512]; /* decode breakdowns [shape][kind][b 16, 64] */
-enum { PROF_STEPS = 10 };
+enum { PROF_STEPS = 10, K_F16_OUT = 1 /* gpu_ops.h kind: FP16 output */ };
 
 /* one pass (int8 or FP16) of one shape: prefill ms [2], decode ms [NB], memory GB */
 typedef struct { double pre[2], dec[NB], mem_gb, weights_gb, decode_gb; } pass_times;
@@ -140,6 +142,46 @@ static int prefill_only(const shape *sh) {
         be_free(b);
     }
     free(tok);
+    return 0;
+}
+
+/* The 4-bit weight GEMVs alone (--w4): W4A16 and W4A8 on the in_proj and out_proj shapes of the
+ * benchmark models (group 128, random codes), 1 and 8 rows, mean of 200 calls after 3 (CUDA events
+ * around back-to-back launches): microseconds, the bytes of packed weights and scales read per us,
+ * and the two projections of all layers summed: a W4 decode step's floor for those GEMMs. */
+static int bench_w4(const char *filter) {
+    printf("## 4-bit weight GEMVs (build/bench/bench_int8 --w4), %s\n\n", gpu_describe());
+    printf("| model | GEMV | N x K | rows | W4A16 us (TB/s) | W4A8 us (TB/s) |\n|---|---|---|---|---|---|\n");
+    for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++) {
+        if (filter && !strstr(shapes[i].name, filter)) continue;
+        const mq_config c = make_cfg(&shapes[i]);
+        const int dims[2][2] = {{cfg_in_proj_dim(&c), c.d_model}, {c.d_model, c.d_inner}};
+        double layer[2][2] = {{0}}; /* [rows 1, 8][W4A16, W4A8] us of in_proj + out_proj */
+        for (int g = 0; g < 2; g++) {
+            const int N = dims[g][0], K = dims[g][1], G = 128;
+            int8_t *q = mq_malloc((size_t)N * K), *x8 = mq_malloc((size_t)8 * K);
+            float *sc = mq_malloc(sizeof(float) * N * (K / G)), *x = mq_malloc(sizeof(float) * 8 * K);
+            float *y = mq_malloc(sizeof(float) * 8 * N);
+            for (size_t j = 0; j < (size_t)N * K; j++) q[j] = (int8_t)((int)((j * 2654435761u) >> 7) % 15 - 7);
+            for (size_t j = 0; j < (size_t)N * (K / G); j++) sc[j] = 0.01f;
+            for (int j = 0; j < 8 * K; j++) x[j] = 0.5f, x8[j] = (int8_t)(j % 11 - 5);
+            const double bytes = (double)N * K / 2 + 4.0 * N * (K / G);
+            for (int r = 0; r < 2; r++) {
+                const int M = r ? 8 : 1;
+                double u16 = 0, u8 = 0;
+                if (gop_w4a16_gemv(y, K_F16_OUT, x, q, sc, G, NULL, M, N, K, 200, &u16) ||
+                    gop_w4a8_gemv(y, NULL, K_F16_OUT, x8, 0.02f, q, sc, G, NULL, NULL, M, N, K, 200, &u8))
+                    mq_die("bench_int8 --w4: %s", mq_errmsg());
+                printf("| %s | %s | %d x %d | %d | %.2f (%.2f) | %.2f (%.2f) |\n", shapes[i].name, g ? "out_proj" : "in_proj",
+                       N, K, M, u16, bytes / u16 / 1e6, u8, bytes / u8 / 1e6);
+                layer[r][0] += u16, layer[r][1] += u8;
+            }
+            free(q), free(x8), free(sc), free(x), free(y);
+        }
+        for (int r = 0; r < 2; r++)
+            printf("| %s | in_proj + out_proj, %d layers | | %d | %.3f ms | %.3f ms |\n", shapes[i].name, c.n_layer,
+                   r ? 8 : 1, layer[r][0] * c.n_layer / 1e3, layer[r][1] * c.n_layer / 1e3);
+    }
     return 0;
 }
 
@@ -322,20 +364,21 @@ static void print_peer_table(cJSON *models, cJSON *notes) {
 
 int main(int argc, char **argv) {
     const char *filter = NULL, *json_out = NULL, *peers = NULL;
-    int steps = -1, batch = 1, prefill = 0;
+    int steps = -1, batch = 1, prefill = 0, w4 = 0;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--json") && i + 1 < argc) json_out = argv[++i];
         else if (!strcmp(argv[i], "--peers") && i + 1 < argc) peers = argv[++i];
         else if (!strcmp(argv[i], "--steps") && i + 1 < argc) steps = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--batch") && i + 1 < argc) batch = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--prefill")) prefill = 1;
+        else if (!strcmp(argv[i], "--w4")) w4 = 1;
         else if (!strcmp(argv[i], "--artifact") && i + 2 < argc) {
             const char *why;
             if (!gpu_available(&why)) return printf("bench_int8: no usable GPU (%s)\n", why), 0;
             return bench_artifact(argv[i + 1], argv[i + 2]);
         } else if (argv[i][0] == '-') {
             fprintf(stderr, "usage: bench_int8 [FILTER] [--peers DIR] [--json FILE] | NAME --steps N [--batch B] | "
-                            "NAME --prefill | --artifact ART MODEL\n");
+                            "NAME --prefill | [FILTER] --w4 | --artifact ART MODEL\n");
             return 2;
         } else filter = argv[i];
     }
@@ -344,6 +387,7 @@ int main(int argc, char **argv) {
         printf("bench_int8: no usable GPU (%s)\n", why);
         return 0;
     }
+    if (w4) return bench_w4(filter);
     if (steps >= 0 || prefill) {
         for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++)
             if (filter && !strcmp(shapes[i].name, filter))

@@ -24,7 +24,7 @@ find "$MQ_SHARED" -name '*.gz' -exec gunzip -f {} \; 2>/dev/null
 nvidia-smi --query-gpu=name,driver_version,clocks.sm,clocks.mem --format=csv,noheader
 summary=$out/summary.txt; : > "$summary"
 note() { echo "$*" | tee -a "$summary"; }
-GPU_TESTS="build/tests/test_gpu_ops build/tests/test_gpu_forward build/tests/test_hadamard_cuda build/tests/test_int8 build/tests/test_calib_gpu build/tests/test_quamba2"
+GPU_TESTS="build/tests/test_gpu_ops build/tests/test_gpu_forward build/tests/test_hadamard_cuda build/tests/test_int8 build/tests/test_calib_gpu build/tests/test_quamba2 build/tests/test_w4"
 
 if has build || { has before && [ ! -x /tmp/before/build/bench/bench_int8 ]; }; then
   t0=$(date +%s)
