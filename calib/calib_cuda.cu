@@ -12,6 +12,8 @@
  *  - FP32 data (SSM state, transformed activations): k_observe<1> histograms the top 16 bits of |v|
  *    and bins the log histogram directly, k_select1 finds the top-bits bins of the ranks, k_level2
  *    histograms the low 16 bits of only the values in those bins, k_select2 reads off the exact values.
+ *  - k_chan_absmax: the per-channel absmax of ssm_x (quamba2's clustering), a running max over all
+ *    samples kept on the device and copied into the obs_tensor after each batch.
  * The host (calib_gpu_observe) then folds each sample's results into the obs_tensor exactly as
  * obs_tensor_observe does. Everything is enqueued on the forward's stream, in hook order. */
 #include <cuda_fp16.h>
@@ -411,6 +413,23 @@ __global__ void k_minus_bias(float *out, const void *x, int ld, const float *bia
     }
 }
 
+/* Per-channel absmax (quamba2's clustered ssm_x scales): cmax[c] = max(cmax[c], |x[r][c]|) over
+ * `rows` rows of a view, as the bit patterns of the non-negative floats (which order like their
+ * values). A thread per column of a block of 256 rows: the reads of a warp are one row's 32
+ * consecutive columns; one atomic per (column, block). */
+template <bool F32>
+__global__ void k_chan_absmax(unsigned *cmax, const void *x, int ld, int rows, int cols) {
+    const int c = blockIdx.x * blockDim.x + threadIdx.x;
+    if (c >= cols) return;
+    const int r0 = blockIdx.y * 256, r1 = min(rows, r0 + 256);
+    float m = 0.f;
+    for (int r = r0; r < r1; r++) {
+        const size_t i = (size_t)r * ld + c;
+        m = fmaxf(m, fabsf(F32 ? ((const float *)x)[i] : __half2float(((const __half *)x)[i])));
+    }
+    atomicMax(cmax + c, __float_as_uint(m));
+}
+
 /* ---------------------------------------------------------------- engine (host) */
 
 /* Device scratch and results for nt tensors of up to bmax samples, nslot tensors pending at once. */
@@ -711,6 +730,7 @@ typedef struct {
     size_t n;
     view views[MAX_PARTS];
     int nviews;
+    unsigned *cmax; /* device per-channel running absmax [t->nchan] (float bits), or NULL */
 } gtensor;
 
 typedef struct {
@@ -850,6 +870,17 @@ static int on_activation(void *ctx, const mq_act *a) {
             return -1;
         }
         eng_observe(&c->e, rt->tg[k].tensor, t->slot, t->k32, v, B, t->g, st);
+        if (t->cmax) {
+            if (v.ncols != t->t->nchan) {
+                mq_fail("%s: per-channel maxima of %d columns from a view of %d", t->t->name, t->t->nchan, v.ncols);
+                fail_in_hook(c);
+                return -1;
+            }
+            dim3 grid((v.ncols + 255) / 256, (B * rows_s + 255) / 256);
+            if (v.f32) k_chan_absmax<true><<<grid, 256, 0, st>>>(t->cmax, v.x, v.ld, B * rows_s, v.ncols);
+            else k_chan_absmax<false><<<grid, 256, 0, st>>>(t->cmax, v.x, v.ld, B * rows_s, v.ncols);
+            CUDA_CHECK_LAUNCH();
+        }
         pmark(c, st, t->k32 ? PC_OBS32 : PC_OBS16);
         t->views[t->nviews++] = v;
         if (part >= 0) t->parts_seen |= 1u << part;
@@ -894,6 +925,10 @@ calib_gpu *calib_gpu_new(be *b, obs_set *s) {
         gt->g.gsize = t->gsize;
         gt->g.gaxis = t->gaxis;
         if (t->ngroup > gmax) gmax = t->ngroup;
+        if (t->nchan) {
+            if (dev_alloc((void **)&gt->cmax, (size_t)t->nchan * 4, "per-channel maxima")) goto fail;
+            CUDA_CHECK(cudaMemset(gt->cmax, 0, (size_t)t->nchan * 4));
+        }
         int li = t->layer < 0 ? c->cfg.n_layer : t->layer;
         const char *op = t->layer < 0 ? t->name : strstr(t->name, "mixer.");
         if (op && t->layer >= 0) op += strlen("mixer.");
@@ -930,6 +965,8 @@ void calib_gpu_free(calib_gpu *c) {
         if (c->xf[r].out) CUDA_CHECK(cudaFree(c->xf[r].out));
     }
     if (c->e.nt) eng_free(&c->e);
+    for (int i = 0; c->ts && i < c->nt; i++)
+        if (c->ts[i].cmax) CUDA_CHECK(cudaFree(c->ts[i].cmax));
     if (c->prof_ev) {
         for (int i = 0; i < PROF_EVENTS; i++) CUDA_CHECK(cudaEventDestroy(c->prof_ev[i]));
         free(c->prof_ev);
@@ -1034,6 +1071,10 @@ int calib_gpu_observe(calib_gpu *c, const int32_t *tokens, int B) {
     for (int i = 0; i < c->nt; i++) {
         obs_tensor *t = c->ts[i].t;
         for (int b = 0; b < B; b++) fold_sample(&c->e, i, b, t, c->ts[i].n);
+        if (c->ts[i].cmax) { /* the device keeps the running max over every batch so far */
+            CUDA_CHECK(cudaMemcpy(t->cabsmax, c->ts[i].cmax, (size_t)t->nchan * 4, cudaMemcpyDeviceToHost));
+            t->cobserved += B;
+        }
         const u64 *h = c->e.h_loghist + (size_t)i * LOGB;
         for (int k = 0; k < LOGB; k++) t->hist[k] += (int64_t)h[k];
     }

@@ -1,6 +1,6 @@
 /* Calibration on the GPU: the statistics of calib/obs.h (absmax, exact per-sample percentiles of
  * |v| as torch.quantile 'linear', running max and Quamba EMA, the 2048-bin log histogram, per-head /
- * per-group absmax) computed from the FP16 GPU forward (ssm/backend.h, BE_CUDA_F16) through its activation hooks, without
+ * per-group absmax, the per-channel absmax of ssm_x) computed from the FP16 GPU forward (ssm/backend.h, BE_CUDA_F16) through its activation hooks, without
  * copying activations to the host. Used by calib_run for --device cuda; the result is the same
  * obs_set, written by the same calib_write_stats.
  *

@@ -124,8 +124,8 @@ typedef struct {
     const char *gkind;       /* "head" or "group" */
     float *gabsmax;          /* [ngroup] running max, NULL when ngroup == 0 */
     /* per-channel (column) absmax, for quamba2's clustered ssm_x scales: [nchan] running max, NULL
-     * when nchan == 0; cobserved counts the samples that updated it (the CPU observers do, the GPU
-     * ones do not yet: it is written only when every sample did) */
+     * when nchan == 0; cobserved counts the samples that updated it (it is written only when every
+     * sample did: statistics files from before the GPU observers kept it lack it) */
     int nchan;
     float *cabsmax;
     int64_t cobserved;

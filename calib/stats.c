@@ -75,7 +75,7 @@ int calib_write_stats(obs_set *s, const char *path, const char *const *kv, int n
             snprintf(name, sizeof name, "%s.absmax_per_%s", t->name, t->gkind);
             rc |= st_writer_add(w, name, MQ_F32, 1, &ng, t->gabsmax);
         }
-        if (t->nchan && t->cobserved == t->nsamples) {   /* optional: older files and GPU calibration lack it */
+        if (t->nchan && t->cobserved == t->nsamples) {   /* optional: older files lack it */
             int64_t nc = t->nchan;
             snprintf(name, sizeof name, "%s.absmax_per_channel", t->name);
             rc |= st_writer_add(w, name, MQ_F32, 1, &nc, t->cabsmax);

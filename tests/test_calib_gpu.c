@@ -227,14 +227,13 @@ static void gpu_vs_cpu(const char *model_rel, int batch) {
     if (!sc || !sg) { calib_stats_close(sc); calib_stats_close(sg); return; }
     st_file *fc = st_open(out_c), *fg = st_open(out_g);
     T_CHECK(fc && fg, "%s", mq_errmsg());
-    /* the same tensors, dtypes and shapes, but for the per-channel absmax of x (quamba2's clustering),
-     * which only the CPU observers record so far */
-    int shape_bad = 0, cpu_only = 0;
-    for (int i = 0; i < st_count(fc); i++) cpu_only += calib_has_suffix(st_get(fc, i)->name, ".absmax_per_channel");
-    T_CHECK(st_count(fc) - cpu_only == st_count(fg), "cpu file %d tensors (%d per-channel), gpu file %d", st_count(fc), cpu_only, st_count(fg));
+    /* the same tensors, dtypes and shapes (the per-channel absmax of x, quamba2's clustering, too) */
+    int shape_bad = 0, nchan = 0;
+    for (int i = 0; i < st_count(fc); i++) nchan += calib_has_suffix(st_get(fc, i)->name, ".absmax_per_channel");
+    T_CHECK(st_count(fc) == st_count(fg), "cpu file %d tensors, gpu file %d", st_count(fc), st_count(fg));
+    T_CHECK(nchan > 0, "no per-channel absmax in the CPU file");
     for (int i = 0; i < st_count(fc); i++) {
         const st_tensor *a = st_get(fc, i), *b = st_find(fg, a->name);
-        if (calib_has_suffix(a->name, ".absmax_per_channel")) continue;
         if (!b || b->dtype != a->dtype || b->ndim != a->ndim || memcmp(a->shape, b->shape, sizeof a->shape)) {
             if (shape_bad++ < 3) printf("    %s: missing or shaped differently in the GPU file\n", a->name);
         }
@@ -257,7 +256,7 @@ static void gpu_vs_cpu(const char *model_rel, int batch) {
     T_CHECK(!strcmp(calib_stats_meta(sg, "calib.batch"), b_s), "calib.batch %s", calib_stats_meta(sg, "calib.batch"));
 
     devs d_abs = {.kind = "absmax"}, d_pct = {.kind = "percentiles"}, d_ema = {.kind = "ema_percentiles"},
-         d_grp = {.kind = "per-head/group"};
+         d_grp = {.kind = "per-head/group"}, d_chan = {.kind = "per-channel"};
     int hist_bad = 0;
     double worst_l1 = 0, worst_shift = 0, dt_l1 = 0, dt_shift = 0;
     char l1_name[160] = "";
@@ -277,12 +276,12 @@ static void gpu_vs_cpu(const char *model_rel, int batch) {
                 dev_add(e ? &d_ema : &d_pct, label, f32_at(tg, q), f32_at(tc, q), ac);
             }
         }
-        const char *gs[2] = {".absmax_per_head", ".absmax_per_group"};
-        for (int e = 0; e < 2; e++) {
+        const char *gs[3] = {".absmax_per_head", ".absmax_per_group", ".absmax_per_channel"};
+        for (int e = 0; e < 3; e++) {
             const st_tensor *tc = calib_stats_tensor(sc, nm, gs[e]), *tg = calib_stats_tensor(sg, nm, gs[e]);
             for (int k = 0; tc && tg && k < tc->numel; k++) {
                 snprintf(label, sizeof label, "%s%s[%d]", nm, gs[e], k);
-                dev_add(&d_grp, label, f32_at(tg, k), f32_at(tc, k), ac);
+                dev_add(e == 2 ? &d_chan : &d_grp, label, f32_at(tg, k), f32_at(tc, k), ac);
             }
         }
         const st_tensor *hc = calib_stats_tensor(sc, nm, ".hist"), *hg = calib_stats_tensor(sg, nm, ".hist");
@@ -314,6 +313,8 @@ static void gpu_vs_cpu(const char *model_rel, int batch) {
     dev_report(&d_pct, tag);
     dev_report(&d_ema, tag);
     dev_report(&d_grp, tag);
+    T_CHECK(d_chan.n > 0, "%s: no per-channel absmax compared", tag);
+    dev_report(&d_chan, tag);
     printf("    %s histograms: totals equal in %d of %d; worst L1 distance of the normalized histograms %.3f (%s), "
            "worst shift of the mean bin %.3f bins\n",
            tag, calib_stats_count(sc) - hist_bad, calib_stats_count(sc), worst_l1, l1_name, worst_shift);

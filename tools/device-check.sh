@@ -86,11 +86,11 @@ if has pipeline; then
       note "verify $m $meth (rc $?): $(grep -E '^perplexity' "$out/verify-$m-$meth.txt")"
       grep -E 'top-1|max \|logit diff' "$out/verify-$m-$meth.txt" | sed 's/^ */    /' | tee -a "$summary"
     done
-    # quamba2 W4A8 from the GPU statistics (no per-channel absmax there: --no-cluster); eval with
-    # --device auto must pick the CPU simulation on a GPU machine
+    # quamba2 W4A8 (clustered x scales from the GPU's per-channel absmax); eval with --device auto
+    # must pick the CPU simulation on a GPU machine
     a=out/$m-quamba2-w4a8
     timeout 240 bin/mambaq quantize --model "$MQ_SHARED/models/$m" --stats "$st" --out "$a" --method quamba2 --bits w4a8 \
-      --no-cluster --force > "$out/quantize-$m-quamba2.log" 2>&1
+      --force > "$out/quantize-$m-quamba2.log" 2>&1
     timeout 240 bin/mambaq eval "$a" --data "$MQ_SHARED/datasets/valid.txt" --tokenizer "$MQ_SHARED/models/tokenizer.json" \
       --windows 8 > "$out/eval-$m-quamba2.txt" 2>&1
     note "quamba2 w4a8 $m (rc $?): $(grep -iE 'quamba2|perplexity|ppl' "$out/eval-$m-quamba2.txt" | tr '\n' ' ' | cut -c1-300)"
