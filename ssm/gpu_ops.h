@@ -49,8 +49,8 @@ int gop_f16_gemm(float *Y, const float *X, const float *W, const float *bias, in
  * codes one per int8 (-7..7, as ssm/qmodel.h's q_weight holds them), scales [N x K / group], bias [N]
  * or NULL. kind 1: FP16 output widened into Y, 2: FP32 Y; W4A8 also 0: int8 q(y, qs[n]) into q_out.
  * W4A16: X rounded to FP16 on upload; W4A8: X int8 codes, y = sum * sx + bias. With reps > 0 the
- * kernel also runs reps more times on the uploaded buffers and *us gets its mean microseconds a call
- * (the benchmarks). */
+ * kernel also runs reps more times, cycling through copies of the weights larger than the L2 cache
+ * together, and *us gets its mean microseconds a call (the benchmarks). */
 int gop_w4a16_gemv(float *Y, int kind, const float *X, const int8_t *q, const float *scales, int group, const float *bias,
                    int M, int N, int K, int reps, double *us);
 int gop_w4a8_gemv(float *Y, int8_t *q_out, int kind, const int8_t *X, float sx, const int8_t *q, const float *scales,

@@ -147,8 +147,9 @@ static int prefill_only(const shape *sh) {
 
 /* The 4-bit weight GEMVs alone (--w4): W4A16 and W4A8 on the in_proj and out_proj shapes of the
  * benchmark models (group 128, random codes), 1 and 8 rows, mean of 200 calls after 3 (CUDA events
- * around back-to-back launches): microseconds, the bytes of packed weights and scales read per us,
- * and the two projections of all layers summed: a W4 decode step's floor for those GEMMs. */
+ * around back-to-back launches that cycle through weight copies larger than the L2 together, so
+ * every call reads its weights from device memory): microseconds, the bytes of packed weights and
+ * scales read per us, and the two projections of all layers summed. */
 static int bench_w4(const char *filter) {
     printf("## 4-bit weight GEMVs (build/bench/bench_int8 --w4), %s\n\n", gpu_describe());
     printf("| model | GEMV | N x K | rows | W4A16 us (TB/s) | W4A8 us (TB/s) |\n|---|---|---|---|---|---|\n");
