@@ -85,7 +85,7 @@ static int has_transform(const char *list, const char *role, const char *name) {
 }
 
 /* quamba2's vectors: <name>.absmax_per_group (Mamba2 B, C) or <name>.absmax_per_channel (ssm_x, made
- * by the CPU observers since calib format 1 gained it; the GPU observers do not make it) */
+ * by the CPU observers since calib format 1 gained it, and by the GPU ones since 2026-12-02) */
 static int cs_vector(void *ctx, int layer, mq_act_role role, const char *kind, float *v, int n) {
     q_cstats *s = ctx;
     char name[160], suffix[32];
@@ -94,8 +94,8 @@ static int cs_vector(void *ctx, int layer, mq_act_role role, const char *kind, f
     snprintf(suffix, sizeof suffix, ".absmax_per_%s", kind);
     const st_tensor *t = calib_stats_tensor(s->cs, name, suffix);
     if (!t)
-        return mq_fail("%s: %s%s is missing: quamba2's %s scales need it; the CPU calibration records it (mambaq calib "
-                       "--device cpu, or quantize without --stats), the GPU one does not yet; or quantize with %s", s->path,
+        return mq_fail("%s: %s%s is missing: quamba2's %s scales need it; a new calibration records it (mambaq calib, "
+                       "or quantize without --stats; GPU calibrations before 2026-12-02 did not); or quantize with %s", s->path,
                        name, suffix, q_role_key(s->cfg.arch, role), !strcmp(kind, "channel") ? "--no-cluster" : "--no-state-groups");
     if (t->dtype != MQ_F32 || t->numel != n)
         return mq_fail("%s: %s%s: expected F32 [%d], found %s of %lld values", s->path, name, suffix, n, mq_dtype_name(t->dtype),
