@@ -415,17 +415,19 @@ __global__ void k_minus_bias(float *out, const void *x, int ld, const float *bia
 
 /* Per-channel absmax (quamba2's clustered ssm_x scales): cmax[c] = max(cmax[c], |x[r][c]|) over
  * `rows` rows of a view, as the bit patterns of the non-negative floats (which order like their
- * values). A thread per column of a block of 256 rows: the reads of a warp are one row's 32
- * consecutive columns; one atomic per (column, block). */
+ * values). A thread per column of blocks of 256 rows (gridDim.y of them at a time): the reads of a
+ * warp are one row's 32 consecutive columns; one atomic per (column, block). */
 template <bool F32>
 __global__ void k_chan_absmax(unsigned *cmax, const void *x, int ld, int rows, int cols) {
     const int c = blockIdx.x * blockDim.x + threadIdx.x;
     if (c >= cols) return;
-    const int r0 = blockIdx.y * 256, r1 = min(rows, r0 + 256);
     float m = 0.f;
-    for (int r = r0; r < r1; r++) {
-        const size_t i = (size_t)r * ld + c;
-        m = fmaxf(m, fabsf(F32 ? ((const float *)x)[i] : __half2float(((const __half *)x)[i])));
+    for (long r0 = blockIdx.y * 256L; r0 < rows; r0 += gridDim.y * 256L) {
+        const long r1 = min((long)rows, r0 + 256);
+        for (long r = r0; r < r1; r++) {
+            const size_t i = (size_t)r * ld + c;
+            m = fmaxf(m, fabsf(F32 ? ((const float *)x)[i] : __half2float(((const __half *)x)[i])));
+        }
     }
     atomicMax(cmax + c, __float_as_uint(m));
 }
@@ -876,7 +878,8 @@ static int on_activation(void *ctx, const mq_act *a) {
                 fail_in_hook(c);
                 return -1;
             }
-            dim3 grid((v.ncols + 255) / 256, (B * rows_s + 255) / 256);
+            const int yb = (B * rows_s + 255) / 256;
+            dim3 grid((v.ncols + 255) / 256, yb < 65535 ? yb : 65535);
             if (v.f32) k_chan_absmax<true><<<grid, 256, 0, st>>>(t->cmax, v.x, v.ld, B * rows_s, v.ncols);
             else k_chan_absmax<false><<<grid, 256, 0, st>>>(t->cmax, v.x, v.ld, B * rows_s, v.ncols);
             CUDA_CHECK_LAUNCH();

@@ -959,8 +959,8 @@ static void notes(rep_ctx *r) {
                 "noise (v - clip)² above the clip, v² below half a step, step² / 12 between.</li>");
     if (!chan)
         rep_puts(b, "<li>Top outlier channels: no activation on this page is shown per channel (Mamba2's x, B, C and the state "
-                    "are shown per head / group; stats files from before quamba2's per-channel absmax have none), so "
-                    "outliers are shown per head and group where present.</li>");
+                    "are shown per head / group; CPU stats files from before quamba2's per-channel absmax, and GPU ones "
+                    "from before 2026-12-02, have none), so outliers are shown per head and group where present.</li>");
     rep_puts(b, "</ul>");
 }
 

@@ -15,6 +15,8 @@ static_assert((int)GOP_ROUTE_AUTO == (int)K_ROUTE_AUTO && (int)GOP_ROUTE_LT == (
                   (int)GOP_ROUTE_TILED == (int)K_ROUTE_TILED && (int)GOP_ROUTE_GEMV == (int)K_ROUTE_GEMV &&
                   (int)GOP_ROUTE_MMA == (int)K_ROUTE_MMA && (int)GOP_NROUTES == (int)K_NROUTES,
               "gpu_ops.h's routes are kern.h's");
+static_assert((int)GOP_OUT_I8 == (int)K_EPI_I8 && (int)GOP_OUT_F16 == (int)K_EPI_F16 && (int)GOP_OUT_F32 == (int)K_EPI_F32,
+              "gpu_ops.h's output kinds are kern.h's epilogue kinds");
 extern "C" void gop_i8_set_route(int route) { k_i8_set_route(route); }
 extern "C" void gop_i8_route_counts(long counts[GOP_NROUTES]) { k_i8_route_counts(counts); }
 extern "C" void gop_i8_set_decode_fused(int on) { rt_i8_set_decode_fused(on); }
@@ -308,7 +310,7 @@ extern "C" int gop_i8_linear(int8_t *q_out, float *f_out, int kind, const int8_t
 /* Upload of an int4 weight (codes one per int8) in the kernels' layout, its scales and the bias; the
  * launch of either GEMV on a padded X (row stride K + 16 elements: 16-byte aligned rows); the optional
  * timing over `reps` more launches (events on the legacy stream). Timed calls cycle through copies of
- * the weights and scales that together exceed the L2 cache (256 MB), so each call streams them from
+ * the weights and scales, 256 MB together (the H200's L2 holds 50), so each call streams them from
  * device memory as a decode step does. */
 struct w4_dev {
     uint8_t *W;
@@ -322,7 +324,7 @@ static w4_dev w4_up(const int8_t *q, const float *scales, int group, const float
     w4_dev d;
     d.wbytes = (size_t)N * K / 2, d.sfloats = (size_t)N * (K / group);
     d.copies = timed ? (int)((((size_t)256 << 20) + d.wbytes - 1) / d.wbytes) : 1;
-    uint8_t *packed = (uint8_t *)mq_malloc(d.wbytes + 1);
+    uint8_t *packed = (uint8_t *)mq_malloc(d.wbytes);
     k_w4_repack(q, N, K, packed);
     d.W = (uint8_t *)dmalloc(d.wbytes * d.copies);
     d.ws = (float *)dmalloc(sizeof(float) * d.sfloats * d.copies);
@@ -334,6 +336,7 @@ static w4_dev w4_up(const int8_t *q, const float *scales, int group, const float
     d.bias = up_f32(bias, N), d.qs = up_f32(qs, N);
     d.ldo = N + 3;
     d.out = dmalloc(sizeof(float) * (size_t)M * d.ldo + 16);
+    CUDA_CHECK(cudaMemset(d.out, 0xff, sizeof(float) * (size_t)M * d.ldo + 16)); /* NaN: unwritten elements show */
     return d;
 }
 static void w4_down(w4_dev *d, float *Y, int8_t *q_out, int kind, int M, int N) {
@@ -368,9 +371,19 @@ static int sm_count(void) {
     return n;
 }
 
+/* the shapes the kernels take (0), or -1 + message */
+static int w4_shape_ok(const char *who, int kind, const float *qs, int group, int M, int N, int K) {
+    if (M < 1 || M > 8 || N < 1 || K < 32 || K % 32 || group < 32 || group % 32 || K % group)
+        return mq_fail("%s: M %d (1..8), N %d, K %d and group %d (multiples of 32, group dividing K)", who, M, N, K, group);
+    if (kind == GOP_OUT_I8 && !qs) return mq_fail("%s: int8 output needs its scales", who);
+    return 0;
+}
+
 extern "C" int gop_w4a16_gemv(float *Y, int kind, const float *X, const int8_t *q, const float *scales, int group,
                               const float *bias, int M, int N, int K, int reps, double *us) {
     if (rt_need_gpu()) return -1;
+    if (w4_shape_ok("gop_w4a16_gemv", kind, NULL, group, M, N, K)) return -1;
+    if (kind == GOP_OUT_I8) return mq_fail("gop_w4a16_gemv: W4A16 has no int8 output");
     const int ldx = K + 16, sm = sm_count();
     half *dX = up_f16(X, M, K, ldx);
     w4_dev d = w4_up(q, scales, group, bias, NULL, M, N, K, reps > 0);
@@ -390,6 +403,7 @@ extern "C" int gop_w4a8_gemv(float *Y, int8_t *q_out, int kind, const int8_t *X,
                              const float *scales, int group, const float *bias, const float *qs, int M, int N, int K,
                              int reps, double *us) {
     if (rt_need_gpu()) return -1;
+    if (w4_shape_ok("gop_w4a8_gemv", kind, qs, group, M, N, K)) return -1;
     const int ldx = K + 16, sm = sm_count();
     int8_t *dX = (int8_t *)up_pad(X, 1, M, K, 16);
     w4_dev d = w4_up(q, scales, group, bias, qs, M, N, K, reps > 0);

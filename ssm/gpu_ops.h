@@ -45,12 +45,14 @@ int gop_f16_gated_rmsnorm(float *out, const float *y, const float *z, const floa
 int gop_f16_gemm(float *Y, const float *X, const float *W, const float *bias, int M, int N, int K, int pad, int y_f32);
 
 /* ---- 4-bit weights (Quamba2 W4A16 / W4A8, ssm/w4_gemv.cu) ----
- * Y[M x N] = X[M x K] (q * s)^T for decode (1 <= M <= 8; K and group multiples of 32): q [N x K] int4
- * codes one per int8 (-7..7, as ssm/qmodel.h's q_weight holds them), scales [N x K / group], bias [N]
- * or NULL. kind 1: FP16 output widened into Y, 2: FP32 Y; W4A8 also 0: int8 q(y, qs[n]) into q_out.
- * W4A16: X rounded to FP16 on upload; W4A8: X int8 codes, y = sum * sx + bias. With reps > 0 the
- * kernel also runs reps more times, cycling through copies of the weights larger than the L2 cache
- * together, and *us gets its mean microseconds a call (the benchmarks). */
+ * Y[M x N] = X[M x K] (q * s)^T for decode (1 <= M <= 8; K and group multiples of 32, group dividing K;
+ * else -1 + message): q [N x K] int4 codes one per int8 (-7..7, as ssm/qmodel.h's q_weight holds
+ * them), scales [N x K / group], bias [N] or NULL. kind GOP_OUT_F16: FP16 output widened into Y,
+ * GOP_OUT_F32: FP32 Y; W4A8 also GOP_OUT_I8: int8 q(y, qs[n]) into q_out. W4A16: X rounded to FP16 on
+ * upload; W4A8: X int8 codes, y = sum * sx + bias. With reps > 0 the kernel also runs 3 warm-up and
+ * then reps timed calls, cycling through copies of the weights larger than the L2 cache together,
+ * and *us gets the mean microseconds a timed call (the benchmarks). */
+enum { GOP_OUT_I8 = 0, GOP_OUT_F16 = 1, GOP_OUT_F32 = 2 };
 int gop_w4a16_gemv(float *Y, int kind, const float *X, const int8_t *q, const float *scales, int group, const float *bias,
                    int M, int N, int K, int reps, double *us);
 int gop_w4a8_gemv(float *Y, int8_t *q_out, int kind, const int8_t *X, float sx, const int8_t *q, const float *scales,

@@ -275,8 +275,9 @@ void k_i8_yquant_rows(const k_dec_yquant_args &a, int rows, cudaStream_t st);
 
 /* ================================================================ 4-bit weights (ssm/w4_gemv.cu) */
 /* Quamba2's W4A16 / W4A8 linear layers for decode: Y[M x N] = X[M x K] W^T with int4 W in the GPU
- * layout of k_w4_repack (K / 2 bytes a row) and FP32 scales ws[N][K / group]; 1 <= M <= 8, K and group
- * multiples of 32, group dividing K, X rows 16-byte aligned. Output element (m, n): v = sum * sx +
+ * layout of k_w4_repack (K / 2 bytes a row, W 16-byte aligned) and FP32 scales ws[N][K / group];
+ * 1 <= M <= 8, K and group multiples of 32, group dividing K, X and its rows (ldx) 16-byte aligned.
+ * The shapes are the caller's to check (a violation is an internal error). Output (m, n): v = sum * sx +
  * bias[n] (bias may be NULL; W4A16: sx = 1), stored FP16 / FP32, or (W4A8 only) int8 q(v, qs[n]). */
 struct k_w4_epi {
     float sx;

@@ -2,12 +2,12 @@
  * with one FP32 scale per `group` columns of a row (ssm/qmodel.h q_weight, bits 4), streamed once in
  * 16-byte chunks of 32 weights and unpacked in registers; FP16 activations (W4A16, FP32 sums) or int8
  * ones (W4A8, exact int32 sums per chunk, then the group scale in FP32).
- * GPU layout of a weight row (k_w4_repack, from the artifact's two codes a byte): 32-bit word j holds
+ * GPU layout of a weight row (k_w4_repack, from codes held one per int8 as q_weight has them; the
+ * artifact's own packing is two codes a byte, low nibble first): 32-bit word j holds
  * columns 8j..8j+7 as offset nibbles u = q + 8 (1..15), column 8j+b in the low nibble of byte b and
  * column 8j+4+b in its high nibble, so that one mask gives four consecutive columns as bytes
  * (w & 0x0F0F0F0F: 8j..8j+3; (w >> 4) & 0x0F0F0F0F: 8j+4..8j+7) for __dp4a, and the offset costs one
  * correction per chunk: sum (u - 8) x = sum u x - 8 sum x. */
-#include <string.h>
 #include "ssm/kern.h"
 #include "ssm/kern_util.cuh"
 
@@ -131,7 +131,7 @@ __global__ void __launch_bounds__(256) w4_gemv_kernel(const void *X, int ldx, co
 template <int M, bool A8>
 static void w4_launch(const void *X, int ldx, const uint8_t *W, const float *ws, int group, int N, int K,
                       const k_w4_epi &e, void *out, int ldo, int sm_count, cudaStream_t st) {
-    int wpr = 1; /* split K while the rows alone are few warps and each warp keeps >= 16 chunks */
+    int wpr = 1; /* split K while the rows alone are few warps and each lane keeps >= 2 chunks */
     while (wpr < 8 && (long)N * wpr * 2 <= (long)sm_count * 64 && K / 32 >= 32 * wpr * 2) wpr *= 2;
     w4_gemv_kernel<M, A8><<<cdiv(N, 8 / wpr), 256, 0, st>>>(X, ldx, W, ws, group, N, K, wpr, e, out, ldo);
     CUDA_CHECK_LAUNCH();
@@ -154,8 +154,8 @@ static void w4_rows(const void *X, int ldx, const uint8_t *W, const float *ws, i
 
 /* What both launchers check: the shapes the kernel assumes (the callers check them at upload). */
 static void w4_check(const void *X, int ldx, size_t xelem, const uint8_t *W, int group, int M, int K, const char *who) {
-    if (M < 1 || M > 8 || K % 32 || group % 32 || K % group || (ldx * xelem) % 16 || (uintptr_t)X % 16 ||
-        (uintptr_t)W % 16)
+    if (M < 1 || M > 8 || K < 32 || K % 32 || group < 32 || group % 32 || K % group || ldx < K ||
+        (ldx * xelem) % 16 || (uintptr_t)X % 16 || (uintptr_t)W % 16)
         mq_die("%s: M %d, K %d, group %d, ldx %d or alignment outside the kernel's (internal error)", who, M, K, group,
                ldx);
 }
@@ -170,5 +170,6 @@ void k_w4a16_gemv(const half *X, int ldx, const uint8_t *W, const float *ws, int
 void k_w4a8_gemv(const int8_t *X, int ldx, const uint8_t *W, const float *ws, int group, int M, int N, int K,
                  const k_w4_epi &e, void *out, int ldo, int sm_count, cudaStream_t st) {
     w4_check(X, ldx, 1, W, group, M, K, "k_w4a8_gemv");
+    if (e.kind == K_EPI_I8 && !e.qs) mq_die("k_w4a8_gemv: int8 output without scales (internal error)");
     w4_rows<true>(X, ldx, W, ws, group, M, N, K, e, out, ldo, sm_count, st);
 }

@@ -39,7 +39,7 @@ enum { NB = 3 };
 static const int batches[NB] = {1, 16, 64};
 static char prof[sizeof shapes / sizeof shapes[0]][512]; /* per-op breakdown of one int8 prefill */
 static char dprof[sizeof shapes / sizeof shapes[0]][2][2][512]; /* decode breakdowns [shape][kind][b 16, 64] */
-enum { PROF_STEPS = 10, K_F16_OUT = 1 /* gpu_ops.h kind: FP16 output */ };
+enum { PROF_STEPS = 10 };
 
 /* one pass (int8 or FP16) of one shape: prefill ms [2], decode ms [NB], memory GB */
 typedef struct { double pre[2], dec[NB], mem_gb, weights_gb, decode_gb; } pass_times;
@@ -148,8 +148,8 @@ static int prefill_only(const shape *sh) {
 /* The 4-bit weight GEMVs alone (--w4): W4A16 and W4A8 on the in_proj and out_proj shapes of the
  * benchmark models (group 128, random codes), 1 and 8 rows, mean of 200 calls after 3 (CUDA events
  * around back-to-back launches that cycle through weight copies larger than the L2 together, so
- * every call reads its weights from device memory): microseconds, the bytes of packed weights and
- * scales read per us, and the two projections of all layers summed. */
+ * every call reads its weights from device memory): microseconds, TB/s of packed weights and scales
+ * read, and the two projections of all layers summed. */
 static int bench_w4(const char *filter) {
     printf("## 4-bit weight GEMVs (build/bench/bench_int8 --w4), %s\n\n", gpu_describe());
     printf("| model | GEMV | N x K | rows | W4A16 us (TB/s) | W4A8 us (TB/s) |\n|---|---|---|---|---|---|\n");
@@ -163,15 +163,15 @@ static int bench_w4(const char *filter) {
             int8_t *q = mq_malloc((size_t)N * K), *x8 = mq_malloc((size_t)8 * K);
             float *sc = mq_malloc(sizeof(float) * N * (K / G)), *x = mq_malloc(sizeof(float) * 8 * K);
             float *y = mq_malloc(sizeof(float) * 8 * N);
-            for (size_t j = 0; j < (size_t)N * K; j++) q[j] = (int8_t)((int)((j * 2654435761u) >> 7) % 15 - 7);
+            for (size_t j = 0; j < (size_t)N * K; j++) q[j] = (int8_t)((int)((uint32_t)(j * 2654435761u) >> 7) % 15 - 7);
             for (size_t j = 0; j < (size_t)N * (K / G); j++) sc[j] = 0.01f;
             for (int j = 0; j < 8 * K; j++) x[j] = 0.5f, x8[j] = (int8_t)(j % 11 - 5);
             const double bytes = (double)N * K / 2 + 4.0 * N * (K / G);
             for (int r = 0; r < 2; r++) {
                 const int M = r ? 8 : 1;
                 double u16 = 0, u8 = 0;
-                if (gop_w4a16_gemv(y, K_F16_OUT, x, q, sc, G, NULL, M, N, K, 200, &u16) ||
-                    gop_w4a8_gemv(y, NULL, K_F16_OUT, x8, 0.02f, q, sc, G, NULL, NULL, M, N, K, 200, &u8))
+                if (gop_w4a16_gemv(y, GOP_OUT_F16, x, q, sc, G, NULL, M, N, K, 200, &u16) ||
+                    gop_w4a8_gemv(y, NULL, GOP_OUT_F16, x8, 0.02f, q, sc, G, NULL, NULL, M, N, K, 200, &u8))
                     mq_die("bench_int8 --w4: %s", mq_errmsg());
                 printf("| %s | %s | %d x %d | %d | %.2f (%.2f) | %.2f (%.2f) |\n", shapes[i].name, g ? "out_proj" : "in_proj",
                        N, K, M, u16, bytes / u16 / 1e6, u8, bytes / u8 / 1e6);
