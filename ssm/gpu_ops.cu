@@ -379,22 +379,31 @@ static int w4_shape_ok(const char *who, int kind, const float *qs, int group, in
     return 0;
 }
 
+/* Both wrappers after their X is on the device (row stride K + 16): upload W, run gemv(x, ldx, W, ws,
+ * epilogue, out) once, time it when asked, download the output. */
+template <class X, class Gemv>
+static void w4_run(Gemv gemv, const X *dX, float *Y, int8_t *q_out, int kind, float sx, const int8_t *q,
+                   const float *scales, int group, const float *bias, const float *qs, int M, int N, int K, int reps,
+                   double *us) {
+    const int sm = sm_count();
+    w4_dev d = w4_up(q, scales, group, bias, qs, M, N, K, reps > 0);
+    const k_w4_epi e = {sx, d.bias, d.qs, kind};
+    auto launch = [&](int i) {
+        const int c = i % d.copies;
+        gemv(dX, K + 16, d.W + d.wbytes * c, d.ws + d.sfloats * c, group, M, N, K, e, d.out, d.ldo, sm, (cudaStream_t)0);
+    };
+    launch(0);
+    w4_time(launch, reps, us);
+    w4_down(&d, Y, q_out, kind, M, N);
+}
+
 extern "C" int gop_w4a16_gemv(float *Y, int kind, const float *X, const int8_t *q, const float *scales, int group,
                               const float *bias, int M, int N, int K, int reps, double *us) {
     if (rt_need_gpu()) return -1;
     if (w4_shape_ok("gop_w4a16_gemv", kind, NULL, group, M, N, K)) return -1;
     if (kind == GOP_OUT_I8) return mq_fail("gop_w4a16_gemv: W4A16 has no int8 output");
-    const int ldx = K + 16, sm = sm_count();
-    half *dX = up_f16(X, M, K, ldx);
-    w4_dev d = w4_up(q, scales, group, bias, NULL, M, N, K, reps > 0);
-    k_w4_epi e = {1.f, d.bias, NULL, kind};
-    auto launch = [&](int i) {
-        const int c = i % d.copies;
-        k_w4a16_gemv(dX, ldx, d.W + d.wbytes * c, d.ws + d.sfloats * c, group, M, N, K, e, d.out, d.ldo, sm, 0);
-    };
-    launch(0);
-    w4_time(launch, reps, us);
-    w4_down(&d, Y, NULL, kind, M, N);
+    half *dX = up_f16(X, M, K, K + 16);
+    w4_run(k_w4a16_gemv, dX, Y, NULL, kind, 1.f, q, scales, group, bias, NULL, M, N, K, reps, us);
     dfree(dX);
     return 0;
 }
@@ -404,17 +413,8 @@ extern "C" int gop_w4a8_gemv(float *Y, int8_t *q_out, int kind, const int8_t *X,
                              int reps, double *us) {
     if (rt_need_gpu()) return -1;
     if (w4_shape_ok("gop_w4a8_gemv", kind, qs, group, M, N, K)) return -1;
-    const int ldx = K + 16, sm = sm_count();
     int8_t *dX = (int8_t *)up_pad(X, 1, M, K, 16);
-    w4_dev d = w4_up(q, scales, group, bias, qs, M, N, K, reps > 0);
-    k_w4_epi e = {sx, d.bias, d.qs, kind};
-    auto launch = [&](int i) {
-        const int c = i % d.copies;
-        k_w4a8_gemv(dX, ldx, d.W + d.wbytes * c, d.ws + d.sfloats * c, group, M, N, K, e, d.out, d.ldo, sm, 0);
-    };
-    launch(0);
-    w4_time(launch, reps, us);
-    w4_down(&d, Y, q_out, kind, M, N);
+    w4_run(k_w4a8_gemv, dX, Y, q_out, kind, sx, q, scales, group, bias, qs, M, N, K, reps, us);
     dfree(dX);
     return 0;
 }
