@@ -33,6 +33,14 @@ static char t_skip_reason[256];
         return;                                                                    \
     } while (0)
 
+/* Skips the calling test where no GPU can run kernels (core/gpu.h gpu_available: the GPU test
+ * programs include it). */
+#define NEED_GPU()                                                   \
+    do {                                                             \
+        const char *why_;                                            \
+        if (!gpu_available(&why_)) T_SKIP("no usable GPU: %s", why_); \
+    } while (0)
+
 static void t_run(const char *name, void (*fn)(void)) {
     int before = t_checks_failed;
     t_skip_reason[0] = 0;

@@ -29,12 +29,6 @@
 #define ABS_TOL 1e-3
 #define MEDIAN_TOL 2e-3  /* the median relative deviation over all values of a kind */
 
-#define NEED_GPU()                                                   \
-    do {                                                             \
-        const char *why_;                                            \
-        if (!gpu_available(&why_)) T_SKIP("no usable GPU: %s", why_); \
-    } while (0)
-
 /* ---------------------------------------------------------------- exactness */
 
 static uint64_t rng_s = 0x1234567;

@@ -17,12 +17,6 @@
 
 static const char *proxies[2] = {"models/mamba1-proxy", "models/mamba2-proxy"};
 
-#define NEED_GPU()                                                   \
-    do {                                                             \
-        const char *why_;                                            \
-        if (!gpu_available(&why_)) T_SKIP("no usable GPU: %s", why_); \
-    } while (0)
-
 static double now_s(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);

@@ -12,12 +12,6 @@
 #include "ssm/ops.h"
 #include <stdint.h>
 
-#define NEED_GPU()                                                   \
-    do {                                                             \
-        const char *why_;                                            \
-        if (!gpu_available(&why_)) T_SKIP("no usable GPU: %s", why_); \
-    } while (0)
-
 static uint64_t g_rng = 0x9E3779B97F4A7C15ull;
 static float frand(void) { /* uniform [-1, 1) */
     g_rng ^= g_rng << 13; g_rng ^= g_rng >> 7; g_rng ^= g_rng << 17;

@@ -28,12 +28,6 @@
 #include "tests/tstats.h"
 #include "tests/bench_shapes.h"
 
-#define NEED_GPU()                                                  \
-    do {                                                            \
-        const char *why_;                                           \
-        if (!gpu_available(&why_)) T_SKIP("no usable GPU: %s", why_); \
-    } while (0)
-
 #include "tests/test_rand.h"
 static float *copy_f(const float *x, size_t n) {
     float *y = mq_malloc((n + 1) * sizeof(float));

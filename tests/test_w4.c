@@ -14,12 +14,6 @@
 #include "ssm/qmodel.h"
 #include <stdint.h>
 
-#define NEED_GPU()                                                   \
-    do {                                                             \
-        const char *why_;                                            \
-        if (!gpu_available(&why_)) T_SKIP("no usable GPU: %s", why_); \
-    } while (0)
-
 static uint64_t g_rng = 0x2545F4914F6CDD1Dull;
 static float frand(void) { /* uniform [-1, 1) */
     g_rng ^= g_rng << 13, g_rng ^= g_rng >> 7, g_rng ^= g_rng << 17;
