@@ -353,7 +353,9 @@ int cmd_verify(int argc, char **argv) {
     const int finite = isfinite(ppl_8);
     if (tp && (task_probe_model(tp, 0, &m) || task_probe_qmodel(tp, 1, qm))) mq_die("verify: --task: %s", mq_errmsg());
     const char *float_kind = be_kind_text(be_kind_of(bf));
-    const char *int8_kind = cuda ? "int8 GPU pass" : no_gpu_auto ? "CPU simulation (NO GPU)" : "CPU simulation";
+    const int w4a16 = qm->opt.method == Q_QUAMBA2 && qm->opt.wbits == 4 && qm->opt.abits == 16;
+    const char *int8_kind = cuda ? (w4a16 ? "W4A16 GPU pass" : "int8 GPU pass")
+                                 : no_gpu_auto ? "CPU simulation (NO GPU)" : "CPU simulation";
     if (v.json) {
         cJSON *o = cJSON_CreateObject();
         cJSON_AddStringToObject(o, "artifact", v.artifact);

@@ -76,9 +76,10 @@ void fwd_close(fwd *f) {
 
 const char *fwd_describe(const fwd *f, char *buf, size_t n) {
     const be_kind k = be_kind_of(f->b);
-    if (k == BE_CPU_SIM && f->art && f->art->qm.opt.method == Q_QUAMBA2) {   /* its bits are its own */
+    if (f->art && f->art->qm.opt.method == Q_QUAMBA2) {   /* its bits are its own */
         const q_options *o = &f->art->qm.opt;
-        snprintf(buf, n, "simulated W%dA%d (quamba2) on the CPU", q_big_wbits(o), o->abits);
+        if (k == BE_CPU_SIM) snprintf(buf, n, "simulated W%dA%d (quamba2) on the CPU", q_big_wbits(o), o->abits);
+        else snprintf(buf, n, "W%dA%d (quamba2) on the GPU (%s)", q_big_wbits(o), o->abits, gpu_describe());
         return buf;
     }
     snprintf(buf, n, "%s%s%s%s", be_kind_text(k), be_kind_is_cuda(k) ? " (" : "", be_kind_is_cuda(k) ? gpu_describe() : "",

@@ -4,7 +4,9 @@
  *   BE_CPU_F32   the FP32 reference forward (ssm/model.h) on an mq_model
  *   BE_CPU_SIM   the simulated W8A8 forward of a quantized model (ssm/qmodel.h) on the CPU
  *   BE_CUDA_F16  the FP16 forward on one CUDA GPU
- *   BE_CUDA_INT8 the int8 pass of a quantized model on one CUDA GPU (the simulation's bit-level twin)
+ *   BE_CUDA_INT8 the GPU pass of a quantized model on one CUDA GPU: the int8 pass (the simulation's
+ *                bit-level twin), or for quamba2 W4A16 the FP16 pass with int4 in_proj / out_proj
+ *                (the simulation up to FP16 rounding; quamba2 W8A8 / W4A8 run on the CPU only)
  * Built without CUDA, or with no usable GPU, the CUDA kinds fail to open with a message saying why.
  * One thread uses a backend at a time. Tokens, hidden states and logits are host arrays; hooks
  * (ssm/model.h) see each activation where it is produced (device memory for the CUDA kinds, which
@@ -41,6 +43,9 @@ int be_device_parse(const char *device, int *cuda);
 be *be_open_model(const mq_model *m, be_kind kind, int batch, int seqlen);
 be *be_open_qmodel(const q_model *qm, be_kind kind, int batch, int seqlen);
 be *be_open_random(const mq_config *cfg, be_kind kind, int hadamard, uint64_t seed, int batch, int seqlen);
+/* Random quamba2 W4A16 weights (int4 in_proj / out_proj, groups of `group` columns, y rotated) on the
+ * GPU, kind BE_CUDA_INT8 (benchmarks). */
+be *be_open_random_w4a16(const mq_config *cfg, int group, uint64_t seed, int batch, int seqlen);
 void be_free(be *b);
 
 be_kind be_kind_of(const be *b);

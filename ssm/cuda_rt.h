@@ -129,7 +129,7 @@ be *rt_open(rt_be *r, int batch, int seqlen);
 /* Frees r and its weights when opening fails before rt_open. */
 void rt_discard(rt_be *r);
 /* The passes' random models (benchmarks): ssm/f16_pass.cu, ssm/i8_pass.cu. */
-be *rt_f16_random(const mq_config *cfg, uint64_t seed, int batch, int seqlen);
+be *rt_f16_random(const mq_config *cfg, int w4_group, uint64_t seed, int batch, int seqlen);
 be *rt_i8_random(const mq_config *cfg, int hadamard, uint64_t seed, int batch, int seqlen);
 
 

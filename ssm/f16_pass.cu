@@ -6,10 +6,16 @@
  * continuing a carried state); the workspace, states, graphs and NLL are ssm/cuda_rt.cu's.
  * Precision: FP16 embedding / lm_head and projections (FP32 accumulate); FP32 A, D, dt biases, conv
  * weights, norm weights, the residual stream, norm / softplus / SiLU arithmetic and the SSM state.
- * Activations between ops are FP16 (what the int8 recipes quantize). */
+ * Activations between ops are FP16 (what the int8 recipes quantize).
+ * The same pass runs quamba2's W4A16 artifacts (be_cuda_open_w4a16): in_proj and out_proj as int4
+ * codes with group scales (ssm/w4_gemv.cu: the 4-bit GEMV for decode rows, dequantized to FP16 for
+ * cuBLAS beyond), y rotated by H before out_proj, everything else the simulation's float model in
+ * FP16; no activation is quantized in that mode, so FP16 rounding is the only difference from the
+ * CPU simulation. */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include "hadamard/had.h"
 #include "ssm/cuda_rt.h"
 
 /* Device pointers into the weights arena. FP16 matrices, FP32 vectors. */
@@ -20,6 +26,10 @@ struct f16_layer {
     half *out_proj; float *out_proj_b;
     rt_ssm ssm;                         /* A, D; Mamba2 dt_bias, gnorm_w */
     half *x_proj, *dt_proj; float *dt_proj_b; /* Mamba1 */
+    /* W4A16: in_proj / out_proj as int4 (k_w4_repack's layout) + FP32 group scales, instead of the
+     * FP16 matrices above (then NULL) */
+    uint8_t *in4, *out4;
+    float *in4_s, *out4_s;
 };
 
 struct f16_be {
@@ -29,6 +39,10 @@ struct f16_be {
     f16_layer *layers;                  /* host array [n_layer] of device pointers */
     /* workspace: FP16 activations between the ops */
     half *h16, *xz16, *xc16, *xdbl16, *dt16, *y16, *g16, *delta16;
+    /* W4A16: columns per scale of in_proj / out_proj (0: FP16 weights), y rotated before out_proj,
+     * the largest row count the 4-bit GEMV takes (more: dequantized into wdq for cuBLAS) */
+    int w4_gin, w4_gout, rotate_y, w4_gemv_max;
+    half *wdq;
 };
 
 /* ---------------------------------------------------------------- weights */
@@ -44,11 +58,21 @@ static void layout_weights(rt_be *r, rt_carver *cv) {
         f16_layer *L = &g->layers[l];
         memset(L, 0, sizeof *L);
         L->norm_w = RT_CARVE(cv, float, D);
-        L->in_proj = RT_CARVE(cv, half, (size_t)in * D);
+        if (g->w4_gin) {
+            L->in4 = RT_CARVE(cv, uint8_t, (size_t)in * D / 2);
+            L->in4_s = RT_CARVE(cv, float, (size_t)in * (D / g->w4_gin));
+        } else {
+            L->in_proj = RT_CARVE(cv, half, (size_t)in * D);
+        }
         if (c->proj_bias) L->in_proj_b = RT_CARVE(cv, float, in);
         L->conv_w = RT_CARVE(cv, float, (size_t)cd * c->d_conv);
         if (c->conv_bias) L->conv_b = RT_CARVE(cv, float, cd);
-        L->out_proj = RT_CARVE(cv, half, (size_t)D * E);
+        if (g->w4_gout) {
+            L->out4 = RT_CARVE(cv, uint8_t, (size_t)D * E / 2);
+            L->out4_s = RT_CARVE(cv, float, (size_t)D * (E / g->w4_gout));
+        } else {
+            L->out_proj = RT_CARVE(cv, half, (size_t)D * E);
+        }
         if (c->proj_bias) L->out_proj_b = RT_CARVE(cv, float, D);
         rt_carve_ssm(cv, c, &L->ssm);
         if (c->arch == MQ_MAMBA1) {
@@ -73,11 +97,33 @@ static void layout_ws(rt_be *r, rt_carver *cv) {
     g->y16 = RT_CARVE(cv, half, R * E);
     g->g16 = c->arch == MQ_MAMBA2 ? RT_CARVE(cv, half, R * E) : NULL;
     g->delta16 = RT_CARVE(cv, half, R * D);
+    if (g->w4_gin && (int)R > g->w4_gemv_max) {
+        const size_t in = (size_t)cfg_in_proj_dim(c) * D;
+        g->wdq = RT_CARVE(cv, half, in > D * E ? in : D * E);
+    }
 }
 static void init_ws(rt_be *r) { (void)r; }
 static void free_ws(rt_be *r) { (void)r; }
 
 /* ---------------------------------------------------------------- forward */
+
+/* Y[M x N] = X W^T (+ bias) for in_proj / out_proj: FP16 W16, or (W4A16) int4 W4 with its scales,
+ * through the 4-bit GEMV in slices of 8 rows up to w4_gemv_max rows, else dequantized into wdq. */
+static void linear(f16_be *g, const half *X, int ldx, const half *W16, const uint8_t *W4, const float *ws, int group,
+                   half *Y, int ldy, const float *bias, int M, int N, int K) {
+    rt_ws *w = &g->rt.ws;
+    if (!W4) {
+        k_f16_gemm(w->blas, X, ldx, W16, Y, 0, ldy, bias, M, N, K);
+    } else if (M <= g->w4_gemv_max) {
+        const k_w4_epi e = {1.f, bias, NULL, K_EPI_F16};
+        for (int m0 = 0; m0 < M; m0 += 8)
+            k_w4a16_gemv(X + (size_t)m0 * ldx, ldx, W4, ws, group, M - m0 < 8 ? M - m0 : 8, N, K, e,
+                         Y + (size_t)m0 * ldy, ldy, g->rt.sm_count, w->stream);
+    } else {
+        k_w4_dequant_f16(W4, ws, group, N, K, g->wdq, w->stream);
+        k_f16_gemm(w->blas, X, ldx, g->wdq, Y, 0, ldy, bias, M, N, K);
+    }
+}
 
 #define HOOK(layer, role, x, dt, rows, cols, ld)                                        \
     do {                                                                               \
@@ -101,7 +147,7 @@ static int forward(rt_be *r, int B, int T, be_state *s, const mq_hooks *hk) {
         k_f16_add_rmsnorm(w->resid, l ? g->delta16 : NULL, L->norm_w, g->h16, NULL, R, D, c->norm_eps, st);
         if (rt_after_norm(r, hk, l, R)) return -1;
         HOOK(l, MQ_ACT_IN_PROJ_IN, g->h16, MQ_F16, R, D, D);
-        k_f16_gemm(blas, g->h16, D, L->in_proj, g->xz16, 0, in, L->in_proj_b, R, in, D);
+        linear(g, g->h16, D, L->in_proj, L->in4, L->in4_s, g->w4_gin, g->xz16, in, L->in_proj_b, R, in, D);
         rt_mark(r, RT_P_IN_PROJ);
 
         half *ssm_out;
@@ -159,8 +205,9 @@ static int forward(rt_be *r, int B, int T, be_state *s, const mq_hooks *hk) {
             ssm_out = g->g16;
         }
         HOOK(l, MQ_ACT_SSM_OUT, ssm_out, MQ_F16, R, E, E);
+        if (g->rotate_y && had_cuda_transform_f16(ssm_out, ssm_out, R, E, st)) return -1;
         HOOK(l, MQ_ACT_OUT_PROJ_IN, ssm_out, MQ_F16, R, E, E);
-        k_f16_gemm(blas, ssm_out, E, L->out_proj, g->delta16, 0, D, L->out_proj_b, R, D, E);
+        linear(g, ssm_out, E, L->out_proj, L->out4, L->out4_s, g->w4_gout, g->delta16, D, L->out_proj_b, R, D, E);
         rt_mark(r, RT_P_OUT_PROJ);
     }
     k_f16_add_rmsnorm(w->resid, g->delta16, g->norm_f, w->hid16, w->hid32, R, D, c->norm_eps, st);
@@ -181,14 +228,32 @@ static void free_weights(rt_be *r) { free(((f16_be *)r)->layers); }
 static const rt_pass pass = {"FP16 GPU forward", sizeof(float), 32, layout_ws, init_ws, free_ws, forward, lm_head,
                              free_weights};
 
-/* g with cfg and its weights arena; NULL + error. */
-static f16_be *alloc_model(const mq_config *cfg) {
+/* The most rows the 4-bit GEMV takes (in slices of 8) before W4A16 dequantizes for cuBLAS:
+ * MQ_W4_GEMV_MAX for experiments, else 8. */
+static int w4_gemv_max(void) {
+    const char *v = getenv("MQ_W4_GEMV_MAX");
+    return v && *v ? atoi(v) : 8;
+}
+
+/* g with cfg and its weights arena (W4A16: gin / gout columns per scale of the int4 in_proj /
+ * out_proj, else 0); NULL + error. */
+static f16_be *alloc_model(const mq_config *cfg, int gin, int gout) {
     if (rt_need_gpu()) return NULL;
     if (rt_check_shapes(cfg, cfg->arch == MQ_MAMBA1 ? 64 : 128, pass.name)) return NULL;
+    if (gin || gout) {
+        const int D = cfg->d_model, E = cfg->d_inner;
+        if (D % 32 || E % 32 || gin % 32 || gout % 32 || gin < 32 || gout < 32 || D % gin || E % gout) {
+            mq_fail("W4A16 GPU pass: d_model %d, d_inner %d and the group sizes %d, %d must be multiples of 32 "
+                    "(the groups dividing their rows); this artifact runs on the CPU simulation (--device cpu)",
+                    D, E, gin, gout);
+            return NULL;
+        }
+    }
     f16_be *g = (f16_be *)mq_calloc(1, sizeof *g);
     g->rt.pass = &pass;
-    g->rt.base.kind = BE_CUDA_F16;
+    g->rt.base.kind = gin ? BE_CUDA_INT8 : BE_CUDA_F16; /* a quantized model's GPU pass */
     g->rt.base.cfg = *cfg;
+    g->w4_gin = gin, g->w4_gout = gout, g->w4_gemv_max = w4_gemv_max();
     g->layers = (f16_layer *)mq_calloc(cfg->n_layer, sizeof(f16_layer));
     if (rt_carve_weights(&g->rt, layout_weights)) {
         free(g->layers), free(g);
@@ -202,13 +267,18 @@ static f16_be *alloc_model(const mq_config *cfg) {
 
 /* ---------------------------------------------------------------- upload */
 
-be *be_cuda_open_f16(const mq_model *m, int batch, int seqlen) {
+/* An int4 weight of the artifact (codes one per int8, scales per group) into the GPU layout. */
+static void put_w4(uint8_t *dst, float *dst_s, const q_weight *w, uint8_t *host) {
+    k_w4_repack(w->q, w->rows, w->cols, host);
+    rt_put(dst, host, (size_t)w->rows * w->cols / 2);
+    rt_put_f32(dst_s, w->scale, (size_t)w->nscale);
+}
+
+/* m's weights into g, then the workspace; with qm (W4A16) in_proj and out_proj from its int4 codes. */
+static be *upload(f16_be *g, const mq_model *m, const q_model *qm, int batch, int seqlen) {
     const mq_config *c = &m->cfg;
-    mq_config cfg = *c;
-    cfg.tie_embeddings = m->lm_head == m->embed; /* what the loader did decides, not the flag */
-    f16_be *g = alloc_model(&cfg);
-    if (!g) return NULL;
     const int D = c->d_model, E = c->d_inner, in = cfg_in_proj_dim(c), cd = cfg_conv_dim(c);
+    const mq_config cfg = g->rt.base.cfg;
     size_t big = (size_t)c->vocab_size * D;
     if ((size_t)in * D > big) big = (size_t)in * D;
     float *stage;
@@ -216,6 +286,8 @@ be *be_cuda_open_f16(const mq_model *m, int batch, int seqlen) {
         rt_discard(&g->rt);
         return NULL;
     }
+    const size_t most = (size_t)in * D > (size_t)D * E ? (size_t)in * D : (size_t)D * E;
+    uint8_t *codes = qm ? (uint8_t *)mq_malloc(most / 2) : NULL; /* one repacked int4 matrix */
     rt_put_f16(g->embed, m->embed, (size_t)c->vocab_size * D, stage);
     if (!cfg.tie_embeddings) rt_put_f16(g->lm_head, m->lm_head, (size_t)c->vocab_size * D, stage);
     rt_put_f32(g->norm_f, m->norm_f, D);
@@ -223,11 +295,13 @@ be *be_cuda_open_f16(const mq_model *m, int batch, int seqlen) {
         const mq_layer *H = &m->layers[l];
         f16_layer *L = &g->layers[l];
         rt_put_f32(L->norm_w, H->norm_w, D);
-        rt_put_f16(L->in_proj, H->in_proj, (size_t)in * D, stage);
+        if (L->in4) put_w4(L->in4, L->in4_s, &qm->layers[l].in_proj, codes);
+        else rt_put_f16(L->in_proj, H->in_proj, (size_t)in * D, stage);
         if (L->in_proj_b) rt_put_f32(L->in_proj_b, H->in_proj_b, in);
         rt_put_f32(L->conv_w, H->conv_w, (size_t)cd * c->d_conv);
         if (L->conv_b) rt_put_f32(L->conv_b, H->conv_b, cd);
-        rt_put_f16(L->out_proj, H->out_proj, (size_t)D * E, stage);
+        if (L->out4) put_w4(L->out4, L->out4_s, &qm->layers[l].out_proj, codes);
+        else rt_put_f16(L->out_proj, H->out_proj, (size_t)D * E, stage);
         if (L->out_proj_b) rt_put_f32(L->out_proj_b, H->out_proj_b, D);
         rt_put_ssm(&L->ssm, c, H->A, H->D, H->dt_bias, H->gnorm_w);
         if (c->arch == MQ_MAMBA1) {
@@ -238,16 +312,57 @@ be *be_cuda_open_f16(const mq_model *m, int batch, int seqlen) {
     }
     CUDA_CHECK(cudaDeviceSynchronize());
     CUDA_CHECK(cudaFree(stage));
+    free(codes);
     return rt_open(&g->rt, batch, seqlen);
+}
+
+be *be_cuda_open_f16(const mq_model *m, int batch, int seqlen) {
+    mq_config cfg = m->cfg;
+    cfg.tie_embeddings = m->lm_head == m->embed; /* what the loader did decides, not the flag */
+    f16_be *g = alloc_model(&cfg, 0, 0);
+    return g ? upload(g, m, NULL, batch, seqlen) : NULL;
+}
+
+be *be_cuda_open_w4a16(const q_model *qm, int batch, int seqlen) {
+    const q_options *o = &qm->opt;
+    if (o->method != Q_QUAMBA2 || o->wbits != 4 || o->abits != 16) {
+        mq_fail("W4A16 GPU pass: the artifact is %s W%dA%d, not quamba2 W4A16", q_method_name(o->method),
+                q_big_wbits(o), o->abits);
+        return NULL;
+    }
+    const int gin = qm->layers[0].in_proj.group, gout = qm->layers[0].out_proj.group;
+    for (int l = 0; l < qm->cfg.n_layer; l++) {
+        const q_weight *a = &qm->layers[l].in_proj, *b = &qm->layers[l].out_proj;
+        if (a->bits != 4 || b->bits != 4 || a->group != gin || b->group != gout) {
+            mq_fail("W4A16 GPU pass: layer %d's in_proj / out_proj are not 4-bit with groups %d / %d like layer 0's",
+                    l, gin, gout);
+            return NULL;
+        }
+    }
+    mq_model m; /* the simulation's float model: everything but in_proj and out_proj comes from it */
+    if (q_sim_build(qm, &m)) return NULL;
+    f16_be *g = alloc_model(&m.cfg, gin, gout); /* m.cfg's tie is what the build made */
+    be *b = NULL;
+    if (g) {
+        g->rotate_y = qm->hadamard_n != 0;
+        b = upload(g, &m, qm, batch, seqlen);
+    }
+    q_sim_free(&m);
+    return b;
 }
 
 /* ---------------------------------------------------------------- random model (benchmarks) */
 
-/* Scales keep activations O(1) through the layers: uniform +-1/sqrt(fan_in) for projections; the
- * SSM parameters of rt_put_ssm_random. */
-be *rt_f16_random(const mq_config *c, uint64_t seed, int batch, int seqlen) {
-    f16_be *g = alloc_model(c);
+/* Scales keep activations O(1) through the layers: uniform +-1/sqrt(fan_in) for projections (W4A16:
+ * codes uniform in -7..7, scale 1 / (4 sqrt(fan_in)): about the same spread); the SSM parameters
+ * of rt_put_ssm_random. w4_group: 0, or W4A16 with that group size (per row where it does not
+ * divide) and y rotated, as quamba2 runs. */
+be *rt_f16_random(const mq_config *c, int w4_group, uint64_t seed, int batch, int seqlen) {
+    const int gin = w4_group && c->d_model % w4_group == 0 ? w4_group : c->d_model;
+    const int gout = w4_group && c->d_inner % w4_group == 0 ? w4_group : c->d_inner;
+    f16_be *g = w4_group ? alloc_model(c, gin, gout) : alloc_model(c, 0, 0);
     if (!g) return NULL;
+    g->rotate_y = w4_group != 0;
     const int D = c->d_model, E = c->d_inner, in = cfg_in_proj_dim(c), cd = cfg_conv_dim(c), N = c->d_state;
     uint64_t s = seed * 1000003ull;
     k_fill_f16(g->embed, (size_t)c->vocab_size * D, s++, 0.05f, 0);
@@ -258,11 +373,21 @@ be *rt_f16_random(const mq_config *c, uint64_t seed, int batch, int seqlen) {
     for (int l = 0; l < c->n_layer; l++) {
         f16_layer *L = &g->layers[l];
         rt_put_const(L->norm_w, D, 1.f);
-        k_fill_f16(L->in_proj, (size_t)in * D, s++, 1.f / sqrtf((float)D), 0);
+        if (L->in4) {
+            k_w4_fill_random(L->in4, (size_t)in * D / 2, s++, 0);
+            rt_put_const(L->in4_s, (size_t)in * (D / gin), 0.25f / sqrtf((float)D));
+        } else {
+            k_fill_f16(L->in_proj, (size_t)in * D, s++, 1.f / sqrtf((float)D), 0);
+        }
         if (L->in_proj_b) rt_put_const(L->in_proj_b, in, 0.f);
         rt_put_f32(L->conv_w, conv, (size_t)cd * c->d_conv);
         if (L->conv_b) rt_put_const(L->conv_b, cd, 0.f);
-        k_fill_f16(L->out_proj, (size_t)D * E, s++, 1.f / sqrtf((float)E), 0);
+        if (L->out4) {
+            k_w4_fill_random(L->out4, (size_t)D * E / 2, s++, 0);
+            rt_put_const(L->out4_s, (size_t)D * (E / gout), 0.25f / sqrtf((float)E));
+        } else {
+            k_fill_f16(L->out_proj, (size_t)D * E, s++, 1.f / sqrtf((float)E), 0);
+        }
         if (L->out_proj_b) rt_put_const(L->out_proj_b, D, 0.f);
         rt_put_ssm_random(&L->ssm, c);
         if (c->arch == MQ_MAMBA1) {

@@ -419,6 +419,19 @@ extern "C" int gop_w4a8_gemv(float *Y, int8_t *q_out, int kind, const int8_t *X,
     return 0;
 }
 
+extern "C" int gop_w4_dequant(float *W, const int8_t *q, const float *scales, int group, int N, int K) {
+    if (rt_need_gpu()) return -1;
+    if (w4_shape_ok("gop_w4_dequant", GOP_OUT_F16, NULL, group, 1, N, K)) return -1;
+    w4_dev d = w4_up(q, scales, group, NULL, NULL, 1, N, K, 0);
+    half *dW = (half *)dmalloc(sizeof(half) * (size_t)N * K);
+    k_w4_dequant_f16(d.W, d.ws, group, N, K, dW, (cudaStream_t)0);
+    CUDA_CHECK(cudaDeviceSynchronize());
+    down_f16(W, dW, N, K, K);
+    dfree(dW);
+    dfree(d.W), dfree(d.ws), dfree(d.bias), dfree(d.qs), dfree(d.out);
+    return 0;
+}
+
 extern "C" int gop_i8_add_rmsnorm(float *resid, const float *delta, const float *w, int T, int D, float eps, float s,
                                 int8_t *q) {
     if (rt_need_gpu()) return -1;

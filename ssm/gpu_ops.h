@@ -53,6 +53,8 @@ int gop_f16_gemm(float *Y, const float *X, const float *W, const float *bias, in
  * then reps timed calls, cycling through copies of the weights larger than the L2 cache together,
  * and *us gets the mean microseconds a timed call (the benchmarks). */
 enum { GOP_OUT_I8 = 0, GOP_OUT_F16 = 1, GOP_OUT_F32 = 2 };
+/* W[N x K] = q * s as the W4A16 prefill dequantizes it for cuBLAS (FP16, widened into W). */
+int gop_w4_dequant(float *W, const int8_t *q, const float *scales, int group, int N, int K);
 int gop_w4a16_gemv(float *Y, int kind, const float *X, const int8_t *q, const float *scales, int group, const float *bias,
                    int M, int N, int K, int reps, double *us);
 int gop_w4a8_gemv(float *Y, int8_t *q_out, int kind, const int8_t *X, float sx, const int8_t *q, const float *scales,

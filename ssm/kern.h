@@ -290,5 +290,9 @@ void k_w4a16_gemv(const half *X, int ldx, const uint8_t *W, const float *ws, int
                   const k_w4_epi &e, void *out, int ldo, int sm_count, cudaStream_t st);
 void k_w4a8_gemv(const int8_t *X, int ldx, const uint8_t *W, const float *ws, int group, int M, int N, int K,
                  const k_w4_epi &e, void *out, int ldo, int sm_count, cudaStream_t st);
+/* W16[N x K] = q * s as FP16 (prefill-sized inputs then go through cuBLAS); out 16-byte aligned. */
+void k_w4_dequant_f16(const uint8_t *W, const float *ws, int group, int N, int K, half *out, cudaStream_t st);
+/* bytes of random codes (-7..7) in the GPU layout, for benchmark models */
+void k_w4_fill_random(uint8_t *W, size_t bytes, uint64_t seed, cudaStream_t st);
 
 #endif

@@ -173,3 +173,52 @@ void k_w4a8_gemv(const int8_t *X, int ldx, const uint8_t *W, const float *ws, in
     if (e.kind == K_EPI_I8 && !e.qs) mq_die("k_w4a8_gemv: int8 output without scales (internal error)");
     w4_rows<true>(X, ldx, W, ws, group, M, N, K, e, out, ldo, sm_count, st);
 }
+
+/* ---------------------------------------------------------------- beyond the GEMV's 8 rows */
+
+/* W16[N x K] = q * s rounded to FP16 (the value the W4A16 simulation multiplies, (float)q * s, as
+ * the FP16 pass rounds any weight), for cuBLAS on prefill-sized inputs. A thread per word of 8
+ * columns, written as one 16-byte store. */
+__global__ void w4_dequant_kernel(const uint32_t *W, const float *ws, int group, int N, int K, half *out) {
+    const int wpr = K / 8, G = K / group;
+    const size_t words = (size_t)N * wpr;
+    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < words; i += (size_t)gridDim.x * blockDim.x) {
+        const size_t n = i / wpr;
+        const int j = (int)(i - n * wpr);
+        const unsigned w = W[i];
+        const float s = ws[n * G + (8 * j) / group];
+        __align__(16) half2 h[4];
+#pragma unroll
+        for (int p = 0; p < 2; p++) { /* columns 8j + 2p, 8j + 2p + 1 (low nibbles), 8j + 4 + 2p, ... (high) */
+            h[p] = __floats2half2_rn(nib_f(w >> (16 * p)) * s, nib_f(w >> (16 * p + 8)) * s);
+            h[2 + p] = __floats2half2_rn(nib_f(w >> (16 * p + 4)) * s, nib_f(w >> (16 * p + 12)) * s);
+        }
+        *(int4 *)(out + n * K + 8 * j) = *(const int4 *)h;
+    }
+}
+
+void k_w4_dequant_f16(const uint8_t *W, const float *ws, int group, int N, int K, half *out, cudaStream_t st) {
+    if (K % 32 || group % 32 || K % group || (uintptr_t)W % 16 || (uintptr_t)out % 16)
+        mq_die("k_w4_dequant_f16: K %d, group %d or alignment outside the kernel's (internal error)", K, group);
+    const size_t words = (size_t)N * (K / 8);
+    w4_dequant_kernel<<<(unsigned)min((size_t)16384, (words + 255) / 256), 256, 0, st>>>((const uint32_t *)W, ws, group,
+                                                                                        N, K, out);
+    CUDA_CHECK_LAUNCH();
+}
+
+/* Random codes in the GPU layout (every nibble 1..15, i.e. -7..7), for benchmark models. */
+__global__ void w4_fill_kernel(uint32_t *dst, size_t n, uint64_t seed) {
+    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x) {
+        const uint64_t h = d_mix64(seed, i);
+        uint32_t w = 0;
+        for (int b = 0; b < 8; b++) w |= (uint32_t)(1 + ((h >> (8 * b)) & 0xFF) % 15) << (4 * b);
+        dst[i] = w;
+    }
+}
+
+void k_w4_fill_random(uint8_t *W, size_t bytes, uint64_t seed, cudaStream_t st) {
+    const size_t n = bytes / 4;
+    if (!n) return;
+    w4_fill_kernel<<<(unsigned)min((size_t)8192, (n + 255) / 256), 256, 0, st>>>((uint32_t *)W, n, seed);
+    CUDA_CHECK_LAUNCH();
+}

@@ -14,6 +14,7 @@
  * beside ours; with --json, all of it as docs/bench.json (schema in docs/benchmarks.md).
  * build/bench/bench_int8 NAME --prefill: only the prefills of NAME, both passes, with the per-op times.
  * build/bench/bench_int8 [FILTER] --w4: the W4A16 / W4A8 GEMVs alone on the models' projection shapes.
+ * build/bench/bench_int8 [FILTER] --w4a16: only the quamba2 W4A16 pass beside FP16 (the full run has it too).
  * build/bench/bench_int8 NAME --steps N [--batch B]: only N plain decode steps of NAME (N <= 64) for
  * B sequences, int8 then FP16, for a kernel profiler (ncu) to time every kernel of a step.
  * build/bench/bench_int8 --artifact ART MODEL: the same prefill 1x1024 and batch-1 decode for an
@@ -43,6 +44,7 @@ enum { PROF_STEPS = 10 };
 
 /* one pass (int8 or FP16) of one shape: prefill ms [2], decode ms [NB], memory GB */
 typedef struct { double pre[2], dec[NB], mem_gb, weights_gb, decode_gb; } pass_times;
+static pass_times w4t[sizeof shapes / sizeof shapes[0]], f16t[sizeof shapes / sizeof shapes[0]]; /* W4A16, FP16 */
 
 /* A random model of c's shapes (int8: the y rotation as quamba) */
 static be *open_random(const mq_config *c, be_kind kind, int batch, int seqlen) {
@@ -50,9 +52,18 @@ static be *open_random(const mq_config *c, be_kind kind, int batch, int seqlen) 
     if (!b) mq_die("%s: %s", c->source, mq_errmsg());
     return b;
 }
+/* The passes time_pass runs: int8, FP16, and quamba2 W4A16 (groups of 128, y rotated) */
+enum { P_INT8, P_F16, P_W4A16 };
+#define W4_GROUP 128
+static be *open_pass(const mq_config *c, int pass, int batch, int seqlen) {
+    if (pass != P_W4A16) return open_random(c, pass == P_INT8 ? BE_CUDA_INT8 : BE_CUDA_F16, batch, seqlen);
+    be *b = be_open_random_w4a16(c, W4_GROUP, 1, batch, seqlen);
+    if (!b) mq_die("%s: %s", c->source, mq_errmsg());
+    return b;
+}
 
-static void time_pass(const mq_config *c, be_kind kind, const int32_t *tok, pass_times *pt) {
-    be *b = open_random(c, kind, 8, 1024);
+static void time_pass(const mq_config *c, int pass, const int32_t *tok, pass_times *pt) {
+    be *b = open_pass(c, pass, 8, 1024);
     pt->weights_gb = be_weight_bytes(b) / 1e9;
     pt->decode_gb = be_decode_bytes(b) / 1e9;
     pt->mem_gb = (be_weight_bytes(b) + be_ws_bytes(b)) / 1e9;
@@ -60,13 +71,13 @@ static void time_pass(const mq_config *c, be_kind kind, const int32_t *tok, pass
     pt->pre[1] = bt_prefill_ms(b, tok, 8, 1024);
     be_free(b);
     for (int k = 0; k < NB; k++) { /* decode workspaces of batch x 1 token */
-        be *d = open_random(c, kind, batches[k], 1);
+        be *d = open_pass(c, pass, batches[k], 1);
         be_state *s = be_state_new(d, batches[k]);
         if (!s) mq_die("%s", mq_errmsg());
         pt->dec[k] = bt_decode_ms(d, s, tok);
         if (k == NB - 1) {
             const size_t state = (size_t)batches[k] * c->n_layer *
-                                 (cfg_conv_dim(c) * (c->d_conv - 1) * (kind == BE_CUDA_INT8 ? 1 : 4) +
+                                 (cfg_conv_dim(c) * (c->d_conv - 1) * (pass == P_INT8 ? 1 : 4) +
                                   (size_t)c->d_inner * c->d_state * 4);
             pt->mem_gb += (be_ws_bytes(d) + state) / 1e9;
         }
@@ -227,12 +238,13 @@ static cJSON *obj_at(cJSON *obj, const char *key) {
 static void put_ms(cJSON *obj, const char *key, double ms) { cJSON_AddNumberToObject(obj, key, round(ms * 1e4) / 1e4); }
 
 /* our figures of one shape under models[name] */
-static void json_ours(cJSON *models, const char *name, const pass_times *i8, const pass_times *f16, double tbps) {
+static void json_ours(cJSON *models, const char *name, const pass_times *i8, const pass_times *f16,
+                      const pass_times *w4, double tbps) {
     cJSON *m = obj_at(models, name), *dec = obj_at(m, "decode_ms"), *pre = obj_at(m, "prefill_ms");
-    const pass_times *pt[2] = {i8, f16};
-    const char *kind[2] = {"int8", "fp16"};
+    const pass_times *pt[3] = {i8, f16, w4};
+    const char *kind[3] = {"int8", "fp16", "w4a16"};
     cJSON *floor_ms = obj_at(m, "floor_ms"), *wgb = obj_at(m, "decode_weights_gb");
-    for (int p = 0; p < 2; p++) {
+    for (int p = 0; p < 3; p++) {
         cJSON *d = obj_at(dec, kind[p]), *f = obj_at(pre, kind[p]);
         for (int k = 0; k < NB; k++) put_ms(d, batch_keys[k], pt[p]->dec[k]);
         for (int k = 0; k < 2; k++) put_ms(f, prefill_keys[k], pt[p]->pre[k]);
@@ -365,7 +377,7 @@ static void print_peer_table(cJSON *models, cJSON *notes) {
 
 int main(int argc, char **argv) {
     const char *filter = NULL, *json_out = NULL, *peers = NULL;
-    int steps = -1, batch = 1, prefill = 0, w4 = 0;
+    int steps = -1, batch = 1, prefill = 0, w4 = 0, w4a16_only = 0;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--json") && i + 1 < argc) json_out = argv[++i];
         else if (!strcmp(argv[i], "--peers") && i + 1 < argc) peers = argv[++i];
@@ -373,13 +385,14 @@ int main(int argc, char **argv) {
         else if (!strcmp(argv[i], "--batch") && i + 1 < argc) batch = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--prefill")) prefill = 1;
         else if (!strcmp(argv[i], "--w4")) w4 = 1;
+        else if (!strcmp(argv[i], "--w4a16")) w4a16_only = 1;
         else if (!strcmp(argv[i], "--artifact") && i + 2 < argc) {
             const char *why;
             if (!gpu_available(&why)) return printf("bench_int8: no usable GPU (%s)\n", why), 0;
             return bench_artifact(argv[i + 1], argv[i + 2]);
         } else if (argv[i][0] == '-') {
             fprintf(stderr, "usage: bench_int8 [FILTER] [--peers DIR] [--json FILE] | NAME --steps N [--batch B] | "
-                            "NAME --prefill | [FILTER] --w4 | --artifact ART MODEL\n");
+                            "NAME --prefill | [FILTER] --w4 | [FILTER] --w4a16 | --artifact ART MODEL\n");
             return 2;
         } else filter = argv[i];
     }
@@ -411,20 +424,28 @@ int main(int argc, char **argv) {
         cJSON_AddNumberToObject(root, "copy_tbps", round(tbps * 1000) / 1000);
     }
     cJSON *models = cJSON_AddObjectToObject(root, "models");
-    printf("## int8 pass vs FP16 forward (build/bench/bench_int8), %s\n\n", gpu_describe());
-    printf("Each cell: int8 / FP16 (ratio = FP16 time / int8 time; > 1 means int8 is faster). Floor: weights one "
-           "decode step reads / %.2f TB/s, the device-to-device copy rate measured in this run (read + write).\n\n",
-           tbps);
-    printf("| model | weights GB int8 / FP16 | prefill 1x1024 ms | prefill 8x1024 ms | decode b=1 ms/token | "
-           "b=1 floor ms (reached) | decode b=16 ms/step | decode b=64 ms/step | GPU memory GB |\n");
-    printf("|---|---|---|---|---|---|---|---|---|\n");
+    if (!w4a16_only) {
+        printf("## int8 pass vs FP16 forward (build/bench/bench_int8), %s\n\n", gpu_describe());
+        printf("Each cell: int8 / FP16 (ratio = FP16 time / int8 time; > 1 means int8 is faster). Floor: weights one "
+               "decode step reads / %.2f TB/s, the device-to-device copy rate measured in this run (read + write).\n\n",
+               tbps);
+        printf("| model | weights GB int8 / FP16 | prefill 1x1024 ms | prefill 8x1024 ms | decode b=1 ms/token | "
+               "b=1 floor ms (reached) | decode b=16 ms/step | decode b=64 ms/step | GPU memory GB |\n");
+        printf("|---|---|---|---|---|---|---|---|---|\n");
+    }
     for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++) {
         if (filter && !strstr(shapes[i].name, filter)) continue;
         mq_config c = make_cfg(&shapes[i]);
         int32_t *tok = bt_tokens(8 * 1024, c.vocab_size);
         pass_times a, b;
         memset(&a, 0, sizeof a), memset(&b, 0, sizeof b);
-        time_pass(&c, BE_CUDA_INT8, tok, &a);
+        if (w4a16_only) { /* --w4a16: FP16 and W4A16 only, for the table below */
+            time_pass(&c, P_F16, tok, &f16t[i]);
+            time_pass(&c, P_W4A16, tok, &w4t[i]);
+            free(tok);
+            continue;
+        }
+        time_pass(&c, P_INT8, tok, &a);
         { /* one more int8 prefill with events between the ops, for the breakdown */
             be *g = open_random(&c, BE_CUDA_INT8, 1, 1024);
             be_profile(g, 1);
@@ -433,7 +454,9 @@ int main(int argc, char **argv) {
             be_profile_report(g, prof[i], sizeof prof[i]);
             be_free(g);
         }
-        time_pass(&c, BE_CUDA_F16, tok, &b);
+        time_pass(&c, P_F16, tok, &b);
+        f16t[i] = b;
+        time_pass(&c, P_W4A16, tok, &w4t[i]);
         for (int k = 0; k < 2; k++)
             for (int bi = 0; bi < 2; bi++)
                 decode_breakdown(&c, k ? BE_CUDA_F16 : BE_CUDA_INT8, bi ? 64 : 16, tok, dprof[i][k][bi],
@@ -446,8 +469,25 @@ int main(int argc, char **argv) {
                100 * f16 / b.dec[0], a.dec[1], b.dec[1], b.dec[1] / a.dec[1], a.dec[2], b.dec[2], b.dec[2] / a.dec[2],
                a.mem_gb, b.mem_gb);
         fflush(stdout);
-        json_ours(models, shapes[i].name, &a, &b, tbps);
+        json_ours(models, shapes[i].name, &a, &b, &w4t[i], tbps);
         free(tok);
+    }
+    printf("\nquamba2 W4A16 (int4 in_proj / out_proj, groups of %d, FP16 activations, y rotated; the FP16 pass "
+           "otherwise), ratio = FP16 time / W4A16 time:\n\n| model | weights GB | prefill 1x1024 ms | prefill 8x1024 ms | "
+           "decode b=1 ms/token | b=1 floor ms (reached) | decode b=16 ms/step | decode b=64 ms/step |\n"
+           "|---|---|---|---|---|---|---|---|\n", W4_GROUP);
+    for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++) {
+        if (filter && !strstr(shapes[i].name, filter)) continue;
+        const pass_times *w = &w4t[i], *f = &f16t[i];
+        const double fl = w->decode_gb / tbps;
+        printf("| %s | %.2f | %.2f (%.2fx) | %.2f (%.2fx) | %.3f (%.2fx) | %.3f (%.0f%%) | %.3f (%.2fx) | %.3f (%.2fx) |\n",
+               shapes[i].name, w->weights_gb, w->pre[0], f->pre[0] / w->pre[0], w->pre[1], f->pre[1] / w->pre[1], w->dec[0],
+               f->dec[0] / w->dec[0], fl, 100 * fl / w->dec[0], w->dec[1], f->dec[1] / w->dec[1], w->dec[2],
+               f->dec[2] / w->dec[2]);
+    }
+    if (w4a16_only) {
+        cJSON_Delete(root), cJSON_Delete(notes);
+        return 0;
     }
     printf("\nint8 prefill 1x1024, GPU ms per op (CUDA events between the ops):\n");
     for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++) {

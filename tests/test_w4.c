@@ -10,8 +10,11 @@
 #include "core/gpu.h"
 #include "core/qrule.h"
 #include "core/st.h"
+#include "ssm/backend.h"
 #include "ssm/gpu_ops.h"
 #include "ssm/qmodel.h"
+#include "tests/test_data.h"
+#include "tests/tstats.h"
 #include <stdint.h>
 
 static uint64_t g_rng = 0x2545F4914F6CDD1Dull;
@@ -106,7 +109,113 @@ static void test_w4_gemv(void) {
     w4_case(7, 19, 96, 32, 1);     /* fewer chunks than lanes */
 }
 
+/* The dequantization W4A16 prefill hands cuBLAS: q * s rounded to FP16, exactly (one FP32 product,
+ * one rounding, on either side). */
+static void test_w4_dequant(void) {
+    NEED_GPU();
+    const int N = 37, K = 384, group = 128;
+    float *Wf = mq_malloc(sizeof(float) * N * K), *got = mq_malloc(sizeof(float) * N * K);
+    for (size_t i = 0; i < (size_t)N * K; i++) Wf[i] = 0.05f * frand();
+    q_weight w;
+    q_weight_quantize_i4(Wf, N, K, group, &w);
+    T_CHECK(gop_w4_dequant(got, w.q, w.scale, group, N, K) == 0, "%s", mq_errmsg());
+    long bad = 0;
+    for (int n = 0; n < N; n++)
+        for (int k = 0; k < K; k++) {
+            const float want = st_f16_to_f32(st_f32_to_f16((float)w.q[(size_t)n * K + k] * q_weight_scale_at(&w, n, k)));
+            bad += got[(size_t)n * K + k] != want;
+        }
+    printf("    dequantized %d x %d (group %d): %ld of %d values differ from q * s in FP16\n", N, K, group, bad, N * K);
+    T_CHECK(bad == 0, "%ld values differ", bad);
+    q_weight_free(&w);
+    free(Wf), free(got);
+}
+
+/* ||a - b|| / ||b|| */
+static double rel_l2(const float *a, const float *b, size_t n) {
+    double d2 = 0, b2 = 0;
+    for (size_t i = 0; i < n; i++) d2 += ((double)a[i] - b[i]) * ((double)a[i] - b[i]), b2 += (double)b[i] * b[i];
+    return d2 == d2 ? sqrt(d2 / (b2 > 0 ? b2 : 1)) : INFINITY;
+}
+
+/* quamba2 W4A16 of a proxy on the GPU (be_open_qmodel's cuda kind: the FP16 pass with int4 in_proj /
+ * out_proj, y rotated) against the CPU simulation of the same q_model (RTN weights: the pass runs any
+ * codes alike). One window of 256 tokens of valid.txt: final hidden states, logits and mean NLL; on
+ * the GPU, 3 sequences decoded step by step (the 4-bit GEMV) against their batched prefill (the
+ * weights dequantized for cuBLAS). No activation is quantized in W4A16, so the differences are the
+ * FP16 pass's roundings; bounds as tests/test_gpu_forward.c's FP16-vs-FP32 ones (1e-2, measured
+ * ~1e-3 there) and, for decode vs prefill, 5e-3 (FP16 weights q * s in one route, exact ones in
+ * the other). */
+static void w4a16_model(int arch) {
+    const char *dir = t_shared(arch == 1 ? "models/mamba1-proxy" : "models/mamba2-proxy");
+    if (!dir) T_SKIP("proxy models not found under ../shared (or $MQ_SHARED)");
+    size_t ncal = 0, nval = 0;
+    int32_t *cal = t_fixture_ids("tests/fixtures/tok/calib.txt.ids.u16.gz", &ncal);
+    int32_t *val = t_fixture_ids("tests/fixtures/tok/valid.txt.ids.u16.gz", &nval);
+    if (!cal || !val || ncal < 1024 || nval < 1024) T_SKIP("token fixtures missing");
+    mq_model m;
+    T_CHECK(ssm_load(dir, &m) == 0, "%s", mq_errmsg());
+    if (t_checks_failed) return;
+    tstats *ts = ts_collect(dir, &m, cal, 2, 256, (const double[]){99.95}, 1);
+    q_stats st = ts_iface(ts);
+    q_options o;
+    q_options_default(&o);
+    o.method = Q_QUAMBA2, o.wbits = 4, o.abits = 16, o.gptq = 0, o.cluster = 0, o.state_groups = 0;
+    q_model qm;
+    T_CHECK(q_quantize(&m, &st, &o, &qm) == 0, "%s", mq_errmsg());
+    if (t_checks_failed) return;
+    enum { T = 256, B = 3, TD = 24 };
+    const int D = m.cfg.d_model, V = m.cfg.vocab_size;
+    be *g = be_open_qmodel(&qm, BE_CUDA_INT8, B, T), *c = be_open_qmodel(&qm, BE_CPU_SIM, 1, T);
+    T_CHECK(g && c, "open: %s", mq_errmsg());
+    if (!g || !c) return;
+    float *hg = mq_malloc(sizeof(float) * T * D), *hc = mq_malloc(sizeof(float) * T * D);
+    float *lg = mq_malloc(sizeof(float) * 8 * V), *lc = mq_malloc(sizeof(float) * 8 * V);
+    double sg = 0, sc = 0;
+    T_CHECK(be_prefill(g, val, 1, T, NULL, NULL, hg) == 0 && be_logits(g, T - 8, 8, lg) == 0, "%s", mq_errmsg());
+    T_CHECK(be_prefill(c, val, 1, T, NULL, NULL, hc) == 0 && be_logits(c, T - 8, 8, lc) == 0, "%s", mq_errmsg());
+    T_CHECK(be_nll(g, val, 1, T, NULL, NULL, &sg) == 0 && be_nll(c, val, 1, T, NULL, NULL, &sc) == 0, "%s", mq_errmsg());
+    const double eh = rel_l2(hg, hc, (size_t)T * D), el = rel_l2(lg, lc, (size_t)8 * V);
+    printf("    mamba%d quamba2 W4A16, GPU vs CPU simulation: hidden rel L2 %.2e, logits[-8:] rel L2 %.2e, mean NLL "
+           "%.5f vs %.5f\n", arch, eh, el, sg / (T - 1), sc / (T - 1));
+    T_CHECK(eh < 1e-2 && el < 1e-2, "hidden %.3g, logits %.3g", eh, el);
+    T_CHECK(fabs(sg - sc) / (T - 1) < 5e-3, "mean NLL %.5f vs %.5f", sg / (T - 1), sc / (T - 1));
+    /* decode (B rows: the GEMV) against prefill (B x TD rows: dequantized for cuBLAS) */
+    float *hp = mq_malloc(sizeof(float) * B * TD * D), *hd = mq_malloc(sizeof(float) * B * TD * D);
+    float *row = mq_malloc(sizeof(float) * B * D);
+    be_state *s = be_state_new(g, B);
+    T_CHECK(s && be_prefill(g, val + 300, B, TD, NULL, NULL, hp) == 0, "%s", mq_errmsg());
+    for (int t = 0; s && t < TD; t++) {
+        int32_t tok[B];
+        for (int b = 0; b < B; b++) tok[b] = val[300 + b * TD + t];
+        T_CHECK(be_step(g, s, tok, NULL, row, NULL) == 0, "%s", mq_errmsg());
+        for (int b = 0; b < B; b++) memcpy(hd + ((size_t)b * TD + t) * D, row + (size_t)b * D, sizeof(float) * D);
+    }
+    const double ed = rel_l2(hd, hp, (size_t)B * TD * D);
+    printf("    mamba%d W4A16 decode (4-bit GEMV) vs prefill (dequantized, cuBLAS), %d x %d tokens: rel L2 %.2e\n",
+           arch, B, TD, ed);
+    T_CHECK(ed < 5e-3, "decode vs prefill %.3g", ed);
+    be_state_free(s);
+    be_free(g), be_free(c);
+    free(hg), free(hc), free(lg), free(lc), free(hp), free(hd), free(row), free(cal), free(val);
+    q_model_free(&qm);
+    tstats_free(ts);
+    ssm_free(&m);
+}
+
+static void test_w4a16_mamba1(void) {
+    NEED_GPU();
+    w4a16_model(1);
+}
+static void test_w4a16_mamba2(void) {
+    NEED_GPU();
+    w4a16_model(2);
+}
+
 int main(void) {
     T_RUN(test_w4_gemv);
+    T_RUN(test_w4_dequant);
+    T_RUN(test_w4a16_mamba1);
+    T_RUN(test_w4a16_mamba2);
     return t_summary();
 }
