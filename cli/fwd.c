@@ -42,11 +42,15 @@ int fwd_open(fwd *f, const char *path, const char *device, int batch, int seqlen
             return mq_fail_ctx("the artifact %s failed validation", path);
         }
         if (cuda && !strcmp(device, "auto") && f->art->qm.opt.method == Q_QUAMBA2) {
-            /* no GPU kernels for its int4 weights and grouped scales yet: auto means the CPU */
-            fprintf(stderr, "mambaq: %s is a quamba2 artifact, which runs on the CPU simulation for now\n", path);
-            cuda = 0;
+            /* W4A16 runs on the GPU; W8A8 / W4A8 (and shapes the 4-bit kernels do not take) have no
+             * GPU kernels yet: auto means the CPU for them */
+            f->b = be_open_qmodel(&f->art->qm, BE_CUDA_INT8, batch, seqlen);
+            if (!f->b) {
+                fprintf(stderr, "mambaq: note: %s on the GPU: %s; it runs on the CPU simulation\n", path, mq_errmsg());
+                cuda = 0;
+            }
         }
-        f->b = be_open_qmodel(&f->art->qm, cuda ? BE_CUDA_INT8 : BE_CPU_SIM, batch, seqlen);
+        if (!f->b) f->b = be_open_qmodel(&f->art->qm, cuda ? BE_CUDA_INT8 : BE_CPU_SIM, batch, seqlen);
     } else {
         if (ssm_load(path, &f->m)) return mq_fail_ctx("loading %s", path);
         f->b = be_open_model(&f->m, cuda ? BE_CUDA_F16 : BE_CPU_F32, batch, seqlen);

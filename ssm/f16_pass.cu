@@ -8,8 +8,8 @@
  * weights, norm weights, the residual stream, norm / softplus / SiLU arithmetic and the SSM state.
  * Activations between ops are FP16 (what the int8 recipes quantize).
  * The same pass runs quamba2's W4A16 artifacts (be_cuda_open_w4a16): in_proj and out_proj as int4
- * codes with group scales (ssm/w4_gemv.cu: the 4-bit GEMV for decode rows, dequantized to FP16 for
- * cuBLAS beyond), y rotated by H before out_proj, everything else the simulation's float model in
+ * codes with group scales (ssm/w4_gemv.cu: the 4-bit tensor-core GEMV for decode rows, dequantized to
+ * FP16 for cuBLAS beyond), y rotated by H before out_proj, everything else the simulation's float model in
  * FP16; no activation is quantized in that mode, so FP16 rounding is the only difference from the
  * CPU simulation. */
 #include <math.h>
@@ -59,7 +59,7 @@ static void layout_weights(rt_be *r, rt_carver *cv) {
         memset(L, 0, sizeof *L);
         L->norm_w = RT_CARVE(cv, float, D);
         if (g->w4_gin) {
-            L->in4 = RT_CARVE(cv, uint8_t, (size_t)in * D / 2);
+            L->in4 = RT_CARVE(cv, uint8_t, k_w4_mma_bytes(in, D));
             L->in4_s = RT_CARVE(cv, float, (size_t)in * (D / g->w4_gin));
         } else {
             L->in_proj = RT_CARVE(cv, half, (size_t)in * D);
@@ -68,7 +68,7 @@ static void layout_weights(rt_be *r, rt_carver *cv) {
         L->conv_w = RT_CARVE(cv, float, (size_t)cd * c->d_conv);
         if (c->conv_bias) L->conv_b = RT_CARVE(cv, float, cd);
         if (g->w4_gout) {
-            L->out4 = RT_CARVE(cv, uint8_t, (size_t)D * E / 2);
+            L->out4 = RT_CARVE(cv, uint8_t, k_w4_mma_bytes(D, E));
             L->out4_s = RT_CARVE(cv, float, (size_t)D * (E / g->w4_gout));
         } else {
             L->out_proj = RT_CARVE(cv, half, (size_t)D * E);
@@ -108,7 +108,8 @@ static void free_ws(rt_be *r) { (void)r; }
 /* ---------------------------------------------------------------- forward */
 
 /* Y[M x N] = X W^T (+ bias) for in_proj / out_proj: FP16 W16, or (W4A16) int4 W4 with its scales,
- * through the 4-bit GEMV in slices of 8 rows up to w4_gemv_max rows, else dequantized into wdq. */
+ * through the 4-bit tensor-core GEMV in slices of 16 rows up to w4_gemv_max rows, else dequantized
+ * into wdq for cuBLAS. */
 static void linear(f16_be *g, const half *X, int ldx, const half *W16, const uint8_t *W4, const float *ws, int group,
                    half *Y, int ldy, const float *bias, int M, int N, int K) {
     rt_ws *w = &g->rt.ws;
@@ -116,11 +117,11 @@ static void linear(f16_be *g, const half *X, int ldx, const half *W16, const uin
         k_f16_gemm(w->blas, X, ldx, W16, Y, 0, ldy, bias, M, N, K);
     } else if (M <= g->w4_gemv_max) {
         const k_w4_epi e = {1.f, bias, NULL, K_EPI_F16};
-        for (int m0 = 0; m0 < M; m0 += 8)
-            k_w4a16_gemv(X + (size_t)m0 * ldx, ldx, W4, ws, group, M - m0 < 8 ? M - m0 : 8, N, K, e,
-                         Y + (size_t)m0 * ldy, ldy, g->rt.sm_count, w->stream);
+        for (int m0 = 0; m0 < M; m0 += K_W4_MMA_MAX_M)
+            k_w4a16_mma(X + (size_t)m0 * ldx, ldx, W4, ws, group, M - m0 < K_W4_MMA_MAX_M ? M - m0 : K_W4_MMA_MAX_M, N, K,
+                        e, Y + (size_t)m0 * ldy, ldy, w->stream);
     } else {
-        k_w4_dequant_f16(W4, ws, group, N, K, g->wdq, w->stream);
+        k_w4_dequant_mma_f16(W4, ws, group, N, K, g->wdq, w->stream);
         k_f16_gemm(w->blas, X, ldx, g->wdq, Y, 0, ldy, bias, M, N, K);
     }
 }
@@ -205,7 +206,10 @@ static int forward(rt_be *r, int B, int T, be_state *s, const mq_hooks *hk) {
             ssm_out = g->g16;
         }
         HOOK(l, MQ_ACT_SSM_OUT, ssm_out, MQ_F16, R, E, E);
-        if (g->rotate_y && had_cuda_transform_f16(ssm_out, ssm_out, R, E, st)) return -1;
+        if (g->rotate_y) {
+            if (had_cuda_transform_f16(ssm_out, ssm_out, R, E, st)) return -1;
+            rt_mark(r, RT_P_YQUANT);
+        }
         HOOK(l, MQ_ACT_OUT_PROJ_IN, ssm_out, MQ_F16, R, E, E);
         linear(g, ssm_out, E, L->out_proj, L->out4, L->out4_s, g->w4_gout, g->delta16, D, L->out_proj_b, R, D, E);
         rt_mark(r, RT_P_OUT_PROJ);
@@ -228,11 +232,11 @@ static void free_weights(rt_be *r) { free(((f16_be *)r)->layers); }
 static const rt_pass pass = {"FP16 GPU forward", sizeof(float), 32, layout_ws, init_ws, free_ws, forward, lm_head,
                              free_weights};
 
-/* The most rows the 4-bit GEMV takes (in slices of 8) before W4A16 dequantizes for cuBLAS:
- * MQ_W4_GEMV_MAX for experiments, else 8. */
+/* The most rows the 4-bit GEMV takes (in slices of 16) before W4A16 dequantizes for cuBLAS:
+ * MQ_W4_GEMV_MAX for experiments, else 16. */
 static int w4_gemv_max(void) {
     const char *v = getenv("MQ_W4_GEMV_MAX");
-    return v && *v ? atoi(v) : 8;
+    return v && *v ? atoi(v) : K_W4_MMA_MAX_M;
 }
 
 /* g with cfg and its weights arena (W4A16: gin / gout columns per scale of the int4 in_proj /
@@ -242,8 +246,8 @@ static f16_be *alloc_model(const mq_config *cfg, int gin, int gout) {
     if (rt_check_shapes(cfg, cfg->arch == MQ_MAMBA1 ? 64 : 128, pass.name)) return NULL;
     if (gin || gout) {
         const int D = cfg->d_model, E = cfg->d_inner;
-        if (D % 32 || E % 32 || gin % 32 || gout % 32 || gin < 32 || gout < 32 || D % gin || E % gout) {
-            mq_fail("W4A16 GPU pass: d_model %d, d_inner %d and the group sizes %d, %d must be multiples of 32 "
+        if (!k_w4a16_mma_ok(D, gin) || !k_w4a16_mma_ok(E, gout)) {
+            mq_fail("W4A16 GPU pass: d_model %d, d_inner %d and the group sizes %d, %d must be multiples of 64 "
                     "(the groups dividing their rows); this artifact runs on the CPU simulation (--device cpu)",
                     D, E, gin, gout);
             return NULL;
@@ -254,6 +258,7 @@ static f16_be *alloc_model(const mq_config *cfg, int gin, int gout) {
     g->rt.base.kind = gin ? BE_CUDA_INT8 : BE_CUDA_F16; /* a quantized model's GPU pass */
     g->rt.base.cfg = *cfg;
     g->w4_gin = gin, g->w4_gout = gout, g->w4_gemv_max = w4_gemv_max();
+    g->rotate_y = gin != 0; /* quamba2 rotates y whenever its weights are 4-bit */
     g->layers = (f16_layer *)mq_calloc(cfg->n_layer, sizeof(f16_layer));
     if (rt_carve_weights(&g->rt, layout_weights)) {
         free(g->layers), free(g);
@@ -267,10 +272,10 @@ static f16_be *alloc_model(const mq_config *cfg, int gin, int gout) {
 
 /* ---------------------------------------------------------------- upload */
 
-/* An int4 weight of the artifact (codes one per int8, scales per group) into the GPU layout. */
+/* An int4 weight of the artifact (codes one per int8, scales per group) into the mma layout. */
 static void put_w4(uint8_t *dst, float *dst_s, const q_weight *w, uint8_t *host) {
-    k_w4_repack(w->q, w->rows, w->cols, host);
-    rt_put(dst, host, (size_t)w->rows * w->cols / 2);
+    k_w4_repack_mma(w->q, w->rows, w->cols, host);
+    rt_put(dst, host, k_w4_mma_bytes(w->rows, w->cols));
     rt_put_f32(dst_s, w->scale, (size_t)w->nscale);
 }
 
@@ -286,8 +291,8 @@ static be *upload(f16_be *g, const mq_model *m, const q_model *qm, int batch, in
         rt_discard(&g->rt);
         return NULL;
     }
-    const size_t most = (size_t)in * D > (size_t)D * E ? (size_t)in * D : (size_t)D * E;
-    uint8_t *codes = qm ? (uint8_t *)mq_malloc(most / 2) : NULL; /* one repacked int4 matrix */
+    const size_t most = k_w4_mma_bytes(in, D) > k_w4_mma_bytes(D, E) ? k_w4_mma_bytes(in, D) : k_w4_mma_bytes(D, E);
+    uint8_t *codes = qm ? (uint8_t *)mq_malloc(most) : NULL; /* one repacked int4 matrix */
     rt_put_f16(g->embed, m->embed, (size_t)c->vocab_size * D, stage);
     if (!cfg.tie_embeddings) rt_put_f16(g->lm_head, m->lm_head, (size_t)c->vocab_size * D, stage);
     rt_put_f32(g->norm_f, m->norm_f, D);
@@ -344,7 +349,7 @@ be *be_cuda_open_w4a16(const q_model *qm, int batch, int seqlen) {
     f16_be *g = alloc_model(&m.cfg, gin, gout); /* m.cfg's tie is what the build made */
     be *b = NULL;
     if (g) {
-        g->rotate_y = qm->hadamard_n != 0;
+        g->rotate_y = qm->hadamard_n != 0; /* quamba2 always rotates; a rotation-free artifact would not */
         b = upload(g, &m, qm, batch, seqlen);
     }
     q_sim_free(&m);
@@ -362,7 +367,6 @@ be *rt_f16_random(const mq_config *c, int w4_group, uint64_t seed, int batch, in
     const int gout = w4_group && c->d_inner % w4_group == 0 ? w4_group : c->d_inner;
     f16_be *g = w4_group ? alloc_model(c, gin, gout) : alloc_model(c, 0, 0);
     if (!g) return NULL;
-    g->rotate_y = w4_group != 0;
     const int D = c->d_model, E = c->d_inner, in = cfg_in_proj_dim(c), cd = cfg_conv_dim(c), N = c->d_state;
     uint64_t s = seed * 1000003ull;
     k_fill_f16(g->embed, (size_t)c->vocab_size * D, s++, 0.05f, 0);
@@ -374,7 +378,7 @@ be *rt_f16_random(const mq_config *c, int w4_group, uint64_t seed, int batch, in
         f16_layer *L = &g->layers[l];
         rt_put_const(L->norm_w, D, 1.f);
         if (L->in4) {
-            k_w4_fill_random(L->in4, (size_t)in * D / 2, s++, 0);
+            k_w4_fill_random(L->in4, k_w4_mma_bytes(in, D), s++, 0);
             rt_put_const(L->in4_s, (size_t)in * (D / gin), 0.25f / sqrtf((float)D));
         } else {
             k_fill_f16(L->in_proj, (size_t)in * D, s++, 1.f / sqrtf((float)D), 0);
@@ -383,7 +387,7 @@ be *rt_f16_random(const mq_config *c, int w4_group, uint64_t seed, int batch, in
         rt_put_f32(L->conv_w, conv, (size_t)cd * c->d_conv);
         if (L->conv_b) rt_put_const(L->conv_b, cd, 0.f);
         if (L->out4) {
-            k_w4_fill_random(L->out4, (size_t)D * E / 2, s++, 0);
+            k_w4_fill_random(L->out4, k_w4_mma_bytes(D, E), s++, 0);
             rt_put_const(L->out4_s, (size_t)D * (E / gout), 0.25f / sqrtf((float)E));
         } else {
             k_fill_f16(L->out_proj, (size_t)D * E, s++, 1.f / sqrtf((float)E), 0);

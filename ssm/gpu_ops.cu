@@ -320,12 +320,13 @@ struct w4_dev {
     size_t wbytes, sfloats; /* one copy */
 };
 static w4_dev w4_up(const int8_t *q, const float *scales, int group, const float *bias, const float *qs, int M, int N,
-                    int K, int timed) {
+                    int K, int timed, int mma) {
     w4_dev d;
-    d.wbytes = (size_t)N * K / 2, d.sfloats = (size_t)N * (K / group);
+    d.wbytes = mma ? k_w4_mma_bytes(N, K) : (size_t)N * K / 2, d.sfloats = (size_t)N * (K / group);
     d.copies = timed ? (int)((((size_t)256 << 20) + d.wbytes - 1) / d.wbytes) : 1;
     uint8_t *packed = (uint8_t *)mq_malloc(d.wbytes);
-    k_w4_repack(q, N, K, packed);
+    if (mma) k_w4_repack_mma(q, N, K, packed);
+    else k_w4_repack(q, N, K, packed);
     d.W = (uint8_t *)dmalloc(d.wbytes * d.copies);
     d.ws = (float *)dmalloc(sizeof(float) * d.sfloats * d.copies);
     for (int i = 0; i < d.copies; i++) {
@@ -384,9 +385,9 @@ static int w4_shape_ok(const char *who, int kind, const float *qs, int group, in
 template <class X, class Gemv>
 static void w4_run(Gemv gemv, const X *dX, float *Y, int8_t *q_out, int kind, float sx, const int8_t *q,
                    const float *scales, int group, const float *bias, const float *qs, int M, int N, int K, int reps,
-                   double *us) {
+                   double *us, int mma = 0) {
     const int sm = sm_count();
-    w4_dev d = w4_up(q, scales, group, bias, qs, M, N, K, reps > 0);
+    w4_dev d = w4_up(q, scales, group, bias, qs, M, N, K, reps > 0, mma);
     const k_w4_epi e = {sx, d.bias, d.qs, kind};
     auto launch = [&](int i) {
         const int c = i % d.copies;
@@ -408,6 +409,22 @@ extern "C" int gop_w4a16_gemv(float *Y, int kind, const float *X, const int8_t *
     return 0;
 }
 
+extern "C" int gop_w4a16_mma(float *Y, int kind, const float *X, const int8_t *q, const float *scales, int group,
+                             const float *bias, int M, int N, int K, int reps, double *us) {
+    if (rt_need_gpu()) return -1;
+    if (M < 1 || M > K_W4_MMA_MAX_M || N < 1 || !k_w4a16_mma_ok(K, group) || kind == GOP_OUT_I8)
+        return mq_fail("gop_w4a16_mma: M %d (1..%d), N %d, K %d and group %d (multiples of 64, group dividing K), "
+                       "FP16 / FP32 output", M, K_W4_MMA_MAX_M, N, K, group);
+    half *dX = up_f16(X, M, K, K + 16);
+    auto mma = [](const half *x, int ldx, const uint8_t *W, const float *ws, int grp, int m, int n, int k,
+                  const k_w4_epi &e, void *out, int ldo, int, cudaStream_t st) {
+        k_w4a16_mma(x, ldx, W, ws, grp, m, n, k, e, out, ldo, st);
+    };
+    w4_run(mma, dX, Y, NULL, kind, 1.f, q, scales, group, bias, NULL, M, N, K, reps, us, 1);
+    dfree(dX);
+    return 0;
+}
+
 extern "C" int gop_w4a8_gemv(float *Y, int8_t *q_out, int kind, const int8_t *X, float sx, const int8_t *q,
                              const float *scales, int group, const float *bias, const float *qs, int M, int N, int K,
                              int reps, double *us) {
@@ -422,9 +439,10 @@ extern "C" int gop_w4a8_gemv(float *Y, int8_t *q_out, int kind, const int8_t *X,
 extern "C" int gop_w4_dequant(float *W, const int8_t *q, const float *scales, int group, int N, int K) {
     if (rt_need_gpu()) return -1;
     if (w4_shape_ok("gop_w4_dequant", GOP_OUT_F16, NULL, group, 1, N, K)) return -1;
-    w4_dev d = w4_up(q, scales, group, NULL, NULL, 1, N, K, 0);
+    if (!k_w4a16_mma_ok(K, group)) return mq_fail("gop_w4_dequant: K %d and group %d must be multiples of 64", K, group);
+    w4_dev d = w4_up(q, scales, group, NULL, NULL, 1, N, K, 0, 1);
     half *dW = (half *)dmalloc(sizeof(half) * (size_t)N * K);
-    k_w4_dequant_f16(d.W, d.ws, group, N, K, dW, (cudaStream_t)0);
+    k_w4_dequant_mma_f16(d.W, d.ws, group, N, K, dW, (cudaStream_t)0);
     CUDA_CHECK(cudaDeviceSynchronize());
     down_f16(W, dW, N, K, K);
     dfree(dW);

@@ -53,7 +53,12 @@ int gop_f16_gemm(float *Y, const float *X, const float *W, const float *bias, in
  * then reps timed calls, cycling through copies of the weights larger than the L2 cache together,
  * and *us gets the mean microseconds a timed call (the benchmarks). */
 enum { GOP_OUT_I8 = 0, GOP_OUT_F16 = 1, GOP_OUT_F32 = 2 };
-/* W[N x K] = q * s as the W4A16 prefill dequantizes it for cuBLAS (FP16, widened into W). */
+/* The W4A16 pass's tensor-core GEMV (its own weight layout, k_w4_repack_mma): as gop_w4a16_gemv for
+ * 1 <= M <= 16 rows, K and group multiples of 64. */
+int gop_w4a16_mma(float *Y, int kind, const float *X, const int8_t *q, const float *scales, int group, const float *bias,
+                  int M, int N, int K, int reps, double *us);
+/* W[N x K] = q * s as the W4A16 prefill dequantizes it for cuBLAS (FP16, widened into W; K and group
+ * multiples of 64). */
 int gop_w4_dequant(float *W, const int8_t *q, const float *scales, int group, int N, int K);
 int gop_w4a16_gemv(float *Y, int kind, const float *X, const int8_t *q, const float *scales, int group, const float *bias,
                    int M, int N, int K, int reps, double *us);

@@ -290,8 +290,18 @@ void k_w4a16_gemv(const half *X, int ldx, const uint8_t *W, const float *ws, int
                   const k_w4_epi &e, void *out, int ldo, int sm_count, cudaStream_t st);
 void k_w4a8_gemv(const int8_t *X, int ldx, const uint8_t *W, const float *ws, int group, int M, int N, int K,
                  const k_w4_epi &e, void *out, int ldo, int sm_count, cudaStream_t st);
-/* W16[N x K] = q * s as FP16 (prefill-sized inputs then go through cuBLAS); out 16-byte aligned. */
-void k_w4_dequant_f16(const uint8_t *W, const float *ws, int group, int N, int K, half *out, cudaStream_t st);
+/* W4A16 on the tensor cores (the W4A16 pass's layout, k_w4_repack_mma: the mma.sync A fragments in
+ * load order, rows padded to 16, k_w4_mma_bytes of them): Y = X W^T for 1..K_W4_MMA_MAX_M rows,
+ * exact FP32 sums of 64 columns times the group scale; needs k_w4a16_mma_ok(K, group) (multiples of
+ * 64), X 4-byte aligned, FP16 / FP32 output. Host repack; 1 if the shapes fit. */
+#define K_W4_MMA_MAX_M 16
+void k_w4_repack_mma(const int8_t *q, int rows, int cols, uint8_t *out);
+size_t k_w4_mma_bytes(int rows, int cols);
+int k_w4a16_mma_ok(int K, int group);
+void k_w4a16_mma(const half *X, int ldx, const uint8_t *W, const float *ws, int group, int M, int N, int K,
+                 const k_w4_epi &e, void *out, int ldo, cudaStream_t st);
+/* W16[N x K] = q * s as FP16 from the mma layout (prefill then goes through cuBLAS). */
+void k_w4_dequant_mma_f16(const uint8_t *W, const float *ws, int group, int N, int K, half *out, cudaStream_t st);
 /* bytes of random codes (-7..7) in the GPU layout, for benchmark models */
 void k_w4_fill_random(uint8_t *W, size_t bytes, uint64_t seed, cudaStream_t st);
 

@@ -26,6 +26,8 @@ int gop_w4a16_gemv(float *Y, int kind, const float *X, const int8_t *q, const fl
                    int M, int N, int K, int reps, double *us) { return NOCUDA; }
 int gop_w4a8_gemv(float *Y, int8_t *q_out, int kind, const int8_t *X, float sx, const int8_t *q, const float *scales,
                   int group, const float *bias, const float *qs, int M, int N, int K, int reps, double *us) { return NOCUDA; }
+int gop_w4a16_mma(float *Y, int kind, const float *X, const int8_t *q, const float *scales, int group, const float *bias,
+                  int M, int N, int K, int reps, double *us) { return NOCUDA; }
 int gop_w4_dequant(float *W, const int8_t *q, const float *scales, int group, int N, int K) { return NOCUDA; }
 int gop_nll(float *nll, const float *logits, const int32_t *targets, int rows, int V) { return NOCUDA; }
 int gop_f16_add_rmsnorm(float *resid, const float *x, float *out16, float *out32, const float *w, int T, int D,

@@ -117,8 +117,8 @@ static int profile_steps(const shape *sh, int n, int batch) {
 
 /* GPU ms per op of PROF_STEPS decode steps of the given batch, op by op (a no-op hook: no graph, so
  * the host's launch gaps are in it too; the large ops read true) */
-static void decode_breakdown(const mq_config *c, be_kind kind, int batch, const int32_t *tok, char *out, size_t n) {
-    be *b = open_random(c, kind, batch, 1);
+static void decode_breakdown(const mq_config *c, int pass, int batch, const int32_t *tok, char *out, size_t n) {
+    be *b = open_pass(c, pass, batch, 1);
     be_state *s = be_state_new(b, batch);
     float *logits = mq_malloc(sizeof(float) * c->vocab_size * batch);
     mq_hooks nop = {nop_hook, NULL};
@@ -157,42 +157,54 @@ static int prefill_only(const shape *sh) {
 }
 
 /* The 4-bit weight GEMVs alone (--w4): W4A16 and W4A8 on the in_proj and out_proj shapes of the
- * benchmark models (group 128, random codes), 1 and 8 rows, mean of 200 calls after 3 (CUDA events
+ * benchmark models (group 128, random codes), 1, 8 and 16 rows (the dp4a-layout kernels up to 8), mean of 200 calls after 3 (CUDA events
  * around back-to-back launches that cycle through weight copies larger than the L2 together, so
  * every call reads its weights from device memory): microseconds, TB/s of packed weights and scales
  * read, and the two projections of all layers summed. */
 static int bench_w4(const char *filter) {
     printf("## 4-bit weight GEMVs (build/bench/bench_int8 --w4), %s\n\n", gpu_describe());
-    printf("| model | GEMV | N x K | rows | W4A16 us (TB/s) | W4A8 us (TB/s) |\n|---|---|---|---|---|---|\n");
+    printf("| model | GEMV | N x K | rows | W4A16 us (TB/s) | W4A8 us (TB/s) | W4A16 tensor cores us (TB/s) |\n"
+           "|---|---|---|---|---|---|---|\n");
     for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++) {
         if (filter && !strstr(shapes[i].name, filter)) continue;
         const mq_config c = make_cfg(&shapes[i]);
         const int dims[2][2] = {{cfg_in_proj_dim(&c), c.d_model}, {c.d_model, c.d_inner}};
-        double layer[2][2] = {{0}}; /* [rows 1, 8][W4A16, W4A8] us of in_proj + out_proj */
+        enum { NR = 3 };
+        static const int rows[NR] = {1, 8, 16};
+        double layer[NR][3] = {{0}}; /* [rows][W4A16, W4A8, W4A16 mma] us of in_proj + out_proj */
         for (int g = 0; g < 2; g++) {
             const int N = dims[g][0], K = dims[g][1], G = 128;
-            int8_t *q = mq_malloc((size_t)N * K), *x8 = mq_malloc((size_t)8 * K);
-            float *sc = mq_malloc(sizeof(float) * N * (K / G)), *x = mq_malloc(sizeof(float) * 8 * K);
-            float *y = mq_malloc(sizeof(float) * 8 * N);
+            int8_t *q = mq_malloc((size_t)N * K), *x8 = mq_malloc((size_t)16 * K);
+            float *sc = mq_malloc(sizeof(float) * N * (K / G)), *x = mq_malloc(sizeof(float) * 16 * K);
+            float *y = mq_malloc(sizeof(float) * 16 * N);
             for (size_t j = 0; j < (size_t)N * K; j++) q[j] = (int8_t)((int)((uint32_t)(j * 2654435761u) >> 7) % 15 - 7);
             for (size_t j = 0; j < (size_t)N * (K / G); j++) sc[j] = 0.01f;
-            for (int j = 0; j < 8 * K; j++) x[j] = 0.5f, x8[j] = (int8_t)(j % 11 - 5);
+            for (int j = 0; j < 16 * K; j++) x[j] = 0.5f, x8[j] = (int8_t)(j % 11 - 5);
             const double bytes = (double)N * K / 2 + 4.0 * N * (K / G);
-            for (int r = 0; r < 2; r++) {
-                const int M = r ? 8 : 1;
-                double u16 = 0, u8 = 0;
-                if (gop_w4a16_gemv(y, GOP_OUT_F16, x, q, sc, G, NULL, M, N, K, 200, &u16) ||
-                    gop_w4a8_gemv(y, NULL, GOP_OUT_F16, x8, 0.02f, q, sc, G, NULL, NULL, M, N, K, 200, &u8))
+            for (int r = 0; r < NR; r++) {
+                const int M = rows[r];
+                double u[3] = {0, 0, 0}; /* the dp4a-layout kernels run up to 8 rows */
+                if ((M <= 8 && (gop_w4a16_gemv(y, GOP_OUT_F16, x, q, sc, G, NULL, M, N, K, 200, &u[0]) ||
+                                gop_w4a8_gemv(y, NULL, GOP_OUT_F16, x8, 0.02f, q, sc, G, NULL, NULL, M, N, K, 200, &u[1]))) ||
+                    gop_w4a16_mma(y, GOP_OUT_F16, x, q, sc, G, NULL, M, N, K, 200, &u[2]))
                     mq_die("bench_int8 --w4: %s", mq_errmsg());
-                printf("| %s | %s | %d x %d | %d | %.2f (%.2f) | %.2f (%.2f) |\n", shapes[i].name, g ? "out_proj" : "in_proj",
-                       N, K, M, u16, bytes / u16 / 1e6, u8, bytes / u8 / 1e6);
-                layer[r][0] += u16, layer[r][1] += u8;
+                printf("| %s | %s | %d x %d | %d |", shapes[i].name, g ? "out_proj" : "in_proj", N, K, M);
+                for (int k = 0; k < 3; k++) {
+                    if (u[k] > 0) printf(" %.2f (%.2f) |", u[k], bytes / u[k] / 1e6);
+                    else printf(" - |");
+                    layer[r][k] += u[k];
+                }
+                printf("\n");
             }
             free(q), free(x8), free(sc), free(x), free(y);
         }
-        for (int r = 0; r < 2; r++)
-            printf("| %s | in_proj + out_proj, %d layers | | %d | %.3f ms | %.3f ms |\n", shapes[i].name, c.n_layer,
-                   r ? 8 : 1, layer[r][0] * c.n_layer / 1e3, layer[r][1] * c.n_layer / 1e3);
+        for (int r = 0; r < NR; r++) {
+            printf("| %s | in_proj + out_proj, %d layers | | %d |", shapes[i].name, c.n_layer, rows[r]);
+            for (int k = 0; k < 3; k++)
+                if (layer[r][k] > 0) printf(" %.3f ms |", layer[r][k] * c.n_layer / 1e3);
+                else printf(" - |");
+            printf("\n");
+        }
     }
     return 0;
 }
@@ -442,6 +454,12 @@ int main(int argc, char **argv) {
         if (w4a16_only) { /* --w4a16: FP16 and W4A16 only, for the table below */
             time_pass(&c, P_F16, tok, &f16t[i]);
             time_pass(&c, P_W4A16, tok, &w4t[i]);
+            for (int bi = 0; bi < 2; bi++) {
+                char ops[512];
+                decode_breakdown(&c, P_W4A16, bi ? 16 : 1, tok, ops, sizeof ops);
+                printf("%s W4A16 decode b=%d, ms per op over %d steps (y_quant: the rotation): %s\n", shapes[i].name,
+                       bi ? 16 : 1, PROF_STEPS, ops);
+            }
             free(tok);
             continue;
         }
@@ -459,7 +477,7 @@ int main(int argc, char **argv) {
         time_pass(&c, P_W4A16, tok, &w4t[i]);
         for (int k = 0; k < 2; k++)
             for (int bi = 0; bi < 2; bi++)
-                decode_breakdown(&c, k ? BE_CUDA_F16 : BE_CUDA_INT8, bi ? 64 : 16, tok, dprof[i][k][bi],
+                decode_breakdown(&c, k ? P_F16 : P_INT8, bi ? 64 : 16, tok, dprof[i][k][bi],
                                  sizeof dprof[i][k][bi]);
         const double f8 = a.decode_gb / tbps, f16 = b.decode_gb / tbps;
         printf("| %s | %.2f / %.2f | %.2f / %.2f (%.2fx) | %.2f / %.2f (%.2fx) | %.3f / %.3f (%.2fx) | "

@@ -1,10 +1,12 @@
-/* The 4-bit weight GEMVs of Quamba2's W4A16 and W4A8 modes (ssm/w4_gemv.cu) against a double sum of
- * the dequantized weights (q_weight_quantize_i4 of random rows: codes -7..7, one scale per group) on
- * odd row counts, 1 to 8 activation rows, group sizes from 32 to a whole row, with and without bias,
- * FP32 / FP16 / int8 outputs. Tolerance: FP32 reordering of the K products, 3e-5 of the sum of their
- * magnitudes, plus FP16 rounding of the output (2^-11 relative) where the output is FP16; int8
- * outputs: at most 1% of the codes one step from the rule applied to the double reference (FP32
- * against double near a rounding tie; H200: none). Skips without a GPU. */
+/* The 4-bit weight GEMVs of Quamba2's W4A16 and W4A8 modes (ssm/w4_gemv.cu: the dp4a-layout kernels
+ * for 1 to 8 rows, the W4A16 pass's tensor-core kernel for 1 to 16) against a double sum of the
+ * dequantized weights (q_weight_quantize_i4 of random rows: codes -7..7, one scale per group) on
+ * odd row counts, group sizes from 32 to a whole row, with and without bias, FP32 / FP16 / int8
+ * outputs; the prefill's dequantization; quamba2 W4A16 proxies through the GPU pass. Tolerance:
+ * FP32 reordering of the K products, 3e-5 of the sum of their magnitudes, plus FP16 rounding of the
+ * output (2^-11 relative) where the output is FP16; int8 outputs: at most 1% of the codes one step
+ * from the rule applied to the double reference (FP32 against double near a rounding tie; H200:
+ * none). Skips without a GPU. */
 #include "tests/test.h"
 #include "core/err.h"
 #include "core/gpu.h"
@@ -43,7 +45,7 @@ static double worst(const float *got, const double *ref, const double *mag, size
     double w = 0;
     for (size_t i = 0; i < n; i++) {
         const double e = fabs(got[i] - ref[i]) / (3e-5 * mag[i] + rel * fabs(ref[i]) + 1e-6);
-        if (!(e <= w)) w = e;
+        if (!(e <= w)) w = e == e ? e : INFINITY; /* a NaN (an unwritten output) stays the worst */
     }
     return w;
 }
@@ -68,15 +70,24 @@ static void w4_case(int M, int N, int K, int group, int with_bias) {
     }
     double *ref = mq_malloc(sizeof(double) * R), *mag = mq_malloc(sizeof(double) * R);
     char what[160];
-    /* W4A16: FP32 and FP16 outputs */
+    /* W4A16: FP32 and FP16 outputs, the dp4a-layout GEMV (M <= 8) and the tensor-core one (M <= 16) */
     reference(x, &w, bias, M, ref, mag);
-    for (int kind = GOP_OUT_F32; kind >= GOP_OUT_F16; kind--) {
-        T_CHECK(gop_w4a16_gemv(y, kind, x, w.q, w.scale, group, bias, M, N, K, 0, NULL) == 0, "%s", mq_errmsg());
-        const double wr = worst(y, ref, mag, R, kind == GOP_OUT_F16 ? 1.0 / 2048 : 0);
-        snprintf(what, sizeof what, "W4A16 M=%d N=%d K=%d group=%d%s, %s out", M, N, K, group, bias ? " bias" : "",
-                 kind == GOP_OUT_F16 ? "FP16" : "FP32");
-        printf("    %-52s worst %.3f of the tolerance\n", what, wr);
-        T_CHECK(wr <= 1, "%s: worst %.3g", what, wr);
+    for (int mma = 0; mma < 2; mma++) {
+        if (mma ? M > 16 || K % 64 || group % 64 : M > 8) continue;
+        for (int kind = GOP_OUT_F32; kind >= GOP_OUT_F16; kind--) {
+            T_CHECK((mma ? gop_w4a16_mma : gop_w4a16_gemv)(y, kind, x, w.q, w.scale, group, bias, M, N, K, 0, NULL) == 0,
+                    "%s", mq_errmsg());
+            const double wr = worst(y, ref, mag, R, kind == GOP_OUT_F16 ? 1.0 / 2048 : 0);
+            snprintf(what, sizeof what, "W4A16%s M=%d N=%d K=%d group=%d%s, %s out", mma ? " mma" : "", M, N, K, group,
+                     bias ? " bias" : "", kind == GOP_OUT_F16 ? "FP16" : "FP32");
+            printf("    %-56s worst %.3f of the tolerance\n", what, wr);
+            T_CHECK(wr <= 1, "%s: worst %.3g", what, wr);
+        }
+    }
+    if (M > 8) { /* beyond the dp4a-layout kernels */
+        q_weight_free(&w);
+        free(Wf), free(bias), free(x), free(xq), free(y), free(x8), free(q8), free(ref), free(mag);
+        return;
     }
     /* W4A8: y = sum * sx + bias, FP32 out, then int8 codes against the rule applied to the reference */
     reference(xq, &w, bias, M, ref, mag);
@@ -107,13 +118,18 @@ static void test_w4_gemv(void) {
     w4_case(5, 33, 2560, 64, 0);   /* mamba-2.8b's d_model */
     w4_case(2, 1000, 512, 32, 1);  /* the smallest group: a scale per chunk */
     w4_case(7, 19, 96, 32, 1);     /* fewer chunks than lanes */
+    /* the tensor-core W4A16 GEMV: its two token tiles, rows not a multiple of 16, a group per row */
+    w4_case(16, 50, 2560, 128, 1);
+    w4_case(11, 33, 384, 384, 0);
+    w4_case(9, 77, 5120, 128, 1);
+    w4_case(1, 16, 64, 64, 0);
 }
 
 /* The dequantization W4A16 prefill hands cuBLAS: q * s rounded to FP16, exactly (one FP32 product,
  * one rounding, on either side). */
 static void test_w4_dequant(void) {
     NEED_GPU();
-    const int N = 37, K = 384, group = 128;
+    const int N = 37, K = 384, group = 128; /* N not a multiple of 16: the padded rows are skipped */
     float *Wf = mq_malloc(sizeof(float) * N * K), *got = mq_malloc(sizeof(float) * N * K);
     for (size_t i = 0; i < (size_t)N * K; i++) Wf[i] = 0.05f * frand();
     q_weight w;
@@ -153,9 +169,10 @@ static void w4a16_model(int arch) {
     int32_t *cal = t_fixture_ids("tests/fixtures/tok/calib.txt.ids.u16.gz", &ncal);
     int32_t *val = t_fixture_ids("tests/fixtures/tok/valid.txt.ids.u16.gz", &nval);
     if (!cal || !val || ncal < 1024 || nval < 1024) T_SKIP("token fixtures missing");
+    const int failed0 = t_checks_failed;
     mq_model m;
     T_CHECK(ssm_load(dir, &m) == 0, "%s", mq_errmsg());
-    if (t_checks_failed) return;
+    if (t_checks_failed > failed0) return;
     tstats *ts = ts_collect(dir, &m, cal, 2, 256, (const double[]){99.95}, 1);
     q_stats st = ts_iface(ts);
     q_options o;
@@ -163,8 +180,8 @@ static void w4a16_model(int arch) {
     o.method = Q_QUAMBA2, o.wbits = 4, o.abits = 16, o.gptq = 0, o.cluster = 0, o.state_groups = 0;
     q_model qm;
     T_CHECK(q_quantize(&m, &st, &o, &qm) == 0, "%s", mq_errmsg());
-    if (t_checks_failed) return;
-    enum { T = 256, B = 3, TD = 24 };
+    if (t_checks_failed > failed0) return;
+    enum { T = 256, B = 12, TD = 16 }; /* 12 decode rows: both token tiles of the tensor-core GEMV */
     const int D = m.cfg.d_model, V = m.cfg.vocab_size;
     be *g = be_open_qmodel(&qm, BE_CUDA_INT8, B, T), *c = be_open_qmodel(&qm, BE_CPU_SIM, 1, T);
     T_CHECK(g && c, "open: %s", mq_errmsg());
