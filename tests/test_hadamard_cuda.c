@@ -132,21 +132,26 @@ static void test_cuda_f16(void) {
             fill_random(ref, len);
             for (size_t i = 0; i < len; i++) { xh[i] = f2h(ref[i]); ref[i] = h2f(xh[i]); }
             T_CHECK(had_transform_f32(ref, rows, n) == 0, "%s", mq_errmsg());
-            void *dx = dev_alloc(len * 2);
+            void *dx = dev_alloc(len * 2), *dy = dev_alloc(len * 2);
             CUDA_CHECK(cudaMemcpy(dx, xh, len * 2, cudaMemcpyHostToDevice));
+            /* out of place, then in place */
+            T_CHECK(had_cuda_transform_f16(dx, dy, rows, n, NULL) == 0, "n=%d: %s", n, mq_errmsg());
             T_CHECK(had_cuda_transform_f16(dx, dx, rows, n, NULL) == 0, "n=%d: %s", n, mq_errmsg());
-            CUDA_CHECK(cudaMemcpy(yh, dx, len * 2, cudaMemcpyDeviceToHost));
             double big = 0;
             for (size_t i = 0; i < len; i++) big = fmax(big, fabs(ref[i]));
-            int bad = 0;
-            size_t first = 0;
-            for (size_t i = 0; i < len; i++) {
-                float e = ref[i], ulp = fmaxf(ldexpf(1, ilogbf(fabsf(e)) - 10), ldexpf(1, -24));
-                if (fabsf(h2f(yh[i]) - e) > ulp + 1e-6 * big) { if (!bad++) first = i; }
+            for (int pass = 0; pass < 2; pass++) {
+                CUDA_CHECK(cudaMemcpy(yh, pass ? dx : dy, len * 2, cudaMemcpyDeviceToHost));
+                int bad = 0;
+                size_t first = 0;
+                for (size_t i = 0; i < len; i++) {
+                    float e = ref[i], ulp = fmaxf(ldexpf(1, ilogbf(fabsf(e)) - 10), ldexpf(1, -24));
+                    if (fabsf(h2f(yh[i]) - e) > ulp + 1e-6 * big) { if (!bad++) first = i; }
+                }
+                T_CHECK(bad == 0, "n=%d rows=%d %s: %d halves off, first [%zu] %.7g vs %.7g", n, rows,
+                        pass ? "in place" : "out of place", bad, first, h2f(yh[first]), ref[first]);
             }
-            T_CHECK(bad == 0, "n=%d rows=%d: %d halves off, first [%zu] %.7g vs %.7g", n, rows, bad, first,
-                    h2f(yh[first]), ref[first]);
             CUDA_CHECK(cudaFree(dx));
+            CUDA_CHECK(cudaFree(dy));
             free(ref); free(xh); free(yh);
         }
 }
