@@ -133,9 +133,9 @@ int cmd_eval(int argc, char **argv) {
         CLI_TASK("zero-shot accuracy instead of perplexity: lambada ({\"text\"}) or choice ({\"context\", \"choices\", \"label\"}), "
                  "scored as lm-eval-harness (default --data: " CLI_TASK_DEFAULT_DATA ")"),
         CLI_TASK_LIMIT,
-        {.name = "--state-format", .metavar = "fp32|fp16|bf16|int8",
-         .help = "store the SSM state between tokens in this format (CPU forward only; int8: one scale per state row): "
-                 "what a cheaper decode state costs",
+        {.name = "--state-format", .metavar = "fp32|fp16|bf16|int8|int8g16",
+         .help = "store the SSM state between tokens in this format (CPU forward only; int8: one scale per state row, "
+                 "int8g16: one per 16 states of a row): what a cheaper decode state costs",
          .def = "fp32"},
         CLI_END,
     };
@@ -152,7 +152,7 @@ int cmd_eval(int argc, char **argv) {
               "Standard errors: acc sqrt(acc (1 - acc) / (n - 1)); ppl ppl * stderr(mean log p) (delta method).", NULL, 0);
     const int state_fmt = op_state_format_parse(cli_get(opts, "--state-format"));
     if (state_fmt < 0) {
-        fprintf(stderr, "mambaq eval: --state-format: expected fp32, fp16, bf16 or int8, got '%s'\n",
+        fprintf(stderr, "mambaq eval: --state-format: expected fp32, fp16, bf16, int8 or int8g16, got '%s'\n",
                 cli_get(opts, "--state-format"));
         return 2;
     }

@@ -159,13 +159,13 @@ static int g_state_fmt = OP_STATE_F32;
 void op_set_state_format(int fmt) { g_state_fmt = fmt; }
 int op_state_format(void) { return g_state_fmt; }
 
-static const char *const state_fmt_names[] = {"fp32", "fp16", "bf16", "int8"};
+static const char *const state_fmt_names[OP_STATE_NFMT] = {"fp32", "fp16", "bf16", "int8", "int8g16"};
 int op_state_format_parse(const char *name) {
-    for (int i = 0; name && i < 4; i++)
+    for (int i = 0; name && i < OP_STATE_NFMT; i++)
         if (!strcmp(name, state_fmt_names[i])) return i;
     return -1;
 }
-const char *op_state_format_name(int fmt) { return fmt >= 0 && fmt < 4 ? state_fmt_names[fmt] : "?"; }
+const char *op_state_format_name(int fmt) { return fmt >= 0 && fmt < OP_STATE_NFMT ? state_fmt_names[fmt] : "?"; }
 
 static float round_bf16(float v) {
     uint32_t b;
@@ -181,12 +181,16 @@ void op_state_round(float *row, int n, int fmt) {
         for (int i = 0; i < n; i++) row[i] = st_f16_to_f32(st_f32_to_f16(row[i]));
     } else if (fmt == OP_STATE_BF16) {
         for (int i = 0; i < n; i++) row[i] = round_bf16(row[i]);
-    } else if (fmt == OP_STATE_I8) {
-        float m = 0.0f;
-        for (int i = 0; i < n; i++) m = fmaxf(m, fabsf(row[i]));
-        if (!(m > 0.0f) || isinf(m)) return; /* all zero (or not finite: left for the NaN checks) */
-        const float s = m / 127.0f;
-        for (int i = 0; i < n; i++) row[i] = rintf(row[i] / s) * s;
+    } else if (fmt == OP_STATE_I8 || fmt == OP_STATE_I8G) {
+        const int step = fmt == OP_STATE_I8 ? n : OP_STATE_I8_GROUP;
+        for (int i0 = 0; i0 < n; i0 += step) { /* one scale per row, or per group of the row */
+            const int i1 = i0 + step < n ? i0 + step : n;
+            float m = 0.0f;
+            for (int i = i0; i < i1; i++) m = fmaxf(m, fabsf(row[i]));
+            if (!(m > 0.0f) || isinf(m)) continue; /* all zero (or not finite: left for the NaN checks) */
+            const float s = m / 127.0f;
+            for (int i = i0; i < i1; i++) row[i] = rintf(row[i] / s) * s;
+        }
     }
 }
 

@@ -58,13 +58,15 @@ void op_scan_m2(float *y, int ldy, const float *x, int ldx, const float *dt, int
  * decode step reads and writes the whole state: at batch 64 mamba2-2.7b moves 10.7 GB of FP32
  * state per step). With a format other than FP32 both scans round every state row (a channel's N
  * states) after each token, as a decode loop storing it in that format would: FP16 or BF16 (round
- * to nearest even), or int8 with one FP32 scale per row, absmax / 127, symmetric, round to nearest
- * even. y of the token is computed before the rounding. Process-wide, set before a forward; FP32
- * (the default) leaves the scans exactly as they are. The GPU passes do not implement it. */
-enum { OP_STATE_F32 = 0, OP_STATE_F16 = 1, OP_STATE_BF16 = 2, OP_STATE_I8 = 3 };
+ * to nearest even), or int8 with one FP32 scale per row (int8) or per group of OP_STATE_I8_GROUP
+ * consecutive states of a row (int8g16), absmax / 127, symmetric, round to nearest even. y of the
+ * token is computed before the rounding. Process-wide, set before a forward; FP32 (the default)
+ * leaves the scans exactly as they are. The GPU passes do not implement it. */
+enum { OP_STATE_F32 = 0, OP_STATE_F16 = 1, OP_STATE_BF16 = 2, OP_STATE_I8 = 3, OP_STATE_I8G = 4, OP_STATE_NFMT = 5 };
+#define OP_STATE_I8_GROUP 16
 void op_set_state_format(int fmt);
 int op_state_format(void);
-/* "fp32" | "fp16" | "bf16" | "int8" -> the format, or -1 */
+/* "fp32" | "fp16" | "bf16" | "int8" | "int8g16" -> the format, or -1 */
 int op_state_format_parse(const char *name);
 const char *op_state_format_name(int fmt);
 /* row[0..n) rounded in place as stored in fmt */

@@ -157,9 +157,16 @@ static void test_state_format(void) {
     op_state_round(q, 5, OP_STATE_I8);
     T_CHECK(fabsf(q[0] - 2.54f) <= 1e-6f && fabsf(q[1] + 1.0f) <= s / 2 && q[2] == s && q[3] == 0.0f && q[4] == 0.0f,
             "int8 rounding: %.9g %.9g %.9g %.9g", q[0], q[1], q[2], q[3]);
-    T_CHECK(op_state_format_parse("int8") == OP_STATE_I8 && op_state_format_parse("fp8") == -1, "format names");
+    /* int8g16: a scale per 16 states, so small values beside a large group keep their precision */
+    float gq[20], gs = 0.02f / 127;
+    for (int i = 0; i < 20; i++) gq[i] = i < 16 ? 2.54f : (i == 16 ? 0.02f : 0.011f);
+    op_state_round(gq, 20, OP_STATE_I8G);
+    T_CHECK(gq[0] == 2.54f / 127 * 127 && fabsf(gq[16] - 0.02f) <= 1e-9f && fabsf(gq[17] - rintf(0.011f / gs) * gs) <= 1e-9f,
+            "int8g16 rounding: %.9g %.9g %.9g", gq[0], gq[16], gq[17]);
+    T_CHECK(op_state_format_parse("int8") == OP_STATE_I8 && op_state_format_parse("int8g16") == OP_STATE_I8G &&
+            op_state_format_parse("fp8") == -1, "format names");
     const int T = 7, Di = 11, N = 6, H = 3, P = 5, G = 1;
-    for (int fmt = OP_STATE_F16; fmt <= OP_STATE_I8; fmt++) {
+    for (int fmt = OP_STATE_F16; fmt < OP_STATE_NFMT; fmt++) {
         /* Mamba1 */
         float *u = rand_vec((size_t)T * Di, 2), *dl = rand_vec((size_t)T * Di, 1), *A = rand_vec((size_t)Di * N, 1);
         float *B = rand_vec((size_t)T * N, 1), *C = rand_vec((size_t)T * N, 1), *D = rand_vec(Di, 1);
