@@ -363,9 +363,9 @@ be *be_cuda_open_w4a16(const q_model *qm, int batch, int seqlen) {
  * of rt_put_ssm_random. w4_group: 0, or W4A16 with that group size (per row where it does not
  * divide) and y rotated, as quamba2 runs. */
 be *rt_f16_random(const mq_config *c, int w4_group, uint64_t seed, int batch, int seqlen) {
-    const int gin = w4_group && c->d_model % w4_group == 0 ? w4_group : c->d_model;
-    const int gout = w4_group && c->d_inner % w4_group == 0 ? w4_group : c->d_inner;
-    f16_be *g = w4_group ? alloc_model(c, gin, gout) : alloc_model(c, 0, 0);
+    const int gin = !w4_group ? 0 : c->d_model % w4_group == 0 ? w4_group : c->d_model;
+    const int gout = !w4_group ? 0 : c->d_inner % w4_group == 0 ? w4_group : c->d_inner;
+    f16_be *g = alloc_model(c, gin, gout);
     if (!g) return NULL;
     const int D = c->d_model, E = c->d_inner, in = cfg_in_proj_dim(c), cd = cfg_conv_dim(c), N = c->d_state;
     uint64_t s = seed * 1000003ull;

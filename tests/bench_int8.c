@@ -156,11 +156,12 @@ static int prefill_only(const shape *sh) {
     return 0;
 }
 
-/* The 4-bit weight GEMVs alone (--w4): W4A16 and W4A8 on the in_proj and out_proj shapes of the
- * benchmark models (group 128, random codes), 1, 8 and 16 rows (the dp4a-layout kernels up to 8), mean of 200 calls after 3 (CUDA events
- * around back-to-back launches that cycle through weight copies larger than the L2 together, so
- * every call reads its weights from device memory): microseconds, TB/s of packed weights and scales
- * read, and the two projections of all layers summed. */
+/* The 4-bit weight GEMVs alone (--w4): W4A16 (dp4a layout and tensor cores) and W4A8 on the in_proj
+ * and out_proj shapes of the benchmark models (group 128, random codes), 1, 8 and 16 rows (the
+ * dp4a-layout kernels up to 8), mean of 200 calls after 3 (CUDA events around back-to-back launches
+ * that cycle through weight copies larger than the L2 together, so every call reads its weights
+ * from device memory): microseconds, TB/s of packed weights and scales read, and the two
+ * projections of all layers summed. */
 static int bench_w4(const char *filter) {
     printf("## 4-bit weight GEMVs (build/bench/bench_int8 --w4), %s\n\n", gpu_describe());
     printf("| model | GEMV | N x K | rows | W4A16 us (TB/s) | W4A8 us (TB/s) | W4A16 tensor cores us (TB/s) |\n"
