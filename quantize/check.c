@@ -68,17 +68,9 @@ static int pass_hook(void *ctx, const mq_act *a) {
     return 0;
 }
 
-/* scale of column col of an int8 role (the Mamba2 conv input has one per segment) */
+/* scale of column col of an int8 role (segments of the Mamba2 conv input, quamba2's vectors) */
 static float col_scale(const q_model *qm, int layer, int role, int col) {
-    if (layer < 0) return qm->lm_head_in_scale;
-    const float *s = qm->layers[layer].act_scale[role];
-    const int np = q_role_parts(qm->cfg.arch, (mq_act_role)role);
-    for (int p = 1; p < np; p++) {
-        int c0, nc;
-        q_role_part_cols(&qm->cfg, (mq_act_role)role, p, &c0, &nc);
-        if (col >= c0 && col < c0 + nc) return s[p];
-    }
-    return s[0];
+    return q_act_col_scale(qm, layer, layer < 0 ? MQ_ACT_LM_HEAD_IN : (mq_act_role)role, col);
 }
 
 static void note_float(qchk *c, int layer, int role, const capture *k, const float *x, int rows, int cols, int ld) {

@@ -75,6 +75,18 @@ static float *deq(const int8_t *q, int ld, int T, int C, float s, const float *b
         }
     return f;
 }
+/* the same with a scale per column */
+static float *deq_cols(const int8_t *q, int ld, int T, int C, const float *s) {
+    float *f = mq_malloc((size_t)T * C * sizeof(float));
+    for (int t = 0; t < T; t++)
+        for (int c = 0; c < C; c++) f[(size_t)t * C + c] = (float)q[(size_t)t * ld + c] * s[c];
+    return f;
+}
+static float *filled(int n, float v) {
+    float *f = mq_malloc((size_t)n * sizeof(float) + 4);
+    for (int i = 0; i < n; i++) f[i] = v;
+    return f;
+}
 
 void i8ref_scan_m1(float *y, const int8_t *u, int ldu, float su, const int8_t *dt, int lddt, float sdt,
                    const float *dt_bias, const int8_t *Bm, const int8_t *Cm, int ldbc, float sb, float sc,
@@ -88,15 +100,24 @@ void i8ref_scan_m1(float *y, const int8_t *u, int ldu, float su, const int8_t *d
     free(fu), free(fd), free(fb), free(fc), free(fz);
 }
 
-void i8ref_scan_m2(float *y, const int8_t *x, int ldx, float sx, const int8_t *dt, int lddt, float sdt,
-                   const float *dt_bias, float lo, float hi, const int8_t *Bm, const int8_t *Cm, int ldbc, float sb,
-                   float sc, const float *A, const float *D, float *state, int T, int H, int P, int G, int N) {
+void i8ref_scan_m2v(float *y, const int8_t *x, int ldx, const float *sx, const int8_t *dt, int lddt, float sdt,
+                    const float *dt_bias, float lo, float hi, const int8_t *Bm, const int8_t *Cm, int ldbc,
+                    const float *sb, const float *sc, const float *A, const float *D, float *state, int T, int H, int P,
+                    int G, int N) {
     const int Di = H * P, GN = G * N;
-    float *fx = deq(x, ldx, T, Di, sx, NULL), *fd = deq(dt, lddt, T, H, sdt, NULL);
-    float *fb = deq(Bm, ldbc, T, GN, sb, NULL), *fc = deq(Cm, ldbc, T, GN, sc, NULL);
+    float *fx = deq_cols(x, ldx, T, Di, sx), *fd = deq(dt, lddt, T, H, sdt, NULL);
+    float *fb = deq_cols(Bm, ldbc, T, GN, sb), *fc = deq_cols(Cm, ldbc, T, GN, sc);
     op_dt_softplus(fd, H, fd, H, dt_bias, T, H, lo, hi);
     op_scan_m2(y, Di, fx, Di, fd, H, A, fb, GN, fc, GN, D, state, T, H, P, G, N);
     free(fx), free(fd), free(fb), free(fc);
+}
+
+void i8ref_scan_m2(float *y, const int8_t *x, int ldx, float sx, const int8_t *dt, int lddt, float sdt,
+                   const float *dt_bias, float lo, float hi, const int8_t *Bm, const int8_t *Cm, int ldbc, float sb,
+                   float sc, const float *A, const float *D, float *state, int T, int H, int P, int G, int N) {
+    float *vx = filled(H * P, sx), *vb = filled(G * N, sb), *vc = filled(G * N, sc);
+    i8ref_scan_m2v(y, x, ldx, vx, dt, lddt, sdt, dt_bias, lo, hi, Bm, Cm, ldbc, vb, vc, A, D, state, T, H, P, G, N);
+    free(vx), free(vb), free(vc);
 }
 
 void i8ref_gated_rmsnorm(float *out, const float *y, const int8_t *z, int ldz, float sz, const float *w, int T, int D,
@@ -150,8 +171,12 @@ int i8ref_plan_build(const q_model *qm, i8ref_plan *p) {
             {c->arch == MQ_MAMBA1 ? MQ_ACT_X_PROJ_OUT : MQ_ACT_C, 0}, {MQ_ACT_CONV_IN, c->arch == MQ_MAMBA2 ? 1 : 0},
             {MQ_ACT_CONV_IN, c->arch == MQ_MAMBA2 ? 2 : 0}};
         for (size_t i = 0; i < sizeof want / sizeof want[0]; i++)
-            if (need_scale(Q->act_scale[want[i].role][want[i].part], l, q_role_key(c->arch, want[i].role), want[i].part))
+            if (!q_layer_vector_scaled(qm, l, want[i].role) &&
+                need_scale(Q->act_scale[want[i].role][want[i].part], l, q_role_key(c->arch, want[i].role), want[i].part))
                 return -1;
+        if (c->arch == MQ_MAMBA1 && Q->x_scale)
+            return mq_fail("int8 pass: layer %d: quamba2's clustered ssm_x scales on Mamba1 (x_proj's input) are not "
+                           "implemented; quantize with --no-cluster", l);
         if (check_weight(&Q->in_proj, in, D, l, "in_proj") || check_weight(&Q->conv1d, cd, K, l, "conv1d") ||
             check_weight(&Q->out_proj, D, E, l, "out_proj") ||
             (c->arch == MQ_MAMBA1 && (check_weight(&Q->x_proj, xw, E, l, "x_proj") ||
@@ -192,10 +217,14 @@ int i8ref_plan_build(const q_model *qm, i8ref_plan *p) {
             L->s_B = Q->act_scale[MQ_ACT_B][0];
             L->s_C = Q->act_scale[MQ_ACT_C][0];
             const int ni[5] = {E, E, GN, GN, H}, nc[3] = {E, GN, GN};
-            const float si[5] = {L->s_z, cin[0], cin[1], cin[2], L->s_dt}, so[3] = {L->s_u, L->s_B, L->s_C};
+            const float si[5] = {L->s_z, cin[0], cin[1], cin[2], L->s_dt};
             L->in_qs = segments(in, ni, si, 5);
             L->conv_sin = segments(cd, nc, cin, 3);
-            L->conv_sout = segments(cd, nc, so, 3);
+            /* the conv output x | B | C, a scale per column (quamba2: clustered x, B / C per SSD group) */
+            L->conv_sout = mq_malloc((size_t)cd * sizeof(float));
+            for (int j = 0; j < cd; j++)
+                L->conv_sout[j] = j < E ? q_act_col_scale(qm, l, MQ_ACT_SSM_X, j)
+                                        : q_act_col_scale(qm, l, j < E + GN ? MQ_ACT_B : MQ_ACT_C, (j - E) % GN);
             L->A = mq_malloc((size_t)H * sizeof(float));
             for (int h = 0; h < H; h++) L->A[h] = -expf(Q->A_log[h]);
         }
@@ -290,8 +319,9 @@ int i8ref_forward(const q_model *qm, const i8ref_plan *p, const int32_t *tokens,
             HOOK(l, MQ_ACT_SSM_X, xc8, MQ_I8, L->s_u, T, E, cd);
             HOOK(l, MQ_ACT_B, xc8 + E, MQ_I8, L->s_B, T, GN, cd);
             HOOK(l, MQ_ACT_C, xc8 + E + GN, MQ_I8, L->s_C, T, GN, cd);
-            i8ref_scan_m2(y, xc8, cd, L->s_u, dtq, in, L->s_dt, Q->dt_bias, c->dt_limit_min, c->dt_limit_max, xc8 + E,
-                          xc8 + E + GN, cd, L->s_B, L->s_C, L->A, Q->D, NULL, T, H, c->head_dim, c->n_groups, N);
+            i8ref_scan_m2v(y, xc8, cd, L->conv_sout, dtq, in, L->s_dt, Q->dt_bias, c->dt_limit_min, c->dt_limit_max,
+                           xc8 + E, xc8 + E + GN, cd, L->conv_sout + E, L->conv_sout + E + GN, L->A, Q->D, NULL, T, H,
+                           c->head_dim, c->n_groups, N);
             i8ref_gated_rmsnorm(g, y, z8, in, L->s_z, Q->gnorm_w, T, E, c->norm_eps, c->norm_before_gate);
             ssm_out = g;
         }

@@ -34,6 +34,13 @@ void i8ref_scan_m1(float *y, const int8_t *u, int ldu, float su, const int8_t *d
 void i8ref_scan_m2(float *y, const int8_t *x, int ldx, float sx, const int8_t *dt, int lddt, float sdt,
                    const float *dt_bias, float lo, float hi, const int8_t *Bm, const int8_t *Cm, int ldbc, float sb,
                    float sc, const float *A, const float *D, float *state, int T, int H, int P, int G, int N);
+/* The same with a scale per column: sx [H*P] (quamba2's clustered x), sb and sc [G*N] (B / C per SSD
+ * group, expanded to columns); i8ref_scan_m2 is this with every column's scale alike. The CPU mirror
+ * runs quamba2 W8A8 Mamba2 models through it; the GPU pass has no such kernel yet. */
+void i8ref_scan_m2v(float *y, const int8_t *x, int ldx, const float *sx, const int8_t *dt, int lddt, float sdt,
+                    const float *dt_bias, float lo, float hi, const int8_t *Bm, const int8_t *Cm, int ldbc,
+                    const float *sb, const float *sc, const float *A, const float *D, float *state, int T, int H, int P,
+                    int G, int N);
 /* op_gated_rmsnorm (one group of D columns) of y [T x D] with the dequantized z (ld ldz). */
 void i8ref_gated_rmsnorm(float *out, const float *y, const int8_t *z, int ldz, float sz, const float *w, int T, int D,
                          float eps, int norm_before_gate);

@@ -283,6 +283,22 @@ float q_layer_scale_max(const q_model *qm, int l, mq_act_role role, int part) {
     return m;
 }
 
+float q_act_col_scale(const q_model *qm, int l, mq_act_role role, int col) {
+    if (l < 0) return role == MQ_ACT_LM_HEAD_IN ? qm->lm_head_in_scale : 0.f;
+    const q_layer *L = &qm->layers[l];
+    const mq_config *c = &qm->cfg;
+    if (role == MQ_ACT_SSM_X && L->x_scale) /* the channel's slot among its SSD group's Q_XCL */
+        return L->x_scale[(col / (c->d_inner / (c->arch == MQ_MAMBA2 ? c->n_groups : 1))) * Q_XCL + L->x_index[col]];
+    if ((role == MQ_ACT_B || role == MQ_ACT_C) && L->bc_scale[role == MQ_ACT_C])
+        return L->bc_scale[role == MQ_ACT_C][col / c->d_state];
+    for (int p = 1; p < q_role_parts(c->arch, role); p++) {
+        int c0, nc;
+        q_role_part_cols(c, role, p, &c0, &nc);
+        if (col >= c0 && col < c0 + nc) return L->act_scale[role][p];
+    }
+    return L->act_scale[role][0];
+}
+
 void q_embed_dequantize(q_model *qm) {
     const size_t n = (size_t)qm->embed_q.rows * qm->embed_q.cols;
     if (!qm->embed) qm->embed = mq_malloc(n * sizeof *qm->embed);

@@ -171,6 +171,10 @@ void q_model_free(q_model *qm);
 int q_layer_vector_scaled(const q_model *qm, int l, mq_act_role role);
 /* The scale of (layer, role, part) for tables: act_scale, or the largest of a vector's. */
 float q_layer_scale_max(const q_model *qm, int l, mq_act_role role, int part);
+/* The scale of column col of (layer l, role) as the simulation applies it: quamba2's clustered ssm_x
+ * and per-group B / C, the Mamba2 conv input's segments, else the role's one scale (0: float; l -1:
+ * the lm_head input's). */
+float q_act_col_scale(const q_model *qm, int l, mq_act_role role, int col);
 /* qm->embed (allocated when NULL) = embed_q dequantized, rounded through FP16. */
 void q_embed_dequantize(q_model *qm);
 /* Round every element through FP16 (what the artifact keeps for float tensors). */

@@ -24,7 +24,11 @@ typedef struct {
     int nsamples, variant;                   /* samples the plain pass saw; the variant being observed */
     const mq_model *m;
     float *tmp;
+    float *chan[TS_MAX_LAYERS][3];           /* plain pass: per-column absmax of SSM_X, B, C (quamba2 vectors) */
 } tstats;
+
+/* slot of a role in chan, or -1 */
+static int ts_chan_slot(mq_act_role role) { return role == MQ_ACT_SSM_X ? 0 : role == MQ_ACT_B ? 1 : role == MQ_ACT_C ? 2 : -1; }
 
 static int ts_cmpf(const void *a, const void *b) {
     float x = *(const float *)a, y = *(const float *)b;
@@ -69,6 +73,13 @@ static int ts_hook(void *vctx, const mq_act *a) {
         q_role_part_cols(c, role, p, &c0, &nc);
         ts_obs_max(&s->amax[layer][role][p][v], x + c0, rows, nc < 0 ? cols : nc, ld);
     }
+    const int slot = ts_chan_slot(role);
+    if (v == 0 && slot >= 0) {
+        float **ch = &s->chan[layer][slot];
+        if (!*ch) *ch = mq_calloc((size_t)cols, sizeof(float));
+        for (int r = 0; r < rows; r++)
+            for (int k = 0; k < cols; k++) (*ch)[k] = fmaxf((*ch)[k], fabsf(x[(size_t)r * ld + k]));
+    }
     if (role == MQ_ACT_SSM_X && v == 0) {   /* per-sample percentiles of |x| (torch.quantile 'linear'), their EMA */
         size_t n = (size_t)rows * cols;
         for (int r = 0; r < rows; r++)
@@ -99,8 +110,23 @@ static int ts_pct(void *ctx, int layer, mq_act_role role, int part, q_stat_varia
         if (s->pct[q] == p) { *v = s->pema[layer][q]; return 0; }
     return mq_fail("percentile %g not observed", p);
 }
+/* quamba2's vectors: "channel" (n columns) or "group" (n SSD groups of the columns) absmax */
+static int ts_vector(void *ctx, int layer, mq_act_role role, const char *kind, float *v, int n) {
+    tstats *s = ctx;
+    const int slot = ts_chan_slot(role);
+    const float *ch = slot >= 0 && layer >= 0 && layer < TS_MAX_LAYERS ? s->chan[layer][slot] : NULL;
+    if (!ch) return mq_fail("no per-column statistics for layer %d role %d", layer, role);
+    const int cols = role == MQ_ACT_SSM_X ? s->m->cfg.d_inner : s->m->cfg.n_groups * s->m->cfg.d_state;
+    const int per = !strcmp(kind, "group") ? cols / n : 1;
+    for (int i = 0; i < n; i++) {
+        v[i] = 0;
+        for (int k = i * per; k < (i + 1) * per; k++) v[i] = fmaxf(v[i], ch[k]);
+    }
+    return 0;
+}
+
 __attribute__((unused)) static q_stats ts_iface(tstats *s) {
-    q_stats st = {.absmax = ts_absmax, .percentile = ts_pct, .ctx = s};
+    q_stats st = {.absmax = ts_absmax, .percentile = ts_pct, .vector = ts_vector, .ctx = s};
     return st;
 }
 
@@ -131,7 +157,11 @@ __attribute__((unused)) static tstats *ts_collect(const char *dir, mq_model *m, 
 }
 
 __attribute__((unused)) static void tstats_free(tstats *s) {
-    if (s) free(s->tmp);
+    if (s) {
+        free(s->tmp);
+        for (int l = 0; l < TS_MAX_LAYERS; l++)
+            for (int k = 0; k < 3; k++) free(s->chan[l][k]);
+    }
     free(s);
 }
 
