@@ -88,16 +88,25 @@ static float *filled(int n, float v) {
     return f;
 }
 
-void i8ref_scan_m1(float *y, const int8_t *u, int ldu, float su, const int8_t *dt, int lddt, float sdt,
-                   const float *dt_bias, const int8_t *Bm, const int8_t *Cm, int ldbc, float sb, float sc,
-                   const int8_t *z, int ldz, float sz, const float *A, const float *D, float *state, int T, int Di, int N) {
-    float *fu = deq(u, ldu, T, Di, su, NULL), *fd = deq(dt, lddt, T, Di, sdt, dt_bias);
+void i8ref_scan_m1v(float *y, const int8_t *u, int ldu, const float *su, const int8_t *dt, int lddt, float sdt,
+                    const float *dt_bias, const int8_t *Bm, const int8_t *Cm, int ldbc, float sb, float sc,
+                    const int8_t *z, int ldz, float sz, const float *A, const float *D, float *state, int T, int Di,
+                    int N) {
+    float *fu = deq_cols(u, ldu, T, Di, su), *fd = deq(dt, lddt, T, Di, sdt, dt_bias);
     float *fb = deq(Bm, ldbc, T, N, sb, NULL), *fc = deq(Cm, ldbc, T, N, sc, NULL);
     float *fz = z ? deq(z, ldz, T, Di, sz, NULL) : NULL;
     /* the simulation: dt_proj's output (bias included) -> op_dt_softplus(lo 0, hi inf) */
     op_dt_softplus(fd, Di, fd, Di, NULL, T, Di, 0.0f, INFINITY);
     op_scan_m1(y, Di, fu, Di, fd, Di, A, fb, N, fc, N, D, fz, Di, state, T, Di, N);
     free(fu), free(fd), free(fb), free(fc), free(fz);
+}
+
+void i8ref_scan_m1(float *y, const int8_t *u, int ldu, float su, const int8_t *dt, int lddt, float sdt,
+                   const float *dt_bias, const int8_t *Bm, const int8_t *Cm, int ldbc, float sb, float sc,
+                   const int8_t *z, int ldz, float sz, const float *A, const float *D, float *state, int T, int Di, int N) {
+    float *vu = filled(Di, su);
+    i8ref_scan_m1v(y, u, ldu, vu, dt, lddt, sdt, dt_bias, Bm, Cm, ldbc, sb, sc, z, ldz, sz, A, D, state, T, Di, N);
+    free(vu);
 }
 
 void i8ref_scan_m2v(float *y, const int8_t *x, int ldx, const float *sx, const int8_t *dt, int lddt, float sdt,
@@ -174,9 +183,6 @@ int i8ref_plan_build(const q_model *qm, i8ref_plan *p) {
             if (!q_layer_vector_scaled(qm, l, want[i].role) &&
                 need_scale(Q->act_scale[want[i].role][want[i].part], l, q_role_key(c->arch, want[i].role), want[i].part))
                 return -1;
-        if (c->arch == MQ_MAMBA1 && Q->x_scale)
-            return mq_fail("int8 pass: layer %d: quamba2's clustered ssm_x scales on Mamba1 (x_proj's input) are not "
-                           "implemented; quantize with --no-cluster", l);
         if (check_weight(&Q->in_proj, in, D, l, "in_proj") || check_weight(&Q->conv1d, cd, K, l, "conv1d") ||
             check_weight(&Q->out_proj, D, E, l, "out_proj") ||
             (c->arch == MQ_MAMBA1 && (check_weight(&Q->x_proj, xw, E, l, "x_proj") ||
@@ -205,7 +211,8 @@ int i8ref_plan_build(const q_model *qm, i8ref_plan *p) {
             const float si[2] = {L->s_conv0, L->s_z};
             L->in_qs = segments(in, ni, si, 2);
             L->conv_sin = segments(cd, nc, &L->s_conv0, 1);
-            L->conv_sout = segments(cd, nc, &L->s_u, 1);
+            L->conv_sout = mq_malloc((size_t)cd * sizeof(float)); /* per channel: quamba2 clusters x */
+            for (int j = 0; j < cd; j++) L->conv_sout[j] = q_act_col_scale(qm, l, MQ_ACT_SSM_X, j);
             L->xp_sw = wscales(&Q->x_proj);
             L->xp_qs = segments(xw, &xw, &L->s_xp, 1);
             L->dt_sw = wscales(&Q->dt_proj);
@@ -274,6 +281,17 @@ static void linear(const int8_t *X, int ldx, const q_weight *W, int M, float sx,
     free(acc), free(qt), free(ft);
 }
 
+/* Mamba1 x_proj of quamba2's clustered x (a scale per input channel, so no single int8 GEMM scale):
+ * FP32 on the dequantized x and weights, as the simulation, then quantized with its output scale */
+static void x_proj_f32(const int8_t *x8, const float *sx, const q_weight *W, int T, float s_out, int8_t *out) {
+    const int N = W->rows, K = W->cols;
+    float *x = deq_cols(x8, K, T, K, sx), *w = mq_malloc((size_t)N * K * sizeof(float)), *y = mq_malloc((size_t)T * N * 4);
+    q_weight_dequantize(W, w);
+    mat_linear(y, x, w, NULL, T, N, K);
+    for (size_t i = 0; i < (size_t)T * N; i++) out[i] = qr_quant_i8(y[i], s_out);
+    free(x), free(w), free(y);
+}
+
 int i8ref_forward(const q_model *qm, const i8ref_plan *p, const int32_t *tokens, int T, const mq_hooks *hk, float *hidden,
                   float *nll) {
     const mq_config *c = &qm->cfg;
@@ -303,12 +321,13 @@ int i8ref_forward(const q_model *qm, const i8ref_plan *p, const int32_t *tokens,
             HOOK(l, MQ_ACT_Z, z8, MQ_I8, L->s_z, T, E, in);
             i8ref_conv1d(xc8, E, x8, in, NULL, Q->conv1d.q, L->conv_sw, L->conv_sin, Q->conv_b, L->conv_sout, T, E, K);
             HOOK(l, MQ_ACT_SSM_X, xc8, MQ_I8, L->s_u, T, E, E);
-            linear(xc8, E, &Q->x_proj, T, L->s_u, L->xp_sw, NULL, L->xp_qs, xdbl8, NULL, xw);
+            if (Q->x_scale) x_proj_f32(xc8, L->conv_sout, &Q->x_proj, T, L->s_xp, xdbl8);
+            else linear(xc8, E, &Q->x_proj, T, L->s_u, L->xp_sw, NULL, L->xp_qs, xdbl8, NULL, xw);
             HOOK(l, MQ_ACT_X_PROJ_OUT, xdbl8, MQ_I8, L->s_xp, T, xw, xw);
             linear(xdbl8, xw, &Q->dt_proj, T, L->s_xp, L->dt_sw, NULL, L->dt_qs, dt8, NULL, E);
             HOOK(l, MQ_ACT_DT, dt8, MQ_I8, L->s_dt, T, E, E);
-            i8ref_scan_m1(y, xc8, E, L->s_u, dt8, E, L->s_dt, Q->dt_proj_b, xdbl8 + R, xdbl8 + R + N, xw, L->s_B, L->s_C,
-                          z8, in, L->s_z, L->A, Q->D, NULL, T, E, N);
+            i8ref_scan_m1v(y, xc8, E, L->conv_sout, dt8, E, L->s_dt, Q->dt_proj_b, xdbl8 + R, xdbl8 + R + N, xw, L->s_B,
+                           L->s_C, z8, in, L->s_z, L->A, Q->D, NULL, T, E, N);
             ssm_out = y;
         } else {
             const int8_t *z8 = xz8, *xbc8 = xz8 + E, *dtq = xz8 + E + cd;

@@ -30,6 +30,11 @@ void i8ref_conv1d(int8_t *out, int ldo, const int8_t *x, int ldx, int8_t *state,
 void i8ref_scan_m1(float *y, const int8_t *u, int ldu, float su, const int8_t *dt, int lddt, float sdt,
                    const float *dt_bias, const int8_t *Bm, const int8_t *Cm, int ldbc, float sb, float sc,
                    const int8_t *z, int ldz, float sz, const float *A, const float *D, float *state, int T, int Di, int N);
+/* The same with a scale per channel of u, su [Di] (quamba2's clustered x). */
+void i8ref_scan_m1v(float *y, const int8_t *u, int ldu, const float *su, const int8_t *dt, int lddt, float sdt,
+                    const float *dt_bias, const int8_t *Bm, const int8_t *Cm, int ldbc, float sb, float sc,
+                    const int8_t *z, int ldz, float sz, const float *A, const float *D, float *state, int T, int Di,
+                    int N);
 /* Mamba2 scan of one sequence: dt = clamp(softplus(dt8*sdt + dt_bias), lo, hi) and op_scan_m2. */
 void i8ref_scan_m2(float *y, const int8_t *x, int ldx, float sx, const int8_t *dt, int lddt, float sdt,
                    const float *dt_bias, float lo, float hi, const int8_t *Bm, const int8_t *Cm, int ldbc, float sb,

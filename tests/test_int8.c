@@ -5,7 +5,7 @@
  * q_model (quantize/sim.c): per-role activations of the first and last layer, final hidden states,
  * per-token NLL, and decode steps against prefill. The model's statistics come from the test's own
  * observers over calibration tokens (tests/fixtures/tok). The GPU cases skip without a GPU; the CPU
- * mirror cases (i8ref_forward, also quamba2 W8A8 on Mamba2, which has no GPU pass yet) run anywhere.
+ * mirror cases (i8ref_forward, also quamba2 W8A8, which has no GPU pass yet) run anywhere.
  * `test_int8 NAME` runs only the tests whose name contains NAME. With $I8_ART_DIR set, the quamba
  * q_models are also written there as artifacts (art_m1, art_m2) for `mambaq verify`. */
 #include <stdint.h>
@@ -707,7 +707,8 @@ static void test_model_m2_quamba(void) { NEED_GPU(); model_case(2, Q_QUAMBA, Q_G
 static void test_model_m1_naive_channel_head(void) { NEED_GPU(); model_case(1, Q_NAIVE, Q_GRAN_CHANNEL, 1, 1); }
 static void test_model_m2_naive_channel_head(void) { NEED_GPU(); model_case(2, Q_NAIVE, Q_GRAN_CHANNEL, 1, 1); }
 /* quamba-rot: rotated embedding, untied FP16 lm_head with norm_f in it (norm_f ones), or int8 lm_head */
-/* quamba2 W8A8 (clustered x, B / C per SSD group) on Mamba2: the CPU mirror only (no GPU pass yet) */
+/* quamba2 W8A8 (clustered x; Mamba2 B / C per SSD group): the CPU mirror only (no GPU pass yet) */
+static void test_cpu_mirror_m1_quamba2(void) { model_case(1, Q_QUAMBA2, Q_GRAN_TENSOR, 0, 0); }
 static void test_cpu_mirror_m2_quamba2(void) { model_case(2, Q_QUAMBA2, Q_GRAN_TENSOR, 0, 0); }
 static void test_cpu_mirror_m1_rot(void) { model_case(1, Q_QUAMBA_ROT, Q_GRAN_TENSOR, 0, 0); }
 static void test_cpu_mirror_m2_rot(void) { model_case(2, Q_QUAMBA_ROT, Q_GRAN_TENSOR, 0, 0); }
@@ -869,6 +870,7 @@ int main(int argc, char **argv) {
     RUN(test_upload_refuses);
     RUN(test_cpu_mirror_m1);
     RUN(test_cpu_mirror_m2);
+    RUN(test_cpu_mirror_m1_quamba2);
     RUN(test_cpu_mirror_m2_quamba2);
     RUN(test_cpu_mirror_m1_rot);
     RUN(test_cpu_mirror_m2_rot);
