@@ -119,26 +119,20 @@ static int sim_hook(void *vctx, const mq_act *a) {
         }
         return 0;
     }
-    if (role == MQ_ACT_SSM_X && L->x_scale) {
-        /* quamba2: each channel's scale among its SSD group's clustered Q_XCL */
-        int per_group = cols / (qm->cfg.arch == MQ_MAMBA2 ? qm->cfg.n_groups : 1);
-        for (int r = 0; r < rows; r++)
+    /* every column by its scale (q_act_col_scale: the role's one, one per segment of the Mamba2 conv
+     * input, quamba2's clustered x and per-group B / C); 0 leaves the column float */
+    float *s = mq_malloc((size_t)cols * sizeof *s + 4);
+    int any = 0;
+    for (int c = 0; c < cols; c++) any |= (s[c] = q_act_col_scale(qm, layer, role, c)) > 0;
+    if (any) {
+        #pragma omp parallel for schedule(static) if ((long)rows * cols >= (1L << 16))
+        for (int r = 0; r < rows; r++) {
+            float *row = x + (size_t)r * ld;
             for (int c = 0; c < cols; c++)
-                x[(size_t)r * ld + c] = qr_fake_i8(x[(size_t)r * ld + c], L->x_scale[(c / per_group) * Q_XCL + L->x_index[c]]);
-        return 0;
+                if (s[c] > 0) row[c] = qr_fake_i8(row[c], s[c]);
+        }
     }
-    if ((role == MQ_ACT_B || role == MQ_ACT_C) && L->bc_scale[role == MQ_ACT_C]) {
-        /* quamba2: one scale per SSD group of d_state columns */
-        const float *s = L->bc_scale[role == MQ_ACT_C];
-        for (int g = 0; g < qm->cfg.n_groups; g++) q_fake_quant_rows(x + (size_t)g * qm->cfg.d_state, rows, qm->cfg.d_state, ld, s[g]);
-        return 0;
-    }
-    for (int p = 0; p < q_role_parts(qm->cfg.arch, role); p++) {
-        float s = L->act_scale[role][p];
-        int c0, nc;
-        q_role_part_cols(&qm->cfg, role, p, &c0, &nc);
-        if (s > 0) q_fake_quant_rows(x + c0, rows, nc < 0 ? cols : nc, ld, s);
-    }
+    free(s);
     return 0;
 }
 
