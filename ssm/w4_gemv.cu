@@ -204,7 +204,7 @@ void k_w4_fill_random(uint8_t *W, size_t bytes, uint64_t seed, cudaStream_t st) 
  * (columns kb * 64 + 16 t ..). With g = l / 4, c = 2 (l % 4), the fragment's pairs are (row g,
  * columns c, c+1), (row g+8, c, c+1), (row g, c+8, c+9), (row g+8, c+8, c+9); pair i sits in
  * nibbles i (first) and 4 + i (second) as u = q + 8, so (w >> 4i) & 0x000F000F, OR'd into the
- * exponent of 1024.0 in both halves and less 1032.0, is the pair as an exact half2. */
+ * mantissa of 1024.0 (0x6400) in both halves and less 1032.0, is the pair as an exact half2. */
 static int mma_nibble(const int8_t *q, int rows, int cols, int r, int c) {
     return r < rows ? q[(size_t)r * cols + c] + 8 : 8;
 }
