@@ -47,6 +47,16 @@ struct f16_be {
 
 /* ---------------------------------------------------------------- weights */
 
+/* A projection [rows x cols]: FP16, or (group > 0: W4A16) int4 codes in the mma layout and their scales. */
+static void carve_proj(rt_carver *cv, int rows, int cols, int group, half **w16, uint8_t **w4, float **ws) {
+    if (group) {
+        *w4 = RT_CARVE(cv, uint8_t, k_w4_mma_bytes(rows, cols));
+        *ws = RT_CARVE(cv, float, (size_t)rows * (cols / group));
+    } else {
+        *w16 = RT_CARVE(cv, half, (size_t)rows * cols);
+    }
+}
+
 static void layout_weights(rt_be *r, rt_carver *cv) {
     f16_be *g = (f16_be *)r;
     const mq_config *c = &r->base.cfg;
@@ -58,21 +68,11 @@ static void layout_weights(rt_be *r, rt_carver *cv) {
         f16_layer *L = &g->layers[l];
         memset(L, 0, sizeof *L);
         L->norm_w = RT_CARVE(cv, float, D);
-        if (g->w4_gin) {
-            L->in4 = RT_CARVE(cv, uint8_t, k_w4_mma_bytes(in, D));
-            L->in4_s = RT_CARVE(cv, float, (size_t)in * (D / g->w4_gin));
-        } else {
-            L->in_proj = RT_CARVE(cv, half, (size_t)in * D);
-        }
+        carve_proj(cv, in, D, g->w4_gin, &L->in_proj, &L->in4, &L->in4_s);
         if (c->proj_bias) L->in_proj_b = RT_CARVE(cv, float, in);
         L->conv_w = RT_CARVE(cv, float, (size_t)cd * c->d_conv);
         if (c->conv_bias) L->conv_b = RT_CARVE(cv, float, cd);
-        if (g->w4_gout) {
-            L->out4 = RT_CARVE(cv, uint8_t, k_w4_mma_bytes(D, E));
-            L->out4_s = RT_CARVE(cv, float, (size_t)D * (E / g->w4_gout));
-        } else {
-            L->out_proj = RT_CARVE(cv, half, (size_t)D * E);
-        }
+        carve_proj(cv, D, E, g->w4_gout, &L->out_proj, &L->out4, &L->out4_s);
         if (c->proj_bias) L->out_proj_b = RT_CARVE(cv, float, D);
         rt_carve_ssm(cv, c, &L->ssm);
         if (c->arch == MQ_MAMBA1) {
@@ -358,6 +358,16 @@ be *be_cuda_open_w4a16(const q_model *qm, int batch, int seqlen) {
 
 /* ---------------------------------------------------------------- random model (benchmarks) */
 
+/* A random projection [rows x cols], rt_f16_random's scales (FP16, or group > 0: int4 codes). */
+static void fill_proj(int rows, int cols, int group, half *w16, uint8_t *w4, float *ws, uint64_t seed) {
+    if (w4) {
+        k_w4_fill_random(w4, k_w4_mma_bytes(rows, cols), seed, 0);
+        rt_put_const(ws, (size_t)rows * (cols / group), 0.25f / sqrtf((float)cols));
+    } else {
+        k_fill_f16(w16, (size_t)rows * cols, seed, 1.f / sqrtf((float)cols), 0);
+    }
+}
+
 /* Scales keep activations O(1) through the layers: uniform +-1/sqrt(fan_in) for projections (W4A16:
  * codes uniform in -7..7, scale 1 / (4 sqrt(fan_in)): about the same spread); the SSM parameters
  * of rt_put_ssm_random. w4_group: 0, or W4A16 with that group size (per row where it does not
@@ -377,21 +387,11 @@ be *rt_f16_random(const mq_config *c, int w4_group, uint64_t seed, int batch, in
     for (int l = 0; l < c->n_layer; l++) {
         f16_layer *L = &g->layers[l];
         rt_put_const(L->norm_w, D, 1.f);
-        if (L->in4) {
-            k_w4_fill_random(L->in4, k_w4_mma_bytes(in, D), s++, 0);
-            rt_put_const(L->in4_s, (size_t)in * (D / gin), 0.25f / sqrtf((float)D));
-        } else {
-            k_fill_f16(L->in_proj, (size_t)in * D, s++, 1.f / sqrtf((float)D), 0);
-        }
+        fill_proj(in, D, gin, L->in_proj, L->in4, L->in4_s, s++);
         if (L->in_proj_b) rt_put_const(L->in_proj_b, in, 0.f);
         rt_put_f32(L->conv_w, conv, (size_t)cd * c->d_conv);
         if (L->conv_b) rt_put_const(L->conv_b, cd, 0.f);
-        if (L->out4) {
-            k_w4_fill_random(L->out4, k_w4_mma_bytes(D, E), s++, 0);
-            rt_put_const(L->out4_s, (size_t)D * (E / gout), 0.25f / sqrtf((float)E));
-        } else {
-            k_fill_f16(L->out_proj, (size_t)D * E, s++, 1.f / sqrtf((float)E), 0);
-        }
+        fill_proj(D, E, gout, L->out_proj, L->out4, L->out4_s, s++);
         if (L->out_proj_b) rt_put_const(L->out_proj_b, D, 0.f);
         rt_put_ssm_random(&L->ssm, c);
         if (c->arch == MQ_MAMBA1) {
