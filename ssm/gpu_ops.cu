@@ -340,13 +340,14 @@ static w4_dev w4_up(const int8_t *q, const float *scales, int group, const float
     CUDA_CHECK(cudaMemset(d.out, 0xff, sizeof(float) * (size_t)M * d.ldo + 16)); /* NaN: unwritten elements show */
     return d;
 }
+static void w4_free(w4_dev *d) { dfree(d->W), dfree(d->ws), dfree(d->bias), dfree(d->qs), dfree(d->out); }
 static void w4_down(w4_dev *d, float *Y, int8_t *q_out, int kind, int M, int N) {
     CUDA_CHECK(cudaDeviceSynchronize());
     if (kind == K_EPI_I8) CUDA_CHECK(cudaMemcpy2D(q_out, N, d->out, d->ldo, N, M, cudaMemcpyDeviceToHost));
     else if (kind == K_EPI_F16) down_f16(Y, (const half *)d->out, M, N, d->ldo);
     else CUDA_CHECK(cudaMemcpy2D(Y, sizeof(float) * N, d->out, sizeof(float) * d->ldo, sizeof(float) * N, M,
                                  cudaMemcpyDeviceToHost));
-    dfree(d->W), dfree(d->ws), dfree(d->bias), dfree(d->qs), dfree(d->out);
+    w4_free(d);
 }
 template <class Launch>
 static void w4_time(Launch launch, int reps, double *us) {
@@ -446,7 +447,7 @@ extern "C" int gop_w4_dequant(float *W, const int8_t *q, const float *scales, in
     CUDA_CHECK(cudaDeviceSynchronize());
     down_f16(W, dW, N, K, K);
     dfree(dW);
-    dfree(d.W), dfree(d.ws), dfree(d.bias), dfree(d.qs), dfree(d.out);
+    w4_free(&d);
     return 0;
 }
 
