@@ -196,8 +196,9 @@ be *rt_open(rt_be *r, int batch, int seqlen) {
     r->base.batch = batch, r->base.seqlen = seqlen;
     w->rows = batch * seqlen;
     for (int b = 1; b <= batch; b++) { /* the most chunk carries any call of this workspace needs */
-        const int need = k_scan_chunks(c, b, seqlen, r->sm_count, pass->min_chunk) * b;
+        const int need = k_scan_chunks(c, b, seqlen, r->sm_count, pass->min_chunk) * b, q = k_scan_ssd_chunk(c, seqlen);
         if (need > w->chunk_cap) w->chunk_cap = need;
+        if (q && (seqlen + q - 1) / q * b > w->chunk_cap) w->chunk_cap = (seqlen + q - 1) / q * b;
     }
     size_t lr = LOGIT_BYTES / ((size_t)c->vocab_size * sizeof(float));
     if (lr > (size_t)w->rows) lr = w->rows;
@@ -273,6 +274,11 @@ int rt_chunks(const rt_be *r, int B, int T) {
     int nc = k_scan_chunks(&r->base.cfg, B, T, r->sm_count, r->pass->min_chunk);
     if (nc * B > r->ws.chunk_cap) nc = r->ws.chunk_cap / B > 0 ? r->ws.chunk_cap / B : 1;
     return nc;
+}
+
+int rt_ssd_chunk(const rt_be *r, int B, int T) {
+    const int q = k_scan_ssd_chunk(&r->base.cfg, T);
+    return q && (long)((T + q - 1) / q) * B <= r->ws.chunk_cap ? q : 0;
 }
 
 int rt_hook(rt_be *r, const mq_hooks *hk, int layer, mq_act_role role, const void *x, mq_dtype dt, float scale, int rows,

@@ -136,6 +136,9 @@ be *rt_i8_random(const mq_config *cfg, int hadamard, uint64_t seed, int batch, i
 /* For the forwards: time chunks of a scan of B x T tokens (within the workspace's carries), the
  * profiling mark after an op, the hook call (0, or the hook's -1), and the shape of the rows held. */
 int rt_chunks(const rt_be *r, int B, int T);
+/* The SSD chunk length of a Mamba2 scan of B x T tokens (k_scan_ssd_chunk) when the carries hold its
+ * chunks, else 0 (the sequential kernel). */
+int rt_ssd_chunk(const rt_be *r, int B, int T);
 void rt_mark(rt_be *r, int cat);
 int rt_hook(rt_be *r, const mq_hooks *hk, int layer, mq_act_role role, const void *x, mq_dtype dt, float scale, int rows,
             int cols, int ld);

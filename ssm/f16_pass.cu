@@ -196,6 +196,7 @@ static int forward(rt_be *r, int B, int T, be_state *s, const mq_hooks *hk) {
             a.dt_bias = L->ssm.dt_bias, a.A = L->ssm.A, a.D = L->ssm.D, a.lo = c->dt_limit_min, a.hi = c->dt_limit_max;
             a.y = g->y16, a.ldy = E, a.H = H, a.P = c->head_dim, a.G = G, a.N = N;
             rt_scan_state(a, r, ssm_state, s != NULL, B, T, nc);
+            a.ssd_q = rt_ssd_chunk(r, B, T);
             k_scan_m2(a, st);
             rt_mark(r, RT_P_SCAN);
             HOOK(l, MQ_ACT_SSM_STATE, ssm_state, MQ_F32, B * E, N, N);

@@ -141,6 +141,11 @@ static scan_dev scan_dev_new(const float *state, size_t sn, int n_chunks, size_t
     d.cdt = (float *)dmalloc(sizeof(float) * n_chunks * dt_per_chunk + 4);
     return d;
 }
+/* the carries a Mamba2 scan needs: its time chunks, or the SSD form's cdiv(T, ssd_q) */
+static int ssd_chunks(int n_chunks, int T, int ssd_q) {
+    const int q = ssd_q > 0 ? (T + ssd_q - 1) / ssd_q : 0;
+    return q > n_chunks ? q : n_chunks;
+}
 static void scan_dev_done(scan_dev *d, float *state) {
     CUDA_CHECK(cudaDeviceSynchronize());
     if (state) down_f32(state, d->state, d->sn);
@@ -172,7 +177,7 @@ extern "C" int gop_f16_scan_m1(float *y, const float *u, const float *dt, const 
 
 extern "C" int gop_f16_scan_m2(float *y, const float *x, const float *dt, const float *dt_bias, float lo, float hi,
                                const float *A, const float *Bm, const float *Cm, const float *D, float *state, int B,
-                               int T, int H, int P, int G, int N, int n_chunks) {
+                               int T, int H, int P, int G, int N, int n_chunks, int ssd_q) {
     if (rt_need_gpu()) return -1;
     const int R = B * T, E = H * P, GN = G * N;
     /* one buffer [x | B | C] as the conv output holds them, and dt in a wider buffer of its own */
@@ -185,12 +190,13 @@ extern "C" int gop_f16_scan_m2(float *y, const float *x, const float *dt, const 
     }
     half *dx = up_f16(xbc, R, cd, ld), *ddt = up_f16(dt, R, H, lddt), *dy = out_f16(R, E + PAD);
     float *dA = up_f32(A, H), *dD = up_f32(D, H), *dbias = up_f32(dt_bias, H);
-    scan_dev sd = scan_dev_new(state, (size_t)B * E * N, n_chunks, (size_t)B * H);
+    scan_dev sd = scan_dev_new(state, (size_t)B * E * N, ssd_chunks(n_chunks, T, ssd_q), (size_t)B * H);
     k_scan_m2_args<k_in_f16, half> a;
     a.x = {dx, ld}, a.dt = {ddt, lddt}, a.Bm = {dx + E, ld}, a.Cm = {dx + E + GN, ld};
     a.dt_bias = dbias, a.A = dA, a.D = dD, a.lo = lo, a.hi = hi, a.y = dy, a.ldy = E + PAD;
     a.state = sd.state, a.state_in = state != NULL;
     a.B = B, a.T = T, a.H = H, a.P = P, a.G = G, a.N = N, a.nc = n_chunks, a.cstate = sd.cstate, a.cdt = sd.cdt;
+    a.ssd_q = ssd_q;
     k_scan_m2(a, 0);
     scan_dev_done(&sd, state);
     down_f16(y, dy, R, E, E + PAD);
@@ -515,7 +521,8 @@ extern "C" int gop_i8_scan_m1(float *y, const int8_t *u, float su, const int8_t 
 
 extern "C" int gop_i8_scan_m2(float *y, const int8_t *x, float sx, const int8_t *dt, float sdt, const float *dt_bias,
                               float lo, float hi, const int8_t *Bm, const int8_t *Cm, float sb, float sc, const float *A,
-                              const float *D, float *state, int B, int T, int H, int P, int G, int N, int n_chunks) {
+                              const float *D, float *state, int B, int T, int H, int P, int G, int N, int n_chunks,
+                              int ssd_q) {
     if (rt_need_gpu()) return -1;
     const int R = B * T, Di = H * P, GN = G * N, pad = 5;
     int8_t *bc = (int8_t *)pack_bc(Bm, Cm, R, GN, 1);
@@ -523,13 +530,14 @@ extern "C" int gop_i8_scan_m2(float *y, const int8_t *x, float sx, const int8_t 
     int8_t *dbc = (int8_t *)up_pad(bc, 1, R, 2 * GN, pad);
     float *dbias = up_f32(dt_bias, H), *dA = up_f32(A, H), *dD = up_f32(D, H);
     float *dy = (float *)dmalloc(sizeof(float) * (size_t)R * (Di + pad));
-    scan_dev sd = scan_dev_new(state, (size_t)B * Di * N, n_chunks, (size_t)B * H);
+    scan_dev sd = scan_dev_new(state, (size_t)B * Di * N, ssd_chunks(n_chunks, T, ssd_q), (size_t)B * H);
     k_scan_m2_args<k_in_i8, float> a;
     a.x = {dx, Di + pad, sx}, a.dt = {ddt, H + pad + 1, sdt};
     a.Bm = {dbc, 2 * GN + pad, sb}, a.Cm = {dbc + GN, 2 * GN + pad, sc};
     a.dt_bias = dbias, a.A = dA, a.D = dD, a.lo = lo, a.hi = hi, a.y = dy, a.ldy = Di + pad;
     a.state = sd.state, a.state_in = state != NULL;
     a.B = B, a.T = T, a.H = H, a.P = P, a.G = G, a.N = N, a.nc = n_chunks, a.cstate = sd.cstate, a.cdt = sd.cdt;
+    a.ssd_q = ssd_q;
     k_scan_m2(a, 0);
     scan_dev_done(&sd, state);
     CUDA_CHECK(cudaMemcpy2D(y, sizeof(float) * Di, dy, sizeof(float) * (Di + pad), sizeof(float) * Di, R,

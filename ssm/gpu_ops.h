@@ -32,10 +32,11 @@ int gop_f16_scan_m1(float *y, const float *u, const float *dt, const float *dt_b
                     const float *Cm, const float *D, const float *z, float *state, int B, int T, int Di, int N,
                     int n_chunks);
 /* Mamba2 scan on raw dt: dt = clamp(softplus(dt + dt_bias), lo, hi); x [B*T x H*P], dt [B*T x H],
- * B, C [B*T x G*N]; y FP16 [B*T x H*P]; state [B x H x P x N] in/out or NULL. */
+ * B, C [B*T x G*N]; y FP16 [B*T x H*P]; state [B x H x P x N] in/out or NULL. ssd_q > 0: the
+ * chunked SSD kernels with chunks of ssd_q tokens (n_chunks unused). */
 int gop_f16_scan_m2(float *y, const float *x, const float *dt, const float *dt_bias, float lo, float hi, const float *A,
                     const float *Bm, const float *Cm, const float *D, float *state, int B, int T, int H, int P, int G,
-                    int N, int n_chunks);
+                    int N, int n_chunks, int ssd_q);
 /* Gated RMSNorm, out FP16 [T x D]. */
 int gop_f16_gated_rmsnorm(float *out, const float *y, const float *z, const float *w, int T, int D, int group, float eps,
                           int norm_before_gate);
@@ -94,10 +95,11 @@ int gop_i8_conv1d(int8_t *out, const int8_t *x, int8_t *state, const int8_t *w, 
 int gop_i8_scan_m1(float *y, const int8_t *u, float su, const int8_t *dt, float sdt, const float *dt_bias,
                    const int8_t *Bm, const int8_t *Cm, float sb, float sc, const int8_t *z, float sz, const float *A,
                    const float *D, float *state, int B, int T, int Di, int N, int n_chunks);
-/* Mamba2 scan: x [B*T x H*P], dt [B*T x H], B, C [B*T x G*N]; y FP32; state [B x H x P x N] or NULL. */
+/* Mamba2 scan: x [B*T x H*P], dt [B*T x H], B, C [B*T x G*N]; y FP32; state [B x H x P x N] or NULL;
+ * ssd_q as gop_f16_scan_m2's. */
 int gop_i8_scan_m2(float *y, const int8_t *x, float sx, const int8_t *dt, float sdt, const float *dt_bias, float lo,
                    float hi, const int8_t *Bm, const int8_t *Cm, float sb, float sc, const float *A, const float *D,
-                   float *state, int B, int T, int H, int P, int G, int N, int n_chunks);
+                   float *state, int B, int T, int H, int P, int G, int N, int n_chunks, int ssd_q);
 /* gated RMSNorm of FP32 y [T x D] with int8 z; out FP16 widened. */
 int gop_i8_gated_rmsnorm(float *out, const float *y, const int8_t *z, float sz, const float *w, int T, int D, float eps,
                          int norm_before_gate);

@@ -195,6 +195,7 @@ static k_scan_m2_args<k_in_i8, float> m2_scan_args(const i8_be *g, const i8_laye
     a.dt_bias = L->ssm.dt_bias, a.A = L->ssm.A, a.D = L->ssm.D, a.lo = c->dt_limit_min, a.hi = c->dt_limit_max;
     a.y = g->y32, a.ldy = E, a.H = c->n_heads, a.P = c->head_dim, a.G = c->n_groups, a.N = c->d_state;
     rt_scan_state(a, &g->rt, ssm_state, state_in, B, T, nc);
+    a.ssd_q = rt_ssd_chunk(&g->rt, B, T);
     return a;
 }
 

@@ -82,7 +82,8 @@ void k_scan_m1(const k_scan_m1_args<k_in_f16, half> &a, cudaStream_t st);
 void k_scan_m1(const k_scan_m1_args<k_in_i8, half> &a, cudaStream_t st);
 /* Mamba2 scan (op_scan_m2): dt = clamp(softplus(dt + dt_bias[h]), lo, hi), h = exp(dt A_h) h +
  * dt x B^T (group h / (H/G) of B and C), y = h C + D_h x. state FP32 [B][H][P][N]; carries
- * [nc x B x H*P x N], [nc x B x H]. */
+ * [nc x B x H*P x N], [nc x B x H]. ssd_q > 0: the chunked SSD form (ssm/ssd.cuh) with chunks of
+ * ssd_q tokens, nc unused, the carries sized for cdiv(T, ssd_q) chunks. */
 template <class In, class Out>
 struct k_scan_m2_args {
     In x, dt, Bm, Cm;
@@ -95,6 +96,7 @@ struct k_scan_m2_args {
     int B, T, H, P, G, N;
     int nc;
     float *cstate, *cdt;
+    int ssd_q = 0;
 };
 void k_scan_m2(const k_scan_m2_args<k_in_f16, half> &a, cudaStream_t st);
 void k_scan_m2(const k_scan_m2_args<k_in_i8, float> &a, cudaStream_t st);
@@ -102,6 +104,10 @@ void k_scan_m2(const k_scan_m2_args<k_in_i8, float> &a, cudaStream_t st);
 int k_scan_m2_group(int N);
 /* time chunks for a scan of B sequences of T tokens on sm_count SMs, chunks of >= min_chunk steps */
 int k_scan_chunks(const mq_config *c, int B, int T, int sm_count, int min_chunk);
+/* the chunk length of the SSD form for a Mamba2 scan of T tokens per sequence (config.json's
+ * chunk_size as a multiple of 64 in [64, 256]), or 0: the sequential kernel (Mamba1, decode and
+ * other short calls, d_state > 128, MQ_SSD=0) */
+int k_scan_ssd_chunk(const mq_config *c, int T);
 
 /* ================================================================ the FP16 pass */
 

@@ -34,6 +34,15 @@ __device__ __forceinline__ int d_dot_i8<4>(const int8_t *w, const int8_t *x, int
  * block cuts the serial loop over the row; many rows fill the GPU with smaller blocks. */
 static inline int norm_threads(int rows, int D) { return rows < 256 && D >= 2048 ? 1024 : D >= 1024 ? 256 : 128; }
 
+/* c += a b on the tensor cores, m16n8k16, FP16 in, FP32 accumulate (sm_80+). Fragments as the PTX
+ * ISA lays them out, g = lane / 4, t = lane % 4: a {row g, k 2t..2t+1}, {g+8, 2t}, {g, 2t+8},
+ * {g+8, 2t+8}; b0 {k 2t..2t+1, col g}, b1 {k 2t+8.., col g}; c {row g, cols 2t, 2t+1}, {g+8, ...}. */
+static __device__ __forceinline__ void mma_f16(float (&c)[4], const unsigned (&a)[4], unsigned b0, unsigned b1) {
+    asm("mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};"
+        : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+}
+
 #define LOG2E 1.4426950408889634f
 
 /* 2^x flushing denormal results to zero: one MUFU instruction, where exp2f's non-ftz form adds the

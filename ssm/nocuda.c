@@ -39,7 +39,7 @@ int gop_f16_scan_m1(float *y, const float *u, const float *dt, const float *dt_b
                     int n_chunks) { return NOCUDA; }
 int gop_f16_scan_m2(float *y, const float *x, const float *dt, const float *dt_bias, float lo, float hi, const float *A,
                     const float *Bm, const float *Cm, const float *D, float *state, int B, int T, int H, int P, int G,
-                    int N, int n_chunks) { return NOCUDA; }
+                    int N, int n_chunks, int ssd_q) { return NOCUDA; }
 int gop_f16_gated_rmsnorm(float *out, const float *y, const float *z, const float *w, int T, int D, int group, float eps,
                           int norm_before_gate) { return NOCUDA; }
 int gop_f16_gemm(float *Y, const float *X, const float *W, const float *bias, int M, int N, int K, int pad, int y_f32) {
@@ -63,7 +63,7 @@ int gop_i8_scan_m1(float *y, const int8_t *u, float su, const int8_t *dt, float 
                    const float *D, float *state, int B, int T, int Di, int N, int n_chunks) { return NOCUDA; }
 int gop_i8_scan_m2(float *y, const int8_t *x, float sx, const int8_t *dt, float sdt, const float *dt_bias, float lo,
                    float hi, const int8_t *Bm, const int8_t *Cm, float sb, float sc, const float *A, const float *D,
-                   float *state, int B, int T, int H, int P, int G, int N, int n_chunks) { return NOCUDA; }
+                   float *state, int B, int T, int H, int P, int G, int N, int n_chunks, int ssd_q) { return NOCUDA; }
 int gop_i8_gated_rmsnorm(float *out, const float *y, const int8_t *z, float sz, const float *w, int T, int D, float eps,
                          int norm_before_gate) { return NOCUDA; }
 int gop_i8_yquant_rows(int8_t *q, const float *y, int rows, int E, float s) { return NOCUDA; }

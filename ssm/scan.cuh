@@ -10,6 +10,7 @@
  *           each; dt and exp(dt*A) once per (token, head) per tile in shared memory; y reduced over
  *           the GRP lanes by shuffles, four independent steps per round. Lane l holds the float4
  *           groups q*GRP + l, so the GRP lanes of a row read consecutive float4s: no bank conflicts.
+ *   Mamba2 prefill (ssd_q > 0): the chunked state-space-dual form on tensor cores, ssm/ssd.cuh.
  * Both are linear recurrences h_t = a_t h_{t-1} + u_t cut into nc time chunks so that short batches
  * still fill the GPU: pass 1 (chunks 0..nc-2) scans each chunk from zero keeping its end state and
  * its dt sum (its total decay is exp(A sum dt)); a prefix pass turns those into each chunk's start
@@ -33,10 +34,11 @@ static __device__ __forceinline__ const float *chunk_start(const float *state, i
     return cstate + (size_t)k * per_chunk + sidx;
 }
 
-/* cs[k][b][s]: chunk k's end state (k < nc-1) in, its start state out; A of state s: A[s]
- * (per_state) or A[s / per_ch]; dt sum of chunk k: cdt[k][b][s / per_ch]. */
+/* cs[k][b][s]: chunk k's end state (k < nc-1; every k when fin) in, its start state out; A of state
+ * s: A[s] (per_state) or A[s / per_ch]; dt sum of chunk k: cdt[k][b][s / per_ch]. fin (may be the
+ * state itself, each thread reads its element before it writes it): the state after the last chunk. */
 static __global__ void scan_prefix_kernel(float *cs, const float *cdt, const float *state, int state_in, const float *A,
-                                   int per_state, int B, int S, int per_ch, int nc) {
+                                          int per_state, int B, int S, int per_ch, int nc, float *fin) {
     const long i = blockIdx.x * (long)blockDim.x + threadIdx.x;
     if (i >= (long)B * S) return;
     const int b = (int)(i / S), s = (int)(i - (long)b * S), ch = s / per_ch, nch = S / per_ch;
@@ -44,16 +46,17 @@ static __global__ void scan_prefix_kernel(float *cs, const float *cdt, const flo
     float h = state_in ? state[i] : 0.f;
     for (int k = 0; k < nc; k++) {
         const size_t idx = ((size_t)k * B + b) * S + s;
-        const float end = k < nc - 1 ? cs[idx] : 0.f;
+        const float end = k < nc - 1 || fin ? cs[idx] : 0.f;
         cs[idx] = h;
         h = expf(a * cdt[((size_t)k * B + b) * nch + ch]) * h + end;
     }
+    if (fin) fin[i] = h;
 }
 
 static void scan_prefix(float *cs, const float *cdt, const float *state, int state_in, const float *A, int per_state,
-                        int B, int S, int per_ch, int nc, cudaStream_t st) {
+                        int B, int S, int per_ch, int nc, cudaStream_t st, float *fin = NULL) {
     const long n = (long)B * S;
-    scan_prefix_kernel<<<cdiv(n, 256), 256, 0, st>>>(cs, cdt, state, state_in, A, per_state, B, S, per_ch, nc);
+    scan_prefix_kernel<<<cdiv(n, 256), 256, 0, st>>>(cs, cdt, state, state_in, A, per_state, B, S, per_ch, nc, fin);
     CUDA_CHECK_LAUNCH();
 }
 
@@ -429,9 +432,16 @@ static void scan_m2_run(const k_scan_m2_args<In, Out> &a, int L, cudaStream_t st
 
 static inline int scan_m2_group(int N) { return N <= 16 ? 1 : N <= 32 ? 2 : N <= 64 ? 4 : 8; }
 
+#include "ssm/ssd.cuh"
+
 template <class In, class Out>
 static void scan_m2(const k_scan_m2_args<In, Out> &a0, cudaStream_t st) {
     k_scan_m2_args<In, Out> a = a0;
+    if (a.ssd_q > 0 && a.B > 0 && a.T > 0) {
+        if (a.H % a.G) mq_die("k_scan_m2: %d heads in %d groups (checked at upload)", a.H, a.G);
+        scan_m2_ssd(a, st);
+        return;
+    }
     const int L = scan_chunking(a, "k_scan_m2");
     if (!L) return;
     if (a.H % a.G) mq_die("k_scan_m2: %d heads in %d groups (checked at upload)", a.H, a.G);

@@ -27,3 +27,21 @@ int k_scan_chunks(const mq_config *c, int B, int T, int sm_count, int min_chunk)
     if (nc > maxc) nc = maxc;
     return nc < 1 ? 1 : (int)nc;
 }
+
+/* From 64 tokens a call has at least one full tile of the SSD kernels; below it the sequential
+ * kernel's few steps cost less than three launches. */
+#define SSD_MIN_T 64
+
+/* MQ_SSD=0 turns the SSD form off, MQ_SSD_CHUNK=64|128|256 replaces config.json's chunk_size (the
+ * result is the same up to FP32 rounding; for the benchmarks) */
+int k_scan_ssd_chunk(const mq_config *c, int T) {
+    static int env = -1, env_q = 0;
+    if (env < 0) {
+        const char *s = getenv("MQ_SSD"), *q = getenv("MQ_SSD_CHUNK");
+        env_q = q && *q ? atoi(q) : 0;
+        env = !(s && s[0] == '0' && !s[1]);
+    }
+    if (!env || c->arch != MQ_MAMBA2 || c->d_state > 128 || T < SSD_MIN_T) return 0;
+    const int q = (env_q > 0 ? env_q : c->chunk_size) / 64 * 64;
+    return q < 64 ? 64 : q > 256 ? 256 : q;
+}

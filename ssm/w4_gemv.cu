@@ -236,12 +236,6 @@ static __device__ __forceinline__ unsigned mma_pair(unsigned w, int i) {
     return r;
 }
 
-static __device__ __forceinline__ void mma_f16(float (&c)[4], const unsigned (&a)[4], unsigned b0, unsigned b1) {
-    asm("mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};"
-        : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
-        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
-}
-
 /* 64-column blocks a warp keeps in flight (8 measured slower on the H200: mamba-2.8b in_proj at one
  * row 12.79 against 11.57 us, out_proj 11.06 against 8.75) */
 #define MMA_P 4

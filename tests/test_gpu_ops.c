@@ -144,7 +144,7 @@ static void test_gpu_scan_m1(void) {
     scan_m1_case(4, 1, 45, 16, 1, 1);   /* a decode step */
 }
 
-static void scan_m2_case(int B, int T, int H, int P, int G, int N, int n_chunks, float hi) {
+static void scan_m2_case(int B, int T, int H, int P, int G, int N, int n_chunks, float hi, int ssd_q) {
     const size_t R = (size_t)B * T, E = (size_t)H * P, GN = (size_t)G * N, S = E * N;
     float *x = rvec(R * E, -2, 2, 1), *dt = rvec(R * H, -5, 0.5f, 1), *bias = rvec(H, -1, 1, 0);
     float *A = mq_malloc(sizeof(float) * H), *Bm = rvec(R * GN, -1, 1, 1), *Cm = rvec(R * GN, -1, 1, 1);
@@ -158,12 +158,12 @@ static void scan_m2_case(int B, int T, int H, int P, int G, int N, int n_chunks,
         op_scan_m2(yc + o * E, (int)E, x + o * E, (int)E, dts + o * H, H, A, Bm + o * GN, (int)GN, Cm + o * GN,
                    (int)GN, D, sc + (size_t)b * S, T, H, P, G, N);
     }
-    T_CHECK(gop_f16_scan_m2(yg, x, dt, bias, 0.f, hi, A, Bm, Cm, D, sg, B, T, H, P, G, N, n_chunks) == 0, "%s",
+    T_CHECK(gop_f16_scan_m2(yg, x, dt, bias, 0.f, hi, A, Bm, Cm, D, sg, B, T, H, P, G, N, n_chunks, ssd_q) == 0, "%s",
             mq_errmsg());
     char what[96];
-    snprintf(what, sizeof what, "scan_m2 y H=%d P=%d G=%d N=%d chunks=%d", H, P, G, N, n_chunks);
+    snprintf(what, sizeof what, "scan_m2 y T=%d H=%d P=%d G=%d N=%d chunks=%d ssd=%d", T, H, P, G, N, n_chunks, ssd_q);
     close_to(what, yg, yc, R * E, 2e-3, 2e-4);
-    snprintf(what, sizeof what, "scan_m2 state N=%d chunks=%d", N, n_chunks);
+    snprintf(what, sizeof what, "scan_m2 state N=%d chunks=%d ssd=%d", N, n_chunks, ssd_q);
     close_to(what, sg, sc, (size_t)B * S, 1e-4, 1e-5);
     free(x), free(dt), free(bias), free(A), free(Bm), free(Cm), free(D), free(sg), free(sc), free(yg), free(yc);
     free(dts);
@@ -171,12 +171,24 @@ static void scan_m2_case(int B, int T, int H, int P, int G, int N, int n_chunks,
 
 static void test_gpu_scan_m2(void) {
     NEED_GPU();
-    scan_m2_case(2, 71, 4, 20, 2, 40, 1, INFINITY);
-    scan_m2_case(2, 71, 4, 20, 2, 40, 3, INFINITY);
-    scan_m2_case(1, 100, 2, 64, 1, 128, 4, INFINITY); /* mamba2-2.7b's head shape */
-    scan_m2_case(3, 37, 6, 64, 1, 64, 2, 0.05f);      /* the proxy's shape, dt clamped above */
-    scan_m2_case(2, 19, 3, 5, 3, 9, 1, INFINITY);     /* tiny odd heads, a group per head */
-    scan_m2_case(5, 1, 6, 64, 1, 64, 1, INFINITY);    /* a decode step */
+    scan_m2_case(2, 71, 4, 20, 2, 40, 1, INFINITY, 0);
+    scan_m2_case(2, 71, 4, 20, 2, 40, 3, INFINITY, 0);
+    scan_m2_case(1, 100, 2, 64, 1, 128, 4, INFINITY, 0); /* mamba2-2.7b's head shape */
+    scan_m2_case(3, 37, 6, 64, 1, 64, 2, 0.05f, 0);      /* the proxy's shape, dt clamped above */
+    scan_m2_case(2, 19, 3, 5, 3, 9, 1, INFINITY, 0);     /* tiny odd heads, a group per head */
+    scan_m2_case(5, 1, 6, 64, 1, 64, 1, INFINITY, 0);    /* a decode step */
+}
+
+/* The chunked SSD kernels (ssm/ssd.cuh) against the same reference, same tolerances: partial tiles
+ * and chunks, p beyond one 64-column block, odd d_state and head_dim, one token */
+static void test_gpu_scan_m2_ssd(void) {
+    NEED_GPU();
+    scan_m2_case(2, 300, 2, 64, 1, 128, 1, INFINITY, 64);  /* mamba2-2.7b's head shape, 5 chunks */
+    scan_m2_case(1, 600, 2, 64, 1, 128, 1, INFINITY, 256); /* 3 chunks of 4 tiles */
+    scan_m2_case(3, 130, 6, 64, 1, 64, 1, 0.05f, 256);     /* the proxy's shape, dt clamped above */
+    scan_m2_case(2, 71, 4, 80, 2, 40, 1, INFINITY, 64);    /* two p blocks, groups */
+    scan_m2_case(2, 97, 3, 5, 3, 9, 1, INFINITY, 128);     /* tiny odd heads, a group per head */
+    scan_m2_case(3, 1, 6, 64, 1, 64, 1, INFINITY, 64);     /* one token */
 }
 
 static void test_gpu_gated_rmsnorm(void) {
@@ -243,6 +255,7 @@ int main(void) {
     T_RUN(test_gpu_conv1d);
     T_RUN(test_gpu_scan_m1);
     T_RUN(test_gpu_scan_m2);
+    T_RUN(test_gpu_scan_m2_ssd);
     T_RUN(test_gpu_gated_rmsnorm);
     T_RUN(test_gpu_gemm);
     T_RUN(test_gpu_nll);

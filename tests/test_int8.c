@@ -304,7 +304,7 @@ static void scan2_steps_case(int B, int T, int H, int P, int G, int N) {
     float *y_one = mq_malloc(R * Di * 4), *y_step = mq_malloc(R * Di * 4), *y1 = mq_malloc((size_t)B * Di * 4);
     int8_t *x1 = mq_malloc((size_t)B * Di), *dt1 = mq_malloc((size_t)B * H), *B1 = mq_malloc((size_t)B * GN);
     int8_t *C1 = mq_malloc((size_t)B * GN);
-    T_CHECK(gop_i8_scan_m2(y_one, x, sx, dt, sdt, bias, lo, hi, Bm, Cm, sb, sc, A, D, s_one, B, T, H, P, G, N, 1) == 0,
+    T_CHECK(gop_i8_scan_m2(y_one, x, sx, dt, sdt, bias, lo, hi, Bm, Cm, sb, sc, A, D, s_one, B, T, H, P, G, N, 1, 0) == 0,
             "%s", mq_errmsg());
     for (int t = 0; t < T; t++) {
         for (int b = 0; b < B; b++) {
@@ -312,7 +312,7 @@ static void scan2_steps_case(int B, int T, int H, int P, int G, int N) {
             memcpy(x1 + b * Di, x + r * Di, Di), memcpy(dt1 + (size_t)b * H, dt + r * H, H);
             memcpy(B1 + b * GN, Bm + r * GN, GN), memcpy(C1 + b * GN, Cm + r * GN, GN);
         }
-        T_CHECK(gop_i8_scan_m2(y1, x1, sx, dt1, sdt, bias, lo, hi, B1, C1, sb, sc, A, D, s_step, B, 1, H, P, G, N, 1) == 0,
+        T_CHECK(gop_i8_scan_m2(y1, x1, sx, dt1, sdt, bias, lo, hi, B1, C1, sb, sc, A, D, s_step, B, 1, H, P, G, N, 1, 0) == 0,
                 "%s", mq_errmsg());
         for (int b = 0; b < B; b++) memcpy(y_step + ((size_t)b * T + t) * Di, y1 + b * Di, sizeof(float) * Di);
     }
@@ -370,7 +370,7 @@ static void test_scan_m1(void) {
     }
 }
 
-static void scan2_case(int B, int T, int H, int P, int G, int N, float lo, float hi, int with_state, int nc) {
+static void scan2_case(int B, int T, int H, int P, int G, int N, float lo, float hi, int with_state, int nc, int ssd_q) {
     size_t R = (size_t)B * T;
     int Di = H * P, GN = G * N;
     int8_t *x = rand_i8(R * Di), *dt = rand_i8(R * H), *Bm = rand_i8(R * GN), *Cm = rand_i8(R * GN);
@@ -385,11 +385,11 @@ static void scan2_case(int B, int T, int H, int P, int G, int N, float lo, float
                       sb, sc, A, D, with_state ? s_ref + (size_t)b * Di * N : NULL, T, H, P, G, N);
     }
     T_CHECK(gop_i8_scan_m2(y_got, x, sx, dt, sdt, bias, lo, hi, Bm, Cm, sb, sc, A, D, with_state ? s_got : NULL, B, T, H,
-                         P, G, N, nc) == 0, "%s", mq_errmsg());
+                         P, G, N, nc, ssd_q) == 0, "%s", mq_errmsg());
     double my = maxabs(y_ref, R * Di), wy = worst(y_got, y_ref, R * Di, 2e-4, 1e-4 * my);
     double ms = maxabs(s_ref, sn), ws = with_state ? worst(s_got, s_ref, sn, 1e-4, 1e-4 * ms) : 0;
-    printf("    scan m2 B=%d T=%d H=%d P=%d G=%d N=%d dt in [%g, %g]%s, %d chunk(s): y worst %.3f (max |y| %.3g), state "
-           "worst %.3f\n", B, T, H, P, G, N, lo, hi, with_state ? " state" : "", nc, wy, my, ws);
+    printf("    scan m2 B=%d T=%d H=%d P=%d G=%d N=%d dt in [%g, %g]%s, %d chunk(s), ssd %d: y worst %.3f (max |y| %.3g), "
+           "state worst %.3f\n", B, T, H, P, G, N, lo, hi, with_state ? " state" : "", nc, ssd_q, wy, my, ws);
     T_CHECK(wy <= 1, "y worst %.3g", wy);
     T_CHECK(ws <= 1, "state worst %.3g", ws);
     free(x), free(dt), free(Bm), free(Cm), free(A), free(D), free(bias), free(st0), free(s_ref), free(s_got);
@@ -399,11 +399,16 @@ static void scan2_case(int B, int T, int H, int P, int G, int N, float lo, float
 static void test_scan_m2(void) {
     NEED_GPU();
     for (int nc = 1; nc <= 4; nc += 3) {
-        scan2_case(2, 70, 6, 20, 2, 64, 0, INFINITY, 1, nc);
-        scan2_case(1, 40, 4, 16, 1, 16, 0, INFINITY, 0, nc);
-        scan2_case(2, 25, 2, 8, 1, 128, 0.001f, 0.1f, 1, nc);
-        scan2_case(3, 1, 6, 64, 3, 32, 0, INFINITY, 1, nc);
+        scan2_case(2, 70, 6, 20, 2, 64, 0, INFINITY, 1, nc, 0);
+        scan2_case(1, 40, 4, 16, 1, 16, 0, INFINITY, 0, nc, 0);
+        scan2_case(2, 25, 2, 8, 1, 128, 0.001f, 0.1f, 1, nc, 0);
+        scan2_case(3, 1, 6, 64, 3, 32, 0, INFINITY, 1, nc, 0);
     }
+    /* the chunked SSD kernels (ssm/ssd.cuh), same tolerances */
+    scan2_case(2, 300, 2, 64, 1, 128, 0, INFINITY, 1, 1, 64);
+    scan2_case(1, 530, 3, 64, 1, 128, 0.001f, 0.1f, 1, 1, 256);
+    scan2_case(2, 70, 6, 20, 2, 64, 0, INFINITY, 0, 1, 64);
+    scan2_case(2, 150, 4, 72, 2, 13, 0, INFINITY, 1, 1, 128);
 }
 
 static void test_gated_rmsnorm(void) {
@@ -585,12 +590,13 @@ static void model_case(int arch, q_method method, q_granularity gran, int head, 
         T_CHECK(db < 1e-3, "batched NLL differs by %.3g", db);
         free(nb);
 
-        /* 3. decode: prefill P tokens into a state, then steps, against one prefill of all of them. At
-         * most 64 tokens, so that the prefills scan in one pass as the steps do: chunked scans compose
-         * the decays of a chunk in another FP32 order, and a few requantization flips then spread (the
-         * chunks are checked on their own in test_scan_*). The steps run as CUDA graphs through the
+        /* 3. decode: prefill P tokens into a state, then steps, against one prefill of all of them. Fewer
+         * than 64 tokens, so that the prefills scan in one pass of the sequential kernel as the steps
+         * do: chunked scans (and Mamba2's SSD form from 64 tokens on) compose the decays in another
+         * FP32 order, and a few requantization flips then spread (the chunks and the SSD form are
+         * checked on their own in test_scan_*, the SSD prefill against steps in test_gpu_forward). The steps run as CUDA graphs through the
          * fused batch-1 kernels; with a hook they run op by op through the general kernels. */
-        const int P = 58, K = 6;
+        const int P = 57, K = 6;
         be *g1 = be_open_qmodel(&qm, BE_CUDA_INT8, 1, 256);
         be_state *s = g1 ? be_state_new(g1, 1) : NULL;
         float *lstep = mq_malloc((size_t)V * 4), *lfull = mq_malloc((size_t)V * 4), *lgen = mq_malloc((size_t)V * 4);
