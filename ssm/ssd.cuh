@@ -142,6 +142,27 @@ static __device__ __forceinline__ void ssd_stage(half *s, int ld, const In &in, 
     }
 }
 
+/* The same in two steps, so that a tile's global loads fly while the previous tile multiplies:
+ * ssd_fetch into NS registers (NS loads of 8 columns per thread; B: 8 for NP <= 128), ssd_put into s. */
+template <int NS, class In>
+static __device__ __forceinline__ void ssd_fetch(uint4 (&r)[NS], const In &in, size_t row0, int nrows, int col0, int ncol,
+                                                 int per, bool vec) {
+#pragma unroll
+    for (int j = 0; j < NS; j++) {
+        const int i = threadIdx.x + j * SSD_THREADS, rr = i / per, c = (i - rr * per) * 8;
+        r[j] = i < SSD_TQ * per && rr < nrows && c < ncol ? ssd_code8(in, row0 + rr, col0 + c, ncol - c, vec)
+                                                         : make_uint4(0, 0, 0, 0);
+    }
+}
+template <int NS>
+static __device__ __forceinline__ void ssd_put(half *s, int ld, const uint4 (&r)[NS], int per) {
+#pragma unroll
+    for (int j = 0; j < NS; j++) {
+        const int i = threadIdx.x + j * SSD_THREADS, rr = i / per, c = (i - rr * per) * 8;
+        if (i < SSD_TQ * per) *(uint4 *)(s + rr * ld + c) = r[j];
+    }
+}
+
 /* The end state of chunk blockIdx.z scanned from zero into cstate[k] ([B][H][P][N] per chunk), its dt
  * sum into cdt[k][b][h]: the [N x 64] x [64 x P] products of the weighted B and x tiles. The warps
  * split the state rows n by 16 (m-tiles warp, warp + 4); each holds all 64 p columns of the block. */
@@ -229,8 +250,11 @@ __global__ void __launch_bounds__(SSD_THREADS) ssd_state_kernel(k_scan_m2_args<I
 /* y of the 64-token tile blockIdx.z, p columns blockIdx.x * 64.., from the chunk's tiles up to this
  * one and the chunk's start state (cstate[k] after scan_prefix). Warp w owns the tile's rows
  * 16w..16w+15 and all 64 p columns. */
+/* 3 blocks per SM (their shared memory allows no more): ptxas caps the registers at 168 with a few
+ * spills; without the cap (228 registers, 2 blocks) the prefill measured slower (H200, mamba2-2.7b
+ * FP16 1x1024 24.04 against 23.37 ms). */
 template <class In, class Out>
-__global__ void __launch_bounds__(SSD_THREADS) ssd_out_kernel(k_scan_m2_args<In, Out> a, int Q, int NP) {
+__global__ void __launch_bounds__(SSD_THREADS, 3) ssd_out_kernel(k_scan_m2_args<In, Out> a, int Q, int NP) {
     extern __shared__ __align__(16) unsigned char ssd_smem[];
     const int LDN = NP + 8;
     half *sC = (half *)ssd_smem;   /* [TQ][LDN]: C of the tile's tokens */
@@ -252,12 +276,19 @@ __global__ void __launch_bounds__(SSD_THREADS) ssd_out_kernel(k_scan_m2_args<In,
     float y[8][4];
 #pragma unroll
     for (int j = 0; j < 8; j++) y[j][0] = y[j][1] = y[j][2] = y[j][3] = 0.f;
+    uint4 rb[8], rx[SSD_TQ * SSD_TP / 8 / SSD_THREADS];
+    ssd_fetch(rb, a.Bm, rs + c0, a.T - c0, grp * N, N, NP / 8, vb);
+    ssd_fetch(rx, a.x, rs + c0, a.T - c0, hd * P + p0, P - p0, SSD_TP / 8, vx);
     for (int j0 = c0; j0 <= t0; j0 += SSD_TQ) {
         const bool diag = j0 == t0;
         __syncthreads(); /* the previous tile's readers are done (and sC, sDt, sS are written) */
-        ssd_stage(sB, LDN, a.Bm, rs + j0, a.T - j0, grp * N, N, NP, vb);
-        ssd_stage(sX, SSD_LDT, a.x, rs + j0, a.T - j0, hd * P + p0, P - p0, SSD_TP, vx);
+        ssd_put(sB, LDN, rb, NP / 8);
+        ssd_put(sX, SSD_LDT, rx, SSD_TP / 8);
         __syncthreads();
+        if (!diag) { /* the next tile's loads, in flight during this tile's products */
+            ssd_fetch(rb, a.Bm, rs + j0 + SSD_TQ, a.T - j0 - SSD_TQ, grp * N, N, NP / 8, vb);
+            ssd_fetch(rx, a.x, rs + j0 + SSD_TQ, a.T - j0 - SSD_TQ, hd * P + p0, P - p0, SSD_TP / 8, vx);
+        }
         /* on the diagonal tile only the columns s <= this warp's rows count: n8 tiles up to 2w+1 */
         const int jmax = diag ? 2 * warp + 1 : 7;
         float sc[8][4];
