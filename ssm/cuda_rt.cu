@@ -195,10 +195,11 @@ be *rt_open(rt_be *r, int batch, int seqlen) {
     r->base.ops = &rt_ops;
     r->base.batch = batch, r->base.seqlen = seqlen;
     w->rows = batch * seqlen;
+    const int q = k_scan_ssd_chunk(c, seqlen), ssd_chunks = q ? (seqlen + q - 1) / q : 0;
     for (int b = 1; b <= batch; b++) { /* the most chunk carries any call of this workspace needs */
-        const int need = k_scan_chunks(c, b, seqlen, r->sm_count, pass->min_chunk) * b, q = k_scan_ssd_chunk(c, seqlen);
+        const int need = k_scan_chunks(c, b, seqlen, r->sm_count, pass->min_chunk) * b;
         if (need > w->chunk_cap) w->chunk_cap = need;
-        if (q && (seqlen + q - 1) / q * b > w->chunk_cap) w->chunk_cap = (seqlen + q - 1) / q * b;
+        if (ssd_chunks * b > w->chunk_cap) w->chunk_cap = ssd_chunks * b;
     }
     size_t lr = LOGIT_BYTES / ((size_t)c->vocab_size * sizeof(float));
     if (lr > (size_t)w->rows) lr = w->rows;

@@ -437,14 +437,13 @@ static inline int scan_m2_group(int N) { return N <= 16 ? 1 : N <= 32 ? 2 : N <=
 template <class In, class Out>
 static void scan_m2(const k_scan_m2_args<In, Out> &a0, cudaStream_t st) {
     k_scan_m2_args<In, Out> a = a0;
+    if (a.H % a.G) mq_die("k_scan_m2: %d heads in %d groups (checked at upload)", a.H, a.G);
     if (a.ssd_q > 0 && a.B > 0 && a.T > 0) {
-        if (a.H % a.G) mq_die("k_scan_m2: %d heads in %d groups (checked at upload)", a.H, a.G);
         scan_m2_ssd(a, st);
         return;
     }
     const int L = scan_chunking(a, "k_scan_m2");
     if (!L) return;
-    if (a.H % a.G) mq_die("k_scan_m2: %d heads in %d groups (checked at upload)", a.H, a.G);
     switch (scan_m2_group(a.N)) {
     case 1: scan_m2_run<In, Out, 1>(a, L, st); break;
     case 2: scan_m2_run<In, Out, 2>(a, L, st); break;

@@ -52,6 +52,12 @@ static __device__ __forceinline__ uint4 ssd_code8(const k_in_i8 &in, size_t r, i
     return o;
 }
 
+/* mma accumulators of 8 n8 tiles */
+static __device__ __forceinline__ void zero_acc(float (&c)[8][4]) {
+#pragma unroll
+    for (int j = 0; j < 8; j++) c[j][0] = c[j][1] = c[j][2] = c[j][3] = 0.f;
+}
+
 static __device__ __forceinline__ unsigned h2_bits(half2 h) { return *(const unsigned *)&h; }
 /* (v0, v1) as two half2 words hi + lo whose sum carries ~22 bits of each value */
 static __device__ __forceinline__ void split_h2(float v0, float v1, unsigned &hi, unsigned &lo) {
@@ -182,10 +188,7 @@ __global__ void __launch_bounds__(SSD_THREADS) ssd_state_kernel(k_scan_m2_args<I
     ssd_decay(a, r0, m, hd, sDt, sS);
     const float last = sS[m - 1], scale = __fmul_rn(ssd_scale(a.Bm), ssd_scale(a.x));
     float acc[2][8][4];
-#pragma unroll
-    for (int i = 0; i < 2; i++)
-#pragma unroll
-        for (int j = 0; j < 8; j++) acc[i][j][0] = acc[i][j][1] = acc[i][j][2] = acc[i][j][3] = 0.f;
+    zero_acc(acc[0]), zero_acc(acc[1]);
     for (int j0 = 0; j0 < m; j0 += SSD_TQ) {
         if (threadIdx.x < SSD_TQ) { /* exp(A sum dt over (s, end]) dt_s, and the scales */
             const int s = j0 + threadIdx.x;
@@ -274,8 +277,7 @@ __global__ void __launch_bounds__(SSD_THREADS, 3) ssd_out_kernel(k_scan_m2_args<
     ssd_stage(sC, LDN, a.Cm, rs + t0, nt, grp * N, N, NP, vc);
     const int ra = t0 - c0 + warp * 16 + g; /* chunk index of the lane's first row; the second is ra + 8 */
     float y[8][4];
-#pragma unroll
-    for (int j = 0; j < 8; j++) y[j][0] = y[j][1] = y[j][2] = y[j][3] = 0.f;
+    zero_acc(y);
     uint4 rb[8], rx[SSD_TQ * SSD_TP / 8 / SSD_THREADS];
     ssd_fetch(rb, a.Bm, rs + c0, a.T - c0, grp * N, N, NP / 8, vb);
     ssd_fetch(rx, a.x, rs + c0, a.T - c0, hd * P + p0, P - p0, SSD_TP / 8, vx);
@@ -292,8 +294,7 @@ __global__ void __launch_bounds__(SSD_THREADS, 3) ssd_out_kernel(k_scan_m2_args<
         /* on the diagonal tile only the columns s <= this warp's rows count: n8 tiles up to 2w+1 */
         const int jmax = diag ? 2 * warp + 1 : 7;
         float sc[8][4];
-#pragma unroll
-        for (int j = 0; j < 8; j++) sc[j][0] = sc[j][1] = sc[j][2] = sc[j][3] = 0.f;
+        zero_acc(sc);
         for (int ks = 0; ks < nks; ks++) {
             unsigned af[4];
             ld_frag_a(af, sC, LDN, warp * 16, ks * 16);
@@ -356,8 +357,7 @@ __global__ void __launch_bounds__(SSD_THREADS, 3) ssd_out_kernel(k_scan_m2_args<
     }
     __syncthreads();
     float z[8][4];
-#pragma unroll
-    for (int j = 0; j < 8; j++) z[j][0] = z[j][1] = z[j][2] = z[j][3] = 0.f;
+    zero_acc(z);
     for (int ks = 0; ks < nks; ks++) {
         unsigned af[4];
         ld_frag_a(af, sC, LDN, warp * 16, ks * 16);
