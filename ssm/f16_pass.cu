@@ -175,6 +175,7 @@ static int forward(rt_be *r, int B, int T, be_state *s, const mq_hooks *hk) {
             a.Bm = {g->xdbl16 + c->dt_rank, xw}, a.Cm = {g->xdbl16 + c->dt_rank + N, xw}, a.z = {z, in};
             a.dt_bias = NULL, a.A = L->ssm.A, a.D = L->ssm.D, a.y = g->y16, a.ldy = E, a.Di = E, a.N = N;
             rt_scan_state(a, r, ssm_state, s != NULL, B, T, nc);
+            a.par = k_scan_m1_par(c, B, T, r->sm_count);
             k_scan_m1(a, st);
             rt_mark(r, RT_P_SCAN);
             HOOK(l, MQ_ACT_SSM_STATE, ssm_state, MQ_F32, B * E, N, N);

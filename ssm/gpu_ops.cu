@@ -154,9 +154,9 @@ static void scan_dev_done(scan_dev *d, float *state) {
 
 extern "C" int gop_f16_scan_m1(float *y, const float *u, const float *dt, const float *dt_bias, const float *A,
                                const float *Bm, const float *Cm, const float *D, const float *z, float *state, int B,
-                               int T, int Di, int N, int n_chunks) {
+                               int T, int Di, int N, int n_chunks, int par) {
     if (rt_need_gpu()) return -1;
-    const int R = B * T, ld = Di + PAD, ldbc = 2 * N + PAD;
+    const int R = B * T, ld = par == 2 ? (Di + 7) / 8 * 8 : Di + PAD, ldbc = par == 2 ? (2 * N + 7) / 8 * 8 : 2 * N + PAD;
     float *bc = (float *)pack_bc(Bm, Cm, R, N, sizeof(float));
     half *du = up_f16(u, R, Di, ld), *ddt = up_f16(dt, R, Di, ld), *dz = up_f16(z, R, Di, ld);
     half *dbc = up_f16(bc, R, 2 * N, ldbc), *dy = out_f16(R, ld);
@@ -166,7 +166,7 @@ extern "C" int gop_f16_scan_m1(float *y, const float *u, const float *dt, const 
     a.x = {du, ld}, a.dt = {ddt, ld}, a.Bm = {dbc, ldbc}, a.Cm = {dbc + N, ldbc}, a.z = {dz, ld};
     a.dt_bias = dbias, a.A = dA, a.D = dD, a.y = dy, a.ldy = ld;
     a.state = sd.state, a.state_in = state != NULL;
-    a.B = B, a.T = T, a.Di = Di, a.N = N, a.nc = n_chunks, a.cstate = sd.cstate, a.cdt = sd.cdt;
+    a.B = B, a.T = T, a.Di = Di, a.N = N, a.nc = n_chunks, a.cstate = sd.cstate, a.cdt = sd.cdt, a.par = par;
     k_scan_m1(a, 0);
     scan_dev_done(&sd, state);
     down_f16(y, dy, R, Di, ld);
@@ -496,21 +496,24 @@ extern "C" int gop_i8_conv1d(int8_t *out, const int8_t *x, int8_t *state, const 
 
 extern "C" int gop_i8_scan_m1(float *y, const int8_t *u, float su, const int8_t *dt, float sdt, const float *dt_bias,
                               const int8_t *Bm, const int8_t *Cm, float sb, float sc, const int8_t *z, float sz,
-                              const float *A, const float *D, float *state, int B, int T, int Di, int N, int n_chunks) {
+                              const float *A, const float *D, float *state, int B, int T, int Di, int N, int n_chunks,
+                              int par) {
     if (rt_need_gpu()) return -1;
-    const int R = B * T, pad = 3;
+    const int R = B * T, al = par == 2; /* aligned rows: par 2 (the passes' layout), else odd strides */
+    const int pad = al ? (Di + 7) / 8 * 8 - Di : 3, pdt = al ? pad : pad + 1, pz = al ? pad : pad + 2;
+    const int pbc = al ? (2 * N + 7) / 8 * 8 - 2 * N : 3;
     int8_t *bc = (int8_t *)pack_bc(Bm, Cm, R, N, 1);
-    int8_t *du = (int8_t *)up_pad(u, 1, R, Di, pad), *ddt = (int8_t *)up_pad(dt, 1, R, Di, pad + 1);
-    int8_t *dbc = (int8_t *)up_pad(bc, 1, R, 2 * N, pad), *dz = z ? (int8_t *)up_pad(z, 1, R, Di, pad + 2) : NULL;
+    int8_t *du = (int8_t *)up_pad(u, 1, R, Di, pad), *ddt = (int8_t *)up_pad(dt, 1, R, Di, pdt);
+    int8_t *dbc = (int8_t *)up_pad(bc, 1, R, 2 * N, pbc), *dz = z ? (int8_t *)up_pad(z, 1, R, Di, pz) : NULL;
     float *dbias = up_f32(dt_bias, Di), *dA = up_f32(A, (size_t)Di * N), *dD = up_f32(D, Di);
     half *dy = (half *)up_pad(NULL, sizeof(half), R, Di, pad);
     scan_dev sd = scan_dev_new(state, (size_t)B * Di * N, n_chunks, (size_t)B * Di);
     k_scan_m1_args<k_in_i8, half> a;
-    a.x = {du, Di + pad, su}, a.dt = {ddt, Di + pad + 1, sdt};
-    a.Bm = {dbc, 2 * N + pad, sb}, a.Cm = {dbc + N, 2 * N + pad, sc}, a.z = {dz, Di + pad + 2, sz};
+    a.x = {du, Di + pad, su}, a.dt = {ddt, Di + pdt, sdt};
+    a.Bm = {dbc, 2 * N + pbc, sb}, a.Cm = {dbc + N, 2 * N + pbc, sc}, a.z = {dz, Di + pz, sz};
     a.dt_bias = dbias, a.A = dA, a.D = dD, a.y = dy, a.ldy = Di + pad;
     a.state = sd.state, a.state_in = state != NULL;
-    a.B = B, a.T = T, a.Di = Di, a.N = N, a.nc = n_chunks, a.cstate = sd.cstate, a.cdt = sd.cdt;
+    a.B = B, a.T = T, a.Di = Di, a.N = N, a.nc = n_chunks, a.cstate = sd.cstate, a.cdt = sd.cdt, a.par = par;
     k_scan_m1(a, 0);
     scan_dev_done(&sd, state);
     down_f16(y, dy, R, Di, Di + pad);

@@ -27,10 +27,12 @@ int gop_f16_add_rmsnorm(float *resid, const float *x, float *out16, float *out32
 int gop_f16_conv1d_silu(float *y, const float *x, const float *w, const float *bias, float *state, int B, int T, int C,
                         int K);
 /* Mamba1 scan on raw dt: delta = softplus(dt + dt_bias) (dt_bias may be NULL), y FP16 [B*T x Di];
- * state [B x Di x N] FP32 in/out (NULL: zeros, dropped). n_chunks: time chunks to use (>= 1). */
+ * state [B x Di x N] FP32 in/out (NULL: zeros, dropped). n_chunks: time chunks to use (>= 1); par:
+ * the kernel parallel over time instead (d_state <= 16), 1 on rows of odd strides (its scalar
+ * loads), 2 on rows aligned as the passes' (its vector loads). */
 int gop_f16_scan_m1(float *y, const float *u, const float *dt, const float *dt_bias, const float *A, const float *Bm,
                     const float *Cm, const float *D, const float *z, float *state, int B, int T, int Di, int N,
-                    int n_chunks);
+                    int n_chunks, int par);
 /* Mamba2 scan on raw dt: dt = clamp(softplus(dt + dt_bias), lo, hi); x [B*T x H*P], dt [B*T x H],
  * B, C [B*T x G*N]; y FP16 [B*T x H*P]; state [B x H x P x N] in/out or NULL. ssd_q > 0: the
  * chunked SSD kernels with chunks of ssd_q tokens (n_chunks unused). */
@@ -91,10 +93,10 @@ int gop_i8_add_rmsnorm(float *resid, const float *delta, const float *w, int T, 
 int gop_i8_conv1d(int8_t *out, const int8_t *x, int8_t *state, const int8_t *w, const float *sw, const float *s_in,
                   const float *bias, const float *s_out, int B, int T, int C, int K);
 /* Mamba1 scan: u, dt, z [B*T x Di], B, C [B*T x N] (int8); y [B*T x Di] (FP16 widened); state
- * [B x Di x N] in/out or NULL; n_chunks: time chunks (1 = one pass). */
+ * [B x Di x N] in/out or NULL; n_chunks: time chunks (1 = one pass); par as gop_f16_scan_m1's. */
 int gop_i8_scan_m1(float *y, const int8_t *u, float su, const int8_t *dt, float sdt, const float *dt_bias,
                    const int8_t *Bm, const int8_t *Cm, float sb, float sc, const int8_t *z, float sz, const float *A,
-                   const float *D, float *state, int B, int T, int Di, int N, int n_chunks);
+                   const float *D, float *state, int B, int T, int Di, int N, int n_chunks, int par);
 /* Mamba2 scan: x [B*T x H*P], dt [B*T x H], B, C [B*T x G*N]; y FP32; state [B x H x P x N] or NULL;
  * ssd_q as gop_f16_scan_m2's. */
 int gop_i8_scan_m2(float *y, const int8_t *x, float sx, const int8_t *dt, float sdt, const float *dt_bias, float lo,

@@ -301,6 +301,7 @@ static int forward(rt_be *r, int B, int T, be_state *s, const mq_hooks *hk) {
             a.Bm = {g->xdbl8 + R_, xw, L->s_B}, a.Cm = {g->xdbl8 + R_ + N, xw, L->s_C}, a.z = {z8, in, L->s_z};
             a.dt_bias = L->dt_b, a.A = L->ssm.A, a.D = L->ssm.D, a.y = g->y16, a.ldy = E, a.Di = E, a.N = N;
             rt_scan_state(a, r, ssm_state, s != NULL, B, T, nc);
+            a.par = k_scan_m1_par(c, B, T, r->sm_count);
             k_scan_m1(a, st);
             rt_mark(r, RT_P_SCAN);
             HOOK(l, MQ_ACT_SSM_STATE, ssm_state, MQ_F32, 0.f, B * E, N, N);

@@ -65,7 +65,7 @@ struct k_in_i8 {
  * the FP16 pass adds dt_proj's bias in its GEMM, the int8 pass here), h = exp(delta A) h +
  * delta B u, y = (C.h + D u) * SiLU(z) (z.p NULL: no gate). state FP32 [B][Di][N]: read when
  * state_in, always written. nc time chunks; cstate / cdt: carries [nc x B x Di x N], [nc x B x Di]
- * (needed when nc > 1). */
+ * (needed when nc > 1). par: the kernel parallel over time (ssm/pscan.cuh; d_state <= 16), nc unused. */
 template <class In, class Out>
 struct k_scan_m1_args {
     In x, dt, Bm, Cm, z;
@@ -77,6 +77,7 @@ struct k_scan_m1_args {
     int B, T, Di, N;
     int nc;
     float *cstate, *cdt;
+    int par = 0;
 };
 void k_scan_m1(const k_scan_m1_args<k_in_f16, half> &a, cudaStream_t st);
 void k_scan_m1(const k_scan_m1_args<k_in_i8, half> &a, cudaStream_t st);
@@ -108,6 +109,10 @@ int k_scan_chunks(const mq_config *c, int B, int T, int sm_count, int min_chunk)
  * chunk_size as a multiple of 64 in [64, 256]), or 0: the sequential kernel (Mamba1, decode and
  * other short calls, d_state > 128, MQ_SSD=0) */
 int k_scan_ssd_chunk(const mq_config *c, int T);
+/* 1 when a Mamba1 scan of B x T tokens on sm_count SMs takes the kernel parallel over time (d_state
+ * <= 16, T >= 64, B x d_inner channels too few for the sequential kernel; MQ_PSCAN=0 / 1: never /
+ * whenever it can), else 0 */
+int k_scan_m1_par(const mq_config *c, int B, int T, int sm_count);
 
 /* ================================================================ the FP16 pass */
 

@@ -36,7 +36,7 @@ int gop_f16_conv1d_silu(float *y, const float *x, const float *w, const float *b
                         int K) { return NOCUDA; }
 int gop_f16_scan_m1(float *y, const float *u, const float *dt, const float *dt_bias, const float *A, const float *Bm,
                     const float *Cm, const float *D, const float *z, float *state, int B, int T, int Di, int N,
-                    int n_chunks) { return NOCUDA; }
+                    int n_chunks, int par) { return NOCUDA; }
 int gop_f16_scan_m2(float *y, const float *x, const float *dt, const float *dt_bias, float lo, float hi, const float *A,
                     const float *Bm, const float *Cm, const float *D, float *state, int B, int T, int H, int P, int G,
                     int N, int n_chunks, int ssd_q) { return NOCUDA; }
@@ -60,7 +60,7 @@ int gop_i8_conv1d(int8_t *out, const int8_t *x, int8_t *state, const int8_t *w, 
                   const float *bias, const float *s_out, int B, int T, int C, int K) { return NOCUDA; }
 int gop_i8_scan_m1(float *y, const int8_t *u, float su, const int8_t *dt, float sdt, const float *dt_bias,
                    const int8_t *Bm, const int8_t *Cm, float sb, float sc, const int8_t *z, float sz, const float *A,
-                   const float *D, float *state, int B, int T, int Di, int N, int n_chunks) { return NOCUDA; }
+                   const float *D, float *state, int B, int T, int Di, int N, int n_chunks, int par) { return NOCUDA; }
 int gop_i8_scan_m2(float *y, const int8_t *x, float sx, const int8_t *dt, float sdt, const float *dt_bias, float lo,
                    float hi, const int8_t *Bm, const int8_t *Cm, float sb, float sc, const float *A, const float *D,
                    float *state, int B, int T, int H, int P, int G, int N, int n_chunks, int ssd_q) { return NOCUDA; }

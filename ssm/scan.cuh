@@ -10,6 +10,7 @@
  *           each; dt and exp(dt*A) once per (token, head) per tile in shared memory; y reduced over
  *           the GRP lanes by shuffles, four independent steps per round. Lane l holds the float4
  *           groups q*GRP + l, so the GRP lanes of a row read consecutive float4s: no bank conflicts.
+ *   Mamba1 prefill (par): parallel over time, a warp shuffle scan per chunk, ssm/pscan.cuh.
  *   Mamba2 prefill (ssd_q > 0): the chunked state-space-dual form on tensor cores, ssm/ssd.cuh.
  * Both are linear recurrences h_t = a_t h_{t-1} + u_t cut into nc time chunks so that short batches
  * still fill the GPU: pass 1 (chunks 0..nc-2) scans each chunk from zero keeping its end state and
@@ -272,9 +273,15 @@ static int scan_chunking(Args &a, const char *who) {
     return L;
 }
 
+#include "ssm/pscan.cuh"
+
 template <class In, class Out>
 static void scan_m1(const k_scan_m1_args<In, Out> &a0, cudaStream_t st) {
     k_scan_m1_args<In, Out> a = a0;
+    if (a.par) {
+        if (a.B > 0 && a.T > 0) pscan_m1(a, st);
+        return;
+    }
     const int L = scan_chunking(a, "k_scan_m1");
     if (!L) return;
     if (a.N <= 16) scan_m1_run<In, Out, 16>(a, L, st);

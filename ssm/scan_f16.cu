@@ -28,6 +28,22 @@ int k_scan_chunks(const mq_config *c, int B, int T, int sm_count, int min_chunk)
     return nc < 1 ? 1 : (int)nc;
 }
 
+/* The parallel Mamba1 scan costs about twice the sequential kernel's instructions per state update
+ * (the lane scan, the second walk), so it pays where the sequential kernel needs many time chunks:
+ * below 64 channels per SM (H200, scan of a 1 x 1024 prefill: mamba-2.8b, 40 per SM, int8 10.26 ->
+ * 7.22 ms, mamba-1.4b 5.89 -> 3.87; at 8 x 1024 the sequential kernel is faster, mamba-1.4b's 124
+ * channels per SM included; docs/performance.md). From 64 tokens: shorter calls keep the sequential
+ * kernel, whose decode steps match it bit for bit. MQ_PSCAN=0 / 1 (never / always) for benchmarks. */
+int k_scan_m1_par(const mq_config *c, int B, int T, int sm_count) {
+    static int env = -1;
+    if (env < 0) {
+        const char *s = getenv("MQ_PSCAN");
+        env = s && (s[0] == '0' || s[0] == '1') && !s[1] ? s[0] - '0' : 2;
+    }
+    if (!env || c->arch != MQ_MAMBA1 || c->d_state > 16 || T < 64) return 0;
+    return env == 1 || (long)B * c->d_inner < 64L * sm_count;
+}
+
 /* From 64 tokens a call has at least one full tile of the SSD kernels; below it the sequential
  * kernel's few steps cost less than three launches. */
 #define SSD_MIN_T 64

@@ -109,10 +109,12 @@ static void test_gpu_conv1d(void) {
     free(x), free(yg), free(yc), free(w), free(bias), free(sg), free(sc);
 }
 
-/* Mamba1 scan at d_state N with n_chunks chunks; B sequences from a random state. */
-static void scan_m1_case(int B, int T, int Di, int N, int n_chunks, int with_z) {
+/* Mamba1 scan at d_state N with n_chunks chunks, or the kernel parallel over time (par 1: misaligned
+ * rows; 2: aligned rows, no separate bias, as in the FP16 pass: its tables); B sequences from a
+ * random state. */
+static void scan_m1_case(int B, int T, int Di, int N, int n_chunks, int with_z, int par) {
     const size_t R = (size_t)B * T, S = (size_t)Di * N;
-    float *u = rvec(R * Di, -2, 2, 1), *dt = rvec(R * Di, -5, 0.5f, 1), *bias = rvec(Di, -1, 1, 0);
+    float *u = rvec(R * Di, -2, 2, 1), *dt = rvec(R * Di, -5, 0.5f, 1), *bias = par == 2 ? NULL : rvec(Di, -1, 1, 0);
     float *A = mq_malloc(sizeof(float) * S), *Bm = rvec(R * N, -1, 1, 1), *Cm = rvec(R * N, -1, 1, 1);
     float *D = rvec(Di, -1, 1, 0), *z = with_z ? rvec(R * Di, -3, 3, 1) : NULL;
     for (size_t i = 0; i < S; i++) A[i] = -(float)(i % N + 1) * (0.75f + 0.25f * frand()); /* S4D-real-like */
@@ -124,11 +126,11 @@ static void scan_m1_case(int B, int T, int Di, int N, int n_chunks, int with_z) 
         op_scan_m1(yc + o * Di, Di, u + o * Di, Di, delta + o * Di, Di, A, Bm + o * N, N, Cm + o * N, N, D,
                    z ? z + o * Di : NULL, Di, sc + (size_t)b * S, T, Di, N);
     }
-    T_CHECK(gop_f16_scan_m1(yg, u, dt, bias, A, Bm, Cm, D, z, sg, B, T, Di, N, n_chunks) == 0, "%s", mq_errmsg());
+    T_CHECK(gop_f16_scan_m1(yg, u, dt, bias, A, Bm, Cm, D, z, sg, B, T, Di, N, n_chunks, par) == 0, "%s", mq_errmsg());
     char what[96];
-    snprintf(what, sizeof what, "scan_m1 y N=%d chunks=%d%s", N, n_chunks, z ? " gated" : "");
+    snprintf(what, sizeof what, "scan_m1 y B=%d T=%d Di=%d N=%d %s%s", B, T, Di, N, par ? "parallel" : "chunks", z ? " gated" : "");
     close_to(what, yg, yc, R * Di, 2e-3, 2e-4);
-    snprintf(what, sizeof what, "scan_m1 state N=%d chunks=%d", N, n_chunks);
+    snprintf(what, sizeof what, "scan_m1 state B=%d T=%d N=%d %s", B, T, N, par ? "parallel" : "chunks");
     close_to(what, sg, sc, (size_t)B * S, 1e-4, 1e-5);
     free(u), free(dt), free(bias), free(A), free(Bm), free(Cm), free(D), free(z), free(sg), free(sc);
     free(yg), free(yc), free(delta);
@@ -136,12 +138,21 @@ static void scan_m1_case(int B, int T, int Di, int N, int n_chunks, int with_z) 
 
 static void test_gpu_scan_m1(void) {
     NEED_GPU();
-    scan_m1_case(2, 77, 45, 16, 1, 1);
-    scan_m1_case(2, 77, 45, 16, 4, 1);
-    scan_m1_case(3, 130, 131, 16, 5, 0);
-    scan_m1_case(1, 41, 20, 7, 3, 1);   /* odd d_state, padded lanes */
-    scan_m1_case(2, 23, 33, 40, 2, 1);  /* the wide (<= 64) variant */
-    scan_m1_case(4, 1, 45, 16, 1, 1);   /* a decode step */
+    scan_m1_case(2, 77, 45, 16, 1, 1, 0);
+    scan_m1_case(2, 77, 45, 16, 4, 1, 0);
+    scan_m1_case(3, 130, 131, 16, 5, 0, 0);
+    scan_m1_case(1, 41, 20, 7, 3, 1, 0);   /* odd d_state, padded lanes */
+    scan_m1_case(2, 23, 33, 40, 2, 1, 0);  /* the wide (<= 64) variant */
+    scan_m1_case(4, 1, 45, 16, 1, 1, 0);   /* a decode step */
+    /* parallel over time: chunks of 256 tokens, 8 channels per block */
+    scan_m1_case(2, 300, 45, 16, 1, 1, 1); /* a partial chunk, a partial block */
+    scan_m1_case(3, 64, 131, 16, 1, 0, 1);
+    scan_m1_case(1, 777, 20, 7, 1, 1, 1);  /* odd d_state, four chunks */
+    scan_m1_case(2, 5, 9, 16, 1, 1, 1);    /* fewer tokens than lanes */
+    scan_m1_case(1, 2048, 16, 16, 1, 1, 1);
+    scan_m1_case(2, 300, 64, 16, 1, 1, 2); /* aligned: vector loads and stores, the FP16 tables */
+    scan_m1_case(1, 513, 44, 16, 1, 0, 2); /* a partial block of 4 channels: scalar in an aligned call */
+    scan_m1_case(1, 100, 24, 12, 1, 1, 2); /* d_state 12: B, C loaded per element */
 }
 
 static void scan_m2_case(int B, int T, int H, int P, int G, int N, int n_chunks, float hi, int ssd_q) {

@@ -225,7 +225,7 @@ static void test_conv1d(void) {
 
 /* ---------------------------------------------------------------- scans, gated norm */
 
-static void scan1_case(int B, int T, int Di, int N, int with_z, int with_state, int nc) {
+static void scan1_case(int B, int T, int Di, int N, int with_z, int with_state, int nc, int par) {
     size_t R = (size_t)B * T;
     int8_t *u = rand_i8(R * Di), *dt = rand_i8(R * Di), *z = rand_i8(R * Di), *Bm = rand_i8(R * N), *Cm = rand_i8(R * N);
     float *A = rand_f((size_t)Di * N, -8, -0.5f), *D = rand_f(Di, 0.5f, 1.5f), *bias = rand_f(Di, -5, -2);
@@ -239,13 +239,13 @@ static void scan1_case(int B, int T, int Di, int N, int with_z, int with_state, 
                       with_z ? z + o * Di : NULL, Di, sz, A, D, with_state ? s_ref + (size_t)b * Di * N : NULL, T, Di, N);
     }
     T_CHECK(gop_i8_scan_m1(y_got, u, su, dt, sdt, bias, Bm, Cm, sb, sc, with_z ? z : NULL, sz, A, D,
-                         with_state ? s_got : NULL, B, T, Di, N, nc) == 0, "%s", mq_errmsg());
+                         with_state ? s_got : NULL, B, T, Di, N, nc, par) == 0, "%s", mq_errmsg());
     double my = maxabs(y_ref, R * Di), wy = worst(y_got, y_ref, R * Di, 6e-4, 1e-4 * my);
     /* FP32 against FP32 with other exp implementations: slow decays carry an ulp of dA over ~1/(dt |A|)
      * steps, so tolerances of 1e-4, not 1e-6 */
     double ms = maxabs(s_ref, sn), ws = with_state ? worst(s_got, s_ref, sn, 1e-4, 1e-4 * ms) : 0;
-    printf("    scan m1 B=%d T=%d Di=%d N=%d%s%s, %d chunk(s): y worst %.3f (max |y| %.3g), state worst %.3f\n", B, T, Di,
-           N, with_z ? " z" : "", with_state ? " state" : "", nc, wy, my, ws);
+    printf("    scan m1 B=%d T=%d Di=%d N=%d%s%s, %s: y worst %.3f (max |y| %.3g), state worst %.3f\n", B, T, Di, N,
+           with_z ? " z" : "", with_state ? " state" : "", par ? "parallel" : nc > 1 ? "chunks" : "one pass", wy, my, ws);
     T_CHECK(wy <= 1, "y worst %.3g", wy);
     T_CHECK(ws <= 1, "state worst %.3g", ws);
     free(u), free(dt), free(z), free(Bm), free(Cm), free(A), free(D), free(bias), free(st0), free(s_ref), free(s_got);
@@ -264,7 +264,7 @@ static void scan1_steps_case(int B, int T, int Di, int N, int with_z) {
     int8_t *u1 = mq_malloc((size_t)B * Di), *dt1 = mq_malloc((size_t)B * Di), *z1 = mq_malloc((size_t)B * Di);
     int8_t *B1 = mq_malloc((size_t)B * N), *C1 = mq_malloc((size_t)B * N);
     T_CHECK(gop_i8_scan_m1(y_one, u, su, dt, sdt, bias, Bm, Cm, sb, sc, with_z ? z : NULL, sz, A, D, s_one, B, T, Di, N,
-                           1) == 0, "%s", mq_errmsg());
+                           1, 0) == 0, "%s", mq_errmsg());
     for (int t = 0; t < T; t++) {
         for (int b = 0; b < B; b++) { /* token t of every sequence */
             const size_t r = (size_t)b * T + t;
@@ -273,7 +273,7 @@ static void scan1_steps_case(int B, int T, int Di, int N, int with_z) {
             memcpy(B1 + (size_t)b * N, Bm + r * N, N), memcpy(C1 + (size_t)b * N, Cm + r * N, N);
         }
         T_CHECK(gop_i8_scan_m1(y1, u1, su, dt1, sdt, bias, B1, C1, sb, sc, with_z ? z1 : NULL, sz, A, D, s_step, B, 1, Di,
-                               N, 1) == 0, "%s", mq_errmsg());
+                               N, 1, 0) == 0, "%s", mq_errmsg());
         for (int b = 0; b < B; b++) memcpy(y_step + ((size_t)b * T + t) * Di, y1 + (size_t)b * Di, sizeof(float) * Di);
     }
     size_t dy = 0, ds = 0;
@@ -363,11 +363,20 @@ static void test_yquant_rows(void) {
 static void test_scan_m1(void) {
     NEED_GPU();
     for (int nc = 1; nc <= 4; nc += 3) {
-        scan1_case(2, 70, 100, 16, 1, 1, nc);
-        scan1_case(1, 33, 33, 13, 0, 0, nc);
-        scan1_case(3, 1, 64, 16, 1, 1, nc);
-        scan1_case(1, 300, 40, 32, 1, 1, nc);
+        scan1_case(2, 70, 100, 16, 1, 1, nc, 0);
+        scan1_case(1, 33, 33, 13, 0, 0, nc, 0);
+        scan1_case(3, 1, 64, 16, 1, 1, nc, 0);
+        scan1_case(1, 300, 40, 32, 1, 1, nc, 0);
     }
+    /* the kernel parallel over time (d_state <= 16) */
+    scan1_case(2, 70, 100, 16, 1, 1, 1, 1);
+    scan1_case(1, 33, 33, 13, 0, 0, 1, 1);
+    scan1_case(3, 1, 64, 16, 1, 1, 1, 1);
+    scan1_case(1, 600, 40, 16, 1, 1, 1, 1);
+    scan1_case(2, 257, 9, 16, 0, 1, 1, 1);
+    scan1_case(2, 300, 64, 16, 1, 1, 1, 2); /* aligned rows: vector loads and stores */
+    scan1_case(1, 513, 44, 16, 1, 0, 1, 2);
+    scan1_case(1, 100, 24, 12, 0, 1, 1, 2);
 }
 
 static void scan2_case(int B, int T, int H, int P, int G, int N, float lo, float hi, int with_state, int nc, int ssd_q) {
