@@ -270,15 +270,17 @@ static void pscan_m1(const k_scan_m1_args<In, Out> &a, cudaStream_t st) {
     const size_t smem = sizeof(ps_smem<In>); /* 64 KB (FP16) / 73 KB (int8): three blocks per SM */
     const float *tab = In::sim ? NULL : ps_f16_tables();
     const dim3 g(cdiv(a.Di, PS_CH), a.B);
-    /* 3 blocks per SM (80 registers, a few spills in the loads) where the grid fills them, else 2
-     * (no spills): H200 int8 scan of a 1 x 1024 prefill, mamba-2.8b (640 blocks) 7.22 against 7.55
-     * ms, mamba-1.4b (256) 4.82 against 3.87 */
+    /* 3 blocks per SM (80 registers, a few spills in the loads) or 2 (no spills), whichever fills its
+     * last wave better, 3 on a tie: H200 int8 scan of a 1 x 1024 prefill, mamba-2.8b (640 blocks:
+     * 81% either way) 7.22 ms at 3 against 7.55 at 2; mamba-1.4b (512 blocks: 65% at 3, 97% at 2)
+     * 4.82 against 3.87 */
     static int sms[64];
     int dev = 0;
     CUDA_CHECK(cudaGetDevice(&dev));
     if (dev < 64 && !sms[dev]) CUDA_CHECK(cudaDeviceGetAttribute(&sms[dev], cudaDevAttrMultiProcessorCount, dev));
     const long blocks = (long)g.x * g.y, sm = dev < 64 ? sms[dev] : 132;
-    if (blocks < 3 * sm) {
+    const long w3 = (blocks + 3 * sm - 1) / (3 * sm) * 3 * sm, w2 = (blocks + 2 * sm - 1) / (2 * sm) * 2 * sm;
+    if (w2 < w3) { /* blocks / w2 > blocks / w3 */
         CUDA_CHECK(cudaFuncSetAttribute(pscan_m1_kernel<In, Out, 2>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
         pscan_m1_kernel<In, Out, 2><<<g, PS_THREADS, smem, st>>>(a, tab);
     } else {
