@@ -30,10 +30,11 @@ int k_scan_chunks(const mq_config *c, int B, int T, int sm_count, int min_chunk)
 
 /* The parallel Mamba1 scan costs about twice the sequential kernel's instructions per state update
  * (the lane scan, the second walk), so it pays where the sequential kernel needs many time chunks:
- * below 64 channels per SM (H200, scan of a 1 x 1024 prefill: mamba-2.8b, 40 per SM, int8 10.26 ->
- * 7.22 ms, mamba-1.4b 5.89 -> 3.87; at 8 x 1024 the sequential kernel is faster, mamba-1.4b's 124
- * channels per SM included; docs/performance.md). From 64 tokens: shorter calls keep the sequential
- * kernel, whose decode steps match it bit for bit. MQ_PSCAN=0 / 1 (never / always) for benchmarks. */
+ * below 64 channels per SM (H200, scan of a 1 x 1024 prefill: mamba-2.8b, 39 per SM, int8 10.26 ->
+ * 7.22 ms; mamba-1.4b, 31 per SM, 5.89 -> 3.87; at 8 x 1024, 248 and 310 per SM, the sequential
+ * kernel is faster; between those the threshold is not measured; docs/performance.md). From 64
+ * tokens: shorter calls keep the sequential kernel, whose decode steps match it bit for bit.
+ * MQ_PSCAN=0 / 1 (never / always) for benchmarks. */
 int k_scan_m1_par(const mq_config *c, int B, int T, int sm_count) {
     static int env = -1;
     if (env < 0) {
