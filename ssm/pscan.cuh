@@ -68,8 +68,6 @@ static __device__ __forceinline__ void ps_fetch8(const k_in_i8 &in, size_t r, in
 #pragma unroll
     for (int i = 0; i < 8; i++) v[i] = i < nv ? src[i] : 0;
 }
-static __device__ __forceinline__ bool ps_vec_ok(const k_in_f16 &in) { return in.ld % 8 == 0 && !((size_t)in.p & 15); }
-static __device__ __forceinline__ bool ps_vec_ok(const k_in_i8 &in) { return in.ld % 8 == 0 && !((size_t)in.p & 7); }
 static __device__ __forceinline__ float ps_val(const k_in_f16 &, unsigned short v) { return __half2float(__ushort_as_half(v)); }
 static __device__ __forceinline__ float ps_val(const k_in_i8 &in, int v) { return in.val(v); }
 template <class In>
@@ -175,8 +173,8 @@ __global__ void __launch_bounds__(PS_THREADS, MINB) pscan_m1_kernel(k_scan_m1_ar
     const int w = threadIdx.x / 32, lane = threadIdx.x % 32, b = blockIdx.y, N = a.N;
     const int c0 = blockIdx.x * PS_CH, c = c0 + w;
     const bool live = c < a.Di;
-    const bool vec = ps_vec_ok(a.x) && ps_vec_ok(a.dt) && (!a.z.p || ps_vec_ok(a.z)) && ps_vec_ok(a.Bm) &&
-                     ps_vec_ok(a.Cm) && a.ldy % 8 == 0 && !((size_t)a.y & 15);
+    const bool vec = in_vec8_ok(a.x) && in_vec8_ok(a.dt) && (!a.z.p || in_vec8_ok(a.z)) && in_vec8_ok(a.Bm) &&
+                     in_vec8_ok(a.Cm) && a.ldy % 8 == 0 && !((size_t)a.y & 15);
     ps_build(s, a, c0);
     /* lane n < N: A[c][n] (log2 e folded in) and the carry h[c][n] */
     float A2 = 0.f, carry = 0.f;

@@ -28,6 +28,9 @@
 
 static __device__ __forceinline__ void put_out(half *p, float v) { *p = __float2half(v); }
 static __device__ __forceinline__ void put_out(float *p, float v) { *p = v; }
+/* rows of `in` load 8 columns (from a multiple of 8) as one vector: stride and base aligned */
+static __device__ __forceinline__ bool in_vec8_ok(const k_in_f16 &in) { return in.ld % 8 == 0 && !((size_t)in.p & 15); }
+static __device__ __forceinline__ bool in_vec8_ok(const k_in_i8 &in) { return in.ld % 8 == 0 && !((size_t)in.p & 7); }
 
 static __device__ __forceinline__ const float *chunk_start(const float *state, int state_in, const float *cstate,
                                                            int nc, int k, size_t per_chunk, size_t sidx) {

@@ -25,8 +25,6 @@
  * on; one 16-byte (FP16) or 8-byte (int8) load when vec (the row and column are aligned). */
 static __device__ __forceinline__ float ssd_scale(const k_in_f16 &) { return 1.f; }
 static __device__ __forceinline__ float ssd_scale(const k_in_i8 &in) { return in.s; }
-static __device__ __forceinline__ bool ssd_vec_ok(const k_in_f16 &in) { return in.ld % 8 == 0 && !((size_t)in.p & 15); }
-static __device__ __forceinline__ bool ssd_vec_ok(const k_in_i8 &in) { return in.ld % 8 == 0 && !((size_t)in.p & 7); }
 static __device__ __forceinline__ uint4 ssd_code8(const k_in_f16 &in, size_t r, int c, int nv, bool vec) {
     const half *src = in.p + r * in.ld + c;
     if (vec && nv >= 8) return *(const uint4 *)src;
@@ -183,7 +181,7 @@ __global__ void __launch_bounds__(SSD_THREADS) ssd_state_kernel(k_scan_m2_args<I
     const int p0 = blockIdx.x * SSD_TP, b = blockIdx.y / a.H, hd = blockIdx.y % a.H, k = blockIdx.z;
     const int grp = hd / (a.H / a.G), N = a.N, P = a.P, nmt = NP / 16, per = NP / 8;
     const int c0 = k * Q, m = min(Q, a.T - c0);
-    const bool vb = ssd_vec_ok(a.Bm) && N % 8 == 0, vx = ssd_vec_ok(a.x) && P % 8 == 0;
+    const bool vb = in_vec8_ok(a.Bm) && N % 8 == 0, vx = in_vec8_ok(a.x) && P % 8 == 0;
     const size_t r0 = (size_t)b * a.T + c0;
     ssd_decay(a, r0, m, hd, sDt, sS);
     const float last = sS[m - 1], scale = __fmul_rn(ssd_scale(a.Bm), ssd_scale(a.x));
@@ -269,8 +267,8 @@ __global__ void __launch_bounds__(SSD_THREADS, 3) ssd_out_kernel(k_scan_m2_args<
     const int p0 = blockIdx.x * SSD_TP, b = blockIdx.y / a.H, hd = blockIdx.y % a.H;
     const int grp = hd / (a.H / a.G), N = a.N, P = a.P, nks = NP / 16;
     const int t0 = blockIdx.z * SSD_TQ, k = t0 / Q, c0 = k * Q, nt = min(SSD_TQ, a.T - t0), m = t0 + nt - c0;
-    const bool vb = ssd_vec_ok(a.Bm) && N % 8 == 0, vc = ssd_vec_ok(a.Cm) && N % 8 == 0;
-    const bool vx = ssd_vec_ok(a.x) && P % 8 == 0;
+    const bool vb = in_vec8_ok(a.Bm) && N % 8 == 0, vc = in_vec8_ok(a.Cm) && N % 8 == 0;
+    const bool vx = in_vec8_ok(a.x) && P % 8 == 0;
     const size_t rs = (size_t)b * a.T; /* row of the sequence's first token */
     ssd_decay(a, rs + c0, m, hd, sDt, sS);
     const float scale = __fmul_rn(__fmul_rn(ssd_scale(a.Cm), ssd_scale(a.Bm)), ssd_scale(a.x));
