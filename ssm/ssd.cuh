@@ -34,20 +34,39 @@ static __device__ __forceinline__ uint4 ssd_code8(const k_in_f16 &in, size_t r, 
     for (int i = 0; i < 8; i++) h[i] = i < nv ? src[i] : __float2half(0.f);
     return o;
 }
-static __device__ __forceinline__ uint4 ssd_code8(const k_in_i8 &in, size_t r, int c, int nv, bool vec) {
+/* What a tile's fetch holds in registers until it is put in shared memory: the loaded bits, so the
+ * conversion of int8 codes waits for their load only at the put (ssd_raw8 / ssd_cvt8). */
+template <class In>
+struct ssd_raw {
+    typedef uint4 t; /* 8 FP16 values */
+};
+template <>
+struct ssd_raw<k_in_i8> {
+    typedef uint2 t; /* 8 int8 codes */
+};
+static __device__ __forceinline__ uint4 ssd_raw8(const k_in_f16 &in, size_t r, int c, int nv, bool vec) {
+    return ssd_code8(in, r, c, nv, vec);
+}
+static __device__ __forceinline__ uint4 ssd_cvt8(const k_in_f16 &, uint4 v) { return v; }
+static __device__ __forceinline__ uint2 ssd_raw8(const k_in_i8 &in, size_t r, int c, int nv, bool vec) {
     const int8_t *src = in.p + r * in.ld + c;
+    if (vec && nv >= 8) return *(const uint2 *)src;
     int8_t q[8];
-    if (vec && nv >= 8) {
-        *(uint2 *)q = *(const uint2 *)src;
-    } else {
 #pragma unroll
-        for (int i = 0; i < 8; i++) q[i] = i < nv ? src[i] : 0;
-    }
+    for (int i = 0; i < 8; i++) q[i] = i < nv ? src[i] : 0;
+    return *(const uint2 *)q;
+}
+static __device__ __forceinline__ uint4 ssd_cvt8(const k_in_i8 &, uint2 w) {
+    int8_t q[8];
+    *(uint2 *)q = w;
     uint4 o;
     half2 *h = (half2 *)&o;
 #pragma unroll
     for (int i = 0; i < 4; i++) h[i] = __halves2half2(__int2half_rn(q[2 * i]), __int2half_rn(q[2 * i + 1]));
     return o;
+}
+static __device__ __forceinline__ uint4 ssd_code8(const k_in_i8 &in, size_t r, int c, int nv, bool vec) {
+    return ssd_cvt8(in, ssd_raw8(in, r, c, nv, vec));
 }
 
 /* mma accumulators of 8 n8 tiles */
@@ -149,21 +168,22 @@ static __device__ __forceinline__ void ssd_stage(half *s, int ld, const In &in, 
 /* The same in two steps, so that a tile's global loads fly while the previous tile multiplies:
  * ssd_fetch into NS registers (NS loads of 8 columns per thread; B: 8 for NP <= 128), ssd_put into s. */
 template <int NS, class In>
-static __device__ __forceinline__ void ssd_fetch(uint4 (&r)[NS], const In &in, size_t row0, int nrows, int col0, int ncol,
-                                                 int per, bool vec) {
+static __device__ __forceinline__ void ssd_fetch(typename ssd_raw<In>::t (&r)[NS], const In &in, size_t row0, int nrows,
+                                                 int col0, int ncol, int per, bool vec) {
 #pragma unroll
     for (int j = 0; j < NS; j++) {
         const int i = threadIdx.x + j * SSD_THREADS, rr = i / per, c = (i - rr * per) * 8;
-        r[j] = i < SSD_TQ * per && rr < nrows && c < ncol ? ssd_code8(in, row0 + rr, col0 + c, ncol - c, vec)
-                                                         : make_uint4(0, 0, 0, 0);
+        r[j] = i < SSD_TQ * per && rr < nrows && c < ncol ? ssd_raw8(in, row0 + rr, col0 + c, ncol - c, vec)
+                                                         : typename ssd_raw<In>::t{};
     }
 }
-template <int NS>
-static __device__ __forceinline__ void ssd_put(half *s, int ld, const uint4 (&r)[NS], int per) {
+template <int NS, class In>
+static __device__ __forceinline__ void ssd_put(half *s, int ld, const In &in, const typename ssd_raw<In>::t (&r)[NS],
+                                               int per) {
 #pragma unroll
     for (int j = 0; j < NS; j++) {
         const int i = threadIdx.x + j * SSD_THREADS, rr = i / per, c = (i - rr * per) * 8;
-        if (i < SSD_TQ * per) *(uint4 *)(s + rr * ld + c) = r[j];
+        if (i < SSD_TQ * per) *(uint4 *)(s + rr * ld + c) = ssd_cvt8(in, r[j]);
     }
 }
 
@@ -276,14 +296,14 @@ __global__ void __launch_bounds__(SSD_THREADS, 3) ssd_out_kernel(k_scan_m2_args<
     const int ra = t0 - c0 + warp * 16 + g; /* chunk index of the lane's first row; the second is ra + 8 */
     float y[8][4];
     zero_acc(y);
-    uint4 rb[8], rx[SSD_TQ * SSD_TP / 8 / SSD_THREADS];
+    typename ssd_raw<In>::t rb[8], rx[SSD_TQ * SSD_TP / 8 / SSD_THREADS];
     ssd_fetch(rb, a.Bm, rs + c0, a.T - c0, grp * N, N, NP / 8, vb);
     ssd_fetch(rx, a.x, rs + c0, a.T - c0, hd * P + p0, P - p0, SSD_TP / 8, vx);
     for (int j0 = c0; j0 <= t0; j0 += SSD_TQ) {
         const bool diag = j0 == t0;
         __syncthreads(); /* the previous tile's readers are done (and sC, sDt, sS are written) */
-        ssd_put(sB, LDN, rb, NP / 8);
-        ssd_put(sX, SSD_LDT, rx, SSD_TP / 8);
+        ssd_put(sB, LDN, a.Bm, rb, NP / 8);
+        ssd_put(sX, SSD_LDT, a.x, rx, SSD_TP / 8);
         __syncthreads();
         if (!diag) { /* the next tile's loads, in flight during this tile's products */
             ssd_fetch(rb, a.Bm, rs + j0 + SSD_TQ, a.T - j0 - SSD_TQ, grp * N, N, NP / 8, vb);
