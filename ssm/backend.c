@@ -264,12 +264,12 @@ be *be_open_model(const mq_model *m, be_kind kind, int batch, int seqlen) {
 
 be *be_open_qmodel(const q_model *qm, be_kind kind, int batch, int seqlen) {
     if (check_caps(batch, seqlen)) return NULL;
-    if (kind == BE_CUDA_INT8 && qm->opt.method == Q_QUAMBA2) {
-        /* W4A16 runs on the FP16 pass with 4-bit in_proj / out_proj; the int8 activations of W8A8 /
-         * W4A8 with clustered and per-group scales have no GPU kernels yet (issue 17) */
-        if (qm->opt.wbits == 4 && qm->opt.abits == 16) return be_cuda_open_w4a16(qm, batch, seqlen);
-        mq_fail("quamba2 W%dA%d artifacts run on the CPU simulation for now (the GPU runs quamba2 W4A16 only); "
-                "use --device cpu", q_big_wbits(&qm->opt), qm->opt.abits);
+    if (kind == BE_CUDA_INT8 && qm->opt.method == Q_QUAMBA2 && q_big_wbits(&qm->opt) == 4) {
+        /* W4A16 runs on the FP16 pass with 4-bit in_proj / out_proj, W8A8 on the int8 pass (its clustered
+         * and per-group scales included); W4A8 has no GPU pass yet (issue 17) */
+        if (qm->opt.abits == 16) return be_cuda_open_w4a16(qm, batch, seqlen);
+        mq_fail("quamba2 W4A8 artifacts run on the CPU simulation for now (the GPU runs quamba2 W8A8 and W4A16); "
+                "use --device cpu");
         return NULL;
     }
     if (kind == BE_CUDA_INT8) return be_cuda_open_int8(qm, batch, seqlen);
@@ -295,6 +295,11 @@ be *be_open_random(const mq_config *cfg, be_kind kind, int hadamard, uint64_t se
         return NULL;
     }
     return be_cuda_open_random(cfg, kind, hadamard, seed, batch, seqlen);
+}
+
+be *be_open_random_q2(const mq_config *cfg, uint64_t seed, int batch, int seqlen) {
+    if (check_caps(batch, seqlen)) return NULL;
+    return be_cuda_open_random_q2(cfg, seed, batch, seqlen);
 }
 
 be *be_open_random_w4a16(const mq_config *cfg, int group, uint64_t seed, int batch, int seqlen) {

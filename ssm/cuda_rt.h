@@ -130,7 +130,9 @@ be *rt_open(rt_be *r, int batch, int seqlen);
 void rt_discard(rt_be *r);
 /* The passes' random models (benchmarks): ssm/f16_pass.cu, ssm/i8_pass.cu. */
 be *rt_f16_random(const mq_config *cfg, int w4_group, uint64_t seed, int batch, int seqlen);
-be *rt_i8_random(const mq_config *cfg, int hadamard, uint64_t seed, int batch, int seqlen);
+/* q2: quamba2 W8A8's scales per column (x per channel, Mamba1's x_proj through k_i8_linear_xcols,
+ * Mamba2's B and C per SSD group), all equal here: the timing of those paths */
+be *rt_i8_random(const mq_config *cfg, int hadamard, int q2, uint64_t seed, int batch, int seqlen);
 
 
 /* For the forwards: time chunks of a scan of B x T tokens (within the workspace's carries), the

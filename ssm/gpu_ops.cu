@@ -311,6 +311,32 @@ extern "C" int gop_i8_linear(int8_t *q_out, float *f_out, int kind, const int8_t
     return 0;
 }
 
+extern "C" int gop_i8_linear_xcols(int8_t *q_out, const int8_t *X, const float *sx, const int8_t *W, const float *sw,
+                                   const float *qs, int M, int N, int K, int pad) {
+    if (rt_need_gpu()) return -1;
+    op_ctx c;
+    ctx_open(&c);
+    cublasHandle_t blas;
+    CUBLAS_CHECK(cublasCreate(&blas));
+    CUBLAS_CHECK(cublasSetStream(blas, c.st));
+    half *dW16 = (half *)dmalloc(sizeof(half) * (size_t)N * K);
+    int8_t *dWq = (int8_t *)up(W, (size_t)N * K);
+    k_i8_to_f16(dW16, dWq, (size_t)N * K, c.st);
+    int8_t *dX = (int8_t *)up_pad(X, 1, M, K, pad);
+    float *dsx = up_f32(sx, K), *dsw = up_f32(sw, N), *dqs = up_f32(qs, N);
+    half *split = (half *)dmalloc(sizeof(half) * 2 * (size_t)M * K);
+    float *acc = (float *)dmalloc(sizeof(float) * 2 * (size_t)M * N);
+    const int ldo = N + 5; /* an output row stride other than N */
+    int8_t *dO = (int8_t *)dmalloc((size_t)M * ldo);
+    k_i8_linear_xcols(blas, dX, K + pad, dsx, dW16, M, N, K, dsw, dqs, dO, ldo, split, acc, c.st);
+    CUDA_CHECK(cudaStreamSynchronize(c.st));
+    CUDA_CHECK(cudaMemcpy2D(q_out, N, dO, ldo, N, M, cudaMemcpyDeviceToHost));
+    CUBLAS_CHECK(cublasDestroy(blas));
+    dfree(dW16), dfree(dWq), dfree(dX), dfree(dsx), dfree(dsw), dfree(dqs), dfree(split), dfree(acc), dfree(dO);
+    ctx_close(&c);
+    return 0;
+}
+
 /* ---------------------------------------------------------------- 4-bit weights */
 
 /* Upload of an int4 weight (codes one per int8) in the kernels' layout, its scales and the bias; the
@@ -494,10 +520,10 @@ extern "C" int gop_i8_conv1d(int8_t *out, const int8_t *x, int8_t *state, const 
     return 0;
 }
 
-extern "C" int gop_i8_scan_m1(float *y, const int8_t *u, float su, const int8_t *dt, float sdt, const float *dt_bias,
-                              const int8_t *Bm, const int8_t *Cm, float sb, float sc, const int8_t *z, float sz,
-                              const float *A, const float *D, float *state, int B, int T, int Di, int N, int n_chunks,
-                              int par) {
+extern "C" int gop_i8_scan_m1(float *y, const int8_t *u, float su, const float *su_col, const int8_t *dt, float sdt,
+                              const float *dt_bias, const int8_t *Bm, const int8_t *Cm, float sb, float sc,
+                              const int8_t *z, float sz, const float *A, const float *D, float *state, int B, int T,
+                              int Di, int N, int n_chunks, int par) {
     if (rt_need_gpu()) return -1;
     const int R = B * T, al = par == 2; /* aligned rows: par 2 (the passes' layout), else odd strides */
     const int pad = al ? (Di + 7) / 8 * 8 - Di : 3, pdt = al ? pad : pad + 1, pz = al ? pad : pad + 2;
@@ -505,11 +531,11 @@ extern "C" int gop_i8_scan_m1(float *y, const int8_t *u, float su, const int8_t 
     int8_t *bc = (int8_t *)pack_bc(Bm, Cm, R, N, 1);
     int8_t *du = (int8_t *)up_pad(u, 1, R, Di, pad), *ddt = (int8_t *)up_pad(dt, 1, R, Di, pdt);
     int8_t *dbc = (int8_t *)up_pad(bc, 1, R, 2 * N, pbc), *dz = z ? (int8_t *)up_pad(z, 1, R, Di, pz) : NULL;
-    float *dbias = up_f32(dt_bias, Di), *dA = up_f32(A, (size_t)Di * N), *dD = up_f32(D, Di);
+    float *dbias = up_f32(dt_bias, Di), *dA = up_f32(A, (size_t)Di * N), *dD = up_f32(D, Di), *dsu = up_f32(su_col, Di);
     half *dy = (half *)up_pad(NULL, sizeof(half), R, Di, pad);
     scan_dev sd = scan_dev_new(state, (size_t)B * Di * N, n_chunks, (size_t)B * Di);
     k_scan_m1_args<k_in_i8, half> a;
-    a.x = {du, Di + pad, su}, a.dt = {ddt, Di + pdt, sdt};
+    a.x = {du, Di + pad, su, dsu}, a.dt = {ddt, Di + pdt, sdt};
     a.Bm = {dbc, 2 * N + pbc, sb}, a.Cm = {dbc + N, 2 * N + pbc, sc}, a.z = {dz, Di + pz, sz};
     a.dt_bias = dbias, a.A = dA, a.D = dD, a.y = dy, a.ldy = Di + pad;
     a.state = sd.state, a.state_in = state != NULL;
@@ -518,25 +544,26 @@ extern "C" int gop_i8_scan_m1(float *y, const int8_t *u, float su, const int8_t 
     scan_dev_done(&sd, state);
     down_f16(y, dy, R, Di, Di + pad);
     free(bc);
-    dfree(du), dfree(ddt), dfree(dbc), dfree(dz), dfree(dbias), dfree(dA), dfree(dD), dfree(dy);
+    dfree(du), dfree(ddt), dfree(dbc), dfree(dz), dfree(dbias), dfree(dA), dfree(dD), dfree(dy), dfree(dsu);
     return 0;
 }
 
-extern "C" int gop_i8_scan_m2(float *y, const int8_t *x, float sx, const int8_t *dt, float sdt, const float *dt_bias,
-                              float lo, float hi, const int8_t *Bm, const int8_t *Cm, float sb, float sc, const float *A,
-                              const float *D, float *state, int B, int T, int H, int P, int G, int N, int n_chunks,
-                              int ssd_q) {
+extern "C" int gop_i8_scan_m2(float *y, const int8_t *x, float sx, const float *sx_col, const int8_t *dt, float sdt,
+                              const float *dt_bias, float lo, float hi, const int8_t *Bm, const int8_t *Cm, float sb,
+                              float sc, const float *sb_col, const float *sc_col, const float *A, const float *D,
+                              float *state, int B, int T, int H, int P, int G, int N, int n_chunks, int ssd_q) {
     if (rt_need_gpu()) return -1;
     const int R = B * T, Di = H * P, GN = G * N, pad = 5;
     int8_t *bc = (int8_t *)pack_bc(Bm, Cm, R, GN, 1);
     int8_t *dx = (int8_t *)up_pad(x, 1, R, Di, pad), *ddt = (int8_t *)up_pad(dt, 1, R, H, pad + 1);
     int8_t *dbc = (int8_t *)up_pad(bc, 1, R, 2 * GN, pad);
     float *dbias = up_f32(dt_bias, H), *dA = up_f32(A, H), *dD = up_f32(D, H);
+    float *dsx = up_f32(sx_col, Di), *dsb = up_f32(sb_col, GN), *dsc = up_f32(sc_col, GN);
     float *dy = (float *)dmalloc(sizeof(float) * (size_t)R * (Di + pad));
     scan_dev sd = scan_dev_new(state, (size_t)B * Di * N, ssd_chunks(n_chunks, T, ssd_q), (size_t)B * H);
     k_scan_m2_args<k_in_i8, float> a;
-    a.x = {dx, Di + pad, sx}, a.dt = {ddt, H + pad + 1, sdt};
-    a.Bm = {dbc, 2 * GN + pad, sb}, a.Cm = {dbc + GN, 2 * GN + pad, sc};
+    a.x = {dx, Di + pad, sx, dsx}, a.dt = {ddt, H + pad + 1, sdt};
+    a.Bm = {dbc, 2 * GN + pad, sb, dsb}, a.Cm = {dbc + GN, 2 * GN + pad, sc, dsc};
     a.dt_bias = dbias, a.A = dA, a.D = dD, a.lo = lo, a.hi = hi, a.y = dy, a.ldy = Di + pad;
     a.state = sd.state, a.state_in = state != NULL;
     a.B = B, a.T = T, a.H = H, a.P = P, a.G = G, a.N = N, a.nc = n_chunks, a.cstate = sd.cstate, a.cdt = sd.cdt;
@@ -546,7 +573,7 @@ extern "C" int gop_i8_scan_m2(float *y, const int8_t *x, float sx, const int8_t 
     CUDA_CHECK(cudaMemcpy2D(y, sizeof(float) * Di, dy, sizeof(float) * (Di + pad), sizeof(float) * Di, R,
                             cudaMemcpyDeviceToHost));
     free(bc);
-    dfree(dx), dfree(ddt), dfree(dbc), dfree(dbias), dfree(dA), dfree(dD), dfree(dy);
+    dfree(dx), dfree(ddt), dfree(dbc), dfree(dbias), dfree(dA), dfree(dD), dfree(dy), dfree(dsx), dfree(dsb), dfree(dsc);
     return 0;
 }
 

@@ -86,6 +86,10 @@ int gop_i8_gemm(int32_t *acc, const int8_t *X, const int8_t *W, int M, int N, in
  * [M x N], per-column qs), 1 FP16 out, 2 FP32 out (f_out [M x N]); bias may be NULL. */
 int gop_i8_linear(int8_t *q_out, float *f_out, int kind, const int8_t *X, const int8_t *W, int M, int N, int K, int pad,
                   float sx, const float *sw, const float *bias, const float *qs, int route);
+/* Mamba1 x_proj of a clustered x (k_i8_linear_xcols): q_out [M x N] = int8 q(sw[n] sum_k W[n][k]
+ * X[m][k] sx[k], qs[n]); X rows padded by `pad`. */
+int gop_i8_linear_xcols(int8_t *q_out, const int8_t *X, const float *sx, const int8_t *W, const float *sw, const float *qs,
+                        int M, int N, int K, int pad);
 /* resid[T x D] += delta (rounded to FP16 first, as the forward's out_proj output; may be NULL);
  * q = int8 q(RMSNorm(resid) * w, s). */
 int gop_i8_add_rmsnorm(float *resid, const float *delta, const float *w, int T, int D, float eps, float s, int8_t *q);
@@ -93,15 +97,19 @@ int gop_i8_add_rmsnorm(float *resid, const float *delta, const float *w, int T, 
 int gop_i8_conv1d(int8_t *out, const int8_t *x, int8_t *state, const int8_t *w, const float *sw, const float *s_in,
                   const float *bias, const float *s_out, int B, int T, int C, int K);
 /* Mamba1 scan: u, dt, z [B*T x Di], B, C [B*T x N] (int8); y [B*T x Di] (FP16 widened); state
- * [B x Di x N] in/out or NULL; n_chunks: time chunks (1 = one pass); par as gop_f16_scan_m1's. */
-int gop_i8_scan_m1(float *y, const int8_t *u, float su, const int8_t *dt, float sdt, const float *dt_bias,
-                   const int8_t *Bm, const int8_t *Cm, float sb, float sc, const int8_t *z, float sz, const float *A,
-                   const float *D, float *state, int B, int T, int Di, int N, int n_chunks, int par);
+ * [B x Di x N] in/out or NULL; n_chunks: time chunks (1 = one pass); par as gop_f16_scan_m1's.
+ * su_col: NULL, or a scale of u per channel [Di] (quamba2's clustered x) used instead of su. */
+int gop_i8_scan_m1(float *y, const int8_t *u, float su, const float *su_col, const int8_t *dt, float sdt,
+                   const float *dt_bias, const int8_t *Bm, const int8_t *Cm, float sb, float sc, const int8_t *z, float sz,
+                   const float *A, const float *D, float *state, int B, int T, int Di, int N, int n_chunks, int par);
 /* Mamba2 scan: x [B*T x H*P], dt [B*T x H], B, C [B*T x G*N]; y FP32; state [B x H x P x N] or NULL;
- * ssd_q as gop_f16_scan_m2's. */
-int gop_i8_scan_m2(float *y, const int8_t *x, float sx, const int8_t *dt, float sdt, const float *dt_bias, float lo,
-                   float hi, const int8_t *Bm, const int8_t *Cm, float sb, float sc, const float *A, const float *D,
-                   float *state, int B, int T, int H, int P, int G, int N, int n_chunks, int ssd_q);
+ * ssd_q as gop_f16_scan_m2's. sx_col [H*P], sb_col and sc_col [G*N]: NULL, or a scale per column
+ * used instead of sx, sb, sc (quamba2: clustered x; B and C one value per SSD group, repeated over
+ * its N columns, which the SSD kernels assume). */
+int gop_i8_scan_m2(float *y, const int8_t *x, float sx, const float *sx_col, const int8_t *dt, float sdt,
+                   const float *dt_bias, float lo, float hi, const int8_t *Bm, const int8_t *Cm, float sb, float sc,
+                   const float *sb_col, const float *sc_col, const float *A, const float *D, float *state, int B, int T,
+                   int H, int P, int G, int N, int n_chunks, int ssd_q);
 /* gated RMSNorm of FP32 y [T x D] with int8 z; out FP16 widened. */
 int gop_i8_gated_rmsnorm(float *out, const float *y, const int8_t *z, float sz, const float *w, int T, int D, float eps,
                          int norm_before_gate);

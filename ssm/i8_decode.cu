@@ -187,8 +187,21 @@ static __device__ __forceinline__ int8_t conv_step(int8_t *state, int8_t x, cons
 }
 
 #define CX_ROWS 4 /* x_proj rows per thread quad held before the wait (N <= 64 * CX_ROWS; else a loop) */
+#define CX_MAXB 128 /* blocks at most: d_inner <= 8192 (decide_fused in ssm/i8_pass.cu) */
+/* 16 int8 weights times 16 FP32 activations: four chains of four, added pairwise */
+static __device__ __forceinline__ float dot16f(const int4 w, const float *x) {
+    const int8_t *q = (const int8_t *)&w;
+    float s[4] = {0.f, 0.f, 0.f, 0.f};
+#pragma unroll
+    for (int j = 0; j < 16; j++) s[j & 3] = __fmaf_rn((float)q[j], x[j], s[j & 3]);
+    return __fadd_rn(__fadd_rn(s[0], s[1]), __fadd_rn(s[2], s[3]));
+}
+
+/* XF: a.xsv set (FP32 sums), else int32 */
+template <bool XF>
 __global__ void __launch_bounds__(DEC_THREADS) dec_conv_xproj_kernel(k_dec_conv_xproj_args a) {
     __shared__ __align__(16) int8_t xs[CX_CH];
+    __shared__ float xf[CX_CH]; /* the slice dequantized (xsv) */
     __shared__ bool last;
     const int c0 = blockIdx.x * CX_CH, t = threadIdx.x, part = t & 3;
     /* this thread's x_proj pieces (rows rb + quad, 16 bytes each), loaded before the wait */
@@ -204,16 +217,25 @@ __global__ void __launch_bounds__(DEC_THREADS) dec_conv_xproj_kernel(k_dec_conv_
         xs[t] = conv_step(a.state + (size_t)c * (a.K - 1), a.x[c], a.cw + (size_t)c * a.K, a.csw[c], a.csin[c],
                           a.cb ? a.cb[c] : 0.f, a.csout[c], a.K);
         a.xc[c] = xs[t];
+        if (XF) xf[t] = (float)xs[t] * a.xsv[c];
     }
     __syncthreads();
     dep_release();
-    /* x_proj over this slice: 4 threads per row; a warp takes 8 rows at a time */
+    /* x_proj over this slice: 4 threads per row; a warp takes 8 rows at a time. int32 sums into acc
+     * (atomics), or (xsv) FP32 sums into the block's row of part */
     const int4 xv = ((const int4 *)xs)[part];
     auto put_row = [&](int r, const int4 &w) {
-        int s = r < a.N ? dot16(w, xv) : 0;
-        s += __shfl_xor_sync(0xffffffffu, s, 1);
-        s += __shfl_xor_sync(0xffffffffu, s, 2);
-        if (part == 0 && r < a.N) atomicAdd(a.acc + r, s);
+        if (XF) {
+            float s = r < a.N ? dot16f(w, xf + 16 * part) : 0.f;
+            s = __fadd_rn(s, __shfl_xor_sync(0xffffffffu, s, 1));
+            s = __fadd_rn(s, __shfl_xor_sync(0xffffffffu, s, 2));
+            if (part == 0 && r < a.N) a.part[(size_t)blockIdx.x * a.N + r] = s;
+        } else {
+            int s = r < a.N ? dot16(w, xv) : 0;
+            s += __shfl_xor_sync(0xffffffffu, s, 1);
+            s += __shfl_xor_sync(0xffffffffu, s, 2);
+            if (part == 0 && r < a.N) atomicAdd(a.acc + r, s);
+        }
     };
 #pragma unroll
     for (int i = 0; i < CX_ROWS; i++) put_row(i * (DEC_THREADS / 4) + (t >> 2), wv[i]);
@@ -221,19 +243,39 @@ __global__ void __launch_bounds__(DEC_THREADS) dec_conv_xproj_kernel(k_dec_conv_
         const int r = rb + (t >> 2);
         put_row(r, r < a.N ? __ldcs((const int4 *)(a.W + (size_t)r * a.E + c0) + part) : make_int4(0, 0, 0, 0));
     }
-    /* the last block to finish turns the sums into x_proj's output and leaves them zero */
+    /* the last block to finish turns the sums into x_proj's output and leaves acc zero */
     __threadfence();
     __syncthreads();
     if (t == 0) last = atomicAdd(a.counter, 1u) == gridDim.x - 1;
     __syncthreads();
     if (!last) return;
     __threadfence();
-    for (int r = t; r < a.N; r += DEC_THREADS) k_epi_put(a.e, atomicExch(a.acc + r, 0), 0, r, a.out, a.N);
+    if (XF) { /* the blocks' sums, a thread quad per row: lane q loads blocks q, q + 4, ... all at
+                  * once (one L2 round trip, not one per block), adds them, then the quad's four sums
+                  * in a fixed order */
+        for (int rb = 0; rb < a.N; rb += DEC_THREADS / 4) {
+            const int r = rb + (t >> 2);
+            float v[CX_MAXB / 4], s = 0.f;
+#pragma unroll
+            for (int i = 0; i < CX_MAXB / 4; i++) {
+                const int b = part + 4 * i;
+                v[i] = r < a.N && b < (int)gridDim.x ? __ldcg(a.part + (size_t)b * a.N + r) : 0.f;
+            }
+#pragma unroll
+            for (int i = 0; i < CX_MAXB / 4; i++) s = __fadd_rn(s, v[i]);
+            s = __fadd_rn(s, __shfl_xor_sync(0xffffffffu, s, 1));
+            s = __fadd_rn(s, __shfl_xor_sync(0xffffffffu, s, 2));
+            if (part == 0 && r < a.N) a.out[r] = qr_quant_i8(__fmul_rn(s, a.e.sw[r]), a.e.qs[r]);
+        }
+    } else {
+        for (int r = t; r < a.N; r += DEC_THREADS) k_epi_put(a.e, atomicExch(a.acc + r, 0), 0, r, a.out, a.N);
+    }
     if (t == 0) *a.counter = 0;
 }
 
 void k_i8_dec_conv_xproj(const k_dec_conv_xproj_args &a, cudaStream_t st) {
-    launch_pdl(dec_conv_xproj_kernel, a.E / CX_CH, DEC_THREADS, 0, st, a);
+    if (a.xsv) launch_pdl(dec_conv_xproj_kernel<true>, a.E / CX_CH, DEC_THREADS, 0, st, a);
+    else launch_pdl(dec_conv_xproj_kernel<false>, a.E / CX_CH, DEC_THREADS, 0, st, a);
 }
 
 /* ---------------------------------------------------------------- Mamba1: dt_proj + scan */
@@ -263,7 +305,7 @@ __global__ void __launch_bounds__(DEC_THREADS) dec_dt_scan_kernel(k_dec_dt_scan_
     const int8_t dt8 = qr_quant_i8((float)acc * (a.s_xp * dsw), dqs);
     /* the scan step of i8_scan_m1_kernel */
     const float delta = fmaxf(d_softplus((float)dt8 * a.sdt + dtb), 0.f);
-    const float u = (float)a.u[cc] * a.su;
+    const float u = (float)a.u[cc] * (a.suv ? a.suv[cc] : a.su);
     float part = 0.f;
     float *h = a.state + (size_t)cc * N;
     for (int n = lane; n < N; n += SC_LANES) {

@@ -125,3 +125,38 @@ void k_i8_conv1d(int8_t *out, int ldo, const int8_t *x, int ldx, int8_t *state, 
     if (update && state) k_conv_state_update(state, x, ldx, B, T, C, K, st);
 }
 
+
+/* ---------------------------------------------------------------- Mamba1 x_proj of a clustered x */
+
+/* rows [0, M) of split: hi = FP16(x * sx[k]); rows [M, 2M): lo = FP16(x * sx[k] - hi) */
+__global__ void i8_split_cols_kernel(half *split, const int8_t *x, int ldx, const float *sx, int M, int K) {
+    const size_t n = (size_t)M * K;
+    for (size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x) {
+        const size_t m = i / K;
+        const int k = (int)(i - m * K);
+        const float v = (float)x[m * ldx + k] * sx[k];
+        const half hi = __float2half_rn(v);
+        split[i] = hi;
+        split[n + i] = __float2half_rn(v - __half2float(hi));
+    }
+}
+/* out = q((acc_hi + acc_lo) * sw[n], qs[n]) */
+__global__ void i8_xcols_out_kernel(int8_t *out, int ldo, const float *acc, const float *sw, const float *qs, int M, int N) {
+    const size_t n = (size_t)M * N;
+    for (size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x) {
+        const size_t m = i / N;
+        const int c = (int)(i - m * N);
+        out[m * ldo + c] = qr_quant_i8(__fmul_rn(__fadd_rn(acc[i], acc[n + i]), sw[c]), qs[c]);
+    }
+}
+void k_i8_linear_xcols(cublasHandle_t blas, const int8_t *X, int ldx, const float *sx, const half *W16, int M, int N, int K,
+                       const float *sw, const float *qs, int8_t *out, int ldo, half *split, float *acc, cudaStream_t st) {
+    if (!M) return;
+    const int threads = 256, most = 132 * 8;
+    const size_t nx = (size_t)M * K, ny = (size_t)M * N;
+    i8_split_cols_kernel<<<min(cdiv(nx, threads), most), threads, 0, st>>>(split, X, ldx, sx, M, K);
+    CUDA_CHECK_LAUNCH();
+    k_gemm_f16_blas(blas, split, K, W16, acc, 1, N, 2 * M, N, K); /* blas runs on st (the pass's stream) */
+    i8_xcols_out_kernel<<<min(cdiv(ny, threads), most), threads, 0, st>>>(out, ldo, acc, sw, qs, M, N);
+    CUDA_CHECK_LAUNCH();
+}

@@ -5,11 +5,14 @@
  *   resid (FP32) -> add + RMSNorm -> int8 h                        [in_proj.input_scale]
  *   in_proj  int8 GEMM (int32) -> epilogue: x*s_x*s_w -> int8      [conv_in / z / dt scales per column]
  *   conv1d   int8 x, int8 w, FP32 bias, SiLU -> int8               [ssm_x (M2: x, B, C scales)]
- *   Mamba1:  x_proj int8 GEMM -> int8 [dt_low, B, C]; dt_proj int8 GEMM (no bias, Quamba) -> int8 dt;
+ *   Mamba1:  x_proj int8 GEMM -> int8 [dt_low, B, C] (quamba2's clustered x: k_i8_linear_xcols, FP16
+ *            tensor cores on x split into hi + lo); dt_proj int8 GEMM (no bias, Quamba) -> int8 dt;
  *            scan: int8 u, dt (+ dt_proj.bias, softplus), B, C, z dequantized in registers, FP32
  *            state and exp, y * SiLU(z) -> FP16 y
  *   Mamba2:  scan: int8 x, dt (+ dt_bias, softplus, clamp), B, C -> FP32 y; gated RMSNorm with
  *            int8 z -> FP16
+ *   (quamba2 W8A8: x with a scale per channel, Mamba2's B and C per SSD group: the conv's output
+ *   scales, which the scans read per column through k_in_i8.sv)
  *   y -> Hadamard rotation + int8 quantize in one kernel (hadamard/had.h), or plain quantize
  *   out_proj int8 GEMM -> epilogue -> FP16, added to the FP32 residual by the next norm
  *   norm_f -> FP16 -> lm_head (FP16 cuBLAS, or int8 with --quantize-head) -> FP32 logits.
@@ -33,6 +36,9 @@ struct i8_layer {
     rt_ssm ssm;                                             /* A, D; M2 dt_bias, gnorm_w */
     int8_t *xp_w; float *xp_sw, *xp_qs;                     /* M1 x_proj [xw x E]; [xw] x2 */
     int8_t *dt_w; float *dt_sw, *dt_qs, *dt_b;              /* M1 dt_proj [E x R]; [E] x3 */
+    half *xp_w16;                                           /* M1 x_proj codes as FP16 too (clustered x) */
+    /* quamba2's scales per column (into conv_sout; NULL: the one scale below): x [E], M2 B, C [G*N] */
+    const float *x_sv, *b_sv, *c_sv;
     /* activation scales: in_proj input, ssm_x, x_proj output (M1), dt, z, B, C, out_proj input */
     float s_in, s_u, s_xp, s_dt, s_z, s_B, s_C, s_y, s_conv0;
 };
@@ -43,6 +49,8 @@ struct i8_be {
     int had_m, had_p, had_log_p;   /* d_inner = had_m * had_p, had_p = 2^had_log_p, when hadamard */
     int dec_fused;                 /* the shapes fit the fused batch-1 decode kernels (i8_decode.cu) */
     int lm_quant;                  /* the lm_head is int8 (quantize_head) */
+    int x_cluster;                 /* Mamba1 with quamba2's clustered x: x_proj by k_i8_linear_xcols, or
+                                    * in FP32 in the fused decode */
     half *embed, *lm16;            /* lm16: FP16 lm_head (== embed when tied), NULL when quantized */
     int8_t *lm_q; float *lm_sw;    /* int8 lm_head [V x D] and its scales [V] (quantize_head) */
     float lm_in_scale;
@@ -55,6 +63,8 @@ struct i8_be {
     float *y32;
     int8_t *h8, *xz8, *xc8, *xdbl8, *dt8, *yq8;
     int32_t *acc;
+    half *xsplit16; float *xacc;   /* k_i8_linear_xcols' workspace (x_cluster) */
+    float *dec_part;               /* fused decode, x_cluster: x_proj's partial sums [E / 64 x xw] */
     float *resid2;                 /* fused decode: the residual alternates between resid and resid2 */
     int32_t *dec_acc;              /* fused decode: x_proj sums [xw], zero between calls */
     unsigned *dec_counter;
@@ -130,7 +140,8 @@ static void layout_weights(rt_be *r, rt_carver *cv) {
         rt_carve_ssm(cv, c, &L->ssm);
         if (c->arch == MQ_MAMBA1) {
             const int xw = xp_dim(c);
-            L->xp_w = RT_CARVE(cv, int8_t, (size_t)xw * E);
+            L->xp_w = RT_CARVE(cv, int8_t, (size_t)xw * E); /* the fused decode reads the int8 codes */
+            if (g->x_cluster) L->xp_w16 = RT_CARVE(cv, half, (size_t)xw * E);
             L->xp_sw = RT_CARVE(cv, float, xw);
             L->xp_qs = RT_CARVE(cv, float, xw);
             L->dt_w = RT_CARVE(cv, int8_t, (size_t)E * c->dt_rank);
@@ -166,6 +177,9 @@ static void layout_ws(rt_be *r, rt_carver *cv) {
     g->dec_acc = RT_CARVE(cv, int32_t, xw + 1);
     g->dec_counter = RT_CARVE(cv, unsigned, 1);
     g->lt_ws = rt_carve(cv, LT_WS_BYTES);
+    g->xsplit16 = g->x_cluster ? RT_CARVE(cv, half, 2 * R * E) : NULL;
+    g->xacc = g->x_cluster ? RT_CARVE(cv, float, 2 * R * xw) : NULL;
+    g->dec_part = g->x_cluster ? RT_CARVE(cv, float, (E / 64 + 1) * xw) : NULL;
 }
 
 static void init_ws(rt_be *r) {
@@ -190,8 +204,8 @@ static k_scan_m2_args<k_in_i8, float> m2_scan_args(const i8_be *g, const i8_laye
     const mq_config *c = &g->rt.base.cfg;
     const int E = c->d_inner, cd = cfg_conv_dim(c), GN = c->n_groups * c->d_state;
     k_scan_m2_args<k_in_i8, float> a;
-    a.x = {g->xc8, cd, L->s_u}, a.dt = {g->xz8 + E + cd, cfg_in_proj_dim(c), L->s_dt};
-    a.Bm = {g->xc8 + E, cd, L->s_B}, a.Cm = {g->xc8 + E + GN, cd, L->s_C};
+    a.x = {g->xc8, cd, L->s_u, L->x_sv}, a.dt = {g->xz8 + E + cd, cfg_in_proj_dim(c), L->s_dt};
+    a.Bm = {g->xc8 + E, cd, L->s_B, L->b_sv}, a.Cm = {g->xc8 + E + GN, cd, L->s_C, L->c_sv};
     a.dt_bias = L->ssm.dt_bias, a.A = L->ssm.A, a.D = L->ssm.D, a.lo = c->dt_limit_min, a.hi = c->dt_limit_max;
     a.y = g->y32, a.ldy = E, a.H = c->n_heads, a.P = c->head_dim, a.G = c->n_groups, a.N = c->d_state;
     rt_scan_state(a, &g->rt, ssm_state, state_in, B, T, nc);
@@ -225,11 +239,12 @@ static void decode_fused(i8_be *g, be_state *s) {
             ca.cw = L->conv_w, ca.csw = L->conv_sw, ca.csin = L->conv_sin, ca.cb = L->conv_b, ca.csout = L->conv_sout;
             ca.K = K, ca.W = L->xp_w, ca.N = xw, ca.E = E, ca.e = k_epi_make(L->s_u, L->xp_sw, NULL, L->xp_qs, K_EPI_I8);
             ca.out = g->xdbl8, ca.acc = g->dec_acc, ca.counter = g->dec_counter;
+            ca.xsv = L->x_sv, ca.part = g->dec_part;
             k_i8_dec_conv_xproj(ca, st);
             k_dec_dt_scan_args sa;
             sa.xdbl = g->xdbl8, sa.R = R_, sa.s_xp = L->s_xp;
             sa.dtw = L->dt_w, sa.dt_sw = L->dt_sw, sa.dt_qs = L->dt_qs, sa.dt_bias = L->dt_b, sa.sdt = L->s_dt;
-            sa.u = g->xc8, sa.su = L->s_u, sa.sb = L->s_B, sa.sc = L->s_C;
+            sa.u = g->xc8, sa.su = L->s_u, sa.suv = L->x_sv, sa.sb = L->s_B, sa.sc = L->s_C;
             sa.z = g->xz8 + E, sa.sz = L->s_z, sa.A = L->ssm.A, sa.D = L->ssm.D;
             sa.state = ssm_state, sa.y = g->y16, sa.E = E, sa.N = N;
             k_i8_dec_dt_scan(sa, st);
@@ -287,8 +302,12 @@ static int forward(rt_be *r, int B, int T, be_state *s, const mq_hooks *hk) {
                         L->conv_sout, B, T, E, K, st);
             rt_mark(r, RT_P_CONV);
             HOOK(l, MQ_ACT_SSM_X, g->xc8, MQ_I8, L->s_u, R, E, E);
-            k_i8_linear(&g->gc, g->xc8, E, L->xp_w, R, xw, E, k_epi_make(L->s_u, L->xp_sw, NULL, L->xp_qs, K_EPI_I8),
-                        g->xdbl8, xw, g->acc);
+            if (L->xp_w16)
+                k_i8_linear_xcols(w->blas, g->xc8, E, L->x_sv, L->xp_w16, R, xw, E, L->xp_sw, L->xp_qs, g->xdbl8, xw,
+                                  g->xsplit16, g->xacc, st);
+            else
+                k_i8_linear(&g->gc, g->xc8, E, L->xp_w, R, xw, E, k_epi_make(L->s_u, L->xp_sw, NULL, L->xp_qs, K_EPI_I8),
+                            g->xdbl8, xw, g->acc);
             rt_mark(r, RT_P_X_PROJ);
             HOOK(l, MQ_ACT_X_PROJ_OUT, g->xdbl8, MQ_I8, L->s_xp, R, xw, xw);
             /* dt_proj without its bias (Quamba: the scan adds it), requantized */
@@ -297,7 +316,7 @@ static int forward(rt_be *r, int B, int T, be_state *s, const mq_hooks *hk) {
             rt_mark(r, RT_P_DT_PROJ);
             HOOK(l, MQ_ACT_DT, g->dt8, MQ_I8, L->s_dt, R, E, E);
             k_scan_m1_args<k_in_i8, half> a;
-            a.x = {g->xc8, E, L->s_u}, a.dt = {g->dt8, E, L->s_dt};
+            a.x = {g->xc8, E, L->s_u, L->x_sv}, a.dt = {g->dt8, E, L->s_dt};
             a.Bm = {g->xdbl8 + R_, xw, L->s_B}, a.Cm = {g->xdbl8 + R_ + N, xw, L->s_C}, a.z = {z8, in, L->s_z};
             a.dt_bias = L->dt_b, a.A = L->ssm.A, a.D = L->ssm.D, a.y = g->y16, a.ldy = E, a.Di = E, a.N = N;
             rt_scan_state(a, r, ssm_state, s != NULL, B, T, nc);
@@ -371,13 +390,14 @@ static void free_weights(rt_be *r) { free(((i8_be *)r)->layers); }
 
 static const rt_pass pass = {"int8 GPU pass", 1, 64, layout_ws, init_ws, free_ws, forward, lm_head, free_weights};
 
-static i8_be *alloc_model(const mq_config *cfg, int lm_quant) {
+static i8_be *alloc_model(const mq_config *cfg, int lm_quant, int x_cluster) {
     if (rt_need_gpu() || rt_check_shapes(cfg, 128, pass.name)) return NULL;
     i8_be *g = (i8_be *)mq_calloc(1, sizeof *g);
     g->rt.pass = &pass;
     g->rt.base.kind = BE_CUDA_INT8;
     g->rt.base.cfg = *cfg;
     g->lm_quant = lm_quant;
+    g->x_cluster = x_cluster;
     g->layers = (i8_layer *)mq_calloc(cfg->n_layer, sizeof(i8_layer));
     if (rt_carve_weights(&g->rt, layout_weights)) {
         free(g->layers), free(g);
@@ -387,6 +407,8 @@ static i8_be *alloc_model(const mq_config *cfg, int lm_quant) {
      * FP16 lm_head is that table */
     const size_t table = (size_t)cfg->vocab_size * cfg->d_model * 2;
     g->rt.base.decode_bytes = g->rt.base.weight_bytes - (lm_quant || !cfg->tie_embeddings ? table : 0);
+    if (x_cluster) /* nor x_proj's FP16 copy (the fused step reads the int8 codes) */
+        g->rt.base.decode_bytes -= (size_t)cfg->n_layer * xp_dim(cfg) * cfg->d_inner * sizeof(half);
     return g;
 }
 
@@ -407,7 +429,15 @@ be *be_cuda_open_int8(const q_model *qm, int batch, int seqlen) {
     const int lm_quant = qm->lm_head_q.q != NULL;
     mq_config cfg = *c;
     cfg.tie_embeddings = !lm_quant && qm->lm_head == NULL; /* an FP16 lm_head of its own when untied */
-    i8_be *g = alloc_model(&cfg, lm_quant);
+    /* quamba2: Mamba1's x_proj reads a clustered x through FP16 (checked for every layer alike) */
+    int x_cluster = 0;
+    for (int l = 0; l < c->n_layer; l++) x_cluster += c->arch == MQ_MAMBA1 && q_layer_vector_scaled(qm, l, MQ_ACT_SSM_X);
+    if (x_cluster && x_cluster != c->n_layer) {
+        i8ref_plan_free(&p);
+        mq_fail("int8 GPU pass: %d of %d layers have clustered ssm_x scales (all or none)", x_cluster, c->n_layer);
+        return NULL;
+    }
+    i8_be *g = alloc_model(&cfg, lm_quant, x_cluster != 0);
     if (!g) {
         i8ref_plan_free(&p);
         return NULL;
@@ -448,8 +478,13 @@ be *be_cuda_open_int8(const q_model *qm, int batch, int seqlen) {
         rt_put_f32(L->out_sw, P->out_sw, D);
         if (L->out_b) rt_put_f32(L->out_b, Q->out_proj_b, D);
         rt_put_ssm(&L->ssm, c, P->A, Q->D, Q->dt_bias, Q->gnorm_w);
+        const int GN = c->n_groups * c->d_state;
+        L->x_sv = q_layer_vector_scaled(qm, l, MQ_ACT_SSM_X) ? L->conv_sout : NULL;
+        L->b_sv = c->arch == MQ_MAMBA2 && q_layer_vector_scaled(qm, l, MQ_ACT_B) ? L->conv_sout + E : NULL;
+        L->c_sv = c->arch == MQ_MAMBA2 && q_layer_vector_scaled(qm, l, MQ_ACT_C) ? L->conv_sout + E + GN : NULL;
         if (c->arch == MQ_MAMBA1) {
             rt_put(L->xp_w, Q->x_proj.q, (size_t)xw * E);
+            if (L->xp_w16) k_i8_to_f16(L->xp_w16, L->xp_w, (size_t)xw * E, 0); /* for k_i8_linear_xcols */
             rt_put_f32(L->xp_sw, P->xp_sw, xw);
             rt_put_f32(L->xp_qs, P->xp_qs, xw);
             rt_put(L->dt_w, Q->dt_proj.q, (size_t)E * c->dt_rank);
@@ -467,10 +502,10 @@ be *be_cuda_open_int8(const q_model *qm, int batch, int seqlen) {
 
 /* ---------------------------------------------------------------- random model (benchmarks) */
 
-be *rt_i8_random(const mq_config *c, int hadamard, uint64_t seed, int batch, int seqlen) {
+be *rt_i8_random(const mq_config *c, int hadamard, int q2, uint64_t seed, int batch, int seqlen) {
     mq_config cfg = *c;
     cfg.tie_embeddings = 1;
-    i8_be *g = alloc_model(&cfg, 0);
+    i8_be *g = alloc_model(&cfg, 0, q2 && c->arch == MQ_MAMBA1);
     if (!g) return NULL;
     const int D = c->d_model, E = c->d_inner, in = cfg_in_proj_dim(c), cd = cfg_conv_dim(c), K = c->d_conv;
     const int xw = xp_dim(c);
@@ -499,8 +534,13 @@ be *rt_i8_random(const mq_config *c, int hadamard, uint64_t seed, int batch, int
         rt_put_const(L->out_sw, D, wsc(E));
         if (L->out_b) rt_put_const(L->out_b, D, 0.f);
         rt_put_ssm_random(&L->ssm, c);
+        if (q2) { /* the scales per column (all alike: their values do not change the time) */
+            L->x_sv = L->conv_sout;
+            if (c->arch == MQ_MAMBA2) L->b_sv = L->conv_sout + E, L->c_sv = L->conv_sout + E + c->n_groups * c->d_state;
+        }
         if (c->arch == MQ_MAMBA1) {
             k_fill_i8(L->xp_w, (size_t)xw * E, s++, 0);
+            if (L->xp_w16) k_i8_to_f16(L->xp_w16, L->xp_w, (size_t)xw * E, 0);
             rt_put_const(L->xp_sw, xw, wsc(E));
             rt_put_const(L->xp_qs, xw, 4.f / 127);
             k_fill_i8(L->dt_w, (size_t)E * c->dt_rank, s++, 0);

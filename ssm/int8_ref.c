@@ -281,14 +281,14 @@ static void linear(const int8_t *X, int ldx, const q_weight *W, int M, float sx,
     free(acc), free(qt), free(ft);
 }
 
-/* Mamba1 x_proj of quamba2's clustered x (a scale per input channel, so no single int8 GEMM scale):
- * FP32 on the dequantized x and weights, as the simulation, then quantized with its output scale */
-static void x_proj_f32(const int8_t *x8, const float *sx, const q_weight *W, int T, float s_out, int8_t *out) {
-    const int N = W->rows, K = W->cols;
-    float *x = deq_cols(x8, K, T, K, sx), *w = mq_malloc((size_t)N * K * sizeof(float)), *y = mq_malloc((size_t)T * N * 4);
-    q_weight_dequantize(W, w);
-    mat_linear(y, x, w, NULL, T, N, K);
-    for (size_t i = 0; i < (size_t)T * N; i++) out[i] = qr_quant_i8(y[i], s_out);
+void i8ref_linear_xcols(int8_t *out, const int8_t *X, int ldx, const float *sx, const int8_t *W, const float *sw,
+                        const float *qs, int M, int N, int K) {
+    float *x = deq_cols(X, ldx, M, K, sx), *w = mq_malloc((size_t)N * K * sizeof(float)), *y = mq_malloc((size_t)M * N * 4);
+    for (int n = 0; n < N; n++)
+        for (int k = 0; k < K; k++) w[(size_t)n * K + k] = qr_deq_i8(W[(size_t)n * K + k], sw[n]);
+    mat_linear(y, x, w, NULL, M, N, K);
+    for (int m = 0; m < M; m++)
+        for (int n = 0; n < N; n++) out[(size_t)m * N + n] = qr_quant_i8(y[(size_t)m * N + n], qs[n]);
     free(x), free(w), free(y);
 }
 
@@ -321,7 +321,7 @@ int i8ref_forward(const q_model *qm, const i8ref_plan *p, const int32_t *tokens,
             HOOK(l, MQ_ACT_Z, z8, MQ_I8, L->s_z, T, E, in);
             i8ref_conv1d(xc8, E, x8, in, NULL, Q->conv1d.q, L->conv_sw, L->conv_sin, Q->conv_b, L->conv_sout, T, E, K);
             HOOK(l, MQ_ACT_SSM_X, xc8, MQ_I8, L->s_u, T, E, E);
-            if (Q->x_scale) x_proj_f32(xc8, L->conv_sout, &Q->x_proj, T, L->s_xp, xdbl8);
+            if (Q->x_scale) i8ref_linear_xcols(xdbl8, xc8, E, L->conv_sout, Q->x_proj.q, L->xp_sw, L->xp_qs, T, xw, E);
             else linear(xc8, E, &Q->x_proj, T, L->s_u, L->xp_sw, NULL, L->xp_qs, xdbl8, NULL, xw);
             HOOK(l, MQ_ACT_X_PROJ_OUT, xdbl8, MQ_I8, L->s_xp, T, xw, xw);
             linear(xdbl8, xw, &Q->dt_proj, T, L->s_xp, L->dt_sw, NULL, L->dt_qs, dt8, NULL, E);

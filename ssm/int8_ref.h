@@ -25,6 +25,11 @@ void i8ref_add_rmsnorm(float *resid, const float *delta, const float *w, int T, 
  * state (if any) then holds the last K-1 inputs. x [T x C] (ld ldx), out [T x C] (ld ldo). */
 void i8ref_conv1d(int8_t *out, int ldo, const int8_t *x, int ldx, int8_t *state, const int8_t *w, const float *sw,
                   const float *s_in, const float *bias, const float *s_out, int T, int C, int K);
+/* Mamba1 x_proj of quamba2's clustered x (a scale per input channel, so no single int8 GEMM scale):
+ * out[M x N] = int8 q(x W'^T, qs[n]) in FP32 on the dequantized x (X[m][k] sx[k], ld ldx) and
+ * weights (W'[n][k] = W[n][k] sw[n]), as the simulation (k_i8_linear_xcols on the GPU). */
+void i8ref_linear_xcols(int8_t *out, const int8_t *X, int ldx, const float *sx, const int8_t *W, const float *sw,
+                        const float *qs, int M, int N, int K);
 /* Mamba1 scan of one sequence on int8 inputs: op_dt_softplus(dt8*sdt + dt_bias) and op_scan_m1 on
  * the dequantized u, B, C, z (z8 may be NULL). y [T x Di] FP32; state [Di x N] in/out or NULL. */
 void i8ref_scan_m1(float *y, const int8_t *u, int ldu, float su, const int8_t *dt, int lddt, float sdt,

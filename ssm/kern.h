@@ -23,6 +23,7 @@ typedef __half half;
 /* ================================================================ shared */
 
 void k_f32_to_f16(half *dst, const float *src, size_t n, cudaStream_t st);
+void k_i8_to_f16(half *dst, const int8_t *src, size_t n, cudaStream_t st); /* int8 codes as FP16 (exact) */
 void k_fill_f16(half *dst, size_t n, uint64_t seed, float scale, cudaStream_t st); /* uniform in [-scale, scale) */
 void k_fill_i8(int8_t *dst, size_t n, uint64_t seed, cudaStream_t st);              /* uniform in [-127, 127] */
 /* resid[rows x D] = embed[tokens[r]] (FP16 table -> FP32 residual) */
@@ -40,7 +41,10 @@ void k_gemm_f16_blas(cublasHandle_t h, const half *X, int ldx, const half *W, vo
 
 /* ---- the scans (ssm/scan.cuh) ----
  * Inputs are read through a loader: k_in_f16 (FP16 activations), k_in_i8 (int8 codes times a
- * per-tensor scale). raw() fetches, val() turns what raw() fetched into the FP32 value. */
+ * per-tensor scale, or a scale per column: quamba2's clustered x, B / C per SSD group). raw()
+ * fetches, val() turns what raw() fetched into the FP32 value with the loader's one scale; at()
+ * applies column c's scale; a kernel that keeps to one column takes scale(c) once and applies it
+ * with val_s(). */
 struct k_in_f16 {
     const half *p;
     int ld;
@@ -49,21 +53,27 @@ struct k_in_f16 {
     __device__ raw_t raw(size_t r, int c) const { return __half2float(p[r * ld + c]); }
     __device__ float val(raw_t v) const { return v; }
     __device__ float at(size_t r, int c) const { return val(raw(r, c)); }
+    __device__ float scale(int) const { return 1.f; }
+    __device__ float val_s(raw_t v, float) const { return v; }
 };
 struct k_in_i8 {
     const int8_t *p;
     int ld;
     float s;
+    const float *sv = nullptr; /* a scale per column, or NULL: s for every column */
     typedef int raw_t;
     static const bool sim = true; /* the simulation's arithmetic (ssm/scan.cuh) */
     __device__ raw_t raw(size_t r, int c) const { return p[r * ld + c]; }
     __device__ float val(raw_t v) const { return (float)v * s; }
-    __device__ float at(size_t r, int c) const { return val(raw(r, c)); }
+    __device__ float scale(int c) const { return sv ? __ldg(sv + c) : s; }
+    __device__ float at(size_t r, int c) const { return (float)raw(r, c) * scale(c); }
+    __device__ float val_s(raw_t v, float sc) const { return (float)v * sc; }
 };
 
 /* Mamba1 selective scan (ssm/ops.h op_scan_m1): delta = softplus(dt + dt_bias) (dt_bias NULL: none;
  * the FP16 pass adds dt_proj's bias in its GEMM, the int8 pass here), h = exp(delta A) h +
- * delta B u, y = (C.h + D u) * SiLU(z) (z.p NULL: no gate). state FP32 [B][Di][N]: read when
+ * delta B u, y = (C.h + D u) * SiLU(z) (z.p NULL: no gate). int8: x may have a scale per channel
+ * (x.sv); dt, B, C and z have one each. state FP32 [B][Di][N]: read when
  * state_in, always written. nc time chunks; cstate / cdt: carries [nc x B x Di x N], [nc x B x Di]
  * (needed when nc > 1). par: the kernel parallel over time (ssm/pscan.cuh; d_state <= 16), nc unused. */
 template <class In, class Out>
@@ -82,7 +92,8 @@ struct k_scan_m1_args {
 void k_scan_m1(const k_scan_m1_args<k_in_f16, half> &a, cudaStream_t st);
 void k_scan_m1(const k_scan_m1_args<k_in_i8, half> &a, cudaStream_t st);
 /* Mamba2 scan (op_scan_m2): dt = clamp(softplus(dt + dt_bias[h]), lo, hi), h = exp(dt A_h) h +
- * dt x B^T (group h / (H/G) of B and C), y = h C + D_h x. state FP32 [B][H][P][N]; carries
+ * dt x B^T (group h / (H/G) of B and C), y = h C + D_h x. int8: x may have a scale per column, B and
+ * C one per SSD group (sv repeating it over the group's N columns); dt one. state FP32 [B][H][P][N]; carries
  * [nc x B x H*P x N], [nc x B x H]. ssd_q > 0: the chunked SSD form (ssm/ssd.cuh) with chunks of
  * ssd_q tokens, nc unused, the carries sized for cdiv(T, ssd_q) chunks. */
 template <class In, class Out>
@@ -172,6 +183,13 @@ void k_i8_add_rmsnorm(float *resid, const half *delta, const float *w, int8_t *q
                       int rows, int D, float eps, cudaStream_t st);
 /* q[rows x C] (ld ldq) = int8 q(x, s) of FP16 x (ld ldx) */
 void k_i8_quant_f16(int8_t *q, int ldq, const half *x, int ldx, float s, int rows, int C, cudaStream_t st);
+/* Mamba1 x_proj of a clustered x (quamba2: a scale per input channel sx[K], so no one int8 GEMM
+ * scale): out[M x N] (ld ldo) = int8 q(sw[n] * sum_k W[n][k] (X[m][k] sx[k]), qs[n]). W16 holds W's
+ * int8 codes as FP16 (exact); X sx is split into FP16 hi + lo (split [2M x K]), one cuBLAS GEMM with
+ * FP32 sums gives both products (acc [2M x N] FP32), so the result is at FP32 rounding distance of
+ * the CPU mirror's FP32 linear (ssm/int8_ref.c). blas must run on st. */
+void k_i8_linear_xcols(cublasHandle_t blas, const int8_t *X, int ldx, const float *sx, const half *W16, int M, int N, int K,
+                       const float *sw, const float *qs, int8_t *out, int ldo, half *split, float *acc, cudaStream_t st);
 /* Causal depthwise conv1d over B sequences of T rows of int8 x (ld ldx), channel c dequantized with
  * s_in[c], int8 weights w[C x K] with sw[c], FP32 bias (or NULL), SiLU, int8 out with s_out[c].
  * state: int8 [B][C][K-1] (the previous K-1 inputs, oldest first) or NULL (zeros); with update it
@@ -227,7 +245,10 @@ void k_i8_dec_linear(const int8_t *X, const int8_t *W, int N, int K, const k_epi
                      cudaStream_t st);
 /* Mamba1 conv1d step (x [E] int8, state [E x (K-1)], the conv's weights and per-channel scales) ->
  * xc [E], then x_proj: out [N] = epilogue(xc W^T), W [N x E]. acc [N] int32 and counter must be zero
- * before the first call; every call leaves them zero. E % 64 == 0. */
+ * before the first call; every call leaves them zero. E % 64 == 0. With xsv (quamba2's clustered x,
+ * a scale per channel, so no int32 sum): FP32 sums of W[n][k] (xc[k] xsv[k]) per block of 64
+ * channels into part [E / 64 x N], added in block order by the last block, out = int8 q(sum
+ * e.sw[n], e.qs[n]) (k_i8_linear_xcols' values up to FP32 order). */
 struct k_dec_conv_xproj_args {
     const int8_t *x;
     int8_t *state, *xc;
@@ -240,6 +261,8 @@ struct k_dec_conv_xproj_args {
     int8_t *out;
     int32_t *acc;
     unsigned *counter;
+    const float *xsv = nullptr;
+    float *part = nullptr;
 };
 void k_i8_dec_conv_xproj(const k_dec_conv_xproj_args &a, cudaStream_t st);
 /* Mamba1 dt_proj (dtw [E x R] . xdbl[0, R), epilogue s_xp * dt_sw, requantized with dt_qs) and the
@@ -253,6 +276,7 @@ struct k_dec_dt_scan_args {
     float sdt;
     const int8_t *u;
     float su, sb, sc;
+    const float *suv = nullptr; /* a scale of u per channel (quamba2's clustered x), or NULL: su */
     const int8_t *z;
     float sz;
     const float *A, *D;

@@ -1,4 +1,4 @@
-/* The kernels both GPU passes run (launchers in ssm/kern.h): FP32 -> FP16 conversion, the random
+/* The kernels both GPU passes run (launchers in ssm/kern.h): FP32 / int8 -> FP16 conversion, the random
  * fills of benchmark models, the embedding lookup, the fused log-sum-exp NLL, the conv state
  * update of a prefill, and the cuBLAS FP16 GEMM. All arithmetic is FP32. */
 #include <math.h>
@@ -14,6 +14,16 @@ __global__ void f32_to_f16_kernel(half *dst, const float *src, size_t n) {
 void k_f32_to_f16(half *dst, const float *src, size_t n, cudaStream_t st) {
     if (!n) return;
     f32_to_f16_kernel<<<(unsigned)min((size_t)4096, (n + 255) / 256), 256, 0, st>>>(dst, src, n);
+    CUDA_CHECK_LAUNCH();
+}
+
+__global__ void i8_to_f16_kernel(half *dst, const int8_t *src, size_t n) {
+    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x)
+        dst[i] = __int2half_rn(src[i]);
+}
+void k_i8_to_f16(half *dst, const int8_t *src, size_t n, cudaStream_t st) {
+    if (!n) return;
+    i8_to_f16_kernel<<<(unsigned)min((size_t)4096, (n + 255) / 256), 256, 0, st>>>(dst, src, n);
     CUDA_CHECK_LAUNCH();
 }
 

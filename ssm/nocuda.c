@@ -15,6 +15,10 @@ be *be_cuda_open_random(const mq_config *cfg, be_kind kind, int hadamard, uint64
     return NULL;
 }
 be *be_cuda_open_w4a16(const q_model *qm, int batch, int seqlen) { NOCUDA; return NULL; }
+be *be_cuda_open_random_q2(const mq_config *cfg, uint64_t seed, int batch, int seqlen) {
+    NOCUDA;
+    return NULL;
+}
 be *be_cuda_open_random_w4a16(const mq_config *cfg, int group, uint64_t seed, int batch, int seqlen) {
     NOCUDA;
     return NULL;
@@ -53,17 +57,26 @@ int gop_i8_gemm(int32_t *acc, const int8_t *X, const int8_t *W, int M, int N, in
 }
 int gop_i8_linear(int8_t *q_out, float *f_out, int kind, const int8_t *X, const int8_t *W, int M, int N, int K, int pad,
                   float sx, const float *sw, const float *bias, const float *qs, int route) { return NOCUDA; }
+int gop_i8_linear_xcols(int8_t *q_out, const int8_t *X, const float *sx, const int8_t *W, const float *sw, const float *qs,
+                        int M, int N, int K, int pad) {
+    return NOCUDA;
+}
 int gop_i8_add_rmsnorm(float *resid, const float *delta, const float *w, int T, int D, float eps, float s, int8_t *q) {
     return NOCUDA;
 }
 int gop_i8_conv1d(int8_t *out, const int8_t *x, int8_t *state, const int8_t *w, const float *sw, const float *s_in,
                   const float *bias, const float *s_out, int B, int T, int C, int K) { return NOCUDA; }
-int gop_i8_scan_m1(float *y, const int8_t *u, float su, const int8_t *dt, float sdt, const float *dt_bias,
-                   const int8_t *Bm, const int8_t *Cm, float sb, float sc, const int8_t *z, float sz, const float *A,
-                   const float *D, float *state, int B, int T, int Di, int N, int n_chunks, int par) { return NOCUDA; }
-int gop_i8_scan_m2(float *y, const int8_t *x, float sx, const int8_t *dt, float sdt, const float *dt_bias, float lo,
-                   float hi, const int8_t *Bm, const int8_t *Cm, float sb, float sc, const float *A, const float *D,
-                   float *state, int B, int T, int H, int P, int G, int N, int n_chunks, int ssd_q) { return NOCUDA; }
+int gop_i8_scan_m1(float *y, const int8_t *u, float su, const float *su_col, const int8_t *dt, float sdt,
+                   const float *dt_bias, const int8_t *Bm, const int8_t *Cm, float sb, float sc, const int8_t *z, float sz,
+                   const float *A, const float *D, float *state, int B, int T, int Di, int N, int n_chunks, int par) {
+    return NOCUDA;
+}
+int gop_i8_scan_m2(float *y, const int8_t *x, float sx, const float *sx_col, const int8_t *dt, float sdt,
+                   const float *dt_bias, float lo, float hi, const int8_t *Bm, const int8_t *Cm, float sb, float sc,
+                   const float *sb_col, const float *sc_col, const float *A, const float *D, float *state, int B, int T,
+                   int H, int P, int G, int N, int n_chunks, int ssd_q) {
+    return NOCUDA;
+}
 int gop_i8_gated_rmsnorm(float *out, const float *y, const int8_t *z, float sz, const float *w, int T, int D, float eps,
                          int norm_before_gate) { return NOCUDA; }
 int gop_i8_yquant_rows(int8_t *q, const float *y, int rows, int E, float s) { return NOCUDA; }

@@ -27,9 +27,10 @@
  * 128-bit shared load phase hit 32 distinct banks; linear over a lane's items. */
 static __device__ __forceinline__ int ps_col(int t) { return t + (t >> 5) * 4; }
 
-/* int8 pass: delta of code q of channel k (bias and clamp in) and SiLU of z code q, at q + 128 */
+/* int8 pass: delta of code q of channel k (bias and clamp in) and SiLU of z code q, at q + 128; the
+ * scale of x of channel k */
 template <bool TAB>
-struct ps_tabs { float sp[PS_CH][256], silu[256]; };
+struct ps_tabs { float sp[PS_CH][256], silu[256], xs[PS_CH]; };
 template <>
 struct ps_tabs<false> {};
 
@@ -91,6 +92,13 @@ static __device__ __forceinline__ float ps_delta(const ps_smem<k_in_f16> &, cons
 static __device__ __forceinline__ float ps_silu(const ps_smem<k_in_i8> &s, const float *, const k_in_i8 &, int v) {
     return s.tab.silu[v + 128];
 }
+/* the value of a stored x of channel k (int8: the channel's scale, quamba2's clustered x) */
+static __device__ __forceinline__ float ps_xval(const ps_smem<k_in_i8> &s, const k_in_i8 &, int k, int v) {
+    return (float)v * s.tab.xs[k];
+}
+static __device__ __forceinline__ float ps_xval(const ps_smem<k_in_f16> &, const k_in_f16 &in, int, unsigned short v) {
+    return ps_val(in, v);
+}
 static __device__ __forceinline__ float ps_silu(const ps_smem<k_in_f16> &, const float *tab, const k_in_f16 &in,
                                                 unsigned short v) {
     return tab ? __ldg(tab + 65536 + v) : d_silu(ps_val(in, v));
@@ -102,6 +110,7 @@ static __device__ void ps_build(ps_smem<k_in_i8> &s, const k_scan_m1_args<k_in_i
         const int k = j >> 8, q = (j & 255) - 128, ch = min(c0 + k, a.Di - 1);
         s.tab.sp[k][j & 255] = fmaxf(d_softplus(a.dt.val(q) + (a.dt_bias ? a.dt_bias[ch] : 0.f)), 0.f);
         if (j < 256 && a.z.p) s.tab.silu[j] = d_silu(a.z.val(q));
+        if (j < PS_CH) s.tab.xs[j] = a.x.scale(min(c0 + j, a.Di - 1));
     }
 }
 template <class Out>
@@ -143,7 +152,7 @@ static __device__ void ps_load_chunk(ps_smem<In> &s, const k_scan_m1_args<In, Ou
         const bool in = k < nv;
         const float bias = in && a.dt_bias ? a.dt_bias[c0 + k] : 0.f;
         s.delta[k][col] = in ? ps_delta(s, a.dt_bias ? NULL : tab, a.dt, bias, k, dt[k]) : 0.f;
-        s.u[k][col] = in ? ps_val(a.x, x[k]) : 0.f;
+        s.u[k][col] = in ? ps_xval(s, a.x, k, x[k]) : 0.f;
         s.g[k][col] = in && a.z.p ? ps_silu(s, tab, a.z, z[k]) : 1.f;
     }
     const bool rin = t0 + t < a.T, bvec = vec && a.N == PS_NMAX;

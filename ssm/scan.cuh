@@ -121,6 +121,7 @@ __global__ void __launch_bounds__(S1_THREADS) scan_m1_kernel(k_scan_m1_args<In, 
     }
     const float bias = a.dt_bias ? a.dt_bias[dd] : 0.f, Dd = a.D ? a.D[dd] : 0.f;
     const bool gate = a.z.p != NULL;
+    const float xsc = a.x.scale(dd); /* the channel's scale of x */
     float sdt = 0.f;
     for (int tb = t0; tb < t1; tb += S1_TT) {
         const int nt = min(S1_TT, t1 - tb);
@@ -129,8 +130,9 @@ __global__ void __launch_bounds__(S1_THREADS) scan_m1_kernel(k_scan_m1_args<In, 
         for (int i = threadIdx.x; i < nt * NPAD; i += S1_THREADS) { /* rows >= nt are never read */
             const int tt = i / NPAD, n = i - tt * NPAD;
             const bool in = n < N;
-            sB[tt][n] = in ? a.Bm.at(row0 + tt, n) : 0.f;
-            if (OUT) sC[tt][n] = in ? a.Cm.at(row0 + tt, n) : 0.f;
+            /* Mamba1's B and C take one scale (x_proj's output): val, not at */
+            sB[tt][n] = in ? a.Bm.val(a.Bm.raw(row0 + tt, n)) : 0.f;
+            if (OUT) sC[tt][n] = in ? a.Cm.val(a.Cm.raw(row0 + tt, n)) : 0.f;
         }
         /* this thread's x, dt (and z) for the tile, loaded before use so the loads overlap */
         typename In::raw_t xs[S1_TT], dts[S1_TT], zs[S1_TT];
@@ -146,7 +148,7 @@ __global__ void __launch_bounds__(S1_THREADS) scan_m1_kernel(k_scan_m1_args<In, 
 #pragma unroll
         for (int tt = 0; tt < S1_TT; tt++) {
             if (tt >= nt) break;
-            const float u = a.x.val(xs[tt]), dtv = a.dt.val(dts[tt]) + bias;
+            const float u = a.x.val_s(xs[tt], xsc), dtv = a.dt.val(dts[tt]) + bias;
             float part = 0.f;
             if (In::sim) { /* the simulation's order (op_scan_m1): exp(dt A) h + (dt B) u */
                 const float delta = fmaxf(d_softplus(dtv), 0.f);

@@ -20,11 +20,20 @@
 #define SSD_QMAX 256 /* longest chunk */
 #define SSD_LDT (SSD_TQ + 8) /* halves per row of a [.][token] tile: rows 4 banks apart */
 
-/* What the tiles hold: FP16 activations as they are, int8 codes as FP16 (exact); ssd_scale turns a
- * tile's value into the activation. ssd_code8: 8 consecutive columns from c, zeros from column c + nv
- * on; one 16-byte (FP16) or 8-byte (int8) load when vec (the row and column are aligned). */
-static __device__ __forceinline__ float ssd_scale(const k_in_f16 &) { return 1.f; }
-static __device__ __forceinline__ float ssd_scale(const k_in_i8 &in) { return in.s; }
+/* What the tiles hold: FP16 activations as they are, int8 codes as FP16 (exact); the scales turn a
+ * tile's value into the activation: B and C one per SSD group (ssd_scale of the group's first
+ * column), x one per tensor (ssd_xscale, folded into the weights) or one per column p (ssd_xcol,
+ * applied to the sums of column p). ssd_code8: 8
+ * consecutive columns from c, zeros from column c + nv on; one 16-byte (FP16) or 8-byte (int8) load
+ * when vec (the row and column are aligned). */
+template <class In>
+static __device__ __forceinline__ float ssd_scale(const In &in, int c) { return in.scale(c); }
+static __device__ __forceinline__ float ssd_xscale(const k_in_f16 &) { return 1.f; }
+static __device__ __forceinline__ float ssd_xscale(const k_in_i8 &in) { return in.sv ? 1.f : in.s; }
+static __device__ __forceinline__ float ssd_xcol(const k_in_f16 &, float v, int) { return v; }
+static __device__ __forceinline__ float ssd_xcol(const k_in_i8 &in, float v, int c) {
+    return in.sv ? __fmul_rn(v, __ldg(in.sv + c)) : v;
+}
 static __device__ __forceinline__ uint4 ssd_code8(const k_in_f16 &in, size_t r, int c, int nv, bool vec) {
     const half *src = in.p + r * in.ld + c;
     if (vec && nv >= 8) return *(const uint4 *)src;
@@ -204,7 +213,7 @@ __global__ void __launch_bounds__(SSD_THREADS) ssd_state_kernel(k_scan_m2_args<I
     const bool vb = in_vec8_ok(a.Bm) && N % 8 == 0, vx = in_vec8_ok(a.x) && P % 8 == 0;
     const size_t r0 = (size_t)b * a.T + c0;
     ssd_decay(a, r0, m, hd, sDt, sS);
-    const float last = sS[m - 1], scale = __fmul_rn(ssd_scale(a.Bm), ssd_scale(a.x));
+    const float last = sS[m - 1], scale = __fmul_rn(ssd_scale(a.Bm, grp * N), ssd_xscale(a.x));
     float acc[2][8][4];
     zero_acc(acc[0]), zero_acc(acc[1]);
     for (int j0 = 0; j0 < m; j0 += SSD_TQ) {
@@ -259,7 +268,7 @@ __global__ void __launch_bounds__(SSD_THREADS) ssd_state_kernel(k_scan_m2_args<I
 #pragma unroll
             for (int e = 0; e < 4; e++) {
                 const int n = (warp + 4 * mi) * 16 + g + (e >= 2 ? 8 : 0), p = p0 + pt * 8 + 2 * t + (e & 1);
-                if (n < N && p < P) cs[(size_t)p * N + n] = acc[mi][pt][e];
+                if (n < N && p < P) cs[(size_t)p * N + n] = ssd_xcol(a.x, acc[mi][pt][e], hd * P + p);
             }
     if (blockIdx.x == 0 && threadIdx.x == 0) {
         float sum = 0.f;
@@ -291,7 +300,7 @@ __global__ void __launch_bounds__(SSD_THREADS, 3) ssd_out_kernel(k_scan_m2_args<
     const bool vx = in_vec8_ok(a.x) && P % 8 == 0;
     const size_t rs = (size_t)b * a.T; /* row of the sequence's first token */
     ssd_decay(a, rs + c0, m, hd, sDt, sS);
-    const float scale = __fmul_rn(__fmul_rn(ssd_scale(a.Cm), ssd_scale(a.Bm)), ssd_scale(a.x));
+    const float scale = __fmul_rn(__fmul_rn(ssd_scale(a.Cm, grp * N), ssd_scale(a.Bm, grp * N)), ssd_xscale(a.x));
     ssd_stage(sC, LDN, a.Cm, rs + t0, nt, grp * N, N, NP, vc);
     const int ra = t0 - c0 + warp * 16 + g; /* chunk index of the lane's first row; the second is ra + 8 */
     float y[8][4];
@@ -388,7 +397,7 @@ __global__ void __launch_bounds__(SSD_THREADS, 3) ssd_out_kernel(k_scan_m2_args<
             mma_f16(z[pt], af, b0, b1);
         }
     }
-    const float sc_c = ssd_scale(a.Cm), Dh = a.D ? a.D[hd] : 0.f;
+    const float sc_c = ssd_scale(a.Cm, grp * N), Dh = a.D ? a.D[hd] : 0.f;
     const float f0 = ra < m ? __fmul_rn(ex2_ftz(sS[ra]), sc_c) : 0.f, f1 = ra + 8 < m ? __fmul_rn(ex2_ftz(sS[ra + 8]), sc_c) : 0.f;
 #pragma unroll
     for (int pt = 0; pt < 8; pt++)
@@ -397,7 +406,7 @@ __global__ void __launch_bounds__(SSD_THREADS, 3) ssd_out_kernel(k_scan_m2_args<
             const int r = warp * 16 + g + (e >= 2 ? 8 : 0), p = p0 + pt * 8 + 2 * t + (e & 1);
             if (r < nt && p < P) {
                 const size_t row = rs + t0 + r;
-                const float v = __fmaf_rn(z[pt][e], e >= 2 ? f1 : f0, y[pt][e]);
+                const float v = __fmaf_rn(z[pt][e], e >= 2 ? f1 : f0, ssd_xcol(a.x, y[pt][e], hd * P + p));
                 put_out(&a.y[row * a.ldy + (size_t)hd * P + p], __fmaf_rn(Dh, a.x.at(row, hd * P + p), v));
             }
         }

@@ -15,8 +15,10 @@
  * build/bench/bench_int8 NAME --prefill: only the prefills of NAME, both passes, with the per-op times.
  * build/bench/bench_int8 [FILTER] --w4: the W4A16 / W4A8 GEMVs alone on the models' projection shapes.
  * build/bench/bench_int8 [FILTER] --w4a16: only the quamba2 W4A16 pass beside FP16 (the full run has it too).
- * build/bench/bench_int8 NAME --steps N [--batch B]: only N plain decode steps of NAME (N <= 64) for
- * B sequences, int8 then FP16, for a kernel profiler (ncu) to time every kernel of a step.
+ * build/bench/bench_int8 [FILTER] --q2: the quamba2 W8A8 pass (scales per column) beside the int8 pass.
+ * build/bench/bench_int8 NAME --steps N [--batch B] [--q2]: only N plain decode steps of NAME (N <= 64)
+ * for B sequences, int8 (--q2: quamba2 W8A8) then FP16, for a kernel profiler (ncu) to time every
+ * kernel of a step.
  * build/bench/bench_int8 --artifact ART MODEL: the same prefill 1x1024 and batch-1 decode for an
  * artifact (mambaq quantize) beside the FP16 forward of its source checkpoint MODEL: the whole
  * artifact path at full size (tests/bench_random_model.c makes such checkpoints). */
@@ -52,12 +54,13 @@ static be *open_random(const mq_config *c, be_kind kind, int batch, int seqlen) 
     if (!b) mq_die("%s: %s", c->source, mq_errmsg());
     return b;
 }
-/* The passes time_pass runs: int8, FP16, and quamba2 W4A16 (groups of 128, y rotated) */
-enum { P_INT8, P_F16, P_W4A16 };
+/* The passes time_pass runs: int8, FP16, quamba2 W4A16 (groups of 128, y rotated) and quamba2 W8A8
+ * (the int8 pass with scales per column) */
+enum { P_INT8, P_F16, P_W4A16, P_Q2 };
 #define W4_GROUP 128
 static be *open_pass(const mq_config *c, int pass, int batch, int seqlen) {
-    if (pass != P_W4A16) return open_random(c, pass == P_INT8 ? BE_CUDA_INT8 : BE_CUDA_F16, batch, seqlen);
-    be *b = be_open_random_w4a16(c, W4_GROUP, 1, batch, seqlen);
+    if (pass == P_INT8 || pass == P_F16) return open_random(c, pass == P_INT8 ? BE_CUDA_INT8 : BE_CUDA_F16, batch, seqlen);
+    be *b = pass == P_Q2 ? be_open_random_q2(c, 1, batch, seqlen) : be_open_random_w4a16(c, W4_GROUP, 1, batch, seqlen);
     if (!b) mq_die("%s: %s", c->source, mq_errmsg());
     return b;
 }
@@ -77,7 +80,7 @@ static void time_pass(const mq_config *c, int pass, const int32_t *tok, pass_tim
         pt->dec[k] = bt_decode_ms(d, s, tok);
         if (k == NB - 1) {
             const size_t state = (size_t)batches[k] * c->n_layer *
-                                 (cfg_conv_dim(c) * (c->d_conv - 1) * (pass == P_INT8 ? 1 : 4) +
+                                 (cfg_conv_dim(c) * (c->d_conv - 1) * (pass == P_INT8 || pass == P_Q2 ? 1 : 4) +
                                   (size_t)c->d_inner * c->d_state * 4);
             pt->mem_gb += (be_ws_bytes(d) + state) / 1e9;
         }
@@ -92,14 +95,14 @@ static int nop_hook(void *ctx, const mq_act *a) {
     (void)ctx, (void)a;
     return 0;
 }
-static int profile_steps(const shape *sh, int n, int batch) {
+static int profile_steps(const shape *sh, int n, int batch, int q2) {
     mq_config c = make_cfg(sh);
     if (n > 64) n = 64;
     int32_t *tok = bt_tokens(64 * batch, c.vocab_size);
     float *logits = mq_malloc(sizeof(float) * c.vocab_size * batch);
-    const be_kind kinds[2] = {BE_CUDA_INT8, BE_CUDA_F16};
+    const int passes[2] = {q2 ? P_Q2 : P_INT8, P_F16};
     for (int p = 0; p < 2; p++) {
-        be *b = open_random(&c, kinds[p], batch, 16);
+        be *b = open_pass(&c, passes[p], batch, 16);
         be_state *s = be_state_new(b, batch);
         mq_hooks nop = {nop_hook, NULL};
         if (!s) mq_die("%s: %s", sh->name, mq_errmsg());
@@ -388,9 +391,43 @@ static void print_peer_table(cJSON *models, cJSON *notes) {
     for (cJSON *n = notes->child; n; n = n->next) printf("%s- %s\n", n == notes->child ? "\n" : "", n->valuestring);
 }
 
+/* --q2: quamba2 W8A8 (scales per column: Mamba1's x_proj through FP16, the scans reading a scale per
+ * column) beside the plain int8 pass, the int8 table's protocol, and the per-op times of a 1x1024
+ * prefill of each */
+static int bench_q2(const char *filter) {
+    printf("quamba2 W8A8 vs quamba W8A8 (int8 pass), ms; ratio = int8 time / quamba2 time:\n\n| model | prefill 1x1024 | "
+           "prefill 8x1024 | decode b=1 | decode b=16 | decode b=64 |\n|---|---|---|---|---|---|\n");
+    char ops[sizeof shapes / sizeof shapes[0]][2][512];
+    for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++) {
+        if (filter && !strstr(shapes[i].name, filter)) continue;
+        mq_config c = make_cfg(&shapes[i]);
+        int32_t *tok = bt_tokens(8 * 1024, c.vocab_size);
+        pass_times t[2];
+        for (int p = 0; p < 2; p++) {
+            time_pass(&c, p ? P_Q2 : P_INT8, tok, &t[p]);
+            be *g = open_pass(&c, p ? P_Q2 : P_INT8, 1, 1024);
+            be_profile(g, 1);
+            if (be_prefill(g, tok, 1, 1024, NULL, NULL, NULL)) mq_die("%s", mq_errmsg());
+            be_profile(g, 0);
+            be_profile_report(g, ops[i][p], sizeof ops[i][p]);
+            be_free(g);
+        }
+        printf("| %s | %.2f / %.2f (%.2fx) | %.2f / %.2f (%.2fx) | %.3f / %.3f (%.2fx) | %.3f / %.3f (%.2fx) | "
+               "%.3f / %.3f (%.2fx) |\n", shapes[i].name, t[1].pre[0], t[0].pre[0], t[0].pre[0] / t[1].pre[0], t[1].pre[1],
+               t[0].pre[1], t[0].pre[1] / t[1].pre[1], t[1].dec[0], t[0].dec[0], t[0].dec[0] / t[1].dec[0], t[1].dec[1],
+               t[0].dec[1], t[0].dec[1] / t[1].dec[1], t[1].dec[2], t[0].dec[2], t[0].dec[2] / t[1].dec[2]);
+        fflush(stdout);
+        free(tok);
+    }
+    printf("\nprefill 1x1024, GPU ms per op (quamba2 / int8):\n");
+    for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++)
+        if (!filter || strstr(shapes[i].name, filter)) printf("- %s: %s\n  %s\n", shapes[i].name, ops[i][1], ops[i][0]);
+    return 0;
+}
+
 int main(int argc, char **argv) {
     const char *filter = NULL, *json_out = NULL, *peers = NULL;
-    int steps = -1, batch = 1, prefill = 0, w4 = 0, w4a16_only = 0;
+    int steps = -1, batch = 1, prefill = 0, w4 = 0, w4a16_only = 0, q2 = 0;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--json") && i + 1 < argc) json_out = argv[++i];
         else if (!strcmp(argv[i], "--peers") && i + 1 < argc) peers = argv[++i];
@@ -399,13 +436,14 @@ int main(int argc, char **argv) {
         else if (!strcmp(argv[i], "--prefill")) prefill = 1;
         else if (!strcmp(argv[i], "--w4")) w4 = 1;
         else if (!strcmp(argv[i], "--w4a16")) w4a16_only = 1;
+        else if (!strcmp(argv[i], "--q2")) q2 = 1;
         else if (!strcmp(argv[i], "--artifact") && i + 2 < argc) {
             const char *why;
             if (!gpu_available(&why)) return printf("bench_int8: no usable GPU (%s)\n", why), 0;
             return bench_artifact(argv[i + 1], argv[i + 2]);
         } else if (argv[i][0] == '-') {
-            fprintf(stderr, "usage: bench_int8 [FILTER] [--peers DIR] [--json FILE] | NAME --steps N [--batch B] | "
-                            "NAME --prefill | [FILTER] --w4 | [FILTER] --w4a16 | --artifact ART MODEL\n");
+            fprintf(stderr, "usage: bench_int8 [FILTER] [--peers DIR] [--json FILE] | NAME --steps N [--batch B] [--q2] | "
+                            "NAME --prefill | [FILTER] --w4 | [FILTER] --w4a16 | [FILTER] --q2 | --artifact ART MODEL\n");
             return 2;
         } else filter = argv[i];
     }
@@ -415,10 +453,11 @@ int main(int argc, char **argv) {
         return 0;
     }
     if (w4) return bench_w4(filter);
+    if (q2 && steps < 0 && !prefill) return bench_q2(filter);
     if (steps >= 0 || prefill) {
         for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++)
             if (filter && !strcmp(shapes[i].name, filter))
-                return prefill ? prefill_only(&shapes[i]) : profile_steps(&shapes[i], steps, batch < 1 ? 1 : batch);
+                return prefill ? prefill_only(&shapes[i]) : profile_steps(&shapes[i], steps, batch < 1 ? 1 : batch, q2);
         mq_die("bench_int8: no shape named %s", filter ? filter : "(none given)");
     }
     const double tbps = gpu_copy_tbps((size_t)1 << 30);

@@ -5,7 +5,7 @@
  * q_model (quantize/sim.c): per-role activations of the first and last layer, final hidden states,
  * per-token NLL, and decode steps against prefill. The model's statistics come from the test's own
  * observers over calibration tokens (tests/fixtures/tok). The GPU cases skip without a GPU; the CPU
- * mirror cases (i8ref_forward, also quamba2 W8A8, which has no GPU pass yet) run anywhere.
+ * mirror cases (i8ref_forward, also of quamba2 W8A8) run anywhere.
  * `test_int8 NAME` runs only the tests whose name contains NAME. With $I8_ART_DIR set, the quamba
  * q_models are also written there as artifacts (art_m1, art_m2) for `mambaq verify`. */
 #include <stdint.h>
@@ -139,6 +139,34 @@ static void test_linear_epilogue(void) {
     }
 }
 
+/* Mamba1 x_proj of quamba2's clustered x (k_i8_linear_xcols: FP16 tensor cores on x split into hi +
+ * lo) against i8ref_linear_xcols (FP32 on the dequantized values): FP32-level differences, so int8
+ * outputs one step apart where a value sits at a rounding tie; rarely. x scales from 16 clusters. */
+static void test_linear_xcols(void) {
+    NEED_GPU();
+    struct { int M, N, K, pad; } cs[] = {{1, 44, 384, 0}, {37, 48, 1536, 3}, {300, 192, 5120, 0}, {64, 80, 2048, 16}};
+    for (size_t i = 0; i < sizeof cs / sizeof cs[0]; i++) {
+        const int M = cs[i].M, N = cs[i].N, K = cs[i].K, pad = cs[i].pad;
+        int8_t *X = rand_i8((size_t)M * K), *W = rand_i8((size_t)N * K);
+        float *cl = rand_f(16, 0.005f, 0.08f), *sx = mq_malloc(sizeof(float) * K);
+        for (int k = 0; k < K; k++) sx[k] = cl[(k * 7 + k / 5) % 16];
+        const float base = 1.0f / (73.0f * 0.04f * 73.0f * sqrtf((float)K)); /* outputs of ~unit size */
+        float *sw = rand_f(N, 0.5f * base, 1.5f * base), *qs = rand_f(N, 3.0f / 127, 5.0f / 127);
+        int8_t *q_ref = mq_malloc((size_t)M * N), *q_got = mq_malloc((size_t)M * N);
+        i8ref_linear_xcols(q_ref, X, K, sx, W, sw, qs, M, N, K);
+        T_CHECK(gop_i8_linear_xcols(q_got, X, sx, W, sw, qs, M, N, K, pad) == 0, "%s", mq_errmsg());
+        int maxd, hist[3] = {0, 0, 0};
+        size_t nd;
+        cmp_q(q_got, q_ref, (size_t)M * N, &maxd, &nd);
+        for (size_t j = 0; j < (size_t)M * N; j++) hist[abs(q_ref[j]) == 127 ? 2 : q_ref[j] == 0 ? 0 : 1]++;
+        printf("    x_proj of a clustered x %4dx%4dx%4d (ld %d): int8 %zu of %d one step apart (max %d); codes 0 / "
+               "inside / saturated %d / %d / %d\n", M, N, K, K + pad, nd, M * N, maxd, hist[0], hist[1], hist[2]);
+        T_CHECK(maxd <= 1 && nd <= (size_t)(0.002 * M * N) + 2, "%zu flips, max %d", nd, maxd);
+        T_CHECK(hist[1] > M * N / 2, "the outputs are mostly 0 or saturated: the test scales are off");
+        free(X), free(W), free(cl), free(sx), free(sw), free(qs), free(q_ref), free(q_got);
+    }
+}
+
 /* ---------------------------------------------------------------- norms, conv */
 
 static void test_rmsnorm(void) {
@@ -225,45 +253,55 @@ static void test_conv1d(void) {
 
 /* ---------------------------------------------------------------- scans, gated norm */
 
-static void scan1_case(int B, int T, int Di, int N, int with_z, int with_state, int nc, int par) {
+/* vec: u with a scale per channel (quamba2's clustered x) */
+static void scan1_case(int B, int T, int Di, int N, int with_z, int with_state, int nc, int par, int vec) {
     size_t R = (size_t)B * T;
     int8_t *u = rand_i8(R * Di), *dt = rand_i8(R * Di), *z = rand_i8(R * Di), *Bm = rand_i8(R * N), *Cm = rand_i8(R * N);
     float *A = rand_f((size_t)Di * N, -8, -0.5f), *D = rand_f(Di, 0.5f, 1.5f), *bias = rand_f(Di, -5, -2);
     const float su = 0.03f, sdt = 0.02f, sb = 0.05f, sc = 0.04f, sz = 0.03f;
+    float *suv = vec ? rand_f(Di, 0.01f, 0.06f) : NULL;
     size_t sn = (size_t)B * Di * N;
     float *st0 = rand_f(sn, -1, 1), *s_ref = copy_f(st0, sn), *s_got = copy_f(st0, sn);
     float *y_ref = mq_malloc(R * Di * 4), *y_got = mq_malloc(R * Di * 4);
     for (int b = 0; b < B; b++) {
         size_t o = (size_t)b * T;
-        i8ref_scan_m1(y_ref + o * Di, u + o * Di, Di, su, dt + o * Di, Di, sdt, bias, Bm + o * N, Cm + o * N, N, sb, sc,
-                      with_z ? z + o * Di : NULL, Di, sz, A, D, with_state ? s_ref + (size_t)b * Di * N : NULL, T, Di, N);
+        float *sr = with_state ? s_ref + (size_t)b * Di * N : NULL;
+        const int8_t *zb = with_z ? z + o * Di : NULL;
+        if (vec)
+            i8ref_scan_m1v(y_ref + o * Di, u + o * Di, Di, suv, dt + o * Di, Di, sdt, bias, Bm + o * N, Cm + o * N, N, sb,
+                           sc, zb, Di, sz, A, D, sr, T, Di, N);
+        else
+            i8ref_scan_m1(y_ref + o * Di, u + o * Di, Di, su, dt + o * Di, Di, sdt, bias, Bm + o * N, Cm + o * N, N, sb, sc,
+                          zb, Di, sz, A, D, sr, T, Di, N);
     }
-    T_CHECK(gop_i8_scan_m1(y_got, u, su, dt, sdt, bias, Bm, Cm, sb, sc, with_z ? z : NULL, sz, A, D,
-                         with_state ? s_got : NULL, B, T, Di, N, nc, par) == 0, "%s", mq_errmsg());
+    T_CHECK(gop_i8_scan_m1(y_got, u, su, suv, dt, sdt, bias, Bm, Cm, sb, sc, with_z ? z : NULL, sz, A, D,
+                           with_state ? s_got : NULL, B, T, Di, N, nc, par) == 0, "%s", mq_errmsg());
     double my = maxabs(y_ref, R * Di), wy = worst(y_got, y_ref, R * Di, 6e-4, 1e-4 * my);
     /* FP32 against FP32 with other exp implementations: slow decays carry an ulp of dA over ~1/(dt |A|)
      * steps, so tolerances of 1e-4, not 1e-6 */
     double ms = maxabs(s_ref, sn), ws = with_state ? worst(s_got, s_ref, sn, 1e-4, 1e-4 * ms) : 0;
-    printf("    scan m1 B=%d T=%d Di=%d N=%d%s%s, %s: y worst %.3f (max |y| %.3g), state worst %.3f\n", B, T, Di, N,
-           with_z ? " z" : "", with_state ? " state" : "", par ? "parallel" : nc > 1 ? "chunks" : "one pass", wy, my, ws);
+    printf("    scan m1 B=%d T=%d Di=%d N=%d%s%s%s, %s: y worst %.3f (max |y| %.3g), state worst %.3f\n", B, T, Di, N,
+           with_z ? " z" : "", with_state ? " state" : "", vec ? " u scale per channel" : "",
+           par ? "parallel" : nc > 1 ? "chunks" : "one pass", wy, my, ws);
     T_CHECK(wy <= 1, "y worst %.3g", wy);
     T_CHECK(ws <= 1, "state worst %.3g", ws);
     free(u), free(dt), free(z), free(Bm), free(Cm), free(A), free(D), free(bias), free(st0), free(s_ref), free(s_got);
-    free(y_ref), free(y_got);
+    free(y_ref), free(y_got), free(suv);
 }
 
 /* Decode steps (T = 1 calls, the step kernel for N % 4 == 0) against one call over the same T
  * tokens (the general kernel): the same y and states bit for bit, both sum C.h in the same order. */
-static void scan1_steps_case(int B, int T, int Di, int N, int with_z) {
+static void scan1_steps_case(int B, int T, int Di, int N, int with_z, int vec) {
     size_t R = (size_t)B * T, sn = (size_t)B * Di * N;
     int8_t *u = rand_i8(R * Di), *dt = rand_i8(R * Di), *z = rand_i8(R * Di), *Bm = rand_i8(R * N), *Cm = rand_i8(R * N);
     float *A = rand_f((size_t)Di * N, -8, -0.5f), *D = rand_f(Di, 0.5f, 1.5f), *bias = rand_f(Di, -5, -2);
     const float su = 0.03f, sdt = 0.02f, sb = 0.05f, sc = 0.04f, sz = 0.03f;
+    float *suv = vec ? rand_f(Di, 0.01f, 0.06f) : NULL;
     float *st0 = rand_f(sn, -1, 1), *s_one = copy_f(st0, sn), *s_step = copy_f(st0, sn);
     float *y_one = mq_malloc(R * Di * 4), *y_step = mq_malloc(R * Di * 4), *y1 = mq_malloc((size_t)B * Di * 4);
     int8_t *u1 = mq_malloc((size_t)B * Di), *dt1 = mq_malloc((size_t)B * Di), *z1 = mq_malloc((size_t)B * Di);
     int8_t *B1 = mq_malloc((size_t)B * N), *C1 = mq_malloc((size_t)B * N);
-    T_CHECK(gop_i8_scan_m1(y_one, u, su, dt, sdt, bias, Bm, Cm, sb, sc, with_z ? z : NULL, sz, A, D, s_one, B, T, Di, N,
+    T_CHECK(gop_i8_scan_m1(y_one, u, su, suv, dt, sdt, bias, Bm, Cm, sb, sc, with_z ? z : NULL, sz, A, D, s_one, B, T, Di, N,
                            1, 0) == 0, "%s", mq_errmsg());
     for (int t = 0; t < T; t++) {
         for (int b = 0; b < B; b++) { /* token t of every sequence */
@@ -272,39 +310,51 @@ static void scan1_steps_case(int B, int T, int Di, int N, int with_z) {
             memcpy(z1 + (size_t)b * Di, z + r * Di, Di);
             memcpy(B1 + (size_t)b * N, Bm + r * N, N), memcpy(C1 + (size_t)b * N, Cm + r * N, N);
         }
-        T_CHECK(gop_i8_scan_m1(y1, u1, su, dt1, sdt, bias, B1, C1, sb, sc, with_z ? z1 : NULL, sz, A, D, s_step, B, 1, Di,
+        T_CHECK(gop_i8_scan_m1(y1, u1, su, suv, dt1, sdt, bias, B1, C1, sb, sc, with_z ? z1 : NULL, sz, A, D, s_step, B, 1, Di,
                                N, 1, 0) == 0, "%s", mq_errmsg());
         for (int b = 0; b < B; b++) memcpy(y_step + ((size_t)b * T + t) * Di, y1 + (size_t)b * Di, sizeof(float) * Di);
     }
     size_t dy = 0, ds = 0;
     for (size_t i = 0; i < R * Di; i++) dy += y_one[i] != y_step[i];
     for (size_t i = 0; i < sn; i++) ds += s_one[i] != s_step[i];
-    printf("    scan m1 B=%d Di=%d N=%d%s: %d decode steps vs one call: %zu y and %zu states differ\n", B, Di, N,
-           with_z ? " z" : "", T, dy, ds);
+    printf("    scan m1 B=%d Di=%d N=%d%s%s: %d decode steps vs one call: %zu y and %zu states differ\n", B, Di, N,
+           with_z ? " z" : "", vec ? " u scale per channel" : "", T, dy, ds);
     T_CHECK(dy == 0 && ds == 0, "decode steps differ from the one-call scan (%zu y, %zu states)", dy, ds);
     free(u), free(dt), free(z), free(Bm), free(Cm), free(A), free(D), free(bias), free(st0), free(s_one), free(s_step);
-    free(y_one), free(y_step), free(y1), free(u1), free(dt1), free(z1), free(B1), free(C1);
+    free(y_one), free(y_step), free(y1), free(u1), free(dt1), free(z1), free(B1), free(C1), free(suv);
 }
 
 static void test_scan_m1_steps(void) {
     NEED_GPU();
-    scan1_steps_case(3, 9, 100, 16, 1);
-    scan1_steps_case(2, 5, 45, 32, 1);
-    scan1_steps_case(1, 6, 33, 12, 0); /* 3 lanes of a 4-lane channel group live */
-    scan1_steps_case(64, 2, 256, 16, 1);
+    scan1_steps_case(3, 9, 100, 16, 1, 0);
+    scan1_steps_case(2, 5, 45, 32, 1, 0);
+    scan1_steps_case(1, 6, 33, 12, 0, 0); /* 3 lanes of a 4-lane channel group live */
+    scan1_steps_case(64, 2, 256, 16, 1, 0);
+    scan1_steps_case(3, 9, 100, 16, 1, 1);
 }
 
 /* The same for Mamba2 (one kernel for both, its decode steps one-token tiles) */
-static void scan2_steps_case(int B, int T, int H, int P, int G, int N) {
+/* vec: scales per column (x per column, B and C per SSD group), as quamba2 */
+static float *group_scales(int G, int N, float lo, float hi) {
+    float *v = mq_malloc((size_t)G * N * sizeof(float)), *g = rand_f(G, lo, hi);
+    for (int i = 0; i < G * N; i++) v[i] = g[i / N];
+    free(g);
+    return v;
+}
+
+static void scan2_steps_case(int B, int T, int H, int P, int G, int N, int vec) {
     const size_t R = (size_t)B * T, Di = (size_t)H * P, GN = (size_t)G * N, sn = (size_t)B * Di * N;
     int8_t *x = rand_i8(R * Di), *dt = rand_i8(R * H), *Bm = rand_i8(R * GN), *Cm = rand_i8(R * GN);
     float *A = rand_f(H, -8, -0.5f), *D = rand_f(H, 0.5f, 1.5f), *bias = rand_f(H, -5, -2);
     const float sx = 0.03f, sdt = 0.02f, sb = 0.05f, sc = 0.04f, lo = 0.f, hi = INFINITY;
+    float *sxv = vec ? rand_f(Di, 0.01f, 0.06f) : NULL, *sbv = vec ? group_scales(G, N, 0.02f, 0.08f) : NULL;
+    float *scv = vec ? group_scales(G, N, 0.02f, 0.08f) : NULL;
     float *st0 = rand_f(sn, -1, 1), *s_one = copy_f(st0, sn), *s_step = copy_f(st0, sn);
     float *y_one = mq_malloc(R * Di * 4), *y_step = mq_malloc(R * Di * 4), *y1 = mq_malloc((size_t)B * Di * 4);
     int8_t *x1 = mq_malloc((size_t)B * Di), *dt1 = mq_malloc((size_t)B * H), *B1 = mq_malloc((size_t)B * GN);
     int8_t *C1 = mq_malloc((size_t)B * GN);
-    T_CHECK(gop_i8_scan_m2(y_one, x, sx, dt, sdt, bias, lo, hi, Bm, Cm, sb, sc, A, D, s_one, B, T, H, P, G, N, 1, 0) == 0,
+    T_CHECK(gop_i8_scan_m2(y_one, x, sx, sxv, dt, sdt, bias, lo, hi, Bm, Cm, sb, sc, sbv, scv, A, D, s_one, B, T, H, P, G,
+                           N, 1, 0) == 0,
             "%s", mq_errmsg());
     for (int t = 0; t < T; t++) {
         for (int b = 0; b < B; b++) {
@@ -312,26 +362,28 @@ static void scan2_steps_case(int B, int T, int H, int P, int G, int N) {
             memcpy(x1 + b * Di, x + r * Di, Di), memcpy(dt1 + (size_t)b * H, dt + r * H, H);
             memcpy(B1 + b * GN, Bm + r * GN, GN), memcpy(C1 + b * GN, Cm + r * GN, GN);
         }
-        T_CHECK(gop_i8_scan_m2(y1, x1, sx, dt1, sdt, bias, lo, hi, B1, C1, sb, sc, A, D, s_step, B, 1, H, P, G, N, 1, 0) == 0,
+        T_CHECK(gop_i8_scan_m2(y1, x1, sx, sxv, dt1, sdt, bias, lo, hi, B1, C1, sb, sc, sbv, scv, A, D, s_step, B, 1, H, P,
+                               G, N, 1, 0) == 0,
                 "%s", mq_errmsg());
         for (int b = 0; b < B; b++) memcpy(y_step + ((size_t)b * T + t) * Di, y1 + b * Di, sizeof(float) * Di);
     }
     size_t dy = 0, ds = 0;
     for (size_t i = 0; i < R * Di; i++) dy += y_one[i] != y_step[i];
     for (size_t i = 0; i < sn; i++) ds += s_one[i] != s_step[i];
-    printf("    scan m2 B=%d H=%d P=%d G=%d N=%d: %d decode steps vs one call: %zu y and %zu states differ\n", B, H, P, G,
-           N, T, dy, ds);
+    printf("    scan m2 B=%d H=%d P=%d G=%d N=%d%s: %d decode steps vs one call: %zu y and %zu states differ\n", B, H, P,
+           G, N, vec ? " scales per column" : "", T, dy, ds);
     T_CHECK(dy == 0 && ds == 0, "decode steps differ from the one-call scan (%zu y, %zu states)", dy, ds);
     free(x), free(dt), free(Bm), free(Cm), free(A), free(D), free(bias), free(st0), free(s_one), free(s_step);
-    free(y_one), free(y_step), free(y1), free(x1), free(dt1), free(B1), free(C1);
+    free(y_one), free(y_step), free(y1), free(x1), free(dt1), free(B1), free(C1), free(sxv), free(sbv), free(scv);
 }
 
 static void test_scan_m2_steps(void) {
     NEED_GPU();
-    scan2_steps_case(2, 7, 6, 16, 2, 64);
-    scan2_steps_case(3, 5, 4, 33, 1, 128); /* rows of P not a multiple of the block's */
-    scan2_steps_case(1, 6, 4, 8, 4, 12);   /* padded lanes */
-    scan2_steps_case(16, 2, 8, 64, 1, 128);
+    scan2_steps_case(2, 7, 6, 16, 2, 64, 0);
+    scan2_steps_case(3, 5, 4, 33, 1, 128, 0); /* rows of P not a multiple of the block's */
+    scan2_steps_case(1, 6, 4, 8, 4, 12, 0);   /* padded lanes */
+    scan2_steps_case(16, 2, 8, 64, 1, 128, 0);
+    scan2_steps_case(2, 7, 6, 16, 2, 64, 1);
 }
 
 /* The decode batches' y rotation + quantize (k_i8_yquant_rows) against the CPU transform of the same
@@ -363,61 +415,80 @@ static void test_yquant_rows(void) {
 static void test_scan_m1(void) {
     NEED_GPU();
     for (int nc = 1; nc <= 4; nc += 3) {
-        scan1_case(2, 70, 100, 16, 1, 1, nc, 0);
-        scan1_case(1, 33, 33, 13, 0, 0, nc, 0);
-        scan1_case(3, 1, 64, 16, 1, 1, nc, 0);
-        scan1_case(1, 300, 40, 32, 1, 1, nc, 0);
+        scan1_case(2, 70, 100, 16, 1, 1, nc, 0, 0);
+        scan1_case(1, 33, 33, 13, 0, 0, nc, 0, 0);
+        scan1_case(3, 1, 64, 16, 1, 1, nc, 0, 0);
+        scan1_case(1, 300, 40, 32, 1, 1, nc, 0, 0);
     }
     /* the kernel parallel over time (d_state <= 16) */
-    scan1_case(2, 70, 100, 16, 1, 1, 1, 1);
-    scan1_case(1, 33, 33, 13, 0, 0, 1, 1);
-    scan1_case(3, 1, 64, 16, 1, 1, 1, 1);
-    scan1_case(1, 600, 40, 16, 1, 1, 1, 1);
-    scan1_case(2, 257, 9, 16, 0, 1, 1, 1);
-    scan1_case(2, 300, 64, 16, 1, 1, 1, 2); /* aligned rows: vector loads and stores */
-    scan1_case(1, 513, 44, 16, 1, 0, 1, 2);
-    scan1_case(1, 100, 24, 12, 0, 1, 1, 2);
+    scan1_case(2, 70, 100, 16, 1, 1, 1, 1, 0);
+    scan1_case(1, 33, 33, 13, 0, 0, 1, 1, 0);
+    scan1_case(3, 1, 64, 16, 1, 1, 1, 1, 0);
+    scan1_case(1, 600, 40, 16, 1, 1, 1, 1, 0);
+    scan1_case(2, 257, 9, 16, 0, 1, 1, 1, 0);
+    scan1_case(2, 300, 64, 16, 1, 1, 1, 2, 0); /* aligned rows: vector loads and stores */
+    scan1_case(1, 513, 44, 16, 1, 0, 1, 2, 0);
+    scan1_case(1, 100, 24, 12, 0, 1, 1, 2, 0);
+    /* u with a scale per channel (quamba2): one pass, chunks, parallel */
+    scan1_case(2, 70, 100, 16, 1, 1, 1, 0, 1);
+    scan1_case(1, 300, 40, 16, 1, 1, 4, 0, 1);
+    scan1_case(2, 300, 64, 16, 1, 1, 1, 2, 1);
+    scan1_case(1, 100, 24, 12, 0, 1, 1, 1, 1);
 }
 
-static void scan2_case(int B, int T, int H, int P, int G, int N, float lo, float hi, int with_state, int nc, int ssd_q) {
+static void scan2_case(int B, int T, int H, int P, int G, int N, float lo, float hi, int with_state, int nc, int ssd_q,
+                       int vec) {
     size_t R = (size_t)B * T;
     int Di = H * P, GN = G * N;
     int8_t *x = rand_i8(R * Di), *dt = rand_i8(R * H), *Bm = rand_i8(R * GN), *Cm = rand_i8(R * GN);
     float *A = rand_f(H, -8, -0.5f), *D = rand_f(H, 0.5f, 1.5f), *bias = rand_f(H, -5, -2);
     const float sx = 0.03f, sdt = 0.02f, sb = 0.05f, sc = 0.04f;
+    float *sxv = vec ? rand_f(Di, 0.01f, 0.06f) : NULL, *sbv = vec ? group_scales(G, N, 0.02f, 0.08f) : NULL;
+    float *scv = vec ? group_scales(G, N, 0.02f, 0.08f) : NULL;
     size_t sn = (size_t)B * Di * N;
     float *st0 = rand_f(sn, -1, 1), *s_ref = copy_f(st0, sn), *s_got = copy_f(st0, sn);
     float *y_ref = mq_malloc(R * Di * 4), *y_got = mq_malloc(R * Di * 4);
     for (int b = 0; b < B; b++) {
         size_t o = (size_t)b * T;
-        i8ref_scan_m2(y_ref + o * Di, x + o * Di, Di, sx, dt + o * H, H, sdt, bias, lo, hi, Bm + o * GN, Cm + o * GN, GN,
-                      sb, sc, A, D, with_state ? s_ref + (size_t)b * Di * N : NULL, T, H, P, G, N);
+        float *sr = with_state ? s_ref + (size_t)b * Di * N : NULL;
+        if (vec)
+            i8ref_scan_m2v(y_ref + o * Di, x + o * Di, Di, sxv, dt + o * H, H, sdt, bias, lo, hi, Bm + o * GN, Cm + o * GN,
+                           GN, sbv, scv, A, D, sr, T, H, P, G, N);
+        else
+            i8ref_scan_m2(y_ref + o * Di, x + o * Di, Di, sx, dt + o * H, H, sdt, bias, lo, hi, Bm + o * GN, Cm + o * GN, GN,
+                          sb, sc, A, D, sr, T, H, P, G, N);
     }
-    T_CHECK(gop_i8_scan_m2(y_got, x, sx, dt, sdt, bias, lo, hi, Bm, Cm, sb, sc, A, D, with_state ? s_got : NULL, B, T, H,
-                         P, G, N, nc, ssd_q) == 0, "%s", mq_errmsg());
+    T_CHECK(gop_i8_scan_m2(y_got, x, sx, sxv, dt, sdt, bias, lo, hi, Bm, Cm, sb, sc, sbv, scv, A, D,
+                           with_state ? s_got : NULL, B, T, H, P, G, N, nc, ssd_q) == 0, "%s", mq_errmsg());
     double my = maxabs(y_ref, R * Di), wy = worst(y_got, y_ref, R * Di, 2e-4, 1e-4 * my);
     double ms = maxabs(s_ref, sn), ws = with_state ? worst(s_got, s_ref, sn, 1e-4, 1e-4 * ms) : 0;
-    printf("    scan m2 B=%d T=%d H=%d P=%d G=%d N=%d dt in [%g, %g]%s, %d chunk(s), ssd %d: y worst %.3f (max |y| %.3g), "
-           "state worst %.3f\n", B, T, H, P, G, N, lo, hi, with_state ? " state" : "", nc, ssd_q, wy, my, ws);
+    printf("    scan m2 B=%d T=%d H=%d P=%d G=%d N=%d dt in [%g, %g]%s%s, %d chunk(s), ssd %d: y worst %.3f (max |y| "
+           "%.3g), state worst %.3f\n", B, T, H, P, G, N, lo, hi, with_state ? " state" : "",
+           vec ? " scales per column" : "", nc, ssd_q, wy, my, ws);
     T_CHECK(wy <= 1, "y worst %.3g", wy);
     T_CHECK(ws <= 1, "state worst %.3g", ws);
     free(x), free(dt), free(Bm), free(Cm), free(A), free(D), free(bias), free(st0), free(s_ref), free(s_got);
-    free(y_ref), free(y_got);
+    free(y_ref), free(y_got), free(sxv), free(sbv), free(scv);
 }
 
 static void test_scan_m2(void) {
     NEED_GPU();
     for (int nc = 1; nc <= 4; nc += 3) {
-        scan2_case(2, 70, 6, 20, 2, 64, 0, INFINITY, 1, nc, 0);
-        scan2_case(1, 40, 4, 16, 1, 16, 0, INFINITY, 0, nc, 0);
-        scan2_case(2, 25, 2, 8, 1, 128, 0.001f, 0.1f, 1, nc, 0);
-        scan2_case(3, 1, 6, 64, 3, 32, 0, INFINITY, 1, nc, 0);
+        scan2_case(2, 70, 6, 20, 2, 64, 0, INFINITY, 1, nc, 0, 0);
+        scan2_case(1, 40, 4, 16, 1, 16, 0, INFINITY, 0, nc, 0, 0);
+        scan2_case(2, 25, 2, 8, 1, 128, 0.001f, 0.1f, 1, nc, 0, 0);
+        scan2_case(3, 1, 6, 64, 3, 32, 0, INFINITY, 1, nc, 0, 0);
     }
     /* the chunked SSD kernels (ssm/ssd.cuh), same tolerances */
-    scan2_case(2, 300, 2, 64, 1, 128, 0, INFINITY, 1, 1, 64);
-    scan2_case(1, 530, 3, 64, 1, 128, 0.001f, 0.1f, 1, 1, 256);
-    scan2_case(2, 70, 6, 20, 2, 64, 0, INFINITY, 0, 1, 64);
-    scan2_case(2, 150, 4, 72, 2, 13, 0, INFINITY, 1, 1, 128);
+    scan2_case(2, 300, 2, 64, 1, 128, 0, INFINITY, 1, 1, 64, 0);
+    scan2_case(1, 530, 3, 64, 1, 128, 0.001f, 0.1f, 1, 1, 256, 0);
+    scan2_case(2, 70, 6, 20, 2, 64, 0, INFINITY, 0, 1, 64, 0);
+    scan2_case(2, 150, 4, 72, 2, 13, 0, INFINITY, 1, 1, 128, 0);
+    /* scales per column (quamba2: x clustered, B / C per SSD group): general kernel, chunks, SSD */
+    scan2_case(2, 70, 6, 20, 2, 64, 0, INFINITY, 1, 1, 0, 1);
+    scan2_case(2, 70, 6, 20, 2, 64, 0, INFINITY, 1, 4, 0, 1);
+    scan2_case(2, 300, 4, 64, 2, 128, 0, INFINITY, 1, 1, 64, 1);
+    scan2_case(2, 150, 4, 72, 2, 13, 0, INFINITY, 1, 1, 128, 1);
 }
 
 static void test_gated_rmsnorm(void) {
@@ -683,11 +754,11 @@ static void model_case(int arch, q_method method, q_granularity gran, int head, 
 static void test_decode_fused_shapes(void) {
     NEED_GPU();
     for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++)
-        for (int had = 1; had >= 0; had--) {
-            if (!had && i != 0 && i != 3) continue;
+        for (int had = 2; had >= 0; had--) { /* 2: quamba2's scales per column (and the rotation) */
+            if ((!had && i != 0 && i != 3) || (had == 2 && i != 0 && i != 2 && i != 3)) continue;
             mq_config c = make_cfg(&shapes[i]);
             c.n_layer = 2;
-            be *g = be_open_random(&c, BE_CUDA_INT8, had, 7, 1, 4);
+            be *g = had == 2 ? be_open_random_q2(&c, 7, 1, 4) : be_open_random(&c, BE_CUDA_INT8, had, 7, 1, 4);
             T_CHECK(g != NULL, "%s", mq_errmsg());
             if (!g) continue;
             const int D = c.d_model, K = 12;
@@ -707,7 +778,7 @@ static void test_decode_fused_shapes(void) {
                 worst = fmax(worst, rel_rms(ha, hb, D));
             }
             printf("    %s%s, 2 layers: %d steps, fused vs general final hidden relative rms <= %.3g\n",
-                   shapes[i].name, had ? "" : " (no rotation)", K, worst);
+                   shapes[i].name, had == 2 ? " (quamba2 scales per column)" : had ? "" : " (no rotation)", K, worst);
             T_CHECK(worst < 5e-3, "%s: fused decode differs by %.3g", shapes[i].name, worst);
             free(ha), free(hb);
             be_state_free(sa), be_state_free(sb);
@@ -722,9 +793,11 @@ static void test_model_m2_quamba(void) { NEED_GPU(); model_case(2, Q_QUAMBA, Q_G
 static void test_model_m1_naive_channel_head(void) { NEED_GPU(); model_case(1, Q_NAIVE, Q_GRAN_CHANNEL, 1, 1); }
 static void test_model_m2_naive_channel_head(void) { NEED_GPU(); model_case(2, Q_NAIVE, Q_GRAN_CHANNEL, 1, 1); }
 /* quamba-rot: rotated embedding, untied FP16 lm_head with norm_f in it (norm_f ones), or int8 lm_head */
-/* quamba2 W8A8 (clustered x; Mamba2 B / C per SSD group): the CPU mirror only (no GPU pass yet) */
+/* quamba2 W8A8 (clustered x; Mamba2 B / C per SSD group) */
 static void test_cpu_mirror_m1_quamba2(void) { model_case(1, Q_QUAMBA2, Q_GRAN_TENSOR, 0, 0); }
 static void test_cpu_mirror_m2_quamba2(void) { model_case(2, Q_QUAMBA2, Q_GRAN_TENSOR, 0, 0); }
+static void test_model_m1_quamba2(void) { NEED_GPU(); model_case(1, Q_QUAMBA2, Q_GRAN_TENSOR, 0, 1); }
+static void test_model_m2_quamba2(void) { NEED_GPU(); model_case(2, Q_QUAMBA2, Q_GRAN_TENSOR, 0, 1); }
 static void test_cpu_mirror_m1_rot(void) { model_case(1, Q_QUAMBA_ROT, Q_GRAN_TENSOR, 0, 0); }
 static void test_cpu_mirror_m2_rot(void) { model_case(2, Q_QUAMBA_ROT, Q_GRAN_TENSOR, 0, 0); }
 static void test_model_m1_quamba_rot(void) { NEED_GPU(); model_case(1, Q_QUAMBA_ROT, Q_GRAN_TENSOR, 0, 1); }
@@ -874,6 +947,7 @@ int main(int argc, char **argv) {
     if (!only || strstr(#fn, only)) T_RUN(fn)
     RUN(test_gemm_i32);
     RUN(test_linear_epilogue);
+    RUN(test_linear_xcols);
     RUN(test_rmsnorm);
     RUN(test_conv1d);
     RUN(test_scan_m1);
@@ -887,6 +961,8 @@ int main(int argc, char **argv) {
     RUN(test_cpu_mirror_m2);
     RUN(test_cpu_mirror_m1_quamba2);
     RUN(test_cpu_mirror_m2_quamba2);
+    RUN(test_model_m1_quamba2);
+    RUN(test_model_m2_quamba2);
     RUN(test_cpu_mirror_m1_rot);
     RUN(test_cpu_mirror_m2_rot);
     RUN(test_cpu_mirror_m1_embedding);
