@@ -419,6 +419,10 @@ be *be_cuda_open_int8(const q_model *qm, int batch, int seqlen) {
     const int D = c->d_model, E = c->d_inner, in = cfg_in_proj_dim(c), cd = cfg_conv_dim(c), K = c->d_conv;
     const int V = c->vocab_size, xw = xp_dim(c);
     if (rt_check_shapes(c, 128, pass.name)) return NULL;
+    if (q_big_wbits(&qm->opt) == 4) { /* be_open_qmodel sends W4A8 to the CPU; the mirror runs it */
+        mq_fail("int8 GPU pass: int4 in_proj / out_proj (quamba2 W4A8) have no GPU kernels in this pass yet");
+        return NULL;
+    }
     if (qm->hadamard_n && qm->hadamard_n != E) {
         mq_fail("int8 GPU pass: Hadamard order %d, expected d_inner %d", qm->hadamard_n, E);
         return NULL;

@@ -156,11 +156,15 @@ static float *segments(int n, const int *ncols, const float *scale, int nseg) {
     return s;
 }
 static int check_weight(const q_weight *w, int rows, int cols, int layer, const char *name) {
-    if (!w->q || !w->scale || w->rows != rows || w->cols != cols || (w->nscale != 1 && w->nscale != rows))
+    const int w4 = w->bits == 4, ok_scales = w4 ? w->group > 0 && cols % w->group == 0 && w->nscale == rows * (cols / w->group)
+                                               : w->nscale == 1 || w->nscale == rows;
+    if (!w->q || !w->scale || w->rows != rows || w->cols != cols || !ok_scales)
         return mq_fail("int8 pass: layer %d %s is %dx%d with %d scales, expected %dx%d", layer, name, w->rows, w->cols,
                        w->nscale, rows, cols);
     return 0;
 }
+/* a weight's scales per row for the int8 epilogue; NULL for an int4 weight (its group scales are its own) */
+static float *row_scales(const q_weight *w) { return w->bits == 4 ? NULL : wscales(w); }
 static int need_scale(float s, int layer, const char *what, int part) {
     if (s > 0 && isfinite(s)) return 0;
     return mq_fail("int8 pass: layer %d has no valid %s scale%s (%g); every W8A8 role must be quantized", layer, what,
@@ -202,9 +206,9 @@ int i8ref_plan_build(const q_model *qm, i8ref_plan *p) {
         L->s_u = Q->act_scale[MQ_ACT_SSM_X][0];
         L->s_dt = Q->act_scale[MQ_ACT_DT][0];
         L->s_y = Q->act_scale[MQ_ACT_OUT_PROJ_IN][0];
-        L->in_sw = wscales(&Q->in_proj);
+        L->in_sw = row_scales(&Q->in_proj);
         L->conv_sw = wscales(&Q->conv1d);
-        L->out_sw = wscales(&Q->out_proj);
+        L->out_sw = row_scales(&Q->out_proj);
         if (c->arch == MQ_MAMBA1) {
             L->s_xp = L->s_B = L->s_C = Q->act_scale[MQ_ACT_X_PROJ_OUT][0];
             const int ni[2] = {E, E}, nc[1] = {E};
@@ -236,7 +240,7 @@ int i8ref_plan_build(const q_model *qm, i8ref_plan *p) {
             for (int h = 0; h < H; h++) L->A[h] = -expf(Q->A_log[h]);
         }
     }
-    if (qm->lm_head_q.q) p->lm_sw = wscales(&qm->lm_head_q);
+    if (qm->lm_head_q.q) p->lm_sw = row_scales(&qm->lm_head_q);
     return 0;
 }
 
@@ -266,8 +270,33 @@ static int hook(const mq_hooks *hk, int layer, mq_act_role role, const void *x, 
     } while (0)
 
 /* out[M x N] (ld ldo) = epilogue(X W^T): int8 (q) or FP32 (f) */
+/* quamba2 W4A8: int4 W (codes one per int8) with a scale per group of columns: exact int32 sums per
+ * group, added in FP32 times their scales in group order, v = sum * sx + bias (the 4-bit GEMV's
+ * epilogue, ssm/w4_gemv.cu), then q or f as i8ref_epilogue. */
+static void linear_w4(const int8_t *X, int ldx, const q_weight *W, int M, float sx, const float *bias, const float *qs,
+                      int8_t *q, float *f, int ldo) {
+    const int N = W->rows, K = W->cols, G = W->group, ng = K / G;
+    for (int m = 0; m < M; m++)
+        for (int n = 0; n < N; n++) {
+            const int8_t *x = X + (size_t)m * ldx, *w = W->q + (size_t)n * K;
+            float s = 0.f;
+            for (int g = 0; g < ng; g++) {
+                int32_t acc = 0;
+                for (int k = g * G; k < (g + 1) * G; k++) acc += (int32_t)x[k] * w[k];
+                s += (float)acc * W->scale[(size_t)n * ng + g];
+            }
+            const float v = s * sx + (bias ? bias[n] : 0.f);
+            if (q) q[(size_t)m * ldo + n] = qr_quant_i8(v, qs[n]);
+            if (f) f[(size_t)m * ldo + n] = v;
+        }
+}
+
 static void linear(const int8_t *X, int ldx, const q_weight *W, int M, float sx, const float *sw, const float *bias,
                    const float *qs, int8_t *q, float *f, int ldo) {
+    if (W->bits == 4) {
+        linear_w4(X, ldx, W, M, sx, bias, qs, q, f, ldo);
+        return;
+    }
     const int N = W->rows, K = W->cols;
     int32_t *acc = mq_malloc((size_t)M * N * sizeof(int32_t) + 4);
     i8ref_gemm(acc, X, ldx, W->q, M, N, K);

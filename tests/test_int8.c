@@ -567,7 +567,9 @@ static int nop_hook(void *ctx, const mq_act *a) {
  * q_model: teacher-forced (quantize/check.h: every op of the simulation from the pass's own int8
  * inputs; flips and FP16-level differences only) and free-running (perplexities agree). On the GPU
  * also: a batch of two windows against one at a time, and decode steps against prefill. */
-static void model_case(int arch, q_method method, q_granularity gran, int head, int gpu) {
+/* wbits 4: quamba2 W4A8 (int4 in_proj / out_proj, round to nearest: the test's statistics carry no
+ * Hessians) */
+static void model_case_bits(int arch, q_method method, q_granularity gran, int head, int gpu, int wbits) {
     static char dir[4096];
     const char *d = t_shared(arch == 1 ? "models/mamba1-proxy" : "models/mamba2-proxy");
     if (!d) T_SKIP("proxy models not found under ../shared (or $MQ_SHARED)");
@@ -577,6 +579,7 @@ static void model_case(int arch, q_method method, q_granularity gran, int head, 
     q_options o;
     q_options_default(&o);
     o.method = method, o.weight_gran = gran, o.quantize_head = head >= 1, o.quantize_embedding = head == 2;
+    if (wbits == 4) o.wbits = 4, o.gptq = 0;
     mq_model m;
     tstats *ts;
     q_model qm;
@@ -588,7 +591,8 @@ static void model_case(int arch, q_method method, q_granularity gran, int head, 
     mq_hooks sh = q_sim_hooks(&sc, &qm);
     const mq_config *c = &m.cfg;
     const int D = c->d_model, V = c->vocab_size;
-    printf("    %s %s, weights per %s%s, %s\n", arch == 1 ? "mamba1" : "mamba2", q_method_name(method), q_gran_name(gran),
+    printf("    %s %s%s, weights per %s%s, %s\n", arch == 1 ? "mamba1" : "mamba2", q_method_name(method),
+           wbits == 4 ? " W4A8" : "", q_gran_name(gran),
            head == 2 ? ", int8 embedding and lm_head" : head ? ", int8 lm_head" : "", gpu ? "GPU" : "CPU mirror of the GPU pass");
     be *g = NULL;
     i8ref_plan plan;
@@ -746,6 +750,10 @@ static void model_case(int arch, q_method method, q_granularity gran, int head, 
     tstats_free(ts), free(cal), free(val);
 }
 
+static void model_case(int arch, q_method method, q_granularity gran, int head, int gpu) {
+    model_case_bits(arch, method, gran, head, gpu, 8);
+}
+
 /* Fused batch-1 decode (ssm/i8_decode.cu) against the general kernels on random int8 models of
  * real widths (two layers): mamba-130m (Hadamard 1536 = 12 * 128), mamba-1.4b (4096 = 2^12),
  * mamba-2.8b (5120 = 20 * 256) and mamba2-2.7b, 12 steps each, and also without the rotation. The
@@ -796,6 +804,8 @@ static void test_model_m2_naive_channel_head(void) { NEED_GPU(); model_case(2, Q
 /* quamba2 W8A8 (clustered x; Mamba2 B / C per SSD group) */
 static void test_cpu_mirror_m1_quamba2(void) { model_case(1, Q_QUAMBA2, Q_GRAN_TENSOR, 0, 0); }
 static void test_cpu_mirror_m2_quamba2(void) { model_case(2, Q_QUAMBA2, Q_GRAN_TENSOR, 0, 0); }
+static void test_cpu_mirror_m1_quamba2_w4a8(void) { model_case_bits(1, Q_QUAMBA2, Q_GRAN_TENSOR, 0, 0, 4); }
+static void test_cpu_mirror_m2_quamba2_w4a8(void) { model_case_bits(2, Q_QUAMBA2, Q_GRAN_TENSOR, 0, 0, 4); }
 static void test_model_m1_quamba2(void) { NEED_GPU(); model_case(1, Q_QUAMBA2, Q_GRAN_TENSOR, 0, 1); }
 static void test_model_m2_quamba2(void) { NEED_GPU(); model_case(2, Q_QUAMBA2, Q_GRAN_TENSOR, 0, 1); }
 static void test_cpu_mirror_m1_rot(void) { model_case(1, Q_QUAMBA_ROT, Q_GRAN_TENSOR, 0, 0); }
@@ -961,6 +971,8 @@ int main(int argc, char **argv) {
     RUN(test_cpu_mirror_m2);
     RUN(test_cpu_mirror_m1_quamba2);
     RUN(test_cpu_mirror_m2_quamba2);
+    RUN(test_cpu_mirror_m1_quamba2_w4a8);
+    RUN(test_cpu_mirror_m2_quamba2_w4a8);
     RUN(test_model_m1_quamba2);
     RUN(test_model_m2_quamba2);
     RUN(test_cpu_mirror_m1_rot);
