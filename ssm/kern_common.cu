@@ -7,25 +7,20 @@
 
 /* ---------------------------------------------------------------- conversions, fills */
 
-__global__ void f32_to_f16_kernel(half *dst, const float *src, size_t n) {
+/* FP32 values or int8 codes (exact) to FP16 */
+template <class T>
+__global__ void to_f16_kernel(half *dst, const T *src, size_t n) {
     for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x)
-        dst[i] = __float2half(src[i]);
+        dst[i] = __float2half((float)src[i]);
 }
-void k_f32_to_f16(half *dst, const float *src, size_t n, cudaStream_t st) {
+template <class T>
+static void to_f16(half *dst, const T *src, size_t n, cudaStream_t st) {
     if (!n) return;
-    f32_to_f16_kernel<<<(unsigned)min((size_t)4096, (n + 255) / 256), 256, 0, st>>>(dst, src, n);
+    to_f16_kernel<T><<<(unsigned)min((size_t)4096, (n + 255) / 256), 256, 0, st>>>(dst, src, n);
     CUDA_CHECK_LAUNCH();
 }
-
-__global__ void i8_to_f16_kernel(half *dst, const int8_t *src, size_t n) {
-    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x)
-        dst[i] = __int2half_rn(src[i]);
-}
-void k_i8_to_f16(half *dst, const int8_t *src, size_t n, cudaStream_t st) {
-    if (!n) return;
-    i8_to_f16_kernel<<<(unsigned)min((size_t)4096, (n + 255) / 256), 256, 0, st>>>(dst, src, n);
-    CUDA_CHECK_LAUNCH();
-}
+void k_f32_to_f16(half *dst, const float *src, size_t n, cudaStream_t st) { to_f16(dst, src, n, st); }
+void k_i8_to_f16(half *dst, const int8_t *src, size_t n, cudaStream_t st) { to_f16(dst, src, n, st); }
 
 __global__ void fill_f16_kernel(half *dst, size_t n, uint64_t seed, float scale) {
     for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x)
