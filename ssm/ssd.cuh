@@ -21,13 +21,11 @@
 #define SSD_LDT (SSD_TQ + 8) /* halves per row of a [.][token] tile: rows 4 banks apart */
 
 /* What the tiles hold: FP16 activations as they are, int8 codes as FP16 (exact); the scales turn a
- * tile's value into the activation: B and C one per SSD group (ssd_scale of the group's first
- * column), x one per tensor (ssd_xscale, folded into the weights) or one per column p (ssd_xcol,
- * applied to the sums of column p). ssd_code8: 8
+ * tile's value into the activation: B and C one per SSD group (the loader's scale of the group's
+ * first column), x one per tensor (ssd_xscale, folded into the weights) or one per column p
+ * (ssd_xcol, applied to the sums of column p). ssd_code8: 8
  * consecutive columns from c, zeros from column c + nv on; one 16-byte (FP16) or 8-byte (int8) load
  * when vec (the row and column are aligned). */
-template <class In>
-static __device__ __forceinline__ float ssd_scale(const In &in, int c) { return in.scale(c); }
 static __device__ __forceinline__ float ssd_xscale(const k_in_f16 &) { return 1.f; }
 static __device__ __forceinline__ float ssd_xscale(const k_in_i8 &in) { return in.sv ? 1.f : in.s; }
 static __device__ __forceinline__ float ssd_xcol(const k_in_f16 &, float v, int) { return v; }
@@ -213,7 +211,7 @@ __global__ void __launch_bounds__(SSD_THREADS) ssd_state_kernel(k_scan_m2_args<I
     const bool vb = in_vec8_ok(a.Bm) && N % 8 == 0, vx = in_vec8_ok(a.x) && P % 8 == 0;
     const size_t r0 = (size_t)b * a.T + c0;
     ssd_decay(a, r0, m, hd, sDt, sS);
-    const float last = sS[m - 1], scale = __fmul_rn(ssd_scale(a.Bm, grp * N), ssd_xscale(a.x));
+    const float last = sS[m - 1], scale = __fmul_rn(a.Bm.scale(grp * N), ssd_xscale(a.x));
     float acc[2][8][4];
     zero_acc(acc[0]), zero_acc(acc[1]);
     for (int j0 = 0; j0 < m; j0 += SSD_TQ) {
@@ -300,7 +298,7 @@ __global__ void __launch_bounds__(SSD_THREADS, 3) ssd_out_kernel(k_scan_m2_args<
     const bool vx = in_vec8_ok(a.x) && P % 8 == 0;
     const size_t rs = (size_t)b * a.T; /* row of the sequence's first token */
     ssd_decay(a, rs + c0, m, hd, sDt, sS);
-    const float scale = __fmul_rn(__fmul_rn(ssd_scale(a.Cm, grp * N), ssd_scale(a.Bm, grp * N)), ssd_xscale(a.x));
+    const float scale = __fmul_rn(__fmul_rn(a.Cm.scale(grp * N), a.Bm.scale(grp * N)), ssd_xscale(a.x));
     ssd_stage(sC, LDN, a.Cm, rs + t0, nt, grp * N, N, NP, vc);
     const int ra = t0 - c0 + warp * 16 + g; /* chunk index of the lane's first row; the second is ra + 8 */
     float y[8][4];
@@ -397,7 +395,7 @@ __global__ void __launch_bounds__(SSD_THREADS, 3) ssd_out_kernel(k_scan_m2_args<
             mma_f16(z[pt], af, b0, b1);
         }
     }
-    const float sc_c = ssd_scale(a.Cm, grp * N), Dh = a.D ? a.D[hd] : 0.f;
+    const float sc_c = a.Cm.scale(grp * N), Dh = a.D ? a.D[hd] : 0.f;
     const float f0 = ra < m ? __fmul_rn(ex2_ftz(sS[ra]), sc_c) : 0.f, f1 = ra + 8 < m ? __fmul_rn(ex2_ftz(sS[ra + 8]), sc_c) : 0.f;
 #pragma unroll
     for (int pt = 0; pt < 8; pt++)
