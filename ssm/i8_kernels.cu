@@ -152,7 +152,7 @@ __global__ void i8_xcols_out_kernel(int8_t *out, int ldo, const float *acc, cons
 void k_i8_linear_xcols(cublasHandle_t blas, const int8_t *X, int ldx, const float *sx, const half *W16, int M, int N, int K,
                        const float *sw, const float *qs, int8_t *out, int ldo, half *split, float *acc, cudaStream_t st) {
     if (!M) return;
-    const int threads = 256, most = 132 * 8;
+    const int threads = 256, most = 4096; /* grid-stride loops: a cap, not a device's SM count */
     const size_t nx = (size_t)M * K, ny = (size_t)M * N;
     i8_split_cols_kernel<<<min(cdiv(nx, threads), most), threads, 0, st>>>(split, X, ldx, sx, M, K);
     CUDA_CHECK_LAUNCH();
