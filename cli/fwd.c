@@ -42,8 +42,8 @@ int fwd_open(fwd *f, const char *path, const char *device, int batch, int seqlen
             return mq_fail_ctx("the artifact %s failed validation", path);
         }
         if (cuda && !strcmp(device, "auto") && f->art->qm.opt.method == Q_QUAMBA2) {
-            /* W8A8 and W4A16 run on the GPU; W4A8 (and shapes the 4-bit kernels do not take) has no
-             * GPU kernels yet: auto means the CPU for it */
+            /* every mode runs on the GPU; shapes the 4-bit kernels do not take do not: auto means the
+             * CPU for them */
             f->b = be_open_qmodel(&f->art->qm, BE_CUDA_INT8, batch, seqlen);
             if (!f->b) {
                 fprintf(stderr, "mambaq: note: %s on the GPU: %s; it runs on the CPU simulation\n", path, mq_errmsg());

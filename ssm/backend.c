@@ -264,14 +264,10 @@ be *be_open_model(const mq_model *m, be_kind kind, int batch, int seqlen) {
 
 be *be_open_qmodel(const q_model *qm, be_kind kind, int batch, int seqlen) {
     if (check_caps(batch, seqlen)) return NULL;
-    if (kind == BE_CUDA_INT8 && qm->opt.method == Q_QUAMBA2 && q_big_wbits(&qm->opt) == 4) {
-        /* W4A16 runs on the FP16 pass with 4-bit in_proj / out_proj, W8A8 on the int8 pass (its clustered
-         * and per-group scales included); W4A8 has no GPU pass yet (issue 17) */
-        if (qm->opt.abits == 16) return be_cuda_open_w4a16(qm, batch, seqlen);
-        mq_fail("quamba2 W4A8 artifacts run on the CPU simulation for now (the GPU runs quamba2 W8A8 and W4A16); "
-                "use --device cpu");
-        return NULL;
-    }
+    /* quamba2: W4A16 runs on the FP16 pass with 4-bit in_proj / out_proj; W8A8 and W4A8 on the int8 pass
+     * (its scales per column, and W4A8's int4 in_proj / out_proj through the 4-bit GEMV) */
+    if (kind == BE_CUDA_INT8 && qm->opt.method == Q_QUAMBA2 && qm->opt.abits == 16)
+        return be_cuda_open_w4a16(qm, batch, seqlen);
     if (kind == BE_CUDA_INT8) return be_cuda_open_int8(qm, batch, seqlen);
     if (kind != BE_CPU_SIM) {
         mq_fail("a quantized model runs on %s or %s, not %s", be_kind_name(BE_CPU_SIM), be_kind_name(BE_CUDA_INT8),

@@ -31,6 +31,8 @@
 struct i8_layer {
     float *norm_w;
     int8_t *in_w; float *in_sw, *in_b, *in_qs;              /* [in x D]; [in] x3 (bias may be NULL) */
+    uint8_t *in4, *out4; float *in4_s, *out4_s;             /* W4A8: int4 in_proj / out_proj (k_w4_repack's
+                                                             * layout) and group scales, not in_w / out_w */
     int8_t *conv_w; float *conv_sw, *conv_sin, *conv_sout, *conv_b; /* [cd x K]; [cd] x4 (bias may be NULL) */
     int8_t *out_w; float *out_sw, *out_b;                   /* [D x E]; [D] x2 */
     rt_ssm ssm;                                             /* A, D; M2 dt_bias, gnorm_w */
@@ -49,6 +51,7 @@ struct i8_be {
     int had_m, had_p, had_log_p;   /* d_inner = had_m * had_p, had_p = 2^had_log_p, when hadamard */
     int dec_fused;                 /* the shapes fit the fused batch-1 decode kernels (i8_decode.cu) */
     int lm_quant;                  /* the lm_head is int8 (quantize_head) */
+    int w4_gin, w4_gout;           /* W4A8: columns per scale of the int4 in_proj / out_proj (0: int8) */
     int x_cluster;                 /* Mamba1 with quamba2's clustered x: x_proj by k_i8_linear_xcols, or
                                     * in FP32 in the fused decode */
     half *embed, *lm16;            /* lm16: FP16 lm_head (== embed when tied), NULL when quantized */
@@ -104,7 +107,7 @@ static void decide_fused(i8_be *g) {
     if (g->hadamard) had_factor(c->d_inner, NULL, &g->had_log_p);
     g->dec_fused = c->d_model % 64 == 0 && c->d_inner % 64 == 0 && c->d_inner <= 8192 && c->d_model <= 4096 &&
                    c->d_conv <= 8 && (!g->hadamard || (g->had_m <= 32 && g->had_log_p >= 1)) &&
-                   (c->arch != MQ_MAMBA1 || (c->dt_rank <= 512 && xp_dim(c) <= 1024));
+                   (c->arch != MQ_MAMBA1 || (c->dt_rank <= 512 && xp_dim(c) <= 1024)) && !g->w4_gin && !g->w4_gout;
 }
 
 static int g_decode_fused = 1;
@@ -125,8 +128,13 @@ static void layout_weights(rt_be *r, rt_carver *cv) {
         i8_layer *L = &g->layers[l]; /* the scalar scales are set after both passes */
         memset(L, 0, sizeof *L);
         L->norm_w = RT_CARVE(cv, float, D);
-        L->in_w = RT_CARVE(cv, int8_t, (size_t)in * D);
-        L->in_sw = RT_CARVE(cv, float, in);
+        if (g->w4_gin) {
+            L->in4 = RT_CARVE(cv, uint8_t, (size_t)in * D / 2);
+            L->in4_s = RT_CARVE(cv, float, (size_t)in * (D / g->w4_gin));
+        } else {
+            L->in_w = RT_CARVE(cv, int8_t, (size_t)in * D);
+            L->in_sw = RT_CARVE(cv, float, in);
+        }
         L->in_qs = RT_CARVE(cv, float, in);
         if (c->proj_bias) L->in_b = RT_CARVE(cv, float, in);
         L->conv_w = RT_CARVE(cv, int8_t, (size_t)cd * K);
@@ -134,8 +142,13 @@ static void layout_weights(rt_be *r, rt_carver *cv) {
         L->conv_sin = RT_CARVE(cv, float, cd);
         L->conv_sout = RT_CARVE(cv, float, cd);
         if (c->conv_bias) L->conv_b = RT_CARVE(cv, float, cd);
-        L->out_w = RT_CARVE(cv, int8_t, (size_t)D * E);
-        L->out_sw = RT_CARVE(cv, float, D);
+        if (g->w4_gout) {
+            L->out4 = RT_CARVE(cv, uint8_t, (size_t)D * E / 2);
+            L->out4_s = RT_CARVE(cv, float, (size_t)D * (E / g->w4_gout));
+        } else {
+            L->out_w = RT_CARVE(cv, int8_t, (size_t)D * E);
+            L->out_sw = RT_CARVE(cv, float, D);
+        }
         if (c->proj_bias) L->out_b = RT_CARVE(cv, float, D);
         rt_carve_ssm(cv, c, &L->ssm);
         if (c->arch == MQ_MAMBA1) {
@@ -265,6 +278,22 @@ static void decode_fused(i8_be *g, be_state *s) {
     rt_set_last(&g->rt, 1, 1);
 }
 
+/* in_proj / out_proj: int8 W by k_i8_linear, or (W4A8) int4 W4 with its group scales ws4 through the
+ * 4-bit GEMV in slices of 8 rows (exact int32 per group, FP32 over groups: ssm/w4_gemv.cu) */
+#define W4_ROWS 8
+static void big_linear(i8_be *g, const int8_t *X, int ldx, const int8_t *W, const uint8_t *W4, const float *ws4, int group,
+                       int M, int N, int K, const k_epi &e, void *out, int ldo) {
+    if (!W4) {
+        k_i8_linear(&g->gc, X, ldx, W, M, N, K, e, out, ldo, g->acc);
+        return;
+    }
+    const k_w4_epi e4 = {e.sx, e.bias, e.qs, e.kind};
+    const size_t es = e.kind == K_EPI_I8 ? 1 : e.kind == K_EPI_F16 ? sizeof(half) : sizeof(float);
+    for (int m0 = 0; m0 < M; m0 += W4_ROWS)
+        k_w4a8_gemv(X + (size_t)m0 * ldx, ldx, W4, ws4, group, M - m0 < W4_ROWS ? M - m0 : W4_ROWS, N, K, e4,
+                    (char *)out + (size_t)m0 * ldo * es, ldo, g->rt.sm_count, g->rt.ws.stream);
+}
+
 static int forward(rt_be *r, int B, int T, be_state *s, const mq_hooks *hk) {
     i8_be *g = (i8_be *)r;
     rt_ws *w = &r->ws;
@@ -287,8 +316,8 @@ static int forward(rt_be *r, int B, int T, be_state *s, const mq_hooks *hk) {
         k_i8_add_rmsnorm(w->resid, l ? g->delta16 : NULL, L->norm_w, g->h8, L->s_in, NULL, NULL, R, D, c->norm_eps, st);
         if (rt_after_norm(r, hk, l, R)) return -1;
         HOOK(l, MQ_ACT_IN_PROJ_IN, g->h8, MQ_I8, L->s_in, R, D, D);
-        k_i8_linear(&g->gc, g->h8, D, L->in_w, R, in, D, k_epi_make(L->s_in, L->in_sw, L->in_b, L->in_qs, K_EPI_I8), g->xz8,
-                    in, g->acc);
+        big_linear(g, g->h8, D, L->in_w, L->in4, L->in4_s, g->w4_gin, R, in, D,
+                   k_epi_make(L->s_in, L->in_sw, L->in_b, L->in_qs, K_EPI_I8), g->xz8, in);
         rt_mark(r, RT_P_IN_PROJ);
 
         const half *ssm_out;
@@ -360,8 +389,8 @@ static int forward(rt_be *r, int B, int T, be_state *s, const mq_hooks *hk) {
         }
         rt_mark(r, RT_P_YQUANT);
         HOOK(l, MQ_ACT_OUT_PROJ_IN, g->yq8, MQ_I8, L->s_y, R, E, E);
-        k_i8_linear(&g->gc, g->yq8, E, L->out_w, R, D, E, k_epi_make(L->s_y, L->out_sw, L->out_b, NULL, K_EPI_F16),
-                    g->delta16, D, g->acc);
+        big_linear(g, g->yq8, E, L->out_w, L->out4, L->out4_s, g->w4_gout, R, D, E,
+                   k_epi_make(L->s_y, L->out_sw, L->out_b, NULL, K_EPI_F16), g->delta16, D);
         rt_mark(r, RT_P_OUT_PROJ);
     }
     k_i8_add_rmsnorm(w->resid, g->delta16, g->norm_f, g->lm_q ? g->h8 : NULL, g->lm_in_scale, w->hid16, w->hid32, R, D,
@@ -390,7 +419,7 @@ static void free_weights(rt_be *r) { free(((i8_be *)r)->layers); }
 
 static const rt_pass pass = {"int8 GPU pass", 1, 64, layout_ws, init_ws, free_ws, forward, lm_head, free_weights};
 
-static i8_be *alloc_model(const mq_config *cfg, int lm_quant, int x_cluster) {
+static i8_be *alloc_model(const mq_config *cfg, int lm_quant, int x_cluster, int w4_gin, int w4_gout) {
     if (rt_need_gpu() || rt_check_shapes(cfg, 128, pass.name)) return NULL;
     i8_be *g = (i8_be *)mq_calloc(1, sizeof *g);
     g->rt.pass = &pass;
@@ -398,6 +427,7 @@ static i8_be *alloc_model(const mq_config *cfg, int lm_quant, int x_cluster) {
     g->rt.base.cfg = *cfg;
     g->lm_quant = lm_quant;
     g->x_cluster = x_cluster;
+    g->w4_gin = w4_gin, g->w4_gout = w4_gout;
     g->layers = (i8_layer *)mq_calloc(cfg->n_layer, sizeof(i8_layer));
     if (rt_carve_weights(&g->rt, layout_weights)) {
         free(g->layers), free(g);
@@ -414,15 +444,34 @@ static i8_be *alloc_model(const mq_config *cfg, int lm_quant, int x_cluster) {
 
 /* ---------------------------------------------------------------- upload */
 
+/* an int4 weight into the 4-bit GEMV's layout (k_w4_repack) and its group scales */
+static void put_w4(uint8_t *dst, float *dst_s, const q_weight *w) {
+    const size_t bytes = (size_t)w->rows * w->cols / 2;
+    uint8_t *host = (uint8_t *)mq_malloc(bytes);
+    k_w4_repack(w->q, w->rows, w->cols, host);
+    rt_put(dst, host, bytes);
+    rt_put_f32(dst_s, w->scale, (size_t)w->nscale);
+    free(host);
+}
+
 be *be_cuda_open_int8(const q_model *qm, int batch, int seqlen) {
     const mq_config *c = &qm->cfg;
     const int D = c->d_model, E = c->d_inner, in = cfg_in_proj_dim(c), cd = cfg_conv_dim(c), K = c->d_conv;
     const int V = c->vocab_size, xw = xp_dim(c);
     if (rt_check_shapes(c, 128, pass.name)) return NULL;
-    if (q_big_wbits(&qm->opt) == 4) { /* be_open_qmodel sends W4A8 to the CPU; the mirror runs it */
-        mq_fail("int8 GPU pass: int4 in_proj / out_proj (quamba2 W4A8) have no GPU kernels in this pass yet");
+    /* quamba2 W4A8: int4 in_proj / out_proj through the 4-bit GEMV (K and the group multiples of 32) */
+    const int w4 = q_big_wbits(&qm->opt) == 4, gin = w4 ? qm->layers[0].in_proj.group : 0;
+    const int gout = w4 ? qm->layers[0].out_proj.group : 0;
+    if (w4 && (D % 32 || E % 32 || gin % 32 || gout % 32 || qm->lm_head_q.bits == 4)) {
+        mq_fail("int8 GPU pass: quamba2 W4A8 needs d_model %d, d_inner %d and the int4 groups %d, %d multiples of 32 and "
+                "an int8 or FP16 lm_head", D, E, gin, gout);
         return NULL;
     }
+    for (int l = 0; l < c->n_layer && w4; l++)
+        if (qm->layers[l].in_proj.group != gin || qm->layers[l].out_proj.group != gout) {
+            mq_fail("int8 GPU pass: layer %d's int4 groups differ from layer 0's", l);
+            return NULL;
+        }
     if (qm->hadamard_n && qm->hadamard_n != E) {
         mq_fail("int8 GPU pass: Hadamard order %d, expected d_inner %d", qm->hadamard_n, E);
         return NULL;
@@ -441,7 +490,7 @@ be *be_cuda_open_int8(const q_model *qm, int batch, int seqlen) {
         mq_fail("int8 GPU pass: %d of %d layers have clustered ssm_x scales (all or none)", x_cluster, c->n_layer);
         return NULL;
     }
-    i8_be *g = alloc_model(&cfg, lm_quant, x_cluster != 0);
+    i8_be *g = alloc_model(&cfg, lm_quant, x_cluster != 0, gin, gout);
     if (!g) {
         i8ref_plan_free(&p);
         return NULL;
@@ -469,8 +518,8 @@ be *be_cuda_open_int8(const q_model *qm, int batch, int seqlen) {
         L->s_in = P->s_in, L->s_u = P->s_u, L->s_xp = P->s_xp, L->s_dt = P->s_dt, L->s_z = P->s_z;
         L->s_B = P->s_B, L->s_C = P->s_C, L->s_y = P->s_y, L->s_conv0 = P->s_conv0;
         rt_put_f32(L->norm_w, Q->norm_w, D);
-        rt_put(L->in_w, Q->in_proj.q, (size_t)in * D);
-        rt_put_f32(L->in_sw, P->in_sw, in);
+        if (L->in4) put_w4(L->in4, L->in4_s, &Q->in_proj);
+        else rt_put(L->in_w, Q->in_proj.q, (size_t)in * D), rt_put_f32(L->in_sw, P->in_sw, in);
         rt_put_f32(L->in_qs, P->in_qs, in);
         if (L->in_b) rt_put_f32(L->in_b, Q->in_proj_b, in);
         rt_put(L->conv_w, Q->conv1d.q, (size_t)cd * K);
@@ -478,8 +527,8 @@ be *be_cuda_open_int8(const q_model *qm, int batch, int seqlen) {
         rt_put_f32(L->conv_sin, P->conv_sin, cd);
         rt_put_f32(L->conv_sout, P->conv_sout, cd);
         if (L->conv_b) rt_put_f32(L->conv_b, Q->conv_b, cd);
-        rt_put(L->out_w, Q->out_proj.q, (size_t)D * E);
-        rt_put_f32(L->out_sw, P->out_sw, D);
+        if (L->out4) put_w4(L->out4, L->out4_s, &Q->out_proj);
+        else rt_put(L->out_w, Q->out_proj.q, (size_t)D * E), rt_put_f32(L->out_sw, P->out_sw, D);
         if (L->out_b) rt_put_f32(L->out_b, Q->out_proj_b, D);
         rt_put_ssm(&L->ssm, c, P->A, Q->D, Q->dt_bias, Q->gnorm_w);
         const int GN = c->n_groups * c->d_state;
@@ -509,7 +558,7 @@ be *be_cuda_open_int8(const q_model *qm, int batch, int seqlen) {
 be *rt_i8_random(const mq_config *c, int hadamard, int q2, uint64_t seed, int batch, int seqlen) {
     mq_config cfg = *c;
     cfg.tie_embeddings = 1;
-    i8_be *g = alloc_model(&cfg, 0, q2 && c->arch == MQ_MAMBA1);
+    i8_be *g = alloc_model(&cfg, 0, q2 && c->arch == MQ_MAMBA1, 0, 0);
     if (!g) return NULL;
     const int D = c->d_model, E = c->d_inner, in = cfg_in_proj_dim(c), cd = cfg_conv_dim(c), K = c->d_conv;
     const int xw = xp_dim(c);

@@ -708,7 +708,8 @@ static void model_case_bits(int arch, q_method method, q_granularity gran, int h
         double df = 0;
         for (int v = 0; v < V; v++) df = fmax(df, fabs((double)lstep[v] - lfull[v]));
         printf("    fused decode kernels (graph) vs the general ones (op by op): max |logit diff| %.3g\n", df);
-        T_CHECK(c1[3] > c0[3], "the general decode path did not run");
+        /* (W4A8's in_proj / out_proj take the 4-bit GEMV, and Mamba2 has no other int8 GEMM) */
+        if (wbits == 8 || arch == 1) T_CHECK(c1[3] > c0[3], "the general decode path did not run");
         T_CHECK(df <= 5e-3 * mlf, "fused decode steps differ by %.3g", df); /* as above */
         /* the general kernels through the CUDA graph: the same logits as op by op */
         gop_i8_set_decode_fused(0);
@@ -806,6 +807,8 @@ static void test_cpu_mirror_m1_quamba2(void) { model_case(1, Q_QUAMBA2, Q_GRAN_T
 static void test_cpu_mirror_m2_quamba2(void) { model_case(2, Q_QUAMBA2, Q_GRAN_TENSOR, 0, 0); }
 static void test_cpu_mirror_m1_quamba2_w4a8(void) { model_case_bits(1, Q_QUAMBA2, Q_GRAN_TENSOR, 0, 0, 4); }
 static void test_cpu_mirror_m2_quamba2_w4a8(void) { model_case_bits(2, Q_QUAMBA2, Q_GRAN_TENSOR, 0, 0, 4); }
+static void test_model_m1_quamba2_w4a8(void) { NEED_GPU(); model_case_bits(1, Q_QUAMBA2, Q_GRAN_TENSOR, 0, 1, 4); }
+static void test_model_m2_quamba2_w4a8(void) { NEED_GPU(); model_case_bits(2, Q_QUAMBA2, Q_GRAN_TENSOR, 0, 1, 4); }
 static void test_model_m1_quamba2(void) { NEED_GPU(); model_case(1, Q_QUAMBA2, Q_GRAN_TENSOR, 0, 1); }
 static void test_model_m2_quamba2(void) { NEED_GPU(); model_case(2, Q_QUAMBA2, Q_GRAN_TENSOR, 0, 1); }
 static void test_cpu_mirror_m1_rot(void) { model_case(1, Q_QUAMBA_ROT, Q_GRAN_TENSOR, 0, 0); }
@@ -974,6 +977,8 @@ int main(int argc, char **argv) {
     RUN(test_cpu_mirror_m1_quamba2_w4a8);
     RUN(test_cpu_mirror_m2_quamba2_w4a8);
     RUN(test_model_m1_quamba2);
+    RUN(test_model_m1_quamba2_w4a8);
+    RUN(test_model_m2_quamba2_w4a8);
     RUN(test_model_m2_quamba2);
     RUN(test_cpu_mirror_m1_rot);
     RUN(test_cpu_mirror_m2_rot);

@@ -5,8 +5,7 @@
 #   before    BEFORE=tgz of an older tree: build its bench_int8 / bench_gpu beside ours and run both
 #             (the same table before and after a change); BENCH_FILTER limits the shapes
 #   bench     build/bench/bench_int8 and bench_gpu (BENCH_FILTER)
-#   pipeline  GPU calib -> quantize (quamba, quamba-rot, quamba2 W8A8) -> verify on the proxies present;
-#             quamba2 W4A8 eval (--device auto: the CPU simulation)
+#   pipeline  GPU calib -> quantize (quamba, quamba-rot, quamba2 W8A8 and W4A8) -> verify on the proxies present
 #   tasks     eval --task lambada / choice on the GPU (FP16 model, the pipeline's quamba artifact) and
 #             the artifact on the CPU too (--limit 200): the GPU task path against the CPU
 #   makebench `make bench` (tools/bench.sh: every benchmark and the peers of .dev/peers, made by
@@ -95,13 +94,14 @@ if has pipeline; then
       --tokenizer "$MQ_SHARED/models/tokenizer.json" --windows 32 > "$out/verify-$m-quamba2-w8a8.txt" 2>&1
     note "verify $m quamba2 w8a8 (rc $?): $(grep -E '^perplexity' "$out/verify-$m-quamba2-w8a8.txt")"
     grep -E 'top-1|max \|logit diff' "$out/verify-$m-quamba2-w8a8.txt" | sed 's/^ */    /' | tee -a "$summary"
-    # quamba2 W4A8; eval with --device auto must pick the CPU simulation on a GPU machine
+    # quamba2 W4A8: verify on the GPU (the int8 pass with the 4-bit GEMV for in_proj / out_proj)
     a=out/$m-quamba2-w4a8
     timeout 240 bin/mambaq quantize --model "$MQ_SHARED/models/$m" --stats "$st" --out "$a" --method quamba2 --bits w4a8 \
-      --force > "$out/quantize-$m-quamba2.log" 2>&1
-    timeout 240 bin/mambaq eval "$a" --data "$MQ_SHARED/datasets/valid.txt" --tokenizer "$MQ_SHARED/models/tokenizer.json" \
-      --windows 8 > "$out/eval-$m-quamba2.txt" 2>&1
-    note "quamba2 w4a8 $m (rc $?): $(grep -iE 'quamba2|perplexity|ppl' "$out/eval-$m-quamba2.txt" | tr '\n' ' ' | cut -c1-300)"
+      --force --record-paths > "$out/quantize-$m-quamba2.log" 2>&1
+    timeout 240 bin/mambaq verify --artifact "$a" --data "$MQ_SHARED/datasets/valid.txt" \
+      --tokenizer "$MQ_SHARED/models/tokenizer.json" --windows 32 > "$out/verify-$m-quamba2-w4a8.txt" 2>&1
+    note "verify $m quamba2 w4a8 (rc $?): $(grep -E '^perplexity' "$out/verify-$m-quamba2-w4a8.txt")"
+    grep -E 'top-1|max \|logit diff' "$out/verify-$m-quamba2-w4a8.txt" | sed 's/^ */    /' | tee -a "$summary"
   done
 fi
 if has tasks; then
