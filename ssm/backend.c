@@ -293,9 +293,9 @@ be *be_open_random(const mq_config *cfg, be_kind kind, int hadamard, uint64_t se
     return be_cuda_open_random(cfg, kind, hadamard, seed, batch, seqlen);
 }
 
-be *be_open_random_q2(const mq_config *cfg, uint64_t seed, int batch, int seqlen) {
+be *be_open_random_q2(const mq_config *cfg, int w4_group, uint64_t seed, int batch, int seqlen) {
     if (check_caps(batch, seqlen)) return NULL;
-    return be_cuda_open_random_q2(cfg, seed, batch, seqlen);
+    return be_cuda_open_random_q2(cfg, w4_group, seed, batch, seqlen);
 }
 
 be *be_open_random_w4a16(const mq_config *cfg, int group, uint64_t seed, int batch, int seqlen) {

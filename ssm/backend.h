@@ -47,8 +47,9 @@ be *be_open_random(const mq_config *cfg, be_kind kind, int hadamard, uint64_t se
  * GPU, kind BE_CUDA_INT8 (benchmarks). */
 be *be_open_random_w4a16(const mq_config *cfg, int group, uint64_t seed, int batch, int seqlen);
 /* Random quamba2 W8A8 weights (the int8 pass with its scales per column: clustered x, B / C per SSD
- * group; y rotated) on the GPU, kind BE_CUDA_INT8 (benchmarks). */
-be *be_open_random_q2(const mq_config *cfg, uint64_t seed, int batch, int seqlen);
+ * group; y rotated), or with w4_group > 0 W4A8 (int4 in_proj / out_proj, w4_group columns per
+ * scale), on the GPU, kind BE_CUDA_INT8 (benchmarks). */
+be *be_open_random_q2(const mq_config *cfg, int w4_group, uint64_t seed, int batch, int seqlen);
 void be_free(be *b);
 
 be_kind be_kind_of(const be *b);

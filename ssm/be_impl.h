@@ -43,7 +43,7 @@ be *be_cuda_open_f16(const mq_model *m, int batch, int seqlen);
 be *be_cuda_open_int8(const q_model *qm, int batch, int seqlen);
 be *be_cuda_open_random(const mq_config *cfg, be_kind kind, int hadamard, uint64_t seed, int batch, int seqlen);
 /* random quamba2 W8A8 weights on the int8 pass (its scales per column) */
-be *be_cuda_open_random_q2(const mq_config *cfg, uint64_t seed, int batch, int seqlen);
+be *be_cuda_open_random_q2(const mq_config *cfg, int w4_group, uint64_t seed, int batch, int seqlen);
 /* quamba2 W4A16 on the FP16 pass (ssm/f16_pass.cu): an artifact's q_model, or random weights */
 be *be_cuda_open_w4a16(const q_model *qm, int batch, int seqlen);
 be *be_cuda_open_random_w4a16(const mq_config *cfg, int group, uint64_t seed, int batch, int seqlen);

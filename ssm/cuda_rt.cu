@@ -495,8 +495,8 @@ int be_cuda_act_download(const mq_act *a, float *dst) {
 be *be_cuda_open_random(const mq_config *cfg, be_kind kind, int hadamard, uint64_t seed, int batch, int seqlen) {
     return kind == BE_CUDA_F16 ? rt_f16_random(cfg, 0, seed, batch, seqlen) : rt_i8_random(cfg, hadamard, 0, seed, batch, seqlen);
 }
-be *be_cuda_open_random_q2(const mq_config *cfg, uint64_t seed, int batch, int seqlen) {
-    return rt_i8_random(cfg, 1, 1, seed, batch, seqlen);
+be *be_cuda_open_random_q2(const mq_config *cfg, int w4_group, uint64_t seed, int batch, int seqlen) {
+    return w4_group ? rt_i8_random_w4a8(cfg, w4_group, seed, batch, seqlen) : rt_i8_random(cfg, 1, 1, seed, batch, seqlen);
 }
 be *be_cuda_open_random_w4a16(const mq_config *cfg, int group, uint64_t seed, int batch, int seqlen) {
     return rt_f16_random(cfg, group, seed, batch, seqlen);

@@ -133,6 +133,8 @@ be *rt_f16_random(const mq_config *cfg, int w4_group, uint64_t seed, int batch, 
 /* q2: quamba2 W8A8's scales per column (x per channel, Mamba1's x_proj through k_i8_linear_xcols,
  * Mamba2's B and C per SSD group), all equal here: the timing of those paths */
 be *rt_i8_random(const mq_config *cfg, int hadamard, int q2, uint64_t seed, int batch, int seqlen);
+/* the same as quamba2 W4A8: q2's scales and int4 in_proj / out_proj, `group` columns per scale */
+be *rt_i8_random_w4a8(const mq_config *cfg, int group, uint64_t seed, int batch, int seqlen);
 
 
 /* For the forwards: time chunks of a scan of B x T tokens (within the workspace's carries), the

@@ -469,6 +469,23 @@ extern "C" int gop_w4a8_gemv(float *Y, int8_t *q_out, int kind, const int8_t *X,
     return 0;
 }
 
+extern "C" int gop_w4a8_mma(float *Y, int8_t *q_out, int kind, const int8_t *X, float sx, const int8_t *q,
+                            const float *scales, int group, const float *bias, const float *qs, int M, int N, int K,
+                            int reps, double *us) {
+    if (rt_need_gpu()) return -1;
+    if (M < 1 || N < 1 || !k_w4a8_mma_ok(K, group) || (kind == GOP_OUT_I8 && !qs))
+        return mq_fail("gop_w4a8_mma: M %d, N %d, K %d and group %d (multiples of 64, group dividing K), int8 output "
+                       "with its scales", M, N, K, group);
+    int8_t *dX = (int8_t *)up_pad(X, 1, M, K, 16);
+    auto mma = [](const int8_t *x, int ldx, const uint8_t *W, const float *ws, int grp, int m, int n, int k,
+                  const k_w4_epi &e, void *out, int ldo, int, cudaStream_t st) {
+        k_w4a8_mma(x, ldx, W, ws, grp, m, n, k, e, out, ldo, st);
+    };
+    w4_run(mma, dX, Y, q_out, kind, sx, q, scales, group, bias, qs, M, N, K, reps, us);
+    dfree(dX);
+    return 0;
+}
+
 extern "C" int gop_w4_dequant(float *W, const int8_t *q, const float *scales, int group, int N, int K) {
     if (rt_need_gpu()) return -1;
     if (w4_shape_ok("gop_w4_dequant", GOP_OUT_F16, NULL, group, 1, N, K)) return -1;

@@ -67,6 +67,9 @@ int gop_w4a16_gemv(float *Y, int kind, const float *X, const int8_t *q, const fl
                    int M, int N, int K, int reps, double *us);
 int gop_w4a8_gemv(float *Y, int8_t *q_out, int kind, const int8_t *X, float sx, const int8_t *q, const float *scales,
                   int group, const float *bias, const float *qs, int M, int N, int K, int reps, double *us);
+/* The same on the tensor cores (k_w4a8_mma): any M >= 1, K and group multiples of 64. */
+int gop_w4a8_mma(float *Y, int8_t *q_out, int kind, const int8_t *X, float sx, const int8_t *q, const float *scales,
+                 int group, const float *bias, const float *qs, int M, int N, int K, int reps, double *us);
 
 /* ---- the int8 pass ---- */
 /* GEMM routes of the int8 linear layers: auto (cuBLASLt for prefill, the GEMV for <= 8 rows, the

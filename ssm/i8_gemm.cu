@@ -19,6 +19,7 @@
  * int32 sums are exact whatever the order, so every route gives the same accumulators. */
 #include <stdlib.h>
 #include <string.h>
+#include <type_traits>
 #include "core/qrule.h"
 #include "ssm/kern.h"
 #include "ssm/kern_util.cuh"
@@ -171,6 +172,25 @@ static __device__ __forceinline__ void mma_s8(int (&d)[4], int a0, int a1, int a
 static __device__ __forceinline__ int4 ld16(const int8_t *p, bool ok) {
     return ok ? __ldg((const int4 *)p) : make_int4(0, 0, 0, 0);
 }
+/* W's 16 columns from k as loaded (int8: 16 bytes; W4: the 8 bytes of k_w4_repack's layout, row
+ * length K / 2) and as int8 codes in column order (W4: per word, the low nibbles are columns 0-3,
+ * the high ones 4-7, each code + 8) */
+template <bool W4>
+struct w_raw {
+    typedef int4 t;
+    static __device__ __forceinline__ t load(const int8_t *row, int k, bool ok) { return ld16(row + k, ok); }
+    static __device__ __forceinline__ int4 codes(t v) { return v; }
+};
+template <>
+struct w_raw<true> {
+    typedef int2 t;
+    static __device__ __forceinline__ t load(const int8_t *row, int k, bool ok) {
+        return ok ? __ldg((const int2 *)(row + k / 2)) : make_int2((int)0x88888888u, (int)0x88888888u); /* codes 0 */
+    }
+    static __device__ __forceinline__ int lo(int w) { return (int)__vsub4((unsigned)w & 0x0f0f0f0fu, 0x08080808u); }
+    static __device__ __forceinline__ int hi(int w) { return (int)__vsub4(((unsigned)w >> 4) & 0x0f0f0f0fu, 0x08080808u); }
+    static __device__ __forceinline__ int4 codes(t v) { return make_int4(lo(v.x), hi(v.x), lo(v.y), hi(v.y)); }
+};
 static __device__ __forceinline__ int ld4(const int8_t *p, bool ok) { return ok ? __ldg((const int *)p) : 0; }
 
 /* Rows [16 bx, 16 bx + 16) of W against the M <= 8 MT rows of X, over k in the block's slice
@@ -180,23 +200,34 @@ static __device__ __forceinline__ int ld4(const int8_t *p, bool ok) { return ok 
  * step of 16, 32 or 48 k reads 4 bytes per slot. acc == NULL: the block's sums are the products and
  * the epilogue runs here; else they are added into acc[M x N] (zeroed before; the epilogue follows
  * as its own kernel). */
-template <int MT>
+/* W4 (quamba2 W4A8, k_w4a8_mma): W is int4 in k_w4_repack's layout with FP32 scales ws [N][K /
+ * group]; each step's int32 sums (64 columns, inside one group) times the row's group scale are added
+ * in FP32, the warps' FP32 sums reduced, and the epilogue is sum * sx + bias (e.sw unused); K and
+ * group multiples of 64, no K split (acc NULL). */
+template <int MT, bool W4 = false>
 __global__ void __launch_bounds__(MMA_WARPS * 32, 4) i8_mma_kernel(const int8_t *X, int ldx, const int8_t *W, int M, int N,
                                                            int K, int kslice, k_epi e, void *out, int ldo,
-                                                           int32_t *acc) {
-    __shared__ int red[MMA_WARPS - 1][MT][4][32];
+                                                           int32_t *acc, const float *ws = NULL, int group = 0) {
+    typedef typename w_raw<W4>::t wraw;
+    __shared__ typename std::conditional<W4, float, int>::type red[MMA_WARPS - 1][MT][4][32];
     constexpr int MMA_AHEAD = MT == 2 ? 4 : 2; /* steps of 64 k in flight per warp (4 blocks per SM fit) */
     const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
     const int n0 = blockIdx.x * 16, ka = blockIdx.y * kslice, kb = min(K, ka + kslice);
     const bool okA = n0 + g < N, okB = n0 + g + 8 < N;
-    const int8_t *wA = W + (size_t)(okA ? n0 + g : 0) * K, *wB = W + (size_t)(okB ? n0 + g + 8 : 0) * K;
+    const size_t wrow = W4 ? (size_t)K / 2 : (size_t)K; /* bytes of a row of W */
+    const int8_t *wA = W + (size_t)(okA ? n0 + g : 0) * wrow, *wB = W + (size_t)(okB ? n0 + g + 8 : 0) * wrow;
+    const int ng = W4 ? K / group : 0; /* W4: scales per row */
+    const float *sA = W4 ? ws + (size_t)(okA ? n0 + g : 0) * ng : NULL, *sB = W4 ? ws + (size_t)(okB ? n0 + g + 8 : 0) * ng : NULL;
+    float f[MT][4]; /* W4: the FP32 sums */
+#pragma unroll
+    for (int mt = 0; mt < MT; mt++) f[mt][0] = f[mt][1] = f[mt][2] = f[mt][3] = 0.f;
     float sc[2] = {0.f, 0.f}, bs[2] = {0.f, 0.f}, qs[2] = {0.f, 0.f}; /* rows n0 + g, n0 + g + 8 */
     if (!acc && warp == 0)
 #pragma unroll
         for (int h = 0; h < 2; h++) {
             const int n = n0 + g + 8 * h;
             if (n >= N) continue;
-            sc[h] = e.sx * e.sw[n];
+            sc[h] = W4 ? e.sx : e.sx * e.sw[n];
             if (e.bias) bs[h] = e.bias[n];
             if (e.kind == K_EPI_I8) qs[h] = e.qs[n];
         }
@@ -206,11 +237,11 @@ __global__ void __launch_bounds__(MMA_WARPS * 32, 4) i8_mma_kernel(const int8_t 
 #pragma unroll
     for (int mt = 0; mt < MT; mt++) d[mt][0] = d[mt][1] = d[mt][2] = d[mt][3] = 0;
     const int nsteps = (kb - ka) / 64;
-    int4 ra[MMA_AHEAD], rb[MMA_AHEAD];
+    wraw ra[MMA_AHEAD], rb[MMA_AHEAD];
 #pragma unroll
     for (int p = 0; p < MMA_AHEAD; p++) {
         const int st = warp + p * MMA_WARPS, k = ka + st * 64 + t * 16;
-        ra[p] = ld16(wA + k, st < nsteps && okA), rb[p] = ld16(wB + k, st < nsteps && okB);
+        ra[p] = w_raw<W4>::load(wA, k, st < nsteps && okA), rb[p] = w_raw<W4>::load(wB, k, st < nsteps && okB);
     }
     /* Rounds of MMA_AHEAD steps in straight-line code: the round's X loads (L2 hits) are all issued
      * first, W's come from the ring and refill it; a step past the end multiplies zeros. */
@@ -224,19 +255,30 @@ __global__ void __launch_bounds__(MMA_WARPS * 32, 4) i8_mma_kernel(const int8_t 
         }
 #pragma unroll
         for (int p = 0; p < MMA_AHEAD; p++) {
-            const int4 a = ra[p], b = rb[p];
+            const int4 a = w_raw<W4>::codes(ra[p]), b = w_raw<W4>::codes(rb[p]);
+            const int st = warp + (j0 + p) * MMA_WARPS;
             const int sn = warp + (j0 + p + MMA_AHEAD) * MMA_WARPS, kn = ka + sn * 64 + t * 16;
-            ra[p] = ld16(wA + kn, sn < nsteps && okA), rb[p] = ld16(wB + kn, sn < nsteps && okB);
+            ra[p] = w_raw<W4>::load(wA, kn, sn < nsteps && okA), rb[p] = w_raw<W4>::load(wB, kn, sn < nsteps && okB);
 #pragma unroll
             for (int mt = 0; mt < MT; mt++) {
                 mma_s8(d[mt], a.x, b.x, a.y, b.y, xv[p][mt].x, xv[p][mt].y);
                 mma_s8(d[mt], a.z, b.z, a.w, b.w, xv[p][mt].z, xv[p][mt].w);
             }
+            if (W4 && st < nsteps) { /* the step's exact sums times the rows' scale of its group */
+                const int kg = (ka + st * 64) / group;
+                const float wa = __ldg(sA + kg), wb = __ldg(sB + kg);
+#pragma unroll
+                for (int mt = 0; mt < MT; mt++) {
+                    f[mt][0] = __fmaf_rn((float)d[mt][0], wa, f[mt][0]), f[mt][1] = __fmaf_rn((float)d[mt][1], wa, f[mt][1]);
+                    f[mt][2] = __fmaf_rn((float)d[mt][2], wb, f[mt][2]), f[mt][3] = __fmaf_rn((float)d[mt][3], wb, f[mt][3]);
+                    d[mt][0] = d[mt][1] = d[mt][2] = d[mt][3] = 0;
+                }
+            }
         }
     }
     /* the last 16-48 k of the slice (K % 64), 4 bytes per slot, by warp 0 */
     const int kr = ka + nsteps * 64;
-    if (warp == 0 && kr < kb) {
+    if (!W4 && warp == 0 && kr < kb) {
         for (int k = kr; k < kb; k += 32) {
             const int k1 = k + 4 * t, k2 = k1 + 16;
             const bool in1 = k1 < kb, in2 = k2 < kb;
@@ -252,7 +294,7 @@ __global__ void __launch_bounds__(MMA_WARPS * 32, 4) i8_mma_kernel(const int8_t 
 #pragma unroll
         for (int mt = 0; mt < MT; mt++)
 #pragma unroll
-            for (int i = 0; i < 4; i++) red[warp - 1][mt][i][lane] = d[mt][i];
+            for (int i = 0; i < 4; i++) red[warp - 1][mt][i][lane] = W4 ? f[mt][i] : d[mt][i];
     }
     __syncthreads();
     if (warp) return;
@@ -260,14 +302,43 @@ __global__ void __launch_bounds__(MMA_WARPS * 32, 4) i8_mma_kernel(const int8_t 
     for (int mt = 0; mt < MT; mt++)
 #pragma unroll
         for (int i = 0; i < 4; i++) {
+            const int n = n0 + g + (i >= 2 ? 8 : 0), m = mt * 8 + 2 * t + (i & 1);
+            if (W4) { /* the warps' FP32 sums in warp order */
+                float v = f[mt][i];
+#pragma unroll
+                for (int w = 0; w < MMA_WARPS - 1; w++) v = __fadd_rn(v, red[w][mt][i][lane]);
+                if (m < M && n < N) k_epi_store(e, v, sc[i >> 1], bs[i >> 1], qs[i >> 1], (size_t)m * ldo + n, out);
+                continue;
+            }
             int v = d[mt][i];
 #pragma unroll
             for (int w = 0; w < MMA_WARPS - 1; w++) v += red[w][mt][i][lane];
-            const int n = n0 + g + (i >= 2 ? 8 : 0), m = mt * 8 + 2 * t + (i & 1);
             if (m >= M || n >= N) continue;
             if (acc) atomicAdd(acc + (size_t)m * N + n, v);
             else k_epi_store(e, v, sc[i >> 1], bs[i >> 1], qs[i >> 1], (size_t)m * ldo + n, out);
         }
+}
+
+int k_w4a8_mma_ok(int K, int group) { return K >= 64 && K % 64 == 0 && group >= 64 && group % 64 == 0 && K % group == 0; }
+
+void k_w4a8_mma(const int8_t *X, int ldx, const uint8_t *W, const float *ws, int group, int M, int N, int K,
+                const k_w4_epi &e4, void *out, int ldo, cudaStream_t st) {
+    if (!k_w4a8_mma_ok(K, group) || ldx % 16 || !aligned(X, 16) || !aligned(W, 16) || M < 1)
+        mq_die("k_w4a8_mma: M %d, K %d, group %d, ldx %d or alignment outside the kernel's (internal error)", M, K, group, ldx);
+    const k_epi e = k_epi_make(e4.sx, NULL, e4.bias, e4.qs, e4.kind);
+    const size_t es = e.kind == K_EPI_I8 ? 1 : e.kind == K_EPI_F16 ? sizeof(half) : sizeof(float);
+    const dim3 grid(cdiv(N, 16), 1);
+    const int8_t *w = (const int8_t *)W;
+    /* 32 tokens a launch, each streaming W (with 64, the FP32 sums beside the int32 ones spill:
+     * 356 bytes) */
+    for (int m0 = 0; m0 < M; m0 += 32) {
+        const int m = M - m0 < 32 ? M - m0 : 32;
+        const int8_t *x = X + (size_t)m0 * ldx;
+        void *o = (char *)out + (size_t)m0 * ldo * es;
+        if (m <= 16) i8_mma_kernel<2, true><<<grid, MMA_WARPS * 32, 0, st>>>(x, ldx, w, m, N, K, K, e, o, ldo, NULL, ws, group);
+        else i8_mma_kernel<4, true><<<grid, MMA_WARPS * 32, 0, st>>>(x, ldx, w, m, N, K, K, e, o, ldo, NULL, ws, group);
+        CUDA_CHECK_LAUNCH();
+    }
 }
 
 /* 16-byte loads throughout: K a multiple of 16, X's rows and W 16-byte aligned */

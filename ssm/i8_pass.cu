@@ -113,6 +113,18 @@ static void decide_fused(i8_be *g) {
 static int g_decode_fused = 1;
 void rt_i8_set_decode_fused(int on) { g_decode_fused = on; }
 
+/* in_proj / out_proj [rows x cols]: int8 codes and a scale per row, or (group > 0: W4A8) int4 codes in
+ * k_w4_repack's layout and a scale per group of columns */
+static void carve_big(rt_carver *cv, int rows, int cols, int group, int8_t **w, float **sw, uint8_t **w4, float **s4) {
+    if (group) {
+        *w4 = RT_CARVE(cv, uint8_t, (size_t)rows * cols / 2);
+        *s4 = RT_CARVE(cv, float, (size_t)rows * (cols / group));
+    } else {
+        *w = RT_CARVE(cv, int8_t, (size_t)rows * cols);
+        *sw = RT_CARVE(cv, float, rows);
+    }
+}
+
 static void layout_weights(rt_be *r, rt_carver *cv) {
     i8_be *g = (i8_be *)r;
     const mq_config *c = &r->base.cfg;
@@ -128,13 +140,7 @@ static void layout_weights(rt_be *r, rt_carver *cv) {
         i8_layer *L = &g->layers[l]; /* the scalar scales are set after both passes */
         memset(L, 0, sizeof *L);
         L->norm_w = RT_CARVE(cv, float, D);
-        if (g->w4_gin) {
-            L->in4 = RT_CARVE(cv, uint8_t, (size_t)in * D / 2);
-            L->in4_s = RT_CARVE(cv, float, (size_t)in * (D / g->w4_gin));
-        } else {
-            L->in_w = RT_CARVE(cv, int8_t, (size_t)in * D);
-            L->in_sw = RT_CARVE(cv, float, in);
-        }
+        carve_big(cv, in, D, g->w4_gin, &L->in_w, &L->in_sw, &L->in4, &L->in4_s);
         L->in_qs = RT_CARVE(cv, float, in);
         if (c->proj_bias) L->in_b = RT_CARVE(cv, float, in);
         L->conv_w = RT_CARVE(cv, int8_t, (size_t)cd * K);
@@ -142,13 +148,7 @@ static void layout_weights(rt_be *r, rt_carver *cv) {
         L->conv_sin = RT_CARVE(cv, float, cd);
         L->conv_sout = RT_CARVE(cv, float, cd);
         if (c->conv_bias) L->conv_b = RT_CARVE(cv, float, cd);
-        if (g->w4_gout) {
-            L->out4 = RT_CARVE(cv, uint8_t, (size_t)D * E / 2);
-            L->out4_s = RT_CARVE(cv, float, (size_t)D * (E / g->w4_gout));
-        } else {
-            L->out_w = RT_CARVE(cv, int8_t, (size_t)D * E);
-            L->out_sw = RT_CARVE(cv, float, D);
-        }
+        carve_big(cv, D, E, g->w4_gout, &L->out_w, &L->out_sw, &L->out4, &L->out4_s);
         if (c->proj_bias) L->out_b = RT_CARVE(cv, float, D);
         rt_carve_ssm(cv, c, &L->ssm);
         if (c->arch == MQ_MAMBA1) {
@@ -279,7 +279,8 @@ static void decode_fused(i8_be *g, be_state *s) {
 }
 
 /* in_proj / out_proj: int8 W by k_i8_linear, or (W4A8) int4 W4 with its group scales ws4 through the
- * 4-bit GEMV in slices of 8 rows (exact int32 per group, FP32 over groups: ssm/w4_gemv.cu) */
+ * 4-bit GEMV (up to 8 rows; exact int32 per group, FP32 over groups: ssm/w4_gemv.cu) or the tensor-core
+ * kernel (more rows, K and group multiples of 64; else the GEMV in slices of 8) */
 #define W4_ROWS 8
 static void big_linear(i8_be *g, const int8_t *X, int ldx, const int8_t *W, const uint8_t *W4, const float *ws4, int group,
                        int M, int N, int K, const k_epi &e, void *out, int ldo) {
@@ -288,6 +289,10 @@ static void big_linear(i8_be *g, const int8_t *X, int ldx, const int8_t *W, cons
         return;
     }
     const k_w4_epi e4 = {e.sx, e.bias, e.qs, e.kind};
+    if (M > W4_ROWS && k_w4a8_mma_ok(K, group)) {
+        k_w4a8_mma(X, ldx, W4, ws4, group, M, N, K, e4, out, ldo, g->rt.ws.stream);
+        return;
+    }
     const size_t es = e.kind == K_EPI_I8 ? 1 : e.kind == K_EPI_F16 ? sizeof(half) : sizeof(float);
     for (int m0 = 0; m0 < M; m0 += W4_ROWS)
         k_w4a8_gemv(X + (size_t)m0 * ldx, ldx, W4, ws4, group, M - m0 < W4_ROWS ? M - m0 : W4_ROWS, N, K, e4,
@@ -555,10 +560,16 @@ be *be_cuda_open_int8(const q_model *qm, int batch, int seqlen) {
 
 /* ---------------------------------------------------------------- random model (benchmarks) */
 
-be *rt_i8_random(const mq_config *c, int hadamard, int q2, uint64_t seed, int batch, int seqlen) {
+/* w4: quamba2 W4A8's int4 in_proj / out_proj, w4 columns per scale (0: int8) */
+static be *random_model(const mq_config *c, int hadamard, int q2, int w4, uint64_t seed, int batch, int seqlen) {
     mq_config cfg = *c;
     cfg.tie_embeddings = 1;
-    i8_be *g = alloc_model(&cfg, 0, q2 && c->arch == MQ_MAMBA1, 0, 0);
+    if (w4 && (c->d_model % w4 || c->d_inner % w4 || w4 % 64)) {
+        mq_fail("random W4A8 model: group %d must be a multiple of 64 dividing d_model %d and d_inner %d", w4, c->d_model,
+                c->d_inner);
+        return NULL;
+    }
+    i8_be *g = alloc_model(&cfg, 0, q2 && c->arch == MQ_MAMBA1, w4, w4);
     if (!g) return NULL;
     const int D = c->d_model, E = c->d_inner, in = cfg_in_proj_dim(c), cd = cfg_conv_dim(c), K = c->d_conv;
     const int xw = xp_dim(c);
@@ -567,15 +578,17 @@ be *rt_i8_random(const mq_config *c, int hadamard, int q2, uint64_t seed, int ba
     uint64_t s = seed * 1000003ull + 1;
     k_fill_f16(g->embed, (size_t)c->vocab_size * D, s++, 0.05f, 0);
     rt_put_const(g->norm_f, D, 1.f);
-    /* int8 uniform in [-127, 127] has std ~73: sw = 1 / (73 sqrt(K)) gives weights of std 1/sqrt(K) */
+    /* int8 uniform in [-127, 127] has std ~73: sw = 1 / (73 sqrt(K)) gives weights of std 1/sqrt(K);
+     * int4 in [-7, 7] std ~4.3 */
     auto wsc = [](int k) { return 1.f / (73.f * sqrtf((float)k)); };
+    auto wsc4 = [](int k) { return 1.f / (4.3f * sqrtf((float)k)); };
     for (int l = 0; l < c->n_layer; l++) {
         i8_layer *L = &g->layers[l];
         L->s_in = 4.f / 127, L->s_u = 3.f / 127, L->s_xp = 4.f / 127, L->s_dt = 4.f / 127, L->s_z = 4.f / 127;
         L->s_B = L->s_C = 4.f / 127, L->s_y = 2.f / 127, L->s_conv0 = 4.f / 127;
         rt_put_const(L->norm_w, D, 1.f);
-        k_fill_i8(L->in_w, (size_t)in * D, s++, 0);
-        rt_put_const(L->in_sw, in, wsc(D));
+        if (L->in4) k_w4_fill_random(L->in4, (size_t)in * D / 2, s++, 0), rt_put_const(L->in4_s, (size_t)in * (D / w4), wsc4(D));
+        else k_fill_i8(L->in_w, (size_t)in * D, s++, 0), rt_put_const(L->in_sw, in, wsc(D));
         rt_put_const(L->in_qs, in, 4.f / 127);
         if (L->in_b) rt_put_const(L->in_b, in, 0.f);
         k_fill_i8(L->conv_w, (size_t)cd * K, s++, 0);
@@ -583,8 +596,8 @@ be *rt_i8_random(const mq_config *c, int hadamard, int q2, uint64_t seed, int ba
         rt_put_const(L->conv_sin, cd, 4.f / 127);
         rt_put_const(L->conv_sout, cd, 3.f / 127);
         if (L->conv_b) rt_put_const(L->conv_b, cd, 0.f);
-        k_fill_i8(L->out_w, (size_t)D * E, s++, 0);
-        rt_put_const(L->out_sw, D, wsc(E));
+        if (L->out4) k_w4_fill_random(L->out4, (size_t)D * E / 2, s++, 0), rt_put_const(L->out4_s, (size_t)D * (E / w4), wsc4(E));
+        else k_fill_i8(L->out_w, (size_t)D * E, s++, 0), rt_put_const(L->out_sw, D, wsc(E));
         if (L->out_b) rt_put_const(L->out_b, D, 0.f);
         rt_put_ssm_random(&L->ssm, c);
         if (q2) { /* the scales per column (all alike: their values do not change the time) */
@@ -605,5 +618,12 @@ be *rt_i8_random(const mq_config *c, int hadamard, int q2, uint64_t seed, int ba
     CUDA_CHECK(cudaDeviceSynchronize());
     decide_fused(g);
     return rt_open(&g->rt, batch, seqlen);
+}
+
+be *rt_i8_random(const mq_config *c, int hadamard, int q2, uint64_t seed, int batch, int seqlen) {
+    return random_model(c, hadamard, q2, 0, seed, batch, seqlen);
+}
+be *rt_i8_random_w4a8(const mq_config *c, int group, uint64_t seed, int batch, int seqlen) {
+    return random_model(c, 1, 1, group, seed, batch, seqlen);
 }
 

@@ -164,9 +164,9 @@ static inline k_epi k_epi_make(float sx, const float *sw, const float *bias, con
     return e;
 }
 /* the epilogue of output n with its parameters read ahead (sc = sx * sw[n], b = bias[n], qs = qs[n]) */
-static __device__ __forceinline__ void k_epi_store(const k_epi &e, int32_t acc, float sc, float b, float qs, size_t i,
+static __device__ __forceinline__ void k_epi_store(const k_epi &e, float acc, float sc, float b, float qs, size_t i,
                                                    void *out) {
-    float v = (float)acc * sc;
+    float v = acc * sc; /* acc: an int32 sum (exact in FP32 up to 2^24), or W4A8's FP32 sum */
     if (e.bias) v += b;
     if (e.kind == K_EPI_I8) ((int8_t *)out)[i] = qr_quant_i8(v, qs);
     else if (e.kind == K_EPI_F16) ((half *)out)[i] = __float2half(v);
@@ -325,6 +325,13 @@ void k_w4a16_gemv(const half *X, int ldx, const uint8_t *W, const float *ws, int
                   const k_w4_epi &e, void *out, int ldo, int sm_count, cudaStream_t st);
 void k_w4a8_gemv(const int8_t *X, int ldx, const uint8_t *W, const float *ws, int group, int M, int N, int K,
                  const k_w4_epi &e, void *out, int ldo, int sm_count, cudaStream_t st);
+/* W4A8 on the tensor cores for any number of rows (32 a launch): the int8 MMA route's kernel
+ * (ssm/i8_gemm.cu) fed the int4 W of k_w4_repack's layout, unpacked in registers; each 64 columns'
+ * exact int32 sums times the row's group scale added in FP32, then k_w4a8_gemv's epilogue. Needs
+ * k_w4a8_mma_ok(K, group) (multiples of 64), X, ldx and W 16-byte aligned. */
+int k_w4a8_mma_ok(int K, int group);
+void k_w4a8_mma(const int8_t *X, int ldx, const uint8_t *W, const float *ws, int group, int M, int N, int K,
+                const k_w4_epi &e, void *out, int ldo, cudaStream_t st);
 /* W4A16 on the tensor cores (the W4A16 pass's layout, k_w4_repack_mma: the mma.sync A fragments in
  * load order, rows padded to 16, k_w4_mma_bytes of them): Y = X W^T for 1..K_W4_MMA_MAX_M rows,
  * exact FP32 sums of 64 columns times the group scale; needs k_w4a16_mma_ok(K, group) (multiples of

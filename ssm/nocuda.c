@@ -15,7 +15,7 @@ be *be_cuda_open_random(const mq_config *cfg, be_kind kind, int hadamard, uint64
     return NULL;
 }
 be *be_cuda_open_w4a16(const q_model *qm, int batch, int seqlen) { NOCUDA; return NULL; }
-be *be_cuda_open_random_q2(const mq_config *cfg, uint64_t seed, int batch, int seqlen) {
+be *be_cuda_open_random_q2(const mq_config *cfg, int w4_group, uint64_t seed, int batch, int seqlen) {
     NOCUDA;
     return NULL;
 }
@@ -28,6 +28,10 @@ int be_cuda_act_download(const mq_act *a, float *dst) { return NOCUDA; }
 int gop_embed(float *out, const float *embed, const int32_t *tokens, int T, int D, int vocab) { return NOCUDA; }
 int gop_w4a16_gemv(float *Y, int kind, const float *X, const int8_t *q, const float *scales, int group, const float *bias,
                    int M, int N, int K, int reps, double *us) { return NOCUDA; }
+int gop_w4a8_mma(float *Y, int8_t *q_out, int kind, const int8_t *X, float sx, const int8_t *q, const float *scales,
+                 int group, const float *bias, const float *qs, int M, int N, int K, int reps, double *us) {
+    return NOCUDA;
+}
 int gop_w4a8_gemv(float *Y, int8_t *q_out, int kind, const int8_t *X, float sx, const int8_t *q, const float *scales,
                   int group, const float *bias, const float *qs, int M, int N, int K, int reps, double *us) { return NOCUDA; }
 int gop_w4a16_mma(float *Y, int kind, const float *X, const int8_t *q, const float *scales, int group, const float *bias,

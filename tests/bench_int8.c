@@ -56,11 +56,13 @@ static be *open_random(const mq_config *c, be_kind kind, int batch, int seqlen) 
 }
 /* The passes time_pass runs: int8, FP16, quamba2 W4A16 (groups of 128, y rotated) and quamba2 W8A8
  * (the int8 pass with scales per column) */
-enum { P_INT8, P_F16, P_W4A16, P_Q2 };
+enum { P_INT8, P_F16, P_W4A16, P_Q2, P_W4A8 };
 #define W4_GROUP 128
 static be *open_pass(const mq_config *c, int pass, int batch, int seqlen) {
     if (pass == P_INT8 || pass == P_F16) return open_random(c, pass == P_INT8 ? BE_CUDA_INT8 : BE_CUDA_F16, batch, seqlen);
-    be *b = pass == P_Q2 ? be_open_random_q2(c, 1, batch, seqlen) : be_open_random_w4a16(c, W4_GROUP, 1, batch, seqlen);
+    be *b = pass == P_Q2      ? be_open_random_q2(c, 0, 1, batch, seqlen)
+            : pass == P_W4A8 ? be_open_random_q2(c, W4_GROUP, 1, batch, seqlen)
+                             : be_open_random_w4a16(c, W4_GROUP, 1, batch, seqlen);
     if (!b) mq_die("%s: %s", c->source, mq_errmsg());
     return b;
 }
@@ -80,7 +82,7 @@ static void time_pass(const mq_config *c, int pass, const int32_t *tok, pass_tim
         pt->dec[k] = bt_decode_ms(d, s, tok);
         if (k == NB - 1) {
             const size_t state = (size_t)batches[k] * c->n_layer *
-                                 (cfg_conv_dim(c) * (c->d_conv - 1) * (pass == P_INT8 || pass == P_Q2 ? 1 : 4) +
+                                 (cfg_conv_dim(c) * (c->d_conv - 1) * (pass == P_F16 || pass == P_W4A16 ? 4 : 1) +
                                   (size_t)c->d_inner * c->d_state * 4);
             pt->mem_gb += (be_ws_bytes(d) + state) / 1e9;
         }
@@ -392,36 +394,38 @@ static void print_peer_table(cJSON *models, cJSON *notes) {
 }
 
 /* --q2: quamba2 W8A8 (scales per column: Mamba1's x_proj through FP16, the scans reading a scale per
- * column) beside the plain int8 pass, the int8 table's protocol, and the per-op times of a 1x1024
- * prefill of each */
+ * column) and W4A8 (int4 in_proj / out_proj, groups of 128) beside the plain int8 pass, the int8
+ * table's protocol, and the per-op times of a 1x1024 prefill of each */
 static int bench_q2(const char *filter) {
-    printf("quamba2 W8A8 vs quamba W8A8 (int8 pass), ms; ratio = int8 time / quamba2 time:\n\n| model | prefill 1x1024 | "
-           "prefill 8x1024 | decode b=1 | decode b=16 | decode b=64 |\n|---|---|---|---|---|---|\n");
-    char ops[sizeof shapes / sizeof shapes[0]][2][512];
+    static const int passes[3] = {P_INT8, P_Q2, P_W4A8};
+    printf("quamba2 W8A8 / W4A8 / quamba W8A8 (the int8 pass), ms:\n\n| model | prefill 1x1024 | prefill 8x1024 | "
+           "decode b=1 | decode b=16 | decode b=64 |\n|---|---|---|---|---|---|\n");
+    char ops[sizeof shapes / sizeof shapes[0]][3][512];
     for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++) {
         if (filter && !strstr(shapes[i].name, filter)) continue;
         mq_config c = make_cfg(&shapes[i]);
         int32_t *tok = bt_tokens(8 * 1024, c.vocab_size);
-        pass_times t[2];
-        for (int p = 0; p < 2; p++) {
-            time_pass(&c, p ? P_Q2 : P_INT8, tok, &t[p]);
-            be *g = open_pass(&c, p ? P_Q2 : P_INT8, 1, 1024);
+        pass_times t[3];
+        for (int p = 0; p < 3; p++) {
+            time_pass(&c, passes[p], tok, &t[p]);
+            be *g = open_pass(&c, passes[p], 1, 1024);
             be_profile(g, 1);
             if (be_prefill(g, tok, 1, 1024, NULL, NULL, NULL)) mq_die("%s", mq_errmsg());
             be_profile(g, 0);
             be_profile_report(g, ops[i][p], sizeof ops[i][p]);
             be_free(g);
         }
-        printf("| %s | %.2f / %.2f (%.2fx) | %.2f / %.2f (%.2fx) | %.3f / %.3f (%.2fx) | %.3f / %.3f (%.2fx) | "
-               "%.3f / %.3f (%.2fx) |\n", shapes[i].name, t[1].pre[0], t[0].pre[0], t[0].pre[0] / t[1].pre[0], t[1].pre[1],
-               t[0].pre[1], t[0].pre[1] / t[1].pre[1], t[1].dec[0], t[0].dec[0], t[0].dec[0] / t[1].dec[0], t[1].dec[1],
-               t[0].dec[1], t[0].dec[1] / t[1].dec[1], t[1].dec[2], t[0].dec[2], t[0].dec[2] / t[1].dec[2]);
+        printf("| %s | %.2f / %.2f / %.2f | %.2f / %.2f / %.2f | %.3f / %.3f / %.3f | %.3f / %.3f / %.3f | "
+               "%.3f / %.3f / %.3f |\n", shapes[i].name, t[1].pre[0], t[2].pre[0], t[0].pre[0], t[1].pre[1], t[2].pre[1],
+               t[0].pre[1], t[1].dec[0], t[2].dec[0], t[0].dec[0], t[1].dec[1], t[2].dec[1], t[0].dec[1], t[1].dec[2],
+               t[2].dec[2], t[0].dec[2]);
         fflush(stdout);
         free(tok);
     }
-    printf("\nprefill 1x1024, GPU ms per op (quamba2 / int8):\n");
+    printf("\nprefill 1x1024, GPU ms per op (quamba2 W8A8, W4A8, quamba):\n");
     for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++)
-        if (!filter || strstr(shapes[i].name, filter)) printf("- %s: %s\n  %s\n", shapes[i].name, ops[i][1], ops[i][0]);
+        if (!filter || strstr(shapes[i].name, filter))
+            printf("- %s: %s\n  %s\n  %s\n", shapes[i].name, ops[i][1], ops[i][2], ops[i][0]);
     return 0;
 }
 

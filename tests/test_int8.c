@@ -767,7 +767,7 @@ static void test_decode_fused_shapes(void) {
             if ((!had && i != 0 && i != 3) || (had == 2 && i != 0 && i != 2 && i != 3)) continue;
             mq_config c = make_cfg(&shapes[i]);
             c.n_layer = 2;
-            be *g = had == 2 ? be_open_random_q2(&c, 7, 1, 4) : be_open_random(&c, BE_CUDA_INT8, had, 7, 1, 4);
+            be *g = had == 2 ? be_open_random_q2(&c, 0, 7, 1, 4) : be_open_random(&c, BE_CUDA_INT8, had, 7, 1, 4);
             T_CHECK(g != NULL, "%s", mq_errmsg());
             if (!g) continue;
             const int D = c.d_model, K = 12;

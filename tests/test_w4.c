@@ -84,28 +84,31 @@ static void w4_case(int M, int N, int K, int group, int with_bias) {
             T_CHECK(wr <= 1, "%s: worst %.3g", what, wr);
         }
     }
-    if (M > 8) { /* beyond the dp4a-layout kernels */
-        q_weight_free(&w);
-        free(Wf), free(bias), free(x), free(xq), free(y), free(x8), free(q8), free(ref), free(mag);
-        return;
-    }
-    /* W4A8: y = sum * sx + bias, FP32 out, then int8 codes against the rule applied to the reference */
+    /* W4A8: y = sum * sx + bias, FP32 out, then int8 codes against the rule applied to the reference;
+     * the dp4a GEMV (M <= 8) and the tensor-core kernel (K and group multiples of 64, any M) */
     reference(xq, &w, bias, M, ref, mag);
-    T_CHECK(gop_w4a8_gemv(y, NULL, GOP_OUT_F32, x8, sx, w.q, w.scale, group, bias, NULL, M, N, K, 0, NULL) == 0, "%s", mq_errmsg());
-    double wr = worst(y, ref, mag, R, 0);
-    snprintf(what, sizeof what, "W4A8 M=%d N=%d K=%d group=%d%s, FP32 out", M, N, K, group, bias ? " bias" : "");
-    printf("    %-52s worst %.3f of the tolerance\n", what, wr);
-    T_CHECK(wr <= 1, "%s: worst %.3g", what, wr);
     float *qs = mq_malloc(sizeof(float) * N);
     for (int n = 0; n < N; n++) qs[n] = 0.02f + 0.01f * (n % 5);
-    T_CHECK(gop_w4a8_gemv(NULL, q8, GOP_OUT_I8, x8, sx, w.q, w.scale, group, bias, qs, M, N, K, 0, NULL) == 0, "%s", mq_errmsg());
-    size_t off = 0, far = 0;
-    for (size_t i = 0; i < R; i++) {
-        const int d = abs((int)q8[i] - (int)qr_quant_i8((float)ref[i], qs[i % N]));
-        off += d == 1, far += d > 1;
+    for (int mma = 0; mma < 2; mma++) {
+        if (mma ? K % 64 || group % 64 : M > 8) continue;
+        int (*run)(float *, int8_t *, int, const int8_t *, float, const int8_t *, const float *, int, const float *,
+                   const float *, int, int, int, int, double *) = mma ? gop_w4a8_mma : gop_w4a8_gemv;
+        T_CHECK(run(y, NULL, GOP_OUT_F32, x8, sx, w.q, w.scale, group, bias, NULL, M, N, K, 0, NULL) == 0, "%s", mq_errmsg());
+        double wr = worst(y, ref, mag, R, 0);
+        snprintf(what, sizeof what, "W4A8%s M=%d N=%d K=%d group=%d%s, FP32 out", mma ? " mma" : "", M, N, K, group,
+                 bias ? " bias" : "");
+        printf("    %-56s worst %.3f of the tolerance\n", what, wr);
+        T_CHECK(wr <= 1, "%s: worst %.3g", what, wr);
+        T_CHECK(run(NULL, q8, GOP_OUT_I8, x8, sx, w.q, w.scale, group, bias, qs, M, N, K, 0, NULL) == 0, "%s", mq_errmsg());
+        size_t off = 0, far = 0;
+        for (size_t i = 0; i < R; i++) {
+            const int d = abs((int)q8[i] - (int)qr_quant_i8((float)ref[i], qs[i % N]));
+            off += d == 1, far += d > 1;
+        }
+        printf("    W4A8%s int8 out: %zu of %zu codes one step from the reference's, %zu further\n", mma ? " mma" : "", off,
+               R, far);
+        T_CHECK(far == 0 && off * 100 <= R, "int8 codes: %zu one step, %zu further", off, far);
     }
-    printf("    W4A8 int8 out: %zu of %zu codes one step from the reference's, %zu further\n", off, R, far);
-    T_CHECK(far == 0 && off * 100 <= R, "int8 codes: %zu one step, %zu further", off, far);
     q_weight_free(&w);
     free(Wf), free(bias), free(x), free(xq), free(y), free(x8), free(q8), free(ref), free(mag), free(qs);
 }
@@ -123,6 +126,10 @@ static void test_w4_gemv(void) {
     w4_case(11, 33, 384, 384, 0);
     w4_case(9, 77, 5120, 128, 1);
     w4_case(1, 16, 64, 64, 0);
+    /* the tensor-core W4A8 kernel: one and two token tiles, launches of 32 rows, a group per row */
+    w4_case(33, 50, 2560, 128, 1);
+    w4_case(64, 100, 384, 384, 0);
+    w4_case(100, 33, 5120, 128, 1);
 }
 
 /* The dequantization W4A16 prefill hands cuBLAS: q * s rounded to FP16, exactly (one FP32 product,
