@@ -5,8 +5,8 @@
  *   BE_CPU_SIM   the simulated W8A8 forward of a quantized model (ssm/qmodel.h) on the CPU
  *   BE_CUDA_F16  the FP16 forward on one CUDA GPU
  *   BE_CUDA_INT8 the GPU pass of a quantized model on one CUDA GPU: the int8 pass (the simulation's
- *                bit-level twin), or for quamba2 W4A16 the FP16 pass with int4 in_proj / out_proj
- *                (the simulation up to FP16 rounding; quamba2 W8A8 / W4A8 run on the CPU only)
+ *                bit-level twin; quamba2 W8A8 and W4A8 too), or for quamba2 W4A16 the FP16 pass with
+ *                int4 in_proj / out_proj (the simulation up to FP16 rounding)
  * Built without CUDA, or with no usable GPU, the CUDA kinds fail to open with a message saying why.
  * One thread uses a backend at a time. Tokens, hidden states and logits are host arrays; hooks
  * (ssm/model.h) see each activation where it is produced (device memory for the CUDA kinds, which
