@@ -17,8 +17,9 @@
  *   out_proj int8 GEMM -> epilogue -> FP16, added to the FP32 residual by the next norm
  *   norm_f -> FP16 -> lm_head (FP16 cuBLAS, or int8 with --quantize-head) -> FP32 logits.
  * GEMMs: cuBLASLt int8 (prefill), an own __dp4a GEMV (<= 8 rows), an own tiled kernel (shapes
- * cuBLASLt refuses): ssm/i8_gemm.cu. Decode steps of one sequence take the fused kernels of
- * ssm/i8_decode.cu. The conv state holds the last d_conv-1 int8 conv inputs. The workspace, states,
+ * cuBLASLt refuses): ssm/i8_gemm.cu; quamba2 W4A8's int4 in_proj / out_proj: big_linear below.
+ * Decode steps of one sequence take the fused kernels of ssm/i8_decode.cu (W4A8: with the norm and
+ * the 4-bit GEMVs unfused). The conv state holds the last d_conv-1 int8 conv inputs. The workspace, states,
  * graphs and NLL are ssm/cuda_rt.cu's. */
 #include <math.h>
 #include <stdlib.h>
@@ -107,7 +108,7 @@ static void decide_fused(i8_be *g) {
     if (g->hadamard) had_factor(c->d_inner, NULL, &g->had_log_p);
     g->dec_fused = c->d_model % 64 == 0 && c->d_inner % 64 == 0 && c->d_inner <= 8192 && c->d_model <= 4096 &&
                    c->d_conv <= 8 && (!g->hadamard || (g->had_m <= 32 && g->had_log_p >= 1)) &&
-                   (c->arch != MQ_MAMBA1 || (c->dt_rank <= 512 && xp_dim(c) <= 1024)) && !g->w4_gin && !g->w4_gout;
+                   (c->arch != MQ_MAMBA1 || (c->dt_rank <= 512 && xp_dim(c) <= 1024));
 }
 
 static int g_decode_fused = 1;
@@ -226,6 +227,27 @@ static k_scan_m2_args<k_in_i8, float> m2_scan_args(const i8_be *g, const i8_laye
     return a;
 }
 
+/* in_proj / out_proj: int8 W by k_i8_linear, or (W4A8) int4 W4 with its group scales ws4 through the
+ * 4-bit GEMV (up to 8 rows; exact int32 per group, FP32 over groups: ssm/w4_gemv.cu) or the tensor-core
+ * kernel (more rows, K and group multiples of 64; else the GEMV in slices of 8) */
+#define W4_ROWS 8
+static void big_linear(i8_be *g, const int8_t *X, int ldx, const int8_t *W, const uint8_t *W4, const float *ws4, int group,
+                       int M, int N, int K, const k_epi &e, void *out, int ldo) {
+    if (!W4) {
+        k_i8_linear(&g->gc, X, ldx, W, M, N, K, e, out, ldo, g->acc);
+        return;
+    }
+    const k_w4_epi e4 = {e.sx, e.bias, e.qs, e.kind};
+    if (M > W4_ROWS && k_w4a8_mma_ok(K, group)) {
+        k_w4a8_mma(X, ldx, W4, ws4, group, M, N, K, e4, out, ldo, g->rt.ws.stream);
+        return;
+    }
+    const size_t es = e.kind == K_EPI_I8 ? 1 : e.kind == K_EPI_F16 ? sizeof(half) : sizeof(float);
+    for (int m0 = 0; m0 < M; m0 += W4_ROWS)
+        k_w4a8_gemv(X + (size_t)m0 * ldx, ldx, W4, ws4, group, M - m0 < W4_ROWS ? M - m0 : W4_ROWS, N, K, e4,
+                    (char *)out + (size_t)m0 * ldo * es, ldo, g->rt.sm_count, g->rt.ws.stream);
+}
+
 /* One token of one sequence (ws.d_tokens[0]) on state s through the fused kernels: per layer
  * norm+in_proj, conv(+x_proj), (dt_proj+)scan, y quantize, out_proj. Same outputs as forward(). */
 static void decode_fused(i8_be *g, be_state *s) {
@@ -240,10 +262,16 @@ static void decode_fused(i8_be *g, be_state *s) {
         const i8_layer *L = &g->layers[l];
         int8_t *conv_state = rt_conv_state<int8_t>(s, l);
         float *ssm_state = rt_ssm_state(s, l);
-        k_i8_dec_norm_linear(r_cur, l ? g->delta16 : NULL, r_next, L->norm_w, L->s_in, c->norm_eps, L->in_w, in, D,
-                             k_epi_make(L->s_in, L->in_sw, L->in_b, L->in_qs, K_EPI_I8), g->xz8, sm, st);
-        float *t = r_cur;
-        r_cur = r_next, r_next = t;
+        const k_epi in_e = k_epi_make(L->s_in, L->in_sw, L->in_b, L->in_qs, K_EPI_I8);
+        if (L->in4) { /* W4A8: the residual in place, then the 4-bit GEMV */
+            k_i8_add_rmsnorm(r_cur, l ? g->delta16 : NULL, L->norm_w, g->h8, L->s_in, NULL, NULL, 1, D, c->norm_eps, st);
+            big_linear(g, g->h8, D, NULL, L->in4, L->in4_s, g->w4_gin, 1, in, D, in_e, g->xz8, in);
+        } else {
+            k_i8_dec_norm_linear(r_cur, l ? g->delta16 : NULL, r_next, L->norm_w, L->s_in, c->norm_eps, L->in_w, in, D,
+                                 in_e, g->xz8, sm, st);
+            float *t = r_cur;
+            r_cur = r_next, r_next = t;
+        }
         k_dec_yquant_args ya = yq_args(g, L);
         if (c->arch == MQ_MAMBA1) {
             const int R_ = c->dt_rank, xw = xp_dim(c);
@@ -270,33 +298,13 @@ static void decode_fused(i8_be *g, be_state *s) {
             ya.nbg = c->norm_before_gate;
         }
         k_i8_dec_yquant(ya, st);
-        k_i8_dec_linear(g->yq8, L->out_w, D, E, k_epi_make(L->s_y, L->out_sw, L->out_b, NULL, K_EPI_F16), g->delta16, sm,
-                        st);
+        const k_epi out_e = k_epi_make(L->s_y, L->out_sw, L->out_b, NULL, K_EPI_F16);
+        if (L->out4) big_linear(g, g->yq8, E, NULL, L->out4, L->out4_s, g->w4_gout, 1, D, E, out_e, g->delta16, D);
+        else k_i8_dec_linear(g->yq8, L->out_w, D, E, out_e, g->delta16, sm, st);
     }
     k_i8_add_rmsnorm(r_cur, g->delta16, g->norm_f, g->lm_q ? g->h8 : NULL, g->lm_in_scale, w->hid16, w->hid32, 1, D,
                      c->norm_eps, st);
     rt_set_last(&g->rt, 1, 1);
-}
-
-/* in_proj / out_proj: int8 W by k_i8_linear, or (W4A8) int4 W4 with its group scales ws4 through the
- * 4-bit GEMV (up to 8 rows; exact int32 per group, FP32 over groups: ssm/w4_gemv.cu) or the tensor-core
- * kernel (more rows, K and group multiples of 64; else the GEMV in slices of 8) */
-#define W4_ROWS 8
-static void big_linear(i8_be *g, const int8_t *X, int ldx, const int8_t *W, const uint8_t *W4, const float *ws4, int group,
-                       int M, int N, int K, const k_epi &e, void *out, int ldo) {
-    if (!W4) {
-        k_i8_linear(&g->gc, X, ldx, W, M, N, K, e, out, ldo, g->acc);
-        return;
-    }
-    const k_w4_epi e4 = {e.sx, e.bias, e.qs, e.kind};
-    if (M > W4_ROWS && k_w4a8_mma_ok(K, group)) {
-        k_w4a8_mma(X, ldx, W4, ws4, group, M, N, K, e4, out, ldo, g->rt.ws.stream);
-        return;
-    }
-    const size_t es = e.kind == K_EPI_I8 ? 1 : e.kind == K_EPI_F16 ? sizeof(half) : sizeof(float);
-    for (int m0 = 0; m0 < M; m0 += W4_ROWS)
-        k_w4a8_gemv(X + (size_t)m0 * ldx, ldx, W4, ws4, group, M - m0 < W4_ROWS ? M - m0 : W4_ROWS, N, K, e4,
-                    (char *)out + (size_t)m0 * ldo * es, ldo, g->rt.sm_count, g->rt.ws.stream);
 }
 
 static int forward(rt_be *r, int B, int T, be_state *s, const mq_hooks *hk) {
