@@ -187,10 +187,17 @@ struct w_raw<true> {
     static __device__ __forceinline__ t load(const int8_t *row, int k, bool ok) {
         return ok ? __ldg((const int2 *)(row + k / 2)) : make_int2((int)0x88888888u, (int)0x88888888u); /* codes 0 */
     }
-    static __device__ __forceinline__ int lo(int w) { return (int)__vsub4((unsigned)w & 0x0f0f0f0fu, 0x08080808u); }
-    static __device__ __forceinline__ int hi(int w) { return (int)__vsub4(((unsigned)w >> 4) & 0x0f0f0f0fu, 0x08080808u); }
+    /* per byte u - 8 of the nibble u in 0..15: u + 120 stays below 256 (no carry into the next byte), and
+     * flipping bit 7 takes 128 off when it is set and adds 128 when not: u - 8 mod 256 either way
+     * (__vsub4 is emulated by several instructions on sm_90) */
+    static __device__ __forceinline__ int lo(int w) { return (int)((((unsigned)w & 0x0f0f0f0fu) + 0x78787878u) ^ 0x80808080u); }
+    static __device__ __forceinline__ int hi(int w) { return (int)(((((unsigned)w >> 4) & 0x0f0f0f0fu) + 0x78787878u) ^ 0x80808080u); }
     static __device__ __forceinline__ int4 codes(t v) { return make_int4(lo(v.x), hi(v.x), lo(v.y), hi(v.y)); }
 };
+/* an int32 |v| < 2^22 as FP32 with two full-rate instructions (2^23 + 2^22 + v has v in its low
+ * mantissa bits) instead of the quarter-rate conversion */
+static __device__ __forceinline__ float i2f_small(int v) { return __int_as_float(0x4B400000 + v) - 12582912.f; }
+
 static __device__ __forceinline__ int ld4(const int8_t *p, bool ok) { return ok ? __ldg((const int *)p) : 0; }
 
 /* Rows [16 bx, 16 bx + 16) of W against the M <= 8 MT rows of X, over k in the block's slice
@@ -269,8 +276,9 @@ __global__ void __launch_bounds__(MMA_WARPS * 32, 4) i8_mma_kernel(const int8_t 
                 const float wa = __ldg(sA + kg), wb = __ldg(sB + kg);
 #pragma unroll
                 for (int mt = 0; mt < MT; mt++) {
-                    f[mt][0] = __fmaf_rn((float)d[mt][0], wa, f[mt][0]), f[mt][1] = __fmaf_rn((float)d[mt][1], wa, f[mt][1]);
-                    f[mt][2] = __fmaf_rn((float)d[mt][2], wb, f[mt][2]), f[mt][3] = __fmaf_rn((float)d[mt][3], wb, f[mt][3]);
+                    /* |sums| of 64 columns <= 64 * 128 * 8 = 2^16 */
+                    f[mt][0] = __fmaf_rn(i2f_small(d[mt][0]), wa, f[mt][0]), f[mt][1] = __fmaf_rn(i2f_small(d[mt][1]), wa, f[mt][1]);
+                    f[mt][2] = __fmaf_rn(i2f_small(d[mt][2]), wb, f[mt][2]), f[mt][3] = __fmaf_rn(i2f_small(d[mt][3]), wb, f[mt][3]);
                     d[mt][0] = d[mt][1] = d[mt][2] = d[mt][3] = 0;
                 }
             }
@@ -321,12 +329,148 @@ __global__ void __launch_bounds__(MMA_WARPS * 32, 4) i8_mma_kernel(const int8_t 
 
 int k_w4a8_mma_ok(int K, int group) { return K >= 64 && K % 64 == 0 && group >= 64 && group % 64 == 0 && K % group == 0; }
 
+/* ---------------------------------------------------------------- W4A8 tiles (prefill) */
+
+/* 16 bytes global -> shared without the registers (sm_80+); src_bytes 0 fills zeros */
+static __device__ __forceinline__ void cp_async16(void *smem, const void *gmem, int src_bytes) {
+#if __CUDA_ARCH__ >= 800
+    const unsigned s = (unsigned)__cvta_generic_to_shared(smem);
+    asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;" ::"r"(s), "l"(gmem), "r"(src_bytes));
+#endif
+}
+static __device__ __forceinline__ void cp_async_commit() {
+#if __CUDA_ARCH__ >= 800
+    asm volatile("cp.async.commit_group;");
+#endif
+}
+template <int N>
+static __device__ __forceinline__ void cp_async_wait() {
+#if __CUDA_ARCH__ >= 800
+    asm volatile("cp.async.wait_group %0;" ::"n"(N));
+#endif
+}
+
+#define W4T_ROWS 128  /* rows of W a block owns */
+#define W4T_TOKS 128  /* rows of X a block owns */
+#define W4T_STAGES 4  /* 64-column steps in flight */
+#define W4T_FLUSH 8   /* steps at most between FP32 flushes: |int32 sums| < 512 * 128 * 8 = 2^19 */
+/* Many rows of X (prefill): a block owns 128 rows of W and 128 rows of X; each 64-column step of both
+ * is copied into shared memory (cp.async, W4T_STAGES deep): X as 64 bytes a row, W as k_w4_repack's
+ * 32 bytes a row. 8 warps as 2 (W) x 4 (X): a warp's tile is 64 rows of W x 32 rows of X, four
+ * 16-row W fragments unpacked once per step and reused for four X fragments (186 registers, one
+ * block an SM; blocks of 64 rows of X, two an SM, were no faster). Lanes read W and X at the MMA
+ * route's k slots (16 contiguous bytes of k each), so a quarter warp covers 128 contiguous
+ * bytes of shared memory: no bank conflicts without a swizzle. A group's exact int32 sums times the
+ * row's scale are added in FP32 at the group's end (the 4-bit GEMV's order; groups over 512 columns
+ * in parts of 512), the scales read when the group starts; the epilogue is k_w4a8_mma's. */
+__global__ void __launch_bounds__(256, 1) w4a8_tile_kernel(const int8_t *X, int ldx, const uint8_t *W, const float *ws,
+                                                          int group, int M, int N, int K, k_epi e, void *out, int ldo) {
+    __shared__ __align__(16) int8_t xs[W4T_STAGES][W4T_TOKS * 64];
+    __shared__ __align__(16) uint8_t wsm[W4T_STAGES][W4T_ROWS * 32];
+    const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
+    const int ww = warp >> 2, wx = warp & 3; /* the warp's 64 W rows, 32 X rows */
+    const int n0 = blockIdx.x * W4T_ROWS, m0 = blockIdx.y * W4T_TOKS;
+    const int nsteps = K / 64, spg = group / 64, ng = K / group;
+    /* the copies of one step: X's 128 rows x 4 chunks of 16 bytes, W's 128 rows x 2 */
+    auto load = [&](int step, int buf) {
+        const int k = step * 64;
+#pragma unroll
+        for (int c = threadIdx.x; c < W4T_TOKS * 4; c += 256) {
+            const int r = c >> 2, q = c & 3, m = m0 + r;
+            cp_async16(&xs[buf][r * 64 + 16 * q], X + (size_t)(m < M ? m : 0) * ldx + k + 16 * q, m < M ? 16 : 0);
+        }
+        const int r = threadIdx.x >> 1, q = threadIdx.x & 1, n = n0 + r;
+        cp_async16(&wsm[buf][r * 32 + 16 * q], W + (size_t)(n < N ? n : 0) * (K / 2) + k / 2 + 16 * q, n < N ? 16 : 0);
+    };
+    const float *srow[4][2]; /* the scales of the lane's 8 rows of W (a row past N reads row n0) */
+#pragma unroll
+    for (int a = 0; a < 4; a++)
+#pragma unroll
+        for (int h = 0; h < 2; h++) {
+            const int n = n0 + ww * 64 + 16 * a + g + 8 * h;
+            srow[a][h] = ws + (size_t)(n < N ? n : n0) * ng;
+        }
+    int d[4][4][4];
+    float f[4][4][4], sc[4][2];
+#pragma unroll
+    for (int a = 0; a < 4; a++)
+#pragma unroll
+        for (int b = 0; b < 4; b++)
+#pragma unroll
+            for (int i = 0; i < 4; i++) d[a][b][i] = 0, f[a][b][i] = 0.f;
+#pragma unroll
+    for (int p = 0; p < W4T_STAGES - 1; p++) {
+        if (p < nsteps) load(p, p);
+        cp_async_commit();
+    }
+    for (int step = 0; step < nsteps; step++) {
+        if (step % spg == 0) /* the group's scales, read now, used at its end */
+#pragma unroll
+            for (int a = 0; a < 4; a++) sc[a][0] = __ldg(srow[a][0] + step / spg), sc[a][1] = __ldg(srow[a][1] + step / spg);
+        cp_async_wait<W4T_STAGES - 2>();
+        __syncthreads(); /* step's copies visible; the buffer refilled next was read a step ago */
+        if (step + W4T_STAGES - 1 < nsteps) load(step + W4T_STAGES - 1, (step + W4T_STAGES - 1) % W4T_STAGES);
+        cp_async_commit();
+        const int buf = step % W4T_STAGES;
+        int4 xv[4];
+#pragma unroll
+        for (int b = 0; b < 4; b++) xv[b] = *(const int4 *)&xs[buf][(wx * 32 + 8 * b + g) * 64 + 16 * t];
+#pragma unroll
+        for (int a = 0; a < 4; a++) {
+            const int r = ww * 64 + 16 * a + g;
+            const int4 wa = w_raw<true>::codes(*(const int2 *)&wsm[buf][r * 32 + 8 * t]);
+            const int4 wb = w_raw<true>::codes(*(const int2 *)&wsm[buf][(r + 8) * 32 + 8 * t]);
+#pragma unroll
+            for (int b = 0; b < 4; b++) {
+                mma_s8(d[a][b], wa.x, wb.x, wa.y, wb.y, xv[b].x, xv[b].y);
+                mma_s8(d[a][b], wa.z, wb.z, wa.w, wb.w, xv[b].z, xv[b].w);
+            }
+        }
+        const int in_group = step % spg + 1;
+        if (in_group == spg || in_group % W4T_FLUSH == 0) /* the sums so far times the rows' scales */
+#pragma unroll
+            for (int a = 0; a < 4; a++)
+#pragma unroll
+                for (int b = 0; b < 4; b++)
+#pragma unroll
+                    for (int i = 0; i < 4; i++) {
+                        f[a][b][i] = __fmaf_rn(i2f_small(d[a][b][i]), sc[a][i >> 1], f[a][b][i]);
+                        d[a][b][i] = 0;
+                    }
+    }
+    cp_async_wait<0>();
+#pragma unroll
+    for (int a = 0; a < 4; a++)
+#pragma unroll
+        for (int h = 0; h < 2; h++) {
+            const int n = n0 + ww * 64 + 16 * a + g + 8 * h;
+            if (n >= N) continue;
+            const float bs = e.bias ? e.bias[n] : 0.f, qs = e.kind == K_EPI_I8 ? e.qs[n] : 0.f;
+#pragma unroll
+            for (int b = 0; b < 4; b++)
+#pragma unroll
+                for (int j = 0; j < 2; j++) {
+                    const int m = m0 + wx * 32 + 8 * b + 2 * t + j;
+                    if (m < M) k_epi_store(e, f[a][b][2 * h + j], e.sx, bs, qs, (size_t)m * ldo + n, out);
+                }
+        }
+}
+
+/* The fewest rows k_w4a8_mma gives the tiled kernel: up to 64 the streaming kernel (built for decode)
+ * was faster on the H200 (docs/performance.md, "quamba2 W4A8 on the GPU"). */
+#define W4T_MIN_M 65
+
 void k_w4a8_mma(const int8_t *X, int ldx, const uint8_t *W, const float *ws, int group, int M, int N, int K,
                 const k_w4_epi &e4, void *out, int ldo, cudaStream_t st) {
     if (!k_w4a8_mma_ok(K, group) || ldx % 16 || !aligned(X, 16) || !aligned(W, 16) || M < 1)
         mq_die("k_w4a8_mma: M %d, K %d, group %d, ldx %d or alignment outside the kernel's (internal error)", M, K, group, ldx);
     const k_epi e = k_epi_make(e4.sx, NULL, e4.bias, e4.qs, e4.kind);
     const size_t es = e.kind == K_EPI_I8 ? 1 : e.kind == K_EPI_F16 ? sizeof(half) : sizeof(float);
+    if (M >= W4T_MIN_M) {
+        w4a8_tile_kernel<<<dim3(cdiv(N, W4T_ROWS), cdiv(M, W4T_TOKS)), 256, 0, st>>>(X, ldx, W, ws, group, M, N, K, e, out, ldo);
+        CUDA_CHECK_LAUNCH();
+        return;
+    }
     const dim3 grid(cdiv(N, 16), 1);
     const int8_t *w = (const int8_t *)W;
     /* 32 tokens a launch, each streaming W (with 64, the FP32 sums beside the int32 ones spill:

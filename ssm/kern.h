@@ -325,9 +325,11 @@ void k_w4a16_gemv(const half *X, int ldx, const uint8_t *W, const float *ws, int
                   const k_w4_epi &e, void *out, int ldo, int sm_count, cudaStream_t st);
 void k_w4a8_gemv(const int8_t *X, int ldx, const uint8_t *W, const float *ws, int group, int M, int N, int K,
                  const k_w4_epi &e, void *out, int ldo, int sm_count, cudaStream_t st);
-/* W4A8 on the tensor cores for any number of rows (32 a launch): the int8 MMA route's kernel
- * (ssm/i8_gemm.cu) fed the int4 W of k_w4_repack's layout, unpacked in registers; each 64 columns'
- * exact int32 sums times the row's group scale added in FP32, then k_w4a8_gemv's epilogue. Needs
+/* W4A8 on the tensor cores for any number of rows: up to 64 the int8 MMA route's kernel
+ * (ssm/i8_gemm.cu, 32 rows a launch) fed the int4 W of k_w4_repack's layout, unpacked in registers,
+ * each 64 columns' exact int32 sums times the row's group scale added in FP32; from 65 rows (prefill)
+ * tiles of 128 x 128 through shared memory, each group's int32 sums times its scale in FP32; then
+ * k_w4a8_gemv's epilogue. Needs
  * k_w4a8_mma_ok(K, group) (multiples of 64), X, ldx and W 16-byte aligned. */
 int k_w4a8_mma_ok(int K, int group);
 void k_w4a8_mma(const int8_t *X, int ldx, const uint8_t *W, const float *ws, int group, int M, int N, int K,

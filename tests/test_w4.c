@@ -130,6 +130,12 @@ static void test_w4_gemv(void) {
     w4_case(33, 50, 2560, 128, 1);
     w4_case(64, 100, 384, 384, 0);
     w4_case(100, 33, 5120, 128, 1);
+    /* the tiled W4A8 kernel (65 rows and more): partial tiles of both, a group per row, many tiles, a
+     * group of 16 steps (flushed to FP32 every 8) */
+    w4_case(300, 300, 2560, 128, 1);
+    w4_case(129, 130, 384, 384, 0);
+    w4_case(1024, 64, 5120, 128, 0);
+    w4_case(80, 70, 1024, 1024, 1);
 }
 
 /* The dequantization W4A16 prefill hands cuBLAS: q * s rounded to FP16, exactly (one FP32 product,
