@@ -4,6 +4,7 @@
  *   prefill 1x1024 and 8x1024: embedding to norm_f (no lm_head), one synchronized call, median of 7;
  *   decode b = 1, 16, 64: ms per step (one token per sequence) through the CUDA graph with lm_head
  *     into the workspace and no host copy (be_step_async), median of 3 x 50 steps;
+ *   (the same for quamba2 W4A16 beside FP16 and quamba2 W4A8 beside the int8 pass, in tables of their own)
  *   memory: device memory the weights, a workspace of 8 x 1024 and one of 64 x 1 and the decode state
  *     of batch 64 hold (the backends' byte counts);
  *   floor: bytes of weights one batch-1 decode step reads / the device-to-device copy rate measured
@@ -15,7 +16,7 @@
  * build/bench/bench_int8 NAME --prefill: only the prefills of NAME, both passes, with the per-op times.
  * build/bench/bench_int8 [FILTER] --w4: the W4A16 / W4A8 GEMVs alone on the models' projection shapes.
  * build/bench/bench_int8 [FILTER] --w4a16: only the quamba2 W4A16 pass beside FP16 (the full run has it too).
- * build/bench/bench_int8 [FILTER] --q2: the quamba2 W8A8 pass (scales per column) beside the int8 pass.
+ * build/bench/bench_int8 [FILTER] --q2: the quamba2 W8A8 and W4A8 passes beside the int8 pass.
  * build/bench/bench_int8 NAME --steps N [--batch B] [--q2]: only N plain decode steps of NAME (N <= 64)
  * for B sequences, int8 (--q2: quamba2 W8A8) then FP16, for a kernel profiler (ncu) to time every
  * kernel of a step.
@@ -47,6 +48,7 @@ enum { PROF_STEPS = 10 };
 /* one pass (int8 or FP16) of one shape: prefill ms [2], decode ms [NB], memory GB */
 typedef struct { double pre[2], dec[NB], mem_gb, weights_gb, decode_gb; } pass_times;
 static pass_times w4t[sizeof shapes / sizeof shapes[0]], f16t[sizeof shapes / sizeof shapes[0]]; /* W4A16, FP16 */
+static pass_times w4a8t[sizeof shapes / sizeof shapes[0]], i8t[sizeof shapes / sizeof shapes[0]]; /* W4A8, int8 */
 
 /* A random model of c's shapes (int8: the y rotation as quamba) */
 static be *open_random(const mq_config *c, be_kind kind, int batch, int seqlen) {
@@ -257,12 +259,12 @@ static void put_ms(cJSON *obj, const char *key, double ms) { cJSON_AddNumberToOb
 
 /* our figures of one shape under models[name] */
 static void json_ours(cJSON *models, const char *name, const pass_times *i8, const pass_times *f16,
-                      const pass_times *w4, double tbps) {
+                      const pass_times *w4, const pass_times *w4a8, double tbps) {
     cJSON *m = obj_at(models, name), *dec = obj_at(m, "decode_ms"), *pre = obj_at(m, "prefill_ms");
-    const pass_times *pt[3] = {i8, f16, w4};
-    const char *kind[3] = {"int8", "fp16", "w4a16"};
+    const pass_times *pt[4] = {i8, f16, w4, w4a8};
+    const char *kind[4] = {"int8", "fp16", "w4a16", "w4a8"};
     cJSON *floor_ms = obj_at(m, "floor_ms"), *wgb = obj_at(m, "decode_weights_gb");
-    for (int p = 0; p < 3; p++) {
+    for (int p = 0; p < 4; p++) {
         cJSON *d = obj_at(dec, kind[p]), *f = obj_at(pre, kind[p]);
         for (int k = 0; k < NB; k++) put_ms(d, batch_keys[k], pt[p]->dec[k]);
         for (int k = 0; k < 2; k++) put_ms(f, prefill_keys[k], pt[p]->pre[k]);
@@ -395,12 +397,12 @@ static void print_peer_table(cJSON *models, cJSON *notes) {
 
 /* --q2: quamba2 W8A8 (scales per column: Mamba1's x_proj through FP16, the scans reading a scale per
  * column) and W4A8 (int4 in_proj / out_proj, groups of 128) beside the plain int8 pass, the int8
- * table's protocol, and the per-op times of a 1x1024 prefill of each */
+ * table's protocol, and the per-op times of a 1x1024 prefill and of batch-64 decode steps of each */
 static int bench_q2(const char *filter) {
     static const int passes[3] = {P_INT8, P_Q2, P_W4A8};
     printf("quamba2 W8A8 / W4A8 / quamba W8A8 (the int8 pass), ms:\n\n| model | prefill 1x1024 | prefill 8x1024 | "
            "decode b=1 | decode b=16 | decode b=64 |\n|---|---|---|---|---|---|\n");
-    char ops[sizeof shapes / sizeof shapes[0]][3][512];
+    char ops[sizeof shapes / sizeof shapes[0]][3][512], dops[sizeof shapes / sizeof shapes[0]][3][512];
     for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++) {
         if (filter && !strstr(shapes[i].name, filter)) continue;
         mq_config c = make_cfg(&shapes[i]);
@@ -414,6 +416,7 @@ static int bench_q2(const char *filter) {
             be_profile(g, 0);
             be_profile_report(g, ops[i][p], sizeof ops[i][p]);
             be_free(g);
+            decode_breakdown(&c, passes[p], 64, tok, dops[i][p], sizeof dops[i][p]);
         }
         printf("| %s | %.2f / %.2f / %.2f | %.2f / %.2f / %.2f | %.3f / %.3f / %.3f | %.3f / %.3f / %.3f | "
                "%.3f / %.3f / %.3f |\n", shapes[i].name, t[1].pre[0], t[2].pre[0], t[0].pre[0], t[1].pre[1], t[2].pre[1],
@@ -426,6 +429,10 @@ static int bench_q2(const char *filter) {
     for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++)
         if (!filter || strstr(shapes[i].name, filter))
             printf("- %s: %s\n  %s\n  %s\n", shapes[i].name, ops[i][1], ops[i][2], ops[i][0]);
+    printf("\ndecode b=64, GPU ms per op over %d steps, op by op (quamba2 W8A8, W4A8, quamba):\n", PROF_STEPS);
+    for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++)
+        if (!filter || strstr(shapes[i].name, filter))
+            printf("- %s: %s\n  %s\n  %s\n", shapes[i].name, dops[i][1], dops[i][2], dops[i][0]);
     return 0;
 }
 
@@ -519,6 +526,8 @@ int main(int argc, char **argv) {
         time_pass(&c, P_F16, tok, &b);
         f16t[i] = b;
         time_pass(&c, P_W4A16, tok, &w4t[i]);
+        time_pass(&c, P_W4A8, tok, &w4a8t[i]);
+        i8t[i] = a;
         for (int k = 0; k < 2; k++)
             for (int bi = 0; bi < 2; bi++)
                 decode_breakdown(&c, k ? P_F16 : P_INT8, bi ? 64 : 16, tok, dprof[i][k][bi],
@@ -531,7 +540,7 @@ int main(int argc, char **argv) {
                100 * f16 / b.dec[0], a.dec[1], b.dec[1], b.dec[1] / a.dec[1], a.dec[2], b.dec[2], b.dec[2] / a.dec[2],
                a.mem_gb, b.mem_gb);
         fflush(stdout);
-        json_ours(models, shapes[i].name, &a, &b, &w4t[i], tbps);
+        json_ours(models, shapes[i].name, &a, &b, &w4t[i], &w4a8t[i], tbps);
         free(tok);
     }
     printf("\nquamba2 W4A16 (int4 in_proj / out_proj, groups of %d, FP16 activations, y rotated; the FP16 pass "
@@ -550,6 +559,19 @@ int main(int argc, char **argv) {
     if (w4a16_only) {
         cJSON_Delete(root), cJSON_Delete(notes);
         return 0;
+    }
+    printf("\nquamba2 W4A8 (int4 in_proj / out_proj, groups of %d; int8 activations with quamba2's scales: x clustered, "
+           "B / C per group), ratio = int8 pass (quamba W8A8) time / W4A8 time:\n\n| model | weights GB | prefill 1x1024 ms | prefill "
+           "8x1024 ms | decode b=1 ms/token | b=1 floor ms (reached) | decode b=16 ms/step | decode b=64 ms/step |\n"
+           "|---|---|---|---|---|---|---|---|\n", W4_GROUP);
+    for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++) {
+        if (filter && !strstr(shapes[i].name, filter)) continue;
+        const pass_times *w = &w4a8t[i], *f = &i8t[i];
+        const double fl = w->decode_gb / tbps;
+        printf("| %s | %.2f | %.2f (%.2fx) | %.2f (%.2fx) | %.3f (%.2fx) | %.3f (%.0f%%) | %.3f (%.2fx) | %.3f (%.2fx) |\n",
+               shapes[i].name, w->weights_gb, w->pre[0], f->pre[0] / w->pre[0], w->pre[1], f->pre[1] / w->pre[1], w->dec[0],
+               f->dec[0] / w->dec[0], fl, 100 * fl / w->dec[0], w->dec[1], f->dec[1] / w->dec[1], w->dec[2],
+               f->dec[2] / w->dec[2]);
     }
     printf("\nint8 prefill 1x1024, GPU ms per op (CUDA events between the ops):\n");
     for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++) {

@@ -2,7 +2,7 @@
 # `make bench`: runs the GPU benchmarks and writes docs/benchmarks.md from what they print.
 #   build/bench/bench_gpu        FP16 prefill / decode of random-weight real shapes, bandwidth floor
 #   build/bench/bench_hadamard   GPU Hadamard transforms (if built)
-#   build/bench/bench_int8       int8 vs FP16 prefill / decode (batch 1, 16, 64), and quamba2 W4A16, beside the peers of
+#   build/bench/bench_int8       int8 vs FP16 prefill / decode (batch 1, 16, 64), quamba2 W4A16 and W4A8, beside the peers of
 #                                ../shared/bench (PyTorch, mamba_ssm), run first in the same call;
 #                                writes docs/bench.json
 #   bin/mambaq calib             tokens/s of the calibration on the proxies, GPU and CPU
@@ -207,8 +207,9 @@ commit=${BENCH_COMMIT:-$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
   echo
   echo "The same run's decode and prefill figures, machine-readable: \`{gpu, gpu_detail, date, commit, copy_tbps,"
   echo "models: {NAME: {decode_ms: {KIND: {\"1\", \"16\", \"64\"}}, prefill_ms: {KIND: {\"1x1024\", \"8x1024\"}},"
-  echo "floor_ms: {int8, fp16, w4a16}, decode_weights_gb: {int8, fp16, w4a16}, prefill_gemm_only_ms}}, notes}\`; KIND is"
-  echo "int8, fp16, w4a16 (quamba2's int4 in_proj / out_proj, group 128, FP16 activations), torch_compiled_fp16,"
+  echo "floor_ms: {int8, fp16, w4a16, w4a8}, decode_weights_gb: {int8, fp16, w4a16, w4a8}, prefill_gemm_only_ms}}, notes}\`;"
+  echo "KIND is int8, fp16, w4a16 (quamba2's int4 in_proj / out_proj, group 128, FP16 activations), w4a8 (the same"
+  echo "int4 weights, int8 activations with quamba2's scales), torch_compiled_fp16,"
   echo "torch_eager_fp16 or mamba_ssm_fp16 (the peers, mamba-2.8b and mamba2-2.7b shapes)."
   echo "A peer's figure that failed or did not run is absent, with the reason in notes."
   echo
