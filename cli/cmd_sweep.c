@@ -32,9 +32,17 @@
 typedef struct {
     q_method method;
     double pct;             /* percentile, or 0 for methods without one */
+    int wbits, abits, gptq; /* quamba2's bit widths and int4 weight method */
     double ppl;
     double *y_err, *out_err;  /* [n_layer] relative errors on the first window */
 } conf;
+
+/* "quamba", or for quamba2 its mode: "quamba2 w4a8 gptq" */
+static const char *conf_name(const conf *c, char *buf, size_t n) {
+    if (c->method != Q_QUAMBA2) return q_method_name(c->method);
+    snprintf(buf, n, "quamba2 w%da%d%s", c->wbits, c->abits, c->wbits == 4 ? (c->gptq ? " gptq" : " rtn") : "");
+    return buf;
+}
 
 /* Per-layer capture of y (as produced, before any rotation) and of out_proj's output. */
 typedef struct {
@@ -148,6 +156,13 @@ int cmd_sweep(int argc, char **argv) {
         {.name = "--methods", .metavar = "LIST", .alias_of = "--method"},
         {.name = "--percentiles", .metavar = "LIST", .alias_of = "--percentile"},
         CLI_WEIGHT_OPTS,
+        {.name = "--bits", .metavar = "LIST", .help = "quamba2's bit widths, comma-separated: w8a8 | w4a8 | w4a16", .def = "w8a8"},
+        {.name = "--weight-method", .metavar = "LIST", .help = "quamba2's int4 weights, comma-separated: gptq | rtn (each 4-bit width runs "
+                                                               "once per method)", .def = "gptq"},
+        {.name = "--group-size", .metavar = "N", .help = "quamba2 int4 weights: columns per scale; per row when N does not divide the row, or -1",
+         .def = "128"},
+        {.name = "--no-cluster", .help = "quamba2: one ssm_x scale per tensor (percentile clip) instead of the 4 x 4 clustered scales"},
+        {.name = "--no-state-groups", .help = "quamba2: one B / C scale per tensor instead of one per SSD group (Mamba2)"},
         CLI_WINDOWS("32"),
         CLI_DEVICE_HELP("cpu", "cpu: the CPU simulation against FP32; cuda: the int8 GPU pass against FP16; auto: cuda when a GPU is usable"),
         CLI_RUN_OPTS,
@@ -155,9 +170,10 @@ int cmd_sweep(int argc, char **argv) {
         CLI_END,
     };
     cli_parse(argc, argv, opts, "mambaq sweep MODEL --stats FILE [--data FILE] [--method LIST] [--percentile LIST] [options]",
-              "Simulated W8A8 perplexity per recipe and percentile against FP32, and per-layer relative errors\n"
-              "of y and of the out_proj output on the first window (under quamba-rot the out_proj output is\n"
-              "rotated back before the comparison). --data defaults to <shared>/datasets/valid.txt. Nothing is written.",
+              "Simulated W8A8 perplexity per recipe and percentile against FP32 (quamba2: per mode of --bits and\n"
+              "--weight-method too), and per-layer relative errors of y and of the out_proj output on the first\n"
+              "window (under quamba-rot the out_proj output is rotated back before the comparison). --data\n"
+              "defaults to <shared>/datasets/valid.txt. Nothing is written.",
               NULL, 0);
     const char *model = cli_need(opts, "sweep", "--model"), *stats = cli_need(opts, "sweep", "--stats");
     const char *data = cli_flag(opts, "--data") ? cli_get(opts, "--data") : cli_default_path("datasets/valid.txt");
@@ -184,6 +200,13 @@ int cmd_sweep(int argc, char **argv) {
     }
     base.quantize_embedding = cli_flag(opts, "--quantize-embedding");
     base.quantize_head = cli_flag(opts, "--quantize-head") || base.quantize_embedding;
+    base.group_size = (int)cli_int(opts, "--group-size", -1, 1 << 20);
+    if (base.group_size == 0) {
+        fprintf(stderr, "mambaq sweep: --group-size: 0 is not a size (-1: one scale per row)\n");
+        return 2;
+    }
+    base.cluster = !cli_flag(opts, "--no-cluster");
+    base.state_groups = !cli_flag(opts, "--no-state-groups");
 
     /* the configurations */
     char mitems[16][32], pitems[32][32];
@@ -197,33 +220,72 @@ int cmd_sweep(int argc, char **argv) {
         fprintf(stderr, "mambaq sweep: --percentile: %s (give percentiles in (0, 100], e.g. --percentile 99.99,99.999)\n", mq_errmsg());
         return 2;
     }
+    /* quamba2's modes: every --bits, the 4-bit ones once per --weight-method */
+    char bitems[3][32], witems[2][32];
+    int nb = parse_list(cli_get(opts, "--bits"), bitems, 3), nw = parse_list(cli_get(opts, "--weight-method"), witems, 2);
+    if (nb < 0 || nw < 0) {
+        fprintf(stderr, "mambaq sweep: %s: %s\n", nb < 0 ? "--bits" : "--weight-method", mq_errmsg());
+        return 2;
+    }
+    int modes[3][2], gptqs[2]; /* [wbits, abits] */
+    for (int i = 0; i < nb; i++) {
+        if (!strcmp(bitems[i], "w8a8")) modes[i][0] = 8, modes[i][1] = 8;
+        else if (!strcmp(bitems[i], "w4a8")) modes[i][0] = 4, modes[i][1] = 8;
+        else if (!strcmp(bitems[i], "w4a16")) modes[i][0] = 4, modes[i][1] = 16;
+        else {
+            fprintf(stderr, "mambaq sweep: --bits: '%s' is not w8a8, w4a8 or w4a16\n", bitems[i]);
+            return 2;
+        }
+    }
+    for (int i = 0; i < nw; i++) {
+        if (strcmp(witems[i], "gptq") && strcmp(witems[i], "rtn")) {
+            fprintf(stderr, "mambaq sweep: --weight-method: '%s' is not gptq or rtn\n", witems[i]);
+            return 2;
+        }
+        gptqs[i] = !strcmp(witems[i], "gptq");
+    }
     conf confs[MAX_CONF];
-    int nc = 0;
+    int nc = 0, has_q2 = 0, need_hess = 0;
     for (int i = 0; i < nm; i++) {
         q_method meth;
         if (q_method_from_name(mitems[i], &meth)) {
             fprintf(stderr, "mambaq sweep: --method: %s\n", mq_errmsg());
             return 2;
         }
-        int npc = q_method_uses_percentile(meth) ? np : 1;
-        for (int k = 0; k < npc; k++) {
-            if (nc == MAX_CONF) {
-                fprintf(stderr, "mambaq sweep: more than %d recipe x percentile configurations; sweep fewer at a time\n", MAX_CONF);
-                return 2;
-            }
-            memset(&confs[nc], 0, sizeof confs[nc]);
-            confs[nc].method = meth;
-            if (q_method_uses_percentile(meth)) {
-                char *end;
-                confs[nc].pct = strtod(pitems[k], &end);
-                if (*end || !(confs[nc].pct > 0 && confs[nc].pct <= 100)) {
-                    fprintf(stderr, "mambaq sweep: --percentile: '%s' is not a number in (0, 100]\n", pitems[k]);
-                    return 2;
+        const int q2 = meth == Q_QUAMBA2;
+        has_q2 |= q2;
+        for (int b = 0; b < (q2 ? nb : 1); b++)
+            for (int w = 0; w < (q2 && modes[b][0] == 4 ? nw : 1); w++) {
+                /* the percentile clips x only where it is quantized with one scale (quamba2: --no-cluster, not w4a16) */
+                const int clips = q_method_uses_percentile(meth) && !(q2 && (base.cluster || modes[b][1] == 16));
+                for (int k = 0; k < (clips ? np : 1); k++) {
+                    if (nc == MAX_CONF) {
+                        fprintf(stderr, "mambaq sweep: more than %d recipe x percentile configurations; sweep fewer at a time\n", MAX_CONF);
+                        return 2;
+                    }
+                    conf *cf = &confs[nc++];
+                    memset(cf, 0, sizeof *cf);
+                    cf->method = meth;
+                    cf->wbits = q2 ? modes[b][0] : 8, cf->abits = q2 ? modes[b][1] : 8;
+                    cf->gptq = q2 && modes[b][0] == 4 ? gptqs[w] : 0;
+                    need_hess |= cf->wbits == 4 && cf->gptq;
+                    if (clips) {
+                        char *end;
+                        cf->pct = strtod(pitems[k], &end);
+                        if (*end || !(cf->pct > 0 && cf->pct <= 100)) {
+                            fprintf(stderr, "mambaq sweep: --percentile: '%s' is not a number in (0, 100]\n", pitems[k]);
+                            return 2;
+                        }
+                    }
                 }
             }
-            nc++;
-        }
     }
+    static const char *const q2opts[] = {"--bits", "--weight-method", "--group-size", "--no-cluster", "--no-state-groups"};
+    for (size_t i = 0; i < sizeof q2opts / sizeof q2opts[0] && !has_q2; i++)
+        if (cli_flag(opts, q2opts[i])) {
+            fprintf(stderr, "mambaq sweep: %s belongs to quamba2, which --method does not list\n", q2opts[i]);
+            return 2;
+        }
     if (!nc) {
         fprintf(stderr, "mambaq sweep: nothing to run (--method is empty)\n");
         return 2;
@@ -249,6 +311,7 @@ int cmd_sweep(int argc, char **argv) {
     for (int i = 0; i < nc; i++) {
         q_options o = base;
         o.method = confs[i].method;
+        o.wbits = confs[i].wbits, o.abits = confs[i].abits;
         if (q_cstats_missing(&cs, &o)) {
             if (!quiet) fprintf(stderr, "sweep: extra calibration pass for the fused statistics\n");
             if (q_cli_calib_data(&cs, cli_get(opts, "--calib")) || q_cstats_fused_pass(&cs, &m, tokenizer, !quiet)) { fprintf(stderr, "mambaq sweep: %s\n", mq_errmsg()); return 1; }
@@ -274,11 +337,23 @@ int cmd_sweep(int argc, char **argv) {
     capture got = {NULL, NULL, window, alloc_layers(L, (size_t)window * cfg.d_inner), alloc_layers(L, (size_t)window * cfg.d_model), 0};
 
     q_stats qs = q_cstats_iface(&cs);
+    q_hessians hess = {0};
+    if (need_hess) { /* GPTQ: the Hessians of the int4 linears' inputs, once for every quamba2 mode */
+        q_options o = base;
+        o.method = Q_QUAMBA2, o.wbits = 4, o.gptq = 1;
+        if (!quiet) fprintf(stderr, "sweep: Hessian pass for GPTQ over the calibration windows (at most %d tokens)\n", Q_HESS_MAX_TOKENS);
+        if (q_cli_calib_data(&cs, cli_get(opts, "--calib")) || q_cstats_hessian_pass(&cs, &m, tokenizer, &o, !quiet, &hess)) {
+            fprintf(stderr, "mambaq sweep: %s\n", mq_errmsg());
+            return 1;
+        }
+        qs.hess = &hess;
+    }
     int failed = 0;
     for (int i = 0; i < nc && !failed; i++) {
         conf *cf = &confs[i];
         q_options o = base;
         o.method = cf->method;
+        o.wbits = cf->wbits, o.abits = cf->abits, o.gptq = cf->gptq;
         if (cf->pct > 0) o.percentile = cf->pct;
         q_model qm;
         mq_model sm;
@@ -306,6 +381,7 @@ int cmd_sweep(int argc, char **argv) {
         if (isnan(cf->ppl)) { fprintf(stderr, "mambaq sweep: %s\n", mq_errmsg()); failed = 1; }
     }
     prog_finish(&bar);
+    q_hessians_free(&hess);
     if (failed) return 1;
 
     if (json) {
@@ -328,6 +404,12 @@ int cmd_sweep(int argc, char **argv) {
             cJSON_AddStringToObject(r, "method", q_method_name(confs[i].method));
             if (confs[i].pct > 0) cJSON_AddNumberToObject(r, "percentile", confs[i].pct);
             else cJSON_AddNullToObject(r, "percentile");
+            if (confs[i].method == Q_QUAMBA2) {
+                char b[16];
+                snprintf(b, sizeof b, "w%da%d", confs[i].wbits, confs[i].abits);
+                cJSON_AddStringToObject(r, "bits", b);
+                if (confs[i].wbits == 4) cJSON_AddStringToObject(r, "weight_method", confs[i].gptq ? "gptq" : "rtn");
+            }
             cJSON_AddNumberToObject(r, "ppl", confs[i].ppl);
             cJSON_AddItemToObject(r, "y_rel_err", cJSON_CreateDoubleArray(confs[i].y_err, L));
             cJSON_AddItemToObject(r, "out_proj_rel_err", cJSON_CreateDoubleArray(confs[i].out_err, L));
@@ -340,20 +422,22 @@ int cmd_sweep(int argc, char **argv) {
                data, windows, window, stats);
         char tdesc[4400], cells[64];
         if (tp) printf("task    %s\n\n", task_probe_describe(tp, tdesc, sizeof tdesc));
-        printf("%-16s %10s %12s %10s%s\n", "method", "percentile", "ppl", "vs FP32", tp ? task_probe_header(tp) : "");
-        printf("%-16s %10s %12.4f %10s%s\n", cuda ? "fp16" : "fp32", "-", ppl_fp, "-", tp ? task_probe_cells(tp, 0, cells, sizeof cells) : "");
+        char nm_[48];
+        printf("%-18s %10s %12s %10s%s\n", "method", "percentile", "ppl", "vs FP32", tp ? task_probe_header(tp) : "");
+        printf("%-18s %10s %12.4f %10s%s\n", cuda ? "fp16" : "fp32", "-", ppl_fp, "-", tp ? task_probe_cells(tp, 0, cells, sizeof cells) : "");
         for (int i = 0; i < nc; i++) {
             char p[32];
             if (confs[i].pct > 0) snprintf(p, sizeof p, "%g", confs[i].pct);
             else snprintf(p, sizeof p, "-");
-            printf("%-16s %10s %12.4f %+9.2f%%%s\n", q_method_name(confs[i].method), p, confs[i].ppl, 100 * (confs[i].ppl / ppl_fp - 1),
-                   tp ? task_probe_cells(tp, i + 1, cells, sizeof cells) : "");
+            printf("%-18s %10s %12.4f %+9.2f%%%s\n", conf_name(&confs[i], nm_, sizeof nm_), p, confs[i].ppl,
+                   100 * (confs[i].ppl / ppl_fp - 1), tp ? task_probe_cells(tp, i + 1, cells, sizeof cells) : "");
         }
         printf("\nrelative L2 error vs FP32 on window 0, per layer: y (SSM output) / out_proj output\nlayer");
         for (int i = 0; i < nc; i++) {
-            char h[48];
-            snprintf(h, sizeof h, "%s%s%.6g", q_method_name(confs[i].method), confs[i].pct > 0 ? "@" : "", confs[i].pct > 0 ? confs[i].pct : 0.0);
-            if (!(confs[i].pct > 0)) snprintf(h, sizeof h, "%s", q_method_name(confs[i].method));
+            char h[80];
+            const char *cn = conf_name(&confs[i], nm_, sizeof nm_);
+            if (confs[i].pct > 0) snprintf(h, sizeof h, "%s@%.6g", cn, confs[i].pct);
+            else snprintf(h, sizeof h, "%s", cn);
             printf(" %17s", h);
         }
         printf("\n");

@@ -4,7 +4,7 @@
  * with a correlated input has a lower output error ||X W^T - X W'^T|| than RTN (the GPU passes of
  * every mode: tests/test_int8.c, tests/test_w4.c). End to end through the CLI on both proxies (tiny calibration, 8 x 128
  * tokens): quantize --method quamba2 --bits w8a8 / w4a8 / w4a16, inspect, eval on valid.txt within
- * a stated tolerance of FP32 on the same windows. (Per-group B / C scales and the artifact round
+ * a stated tolerance of FP32 on the same windows; sweep of every mode equal to those evals. (Per-group B / C scales and the artifact round
  * trip: tests/test_export.c.) */
 #include "quantize/q.h"
 #include "ssm/backend.h"
@@ -195,6 +195,7 @@ static void e2e(int arch) {
     snprintf(cmd, sizeof cmd, "bin/mambaq calib '%s' '%s' --device cpu --samples 8 --seqlen 128 --quiet", model, stats);
     T_CHECK(sh(cmd, log) == 0, "calib: %s", slurp(log));
     static const struct { const char *bits; double tol; } modes[] = {{"w8a8", 0.02}, {"w4a8", 0.05}, {"w4a16", 0.05}};
+    double art_ppl[3];
     for (int i = 0; i < 3; i++) {
         snprintf(art, sizeof art, "%s/q2_m%d_%s", tmp, arch, modes[i].bits);
         snprintf(cmd, sizeof cmd, "bin/mambaq quantize '%s' '%s' --stats '%s' --method quamba2 --bits %s --quiet --force", model, art, stats,
@@ -212,11 +213,37 @@ static void e2e(int arch) {
         T_CHECK(q && cJSON_GetObjectItem(q, "weight_bits")->valueint == (i ? 4 : 8) &&
                 cJSON_GetObjectItem(q, "activation_bits")->valueint == (i == 2 ? 16 : 8), "inspect bits");
         cJSON_Delete(j);
-        double p = eval_ppl(art, log);
+        double p = art_ppl[i] = eval_ppl(art, log);
         printf("    mamba%d quamba2 %s: ppl %.3f vs FP32 %.3f (%+.2f%%, bound %.0f%%)\n", arch, modes[i].bits, p, fp, 100 * (p / fp - 1),
                100 * modes[i].tol);
         T_CHECK(isfinite(p) && fabs(p / fp - 1) <= modes[i].tol, "%s ppl %.3f vs FP32 %.3f", modes[i].bits, p, fp);
     }
+    /* sweep runs every mode in memory on the same windows: w8a8, w4a8 / w4a16 x gptq / rtn, and the
+     * GPTQ ones (quantize's default) equal the artifacts' eval to rounding of the printed digits */
+    snprintf(cmd, sizeof cmd, "bin/mambaq sweep '%s' --stats '%s' --data '%s/datasets/valid.txt' --method quamba2 --bits w8a8,w4a8,w4a16 "
+             "--weight-method gptq,rtn --window 256 --windows 8 --json --quiet", model, stats, shared_dir());
+    T_CHECK(sh_stdout(cmd, log) == 0, "sweep of the quamba2 modes: %s", slurp(log));
+    cJSON *sj = last_json(log), *res = cJSON_GetObjectItem(sj, "results");
+    static const struct { const char *bits, *wm; int art; } want[] = {
+        {"w8a8", NULL, 0}, {"w4a8", "gptq", 1}, {"w4a8", "rtn", -1}, {"w4a16", "gptq", 2}, {"w4a16", "rtn", -1}};
+    T_CHECK(cJSON_GetArraySize(res) == 5, "sweep: %d results", cJSON_GetArraySize(res));
+    for (int i = 0; i < 5 && i < cJSON_GetArraySize(res); i++) {
+        cJSON *r = cJSON_GetArrayItem(res, i);
+        const char *b = cJSON_GetStringValue(cJSON_GetObjectItem(r, "bits")), *w = cJSON_GetStringValue(cJSON_GetObjectItem(r, "weight_method"));
+        const double p = cJSON_GetNumberValue(cJSON_GetObjectItem(r, "ppl"));
+        printf("    sweep mamba%d quamba2 %s %s: ppl %.4f (%+.2f%%)%s\n", arch, b ? b : "?", w ? w : "", p, 100 * (p / fp - 1),
+               want[i].art >= 0 ? " = the artifact's" : "");
+        T_CHECK(b && !strcmp(b, want[i].bits) && (want[i].wm ? w && !strcmp(w, want[i].wm) : !w), "sweep row %d: %s %s", i, b ? b : "?",
+                w ? w : "-");
+        T_CHECK(isfinite(p) && fabs(p / fp - 1) <= 0.05, "sweep row %d: ppl %g vs FP32 %g", i, p, fp);
+        if (want[i].art >= 0)
+            T_CHECK(fabs(p / art_ppl[want[i].art] - 1) < 1e-9, "sweep %s ppl %.10g vs the artifact's %.10g", want[i].bits, p, art_ppl[want[i].art]);
+    }
+    cJSON_Delete(sj);
+    snprintf(cmd, sizeof cmd, "bin/mambaq sweep '%s' --stats '%s' --method quamba --bits w4a8 --quiet", model, stats);
+    T_CHECK(sh(cmd, log) == 2 && strstr(slurp(log), "belongs to quamba2"), "sweep --bits without quamba2: %s", slurp(log));
+    snprintf(cmd, sizeof cmd, "bin/mambaq sweep '%s' --stats '%s' --method quamba2 --bits w4a4 --quiet", model, stats);
+    T_CHECK(sh(cmd, log) == 2 && strstr(slurp(log), "'w4a4' is not"), "sweep --bits w4a4: %s", slurp(log));
     /* statistics without the per-channel absmax: the clustering is refused, naming the way out */
     char old[700];
     snprintf(old, sizeof old, "%s/q2stats_old_m%d.safetensors", tmp, arch);
