@@ -436,6 +436,21 @@ static int bench_q2(const char *filter) {
     return 0;
 }
 
+/* A table of a 4-bit pass's times w beside a reference pass's f (the ratio: f's time / w's) */
+static void w4_table(const char *title, const char *filter, const pass_times *w, const pass_times *f, double tbps) {
+    printf("\n%s:\n\n| model | weights GB | prefill 1x1024 ms | prefill 8x1024 ms | decode b=1 ms/token | b=1 floor ms "
+           "(reached) | decode b=16 ms/step | decode b=64 ms/step |\n|---|---|---|---|---|---|---|---|\n", title);
+    for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++) {
+        if (filter && !strstr(shapes[i].name, filter)) continue;
+        const pass_times *a = &w[i], *b = &f[i];
+        const double fl = a->decode_gb / tbps;
+        printf("| %s | %.2f | %.2f (%.2fx) | %.2f (%.2fx) | %.3f (%.2fx) | %.3f (%.0f%%) | %.3f (%.2fx) | %.3f (%.2fx) |\n",
+               shapes[i].name, a->weights_gb, a->pre[0], b->pre[0] / a->pre[0], a->pre[1], b->pre[1] / a->pre[1], a->dec[0],
+               b->dec[0] / a->dec[0], fl, 100 * fl / a->dec[0], a->dec[1], b->dec[1] / a->dec[1], a->dec[2],
+               b->dec[2] / a->dec[2]);
+    }
+}
+
 int main(int argc, char **argv) {
     const char *filter = NULL, *json_out = NULL, *peers = NULL;
     int steps = -1, batch = 1, prefill = 0, w4 = 0, w4a16_only = 0, q2 = 0;
@@ -543,36 +558,17 @@ int main(int argc, char **argv) {
         json_ours(models, shapes[i].name, &a, &b, &w4t[i], &w4a8t[i], tbps);
         free(tok);
     }
-    printf("\nquamba2 W4A16 (int4 in_proj / out_proj, groups of %d, FP16 activations, y rotated; the FP16 pass "
-           "otherwise), ratio = FP16 time / W4A16 time:\n\n| model | weights GB | prefill 1x1024 ms | prefill 8x1024 ms | "
-           "decode b=1 ms/token | b=1 floor ms (reached) | decode b=16 ms/step | decode b=64 ms/step |\n"
-           "|---|---|---|---|---|---|---|---|\n", W4_GROUP);
-    for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++) {
-        if (filter && !strstr(shapes[i].name, filter)) continue;
-        const pass_times *w = &w4t[i], *f = &f16t[i];
-        const double fl = w->decode_gb / tbps;
-        printf("| %s | %.2f | %.2f (%.2fx) | %.2f (%.2fx) | %.3f (%.2fx) | %.3f (%.0f%%) | %.3f (%.2fx) | %.3f (%.2fx) |\n",
-               shapes[i].name, w->weights_gb, w->pre[0], f->pre[0] / w->pre[0], w->pre[1], f->pre[1] / w->pre[1], w->dec[0],
-               f->dec[0] / w->dec[0], fl, 100 * fl / w->dec[0], w->dec[1], f->dec[1] / w->dec[1], w->dec[2],
-               f->dec[2] / w->dec[2]);
-    }
+    char title[256];
+    snprintf(title, sizeof title, "quamba2 W4A16 (int4 in_proj / out_proj, groups of %d, FP16 activations, y rotated; the FP16 "
+             "pass otherwise), ratio = FP16 time / W4A16 time", W4_GROUP);
+    w4_table(title, filter, w4t, f16t, tbps);
     if (w4a16_only) {
         cJSON_Delete(root), cJSON_Delete(notes);
         return 0;
     }
-    printf("\nquamba2 W4A8 (int4 in_proj / out_proj, groups of %d; int8 activations with quamba2's scales: x clustered, "
-           "B / C per group), ratio = int8 pass (quamba W8A8) time / W4A8 time:\n\n| model | weights GB | prefill 1x1024 ms | prefill "
-           "8x1024 ms | decode b=1 ms/token | b=1 floor ms (reached) | decode b=16 ms/step | decode b=64 ms/step |\n"
-           "|---|---|---|---|---|---|---|---|\n", W4_GROUP);
-    for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++) {
-        if (filter && !strstr(shapes[i].name, filter)) continue;
-        const pass_times *w = &w4a8t[i], *f = &i8t[i];
-        const double fl = w->decode_gb / tbps;
-        printf("| %s | %.2f | %.2f (%.2fx) | %.2f (%.2fx) | %.3f (%.2fx) | %.3f (%.0f%%) | %.3f (%.2fx) | %.3f (%.2fx) |\n",
-               shapes[i].name, w->weights_gb, w->pre[0], f->pre[0] / w->pre[0], w->pre[1], f->pre[1] / w->pre[1], w->dec[0],
-               f->dec[0] / w->dec[0], fl, 100 * fl / w->dec[0], w->dec[1], f->dec[1] / w->dec[1], w->dec[2],
-               f->dec[2] / w->dec[2]);
-    }
+    snprintf(title, sizeof title, "quamba2 W4A8 (int4 in_proj / out_proj, groups of %d; int8 activations with quamba2's scales: "
+             "x clustered, B / C per group), ratio = int8 pass (quamba W8A8) time / W4A8 time", W4_GROUP);
+    w4_table(title, filter, w4a8t, i8t, tbps);
     printf("\nint8 prefill 1x1024, GPU ms per op (CUDA events between the ops):\n");
     for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++) {
         if (filter && !strstr(shapes[i].name, filter)) continue;
