@@ -70,6 +70,18 @@ if has bench || has before; then
   done
 fi
 
+# quantize model $1 with stats $2 into out/$1-$4 (quantize's timeout $3 s, options after $4), then
+# verify it on the GPU against its CPU simulation (valid.txt, 32 windows) into the summary
+quant_verify() {
+  local m=$1 st=$2 tq=$3 name=$4 a=out/$1-$4
+  shift 4
+  timeout "$tq" bin/mambaq quantize --model "$MQ_SHARED/models/$m" --stats "$st" --out "$a" "$@" \
+    --force --record-paths > "$out/quantize-$m-$name.log" 2>&1
+  timeout 240 bin/mambaq verify --artifact "$a" --data "$MQ_SHARED/datasets/valid.txt" \
+    --tokenizer "$MQ_SHARED/models/tokenizer.json" --windows 32 > "$out/verify-$m-$name.txt" 2>&1
+  note "verify $m ${name//-w/ w} (rc $?): $(grep -E '^perplexity' "$out/verify-$m-$name.txt")"
+  grep -E 'top-1|max \|logit diff' "$out/verify-$m-$name.txt" | sed 's/^ */    /' | tee -a "$summary"
+}
 if has pipeline; then
   for m in mamba1-proxy mamba2-proxy; do
     [ -d "$MQ_SHARED/models/$m" ] || continue
@@ -78,30 +90,13 @@ if has pipeline; then
       --tokenizer "$MQ_SHARED/models/tokenizer.json" --device cuda --samples 64 --seqlen 512 --out "$st" --force > "$out/calib-$m.log" 2>&1
     note "calib $m: $(grep '^calib:' "$out/calib-$m.log" | tail -1)"
     for meth in quamba quamba-rot; do
-      a=out/$m-$meth
-      timeout 180 bin/mambaq quantize --model "$MQ_SHARED/models/$m" --stats "$st" --out "$a" --method "$meth" \
-        --percentile 99.999 --force --record-paths > "$out/quantize-$m-$meth.log" 2>&1
-      timeout 180 bin/mambaq verify --artifact "$a" --data "$MQ_SHARED/datasets/valid.txt" \
-        --tokenizer "$MQ_SHARED/models/tokenizer.json" --windows 32 > "$out/verify-$m-$meth.txt" 2>&1
-      note "verify $m $meth (rc $?): $(grep -E '^perplexity' "$out/verify-$m-$meth.txt")"
-      grep -E 'top-1|max \|logit diff' "$out/verify-$m-$meth.txt" | sed 's/^ */    /' | tee -a "$summary"
+      quant_verify "$m" "$st" 180 "$meth" --method "$meth" --percentile 99.999
     done
-    # quamba2 W8A8 (clustered x scales from the GPU's per-channel absmax): verify on the GPU
-    a=out/$m-quamba2-w8a8
-    timeout 240 bin/mambaq quantize --model "$MQ_SHARED/models/$m" --stats "$st" --out "$a" --method quamba2 --bits w8a8 \
-      --force --record-paths > "$out/quantize-$m-quamba2-w8a8.log" 2>&1
-    timeout 180 bin/mambaq verify --artifact "$a" --data "$MQ_SHARED/datasets/valid.txt" \
-      --tokenizer "$MQ_SHARED/models/tokenizer.json" --windows 32 > "$out/verify-$m-quamba2-w8a8.txt" 2>&1
-    note "verify $m quamba2 w8a8 (rc $?): $(grep -E '^perplexity' "$out/verify-$m-quamba2-w8a8.txt")"
-    grep -E 'top-1|max \|logit diff' "$out/verify-$m-quamba2-w8a8.txt" | sed 's/^ */    /' | tee -a "$summary"
-    # quamba2 W4A8: verify on the GPU (the int8 pass with the 4-bit GEMV for in_proj / out_proj)
-    a=out/$m-quamba2-w4a8
-    timeout 240 bin/mambaq quantize --model "$MQ_SHARED/models/$m" --stats "$st" --out "$a" --method quamba2 --bits w4a8 \
-      --force --record-paths > "$out/quantize-$m-quamba2.log" 2>&1
-    timeout 240 bin/mambaq verify --artifact "$a" --data "$MQ_SHARED/datasets/valid.txt" \
-      --tokenizer "$MQ_SHARED/models/tokenizer.json" --windows 32 > "$out/verify-$m-quamba2-w4a8.txt" 2>&1
-    note "verify $m quamba2 w4a8 (rc $?): $(grep -E '^perplexity' "$out/verify-$m-quamba2-w4a8.txt")"
-    grep -E 'top-1|max \|logit diff' "$out/verify-$m-quamba2-w4a8.txt" | sed 's/^ */    /' | tee -a "$summary"
+    # quamba2 W8A8 (clustered x scales from the GPU's per-channel absmax) and W4A8 (the int8 pass with
+    # int4 in_proj / out_proj)
+    for bits in w8a8 w4a8; do
+      quant_verify "$m" "$st" 240 "quamba2-$bits" --method quamba2 --bits "$bits"
+    done
   done
 fi
 if has tasks; then
