@@ -97,6 +97,9 @@ const char *cli_size_vs_fp16(double bytes, double fp16_bytes, char *buf, unsigne
 #define CLI_QUAMBA2_OPTS \
     {.name = "--bits", .metavar = "B", .help = "quamba2: w8a8 | w4a8 | w4a16 (int4 in_proj, out_proj; float activations with a16)", .def = "w8a8"}, \
     {.name = "--weight-method", .metavar = "M", .help = "quamba2 int4 weights: gptq (Hessian of the calibration inputs) | rtn", .def = "gptq"}, \
+    CLI_QUAMBA2_LAYOUT_OPTS
+/* the ones that are not lists in sweep */
+#define CLI_QUAMBA2_LAYOUT_OPTS \
     {.name = "--group-size", .metavar = "N", .help = "quamba2 int4 weights: columns per scale; per row when N does not divide the row, or -1", .def = "128"}, \
     {.name = "--no-cluster", .help = "quamba2: one ssm_x scale per tensor (percentile clip) instead of the 4 x 4 clustered scales"}, \
     {.name = "--no-state-groups", .help = "quamba2: one B / C scale per tensor instead of one per SSD group (Mamba2)"}

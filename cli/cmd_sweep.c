@@ -159,10 +159,7 @@ int cmd_sweep(int argc, char **argv) {
         {.name = "--bits", .metavar = "LIST", .help = "quamba2's bit widths, comma-separated: w8a8 | w4a8 | w4a16", .def = "w8a8"},
         {.name = "--weight-method", .metavar = "LIST", .help = "quamba2's int4 weights, comma-separated: gptq | rtn (each 4-bit width runs "
                                                                "once per method)", .def = "gptq"},
-        {.name = "--group-size", .metavar = "N", .help = "quamba2 int4 weights: columns per scale; per row when N does not divide the row, or -1",
-         .def = "128"},
-        {.name = "--no-cluster", .help = "quamba2: one ssm_x scale per tensor (percentile clip) instead of the 4 x 4 clustered scales"},
-        {.name = "--no-state-groups", .help = "quamba2: one B / C scale per tensor instead of one per SSD group (Mamba2)"},
+        CLI_QUAMBA2_LAYOUT_OPTS,
         CLI_WINDOWS("32"),
         CLI_DEVICE_HELP("cpu", "cpu: the CPU simulation against FP32; cuda: the int8 GPU pass against FP16; auto: cuda when a GPU is usable"),
         CLI_RUN_OPTS,
@@ -228,15 +225,11 @@ int cmd_sweep(int argc, char **argv) {
         return 2;
     }
     int modes[3][2], gptqs[2]; /* [wbits, abits] */
-    for (int i = 0; i < nb; i++) {
-        if (!strcmp(bitems[i], "w8a8")) modes[i][0] = 8, modes[i][1] = 8;
-        else if (!strcmp(bitems[i], "w4a8")) modes[i][0] = 4, modes[i][1] = 8;
-        else if (!strcmp(bitems[i], "w4a16")) modes[i][0] = 4, modes[i][1] = 16;
-        else {
+    for (int i = 0; i < nb; i++)
+        if (q_cli_bits(bitems[i], &modes[i][0], &modes[i][1])) {
             fprintf(stderr, "mambaq sweep: --bits: '%s' is not w8a8, w4a8 or w4a16\n", bitems[i]);
             return 2;
         }
-    }
     for (int i = 0; i < nw; i++) {
         if (strcmp(witems[i], "gptq") && strcmp(witems[i], "rtn")) {
             fprintf(stderr, "mambaq sweep: --weight-method: '%s' is not gptq or rtn\n", witems[i]);
@@ -280,10 +273,9 @@ int cmd_sweep(int argc, char **argv) {
                 }
             }
     }
-    static const char *const q2opts[] = {"--bits", "--weight-method", "--group-size", "--no-cluster", "--no-state-groups"};
-    for (size_t i = 0; i < sizeof q2opts / sizeof q2opts[0] && !has_q2; i++)
-        if (cli_flag(opts, q2opts[i])) {
-            fprintf(stderr, "mambaq sweep: %s belongs to quamba2, which --method does not list\n", q2opts[i]);
+    for (int i = 0; i < Q_CLI_NQ2_OPTS && !has_q2; i++)
+        if (cli_flag(opts, q_cli_q2_opts[i])) {
+            fprintf(stderr, "mambaq sweep: %s belongs to quamba2, which --method does not list\n", q_cli_q2_opts[i]);
             return 2;
         }
     if (!nc) {

@@ -15,6 +15,16 @@
 #include "core/hash.h"
 #include "core/progress.h"
 
+const char *const q_cli_q2_opts[Q_CLI_NQ2_OPTS] = {"--bits", "--weight-method", "--group-size", "--no-cluster", "--no-state-groups"};
+
+int q_cli_bits(const char *name, int *wbits, int *abits) {
+    if (!strcmp(name, "w8a8")) *wbits = 8, *abits = 8;
+    else if (!strcmp(name, "w4a8")) *wbits = 4, *abits = 8;
+    else if (!strcmp(name, "w4a16")) *wbits = 4, *abits = 16;
+    else return -1;
+    return 0;
+}
+
 /* Fills o from the option table; exits 2 on invalid values. */
 void q_cli_options(const cli_opt *opts, q_options *o) {
     q_options_default(o);
@@ -29,17 +39,14 @@ void q_cli_options(const cli_opt *opts, q_options *o) {
     }
     o->quantize_embedding = cli_flag(opts, "--quantize-embedding");
     o->quantize_head = cli_flag(opts, "--quantize-head") || o->quantize_embedding;   /* the int8 embedding is the tied lm_head */
-    static const char *const q2[] = {"--bits", "--weight-method", "--group-size", "--no-cluster", "--no-state-groups"};
-    for (size_t i = 0; i < sizeof q2 / sizeof q2[0]; i++)
-        if (o->method != Q_QUAMBA2 && cli_flag(opts, q2[i])) {
-            fprintf(stderr, "mambaq: %s belongs to --method quamba2 (method %s is W8A8 with its own options)\n", q2[i], q_method_name(o->method));
+    for (int i = 0; i < Q_CLI_NQ2_OPTS; i++)
+        if (o->method != Q_QUAMBA2 && cli_flag(opts, q_cli_q2_opts[i])) {
+            fprintf(stderr, "mambaq: %s belongs to --method quamba2 (method %s is W8A8 with its own options)\n", q_cli_q2_opts[i],
+                    q_method_name(o->method));
             exit(2);
         }
     const char *bits = cli_get(opts, "--bits"), *wm = cli_get(opts, "--weight-method");
-    if (!strcmp(bits, "w8a8")) o->wbits = 8, o->abits = 8;
-    else if (!strcmp(bits, "w4a8")) o->wbits = 4, o->abits = 8;
-    else if (!strcmp(bits, "w4a16")) o->wbits = 4, o->abits = 16;
-    else {
+    if (q_cli_bits(bits, &o->wbits, &o->abits)) {
         fprintf(stderr, "mambaq: --bits: '%s' is not w8a8, w4a8 or w4a16\n", bits);
         exit(2);
     }

@@ -10,6 +10,12 @@
 /* --method, --percentile, --weight-granularity, --quantize-head, --quantize-embedding -> o; exits 2
  * on invalid values. */
 void q_cli_options(const cli_opt *opts, q_options *o);
+/* quamba2's options (CLI_QUAMBA2_OPTS), refused by the commands when no quamba2 recipe is asked for */
+#define Q_CLI_NQ2_OPTS 5
+extern const char *const q_cli_q2_opts[Q_CLI_NQ2_OPTS];
+/* "w8a8" | "w4a8" | "w4a16" -> the weight and activation bits of quamba2's in_proj / out_proj; 0, or
+ * -1 for another name (no message: the caller names the option) */
+int q_cli_bits(const char *name, int *wbits, int *abits);
 /* The provenance an artifact records: hashes, counts and file names; whole host paths only with
  * record_paths (they would make the same artifact differ between checkouts). */
 void q_cli_provenance(const q_cstats *cs, const char *model_dir, int record_paths, art_provenance *p);
