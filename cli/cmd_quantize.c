@@ -81,8 +81,8 @@ int cmd_quantize(int argc, char **argv) {
               "Methods: naive (absmax clips); quamba (percentile clip of the SSM input x, Hadamard on y fused into\n"
               "out_proj, RMSNorm fused into in_proj); quamba-rot (quamba, and the residual stream rotated by a\n"
               "Hadamard of order d_model); quamba2 (per-state-group B/C and clustered x scales; --bits w8a8|w4a8|w4a16,\n"
-              "int4 in_proj/out_proj by GPTQ or RTN; w4a16 runs on the GPU too, w8a8 / w4a8 on the CPU simulation\n"
-              "for now); percentile-only and hadamard-only (ablations). See docs/recipe.md.",
+              "int4 in_proj/out_proj by GPTQ or RTN; every mode runs on the GPU and on the CPU simulation);\n"
+              "percentile-only and hadamard-only (ablations). See docs/recipe.md.",
               NULL, 0);
     const char *model = cli_need(opts, "quantize", "--model"), *out = cli_need(opts, "quantize", "--out");
     const char *stats = cli_get(opts, "--stats");
