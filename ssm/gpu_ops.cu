@@ -477,11 +477,16 @@ extern "C" int gop_w4a8_mma(float *Y, int8_t *q_out, int kind, const int8_t *X, 
         return mq_fail("gop_w4a8_mma: M %d, N %d, K %d and group %d (multiples of 64, group dividing K), int8 output "
                        "with its scales", M, N, K, group);
     int8_t *dX = (int8_t *)up_pad(X, 1, M, K, 16);
+    static float *part; /* the K slices' sums (33-64 rows); one call at a time */
+    const size_t np = k_w4a8_part_floats(M, N);
+    part = np ? (float *)dmalloc(sizeof(float) * np) : NULL;
     auto mma = [](const int8_t *x, int ldx, const uint8_t *W, const float *ws, int grp, int m, int n, int k,
-                  const k_w4_epi &e, void *out, int ldo, int, cudaStream_t st) {
-        k_w4a8_mma(x, ldx, W, ws, grp, m, n, k, e, out, ldo, st);
+                  const k_w4_epi &e, void *out, int ldo, int sm_count, cudaStream_t st) {
+        k_w4a8_mma(x, ldx, W, ws, grp, m, n, k, e, out, ldo, part, sm_count, st);
     };
     w4_run(mma, dX, Y, q_out, kind, sx, q, scales, group, bias, qs, M, N, K, reps, us);
+    if (part) dfree(part);
+    part = NULL;
     dfree(dX);
     return 0;
 }

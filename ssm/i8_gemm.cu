@@ -351,31 +351,36 @@ static __device__ __forceinline__ void cp_async_wait() {
 }
 
 #define W4T_ROWS 128  /* rows of W a block owns */
-#define W4T_TOKS 128  /* rows of X a block owns */
 #define W4T_STAGES 4  /* 64-column steps in flight */
 #define W4T_FLUSH 8   /* steps at most between FP32 flushes: |int32 sums| < 512 * 128 * 8 = 2^19 */
-/* Many rows of X (prefill): a block owns 128 rows of W and 128 rows of X; each 64-column step of both
- * is copied into shared memory (cp.async, W4T_STAGES deep): X as 64 bytes a row, W as k_w4_repack's
- * 32 bytes a row. 8 warps as 2 (W) x 4 (X): a warp's tile is 64 rows of W x 32 rows of X, four
- * 16-row W fragments unpacked once per step and reused for four X fragments (186 registers, one
- * block an SM; blocks of 64 rows of X, two an SM, were no faster). Lanes read W and X at the MMA
- * route's k slots (16 contiguous bytes of k each), so a quarter warp covers 128 contiguous
- * bytes of shared memory: no bank conflicts without a swizzle. A group's exact int32 sums times the
- * row's scale are added in FP32 at the group's end (the 4-bit GEMV's order; groups over 512 columns
- * in parts of 512), the scales read when the group starts; the epilogue is k_w4a8_mma's. */
-__global__ void __launch_bounds__(256, 1) w4a8_tile_kernel(const int8_t *X, int ldx, const uint8_t *W, const float *ws,
-                                                          int group, int M, int N, int K, k_epi e, void *out, int ldo) {
-    __shared__ __align__(16) int8_t xs[W4T_STAGES][W4T_TOKS * 64];
+/* Many rows of X: a block owns 128 rows of W and 32 XF rows of X (XF 4: prefill, 186 registers, one
+ * block an SM; XF 2: decode batches of 33-64, 114 registers, two) over one slice of K (blockIdx.z,
+ * whole groups); each 64-column step of both is copied into shared memory (cp.async, W4T_STAGES
+ * deep): X as 64 bytes a row, W as k_w4_repack's 32 bytes a row. 8 warps as 2 (W) x 4 (X): a warp's
+ * tile is 64 rows of W x 8 XF rows of X, four 16-row W fragments unpacked once per step and reused
+ * for XF X fragments. Lanes read W and X at the MMA route's k slots (16 contiguous bytes of k each),
+ * so a quarter warp covers 128 contiguous bytes of shared memory: no bank conflicts without a
+ * swizzle. A group's exact int32 sums times the row's scale are added in FP32 at the group's end (the
+ * 4-bit GEMV's order; groups over 512 columns in parts of 512), the scales read when the group
+ * starts. One slice: the epilogue is k_w4a8_mma's; more: the block's FP32 sums go to part[z][m][n]
+ * and w4a8_reduce_kernel adds the slices in order (deterministic) and runs the epilogue. */
+template <int XF>
+__global__ void __launch_bounds__(256, 4 / XF) w4a8_tile_kernel(const int8_t *X, int ldx, const uint8_t *W, const float *ws,
+                                                               int group, int M, int N, int K, int kslice, k_epi e,
+                                                               void *out, int ldo, float *part) {
+    constexpr int TOKS = 32 * XF; /* rows of X the block owns */
+    __shared__ __align__(16) int8_t xs[W4T_STAGES][TOKS * 64];
     __shared__ __align__(16) uint8_t wsm[W4T_STAGES][W4T_ROWS * 32];
     const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
-    const int ww = warp >> 2, wx = warp & 3; /* the warp's 64 W rows, 32 X rows */
-    const int n0 = blockIdx.x * W4T_ROWS, m0 = blockIdx.y * W4T_TOKS;
-    const int nsteps = K / 64, spg = group / 64, ng = K / group;
-    /* the copies of one step: X's 128 rows x 4 chunks of 16 bytes, W's 128 rows x 2 */
+    const int ww = warp >> 2, wx = warp & 3; /* the warp's 64 W rows, 8 XF X rows */
+    const int n0 = blockIdx.x * W4T_ROWS, m0 = blockIdx.y * TOKS;
+    const int s0 = blockIdx.z * (kslice / 64), s1 = min(K, (blockIdx.z + 1) * kslice) / 64; /* the slice's steps */
+    const int spg = group / 64, ng = K / group;
+    /* the copies of one step: X's TOKS rows x 4 chunks of 16 bytes, W's 128 rows x 2 */
     auto load = [&](int step, int buf) {
         const int k = step * 64;
 #pragma unroll
-        for (int c = threadIdx.x; c < W4T_TOKS * 4; c += 256) {
+        for (int c = threadIdx.x; c < TOKS * 4; c += 256) {
             const int r = c >> 2, q = c & 3, m = m0 + r;
             cp_async16(&xs[buf][r * 64 + 16 * q], X + (size_t)(m < M ? m : 0) * ldx + k + 16 * q, m < M ? 16 : 0);
         }
@@ -390,38 +395,39 @@ __global__ void __launch_bounds__(256, 1) w4a8_tile_kernel(const int8_t *X, int 
             const int n = n0 + ww * 64 + 16 * a + g + 8 * h;
             srow[a][h] = ws + (size_t)(n < N ? n : n0) * ng;
         }
-    int d[4][4][4];
-    float f[4][4][4], sc[4][2];
+    int d[4][XF][4];
+    float f[4][XF][4], sc[4][2];
 #pragma unroll
     for (int a = 0; a < 4; a++)
 #pragma unroll
-        for (int b = 0; b < 4; b++)
+        for (int b = 0; b < XF; b++)
 #pragma unroll
             for (int i = 0; i < 4; i++) d[a][b][i] = 0, f[a][b][i] = 0.f;
 #pragma unroll
     for (int p = 0; p < W4T_STAGES - 1; p++) {
-        if (p < nsteps) load(p, p);
+        if (s0 + p < s1) load(s0 + p, p);
         cp_async_commit();
     }
-    for (int step = 0; step < nsteps; step++) {
+    for (int step = s0; step < s1; step++) {
         if (step % spg == 0) /* the group's scales, read now, used at its end */
 #pragma unroll
             for (int a = 0; a < 4; a++) sc[a][0] = __ldg(srow[a][0] + step / spg), sc[a][1] = __ldg(srow[a][1] + step / spg);
         cp_async_wait<W4T_STAGES - 2>();
         __syncthreads(); /* step's copies visible; the buffer refilled next was read a step ago */
-        if (step + W4T_STAGES - 1 < nsteps) load(step + W4T_STAGES - 1, (step + W4T_STAGES - 1) % W4T_STAGES);
+        const int ahead = step + W4T_STAGES - 1;
+        if (ahead < s1) load(ahead, (ahead - s0) % W4T_STAGES);
         cp_async_commit();
-        const int buf = step % W4T_STAGES;
-        int4 xv[4];
+        const int buf = (step - s0) % W4T_STAGES;
+        int4 xv[XF];
 #pragma unroll
-        for (int b = 0; b < 4; b++) xv[b] = *(const int4 *)&xs[buf][(wx * 32 + 8 * b + g) * 64 + 16 * t];
+        for (int b = 0; b < XF; b++) xv[b] = *(const int4 *)&xs[buf][(wx * 8 * XF + 8 * b + g) * 64 + 16 * t];
 #pragma unroll
         for (int a = 0; a < 4; a++) {
             const int r = ww * 64 + 16 * a + g;
             const int4 wa = w_raw<true>::codes(*(const int2 *)&wsm[buf][r * 32 + 8 * t]);
             const int4 wb = w_raw<true>::codes(*(const int2 *)&wsm[buf][(r + 8) * 32 + 8 * t]);
 #pragma unroll
-            for (int b = 0; b < 4; b++) {
+            for (int b = 0; b < XF; b++) {
                 mma_s8(d[a][b], wa.x, wb.x, wa.y, wb.y, xv[b].x, xv[b].y);
                 mma_s8(d[a][b], wa.z, wb.z, wa.w, wb.w, xv[b].z, xv[b].w);
             }
@@ -431,7 +437,7 @@ __global__ void __launch_bounds__(256, 1) w4a8_tile_kernel(const int8_t *X, int 
 #pragma unroll
             for (int a = 0; a < 4; a++)
 #pragma unroll
-                for (int b = 0; b < 4; b++)
+                for (int b = 0; b < XF; b++)
 #pragma unroll
                     for (int i = 0; i < 4; i++) {
                         f[a][b][i] = __fmaf_rn(i2f_small(d[a][b][i]), sc[a][i >> 1], f[a][b][i]);
@@ -439,36 +445,76 @@ __global__ void __launch_bounds__(256, 1) w4a8_tile_kernel(const int8_t *X, int 
                     }
     }
     cp_async_wait<0>();
+    float *pz = part ? part + (size_t)blockIdx.z * M * N : NULL;
 #pragma unroll
     for (int a = 0; a < 4; a++)
 #pragma unroll
         for (int h = 0; h < 2; h++) {
             const int n = n0 + ww * 64 + 16 * a + g + 8 * h;
             if (n >= N) continue;
-            const float bs = e.bias ? e.bias[n] : 0.f, qs = e.kind == K_EPI_I8 ? e.qs[n] : 0.f;
+            const float bs = !pz && e.bias ? e.bias[n] : 0.f, qs = !pz && e.kind == K_EPI_I8 ? e.qs[n] : 0.f;
 #pragma unroll
-            for (int b = 0; b < 4; b++)
+            for (int b = 0; b < XF; b++)
 #pragma unroll
                 for (int j = 0; j < 2; j++) {
-                    const int m = m0 + wx * 32 + 8 * b + 2 * t + j;
-                    if (m < M) k_epi_store(e, f[a][b][2 * h + j], e.sx, bs, qs, (size_t)m * ldo + n, out);
+                    const int m = m0 + wx * 8 * XF + 8 * b + 2 * t + j;
+                    if (m >= M) continue;
+                    if (pz) pz[(size_t)m * N + n] = f[a][b][2 * h + j];
+                    else k_epi_store(e, f[a][b][2 * h + j], e.sx, bs, qs, (size_t)m * ldo + n, out);
                 }
         }
 }
 
-/* The fewest rows k_w4a8_mma gives the tiled kernel: up to 64 the streaming kernel (built for decode)
- * was faster on the H200 (docs/performance.md, "quamba2 W4A8 on the GPU"). */
+/* the slices' sums part[z][M x N] added in slice order, then the epilogue */
+__global__ void w4a8_reduce_kernel(const float *part, int nz, int M, int N, k_epi e, void *out, int ldo) {
+    const size_t total = (size_t)M * N;
+    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < total; i += (size_t)gridDim.x * blockDim.x) {
+        float v = part[i];
+        for (int z = 1; z < nz; z++) v = __fadd_rn(v, part[(size_t)z * total + i]);
+        const int m = (int)(i / N), n = (int)(i - (size_t)m * N);
+        k_epi_store(e, v, e.sx, e.bias ? e.bias[n] : 0.f, e.kind == K_EPI_I8 ? e.qs[n] : 0.f, (size_t)m * ldo + n, out);
+    }
+}
+
+/* The fewest rows k_w4a8_mma gives the tiled kernel: 65 (prefill, blocks of 128 rows of X) or, with
+ * a workspace for the slices, 33 (blocks of 64, K split so that the blocks cover the SMs); below, the
+ * streaming kernel. MQ_W4_SPLITK=0 turns the split form off (for the benchmarks). */
 #define W4T_MIN_M 65
+#define W4T_SPLIT_MIN_M 33
+static int w4_splitk_on(void) {
+    static int v = -1;
+    if (v < 0) v = !(getenv("MQ_W4_SPLITK") && !strcmp(getenv("MQ_W4_SPLITK"), "0"));
+    return v;
+}
+size_t k_w4a8_part_floats(int M, int N) { return M >= W4T_SPLIT_MIN_M && M < W4T_MIN_M ? (size_t)K_W4_SPLIT_MAX * M * N : 0; }
 
 void k_w4a8_mma(const int8_t *X, int ldx, const uint8_t *W, const float *ws, int group, int M, int N, int K,
-                const k_w4_epi &e4, void *out, int ldo, cudaStream_t st) {
+                const k_w4_epi &e4, void *out, int ldo, float *part, int sm_count, cudaStream_t st) {
     if (!k_w4a8_mma_ok(K, group) || ldx % 16 || !aligned(X, 16) || !aligned(W, 16) || M < 1)
         mq_die("k_w4a8_mma: M %d, K %d, group %d, ldx %d or alignment outside the kernel's (internal error)", M, K, group, ldx);
     const k_epi e = k_epi_make(e4.sx, NULL, e4.bias, e4.qs, e4.kind);
     const size_t es = e.kind == K_EPI_I8 ? 1 : e.kind == K_EPI_F16 ? sizeof(half) : sizeof(float);
     if (M >= W4T_MIN_M) {
-        w4a8_tile_kernel<<<dim3(cdiv(N, W4T_ROWS), cdiv(M, W4T_TOKS)), 256, 0, st>>>(X, ldx, W, ws, group, M, N, K, e, out, ldo);
+        w4a8_tile_kernel<4><<<dim3(cdiv(N, W4T_ROWS), cdiv(M, 128)), 256, 0, st>>>(X, ldx, W, ws, group, M, N, K, K, e,
+                                                                                 out, ldo, NULL);
         CUDA_CHECK_LAUNCH();
+        return;
+    }
+    if (M >= W4T_SPLIT_MIN_M && part && w4_splitk_on()) {
+        /* slices of whole groups, enough that the blocks cover the SMs, at most K_W4_SPLIT_MAX */
+        const int blocks = cdiv(N, W4T_ROWS), groups = K / group;
+        int split = cdiv(sm_count, blocks);
+        if (split > K_W4_SPLIT_MAX) split = K_W4_SPLIT_MAX;
+        if (split > groups) split = groups;
+        const int kslice = cdiv(groups, split) * group;
+        split = cdiv(K, kslice);
+        w4a8_tile_kernel<2><<<dim3(blocks, 1, split), 256, 0, st>>>(X, ldx, W, ws, group, M, N, K, kslice, e, out, ldo,
+                                                                    split > 1 ? part : NULL);
+        CUDA_CHECK_LAUNCH();
+        if (split > 1) {
+            w4a8_reduce_kernel<<<cdiv(M * N, 256) < 4096 ? cdiv(M * N, 256) : 4096, 256, 0, st>>>(part, split, M, N, e, out, ldo);
+            CUDA_CHECK_LAUNCH();
+        }
         return;
     }
     const dim3 grid(cdiv(N, 16), 1);

@@ -69,6 +69,7 @@ struct i8_be {
     int32_t *acc;
     half *xsplit16; float *xacc;   /* k_i8_linear_xcols' workspace (x_cluster) */
     float *dec_part;               /* fused decode, x_cluster: x_proj's partial sums [E / 64 x xw] */
+    float *w4_part;                /* W4A8, 33-64 rows: the K slices' sums of k_w4a8_mma (or NULL) */
     float *resid2;                 /* fused decode: the residual alternates between resid and resid2 */
     int32_t *dec_acc;              /* fused decode: x_proj sums [xw], zero between calls */
     unsigned *dec_counter;
@@ -194,6 +195,8 @@ static void layout_ws(rt_be *r, rt_carver *cv) {
     g->xsplit16 = g->x_cluster ? RT_CARVE(cv, half, 2 * R * E) : NULL;
     g->xacc = g->x_cluster ? RT_CARVE(cv, float, 2 * R * xw) : NULL;
     g->dec_part = g->x_cluster ? RT_CARVE(cv, float, (E / 64 + 1) * xw) : NULL;
+    const size_t np = g->w4_gin || g->w4_gout ? k_w4a8_part_floats(R < 64 ? (int)R : 64, (int)maxn) : 0;
+    g->w4_part = np ? RT_CARVE(cv, float, np) : NULL;
 }
 
 static void init_ws(rt_be *r) {
@@ -239,7 +242,7 @@ static void big_linear(i8_be *g, const int8_t *X, int ldx, const int8_t *W, cons
     }
     const k_w4_epi e4 = {e.sx, e.bias, e.qs, e.kind};
     if (M > W4_ROWS && k_w4a8_mma_ok(K, group)) {
-        k_w4a8_mma(X, ldx, W4, ws4, group, M, N, K, e4, out, ldo, g->rt.ws.stream);
+        k_w4a8_mma(X, ldx, W4, ws4, group, M, N, K, e4, out, ldo, g->w4_part, g->rt.sm_count, g->rt.ws.stream);
         return;
     }
     const size_t es = e.kind == K_EPI_I8 ? 1 : e.kind == K_EPI_F16 ? sizeof(half) : sizeof(float);

@@ -325,15 +325,20 @@ void k_w4a16_gemv(const half *X, int ldx, const uint8_t *W, const float *ws, int
                   const k_w4_epi &e, void *out, int ldo, int sm_count, cudaStream_t st);
 void k_w4a8_gemv(const int8_t *X, int ldx, const uint8_t *W, const float *ws, int group, int M, int N, int K,
                  const k_w4_epi &e, void *out, int ldo, int sm_count, cudaStream_t st);
-/* W4A8 on the tensor cores for any number of rows: up to 64 the int8 MMA route's kernel
- * (ssm/i8_gemm.cu, 32 rows a launch) fed the int4 W of k_w4_repack's layout, unpacked in registers,
- * each 64 columns' exact int32 sums times the row's group scale added in FP32; from 65 rows (prefill)
- * tiles of 128 x 128 through shared memory, each group's int32 sums times its scale in FP32; then
- * k_w4a8_gemv's epilogue. Needs
+/* W4A8 on the tensor cores for any number of rows: up to 32 (64 without part) the int8 MMA route's
+ * kernel (ssm/i8_gemm.cu, 32 rows a launch) fed the int4 W of k_w4_repack's layout, unpacked in
+ * registers, each 64 columns' exact int32 sums times the row's group scale added in FP32; from 65 rows
+ * (prefill) tiles of 128 x 128 through shared memory, each group's int32 sums times its scale in
+ * FP32, and for 33-64 rows with part the same in tiles of 128 x 64 with K split; then k_w4a8_gemv's
+ * epilogue. Needs
  * k_w4a8_mma_ok(K, group) (multiples of 64), X, ldx and W 16-byte aligned. */
 int k_w4a8_mma_ok(int K, int group);
+/* 33-64 rows with part (device, k_w4a8_part_floats(M, N) floats; NULL: none): K split into slices of
+ * whole groups over the SMs (sm_count), each slice's FP32 sums in part, added in slice order. */
+#define K_W4_SPLIT_MAX 8
+size_t k_w4a8_part_floats(int M, int N);
 void k_w4a8_mma(const int8_t *X, int ldx, const uint8_t *W, const float *ws, int group, int M, int N, int K,
-                const k_w4_epi &e, void *out, int ldo, cudaStream_t st);
+                const k_w4_epi &e, void *out, int ldo, float *part, int sm_count, cudaStream_t st);
 /* W4A16 on the tensor cores (the W4A16 pass's layout, k_w4_repack_mma: the mma.sync A fragments in
  * load order, rows padded to 16, k_w4_mma_bytes of them): Y = X W^T for 1..K_W4_MMA_MAX_M rows,
  * exact FP32 sums of 64 columns times the group scale; needs k_w4a16_mma_ok(K, group) (multiples of

@@ -136,6 +136,11 @@ static void test_w4_gemv(void) {
     w4_case(129, 130, 384, 384, 0);
     w4_case(1024, 64, 5120, 128, 0);
     w4_case(80, 70, 1024, 1024, 1);
+    /* 33-64 rows: tiles of 64 rows of X with K split in slices of whole groups (the 33 and 64 rows
+     * above too); the most slices, odd slices, one group a row (no split) */
+    w4_case(64, 300, 5120, 128, 1);
+    w4_case(48, 1000, 2560, 128, 0);
+    w4_case(40, 77, 1024, 1024, 1);
 }
 
 /* The dequantization W4A16 prefill hands cuBLAS: q * s rounded to FP16, exactly (one FP32 product,
