@@ -721,6 +721,34 @@ static void model_case_bits(int arch, q_method method, q_granularity gran, int h
         for (int v = 0; v < V; v++) dg = fmax(dg, fabs((double)lgen[v] - lfull[v]));
         printf("    decode through the CUDA graph: max |logit diff| to op-by-op steps %.3g\n", dg);
         T_CHECK(dg <= 1e-5 * mlf, "graph steps differ by %.3g", dg);
+        /* 4. a batch of BS sequences decoded together against each alone (BS = 40: W4A8's GEMMs then
+         * take the tiled kernel with K split, the int8 ones cuBLASLt); sequence i is val[24 i ..) */
+        enum { BS = 40, BP = 20, BK = 2 };
+        be *gb = be_open_qmodel(&qm, BE_CUDA_INT8, BS, BP);
+        be_state *sbat = gb ? be_state_new(gb, BS) : NULL;
+        int32_t *tb = mq_malloc(sizeof(int32_t) * BS * BP), *tk = mq_malloc(sizeof(int32_t) * BS);
+        float *lb = mq_malloc(sizeof(float) * (size_t)BS * V);
+        for (int i = 0; i < BS; i++) memcpy(tb + (size_t)i * BP, val + 24 * i, sizeof(int32_t) * BP);
+        T_CHECK(sbat && be_prefill(gb, tb, BS, BP, sbat, NULL, NULL) == 0, "%s", mq_errmsg());
+        double dbat = 0, mlb = 0;
+        for (int k = 0; k < BK && sbat; k++) {
+            for (int i = 0; i < BS; i++) tk[i] = val[24 * i + BP + k];
+            T_CHECK(be_step(gb, sbat, tk, NULL, NULL, lb) == 0, "%s", mq_errmsg());
+        }
+        for (int i = 0; i < BS && sbat; i++) { /* the same sequence alone, its last step's logits */
+            be_state *sone = be_state_new(g1, 1);
+            T_CHECK(sone && be_prefill(g1, val + 24 * i, 1, BP, sone, NULL, NULL) == 0, "%s", mq_errmsg());
+            for (int k = 0; k < BK && sone; k++) T_CHECK(be_step(g1, sone, val + 24 * i + BP + k, NULL, NULL, lstep) == 0, "%s", mq_errmsg());
+            for (int v = 0; v < V; v++) dbat = fmax(dbat, fabs((double)lstep[v] - lb[(size_t)i * V + v]));
+            mlb = fmax(mlb, maxabs(lstep, V));
+            be_state_free(sone);
+        }
+        printf("    decode of %d sequences at once vs each alone (%d-token prefill, %d steps): max |logit diff| %.3g "
+               "(max |logit| %.3g)\n", BS, BP, BK, dbat, mlb);
+        T_CHECK(dbat <= 5e-3 * mlb, "batched decode differs from single sequences by %.3g", dbat); /* as above */
+        free(tb), free(tk), free(lb);
+        be_state_free(sbat);
+        be_free(gb);
         free(lstep), free(lfull), free(lgen);
         be_state_free(s), be_state_free(s2), be_state_free(s3);
         be_free(g1);
