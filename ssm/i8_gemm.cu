@@ -16,6 +16,8 @@
  * MMA (decode of a batch, 9 <= M <= 32 by default, sm_80+): int8 tensor-core mma.sync streaming W
  * once: a block of 4 warps owns 16 rows of W and splits K among its warps (partials summed in shared
  * memory, the epilogue fused); narrow layers (x_proj) also split K across blocks into int32 atomics.
+ * From 33 rows (MQ_MMA_MAX_M, or forced) and K a multiple of 64 the route runs tile_kernel instead:
+ * 128 rows of W x 64 of X a block through shared memory, K split over the SMs into int32 atomics.
  * int32 sums are exact whatever the order, so every route gives the same accumulators. */
 #include <stdlib.h>
 #include <string.h>
@@ -353,47 +355,54 @@ static __device__ __forceinline__ void cp_async_wait() {
 #define W4T_ROWS 128  /* rows of W a block owns */
 #define W4T_STAGES 4  /* 64-column steps in flight */
 #define W4T_FLUSH 8   /* steps at most between FP32 flushes: |int32 sums| < 512 * 128 * 8 = 2^19 */
-/* Many rows of X: a block owns 128 rows of W and 32 XF rows of X (XF 4: prefill, 186 registers, one
- * block an SM; XF 2: decode batches of 33-64, 114 registers, two) over one slice of K (blockIdx.z,
- * whole groups); each 64-column step of both is copied into shared memory (cp.async, W4T_STAGES
- * deep): X as 64 bytes a row, W as k_w4_repack's 32 bytes a row. 8 warps as 2 (W) x 4 (X): a warp's
- * tile is 64 rows of W x 8 XF rows of X, four 16-row W fragments unpacked once per step and reused
- * for XF X fragments. Lanes read W and X at the MMA route's k slots (16 contiguous bytes of k each),
- * so a quarter warp covers 128 contiguous bytes of shared memory: no bank conflicts without a
- * swizzle. A group's exact int32 sums times the row's scale are added in FP32 at the group's end (the
- * 4-bit GEMV's order; groups over 512 columns in parts of 512), the scales read when the group
- * starts. One slice: the epilogue is k_w4a8_mma's; more: the block's FP32 sums go to part[z][m][n]
- * and w4a8_reduce_kernel adds the slices in order (deterministic) and runs the epilogue. */
-template <int XF>
-__global__ void __launch_bounds__(256, 4 / XF) w4a8_tile_kernel(const int8_t *X, int ldx, const uint8_t *W, const float *ws,
-                                                               int group, int M, int N, int K, int kslice, k_epi e,
-                                                               void *out, int ldo, float *part) {
-    constexpr int TOKS = 32 * XF; /* rows of X the block owns */
+/* Many rows of X: a block owns 128 rows of W and 32 XF rows of X (XF 4: prefill, one block an SM;
+ * XF 2: decode batches of 33-64, two) over one slice of K (blockIdx.z); each 64-column step of both
+ * is copied into shared memory (cp.async, W4T_STAGES deep): X as 64 bytes a row, W as 64 bytes a row
+ * (int8) or k_w4_repack's 32 (W4). 8 warps as 2 (W) x 4 (X): a warp's tile is 64 rows of W x 8 XF
+ * rows of X, four 16-row W fragments read (W4: and unpacked) once per step and reused for XF X
+ * fragments. Lanes read W and X at the MMA route's k slots (16 contiguous bytes of k each), so a
+ * quarter warp covers 128 contiguous bytes of shared memory: no bank conflicts without a swizzle.
+ * int8 W: exact int32 sums over the slice; one slice: the epilogue here (sx * sw[n]); more: atomics
+ * into acc (exact, so in any order) and the epilogue kernel after.
+ * W4 (quamba2 W4A8, slices of whole groups): a group's exact int32 sums times the row's scale are
+ * added in FP32 at the group's end (the 4-bit GEMV's order; groups over 512 columns in parts of 512),
+ * the scales read when the group starts. One slice: the epilogue is k_w4a8_mma's; more: the block's
+ * FP32 sums go to part[z][m][n] and w4a8_reduce_kernel adds the slices in order (deterministic). */
+template <int XF, bool W4>
+__global__ void __launch_bounds__(256, 4 / XF) tile_kernel(const int8_t *X, int ldx, const uint8_t *W, const float *ws,
+                                                          int group, int M, int N, int K, int kslice, k_epi e,
+                                                          void *out, int ldo, float *part, int32_t *acc) {
+    constexpr int TOKS = 32 * XF;      /* rows of X the block owns */
+    constexpr int WROW = W4 ? 32 : 64; /* bytes of a row of W per step */
     __shared__ __align__(16) int8_t xs[W4T_STAGES][TOKS * 64];
-    __shared__ __align__(16) uint8_t wsm[W4T_STAGES][W4T_ROWS * 32];
+    __shared__ __align__(16) uint8_t wsm[W4T_STAGES][W4T_ROWS * WROW];
     const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
     const int ww = warp >> 2, wx = warp & 3; /* the warp's 64 W rows, 8 XF X rows */
     const int n0 = blockIdx.x * W4T_ROWS, m0 = blockIdx.y * TOKS;
     const int s0 = blockIdx.z * (kslice / 64), s1 = min(K, (blockIdx.z + 1) * kslice) / 64; /* the slice's steps */
-    const int spg = group / 64, ng = K / group;
-    /* the copies of one step: X's TOKS rows x 4 chunks of 16 bytes, W's 128 rows x 2 */
+    const int spg = W4 ? group / 64 : 1, ng = W4 ? K / group : 0;
+    const size_t wbytes = W4 ? (size_t)K / 2 : (size_t)K; /* bytes of a row of W */
+    /* the copies of one step: X's TOKS rows x 4 chunks of 16 bytes, W's 128 rows x WROW / 16 */
     auto load = [&](int step, int buf) {
-        const int k = step * 64;
 #pragma unroll
         for (int c = threadIdx.x; c < TOKS * 4; c += 256) {
             const int r = c >> 2, q = c & 3, m = m0 + r;
-            cp_async16(&xs[buf][r * 64 + 16 * q], X + (size_t)(m < M ? m : 0) * ldx + k + 16 * q, m < M ? 16 : 0);
+            cp_async16(&xs[buf][r * 64 + 16 * q], X + (size_t)(m < M ? m : 0) * ldx + step * 64 + 16 * q, m < M ? 16 : 0);
         }
-        const int r = threadIdx.x >> 1, q = threadIdx.x & 1, n = n0 + r;
-        cp_async16(&wsm[buf][r * 32 + 16 * q], W + (size_t)(n < N ? n : 0) * (K / 2) + k / 2 + 16 * q, n < N ? 16 : 0);
+#pragma unroll
+        for (int c = threadIdx.x; c < W4T_ROWS * WROW / 16; c += 256) {
+            const int r = c / (WROW / 16), q = c % (WROW / 16), n = n0 + r;
+            cp_async16(&wsm[buf][r * WROW + 16 * q], W + (size_t)(n < N ? n : 0) * wbytes + step * WROW + 16 * q,
+                       n < N ? 16 : 0);
+        }
     };
-    const float *srow[4][2]; /* the scales of the lane's 8 rows of W (a row past N reads row n0) */
+    const float *srow[4][2]; /* W4: the scales of the lane's 8 rows of W (a row past N reads row n0) */
 #pragma unroll
     for (int a = 0; a < 4; a++)
 #pragma unroll
         for (int h = 0; h < 2; h++) {
             const int n = n0 + ww * 64 + 16 * a + g + 8 * h;
-            srow[a][h] = ws + (size_t)(n < N ? n : n0) * ng;
+            srow[a][h] = W4 ? ws + (size_t)(n < N ? n : n0) * ng : NULL;
         }
     int d[4][XF][4];
     float f[4][XF][4], sc[4][2];
@@ -409,7 +418,7 @@ __global__ void __launch_bounds__(256, 4 / XF) w4a8_tile_kernel(const int8_t *X,
         cp_async_commit();
     }
     for (int step = s0; step < s1; step++) {
-        if (step % spg == 0) /* the group's scales, read now, used at its end */
+        if (W4 && step % spg == 0) /* the group's scales, read now, used at its end */
 #pragma unroll
             for (int a = 0; a < 4; a++) sc[a][0] = __ldg(srow[a][0] + step / spg), sc[a][1] = __ldg(srow[a][1] + step / spg);
         cp_async_wait<W4T_STAGES - 2>();
@@ -424,8 +433,14 @@ __global__ void __launch_bounds__(256, 4 / XF) w4a8_tile_kernel(const int8_t *X,
 #pragma unroll
         for (int a = 0; a < 4; a++) {
             const int r = ww * 64 + 16 * a + g;
-            const int4 wa = w_raw<true>::codes(*(const int2 *)&wsm[buf][r * 32 + 8 * t]);
-            const int4 wb = w_raw<true>::codes(*(const int2 *)&wsm[buf][(r + 8) * 32 + 8 * t]);
+            int4 wa, wb;
+            if constexpr (W4) {
+                wa = w_raw<true>::codes(*(const int2 *)&wsm[buf][r * 32 + 8 * t]);
+                wb = w_raw<true>::codes(*(const int2 *)&wsm[buf][(r + 8) * 32 + 8 * t]);
+            } else {
+                wa = *(const int4 *)&wsm[buf][r * 64 + 16 * t];
+                wb = *(const int4 *)&wsm[buf][(r + 8) * 64 + 16 * t];
+            }
 #pragma unroll
             for (int b = 0; b < XF; b++) {
                 mma_s8(d[a][b], wa.x, wb.x, wa.y, wb.y, xv[b].x, xv[b].y);
@@ -433,7 +448,7 @@ __global__ void __launch_bounds__(256, 4 / XF) w4a8_tile_kernel(const int8_t *X,
             }
         }
         const int in_group = step % spg + 1;
-        if (in_group == spg || in_group % W4T_FLUSH == 0) /* the sums so far times the rows' scales */
+        if (W4 && (in_group == spg || in_group % W4T_FLUSH == 0)) /* the sums so far times the rows' scales */
 #pragma unroll
             for (int a = 0; a < 4; a++)
 #pragma unroll
@@ -445,22 +460,30 @@ __global__ void __launch_bounds__(256, 4 / XF) w4a8_tile_kernel(const int8_t *X,
                     }
     }
     cp_async_wait<0>();
-    float *pz = part ? part + (size_t)blockIdx.z * M * N : NULL;
+    float *pz = W4 && part ? part + (size_t)blockIdx.z * M * N : NULL;
+    const bool direct = !pz && !acc;
 #pragma unroll
     for (int a = 0; a < 4; a++)
 #pragma unroll
         for (int h = 0; h < 2; h++) {
             const int n = n0 + ww * 64 + 16 * a + g + 8 * h;
             if (n >= N) continue;
-            const float bs = !pz && e.bias ? e.bias[n] : 0.f, qs = !pz && e.kind == K_EPI_I8 ? e.qs[n] : 0.f;
+            const float scn = direct ? (W4 ? e.sx : e.sx * e.sw[n]) : 0.f;
+            const float bs = direct && e.bias ? e.bias[n] : 0.f, qs = direct && e.kind == K_EPI_I8 ? e.qs[n] : 0.f;
 #pragma unroll
             for (int b = 0; b < XF; b++)
 #pragma unroll
                 for (int j = 0; j < 2; j++) {
                     const int m = m0 + wx * 8 * XF + 8 * b + 2 * t + j;
                     if (m >= M) continue;
-                    if (pz) pz[(size_t)m * N + n] = f[a][b][2 * h + j];
-                    else k_epi_store(e, f[a][b][2 * h + j], e.sx, bs, qs, (size_t)m * ldo + n, out);
+                    const int i = 2 * h + j;
+                    if constexpr (W4) {
+                        if (pz) pz[(size_t)m * N + n] = f[a][b][i];
+                        else k_epi_store(e, f[a][b][i], scn, bs, qs, (size_t)m * ldo + n, out);
+                    } else {
+                        if (acc) atomicAdd(acc + (size_t)m * N + n, d[a][b][i]);
+                        else k_epi_store(e, (float)d[a][b][i], scn, bs, qs, (size_t)m * ldo + n, out);
+                    }
                 }
         }
 }
@@ -495,8 +518,8 @@ void k_w4a8_mma(const int8_t *X, int ldx, const uint8_t *W, const float *ws, int
     const k_epi e = k_epi_make(e4.sx, NULL, e4.bias, e4.qs, e4.kind);
     const size_t es = e.kind == K_EPI_I8 ? 1 : e.kind == K_EPI_F16 ? sizeof(half) : sizeof(float);
     if (M >= W4T_MIN_M) {
-        w4a8_tile_kernel<4><<<dim3(cdiv(N, W4T_ROWS), cdiv(M, 128)), 256, 0, st>>>(X, ldx, W, ws, group, M, N, K, K, e,
-                                                                                 out, ldo, NULL);
+        tile_kernel<4, true><<<dim3(cdiv(N, W4T_ROWS), cdiv(M, 128)), 256, 0, st>>>(X, ldx, W, ws, group, M, N, K, K, e,
+                                                                                  out, ldo, NULL, NULL);
         CUDA_CHECK_LAUNCH();
         return;
     }
@@ -508,8 +531,8 @@ void k_w4a8_mma(const int8_t *X, int ldx, const uint8_t *W, const float *ws, int
         if (split > groups) split = groups;
         const int kslice = cdiv(groups, split) * group;
         split = cdiv(K, kslice);
-        w4a8_tile_kernel<2><<<dim3(blocks, 1, split), 256, 0, st>>>(X, ldx, W, ws, group, M, N, K, kslice, e, out, ldo,
-                                                                    split > 1 ? part : NULL);
+        tile_kernel<2, true><<<dim3(blocks, 1, split), 256, 0, st>>>(X, ldx, W, ws, group, M, N, K, kslice, e, out, ldo,
+                                                                     split > 1 ? part : NULL, NULL);
         CUDA_CHECK_LAUNCH();
         if (split > 1) {
             w4a8_reduce_kernel<<<cdiv(M * N, 256) < 4096 ? cdiv(M * N, 256) : 4096, 256, 0, st>>>(part, split, M, N, e, out, ldo);
@@ -551,6 +574,21 @@ static int mma_max_m(void) {
  * slices of at least 16 steps (four per warp), since every slice costs M x N atomics. */
 static void mma_run(k_gemm_ctx *c, const int8_t *X, int ldx, const int8_t *W, int M, int N, int K, const k_epi &e,
                     void *out, int ldo, int32_t *acc) {
+    if (M >= 33 && K % 64 == 0) { /* 33-64 rows: the tiled kernel, K split so that the blocks cover the SMs */
+        const int blocks = cdiv(N, W4T_ROWS), steps = K / 64;
+        int split = cdiv(c->sm_count, blocks);
+        if (split > K_W4_SPLIT_MAX) split = K_W4_SPLIT_MAX;
+        if (split > steps) split = steps;
+        const int kslice = cdiv(steps, split) * 64;
+        split = cdiv(K, kslice);
+        int32_t *sums = split > 1 ? acc : NULL;
+        if (sums) CUDA_CHECK(cudaMemsetAsync(sums, 0, sizeof(int32_t) * (size_t)M * N, c->st));
+        tile_kernel<2, false><<<dim3(blocks, 1, split), 256, 0, c->st>>>(X, ldx, (const uint8_t *)W, NULL, 0, M, N, K,
+                                                                          kslice, e, out, ldo, NULL, sums);
+        CUDA_CHECK_LAUNCH();
+        if (sums) epilogue_run(c, sums, M, N, e, out, ldo);
+        return;
+    }
     const int rows = cdiv(N, 16), steps = cdiv(K, 64);
     int split = 1;
     if (rows < c->sm_count) {
