@@ -16,8 +16,9 @@
  * MMA (decode of a batch, 9 <= M <= 32 by default, sm_80+): int8 tensor-core mma.sync streaming W
  * once: a block of 4 warps owns 16 rows of W and splits K among its warps (partials summed in shared
  * memory, the epilogue fused); narrow layers (x_proj) also split K across blocks into int32 atomics.
- * From 33 rows (MQ_MMA_MAX_M, or forced) and K a multiple of 64 the route runs tile_kernel instead:
- * 128 rows of W x 64 of X a block through shared memory, K split over the SMs into int32 atomics.
+ * From 33 rows (MQ_MMA_MAX_M, or forced), K a multiple of 64 and N wide enough, the route runs
+ * tile_kernel instead: 128 rows of W x 64 of X a block through shared memory, K split over the SMs
+ * into int32 atomics.
  * int32 sums are exact whatever the order, so every route gives the same accumulators. */
 #include <stdlib.h>
 #include <string.h>
@@ -574,7 +575,9 @@ static int mma_max_m(void) {
  * slices of at least 16 steps (four per warp), since every slice costs M x N atomics. */
 static void mma_run(k_gemm_ctx *c, const int8_t *X, int ldx, const int8_t *W, int M, int N, int K, const k_epi &e,
                     void *out, int ldo, int32_t *acc) {
-    if (M >= 33 && K % 64 == 0) { /* 33-64 rows: the tiled kernel, K split so that the blocks cover the SMs */
+    /* 33-64 rows, wide layers: the tiled kernel, K split so that the blocks cover the SMs (narrow ones,
+     * x_proj, keep the kernel below: its 16-row blocks split K further) */
+    if (M >= 33 && K % 64 == 0 && cdiv(N, W4T_ROWS) * K_W4_SPLIT_MAX >= c->sm_count) {
         const int blocks = cdiv(N, W4T_ROWS), steps = K / 64;
         int split = cdiv(c->sm_count, blocks);
         if (split > K_W4_SPLIT_MAX) split = K_W4_SPLIT_MAX;
