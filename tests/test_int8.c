@@ -93,8 +93,8 @@ static void test_linear_epilogue(void) {
         {9, 384, 192, 0, GOP_ROUTE_MMA},   {16, 1546, 768, 0, GOP_ROUTE_MMA}, {24, 77, 48, 32, GOP_ROUTE_MMA},
         {50, 100, 176, 16, GOP_ROUTE_MMA}, {64, 192, 5120, 0, GOP_ROUTE_MMA}, {32, 2570, 1024, 0, GOP_ROUTE_AUTO},
         {1, 300, 320, 0, GOP_ROUTE_MMA},   {64, 640, 2560, 0, GOP_ROUTE_MMA},  {40, 50, 67, 3, GOP_ROUTE_MMA},
-        /* 33-64 rows, K a multiple of 64: the route's tiled kernel (K split into int32 atomics) */
-        {48, 1000, 2560, 0, GOP_ROUTE_MMA}, {33, 130, 384, 16, GOP_ROUTE_MMA}, {64, 10240, 2560, 0, GOP_ROUTE_MMA}};
+        /* 33-64 rows, K a multiple of 64, N > 2048 (H200: 132 SMs): the route's tiled kernel (K split into int32 atomics) */
+        {48, 2200, 2560, 0, GOP_ROUTE_MMA}, {33, 2100, 384, 16, GOP_ROUTE_MMA}, {64, 10240, 2560, 0, GOP_ROUTE_MMA}};
     for (size_t i = 0; i < sizeof cs / sizeof cs[0]; i++) {
         int M = cs[i].M, N = cs[i].N, K = cs[i].K, pad = cs[i].pad, route = cs[i].route;
         int8_t *X = rand_i8((size_t)M * K), *W = rand_i8((size_t)N * K);
