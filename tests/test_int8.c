@@ -724,8 +724,12 @@ static void model_case_bits(int arch, q_method method, q_granularity gran, int h
         printf("    decode through the CUDA graph: max |logit diff| to op-by-op steps %.3g\n", dg);
         T_CHECK(dg <= 1e-5 * mlf, "graph steps differ by %.3g", dg);
         /* 4. a batch of BS sequences decoded together against each alone (BS = 40: W4A8's GEMMs then
-         * take the tiled kernel with K split, the int8 ones cuBLASLt); sequence i is val[24 i ..) */
-        enum { BS = 40, BP = 20, BK = 2 };
+         * take the tiled kernel with K split, the int8 ones cuBLASLt); sequence i is val[24 i ..).
+         * BS * BP <= 256 rows keep the batch's prefill on the block-per-row y rotation that one
+         * sequence takes: past 256 rows the general Hadamard kernel sums in another FP32 order, and
+         * its one-code flips of y then move these logits by up to 0.2 (H200, 9f074ef + split-K: 20
+         * tokens, 800 rows, 0.12-0.20 on every Hadamard model, 0 on the naive ones). */
+        enum { BS = 40, BP = 6, BK = 2 };
         be *gb = be_open_qmodel(&qm, BE_CUDA_INT8, BS, BP);
         be_state *sbat = gb ? be_state_new(gb, BS) : NULL;
         int32_t *tb = mq_malloc(sizeof(int32_t) * BS * BP), *tk = mq_malloc(sizeof(int32_t) * BS);
