@@ -408,6 +408,7 @@ __global__ void __launch_bounds__(YQ_THREADS) dec_yquant_kernel(k_dec_yquant_arg
  * computes every segment, from an m x m sign table (the general Hadamard kernel runs a row per
  * block of 64 threads: ~15 us for 16 or 64 rows of 5120 on the H200, latency bound). */
 __global__ void __launch_bounds__(YQ_THREADS) yquant_rows_kernel(k_dec_yquant_args a) {
+    dep_enter();
     extern __shared__ float ys[];
     __shared__ float sgn[K_YQ_MAX_M * K_YQ_MAX_M];
     const int E = a.E, t = threadIdx.x, m = a.m, P = a.P, lp = a.log_p;
@@ -425,7 +426,7 @@ __global__ void __launch_bounds__(YQ_THREADS) yquant_rows_kernel(k_dec_yquant_ar
 
 void k_i8_yquant_rows(const k_dec_yquant_args &a, int rows, cudaStream_t st) {
     if (!a.P || a.m > K_YQ_MAX_M) mq_die("k_i8_yquant_rows: m = %d, P = %d (checked by the caller)", a.m, a.P);
-    yquant_rows_kernel<<<rows, YQ_THREADS, sizeof(float) * a.E, st>>>(a);
+    launch_pdl(yquant_rows_kernel, rows, YQ_THREADS, sizeof(float) * a.E, st, a);
     CUDA_CHECK_LAUNCH();
 }
 

@@ -35,6 +35,7 @@ void k_i8_route_counts(long counts[K_NROUTES]) { memcpy(counts, g_counts, sizeof
 /* ---------------------------------------------------------------- epilogue */
 
 __global__ void i8_epilogue_kernel(const int32_t *acc, int M, int N, k_epi e, void *out, int ldo) {
+    dep_enter();
     size_t total = (size_t)M * N;
     for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < total; i += (size_t)gridDim.x * blockDim.x) {
         int m = (int)(i / N), n = (int)(i - (size_t)m * N);
@@ -46,7 +47,7 @@ __global__ void i8_epilogue_kernel(const int32_t *acc, int M, int N, k_epi e, vo
 static void epilogue_run(k_gemm_ctx *c, const int32_t *acc, int M, int N, const k_epi &e, void *out, int ldo) {
     size_t total = (size_t)M * N;
     unsigned blocks = (unsigned)(total / 256 + 1 < 8192 ? total / 256 + 1 : 8192);
-    i8_epilogue_kernel<<<blocks, 256, 0, c->st>>>(acc, M, N, e, out, ldo);
+    launch_pdl(i8_epilogue_kernel, blocks, 256, 0, c->st, acc, M, N, e, out, ldo);
     CUDA_CHECK_LAUNCH();
 }
 
@@ -115,6 +116,7 @@ static void gemm_tiled(const int8_t *X, int ldx, const int8_t *W, int M, int N, 
 template <int M, int V>
 __global__ void __launch_bounds__(256) i8_gemv_kernel(const int8_t *X, int ldx, const int8_t *W, int N, int K, int wpr,
                                                    k_epi e, void *out, int ldo) {
+    dep_enter();
     __shared__ int part[8][M];
     d_gemv_i8<M, V>(X, ldx, W, N, K, wpr, part, [&](int acc, int m, int n) { k_epi_put(e, acc, m, n, out, ldo); });
 }
@@ -124,7 +126,7 @@ static void gemv_launch(const int8_t *X, int ldx, const int8_t *W, int N, int K,
                         int sm_count, cudaStream_t st) {
     int wpr = 1; /* split K while the rows alone are few warps and each warp keeps >= 64 chunks */
     while (wpr < 8 && (long)N * wpr * 2 <= (long)sm_count * 64 && K / V >= 32 * wpr * 2) wpr *= 2;
-    i8_gemv_kernel<M, V><<<cdiv(N, 8 / wpr), 256, 0, st>>>(X, ldx, W, N, K, wpr, e, out, ldo);
+    launch_pdl(i8_gemv_kernel<M, V>, cdiv(N, 8 / wpr), 256, 0, st, X, ldx, W, N, K, wpr, e, out, ldo);
     CUDA_CHECK_LAUNCH();
 }
 
@@ -217,7 +219,8 @@ static __device__ __forceinline__ int ld4(const int8_t *p, bool ok) { return ok 
 template <int MT, bool W4 = false>
 __global__ void __launch_bounds__(MMA_WARPS * 32, 4) i8_mma_kernel(const int8_t *X, int ldx, const int8_t *W, int M, int N,
                                                            int K, int kslice, k_epi e, void *out, int ldo,
-                                                           int32_t *acc, const float *ws = NULL, int group = 0) {
+                                                           int32_t *acc, const float *ws, int group) {
+    dep_enter();
     typedef typename w_raw<W4>::t wraw;
     __shared__ typename std::conditional<W4, float, int>::type red[MMA_WARPS - 1][MT][4][32];
     constexpr int MMA_AHEAD = MT == 2 ? 4 : 2; /* steps of 64 k in flight per warp (4 blocks per SM fit) */
@@ -373,6 +376,7 @@ template <int XF, bool W4>
 __global__ void __launch_bounds__(256, 4 / XF) tile_kernel(const int8_t *X, int ldx, const uint8_t *W, const float *ws,
                                                           int group, int M, int N, int K, int kslice, k_epi e,
                                                           void *out, int ldo, float *part, int32_t *acc) {
+    dep_enter();
     constexpr int TOKS = 32 * XF;      /* rows of X the block owns */
     constexpr int WROW = W4 ? 32 : 64; /* bytes of a row of W per step */
     __shared__ __align__(16) int8_t xs[W4T_STAGES][TOKS * 64];
@@ -491,6 +495,7 @@ __global__ void __launch_bounds__(256, 4 / XF) tile_kernel(const int8_t *X, int 
 
 /* the slices' sums part[z][M x N] added in slice order, then the epilogue */
 __global__ void w4a8_reduce_kernel(const float *part, int nz, int M, int N, k_epi e, void *out, int ldo) {
+    dep_enter();
     const size_t total = (size_t)M * N;
     for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < total; i += (size_t)gridDim.x * blockDim.x) {
         float v = part[i];
@@ -519,8 +524,8 @@ void k_w4a8_mma(const int8_t *X, int ldx, const uint8_t *W, const float *ws, int
     const k_epi e = k_epi_make(e4.sx, NULL, e4.bias, e4.qs, e4.kind);
     const size_t es = e.kind == K_EPI_I8 ? 1 : e.kind == K_EPI_F16 ? sizeof(half) : sizeof(float);
     if (M >= W4T_MIN_M) {
-        tile_kernel<4, true><<<dim3(cdiv(N, W4T_ROWS), cdiv(M, 128)), 256, 0, st>>>(X, ldx, W, ws, group, M, N, K, K, e,
-                                                                                  out, ldo, NULL, NULL);
+        launch_pdl(tile_kernel<4, true>, dim3(cdiv(N, W4T_ROWS), cdiv(M, 128)), 256, 0, st, X, ldx, W, ws, group, M, N,
+                   K, K, e, out, ldo, NULL, NULL);
         CUDA_CHECK_LAUNCH();
         return;
     }
@@ -532,11 +537,12 @@ void k_w4a8_mma(const int8_t *X, int ldx, const uint8_t *W, const float *ws, int
         if (split > groups) split = groups;
         const int kslice = cdiv(groups, split) * group;
         split = cdiv(K, kslice);
-        tile_kernel<2, true><<<dim3(blocks, 1, split), 256, 0, st>>>(X, ldx, W, ws, group, M, N, K, kslice, e, out, ldo,
-                                                                     split > 1 ? part : NULL, NULL);
+        launch_pdl(tile_kernel<2, true>, dim3(blocks, 1, split), 256, 0, st, X, ldx, W, ws, group, M, N, K, kslice, e,
+                   out, ldo, split > 1 ? part : NULL, NULL);
         CUDA_CHECK_LAUNCH();
         if (split > 1) {
-            w4a8_reduce_kernel<<<cdiv(M * N, 256) < 4096 ? cdiv(M * N, 256) : 4096, 256, 0, st>>>(part, split, M, N, e, out, ldo);
+            launch_pdl(w4a8_reduce_kernel, cdiv(M * N, 256) < 4096 ? cdiv(M * N, 256) : 4096, 256, 0, st, part, split,
+                       M, N, e, out, ldo);
             CUDA_CHECK_LAUNCH();
         }
         return;
@@ -549,8 +555,12 @@ void k_w4a8_mma(const int8_t *X, int ldx, const uint8_t *W, const float *ws, int
         const int m = M - m0 < 32 ? M - m0 : 32;
         const int8_t *x = X + (size_t)m0 * ldx;
         void *o = (char *)out + (size_t)m0 * ldo * es;
-        if (m <= 16) i8_mma_kernel<2, true><<<grid, MMA_WARPS * 32, 0, st>>>(x, ldx, w, m, N, K, K, e, o, ldo, NULL, ws, group);
-        else i8_mma_kernel<4, true><<<grid, MMA_WARPS * 32, 0, st>>>(x, ldx, w, m, N, K, K, e, o, ldo, NULL, ws, group);
+        if (m <= 16)
+            launch_pdl(i8_mma_kernel<2, true>, grid, MMA_WARPS * 32, 0, st, x, ldx, w, m, N, K, K, e, o, ldo, NULL, ws,
+                       group);
+        else
+            launch_pdl(i8_mma_kernel<4, true>, grid, MMA_WARPS * 32, 0, st, x, ldx, w, m, N, K, K, e, o, ldo, NULL, ws,
+                       group);
         CUDA_CHECK_LAUNCH();
     }
 }
@@ -586,8 +596,8 @@ static void mma_run(k_gemm_ctx *c, const int8_t *X, int ldx, const int8_t *W, in
         split = cdiv(K, kslice);
         int32_t *sums = split > 1 ? acc : NULL;
         if (sums) CUDA_CHECK(cudaMemsetAsync(sums, 0, sizeof(int32_t) * (size_t)M * N, c->st));
-        tile_kernel<2, false><<<dim3(blocks, 1, split), 256, 0, c->st>>>(X, ldx, (const uint8_t *)W, NULL, 0, M, N, K,
-                                                                          kslice, e, out, ldo, NULL, sums);
+        launch_k(!sums, tile_kernel<2, false>, dim3(blocks, 1, split), 256, 0, c->st, X, ldx, (const uint8_t *)W, NULL,
+                 0, M, N, K, kslice, e, out, ldo, NULL, sums);
         CUDA_CHECK_LAUNCH();
         if (sums) epilogue_run(c, sums, M, N, e, out, ldo);
         return;
@@ -604,9 +614,15 @@ static void mma_run(k_gemm_ctx *c, const int8_t *X, int ldx, const int8_t *W, in
     int32_t *sums = split > 1 ? acc : NULL;
     if (sums) CUDA_CHECK(cudaMemsetAsync(sums, 0, sizeof(int32_t) * (size_t)M * N, c->st));
     dim3 grid(rows, split);
-    if (M <= 16) i8_mma_kernel<2><<<grid, MMA_WARPS * 32, 0, c->st>>>(X, ldx, W, M, N, K, kslice, e, out, ldo, sums);
-    else if (M <= 32) i8_mma_kernel<4><<<grid, MMA_WARPS * 32, 0, c->st>>>(X, ldx, W, M, N, K, kslice, e, out, ldo, sums);
-    else i8_mma_kernel<8><<<grid, MMA_WARPS * 32, 0, c->st>>>(X, ldx, W, M, N, K, kslice, e, out, ldo, sums);
+    if (M <= 16)
+        launch_k(!sums, i8_mma_kernel<2>, grid, MMA_WARPS * 32, 0, c->st, X, ldx, W, M, N, K, kslice, e, out, ldo,
+                 sums, (const float *)NULL, 0);
+    else if (M <= 32)
+        launch_k(!sums, i8_mma_kernel<4>, grid, MMA_WARPS * 32, 0, c->st, X, ldx, W, M, N, K, kslice, e, out, ldo,
+                 sums, (const float *)NULL, 0);
+    else
+        launch_k(!sums, i8_mma_kernel<8>, grid, MMA_WARPS * 32, 0, c->st, X, ldx, W, M, N, K, kslice, e, out, ldo,
+                 sums, (const float *)NULL, 0);
     CUDA_CHECK_LAUNCH();
     if (sums) epilogue_run(c, sums, M, N, e, out, ldo);
 }

@@ -16,6 +16,7 @@
 /* one block per row; mat_rmsnorm's formula: r = 1 / sqrtf((float)(sum x^2 / D) + eps), w * (x * r) */
 __global__ void i8_add_rmsnorm_kernel(float *resid, const half *delta, const float *w, int8_t *q, float s, half *out16,
                                    float *out32, int D, float eps) {
+    dep_enter();
     const size_t off = (size_t)blockIdx.x * D;
     float *r = resid + off;
     double ss = 0;
@@ -34,11 +35,12 @@ __global__ void i8_add_rmsnorm_kernel(float *resid, const half *delta, const flo
 }
 void k_i8_add_rmsnorm(float *resid, const half *delta, const float *w, int8_t *q, float s, half *out16, float *out32,
                     int rows, int D, float eps, cudaStream_t st) {
-    i8_add_rmsnorm_kernel<<<rows, norm_threads(rows, D), 0, st>>>(resid, delta, w, q, s, out16, out32, D, eps);
+    launch_pdl(i8_add_rmsnorm_kernel, rows, norm_threads(rows, D), 0, st, resid, delta, w, q, s, out16, out32, D, eps);
     CUDA_CHECK_LAUNCH();
 }
 
 __global__ void i8_quant_f16_kernel(int8_t *q, int ldq, const half *x, int ldx, float s, int C) {
+    dep_enter();
     const size_t r = blockIdx.y;
     for (int c = blockIdx.x * blockDim.x + threadIdx.x; c < C; c += gridDim.x * blockDim.x)
         q[r * ldq + c] = qr_quant_i8(__half2float(x[r * ldx + c]), s);
@@ -46,13 +48,14 @@ __global__ void i8_quant_f16_kernel(int8_t *q, int ldq, const half *x, int ldx, 
 void k_i8_quant_f16(int8_t *q, int ldq, const half *x, int ldx, float s, int rows, int C, cudaStream_t st) {
     if (!rows) return;
     dim3 grid(cdiv(C, 256) < 16 ? cdiv(C, 256) : 16, rows);
-    i8_quant_f16_kernel<<<grid, 256, 0, st>>>(q, ldq, x, ldx, s, C);
+    launch_pdl(i8_quant_f16_kernel, grid, 256, 0, st, q, ldq, x, ldx, s, C);
     CUDA_CHECK_LAUNCH();
 }
 
 /* Mamba2 gated RMSNorm, one block per (row, group); op_gated_rmsnorm's formula. */
 __global__ void i8_gated_rmsnorm_kernel(half *out, int ldo, const float *y, int ldy, const int8_t *z, int ldz, float sz,
                                      const float *w, int group, float eps, int nbg) {
+    dep_enter();
     const size_t row = blockIdx.x;
     const int c0 = blockIdx.y * group;
     double ss = 0;
@@ -72,8 +75,8 @@ __global__ void i8_gated_rmsnorm_kernel(half *out, int ldo, const float *y, int 
 void k_i8_gated_rmsnorm(half *out, int ldo, const float *y, int ldy, const int8_t *z, int ldz, float sz, const float *w,
                       int rows, int C, int group, float eps, int norm_before_gate, cudaStream_t st) {
     dim3 grid(rows, C / group);
-    i8_gated_rmsnorm_kernel<<<grid, norm_threads(rows, group), 0, st>>>(out, ldo, y, ldy, z, ldz, sz, w, group, eps,
-                                                                     norm_before_gate);
+    launch_pdl(i8_gated_rmsnorm_kernel, grid, norm_threads(rows, group), 0, st, out, ldo, y, ldy, z, ldz, sz, w, group,
+               eps, norm_before_gate);
     CUDA_CHECK_LAUNCH();
 }
 
@@ -86,6 +89,7 @@ void k_i8_gated_rmsnorm(half *out, int ldo, const float *y, int ldy, const int8_
 __global__ void i8_conv1d_kernel(int8_t *out, int ldo, const int8_t *x, int ldx, const int8_t *state, const int8_t *w,
                               const float *sw, const float *s_in, const float *bias, const float *s_out, int T, int C,
                               int K) {
+    dep_enter();
     const int c = blockIdx.y * blockDim.x + threadIdx.x;
     if (c >= C) return;
     const int tiles = (T + CT - 1) / CT, b = blockIdx.x / tiles;
@@ -120,7 +124,7 @@ void k_i8_conv1d(int8_t *out, int ldo, const int8_t *x, int ldx, int8_t *state, 
                const float *sw, const float *s_in, const float *bias, const float *s_out, int B, int T, int C,
                int K, cudaStream_t st) {
     dim3 grid(B * cdiv(T, CT), cdiv(C, 128));
-    i8_conv1d_kernel<<<grid, 128, 0, st>>>(out, ldo, x, ldx, state, w, sw, s_in, bias, s_out, T, C, K);
+    launch_pdl(i8_conv1d_kernel, grid, 128, 0, st, out, ldo, x, ldx, state, w, sw, s_in, bias, s_out, T, C, K);
     CUDA_CHECK_LAUNCH();
     if (update && state) k_conv_state_update(state, x, ldx, B, T, C, K, st);
 }
@@ -130,6 +134,7 @@ void k_i8_conv1d(int8_t *out, int ldo, const int8_t *x, int ldx, int8_t *state, 
 
 /* rows [0, M) of split: hi = FP16(x * sx[k]); rows [M, 2M): lo = FP16(x * sx[k] - hi) */
 __global__ void i8_split_cols_kernel(half *split, const int8_t *x, int ldx, const float *sx, int M, int K) {
+    dep_enter();
     const size_t n = (size_t)M * K;
     for (size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x) {
         const size_t m = i / K;
@@ -142,6 +147,7 @@ __global__ void i8_split_cols_kernel(half *split, const int8_t *x, int ldx, cons
 }
 /* out = q((acc_hi + acc_lo) * sw[n], qs[n]) */
 __global__ void i8_xcols_out_kernel(int8_t *out, int ldo, const float *acc, const float *sw, const float *qs, int M, int N) {
+    dep_enter();
     const size_t n = (size_t)M * N;
     for (size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x) {
         const size_t m = i / N;
@@ -154,9 +160,9 @@ void k_i8_linear_xcols(cublasHandle_t blas, const int8_t *X, int ldx, const floa
     if (!M) return;
     const int threads = 256, most = 4096; /* grid-stride loops: a cap, not a device's SM count */
     const size_t nx = (size_t)M * K, ny = (size_t)M * N;
-    i8_split_cols_kernel<<<min(cdiv(nx, threads), most), threads, 0, st>>>(split, X, ldx, sx, M, K);
+    launch_pdl(i8_split_cols_kernel, min(cdiv(nx, threads), most), threads, 0, st, split, X, ldx, sx, M, K);
     CUDA_CHECK_LAUNCH();
     k_gemm_f16_blas(blas, split, K, W16, acc, 1, N, 2 * M, N, K); /* blas runs on st (the pass's stream) */
-    i8_xcols_out_kernel<<<min(cdiv(ny, threads), most), threads, 0, st>>>(out, ldo, acc, sw, qs, M, N);
+    launch_pdl(i8_xcols_out_kernel, min(cdiv(ny, threads), most), threads, 0, st, out, ldo, acc, sw, qs, M, N);
     CUDA_CHECK_LAUNCH();
 }

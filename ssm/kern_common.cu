@@ -2,8 +2,19 @@
  * fills of benchmark models, the embedding lookup, the fused log-sum-exp NLL, the conv state
  * update of a prefill, and the cuBLAS FP16 GEMM. All arithmetic is FP32. */
 #include <math.h>
+#include <stdlib.h>
 #include "ssm/kern.h"
 #include "ssm/kern_util.cuh"
+
+/* launch_pdl's switch (kern_util.cuh): on unless MQ_PDL=0 */
+int k_pdl_on(void) {
+    static int on = -1;
+    if (on < 0) {
+        const char *v = getenv("MQ_PDL");
+        on = !(v && v[0] == '0');
+    }
+    return on;
+}
 
 /* ---------------------------------------------------------------- conversions, fills */
 
@@ -94,6 +105,7 @@ static __device__ __forceinline__ int8_t to_state(int8_t v) { return v; }
 /* One thread per (b, c) reads the whole new window before writing, so the update is in place. */
 template <class S, class X>
 __global__ void conv_state_update_kernel(S *cs, const X *x, int ldx, int B, int T, int C, int K) {
+    dep_enter();
     const int i = blockIdx.x * blockDim.x + threadIdx.x;
     if (i >= B * C) return;
     const int b = i / C, c = i - b * C;
@@ -113,7 +125,7 @@ __global__ void conv_state_update_kernel(S *cs, const X *x, int ldx, int B, int 
 template <class S, class X>
 static void conv_state_update(S *cs, const X *x, int ldx, int B, int T, int C, int K, cudaStream_t st) {
     if (K < 2) return;
-    conv_state_update_kernel<S, X><<<cdiv((long)B * C, 256), 256, 0, st>>>(cs, x, ldx, B, T, C, K);
+    launch_pdl(conv_state_update_kernel<S, X>, cdiv((long)B * C, 256), 256, 0, st, cs, x, ldx, B, T, C, K);
     CUDA_CHECK_LAUNCH();
 }
 void k_conv_state_update(float *cs, const half *x, int ldx, int B, int T, int C, int K, cudaStream_t st) {

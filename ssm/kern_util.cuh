@@ -1,7 +1,7 @@
 /* Device helpers every kernel file of ssm/ uses (nvcc only): the activation functions with the CPU
  * reference's formulas (core/mat.c: softplus linear above 20 as torch's), block reductions, the
  * counter-based random numbers of the benchmark fills, the online log-sum-exp merge, and the
- * programmatic dependent launch of the fused decode kernels. Static inline, so each .cu file has
+ * programmatic dependent launch of the decode chains. Static inline, so each .cu file has
  * its own copy and nothing here is a link-time symbol. */
 #ifndef MQ_SSM_KERN_UTIL_CUH
 #define MQ_SSM_KERN_UTIL_CUH
@@ -141,7 +141,8 @@ static __device__ __forceinline__ void d_lse_merge(float &m, float &s, float m2,
 /* Programmatic dependent launch (sm_90): a kernel launched with launch_pdl may start while its
  * predecessor in the stream still runs; dep_wait() blocks until the predecessor's memory is
  * visible, dep_release() lets the successor start. Built for an older GPU (CUDA_ARCH sm_80..89)
- * they are no-ops: there the launches stay stream-ordered. */
+ * they are no-ops: there the launches stay stream-ordered. In a kernel not launched so, dep_wait()
+ * returns at once. */
 #if !defined(__CUDA_ARCH__) || __CUDA_ARCH__ >= 900
 static __device__ __forceinline__ void dep_wait() { asm volatile("griddepcontrol.wait;" ::: "memory"); }
 static __device__ __forceinline__ void dep_release() { asm volatile("griddepcontrol.launch_dependents;" ::: "memory"); }
@@ -149,20 +150,37 @@ static __device__ __forceinline__ void dep_release() { asm volatile("griddepcont
 static __device__ __forceinline__ void dep_wait() {}
 static __device__ __forceinline__ void dep_release() {}
 #endif
+/* The first statement of a general kernel that launch_pdl may start early: it touches nothing
+ * before its predecessor is complete, then lets its own successor launch (which waits in turn, so
+ * every earlier kernel is complete too). What is gained is the launch and the ramp-up of the
+ * successor's blocks, hidden behind this kernel's run: a few us a kernel in decode's chains. */
+static __device__ __forceinline__ void dep_enter() {
+    dep_wait();
+    dep_release();
+}
 
+/* Launches kernel with programmatic stream serialization when pdl is set, unless MQ_PDL=0 (k_pdl_on,
+ * for the comparison in the benchmarks); otherwise an ordinary launch. A kernel right after a
+ * memset in the same stream takes pdl = 0: there is no kernel before it to overlap. */
+int k_pdl_on(void); /* ssm/kern_common.cu */
 template <typename... KArgs, typename... Args>
-static void launch_pdl(void (*kernel)(KArgs...), int grid, int block, size_t smem, cudaStream_t st, Args... args) {
+static void launch_k(int pdl, void (*kernel)(KArgs...), dim3 grid, dim3 block, size_t smem, cudaStream_t st,
+                     Args... args) {
     cudaLaunchConfig_t cfg = {};
-    cfg.gridDim = dim3(grid);
-    cfg.blockDim = dim3(block);
+    cfg.gridDim = grid;
+    cfg.blockDim = block;
     cfg.dynamicSmemBytes = smem;
     cfg.stream = st;
     cudaLaunchAttribute attr = {};
     attr.id = cudaLaunchAttributeProgrammaticStreamSerialization;
     attr.val.programmaticStreamSerializationAllowed = 1;
     cfg.attrs = &attr;
-    cfg.numAttrs = 1;
+    cfg.numAttrs = pdl && k_pdl_on() ? 1 : 0;
     CUDA_CHECK(cudaLaunchKernelEx(&cfg, kernel, ((KArgs)args)...));
+}
+template <typename... KArgs, typename... Args>
+static void launch_pdl(void (*kernel)(KArgs...), dim3 grid, dim3 block, size_t smem, cudaStream_t st, Args... args) {
+    launch_k(1, kernel, grid, block, smem, st, args...);
 }
 
 #endif

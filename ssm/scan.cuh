@@ -43,6 +43,7 @@ static __device__ __forceinline__ const float *chunk_start(const float *state, i
  * state itself, each thread reads its element before it writes it): the state after the last chunk. */
 static __global__ void scan_prefix_kernel(float *cs, const float *cdt, const float *state, int state_in, const float *A,
                                           int per_state, int B, int S, int per_ch, int nc, float *fin) {
+    dep_enter();
     const long i = blockIdx.x * (long)blockDim.x + threadIdx.x;
     if (i >= (long)B * S) return;
     const int b = (int)(i / S), s = (int)(i - (long)b * S), ch = s / per_ch, nch = S / per_ch;
@@ -60,7 +61,8 @@ static __global__ void scan_prefix_kernel(float *cs, const float *cdt, const flo
 static void scan_prefix(float *cs, const float *cdt, const float *state, int state_in, const float *A, int per_state,
                         int B, int S, int per_ch, int nc, cudaStream_t st, float *fin = NULL) {
     const long n = (long)B * S;
-    scan_prefix_kernel<<<cdiv(n, 256), 256, 0, st>>>(cs, cdt, state, state_in, A, per_state, B, S, per_ch, nc, fin);
+    launch_pdl(scan_prefix_kernel, cdiv(n, 256), 256, 0, st, cs, cdt, state, state_in, A, per_state, B, S, per_ch, nc,
+               fin);
     CUDA_CHECK_LAUNCH();
 }
 
@@ -97,6 +99,7 @@ static __device__ __forceinline__ float m1_out(float part, float Dd, float u, bo
 
 template <class In, class Out, int NPAD, bool OUT>
 __global__ void __launch_bounds__(S1_THREADS) scan_m1_kernel(k_scan_m1_args<In, Out> a, int L) {
+    dep_enter();
     __shared__ __align__(16) float sB[S1_TT][NPAD];
     __shared__ __align__(16) float sC[OUT ? S1_TT : 1][NPAD];
     const int d = blockIdx.x * S1_THREADS + threadIdx.x, b = blockIdx.y, k = blockIdx.z, N = a.N;
@@ -196,6 +199,7 @@ __global__ void __launch_bounds__(S1_THREADS) scan_m1_kernel(k_scan_m1_args<In, 
 #define S1_BPT 1
 template <class In, class Out, int NPAD>
 __global__ void __launch_bounds__(S1_THREADS) scan_m1_step_kernel(k_scan_m1_args<In, Out> a) {
+    dep_enter();
     constexpr int LPC = NPAD / 4;
     const int tid = blockIdx.x * S1_THREADS + threadIdx.x, b0 = blockIdx.y * S1_BPT, N = a.N;
     const int d = tid / LPC, q = tid % LPC, n0 = q * 4;
@@ -252,18 +256,18 @@ template <class In, class Out, int NPAD>
 static void scan_m1_run(const k_scan_m1_args<In, Out> &a, int L, cudaStream_t st) {
     if (a.nc > 1) {
         dim3 g1(cdiv(a.Di, S1_THREADS), a.B, a.nc - 1);
-        scan_m1_kernel<In, Out, NPAD, false><<<g1, S1_THREADS, 0, st>>>(a, L);
+        launch_pdl(scan_m1_kernel<In, Out, NPAD, false>, g1, S1_THREADS, 0, st, a, L);
         CUDA_CHECK_LAUNCH();
         scan_prefix(a.cstate, a.cdt, a.state, a.state_in, a.A, 1, a.B, a.Di * a.N, a.N, a.nc, st);
     }
     if (a.T == 1 && a.nc == 1 && a.N % 4 == 0 && a.state) {
         dim3 g(cdiv((long)a.Di * (NPAD / 4), S1_THREADS), cdiv(a.B, S1_BPT));
-        scan_m1_step_kernel<In, Out, NPAD><<<g, S1_THREADS, 0, st>>>(a);
+        launch_pdl(scan_m1_step_kernel<In, Out, NPAD>, g, S1_THREADS, 0, st, a);
         CUDA_CHECK_LAUNCH();
         return;
     }
     dim3 g3(cdiv(a.Di, S1_THREADS), a.B, a.nc);
-    scan_m1_kernel<In, Out, NPAD, true><<<g3, S1_THREADS, 0, st>>>(a, L);
+    launch_pdl(scan_m1_kernel<In, Out, NPAD, true>, g3, S1_THREADS, 0, st, a, L);
     CUDA_CHECK_LAUNCH();
 }
 
@@ -321,6 +325,7 @@ static __device__ __forceinline__ float m2_dot4(const float *h, float4 c) {
 
 template <class In, class Out, int GRP, bool OUT>
 __global__ void __launch_bounds__(S2_THREADS, 2) scan_m2_kernel(k_scan_m2_args<In, Out> a, int L) {
+    dep_enter();
     constexpr int NPAD = GRP * S2_NPT, PR = S2_THREADS / GRP;
     extern __shared__ __align__(16) float sm[];
     float *sB = sm;                                  /* [TT][NPAD] */
@@ -429,7 +434,7 @@ static void scan_m2_run(const k_scan_m2_args<In, Out> &a, int L, cudaStream_t st
     const int Di = a.H * a.P;
     if (a.nc > 1) {
         dim3 g1(cdiv(a.P, PR), a.B * a.H, a.nc - 1);
-        scan_m2_kernel<In, Out, GRP, false><<<g1, S2_THREADS, scan2_smem(GRP, false), st>>>(a, L);
+        launch_pdl(scan_m2_kernel<In, Out, GRP, false>, g1, S2_THREADS, scan2_smem(GRP, false), st, a, L);
         CUDA_CHECK_LAUNCH();
         scan_prefix(a.cstate, a.cdt, a.state, a.state_in, a.A, 0, a.B, Di * a.N, a.P * a.N, a.nc, st);
     }
@@ -438,7 +443,7 @@ static void scan_m2_run(const k_scan_m2_args<In, Out> &a, int L, cudaStream_t st
      * (mamba2-2.7b, ncu) where the general kernel takes ~139 (CUDA events), and make bench's
      * decode b=64 went 13.31 -> 14.64 ms; the general kernel serves T = 1 */
     dim3 g3(cdiv(a.P, PR), a.B * a.H, a.nc);
-    scan_m2_kernel<In, Out, GRP, true><<<g3, S2_THREADS, scan2_smem(GRP, true), st>>>(a, L);
+    launch_pdl(scan_m2_kernel<In, Out, GRP, true>, g3, S2_THREADS, scan2_smem(GRP, true), st, a, L);
     CUDA_CHECK_LAUNCH();
 }
 

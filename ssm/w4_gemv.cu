@@ -91,6 +91,7 @@ static __device__ __forceinline__ void chunk_w4a16(const int4 w, const half *X, 
 template <int M, bool A8>
 __global__ void __launch_bounds__(256) w4_gemv_kernel(const void *X, int ldx, const uint8_t *W, const float *ws, int group,
                                                       int N, int K, int wpr, k_w4_epi e, void *out, int ldo) {
+    dep_enter();
     __shared__ float part[8][M];
     const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, C = K / 32, G = K / group;
     const int n = blockIdx.x * (8 / wpr) + warp / wpr, piece = warp % wpr;
@@ -135,7 +136,7 @@ static void w4_launch(const void *X, int ldx, const uint8_t *W, const float *ws,
                       const k_w4_epi &e, void *out, int ldo, int sm_count, cudaStream_t st) {
     int wpr = 1; /* split K while the rows alone are few warps and each lane keeps >= 2 chunks */
     while (wpr < 8 && (long)N * wpr * 2 <= (long)sm_count * 64 && K / 32 >= 32 * wpr * 2) wpr *= 2;
-    w4_gemv_kernel<M, A8><<<cdiv(N, 8 / wpr), 256, 0, st>>>(X, ldx, W, ws, group, N, K, wpr, e, out, ldo);
+    launch_pdl(w4_gemv_kernel<M, A8>, cdiv(N, 8 / wpr), 256, 0, st, X, ldx, W, ws, group, N, K, wpr, e, out, ldo);
     CUDA_CHECK_LAUNCH();
 }
 
@@ -247,6 +248,7 @@ static __device__ __forceinline__ unsigned mma_pair(unsigned w, int i) {
 template <int NT>
 __global__ void __launch_bounds__(512) w4a16_mma_kernel(const half *X, int ldx, const uint4 *W, const float *ws,
                                                         int group, int M, int N, int K, k_w4_epi e, void *out, int ldo) {
+    dep_enter();
     __shared__ float red[16][NT][4][32];
     const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, nw = blockDim.x >> 5;
     const int g = lane >> 2, c2 = 2 * (lane & 3), KB = K / 64, G = K / group;
@@ -335,8 +337,8 @@ void k_w4a16_mma(const half *X, int ldx, const uint8_t *W, const float *ws, int 
     nw = nw < 1 ? 1 : nw > 16 ? 16 : nw;
     const int blocks = (N + 15) / 16;
     const uint4 *W4 = (const uint4 *)W;
-    if (M <= 8) w4a16_mma_kernel<1><<<blocks, nw * 32, 0, st>>>(X, ldx, W4, ws, group, M, N, K, e, out, ldo);
-    else w4a16_mma_kernel<2><<<blocks, nw * 32, 0, st>>>(X, ldx, W4, ws, group, M, N, K, e, out, ldo);
+    if (M <= 8) launch_pdl(w4a16_mma_kernel<1>, blocks, nw * 32, 0, st, X, ldx, W4, ws, group, M, N, K, e, out, ldo);
+    else launch_pdl(w4a16_mma_kernel<2>, blocks, nw * 32, 0, st, X, ldx, W4, ws, group, M, N, K, e, out, ldo);
     CUDA_CHECK_LAUNCH();
 }
 
