@@ -6,12 +6,19 @@
 #include "ssm/kern.h"
 #include "ssm/kern_util.cuh"
 
-/* launch_pdl's switch (kern_util.cuh): on unless MQ_PDL=0 */
+/* launch_pdl's switch (kern_util.cuh): on unless MQ_PDL=0, and only when the code that runs was built
+ * for sm_90 or later. Built for sm_80..89 (dep_wait a no-op) but run on an sm_90 GPU, through the
+ * JIT of compute_80 PTX, the launches would overlap with nothing to wait: the probe's binary version
+ * says which code the module loaded (every kernel of this build comes from the same choice). */
+__global__ void pdl_probe_kernel() {}
 int k_pdl_on(void) {
     static int on = -1;
     if (on < 0) {
         const char *v = getenv("MQ_PDL");
-        on = !(v && v[0] == '0');
+        cudaFuncAttributes fa;
+        on = !(v && v[0] == '0') && cudaFuncGetAttributes(&fa, pdl_probe_kernel) == cudaSuccess &&
+             fa.binaryVersion >= 90;
+        (void)cudaGetLastError(); /* a failed probe leaves no sticky error: it only turns PDL off */
     }
     return on;
 }
