@@ -20,6 +20,7 @@ static_assert((int)GOP_OUT_I8 == (int)K_EPI_I8 && (int)GOP_OUT_F16 == (int)K_EPI
 extern "C" void gop_i8_set_route(int route) { k_i8_set_route(route); }
 extern "C" void gop_i8_route_counts(long counts[GOP_NROUTES]) { k_i8_route_counts(counts); }
 extern "C" void gop_i8_set_decode_fused(int on) { rt_i8_set_decode_fused(on); }
+extern "C" int gop_pdl_on(void) { return k_pdl_on(); }
 
 /* ---------------------------------------------------------------- transfers */
 

@@ -82,6 +82,8 @@ void gop_i8_route_counts(long counts[GOP_NROUTES]);
 /* Decode steps of one sequence take the fused kernels where the shapes allow (default on); off: the
  * general kernels, which the fused ones are tested against. A captured graph keeps its path. */
 void gop_i8_set_decode_fused(int on);
+/* 1 when the kernels launch as programmatic dependent launches (sm_90 code loaded, MQ_PDL not 0), else 0 */
+int gop_pdl_on(void);
 /* acc[M x N] = X W^T by route (1 cuBLASLt, 2 tiled; auto = cuBLASLt where it applies); *taken: the
  * route that ran. X row stride K + pad. */
 int gop_i8_gemm(int32_t *acc, const int8_t *X, const int8_t *W, int M, int N, int K, int pad, int route, int *taken);

@@ -26,6 +26,8 @@ void k_f32_to_f16(half *dst, const float *src, size_t n, cudaStream_t st);
 void k_i8_to_f16(half *dst, const int8_t *src, size_t n, cudaStream_t st); /* int8 codes as FP16 (exact) */
 void k_fill_f16(half *dst, size_t n, uint64_t seed, float scale, cudaStream_t st); /* uniform in [-scale, scale) */
 void k_fill_i8(int8_t *dst, size_t n, uint64_t seed, cudaStream_t st);              /* uniform in [-127, 127] */
+/* 1 when launch_pdl (kern_util.cuh) launches programmatically: sm_90 code loaded and MQ_PDL not 0 */
+int k_pdl_on(void);
 /* resid[rows x D] = embed[tokens[r]] (FP16 table -> FP32 residual) */
 void k_embed(float *resid, const half *embed, const int32_t *tokens, int rows, int D, cudaStream_t st);
 /* nll[r] = logsumexp(logits[r,:]) - logits[r, targets[r]], 0 where targets[r] < 0. */

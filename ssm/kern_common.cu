@@ -8,8 +8,9 @@
 
 /* launch_pdl's switch (kern_util.cuh): on unless MQ_PDL=0, and only when the code that runs was built
  * for sm_90 or later. Built for sm_80..89 (dep_wait a no-op) but run on an sm_90 GPU, through the
- * JIT of compute_80 PTX, the launches would overlap with nothing to wait: the probe's binary version
- * says which code the module loaded (every kernel of this build comes from the same choice). */
+ * JIT of compute_80 PTX, the launches would overlap with nothing to wait: the probe's PTX (virtual
+ * architecture) and binary versions say which code the module loaded (every kernel of this build
+ * comes from the same choice). bench_int8 prints the outcome. */
 __global__ void pdl_probe_kernel() {}
 int k_pdl_on(void) {
     static int on = -1;
@@ -17,7 +18,7 @@ int k_pdl_on(void) {
         const char *v = getenv("MQ_PDL");
         cudaFuncAttributes fa;
         on = !(v && v[0] == '0') && cudaFuncGetAttributes(&fa, pdl_probe_kernel) == cudaSuccess &&
-             fa.binaryVersion >= 90;
+             fa.ptxVersion >= 90 && fa.binaryVersion >= 90;
         (void)cudaGetLastError(); /* a failed probe leaves no sticky error: it only turns PDL off */
     }
     return on;

@@ -159,10 +159,9 @@ static __device__ __forceinline__ void dep_enter() {
     dep_release();
 }
 
-/* Launches kernel with programmatic stream serialization when pdl is set, unless MQ_PDL=0 (k_pdl_on,
- * for the comparison in the benchmarks); otherwise an ordinary launch. A kernel right after a
+/* Launches kernel with programmatic stream serialization when pdl is set and k_pdl_on() (ssm/kern.h:
+ * sm_90 code, MQ_PDL not 0); otherwise an ordinary launch. A kernel right after a
  * memset in the same stream takes pdl = 0: there is no kernel before it to overlap. */
-int k_pdl_on(void); /* ssm/kern_common.cu */
 template <typename... KArgs, typename... Args>
 static void launch_k(int pdl, void (*kernel)(KArgs...), dim3 grid, dim3 block, size_t smem, cudaStream_t st,
                      Args... args) {

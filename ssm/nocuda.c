@@ -56,6 +56,7 @@ int gop_f16_gemm(float *Y, const float *X, const float *W, const float *bias, in
 void gop_i8_set_route(int route) {}
 void gop_i8_route_counts(long counts[GOP_NROUTES]) { for (int i = 0; i < GOP_NROUTES; i++) counts[i] = 0; }
 void gop_i8_set_decode_fused(int on) {}
+int gop_pdl_on(void) { return 0; }
 int gop_i8_gemm(int32_t *acc, const int8_t *X, const int8_t *W, int M, int N, int K, int pad, int route, int *taken) {
     return NOCUDA;
 }

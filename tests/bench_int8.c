@@ -505,8 +505,9 @@ int main(int argc, char **argv) {
     if (!w4a16_only) {
         printf("## int8 pass vs FP16 forward (build/bench/bench_int8), %s\n\n", gpu_describe());
         printf("Each cell: int8 / FP16 (ratio = FP16 time / int8 time; > 1 means int8 is faster). Floor: weights one "
-               "decode step reads / %.2f TB/s, the device-to-device copy rate measured in this run (read + write).\n\n",
-               tbps);
+               "decode step reads / %.2f TB/s, the device-to-device copy rate measured in this run (read + write). "
+               "Programmatic dependent launches: %s.\n\n",
+               tbps, gop_pdl_on() ? "on" : "off (MQ_PDL=0, or no sm_90 code in the build)");
         printf("| model | weights GB int8 / FP16 | prefill 1x1024 ms | prefill 8x1024 ms | decode b=1 ms/token | "
                "b=1 floor ms (reached) | decode b=16 ms/step | decode b=64 ms/step | GPU memory GB |\n");
         printf("|---|---|---|---|---|---|---|---|---|\n");
