@@ -400,8 +400,9 @@ static void print_peer_table(cJSON *models, cJSON *notes) {
  * table's protocol, and the per-op times of a 1x1024 prefill and of batch-64 decode steps of each */
 static int bench_q2(const char *filter) {
     static const int passes[3] = {P_INT8, P_Q2, P_W4A8};
-    printf("quamba2 W8A8 / W4A8 / quamba W8A8 (the int8 pass), ms:\n\n| model | prefill 1x1024 | prefill 8x1024 | "
-           "decode b=1 | decode b=16 | decode b=64 |\n|---|---|---|---|---|---|\n");
+    printf("quamba2 W8A8 / W4A8 / quamba W8A8 (the int8 pass), ms (programmatic dependent launches %s):\n\n| model | "
+           "prefill 1x1024 | prefill 8x1024 | decode b=1 | decode b=16 | decode b=64 |\n|---|---|---|---|---|---|\n",
+           gop_pdl_on() ? "on" : "off");
     char ops[sizeof shapes / sizeof shapes[0]][3][512], dops[sizeof shapes / sizeof shapes[0]][3][512];
     for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++) {
         if (filter && !strstr(shapes[i].name, filter)) continue;
