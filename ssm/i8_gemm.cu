@@ -521,6 +521,16 @@ static int w4_splitk_on(void) {
     if (v < 0) v = !(getenv("MQ_W4_SPLITK") && !strcmp(getenv("MQ_W4_SPLITK"), "0"));
     return v;
 }
+/* K split into slices of whole units (a W4 group, or 64 columns) so that blocks x slices cover the
+ * SMs, at most K_W4_SPLIT_MAX slices: returns their count, *kslice their columns */
+static int tile_split(int sm_count, int blocks, int K, int unit, int *kslice) {
+    const int units = K / unit;
+    int split = cdiv(sm_count, blocks);
+    if (split > K_W4_SPLIT_MAX) split = K_W4_SPLIT_MAX;
+    if (split > units) split = units;
+    *kslice = cdiv(units, split) * unit;
+    return cdiv(K, *kslice);
+}
 size_t k_w4a8_part_floats(int M, int N) { return M >= W4T_SPLIT_MIN_M && M < W4T_MIN_M ? (size_t)K_W4_SPLIT_MAX * M * N : 0; }
 
 void k_w4a8_mma(const int8_t *X, int ldx, const uint8_t *W, const float *ws, int group, int M, int N, int K,
@@ -536,13 +546,9 @@ void k_w4a8_mma(const int8_t *X, int ldx, const uint8_t *W, const float *ws, int
         return;
     }
     if (M >= W4T_SPLIT_MIN_M && part && w4_splitk_on()) {
-        /* slices of whole groups, enough that the blocks cover the SMs, at most K_W4_SPLIT_MAX */
-        const int blocks = cdiv(N, W4T_ROWS), groups = K / group;
-        int split = cdiv(sm_count, blocks);
-        if (split > K_W4_SPLIT_MAX) split = K_W4_SPLIT_MAX;
-        if (split > groups) split = groups;
-        const int kslice = cdiv(groups, split) * group;
-        split = cdiv(K, kslice);
+        const int blocks = cdiv(N, W4T_ROWS);
+        int kslice;
+        const int split = tile_split(sm_count, blocks, K, group, &kslice); /* slices of whole groups */
         launch_pdl(tile_kernel<2, true>, dim3(blocks, 1, split), 256, 0, st, X, ldx, W, ws, group, M, N, K, kslice, e,
                    out, ldo, split > 1 ? part : NULL, NULL);
         CUDA_CHECK_LAUNCH();
@@ -594,12 +600,9 @@ static void mma_run(k_gemm_ctx *c, const int8_t *X, int ldx, const int8_t *W, in
     /* 33-64 rows, wide layers: the tiled kernel, K split so that the blocks cover the SMs (narrow ones,
      * x_proj, keep the kernel below: its 16-row blocks split K further) */
     if (M >= 33 && K % 64 == 0 && cdiv(N, W4T_ROWS) * K_W4_SPLIT_MAX >= c->sm_count) {
-        const int blocks = cdiv(N, W4T_ROWS), steps = K / 64;
-        int split = cdiv(c->sm_count, blocks);
-        if (split > K_W4_SPLIT_MAX) split = K_W4_SPLIT_MAX;
-        if (split > steps) split = steps;
-        const int kslice = cdiv(steps, split) * 64;
-        split = cdiv(K, kslice);
+        const int blocks = cdiv(N, W4T_ROWS);
+        int kslice;
+        const int split = tile_split(c->sm_count, blocks, K, 64, &kslice);
         int32_t *sums = split > 1 ? acc : NULL;
         if (sums) CUDA_CHECK(cudaMemsetAsync(sums, 0, sizeof(int32_t) * (size_t)M * N, c->st));
         launch_k(!sums, tile_kernel<2, false>, dim3(blocks, 1, split), 256, 0, c->st, X, ldx, (const uint8_t *)W, NULL,
